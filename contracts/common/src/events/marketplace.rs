@@ -1,0 +1,102 @@
+//! Events of the marketplace contract (standard `ecloud_marketplace`).
+
+use near_sdk::json_types::{Base64VecU8, U64, U128};
+use near_sdk::{AccountId, near};
+
+use super::Nep297;
+use crate::{Asset, Hash32, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage};
+
+/// Which node may take a job.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobTarget {
+    /// Only this node.
+    Node { node_id: NodeId },
+    /// Any eligible node that passes the filters.
+    Any {
+        region: Option<String>,
+        gpu_model: Option<String>,
+        /// Highest acceptable price per million output tokens.
+        max_price_per_million: Option<U128>,
+    },
+}
+
+/// How the cost of a settled job was split. All amounts are in the job's asset.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Settlement {
+    pub cost: U128,
+    pub provider: U128,
+    pub royalty: U128,
+    pub protocol_fee: U128,
+    pub refund: U128,
+}
+
+/// Why a job ended without a result.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// Nobody claimed it within the claim window.
+    Unclaimed,
+    /// Claimed, but no result before the deadline.
+    DeadlineMissed,
+    /// Withdrawn by the user before any claim.
+    ByUser,
+}
+
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum MarketplaceEvent {
+    JobSubmitted {
+        job_id: JobId,
+        user: AccountId,
+        model_id: ModelId,
+        asset: Asset,
+        price_cap: U128,
+        claim_deadline_ns: U64,
+        deadline_ns: U64,
+        target: JobTarget,
+        input: InputRef,
+        /// The user's x25519 key, hex: the node encrypts the output to it.
+        user_key: String,
+    },
+    JobClaimed { job_id: JobId, node_id: NodeId, operator: AccountId },
+    JobSettled {
+        job_id: JobId,
+        node_id: NodeId,
+        usage: Usage,
+        output: OutputRef,
+        input_hash: Hash32,
+        output_hash: Hash32,
+        /// ed25519 signature of the node's attested key over the receipt.
+        signature: Base64VecU8,
+        settlement: Settlement,
+    },
+    JobCancelled {
+        job_id: JobId,
+        reason: CancelReason,
+        refund: U128,
+        slashed: Option<U128>,
+    },
+    RequestCreated {
+        request_id: RequestId,
+        caller: AccountId,
+        model_id: ModelId,
+        deposit: U128,
+        input: InputRef,
+    },
+    RequestAnswered { request_id: RequestId, node_id: NodeId, usage: Usage, settlement: Settlement },
+    RequestTimedOut { request_id: RequestId, refund: U128 },
+    /// A payout could not be delivered and waits for `withdraw`.
+    CreditAdded { account: AccountId, asset: Asset, amount: U128 },
+    CreditWithdrawn { account: AccountId, asset: Asset, amount: U128 },
+    PolicyUpdated { field: String, value: String },
+}
+
+impl Nep297 for MarketplaceEvent {
+    const STANDARD: &'static str = "ecloud_marketplace";
+    const VERSION: &'static str = "1.0.0";
+}

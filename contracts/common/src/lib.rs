@@ -1,0 +1,15 @@
+//! Types shared on and off chain by every enclave-cloud component.
+//!
+//! The contracts emit the NEP-297 events defined in [`events`]; the indexer parses the very
+//! same types, so an event can never drift between the writer and the reader. The identifiers
+//! in [`ids`] are semantic newtypes: a `JobId` cannot be passed where a `NodeId` is expected.
+
+pub mod events;
+pub mod ids;
+pub mod types;
+
+pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};
+pub use types::{
+    Asset, AttestationKind, GpuInfo, Hash32, InputRef, Measurements, ModelPrice, NodeStatus,
+    OutputRef, TcbStatus, Usage,
+};

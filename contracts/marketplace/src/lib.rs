@@ -1,0 +1,34 @@
+//! Marketplace contract: escrowed inference jobs, settlement and agent requests.
+//!
+//! Skeleton: the real interface lands with the marketplace issue.
+
+use near_sdk::{AccountId, PanicOnDefault, env, near};
+
+#[near(contract_state)]
+#[derive(PanicOnDefault)]
+pub struct Marketplace {
+    owner: AccountId,
+}
+
+#[near]
+impl Marketplace {
+    #[init]
+    pub fn new(owner: AccountId) -> Self {
+        Self { owner }
+    }
+
+    /// The governance account.
+    pub fn owner(&self) -> AccountId {
+        self.owner.clone()
+    }
+
+    /// Contract version, from Cargo.
+    pub fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    /// Who called last (keeps `env` in use so the skeleton links the host functions).
+    pub fn whoami(&self) -> AccountId {
+        env::predecessor_account_id()
+    }
+}
