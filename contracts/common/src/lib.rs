@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod ids;
+pub mod interfaces;
 pub mod types;
 
 pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};

@@ -1,0 +1,1 @@
+fn main() { println!("ecloud: not yet"); }

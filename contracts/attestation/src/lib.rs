@@ -1,0 +1,1 @@
+//! TEE attestation verification (Intel TDX DCAP, dstack event log, NVIDIA SPDM): skeleton.

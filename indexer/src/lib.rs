@@ -1,0 +1,1 @@
+//! Chain follower -> SQL -> REST API + worker feed: skeleton.
