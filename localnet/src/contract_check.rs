@@ -9,6 +9,10 @@ use near_vm_runner::logic::errors::{CompilationError, PrepareError};
 use near_vm_runner::{ContractCode, MockContractRuntimeCache, precompile_contract};
 use std::sync::Arc;
 
+/// Our own ceiling, well under the protocol's: a contract that grows past it is a design
+/// problem to fix (and leaves room for upgrades), not a limit to raise.
+pub const PROJECT_MAX_CONTRACT_SIZE: usize = 1_572_864; // 1.5 MiB
+
 /// What a deployable contract looks like to the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployability {
@@ -22,6 +26,8 @@ pub struct Deployability {
 pub enum ContractCheckError {
     #[error("contract is {size} bytes, over the {max_size}-byte limit of protocol {protocol}")]
     TooLarge { size: usize, max_size: u64, protocol: u32 },
+    #[error("contract is {size} bytes, over the project's {budget}-byte (1.5 MiB) budget")]
+    OverBudget { size: usize, budget: usize },
     #[error("contract is not a valid NEAR wasm (nearcore prepare): {0}")]
     Prepare(PrepareError),
     #[error("contract does not compile in nearcore's VM: {0}")]
@@ -38,7 +44,7 @@ pub fn current_vm_config() -> Arc<Config> {
     Arc::new(config)
 }
 
-/// Checks a contract the way a `DeployContract` action would.
+/// Checks a contract the way a `DeployContract` action would, plus the project's size budget.
 pub fn check_deployable(code: &[u8]) -> Result<Deployability, ContractCheckError> {
     let config = current_vm_config();
     let max_size = config.limit_config.max_contract_size;
@@ -47,6 +53,12 @@ pub fn check_deployable(code: &[u8]) -> Result<Deployability, ContractCheckError
             size: code.len(),
             max_size,
             protocol: PROTOCOL_VERSION,
+        });
+    }
+    if code.len() > PROJECT_MAX_CONTRACT_SIZE {
+        return Err(ContractCheckError::OverBudget {
+            size: code.len(),
+            budget: PROJECT_MAX_CONTRACT_SIZE,
         });
     }
     near_vm_runner::prepare::prepare_contract(code, &config, VMKind::Wasmtime)
@@ -73,6 +85,8 @@ mod tests {
     fn oversized_contracts_are_refused() {
         let limit = current_vm_config().limit_config.max_contract_size as usize;
         let err = check_deployable(&vec![0u8; limit + 1]).unwrap_err();
-        assert!(err.to_string().contains("over the"), "{err}");
+        assert!(matches!(err, ContractCheckError::TooLarge { .. }), "{err}");
+        let err = check_deployable(&vec![0u8; PROJECT_MAX_CONTRACT_SIZE + 1]).unwrap_err();
+        assert!(err.to_string().contains("1.5 MiB"), "{err}");
     }
 }

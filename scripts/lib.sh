@@ -1,0 +1,43 @@
+# Shared helpers for the scripts in this folder. Source it; do not run it.
+# Sets REPO_ROOT and CARGO_TARGET_DIR (a cache outside the clone when CI=true).
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REPO_ROOT
+
+if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
+    if [[ "${CI:-}" == "true" ]]; then
+        export CARGO_TARGET_DIR="$HOME/.cache/enclave-cloud/target"
+    else
+        export CARGO_TARGET_DIR="$REPO_ROOT/target"
+    fi
+fi
+# Built contracts land here; tests find them through the same variable.
+export ECLOUD_WASM_DIR="${ECLOUD_WASM_DIR:-$CARGO_TARGET_DIR/near}"
+
+step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+fail() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# apt_install PKG... : installs Debian packages that are missing (root or sudo).
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    command -v apt-get >/dev/null || fail "missing packages ${missing[*]} and no apt-get to install them"
+    step "installing ${missing[*]} (apt-get)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# ensure_rust: the pinned toolchain with the wasm target.
+ensure_rust() {
+    command -v cargo >/dev/null || fail "cargo not found: install Rust with rustup (https://rustup.rs)"
+    (cd "$REPO_ROOT" && rustup show active-toolchain >/dev/null 2>&1) || (cd "$REPO_ROOT" && rustup toolchain install)
+    (cd "$REPO_ROOT" && rustup target list --installed | grep -qx wasm32-unknown-unknown) \
+        || (cd "$REPO_ROOT" && rustup target add wasm32-unknown-unknown)
+}
