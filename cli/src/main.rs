@@ -1,1 +1,3 @@
-fn main() { println!("ecloud: not yet"); }
+fn main() {
+    println!("ecloud: not yet");
+}

@@ -1,1 +1,3 @@
-fn main() { println!("indexer: not yet"); }
+fn main() {
+    println!("indexer: not yet");
+}

@@ -25,7 +25,11 @@ pub struct Deployability {
 #[derive(Debug, thiserror::Error)]
 pub enum ContractCheckError {
     #[error("contract is {size} bytes, over the {max_size}-byte limit of protocol {protocol}")]
-    TooLarge { size: usize, max_size: u64, protocol: u32 },
+    TooLarge {
+        size: usize,
+        max_size: u64,
+        protocol: u32,
+    },
     #[error("contract is {size} bytes, over the project's {budget}-byte (1.5 MiB) budget")]
     OverBudget { size: usize, budget: usize },
     #[error("contract is not a valid NEAR wasm (nearcore prepare): {0}")]
@@ -39,7 +43,11 @@ pub enum ContractCheckError {
 /// The VM config of the protocol version this build of nearcore runs, with wasmtime.
 pub fn current_vm_config() -> Arc<Config> {
     let store = RuntimeConfigStore::new(None);
-    let mut config = store.get_config(PROTOCOL_VERSION).wasm_config.as_ref().clone();
+    let mut config = store
+        .get_config(PROTOCOL_VERSION)
+        .wasm_config
+        .as_ref()
+        .clone();
     config.vm_kind = VMKind::Wasmtime;
     Arc::new(config)
 }
@@ -64,10 +72,18 @@ pub fn check_deployable(code: &[u8]) -> Result<Deployability, ContractCheckError
     near_vm_runner::prepare::prepare_contract(code, &config, VMKind::Wasmtime)
         .map_err(ContractCheckError::Prepare)?;
     let cache = MockContractRuntimeCache::default();
-    precompile_contract(&ContractCode::new(code.to_vec(), None), config, Some(&cache))
-        .map_err(|e| ContractCheckError::Cache(format!("{e:?}")))?
-        .map_err(ContractCheckError::Compile)?;
-    Ok(Deployability { size: code.len(), max_size, protocol_version: PROTOCOL_VERSION })
+    precompile_contract(
+        &ContractCode::new(code.to_vec(), None),
+        config,
+        Some(&cache),
+    )
+    .map_err(|e| ContractCheckError::Cache(format!("{e:?}")))?
+    .map_err(ContractCheckError::Compile)?;
+    Ok(Deployability {
+        size: code.len(),
+        max_size,
+        protocol_version: PROTOCOL_VERSION,
+    })
 }
 
 #[cfg(test)]
@@ -78,7 +94,11 @@ mod tests {
     fn random_bytes_are_refused_with_a_clear_message() {
         let err = check_deployable(b"\x13\x37 definitely not wasm").unwrap_err();
         assert!(matches!(err, ContractCheckError::Prepare(_)), "{err:?}");
-        assert!(err.to_string().starts_with("contract is not a valid NEAR wasm"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("contract is not a valid NEAR wasm"),
+            "{err}"
+        );
     }
 
     #[test]

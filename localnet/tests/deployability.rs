@@ -24,7 +24,10 @@ fn every_built_contract_is_deployable() {
     for name in CONTRACTS {
         let path = dir.join(format!("{name}.wasm"));
         let code = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!("{}: {e}; run scripts/build-contracts.sh first", path.display())
+            panic!(
+                "{}: {e}; run scripts/build-contracts.sh first",
+                path.display()
+            )
         });
         match check_deployable(&code) {
             Ok(d) => println!(
@@ -42,7 +45,9 @@ fn cli_rejects_a_broken_wasm_with_a_clear_message() {
     std::fs::create_dir_all(&dir).unwrap();
     let broken = dir.join("broken.wasm");
     // Deterministic pseudo-random bytes: not a wasm module.
-    let bytes: Vec<u8> = (0u32..4096).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let bytes: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     std::fs::write(&broken, bytes).unwrap();
 
     let out = Command::new(env!("CARGO_BIN_EXE_localnet"))
@@ -52,7 +57,10 @@ fn cli_rejects_a_broken_wasm_with_a_clear_message() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a broken wasm must fail the check");
-    assert!(stderr.contains("REJECTED") && stderr.contains("not a valid NEAR wasm"), "{stderr}");
+    assert!(
+        stderr.contains("REJECTED") && stderr.contains("not a valid NEAR wasm"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -87,7 +87,8 @@ impl ModelId {
 
     fn is_valid(s: &str) -> bool {
         (Self::MIN_LEN..=Self::MAX_LEN).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
     }
@@ -138,7 +139,9 @@ mod tests {
     fn numeric_ids_travel_as_strings() {
         assert_eq!(serde_json::to_string(&JobId(42)).unwrap(), "\"42\"");
         assert_eq!(serde_json::from_str::<NodeId>("\"7\"").unwrap(), NodeId(7));
-        let err = serde_json::from_str::<NodeId>("\"x7\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<NodeId>("\"x7\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'x7' is not a valid number id"), "{err}");
         assert_eq!(JobId(1).next(), JobId(2));
     }
@@ -148,10 +151,20 @@ mod tests {
         for ok in ["llama-3-8b", "m7", "00"] {
             assert_eq!(ok.parse::<ModelId>().unwrap().as_str(), ok);
         }
-        for bad in ["", "a", "Llama", "has.dot", "-lead", "trail-", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "a",
+            "Llama",
+            "has.dot",
+            "-lead",
+            "trail-",
+            &"x".repeat(33),
+        ] {
             assert!(bad.parse::<ModelId>().is_err(), "{bad} must be refused");
         }
-        let err = serde_json::from_str::<ModelId>("\"Bad\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<ModelId>("\"Bad\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'Bad' is not a valid model id"), "{err}");
     }
 }

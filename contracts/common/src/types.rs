@@ -161,14 +161,24 @@ mod tests {
         let json = serde_json::to_string(&h).unwrap();
         assert_eq!(json, format!("\"{}\"", "ab".repeat(32)));
         assert_eq!(serde_json::from_str::<Hash32>(&json).unwrap(), h);
-        let err = serde_json::from_str::<Hash32>("\"abcd\"").unwrap_err().to_string();
+        let err = serde_json::from_str::<Hash32>("\"abcd\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'abcd' is not a 32-byte hex digest"), "{err}");
     }
 
     #[test]
     fn asset_json_shape() {
-        assert_eq!(serde_json::to_string(&Asset::Near).unwrap(), r#"{"kind":"near"}"#);
-        let ft = Asset::Ft { token: "usdc.near".parse().unwrap() };
-        assert_eq!(serde_json::to_string(&ft).unwrap(), r#"{"kind":"ft","token":"usdc.near"}"#);
+        assert_eq!(
+            serde_json::to_string(&Asset::Near).unwrap(),
+            r#"{"kind":"near"}"#
+        );
+        let ft = Asset::Ft {
+            token: "usdc.near".parse().unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&ft).unwrap(),
+            r#"{"kind":"ft","token":"usdc.near"}"#
+        );
     }
 }

@@ -63,7 +63,11 @@ pub enum MarketplaceEvent {
         /// The user's x25519 key, hex: the node encrypts the output to it.
         user_key: String,
     },
-    JobClaimed { job_id: JobId, node_id: NodeId, operator: AccountId },
+    JobClaimed {
+        job_id: JobId,
+        node_id: NodeId,
+        operator: AccountId,
+    },
     JobSettled {
         job_id: JobId,
         node_id: NodeId,
@@ -88,12 +92,31 @@ pub enum MarketplaceEvent {
         deposit: U128,
         input: InputRef,
     },
-    RequestAnswered { request_id: RequestId, node_id: NodeId, usage: Usage, settlement: Settlement },
-    RequestTimedOut { request_id: RequestId, refund: U128 },
+    RequestAnswered {
+        request_id: RequestId,
+        node_id: NodeId,
+        usage: Usage,
+        settlement: Settlement,
+    },
+    RequestTimedOut {
+        request_id: RequestId,
+        refund: U128,
+    },
     /// A payout could not be delivered and waits for `withdraw`.
-    CreditAdded { account: AccountId, asset: Asset, amount: U128 },
-    CreditWithdrawn { account: AccountId, asset: Asset, amount: U128 },
-    PolicyUpdated { field: String, value: String },
+    CreditAdded {
+        account: AccountId,
+        asset: Asset,
+        amount: U128,
+    },
+    CreditWithdrawn {
+        account: AccountId,
+        asset: Asset,
+        amount: U128,
+    },
+    PolicyUpdated {
+        field: String,
+        value: String,
+    },
 }
 
 impl Nep297 for MarketplaceEvent {

@@ -121,9 +121,12 @@ impl AnyEvent {
 }
 
 fn body<E: Nep297>(json: &str) -> Result<E, EventError> {
-    serde_json::from_str::<Envelope<'_, E>>(json).map(|e| e.event).map_err(|e| {
-        EventError::BadEvent { standard: E::STANDARD.to_owned(), reason: e.to_string() }
-    })
+    serde_json::from_str::<Envelope<'_, E>>(json)
+        .map(|e| e.event)
+        .map_err(|e| EventError::BadEvent {
+            standard: E::STANDARD.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -29,8 +29,15 @@ pub struct ModelManifest {
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum ModelEvent {
     /// The factory created a model token account.
-    ModelCreated { model_id: ModelId, token: AccountId, owner: AccountId },
-    ManifestUpdated { model_id: ModelId, manifest: ModelManifest },
+    ModelCreated {
+        model_id: ModelId,
+        token: AccountId,
+        owner: AccountId,
+    },
+    ManifestUpdated {
+        model_id: ModelId,
+        manifest: ModelManifest,
+    },
     CrowdfundStarted {
         goal: U128,
         /// yoctoNEAR per whole token.
@@ -38,15 +45,44 @@ pub enum ModelEvent {
         deadline_ns: U64,
         beneficiary: AccountId,
     },
-    Contributed { account: AccountId, amount: U128, tokens: U128 },
-    CrowdfundSucceeded { raised: U128 },
-    CrowdfundFailed { raised: U128 },
-    FundsReleased { beneficiary: AccountId, amount: U128, milestone: u32 },
-    ContributionRefunded { account: AccountId, amount: U128, tokens_burned: U128 },
-    RevenueDeposited { payer: AccountId, asset: Asset, amount: U128 },
-    RevenueClaimed { account: AccountId, asset: Asset, amount: U128 },
-    KeyGranted { node_id: NodeId, key_hash: Hash32 },
-    KeyRevoked { node_id: NodeId },
+    Contributed {
+        account: AccountId,
+        amount: U128,
+        tokens: U128,
+    },
+    CrowdfundSucceeded {
+        raised: U128,
+    },
+    CrowdfundFailed {
+        raised: U128,
+    },
+    FundsReleased {
+        beneficiary: AccountId,
+        amount: U128,
+        milestone: u32,
+    },
+    ContributionRefunded {
+        account: AccountId,
+        amount: U128,
+        tokens_burned: U128,
+    },
+    RevenueDeposited {
+        payer: AccountId,
+        asset: Asset,
+        amount: U128,
+    },
+    RevenueClaimed {
+        account: AccountId,
+        asset: Asset,
+        amount: U128,
+    },
+    KeyGranted {
+        node_id: NodeId,
+        key_hash: Hash32,
+    },
+    KeyRevoked {
+        node_id: NodeId,
+    },
 }
 
 impl Nep297 for ModelEvent {

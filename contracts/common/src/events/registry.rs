@@ -4,18 +4,31 @@ use near_sdk::json_types::U64;
 use near_sdk::{AccountId, NearToken, PublicKey, near};
 
 use super::Nep297;
-use crate::{AttestationKind, GpuInfo, Hash32, Measurements, ModelPrice, NodeId, NodeStatus, TcbStatus};
+use crate::{
+    AttestationKind, GpuInfo, Hash32, Measurements, ModelPrice, NodeId, NodeStatus, TcbStatus,
+};
 
 #[near(serializers = [json])]
 #[derive(Debug, Clone, PartialEq)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum RegistryEvent {
     /// An operator added stake.
-    StakeDeposited { operator: AccountId, amount: NearToken, total: NearToken },
+    StakeDeposited {
+        operator: AccountId,
+        amount: NearToken,
+        total: NearToken,
+    },
     /// An operator asked to withdraw stake; it unlocks after the unbonding delay.
-    UnstakeRequested { operator: AccountId, amount: NearToken, unlocks_at_ns: U64 },
+    UnstakeRequested {
+        operator: AccountId,
+        amount: NearToken,
+        unlocks_at_ns: U64,
+    },
     /// Unbonded stake left the contract.
-    StakeWithdrawn { operator: AccountId, amount: NearToken },
+    StakeWithdrawn {
+        operator: AccountId,
+        amount: NearToken,
+    },
     /// A node passed attestation and joined.
     NodeRegistered {
         node_id: NodeId,
@@ -30,7 +43,11 @@ pub enum RegistryEvent {
         expires_at_ns: U64,
     },
     /// A node renewed its attestation.
-    NodeReattested { node_id: NodeId, tcb_status: TcbStatus, expires_at_ns: U64 },
+    NodeReattested {
+        node_id: NodeId,
+        tcb_status: TcbStatus,
+        expires_at_ns: U64,
+    },
     /// A GPU's evidence verified and was attached to a node.
     GpuAdded { node_id: NodeId, gpu: GpuInfo },
     /// Commercial details changed.
@@ -46,7 +63,12 @@ pub enum RegistryEvent {
     /// Status transition (inactive, expired, active again, deregistered).
     NodeStatusChanged { node_id: NodeId, status: NodeStatus },
     /// Stake taken from a node's operator for a missed deadline.
-    NodeSlashed { node_id: NodeId, operator: AccountId, amount: NearToken, beneficiary: AccountId },
+    NodeSlashed {
+        node_id: NodeId,
+        operator: AccountId,
+        amount: NearToken,
+        beneficiary: AccountId,
+    },
     /// Governance changed a policy; `field` names what changed.
     PolicyUpdated { field: String, value: String },
     /// A verified GPU intermediate certificate was cached.

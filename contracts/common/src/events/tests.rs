@@ -31,11 +31,16 @@ fn registry_samples() -> Vec<RegistryEvent> {
             amount: NearToken::from_near(1),
             unlocks_at_ns: U64(9),
         },
-        StakeWithdrawn { operator: acc("op.near"), amount: NearToken::from_near(1) },
+        StakeWithdrawn {
+            operator: acc("op.near"),
+            amount: NearToken::from_near(1),
+        },
         NodeRegistered {
             node_id,
             operator: acc("op.near"),
-            signer_key: "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp".parse().unwrap(),
+            signer_key: "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp"
+                .parse()
+                .unwrap(),
             encryption_key: "11".repeat(32),
             kind: AttestationKind::Tdx,
             tcb_status: TcbStatus::UpToDate,
@@ -46,7 +51,11 @@ fn registry_samples() -> Vec<RegistryEvent> {
             },
             expires_at_ns: U64(1_000),
         },
-        NodeReattested { node_id, tcb_status: TcbStatus::SWHardeningNeeded, expires_at_ns: U64(2) },
+        NodeReattested {
+            node_id,
+            tcb_status: TcbStatus::SWHardeningNeeded,
+            expires_at_ns: U64(2),
+        },
         GpuAdded {
             node_id,
             gpu: GpuInfo {
@@ -67,16 +76,27 @@ fn registry_samples() -> Vec<RegistryEvent> {
             }],
             capacity: 4,
         },
-        NodeHeartbeat { node_id, at_ns: U64(5) },
-        NodeStatusChanged { node_id, status: NodeStatus::Inactive },
+        NodeHeartbeat {
+            node_id,
+            at_ns: U64(5),
+        },
+        NodeStatusChanged {
+            node_id,
+            status: NodeStatus::Inactive,
+        },
         NodeSlashed {
             node_id,
             operator: acc("op.near"),
             amount: NearToken::from_millinear(10),
             beneficiary: acc("user.near"),
         },
-        PolicyUpdated { field: "min_stake".into(), value: "1".into() },
-        CertificateCached { hash: Hash32([3; 32]) },
+        PolicyUpdated {
+            field: "min_stake".into(),
+            value: "1".into(),
+        },
+        CertificateCached {
+            hash: Hash32([3; 32]),
+        },
     ]
 }
 
@@ -108,13 +128,18 @@ fn marketplace_samples() -> Vec<MarketplaceEvent> {
         protocol_fee: U128(1),
         refund: U128(5),
     };
-    let usage = Usage { input_tokens: U64(100), output_tokens: U64(20) };
+    let usage = Usage {
+        input_tokens: U64(100),
+        output_tokens: U64(20),
+    };
     vec![
         JobSubmitted {
             job_id,
             user: acc("user.near"),
             model_id: model(),
-            asset: Asset::Ft { token: acc("usdc.near") },
+            asset: Asset::Ft {
+                token: acc("usdc.near"),
+            },
             price_cap: U128(15),
             claim_deadline_ns: U64(10),
             deadline_ns: U64(20),
@@ -123,15 +148,24 @@ fn marketplace_samples() -> Vec<MarketplaceEvent> {
                 gpu_model: Some("H100".into()),
                 max_price_per_million: Some(U128(3)),
             },
-            input: InputRef::Inline { ciphertext: Base64VecU8(vec![1, 2, 3]) },
+            input: InputRef::Inline {
+                ciphertext: Base64VecU8(vec![1, 2, 3]),
+            },
             user_key: "22".repeat(32),
         },
-        JobClaimed { job_id, node_id: NodeId(3), operator: acc("op.near") },
+        JobClaimed {
+            job_id,
+            node_id: NodeId(3),
+            operator: acc("op.near"),
+        },
         JobSettled {
             job_id,
             node_id: NodeId(3),
             usage,
-            output: InputRef::Remote { hash: Hash32([4; 32]), uri: "ipfs://x".into() },
+            output: InputRef::Remote {
+                hash: Hash32([4; 32]),
+                uri: "ipfs://x".into(),
+            },
             input_hash: Hash32([5; 32]),
             output_hash: Hash32([4; 32]),
             signature: Base64VecU8(vec![9; 64]),
@@ -148,13 +182,34 @@ fn marketplace_samples() -> Vec<MarketplaceEvent> {
             caller: acc("agent.near"),
             model_id: model(),
             deposit: U128(3),
-            input: InputRef::Inline { ciphertext: Base64VecU8(b"hi".to_vec()) },
+            input: InputRef::Inline {
+                ciphertext: Base64VecU8(b"hi".to_vec()),
+            },
         },
-        RequestAnswered { request_id: RequestId(7), node_id: NodeId(3), usage, settlement },
-        RequestTimedOut { request_id: RequestId(8), refund: U128(3) },
-        CreditAdded { account: acc("op.near"), asset: Asset::Near, amount: U128(8) },
-        CreditWithdrawn { account: acc("op.near"), asset: Asset::Near, amount: U128(8) },
-        PolicyUpdated { field: "protocol_fee_bps".into(), value: "100".into() },
+        RequestAnswered {
+            request_id: RequestId(7),
+            node_id: NodeId(3),
+            usage,
+            settlement,
+        },
+        RequestTimedOut {
+            request_id: RequestId(8),
+            refund: U128(3),
+        },
+        CreditAdded {
+            account: acc("op.near"),
+            asset: Asset::Near,
+            amount: U128(8),
+        },
+        CreditWithdrawn {
+            account: acc("op.near"),
+            asset: Asset::Near,
+            amount: U128(8),
+        },
+        PolicyUpdated {
+            field: "protocol_fee_bps".into(),
+            value: "100".into(),
+        },
     ]
 }
 
@@ -177,7 +232,11 @@ fn marketplace_variant(e: &MarketplaceEvent) -> usize {
 fn model_samples() -> Vec<ModelEvent> {
     use ModelEvent::*;
     vec![
-        ModelCreated { model_id: model(), token: acc("llama-3-8b.models.near"), owner: acc("o.near") },
+        ModelCreated {
+            model_id: model(),
+            token: acc("llama-3-8b.models.near"),
+            owner: acc("o.near"),
+        },
         ManifestUpdated {
             model_id: model(),
             manifest: ModelManifest {
@@ -192,14 +251,37 @@ fn model_samples() -> Vec<ModelEvent> {
             deadline_ns: U64(50),
             beneficiary: acc("trainer.near"),
         },
-        Contributed { account: acc("a.near"), amount: U128(10), tokens: U128(5) },
+        Contributed {
+            account: acc("a.near"),
+            amount: U128(10),
+            tokens: U128(5),
+        },
         CrowdfundSucceeded { raised: U128(100) },
         CrowdfundFailed { raised: U128(10) },
-        FundsReleased { beneficiary: acc("trainer.near"), amount: U128(50), milestone: 1 },
-        ContributionRefunded { account: acc("a.near"), amount: U128(10), tokens_burned: U128(5) },
-        RevenueDeposited { payer: acc("market.near"), asset: Asset::Near, amount: U128(3) },
-        RevenueClaimed { account: acc("a.near"), asset: Asset::Near, amount: U128(1) },
-        KeyGranted { node_id: NodeId(3), key_hash: Hash32([6; 32]) },
+        FundsReleased {
+            beneficiary: acc("trainer.near"),
+            amount: U128(50),
+            milestone: 1,
+        },
+        ContributionRefunded {
+            account: acc("a.near"),
+            amount: U128(10),
+            tokens_burned: U128(5),
+        },
+        RevenueDeposited {
+            payer: acc("market.near"),
+            asset: Asset::Near,
+            amount: U128(3),
+        },
+        RevenueClaimed {
+            account: acc("a.near"),
+            asset: Asset::Near,
+            amount: U128(1),
+        },
+        KeyGranted {
+            node_id: NodeId(3),
+            key_hash: Hash32([6; 32]),
+        },
         KeyRevoked { node_id: NodeId(3) },
     ]
 }
@@ -224,7 +306,11 @@ fn model_variant(e: &ModelEvent) -> usize {
 
 fn nep141_samples() -> Vec<Nep141Event> {
     vec![
-        Nep141Event::FtMint(vec![FtMint { owner_id: acc("a.near"), amount: U128(5), memo: None }]),
+        Nep141Event::FtMint(vec![FtMint {
+            owner_id: acc("a.near"),
+            amount: U128(5),
+            memo: None,
+        }]),
         Nep141Event::FtBurn(vec![FtBurn {
             owner_id: acc("a.near"),
             amount: U128(5),
@@ -244,11 +330,22 @@ fn check_round_trip(event: AnyEvent, standard: &str, version: &str) -> String {
     let line = event.to_log_line();
     let json = line.strip_prefix("EVENT_JSON:").expect("prefix");
     let value: serde_json::Value = serde_json::from_str(json).unwrap();
-    let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, ["standard", "version", "event", "data"], "{line}");
     assert_eq!(value["standard"], standard);
     assert_eq!(value["version"], version);
-    assert!(value["event"].as_str().unwrap().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    assert!(
+        value["event"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_')
+    );
     assert_eq!(AnyEvent::parse(&line).unwrap(), Some(event), "{line}");
     value["event"].as_str().unwrap().to_owned()
 }
@@ -269,7 +366,11 @@ fn every_registry_event_round_trips() {
 fn every_marketplace_event_round_trips() {
     let samples = marketplace_samples();
     let covered: BTreeSet<usize> = samples.iter().map(marketplace_variant).collect();
-    assert_eq!(covered.len(), 10, "a marketplace event variant has no sample");
+    assert_eq!(
+        covered.len(),
+        10,
+        "a marketplace event variant has no sample"
+    );
     for e in samples {
         check_round_trip(AnyEvent::Marketplace(e), "ecloud_marketplace", "1.0.0");
     }
@@ -294,7 +395,11 @@ fn nep141_events_round_trip() {
 
 #[test]
 fn exact_wire_form() {
-    let line = RegistryEvent::NodeHeartbeat { node_id: NodeId(3), at_ns: U64(5) }.to_log_line();
+    let line = RegistryEvent::NodeHeartbeat {
+        node_id: NodeId(3),
+        at_ns: U64(5),
+    }
+    .to_log_line();
     assert_eq!(
         line,
         r#"EVENT_JSON:{"standard":"ecloud_registry","version":"1.0.0","event":"node_heartbeat","data":{"node_id":"3","at_ns":"5"}}"#
@@ -324,12 +429,19 @@ fn parses_what_near_contract_standards_writes() {
 #[test]
 fn bad_lines_are_typed_errors() {
     assert_eq!(AnyEvent::parse("plain log").unwrap(), None);
-    assert!(matches!(AnyEvent::parse("EVENT_JSON:{nope"), Err(EventError::Malformed(_))));
-    let unknown = r#"EVENT_JSON:{"standard":"ecloud_registry","version":"9.0.0","event":"x","data":{}}"#;
+    assert!(matches!(
+        AnyEvent::parse("EVENT_JSON:{nope"),
+        Err(EventError::Malformed(_))
+    ));
+    let unknown =
+        r#"EVENT_JSON:{"standard":"ecloud_registry","version":"9.0.0","event":"x","data":{}}"#;
     assert_eq!(
         AnyEvent::parse(unknown).unwrap_err().to_string(),
         "unknown event standard 'ecloud_registry' version '9.0.0'"
     );
     let bad = r#"EVENT_JSON:{"standard":"ecloud_registry","version":"1.0.0","event":"node_heartbeat","data":{"node_id":"x"}}"#;
-    assert!(matches!(AnyEvent::parse(bad), Err(EventError::BadEvent { .. })));
+    assert!(matches!(
+        AnyEvent::parse(bad),
+        Err(EventError::BadEvent { .. })
+    ));
 }
