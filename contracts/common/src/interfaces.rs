@@ -49,6 +49,21 @@ pub trait ModelRevenueApi {
     fn deposit_revenue(&mut self);
 }
 
+/// The marketplace as a contract that calls AI sees it (agent request, yield/resume).
+#[ext_contract(ext_marketplace_agent)]
+pub trait MarketplaceAgentApi {
+    /// Payable: attach `price_cap` plus the request's storage (see the marketplace's
+    /// `request_deposit` view). Returns the request id at once; the answer (or `None` after the
+    /// yield timeout, with the deposit refunded) arrives later through
+    /// [`AiCallbackApi::on_ai_response`] on the predecessor.
+    fn request(
+        &mut self,
+        model_id: crate::ModelId,
+        input: crate::InputRef,
+        price_cap: U128,
+    ) -> crate::RequestId;
+}
+
 /// Callback a contract implements to receive an agent request's answer from the
 /// marketplace (yield/resume flow).
 #[ext_contract(ext_ai_caller)]

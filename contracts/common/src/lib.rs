@@ -7,9 +7,11 @@
 pub mod events;
 pub mod ids;
 pub mod interfaces;
+pub mod receipt;
 pub mod types;
 
 pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};
+pub use receipt::{ReceiptSubject, ResultReceipt};
 pub use types::{
     Asset, AttestationKind, GpuInfo, Hash32, InputRef, Measurements, ModelPrice, NodeStatus,
     OutputRef, TcbStatus, Usage,
