@@ -1,1 +1,185 @@
-//! TEE attestation verification (Intel TDX DCAP, dstack event log, NVIDIA SPDM): skeleton.
+//! TEE attestation verification for enclave-cloud nodes, on chain (wasm32 / NEAR) and off chain.
+//!
+//! * Intel TDX DCAP quotes through Phala's `dcap-qvl` (offline, pluggable crypto: NEAR host
+//!   functions for P-256 and SHA-256 with the `near` feature),
+//! * dstack event log replay of RTMR3 and the app compose hash,
+//! * the key binding of `report_data` (near/mpc layout),
+//! * NVIDIA GPU SPDM evidence and device certificate chains (P-384),
+//! * a `dev` kind for localnet/testnet.
+//!
+//! Start at [`verify_bundle`]; README.md documents the bundle and verdict formats.
+
+mod binding;
+mod bundle;
+mod crypto;
+mod der_tlv;
+mod dev;
+pub mod dstack;
+mod dstack_import;
+mod error;
+mod hexser;
+mod keys;
+pub mod nvidia;
+mod policy;
+mod quote_layout;
+pub mod tdx;
+mod verdict;
+
+pub use binding::{REPORT_DATA_VERSION, check_report_data, report_data_for};
+pub use bundle::{
+    AttestationBundle, AttestationKind, BUNDLE_VERSION, DevEvidence, EventLogEntry, GpuEvidence,
+    TdxEvidence, parse_bundle,
+};
+#[cfg(feature = "near")]
+pub use crypto::NearCrypto;
+pub use crypto::{Crypto, DefaultCrypto, RustCrypto};
+pub use dcap_qvl::QuoteCollateralV3;
+pub use dev::{DEV_DOMAIN, dev_attestation_message, verify_dev};
+pub use dstack::replay_rtmr3;
+pub use dstack_import::bundle_from_dstack_public_data;
+pub use error::{AttestationError, GpuError};
+pub use keys::{format_near_ed25519_key, parse_near_ed25519_key};
+pub use nvidia::{CertCache, GpuVerdict, NoCache, verify_gpu_evidence};
+pub use policy::{GraceStatus, TcbGrace, TcbPolicy, VerifyPolicy};
+pub use quote_layout::INTEL_SGX_ROOT_CA_PEM;
+pub use verdict::{BoundKeys, Measurements, Verdict};
+
+use bundle::fixed;
+use hexser::to_hex;
+
+/// Verifies a whole bundle at `now_unix_secs` under `policy`, verifying every GPU chain link.
+pub fn verify_bundle<C: Crypto>(
+    bundle: &AttestationBundle,
+    now_unix_secs: u64,
+    policy: &VerifyPolicy,
+    crypto: &C,
+) -> Result<Verdict, AttestationError> {
+    verify_bundle_with_cache(bundle, now_unix_secs, policy, crypto, &NoCache)
+}
+
+/// [`verify_bundle`] with a cache of NVIDIA CA certificates verified earlier.
+///
+/// Cheap structural checks run first (keys, quote header, key binding, event log), the DCAP
+/// verification after them, the GPUs last.
+pub fn verify_bundle_with_cache<C: Crypto, K: CertCache + ?Sized>(
+    bundle: &AttestationBundle,
+    now_unix_secs: u64,
+    policy: &VerifyPolicy,
+    crypto: &C,
+    cache: &K,
+) -> Result<Verdict, AttestationError> {
+    if bundle.version != BUNDLE_VERSION {
+        return Err(AttestationError::Malformed {
+            what: "bundle version",
+            reason: format!(
+                "{} is not supported (expected {BUNDLE_VERSION})",
+                bundle.version
+            ),
+        });
+    }
+    let enclave_key: [u8; 32] = fixed(&bundle.enclave_key, "enclave_key")?;
+    let near_key = parse_near_ed25519_key(&bundle.near_public_key)?;
+    let bound_keys = BoundKeys {
+        enclave_key: to_hex(&enclave_key),
+        near_public_key: format_near_ed25519_key(&near_key),
+    };
+    let mut verdict = match bundle.kind {
+        AttestationKind::Tdx => {
+            let tdx = bundle
+                .tdx
+                .as_ref()
+                .ok_or(AttestationError::MissingSection {
+                    kind: "tdx",
+                    section: "tdx",
+                })?;
+            verify_tdx_part(
+                tdx,
+                &enclave_key,
+                &near_key,
+                now_unix_secs,
+                policy,
+                crypto,
+                bound_keys,
+            )?
+        }
+        AttestationKind::Dev => {
+            let dev = bundle
+                .dev
+                .as_ref()
+                .ok_or(AttestationError::MissingSection {
+                    kind: "dev",
+                    section: "dev",
+                })?;
+            let ca = policy
+                .dev_ca_public_key
+                .as_ref()
+                .ok_or(AttestationError::DevNotAllowed)?;
+            let expires_at = verify_dev(dev, &enclave_key, &near_key, now_unix_secs, ca, crypto)?;
+            Verdict {
+                kind: AttestationKind::Dev,
+                tcb_status: None,
+                advisory_ids: Vec::new(),
+                measurements: None,
+                report_data: None,
+                events: Vec::new(),
+                bound_keys,
+                expires_at: Some(expires_at),
+                gpus: Vec::new(),
+            }
+        }
+    };
+    for (index, gpu) in bundle.gpus.iter().enumerate() {
+        let v = verify_gpu_evidence(gpu, now_unix_secs, cache)
+            .map_err(|error| AttestationError::Gpu { index, error })?;
+        verdict.gpus.push(v);
+    }
+    Ok(verdict)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_tdx_part<C: Crypto>(
+    tdx: &TdxEvidence,
+    enclave_key: &[u8; 32],
+    near_key: &[u8; 32],
+    now: u64,
+    policy: &VerifyPolicy,
+    crypto: &C,
+    bound_keys: BoundKeys,
+) -> Result<Verdict, AttestationError> {
+    // Unauthenticated pre-checks: cheap, and a wrong signer fails before the expensive part.
+    let td = tdx::parse_td_report(&tdx.quote)?;
+    check_report_data(&td.report_data, enclave_key, near_key)?;
+    let log = dstack::verify_event_log(
+        &tdx.event_log,
+        &td.rt_mr3,
+        tdx.app_compose.as_deref(),
+        policy.require_compose_hash,
+        crypto,
+    )?;
+    // Now the quote itself: everything above is only trusted once this passes.
+    let q = tdx::verify_tdx_quote(&tdx.quote, &tdx.collateral, now, &policy.tcb, crypto)?;
+    if q.report_data != td.report_data || q.rtmr[3] != td.rt_mr3 {
+        return Err(AttestationError::Quote(
+            "verified report differs from the parsed one".into(),
+        ));
+    }
+    let [rtmr0, rtmr1, rtmr2, rtmr3] = q.rtmr.map(|r| to_hex(&r));
+    Ok(Verdict {
+        kind: AttestationKind::Tdx,
+        tcb_status: Some(q.tcb_status),
+        advisory_ids: q.advisory_ids,
+        measurements: Some(Measurements {
+            mrtd: to_hex(&q.mrtd),
+            rtmr0,
+            rtmr1,
+            rtmr2,
+            rtmr3,
+            compose_hash: log.compose_hash.map(|h| to_hex(&h)),
+        }),
+        report_data: Some(to_hex(&q.report_data)),
+        events: log.events,
+        bound_keys,
+        expires_at: None,
+        gpus: Vec::new(),
+    })
+}

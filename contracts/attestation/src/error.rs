@@ -1,0 +1,95 @@
+//! Typed errors: every variant names what failed, and `Display` carries the values.
+
+/// Why an attestation bundle (or one of its parts) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttestationError {
+    /// A field is missing, has the wrong length or does not decode.
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    /// The bundle's `kind` needs a section that is absent (e.g. `tdx` for kind `tdx`).
+    #[error("bundle of kind {kind} has no `{section}` section")]
+    MissingSection {
+        kind: &'static str,
+        section: &'static str,
+    },
+    /// The quote is not a TDX quote (e.g. an SGX quote given to a TDX-only verifier).
+    #[error("not a TDX quote: TEE type {tee_type:#x} (TDX is 0x81)")]
+    NotTdx { tee_type: u32 },
+    /// The TD runs with the debug attribute set: its memory is readable by the host.
+    #[error("TD debug attribute is set: debug TDs are refused")]
+    DebugTd,
+    /// DCAP verification by dcap-qvl failed (certificate chains, CRLs, TCB info / QE identity
+    /// signatures and validity windows, QE report, quote signature, TCB level match).
+    #[error("TDX quote verification failed: {0}")]
+    Quote(String),
+    /// The quote verified but its TCB status is not accepted by the policy.
+    #[error("TCB status {status} refused by policy: {reason}")]
+    TcbStatusRefused { status: String, reason: String },
+    /// The event log is inconsistent (bad digest length, recomputed digest differs, ...).
+    #[error("event log: {0}")]
+    EventLog(String),
+    /// Replaying the imr=3 events does not give the quote's RTMR3.
+    #[error("RTMR3 mismatch: event log replays to {computed}, quote has {quoted}")]
+    Rtmr3Mismatch { computed: String, quoted: String },
+    /// The policy requires a `compose-hash` event and there is none.
+    #[error("no compose-hash event in the event log")]
+    MissingComposeHash,
+    /// `sha256(app_compose)` differs from the `compose-hash` event.
+    #[error("compose hash mismatch: event has {event}, sha256(app_compose) is {computed}")]
+    ComposeHashMismatch { event: String, computed: String },
+    /// The quote's report_data does not commit to the bundle's keys.
+    #[error("report_data mismatch: keys give {expected}, quote has {actual}")]
+    ReportDataMismatch { expected: String, actual: String },
+    /// A `dev` bundle while the policy has no development CA.
+    #[error("dev attestation is not allowed by this policy")]
+    DevNotAllowed,
+    /// The dev attestation's expiry has passed.
+    #[error("dev attestation expired at {expires_at} (now {now})")]
+    DevExpired { expires_at: u64, now: u64 },
+    /// The dev attestation is not signed by the policy's development CA.
+    #[error("dev attestation signature is not valid for the development CA key")]
+    DevSignature,
+    /// A GPU's evidence was refused.
+    #[error("GPU {index}: {error}")]
+    Gpu { index: usize, error: GpuError },
+}
+
+/// Why one GPU's evidence was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GpuError {
+    /// The SPDM request/response does not parse.
+    #[error("malformed GPU report: {0}")]
+    Report(String),
+    /// The nonce in the signed request differs from the expected one.
+    #[error("GPU report nonce mismatch: expected {expected}, report has {found}")]
+    Nonce { expected: String, found: String },
+    /// The report's signature does not verify with the leaf certificate's key.
+    #[error("GPU report signature is invalid")]
+    ReportSignature,
+    /// A certificate of the chain does not parse (index 0 = leaf).
+    #[error("GPU certificate {index} does not parse: {reason}")]
+    CertParse { index: usize, reason: String },
+    /// A certificate's signature does not verify with its issuer's key.
+    #[error("GPU certificate {index} signature is invalid")]
+    CertSignature { index: usize },
+    /// A certificate is outside its validity window.
+    #[error("GPU certificate {index} is not valid at {now} (valid {not_before}..{not_after})")]
+    CertValidity {
+        index: usize,
+        now: u64,
+        not_before: u64,
+        not_after: u64,
+    },
+    /// A certificate's issuer name is not its issuer certificate's subject.
+    #[error("GPU certificate {index} issuer does not match the next certificate's subject")]
+    CertIssuer { index: usize },
+    /// An issuing certificate is not a CA.
+    #[error("GPU certificate {index} issues certificates but is not a CA")]
+    CertNotCa { index: usize },
+    /// Unsupported key or signature algorithm (NVIDIA uses ECDSA P-384 / SHA-384).
+    #[error("GPU certificate {index}: unsupported algorithm ({what})")]
+    Algorithm { index: usize, what: &'static str },
+    /// The chain does not end at the pinned NVIDIA Device Identity CA.
+    #[error("GPU certificate chain does not reach the pinned NVIDIA Device Identity CA")]
+    UntrustedRoot,
+}

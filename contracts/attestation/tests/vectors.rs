@@ -1,0 +1,584 @@
+//! Every real vector in ../shared/attestation-vectors: positives at their valid time, negatives
+//! and tampered copies rejected with an error naming what failed, bad input never panics.
+
+use attestation::tdx::verify_tdx_quote;
+use attestation::*;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Valid time of the dstack node vector (2026-08-13T00:00:00Z).
+const DSTACK_NOW: u64 = 1_786_622_400;
+/// Inside the dcap sample's collateral window (2025-06-19 .. 2025-07-19).
+const SAMPLE_NOW: u64 = 1_751_328_000; // 2025-07-01
+/// Inside the outdated sample's window (2026-02-18 .. 2026-03-20).
+const OUTDATED_NOW: u64 = 1_772_323_200; // 2026-03-01
+/// Any time inside the NVIDIA chain's validity (certificates valid until 9999).
+const GPU_NOW: u64 = DSTACK_NOW;
+const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/attestation-vectors")
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    let p = vectors().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn collateral(rel: &str) -> QuoteCollateralV3 {
+    serde_json::from_slice(&read(rel)).expect("collateral JSON")
+}
+
+fn dstack_bundle() -> AttestationBundle {
+    bundle_from_dstack_public_data(&read("intel-tdx-dstack-node/public_data.json"))
+        .expect("public_data converts")
+}
+
+fn hopper() -> GpuEvidence {
+    let hex_report =
+        String::from_utf8(read("nvidia-hopper-single/hopperAttestationReport.txt")).expect("utf8");
+    GpuEvidence {
+        report: hex::decode(hex_report.trim()).expect("hex report"),
+        nonce: hex::decode(GPU_NONCE).expect("hex nonce"),
+        certificate_chain: String::from_utf8(read("nvidia-hopper-single/hopperCertChain.txt"))
+            .expect("utf8"),
+    }
+}
+
+fn policy() -> VerifyPolicy {
+    VerifyPolicy::default()
+}
+
+// ---------------------------------------------------------------- Intel DCAP sample
+
+#[test]
+fn dcap_sample_tdx_quote_is_up_to_date() {
+    let quote = read("intel-tdx-dcap-sample/tdx_quote");
+    let col = collateral("intel-tdx-dcap-sample/tdx_quote_collateral.json");
+    let v = verify_tdx_quote(&quote, &col, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto)
+        .expect("sample quote verifies");
+    assert_eq!(v.tcb_status, "UpToDate");
+    assert_ne!(v.mrtd, [0u8; 48]);
+}
+
+#[test]
+fn dcap_sample_rejected_outside_its_window() {
+    let quote = read("intel-tdx-dcap-sample/tdx_quote");
+    let col = collateral("intel-tdx-dcap-sample/tdx_quote_collateral.json");
+    for (now, expect) in [
+        (1_750_291_200, "in the future"), // 2025-06-19T00:00Z, before issueDate
+        (1_752_969_600, "expired"),       // 2025-07-20, after nextUpdate
+    ] {
+        let err = verify_tdx_quote(&quote, &col, now, &TcbPolicy::default(), &RustCrypto)
+            .expect_err("outside the window");
+        let msg = err.to_string();
+        assert!(matches!(err, AttestationError::Quote(_)), "{msg}");
+        assert!(msg.contains(expect), "at {now}: {msg}");
+    }
+}
+
+#[test]
+fn outdated_quote_has_no_matching_tcb_level() {
+    let quote = read("intel-tdx-dcap-sample/tdx_quote_outdated");
+    let col = collateral("intel-tdx-dcap-sample/tdx_quote_outdated_collateral.json");
+    let err = verify_tdx_quote(
+        &quote,
+        &col,
+        OUTDATED_NOW,
+        &TcbPolicy::default(),
+        &RustCrypto,
+    )
+    .expect_err("outdated platform");
+    assert!(err.to_string().contains("No matching TCB level"), "{err}");
+}
+
+#[test]
+fn sgx_quote_is_refused_by_the_tdx_verifier() {
+    let quote = read("intel-tdx-dcap-sample/sgx_quote");
+    let col = collateral("intel-tdx-dcap-sample/sgx_quote_collateral.json");
+    let err = verify_tdx_quote(&quote, &col, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto)
+        .expect_err("SGX is not TDX");
+    assert_eq!(err, AttestationError::NotTdx { tee_type: 0 });
+}
+
+#[test]
+fn sgx_quote_itself_is_genuine_for_dcap_qvl() {
+    // The negative above is about the TEE type, not a broken quote: dcap-qvl accepts it as SGX
+    // with ConfigurationAndSWHardeningNeeded, which our default TCB policy would refuse too.
+    let quote = read("intel-tdx-dcap-sample/sgx_quote");
+    let col = collateral("intel-tdx-dcap-sample/sgx_quote_collateral.json");
+    let r = dcap_qvl::verify::rustcrypto::verify(&quote, &col, SAMPLE_NOW).expect("valid SGX");
+    assert_eq!(r.status, "ConfigurationAndSWHardeningNeeded");
+    assert!(TcbPolicy::default().check(&r.status, SAMPLE_NOW).is_err());
+}
+
+#[test]
+fn flipped_quote_bytes_are_rejected() {
+    let quote = read("intel-tdx-dcap-sample/tdx_quote");
+    let col = collateral("intel-tdx-dcap-sample/tdx_quote_collateral.json");
+    // Header, TD report (MRTD, RTMR3, report_data), quote signature, attestation key, QE report,
+    // QE report signature, QE auth data, PCK chain (PEM inside the quote), last byte.
+    let positions = [
+        10,
+        60,
+        200,
+        500,
+        600,
+        640,
+        700,
+        760,
+        900,
+        1100,
+        1300,
+        1500,
+        2500,
+        4000,
+        quote.len() - 40,
+    ];
+    // Plus a sweep over the whole quote, padding included.
+    let sweep = (0..quote.len()).step_by(41);
+    for pos in positions.into_iter().chain(sweep) {
+        let mut q = quote.clone();
+        q[pos] ^= 0x01;
+        let err = verify_tdx_quote(&q, &col, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto)
+            .expect_err("tampered quote");
+        assert!(!err.to_string().is_empty(), "byte {pos}");
+    }
+}
+
+#[test]
+fn flipped_collateral_signatures_are_rejected() {
+    let col = collateral("intel-tdx-dcap-sample/tdx_quote_collateral.json");
+    let quote = read("intel-tdx-dcap-sample/tdx_quote");
+    for pos in [0, 13, 31, 32, 47, 63] {
+        let mut c = col.clone();
+        c.tcb_info_signature[pos] ^= 0x80;
+        let err = verify_tdx_quote(&quote, &c, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto)
+            .expect_err("tampered TCB info signature");
+        assert!(err.to_string().contains("tcb_info"), "{err}");
+
+        let mut c = col.clone();
+        c.qe_identity_signature[pos] ^= 0x80;
+        let err = verify_tdx_quote(&quote, &c, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto)
+            .expect_err("tampered QE identity signature");
+        assert!(err.to_string().contains("qe_identity"), "{err}");
+    }
+    // A changed TCB info body no longer matches its signature.
+    let mut c = col.clone();
+    c.tcb_info = c.tcb_info.replacen("UpToDate", "UpToDatX", 1);
+    let err = verify_tdx_quote(&quote, &c, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto)
+        .expect_err("tampered TCB info");
+    assert!(
+        err.to_string().contains("tcb_info") || err.to_string().contains("TcbInfo"),
+        "{err}"
+    );
+    // CRLs are signed too.
+    let mut c = col.clone();
+    let n = c.pck_crl.len();
+    c.pck_crl[n - 10] ^= 0x01;
+    assert!(verify_tdx_quote(&quote, &c, SAMPLE_NOW, &TcbPolicy::default(), &RustCrypto).is_err());
+}
+
+// ---------------------------------------------------------------- dstack node
+
+#[test]
+fn dstack_node_bundle_verifies_and_binds_its_keys() {
+    let b = dstack_bundle();
+    let v = verify_bundle(&b, DSTACK_NOW, &policy(), &RustCrypto).expect("dstack node verifies");
+    assert_eq!(v.kind, AttestationKind::Tdx);
+    assert_eq!(v.tcb_status.as_deref(), Some("UpToDate"));
+    let m = v.measurements.expect("measurements");
+    let tcb: serde_json::Value =
+        serde_json::from_slice(&read("intel-tdx-dstack-node/tcb_info.json")).expect("tcb_info");
+    for reg in ["mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"] {
+        let got = match reg {
+            "mrtd" => &m.mrtd,
+            "rtmr0" => &m.rtmr0,
+            "rtmr1" => &m.rtmr1,
+            "rtmr2" => &m.rtmr2,
+            _ => &m.rtmr3,
+        };
+        assert_eq!(Some(got.as_str()), tcb[reg].as_str(), "{reg}");
+    }
+    assert_eq!(m.compose_hash.as_deref(), tcb["compose_hash"].as_str());
+    // The NEAR key bound is the node's account key; the enclave key is its p2p (TLS) key.
+    let account =
+        String::from_utf8(read("intel-tdx-dstack-node/near_account_public_key.pub")).expect("utf8");
+    let p2p =
+        String::from_utf8(read("intel-tdx-dstack-node/near_p2p_public_key.pub")).expect("utf8");
+    assert_eq!(v.bound_keys.near_public_key, account.trim());
+    let p2p = parse_near_ed25519_key(p2p.trim()).expect("p2p key");
+    assert_eq!(v.bound_keys.enclave_key, hex::encode(p2p));
+    let digest =
+        String::from_utf8(read("intel-tdx-dstack-node/mpc_image_digest.txt")).expect("utf8");
+    assert!(
+        v.events
+            .iter()
+            .any(|e| e.name == "mpc-image-digest" && e.payload == digest.trim()),
+        "{:?}",
+        v.events
+    );
+}
+
+#[test]
+fn dstack_quote_report_data_is_the_mpc_layout() {
+    let b = dstack_bundle();
+    let td = tdx::parse_td_report(&b.tdx.as_ref().expect("tdx").quote).expect("parses");
+    let enclave: [u8; 32] = b.enclave_key.clone().try_into().expect("32 bytes");
+    let near = parse_near_ed25519_key(&b.near_public_key).expect("key");
+    assert_eq!(td.report_data, report_data_for(&enclave, &near));
+    // Swapping the two keys does not bind.
+    assert_ne!(td.report_data, report_data_for(&near, &enclave));
+}
+
+#[test]
+fn dstack_bundle_refused_with_another_near_key() {
+    let mut b = dstack_bundle();
+    b.near_public_key = format_near_ed25519_key(&[7u8; 32]);
+    let err = verify_bundle(&b, DSTACK_NOW, &policy(), &RustCrypto).expect_err("other signer");
+    assert!(
+        matches!(err, AttestationError::ReportDataMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn dstack_bundle_refused_outside_its_window() {
+    let b = dstack_bundle();
+    for now in [DSTACK_NOW - 3 * 86_400, DSTACK_NOW + 40 * 86_400] {
+        let err = verify_bundle(&b, now, &policy(), &RustCrypto).expect_err("wrong time");
+        assert!(matches!(err, AttestationError::Quote(_)), "{now}: {err}");
+    }
+}
+
+#[test]
+fn dstack_event_log_and_compose_tampering_is_caught() {
+    let b = dstack_bundle();
+    let mut t = b.clone();
+    t.tdx.as_mut().expect("tdx").app_compose = Some("{}".into());
+    let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("compose");
+    assert!(
+        matches!(err, AttestationError::ComposeHashMismatch { .. }),
+        "{err}"
+    );
+
+    let mut t = b.clone();
+    let log = &mut t.tdx.as_mut().expect("tdx").event_log;
+    let i = log
+        .iter()
+        .position(|e| e.event == "mpc-image-digest")
+        .expect("event");
+    log[i].event_payload[0] ^= 1;
+    let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("payload");
+    assert!(matches!(err, AttestationError::EventLog(_)), "{err}");
+
+    let mut t = b.clone();
+    t.tdx
+        .as_mut()
+        .expect("tdx")
+        .event_log
+        .retain(|e| e.event != "system-ready");
+    let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("dropped event");
+    assert!(
+        matches!(err, AttestationError::Rtmr3Mismatch { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn dstack_flipped_collateral_signature_names_it() {
+    let b = dstack_bundle();
+    for pos in [0, 20, 40, 63] {
+        let mut t = b.clone();
+        t.tdx.as_mut().expect("tdx").collateral.tcb_info_signature[pos] ^= 0x40;
+        let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("tcb sig");
+        assert!(err.to_string().contains("tcb_info"), "{err}");
+    }
+}
+
+#[test]
+fn dstack_flipped_quote_bytes_are_rejected() {
+    let b = dstack_bundle();
+    let len = b.tdx.as_ref().expect("tdx").quote.len();
+    for pos in [2, 100, 250, 530, 600, 700, 1000, 2000, 3000, 4500, len - 1] {
+        let mut t = b.clone();
+        t.tdx.as_mut().expect("tdx").quote[pos] ^= 0x02;
+        let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("tampered");
+        eprintln!("dstack quote byte {pos}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------- NVIDIA
+
+#[test]
+fn hopper_evidence_verifies() {
+    let v = verify_gpu_evidence(&hopper(), GPU_NOW, &NoCache).expect("hopper verifies");
+    assert_eq!(v.model, "GH100");
+    assert_eq!(v.nonce, GPU_NONCE);
+    assert_eq!(v.driver_version.as_deref(), Some("550.90.07"));
+    assert_eq!(v.vbios_version.as_deref(), Some("96.00.9f.00.01"));
+    assert_eq!(v.measurements.len(), 64);
+    assert!(v.measurements.iter().all(|m| m.len() == 96));
+    // Three CA certificates below the root: BROM, Provisioner ICA, GH100 Identity.
+    assert_eq!(v.verified_intermediates.len(), 3);
+}
+
+#[test]
+fn hopper_cache_skips_known_intermediates() {
+    let first = verify_gpu_evidence(&hopper(), GPU_NOW, &NoCache).expect("first");
+    let cache: BTreeSet<[u8; 32]> = first
+        .verified_intermediates
+        .iter()
+        .map(|h| hex::decode(h).expect("hex").try_into().expect("32"))
+        .collect();
+    let second = verify_gpu_evidence(&hopper(), GPU_NOW, &cache).expect("second");
+    assert!(second.verified_intermediates.is_empty());
+    assert_eq!(second.device_id, first.device_id);
+}
+
+#[test]
+fn hopper_wrong_nonce_is_rejected() {
+    let mut ev = hopper();
+    ev.nonce[0] ^= 1;
+    let err = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect_err("nonce");
+    assert!(matches!(err, GpuError::Nonce { .. }), "{err}");
+}
+
+#[test]
+fn hopper_flipped_report_bytes_are_rejected() {
+    let ev = hopper();
+    let len = ev.report.len();
+    // request, measurement blocks, responder nonce, opaque data (driver version), signature.
+    for pos in [
+        0,
+        1,
+        3,
+        10,
+        36,
+        37,
+        45,
+        100,
+        2000,
+        3500,
+        3560,
+        3600,
+        3700,
+        3900,
+        len - 50,
+        len - 1,
+    ] {
+        let mut t = ev.clone();
+        t.report[pos] ^= 0x01;
+        if (4..36).contains(&pos) {
+            t.nonce[pos - 4] ^= 0x01; // keep the nonce check passing: the signature must fail
+        }
+        let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("tampered report");
+        assert!(
+            matches!(err, GpuError::ReportSignature | GpuError::Report(_)),
+            "byte {pos}: {err}"
+        );
+    }
+}
+
+#[test]
+fn hopper_flipped_certificate_bytes_are_rejected() {
+    let ev = hopper();
+    let blocks = pem::parse_many(&ev.certificate_chain).expect("pem");
+    for (ci, _) in blocks.iter().enumerate().take(4) {
+        let der_len = blocks[ci].contents().len();
+        for pos in [20, 100, der_len / 2, der_len - 60, der_len - 5] {
+            let mut tampered = blocks.clone();
+            let mut der = tampered[ci].contents().to_vec();
+            der[pos] ^= 0x01;
+            tampered[ci] = pem::Pem::new("CERTIFICATE", der);
+            let mut t = ev.clone();
+            t.certificate_chain = pem::encode_many(&tampered);
+            let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("tampered cert");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("certificate") || msg.contains("signature"),
+                "cert {ci} byte {pos}: {msg}"
+            );
+            eprintln!("cert {ci} byte {pos}: {msg}");
+        }
+    }
+}
+
+#[test]
+fn hopper_chain_must_reach_the_pinned_root() {
+    let ev = hopper();
+    let blocks = pem::parse_many(&ev.certificate_chain).expect("pem");
+    // Without the two top CAs the walk ends at the pinned root with a wrong issuer.
+    let mut t = ev.clone();
+    t.certificate_chain = pem::encode_many(&blocks[..2]);
+    let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("short chain");
+    assert!(matches!(err, GpuError::CertIssuer { index: 1 }), "{err}");
+    // Leaf only, swapped order.
+    let mut swapped = blocks.clone();
+    swapped.swap(0, 1);
+    t.certificate_chain = pem::encode_many(&swapped);
+    assert!(verify_gpu_evidence(&t, GPU_NOW, &NoCache).is_err());
+}
+
+#[test]
+fn hopper_chain_time_window() {
+    // The leaf's notBefore is 2020-10-17.
+    let err = verify_gpu_evidence(&hopper(), 1_500_000_000, &NoCache).expect_err("before");
+    assert!(
+        matches!(err, GpuError::CertValidity { index: 0, .. }),
+        "{err}"
+    );
+    let err = verify_gpu_evidence(&hopper(), 253_402_300_800, &NoCache).expect_err("after 9999");
+    assert!(matches!(err, GpuError::CertValidity { .. }), "{err}");
+}
+
+#[test]
+fn bundle_with_gpu_verifies_and_reports_it() {
+    let mut b = dstack_bundle();
+    b.gpus.push(hopper());
+    let v = verify_bundle(&b, DSTACK_NOW, &policy(), &RustCrypto).expect("verifies");
+    assert_eq!(v.gpus.len(), 1);
+    b.gpus[0].report[100] ^= 1;
+    let err = verify_bundle(&b, DSTACK_NOW, &policy(), &RustCrypto).expect_err("gpu");
+    assert!(
+        matches!(err, AttestationError::Gpu { index: 0, .. }),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- dev kind
+
+fn dev_bundle(ca: &ed25519_dalek::SigningKey, expires_at: u64) -> AttestationBundle {
+    use ed25519_dalek::Signer;
+    let enclave = [5u8; 32];
+    let near = [6u8; 32];
+    let sig = ca.sign(&dev_attestation_message(&enclave, &near, expires_at));
+    AttestationBundle {
+        version: BUNDLE_VERSION,
+        kind: AttestationKind::Dev,
+        enclave_key: enclave.to_vec(),
+        near_public_key: format_near_ed25519_key(&near),
+        tdx: None,
+        dev: Some(DevEvidence {
+            expires_at,
+            signature: sig.to_bytes().to_vec(),
+        }),
+        gpus: Vec::new(),
+    }
+}
+
+#[test]
+fn dev_attestation_only_with_a_ca_in_policy() {
+    let ca = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let b = dev_bundle(&ca, 1_000);
+    let err = verify_bundle(&b, 500, &policy(), &RustCrypto).expect_err("no dev CA");
+    assert_eq!(err, AttestationError::DevNotAllowed);
+
+    let p = VerifyPolicy {
+        dev_ca_public_key: Some(ca.verifying_key().to_bytes()),
+        ..policy()
+    };
+    let v = verify_bundle(&b, 500, &p, &RustCrypto).expect("dev verifies");
+    assert_eq!((v.kind, v.expires_at), (AttestationKind::Dev, Some(1_000)));
+    assert_eq!(
+        verify_bundle(&b, 1_001, &p, &RustCrypto).expect_err("expired"),
+        AttestationError::DevExpired {
+            expires_at: 1_000,
+            now: 1_001
+        }
+    );
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]);
+    let forged = dev_bundle(&other, 1_000);
+    assert_eq!(
+        verify_bundle(&forged, 500, &p, &RustCrypto).expect_err("wrong CA"),
+        AttestationError::DevSignature
+    );
+    let mut swapped = b.clone();
+    swapped.near_public_key = format_near_ed25519_key(&[7u8; 32]);
+    assert_eq!(
+        verify_bundle(&swapped, 500, &p, &RustCrypto).expect_err("other key"),
+        AttestationError::DevSignature
+    );
+}
+
+// ---------------------------------------------------------------- bad input
+
+#[test]
+fn garbage_and_truncated_input_gives_typed_errors() {
+    let b = dstack_bundle();
+    let quote = b.tdx.as_ref().expect("tdx").quote.clone();
+    // The quote structure ends at byte 4936; the 70 bytes after it are zero padding.
+    for n in [0, 3, 7, 47, 48, 100, 631, 632, 1000, 4000, 4935] {
+        let mut t = b.clone();
+        t.tdx.as_mut().expect("tdx").quote.truncate(n);
+        assert!(
+            verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).is_err(),
+            "len {n}"
+        );
+    }
+    let mut t = b.clone();
+    t.tdx.as_mut().expect("tdx").quote.truncate(4936);
+    verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto)
+        .expect("padding is not part of the quote");
+    assert_eq!(quote.len(), 5006);
+    let mut t = b.clone();
+    t.tdx.as_mut().expect("tdx").quote = vec![0xff; 5006];
+    assert!(verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).is_err());
+
+    for json in [
+        &b""[..],
+        b"{",
+        b"[]",
+        b"null",
+        b"{\"kind\":\"tdx\"}",
+        b"\xff\xfe",
+    ] {
+        let err = parse_bundle(json).expect_err("bad JSON");
+        assert!(matches!(err, AttestationError::Malformed { .. }), "{err}");
+    }
+    let mut t = b.clone();
+    t.enclave_key.pop();
+    assert!(matches!(
+        verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto),
+        Err(AttestationError::Malformed {
+            what: "enclave_key",
+            ..
+        })
+    ));
+    let mut t = b.clone();
+    t.tdx = None;
+    assert!(matches!(
+        verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto),
+        Err(AttestationError::MissingSection { .. })
+    ));
+
+    let ev = hopper();
+    for n in [0, 10, 36, 37, 41, 1000, ev.report.len() - 1] {
+        let mut t = ev.clone();
+        t.report.truncate(n);
+        let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("truncated");
+        assert!(matches!(err, GpuError::Report(_)), "len {n}: {err}");
+    }
+    let mut t = ev.clone();
+    t.report.push(0);
+    assert!(matches!(
+        verify_gpu_evidence(&t, GPU_NOW, &NoCache),
+        Err(GpuError::Report(_))
+    ));
+    let mut t = ev.clone();
+    t.certificate_chain = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into();
+    assert!(matches!(
+        verify_gpu_evidence(&t, GPU_NOW, &NoCache),
+        Err(GpuError::CertParse { index: 0, .. })
+    ));
+    t.certificate_chain = String::new();
+    assert!(verify_gpu_evidence(&t, GPU_NOW, &NoCache).is_err());
+}
+
+#[test]
+fn bundle_json_roundtrip() {
+    let mut b = dstack_bundle();
+    b.gpus.push(hopper());
+    let json = serde_json::to_vec(&b).expect("serializes");
+    assert_eq!(parse_bundle(&json).expect("parses"), b);
+}
