@@ -1,0 +1,467 @@
+//! Marketplace events: jobs, agent requests, their settlement and credits.
+
+use super::ledger::{self, CREDIT, Delta, PayoutRef, TOTAL, asset_key};
+use super::{Applied, Contracts, EventCtx};
+use crate::db::amount;
+use crate::db::checkpoint::to_i64;
+use enclave_cloud_common::events::MarketplaceEvent;
+use enclave_cloud_common::events::marketplace::{JobTarget, Settlement};
+use enclave_cloud_common::{JobId, NodeId, RequestId, Usage};
+use sqlx::{AnyConnection, Row};
+
+pub async fn apply(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    contracts: &Contracts,
+    event: &MarketplaceEvent,
+) -> Result<Applied, sqlx::Error> {
+    use MarketplaceEvent::*;
+    let outcome = match event {
+        JobSubmitted { .. } => job_submitted(conn, ctx, event).await?,
+        JobClaimed {
+            job_id,
+            node_id,
+            operator,
+        } => {
+            let q = sqlx::query(
+                "UPDATE jobs SET status = 'claimed', node_id = $2, operator = $3, updated_height = $4
+                 WHERE job_id = $1",
+            )
+            .bind(to_i64(job_id.0))
+            .bind(to_i64(node_id.0))
+            .bind(operator.as_str())
+            .bind(ctx.height);
+            found(
+                q.execute(&mut *conn).await?.rows_affected(),
+                "job",
+                job_id.0,
+            )
+        }
+        JobSettled {
+            job_id,
+            node_id,
+            usage,
+            output,
+            output_hash,
+            settlement,
+            ..
+        } => {
+            let Some(job) = load_job(conn, *job_id).await? else {
+                return Ok(missing("job", job_id.0));
+            };
+            sqlx::query(
+                "UPDATE jobs SET status = 'settled', node_id = $2, input_tokens = $3,
+                     output_tokens = $4, output = $5, output_hash = $6, cost = $7,
+                     provider_amount = $8, royalty = $9, protocol_fee = $10, refund = $11,
+                     updated_height = $12
+                 WHERE job_id = $1",
+            )
+            .bind(to_i64(job_id.0))
+            .bind(to_i64(node_id.0))
+            .bind(to_i64(usage.input_tokens.0))
+            .bind(to_i64(usage.output_tokens.0))
+            .bind(serde_json::to_string(output).unwrap_or_default())
+            .bind(output_hash.to_string())
+            .bind(amount::pad(settlement.cost.0))
+            .bind(amount::pad(settlement.provider.0))
+            .bind(amount::pad(settlement.royalty.0))
+            .bind(amount::pad(settlement.protocol_fee.0))
+            .bind(amount::pad(settlement.refund.0))
+            .bind(ctx.height)
+            .execute(&mut *conn)
+            .await?;
+            let about = PayoutRef {
+                job_id: Some(to_i64(job_id.0)),
+                node_id: Some(to_i64(node_id.0)),
+                ..Default::default()
+            };
+            let parties = Parties {
+                payer: &job.user,
+                model_id: &job.model_id,
+                asset: &job.asset,
+            };
+            settle(conn, ctx, contracts, *node_id, &parties, settlement, about).await?;
+            bump_node(conn, *node_id, "jobs_settled").await?;
+            Applied::Stored
+        }
+        JobCancelled {
+            job_id,
+            reason,
+            refund,
+            slashed,
+        } => {
+            let Some(job) = load_job(conn, *job_id).await? else {
+                return Ok(missing("job", job_id.0));
+            };
+            sqlx::query(
+                "UPDATE jobs SET status = 'cancelled', cancel_reason = $2, refund = $3,
+                     slashed = $4, updated_height = $5
+                 WHERE job_id = $1",
+            )
+            .bind(to_i64(job_id.0))
+            .bind(super::registry::label(reason))
+            .bind(amount::pad(refund.0))
+            .bind(slashed.map(|s| amount::pad(s.0)))
+            .bind(ctx.height)
+            .execute(&mut *conn)
+            .await?;
+            let about = PayoutRef {
+                job_id: Some(to_i64(job_id.0)),
+                ..Default::default()
+            };
+            ledger::payout(
+                conn, ctx, 0, &job.user, "refund", &job.asset, refund.0, about,
+            )
+            .await?;
+            Applied::Stored
+        }
+        RequestCreated {
+            request_id,
+            caller,
+            model_id,
+            deposit,
+            input,
+        } => {
+            sqlx::query(
+                "INSERT INTO requests (request_id, caller, model_id, deposit, input, status,
+                     created_seq, created_height, created_ns, updated_height)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $7)",
+            )
+            .bind(to_i64(request_id.0))
+            .bind(caller.as_str())
+            .bind(model_id.as_str())
+            .bind(amount::pad(deposit.0))
+            .bind(serde_json::to_string(input).unwrap_or_default())
+            .bind(ctx.seq)
+            .bind(ctx.height)
+            .bind(ctx.timestamp_ns)
+            .execute(&mut *conn)
+            .await?;
+            Applied::Stored
+        }
+        RequestAnswered {
+            request_id,
+            node_id,
+            usage,
+            settlement,
+        } => {
+            let Some((caller, model_id)) = load_request(conn, *request_id).await? else {
+                return Ok(missing("request", request_id.0));
+            };
+            request_answered(conn, ctx, *request_id, *node_id, usage, settlement).await?;
+            let about = PayoutRef {
+                request_id: Some(to_i64(request_id.0)),
+                node_id: Some(to_i64(node_id.0)),
+                ..Default::default()
+            };
+            let parties = Parties {
+                payer: &caller,
+                model_id: &model_id,
+                asset: "near",
+            };
+            settle(conn, ctx, contracts, *node_id, &parties, settlement, about).await?;
+            bump_node(conn, *node_id, "requests_answered").await?;
+            Applied::Stored
+        }
+        RequestTimedOut { request_id, refund } => {
+            let Some((caller, _)) = load_request(conn, *request_id).await? else {
+                return Ok(missing("request", request_id.0));
+            };
+            sqlx::query(
+                "UPDATE requests SET status = 'timed_out', refund = $2, updated_height = $3
+                 WHERE request_id = $1",
+            )
+            .bind(to_i64(request_id.0))
+            .bind(amount::pad(refund.0))
+            .bind(ctx.height)
+            .execute(&mut *conn)
+            .await?;
+            let about = PayoutRef {
+                request_id: Some(to_i64(request_id.0)),
+                ..Default::default()
+            };
+            ledger::payout(conn, ctx, 0, &caller, "refund", "near", refund.0, about).await?;
+            Applied::Stored
+        }
+        CreditAdded {
+            account,
+            asset,
+            amount: v,
+        } => {
+            let keys = [account.as_str(), &asset_key(asset)];
+            ledger::adjust(conn, CREDIT, &keys, Delta::Add(v.0)).await?;
+            Applied::Stored
+        }
+        CreditWithdrawn {
+            account,
+            asset,
+            amount: v,
+        } => {
+            let keys = [account.as_str(), &asset_key(asset)];
+            ledger::adjust(conn, CREDIT, &keys, Delta::Sub(v.0)).await?;
+            Applied::Stored
+        }
+        PolicyUpdated { .. } => Applied::Stored,
+    };
+    if outcome == Applied::Stored
+        && let Some((entity, entity_id)) = timeline_entity(event)
+    {
+        ledger::timeline(conn, ctx, entity, entity_id, event).await?;
+    }
+    Ok(outcome)
+}
+
+/// The job or request an event belongs to.
+fn timeline_entity(event: &MarketplaceEvent) -> Option<(&'static str, i64)> {
+    use MarketplaceEvent::*;
+    match event {
+        JobSubmitted { job_id, .. }
+        | JobClaimed { job_id, .. }
+        | JobSettled { job_id, .. }
+        | JobCancelled { job_id, .. } => Some(("job", to_i64(job_id.0))),
+        RequestCreated { request_id, .. }
+        | RequestAnswered { request_id, .. }
+        | RequestTimedOut { request_id, .. } => Some(("request", to_i64(request_id.0))),
+        CreditAdded { .. } | CreditWithdrawn { .. } | PolicyUpdated { .. } => None,
+    }
+}
+
+async fn job_submitted(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    event: &MarketplaceEvent,
+) -> Result<Applied, sqlx::Error> {
+    let MarketplaceEvent::JobSubmitted {
+        job_id,
+        user,
+        model_id,
+        asset,
+        price_cap,
+        claim_deadline_ns,
+        deadline_ns,
+        target,
+        input,
+        user_key,
+    } = event
+    else {
+        return Ok(Applied::Orphan("not a job submission".into()));
+    };
+    let (target_node, region, gpu, max_price) = match target {
+        JobTarget::Node { node_id } => (Some(to_i64(node_id.0)), None, None, None),
+        JobTarget::Any {
+            region,
+            gpu_model,
+            max_price_per_million,
+        } => (
+            None,
+            region.clone(),
+            gpu_model.clone(),
+            max_price_per_million.map(|p| amount::pad(p.0)),
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO jobs (job_id, user_id, model_id, asset, price_cap, claim_deadline_ns,
+             deadline_ns, target_node, target_region, target_gpu, target_max_price, input,
+             user_key, status, created_seq, created_height, created_ns, updated_height)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'open', $14, $15, $16, $15)",
+    )
+    .bind(to_i64(job_id.0))
+    .bind(user.as_str())
+    .bind(model_id.as_str())
+    .bind(asset_key(asset))
+    .bind(amount::pad(price_cap.0))
+    .bind(to_i64(claim_deadline_ns.0))
+    .bind(to_i64(deadline_ns.0))
+    .bind(target_node)
+    .bind(region)
+    .bind(gpu)
+    .bind(max_price)
+    .bind(serde_json::to_string(input).unwrap_or_default())
+    .bind(user_key)
+    .bind(ctx.seq)
+    .bind(ctx.height)
+    .bind(ctx.timestamp_ns)
+    .execute(conn)
+    .await?;
+    Ok(Applied::Stored)
+}
+
+async fn request_answered(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    request_id: RequestId,
+    node_id: NodeId,
+    usage: &Usage,
+    settlement: &Settlement,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE requests SET status = 'answered', node_id = $2, input_tokens = $3,
+             output_tokens = $4, cost = $5, provider_amount = $6, royalty = $7,
+             protocol_fee = $8, refund = $9, updated_height = $10
+         WHERE request_id = $1",
+    )
+    .bind(to_i64(request_id.0))
+    .bind(to_i64(node_id.0))
+    .bind(to_i64(usage.input_tokens.0))
+    .bind(to_i64(usage.output_tokens.0))
+    .bind(amount::pad(settlement.cost.0))
+    .bind(amount::pad(settlement.provider.0))
+    .bind(amount::pad(settlement.royalty.0))
+    .bind(amount::pad(settlement.protocol_fee.0))
+    .bind(amount::pad(settlement.refund.0))
+    .bind(ctx.height)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Who a settlement pays.
+struct Parties<'a> {
+    payer: &'a str,
+    model_id: &'a str,
+    asset: &'a str,
+}
+
+/// Records the four legs of a settlement and the running totals.
+async fn settle(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    contracts: &Contracts,
+    node_id: NodeId,
+    parties: &Parties<'_>,
+    s: &Settlement,
+    about: PayoutRef,
+) -> Result<(), sqlx::Error> {
+    let operator: Option<String> =
+        sqlx::query_scalar("SELECT operator FROM nodes WHERE node_id = $1")
+            .bind(to_i64(node_id.0))
+            .fetch_optional(&mut *conn)
+            .await?;
+    let provider = operator.unwrap_or_else(|| format!("node:{node_id}"));
+    let token: Option<Option<String>> =
+        sqlx::query_scalar("SELECT token FROM models WHERE model_id = $1")
+            .bind(parties.model_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let royalty_to = token
+        .flatten()
+        .unwrap_or_else(|| format!("model:{}", parties.model_id));
+    let asset = parties.asset;
+    ledger::payout(
+        conn,
+        ctx,
+        0,
+        &provider,
+        "provider",
+        asset,
+        s.provider.0,
+        about,
+    )
+    .await?;
+    ledger::payout(
+        conn,
+        ctx,
+        1,
+        &royalty_to,
+        "royalty",
+        asset,
+        s.royalty.0,
+        about,
+    )
+    .await?;
+    let fee_to = contracts.marketplace.as_str();
+    ledger::payout(
+        conn,
+        ctx,
+        2,
+        fee_to,
+        "protocol_fee",
+        asset,
+        s.protocol_fee.0,
+        about,
+    )
+    .await?;
+    ledger::payout(
+        conn,
+        ctx,
+        3,
+        parties.payer,
+        "refund",
+        asset,
+        s.refund.0,
+        about,
+    )
+    .await?;
+    for (name, v) in [
+        ("volume", s.cost.0),
+        ("royalties", s.royalty.0),
+        ("fees", s.protocol_fee.0),
+    ] {
+        let key = format!("{name}:{asset}");
+        ledger::adjust(conn, TOTAL, &[&key], Delta::Add(v)).await?;
+    }
+    Ok(())
+}
+
+async fn bump_node(
+    conn: &mut AnyConnection,
+    node_id: NodeId,
+    column: &str,
+) -> Result<(), sqlx::Error> {
+    let sql = format!("UPDATE nodes SET {column} = {column} + 1 WHERE node_id = $1");
+    sqlx::query(&sql)
+        .bind(to_i64(node_id.0))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+struct JobParties {
+    user: String,
+    model_id: String,
+    asset: String,
+}
+
+async fn load_job(
+    conn: &mut AnyConnection,
+    job_id: JobId,
+) -> Result<Option<JobParties>, sqlx::Error> {
+    let row = sqlx::query("SELECT user_id, model_id, asset FROM jobs WHERE job_id = $1")
+        .bind(to_i64(job_id.0))
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(JobParties {
+            user: r.try_get("user_id")?,
+            model_id: r.try_get("model_id")?,
+            asset: r.try_get("asset")?,
+        })
+    })
+    .transpose()
+}
+
+async fn load_request(
+    conn: &mut AnyConnection,
+    request_id: RequestId,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = sqlx::query("SELECT caller, model_id FROM requests WHERE request_id = $1")
+        .bind(to_i64(request_id.0))
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| Ok((r.try_get("caller")?, r.try_get("model_id")?)))
+        .transpose()
+}
+
+fn found(rows: u64, what: &str, id: u64) -> Applied {
+    if rows == 0 {
+        missing(what, id)
+    } else {
+        Applied::Stored
+    }
+}
+
+fn missing(what: &str, id: u64) -> Applied {
+    Applied::Orphan(format!(
+        "{what} {id} was never created in the indexed range"
+    ))
+}

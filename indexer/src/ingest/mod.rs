@@ -1,0 +1,321 @@
+//! Turns one final block into table writes, committed with the checkpoint in one
+//! transaction: a crash before the commit leaves nothing of the block behind, a crash after
+//! it leaves the checkpoint past the block, so no event is ever lost or applied twice.
+
+mod ledger;
+mod marketplace;
+mod model;
+mod nep141;
+mod registry;
+
+use crate::block::{LogLine, StreamerMessage};
+use crate::db::Db;
+use crate::db::checkpoint::{self, Checkpoint, bump_counter, to_i64};
+use crate::metrics::Metrics;
+use enclave_cloud_common::events::{AnyEvent, EVENT_JSON_PREFIX, EventError};
+use near_sdk::AccountId;
+use sqlx::AnyConnection;
+
+/// The contract accounts whose events are trusted. Anyone can write a log line that looks
+/// like a marketplace event; only the configured account's logs are believed.
+#[derive(Debug, Clone)]
+pub struct Contracts {
+    pub registry: AccountId,
+    pub marketplace: AccountId,
+    /// Creates model tokens; every token it announces is followed from then on.
+    pub factory: Option<AccountId>,
+    /// NEP-141 tokens accepted for payment; their balances are followed.
+    pub payment_tokens: Vec<AccountId>,
+}
+
+/// Where an event sits in the chain.
+#[derive(Debug, Clone, Copy)]
+pub struct EventCtx<'a> {
+    /// `height * SEQ_PER_BLOCK + index of the log line in the block`.
+    pub seq: i64,
+    pub height: i64,
+    pub timestamp_ns: i64,
+    pub receipt_id: &'a str,
+    pub executor: &'a str,
+}
+
+/// Room for this many log lines per block in `seq`.
+pub const SEQ_PER_BLOCK: i64 = 1_000_000;
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Stored,
+    /// Emitted by an account that is not allowed to emit it.
+    Foreign,
+    /// Refers to something the indexer never saw (e.g. a job before the start height).
+    Orphan(String),
+}
+
+/// Why a block could not be ingested. The follower retries; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error(
+        "block {height} does not follow the indexed chain: its prev_hash is {prev_hash}, the last indexed block is {indexed}"
+    )]
+    Discontinuity {
+        height: u64,
+        prev_hash: String,
+        indexed: String,
+    },
+    #[error("block {height} is not above the checkpoint {checkpoint}")]
+    Replay { height: u64, checkpoint: u64 },
+}
+
+/// What one block contributed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockReport {
+    pub height: u64,
+    pub applied: u64,
+    pub malformed: u64,
+    pub foreign: u64,
+    pub orphan: u64,
+}
+
+/// Applies blocks to the database.
+#[derive(Clone)]
+pub struct Ingestor {
+    contracts: Contracts,
+    metrics: Metrics,
+}
+
+impl Ingestor {
+    pub fn new(contracts: Contracts, metrics: Metrics) -> Self {
+        Self { contracts, metrics }
+    }
+
+    /// Applies `msg` and moves the checkpoint to its height, atomically.
+    pub async fn apply_block(
+        &self,
+        db: &Db,
+        msg: &StreamerMessage,
+    ) -> Result<BlockReport, IngestError> {
+        let header = &msg.block.header;
+        let mut tx = db.pool.begin().await?;
+        if let Some(cp) = checkpoint::load(&mut tx).await? {
+            if header.height <= cp.height {
+                return Err(IngestError::Replay {
+                    height: header.height,
+                    checkpoint: cp.height,
+                });
+            }
+            if header.prev_hash != cp.block_hash {
+                return Err(IngestError::Discontinuity {
+                    height: header.height,
+                    prev_hash: header.prev_hash.clone(),
+                    indexed: cp.block_hash,
+                });
+            }
+        }
+        let mut report = BlockReport {
+            height: header.height,
+            ..Default::default()
+        };
+        let base = to_i64(header.height).saturating_mul(SEQ_PER_BLOCK);
+        for (index, log) in msg.logs().enumerate() {
+            let ctx = EventCtx {
+                seq: base.saturating_add(to_i64(index as u64)),
+                height: to_i64(header.height),
+                timestamp_ns: to_i64(header.timestamp_nanosec),
+                receipt_id: log.receipt_id,
+                executor: log.executor_id,
+            };
+            self.apply_log(&mut tx, &ctx, log, &mut report).await?;
+        }
+        for (name, n) in [
+            ("events_applied", report.applied),
+            ("events_malformed", report.malformed),
+            ("events_foreign", report.foreign),
+            ("events_orphan", report.orphan),
+        ] {
+            if n > 0 {
+                bump_counter(&mut tx, name, to_i64(n)).await?;
+            }
+        }
+        let cp = Checkpoint {
+            height: header.height,
+            block_hash: header.hash.clone(),
+            timestamp_ns: header.timestamp_nanosec,
+        };
+        checkpoint::store(&mut tx, &cp).await?;
+        tx.commit().await?;
+        self.metrics.blocks.inc();
+        self.metrics.indexed_height.set(to_i64(header.height));
+        Ok(report)
+    }
+
+    /// Records that no block exists at `height` (a chain skip): the checkpoint moves on,
+    /// the last block hash stays, so the next block's `prev_hash` still links up.
+    pub async fn apply_skipped(&self, db: &Db, height: u64) -> Result<(), IngestError> {
+        let mut tx = db.pool.begin().await?;
+        let prev = checkpoint::load(&mut tx).await?;
+        if let Some(cp) = &prev
+            && height <= cp.height
+        {
+            return Err(IngestError::Replay {
+                height,
+                checkpoint: cp.height,
+            });
+        }
+        let cp = Checkpoint {
+            height,
+            block_hash: prev
+                .as_ref()
+                .map(|c| c.block_hash.clone())
+                .unwrap_or_default(),
+            timestamp_ns: prev.map(|c| c.timestamp_ns).unwrap_or_default(),
+        };
+        checkpoint::store(&mut tx, &cp).await?;
+        tx.commit().await?;
+        self.metrics.skipped_heights.inc();
+        self.metrics.indexed_height.set(to_i64(height));
+        Ok(())
+    }
+
+    async fn apply_log(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &EventCtx<'_>,
+        log: LogLine<'_>,
+        report: &mut BlockReport,
+    ) -> Result<(), sqlx::Error> {
+        if !log.line.starts_with(EVENT_JSON_PREFIX) {
+            return Ok(());
+        }
+        // Other contracts' events (public chains are full of them) are not ours to judge.
+        let emitter = self.emitter(conn, ctx.executor).await?;
+        if emitter == Emitter::Untracked {
+            return Ok(());
+        }
+        let event = match AnyEvent::parse(log.line) {
+            Ok(None) => return Ok(()),
+            Ok(Some(e)) => e,
+            Err(e) => {
+                report.malformed += 1;
+                self.metrics
+                    .rejected
+                    .with_label_values(&["malformed"])
+                    .inc();
+                tracing::warn!(
+                    height = ctx.height, receipt = ctx.receipt_id, executor = ctx.executor,
+                    error = %e, "malformed event skipped"
+                );
+                return record_rejected(conn, ctx, &e, log.line).await;
+            }
+        };
+        let (standard, outcome) = match (&event, &emitter) {
+            (AnyEvent::Registry(e), Emitter::Registry) => {
+                ("registry", registry::apply(conn, ctx, e).await?)
+            }
+            (AnyEvent::Marketplace(e), Emitter::Marketplace) => (
+                "marketplace",
+                marketplace::apply(conn, ctx, &self.contracts, e).await?,
+            ),
+            (AnyEvent::Model(e), Emitter::Factory) => {
+                ("model", model::from_factory(conn, ctx, e).await?)
+            }
+            (AnyEvent::Model(e), Emitter::ModelToken(model_id)) => {
+                ("model", model::from_token(conn, ctx, model_id, e).await?)
+            }
+            (AnyEvent::Nep141(e), Emitter::ModelToken(model_id)) => {
+                ("nep141", nep141::apply(conn, ctx, Some(model_id), e).await?)
+            }
+            (AnyEvent::Nep141(e), Emitter::PaymentToken) => {
+                ("nep141", nep141::apply(conn, ctx, None, e).await?)
+            }
+            _ => ("foreign", Applied::Foreign),
+        };
+        match outcome {
+            Applied::Stored => {
+                report.applied += 1;
+                self.metrics.events.with_label_values(&[standard]).inc();
+            }
+            Applied::Foreign => {
+                report.foreign += 1;
+                self.metrics.rejected.with_label_values(&["foreign"]).inc();
+                tracing::warn!(
+                    executor = ctx.executor,
+                    receipt = ctx.receipt_id,
+                    "event of a kind this account may not emit ignored"
+                );
+            }
+            Applied::Orphan(why) => {
+                report.orphan += 1;
+                self.metrics.rejected.with_label_values(&["orphan"]).inc();
+                tracing::warn!(
+                    height = ctx.height,
+                    receipt = ctx.receipt_id,
+                    "event not applied: {why}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of our contracts (if any) wrote a log.
+    async fn emitter(
+        &self,
+        conn: &mut AnyConnection,
+        executor: &str,
+    ) -> Result<Emitter, sqlx::Error> {
+        let c = &self.contracts;
+        if executor == c.registry.as_str() {
+            return Ok(Emitter::Registry);
+        }
+        if executor == c.marketplace.as_str() {
+            return Ok(Emitter::Marketplace);
+        }
+        if c.factory.as_ref().is_some_and(|f| f.as_str() == executor) {
+            return Ok(Emitter::Factory);
+        }
+        if let Some(model_id) = model::model_of_token(conn, executor).await? {
+            return Ok(Emitter::ModelToken(model_id));
+        }
+        if c.payment_tokens.iter().any(|t| t.as_str() == executor) {
+            return Ok(Emitter::PaymentToken);
+        }
+        Ok(Emitter::Untracked)
+    }
+}
+
+/// The role of the account that wrote a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Emitter {
+    Registry,
+    Marketplace,
+    Factory,
+    ModelToken(String),
+    PaymentToken,
+    Untracked,
+}
+
+/// Keeps the raw line of a refused event for inspection (`/v1/status` counts them).
+async fn record_rejected(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    error: &EventError,
+    line: &str,
+) -> Result<(), sqlx::Error> {
+    // Bound what a hostile contract can make us store.
+    let line: String = line.chars().take(4096).collect();
+    sqlx::query(
+        "INSERT INTO rejected_events (seq, block_height, receipt_id, executor_id, reason, line)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(ctx.seq)
+    .bind(ctx.height)
+    .bind(ctx.receipt_id)
+    .bind(ctx.executor)
+    .bind(error.to_string())
+    .bind(line)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Model factory and model-token events: models, manifests, crowdfunds, revenue, keys.
+
+use super::ledger::{self, Delta, PayoutRef, RAISED, RELEASED, asset_key};
+use super::{Applied, EventCtx};
+use crate::db::amount;
+use crate::db::checkpoint::to_i64;
+use enclave_cloud_common::events::ModelEvent;
+use sqlx::AnyConnection;
+
+/// The model whose token contract is `token`, if the factory announced it.
+pub async fn model_of_token(
+    conn: &mut AnyConnection,
+    token: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT model_id FROM models WHERE token = $1")
+        .bind(token)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The factory only announces models; anything else it emits is not its to say.
+pub async fn from_factory(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    event: &ModelEvent,
+) -> Result<Applied, sqlx::Error> {
+    let ModelEvent::ModelCreated {
+        model_id,
+        token,
+        owner,
+    } = event
+    else {
+        return Ok(Applied::Foreign);
+    };
+    sqlx::query(
+        "INSERT INTO models (model_id, token, owner, created_height) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (model_id) DO UPDATE SET token = excluded.token, owner = excluded.owner",
+    )
+    .bind(model_id.as_str())
+    .bind(token.as_str())
+    .bind(owner.as_str())
+    .bind(ctx.height)
+    .execute(conn)
+    .await?;
+    Ok(Applied::Stored)
+}
+
+/// An event of the token contract of `model_id`.
+pub async fn from_token(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    model_id: &str,
+    event: &ModelEvent,
+) -> Result<Applied, sqlx::Error> {
+    use ModelEvent::*;
+    match event {
+        ModelCreated { .. } => return Ok(Applied::Foreign),
+        ManifestUpdated {
+            model_id: named,
+            manifest,
+        } => {
+            if named.as_str() != model_id {
+                return Ok(Applied::Orphan(format!(
+                    "token of model {model_id} published a manifest for model {named}"
+                )));
+            }
+            sqlx::query("UPDATE models SET name = $2, manifest = $3 WHERE model_id = $1")
+                .bind(model_id)
+                .bind(&manifest.name)
+                .bind(serde_json::to_string(manifest).unwrap_or_default())
+                .execute(conn)
+                .await?;
+        }
+        CrowdfundStarted {
+            goal,
+            token_price,
+            deadline_ns,
+            beneficiary,
+        } => {
+            sqlx::query(
+                "UPDATE models SET crowdfund_state = 'running', crowdfund_goal = $2,
+                     crowdfund_token_price = $3, crowdfund_deadline_ns = $4,
+                     crowdfund_beneficiary = $5
+                 WHERE model_id = $1",
+            )
+            .bind(model_id)
+            .bind(amount::pad(goal.0))
+            .bind(amount::pad(token_price.0))
+            .bind(to_i64(deadline_ns.0))
+            .bind(beneficiary.as_str())
+            .execute(conn)
+            .await?;
+        }
+        Contributed {
+            account, amount: v, ..
+        } => {
+            ledger::adjust(conn, RAISED, &[model_id], Delta::Add(v.0)).await?;
+            activity(
+                conn,
+                ctx,
+                model_id,
+                event,
+                Some(account.as_str()),
+                Some(v.0),
+            )
+            .await?;
+        }
+        CrowdfundSucceeded { raised } | CrowdfundFailed { raised } => {
+            let state = if matches!(event, CrowdfundSucceeded { .. }) {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            sqlx::query("UPDATE models SET crowdfund_state = $2 WHERE model_id = $1")
+                .bind(model_id)
+                .bind(state)
+                .execute(&mut *conn)
+                .await?;
+            ledger::adjust(conn, RAISED, &[model_id], Delta::Set(raised.0)).await?;
+            activity(conn, ctx, model_id, event, None, Some(raised.0)).await?;
+        }
+        FundsReleased {
+            beneficiary,
+            amount: v,
+            ..
+        } => {
+            ledger::adjust(conn, RELEASED, &[model_id], Delta::Add(v.0)).await?;
+            activity(
+                conn,
+                ctx,
+                model_id,
+                event,
+                Some(beneficiary.as_str()),
+                Some(v.0),
+            )
+            .await?;
+            let about = PayoutRef::default();
+            let who = beneficiary.as_str();
+            ledger::payout(conn, ctx, 0, who, "crowdfund_release", "near", v.0, about).await?;
+        }
+        ContributionRefunded {
+            account, amount: v, ..
+        } => {
+            activity(
+                conn,
+                ctx,
+                model_id,
+                event,
+                Some(account.as_str()),
+                Some(v.0),
+            )
+            .await?;
+            let about = PayoutRef::default();
+            let who = account.as_str();
+            ledger::payout(conn, ctx, 0, who, "crowdfund_refund", "near", v.0, about).await?;
+        }
+        RevenueDeposited {
+            payer,
+            asset,
+            amount: v,
+        } => {
+            revenue(
+                conn,
+                ctx,
+                model_id,
+                "deposit",
+                payer.as_str(),
+                &asset_key(asset),
+                v.0,
+            )
+            .await?;
+        }
+        RevenueClaimed {
+            account,
+            asset,
+            amount: v,
+        } => {
+            let asset = asset_key(asset);
+            revenue(conn, ctx, model_id, "claim", account.as_str(), &asset, v.0).await?;
+            let about = PayoutRef::default();
+            ledger::payout(
+                conn,
+                ctx,
+                0,
+                account.as_str(),
+                "revenue_claim",
+                &asset,
+                v.0,
+                about,
+            )
+            .await?;
+        }
+        KeyGranted { node_id, key_hash } => {
+            sqlx::query(
+                "INSERT INTO key_grants (model_id, node_id, key_hash, granted_height) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (model_id, node_id) DO UPDATE SET key_hash = excluded.key_hash,
+                     granted_height = excluded.granted_height, revoked_height = NULL",
+            )
+            .bind(model_id)
+            .bind(to_i64(node_id.0))
+            .bind(key_hash.to_string())
+            .bind(ctx.height)
+            .execute(conn)
+            .await?;
+        }
+        KeyRevoked { node_id } => {
+            sqlx::query(
+                "INSERT INTO key_grants (model_id, node_id, revoked_height) VALUES ($1, $2, $3)
+                 ON CONFLICT (model_id, node_id) DO UPDATE SET revoked_height = excluded.revoked_height",
+            )
+            .bind(model_id)
+            .bind(to_i64(node_id.0))
+            .bind(ctx.height)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(Applied::Stored)
+}
+
+async fn activity(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    model_id: &str,
+    event: &ModelEvent,
+    account: Option<&str>,
+    value: Option<u128>,
+) -> Result<(), sqlx::Error> {
+    let (name, _) = ledger::name_and_data(event);
+    sqlx::query(
+        "INSERT INTO model_activity (seq, model_id, event, account, amount, block_height, timestamp_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(ctx.seq)
+    .bind(model_id)
+    .bind(name)
+    .bind(account)
+    .bind(value.map(amount::pad))
+    .bind(ctx.height)
+    .bind(ctx.timestamp_ns)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn revenue(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    model_id: &str,
+    kind: &str,
+    account: &str,
+    asset: &str,
+    value: u128,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO revenue (seq, model_id, kind, account, asset, amount, block_height, timestamp_ns)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(ctx.seq)
+    .bind(model_id)
+    .bind(kind)
+    .bind(account)
+    .bind(asset)
+    .bind(amount::pad(value))
+    .bind(ctx.height)
+    .bind(ctx.timestamp_ns)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

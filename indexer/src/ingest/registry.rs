@@ -1,0 +1,268 @@
+//! Registry events: operators' stake and the node table.
+
+use super::ledger::{self, Delta, PayoutRef, SLASHED, STAKED, UNSTAKING};
+use super::{Applied, EventCtx};
+use crate::db::amount;
+use crate::db::checkpoint::to_i64;
+use enclave_cloud_common::events::RegistryEvent;
+use enclave_cloud_common::{ModelPrice, NodeId, NodeStatus};
+use sqlx::AnyConnection;
+
+/// The JSON string form of a unit enum (`"active"`, `"UpToDate"`, ...).
+pub fn label<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+fn id(node_id: NodeId) -> i64 {
+    to_i64(node_id.0)
+}
+
+pub async fn apply(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    event: &RegistryEvent,
+) -> Result<Applied, sqlx::Error> {
+    use RegistryEvent::*;
+    match event {
+        StakeDeposited {
+            operator, total, ..
+        } => {
+            ledger::adjust(
+                conn,
+                STAKED,
+                &[operator.as_str()],
+                Delta::Set(total.as_yoctonear()),
+            )
+            .await?;
+        }
+        UnstakeRequested {
+            operator, amount, ..
+        } => {
+            let v = amount.as_yoctonear();
+            ledger::adjust(conn, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
+            ledger::adjust(conn, UNSTAKING, &[operator.as_str()], Delta::Add(v)).await?;
+        }
+        StakeWithdrawn {
+            operator, amount, ..
+        } => {
+            let v = amount.as_yoctonear();
+            ledger::adjust(conn, UNSTAKING, &[operator.as_str()], Delta::Sub(v)).await?;
+        }
+        NodeRegistered {
+            node_id,
+            operator,
+            signer_key,
+            encryption_key,
+            kind,
+            tcb_status,
+            measurements,
+            expires_at_ns,
+        } => {
+            sqlx::query(
+                "INSERT INTO nodes (node_id, operator, status, kind, signer_key, encryption_key,
+                     tcb_status, measurements, capacity, registered_height, registered_at_ns,
+                     expires_at_ns, last_heartbeat_ns, jobs_settled, requests_answered)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $10, 0, 0)
+                 ON CONFLICT (node_id) DO UPDATE SET operator = excluded.operator,
+                     status = excluded.status, kind = excluded.kind,
+                     signer_key = excluded.signer_key, encryption_key = excluded.encryption_key,
+                     tcb_status = excluded.tcb_status, measurements = excluded.measurements,
+                     expires_at_ns = excluded.expires_at_ns",
+            )
+            .bind(id(*node_id))
+            .bind(operator.as_str())
+            .bind(label(&NodeStatus::Active))
+            .bind(label(kind))
+            .bind(String::from(signer_key))
+            .bind(encryption_key)
+            .bind(label(tcb_status))
+            .bind(serde_json::to_string(measurements).unwrap_or_default())
+            .bind(ctx.height)
+            .bind(ctx.timestamp_ns)
+            .bind(to_i64(expires_at_ns.0))
+            .execute(&mut *conn)
+            .await?;
+            status_history(conn, ctx, *node_id, NodeStatus::Active).await?;
+        }
+        NodeReattested {
+            node_id,
+            tcb_status,
+            expires_at_ns,
+        } => {
+            let q = sqlx::query(
+                "UPDATE nodes SET tcb_status = $2, expires_at_ns = $3 WHERE node_id = $1",
+            )
+            .bind(id(*node_id))
+            .bind(label(tcb_status))
+            .bind(to_i64(expires_at_ns.0));
+            return node_updated(q.execute(conn).await?.rows_affected(), *node_id);
+        }
+        GpuAdded { node_id, gpu } => {
+            if !node_exists(conn, *node_id).await? {
+                return Ok(unknown_node(*node_id));
+            }
+            sqlx::query(
+                "INSERT INTO node_gpus (node_id, device_id, model, driver_version, vbios_version)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (node_id, device_id) DO UPDATE SET model = excluded.model,
+                     driver_version = excluded.driver_version, vbios_version = excluded.vbios_version",
+            )
+            .bind(id(*node_id))
+            .bind(gpu.device_id.to_string())
+            .bind(&gpu.model)
+            .bind(gpu.driver_version.as_deref())
+            .bind(gpu.vbios_version.as_deref())
+            .execute(conn)
+            .await?;
+        }
+        NodeUpdated {
+            node_id,
+            endpoint,
+            region,
+            prices,
+            capacity,
+        } => {
+            return update_commercials(conn, *node_id, endpoint, region, prices, *capacity).await;
+        }
+        NodeHeartbeat { node_id, at_ns } => {
+            let q = sqlx::query("UPDATE nodes SET last_heartbeat_ns = $2 WHERE node_id = $1")
+                .bind(id(*node_id))
+                .bind(to_i64(at_ns.0));
+            return node_updated(q.execute(conn).await?.rows_affected(), *node_id);
+        }
+        NodeStatusChanged { node_id, status } => {
+            let q = sqlx::query("UPDATE nodes SET status = $2 WHERE node_id = $1")
+                .bind(id(*node_id))
+                .bind(label(status));
+            if q.execute(&mut *conn).await?.rows_affected() == 0 {
+                return Ok(unknown_node(*node_id));
+            }
+            status_history(conn, ctx, *node_id, *status).await?;
+        }
+        NodeSlashed {
+            node_id,
+            operator,
+            amount: slashed,
+            beneficiary,
+        } => {
+            let v = slashed.as_yoctonear();
+            ledger::adjust(conn, SLASHED, &[operator.as_str()], Delta::Add(v)).await?;
+            ledger::adjust(conn, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
+            let about = PayoutRef {
+                node_id: Some(id(*node_id)),
+                ..Default::default()
+            };
+            ledger::payout(
+                conn,
+                ctx,
+                0,
+                beneficiary.as_str(),
+                "slash",
+                "near",
+                v,
+                about,
+            )
+            .await?;
+        }
+        // Policy and certificate-cache changes have no table; they are counted as applied.
+        PolicyUpdated { .. } | CertificateCached { .. } => {}
+    }
+    Ok(Applied::Stored)
+}
+
+async fn update_commercials(
+    conn: &mut AnyConnection,
+    node_id: NodeId,
+    endpoint: &Option<String>,
+    region: &Option<String>,
+    prices: &[ModelPrice],
+    capacity: u32,
+) -> Result<Applied, sqlx::Error> {
+    let min_price = prices
+        .iter()
+        .map(|p| p.output_per_million.0)
+        .min()
+        .map(amount::pad);
+    let updated = sqlx::query(
+        "UPDATE nodes SET endpoint = $2, region = $3, capacity = $4, min_output_price = $5
+         WHERE node_id = $1",
+    )
+    .bind(id(node_id))
+    .bind(endpoint.as_deref())
+    .bind(region.as_deref())
+    .bind(i64::from(capacity))
+    .bind(min_price)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(unknown_node(node_id));
+    }
+    // The event carries the full price list: replace, don't merge.
+    sqlx::query("DELETE FROM node_prices WHERE node_id = $1")
+        .bind(id(node_id))
+        .execute(&mut *conn)
+        .await?;
+    for p in prices {
+        sqlx::query(
+            "INSERT INTO node_prices (node_id, model_id, input_per_million, output_per_million)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (node_id, model_id) DO UPDATE SET
+                 input_per_million = excluded.input_per_million,
+                 output_per_million = excluded.output_per_million",
+        )
+        .bind(id(node_id))
+        .bind(p.model_id.as_str())
+        .bind(amount::pad(p.input_per_million.0))
+        .bind(amount::pad(p.output_per_million.0))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(Applied::Stored)
+}
+
+async fn status_history(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    node_id: NodeId,
+    status: NodeStatus,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO node_status_history (node_id, seq, status, block_height, timestamp_ns)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id(node_id))
+    .bind(ctx.seq)
+    .bind(label(&status))
+    .bind(ctx.height)
+    .bind(ctx.timestamp_ns)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn node_exists(conn: &mut AnyConnection, node_id: NodeId) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT node_id FROM nodes WHERE node_id = $1")
+        .bind(id(node_id))
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+fn unknown_node(node_id: NodeId) -> Applied {
+    Applied::Orphan(format!(
+        "node {node_id} was never registered in the indexed range"
+    ))
+}
+
+fn node_updated(rows: u64, node_id: NodeId) -> Result<Applied, sqlx::Error> {
+    Ok(if rows == 0 {
+        unknown_node(node_id)
+    } else {
+        Applied::Stored
+    })
+}

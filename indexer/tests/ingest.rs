@@ -1,0 +1,212 @@
+//! Fixture chain -> database: what is stored, restarts and crashes, refused events.
+//! Every test runs on SQLite and, with `ECLOUD_TEST_POSTGRES_URL`, on PostgreSQL.
+
+mod common;
+
+use common::*;
+use indexer::db::amount;
+use indexer::db::checkpoint::{self, counter};
+use indexer::fixture::scenario::{self, Expect};
+use indexer::ingest::{IngestError, Ingestor};
+use indexer::metrics::Metrics;
+use std::time::Duration;
+
+async fn stores_the_scenario(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    let last = blocks.last().unwrap().height();
+    let metrics = follow(&db, &blocks_dir, last).await;
+
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM nodes").await,
+        Expect::NODES
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, Expect::JOBS);
+    let open: Vec<i64> =
+        sqlx::query_scalar("SELECT job_id FROM jobs WHERE status = 'open' ORDER BY job_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(open, Expect::OPEN_JOBS.map(|j| j as i64));
+    // Job 2's claim came from a failed receipt, a foreign contract and the wrong one of
+    // ours: none of them may have claimed it.
+    let job2: (String, Option<i64>) =
+        sqlx::query_as("SELECT status, node_id FROM jobs WHERE job_id = 2")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(job2, ("cancelled".to_owned(), None));
+    let timeline: Vec<String> = sqlx::query_scalar(
+        "SELECT event FROM timeline WHERE entity = 'job' AND entity_id = 1 ORDER BY seq",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(timeline, ["job_submitted", "job_claimed", "job_settled"]);
+
+    // Settlement legs: provider to the node's operator, royalty to the model token.
+    let payouts: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT account, kind, amount FROM payouts WHERE job_id = 1 ORDER BY idx")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let s = scenario::settlement(Expect::SETTLED_COST, 5_000);
+    let expected = [
+        (scenario::OPERATOR, "provider", s.provider.0),
+        (scenario::MODEL_TOKEN, "royalty", s.royalty.0),
+        (scenario::MARKETPLACE, "protocol_fee", s.protocol_fee.0),
+        (scenario::USER, "refund", s.refund.0),
+    ];
+    let got: Vec<(&str, &str, u128)> = payouts
+        .iter()
+        .map(|(a, k, v)| (a.as_str(), k.as_str(), amount::parse(v)))
+        .collect();
+    assert_eq!(got, expected);
+
+    // Holders after mint 100 to a, transfer 30 to b.
+    let balances: Vec<(String, String)> =
+        sqlx::query_as("SELECT account, balance FROM balances WHERE token = $1 ORDER BY account")
+            .bind(scenario::MODEL_TOKEN)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let balances: Vec<(&str, u128)> = balances
+        .iter()
+        .map(|(a, b)| (a.as_str(), amount::parse(b)))
+        .collect();
+    assert_eq!(
+        balances,
+        [("a.test", Expect::HOLDER_A), ("b.test", Expect::HOLDER_B)]
+    );
+
+    // Refused lines are counted (persistently and in metrics) and kept for inspection.
+    let mut conn = db.pool.acquire().await.unwrap();
+    assert_eq!(
+        counter(&mut conn, "events_malformed").await.unwrap(),
+        Expect::MALFORMED
+    );
+    assert_eq!(
+        counter(&mut conn, "events_foreign").await.unwrap(),
+        Expect::FOREIGN
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM rejected_events").await,
+        Expect::MALFORMED
+    );
+    assert!(
+        metrics
+            .render()
+            .contains("ecloud_indexer_events_rejected_total{reason=\"malformed\"} 2")
+    );
+    assert_eq!(metrics.skipped_heights.get(), 1);
+
+    // The checkpoint is the last height, with the last block's hash.
+    let cp = checkpoint::load(&mut conn).await.unwrap().unwrap();
+    assert_eq!(cp.height, last);
+    assert_eq!(cp.block_hash, blocks.last().unwrap().block.header.hash);
+}
+storage_test!(stores_the_scenario_on, stores_the_scenario);
+
+async fn restart_in_the_middle_loses_and_doubles_nothing(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    let last = blocks.last().unwrap().height();
+
+    let Some((reference, _)) = fresh_db(&dir.path().join("ref"), postgres).await else {
+        return;
+    };
+    follow(&reference, &blocks_dir, last).await;
+
+    // Stop after every height in turn, reopening the database each time.
+    let Some((_, url)) = fresh_db(&dir.path().join("restarts"), postgres).await else {
+        return;
+    };
+    for stop in FIRST_HEIGHT..=last {
+        let db = indexer::db::Db::open(&url).await.unwrap();
+        follow(&db, &blocks_dir, stop).await;
+        db.pool.close().await;
+    }
+    let db = indexer::db::Db::open(&url).await.unwrap();
+    assert_eq!(dump(&db).await, dump(&reference).await);
+}
+storage_test!(
+    restart_in_the_middle_on,
+    restart_in_the_middle_loses_and_doubles_nothing
+);
+
+async fn killed_mid_transaction_loses_and_doubles_nothing(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    let last = blocks.last().unwrap().height();
+    let Some((reference, _)) = fresh_db(&dir.path().join("ref"), postgres).await else {
+        return;
+    };
+    follow(&reference, &blocks_dir, last).await;
+
+    // Abort the follower task at growing delays: wherever it is (inside a block's
+    // transaction or between blocks), the next run must continue exactly where the last
+    // commit left off.
+    let Some((_, url)) = fresh_db(&dir.path().join("killed"), postgres).await else {
+        return;
+    };
+    let mut delay_us = 50;
+    let mut interrupted = 0;
+    for _ in 0..200 {
+        let db = indexer::db::Db::open(&url).await.unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        let done = checkpoint::load(&mut conn)
+            .await
+            .unwrap()
+            .is_some_and(|c| c.height >= last);
+        drop(conn);
+        if done {
+            break;
+        }
+        interrupted += 1;
+        let dir2 = blocks_dir.clone();
+        let db2 = db.clone();
+        let task = tokio::spawn(async move { follow(&db2, &dir2, last).await });
+        tokio::time::sleep(Duration::from_micros(delay_us)).await;
+        task.abort();
+        let _ = task.await;
+        db.pool.close().await;
+        delay_us = delay_us * 3 / 2 + 50;
+    }
+    // The kills must really have landed before the end, several times.
+    assert!(interrupted > 3, "only {interrupted} runs were interrupted");
+    let db = indexer::db::Db::open(&url).await.unwrap();
+    assert_eq!(dump(&db).await, dump(&reference).await);
+}
+storage_test!(
+    killed_mid_transaction_on,
+    killed_mid_transaction_loses_and_doubles_nothing
+);
+
+async fn replays_and_gaps_are_refused(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let blocks = scenario::blocks(FIRST_HEIGHT);
+    let ingestor = Ingestor::new(scenario::contracts(), Metrics::new().unwrap());
+    ingestor.apply_block(&db, &blocks[0]).await.unwrap();
+    let before = dump(&db).await;
+    // The same block again: refused, nothing written.
+    let err = ingestor.apply_block(&db, &blocks[0]).await.unwrap_err();
+    assert!(matches!(err, IngestError::Replay { .. }), "{err}");
+    // A block that does not link to the indexed one (blocks[2] follows a skipped height
+    // after blocks[1]): refused, nothing written.
+    let err = ingestor.apply_block(&db, &blocks[2]).await.unwrap_err();
+    assert!(matches!(err, IngestError::Discontinuity { .. }), "{err}");
+    assert_eq!(dump(&db).await, before);
+}
+storage_test!(replays_and_gaps_on, replays_and_gaps_are_refused);
