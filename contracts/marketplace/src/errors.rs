@@ -1,0 +1,86 @@
+//! Every way a marketplace call can be refused. Each message names the problem and the value.
+
+use near_sdk::{AccountId, NearToken, env};
+
+use enclave_cloud_common::{Asset, JobId, ModelId, NodeId, RequestId};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarketplaceError {
+    #[error("only the owner {owner} may do this, not {caller}")]
+    NotOwner { owner: AccountId, caller: AccountId },
+    #[error("the marketplace is paused: no new jobs, claims or requests")]
+    Paused,
+    #[error("attach exactly 1 yoctoNEAR to confirm this call with a full-access key")]
+    OneYoctoRequired,
+    #[error("this method takes no deposit, {0} was attached")]
+    UnexpectedDeposit(NearToken),
+    #[error("only the contract itself may call {0}")]
+    PrivateMethod(&'static str),
+    #[error("invalid argument {field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    #[error("the price cap must be more than zero")]
+    ZeroPriceCap,
+    #[error("attached {attached} yoctoNEAR, need at least {needed} (price cap + storage)")]
+    InsufficientDeposit { attached: u128, needed: u128 },
+    #[error(
+        "storage balance of {account} is {available} yoctoNEAR, need {needed}: call storage_deposit first"
+    )]
+    InsufficientStorageBalance { account: AccountId, available: u128, needed: u128 },
+    #[error("the storage reserve of job {job_id} is exhausted ({needed} > {paid} yoctoNEAR)")]
+    StorageReserveExhausted { job_id: JobId, needed: u128, paid: u128 },
+    #[error("token {0} is not accepted for payment")]
+    TokenNotAccepted(AccountId),
+    #[error("ft_on_transfer message is not a job: {0}")]
+    BadTransferMessage(String),
+    #[error("job {0} does not exist or is already finished")]
+    JobNotFound(JobId),
+    #[error("job {job_id} is {state}, expected {expected}")]
+    WrongJobState { job_id: JobId, state: &'static str, expected: &'static str },
+    #[error("job {job_id} passed its {which} at {deadline_ns} ns (now {now_ns} ns)")]
+    DeadlinePassed { job_id: JobId, which: &'static str, deadline_ns: u64, now_ns: u64 },
+    #[error("job {job_id} cannot be cancelled yet: {reason}")]
+    NotCancellable { job_id: JobId, reason: &'static str },
+    #[error("only the job's owner {user} may do this, not {caller}")]
+    NotJobOwner { user: AccountId, caller: AccountId },
+    #[error("node {node_id} is not eligible: {reason}")]
+    NodeNotEligible { node_id: NodeId, reason: String },
+    #[error("node {0} is unknown to the registry")]
+    NodeUnknown(NodeId),
+    #[error("the registry call for node {0} failed")]
+    RegistryCallFailed(NodeId),
+    #[error("node {node_id} belongs to {operator}, not to the caller {caller}")]
+    NotNodeOperator { node_id: NodeId, operator: AccountId, caller: AccountId },
+    #[error("node {node_id} is not cached or its cache expired: call refresh_node({node_id}) first")]
+    NodeNotCached { node_id: NodeId },
+    #[error("node {node_id} does not serve model {model_id}")]
+    ModelNotServed { node_id: NodeId, model_id: ModelId },
+    #[error(
+        "the result is not signed by node {node_id}'s attested key: give a valid signature or sign the transaction with that key"
+    )]
+    BadSignature { node_id: NodeId },
+    #[error("the node's signer key is not an ed25519 key")]
+    SignerKeyNotEd25519,
+    #[error("request {0} does not exist or is already finished")]
+    RequestNotFound(RequestId),
+    #[error("request {0} was already answered")]
+    RequestAnswered(RequestId),
+    #[error("request {0} timed out before the answer arrived")]
+    RequestTimedOut(RequestId),
+    #[error("nothing to withdraw for {account} in {asset:?}")]
+    NothingToWithdraw { account: AccountId, asset: Asset },
+    #[error("amount overflow in {0}")]
+    Overflow(&'static str),
+}
+
+impl near_sdk::FunctionError for MarketplaceError {
+    fn panic(&self) -> ! {
+        env::panic_str(&self.to_string())
+    }
+}
+
+pub type Result<T, E = MarketplaceError> = std::result::Result<T, E>;
+
+/// Shorthand for an invalid argument.
+pub fn invalid(field: &'static str, reason: impl Into<String>) -> MarketplaceError {
+    MarketplaceError::InvalidArgument { field, reason: reason.into() }
+}

@@ -1,0 +1,150 @@
+//! Owner-controlled configuration: fees, limits, accepted tokens, royalty accounts, pause.
+
+use near_sdk::json_types::U128;
+use near_sdk::{AccountId, NearToken, env};
+
+use enclave_cloud_common::ModelId;
+use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
+
+use crate::errors::{MarketplaceError, Result, invalid};
+use crate::settlement::BPS_DENOMINATOR;
+use crate::state::{Config, ConfigPatch, TokenRate};
+use crate::storage_keys::StorageKey;
+use crate::{Marketplace, STATE_VERSION};
+
+use near_sdk::collections::{LookupMap, UnorderedMap, UnorderedSet, Vector};
+
+/// Sensitive calls need exactly one yoctoNEAR: proof of a full-access key.
+pub fn require_one_yocto() -> Result<()> {
+    if env::attached_deposit() == NearToken::from_yoctonear(1) {
+        Ok(())
+    } else {
+        Err(MarketplaceError::OneYoctoRequired)
+    }
+}
+
+/// Calls that must not carry money (it would be stranded).
+pub fn require_no_deposit() -> Result<()> {
+    let attached = env::attached_deposit();
+    if attached.is_zero() { Ok(()) } else { Err(MarketplaceError::UnexpectedDeposit(attached)) }
+}
+
+fn policy(field: &str, value: impl ToString) {
+    MarketplaceEvent::PolicyUpdated { field: field.to_owned(), value: value.to_string() }.emit();
+}
+
+impl Marketplace {
+    pub(crate) fn with_config(config: Config) -> Self {
+        Self {
+            state_version: STATE_VERSION,
+            config,
+            next_job_id: enclave_cloud_common::JobId(1),
+            next_request_id: enclave_cloud_common::RequestId(1),
+            jobs: LookupMap::new(StorageKey::Jobs),
+            open_jobs: UnorderedSet::new(StorageKey::OpenJobs),
+            claimed_jobs: UnorderedSet::new(StorageKey::ClaimedJobs),
+            receipts: LookupMap::new(StorageKey::Receipts),
+            settled_jobs: Vector::new(StorageKey::SettledJobs),
+            jobs_by_user: LookupMap::new(StorageKey::JobsByUser),
+            jobs_by_node: LookupMap::new(StorageKey::JobsByNode),
+            nodes: LookupMap::new(StorageKey::Nodes),
+            requests: UnorderedMap::new(StorageKey::Requests),
+            credits: UnorderedMap::new(StorageKey::Credits),
+            storage_balances: UnorderedMap::new(StorageKey::StorageBalances),
+            accepted_tokens: UnorderedMap::new(StorageKey::AcceptedTokens),
+            royalty_accounts: LookupMap::new(StorageKey::RoyaltyAccounts),
+            ledgers: Default::default(),
+            locked_storage: U128(0),
+        }
+    }
+
+    pub(crate) fn require_owner(&self) -> Result<()> {
+        require_one_yocto()?;
+        let caller = env::predecessor_account_id();
+        if caller == self.config.owner {
+            Ok(())
+        } else {
+            Err(MarketplaceError::NotOwner { owner: self.config.owner.clone(), caller })
+        }
+    }
+
+    pub(crate) fn require_not_paused(&self) -> Result<()> {
+        if self.config.paused { Err(MarketplaceError::Paused) } else { Ok(()) }
+    }
+
+    pub(crate) fn update_config_internal(&mut self, patch: ConfigPatch) -> Result<()> {
+        self.require_owner()?;
+        let mut next = self.config.clone();
+        let fee = patch.protocol_fee_bps.unwrap_or(next.protocol_fee_bps);
+        let royalty = patch.royalty_bps.unwrap_or(next.royalty_bps);
+        if u32::from(fee) + u32::from(royalty) > u32::from(BPS_DENOMINATOR) {
+            return Err(invalid(
+                "protocol_fee_bps + royalty_bps",
+                format!("{fee} + {royalty} exceeds {BPS_DENOMINATOR}"),
+            ));
+        }
+        if patch.max_inline_bytes == Some(0) {
+            return Err(invalid("max_inline_bytes", "must be more than 0"));
+        }
+        macro_rules! apply {
+            ($($field:ident),*) => {$(
+                if let Some(value) = patch.$field {
+                    policy(stringify!($field), near_sdk::serde_json::to_string(&value).unwrap_or_default());
+                    next.$field = value.into();
+                }
+            )*};
+        }
+        apply!(
+            owner,
+            registry,
+            treasury,
+            protocol_fee_bps,
+            royalty_bps,
+            max_inline_bytes,
+            claim_window_ns,
+            max_job_duration_ns,
+            node_cache_ttl_ns,
+            slash_amount,
+            paused
+        );
+        if let Some(factory) = patch.model_factory {
+            policy("model_factory", &factory);
+            next.model_factory = Some(factory);
+        }
+        self.config = next;
+        Ok(())
+    }
+
+    pub(crate) fn set_accepted_token_internal(&mut self, token: AccountId, rate: Option<TokenRate>) -> Result<()> {
+        self.require_owner()?;
+        match rate {
+            Some(rate) if rate.units_per_near.0 == 0 => {
+                return Err(invalid("rate.units_per_near", "must be more than 0"));
+            }
+            Some(rate) => {
+                self.accepted_tokens.insert(&token, &rate);
+                policy(&format!("accepted_token.{token}"), rate.units_per_near.0);
+            }
+            None => {
+                self.accepted_tokens.remove(&token);
+                policy(&format!("accepted_token.{token}"), "removed");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_royalty_account_internal(&mut self, model_id: ModelId, account: Option<AccountId>) -> Result<()> {
+        self.require_owner()?;
+        match account {
+            Some(account) => {
+                self.royalty_accounts.insert(&model_id, &account);
+                policy(&format!("royalty_account.{model_id}"), &account);
+            }
+            None => {
+                self.royalty_accounts.remove(&model_id);
+                policy(&format!("royalty_account.{model_id}"), "default");
+            }
+        }
+        Ok(())
+    }
+}

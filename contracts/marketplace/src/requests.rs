@@ -1,0 +1,228 @@
+//! Agent requests: a contract asks for inference, the marketplace yields until a node
+//! responds (or the yield times out after 200 blocks), settles, and calls the caller back.
+
+use near_sdk::json_types::{Base64VecU8, U64, U128};
+use near_sdk::serde_json::json;
+use near_sdk::{GasWeight, NearToken, Promise, env};
+
+use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
+use enclave_cloud_common::interfaces::{AiResponse, ext_ai_caller};
+use enclave_cloud_common::{
+    Asset, InputRef, ModelId, NodeId, OutputRef, ReceiptSubject, RequestId, ResultReceipt, Usage,
+};
+
+use crate::errors::{MarketplaceError, Result};
+use crate::funds::{dec, inc};
+use crate::governance::require_no_deposit;
+use crate::payouts::push_payout;
+use crate::refs::{checked_hash, verify_node_signature};
+use crate::settlement::{split, usage_cost_yocto};
+use crate::state::{Answer, Payout, PayoutKind, Request};
+use crate::storage::{ANSWER_RESERVE_BYTES, StorageMeter, apply_delta, bytes_cost};
+use crate::{GAS_AI_CALLBACK, GAS_ON_REQUEST_DONE, Marketplace};
+
+impl Marketplace {
+    pub(crate) fn request_internal(
+        &mut self,
+        model_id: ModelId,
+        input: InputRef,
+        price_cap: U128,
+    ) -> Result<RequestId> {
+        self.require_not_paused()?;
+        if price_cap.0 == 0 {
+            return Err(MarketplaceError::ZeroPriceCap);
+        }
+        let attached = env::attached_deposit().as_yoctonear();
+        let storage_deposit = attached.checked_sub(price_cap.0).ok_or(
+            MarketplaceError::InsufficientDeposit { attached, needed: price_cap.0 },
+        )?;
+        let input_hash = checked_hash("input", &input, self.config.max_inline_bytes)?;
+        let caller = env::predecessor_account_id();
+        let request_id = self.next_request_id;
+        self.next_request_id = request_id.next();
+
+        let args = json!({ "request_id": request_id }).to_string();
+        let (_yielded, yield_id) =
+            Promise::new_yield("on_request_done", args, GAS_ON_REQUEST_DONE, GasWeight(1));
+        let request = Request {
+            request_id,
+            caller: caller.clone(),
+            model_id: model_id.clone(),
+            price_cap,
+            storage_deposit: NearToken::from_yoctonear(storage_deposit),
+            input: input.clone(),
+            input_hash,
+            yield_id,
+            created_ns: U64(env::block_timestamp()),
+            answer: None,
+        };
+        let meter = StorageMeter::start();
+        self.requests.insert(&request_id, &request);
+        let bytes = apply_delta(0, meter.delta())?
+            .saturating_add(ANSWER_RESERVE_BYTES)
+            .saturating_add(u64::from(self.config.max_inline_bytes));
+        let needed_storage = bytes_cost(bytes);
+        if storage_deposit < needed_storage {
+            return Err(MarketplaceError::InsufficientDeposit {
+                attached,
+                needed: price_cap.0.saturating_add(needed_storage),
+            });
+        }
+        let ledger = self.ledger_mut(&Asset::Near);
+        inc(&mut ledger.held, attached)?;
+        inc(&mut ledger.escrow, price_cap.0)?;
+        inc(&mut ledger.storage, storage_deposit)?;
+        MarketplaceEvent::RequestCreated {
+            request_id,
+            caller,
+            model_id,
+            deposit: U128(attached),
+            input,
+        }
+        .emit();
+        Ok(request_id)
+    }
+
+    pub(crate) fn respond_internal(
+        &mut self,
+        request_id: RequestId,
+        node_id: NodeId,
+        output: OutputRef,
+        usage: Usage,
+        signature: Option<Base64VecU8>,
+    ) -> Result<()> {
+        require_no_deposit()?;
+        let mut request =
+            self.requests.get(&request_id).ok_or(MarketplaceError::RequestNotFound(request_id))?;
+        if request.answer.is_some() {
+            return Err(MarketplaceError::RequestAnswered(request_id));
+        }
+        let now = env::block_timestamp();
+        let node = self
+            .nodes
+            .get(&node_id)
+            .filter(|n| n.is_fresh(now))
+            .ok_or(MarketplaceError::NodeNotCached { node_id })?;
+        let price = node.price_of(&request.model_id).ok_or_else(|| {
+            MarketplaceError::ModelNotServed { node_id, model_id: request.model_id.clone() }
+        })?;
+        let output_hash = checked_hash("output", &output, self.config.max_inline_bytes)?;
+        let signed = ResultReceipt {
+            subject: ReceiptSubject::Request(request_id),
+            model_id: request.model_id.clone(),
+            input_hash: request.input_hash,
+            output_hash,
+            usage,
+        };
+        verify_node_signature(
+            node_id,
+            &node.signer_key,
+            &node.operator,
+            &signed,
+            signature.as_ref().map(|s| s.0.as_slice()),
+        )?;
+        request.answer = Some(Answer {
+            node_id,
+            operator: node.operator,
+            price,
+            usage,
+            output,
+            output_hash,
+            signature,
+        });
+        self.requests.insert(&request_id, &request);
+        // The answer waits in state (a yield payload is limited to 1 KiB); the callback reads it.
+        request.yield_id.resume([]).map_err(|_| MarketplaceError::RequestTimedOut(request_id))
+    }
+
+    /// Yield callback: settles an answered request or refunds a timed-out one, then tells the
+    /// caller. Never panics, so a request can never stay stuck with its deposit.
+    pub(crate) fn finish_request(&mut self, request_id: RequestId) {
+        let resumed = env::promise_results_count() == 1
+            && !matches!(env::promise_result_checked(0, 0), Err(near_sdk::PromiseError::Failed));
+        let Some(request) = self.requests.remove(&request_id) else {
+            env::log_str(&format!("request {request_id} is already finished"));
+            return;
+        };
+        let answer = request.answer.clone().filter(|_| resumed);
+        let response = match answer {
+            Some(answer) => match self.settle_request(&request, &answer) {
+                Ok(response) => Some(response),
+                Err(e) => {
+                    env::log_str(&format!("request {request_id} could not settle, refunded: {e}"));
+                    self.refund_request(&request);
+                    None
+                }
+            },
+            None => {
+                self.refund_request(&request);
+                None
+            }
+        };
+        let _ = ext_ai_caller::ext(request.caller.clone())
+            .with_static_gas(GAS_AI_CALLBACK)
+            .on_ai_response(request_id, response);
+    }
+
+    fn settle_request(&mut self, request: &Request, answer: &Answer) -> Result<AiResponse> {
+        let cap = request.price_cap.0;
+        let settlement = split(
+            cap,
+            usage_cost_yocto(&answer.usage, &answer.price),
+            self.config.protocol_fee_bps,
+            self.config.royalty_bps,
+        )?;
+        let mut payouts = Vec::new();
+        let storage = request.storage_deposit.as_yoctonear();
+        dec(&mut self.ledger_mut(&Asset::Near).storage, storage)?;
+        self.book_split(
+            &Asset::Near,
+            cap,
+            &request.model_id,
+            &answer.operator,
+            &request.caller,
+            &settlement,
+            &mut payouts,
+        )?;
+        push_payout(
+            &mut payouts,
+            Payout {
+                account: request.caller.clone(),
+                asset: Asset::Near,
+                amount: U128(storage),
+                kind: PayoutKind::Transfer,
+            },
+        );
+        MarketplaceEvent::RequestAnswered {
+            request_id: request.request_id,
+            node_id: answer.node_id,
+            usage: answer.usage,
+            settlement: settlement.clone(),
+        }
+        .emit();
+        self.pay(payouts);
+        Ok(AiResponse {
+            node_id: answer.node_id,
+            output: answer.output.clone(),
+            usage: answer.usage,
+            cost: settlement.cost,
+        })
+    }
+
+    fn refund_request(&mut self, request: &Request) {
+        let cap = request.price_cap.0;
+        let storage = request.storage_deposit.as_yoctonear();
+        let ledger = self.ledger_mut(&Asset::Near);
+        ledger.escrow = U128(ledger.escrow.0.saturating_sub(cap));
+        ledger.storage = U128(ledger.storage.0.saturating_sub(storage));
+        let refund = cap.saturating_add(storage);
+        MarketplaceEvent::RequestTimedOut { request_id: request.request_id, refund: U128(refund) }
+            .emit();
+        self.pay(vec![Payout {
+            account: request.caller.clone(),
+            asset: Asset::Near,
+            amount: U128(refund),
+            kind: PayoutKind::Transfer,
+        }]);
+    }
+}

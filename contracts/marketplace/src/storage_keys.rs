@@ -1,0 +1,25 @@
+//! Every storage prefix of the marketplace. Append only: reordering would alias old data.
+
+use near_sdk::{BorshStorageKey, CryptoHash, near};
+
+use enclave_cloud_common::NodeId;
+
+#[near(serializers = [borsh])]
+#[derive(BorshStorageKey)]
+pub enum StorageKey {
+    Jobs,
+    OpenJobs,
+    ClaimedJobs,
+    Receipts,
+    SettledJobs,
+    JobsByUser,
+    UserJobs { account_hash: CryptoHash },
+    JobsByNode,
+    NodeJobs { node_id: NodeId },
+    Nodes,
+    Requests,
+    Credits,
+    StorageBalances,
+    AcceptedTokens,
+    RoyaltyAccounts,
+}
