@@ -93,3 +93,44 @@ pub enum GpuError {
     #[error("GPU certificate chain does not reach the pinned NVIDIA Device Identity CA")]
     UntrustedRoot,
 }
+
+impl AttestationError {
+    /// A stable, machine-readable name of the failure (for JSON verdicts and contract errors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "malformed",
+            Self::MissingSection { .. } => "missing_section",
+            Self::NotTdx { .. } => "not_tdx",
+            Self::DebugTd => "debug_td",
+            Self::Quote(_) => "quote_verification",
+            Self::TcbStatusRefused { .. } => "tcb_status_refused",
+            Self::EventLog(_) => "event_log",
+            Self::Rtmr3Mismatch { .. } => "rtmr3_mismatch",
+            Self::MissingComposeHash => "missing_compose_hash",
+            Self::ComposeHashMismatch { .. } => "compose_hash_mismatch",
+            Self::ReportDataMismatch { .. } => "report_data_mismatch",
+            Self::DevNotAllowed => "dev_not_allowed",
+            Self::DevExpired { .. } => "dev_expired",
+            Self::DevSignature => "dev_signature",
+            Self::Gpu { error, .. } => error.code(),
+        }
+    }
+}
+
+impl GpuError {
+    /// A stable, machine-readable name of the failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Report(_) => "gpu_report_malformed",
+            Self::Nonce { .. } => "gpu_nonce",
+            Self::ReportSignature => "gpu_report_signature",
+            Self::CertParse { .. } => "gpu_cert_parse",
+            Self::CertSignature { .. } => "gpu_cert_signature",
+            Self::CertValidity { .. } => "gpu_cert_validity",
+            Self::CertIssuer { .. } => "gpu_cert_issuer",
+            Self::CertNotCa { .. } => "gpu_cert_not_ca",
+            Self::Algorithm { .. } => "gpu_algorithm",
+            Self::UntrustedRoot => "gpu_untrusted_root",
+        }
+    }
+}

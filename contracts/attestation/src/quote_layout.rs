@@ -66,13 +66,13 @@ pub fn check_quote_layout(
     };
     c.take(body_len, "TD report")?;
     let auth_len = c.u32("signature data length")?;
-    let auth_end = c.pos.checked_add(auth_len).unwrap_or(usize::MAX);
-    if let Some(tail) = quote.get(auth_end..) {
-        if tail.iter().any(|&b| b != 0) {
-            return Err(layout(format!(
-                "non-zero bytes after the quote structure (offset {auth_end})"
-            )));
-        }
+    let auth_end = c.pos.saturating_add(auth_len);
+    if let Some(tail) = quote.get(auth_end..)
+        && tail.iter().any(|&b| b != 0)
+    {
+        return Err(layout(format!(
+            "non-zero bytes after the quote structure (offset {auth_end})"
+        )));
     }
     c.take(128, "quote signature and attestation key")?;
     if c.u16("certification data type")? != CERT_TYPE_QE_REPORT {
@@ -81,7 +81,7 @@ pub fn check_quote_layout(
         ));
     }
     let outer_len = c.u32("certification data size")?;
-    let outer_end = c.pos.checked_add(outer_len).unwrap_or(usize::MAX);
+    let outer_end = c.pos.saturating_add(outer_len);
     c.take(384 + 64, "QE report and signature")?;
     let qe_auth_len = usize::from(c.u16("QE auth data size")?);
     c.take(qe_auth_len, "QE auth data")?;

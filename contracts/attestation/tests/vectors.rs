@@ -412,7 +412,12 @@ fn hopper_chain_must_reach_the_pinned_root() {
     let mut t = ev.clone();
     t.certificate_chain = pem::encode_many(&blocks[..2]);
     let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("short chain");
-    assert!(matches!(err, GpuError::CertIssuer { index: 1 }), "{err}");
+    assert_eq!(err, GpuError::UntrustedRoot);
+    // A missing middle certificate breaks the issuer link below it.
+    t.certificate_chain =
+        pem::encode_many(&[blocks[0].clone(), blocks[2].clone(), blocks[3].clone()]);
+    let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("gap");
+    assert_eq!(err, GpuError::CertIssuer { index: 0 });
     // Leaf only, swapped order.
     let mut swapped = blocks.clone();
     swapped.swap(0, 1);

@@ -128,7 +128,14 @@ pub fn verify_chain<K: CertCache + ?Sized>(
         check_validity(&child.cert, index, now)?;
         let issuer = certs.get(index + 1).unwrap_or(&root);
         let issuer_index = index + 1;
-        check_link(child, issuer, index, issuer_index, now)?;
+        check_link(
+            child,
+            issuer,
+            index,
+            issuer_index,
+            issuer_index == certs.len(),
+            now,
+        )?;
         if issuer_index == certs.len() {
             break; // reached the pinned root
         }
@@ -158,10 +165,15 @@ fn check_link(
     issuer: &Parsed,
     index: usize,
     issuer_index: usize,
+    is_root: bool,
     now: u64,
 ) -> Result<(), GpuError> {
     if child.cert.tbs_certificate().issuer() != issuer.cert.tbs_certificate().subject() {
-        return Err(GpuError::CertIssuer { index });
+        return Err(if is_root {
+            GpuError::UntrustedRoot
+        } else {
+            GpuError::CertIssuer { index }
+        });
     }
     check_validity(&issuer.cert, issuer_index, now)?;
     let is_ca = issuer
