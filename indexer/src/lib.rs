@@ -6,6 +6,7 @@
 //! [`ingest`] (events -> tables, one transaction per block with the checkpoint) ->
 //! [`db`] (sqlx `Any`, migrations) <- [`api`] (axum) ; [`app`] wires it for the binary.
 
+pub mod api;
 pub mod block;
 pub mod db;
 pub mod fixture;

@@ -1,5 +1,6 @@
 //! Fixture chain -> database: what is stored, restarts and crashes, refused events.
 //! Every test runs on SQLite and, with `ECLOUD_TEST_POSTGRES_URL`, on PostgreSQL.
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 mod common;
 

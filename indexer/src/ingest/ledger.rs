@@ -179,9 +179,29 @@ pub async fn payout(
     .bind(about.node_id)
     .bind(ctx.height)
     .bind(ctx.timestamp_ns)
-    .execute(conn)
+    .execute(&mut *conn)
+    .await?;
+    // Running sum per account, kind and asset, so an account page is one range read.
+    adjust(
+        conn,
+        TOTAL,
+        &[&earned_key(account, kind, asset)],
+        Delta::Add(value),
+    )
     .await?;
     Ok(())
+}
+
+/// The `totals` key of what `account` received as `kind` in `asset`. Keys of one account
+/// share the prefix `earned:<account>:`, and `;` sorts right after `:`, so
+/// `name >= 'earned:<a>:' AND name < 'earned:<a>;'` selects exactly that account.
+pub fn earned_key(account: &str, kind: &str, asset: &str) -> String {
+    format!("earned:{account}:{kind}:{asset}")
+}
+
+/// The `totals` key of a model's revenue of `kind` (`deposit`/`claim`) in `asset`.
+pub fn revenue_key(model_id: &str, kind: &str, asset: &str) -> String {
+    format!("revenue:{model_id}:{kind}:{asset}")
 }
 
 /// Appends an event to the timeline of a job or a request. `event` is the NEP-297 enum

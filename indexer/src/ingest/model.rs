@@ -264,7 +264,9 @@ async fn revenue(
     .bind(amount::pad(value))
     .bind(ctx.height)
     .bind(ctx.timestamp_ns)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    let key = ledger::revenue_key(model_id, kind, asset);
+    ledger::adjust(conn, ledger::TOTAL, &[&key], Delta::Add(value)).await?;
     Ok(())
 }

@@ -1,0 +1,91 @@
+//! One error type for every handler, rendered as `{"error": <code>, "message": <text>}`
+//! with the matching HTTP status.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code: `bad_parameter`, `bad_cursor`, `not_found`,
+    /// `method_not_allowed`, `internal`.
+    pub error: String,
+    /// What was wrong, naming the parameter and the value.
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a query, path or header parameter that does not parse or is out of range.
+    #[error("parameter '{name}': {message}")]
+    BadParameter { name: &'static str, message: String },
+    /// 400: a pagination cursor this server did not issue.
+    #[error("cursor '{0}' is not valid for this listing; use the next_cursor of a previous page")]
+    BadCursor(String),
+    /// 404.
+    #[error("{what} '{id}' not found")]
+    NotFound { what: &'static str, id: String },
+    /// 404 for a path no route matches.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// 405.
+    #[error("method not allowed; this API is read-only (GET)")]
+    MethodNotAllowed,
+    /// 500: the database failed; details go to the log, not to the client.
+    #[error("the database failed to answer")]
+    Db(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    pub fn bad(name: &'static str, message: impl Into<String>) -> Self {
+        Self::BadParameter {
+            name,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
+            Self::BadCursor(_) => (StatusCode::BAD_REQUEST, "bad_cursor"),
+            Self::NotFound { .. } | Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Db(e) = &self {
+            tracing::error!(error = %e, "database error while serving a request");
+        }
+        let (status, code) = self.status_and_code();
+        let body = ErrorBody {
+            error: code.to_owned(),
+            message: self.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Query strings that do not deserialize (unknown parameter, wrong type) are 400s in our
+/// JSON shape, not axum's plain-text rejection.
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad("query", r.body_text())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

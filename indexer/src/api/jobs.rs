@@ -1,0 +1,342 @@
+//! `/v1/jobs` and `/v1/requests/{id}`: escrowed jobs, agent requests and their timelines.
+
+use super::ApiContext;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::params::{Filter, Page, Q, int_cursor, limit, parse, path_id};
+use super::rows;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use enclave_cloud_common::ModelId;
+use near_sdk::AccountId;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use utoipa::{IntoParams, ToSchema};
+
+pub fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/requests/{id}", get(get_request))
+}
+
+/// Which nodes may take a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Target {
+    /// `node` (only `node_id`) or `any` (any node passing the filters).
+    pub kind: String,
+    pub node_id: Option<String>,
+    pub region: Option<String>,
+    pub gpu_model: Option<String>,
+    pub max_price_per_million: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// How a settled job's cost was split (decimal strings in the job's asset).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Settlement {
+    pub cost: String,
+    pub provider: String,
+    pub royalty: String,
+    pub protocol_fee: String,
+    pub refund: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub job_id: String,
+    pub user: String,
+    pub model_id: String,
+    /// `near` or `ft:<token account>`.
+    pub asset: String,
+    pub price_cap: String,
+    pub claim_deadline_ns: String,
+    pub deadline_ns: String,
+    pub target: Target,
+    /// The input reference as submitted (inline ciphertext or hash + URI).
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    pub user_key: String,
+    /// `open`, `claimed`, `settled` or `cancelled`.
+    pub status: String,
+    pub node_id: Option<String>,
+    pub operator: Option<String>,
+    pub usage: Option<Usage>,
+    #[schema(value_type = Object)]
+    pub output: serde_json::Value,
+    pub output_hash: Option<String>,
+    pub settlement: Option<Settlement>,
+    pub cancel_reason: Option<String>,
+    pub refund: Option<String>,
+    pub slashed: Option<String>,
+    pub created_height: u64,
+    pub created_at_ns: String,
+    pub updated_height: u64,
+}
+
+/// One event in the life of a job or request, as the contract wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TimelineEntry {
+    pub event: String,
+    pub block_height: u64,
+    pub timestamp_ns: String,
+    pub receipt_id: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Request {
+    pub request_id: String,
+    /// The contract that asked.
+    pub caller: String,
+    pub model_id: String,
+    pub deposit: String,
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    /// `pending`, `answered` or `timed_out`.
+    pub status: String,
+    pub node_id: Option<String>,
+    pub usage: Option<Usage>,
+    pub settlement: Option<Settlement>,
+    pub refund: Option<String>,
+    pub created_height: u64,
+    pub created_at_ns: String,
+    pub updated_height: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestDetail {
+    #[serde(flatten)]
+    pub request: Request,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Jobs submitted by this account.
+    user: Option<String>,
+    /// Jobs claimed by (or named to) this node.
+    node: Option<String>,
+    model: Option<String>,
+    /// `open`, `claimed`, `settled` or `cancelled`.
+    status: Option<String>,
+    /// 1..=200, default 50.
+    limit: Option<String>,
+    /// Newest first: the page continues below this cursor.
+    cursor: Option<String>,
+}
+
+const JOB_STATUSES: [&str; 4] = ["open", "claimed", "settled", "cancelled"];
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = Page<Job>), (status = 400, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(ctx): State<ApiContext>,
+    Q(q): Q<JobQuery>,
+) -> ApiResult<Json<Page<Job>>> {
+    let user = parse::<AccountId>("user", q.user.as_deref())?;
+    let node = q.node.as_deref().map(|n| path_id("node", n)).transpose()?;
+    let model = parse::<ModelId>("model", q.model.as_deref())?;
+    let limit = limit(q.limit.as_deref())?;
+    let mut f = Filter::default();
+    if let Some(user) = user {
+        let p = f.text(user.as_str());
+        f.push(format!("user_id = {p}"));
+    }
+    if let Some(node) = node {
+        let p = f.int(node);
+        f.push(format!("(node_id = {p} OR target_node = {p})"));
+    }
+    if let Some(model) = model {
+        let p = f.text(model.as_str());
+        f.push(format!("model_id = {p}"));
+    }
+    if let Some(status) = q.status.as_deref() {
+        if !JOB_STATUSES.contains(&status) {
+            return Err(ApiError::bad(
+                "status",
+                format!("'{status}': expected {}", JOB_STATUSES.join(", ")),
+            ));
+        }
+        let p = f.text(status);
+        f.push(format!("status = {p}"));
+    }
+    if let Some(before) = int_cursor(q.cursor.as_deref())? {
+        let p = f.int(before);
+        f.push(format!("job_id < {p}"));
+    }
+    let lim = f.int(limit + 1);
+    let sql = format!(
+        "SELECT * FROM jobs{} ORDER BY job_id DESC LIMIT {lim}",
+        f.where_sql()
+    );
+    let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.pool).await?;
+    let jobs = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(Page::from_rows(jobs, limit, |j| j.job_id.clone())))
+}
+
+/// One job with its timeline.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobDetail>> {
+    let job_id = path_id("id", &id)?;
+    let row = sqlx::query("SELECT * FROM jobs WHERE job_id = $1")
+        .bind(job_id)
+        .fetch_optional(&ctx.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job", job_id))?;
+    let timeline = load_timeline(&ctx, "job", job_id).await?;
+    Ok(Json(JobDetail {
+        job: job_from_row(&row)?,
+        timeline,
+    }))
+}
+
+/// One agent request with its timeline.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, body = RequestDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_request(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestDetail>> {
+    let request_id = path_id("id", &id)?;
+    let row = sqlx::query("SELECT * FROM requests WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_optional(&ctx.db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request", request_id))?;
+    let timeline = load_timeline(&ctx, "request", request_id).await?;
+    Ok(Json(RequestDetail {
+        request: request_from_row(&row)?,
+        timeline,
+    }))
+}
+
+async fn load_timeline(
+    ctx: &ApiContext,
+    entity: &str,
+    id: i64,
+) -> Result<Vec<TimelineEntry>, sqlx::Error> {
+    sqlx::query("SELECT * FROM timeline WHERE entity = $1 AND entity_id = $2 ORDER BY seq")
+        .bind(entity)
+        .bind(id)
+        .fetch_all(&ctx.db.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TimelineEntry {
+                event: rows::text(r, "event")?,
+                block_height: rows::height(r, "block_height")?,
+                timestamp_ns: rows::u64_text(r, "timestamp_ns")?,
+                receipt_id: rows::text(r, "receipt_id")?,
+                data: rows::json(r, "data")?,
+            })
+        })
+        .collect()
+}
+
+fn usage(r: &AnyRow) -> Result<Option<Usage>, sqlx::Error> {
+    Ok(
+        match (
+            rows::opt_int(r, "input_tokens")?,
+            rows::opt_int(r, "output_tokens")?,
+        ) {
+            (Some(input_tokens), Some(output_tokens)) => Some(Usage {
+                input_tokens,
+                output_tokens,
+            }),
+            _ => None,
+        },
+    )
+}
+
+fn settlement(r: &AnyRow) -> Result<Option<Settlement>, sqlx::Error> {
+    let Some(cost) = rows::opt_amount(r, "cost")? else {
+        return Ok(None);
+    };
+    Ok(Some(Settlement {
+        cost,
+        provider: rows::opt_amount(r, "provider_amount")?.unwrap_or_default(),
+        royalty: rows::opt_amount(r, "royalty")?.unwrap_or_default(),
+        protocol_fee: rows::opt_amount(r, "protocol_fee")?.unwrap_or_default(),
+        refund: rows::opt_amount(r, "refund")?.unwrap_or_default(),
+    }))
+}
+
+pub fn job_from_row(r: &AnyRow) -> Result<Job, sqlx::Error> {
+    let target_node = rows::opt_u64_text(r, "target_node")?;
+    let target = Target {
+        kind: if target_node.is_some() { "node" } else { "any" }.to_owned(),
+        node_id: target_node,
+        region: rows::opt_text(r, "target_region")?,
+        gpu_model: rows::opt_text(r, "target_gpu")?,
+        max_price_per_million: rows::opt_amount(r, "target_max_price")?,
+    };
+    Ok(Job {
+        job_id: rows::u64_text(r, "job_id")?,
+        user: rows::text(r, "user_id")?,
+        model_id: rows::text(r, "model_id")?,
+        asset: rows::text(r, "asset")?,
+        price_cap: rows::amount(r, "price_cap")?,
+        claim_deadline_ns: rows::u64_text(r, "claim_deadline_ns")?,
+        deadline_ns: rows::u64_text(r, "deadline_ns")?,
+        target,
+        input: rows::json(r, "input")?,
+        user_key: rows::text(r, "user_key")?,
+        status: rows::text(r, "status")?,
+        node_id: rows::opt_u64_text(r, "node_id")?,
+        operator: rows::opt_text(r, "operator")?,
+        usage: usage(r)?,
+        output: rows::json(r, "output")?,
+        output_hash: rows::opt_text(r, "output_hash")?,
+        settlement: settlement(r)?,
+        cancel_reason: rows::opt_text(r, "cancel_reason")?,
+        refund: rows::opt_amount(r, "refund")?,
+        slashed: rows::opt_amount(r, "slashed")?,
+        created_height: rows::height(r, "created_height")?,
+        created_at_ns: rows::u64_text(r, "created_ns")?,
+        updated_height: rows::height(r, "updated_height")?,
+    })
+}
+
+pub fn request_from_row(r: &AnyRow) -> Result<Request, sqlx::Error> {
+    Ok(Request {
+        request_id: rows::u64_text(r, "request_id")?,
+        caller: rows::text(r, "caller")?,
+        model_id: rows::text(r, "model_id")?,
+        deposit: rows::amount(r, "deposit")?,
+        input: rows::json(r, "input")?,
+        status: rows::text(r, "status")?,
+        node_id: rows::opt_u64_text(r, "node_id")?,
+        usage: usage(r)?,
+        settlement: settlement(r)?,
+        refund: rows::opt_amount(r, "refund")?,
+        created_height: rows::height(r, "created_height")?,
+        created_at_ns: rows::u64_text(r, "created_ns")?,
+        updated_height: rows::height(r, "updated_height")?,
+    })
+}

@@ -1,0 +1,137 @@
+//! The REST API (axum 0.8). Layout after launchbadge/realworld-axum-sqlx: one
+//! [`ApiContext`] handed to every handler as `State`, one router per resource, one error
+//! enum ([`error::ApiError`]) turned into `{error, message}` responses.
+
+pub mod accounts;
+pub mod error;
+pub mod feed;
+pub mod jobs;
+pub mod models;
+pub mod nodes;
+pub mod params;
+mod rows;
+pub mod stats;
+
+use crate::db::Db;
+use crate::follower::ChainStatus;
+use crate::metrics::Metrics;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::cors::{Any, CorsLayer};
+use utoipa::OpenApi;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub db: Db,
+    pub status: Arc<ChainStatus>,
+    pub metrics: Metrics,
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "enclave-cloud indexer", description = "Nodes, jobs, agent requests, models and accounts of the enclave-cloud contracts, and the worker feed."),
+    paths(
+        nodes::list_nodes, nodes::get_node,
+        feed::feed, feed::offers,
+        jobs::list_jobs, jobs::get_job, jobs::get_request,
+        models::list_models, models::get_model,
+        accounts::get_account,
+        stats::stats, stats::status,
+    ),
+    components(schemas(error::ErrorBody)),
+    tags(
+        (name = "nodes", description = "Attested nodes"),
+        (name = "feed", description = "What a node may take"),
+        (name = "jobs", description = "Jobs and agent requests"),
+        (name = "models", description = "Models, crowdfunds, holders, revenue"),
+        (name = "accounts", description = "One account's activity"),
+        (name = "status", description = "Network totals and indexer progress"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The whole HTTP surface.
+pub fn router(ctx: ApiContext) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers([
+            header::ACCEPT,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ]);
+    Router::new()
+        .merge(nodes::router())
+        .merge(feed::router())
+        .merge(jobs::router())
+        .merge(models::router())
+        .merge(accounts::router())
+        .merge(stats::router())
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(ctx.clone(), track))
+        .layer(cors)
+        .with_state(ctx)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn metrics(State(ctx): State<ApiContext>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Counts requests and their latency by route template (not by raw path, which would let
+/// clients create unbounded label values).
+async fn track(State(ctx): State<ApiContext>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    ctx.metrics
+        .http_seconds
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .http_requests
+        .with_label_values(&[&route, status_label(status)])
+        .inc();
+    resp
+}
+
+fn status_label(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,387 @@
+//! `/v1/nodes`: attested nodes, filterable and sortable by price.
+
+use super::ApiContext;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::params::{Filter, Page, Q, int_cursor, limit, parse, path_id};
+use super::rows;
+use crate::db::amount;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use enclave_cloud_common::{ModelId, NodeStatus};
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+use utoipa::{IntoParams, ToSchema};
+
+pub fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{id}", get(get_node))
+}
+
+/// One attested GPU of a node.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Gpu {
+    pub model: String,
+    /// SHA-256 of the GPU's leaf certificate, hex.
+    pub device_id: String,
+    pub driver_version: Option<String>,
+    pub vbios_version: Option<String>,
+}
+
+/// A node's price for one model, yoctoNEAR per million tokens (decimal strings).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Price {
+    pub model_id: String,
+    pub input_per_million: String,
+    pub output_per_million: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub node_id: String,
+    pub operator: String,
+    /// `active`, `inactive`, `expired` or `deregistered`.
+    pub status: String,
+    /// `tdx` or `dev`.
+    pub kind: String,
+    pub signer_key: String,
+    /// x25519 key (hex) users encrypt job inputs to.
+    pub encryption_key: String,
+    pub tcb_status: String,
+    #[schema(value_type = Object)]
+    pub measurements: serde_json::Value,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub capacity: i64,
+    pub gpus: Vec<Gpu>,
+    pub prices: Vec<Price>,
+    pub registered_height: u64,
+    pub registered_at_ns: String,
+    pub attestation_expires_at_ns: String,
+    pub last_heartbeat_ns: String,
+    pub jobs_settled: i64,
+    pub requests_answered: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusChange {
+    pub status: String,
+    pub block_height: u64,
+    pub timestamp_ns: String,
+}
+
+/// The operator's stake in the registry (yoctoNEAR).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Stake {
+    pub staked: String,
+    pub unstaking: String,
+    pub slashed: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyGrant {
+    pub model_id: String,
+    pub key_hash: Option<String>,
+    pub granted_height: Option<u64>,
+    pub revoked_height: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeDetail {
+    #[serde(flatten)]
+    pub node: Node,
+    /// Newest first, at most 100.
+    pub status_history: Vec<StatusChange>,
+    pub operator_stake: Option<Stake>,
+    pub key_grants: Vec<KeyGrant>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NodeQuery {
+    /// Only nodes that price this model.
+    model: Option<String>,
+    region: Option<String>,
+    /// GPU model, e.g. `H100`.
+    gpu: Option<String>,
+    /// `active`, `inactive`, `expired` or `deregistered`.
+    status: Option<String>,
+    /// Highest output price per million tokens (yoctoNEAR): of `model` when given,
+    /// otherwise of the node's cheapest model.
+    max_price: Option<String>,
+    /// `id` (default) or `price` (cheapest first; unpriced nodes last).
+    sort: Option<String>,
+    /// 1..=200, default 50.
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The price a node sorts by, absent prices sorting last.
+const NO_PRICE: &str = "9999999999999999999999999999999999999999";
+
+fn status_param(v: &str) -> ApiResult<String> {
+    serde_json::from_value::<NodeStatus>(serde_json::Value::String(v.to_owned())).map_err(
+        |_| {
+            ApiError::bad(
+                "status",
+                format!("'{v}': expected active, inactive, expired or deregistered"),
+            )
+        },
+    )?;
+    Ok(v.to_owned())
+}
+
+fn short_text(name: &'static str, v: &str) -> ApiResult<String> {
+    if v.is_empty() || v.len() > 64 {
+        return Err(ApiError::bad(
+            name,
+            format!("'{v}' must be 1 to 64 characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// List nodes.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(NodeQuery),
+    responses((status = 200, body = Page<Node>), (status = 400, body = ErrorBody)))]
+pub async fn list_nodes(
+    State(ctx): State<ApiContext>,
+    Q(q): Q<NodeQuery>,
+) -> ApiResult<Json<Page<Node>>> {
+    let model = parse::<ModelId>("model", q.model.as_deref())?;
+    let max_price = parse::<u128>("max_price", q.max_price.as_deref())?;
+    let by_price = match q.sort.as_deref() {
+        None | Some("id") => false,
+        Some("price") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "sort",
+                format!("'{other}': expected id or price"),
+            ));
+        }
+    };
+    let limit = limit(q.limit.as_deref())?;
+    let mut f = Filter::default();
+    let (join, price) = match &model {
+        Some(m) => {
+            let p = f.text(m.as_str());
+            (
+                format!(" JOIN node_prices p ON p.node_id = n.node_id AND p.model_id = {p}"),
+                "p.output_per_million",
+            )
+        }
+        None => (String::new(), "n.min_output_price"),
+    };
+    let sort_price = format!("COALESCE({price}, '{NO_PRICE}')");
+    if let Some(region) = &q.region {
+        let p = f.text(short_text("region", region)?);
+        f.push(format!("n.region = {p}"));
+    }
+    if let Some(gpu) = &q.gpu {
+        let p = f.text(short_text("gpu", gpu)?);
+        f.push(format!(
+            "EXISTS (SELECT 1 FROM node_gpus g WHERE g.node_id = n.node_id AND g.model = {p})"
+        ));
+    }
+    if let Some(status) = &q.status {
+        let p = f.text(status_param(status)?);
+        f.push(format!("n.status = {p}"));
+    }
+    if let Some(max) = max_price {
+        let p = f.text(amount::pad(max));
+        f.push(format!("{price} <= {p}"));
+    }
+    let order = if by_price {
+        if let Some(c) = &q.cursor {
+            let (cp, cid) = price_cursor(c)?;
+            let (cp, cid) = (f.text(cp), f.int(cid));
+            f.push(format!(
+                "({sort_price} > {cp} OR ({sort_price} = {cp} AND n.node_id > {cid}))"
+            ));
+        }
+        format!("{sort_price}, n.node_id")
+    } else {
+        if let Some(after) = int_cursor(q.cursor.as_deref())? {
+            let p = f.int(after);
+            f.push(format!("n.node_id > {p}"));
+        }
+        "n.node_id".to_owned()
+    };
+    let lim = f.int(limit + 1);
+    let sql = format!(
+        "SELECT n.*, {sort_price} AS sort_price FROM nodes n{join}{} ORDER BY {order} LIMIT {lim}",
+        f.where_sql()
+    );
+    let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.pool).await?;
+    let sort_keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| Ok((rows::text(r, "sort_price")?, rows::u64_text(r, "node_id")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let nodes = nodes_from_rows(&ctx, &rows).await?;
+    let keys: HashMap<String, String> = sort_keys.into_iter().map(|(p, id)| (id, p)).collect();
+    Ok(Json(Page::from_rows(nodes, limit, |n| {
+        if by_price {
+            format!(
+                "{}-{}",
+                keys.get(&n.node_id).map(String::as_str).unwrap_or(NO_PRICE),
+                n.node_id
+            )
+        } else {
+            n.node_id.clone()
+        }
+    })))
+}
+
+fn price_cursor(c: &str) -> ApiResult<(String, i64)> {
+    let bad = || ApiError::BadCursor(c.to_owned());
+    let (price, id) = c.split_once('-').ok_or_else(bad)?;
+    if price.len() != NO_PRICE.len() || !price.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let id = id.parse::<i64>().map_err(|_| bad())?;
+    Ok((price.to_owned(), id))
+}
+
+/// One node with its history.
+#[utoipa::path(get, path = "/v1/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "Node id")),
+    responses((status = 200, body = NodeDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_node(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NodeDetail>> {
+    let node_id = path_id("id", &id)?;
+    let node = load_node(&ctx, node_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("node", node_id))?;
+    let history = sqlx::query(
+        "SELECT status, block_height, timestamp_ns FROM node_status_history
+         WHERE node_id = $1 ORDER BY seq DESC LIMIT 100",
+    )
+    .bind(node_id)
+    .fetch_all(&ctx.db.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(StatusChange {
+            status: rows::text(r, "status")?,
+            block_height: rows::height(r, "block_height")?,
+            timestamp_ns: rows::u64_text(r, "timestamp_ns")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let operator_stake =
+        sqlx::query("SELECT staked, unstaking, slashed FROM operators WHERE operator = $1")
+            .bind(&node.operator)
+            .fetch_optional(&ctx.db.pool)
+            .await?
+            .map(|r| {
+                Ok::<_, sqlx::Error>(Stake {
+                    staked: rows::amount(&r, "staked")?,
+                    unstaking: rows::amount(&r, "unstaking")?,
+                    slashed: rows::amount(&r, "slashed")?,
+                })
+            })
+            .transpose()?;
+    let key_grants = sqlx::query(
+        "SELECT model_id, key_hash, granted_height, revoked_height FROM key_grants
+         WHERE node_id = $1 ORDER BY model_id",
+    )
+    .bind(node_id)
+    .fetch_all(&ctx.db.pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(KeyGrant {
+            model_id: rows::text(r, "model_id")?,
+            key_hash: rows::opt_text(r, "key_hash")?,
+            granted_height: rows::opt_int(r, "granted_height")?.map(|v| v as u64),
+            revoked_height: rows::opt_int(r, "revoked_height")?.map(|v| v as u64),
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Json(NodeDetail {
+        node,
+        status_history: history,
+        operator_stake,
+        key_grants,
+    }))
+}
+
+/// A node by id, with its GPUs and prices.
+pub async fn load_node(ctx: &ApiContext, node_id: i64) -> Result<Option<Node>, sqlx::Error> {
+    let rows = sqlx::query("SELECT * FROM nodes WHERE node_id = $1")
+        .bind(node_id)
+        .fetch_all(&ctx.db.pool)
+        .await?;
+    Ok(nodes_from_rows(ctx, &rows).await?.pop())
+}
+
+/// Builds nodes from `nodes` rows, loading all their GPUs and prices in two queries.
+async fn nodes_from_rows(ctx: &ApiContext, rows: &[AnyRow]) -> Result<Vec<Node>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| rows::int(r, "node_id"))
+        .collect::<Result<_, _>>()?;
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    // The ids are integers we just read: safe to inline, and one statement however many.
+    let mut gpus: HashMap<i64, Vec<Gpu>> = HashMap::new();
+    let sql =
+        format!("SELECT * FROM node_gpus WHERE node_id IN ({list}) ORDER BY node_id, device_id");
+    for r in sqlx::query(&sql).fetch_all(&ctx.db.pool).await? {
+        gpus.entry(rows::int(&r, "node_id")?)
+            .or_default()
+            .push(Gpu {
+                model: rows::text(&r, "model")?,
+                device_id: rows::text(&r, "device_id")?,
+                driver_version: rows::opt_text(&r, "driver_version")?,
+                vbios_version: rows::opt_text(&r, "vbios_version")?,
+            });
+    }
+    let mut prices: HashMap<i64, Vec<Price>> = HashMap::new();
+    let sql =
+        format!("SELECT * FROM node_prices WHERE node_id IN ({list}) ORDER BY node_id, model_id");
+    for r in sqlx::query(&sql).fetch_all(&ctx.db.pool).await? {
+        prices
+            .entry(rows::int(&r, "node_id")?)
+            .or_default()
+            .push(Price {
+                model_id: rows::text(&r, "model_id")?,
+                input_per_million: rows::amount(&r, "input_per_million")?,
+                output_per_million: rows::amount(&r, "output_per_million")?,
+            });
+    }
+    rows.iter()
+        .map(|r| {
+            let id = rows::int(r, "node_id")?;
+            Ok(Node {
+                node_id: id.to_string(),
+                operator: rows::text(r, "operator")?,
+                status: rows::text(r, "status")?,
+                kind: rows::text(r, "kind")?,
+                signer_key: rows::text(r, "signer_key")?,
+                encryption_key: rows::text(r, "encryption_key")?,
+                tcb_status: rows::text(r, "tcb_status")?,
+                measurements: rows::json(r, "measurements")?,
+                endpoint: rows::opt_text(r, "endpoint")?,
+                region: rows::opt_text(r, "region")?,
+                capacity: rows::int(r, "capacity")?,
+                gpus: gpus.remove(&id).unwrap_or_default(),
+                prices: prices.remove(&id).unwrap_or_default(),
+                registered_height: rows::height(r, "registered_height")?,
+                registered_at_ns: rows::u64_text(r, "registered_at_ns")?,
+                attestation_expires_at_ns: rows::u64_text(r, "expires_at_ns")?,
+                last_heartbeat_ns: rows::u64_text(r, "last_heartbeat_ns")?,
+                jobs_settled: rows::int(r, "jobs_settled")?,
+                requests_answered: rows::int(r, "requests_answered")?,
+            })
+        })
+        .collect()
+}

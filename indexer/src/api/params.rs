@@ -1,0 +1,209 @@
+//! Request parameters: the query extractor with JSON rejections, parsing helpers that name
+//! the bad parameter, cursor pagination and a small builder for filtered SQL.
+
+use super::error::{ApiError, ApiResult};
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query as SqlQuery;
+use std::fmt::Display;
+use std::str::FromStr;
+use utoipa::ToSchema;
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(v) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(v))
+    }
+}
+
+/// Parses an optional parameter, naming it and the value when it is bad.
+pub fn parse<T>(name: &'static str, value: Option<&str>) -> ApiResult<Option<T>>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    value
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| ApiError::bad(name, format!("'{v}': {e}")))
+        })
+        .transpose()
+}
+
+/// A numeric id from the path (`/v1/jobs/{id}`).
+pub fn path_id(name: &'static str, value: &str) -> ApiResult<i64> {
+    value
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| i64::try_from(v).ok())
+        .ok_or_else(|| {
+            ApiError::bad(
+                name,
+                format!("'{value}' is not a valid id: expected decimal digits"),
+            )
+        })
+}
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 200;
+
+/// The page size: 1..=200, 50 when absent.
+pub fn limit(value: Option<&str>) -> ApiResult<i64> {
+    let Some(raw) = value else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match raw.parse::<i64>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad(
+            "limit",
+            format!("'{raw}' must be an integer from 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// One page of a listing. Pass `next_cursor` back as `cursor` for the next page; it is
+/// absent on the last page.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// `rows` holds up to `limit + 1` items: the extra one only tells that more exist.
+    pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_cursor = if more {
+            rows.last().map(cursor_of)
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// A numeric cursor (an id or a sequence number).
+pub fn int_cursor(value: Option<&str>) -> ApiResult<Option<i64>> {
+    value
+        .map(|c| {
+            c.parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| ApiError::BadCursor(c.to_owned()))
+        })
+        .transpose()
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// Collects `WHERE` clauses and their arguments with `$n` placeholders.
+#[derive(Debug, Default)]
+pub struct Filter {
+    clauses: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Filter {
+    /// Adds an argument and returns its placeholder.
+    pub fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+
+    pub fn text(&mut self, v: impl Into<String>) -> String {
+        self.arg(Arg::Text(v.into()))
+    }
+
+    pub fn int(&mut self, v: i64) -> String {
+        self.arg(Arg::Int(v))
+    }
+
+    pub fn push(&mut self, clause: String) {
+        self.clauses.push(clause);
+    }
+
+    /// ` WHERE a AND b`, or nothing.
+    pub fn where_sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    pub fn bind<'q>(
+        &self,
+        mut q: SqlQuery<'q, Any, AnyArguments<'q>>,
+    ) -> SqlQuery<'q, Any, AnyArguments<'q>> {
+        for a in &self.args {
+            q = match a {
+                Arg::Int(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_cursors() {
+        assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(limit(Some("200")).unwrap(), 200);
+        for bad in ["0", "201", "-1", "x"] {
+            assert!(matches!(
+                limit(Some(bad)),
+                Err(ApiError::BadParameter { name: "limit", .. })
+            ));
+        }
+        assert_eq!(int_cursor(Some("12")).unwrap(), Some(12));
+        assert!(matches!(
+            int_cursor(Some("-3")),
+            Err(ApiError::BadCursor(_))
+        ));
+        assert!(matches!(
+            path_id("job_id", "1x"),
+            Err(ApiError::BadParameter { .. })
+        ));
+    }
+
+    #[test]
+    fn pages_know_when_more_exist() {
+        let p = Page::from_rows(vec![1, 2, 3], 2, |v| v.to_string());
+        assert_eq!((p.items, p.next_cursor), (vec![1, 2], Some("2".to_owned())));
+        let p = Page::from_rows(vec![1, 2], 2, |v| v.to_string());
+        assert_eq!(p.next_cursor, None);
+    }
+
+    #[test]
+    fn filter_numbers_placeholders() {
+        let mut f = Filter::default();
+        let a = f.text("x");
+        let b = f.int(3);
+        f.push(format!("a = {a}"));
+        f.push(format!("b > {b}"));
+        assert_eq!(f.where_sql(), " WHERE a = $1 AND b > $2");
+    }
+}

@@ -1,0 +1,724 @@
+//! The REST API over the fixture scenario: every endpoint, its errors, the OpenAPI
+//! document, CORS, metrics and the worker feed (SSE and pages).
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+mod common;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use http_body_util::BodyExt;
+use indexer::api::{self, ApiContext};
+use indexer::fixture::scenario::{self, Expect};
+use indexer::fixture::{ChainBuilder, write_block};
+use indexer::follower::{ChainStatus, Follower};
+use indexer::ingest::Ingestor;
+use indexer::metrics::Metrics;
+use indexer::source::FixtureSource;
+use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+    status: Arc<ChainStatus>,
+}
+
+async fn indexed_scenario() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = fresh_db(dir.path(), false).await.unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    let metrics = follow(&db, &blocks_dir, blocks.last().unwrap().height()).await;
+    let status = status();
+    status
+        .head
+        .store(blocks.last().unwrap().height() + 3, Ordering::Relaxed);
+    let app = api::router(ApiContext {
+        db,
+        status: status.clone(),
+        metrics,
+    });
+    Fixture {
+        _dir: dir,
+        app,
+        status,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+async fn ok(app: &Router, uri: &str) -> Value {
+    let (status, body) = get(app, uri).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+/// Asserts a JSON error with the given status and code whose message mentions `needle`.
+async fn err(app: &Router, uri: &str, status: StatusCode, code: &str, needle: &str) {
+    let (got, body) = get(app, uri).await;
+    assert_eq!(got, status, "{uri}: {body}");
+    assert_eq!(body["error"], code, "{uri}: {body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(needle),
+        "{uri}: '{message}' should mention '{needle}'"
+    );
+}
+
+fn ids(page: &Value, key: &str) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn nodes_filter_sort_and_paginate() {
+    let f = indexed_scenario().await;
+    let all = ok(&f.app, "/v1/nodes").await;
+    assert_eq!(ids(&all, "node_id"), ["1", "2"]);
+    assert_eq!(all["next_cursor"], Value::Null);
+    let n1 = &all["items"][0];
+    assert_eq!(n1["gpus"][0]["model"], "H100");
+    assert_eq!(n1["prices"][0]["output_per_million"], "2000");
+    assert_eq!(n1["region"], "eu");
+
+    let by_price = ok(&f.app, "/v1/nodes?sort=price").await;
+    assert_eq!(ids(&by_price, "node_id"), ["2", "1"]);
+    let first = ok(&f.app, "/v1/nodes?sort=price&limit=1").await;
+    assert_eq!(ids(&first, "node_id"), ["2"]);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = ok(
+        &f.app,
+        &format!("/v1/nodes?sort=price&limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(ids(&second, "node_id"), ["1"]);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let page1 = ok(&f.app, "/v1/nodes?limit=1").await;
+    assert_eq!(page1["next_cursor"], "1");
+    assert_eq!(
+        ids(&ok(&f.app, "/v1/nodes?limit=1&cursor=1").await, "node_id"),
+        ["2"]
+    );
+
+    for (query, expect) in [
+        ("gpu=H200", vec!["2"]),
+        ("region=eu", vec!["1"]),
+        ("status=active", vec!["1", "2"]),
+        ("status=inactive", vec![]),
+        ("max_price=1500", vec!["2"]),
+        ("model=llama-3-8b&max_price=2000&sort=price", vec!["2", "1"]),
+        ("model=other-model", vec![]),
+    ] {
+        let page = ok(&f.app, &format!("/v1/nodes?{query}")).await;
+        assert_eq!(ids(&page, "node_id"), expect, "{query}");
+    }
+
+    let detail = ok(&f.app, "/v1/nodes/1").await;
+    assert_eq!(detail["node_id"], "1");
+    let history: Vec<&str> = detail["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["active", "inactive", "active"]);
+    assert_eq!(
+        detail["operator_stake"]["staked"],
+        "10000000000000000000000000"
+    );
+    assert_eq!(detail["last_heartbeat_ns"], "77");
+}
+
+#[tokio::test]
+async fn bad_parameters_are_json_400s_and_missing_things_404s() {
+    let f = indexed_scenario().await;
+    let bad = StatusCode::BAD_REQUEST;
+    err(
+        &f.app,
+        "/v1/nodes?status=sleeping",
+        bad,
+        "bad_parameter",
+        "'sleeping'",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes?model=Not_A_Model",
+        bad,
+        "bad_parameter",
+        "model",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes?max_price=-1",
+        bad,
+        "bad_parameter",
+        "max_price",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes?sort=name",
+        bad,
+        "bad_parameter",
+        "'name'",
+    )
+    .await;
+    err(&f.app, "/v1/nodes?limit=0", bad, "bad_parameter", "limit").await;
+    err(&f.app, "/v1/nodes?limit=abc", bad, "bad_parameter", "limit").await;
+    err(
+        &f.app,
+        "/v1/nodes?colour=red",
+        bad,
+        "bad_parameter",
+        "colour",
+    )
+    .await;
+    err(&f.app, "/v1/nodes?cursor=zz", bad, "bad_cursor", "zz").await;
+    err(
+        &f.app,
+        "/v1/nodes?sort=price&cursor=12-1",
+        bad,
+        "bad_cursor",
+        "12-1",
+    )
+    .await;
+    err(&f.app, "/v1/nodes/abc", bad, "bad_parameter", "'abc'").await;
+    err(
+        &f.app,
+        "/v1/nodes/99",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "node '99'",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/jobs?user=NOT%20AN%20ACCOUNT",
+        bad,
+        "bad_parameter",
+        "user",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/jobs?status=done",
+        bad,
+        "bad_parameter",
+        "'done'",
+    )
+    .await;
+    err(&f.app, "/v1/jobs?node=x", bad, "bad_parameter", "node").await;
+    err(&f.app, "/v1/jobs?cursor=-5", bad, "bad_cursor", "-5").await;
+    err(&f.app, "/v1/jobs/1.5", bad, "bad_parameter", "'1.5'").await;
+    err(
+        &f.app,
+        "/v1/jobs/42",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "job '42'",
+    )
+    .await;
+    err(&f.app, "/v1/requests/x", bad, "bad_parameter", "'x'").await;
+    err(
+        &f.app,
+        "/v1/requests/9",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "request '9'",
+    )
+    .await;
+    err(&f.app, "/v1/models/UPPER", bad, "bad_parameter", "'UPPER'").await;
+    err(
+        &f.app,
+        "/v1/models/no-such-model",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no-such-model",
+    )
+    .await;
+    err(&f.app, "/v1/models?cursor=Bad!", bad, "bad_cursor", "Bad!").await;
+    err(
+        &f.app,
+        "/v1/accounts/Bad!Account",
+        bad,
+        "bad_parameter",
+        "Bad!Account",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes/2/offers?after=x",
+        bad,
+        "bad_parameter",
+        "after",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes/2/offers?limit=1000",
+        bad,
+        "bad_parameter",
+        "limit",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes/77/offers",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "node '77'",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nodes/77/feed",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "node '77'",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/nope",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "/v1/nope",
+    )
+    .await;
+    let resp = f
+        .app
+        .clone()
+        .oneshot(Request::post("/v1/nodes").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/v1/nodes/2/feed")
+                .header("last-event-id", "later")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn jobs_and_requests_with_timelines() {
+    let f = indexed_scenario().await;
+    let all = ok(&f.app, "/v1/jobs").await;
+    assert_eq!(ids(&all, "job_id"), ["4", "3", "2", "1"], "newest first");
+    let page = ok(&f.app, "/v1/jobs?limit=3").await;
+    assert_eq!(page["next_cursor"], "2");
+    assert_eq!(
+        ids(&ok(&f.app, "/v1/jobs?limit=3&cursor=2").await, "job_id"),
+        ["1"]
+    );
+    assert_eq!(
+        ids(&ok(&f.app, "/v1/jobs?status=open").await, "job_id"),
+        ["4", "3"]
+    );
+    assert_eq!(
+        ids(&ok(&f.app, "/v1/jobs?node=2").await, "job_id"),
+        ["4", "1"]
+    );
+    assert_eq!(
+        ids(
+            &ok(&f.app, &format!("/v1/jobs?user={}", scenario::USER)).await,
+            "job_id"
+        )
+        .len(),
+        4
+    );
+    assert_eq!(
+        ids(&ok(&f.app, "/v1/jobs?user=nobody.test").await, "job_id").len(),
+        0
+    );
+
+    let job = ok(&f.app, "/v1/jobs/1").await;
+    assert_eq!(job["status"], "settled");
+    assert_eq!(job["node_id"], "2");
+    assert_eq!(job["settlement"]["cost"], Expect::SETTLED_COST.to_string());
+    assert_eq!(job["usage"]["output_tokens"], 20);
+    assert_eq!(job["output"]["kind"], "remote");
+    let events: Vec<&str> = job["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["job_submitted", "job_claimed", "job_settled"]);
+    assert_eq!(job["timeline"][1]["data"]["node_id"], "2");
+    let cancelled = ok(&f.app, "/v1/jobs/2").await;
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["cancel_reason"].as_str()
+        ),
+        (Some("cancelled"), Some("unclaimed"))
+    );
+    let named = ok(&f.app, "/v1/jobs/4").await;
+    assert_eq!(named["target"]["kind"], "node");
+    assert_eq!(named["target"]["node_id"], "2");
+
+    let request = ok(&f.app, "/v1/requests/1").await;
+    assert_eq!(request["status"], "pending");
+    assert_eq!(request["caller"], scenario::AGENT);
+    assert_eq!(request["timeline"][0]["event"], "request_created");
+}
+
+#[tokio::test]
+async fn models_accounts_stats_status() {
+    let f = indexed_scenario().await;
+    let models = ok(&f.app, "/v1/models").await;
+    assert_eq!(ids(&models, "model_id"), [scenario::MODEL]);
+    let m = &models["items"][0];
+    assert_eq!(m["token"], scenario::MODEL_TOKEN);
+    assert_eq!(m["holders"], 2);
+    assert_eq!(m["total_supply"], "100");
+    assert_eq!(m["crowdfund"]["state"], "succeeded");
+    assert_eq!(m["crowdfund"]["raised"], "100");
+
+    let detail = ok(&f.app, &format!("/v1/models/{}", scenario::MODEL)).await;
+    assert_eq!(detail["manifest"]["name"], "Llama 3 8B");
+    assert_eq!(detail["name"], "Llama 3 8B");
+    let holders: Vec<(String, String)> = detail["top_holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["account"].as_str().unwrap().into(),
+                h["balance"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        holders,
+        [
+            ("a.test".into(), Expect::HOLDER_A.to_string()),
+            ("b.test".into(), Expect::HOLDER_B.to_string())
+        ]
+    );
+    assert_eq!(detail["revenue"][0]["kind"], "deposit");
+    assert_eq!(detail["revenue"][0]["amount"], "100");
+    assert_eq!(detail["recent_revenue"].as_array().unwrap().len(), 1);
+
+    let user = ok(&f.app, &format!("/v1/accounts/{}", scenario::USER)).await;
+    assert_eq!(user["jobs_submitted"], 4);
+    assert_eq!(user["recent_jobs"].as_array().unwrap().len(), 4);
+    let s = scenario::settlement(Expect::SETTLED_COST, 5_000);
+    let refunds = &user["earnings"].as_array().unwrap()[0];
+    assert_eq!(refunds["kind"], "refund");
+    // Refunds: 4,000 from job 1's settlement and 5,000 from job 2's cancellation.
+    assert_eq!(refunds["amount"], (s.refund.0 + 5_000).to_string());
+    let operator = ok(&f.app, &format!("/v1/accounts/{}", scenario::OPERATOR)).await;
+    assert_eq!(operator["nodes"], serde_json::json!(["1", "2"]));
+    assert_eq!(operator["earnings"][0]["kind"], "provider");
+    assert_eq!(operator["earnings"][0]["amount"], s.provider.0.to_string());
+    let holder = ok(&f.app, "/v1/accounts/a.test").await;
+    assert_eq!(holder["holdings"][0]["model_id"], scenario::MODEL);
+    assert_eq!(
+        holder["holdings"][0]["balance"],
+        Expect::HOLDER_A.to_string()
+    );
+    let nobody = ok(&f.app, "/v1/accounts/nobody.test").await;
+    assert_eq!(nobody["jobs_submitted"], 0);
+
+    let stats = ok(&f.app, "/v1/stats").await;
+    assert_eq!(stats["nodes"]["active"], 2);
+    assert_eq!(stats["jobs"]["open"], 2);
+    assert_eq!(stats["jobs"]["settled"], 1);
+    assert_eq!(stats["requests"]["pending"], 1);
+    assert_eq!(stats["models"], 1);
+    assert_eq!(
+        stats["totals"]["volume:near"],
+        Expect::SETTLED_COST.to_string()
+    );
+
+    let status = ok(&f.app, "/v1/status").await;
+    let indexed = status["indexed_height"].as_u64().unwrap();
+    assert_eq!(status["chain_head"].as_u64().unwrap(), indexed + 3);
+    assert_eq!(status["lag"], 3);
+    assert_eq!(status["events_malformed"], Expect::MALFORMED);
+    assert_eq!(status["events_foreign"], Expect::FOREIGN);
+    assert!(status["events_applied"].as_i64().unwrap() > 20);
+    let _ = &f.status;
+}
+
+#[tokio::test]
+async fn openapi_metrics_and_cors() {
+    let f = indexed_scenario().await;
+    let doc = ok(&f.app, "/openapi.json").await;
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    for route in [
+        "/v1/nodes",
+        "/v1/nodes/{id}",
+        "/v1/nodes/{id}/feed",
+        "/v1/nodes/{id}/offers",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/requests/{id}",
+        "/v1/models",
+        "/v1/models/{id}",
+        "/v1/accounts/{id}",
+        "/v1/stats",
+        "/v1/status",
+    ] {
+        assert!(
+            paths.iter().any(|p| *p == route),
+            "{route} missing from the OpenAPI document"
+        );
+    }
+    // Every documented path answers (with ids that exist), so the document matches the code.
+    for path in &paths {
+        let concrete = path.replace(
+            "{id}",
+            if path.starts_with("/v1/models") {
+                scenario::MODEL
+            } else if path.starts_with("/v1/accounts") {
+                "a.test"
+            } else {
+                "1"
+            },
+        );
+        if concrete.ends_with("/feed") {
+            continue; // an endless stream; covered by the feed test
+        }
+        ok(&f.app, &concrete).await;
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // The checked-in copy is the published contract: regenerate it with
+    // `UPDATE_OPENAPI=1 cargo test -p indexer --test api` when the API changes on purpose.
+    let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let checked_in = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(checked_in, &pretty).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(checked_in).unwrap(),
+        pretty,
+        "openapi.json is stale"
+    );
+
+    ok(&f.app, "/v1/nodes").await;
+    let resp = f
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("ecloud_indexer_http_requests_total{route=\"/v1/nodes\",status=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(text.contains("ecloud_indexer_blocks_total"), "{text}");
+
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/v1/nodes")
+                .header(header::ORIGIN, "https://explorer.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+}
+
+#[tokio::test]
+async fn offers_page_what_each_node_may_take() {
+    let f = indexed_scenario().await;
+    // Node 2 (1,000/M, us, H200): open job 3 (ceiling 1,500), job 4 named to it, request 1.
+    let page = ok(&f.app, "/v1/nodes/2/offers").await;
+    let kinds: Vec<(String, Option<String>)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().into(),
+                i["job"]["job_id"].as_str().map(Into::into),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("job".into(), Some("3".into())),
+            ("job".into(), Some("4".into())),
+            ("request".into(), None)
+        ]
+    );
+    // Node 1 (2,000/M) is above job 3's ceiling and job 4 is not its: only the request.
+    let page = ok(&f.app, "/v1/nodes/1/offers").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["kind"], "request");
+    // Paging by cursor.
+    let first = ok(&f.app, "/v1/nodes/2/offers?limit=2").await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let rest = ok(&f.app, &format!("/v1/nodes/2/offers?cursor={cursor}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["items"][0]["kind"], "request");
+    let after = ok(&f.app, &format!("/v1/nodes/2/offers?after={cursor}")).await;
+    assert_eq!(after["items"], rest["items"]);
+}
+
+/// Reads SSE events from a streaming body until `n` events (not keep-alive comments)
+/// arrived; returns `(id, event, data)` each.
+async fn read_events(body: &mut Body, n: usize) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while out.len() < n {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("feed event within 10 s")
+            .expect("stream open")
+            .unwrap();
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        buf.push_str(std::str::from_utf8(&data).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let chunk: String = buf.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (String::new(), String::new(), Value::Null);
+            for line in chunk.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).unwrap();
+                }
+            }
+            if !id.is_empty() {
+                out.push((id, event, data));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_streams_new_work_and_resumes_with_last_event_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = fresh_db(dir.path(), false).await.unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    let last = blocks.last().unwrap().height();
+    let metrics = Metrics::new().unwrap();
+    let status = ChainStatus::new("fixtures".into(), 0);
+    let follower = Follower {
+        source: FixtureSource::new(&blocks_dir),
+        db: db.clone(),
+        ingestor: Ingestor::new(scenario::contracts(), metrics.clone()),
+        config: fast_config(None),
+        status: status.clone(),
+        metrics: metrics.clone(),
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let following = tokio::spawn(follower.run(stop_rx));
+    let app = api::router(ApiContext {
+        db,
+        status: status.clone(),
+        metrics: metrics.clone(),
+    });
+
+    // The node must be indexed before its feed exists.
+    let mut indexed = status.indexed.subscribe();
+    tokio::time::timeout(Duration::from_secs(30), indexed.wait_for(|h| *h >= last))
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/v1/nodes/2/feed")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    // Everything open when we connected.
+    let first = read_events(&mut body, 3).await;
+    let kinds: Vec<&str> = first.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(kinds, ["job", "job", "request"]);
+    assert_eq!(first[0].2["job"]["job_id"], "3");
+    assert_eq!(first[1].2["job"]["job_id"], "4");
+    assert_eq!(metrics.feed_subscribers.get(), 1);
+
+    // A new block with a job for any node: delivered as soon as it is committed.
+    let mut chain = ChainBuilder::new(last + 1);
+    // Link to the scenario's last block.
+    let mut next = chain.block(&[(
+        scenario::MARKETPLACE,
+        vec![enclave_cloud_common::events::Nep297::to_log_line(
+            &scenario::submitted(5, scenario::any_target(None), 9),
+        )],
+    )]);
+    next.block.header.prev_hash = blocks.last().unwrap().block.header.hash.clone();
+    write_block(&blocks_dir, &next).unwrap();
+    let new = read_events(&mut body, 1).await;
+    assert_eq!(new[0].2["job"]["job_id"], "5");
+    drop(body);
+
+    // Resuming after job 4 replays only what came after it.
+    let resume = app
+        .clone()
+        .oneshot(
+            Request::get("/v1/nodes/2/feed")
+                .header("last-event-id", first[1].0.as_str())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resume.into_body();
+    let resumed = read_events(&mut body, 2).await;
+    assert_eq!(resumed[0].1, "request");
+    assert_eq!(resumed[1].2["job"]["job_id"], "5");
+    drop(body);
+    stop.send(true).unwrap();
+    following.await.unwrap().unwrap();
+}
