@@ -1,0 +1,332 @@
+//! The bridge to the `attestation` library: turns a bundle (or a GPU's evidence) into what the
+//! registry stores, after checking the registry's own policy (allowlists, nonces, devices).
+//! Nothing here writes state: a refused bundle changes nothing.
+
+use attestation::{
+    AttestationKind as BundleKind, CertCache, DefaultCrypto, GpuEvidence, GpuVerdict, GraceStatus,
+    TcbGrace as LibGrace, TcbPolicy, Verdict, VerifyPolicy, parse_bundle, parse_near_ed25519_key,
+    verify_bundle_with_cache, verify_gpu_evidence,
+};
+use enclave_cloud_common::{AttestationKind, GpuInfo, Hash32, Measurements, NodeId, TcbStatus};
+use near_sdk::store::LookupSet;
+use near_sdk::{CurveType, env};
+use std::collections::BTreeSet;
+
+use crate::errors::{RegistryError, Result};
+use crate::policy::{NANOS_PER_SEC, Policy};
+use crate::state::StateV1;
+
+/// A bundle that passed the library and the registry's policy.
+#[derive(Debug, Clone)]
+pub struct Attested {
+    pub kind: AttestationKind,
+    pub tcb_status: TcbStatus,
+    pub measurements: Measurements,
+    pub image_digest: Option<Hash32>,
+    pub encryption_key: [u8; 32],
+    /// The dev attestation's own signed expiry, ns.
+    pub expires_at_ns: Option<u64>,
+    pub gpus: Vec<VerifiedGpu>,
+}
+
+/// A GPU whose evidence verified and whose nonce and device are new.
+#[derive(Debug, Clone)]
+pub struct VerifiedGpu {
+    pub info: GpuInfo,
+    pub nonce: [u8; 32],
+    /// NVIDIA CA certificates verified by this call: cached for the next GPU.
+    pub new_certs: Vec<[u8; 32]>,
+}
+
+/// The registry's certificate cache as the library reads it.
+struct Cache<'a>(&'a LookupSet<[u8; 32]>);
+
+impl CertCache for Cache<'_> {
+    fn contains(&self, sha256_of_der: &[u8; 32]) -> bool {
+        self.0.contains(sha256_of_der)
+    }
+}
+
+fn now_secs() -> u64 {
+    env::block_timestamp() / NANOS_PER_SEC
+}
+
+fn refused(e: impl ToString) -> RegistryError {
+    RegistryError::Attestation(e.to_string())
+}
+
+/// The transaction's signing key as 32 ed25519 bytes.
+pub fn signer_ed25519() -> Result<[u8; 32]> {
+    let pk = env::signer_account_pk();
+    let bytes = pk.as_bytes();
+    match (
+        pk.curve_type(),
+        bytes.get(1..).and_then(|b| <[u8; 32]>::try_from(b).ok()),
+    ) {
+        (CurveType::ED25519, Some(key)) => Ok(key),
+        _ => Err(RegistryError::SignerKeyNotEd25519(String::from(&pk))),
+    }
+}
+
+/// The library's policy, derived from governance settings.
+fn verify_policy(state: &StateV1) -> Result<VerifyPolicy> {
+    let grace = state
+        .policy
+        .tcb_grace
+        .iter()
+        .map(|g| {
+            let status = match g.status {
+                TcbStatus::OutOfDate => GraceStatus::OutOfDate,
+                TcbStatus::SWHardeningNeeded => GraceStatus::SWHardeningNeeded,
+                other => {
+                    return Err(RegistryError::InvalidPolicy(format!(
+                        "no grace for {other:?}"
+                    )));
+                }
+            };
+            Ok(LibGrace {
+                status,
+                until: g.until.0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dev_ca_public_key = match (&state.policy.dev_ca_key, dev_enabled(state)) {
+        (Some(key), true) => key
+            .as_bytes()
+            .get(1..)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok()),
+        _ => None,
+    };
+    Ok(VerifyPolicy {
+        tcb: TcbPolicy { grace },
+        dev_ca_public_key,
+        require_compose_hash: true,
+    })
+}
+
+fn dev_enabled(state: &StateV1) -> bool {
+    state.policy.dev_mode && state.dev_mode_available && !state.mainnet
+}
+
+/// Verifies a registration or re-attestation bundle signed by the current transaction's key.
+/// `node` is the node being re-attested (its own GPUs may not count as "in use").
+pub fn verify_registration(
+    state: &StateV1,
+    bundle_json: &str,
+    node: Option<NodeId>,
+) -> Result<Attested> {
+    let bundle = parse_bundle(bundle_json.as_bytes()).map_err(refused)?;
+    // Cheap checks first: a bundle replayed by another key fails before any crypto.
+    let signer = signer_ed25519()?;
+    let bound = parse_near_ed25519_key(&bundle.near_public_key).map_err(refused)?;
+    if bound != signer {
+        return Err(RegistryError::SignerKeyMismatch {
+            bound: bundle.near_public_key.clone(),
+            signer: String::from(&env::signer_account_pk()),
+        });
+    }
+    if bundle.kind == BundleKind::Dev && !dev_enabled(state) {
+        return Err(RegistryError::DevModeDisabled);
+    }
+    let mut nonces = BTreeSet::new();
+    for gpu in &bundle.gpus {
+        check_nonce_fresh(state, &gpu.nonce, &mut nonces)?;
+    }
+    let verdict = verify_bundle_with_cache(
+        &bundle,
+        now_secs(),
+        &verify_policy(state)?,
+        &DefaultCrypto::default(),
+        &Cache(&state.cert_cache),
+    )
+    .map_err(refused)?;
+    attested_from(state, verdict, node)
+}
+
+fn attested_from(state: &StateV1, verdict: Verdict, node: Option<NodeId>) -> Result<Attested> {
+    let encryption_key = hex32(&verdict.bound_keys.enclave_key, "enclave_key").map_err(refused)?;
+    let (kind, tcb_status, measurements, image_digest) = match verdict.kind {
+        BundleKind::Dev => (
+            AttestationKind::Dev,
+            TcbStatus::None,
+            Measurements::default(),
+            None,
+        ),
+        BundleKind::Tdx => {
+            let m = verdict
+                .measurements
+                .as_ref()
+                .ok_or_else(|| refused("TDX verdict without measurements"))?;
+            let measurements = Measurements {
+                mrtd: m.mrtd.clone(),
+                rtmr0: m.rtmr0.clone(),
+                rtmr1: m.rtmr1.clone(),
+                rtmr2: m.rtmr2.clone(),
+                rtmr3: m.rtmr3.clone(),
+                compose_hash: m
+                    .compose_hash
+                    .as_deref()
+                    .map(|h| hex32(h, "compose_hash").map(Hash32))
+                    .transpose()
+                    .map_err(refused)?,
+            };
+            check_measurements(&state.policy, &measurements)?;
+            let image_digest = image_digest(&state.policy, &verdict)?;
+            let tcb = tcb_status(verdict.tcb_status.as_deref().unwrap_or_default())?;
+            (AttestationKind::Tdx, tcb, measurements, image_digest)
+        }
+    };
+    let mut seen = Seen::default();
+    let gpus = verdict
+        .gpus
+        .iter()
+        .map(|g| registry_gpu(state, g, node, &mut seen))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Attested {
+        kind,
+        tcb_status,
+        measurements,
+        image_digest,
+        encryption_key,
+        expires_at_ns: verdict.expires_at.map(|s| s.saturating_mul(NANOS_PER_SEC)),
+        gpus,
+    })
+}
+
+/// The allowlists: an allowed platform (MRTD + RTMR0-2) and an allowed compose hash.
+fn check_measurements(policy: &Policy, m: &Measurements) -> Result<()> {
+    let platform_ok = policy.platforms.iter().any(|p| {
+        p.mrtd == m.mrtd && p.rtmr0 == m.rtmr0 && p.rtmr1 == m.rtmr1 && p.rtmr2 == m.rtmr2
+    });
+    if !platform_ok {
+        return Err(RegistryError::PlatformNotAllowed {
+            mrtd: m.mrtd.clone(),
+        });
+    }
+    let compose = m.compose_hash.ok_or(RegistryError::ComposeHashMissing)?;
+    if !policy.compose_hashes.contains(&compose) {
+        return Err(RegistryError::ComposeHashNotAllowed(compose.to_string()));
+    }
+    Ok(())
+}
+
+/// The container image digest from the RTMR3 event the policy names, checked against the
+/// allowlist when there is one.
+fn image_digest(policy: &Policy, verdict: &Verdict) -> Result<Option<Hash32>> {
+    let digest = verdict
+        .events
+        .iter()
+        .find(|e| e.name == policy.image_digest_event)
+        .map(|e| digest_from_payload(&e.payload))
+        .transpose()?;
+    if policy.image_digests.is_empty() {
+        return Ok(digest);
+    }
+    let digest = digest.ok_or(RegistryError::ImageDigestMissing)?;
+    if !policy.image_digests.contains(&digest) {
+        return Err(RegistryError::ImageDigestNotAllowed(digest.to_string()));
+    }
+    Ok(Some(digest))
+}
+
+/// An image digest event carries 32 raw bytes, or their hex as text (optionally `sha256:`).
+fn digest_from_payload(payload_hex: &str) -> Result<Hash32> {
+    let bytes =
+        hex::decode(payload_hex).map_err(|e| refused(format!("image digest payload: {e}")))?;
+    if let Ok(raw) = <[u8; 32]>::try_from(bytes.as_slice()) {
+        return Ok(Hash32(raw));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim().trim_start_matches("sha256:");
+    hex32(text, "image digest").map(Hash32).map_err(refused)
+}
+
+fn tcb_status(name: &str) -> Result<TcbStatus> {
+    Ok(match name {
+        "UpToDate" => TcbStatus::UpToDate,
+        "SWHardeningNeeded" => TcbStatus::SWHardeningNeeded,
+        "ConfigurationNeeded" => TcbStatus::ConfigurationNeeded,
+        "ConfigurationAndSWHardeningNeeded" => TcbStatus::ConfigurationAndSWHardeningNeeded,
+        "OutOfDate" => TcbStatus::OutOfDate,
+        "OutOfDateConfigurationNeeded" => TcbStatus::OutOfDateConfigurationNeeded,
+        "Revoked" => TcbStatus::Revoked,
+        other => return Err(refused(format!("unknown TCB status '{other}'"))),
+    })
+}
+
+fn hex32(s: &str, what: &str) -> std::result::Result<[u8; 32], String> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|e| format!("{what} '{s}' is not 32 hex bytes: {e}"))?;
+    Ok(out)
+}
+
+/// Nonces and devices already taken by earlier GPUs of the same call.
+#[derive(Default)]
+struct Seen {
+    nonces: BTreeSet<[u8; 32]>,
+    devices: BTreeSet<Hash32>,
+}
+
+fn check_nonce_fresh(state: &StateV1, nonce: &[u8], seen: &mut BTreeSet<[u8; 32]>) -> Result<()> {
+    let nonce = <[u8; 32]>::try_from(nonce)
+        .map_err(|_| RegistryError::Gpu(format!("nonce must be 32 bytes, got {}", nonce.len())))?;
+    if state.used_gpu_nonces.contains(&nonce) || !seen.insert(nonce) {
+        return Err(RegistryError::NonceReused(hex::encode(nonce)));
+    }
+    Ok(())
+}
+
+/// Registry-side checks of one verified GPU: fresh nonce, allowed model, device not attached to
+/// another live node.
+fn registry_gpu(
+    state: &StateV1,
+    g: &GpuVerdict,
+    node: Option<NodeId>,
+    seen: &mut Seen,
+) -> Result<VerifiedGpu> {
+    let nonce = hex32(&g.nonce, "GPU nonce").map_err(RegistryError::Gpu)?;
+    check_nonce_fresh(state, &nonce, &mut seen.nonces)?;
+    let allowed = &state.policy.gpu.allowed_models;
+    if !allowed.is_empty() && !allowed.contains(&g.model) {
+        return Err(RegistryError::GpuModelNotAllowed(g.model.clone()));
+    }
+    let device_id = Hash32(hex32(&g.device_id, "GPU device id").map_err(RegistryError::Gpu)?);
+    if let Some(owner) = state.gpu_owner.get(&device_id)
+        && Some(*owner) != node
+    {
+        return Err(RegistryError::GpuInUse {
+            device_id: device_id.to_string(),
+            node: *owner,
+        });
+    }
+    if !seen.devices.insert(device_id) {
+        return Err(RegistryError::DuplicateGpu(device_id.to_string()));
+    }
+    let new_certs = g
+        .verified_intermediates
+        .iter()
+        .map(|h| hex32(h, "certificate hash").map_err(RegistryError::Gpu))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(VerifiedGpu {
+        info: GpuInfo {
+            model: g.model.clone(),
+            device_id,
+            driver_version: g.driver_version.clone(),
+            vbios_version: g.vbios_version.clone(),
+        },
+        nonce,
+        new_certs,
+    })
+}
+
+/// Verifies one more GPU for `node` from its evidence JSON.
+pub fn verify_gpu(state: &StateV1, node: NodeId, evidence_json: &str) -> Result<VerifiedGpu> {
+    let evidence: GpuEvidence = serde_json::from_str(evidence_json)
+        .map_err(|e| RegistryError::Gpu(format!("evidence JSON: {e}")))?;
+    // A replayed nonce is refused before paying for any signature check.
+    check_nonce_fresh(state, &evidence.nonce, &mut BTreeSet::new())?;
+    let verdict = verify_gpu_evidence(&evidence, now_secs(), &Cache(&state.cert_cache))
+        .map_err(|e| RegistryError::Gpu(e.to_string()))?;
+    registry_gpu(state, &verdict, Some(node), &mut Seen::default())
+}

@@ -1,0 +1,165 @@
+//! Contract state, versioned: the stored value is an enum so a new layout is a new variant
+//! that `migrate` converts to.
+
+use enclave_cloud_common::{
+    AttestationKind, GpuInfo, Hash32, Measurements, ModelPrice, NodeId, TcbStatus,
+};
+use near_sdk::store::{LookupMap, LookupSet};
+use near_sdk::{AccountId, NearToken, PublicKey, env, near};
+
+use crate::errors::{RegistryError, Result};
+use crate::policy::Policy;
+use crate::storage_keys::StorageKey;
+
+/// An operator: the NEAR account that stakes for its nodes and whose access keys the
+/// enclaves are.
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Operator {
+    /// Bonded stake (slashable, counts for eligibility).
+    pub stake: NearToken,
+    /// Stake asked back, still slashable until it unlocks.
+    pub unbonding: NearToken,
+    pub unlocks_at_ns: u64,
+    /// A withdrawal transfer is in flight (its callback has not run yet).
+    pub withdrawing: bool,
+    /// Bytes of contract storage this operator's nodes occupy; paid from the stake.
+    pub storage_bytes: u64,
+    /// Live (not deregistered) nodes.
+    pub nodes: Vec<NodeId>,
+}
+
+impl Operator {
+    /// Stake that backs storage.
+    pub fn storage_cost(&self) -> NearToken {
+        env::storage_byte_cost().saturating_mul(u128::from(self.storage_bytes))
+    }
+
+    /// Bonded stake after paying for storage: what counts towards the per-node minimum.
+    pub fn free_stake(&self) -> NearToken {
+        self.stake.saturating_sub(self.storage_cost())
+    }
+
+    /// Free stake needed for `nodes` live nodes.
+    pub fn required_stake(policy: &Policy, nodes: usize) -> NearToken {
+        policy.min_stake.saturating_mul(nodes as u128)
+    }
+
+    /// Whether the stake covers the operator's live nodes (slashing can break this; then the
+    /// operator's nodes are inactive until it stakes again).
+    pub fn is_sufficiently_staked(&self, policy: &Policy) -> bool {
+        self.free_stake() >= Self::required_stake(policy, self.nodes.len())
+    }
+}
+
+/// A registered node.
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub operator: AccountId,
+    pub kind: AttestationKind,
+    pub signer_key: PublicKey,
+    /// 32-byte enclave key bound by the quote (x25519 for our worker).
+    pub encryption_key: [u8; 32],
+    pub tcb_status: TcbStatus,
+    pub measurements: Measurements,
+    pub image_digest: Option<Hash32>,
+    pub gpus: Vec<GpuInfo>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub prices: Vec<ModelPrice>,
+    pub capacity: u32,
+    pub registered_at_ns: u64,
+    pub attested_at_ns: u64,
+    pub attestation_expires_at_ns: u64,
+    pub last_heartbeat_ns: u64,
+    pub deregistered: bool,
+}
+
+/// Layout version 1 of the registry.
+#[near(serializers = [borsh])]
+pub struct StateV1 {
+    pub owner: AccountId,
+    /// Set at init, never changed: a mainnet registry can never accept `dev` attestations.
+    pub mainnet: bool,
+    /// The registry was initialised with dev mode: governance may switch it on and off.
+    pub dev_mode_available: bool,
+    /// The only account allowed to `slash`.
+    pub marketplace: Option<AccountId>,
+    pub policy: Policy,
+    pub operators: LookupMap<AccountId, Operator>,
+    pub nodes: LookupMap<NodeId, Node>,
+    pub next_node_id: NodeId,
+    /// Enclave signing key -> live node.
+    pub node_by_signer_key: LookupMap<PublicKey, NodeId>,
+    /// GPU device id (sha256 of its leaf certificate) -> live node it is attached to.
+    pub gpu_owner: LookupMap<Hash32, NodeId>,
+    /// Every GPU evidence nonce ever accepted: replayed evidence is refused.
+    pub used_gpu_nonces: LookupSet<[u8; 32]>,
+    /// NVIDIA intermediate certificates already verified to the root (sha256 of DER).
+    pub cert_cache: LookupSet<[u8; 32]>,
+    /// Slashed amounts whose transfer failed, claimable by the beneficiary.
+    pub credits: LookupMap<AccountId, NearToken>,
+}
+
+impl StateV1 {
+    pub fn new(owner: AccountId, mainnet: bool, dev_mode_available: bool, policy: Policy) -> Self {
+        Self {
+            owner,
+            mainnet,
+            dev_mode_available,
+            marketplace: None,
+            policy,
+            operators: LookupMap::new(StorageKey::Operators),
+            nodes: LookupMap::new(StorageKey::Nodes),
+            next_node_id: NodeId(0),
+            node_by_signer_key: LookupMap::new(StorageKey::NodeBySignerKey),
+            gpu_owner: LookupMap::new(StorageKey::GpuOwner),
+            used_gpu_nonces: LookupSet::new(StorageKey::UsedGpuNonces),
+            cert_cache: LookupSet::new(StorageKey::CertCache),
+            credits: LookupMap::new(StorageKey::Credits),
+        }
+    }
+
+    pub fn node(&self, id: NodeId) -> Result<&Node> {
+        self.nodes.get(&id).ok_or(RegistryError::UnknownNode(id))
+    }
+
+    pub fn operator(&self, account: &AccountId) -> Result<&Operator> {
+        self.operators
+            .get(account)
+            .ok_or_else(|| RegistryError::UnknownOperator(account.clone()))
+    }
+
+    pub fn operator_mut(&mut self, account: &AccountId) -> Result<&mut Operator> {
+        self.operators
+            .get_mut(account)
+            .ok_or_else(|| RegistryError::UnknownOperator(account.clone()))
+    }
+
+    /// Charges `operator` for the storage growth since `usage_before` (or refunds a shrink):
+    /// whoever grows state pays for it, out of their stake.
+    pub fn settle_storage(&mut self, operator: &AccountId, usage_before: u64) -> Result<()> {
+        // Flush first so the usage counter reflects every pending write.
+        self.operators.flush();
+        self.nodes.flush();
+        self.node_by_signer_key.flush();
+        self.gpu_owner.flush();
+        let usage_after = env::storage_usage();
+        let op = self.operator_mut(operator)?;
+        op.storage_bytes = if usage_after >= usage_before {
+            op.storage_bytes.saturating_add(usage_after - usage_before)
+        } else {
+            op.storage_bytes.saturating_sub(usage_before - usage_after)
+        };
+        if op.storage_cost() > op.stake {
+            return Err(RegistryError::InsufficientStake {
+                operator: operator.clone(),
+                required: op.storage_cost(),
+                available: op.stake,
+                nodes: op.nodes.len() as u32,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! Storage prefixes. Append-only: a variant is never removed or reordered, since its index is
+//! the byte prefix of data already on chain.
+
+use near_sdk::{BorshStorageKey, near};
+
+#[near(serializers = [borsh])]
+#[derive(BorshStorageKey)]
+pub enum StorageKey {
+    Operators,
+    Nodes,
+    NodeBySignerKey,
+    GpuOwner,
+    UsedGpuNonces,
+    CertCache,
+    Credits,
+}

@@ -1,0 +1,322 @@
+//! The real dstack node (Intel TDX quote, collateral, event log) and the real H100 evidence.
+
+use super::*;
+use crate::{GpuPolicy, PlatformMeasurements};
+use enclave_cloud_common::{AttestationKind, Hash32, TcbStatus};
+use std::path::PathBuf;
+
+/// The dstack vector's collateral is valid at this time (2026-08-13T00:00:00Z).
+const DSTACK_NOW: u64 = 1_786_622_400 * SEC;
+const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+
+fn read(rel: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/attestation-vectors")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+fn text(rel: &str) -> String {
+    String::from_utf8(read(rel))
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+fn tcb_info() -> serde_json::Value {
+    serde_json::from_slice(&read("intel-tdx-dstack-node/tcb_info.json")).expect("tcb_info")
+}
+
+/// The node's own NEAR key, which the quote binds.
+fn node_key() -> PublicKey {
+    text("intel-tdx-dstack-node/near_account_public_key.pub")
+        .parse()
+        .expect("near key")
+}
+
+fn dstack_bundle() -> String {
+    let b = attestation::bundle_from_dstack_public_data(&read(
+        "intel-tdx-dstack-node/public_data.json",
+    ))
+    .expect("public data converts");
+    serde_json::to_string(&b).expect("bundle json")
+}
+
+fn platform() -> PlatformMeasurements {
+    let t = tcb_info();
+    let field = |k: &str| t[k].as_str().expect("hex").to_owned();
+    PlatformMeasurements {
+        mrtd: field("mrtd"),
+        rtmr0: field("rtmr0"),
+        rtmr1: field("rtmr1"),
+        rtmr2: field("rtmr2"),
+    }
+}
+
+fn compose_hash() -> Hash32 {
+    tcb_info()["compose_hash"]
+        .as_str()
+        .expect("hex")
+        .parse()
+        .expect("hash")
+}
+
+fn hopper_evidence() -> String {
+    serde_json::json!({
+        "report": text("nvidia-hopper-single/hopperAttestationReport.txt"),
+        "nonce": GPU_NONCE,
+        "certificate_chain": text("nvidia-hopper-single/hopperCertChain.txt"),
+    })
+    .to_string()
+}
+
+/// A registry (mainnet-style: no dev) allowing the dstack node's platform and compose hash.
+fn tdx_registry(edit: impl FnOnce(&mut Policy)) -> Registry {
+    fresh_chain();
+    Call::by(owner()).at(DSTACK_NOW).set();
+    let mut policy = Policy {
+        platforms: vec![platform()],
+        compose_hashes: vec![compose_hash()],
+        ..test_policy()
+    };
+    edit(&mut policy);
+    let mut r = Registry::new(owner(), true, None, Some(policy)).expect("init");
+    Call::by(op()).deposit(near(100)).at(DSTACK_NOW).set();
+    r.deposit_stake().expect("stake");
+    r
+}
+
+fn as_node(r: &mut Registry) -> Result<NodeId, RegistryError> {
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    r.register_node(dstack_bundle(), None)
+}
+
+#[test]
+fn dstack_node_registers_with_its_real_quote_and_own_key() {
+    let mut r = tdx_registry(|_| {});
+    let id = as_node(&mut r).expect("registers");
+    let v = node(&r, id);
+    assert_eq!(v.status, NodeStatus::Active);
+    assert_eq!(v.kind, AttestationKind::Tdx);
+    assert_eq!(v.tcb_status, TcbStatus::UpToDate);
+    assert_eq!(v.signer_key, node_key());
+    assert_eq!(v.measurements.mrtd, platform().mrtd);
+    assert_eq!(
+        v.measurements.rtmr3,
+        tcb_info()["rtmr3"].as_str().expect("hex")
+    );
+    assert_eq!(v.measurements.compose_hash, Some(compose_hash()));
+    let p2p: PublicKey = text("intel-tdx-dstack-node/near_p2p_public_key.pub")
+        .parse()
+        .expect("p2p key");
+    assert_eq!(v.encryption_key, hex::encode(ed25519_bytes(&p2p)));
+    assert!(matches!(
+        &events()[..],
+        [RegistryEvent::NodeRegistered {
+            tcb_status: TcbStatus::UpToDate,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn dstack_bundle_sent_by_another_key_is_refused() {
+    let mut r = tdx_registry(|_| {});
+    let before = snapshot(&r);
+    Call::by(op()).key(key(3).1).at(DSTACK_NOW).set();
+    let err = r
+        .register_node(dstack_bundle(), None)
+        .expect_err("other key");
+    assert!(
+        matches!(err, RegistryError::SignerKeyMismatch { .. }),
+        "{err}"
+    );
+    assert_eq!(snapshot(&r), before);
+}
+
+#[test]
+fn allowlists_are_enforced() {
+    let mut r = tdx_registry(|p| p.compose_hashes = vec![Hash32([1; 32])]);
+    let before = snapshot(&r);
+    let err = as_node(&mut r).expect_err("compose hash");
+    assert_eq!(
+        err,
+        RegistryError::ComposeHashNotAllowed(compose_hash().to_string())
+    );
+    assert_eq!(snapshot(&r), before);
+
+    let mut r = tdx_registry(|p| p.platforms[0].rtmr1 = "00".repeat(48));
+    assert!(matches!(
+        as_node(&mut r),
+        Err(RegistryError::PlatformNotAllowed { .. })
+    ));
+    let mut r = tdx_registry(|p| p.platforms.clear());
+    assert!(matches!(
+        as_node(&mut r),
+        Err(RegistryError::PlatformNotAllowed { .. })
+    ));
+
+    // The launched image digest, measured as an RTMR3 event.
+    let digest: Hash32 = text("intel-tdx-dstack-node/mpc_image_digest.txt")
+        .parse()
+        .expect("digest");
+    let mut r = tdx_registry(|p| {
+        p.image_digest_event = "mpc-image-digest".into();
+        p.image_digests = vec![Hash32([2; 32])];
+    });
+    assert_eq!(
+        as_node(&mut r).expect_err("digest"),
+        RegistryError::ImageDigestNotAllowed(digest.to_string())
+    );
+    let mut r = tdx_registry(|p| p.image_digests = vec![digest]);
+    assert_eq!(
+        as_node(&mut r).expect_err("no such event"),
+        RegistryError::ImageDigestMissing
+    );
+    let mut r = tdx_registry(|p| {
+        p.image_digest_event = "mpc-image-digest".into();
+        p.image_digests = vec![digest];
+    });
+    as_node(&mut r).expect("allowed digest");
+}
+
+#[test]
+fn quote_outside_its_collateral_window_is_refused() {
+    let mut r = tdx_registry(|_| {});
+    Call::by(op())
+        .key(node_key())
+        .at(DSTACK_NOW + 60 * DAY)
+        .set();
+    let err = r
+        .register_node(dstack_bundle(), None)
+        .expect_err("collateral expired");
+    assert!(matches!(err, RegistryError::Attestation(_)), "{err}");
+}
+
+#[test]
+fn tampered_quote_is_refused_and_changes_nothing() {
+    let mut r = tdx_registry(|_| {});
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    let quote = bundle["tdx"]["quote"].as_str().expect("hex").to_owned();
+    for (name, q) in [
+        ("truncated", quote[..600].to_owned()),
+        ("flipped", flip_hex(&quote, 700)),
+        ("empty", String::new()),
+    ] {
+        bundle["tdx"]["quote"] = q.into();
+        let before = snapshot(&r);
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        let err = r.register_node(bundle.to_string(), None).expect_err(name);
+        assert!(
+            matches!(err, RegistryError::Attestation(_)),
+            "{name}: {err}"
+        );
+        assert_eq!(snapshot(&r), before, "{name}");
+    }
+}
+
+fn flip_hex(h: &str, byte: usize) -> String {
+    let mut bytes = hex::decode(h).expect("hex");
+    bytes[byte] ^= 1;
+    hex::encode(bytes)
+}
+
+#[test]
+fn real_h100_gpu_is_added_once() {
+    let mut r = tdx_registry(|p| {
+        p.gpu = GpuPolicy {
+            min_gpus: 1,
+            max_gpus: 8,
+            allowed_models: vec![],
+        }
+    });
+    let id = as_node(&mut r).expect("registers");
+    assert_eq!(status(&r, id), NodeStatus::Inactive, "no GPU yet");
+
+    // Only the enclave key adds GPUs.
+    Call::by(op()).at(DSTACK_NOW).set();
+    assert!(matches!(
+        r.add_gpu(id, hopper_evidence()),
+        Err(RegistryError::NotNodeKey { .. })
+    ));
+    for (bad, message) in [
+        ("garbage", "evidence JSON"),
+        ("{\"report\":\"00\"}", "evidence JSON"),
+    ] {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        let before = snapshot(&r);
+        let err = expect_err(r.add_gpu(id, bad.into()), message);
+        assert!(matches!(err, RegistryError::Gpu(_)));
+        assert_eq!(snapshot(&r), before);
+    }
+    let mut flipped: serde_json::Value = serde_json::from_str(&hopper_evidence()).expect("json");
+    let report = flipped["report"].as_str().expect("hex").to_owned();
+    flipped["report"] = flip_hex(&report, report.len() / 2 - 10).into();
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    assert!(matches!(
+        r.add_gpu(id, flipped.to_string()),
+        Err(RegistryError::Gpu(_))
+    ));
+
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let gpu = r.add_gpu(id, hopper_evidence()).expect("H100 verifies");
+    assert_eq!(node(&r, id).gpus, vec![gpu.clone()]);
+    assert_eq!(status(&r, id), NodeStatus::Active);
+    let evs = events();
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, RegistryEvent::GpuAdded { gpu: g, .. } if *g == gpu))
+    );
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, RegistryEvent::CertificateCached { .. }))
+    );
+    assert!(evs.contains(&RegistryEvent::NodeStatusChanged {
+        node_id: id,
+        status: NodeStatus::Active
+    }));
+    assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
+    let cached: Vec<Hash32> = evs
+        .iter()
+        .filter_map(|e| match e {
+            RegistryEvent::CertificateCached { hash } => Some(*hash),
+            _ => None,
+        })
+        .collect();
+    assert!(cached.iter().all(|h| r.is_certificate_cached(*h)));
+
+    // The same evidence again: its nonce is spent.
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let before = snapshot(&r);
+    assert_eq!(
+        r.add_gpu(id, hopper_evidence()).expect_err("replay"),
+        RegistryError::NonceReused(GPU_NONCE.into())
+    );
+    assert_eq!(snapshot(&r), before);
+}
+
+#[test]
+fn gpu_model_policy() {
+    let mut r = tdx_registry(|p| p.gpu.allowed_models = vec!["GB100".into()]);
+    let id = as_node(&mut r).expect("registers");
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r.add_gpu(id, hopper_evidence()).expect_err("model");
+    assert!(matches!(err, RegistryError::GpuModelNotAllowed(_)), "{err}");
+    assert!(!r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
+}
+
+#[test]
+fn bundle_with_gpu_registers_both() {
+    let mut r = tdx_registry(|_| {});
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    bundle["gpus"] =
+        serde_json::json!([
+            serde_json::from_str::<serde_json::Value>(&hopper_evidence()).expect("json")
+        ]);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let id = r
+        .register_node(bundle.to_string(), None)
+        .expect("registers with GPU");
+    assert_eq!(node(&r, id).gpus.len(), 1);
+    assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
+}

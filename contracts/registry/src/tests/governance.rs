@@ -1,0 +1,239 @@
+use super::*;
+use crate::PlatformMeasurements;
+use enclave_cloud_common::TcbStatus;
+
+#[test]
+fn mainnet_init_can_never_have_dev_mode() {
+    Call::by(owner()).set();
+    let (_, ca) = key(9);
+    let err = Registry::new(owner(), true, Some(ca), None)
+        .map(|_| ())
+        .expect_err("refused");
+    assert_eq!(err, RegistryError::DevModeOnMainnet);
+    let policy = Policy {
+        dev_mode: true,
+        ..test_policy()
+    };
+    let err = Registry::new(owner(), true, None, Some(policy))
+        .map(|_| ())
+        .expect_err("refused");
+    assert_eq!(err, RegistryError::DevModeOnMainnet);
+
+    // A mainnet registry refuses dev mode through governance too.
+    let mut r = Registry::new(owner(), true, None, None).expect("mainnet init");
+    Call::by(owner()).yocto().set();
+    let (_, ca) = key(9);
+    let p = Policy {
+        dev_mode: true,
+        dev_ca_key: Some(ca),
+        ..r.get_policy()
+    };
+    assert_eq!(
+        r.set_policy(p).expect_err("refused"),
+        RegistryError::DevModeOnMainnet
+    );
+    assert!(!r.get_policy().dev_mode);
+}
+
+#[test]
+fn dev_mode_only_if_initialised_with_it() {
+    Call::by(owner()).set();
+    let mut r = Registry::new(owner(), false, None, Some(test_policy())).expect("init");
+    Call::by(owner()).yocto().set();
+    let p = Policy {
+        dev_mode: true,
+        dev_ca_key: Some(key(9).1),
+        ..r.get_policy()
+    };
+    assert_eq!(
+        r.set_policy(p).expect_err("refused"),
+        RegistryError::DevModeNotAvailable
+    );
+
+    // Without dev mode a dev bundle is refused before any verification.
+    stake(&mut r, op(), near(100));
+    Call::by(op()).key(key(1).1).set();
+    assert_eq!(
+        r.register_node(dev_bundle(1), None).expect_err("dev off"),
+        RegistryError::DevModeDisabled
+    );
+}
+
+#[test]
+fn dev_mode_can_be_switched_off_and_on_again() {
+    let mut r = registry();
+    stake(&mut r, op(), near(100));
+    Call::by(owner()).yocto().set();
+    r.set_policy(Policy {
+        dev_mode: false,
+        ..r.get_policy()
+    })
+    .expect("off");
+    assert!(events().contains(&RegistryEvent::PolicyUpdated {
+        field: "dev_mode".into(),
+        value: "false".into()
+    }));
+    Call::by(op()).key(key(1).1).set();
+    assert_eq!(
+        r.register_node(dev_bundle(1), None).expect_err("off"),
+        RegistryError::DevModeDisabled
+    );
+    Call::by(owner()).yocto().set();
+    r.set_policy(Policy {
+        dev_mode: true,
+        ..r.get_policy()
+    })
+    .expect("on");
+    register_dev(&mut r, op(), 1);
+}
+
+#[test]
+fn set_policy_access_and_events() {
+    let mut r = registry();
+    let new = Policy {
+        min_stake: near(20),
+        ..r.get_policy()
+    };
+    Call::by(op()).yocto().set();
+    let err = expect_err(r.set_policy(new.clone()), "only the owner owner.near");
+    assert!(matches!(err, RegistryError::NotOwner { .. }));
+    Call::by(owner()).set();
+    assert_eq!(
+        r.set_policy(new.clone()).expect_err("no yocto"),
+        RegistryError::OneYoctoRequired(0)
+    );
+    Call::by(owner()).deposit(near(1)).set();
+    assert!(matches!(
+        r.set_policy(new.clone()),
+        Err(RegistryError::OneYoctoRequired(_))
+    ));
+    assert_eq!(r.get_policy().min_stake, near(MIN_STAKE));
+
+    Call::by(owner()).yocto().set();
+    r.set_policy(new.clone()).expect("owner");
+    assert_eq!(r.get_policy(), new);
+    // Exactly the changed field is announced.
+    assert_eq!(
+        events(),
+        vec![RegistryEvent::PolicyUpdated {
+            field: "min_stake".into(),
+            value: format!("\"{}\"", near(20).as_yoctonear())
+        }]
+    );
+}
+
+#[test]
+fn invalid_policies_are_refused() {
+    let mut r = registry();
+    let base = r.get_policy();
+    let bad_platform = PlatformMeasurements {
+        mrtd: "zz".into(),
+        rtmr0: "00".repeat(48),
+        rtmr1: "00".repeat(48),
+        rtmr2: "00".repeat(48),
+    };
+    let cases = [
+        (
+            Policy {
+                platforms: vec![bad_platform],
+                ..base.clone()
+            },
+            "mrtd 'zz' must be 96 lowercase hex",
+        ),
+        (
+            Policy {
+                tcb_grace: vec![crate::TcbGrace {
+                    status: TcbStatus::Revoked,
+                    until: U64(1),
+                }],
+                ..base.clone()
+            },
+            "only possible for OutOfDate or SWHardeningNeeded",
+        ),
+        (
+            Policy {
+                missed_heartbeats: 0,
+                ..base.clone()
+            },
+            "missed_heartbeats",
+        ),
+        (
+            Policy {
+                heartbeat_interval_ns: U64(0),
+                ..base.clone()
+            },
+            "must be positive",
+        ),
+        (
+            Policy {
+                gpu: crate::GpuPolicy {
+                    min_gpus: 3,
+                    max_gpus: 2,
+                    allowed_models: vec![],
+                },
+                ..base.clone()
+            },
+            "GPU bounds",
+        ),
+        (
+            Policy {
+                dev_ca_key: None,
+                ..base.clone()
+            },
+            "dev mode needs a dev CA key",
+        ),
+    ];
+    for (policy, message) in cases {
+        Call::by(owner()).yocto().set();
+        let err = expect_err(r.set_policy(policy), message);
+        assert!(matches!(err, RegistryError::InvalidPolicy(_)), "{err}");
+        assert_eq!(r.get_policy(), base);
+        assert!(events().is_empty());
+    }
+}
+
+#[test]
+fn marketplace_and_owner_are_governed() {
+    let mut r = registry();
+    Call::by(op()).yocto().set();
+    assert!(matches!(
+        r.set_marketplace(market()),
+        Err(RegistryError::NotOwner { .. })
+    ));
+    Call::by(owner()).set();
+    assert!(matches!(
+        r.set_marketplace(market()),
+        Err(RegistryError::OneYoctoRequired(0))
+    ));
+    Call::by(owner()).yocto().set();
+    r.set_marketplace(market()).expect("owner");
+    assert_eq!(r.get_config().marketplace, Some(market()));
+
+    Call::by(op()).yocto().set();
+    assert!(matches!(
+        r.set_owner(op()),
+        Err(RegistryError::NotOwner { .. })
+    ));
+    Call::by(owner()).yocto().set();
+    r.set_owner(acc("dao.near")).expect("owner");
+    assert_eq!(r.get_config().owner, acc("dao.near"));
+    // The old owner has no power left.
+    Call::by(owner()).yocto().set();
+    assert!(matches!(
+        r.set_marketplace(op()),
+        Err(RegistryError::NotOwner { .. })
+    ));
+}
+
+#[test]
+fn migrate_keeps_the_state() {
+    let (r, id) = with_node();
+    let before = snapshot(&r);
+    // Persist the state as the runtime would at the end of a call, then migrate.
+    near_sdk::env::state_write(&r);
+    drop(r);
+    Call::by(acc("registry.near")).set();
+    let migrated = Registry::migrate().expect("migrates");
+    assert_eq!(snapshot(&migrated), before);
+    assert_eq!(node(&migrated, id).node_id, id);
+}

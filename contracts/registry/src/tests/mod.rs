@@ -1,0 +1,260 @@
+//! Unit tests (`testing_env!`). Helpers here; one module per concern.
+
+mod dstack;
+mod governance;
+mod nodes;
+mod stake;
+mod views;
+
+use ed25519_dalek::{Signer, SigningKey};
+use enclave_cloud_common::events::{AnyEvent, RegistryEvent};
+use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::{NodeId, NodeStatus};
+use near_sdk::json_types::U64;
+use near_sdk::test_utils::{VMContextBuilder, get_logs};
+use near_sdk::{AccountId, CurveType, Gas, NearToken, PublicKey, testing_env};
+
+use crate::{Policy, Registry, RegistryError};
+
+pub const SEC: u64 = 1_000_000_000;
+pub const DAY: u64 = 24 * 3600 * SEC;
+/// A start time well after zero so "timeouts since 0" never mask a bug.
+pub const T0: u64 = 1_700_000_000 * SEC;
+pub const MIN_STAKE: u128 = 10;
+
+pub fn acc(s: &str) -> AccountId {
+    s.parse().expect("valid account id")
+}
+pub fn owner() -> AccountId {
+    acc("owner.near")
+}
+pub fn op() -> AccountId {
+    acc("op.near")
+}
+pub fn market() -> AccountId {
+    acc("market.near")
+}
+
+pub fn near(n: u128) -> NearToken {
+    NearToken::from_near(n)
+}
+pub fn yocto(n: u128) -> NearToken {
+    NearToken::from_yoctonear(n)
+}
+
+/// An ed25519 key pair from a seed; `.1` is its NEAR public key.
+pub fn key(seed: u8) -> (SigningKey, PublicKey) {
+    let sk = SigningKey::from_bytes(&[seed; 32]);
+    let pk = PublicKey::from_parts(CurveType::ED25519, sk.verifying_key().to_bytes().to_vec())
+        .expect("ed25519");
+    (sk, pk)
+}
+
+pub fn ed25519_bytes(pk: &PublicKey) -> [u8; 32] {
+    pk.as_bytes()[1..].try_into().expect("32 bytes")
+}
+
+/// The operator's full access key (not an enclave key).
+pub fn full_key() -> PublicKey {
+    key(200).1
+}
+
+/// Development CA of the test registry.
+pub fn dev_ca() -> SigningKey {
+    SigningKey::from_bytes(&[9u8; 32])
+}
+
+/// One call's context: who calls, with which key, what deposit, at what time.
+pub struct Call {
+    pub predecessor: AccountId,
+    pub signer: AccountId,
+    pub key: PublicKey,
+    pub deposit: NearToken,
+    pub now: u64,
+}
+
+impl Call {
+    pub fn by(account: AccountId) -> Self {
+        Self {
+            predecessor: account.clone(),
+            signer: account,
+            key: full_key(),
+            deposit: yocto(0),
+            now: T0,
+        }
+    }
+    pub fn key(mut self, key: PublicKey) -> Self {
+        self.key = key;
+        self
+    }
+    pub fn deposit(mut self, d: NearToken) -> Self {
+        self.deposit = d;
+        self
+    }
+    pub fn yocto(self) -> Self {
+        self.deposit(yocto(1))
+    }
+    pub fn at(mut self, now: u64) -> Self {
+        self.now = now;
+        self
+    }
+    pub fn relayed_by(mut self, signer: AccountId) -> Self {
+        self.signer = signer;
+        self
+    }
+    fn builder(&self) -> VMContextBuilder {
+        let mut b = VMContextBuilder::new();
+        b.current_account_id(acc("registry.near"))
+            .predecessor_account_id(self.predecessor.clone())
+            .signer_account_id(self.signer.clone())
+            .signer_account_pk(self.key.clone())
+            .attached_deposit(self.deposit)
+            .block_timestamp(self.now)
+            .account_balance(near(1_000_000))
+            .prepaid_gas(Gas::from_tgas(300));
+        b
+    }
+    /// Installs this context (logs start empty).
+    pub fn set(self) {
+        testing_env!(self.builder().build());
+    }
+    /// Installs this context as a callback that received `results`.
+    pub fn set_callback(self, results: Vec<near_sdk::PromiseResult>) {
+        testing_env!(
+            self.builder().build(),
+            near_sdk::test_vm_config(),
+            near_sdk::RuntimeFeesConfig::test(),
+            Default::default(),
+            results
+        );
+    }
+}
+
+/// Test policy: small stake, short intervals.
+pub fn test_policy() -> Policy {
+    Policy {
+        min_stake: near(MIN_STAKE),
+        heartbeat_interval_ns: U64(60 * SEC),
+        missed_heartbeats: 3,
+        attestation_lifetime_ns: U64(7 * DAY),
+        unbonding_delay_ns: U64(DAY),
+        ..Policy::default()
+    }
+}
+
+/// Starts from an empty chain: a test may build several registries one after another.
+pub fn fresh_chain() {
+    near_sdk::mock::with_mocked_blockchain(|b| drop(b.take_storage()));
+}
+
+/// A registry on localnet with the test dev CA.
+pub fn registry() -> Registry {
+    fresh_chain();
+    Call::by(owner()).set();
+    let ca = PublicKey::from_parts(
+        CurveType::ED25519,
+        dev_ca().verifying_key().to_bytes().to_vec(),
+    )
+    .expect("ed25519");
+    Registry::new(owner(), false, Some(ca), Some(test_policy())).expect("init")
+}
+
+pub fn stake(r: &mut Registry, who: AccountId, amount: NearToken) {
+    Call::by(who).deposit(amount).set();
+    r.deposit_stake().expect("stake");
+}
+
+/// A dev bundle binding `enclave_key` to `near_key`, signed by `ca`.
+pub fn dev_bundle_with(
+    ca: &SigningKey,
+    enclave_key: [u8; 32],
+    near_key: &PublicKey,
+    expires_at_s: u64,
+) -> String {
+    let near = ed25519_bytes(near_key);
+    let sig = ca.sign(&attestation::dev_attestation_message(
+        &enclave_key,
+        &near,
+        expires_at_s,
+    ));
+    serde_json::json!({
+        "version": 1,
+        "kind": "dev",
+        "enclave_key": hex::encode(enclave_key),
+        "near_public_key": attestation::format_near_ed25519_key(&near),
+        "dev": { "expires_at": expires_at_s, "signature": hex::encode(sig.to_bytes()) },
+    })
+    .to_string()
+}
+
+/// A dev bundle for the enclave with key seed `seed` (enclave key = [seed; 32]), valid long.
+pub fn dev_bundle(seed: u8) -> String {
+    dev_bundle_with(
+        &dev_ca(),
+        [seed; 32],
+        &key(seed).1,
+        T0 / SEC + 365 * 24 * 3600,
+    )
+}
+
+/// Registers a dev node whose enclave key has seed `seed`, operated by `who`.
+pub fn register_dev(r: &mut Registry, who: AccountId, seed: u8) -> NodeId {
+    Call::by(who).key(key(seed).1).set();
+    r.register_node(dev_bundle(seed), None).expect("register")
+}
+
+/// A staked operator with one dev node (seed 1).
+pub fn with_node() -> (Registry, NodeId) {
+    let mut r = registry();
+    stake(&mut r, op(), near(100));
+    let id = register_dev(&mut r, op(), 1);
+    (r, id)
+}
+
+pub fn node(r: &Registry, id: NodeId) -> NodeView {
+    r.get_node(id).expect("node exists")
+}
+
+pub fn status(r: &Registry, id: NodeId) -> NodeStatus {
+    node(r, id).status
+}
+
+/// The registry events logged by the current context.
+pub fn events() -> Vec<RegistryEvent> {
+    get_logs()
+        .iter()
+        .filter_map(|l| match AnyEvent::parse(l).expect("well-formed event") {
+            Some(AnyEvent::Registry(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Everything observable, to prove a refused call changed nothing.
+pub fn snapshot(r: &Registry) -> String {
+    let ops: Vec<_> = [op(), acc("other.near")]
+        .into_iter()
+        .map(|a| r.get_operator(a))
+        .collect();
+    format!(
+        "{:?}|{:?}|{:?}|{:?}",
+        r.get_config(),
+        ops,
+        r.list_nodes(None, None, Some(100)),
+        r.get_policy()
+    )
+}
+
+/// Asserts `result` is the error `expected` (by message) and returns it.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(
+    result: Result<T, RegistryError>,
+    contains: &str,
+) -> RegistryError {
+    let err = result.expect_err("call must fail");
+    assert!(
+        err.to_string().contains(contains),
+        "error '{err}' should contain '{contains}'"
+    );
+    err
+}
