@@ -22,6 +22,8 @@ pub struct ChainStatus {
     pub indexed: watch::Sender<u64>,
     pub source_ok: AtomicBool,
     pub source: String,
+    /// Set at shutdown: open feed streams end so the HTTP server can drain.
+    pub closing: AtomicBool,
 }
 
 impl ChainStatus {
@@ -31,7 +33,18 @@ impl ChainStatus {
             indexed: watch::Sender::new(indexed),
             source_ok: AtomicBool::new(false),
             source,
+            closing: AtomicBool::new(false),
         })
+    }
+
+    /// Ends every feed stream (they wake on `indexed` and see `closing`).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.indexed.send_modify(|_| {});
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 }
 

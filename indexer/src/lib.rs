@@ -7,7 +7,9 @@
 //! [`db`] (sqlx `Any`, migrations) <- [`api`] (axum) ; [`app`] wires it for the binary.
 
 pub mod api;
+pub mod app;
 pub mod block;
+pub mod config;
 pub mod db;
 pub mod fixture;
 pub mod follower;

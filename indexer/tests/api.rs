@@ -28,9 +28,9 @@ struct Fixture {
     status: Arc<ChainStatus>,
 }
 
-async fn indexed_scenario() -> Fixture {
+async fn indexed_scenario(postgres: bool) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let (db, _) = fresh_db(dir.path(), false).await.unwrap();
+    let (db, _) = fresh_db(dir.path(), postgres).await?;
     let blocks_dir = dir.path().join("blocks");
     std::fs::create_dir_all(&blocks_dir).unwrap();
     let blocks = write_scenario(&blocks_dir);
@@ -44,11 +44,11 @@ async fn indexed_scenario() -> Fixture {
         status: status.clone(),
         metrics,
     });
-    Fixture {
+    Some(Fixture {
         _dir: dir,
         app,
         status,
-    }
+    })
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
@@ -91,9 +91,10 @@ fn ids(page: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn nodes_filter_sort_and_paginate() {
-    let f = indexed_scenario().await;
+async fn nodes_filter_sort_and_paginate(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
     let all = ok(&f.app, "/v1/nodes").await;
     assert_eq!(ids(&all, "node_id"), ["1", "2"]);
     assert_eq!(all["next_cursor"], Value::Null);
@@ -150,9 +151,10 @@ async fn nodes_filter_sort_and_paginate() {
     assert_eq!(detail["last_heartbeat_ns"], "77");
 }
 
-#[tokio::test]
-async fn bad_parameters_are_json_400s_and_missing_things_404s() {
-    let f = indexed_scenario().await;
+async fn bad_parameters_are_json_400s_and_missing_things_404s(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
     let bad = StatusCode::BAD_REQUEST;
     err(
         &f.app,
@@ -329,9 +331,10 @@ async fn bad_parameters_are_json_400s_and_missing_things_404s() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn jobs_and_requests_with_timelines() {
-    let f = indexed_scenario().await;
+async fn jobs_and_requests_with_timelines(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
     let all = ok(&f.app, "/v1/jobs").await;
     assert_eq!(ids(&all, "job_id"), ["4", "3", "2", "1"], "newest first");
     let page = ok(&f.app, "/v1/jobs?limit=3").await;
@@ -393,9 +396,10 @@ async fn jobs_and_requests_with_timelines() {
     assert_eq!(request["timeline"][0]["event"], "request_created");
 }
 
-#[tokio::test]
-async fn models_accounts_stats_status() {
-    let f = indexed_scenario().await;
+async fn models_accounts_stats_status(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
     let models = ok(&f.app, "/v1/models").await;
     assert_eq!(ids(&models, "model_id"), [scenario::MODEL]);
     let m = &models["items"][0];
@@ -472,9 +476,10 @@ async fn models_accounts_stats_status() {
     let _ = &f.status;
 }
 
-#[tokio::test]
-async fn openapi_metrics_and_cors() {
-    let f = indexed_scenario().await;
+async fn openapi_metrics_and_cors(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
     let doc = ok(&f.app, "/openapi.json").await;
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
     for route in [
@@ -563,9 +568,10 @@ async fn openapi_metrics_and_cors() {
     assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
 }
 
-#[tokio::test]
-async fn offers_page_what_each_node_may_take() {
-    let f = indexed_scenario().await;
+async fn offers_page_what_each_node_may_take(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
     // Node 2 (1,000/M, us, H200): open job 3 (ceiling 1,500), job 4 named to it, request 1.
     let page = ok(&f.app, "/v1/nodes/2/offers").await;
     let kinds: Vec<(String, Option<String>)> = page["items"]
@@ -636,10 +642,11 @@ async fn read_events(body: &mut Body, n: usize) -> Vec<(String, String, Value)> 
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feed_streams_new_work_and_resumes_with_last_event_id() {
+async fn feed_streams_new_work_and_resumes_with_last_event_id(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (db, _) = fresh_db(dir.path(), false).await.unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
     let blocks_dir = dir.path().join("blocks");
     std::fs::create_dir_all(&blocks_dir).unwrap();
     let blocks = write_scenario(&blocks_dir);
@@ -722,3 +729,29 @@ async fn feed_streams_new_work_and_resumes_with_last_event_id() {
     stop.send(true).unwrap();
     following.await.unwrap().unwrap();
 }
+
+storage_test!(
+    nodes_filter_sort_and_paginate_on,
+    nodes_filter_sort_and_paginate
+);
+storage_test!(
+    bad_parameters_are_json_400s_and_missing_things_404s_on,
+    bad_parameters_are_json_400s_and_missing_things_404s
+);
+storage_test!(
+    jobs_and_requests_with_timelines_on,
+    jobs_and_requests_with_timelines
+);
+storage_test!(
+    models_accounts_stats_status_on,
+    models_accounts_stats_status
+);
+storage_test!(openapi_metrics_and_cors_on, openapi_metrics_and_cors);
+storage_test!(
+    offers_page_what_each_node_may_take_on,
+    offers_page_what_each_node_may_take
+);
+storage_test!(
+    feed_streams_new_work_and_resumes_with_last_event_id_on,
+    feed_streams_new_work_and_resumes_with_last_event_id
+);

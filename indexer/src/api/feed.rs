@@ -227,6 +227,9 @@ impl FeedState {
     /// (the indexer is shutting down).
     async fn next_event(&mut self) -> Option<Event> {
         loop {
+            if self.ctx.status.is_closing() {
+                return None;
+            }
             if let Some((seq, item)) = self.buffered.pop_front() {
                 self.after = seq;
                 let data = serde_json::to_string(&item).unwrap_or_default();

@@ -1,0 +1,133 @@
+//! Wires the pieces for the binary: storage, the follower on its source, the HTTP API,
+//! and a graceful shutdown (stop following after the current block, end feed streams,
+//! drain HTTP connections).
+
+use crate::api::{self, ApiContext};
+use crate::config::{Config, SourceKind};
+use crate::db::{self, Db};
+use crate::follower::{ChainStatus, Follower};
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::source::{BlockSource, FixtureSource, NeardataSource};
+use anyhow::Context;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Runs the indexer until `shutdown` completes (or the follower reaches `stop_at`).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = Db::open(&config.database_url)
+        .await
+        .context("opening the database")?;
+    tracing::info!(database = %db::redact(&config.database_url), backend = ?db.backend, "database ready");
+    let metrics = Metrics::new().context("creating metrics")?;
+    let ingestor = Ingestor::new(config.contracts.clone(), metrics.clone());
+    match config.source {
+        SourceKind::Neardata => {
+            let source = NeardataSource::new(&config.source_url, Duration::from_secs(30))?;
+            serve(config, db, metrics, ingestor, source, shutdown).await
+        }
+        SourceKind::Fixtures => {
+            let source = FixtureSource::new(&config.source_url);
+            serve(config, db, metrics, ingestor, source, shutdown).await
+        }
+    }
+}
+
+async fn serve<S: BlockSource>(
+    config: Config,
+    db: Db,
+    metrics: Metrics,
+    ingestor: Ingestor,
+    source: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let status = ChainStatus::new(source.describe(), 0);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let follower = Follower {
+        source,
+        db: db.clone(),
+        ingestor,
+        config: config.follow.clone(),
+        status: status.clone(),
+        metrics: metrics.clone(),
+    };
+    let mut following = tokio::spawn(follower.run(stop_rx));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "API listening");
+    let app = api::router(ApiContext {
+        db,
+        status: status.clone(),
+        metrics,
+    });
+
+    // One signal stops everything: the external shutdown, or the follower finishing.
+    let (done_tx, mut done_rx) = watch::channel(false);
+    let closer = {
+        let status = status.clone();
+        let done_tx = done_tx.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing the current block, closing feeds");
+            let _ = done_tx.send(true);
+            status.close();
+        }
+    };
+    tokio::spawn(closer);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = done_rx.wait_for(|d| *d).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    let follow_result = tokio::select! {
+        r = &mut following => Some(r),
+        _ = async { let mut rx = done_tx.subscribe(); let _ = rx.wait_for(|d| *d).await; } => None,
+    };
+    let _ = stop_tx.send(true);
+    let follow_result = match follow_result {
+        Some(r) => r,
+        None => following.await,
+    };
+    // The follower is done (stopped or reached stop_at): stop serving too.
+    status.close();
+    let _ = done_tx.send(true);
+    server.await.context("API task")?.context("API server")?;
+    follow_result
+        .context("follower task")?
+        .context("follower")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
