@@ -48,9 +48,9 @@ pub type DefaultCrypto = RustCrypto;
 
 #[cfg(feature = "near")]
 mod near {
-    use super::Crypto;
+    use super::{Crypto, PrehashP256Sha256};
     use dcap_qvl::config::{Config, CryptoProvider};
-    use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
+    use rustls_pki_types::SignatureVerificationAlgorithm;
 
     /// P-256 through `env::p256_verify`, SHA-256 through `env::sha256_array`, Ed25519 through
     /// `env::ed25519_verify` (NEAR host functions; near-sdk's mocked blockchain in unit tests).
@@ -85,13 +85,22 @@ mod near {
 
     pub struct NearDcapCrypto;
 
+    fn near_sha256(data: &[u8]) -> [u8; 32] {
+        near_sdk::env::sha256_array(data)
+    }
+
+    static NEAR_P256: PrehashP256Sha256 = PrehashP256Sha256 {
+        verify_prehash: near_sdk::env::p256_verify,
+        sha256: near_sha256,
+    };
+
     impl CryptoProvider for NearDcapCrypto {
         fn sig_algo() -> &'static dyn SignatureVerificationAlgorithm {
-            &NearP256Sha256
+            &NEAR_P256
         }
 
         fn sha256(data: &[u8]) -> [u8; 32] {
-            near_sdk::env::sha256_array(data)
+            near_sha256(data)
         }
 
         fn sha384(data: &[u8]) -> [u8; 48] {
@@ -99,41 +108,53 @@ mod near {
             sha2::Sha384::digest(data).into()
         }
     }
+}
 
-    /// ECDSA P-256 / SHA-256 for webpki, verified by the `p256_verify` host function.
-    #[derive(Debug)]
-    struct NearP256Sha256;
+#[cfg(any(feature = "near", test))]
+/// ECDSA P-256 / SHA-256 for webpki on top of a prehash verifier that takes what NEAR's
+/// `p256_verify` takes: raw `r || s`, a 32-byte digest and a compressed SEC1 key.
+pub(crate) struct PrehashP256Sha256 {
+    pub verify_prehash: fn(&[u8; 64], &[u8; 32], &[u8; 33]) -> bool,
+    pub sha256: fn(&[u8]) -> [u8; 32],
+}
 
-    impl SignatureVerificationAlgorithm for NearP256Sha256 {
-        fn verify_signature(
-            &self,
-            public_key: &[u8],
-            message: &[u8],
-            signature: &[u8],
-        ) -> Result<(), InvalidSignature> {
-            let key = super::compress_p256_point(public_key).ok_or(InvalidSignature)?;
-            let sig = super::der_ecdsa_to_raw_p256(signature).ok_or(InvalidSignature)?;
-            let digest = near_sdk::env::sha256_array(message);
-            if near_sdk::env::p256_verify(&sig, &digest, &key) {
-                Ok(())
-            } else {
-                Err(InvalidSignature)
-            }
-        }
-
-        fn public_key_alg_id(&self) -> AlgorithmIdentifier {
-            rustls_pki_types::alg_id::ECDSA_P256
-        }
-
-        fn signature_alg_id(&self) -> AlgorithmIdentifier {
-            rustls_pki_types::alg_id::ECDSA_SHA256
-        }
+#[cfg(any(feature = "near", test))]
+impl core::fmt::Debug for PrehashP256Sha256 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PrehashP256Sha256")
     }
 }
 
+#[cfg(any(feature = "near", test))]
+impl rustls_pki_types::SignatureVerificationAlgorithm for PrehashP256Sha256 {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), rustls_pki_types::InvalidSignature> {
+        use rustls_pki_types::InvalidSignature;
+        let key = compress_p256_point(public_key).ok_or(InvalidSignature)?;
+        let sig = der_ecdsa_to_raw_p256(signature).ok_or(InvalidSignature)?;
+        if (self.verify_prehash)(&sig, &(self.sha256)(message), &key) {
+            Ok(())
+        } else {
+            Err(InvalidSignature)
+        }
+    }
+
+    fn public_key_alg_id(&self) -> rustls_pki_types::AlgorithmIdentifier {
+        rustls_pki_types::alg_id::ECDSA_P256
+    }
+
+    fn signature_alg_id(&self) -> rustls_pki_types::AlgorithmIdentifier {
+        rustls_pki_types::alg_id::ECDSA_SHA256
+    }
+}
+
+#[cfg(any(feature = "near", test))]
 /// SEC1 uncompressed P-256 point (`04 || x || y`) to compressed (`02|03 || x`), as
 /// `env::p256_verify` wants. `None` for any other encoding.
-#[cfg_attr(not(feature = "near"), allow(dead_code))]
 pub(crate) fn compress_p256_point(sec1: &[u8]) -> Option<[u8; 33]> {
     let (&tag, xy) = sec1.split_first()?;
     if tag != 0x04 || xy.len() != 64 {
@@ -146,8 +167,8 @@ pub(crate) fn compress_p256_point(sec1: &[u8]) -> Option<[u8; 33]> {
     Some(out)
 }
 
+#[cfg(any(feature = "near", test))]
 /// DER `SEQUENCE { INTEGER r, INTEGER s }` to raw `r || s`, each left-padded to 32 bytes.
-#[cfg_attr(not(feature = "near"), allow(dead_code))]
 pub(crate) fn der_ecdsa_to_raw_p256(der: &[u8]) -> Option<[u8; 64]> {
     const N: usize = 32;
     let (tag, body, rest) = crate::der_tlv::split(der)?;
@@ -171,6 +192,7 @@ pub(crate) fn der_ecdsa_to_raw_p256(der: &[u8]) -> Option<[u8; 64]> {
     Some(out)
 }
 
+#[cfg(any(feature = "near", test))]
 fn strip_leading_zeros(mut b: &[u8]) -> &[u8] {
     while let [0, rest @ ..] = b {
         b = rest;
@@ -181,6 +203,83 @@ fn strip_leading_zeros(mut b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dcap_qvl::config::{Config, CryptoProvider};
+
+    /// The NEAR adaptor with RustCrypto's prehash verifier in place of the host function:
+    /// proves the key compression, signature conversion and prehashing on real quotes.
+    struct PrehashCrypto;
+    struct PrehashConfig;
+    struct PrehashProvider;
+
+    fn rc_verify_prehash(sig: &[u8; 64], digest: &[u8; 32], key: &[u8; 33]) -> bool {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier;
+        let (Ok(key), Ok(sig)) = (
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(key),
+            p256::ecdsa::Signature::from_slice(sig),
+        ) else {
+            return false;
+        };
+        key.verify_prehash(digest, &sig).is_ok()
+    }
+
+    fn rc_sha256(data: &[u8]) -> [u8; 32] {
+        RustCrypto.sha256(data)
+    }
+
+    static PREHASH_P256: PrehashP256Sha256 = PrehashP256Sha256 {
+        verify_prehash: rc_verify_prehash,
+        sha256: rc_sha256,
+    };
+
+    impl CryptoProvider for PrehashProvider {
+        fn sig_algo() -> &'static dyn rustls_pki_types::SignatureVerificationAlgorithm {
+            &PREHASH_P256
+        }
+        fn sha256(data: &[u8]) -> [u8; 32] {
+            rc_sha256(data)
+        }
+        fn sha384(data: &[u8]) -> [u8; 48] {
+            use sha2::Digest;
+            sha2::Sha384::digest(data).into()
+        }
+    }
+
+    impl Config for PrehashConfig {
+        type X509 = dcap_qvl::x509::X509CertBackend;
+        type SigEncoder = dcap_qvl::signature::DerSigEncoder;
+        type Crypto = PrehashProvider;
+    }
+
+    impl Crypto for PrehashCrypto {
+        type Dcap = PrehashConfig;
+        fn sha256(&self, data: &[u8]) -> [u8; 32] {
+            rc_sha256(data)
+        }
+        fn ed25519_verify(&self, s: &[u8; 64], m: &[u8], k: &[u8; 32]) -> bool {
+            RustCrypto.ed25519_verify(s, m, k)
+        }
+    }
+
+    #[test]
+    fn prehash_adaptor_verifies_the_dstack_node_like_rustcrypto() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/attestation-vectors/intel-tdx-dstack-node/public_data.json"
+        );
+        let json = std::fs::read(path).expect("dstack vector");
+        let bundle = crate::bundle_from_dstack_public_data(&json).expect("bundle");
+        let policy = crate::VerifyPolicy::default();
+        let now = 1_786_622_400;
+        let a = crate::verify_bundle(&bundle, now, &policy, &PrehashCrypto).expect("adaptor");
+        let b = crate::verify_bundle(&bundle, now, &policy, &RustCrypto).expect("rustcrypto");
+        assert_eq!(a, b);
+        let mut bad = bundle.clone();
+        if let Some(t) = bad.tdx.as_mut() {
+            t.collateral.qe_identity_signature[5] ^= 1;
+        }
+        let err = crate::verify_bundle(&bad, now, &policy, &PrehashCrypto).unwrap_err();
+        assert!(err.to_string().contains("qe_identity"), "{err}");
+    }
 
     #[test]
     fn der_signature_roundtrip_through_p256() {

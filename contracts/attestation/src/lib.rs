@@ -129,9 +129,24 @@ pub fn verify_bundle_with_cache<C: Crypto, K: CertCache + ?Sized>(
         }
     };
     for (index, gpu) in bundle.gpus.iter().enumerate() {
-        let v = verify_gpu_evidence(gpu, now_unix_secs, cache)
-            .map_err(|error| AttestationError::Gpu { index, error })?;
-        verdict.gpus.push(v);
+        let measured = policy.allow_gpu_measured_in_rtmr3 && {
+            let digest = to_hex(&nvidia::gpu_evidence_digest(gpu));
+            verdict
+                .events
+                .iter()
+                .any(|e| e.name == nvidia::GPU_EVIDENCE_EVENT && e.payload == digest)
+        };
+        let v = if measured {
+            nvidia::inspect_measured_gpu(gpu).map(|mut v| {
+                v.measured_in_rtmr3 = true;
+                v
+            })
+        } else {
+            verify_gpu_evidence(gpu, now_unix_secs, cache)
+        };
+        verdict
+            .gpus
+            .push(v.map_err(|error| AttestationError::Gpu { index, error })?);
     }
     Ok(verdict)
 }

@@ -92,36 +92,15 @@ pub fn verify_chain<K: CertCache + ?Sized>(
     now: u64,
     cache: &K,
 ) -> Result<VerifiedChain, GpuError> {
-    let blocks = pem::parse_many(pem_chain).map_err(|e| GpuError::CertParse {
-        index: 0,
-        reason: e.to_string(),
-    })?;
     let root = pinned_root()?;
-    let mut certs = Vec::with_capacity(blocks.len());
-    for (index, block) in blocks.into_iter().enumerate() {
-        if block.tag() != "CERTIFICATE" {
-            return Err(GpuError::CertParse {
-                index,
-                reason: format!("PEM block is a {}, not a CERTIFICATE", block.tag()),
-            });
-        }
-        certs.push(parse_cert(block.into_contents(), index)?);
-    }
+    let mut certs = parse_pem_certs(pem_chain)?;
     // The root may be sent along; it is trusted only as the pinned copy.
     if certs.last().is_some_and(|c| c.der == root.der) {
         certs.pop();
     }
-    let Some(leaf) = certs.first() else {
-        return Err(GpuError::CertParse {
-            index: 0,
-            reason: "no certificate below the root".into(),
-        });
-    };
+    let leaf = leaf_of(&certs)?;
     let leaf_key = ec_p384_key(&leaf.cert, 0)?;
-    let leaf_hash = sha256(&leaf.der);
-    let model = common_name(&leaf.cert)
-        .and_then(|cn| cn.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_default();
+    let LeafIdentity { leaf_hash, model } = identity(leaf);
 
     let mut verified_intermediates = Vec::new();
     for (index, child) in certs.iter().enumerate() {
@@ -157,6 +136,56 @@ pub fn verify_chain<K: CertCache + ?Sized>(
         model,
         verified_intermediates,
     })
+}
+
+/// SHA-256 and chip name of a chain's leaf certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafIdentity {
+    pub leaf_hash: [u8; 32],
+    /// First word of the leaf's common name, e.g. "GH100".
+    pub model: String,
+}
+
+/// The leaf's identity without verifying the chain (for GPUs verified inside the attested VM).
+pub fn leaf_identity(pem_chain: &str) -> Result<LeafIdentity, GpuError> {
+    let certs = parse_pem_certs(pem_chain)?;
+    Ok(identity(leaf_of(&certs)?))
+}
+
+fn parse_pem_certs(pem_chain: &str) -> Result<Vec<Parsed>, GpuError> {
+    let blocks = pem::parse_many(pem_chain).map_err(|e| GpuError::CertParse {
+        index: 0,
+        reason: e.to_string(),
+    })?;
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(index, block)| {
+            if block.tag() != "CERTIFICATE" {
+                return Err(GpuError::CertParse {
+                    index,
+                    reason: format!("PEM block is a {}, not a CERTIFICATE", block.tag()),
+                });
+            }
+            parse_cert(block.into_contents(), index)
+        })
+        .collect()
+}
+
+fn leaf_of(certs: &[Parsed]) -> Result<&Parsed, GpuError> {
+    certs.first().ok_or_else(|| GpuError::CertParse {
+        index: 0,
+        reason: "no certificate below the root".into(),
+    })
+}
+
+fn identity(leaf: &Parsed) -> LeafIdentity {
+    LeafIdentity {
+        leaf_hash: sha256(&leaf.der),
+        model: common_name(&leaf.cert)
+            .and_then(|cn| cn.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_default(),
+    }
 }
 
 /// `child` is issued and signed by `issuer`, which is a CA valid at `now`.

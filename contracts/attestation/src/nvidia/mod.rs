@@ -5,7 +5,10 @@
 mod chain;
 mod spdm;
 
-pub use chain::{CertCache, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain, verify_chain};
+pub use chain::{
+    CertCache, LeafIdentity, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain, leaf_identity,
+    verify_chain,
+};
 pub use spdm::{SpdmReport, parse_spdm_report};
 
 use p384::ecdsa::signature::Verifier;
@@ -34,6 +37,20 @@ pub struct GpuVerdict {
     pub measurements: Vec<String>,
     /// SHA-256 (hex) of the CA certificates verified by this call (store them as the cache).
     pub verified_intermediates: Vec<String>,
+    /// True when the GPU was accepted through its RTMR3 measurement (verified inside the
+    /// attested VM) instead of a chain and signature check here.
+    pub measured_in_rtmr3: bool,
+}
+
+/// Name of the dstack runtime event a worker emits after verifying a GPU inside the attested VM;
+/// its payload is [`gpu_evidence_digest`] of that GPU's evidence.
+pub const GPU_EVIDENCE_EVENT: &str = "nvidia-gpu-evidence";
+
+/// SHA-256 of a GPU's SPDM report (request with the nonce, response, signature): what the
+/// [`GPU_EVIDENCE_EVENT`] carries.
+pub fn gpu_evidence_digest(ev: &GpuEvidence) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(&ev.report).into()
 }
 
 /// Verifies one GPU's evidence at `now` (unix seconds): nonce, chain to the pinned root (stopping
@@ -43,13 +60,7 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
     now: u64,
     cache: &K,
 ) -> Result<GpuVerdict, GpuError> {
-    let report = parse_spdm_report(&ev.report)?;
-    if ev.nonce.as_slice() != report.nonce.as_slice() {
-        return Err(GpuError::Nonce {
-            expected: to_hex(&ev.nonce),
-            found: to_hex(&report.nonce),
-        });
-    }
+    let report = parse_with_nonce(ev)?;
     let chain = verify_chain(&ev.certificate_chain, now, cache)?;
     let signature = p384::ecdsa::Signature::from_slice(report.signature)
         .map_err(|_| GpuError::ReportSignature)?;
@@ -57,9 +68,37 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
         .leaf_key
         .verify(report.signed, &signature)
         .map_err(|_| GpuError::ReportSignature)?;
-    Ok(GpuVerdict {
+    let leaf = LeafIdentity {
+        leaf_hash: chain.leaf_hash,
         model: chain.model,
-        device_id: to_hex(&chain.leaf_hash),
+    };
+    Ok(gpu_verdict(&report, leaf, &chain.verified_intermediates))
+}
+
+/// A GPU whose evidence the attested VM verified itself and measured into RTMR3 (the caller has
+/// checked the [`GPU_EVIDENCE_EVENT`]): only parsed and nonce-checked here, no chain or
+/// signature work.
+pub fn inspect_measured_gpu(ev: &GpuEvidence) -> Result<GpuVerdict, GpuError> {
+    let report = parse_with_nonce(ev)?;
+    let leaf = leaf_identity(&ev.certificate_chain)?;
+    Ok(gpu_verdict(&report, leaf, &[]))
+}
+
+fn parse_with_nonce(ev: &GpuEvidence) -> Result<SpdmReport<'_>, GpuError> {
+    let report = parse_spdm_report(&ev.report)?;
+    if ev.nonce.as_slice() != report.nonce.as_slice() {
+        return Err(GpuError::Nonce {
+            expected: to_hex(&ev.nonce),
+            found: to_hex(&report.nonce),
+        });
+    }
+    Ok(report)
+}
+
+fn gpu_verdict(report: &SpdmReport<'_>, leaf: LeafIdentity, verified: &[[u8; 32]]) -> GpuVerdict {
+    GpuVerdict {
+        model: leaf.model,
+        device_id: to_hex(&leaf.leaf_hash),
         nonce: to_hex(&report.nonce),
         driver_version: report.driver_version(),
         vbios_version: report.vbios_version(),
@@ -67,10 +106,99 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
         project_sku: report.opaque_string(spdm::OPAQUE_PROJECT_SKU),
         chip_sku: report.opaque_string(spdm::OPAQUE_CHIP_SKU),
         measurements: report.measurements.iter().map(|m| to_hex(m)).collect(),
-        verified_intermediates: chain
-            .verified_intermediates
-            .iter()
-            .map(|h| to_hex(h))
-            .collect(),
-    })
+        verified_intermediates: verified.iter().map(|h| to_hex(h)).collect(),
+        measured_in_rtmr3: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::EventLogEntry;
+    use crate::dstack::{DSTACK_RUNTIME_EVENT_TYPE, runtime_event_digest};
+    use crate::{AttestationBundle, AttestationKind, RustCrypto, VerifyPolicy};
+
+    fn vector(rel: &str) -> Vec<u8> {
+        let p = format!(
+            "{}/../../../shared/attestation-vectors/{rel}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    fn hopper() -> GpuEvidence {
+        let report = String::from_utf8(vector("nvidia-hopper-single/hopperAttestationReport.txt"))
+            .expect("utf8");
+        GpuEvidence {
+            report: hex::decode(report.trim()).expect("hex"),
+            nonce: hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
+                .expect("hex"),
+            certificate_chain: String::from_utf8(vector(
+                "nvidia-hopper-single/hopperCertChain.txt",
+            ))
+            .expect("utf8"),
+        }
+    }
+
+    /// A dev bundle cannot carry events, so this builds the measured path by hand: the
+    /// verdict's events decide, exactly as `verify_bundle_with_cache` does.
+    #[test]
+    fn measured_gpu_needs_policy_and_a_matching_event() {
+        let mut gpu = hopper();
+        // A broken signature: only acceptable through the RTMR3 path.
+        let n = gpu.report.len();
+        gpu.report[n - 1] ^= 1;
+        let digest = gpu_evidence_digest(&gpu);
+        let event = EventLogEntry {
+            imr: 3,
+            event_type: DSTACK_RUNTIME_EVENT_TYPE,
+            digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, GPU_EVIDENCE_EVENT, &digest)
+                .to_vec(),
+            event: GPU_EVIDENCE_EVENT.into(),
+            event_payload: digest.to_vec(),
+        };
+        let rtmr3 = crate::replay_rtmr3(std::slice::from_ref(&event)).expect("replay");
+        let summary = crate::dstack::verify_event_log(
+            std::slice::from_ref(&event),
+            &rtmr3,
+            None,
+            false,
+            &RustCrypto,
+        )
+        .expect("log");
+        assert!(
+            summary
+                .events
+                .iter()
+                .any(|e| e.name == GPU_EVIDENCE_EVENT && e.payload == hex::encode(digest))
+        );
+        let v = inspect_measured_gpu(&gpu).expect("parses");
+        assert_eq!(v.model, "GH100");
+        assert!(verify_gpu_evidence(&gpu, 1_786_622_400, &NoCache).is_err());
+
+        // Through verify_bundle: a dev bundle has no events, so the GPU is fully verified even
+        // when the policy allows the measured path.
+        let ca = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let msg = crate::dev_attestation_message(&[2; 32], &[3; 32], u64::MAX);
+        use ed25519_dalek::Signer;
+        let bundle = AttestationBundle {
+            version: 1,
+            kind: AttestationKind::Dev,
+            enclave_key: vec![2; 32],
+            near_public_key: crate::format_near_ed25519_key(&[3; 32]),
+            tdx: None,
+            dev: Some(crate::DevEvidence {
+                expires_at: u64::MAX,
+                signature: ca.sign(&msg).to_bytes().to_vec(),
+            }),
+            gpus: vec![gpu],
+        };
+        let policy = VerifyPolicy {
+            dev_ca_public_key: Some(ca.verifying_key().to_bytes()),
+            allow_gpu_measured_in_rtmr3: true,
+            ..VerifyPolicy::default()
+        };
+        let err = crate::verify_bundle(&bundle, 1_786_622_400, &policy, &RustCrypto).unwrap_err();
+        assert_eq!(err.code(), "gpu_report_signature");
+    }
 }

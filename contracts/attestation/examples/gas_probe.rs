@@ -1,0 +1,44 @@
+//! Gas probe: the smallest contract around the library, so nearcore's VM can measure what
+//! verification costs on chain (see `gas-bench/`). Build:
+//! `cargo build -p attestation --example gas_probe --features near --target wasm32-unknown-unknown --release`
+//!
+//! Methods (input = JSON, block time = the chain's):
+//! * `verify_bundle(bundle)`: the whole bundle with the default policy; returns the verdict.
+//! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the GPU verdict.
+
+use attestation::{GpuEvidence, NearCrypto, NoCache, VerifyPolicy};
+use near_sdk::env;
+
+fn now_secs() -> u64 {
+    env::block_timestamp() / 1_000_000_000
+}
+
+fn input() -> Vec<u8> {
+    env::input().unwrap_or_default()
+}
+
+/// Verifies a bundle; panics with the error's message when invalid.
+#[unsafe(no_mangle)]
+pub extern "C" fn verify_bundle() {
+    let result = attestation::parse_bundle(&input()).and_then(|b| {
+        attestation::verify_bundle(&b, now_secs(), &VerifyPolicy::default(), &NearCrypto)
+    });
+    match result.map(|v| serde_json::to_vec(&v)) {
+        Ok(Ok(json)) => env::value_return(&json),
+        Ok(Err(e)) => env::panic_str(&e.to_string()),
+        Err(e) => env::panic_str(&e.to_string()),
+    }
+}
+
+/// Verifies one GPU's evidence with no cached intermediates.
+#[unsafe(no_mangle)]
+pub extern "C" fn verify_gpu() {
+    let ev: GpuEvidence = match serde_json::from_slice(&input()) {
+        Ok(ev) => ev,
+        Err(e) => env::panic_str(&e.to_string()),
+    };
+    match attestation::verify_gpu_evidence(&ev, now_secs(), &NoCache) {
+        Ok(v) => env::value_return(v.device_id.as_bytes()),
+        Err(e) => env::panic_str(&e.to_string()),
+    }
+}
