@@ -89,6 +89,9 @@ pub enum GpuError {
     /// Unsupported key or signature algorithm (NVIDIA uses ECDSA P-384 / SHA-384).
     #[error("GPU certificate {index}: unsupported algorithm ({what})")]
     Algorithm { index: usize, what: &'static str },
+    /// No `nvidia-gpu-evidence` event in RTMR3 carries this GPU's evidence digest.
+    #[error("GPU evidence {digest} is not measured in RTMR3")]
+    NotMeasured { digest: String },
     /// The chain does not end at the pinned NVIDIA Device Identity CA.
     #[error("GPU certificate chain does not reach the pinned NVIDIA Device Identity CA")]
     UntrustedRoot,
@@ -131,6 +134,7 @@ impl GpuError {
             Self::CertNotCa { .. } => "gpu_cert_not_ca",
             Self::Algorithm { .. } => "gpu_algorithm",
             Self::UntrustedRoot => "gpu_untrusted_root",
+            Self::NotMeasured { .. } => "gpu_not_measured",
         }
     }
 }

@@ -39,7 +39,10 @@ pub use dstack::replay_rtmr3;
 pub use dstack_import::bundle_from_dstack_public_data;
 pub use error::{AttestationError, GpuError};
 pub use keys::{format_near_ed25519_key, parse_near_ed25519_key};
-pub use nvidia::{CertCache, GpuVerdict, NoCache, verify_gpu_evidence};
+pub use nvidia::{
+    CertCache, GPU_EVIDENCE_EVENT, GpuVerdict, NoCache, gpu_evidence_digest, verify_gpu_evidence,
+    verify_measured_gpu,
+};
 pub use policy::{GraceStatus, TcbGrace, TcbPolicy, VerifyPolicy};
 pub use quote_layout::INTEL_SGX_ROOT_CA_PEM;
 pub use verdict::{BoundKeys, Measurements, Verdict};
@@ -129,24 +132,9 @@ pub fn verify_bundle_with_cache<C: Crypto, K: CertCache + ?Sized>(
         }
     };
     for (index, gpu) in bundle.gpus.iter().enumerate() {
-        let measured = policy.allow_gpu_measured_in_rtmr3 && {
-            let digest = to_hex(&nvidia::gpu_evidence_digest(gpu));
-            verdict
-                .events
-                .iter()
-                .any(|e| e.name == nvidia::GPU_EVIDENCE_EVENT && e.payload == digest)
-        };
-        let v = if measured {
-            nvidia::inspect_measured_gpu(gpu).map(|mut v| {
-                v.measured_in_rtmr3 = true;
-                v
-            })
-        } else {
-            verify_gpu_evidence(gpu, now_unix_secs, cache)
-        };
-        verdict
-            .gpus
-            .push(v.map_err(|error| AttestationError::Gpu { index, error })?);
+        let v = verify_gpu_evidence(gpu, now_unix_secs, cache)
+            .map_err(|error| AttestationError::Gpu { index, error })?;
+        verdict.gpus.push(v);
     }
     Ok(verdict)
 }

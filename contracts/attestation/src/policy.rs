@@ -15,11 +15,6 @@ pub struct VerifyPolicy {
     /// Require a `compose-hash` event in RTMR3 (dstack). Default true.
     #[serde(default = "yes")]
     pub require_compose_hash: bool,
-    /// Accept a GPU whose evidence digest is measured into RTMR3 (an `nvidia-gpu-evidence`
-    /// event: the attested VM verified it) without verifying its chain and signature here.
-    /// Default false.
-    #[serde(default)]
-    pub allow_gpu_measured_in_rtmr3: bool,
 }
 
 fn yes() -> bool {
@@ -32,7 +27,6 @@ impl Default for VerifyPolicy {
             tcb: TcbPolicy::default(),
             dev_ca_public_key: None,
             require_compose_hash: true,
-            allow_gpu_measured_in_rtmr3: false,
         }
     }
 }

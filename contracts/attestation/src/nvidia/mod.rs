@@ -75,13 +75,28 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
     Ok(gpu_verdict(&report, leaf, &chain.verified_intermediates))
 }
 
-/// A GPU whose evidence the attested VM verified itself and measured into RTMR3 (the caller has
-/// checked the [`GPU_EVIDENCE_EVENT`]): only parsed and nonce-checked here, no chain or
-/// signature work.
-pub fn inspect_measured_gpu(ev: &GpuEvidence) -> Result<GpuVerdict, GpuError> {
+/// The cheaper binding, for registries whose policy allows it: a GPU whose evidence the
+/// attested VM verified itself and measured into RTMR3. `events` are the verdict's named events
+/// (authenticated by the quote); one must be a [`GPU_EVIDENCE_EVENT`] whose payload is
+/// [`gpu_evidence_digest`] of `ev`. The report is parsed and nonce-checked; no chain or
+/// signature work is done here. Verify such a bundle with its `gpus` left out of
+/// `verify_bundle`, then call this per GPU.
+pub fn verify_measured_gpu(
+    events: &[crate::dstack::NamedEvent],
+    ev: &GpuEvidence,
+) -> Result<GpuVerdict, GpuError> {
+    let digest = to_hex(&gpu_evidence_digest(ev));
+    if !events
+        .iter()
+        .any(|e| e.name == GPU_EVIDENCE_EVENT && e.payload == digest)
+    {
+        return Err(GpuError::NotMeasured { digest });
+    }
     let report = parse_with_nonce(ev)?;
     let leaf = leaf_identity(&ev.certificate_chain)?;
-    Ok(gpu_verdict(&report, leaf, &[]))
+    let mut v = gpu_verdict(&report, leaf, &[]);
+    v.measured_in_rtmr3 = true;
+    Ok(v)
 }
 
 fn parse_with_nonce(ev: &GpuEvidence) -> Result<SpdmReport<'_>, GpuError> {
@@ -114,9 +129,9 @@ fn gpu_verdict(report: &SpdmReport<'_>, leaf: LeafIdentity, verified: &[[u8; 32]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RustCrypto;
     use crate::bundle::EventLogEntry;
     use crate::dstack::{DSTACK_RUNTIME_EVENT_TYPE, runtime_event_digest};
-    use crate::{AttestationBundle, AttestationKind, RustCrypto, VerifyPolicy};
 
     fn vector(rel: &str) -> Vec<u8> {
         let p = format!(
@@ -140,12 +155,10 @@ mod tests {
         }
     }
 
-    /// A dev bundle cannot carry events, so this builds the measured path by hand: the
-    /// verdict's events decide, exactly as `verify_bundle_with_cache` does.
     #[test]
-    fn measured_gpu_needs_policy_and_a_matching_event() {
+    fn measured_gpu_needs_a_matching_event() {
         let mut gpu = hopper();
-        // A broken signature: only acceptable through the RTMR3 path.
+        // A broken signature: acceptable only through the RTMR3 path.
         let n = gpu.report.len();
         gpu.report[n - 1] ^= 1;
         let digest = gpu_evidence_digest(&gpu);
@@ -157,48 +170,21 @@ mod tests {
             event: GPU_EVIDENCE_EVENT.into(),
             event_payload: digest.to_vec(),
         };
-        let rtmr3 = crate::replay_rtmr3(std::slice::from_ref(&event)).expect("replay");
-        let summary = crate::dstack::verify_event_log(
-            std::slice::from_ref(&event),
-            &rtmr3,
-            None,
-            false,
-            &RustCrypto,
-        )
-        .expect("log");
-        assert!(
-            summary
-                .events
-                .iter()
-                .any(|e| e.name == GPU_EVIDENCE_EVENT && e.payload == hex::encode(digest))
-        );
-        let v = inspect_measured_gpu(&gpu).expect("parses");
+        let log = std::slice::from_ref(&event);
+        let rtmr3 = crate::replay_rtmr3(log).expect("replay");
+        let summary =
+            crate::dstack::verify_event_log(log, &rtmr3, None, false, &RustCrypto).expect("log");
+        let v = verify_measured_gpu(&summary.events, &gpu).expect("measured");
+        assert!(v.measured_in_rtmr3);
         assert_eq!(v.model, "GH100");
         assert!(verify_gpu_evidence(&gpu, 1_786_622_400, &NoCache).is_err());
 
-        // Through verify_bundle: a dev bundle has no events, so the GPU is fully verified even
-        // when the policy allows the measured path.
-        let ca = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-        let msg = crate::dev_attestation_message(&[2; 32], &[3; 32], u64::MAX);
-        use ed25519_dalek::Signer;
-        let bundle = AttestationBundle {
-            version: 1,
-            kind: AttestationKind::Dev,
-            enclave_key: vec![2; 32],
-            near_public_key: crate::format_near_ed25519_key(&[3; 32]),
-            tdx: None,
-            dev: Some(crate::DevEvidence {
-                expires_at: u64::MAX,
-                signature: ca.sign(&msg).to_bytes().to_vec(),
-            }),
-            gpus: vec![gpu],
-        };
-        let policy = VerifyPolicy {
-            dev_ca_public_key: Some(ca.verifying_key().to_bytes()),
-            allow_gpu_measured_in_rtmr3: true,
-            ..VerifyPolicy::default()
-        };
-        let err = crate::verify_bundle(&bundle, 1_786_622_400, &policy, &RustCrypto).unwrap_err();
-        assert_eq!(err.code(), "gpu_report_signature");
+        let other = hopper();
+        let err = verify_measured_gpu(&summary.events, &other).unwrap_err();
+        assert_eq!(err.code(), "gpu_not_measured");
+        let mut wrong_nonce = gpu.clone();
+        wrong_nonce.nonce[0] ^= 1;
+        let err = verify_measured_gpu(&summary.events, &wrong_nonce).unwrap_err();
+        assert_eq!(err.code(), "gpu_nonce");
     }
 }
