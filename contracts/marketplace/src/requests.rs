@@ -13,7 +13,6 @@ use enclave_cloud_common::{
 
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
-use crate::governance::require_no_deposit;
 use crate::payouts::push_payout;
 use crate::refs::{checked_hash, verify_node_signature};
 use crate::settlement::{split, usage_cost_yocto};
@@ -91,7 +90,7 @@ impl Marketplace {
         usage: Usage,
         signature: Option<Base64VecU8>,
     ) -> Result<()> {
-        require_no_deposit()?;
+        // Not payable: the generated wrapper already refuses a deposit.
         let mut request =
             self.requests.get(&request_id).ok_or(MarketplaceError::RequestNotFound(request_id))?;
         if request.answer.is_some() {
