@@ -25,9 +25,17 @@ pub enum MarketplaceError {
     #[error(
         "storage balance of {account} is {available} yoctoNEAR, need {needed}: call storage_deposit first"
     )]
-    InsufficientStorageBalance { account: AccountId, available: u128, needed: u128 },
+    InsufficientStorageBalance {
+        account: AccountId,
+        available: u128,
+        needed: u128,
+    },
     #[error("the storage reserve of job {job_id} is exhausted ({needed} > {paid} yoctoNEAR)")]
-    StorageReserveExhausted { job_id: JobId, needed: u128, paid: u128 },
+    StorageReserveExhausted {
+        job_id: JobId,
+        needed: u128,
+        paid: u128,
+    },
     #[error("token {0} is not accepted for payment")]
     TokenNotAccepted(AccountId),
     #[error("ft_on_transfer message is not a job: {0}")]
@@ -35,9 +43,18 @@ pub enum MarketplaceError {
     #[error("job {0} does not exist or is already finished")]
     JobNotFound(JobId),
     #[error("job {job_id} is {state}, expected {expected}")]
-    WrongJobState { job_id: JobId, state: &'static str, expected: &'static str },
+    WrongJobState {
+        job_id: JobId,
+        state: &'static str,
+        expected: &'static str,
+    },
     #[error("job {job_id} passed its {which} at {deadline_ns} ns (now {now_ns} ns)")]
-    DeadlinePassed { job_id: JobId, which: &'static str, deadline_ns: u64, now_ns: u64 },
+    DeadlinePassed {
+        job_id: JobId,
+        which: &'static str,
+        deadline_ns: u64,
+        now_ns: u64,
+    },
     #[error("job {job_id} cannot be cancelled yet: {reason}")]
     NotCancellable { job_id: JobId, reason: &'static str },
     #[error("only the job's owner {user} may do this, not {caller}")]
@@ -49,8 +66,14 @@ pub enum MarketplaceError {
     #[error("the registry call for node {0} failed")]
     RegistryCallFailed(NodeId),
     #[error("node {node_id} belongs to {operator}, not to the caller {caller}")]
-    NotNodeOperator { node_id: NodeId, operator: AccountId, caller: AccountId },
-    #[error("node {node_id} is not cached or its cache expired: call refresh_node({node_id}) first")]
+    NotNodeOperator {
+        node_id: NodeId,
+        operator: AccountId,
+        caller: AccountId,
+    },
+    #[error(
+        "node {node_id} is not cached or its cache expired: call refresh_node({node_id}) first"
+    )]
     NodeNotCached { node_id: NodeId },
     #[error("node {node_id} does not serve model {model_id}")]
     ModelNotServed { node_id: NodeId, model_id: ModelId },
@@ -82,5 +105,8 @@ pub type Result<T, E = MarketplaceError> = std::result::Result<T, E>;
 
 /// Shorthand for an invalid argument.
 pub fn invalid(field: &'static str, reason: impl Into<String>) -> MarketplaceError {
-    MarketplaceError::InvalidArgument { field, reason: reason.into() }
+    MarketplaceError::InvalidArgument {
+        field,
+        reason: reason.into(),
+    }
 }

@@ -13,13 +13,17 @@ use crate::state::Ledger;
 
 /// `*v += amount`, refusing to wrap.
 pub fn inc(v: &mut U128, amount: u128) -> Result<()> {
-    v.0 = v.0.checked_add(amount).ok_or(MarketplaceError::Overflow("ledger"))?;
+    v.0 =
+        v.0.checked_add(amount)
+            .ok_or(MarketplaceError::Overflow("ledger"))?;
     Ok(())
 }
 
 /// `*v -= amount`, refusing to go below zero (that would be an accounting bug).
 pub fn dec(v: &mut U128, amount: u128) -> Result<()> {
-    v.0 = v.0.checked_sub(amount).ok_or(MarketplaceError::Overflow("ledger underflow"))?;
+    v.0 =
+        v.0.checked_sub(amount)
+            .ok_or(MarketplaceError::Overflow("ledger underflow"))?;
     Ok(())
 }
 
@@ -73,28 +77,50 @@ impl Marketplace {
         let add = |v: &mut U128, x: u128| v.0 = v.0.saturating_add(x);
         for job_id in self.open_jobs.iter().chain(self.claimed_jobs.iter()) {
             if let Some(job) = self.jobs.get(&job_id) {
-                add(&mut entry(&mut assets, &job.asset).escrow_recomputed, job.price_cap.0);
+                add(
+                    &mut entry(&mut assets, &job.asset).escrow_recomputed,
+                    job.price_cap.0,
+                );
                 let near = entry(&mut assets, &Asset::Near);
-                add(&mut near.storage_recomputed, job.storage_deposit.as_yoctonear());
+                add(
+                    &mut near.storage_recomputed,
+                    job.storage_deposit.as_yoctonear(),
+                );
             }
         }
         for request in self.requests.values() {
             let near = entry(&mut assets, &Asset::Near);
             add(&mut near.escrow_recomputed, request.price_cap.0);
-            add(&mut near.storage_recomputed, request.storage_deposit.as_yoctonear());
+            add(
+                &mut near.storage_recomputed,
+                request.storage_deposit.as_yoctonear(),
+            );
         }
         for (key, amount) in self.credits.iter() {
-            add(&mut entry(&mut assets, &key.asset).credits_recomputed, amount.0);
+            add(
+                &mut entry(&mut assets, &key.asset).credits_recomputed,
+                amount.0,
+            );
         }
-        let balances: u128 =
-            self.storage_balances.values().fold(0u128, |acc, b| acc.saturating_add(b.0));
+        let balances: u128 = self
+            .storage_balances
+            .values()
+            .fold(0u128, |acc, b| acc.saturating_add(b.0));
         let near = entry(&mut assets, &Asset::Near);
-        add(&mut near.storage_recomputed, balances.saturating_add(self.locked_storage.0));
+        add(
+            &mut near.storage_recomputed,
+            balances.saturating_add(self.locked_storage.0),
+        );
 
         let mut all_balanced = true;
         for funds in assets.values_mut() {
             let l = &funds.ledger;
-            let owed = l.escrow.0.checked_add(l.credits.0).and_then(|v| v.checked_add(l.fees.0)).and_then(|v| v.checked_add(l.storage.0));
+            let owed = l
+                .escrow
+                .0
+                .checked_add(l.credits.0)
+                .and_then(|v| v.checked_add(l.fees.0))
+                .and_then(|v| v.checked_add(l.storage.0));
             funds.balanced = owed == Some(l.held.0)
                 && l.escrow == funds.escrow_recomputed
                 && l.credits == funds.credits_recomputed

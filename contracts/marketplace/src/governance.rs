@@ -26,11 +26,19 @@ pub fn require_one_yocto() -> Result<()> {
 /// Calls that must not carry money (it would be stranded).
 pub fn require_no_deposit() -> Result<()> {
     let attached = env::attached_deposit();
-    if attached.is_zero() { Ok(()) } else { Err(MarketplaceError::UnexpectedDeposit(attached)) }
+    if attached.is_zero() {
+        Ok(())
+    } else {
+        Err(MarketplaceError::UnexpectedDeposit(attached))
+    }
 }
 
 fn policy(field: &str, value: impl ToString) {
-    MarketplaceEvent::PolicyUpdated { field: field.to_owned(), value: value.to_string() }.emit();
+    MarketplaceEvent::PolicyUpdated {
+        field: field.to_owned(),
+        value: value.to_string(),
+    }
+    .emit();
 }
 
 impl Marketplace {
@@ -64,12 +72,19 @@ impl Marketplace {
         if caller == self.config.owner {
             Ok(())
         } else {
-            Err(MarketplaceError::NotOwner { owner: self.config.owner.clone(), caller })
+            Err(MarketplaceError::NotOwner {
+                owner: self.config.owner.clone(),
+                caller,
+            })
         }
     }
 
     pub(crate) fn require_not_paused(&self) -> Result<()> {
-        if self.config.paused { Err(MarketplaceError::Paused) } else { Ok(()) }
+        if self.config.paused {
+            Err(MarketplaceError::Paused)
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn update_config_internal(&mut self, patch: ConfigPatch) -> Result<()> {
@@ -115,7 +130,11 @@ impl Marketplace {
         Ok(())
     }
 
-    pub(crate) fn set_accepted_token_internal(&mut self, token: AccountId, rate: Option<TokenRate>) -> Result<()> {
+    pub(crate) fn set_accepted_token_internal(
+        &mut self,
+        token: AccountId,
+        rate: Option<TokenRate>,
+    ) -> Result<()> {
         self.require_owner()?;
         match rate {
             Some(rate) if rate.units_per_near.0 == 0 => {
@@ -133,7 +152,11 @@ impl Marketplace {
         Ok(())
     }
 
-    pub(crate) fn set_royalty_account_internal(&mut self, model_id: ModelId, account: Option<AccountId>) -> Result<()> {
+    pub(crate) fn set_royalty_account_internal(
+        &mut self,
+        model_id: ModelId,
+        account: Option<AccountId>,
+    ) -> Result<()> {
         self.require_owner()?;
         match account {
             Some(account) => {

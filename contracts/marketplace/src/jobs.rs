@@ -41,8 +41,14 @@ pub fn index_insert<K: BorshSerialize>(
 
 /// Removes `job_id` from a per-key index, dropping the key's set when it empties (so the
 /// storage of a cancelled job is freed completely).
-pub fn index_remove<K: BorshSerialize>(index: &mut LookupMap<K, UnorderedSet<JobId>>, key: &K, job_id: JobId) {
-    let Some(mut set) = index.get(key) else { return };
+pub fn index_remove<K: BorshSerialize>(
+    index: &mut LookupMap<K, UnorderedSet<JobId>>,
+    key: &K,
+    job_id: JobId,
+) {
+    let Some(mut set) = index.get(key) else {
+        return;
+    };
     set.remove(&job_id);
     if set.is_empty() {
         index.remove(key);
@@ -52,14 +58,17 @@ pub fn index_remove<K: BorshSerialize>(index: &mut LookupMap<K, UnorderedSet<Job
 }
 
 pub fn user_index_prefix(user: &AccountId) -> StorageKey {
-    StorageKey::UserJobs { account_hash: env::sha256_array(user.as_bytes()) }
+    StorageKey::UserJobs {
+        account_hash: env::sha256_array(user.as_bytes()),
+    }
 }
 
 fn check_filter(field: &'static str, value: &Option<String>) -> Result<()> {
     match value {
-        Some(v) if v.is_empty() || v.len() > MAX_FILTER_LEN => {
-            Err(invalid(field, format!("must be 1..={MAX_FILTER_LEN} bytes, got {}", v.len())))
-        }
+        Some(v) if v.is_empty() || v.len() > MAX_FILTER_LEN => Err(invalid(
+            field,
+            format!("must be 1..={MAX_FILTER_LEN} bytes, got {}", v.len()),
+        )),
         _ => Ok(()),
     }
 }
@@ -70,8 +79,16 @@ impl Marketplace {
         let attached = env::attached_deposit().as_yoctonear();
         let cap = spec.price_cap.0;
         let user = env::predecessor_account_id();
-        let (job_id, charge) = self.create_job(user.clone(), spec, Asset::Near, None, StorageSource::Attached)?;
-        let needed = cap.checked_add(charge).ok_or(MarketplaceError::Overflow("price cap + storage"))?;
+        let (job_id, charge) = self.create_job(
+            user.clone(),
+            spec,
+            Asset::Near,
+            None,
+            StorageSource::Attached,
+        )?;
+        let needed = cap
+            .checked_add(charge)
+            .ok_or(MarketplaceError::Overflow("price cap + storage"))?;
         let excess = attached
             .checked_sub(needed)
             .ok_or(MarketplaceError::InsufficientDeposit { attached, needed })?;
@@ -88,7 +105,12 @@ impl Marketplace {
         Ok(job_id)
     }
 
-    pub(crate) fn submit_job_ft(&mut self, sender: AccountId, amount: U128, msg: String) -> Result<U128> {
+    pub(crate) fn submit_job_ft(
+        &mut self,
+        sender: AccountId,
+        amount: U128,
+        msg: String,
+    ) -> Result<U128> {
         self.require_not_paused()?;
         let token = env::predecessor_account_id();
         let rate = self
@@ -99,10 +121,19 @@ impl Marketplace {
             .map_err(|e| MarketplaceError::BadTransferMessage(e.to_string()))?;
         let cap = spec.price_cap.0;
         let unused = amount.0.checked_sub(cap).ok_or_else(|| {
-            invalid("price_cap", format!("{cap} is more than the {} transferred", amount.0))
+            invalid(
+                "price_cap",
+                format!("{cap} is more than the {} transferred", amount.0),
+            )
         })?;
         let asset = Asset::Ft { token };
-        let (_, charge) = self.create_job(sender.clone(), spec, asset.clone(), Some(rate), StorageSource::Balance)?;
+        let (_, charge) = self.create_job(
+            sender.clone(),
+            spec,
+            asset.clone(),
+            Some(rate),
+            StorageSource::Balance,
+        )?;
         self.charge_storage_balance(&sender, charge)?;
         let ledger = self.ledger_mut(&asset);
         inc(&mut ledger.held, cap)?;
@@ -127,18 +158,26 @@ impl Marketplace {
         let deadline = spec.deadline_ns.0;
         let latest = now.saturating_add(self.config.max_job_duration_ns.0);
         if deadline <= now || deadline > latest {
-            return Err(invalid("deadline_ns", format!("{deadline} must be in ({now}, {latest}]")));
+            return Err(invalid(
+                "deadline_ns",
+                format!("{deadline} must be in ({now}, {latest}]"),
+            ));
         }
-        let claim_deadline = spec
-            .claim_deadline_ns
-            .map_or(now.saturating_add(self.config.claim_window_ns.0).min(deadline), |d| d.0);
+        let claim_deadline = spec.claim_deadline_ns.map_or(
+            now.saturating_add(self.config.claim_window_ns.0)
+                .min(deadline),
+            |d| d.0,
+        );
         if claim_deadline <= now || claim_deadline > deadline {
             return Err(invalid(
                 "claim_deadline_ns",
                 format!("{claim_deadline} must be in ({now}, {deadline}]"),
             ));
         }
-        if let JobTarget::Any { region, gpu_model, .. } = &spec.target {
+        if let JobTarget::Any {
+            region, gpu_model, ..
+        } = &spec.target
+        {
             check_filter("target.region", region)?;
             check_filter("target.gpu_model", gpu_model)?;
         }
@@ -169,7 +208,12 @@ impl Marketplace {
         let meter = StorageMeter::start();
         self.jobs.insert(&job_id, &job);
         self.open_jobs.insert(&job_id);
-        index_insert(&mut self.jobs_by_user, &user, user_index_prefix(&user), job_id);
+        index_insert(
+            &mut self.jobs_by_user,
+            &user,
+            user_index_prefix(&user),
+            job_id,
+        );
         let bytes = apply_delta(0, meter.delta())?;
         let charge = bytes_cost(bytes.saturating_add(JOB_RESERVE_BYTES));
         // Same encoded size: the two fixed-width fields only change value.
@@ -194,7 +238,10 @@ impl Marketplace {
     }
 
     pub(crate) fn cancel_job_internal(&mut self, job_id: JobId) -> Result<()> {
-        let job = self.jobs.get(&job_id).ok_or(MarketplaceError::JobNotFound(job_id))?;
+        let job = self
+            .jobs
+            .get(&job_id)
+            .ok_or(MarketplaceError::JobNotFound(job_id))?;
         let now = env::block_timestamp();
         let caller = env::predecessor_account_id();
         let attached = env::attached_deposit();
@@ -229,7 +276,12 @@ impl Marketplace {
         let mut payouts = Vec::new();
         push_payout(
             &mut payouts,
-            Payout { account: job.user.clone(), asset: job.asset.clone(), amount: U128(cap), kind: PayoutKind::Transfer },
+            Payout {
+                account: job.user.clone(),
+                asset: job.asset.clone(),
+                amount: U128(cap),
+                kind: PayoutKind::Transfer,
+            },
         );
         self.return_storage(&job.user, storage_refund, job.storage_source, &mut payouts)?;
         self.pay(payouts);
@@ -246,8 +298,13 @@ impl Marketplace {
                             .on_slashed(job_id, U128(cap)),
                     );
             }
-            _ => MarketplaceEvent::JobCancelled { job_id, reason, refund: U128(cap), slashed: None }
-                .emit(),
+            _ => MarketplaceEvent::JobCancelled {
+                job_id,
+                reason,
+                refund: U128(cap),
+                slashed: None,
+            }
+            .emit(),
         }
         Ok(())
     }
@@ -265,8 +322,13 @@ impl Marketplace {
                 None
             }
         };
-        MarketplaceEvent::JobCancelled { job_id, reason: CancelReason::DeadlineMissed, refund, slashed }
-            .emit();
+        MarketplaceEvent::JobCancelled {
+            job_id,
+            reason: CancelReason::DeadlineMissed,
+            refund,
+            slashed,
+        }
+        .emit();
     }
 
     /// Removes a finished job's records (keeping `receipt` and the index entries that point at

@@ -133,7 +133,8 @@ impl Marketplace {
         amount: U128,
         msg: String,
     ) -> Result<PromiseOrValue<U128>> {
-        self.submit_job_ft(sender_id, amount, msg).map(PromiseOrValue::Value)
+        self.submit_job_ft(sender_id, amount, msg)
+            .map(PromiseOrValue::Value)
     }
 
     /// The operator of `node_id`, no deposit. Claims an open job for the node. With a fresh
@@ -219,7 +220,12 @@ impl Marketplace {
     /// delivered to the predecessor's `on_ai_response(request_id, response)`.
     #[payable]
     #[handle_result]
-    pub fn request(&mut self, model_id: ModelId, input: InputRef, price_cap: U128) -> Result<RequestId> {
+    pub fn request(
+        &mut self,
+        model_id: ModelId,
+        input: InputRef,
+        price_cap: U128,
+    ) -> Result<RequestId> {
         self.request_internal(model_id, input, price_cap)
     }
 
@@ -301,7 +307,11 @@ impl Marketplace {
     /// back to the default `<model>.<model_factory>` (`account: None`).
     #[payable]
     #[handle_result]
-    pub fn set_royalty_account(&mut self, model_id: ModelId, account: Option<AccountId>) -> Result<()> {
+    pub fn set_royalty_account(
+        &mut self,
+        model_id: ModelId,
+        account: Option<AccountId>,
+    ) -> Result<()> {
         self.set_royalty_account_internal(model_id, account)
     }
 
@@ -319,20 +329,40 @@ impl Marketplace {
         self.job_view(job_id)
     }
 
-    pub fn jobs_by_user(&self, account_id: AccountId, from_index: Option<u64>, limit: Option<u64>) -> Vec<JobView> {
+    pub fn jobs_by_user(
+        &self,
+        account_id: AccountId,
+        from_index: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<JobView> {
         self.jobs_by_user_view(account_id, from_index, limit)
     }
 
-    pub fn jobs_by_node(&self, node_id: NodeId, from_index: Option<u64>, limit: Option<u64>) -> Vec<JobView> {
+    pub fn jobs_by_node(
+        &self,
+        node_id: NodeId,
+        from_index: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<JobView> {
         self.jobs_by_node_view(node_id, from_index, limit)
     }
 
-    pub fn jobs_by_status(&self, status: JobStatus, from_index: Option<u64>, limit: Option<u64>) -> Vec<JobView> {
+    pub fn jobs_by_status(
+        &self,
+        status: JobStatus,
+        from_index: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<JobView> {
         self.jobs_by_status_view(status, from_index, limit)
     }
 
     /// Open jobs `node_id` may claim (target and, if the node is cached, model and filters).
-    pub fn open_jobs_for_node(&self, node_id: NodeId, from_index: Option<u64>, limit: Option<u64>) -> Vec<Job> {
+    pub fn open_jobs_for_node(
+        &self,
+        node_id: NodeId,
+        from_index: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<Job> {
         self.open_jobs_for_node_view(node_id, from_index, limit)
     }
 
@@ -350,11 +380,17 @@ impl Marketplace {
 
     /// Where `model_id`'s royalties go (`None`: to the protocol fees).
     pub fn royalty_account(&self, model_id: ModelId) -> Option<AccountId> {
-        self.royalty_destination(&model_id).map(|(account, _)| account)
+        self.royalty_destination(&model_id)
+            .map(|(account, _)| account)
     }
 
     pub fn credit_of(&self, account_id: AccountId, asset: Asset) -> U128 {
-        self.credits.get(&CreditKey { account: account_id, asset }).unwrap_or(U128(0))
+        self.credits
+            .get(&CreditKey {
+                account: account_id,
+                asset,
+            })
+            .unwrap_or(U128(0))
     }
 
     pub fn storage_balance_of(&self, account_id: AccountId) -> U128 {

@@ -20,7 +20,10 @@ use crate::storage_keys::StorageKey;
 use crate::{GAS_GET_NODE, GAS_ON_NODE, Marketplace};
 
 fn not_eligible(node_id: NodeId, reason: impl Into<String>) -> MarketplaceError {
-    MarketplaceError::NodeNotEligible { node_id, reason: reason.into() }
+    MarketplaceError::NodeNotEligible {
+        node_id,
+        reason: reason.into(),
+    }
 }
 
 /// Whether the job's target admits the node, before anything about the node is known.
@@ -38,29 +41,51 @@ pub fn check_eligible(job: &Job, node: &CachedNode, now_ns: u64) -> Result<NodeP
         return Err(MarketplaceError::NodeNotCached { node_id });
     }
     if !target_admits(&job.target, node_id) {
-        return Err(not_eligible(node_id, format!("job {} is for another node", job.job_id)));
+        return Err(not_eligible(
+            node_id,
+            format!("job {} is for another node", job.job_id),
+        ));
     }
-    let price = node.price_of(&job.model_id).ok_or_else(|| MarketplaceError::ModelNotServed {
-        node_id,
-        model_id: job.model_id.clone(),
-    })?;
-    if let JobTarget::Any { region, gpu_model, max_price_per_million } = &job.target {
+    let price = node
+        .price_of(&job.model_id)
+        .ok_or_else(|| MarketplaceError::ModelNotServed {
+            node_id,
+            model_id: job.model_id.clone(),
+        })?;
+    if let JobTarget::Any {
+        region,
+        gpu_model,
+        max_price_per_million,
+    } = &job.target
+    {
         if let Some(region) = region
-            && !node.region.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(region))
+            && !node
+                .region
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(region))
         {
-            return Err(not_eligible(node_id, format!("region {:?} is not {region}", node.region)));
+            return Err(not_eligible(
+                node_id,
+                format!("region {:?} is not {region}", node.region),
+            ));
         }
         if let Some(gpu) = gpu_model
             && !node.gpu_models.iter().any(|g| g.eq_ignore_ascii_case(gpu))
         {
-            return Err(not_eligible(node_id, format!("no {gpu} GPU among {:?}", node.gpu_models)));
+            return Err(not_eligible(
+                node_id,
+                format!("no {gpu} GPU among {:?}", node.gpu_models),
+            ));
         }
         if let Some(max) = max_price_per_million
             && price.output_per_million.0 > max.0
         {
             return Err(not_eligible(
                 node_id,
-                format!("price {} per million is above the cap {}", price.output_per_million.0, max.0),
+                format!(
+                    "price {} per million is above the cap {}",
+                    price.output_per_million.0, max.0
+                ),
             ));
         }
     }
@@ -69,9 +94,16 @@ pub fn check_eligible(job: &Job, node: &CachedNode, now_ns: u64) -> Result<NodeP
 
 impl Marketplace {
     fn open_job(&self, job_id: JobId, now_ns: u64) -> Result<Job> {
-        let job = self.jobs.get(&job_id).ok_or(MarketplaceError::JobNotFound(job_id))?;
+        let job = self
+            .jobs
+            .get(&job_id)
+            .ok_or(MarketplaceError::JobNotFound(job_id))?;
         if job.claim.is_some() {
-            return Err(MarketplaceError::WrongJobState { job_id, state: "claimed", expected: "open" });
+            return Err(MarketplaceError::WrongJobState {
+                job_id,
+                state: "claimed",
+                expected: "open",
+            });
         }
         if now_ns > job.claim_deadline_ns.0 {
             return Err(MarketplaceError::DeadlinePassed {
@@ -84,13 +116,20 @@ impl Marketplace {
         Ok(job)
     }
 
-    pub(crate) fn claim_job_internal(&mut self, job_id: JobId, node_id: NodeId) -> Result<PromiseOrValue<bool>> {
+    pub(crate) fn claim_job_internal(
+        &mut self,
+        job_id: JobId,
+        node_id: NodeId,
+    ) -> Result<PromiseOrValue<bool>> {
         self.require_not_paused()?;
         require_no_deposit()?;
         let now = env::block_timestamp();
         let job = self.open_job(job_id, now)?;
         if !target_admits(&job.target, node_id) {
-            return Err(not_eligible(node_id, format!("job {job_id} is for another node")));
+            return Err(not_eligible(
+                node_id,
+                format!("job {job_id} is for another node"),
+            ));
         }
         let caller = env::predecessor_account_id();
         if let Some(node) = self.nodes.get(&node_id).filter(|n| n.is_fresh(now)) {
@@ -125,14 +164,22 @@ impl Marketplace {
         match outcome {
             Ok(()) => true,
             Err(e) => {
-                env::log_str(&format!("claim of job {job_id} by node {node_id} refused: {e}"));
+                env::log_str(&format!(
+                    "claim of job {job_id} by node {node_id} refused: {e}"
+                ));
                 false
             }
         }
     }
 
     /// Every check happens before the first write, so a refusal leaves no trace.
-    fn claim_with(&mut self, mut job: Job, node: &CachedNode, caller: &AccountId, now: u64) -> Result<()> {
+    fn claim_with(
+        &mut self,
+        mut job: Job,
+        node: &CachedNode,
+        caller: &AccountId,
+        now: u64,
+    ) -> Result<()> {
         if node.operator != *caller {
             return Err(MarketplaceError::NotNodeOperator {
                 node_id: node.node_id,
@@ -156,13 +203,19 @@ impl Marketplace {
         index_insert(
             &mut self.jobs_by_node,
             &node.node_id,
-            StorageKey::NodeJobs { node_id: node.node_id },
+            StorageKey::NodeJobs {
+                node_id: node.node_id,
+            },
             job_id,
         );
         job.storage_bytes = U64(apply_delta(job.storage_bytes.0, meter.delta())?);
         self.jobs.insert(&job_id, &job);
-        MarketplaceEvent::JobClaimed { job_id, node_id: node.node_id, operator: node.operator.clone() }
-            .emit();
+        MarketplaceEvent::JobClaimed {
+            job_id,
+            node_id: node.node_id,
+            operator: node.operator.clone(),
+        }
+        .emit();
         Ok(())
     }
 
@@ -206,7 +259,10 @@ impl Marketplace {
                 return Err(MarketplaceError::NodeUnknown(node_id));
             }
             Ok(Some(view)) if view.node_id != node_id => {
-                return Err(not_eligible(node_id, format!("the registry answered for node {}", view.node_id)));
+                return Err(not_eligible(
+                    node_id,
+                    format!("the registry answered for node {}", view.node_id),
+                ));
             }
             Ok(Some(view)) => view,
         };
@@ -231,7 +287,9 @@ impl Marketplace {
             gpu_models: view.gpus.into_iter().map(|g| g.model).collect(),
             prices: view.prices,
             attestation_expires_ns: U64(expires),
-            valid_until_ns: U64(now.saturating_add(self.config.node_cache_ttl_ns.0).min(expires)),
+            valid_until_ns: U64(now
+                .saturating_add(self.config.node_cache_ttl_ns.0)
+                .min(expires)),
             storage_bytes: U64(0),
         };
         node.storage_bytes = U64(node_entry_bytes(&node));

@@ -27,9 +27,10 @@ pub fn push_payout(payouts: &mut Vec<Payout>, payout: Payout) {
     if payout.amount.0 == 0 {
         return;
     }
-    if let Some(same) = payouts.iter_mut().find(|p| {
-        p.account == payout.account && p.asset == payout.asset && p.kind == payout.kind
-    }) {
+    if let Some(same) = payouts
+        .iter_mut()
+        .find(|p| p.account == payout.account && p.asset == payout.asset && p.kind == payout.kind)
+    {
         same.amount = U128(same.amount.0.saturating_add(payout.amount.0));
     } else {
         payouts.push(payout);
@@ -38,9 +39,8 @@ pub fn push_payout(payouts: &mut Vec<Payout>, payout: Payout) {
 
 fn payout_promise(payout: &Payout) -> Promise {
     match (&payout.asset, payout.kind) {
-        (Asset::Near, PayoutKind::Transfer) => {
-            Promise::new(payout.account.clone()).transfer(NearToken::from_yoctonear(payout.amount.0))
-        }
+        (Asset::Near, PayoutKind::Transfer) => Promise::new(payout.account.clone())
+            .transfer(NearToken::from_yoctonear(payout.amount.0)),
         (Asset::Near, PayoutKind::Revenue) => ext_model_token::ext(payout.account.clone())
             .with_attached_deposit(NearToken::from_yoctonear(payout.amount.0))
             .with_static_gas(GAS_DEPOSIT_REVENUE)
@@ -48,8 +48,22 @@ fn payout_promise(payout: &Payout) -> Promise {
         (Asset::Ft { token }, _) => ext_ft::ext(token.clone())
             .with_attached_deposit(NearToken::from_yoctonear(1))
             .with_static_gas(GAS_FT_TRANSFER)
-            .ft_transfer(payout.account.clone(), payout.amount, Some("ecloud marketplace".into())),
+            .ft_transfer(
+                payout.account.clone(),
+                payout.amount,
+                Some("ecloud marketplace".into()),
+            ),
     }
+}
+
+/// An escrow being settled, and who its parts go to.
+pub struct EscrowRelease<'a> {
+    pub asset: &'a Asset,
+    pub amount: u128,
+    pub model_id: &'a enclave_cloud_common::ModelId,
+    pub provider: &'a AccountId,
+    /// Who paid, and gets the unspent part back.
+    pub payer: &'a AccountId,
 }
 
 impl Marketplace {
@@ -65,9 +79,13 @@ impl Marketplace {
             promises.push(payout_promise(payout));
         }
         let joint = promises.into_iter().reduce(|a, b| a.and(b))?;
-        Some(joint.then(
-            Self::ext(env::current_account_id()).with_static_gas(GAS_ON_PAYOUTS).on_payouts(payouts),
-        ))
+        Some(
+            joint.then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(GAS_ON_PAYOUTS)
+                    .on_payouts(payouts),
+            ),
+        )
     }
 
     /// Callback of `pay`: one promise result per payout, in order.
@@ -90,17 +108,36 @@ impl Marketplace {
 
     /// Books `amount` as owed to `account` (the funds are already counted in `held`).
     pub(crate) fn add_credit(&mut self, account: AccountId, asset: Asset, amount: u128) {
-        let key = CreditKey { account: account.clone(), asset: asset.clone() };
-        let total = self.credits.get(&key).map_or(0, |c| c.0).saturating_add(amount);
+        let key = CreditKey {
+            account: account.clone(),
+            asset: asset.clone(),
+        };
+        let total = self
+            .credits
+            .get(&key)
+            .map_or(0, |c| c.0)
+            .saturating_add(amount);
         self.credits.insert(&key, &U128(total));
         let ledger = self.ledger_mut(&asset);
         ledger.credits = U128(ledger.credits.0.saturating_add(amount));
-        MarketplaceEvent::CreditAdded { account, asset, amount: U128(amount) }.emit();
+        MarketplaceEvent::CreditAdded {
+            account,
+            asset,
+            amount: U128(amount),
+        }
+        .emit();
     }
 
-    pub(crate) fn withdraw_credit(&mut self, asset: Asset, account_id: Option<AccountId>) -> Result<U128> {
+    pub(crate) fn withdraw_credit(
+        &mut self,
+        asset: Asset,
+        account_id: Option<AccountId>,
+    ) -> Result<U128> {
         let account = account_id.unwrap_or_else(env::predecessor_account_id);
-        let key = CreditKey { account: account.clone(), asset: asset.clone() };
+        let key = CreditKey {
+            account: account.clone(),
+            asset: asset.clone(),
+        };
         let amount = self.credits.remove(&key).map_or(0, |c| c.0);
         if amount == 0 {
             return Err(MarketplaceError::NothingToWithdraw { account, asset });
@@ -113,7 +150,12 @@ impl Marketplace {
         }
         .emit();
         let kind = self.payout_kind_for(&account, &asset);
-        self.pay(vec![Payout { account, asset, amount: U128(amount), kind }]);
+        self.pay(vec![Payout {
+            account,
+            asset,
+            amount: U128(amount),
+            kind,
+        }]);
         Ok(U128(amount))
     }
 
@@ -145,7 +187,11 @@ impl Marketplace {
             .model_factory
             .as_ref()
             .is_some_and(|factory| account.is_sub_account_of(factory));
-        if *asset == Asset::Near && is_model_token { PayoutKind::Revenue } else { PayoutKind::Transfer }
+        if *asset == Asset::Near && is_model_token {
+            PayoutKind::Revenue
+        } else {
+            PayoutKind::Transfer
+        }
     }
 
     /// Where `model_id`'s royalty goes: a configured account, else its token contract under
@@ -166,21 +212,36 @@ impl Marketplace {
     /// share and refund queued as payouts.
     pub(crate) fn book_split(
         &mut self,
-        asset: &Asset,
-        escrow: u128,
-        model_id: &enclave_cloud_common::ModelId,
-        provider: &AccountId,
-        refund_to: &AccountId,
+        escrow: EscrowRelease<'_>,
         split: &enclave_cloud_common::events::marketplace::Settlement,
         payouts: &mut Vec<Payout>,
     ) -> Result<()> {
+        let EscrowRelease {
+            asset,
+            amount: escrow,
+            model_id,
+            provider,
+            payer: refund_to,
+        } = escrow;
         let ledger = self.ledger_mut(asset);
         dec(&mut ledger.escrow, escrow)?;
         inc(&mut ledger.fees, split.protocol_fee.0)?;
         match self.royalty_destination(model_id) {
             Some((account, kind)) => {
-                let kind = if *asset == Asset::Near { kind } else { PayoutKind::Transfer };
-                push_payout(payouts, Payout { account, asset: asset.clone(), amount: split.royalty, kind });
+                let kind = if *asset == Asset::Near {
+                    kind
+                } else {
+                    PayoutKind::Transfer
+                };
+                push_payout(
+                    payouts,
+                    Payout {
+                        account,
+                        asset: asset.clone(),
+                        amount: split.royalty,
+                        kind,
+                    },
+                );
             }
             None => inc(&mut self.ledger_mut(asset).fees, split.royalty.0)?,
         }

@@ -42,7 +42,10 @@ pub fn check_user_key(key: &str) -> Result<()> {
     if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(invalid("user_key", format!("'{key}' is not 64 hex characters (an x25519 key)")))
+        Err(invalid(
+            "user_key",
+            format!("'{key}' is not 64 hex characters (an x25519 key)"),
+        ))
     }
 }
 
@@ -60,11 +63,14 @@ pub fn verify_node_signature(
         Some(signature) => {
             let key = signer_key.as_bytes();
             let key: &[u8; 32] = match key.split_first() {
-                Some((0, data)) => data.try_into().map_err(|_| MarketplaceError::SignerKeyNotEd25519)?,
+                Some((0, data)) => data
+                    .try_into()
+                    .map_err(|_| MarketplaceError::SignerKeyNotEd25519)?,
                 _ => return Err(MarketplaceError::SignerKeyNotEd25519),
             };
-            let signature: &[u8; 64] =
-                signature.try_into().map_err(|_| MarketplaceError::BadSignature { node_id })?;
+            let signature: &[u8; 64] = signature
+                .try_into()
+                .map_err(|_| MarketplaceError::BadSignature { node_id })?;
             if env::ed25519_verify(signature, receipt.signing_bytes(), key) {
                 Ok(())
             } else {
@@ -72,8 +78,8 @@ pub fn verify_node_signature(
             }
         }
         None => {
-            let direct = env::signer_account_id() == *operator
-                && env::predecessor_account_id() == *operator;
+            let direct =
+                env::signer_account_id() == *operator && env::predecessor_account_id() == *operator;
             if direct && env::signer_account_pk() == *signer_key {
                 Ok(())
             } else {

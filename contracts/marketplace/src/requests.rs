@@ -13,7 +13,7 @@ use enclave_cloud_common::{
 
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
-use crate::payouts::push_payout;
+use crate::payouts::{EscrowRelease, push_payout};
 use crate::refs::{checked_hash, verify_node_signature};
 use crate::settlement::{split, usage_cost_yocto};
 use crate::state::{Answer, Payout, PayoutKind, Request};
@@ -32,9 +32,13 @@ impl Marketplace {
             return Err(MarketplaceError::ZeroPriceCap);
         }
         let attached = env::attached_deposit().as_yoctonear();
-        let storage_deposit = attached.checked_sub(price_cap.0).ok_or(
-            MarketplaceError::InsufficientDeposit { attached, needed: price_cap.0 },
-        )?;
+        let storage_deposit =
+            attached
+                .checked_sub(price_cap.0)
+                .ok_or(MarketplaceError::InsufficientDeposit {
+                    attached,
+                    needed: price_cap.0,
+                })?;
         let input_hash = checked_hash("input", &input, self.config.max_inline_bytes)?;
         let caller = env::predecessor_account_id();
         let request_id = self.next_request_id;
@@ -91,8 +95,10 @@ impl Marketplace {
         signature: Option<Base64VecU8>,
     ) -> Result<()> {
         // Not payable: the generated wrapper already refuses a deposit.
-        let mut request =
-            self.requests.get(&request_id).ok_or(MarketplaceError::RequestNotFound(request_id))?;
+        let mut request = self
+            .requests
+            .get(&request_id)
+            .ok_or(MarketplaceError::RequestNotFound(request_id))?;
         if request.answer.is_some() {
             return Err(MarketplaceError::RequestAnswered(request_id));
         }
@@ -102,9 +108,12 @@ impl Marketplace {
             .get(&node_id)
             .filter(|n| n.is_fresh(now))
             .ok_or(MarketplaceError::NodeNotCached { node_id })?;
-        let price = node.price_of(&request.model_id).ok_or_else(|| {
-            MarketplaceError::ModelNotServed { node_id, model_id: request.model_id.clone() }
-        })?;
+        let price =
+            node.price_of(&request.model_id)
+                .ok_or_else(|| MarketplaceError::ModelNotServed {
+                    node_id,
+                    model_id: request.model_id.clone(),
+                })?;
         let output_hash = checked_hash("output", &output, self.config.max_inline_bytes)?;
         let signed = ResultReceipt {
             subject: ReceiptSubject::Request(request_id),
@@ -131,14 +140,20 @@ impl Marketplace {
         });
         self.requests.insert(&request_id, &request);
         // The answer waits in state (a yield payload is limited to 1 KiB); the callback reads it.
-        request.yield_id.resume([]).map_err(|_| MarketplaceError::RequestTimedOut(request_id))
+        request
+            .yield_id
+            .resume([])
+            .map_err(|_| MarketplaceError::RequestTimedOut(request_id))
     }
 
     /// Yield callback: settles an answered request or refunds a timed-out one, then tells the
     /// caller. Never panics, so a request can never stay stuck with its deposit.
     pub(crate) fn finish_request(&mut self, request_id: RequestId) {
         let resumed = env::promise_results_count() == 1
-            && !matches!(env::promise_result_checked(0, 0), Err(near_sdk::PromiseError::Failed));
+            && !matches!(
+                env::promise_result_checked(0, 0),
+                Err(near_sdk::PromiseError::Failed)
+            );
         let Some(request) = self.requests.remove(&request_id) else {
             env::log_str(&format!("request {request_id} is already finished"));
             return;
@@ -148,7 +163,9 @@ impl Marketplace {
             Some(answer) => match self.settle_request(&request, &answer) {
                 Ok(response) => Some(response),
                 Err(e) => {
-                    env::log_str(&format!("request {request_id} could not settle, refunded: {e}"));
+                    env::log_str(&format!(
+                        "request {request_id} could not settle, refunded: {e}"
+                    ));
                     self.refund_request(&request);
                     None
                 }
@@ -174,15 +191,14 @@ impl Marketplace {
         let mut payouts = Vec::new();
         let storage = request.storage_deposit.as_yoctonear();
         dec(&mut self.ledger_mut(&Asset::Near).storage, storage)?;
-        self.book_split(
-            &Asset::Near,
-            cap,
-            &request.model_id,
-            &answer.operator,
-            &request.caller,
-            &settlement,
-            &mut payouts,
-        )?;
+        let escrow = EscrowRelease {
+            asset: &Asset::Near,
+            amount: cap,
+            model_id: &request.model_id,
+            provider: &answer.operator,
+            payer: &request.caller,
+        };
+        self.book_split(escrow, &settlement, &mut payouts)?;
         push_payout(
             &mut payouts,
             Payout {
@@ -215,8 +231,11 @@ impl Marketplace {
         ledger.escrow = U128(ledger.escrow.0.saturating_sub(cap));
         ledger.storage = U128(ledger.storage.0.saturating_sub(storage));
         let refund = cap.saturating_add(storage);
-        MarketplaceEvent::RequestTimedOut { request_id: request.request_id, refund: U128(refund) }
-            .emit();
+        MarketplaceEvent::RequestTimedOut {
+            request_id: request.request_id,
+            refund: U128(refund),
+        }
+        .emit();
         self.pay(vec![Payout {
             account: request.caller.clone(),
             asset: Asset::Near,

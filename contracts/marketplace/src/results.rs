@@ -1,7 +1,7 @@
 //! Results: verify the node's signature, settle in the same call, keep a receipt.
 
-use near_sdk::json_types::{Base64VecU8, U64};
 use near_sdk::env;
+use near_sdk::json_types::{Base64VecU8, U64};
 
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
@@ -10,6 +10,7 @@ use enclave_cloud_common::{JobId, OutputRef, ReceiptSubject, ResultReceipt, Usag
 use crate::Marketplace;
 use crate::errors::{MarketplaceError, Result};
 use crate::governance::require_no_deposit;
+use crate::payouts::EscrowRelease;
 use crate::refs::{checked_hash, verify_node_signature};
 use crate::settlement::{split, to_asset_units, usage_cost_yocto};
 use crate::state::Receipt;
@@ -23,7 +24,10 @@ impl Marketplace {
         signature: Option<Base64VecU8>,
     ) -> Result<Settlement> {
         require_no_deposit()?;
-        let job = self.jobs.get(&job_id).ok_or(MarketplaceError::JobNotFound(job_id))?;
+        let job = self
+            .jobs
+            .get(&job_id)
+            .ok_or(MarketplaceError::JobNotFound(job_id))?;
         let claim = job.claim.clone().ok_or(MarketplaceError::WrongJobState {
             job_id,
             state: "open",
@@ -54,7 +58,10 @@ impl Marketplace {
             signature.as_ref().map(|s| s.0.as_slice()),
         )?;
 
-        let cost = to_asset_units(usage_cost_yocto(&usage, &claim.price), job.token_rate.as_ref());
+        let cost = to_asset_units(
+            usage_cost_yocto(&usage, &claim.price),
+            job.token_rate.as_ref(),
+        );
         let settlement = split(
             job.price_cap.0,
             cost,
@@ -77,15 +84,14 @@ impl Marketplace {
         };
         let storage_refund = self.retire_job(&job, Some(&receipt))?;
         let mut payouts = Vec::new();
-        self.book_split(
-            &job.asset,
-            job.price_cap.0,
-            &job.model_id,
-            &claim.operator,
-            &job.user,
-            &settlement,
-            &mut payouts,
-        )?;
+        let escrow = EscrowRelease {
+            asset: &job.asset,
+            amount: job.price_cap.0,
+            model_id: &job.model_id,
+            provider: &claim.operator,
+            payer: &job.user,
+        };
+        self.book_split(escrow, &settlement, &mut payouts)?;
         self.return_storage(&job.user, storage_refund, job.storage_source, &mut payouts)?;
         MarketplaceEvent::JobSettled {
             job_id,

@@ -75,7 +75,9 @@ pub fn split(
         .checked_sub(protocol_fee)
         .and_then(|v| v.checked_sub(royalty))
         .ok_or(MarketplaceError::Overflow("provider share"))?;
-    let refund = escrow.checked_sub(cost).ok_or(MarketplaceError::Overflow("refund"))?;
+    let refund = escrow
+        .checked_sub(cost)
+        .ok_or(MarketplaceError::Overflow("refund"))?;
     Ok(Settlement {
         cost: U128(cost),
         provider: U128(provider),
@@ -91,11 +93,17 @@ mod tests {
     use near_sdk::json_types::U64;
 
     fn usage(i: u64, o: u64) -> Usage {
-        Usage { input_tokens: U64(i), output_tokens: U64(o) }
+        Usage {
+            input_tokens: U64(i),
+            output_tokens: U64(o),
+        }
     }
 
     fn price(i: u128, o: u128) -> NodePrice {
-        NodePrice { input_per_million: U128(i), output_per_million: U128(o) }
+        NodePrice {
+            input_per_million: U128(i),
+            output_per_million: U128(o),
+        }
     }
 
     fn total(s: &Settlement) -> u128 {
@@ -107,7 +115,13 @@ mod tests {
         let cost = usage_cost_yocto(&usage(0, 0), &price(10, 20));
         assert_eq!(cost, Some(0));
         let s = split(1_000, cost, 200, 500).unwrap();
-        assert_eq!(s, Settlement { refund: U128(1_000), ..Default::default() });
+        assert_eq!(
+            s,
+            Settlement {
+                refund: U128(1_000),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -124,10 +138,16 @@ mod tests {
     fn rounding_goes_to_the_user_and_parts_add_up() {
         // 1 output token at 999_999 per million is 0.999999: rounds down to 0.
         assert_eq!(usage_cost_yocto(&usage(0, 1), &price(0, 999_999)), Some(0));
-        assert_eq!(usage_cost_yocto(&usage(3, 3), &price(500_000, 500_000)), Some(2));
+        assert_eq!(
+            usage_cost_yocto(&usage(3, 3), &price(500_000, 500_000)),
+            Some(2)
+        );
         // fee 2% of 99 = 1.98 -> 1; royalty 5% of 99 = 4.95 -> 4; provider takes the rest.
         let s = split(150, Some(99), 200, 500).unwrap();
-        assert_eq!((s.protocol_fee.0, s.royalty.0, s.provider.0, s.refund.0), (1, 4, 94, 51));
+        assert_eq!(
+            (s.protocol_fee.0, s.royalty.0, s.provider.0, s.refund.0),
+            (1, 4, 94, 51)
+        );
         for (escrow, cost) in [(1, 1), (7, 3), (10_001, 9_999), (u128::MAX, 12_345)] {
             let s = split(escrow, Some(cost), 333, 777).unwrap();
             assert_eq!(total(&s), escrow);
@@ -158,11 +178,18 @@ mod tests {
     #[test]
     fn token_conversion_uses_the_rate() {
         // 1 NEAR = 3_000_000 units (a 6-decimals token at 3 per NEAR).
-        let rate = TokenRate { units_per_near: U128(3_000_000) };
-        assert_eq!(to_asset_units(Some(YOCTO_PER_NEAR / 2), Some(&rate)), Some(1_500_000));
+        let rate = TokenRate {
+            units_per_near: U128(3_000_000),
+        };
+        assert_eq!(
+            to_asset_units(Some(YOCTO_PER_NEAR / 2), Some(&rate)),
+            Some(1_500_000)
+        );
         assert_eq!(to_asset_units(Some(1), Some(&rate)), Some(0));
         assert_eq!(to_asset_units(Some(42), None), Some(42));
-        let steep = TokenRate { units_per_near: U128(u128::MAX) };
+        let steep = TokenRate {
+            units_per_near: U128(u128::MAX),
+        };
         assert_eq!(to_asset_units(Some(u128::MAX), Some(&steep)), None);
         assert_eq!(to_asset_units(None, Some(&rate)), None);
         assert_eq!(mul_div(1, 1, 0), None);

@@ -131,7 +131,10 @@ pub struct NodePrice {
 
 impl From<&ModelPrice> for NodePrice {
     fn from(p: &ModelPrice) -> Self {
-        Self { input_per_million: p.input_per_million, output_per_million: p.output_per_million }
+        Self {
+            input_per_million: p.input_per_million,
+            output_per_million: p.output_per_million,
+        }
     }
 }
 
@@ -236,7 +239,10 @@ impl CachedNode {
     }
 
     pub fn price_of(&self, model_id: &ModelId) -> Option<NodePrice> {
-        self.prices.iter().find(|p| &p.model_id == model_id).map(NodePrice::from)
+        self.prices
+            .iter()
+            .find(|p| &p.model_id == model_id)
+            .map(NodePrice::from)
     }
 }
 

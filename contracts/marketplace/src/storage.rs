@@ -54,7 +54,8 @@ impl StorageMeter {
 
 /// `base + delta` for byte counts, refusing to go negative.
 pub fn apply_delta(base: u64, delta: i64) -> Result<u64> {
-    base.checked_add_signed(delta).ok_or(MarketplaceError::Overflow("storage bytes"))
+    base.checked_add_signed(delta)
+        .ok_or(MarketplaceError::Overflow("storage bytes"))
 }
 
 impl Marketplace {
@@ -67,23 +68,35 @@ impl Marketplace {
         )
     }
 
-    pub(crate) fn storage_deposit_internal(&mut self, account_id: Option<AccountId>) -> Result<U128> {
+    pub(crate) fn storage_deposit_internal(
+        &mut self,
+        account_id: Option<AccountId>,
+    ) -> Result<U128> {
         let account = account_id.unwrap_or_else(env::predecessor_account_id);
         let attached = env::attached_deposit().as_yoctonear();
         if attached == 0 {
-            return Err(crate::errors::invalid("deposit", "attach NEAR to deposit for storage"));
+            return Err(crate::errors::invalid(
+                "deposit",
+                "attach NEAR to deposit for storage",
+            ));
         }
         inc(&mut self.ledger_mut(&Asset::Near).held, attached)?;
         let meter = StorageMeter::start();
         let previous = self.storage_balances.get(&account).unwrap_or(U128(0)).0;
-        let mut balance = previous.checked_add(attached).ok_or(MarketplaceError::Overflow("storage balance"))?;
+        let mut balance = previous
+            .checked_add(attached)
+            .ok_or(MarketplaceError::Overflow("storage balance"))?;
         self.storage_balances.insert(&account, &U128(balance));
         // A new entry pays for itself out of the deposit; that part is locked for good.
         let entry_cost = bytes_cost(u64::try_from(meter.delta().max(0)).unwrap_or(0));
         if entry_cost > 0 {
-            balance = balance.checked_sub(entry_cost).ok_or(
-                MarketplaceError::InsufficientDeposit { attached, needed: entry_cost },
-            )?;
+            balance =
+                balance
+                    .checked_sub(entry_cost)
+                    .ok_or(MarketplaceError::InsufficientDeposit {
+                        attached,
+                        needed: entry_cost,
+                    })?;
             self.storage_balances.insert(&account, &U128(balance));
             inc(&mut self.locked_storage, entry_cost)?;
         }
@@ -103,7 +116,8 @@ impl Marketplace {
                 needed: amount,
             });
         }
-        self.storage_balances.insert(&account, &U128(balance - amount));
+        self.storage_balances
+            .insert(&account, &U128(balance - amount));
         dec(&mut self.ledger_mut(&Asset::Near).storage, amount)?;
         self.pay(vec![Payout {
             account,
@@ -115,7 +129,11 @@ impl Marketplace {
     }
 
     /// Moves `amount` from `account`'s storage balance to a purpose (job or node cache).
-    pub(crate) fn charge_storage_balance(&mut self, account: &AccountId, amount: u128) -> Result<()> {
+    pub(crate) fn charge_storage_balance(
+        &mut self,
+        account: &AccountId,
+        amount: u128,
+    ) -> Result<()> {
         let balance = self.storage_balances.get(account).unwrap_or(U128(0)).0;
         let rest = balance.checked_sub(amount).ok_or_else(|| {
             MarketplaceError::InsufficientStorageBalance {
@@ -134,7 +152,8 @@ impl Marketplace {
             return;
         }
         let balance = self.storage_balances.get(account).unwrap_or(U128(0)).0;
-        self.storage_balances.insert(account, &U128(balance.saturating_add(amount)));
+        self.storage_balances
+            .insert(account, &U128(balance.saturating_add(amount)));
     }
 
     /// The storage deposit that is refunded to the user (and leaves the NEAR ledger's
@@ -150,15 +169,17 @@ impl Marketplace {
             crate::state::StorageSource::Balance => self.refund_storage_balance(user, amount),
             crate::state::StorageSource::Attached => {
                 dec(&mut self.ledger_mut(&Asset::Near).storage, amount)?;
-                crate::payouts::push_payout(payouts, Payout {
-                    account: user.clone(),
-                    asset: Asset::Near,
-                    amount: U128(amount),
-                    kind: PayoutKind::Transfer,
-                });
+                crate::payouts::push_payout(
+                    payouts,
+                    Payout {
+                        account: user.clone(),
+                        asset: Asset::Near,
+                        amount: U128(amount),
+                        kind: PayoutKind::Transfer,
+                    },
+                );
             }
         }
         Ok(())
     }
 }
-

@@ -11,7 +11,8 @@ const STATE_KEY: &[u8] = b"STATE";
 
 impl Marketplace {
     pub(crate) fn migrate_state() -> Result<Self> {
-        let raw = env::storage_read(STATE_KEY).ok_or_else(|| invalid("state", "no state to migrate"))?;
+        let raw =
+            env::storage_read(STATE_KEY).ok_or_else(|| invalid("state", "no state to migrate"))?;
         let version = raw
             .get(..2)
             .and_then(|b| <[u8; 2]>::try_from(b).ok())
@@ -23,7 +24,9 @@ impl Marketplace {
                 .map_err(|e| invalid("state", format!("version {version} does not decode: {e}"))),
             other => Err(MarketplaceError::InvalidArgument {
                 field: "state",
-                reason: format!("unknown state version {other} (this code knows up to {STATE_VERSION})"),
+                reason: format!(
+                    "unknown state version {other} (this code knows up to {STATE_VERSION})"
+                ),
             }),
         }
     }

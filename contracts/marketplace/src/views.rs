@@ -20,13 +20,19 @@ fn page(from_index: Option<u64>, limit: Option<u64>, len: u64) -> std::ops::Rang
 
 fn set_page(set: &UnorderedSet<JobId>, from_index: Option<u64>, limit: Option<u64>) -> Vec<JobId> {
     let ids = set.as_vector();
-    page(from_index, limit, ids.len()).filter_map(|i| ids.get(i)).collect()
+    page(from_index, limit, ids.len())
+        .filter_map(|i| ids.get(i))
+        .collect()
 }
 
 impl Marketplace {
     pub(crate) fn job_view(&self, job_id: JobId) -> Option<JobView> {
         if let Some(job) = self.jobs.get(&job_id) {
-            return Some(if job.claim.is_some() { JobView::Claimed(job) } else { JobView::Open(job) });
+            return Some(if job.claim.is_some() {
+                JobView::Claimed(job)
+            } else {
+                JobView::Open(job)
+            });
         }
         self.receipts.get(&job_id).map(JobView::Settled)
     }
@@ -35,15 +41,34 @@ impl Marketplace {
         ids.into_iter().filter_map(|id| self.job_view(id)).collect()
     }
 
-    pub(crate) fn jobs_by_user_view(&self, user: AccountId, from: Option<u64>, limit: Option<u64>) -> Vec<JobView> {
-        self.jobs_by_user.get(&user).map_or_else(Vec::new, |set| self.views_of(set_page(&set, from, limit)))
+    pub(crate) fn jobs_by_user_view(
+        &self,
+        user: AccountId,
+        from: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<JobView> {
+        self.jobs_by_user
+            .get(&user)
+            .map_or_else(Vec::new, |set| self.views_of(set_page(&set, from, limit)))
     }
 
-    pub(crate) fn jobs_by_node_view(&self, node_id: NodeId, from: Option<u64>, limit: Option<u64>) -> Vec<JobView> {
-        self.jobs_by_node.get(&node_id).map_or_else(Vec::new, |set| self.views_of(set_page(&set, from, limit)))
+    pub(crate) fn jobs_by_node_view(
+        &self,
+        node_id: NodeId,
+        from: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<JobView> {
+        self.jobs_by_node
+            .get(&node_id)
+            .map_or_else(Vec::new, |set| self.views_of(set_page(&set, from, limit)))
     }
 
-    pub(crate) fn jobs_by_status_view(&self, status: JobStatus, from: Option<u64>, limit: Option<u64>) -> Vec<JobView> {
+    pub(crate) fn jobs_by_status_view(
+        &self,
+        status: JobStatus,
+        from: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<JobView> {
         let ids = match status {
             JobStatus::Open => set_page(&self.open_jobs, from, limit),
             JobStatus::Claimed => set_page(&self.claimed_jobs, from, limit),
@@ -56,7 +81,12 @@ impl Marketplace {
 
     /// Pages through all open jobs and keeps those the node may claim; a page can therefore
     /// hold fewer than `limit` jobs even when more follow.
-    pub(crate) fn open_jobs_for_node_view(&self, node_id: NodeId, from: Option<u64>, limit: Option<u64>) -> Vec<Job> {
+    pub(crate) fn open_jobs_for_node_view(
+        &self,
+        node_id: NodeId,
+        from: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<Job> {
         let now = near_sdk::env::block_timestamp();
         let node = self.nodes.get(&node_id).filter(|n| n.is_fresh(now));
         set_page(&self.open_jobs, from, limit)

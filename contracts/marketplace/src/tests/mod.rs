@@ -3,7 +3,9 @@
 //! taken off a modelled balance, and `check_funds` asserts the funds invariant after a step.
 
 mod claims;
+mod governance;
 mod jobs;
+mod requests;
 mod results;
 
 use std::collections::{BTreeMap, HashMap};
@@ -66,11 +68,16 @@ pub fn sign(key: &SigningKey, receipt: &ResultReceipt) -> Base64VecU8 {
 }
 
 pub fn usage(input: u64, output: u64) -> Usage {
-    Usage { input_tokens: U64(input), output_tokens: U64(output) }
+    Usage {
+        input_tokens: U64(input),
+        output_tokens: U64(output),
+    }
 }
 
 pub fn inline(bytes: &[u8]) -> InputRef {
-    InputRef::Inline { ciphertext: Base64VecU8(bytes.to_vec()) }
+    InputRef::Inline {
+        ciphertext: Base64VecU8(bytes.to_vec()),
+    }
 }
 
 pub fn sha256(bytes: &[u8]) -> Hash32 {
@@ -122,7 +129,11 @@ pub fn spec(cap: u128) -> JobSpec {
         price_cap: U128(cap),
         deadline_ns: U64(T0 + 3600 * SECOND),
         claim_deadline_ns: None,
-        target: JobTarget::Any { region: None, gpu_model: None, max_price_per_million: None },
+        target: JobTarget::Any {
+            region: None,
+            gpu_model: None,
+            max_price_per_million: None,
+        },
         input: inline(b"ciphertext for the node"),
         user_key: "cd".repeat(32),
     }
@@ -135,8 +146,16 @@ pub fn ok_result<T: near_sdk::serde::Serialize>(value: &T) -> PromiseResult {
 /// One thing that left the contract in a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outflow {
-    Near { to: AccountId, amount: u128 },
-    Call { to: AccountId, method: String, args: String, deposit: u128 },
+    Near {
+        to: AccountId,
+        amount: u128,
+    },
+    Call {
+        to: AccountId,
+        method: String,
+        args: String,
+        deposit: u128,
+    },
 }
 
 pub struct Harness {
@@ -157,7 +176,6 @@ pub struct Harness {
     pub events: Vec<MarketplaceEvent>,
     pub logs: Vec<String>,
     signer_pk: Option<PublicKey>,
-    yields: usize,
 }
 
 impl Harness {
@@ -174,15 +192,19 @@ impl Harness {
             events: vec![],
             logs: vec![],
             signer_pk: None,
-            yields: 0,
         };
         // `Marketplace::new` above ran without a chain; give it one and configure it.
         h.install(OWNER, 0, vec![]);
-        h.call(OWNER, 1, |c| c.set_royalty_account(model(), Some(acc(ROYALTY)))).unwrap();
+        h.call(OWNER, 1, |c| {
+            c.set_royalty_account(model(), Some(acc(ROYALTY)))
+        })
+        .unwrap();
         h.call(OWNER, 1, |c| {
             c.set_accepted_token(
                 acc(TOKEN),
-                Some(crate::state::TokenRate { units_per_near: U128(3_000_000) }),
+                Some(crate::state::TokenRate {
+                    units_per_near: U128(3_000_000),
+                }),
             )
         })
         .unwrap();
@@ -260,7 +282,11 @@ impl Harness {
     }
 
     /// A callback: the contract calls itself, with the given promise results.
-    pub fn callback<T>(&mut self, results: Vec<PromiseResult>, f: impl FnOnce(&mut Marketplace) -> T) -> T {
+    pub fn callback<T>(
+        &mut self,
+        results: Vec<PromiseResult>,
+        f: impl FnOnce(&mut Marketplace) -> T,
+    ) -> T {
         self.call_with(MARKET, 0, results, |c| Ok(f(c))).unwrap()
     }
 
@@ -280,9 +306,17 @@ impl Harness {
                     MockAction::Transfer { deposit, .. } => {
                         let amount = deposit.as_yoctonear();
                         self.balance -= amount;
-                        self.outflows.push(Outflow::Near { to: receipt.receiver_id.clone(), amount });
+                        self.outflows.push(Outflow::Near {
+                            to: receipt.receiver_id.clone(),
+                            amount,
+                        });
                     }
-                    MockAction::FunctionCallWeight { method_name, args, attached_deposit, .. } => {
+                    MockAction::FunctionCallWeight {
+                        method_name,
+                        args,
+                        attached_deposit,
+                        ..
+                    } => {
                         let method = String::from_utf8(method_name).unwrap();
                         let args = String::from_utf8(args).unwrap();
                         if receipt.receiver_id.as_str() == MARKET {
@@ -293,7 +327,8 @@ impl Harness {
                         let deposit = attached_deposit.as_yoctonear();
                         self.balance -= deposit;
                         if method == "ft_transfer" {
-                            let v: near_sdk::serde_json::Value = near_sdk::serde_json::from_str(&args).unwrap();
+                            let v: near_sdk::serde_json::Value =
+                                near_sdk::serde_json::from_str(&args).unwrap();
                             let amount: u128 = v["amount"].as_str().unwrap().parse().unwrap();
                             *self.ft.get_mut(&receipt.receiver_id).unwrap() -= amount;
                         }
@@ -304,7 +339,6 @@ impl Harness {
                             deposit,
                         });
                     }
-                    MockAction::YieldCreate { .. } => self.yields += 1,
                     _ => {}
                 }
             }
@@ -322,15 +356,14 @@ impl Harness {
 
     /// The payouts the last call handed to its `on_payouts` callback.
     pub fn payouts_of_last_call(&self) -> Vec<crate::state::Payout> {
-        let index = self.self_calls.iter().position(|m| m == "on_payouts").expect("no payouts");
+        let index = self
+            .self_calls
+            .iter()
+            .position(|m| m == "on_payouts")
+            .expect("no payouts");
         let args: near_sdk::serde_json::Value =
             near_sdk::serde_json::from_str(&self.self_call_args[index]).unwrap();
         near_sdk::serde_json::from_value(args["payouts"].clone()).unwrap()
-    }
-
-    /// Yields created so far.
-    pub fn yields(&self) -> usize {
-        self.yields
     }
 
     /// A NEAR transfer that bounced: the runtime refunds the amount to the contract.
@@ -351,7 +384,10 @@ impl Harness {
 
     /// Calls to `method` made in the last call.
     pub fn calls(&self, method: &str) -> Vec<&Outflow> {
-        self.outflows.iter().filter(|o| matches!(o, Outflow::Call { method: m, .. } if m == method)).collect()
+        self.outflows
+            .iter()
+            .filter(|o| matches!(o, Outflow::Call { method: m, .. } if m == method))
+            .collect()
     }
 
     /// The funds invariant, recomputed from the records, and the modelled balances.
@@ -367,7 +403,11 @@ impl Harness {
         );
         for funds in &report.assets {
             if let Asset::Ft { token } = &funds.asset {
-                assert_eq!(funds.ledger.held.0, self.ft.get(token).copied().unwrap_or(0), "{token}");
+                assert_eq!(
+                    funds.ledger.held.0,
+                    self.ft.get(token).copied().unwrap_or(0),
+                    "{token}"
+                );
             }
         }
     }
@@ -395,7 +435,13 @@ impl Harness {
 
     /// `claim_job`: `Some(claimed)` when answered from the cache, `None` when the registry is
     /// asked.
-    pub fn claim(&mut self, who: &str, deposit: u128, job_id: JobId, node_id: NodeId) -> Result<Option<bool>, MarketplaceError> {
+    pub fn claim(
+        &mut self,
+        who: &str,
+        deposit: u128,
+        job_id: JobId,
+        node_id: NodeId,
+    ) -> Result<Option<bool>, MarketplaceError> {
         self.call(who, deposit, |c| {
             c.claim_job(job_id, node_id).map(|v| match v {
                 near_sdk::PromiseOrValue::Value(v) => Some(v),
@@ -406,7 +452,11 @@ impl Harness {
 
     /// Claims `job_id` for NODE through the registry round trip.
     pub fn claim_via_registry(&mut self, job_id: JobId, view: &NodeView) -> bool {
-        assert_eq!(self.claim(OPERATOR, 0, job_id, NODE).unwrap(), None, "expected a registry call");
+        assert_eq!(
+            self.claim(OPERATOR, 0, job_id, NODE).unwrap(),
+            None,
+            "expected a registry call"
+        );
         assert_eq!(self.calls("get_node").len(), 1);
         self.callback(vec![ok_result(&Some(view.clone()))], |c| {
             c.on_node_for_claim(job_id, NODE, acc(OPERATOR), Ok(Some(view.clone())))
@@ -431,9 +481,19 @@ impl Harness {
         }
     }
 
-    pub fn settle(&mut self, job_id: JobId, output: &[u8], usage: Usage) -> Result<Settlement, MarketplaceError> {
-        let signature = sign(&node_signing_key(), &self.receipt_for(job_id, output, usage));
-        self.call(RELAYER, 0, |c| c.submit_result(job_id, inline(output), usage, Some(signature)))
+    pub fn settle(
+        &mut self,
+        job_id: JobId,
+        output: &[u8],
+        usage: Usage,
+    ) -> Result<Settlement, MarketplaceError> {
+        let signature = sign(
+            &node_signing_key(),
+            &self.receipt_for(job_id, output, usage),
+        );
+        self.call(RELAYER, 0, |c| {
+            c.submit_result(job_id, inline(output), usage, Some(signature))
+        })
     }
 
     pub fn stored_receipt(&mut self, job_id: JobId) -> Option<JobReceipt> {

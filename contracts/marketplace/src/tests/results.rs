@@ -14,7 +14,9 @@ fn a_relayed_signed_result_settles_in_the_same_call() {
         other => panic!("{other:?}"),
     };
     // 100k input tokens at 1 NEAR/M + 200k output at 2 NEAR/M = 0.5 NEAR.
-    let settlement = h.settle(job_id, b"answer", usage(100_000, 200_000)).unwrap();
+    let settlement = h
+        .settle(job_id, b"answer", usage(100_000, 200_000))
+        .unwrap();
     assert_eq!(settlement.cost.0, NEAR / 2);
     assert_eq!(settlement.protocol_fee.0, NEAR / 100, "2%");
     assert_eq!(settlement.royalty.0, NEAR / 40, "5%");
@@ -24,18 +26,29 @@ fn a_relayed_signed_result_settles_in_the_same_call() {
     assert_eq!(h.sent_near(ROYALTY), settlement.royalty.0);
     let user_got = h.sent_near(USER);
     assert!(user_got > settlement.refund.0 && user_got < settlement.refund.0 + storage_paid);
-    assert_eq!(h.self_calls, vec!["on_payouts".to_owned()], "one callback for all payouts");
+    assert_eq!(
+        h.self_calls,
+        vec!["on_payouts".to_owned()],
+        "one callback for all payouts"
+    );
     let receipt = h.stored_receipt(job_id).unwrap();
     assert_eq!(receipt.settlement, settlement);
     assert_eq!(receipt.output_hash, sha256(b"answer"));
     assert!(receipt.signature.is_some());
-    assert!(matches!(&h.events[..], [MarketplaceEvent::JobSettled { job_id: j, .. }] if *j == job_id));
+    assert!(
+        matches!(&h.events[..], [MarketplaceEvent::JobSettled { job_id: j, .. }] if *j == job_id)
+    );
     h.check_funds();
     // Settled once.
     let err = h.settle(job_id, b"answer", usage(1, 1)).unwrap_err();
     assert_eq!(err, MarketplaceError::JobNotFound(job_id));
     h.install(USER, 0, vec![]);
-    assert_eq!(h.contract.jobs_by_status(crate::state::JobStatus::Settled, None, None).len(), 1);
+    assert_eq!(
+        h.contract
+            .jobs_by_status(crate::state::JobStatus::Settled, None, None)
+            .len(),
+        1
+    );
     assert_eq!(h.contract.jobs_by_user(acc(USER), None, None).len(), 1);
     assert_eq!(h.contract.jobs_by_node(NODE, None, None).len(), 1);
 }
@@ -48,17 +61,23 @@ fn the_node_can_sign_the_transaction_itself() {
     let other = near_key(&SigningKey::from_bytes(&[8; 32]));
     let err = h
         .signed_with(other)
-        .call(OPERATOR, 0, |c| c.submit_result(job_id, inline(b"out"), usage(10, 10), None))
+        .call(OPERATOR, 0, |c| {
+            c.submit_result(job_id, inline(b"out"), usage(10, 10), None)
+        })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     // A relayer without a signature: refused.
     let err = h
         .signed_with(near_key(&node_signing_key()))
-        .call(RELAYER, 0, |c| c.submit_result(job_id, inline(b"out"), usage(10, 10), None))
+        .call(RELAYER, 0, |c| {
+            c.submit_result(job_id, inline(b"out"), usage(10, 10), None)
+        })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     h.signed_with(near_key(&node_signing_key()))
-        .call(OPERATOR, 0, |c| c.submit_result(job_id, inline(b"out"), usage(10, 10), None))
+        .call(OPERATOR, 0, |c| {
+            c.submit_result(job_id, inline(b"out"), usage(10, 10), None)
+        })
         .unwrap();
     assert_eq!(h.stored_receipt(job_id).unwrap().signature, None);
     h.check_funds();
@@ -70,20 +89,37 @@ fn a_wrong_or_tampered_signature_is_refused() {
     let job_id = h.claimed_job(NEAR);
     let good = h.receipt_for(job_id, b"out", usage(10, 10));
     let wrong_key = sign(&SigningKey::from_bytes(&[9; 32]), &good);
-    let err = h.call(RELAYER, 0, |c| c.submit_result(job_id, inline(b"out"), usage(10, 10), Some(wrong_key))).unwrap_err();
+    let err = h
+        .call(RELAYER, 0, |c| {
+            c.submit_result(job_id, inline(b"out"), usage(10, 10), Some(wrong_key))
+        })
+        .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     // The node signed 10 tokens; the relayer claims 1000.
     let signed = sign(&node_signing_key(), &good);
     let err = h
-        .call(RELAYER, 0, |c| c.submit_result(job_id, inline(b"out"), usage(10, 1_000), Some(signed.clone())))
+        .call(RELAYER, 0, |c| {
+            c.submit_result(
+                job_id,
+                inline(b"out"),
+                usage(10, 1_000),
+                Some(signed.clone()),
+            )
+        })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     let err = h
-        .call(RELAYER, 0, |c| c.submit_result(job_id, inline(b"tampered"), usage(10, 10), Some(signed)))
+        .call(RELAYER, 0, |c| {
+            c.submit_result(job_id, inline(b"tampered"), usage(10, 10), Some(signed))
+        })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     let short = Base64VecU8(vec![1; 63]);
-    let err = h.call(RELAYER, 0, |c| c.submit_result(job_id, inline(b"out"), usage(10, 10), Some(short))).unwrap_err();
+    let err = h
+        .call(RELAYER, 0, |c| {
+            c.submit_result(job_id, inline(b"out"), usage(10, 10), Some(short))
+        })
+        .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     h.check_funds();
 }
@@ -93,13 +129,24 @@ fn results_are_refused_for_open_jobs_after_the_deadline_or_with_a_deposit() {
     let mut h = Harness::new();
     let open = h.submit(spec(NEAR));
     let err = h.settle(open, b"out", usage(1, 1)).unwrap_err();
-    assert!(matches!(err, MarketplaceError::WrongJobState { state: "open", .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::WrongJobState { state: "open", .. }),
+        "{err}"
+    );
     let job_id = h.claimed_job(NEAR);
-    let signature = sign(&node_signing_key(), &h.receipt_for(job_id, b"out", usage(1, 1)));
+    let signature = sign(
+        &node_signing_key(),
+        &h.receipt_for(job_id, b"out", usage(1, 1)),
+    );
     let err = h
-        .call(RELAYER, 1, |c| c.submit_result(job_id, inline(b"out"), usage(1, 1), Some(signature)))
+        .call(RELAYER, 1, |c| {
+            c.submit_result(job_id, inline(b"out"), usage(1, 1), Some(signature))
+        })
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::UnexpectedDeposit(_)), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::UnexpectedDeposit(_)),
+        "{err}"
+    );
     h.advance(3600 * SECOND + 1);
     let err = h.settle(job_id, b"out", usage(1, 1)).unwrap_err();
     assert!(err.to_string().contains("passed its deadline"), "{err}");
@@ -135,20 +182,36 @@ fn failed_payouts_become_credits_that_can_be_withdrawn() {
     let provider = payouts[1].amount.0;
     h.bounce(provider);
     h.callback(
-        vec![PromiseResult::Successful(vec![]), PromiseResult::Failed, PromiseResult::Successful(vec![])],
+        vec![
+            PromiseResult::Successful(vec![]),
+            PromiseResult::Failed,
+            PromiseResult::Successful(vec![]),
+        ],
         |c| c.on_payouts(payouts),
     );
-    assert!(matches!(&h.events[..], [MarketplaceEvent::CreditAdded { account, amount, .. }]
-        if account.as_str() == OPERATOR && amount.0 == provider));
+    assert!(
+        matches!(&h.events[..], [MarketplaceEvent::CreditAdded { account, amount, .. }]
+        if account.as_str() == OPERATOR && amount.0 == provider)
+    );
     h.install(OPERATOR, 0, vec![]);
     assert_eq!(h.contract.credit_of(acc(OPERATOR), Asset::Near).0, provider);
     h.check_funds();
     // Anyone may push it out to its owner.
-    assert_eq!(h.call(RELAYER, 0, |c| c.withdraw(Asset::Near, Some(acc(OPERATOR)))).unwrap().0, provider);
+    assert_eq!(
+        h.call(RELAYER, 0, |c| c.withdraw(Asset::Near, Some(acc(OPERATOR))))
+            .unwrap()
+            .0,
+        provider
+    );
     assert_eq!(h.sent_near(OPERATOR), provider);
     h.check_funds();
-    let err = h.call(OPERATOR, 0, |c| c.withdraw(Asset::Near, None)).unwrap_err();
-    assert!(matches!(err, MarketplaceError::NothingToWithdraw { .. }), "{err}");
+    let err = h
+        .call(OPERATOR, 0, |c| c.withdraw(Asset::Near, None))
+        .unwrap_err();
+    assert!(
+        matches!(err, MarketplaceError::NothingToWithdraw { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,23 +219,39 @@ fn fees_go_to_the_treasury() {
     let mut h = Harness::new();
     let job_id = h.claimed_job(NEAR);
     let s = h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();
-    assert_eq!(h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near)).unwrap(), s.protocol_fee);
+    assert_eq!(
+        h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near))
+            .unwrap(),
+        s.protocol_fee
+    );
     assert_eq!(h.sent_near(TREASURY), s.protocol_fee.0);
     h.check_funds();
-    assert!(h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near)).is_err());
+    assert!(
+        h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near))
+            .is_err()
+    );
 }
 
 #[test]
 fn royalties_go_to_the_model_token_or_to_the_fees() {
     let mut h = Harness::new();
-    h.call(OWNER, 1, |c| c.set_royalty_account(model(), None)).unwrap();
+    h.call(OWNER, 1, |c| c.set_royalty_account(model(), None))
+        .unwrap();
     // No factory, no account: the royalty joins the protocol fees.
     let job_id = h.claimed_job(NEAR);
     let s = h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();
-    assert_eq!(h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near)).unwrap().0, s.protocol_fee.0 + s.royalty.0);
+    assert_eq!(
+        h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near))
+            .unwrap()
+            .0,
+        s.protocol_fee.0 + s.royalty.0
+    );
     h.check_funds();
     // With a factory, NEAR royalties go to `<model>.<factory>` through deposit_revenue.
-    let patch = ConfigPatch { model_factory: Some(acc("models.near")), ..Default::default() };
+    let patch = ConfigPatch {
+        model_factory: Some(acc("models.near")),
+        ..Default::default()
+    };
     h.call(OWNER, 1, |c| c.update_config(patch)).unwrap();
     let job_id = h.submit(spec(NEAR));
     assert_eq!(h.claim(OPERATOR, 0, job_id, NODE).unwrap(), Some(true));
@@ -189,7 +268,9 @@ fn a_token_job_settles_in_tokens_and_returns_storage_to_the_balance() {
     h.fund_storage(USER, 50 * MILLI);
     let msg = near_sdk::serde_json::json!({ "submit_job": spec(3_000_000) }).to_string();
     let unused = h
-        .call(TOKEN, 0, |c| c.ft_on_transfer(acc(USER), U128(3_000_000), msg))
+        .call(TOKEN, 0, |c| {
+            c.ft_on_transfer(acc(USER), U128(3_000_000), msg)
+        })
         .map(|v| match v {
             PromiseOrValue::Value(v) => v,
             PromiseOrValue::Promise(_) => panic!(),
@@ -207,11 +288,21 @@ fn a_token_job_settles_in_tokens_and_returns_storage_to_the_balance() {
     assert_eq!(s.refund.0, 1_500_000);
     let transfers = h.calls("ft_transfer");
     assert_eq!(transfers.len(), 3, "provider, royalty and refund in tokens");
-    assert!(transfers.iter().all(|t| matches!(t, Outflow::Call { to, deposit: 1, .. } if to.as_str() == TOKEN)));
+    assert!(
+        transfers
+            .iter()
+            .all(|t| matches!(t, Outflow::Call { to, deposit: 1, .. } if to.as_str() == TOKEN))
+    );
     h.install(USER, 0, vec![]);
     let balance_after = h.contract.storage_balance_of(acc(USER)).0;
-    assert!(balance_after > balance_before, "freed storage returns to the balance");
-    assert_eq!(h.stored_receipt(JobId(1)).unwrap().asset, Asset::Ft { token: acc(TOKEN) });
+    assert!(
+        balance_after > balance_before,
+        "freed storage returns to the balance"
+    );
+    assert_eq!(
+        h.stored_receipt(JobId(1)).unwrap().asset,
+        Asset::Ft { token: acc(TOKEN) }
+    );
     // Three 1-yocto attachments came out of the contract's own balance.
     h.check_funds();
 }
@@ -221,12 +312,20 @@ fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
     let mut h = Harness::new();
     let long_user = format!("{}.near", "u".repeat(59));
     let long_operator = format!("{}.near", "o".repeat(59));
-    let view = NodeView { operator: acc(&long_operator), ..active_node() };
+    let view = NodeView {
+        operator: acc(&long_operator),
+        ..active_node()
+    };
     h.fund_storage(&long_operator, 100 * MILLI);
     let estimate = h.storage_estimate();
     let input = vec![7u8; 64];
-    let job = JobSpec { input: inline(&input), ..spec(NEAR) };
-    let job_id = h.call(&long_user, NEAR + estimate, |c| c.submit_job(job)).unwrap();
+    let job = JobSpec {
+        input: inline(&input),
+        ..spec(NEAR)
+    };
+    let job_id = h
+        .call(&long_user, NEAR + estimate, |c| c.submit_job(job))
+        .unwrap();
     let _ = h.claim(&long_operator, 0, job_id, NODE).unwrap();
     h.callback(vec![ok_result(&Some(view.clone()))], |c| {
         c.on_node_for_claim(job_id, NODE, acc(&long_operator), Ok(Some(view)))
@@ -249,7 +348,9 @@ fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
     let signature = sign(&node_signing_key(), &receipt);
     let locked_before = h.contract.locked_storage.0;
     let s = h
-        .call(RELAYER, 0, |c| c.submit_result(job_id, inline(&[1; 2048]), usage(1, 1), Some(signature)))
+        .call(RELAYER, 0, |c| {
+            c.submit_result(job_id, inline(&[1; 2048]), usage(1, 1), Some(signature))
+        })
         .unwrap();
     // What stays (receipt, indexes) is paid from the deposit, with room to spare; the rest
     // goes back with the refund.
