@@ -1,6 +1,15 @@
 //! localnet: a local NEAR chain for development and CI, drop-in for near-sandbox.
 //!
-//! Today it carries the deployability check every contract passes in CI; the chain itself
-//! (blocks, RPC, near-workspaces compatibility) grows here.
+//! nearcore's VM (`near-vm-runner`, wasmtime) runs the contracts under the runtime config of
+//! the current protocol version; transactions, receipts, views and errors are the protocol
+//! types of `near-primitives`. One node, one shard, blocks final as soon as produced.
 
+pub mod chain;
 pub mod contract_check;
+pub mod home;
+pub mod neardata;
+pub mod node;
+pub mod rpc;
+pub mod runtime;
+pub mod state;
+pub mod store;

@@ -2,16 +2,36 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// A local NEAR chain for development and CI.
+/// A local NEAR chain for development and CI, drop-in for near-sandbox.
 #[derive(Parser)]
 #[command(name = "localnet", version)]
 struct Cli {
+    /// Home directory (genesis.json, config.json, keys, data/).
+    #[arg(long, global = true, default_value = ".localnet")]
+    home: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write genesis.json, config.json, validator_key.json and node_key.json into --home.
+    Init {
+        /// Short epochs, as `neard init --fast`.
+        #[arg(long)]
+        fast: bool,
+        /// Accepted for neard compatibility (the chain id is always `localnet`).
+        #[arg(long)]
+        chain_id: Option<String>,
+    },
+    /// Serve the chain: JSON-RPC and the neardata block stream on --rpc-addr.
+    Run {
+        #[arg(long)]
+        rpc_addr: Option<String>,
+        /// Accepted for neard compatibility; localnet has no peer network.
+        #[arg(long)]
+        network_addr: Option<String>,
+    },
     /// Check that contracts would be accepted by nearcore's VM (size limit, prepare, compile).
     CheckContract {
         /// Paths of .wasm files.
@@ -21,8 +41,60 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Command::CheckContract { wasm } => check_contracts(&wasm),
+        Command::Init { fast, .. } => match localnet::home::init(&cli.home, fast) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("localnet init: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { rpc_addr, .. } => run(cli.home, rpc_addr),
+    }
+}
+
+fn run(home: PathBuf, rpc_addr: Option<String>) -> ExitCode {
+    // near-sandbox passes its log filter in NEAR_SANDBOX_LOG; RUST_LOG works too.
+    let filter = std::env::var("NEAR_SANDBOX_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "localnet=info".to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let node = match localnet::node::Node::open(&home) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("localnet run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = rpc_addr.unwrap_or_else(|| node.config.rpc_addr.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("localnet run: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        tokio::select! {
+            served = localnet::node::serve(node, &addr) => served,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("localnet run: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -48,5 +120,9 @@ fn check_contracts(paths: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
