@@ -22,7 +22,10 @@ const NODES: u64 = 100;
 const FIRST: u64 = 1_000;
 
 fn arg(i: usize, default: u64) -> u64 {
-    std::env::args().nth(i).and_then(|a| a.parse().ok()).unwrap_or(default)
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -57,7 +60,13 @@ async fn main() -> anyhow::Result<()> {
                 market.push(scenario::claimed(old, node).to_log_line());
                 market.push(scenario::settled(old, node, 1_000, 5_000).to_log_line());
             }
-            registry.push(RegistryEvent::NodeHeartbeat { node_id: NodeId(node), at_ns: U64(b) }.to_log_line());
+            registry.push(
+                RegistryEvent::NodeHeartbeat {
+                    node_id: NodeId(node),
+                    at_ns: U64(b),
+                }
+                .to_log_line(),
+            );
         }
         market.push(
             MarketplaceEvent::CreditAdded {
@@ -106,11 +115,18 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     follower.run(stop_rx).await?;
     let secs = started.elapsed().as_secs_f64();
-    let applied: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'events_applied'")
-        .fetch_one(&db.pool)
-        .await?;
-    anyhow::ensure!(applied as u64 == events, "applied {applied} of {events} events");
-    eprintln!("ingested {events} events in {} blocks in {secs:.2} s", blocks + 1);
+    let applied: i64 =
+        sqlx::query_scalar("SELECT value FROM counters WHERE name = 'events_applied'")
+            .fetch_one(&db.pool)
+            .await?;
+    anyhow::ensure!(
+        applied as u64 == events,
+        "applied {applied} of {events} events"
+    );
+    eprintln!(
+        "ingested {events} events in {} blocks in {secs:.2} s",
+        blocks + 1
+    );
     println!("BENCH indexer.ingest {:.0} events/s", events as f64 / secs);
     Ok(())
 }

@@ -33,7 +33,9 @@ struct FakeNeardata {
 
 impl FakeNeardata {
     fn down(&self) -> bool {
-        self.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        self.fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 
@@ -74,7 +76,11 @@ async fn neardata_source_survives_outages_and_skipped_heights() {
     std::fs::create_dir_all(&blocks_dir).unwrap();
     let blocks = write_scenario(&blocks_dir);
     let last = blocks.last().unwrap().height();
-    let fake = FakeNeardata { dir: blocks_dir.clone(), head: last, fail_first: Arc::new(AtomicU32::new(5)) };
+    let fake = FakeNeardata {
+        dir: blocks_dir.clone(),
+        head: last,
+        fail_first: Arc::new(AtomicU32::new(5)),
+    };
     let url = serve_neardata(fake.clone()).await;
 
     let source = NeardataSource::new(&url, Duration::from_secs(5)).unwrap();
@@ -92,15 +98,33 @@ async fn neardata_source_survives_outages_and_skipped_heights() {
         metrics: metrics.clone(),
     };
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(60), follower.run(rx)).await.unwrap().unwrap();
-    assert_eq!(metrics.source_errors.get(), 5, "every outage answer is counted and retried");
-    assert_eq!(metrics.skipped_heights.get(), 1, "the skipped height came back as null");
-    assert_eq!(dump(&db).await, dump(&ref_db).await, "same data as from the fixture files");
+    tokio::time::timeout(Duration::from_secs(60), follower.run(rx))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        metrics.source_errors.get(),
+        5,
+        "every outage answer is counted and retried"
+    );
+    assert_eq!(
+        metrics.skipped_heights.get(),
+        1,
+        "the skipped height came back as null"
+    );
+    assert_eq!(
+        dump(&db).await,
+        dump(&ref_db).await,
+        "same data as from the fixture files"
+    );
 
     // The source itself: head, a block, a skipped height, a wrong answer.
     let source = NeardataSource::new(&url, Duration::from_secs(5)).unwrap();
     assert_eq!(source.final_head().await.unwrap(), last);
-    assert_eq!(source.block(FIRST_HEIGHT).await.unwrap().unwrap(), blocks[0]);
+    assert_eq!(
+        source.block(FIRST_HEIGHT).await.unwrap().unwrap(),
+        blocks[0]
+    );
     assert!(source.block(FIRST_HEIGHT + 2).await.unwrap().is_none());
     let down = NeardataSource::new("http://127.0.0.1:9", Duration::from_secs(2)).unwrap();
     let e = down.final_head().await.unwrap_err().to_string();
@@ -108,7 +132,10 @@ async fn neardata_source_survives_outages_and_skipped_heights() {
 }
 
 fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 fn config(blocks_dir: &std::path::Path, data: &std::path::Path, stop_at: Option<u64>) -> Config {
@@ -131,10 +158,21 @@ async fn app_stops_at_the_requested_height() {
     std::fs::create_dir_all(&blocks_dir).unwrap();
     let last = write_scenario(&blocks_dir).last().unwrap().height();
     let data = dir.path().join("data");
-    let run = indexer::app::run(config(&blocks_dir, &data, Some(last)), std::future::pending());
-    tokio::time::timeout(Duration::from_secs(60), run).await.unwrap().unwrap();
-    let db = indexer::db::Db::open(&indexer::db::sqlite_url_in(&data)).await.unwrap();
-    assert_eq!(count(&db, "SELECT height FROM checkpoint").await, last as i64);
+    let run = indexer::app::run(
+        config(&blocks_dir, &data, Some(last)),
+        std::future::pending(),
+    );
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = indexer::db::Db::open(&indexer::db::sqlite_url_in(&data))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db, "SELECT height FROM checkpoint").await,
+        last as i64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,10 +191,14 @@ async fn app_shuts_down_gracefully_with_a_feed_open() {
     let mut feed = None;
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { continue };
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            continue;
+        };
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         stream
-            .write_all(b"GET /v1/nodes/2/feed HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+            .write_all(
+                b"GET /v1/nodes/2/feed HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n",
+            )
             .await
             .unwrap();
         let mut buf = vec![0u8; 4096];
@@ -169,5 +211,8 @@ async fn app_shuts_down_gracefully_with_a_feed_open() {
     let _feed = feed.expect("feed of node 2 opened");
     stop.send(()).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(20), app).await;
-    result.expect("shutdown completes with a feed open").unwrap().unwrap();
+    result
+        .expect("shutdown completes with a feed open")
+        .unwrap()
+        .unwrap();
 }

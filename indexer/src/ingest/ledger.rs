@@ -4,6 +4,8 @@ use super::EventCtx;
 use crate::db::amount;
 use enclave_cloud_common::Asset;
 use sqlx::AnyConnection;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// A text-keyed table column holding a running u128 amount.
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +69,20 @@ pub enum Delta {
     Set(u128),
 }
 
+/// Running amounts touched by the current block, written once at its end: a block that
+/// settles 50 jobs updates the protocol-fee total once, not 50 times.
+#[derive(Debug, Default)]
+pub struct Pending {
+    entries: HashMap<(&'static str, &'static str, Vec<String>), (Ledger, u128)>,
+}
+
 /// Applies `delta` to the amount at `keys` (missing rows start at zero) and returns the
 /// new amount. Going below zero means the indexer missed an event (e.g. it started after
 /// the tokens were minted): the amount stops at zero and a warning says where.
+/// The new value is kept in the block's [`Pending`] set until [`flush`].
 pub async fn adjust(
     conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
     ledger: Ledger,
     keys: &[&str],
     delta: Delta,
@@ -81,24 +92,34 @@ pub async fn adjust(
         keys: key_cols,
         column,
     } = ledger;
-    let filter: Vec<String> = key_cols
-        .iter()
-        .enumerate()
-        .map(|(i, k)| format!("{k} = ${}", i + 1))
-        .collect();
-    let select = format!(
-        "SELECT {column} FROM {table} WHERE {}",
-        filter.join(" AND ")
+    let id = (
+        table,
+        column,
+        keys.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>(),
     );
-    let mut q = sqlx::query_scalar::<_, String>(&select);
-    for k in keys {
-        q = q.bind(*k);
-    }
-    let current = q
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|s| amount::parse(&s))
-        .unwrap_or(0);
+    let cached = lock(ctx.pending).entries.get(&id).map(|(_, v)| *v);
+    let current = match cached {
+        Some(v) => v,
+        None => {
+            let filter: Vec<String> = key_cols
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("{k} = ${}", i + 1))
+                .collect();
+            let select = format!(
+                "SELECT {column} FROM {table} WHERE {}",
+                filter.join(" AND ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&select);
+            for k in keys {
+                q = q.bind(*k);
+            }
+            q.fetch_optional(&mut *conn)
+                .await?
+                .map(|s| amount::parse(&s))
+                .unwrap_or(0)
+        }
+    };
     let next = match delta {
         Delta::Add(v) => current.checked_add(v).unwrap_or_else(|| {
             tracing::warn!(table, column, ?keys, "amount overflows u128; capped");
@@ -117,19 +138,38 @@ pub async fn adjust(
         }),
         Delta::Set(v) => v,
     };
-    let cols = key_cols.join(", ");
-    let placeholders: Vec<String> = (1..=key_cols.len() + 1).map(|i| format!("${i}")).collect();
-    let upsert = format!(
-        "INSERT INTO {table} ({cols}, {column}) VALUES ({}) \
-         ON CONFLICT ({cols}) DO UPDATE SET {column} = excluded.{column}",
-        placeholders.join(", ")
-    );
-    let mut q = sqlx::query(&upsert);
-    for k in keys {
-        q = q.bind(*k);
-    }
-    q.bind(amount::pad(next)).execute(conn).await?;
+    lock(ctx.pending).entries.insert(id, (ledger, next));
     Ok(next)
+}
+
+/// Writes every amount the block changed. Called once per block, inside its transaction.
+pub async fn flush(conn: &mut AnyConnection, pending: Pending) -> Result<(), sqlx::Error> {
+    for ((_, _, keys), (ledger, value)) in pending.entries {
+        let Ledger {
+            table,
+            keys: key_cols,
+            column,
+        } = ledger;
+        let cols = key_cols.join(", ");
+        let placeholders: Vec<String> = (1..=key_cols.len() + 1).map(|i| format!("${i}")).collect();
+        let upsert = format!(
+            "INSERT INTO {table} ({cols}, {column}) VALUES ({}) \
+             ON CONFLICT ({cols}) DO UPDATE SET {column} = excluded.{column}",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&upsert);
+        for k in keys {
+            q = q.bind(k);
+        }
+        q.bind(amount::pad(value)).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The lock is never held across an await, so it cannot be poisoned by a cancelled
+/// future; a poisoned lock (a panic elsewhere) still holds consistent data.
+fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `near` or `ft:<token>`: one text key per asset.
@@ -148,47 +188,75 @@ pub struct PayoutRef {
     pub node_id: Option<i64>,
 }
 
-/// Records money moving to `account`. `idx` tells apart several payouts of one event.
-#[allow(clippy::too_many_arguments)]
+/// One movement of money to an account.
+#[derive(Debug, Clone, Copy)]
+pub struct Leg<'a> {
+    pub account: &'a str,
+    /// `provider`, `royalty`, `protocol_fee`, `refund`, `slash`, ...
+    pub kind: &'a str,
+    pub asset: &'a str,
+    pub value: u128,
+}
+
+/// Records one payout.
 pub async fn payout(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
-    idx: i64,
-    account: &str,
-    kind: &str,
-    asset: &str,
-    value: u128,
+    leg: Leg<'_>,
     about: PayoutRef,
 ) -> Result<(), sqlx::Error> {
-    if value == 0 {
+    payouts(conn, ctx, &[leg], about).await
+}
+
+/// Records the payouts of one event in one statement; a leg's position is its `idx`.
+/// Zero legs are not stored.
+pub async fn payouts(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    legs: &[Leg<'_>],
+    about: PayoutRef,
+) -> Result<(), sqlx::Error> {
+    let legs: Vec<(usize, &Leg<'_>)> = legs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.value > 0)
+        .collect();
+    if legs.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    const COLS: usize = 11;
+    let rows: Vec<String> = (0..legs.len())
+        .map(|r| {
+            let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO payouts (seq, idx, account, kind, asset, amount, job_id, request_id, node_id,
-             block_height, timestamp_ns)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(ctx.seq)
-    .bind(idx)
-    .bind(account)
-    .bind(kind)
-    .bind(asset)
-    .bind(amount::pad(value))
-    .bind(about.job_id)
-    .bind(about.request_id)
-    .bind(about.node_id)
-    .bind(ctx.height)
-    .bind(ctx.timestamp_ns)
-    .execute(&mut *conn)
-    .await?;
+             block_height, timestamp_ns) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (idx, leg) in &legs {
+        q = q
+            .bind(ctx.seq)
+            .bind(*idx as i64)
+            .bind(leg.account)
+            .bind(leg.kind)
+            .bind(leg.asset)
+            .bind(amount::pad(leg.value))
+            .bind(about.job_id)
+            .bind(about.request_id)
+            .bind(about.node_id)
+            .bind(ctx.height)
+            .bind(ctx.timestamp_ns);
+    }
+    q.execute(&mut *conn).await?;
     // Running sum per account, kind and asset, so an account page is one range read.
-    adjust(
-        conn,
-        TOTAL,
-        &[&earned_key(account, kind, asset)],
-        Delta::Add(value),
-    )
-    .await?;
+    for (_, leg) in legs {
+        let key = earned_key(leg.account, leg.kind, leg.asset);
+        adjust(conn, ctx, TOTAL, &[&key], Delta::Add(leg.value)).await?;
+    }
     Ok(())
 }
 

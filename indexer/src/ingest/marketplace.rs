@@ -1,6 +1,6 @@
 //! Marketplace events: jobs, agent requests, their settlement and credits.
 
-use super::ledger::{self, CREDIT, Delta, PayoutRef, TOTAL, asset_key};
+use super::ledger::{self, CREDIT, Delta, Leg, PayoutRef, TOTAL, asset_key};
 use super::{Applied, Contracts, EventCtx};
 use crate::db::amount;
 use crate::db::checkpoint::to_i64;
@@ -110,7 +110,15 @@ pub async fn apply(
                 ..Default::default()
             };
             ledger::payout(
-                conn, ctx, 0, &job.user, "refund", &job.asset, refund.0, about,
+                conn,
+                ctx,
+                Leg {
+                    account: &job.user,
+                    kind: "refund",
+                    asset: &job.asset,
+                    value: refund.0,
+                },
+                about,
             )
             .await?;
             Applied::Stored
@@ -180,7 +188,18 @@ pub async fn apply(
                 request_id: Some(to_i64(request_id.0)),
                 ..Default::default()
             };
-            ledger::payout(conn, ctx, 0, &caller, "refund", "near", refund.0, about).await?;
+            ledger::payout(
+                conn,
+                ctx,
+                Leg {
+                    account: &caller,
+                    kind: "refund",
+                    asset: "near",
+                    value: refund.0,
+                },
+                about,
+            )
+            .await?;
             Applied::Stored
         }
         CreditAdded {
@@ -189,7 +208,7 @@ pub async fn apply(
             amount: v,
         } => {
             let keys = [account.as_str(), &asset_key(asset)];
-            ledger::adjust(conn, CREDIT, &keys, Delta::Add(v.0)).await?;
+            ledger::adjust(conn, ctx, CREDIT, &keys, Delta::Add(v.0)).await?;
             Applied::Stored
         }
         CreditWithdrawn {
@@ -198,7 +217,7 @@ pub async fn apply(
             amount: v,
         } => {
             let keys = [account.as_str(), &asset_key(asset)];
-            ledger::adjust(conn, CREDIT, &keys, Delta::Sub(v.0)).await?;
+            ledger::adjust(conn, ctx, CREDIT, &keys, Delta::Sub(v.0)).await?;
             Applied::Stored
         }
         PolicyUpdated { .. } => Applied::Stored,
@@ -332,73 +351,56 @@ async fn settle(
     s: &Settlement,
     about: PayoutRef,
 ) -> Result<(), sqlx::Error> {
-    let operator: Option<String> =
-        sqlx::query_scalar("SELECT operator FROM nodes WHERE node_id = $1")
-            .bind(to_i64(node_id.0))
-            .fetch_optional(&mut *conn)
-            .await?;
-    let provider = operator.unwrap_or_else(|| format!("node:{node_id}"));
-    let token: Option<Option<String>> =
-        sqlx::query_scalar("SELECT token FROM models WHERE model_id = $1")
-            .bind(parties.model_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let royalty_to = token
-        .flatten()
+    // The provider is the node's operator, the royalty goes to the model's token.
+    let row = sqlx::query(
+        "SELECT (SELECT operator FROM nodes WHERE node_id = $1) AS operator,
+                (SELECT token FROM models WHERE model_id = $2) AS token",
+    )
+    .bind(to_i64(node_id.0))
+    .bind(parties.model_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let provider = row
+        .try_get::<Option<String>, _>("operator")?
+        .unwrap_or_else(|| format!("node:{node_id}"));
+    let royalty_to = row
+        .try_get::<Option<String>, _>("token")?
         .unwrap_or_else(|| format!("model:{}", parties.model_id));
     let asset = parties.asset;
-    ledger::payout(
-        conn,
-        ctx,
-        0,
-        &provider,
-        "provider",
-        asset,
-        s.provider.0,
-        about,
-    )
-    .await?;
-    ledger::payout(
-        conn,
-        ctx,
-        1,
-        &royalty_to,
-        "royalty",
-        asset,
-        s.royalty.0,
-        about,
-    )
-    .await?;
-    let fee_to = contracts.marketplace.as_str();
-    ledger::payout(
-        conn,
-        ctx,
-        2,
-        fee_to,
-        "protocol_fee",
-        asset,
-        s.protocol_fee.0,
-        about,
-    )
-    .await?;
-    ledger::payout(
-        conn,
-        ctx,
-        3,
-        parties.payer,
-        "refund",
-        asset,
-        s.refund.0,
-        about,
-    )
-    .await?;
+    let legs = [
+        Leg {
+            account: &provider,
+            kind: "provider",
+            asset,
+            value: s.provider.0,
+        },
+        Leg {
+            account: &royalty_to,
+            kind: "royalty",
+            asset,
+            value: s.royalty.0,
+        },
+        Leg {
+            account: contracts.marketplace.as_str(),
+            kind: "protocol_fee",
+            asset,
+            value: s.protocol_fee.0,
+        },
+        Leg {
+            account: parties.payer,
+            kind: "refund",
+            asset,
+            value: s.refund.0,
+        },
+    ];
+    ledger::payouts(conn, ctx, &legs, about).await?;
     for (name, v) in [
         ("volume", s.cost.0),
         ("royalties", s.royalty.0),
         ("fees", s.protocol_fee.0),
     ] {
         let key = format!("{name}:{asset}");
-        ledger::adjust(conn, TOTAL, &[&key], Delta::Add(v)).await?;
+        ledger::adjust(conn, ctx, TOTAL, &[&key], Delta::Add(v)).await?;
     }
     Ok(())
 }

@@ -37,6 +37,8 @@ pub struct EventCtx<'a> {
     pub timestamp_ns: i64,
     pub receipt_id: &'a str,
     pub executor: &'a str,
+    /// Running amounts changed so far in this block.
+    pub pending: &'a std::sync::Mutex<ledger::Pending>,
 }
 
 /// Room for this many log lines per block in `seq`.
@@ -119,6 +121,7 @@ impl Ingestor {
             ..Default::default()
         };
         let base = to_i64(header.height).saturating_mul(SEQ_PER_BLOCK);
+        let pending = std::sync::Mutex::new(ledger::Pending::default());
         for (index, log) in msg.logs().enumerate() {
             let ctx = EventCtx {
                 seq: base.saturating_add(to_i64(index as u64)),
@@ -126,9 +129,14 @@ impl Ingestor {
                 timestamp_ns: to_i64(header.timestamp_nanosec),
                 receipt_id: log.receipt_id,
                 executor: log.executor_id,
+                pending: &pending,
             };
             self.apply_log(&mut tx, &ctx, log, &mut report).await?;
         }
+        let pending = pending
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ledger::flush(&mut tx, pending).await?;
         for (name, n) in [
             ("events_applied", report.applied),
             ("events_malformed", report.malformed),
@@ -275,11 +283,11 @@ impl Ingestor {
         if c.factory.as_ref().is_some_and(|f| f.as_str() == executor) {
             return Ok(Emitter::Factory);
         }
-        if let Some(model_id) = model::model_of_token(conn, executor).await? {
-            return Ok(Emitter::ModelToken(model_id));
-        }
         if c.payment_tokens.iter().any(|t| t.as_str() == executor) {
             return Ok(Emitter::PaymentToken);
+        }
+        if let Some(model_id) = model::model_of_token(conn, executor).await? {
+            return Ok(Emitter::ModelToken(model_id));
         }
         Ok(Emitter::Untracked)
     }

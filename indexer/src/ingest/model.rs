@@ -1,6 +1,6 @@
 //! Model factory and model-token events: models, manifests, crowdfunds, revenue, keys.
 
-use super::ledger::{self, Delta, PayoutRef, RAISED, RELEASED, asset_key};
+use super::ledger::{self, Delta, Leg, PayoutRef, RAISED, RELEASED, asset_key};
 use super::{Applied, EventCtx};
 use crate::db::amount;
 use crate::db::checkpoint::to_i64;
@@ -94,7 +94,7 @@ pub async fn from_token(
         Contributed {
             account, amount: v, ..
         } => {
-            ledger::adjust(conn, RAISED, &[model_id], Delta::Add(v.0)).await?;
+            ledger::adjust(conn, ctx, RAISED, &[model_id], Delta::Add(v.0)).await?;
             activity(
                 conn,
                 ctx,
@@ -116,7 +116,7 @@ pub async fn from_token(
                 .bind(state)
                 .execute(&mut *conn)
                 .await?;
-            ledger::adjust(conn, RAISED, &[model_id], Delta::Set(raised.0)).await?;
+            ledger::adjust(conn, ctx, RAISED, &[model_id], Delta::Set(raised.0)).await?;
             activity(conn, ctx, model_id, event, None, Some(raised.0)).await?;
         }
         FundsReleased {
@@ -124,7 +124,7 @@ pub async fn from_token(
             amount: v,
             ..
         } => {
-            ledger::adjust(conn, RELEASED, &[model_id], Delta::Add(v.0)).await?;
+            ledger::adjust(conn, ctx, RELEASED, &[model_id], Delta::Add(v.0)).await?;
             activity(
                 conn,
                 ctx,
@@ -136,7 +136,18 @@ pub async fn from_token(
             .await?;
             let about = PayoutRef::default();
             let who = beneficiary.as_str();
-            ledger::payout(conn, ctx, 0, who, "crowdfund_release", "near", v.0, about).await?;
+            ledger::payout(
+                conn,
+                ctx,
+                Leg {
+                    account: who,
+                    kind: "crowdfund_release",
+                    asset: "near",
+                    value: v.0,
+                },
+                about,
+            )
+            .await?;
         }
         ContributionRefunded {
             account, amount: v, ..
@@ -152,7 +163,18 @@ pub async fn from_token(
             .await?;
             let about = PayoutRef::default();
             let who = account.as_str();
-            ledger::payout(conn, ctx, 0, who, "crowdfund_refund", "near", v.0, about).await?;
+            ledger::payout(
+                conn,
+                ctx,
+                Leg {
+                    account: who,
+                    kind: "crowdfund_refund",
+                    asset: "near",
+                    value: v.0,
+                },
+                about,
+            )
+            .await?;
         }
         RevenueDeposited {
             payer,
@@ -181,11 +203,12 @@ pub async fn from_token(
             ledger::payout(
                 conn,
                 ctx,
-                0,
-                account.as_str(),
-                "revenue_claim",
-                &asset,
-                v.0,
+                Leg {
+                    account: account.as_str(),
+                    kind: "revenue_claim",
+                    asset: &asset,
+                    value: v.0,
+                },
                 about,
             )
             .await?;
@@ -267,6 +290,6 @@ async fn revenue(
     .execute(&mut *conn)
     .await?;
     let key = ledger::revenue_key(model_id, kind, asset);
-    ledger::adjust(conn, ledger::TOTAL, &[&key], Delta::Add(value)).await?;
+    ledger::adjust(conn, ctx, ledger::TOTAL, &[&key], Delta::Add(value)).await?;
     Ok(())
 }

@@ -17,27 +17,27 @@ pub async fn apply(
         Nep141Event::FtMint(mints) => {
             for m in mints {
                 let keys = [token, m.owner_id.as_str()];
-                ledger::adjust(conn, BALANCE, &keys, Delta::Add(m.amount.0)).await?;
+                ledger::adjust(conn, ctx, BALANCE, &keys, Delta::Add(m.amount.0)).await?;
                 if let Some(model) = model_id {
-                    ledger::adjust(conn, SUPPLY, &[model], Delta::Add(m.amount.0)).await?;
+                    ledger::adjust(conn, ctx, SUPPLY, &[model], Delta::Add(m.amount.0)).await?;
                 }
             }
         }
         Nep141Event::FtBurn(burns) => {
             for b in burns {
                 let keys = [token, b.owner_id.as_str()];
-                ledger::adjust(conn, BALANCE, &keys, Delta::Sub(b.amount.0)).await?;
+                ledger::adjust(conn, ctx, BALANCE, &keys, Delta::Sub(b.amount.0)).await?;
                 if let Some(model) = model_id {
-                    ledger::adjust(conn, SUPPLY, &[model], Delta::Sub(b.amount.0)).await?;
+                    ledger::adjust(conn, ctx, SUPPLY, &[model], Delta::Sub(b.amount.0)).await?;
                 }
             }
         }
         Nep141Event::FtTransfer(transfers) => {
             for t in transfers {
                 let from = [token, t.old_owner_id.as_str()];
-                ledger::adjust(conn, BALANCE, &from, Delta::Sub(t.amount.0)).await?;
+                ledger::adjust(conn, ctx, BALANCE, &from, Delta::Sub(t.amount.0)).await?;
                 let to = [token, t.new_owner_id.as_str()];
-                ledger::adjust(conn, BALANCE, &to, Delta::Add(t.amount.0)).await?;
+                ledger::adjust(conn, ctx, BALANCE, &to, Delta::Add(t.amount.0)).await?;
             }
         }
     }

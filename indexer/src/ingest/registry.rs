@@ -1,6 +1,6 @@
 //! Registry events: operators' stake and the node table.
 
-use super::ledger::{self, Delta, PayoutRef, SLASHED, STAKED, UNSTAKING};
+use super::ledger::{self, Delta, Leg, PayoutRef, SLASHED, STAKED, UNSTAKING};
 use super::{Applied, EventCtx};
 use crate::db::amount;
 use crate::db::checkpoint::to_i64;
@@ -33,6 +33,7 @@ pub async fn apply(
         } => {
             ledger::adjust(
                 conn,
+                ctx,
                 STAKED,
                 &[operator.as_str()],
                 Delta::Set(total.as_yoctonear()),
@@ -43,14 +44,14 @@ pub async fn apply(
             operator, amount, ..
         } => {
             let v = amount.as_yoctonear();
-            ledger::adjust(conn, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
-            ledger::adjust(conn, UNSTAKING, &[operator.as_str()], Delta::Add(v)).await?;
+            ledger::adjust(conn, ctx, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
+            ledger::adjust(conn, ctx, UNSTAKING, &[operator.as_str()], Delta::Add(v)).await?;
         }
         StakeWithdrawn {
             operator, amount, ..
         } => {
             let v = amount.as_yoctonear();
-            ledger::adjust(conn, UNSTAKING, &[operator.as_str()], Delta::Sub(v)).await?;
+            ledger::adjust(conn, ctx, UNSTAKING, &[operator.as_str()], Delta::Sub(v)).await?;
         }
         NodeRegistered {
             node_id,
@@ -150,8 +151,8 @@ pub async fn apply(
             beneficiary,
         } => {
             let v = slashed.as_yoctonear();
-            ledger::adjust(conn, SLASHED, &[operator.as_str()], Delta::Add(v)).await?;
-            ledger::adjust(conn, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
+            ledger::adjust(conn, ctx, SLASHED, &[operator.as_str()], Delta::Add(v)).await?;
+            ledger::adjust(conn, ctx, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
             let about = PayoutRef {
                 node_id: Some(id(*node_id)),
                 ..Default::default()
@@ -159,11 +160,12 @@ pub async fn apply(
             ledger::payout(
                 conn,
                 ctx,
-                0,
-                beneficiary.as_str(),
-                "slash",
-                "near",
-                v,
+                Leg {
+                    account: beneficiary.as_str(),
+                    kind: "slash",
+                    asset: "near",
+                    value: v,
+                },
                 about,
             )
             .await?;
