@@ -1,34 +1,65 @@
-//! Model factory: creates a model token account in one call (global contract code).
+//! Model factory: creates a model's token contract at `<model>.<factory>` in one call.
 //!
-//! Skeleton: the real interface lands with the model-token issue.
+//! The model-token code is a NEAR global contract (NEP-591): deployed once, by the factory
+//! ([`FactoryAdminApi::publish_model_code`]) or by anyone (then registered with
+//! [`FactoryAdminApi::set_model_code`]). A new model account only references that code, so its
+//! creator pays for the model's own state, not for a copy of the wasm. Referencing the code by
+//! hash pins it: the factory owner cannot change the code of models that already exist.
+//!
+//! Every public method is declared in the traits below with who may call it, its deposit and
+//! its gas; the implementations live in the module of their concern.
 
-use near_sdk::{AccountId, PanicOnDefault, env, near};
+mod admin;
+mod create;
+mod errors;
+mod state;
+mod storage_keys;
+mod upgrade;
 
-#[near(contract_state)]
-#[derive(PanicOnDefault)]
-pub struct ModelFactory {
-    owner: AccountId,
+#[cfg(test)]
+mod test_utils;
+
+use enclave_cloud_common::ModelId;
+use near_sdk::serde_json::Value;
+use near_sdk::{AccountId, GlobalContractId, NearToken, Promise, ext_contract};
+
+pub use create::{CREATE_GAS, ModelView};
+pub use errors::FactoryError;
+pub use state::{ModelFactory, ModelFactoryExt, ModelStatus};
+
+/// Creating and listing models.
+#[ext_contract(ext_model_factory)]
+pub trait FactoryApi {
+    /// Anyone. Creates `<model_id>.<factory>` running the model-token code and calls its
+    /// `new` with `args` (a `ModelInit` object: manifest, metadata, optional initial supply,
+    /// key service, revenue tokens and crowdfund), where `model_id`, `registry` and (unless
+    /// given) `owner` = the caller are filled in by the factory. Attach at least
+    /// `create_deposit(args)`: the factory keeps what its listing entry costs and sends the rest
+    /// to the new account. The callback lists the model and emits `model_created`; if the
+    /// creation fails, it unlists it and refunds the whole deposit. Attach 50 Tgas (the call
+    /// gives `new` 20 Tgas and the callback 10 Tgas; ≤ 50 Tgas burnt in all).
+    fn create_model(&mut self, model_id: ModelId, args: Value) -> Promise;
+    /// The least deposit `create_model` accepts for these arguments.
+    fn create_deposit(&self, args: Value) -> NearToken;
+    fn model(&self, model_id: ModelId) -> Option<ModelView>;
+    /// Models in creation order, paginated (at most 100 per page).
+    fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView>;
+    fn model_count(&self) -> u32;
 }
 
-#[near]
-impl ModelFactory {
-    #[init]
-    pub fn new(owner: AccountId) -> Self {
-        Self { owner }
-    }
-
-    /// The governance account.
-    pub fn owner(&self) -> AccountId {
-        self.owner.clone()
-    }
-
-    /// Contract version, from Cargo.
-    pub fn version(&self) -> String {
-        env!("CARGO_PKG_VERSION").to_owned()
-    }
-
-    /// Who called last (keeps `env` in use so the skeleton links the host functions).
-    pub fn whoami(&self) -> AccountId {
-        env::predecessor_account_id()
-    }
+/// Owner configuration.
+#[ext_contract(ext_model_factory_admin)]
+pub trait FactoryAdminApi {
+    /// Owner only. The call's raw input (not JSON) is the model-token wasm: the factory
+    /// deploys it as a global contract identified by its hash and, once that succeeded, uses
+    /// it for new models. Attach the global-contract storage cost (the runtime burns it from
+    /// the factory's balance). Gas: about 1 Tgas per 10 KiB of code plus 10 Tgas.
+    fn publish_model_code(&mut self) -> Promise;
+    /// Owner only, 1 yocto. Uses already-deployed global code for new models.
+    fn set_model_code(&mut self, code: GlobalContractId);
+    /// Owner only, 1 yocto. The registry new models check key grants against.
+    fn set_registry(&mut self, registry: AccountId);
+    fn model_code(&self) -> Option<GlobalContractId>;
+    fn registry(&self) -> AccountId;
+    fn owner(&self) -> AccountId;
 }

@@ -1,0 +1,398 @@
+//! Creating a model: one batch on the new sub-account (create, fund, use the global code,
+//! initialise) and a callback that lists the model or refunds its creator.
+
+use enclave_cloud_common::ModelId;
+use enclave_cloud_common::events::Nep297;
+use enclave_cloud_common::events::model::ModelEvent;
+use near_sdk::json_types::{U64, U128};
+use near_sdk::serde_json::{self, Value};
+use near_sdk::{AccountId, Gas, GlobalContractId, NearToken, Promise, env, near};
+
+use crate::FactoryApi;
+use crate::errors::FactoryError;
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::state::ModelFactoryExt;
+use crate::state::{ModelFactory, ModelRecord, ModelStatus};
+
+/// Gas to attach to `create_model`.
+pub const CREATE_GAS: Gas = Gas::from_tgas(50);
+/// Least gas `create_model` accepts: its own work plus what it passes on.
+const MIN_CREATE_GAS: Gas = Gas::from_tgas(40);
+const GAS_FOR_MODEL_INIT: Gas = Gas::from_tgas(20);
+const GAS_FOR_CREATE_CALLBACK: Gas = Gas::from_tgas(10);
+/// Storage of a new model besides its init arguments: the account, the root state, the
+/// owner's holder record and the collections' entries (measured ~2.2 KB; rounded up).
+const MODEL_BASE_BYTES: u128 = 3_000;
+/// Upper bound of a listing entry (the exact cost is measured and charged at creation).
+const RECORD_BYTES: u128 = 400;
+const MAX_PAGE: u32 = 100;
+
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelView {
+    pub model_id: ModelId,
+    pub token: AccountId,
+    pub owner: AccountId,
+    pub creator: AccountId,
+    pub created_at_ns: U64,
+    pub status: ModelStatus,
+    pub code: GlobalContractId,
+}
+
+impl ModelView {
+    fn new(model_id: &ModelId, r: &ModelRecord) -> Self {
+        Self {
+            model_id: model_id.clone(),
+            token: r.token.clone(),
+            owner: r.owner.clone(),
+            creator: r.creator.clone(),
+            created_at_ns: U64(r.created_at_ns),
+            status: r.status,
+            code: r.code.clone(),
+        }
+    }
+}
+
+fn model_deposit(args_len: usize) -> NearToken {
+    env::storage_byte_cost().saturating_mul(MODEL_BASE_BYTES + args_len as u128)
+}
+
+/// The model's `new` arguments: the caller's object with `model_id`, `registry` and `owner`
+/// filled in. Returns the JSON and the owner.
+fn init_args(
+    model_id: &ModelId,
+    registry: &AccountId,
+    args: Value,
+) -> Result<(Vec<u8>, AccountId), FactoryError> {
+    let Value::Object(mut map) = args else {
+        return Err(FactoryError::BadArgs(format!("got {args}")));
+    };
+    let owner = match map.get("owner") {
+        None | Some(Value::Null) => env::predecessor_account_id(),
+        Some(v) => serde_json::from_value::<AccountId>(v.clone())
+            .map_err(|e| FactoryError::BadArgs(format!("owner: {e}")))?,
+    };
+    map.insert("model_id".into(), Value::String(model_id.to_string()));
+    map.insert("registry".into(), Value::String(registry.to_string()));
+    map.insert("owner".into(), Value::String(owner.to_string()));
+    let json = serde_json::to_vec(&serde_json::json!({ "init": map }))
+        .map_err(|e| FactoryError::BadArgs(e.to_string()))?;
+    Ok((json, owner))
+}
+
+impl ModelFactory {
+    fn try_create(&mut self, model_id: ModelId, args: Value) -> Result<Promise, FactoryError> {
+        let code = self.model_code.clone().ok_or(FactoryError::NoModelCode)?;
+        if self.models.contains_key(&model_id) {
+            return Err(FactoryError::ModelExists(model_id));
+        }
+        let token_str = format!("{model_id}.{}", env::current_account_id());
+        let token: AccountId = token_str
+            .parse()
+            .map_err(|_| FactoryError::BadAccount(token_str.clone()))?;
+        let prepaid = env::prepaid_gas();
+        if prepaid < MIN_CREATE_GAS {
+            return Err(FactoryError::NotEnoughGas {
+                required: MIN_CREATE_GAS,
+                attached: prepaid,
+            });
+        }
+        let (init, owner) = init_args(&model_id, &self.registry, args)?;
+        let attached = env::attached_deposit();
+        let required = create_deposit_for(init.len());
+        if attached < required {
+            return Err(FactoryError::DepositTooSmall { required, attached });
+        }
+        let creator = env::predecessor_account_id();
+
+        // List first (state before promises); the callback unlists on failure.
+        let before = env::storage_usage();
+        self.models.insert(
+            model_id.clone(),
+            ModelRecord {
+                token: token.clone(),
+                owner,
+                creator: creator.clone(),
+                created_at_ns: env::block_timestamp(),
+                status: ModelStatus::Creating,
+                code: code.clone(),
+            },
+        );
+        self.models.flush();
+        let record_cost = env::storage_byte_cost()
+            .saturating_mul(u128::from(env::storage_usage().saturating_sub(before)));
+        let forward = attached.saturating_sub(record_cost);
+
+        let batch = Promise::new(token).create_account().transfer(forward);
+        let batch = match code {
+            GlobalContractId::CodeHash(hash) => batch.use_global_contract(hash),
+            GlobalContractId::AccountId(account) => {
+                batch.use_global_contract_by_account_id(account)
+            }
+        };
+        Ok(batch
+            .function_call(
+                "new",
+                init,
+                NearToken::from_yoctonear(0),
+                GAS_FOR_MODEL_INIT,
+            )
+            .then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(GAS_FOR_CREATE_CALLBACK)
+                    .with_unused_gas_weight(0)
+                    .on_model_created(model_id, creator, U128(attached.as_yoctonear())),
+            ))
+    }
+
+    fn settle_create(&mut self, model_id: ModelId, creator: AccountId, deposit: NearToken) -> bool {
+        if near_sdk::is_promise_success() {
+            if let Some(record) = self.models.get_mut(&model_id) {
+                record.status = ModelStatus::Created;
+                ModelEvent::ModelCreated {
+                    model_id,
+                    token: record.token.clone(),
+                    owner: record.owner.clone(),
+                }
+                .emit();
+            }
+            return true;
+        }
+        self.models.remove(&model_id);
+        // The deposit sent to the new account comes back to the factory as a refund receipt.
+        Promise::new(creator.clone()).transfer(deposit).detach();
+        env::log_str(&format!(
+            "creating model {model_id} failed; {deposit} refunded to {creator}"
+        ));
+        false
+    }
+}
+
+fn create_deposit_for(args_len: usize) -> NearToken {
+    model_deposit(args_len).saturating_add(env::storage_byte_cost().saturating_mul(RECORD_BYTES))
+}
+
+#[near]
+impl FactoryApi for ModelFactory {
+    #[payable]
+    fn create_model(&mut self, model_id: ModelId, args: Value) -> Promise {
+        self.try_create(model_id, args)
+            .unwrap_or_else(|e| near_sdk::FunctionError::panic(&e))
+    }
+
+    fn create_deposit(&self, args: Value) -> NearToken {
+        let len = init_args(
+            &"xx".parse().unwrap_or_else(|_| env::abort()),
+            &self.registry,
+            args,
+        )
+        .map_or(0, |(json, _)| json.len());
+        // Room for the longest model id the listing accepts.
+        create_deposit_for(len + ModelId::MAX_LEN)
+    }
+
+    fn model(&self, model_id: ModelId) -> Option<ModelView> {
+        self.models
+            .get(&model_id)
+            .map(|r| ModelView::new(&model_id, r))
+    }
+
+    fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView> {
+        self.models
+            .iter()
+            .skip(from_index.unwrap_or(0) as usize)
+            .take(limit.unwrap_or(MAX_PAGE).min(MAX_PAGE) as usize)
+            .map(|(id, r)| ModelView::new(id, r))
+            .collect()
+    }
+
+    fn model_count(&self) -> u32 {
+        self.models.len()
+    }
+}
+
+#[near]
+impl ModelFactory {
+    /// Callback of `create_model` (this contract only): lists the model and emits
+    /// `model_created`, or unlists it and refunds `deposit` to `creator`.
+    #[private]
+    pub fn on_model_created(
+        &mut self,
+        model_id: ModelId,
+        creator: AccountId,
+        deposit: U128,
+    ) -> bool {
+        self.settle_create(model_id, creator, NearToken::from_yoctonear(deposit.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_utils::*;
+    use near_sdk::PromiseResult;
+    use near_sdk::mock::MockAction;
+    use near_sdk::test_utils::{get_created_receipts, get_logs};
+
+    fn args() -> Value {
+        serde_json::json!({ "manifest": { "name": "m" }, "metadata": { "symbol": "M" } })
+    }
+
+    #[test]
+    fn create_batches_account_code_and_init_then_lists() {
+        let mut f = factory_with_code();
+        let dep = f.create_deposit(args());
+        ctx(ALICE, dep);
+        let _ = f.create_model("llama".parse().unwrap(), args());
+        let receipts = get_created_receipts();
+        let batch = &receipts[0];
+        assert_eq!(batch.receiver_id, acc("llama.factory.near"));
+        assert!(matches!(batch.actions[0], MockAction::CreateAccount { .. }));
+        assert!(
+            matches!(batch.actions[1], MockAction::Transfer { deposit, .. } if deposit < dep && !deposit.is_zero())
+        );
+        assert!(
+            matches!(batch.actions[2], MockAction::UseGlobalContract { .. }),
+            "{:?}",
+            batch.actions[2]
+        );
+        let MockAction::FunctionCallWeight {
+            method_name,
+            args: init,
+            ..
+        } = &batch.actions[3]
+        else {
+            panic!("expected new(): {:?}", batch.actions[3]);
+        };
+        assert_eq!(method_name, b"new");
+        let init: Value = serde_json::from_slice(init).unwrap();
+        assert_eq!(init["init"]["model_id"], "llama");
+        assert_eq!(init["init"]["owner"], ALICE);
+        assert_eq!(init["init"]["registry"], REGISTRY);
+        assert_eq!(init["init"]["manifest"]["name"], "m");
+        assert_eq!(
+            f.model("llama".parse().unwrap()).unwrap().status,
+            ModelStatus::Creating
+        );
+
+        callback_ctx(PromiseResult::Successful(vec![]));
+        assert!(f.on_model_created(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear())
+        ));
+        assert!(
+            get_logs()
+                .iter()
+                .any(|l| l.contains("\"model_created\"") && l.contains("llama.factory.near"))
+        );
+        assert_eq!(
+            f.model("llama".parse().unwrap()).unwrap().status,
+            ModelStatus::Created
+        );
+        assert_eq!(f.models(None, None).len(), 1);
+        assert_eq!(f.model_count(), 1);
+    }
+
+    #[test]
+    fn failed_creation_unlists_and_refunds_the_creator() {
+        let mut f = factory_with_code();
+        let dep = f.create_deposit(args());
+        ctx(ALICE, dep);
+        let _ = f.create_model("llama".parse().unwrap(), args());
+        callback_ctx(PromiseResult::Failed);
+        assert!(!f.on_model_created(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear())
+        ));
+        assert!(f.model("llama".parse().unwrap()).is_none());
+        let refund = &get_created_receipts()[0];
+        assert_eq!(refund.receiver_id, acc(ALICE));
+        assert!(
+            matches!(refund.actions[0], MockAction::Transfer { deposit, .. } if deposit == dep)
+        );
+        // The id is free again.
+        ctx(BOB, dep);
+        let _ = f.create_model("llama".parse().unwrap(), args());
+    }
+
+    #[test]
+    fn explicit_owner_and_by_account_code() {
+        let mut f = factory_with_code();
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        crate::FactoryAdminApi::set_model_code(
+            &mut f,
+            GlobalContractId::AccountId(acc("code.near")),
+        );
+        let mut a = args();
+        a["owner"] = Value::String(BOB.into());
+        ctx(ALICE, f.create_deposit(a.clone()));
+        let _ = f.create_model("m2".parse().unwrap(), a);
+        let r = get_created_receipts();
+        assert!(matches!(
+            &r[0].actions[2],
+            MockAction::UseGlobalContract { .. }
+        ));
+        assert_eq!(f.model("m2".parse().unwrap()).unwrap().owner, acc(BOB));
+    }
+
+    #[test]
+    fn create_refusals() {
+        let mut f = factory_with_code();
+        let dep = f.create_deposit(args());
+        ctx(
+            ALICE,
+            dep.saturating_sub(NearToken::from_yoctonear(1))
+                .saturating_sub(env::storage_byte_cost().saturating_mul(ModelId::MAX_LEN as u128)),
+        );
+        assert_panics_with(
+            || f.create_model("llama".parse().unwrap(), args()),
+            "attach at least",
+        );
+        ctx_gas(ALICE, dep, Gas::from_tgas(30));
+        assert_panics_with(|| f.create_model("llama".parse().unwrap(), args()), "gas");
+        ctx(ALICE, dep);
+        assert_panics_with(
+            || f.create_model("llama".parse().unwrap(), Value::Bool(true)),
+            "must be a JSON object",
+        );
+        ctx(ALICE, dep);
+        let mut bad = args();
+        bad["owner"] = Value::String("Not An Account".into());
+        assert_panics_with(|| f.create_model("llama".parse().unwrap(), bad), "owner");
+        ctx(ALICE, dep);
+        let _ = f.create_model("llama".parse().unwrap(), args());
+        ctx(BOB, dep);
+        assert_panics_with(
+            || f.create_model("llama".parse().unwrap(), args()),
+            "already exists",
+        );
+
+        let mut bare = factory();
+        ctx(ALICE, dep);
+        assert_panics_with(
+            || bare.create_model("llama".parse().unwrap(), args()),
+            "no model code",
+        );
+    }
+
+    #[test]
+    fn listing_is_paginated() {
+        let mut f = factory_with_code();
+        for i in 0..5 {
+            let dep = f.create_deposit(args());
+            ctx(ALICE, dep);
+            let _ = f.create_model(format!("m{i}").parse().unwrap(), args());
+        }
+        let page = f.models(Some(1), Some(2));
+        assert_eq!(
+            page.iter()
+                .map(|m| m.model_id.to_string())
+                .collect::<Vec<_>>(),
+            ["m1", "m2"]
+        );
+        assert_eq!(f.models(Some(4), None).len(), 1);
+        assert_eq!(f.models(Some(9), None).len(), 0);
+    }
+}

@@ -1,0 +1,52 @@
+//! The factory's persistent state.
+
+use enclave_cloud_common::ModelId;
+use near_sdk::store::IterableMap;
+use near_sdk::{AccountId, GlobalContractId, PanicOnDefault, near};
+
+use crate::storage_keys::StorageKey;
+
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// The creating batch is in flight.
+    Creating,
+    Created,
+}
+
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRecord {
+    pub token: AccountId,
+    pub owner: AccountId,
+    /// Who paid for the creation (refunded if it fails).
+    pub creator: AccountId,
+    pub created_at_ns: u64,
+    pub status: ModelStatus,
+    /// The code the model was created with.
+    pub code: GlobalContractId,
+}
+
+#[near(contract_state)]
+#[derive(PanicOnDefault)]
+pub struct ModelFactory {
+    pub(crate) owner: AccountId,
+    /// Passed to every new model: the registry its key grants are checked against.
+    pub(crate) registry: AccountId,
+    pub(crate) model_code: Option<GlobalContractId>,
+    pub(crate) models: IterableMap<ModelId, ModelRecord>,
+}
+
+#[near]
+impl ModelFactory {
+    #[init]
+    pub fn new(owner: AccountId, registry: AccountId) -> Self {
+        Self {
+            owner,
+            registry,
+            model_code: None,
+            models: IterableMap::new(StorageKey::Models),
+        }
+    }
+}

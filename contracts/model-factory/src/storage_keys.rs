@@ -1,0 +1,9 @@
+//! Storage prefixes of the factory. Append only.
+
+use near_sdk::{BorshStorageKey, near};
+
+#[near(serializers = [borsh])]
+#[derive(BorshStorageKey)]
+pub enum StorageKey {
+    Models,
+}
