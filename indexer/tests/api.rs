@@ -532,6 +532,39 @@ async fn openapi_metrics_and_cors(postgres: bool) {
         "openapi.json is stale"
     );
 
+    // The explorer page is served and reads the endpoints it claims to.
+    let page = f
+        .app
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = String::from_utf8(
+        page.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for endpoint in [
+        "/v1/status",
+        "/v1/nodes?limit=100",
+        "/v1/jobs?limit=50",
+        "/v1/models?limit=100",
+    ] {
+        assert!(html.contains(endpoint), "page does not read {endpoint}");
+        ok(&f.app, endpoint).await;
+    }
+
     ok(&f.app, "/v1/nodes").await;
     let resp = f
         .app

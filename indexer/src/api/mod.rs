@@ -76,6 +76,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(models::router())
         .merge(accounts::router())
         .merge(stats::router())
+        .route("/", get(index))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(no_route)
@@ -83,6 +84,11 @@ pub fn router(ctx: ApiContext) -> Router {
         .layer(middleware::from_fn_with_state(ctx.clone(), track))
         .layer(cors)
         .with_state(ctx)
+}
+
+/// A small read-only page over the API: nodes, jobs and models, refreshed live.
+async fn index() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("index.html"))
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
