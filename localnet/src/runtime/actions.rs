@@ -101,8 +101,13 @@ fn no_account(account_id: &AccountId) -> ActionErrorKind {
     }
 }
 
-/// Actions that change an account only its owner (the predecessor) may send.
-fn check_actor(ctx: &ActionContext, action: &Action) -> Result<(), ActionErrorKind> {
+/// Actions that change an account only its owner may send: the predecessor, or anyone in the
+/// receipt that created the account (nearcore's `actor_id`).
+fn check_actor(
+    ctx: &ActionContext,
+    action: &Action,
+    exec: &Execution,
+) -> Result<(), ActionErrorKind> {
     let needs_owner = matches!(
         action,
         Action::DeployContract(_)
@@ -112,7 +117,7 @@ fn check_actor(ctx: &ActionContext, action: &Action) -> Result<(), ActionErrorKi
             | Action::DeleteAccount(_)
     );
     let account_id = ctx.receipt.receiver_id();
-    let actor_id = ctx.receipt.predecessor_id();
+    let actor_id = &exec.actor_id;
     if needs_owner && actor_id != account_id {
         return Err(ActionErrorKind::ActorNoPermission {
             account_id: account_id.clone(),
@@ -131,9 +136,13 @@ pub(crate) fn apply_action(
 ) -> Result<(), ActionErrorKind> {
     let config = &ctx.runtime.config;
     let account_id = ctx.receipt.receiver_id();
-    check_actor(ctx, action)?;
+    check_actor(ctx, action, exec)?;
     match action {
-        Action::CreateAccount(_) => create_account(ctx, account),
+        Action::CreateAccount(_) => {
+            create_account(ctx, account)?;
+            exec.actor_id = account_id.clone();
+            Ok(())
+        }
         Action::Transfer(t) => {
             if account.is_none() && account_id.get_account_type().is_implicit() {
                 create_implicit_account(config, account_id, overlay, account)?;

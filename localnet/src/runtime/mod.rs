@@ -88,6 +88,8 @@ pub(crate) struct Execution {
     pub return_data: near_vm_runner::logic::ReturnData,
     /// Receipts created directly by actions (delegate, delete account): already complete.
     pub direct_receipts: Vec<(AccountId, Vec<Action>)>,
+    /// Who acts on the receiver: the predecessor, or the receiver once it was created here.
+    pub actor_id: AccountId,
 }
 
 impl Execution {
@@ -118,6 +120,7 @@ impl Runtime {
             resumes: Vec::new(),
             return_data: near_vm_runner::logic::ReturnData::None,
             direct_receipts: Vec::new(),
+            actor_id: receipt.predecessor_id().clone(),
         };
         exec.burn(fees::receipt_exec_fee(fees));
 
