@@ -4,10 +4,13 @@
 //!
 //! Methods (input = JSON, block time = the chain's):
 //! * `verify_bundle(bundle)`: the whole bundle with the default policy; returns the verdict.
-//! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the GPU verdict.
+//! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the device id.
+//! * `verify_gpu_cached({evidence, cache: [hex sha256]})`: one GPU with cached certificates.
+//! * `verify_ca_step({evidence, cache})`: verifies one CA certificate of the chain.
 
 use attestation::{GpuEvidence, NearCrypto, NoCache, VerifyPolicy};
 use near_sdk::env;
+use std::collections::BTreeSet;
 
 fn now_secs() -> u64 {
     env::block_timestamp() / 1_000_000_000
@@ -39,6 +42,47 @@ pub extern "C" fn verify_gpu() {
     };
     match attestation::verify_gpu_evidence(&ev, now_secs(), &NoCache) {
         Ok(v) => env::value_return(v.device_id.as_bytes()),
+        Err(e) => env::panic_str(&e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CachedGpu {
+    evidence: GpuEvidence,
+    /// SHA-256 (hex) of certificates verified before.
+    cache: Vec<String>,
+}
+
+fn cached_input() -> (GpuEvidence, BTreeSet<[u8; 32]>) {
+    let input: CachedGpu = match serde_json::from_slice(&input()) {
+        Ok(i) => i,
+        Err(e) => env::panic_str(&e.to_string()),
+    };
+    let cache = input
+        .cache
+        .iter()
+        .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+        .collect();
+    (input.evidence, cache)
+}
+
+/// Verifies one GPU's evidence with the given certificate cache.
+#[unsafe(no_mangle)]
+pub extern "C" fn verify_gpu_cached() {
+    let (ev, cache) = cached_input();
+    match attestation::verify_gpu_evidence(&ev, now_secs(), &cache) {
+        Ok(v) => env::value_return(v.device_id.as_bytes()),
+        Err(e) => env::panic_str(&e.to_string()),
+    }
+}
+
+/// Verifies the next CA certificate of a GPU chain (one P-384 signature).
+#[unsafe(no_mangle)]
+pub extern "C" fn verify_ca_step() {
+    let (ev, cache) = cached_input();
+    match attestation::nvidia::verify_ca_certificates(&ev.certificate_chain, now_secs(), &cache, 1)
+    {
+        Ok(v) => env::value_return(hex::encode(v.concat()).as_bytes()),
         Err(e) => env::panic_str(&e.to_string()),
     }
 }

@@ -337,6 +337,72 @@ fn hopper_cache_skips_known_intermediates() {
 }
 
 #[test]
+fn hopper_chain_verified_in_steps_then_leaf_and_report() {
+    let ev = hopper();
+    let mut cache = BTreeSet::new();
+    let mut steps = Vec::new();
+    loop {
+        let step =
+            attestation::nvidia::verify_ca_certificates(&ev.certificate_chain, GPU_NOW, &cache, 1)
+                .expect("CA step");
+        if step.is_empty() {
+            break;
+        }
+        cache.extend(step.iter().copied());
+        steps.push(step);
+    }
+    assert_eq!(
+        steps.len(),
+        3,
+        "three CA certificates below the root, one per call"
+    );
+    let full = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect("full");
+    // Top first: the last one verified is the one next to the leaf.
+    let mut bottom_up: Vec<String> = steps.iter().map(|s| hex::encode(s[0])).collect();
+    bottom_up.reverse();
+    assert_eq!(bottom_up, full.verified_intermediates);
+    let v = verify_gpu_evidence(&ev, GPU_NOW, &cache).expect("cached intermediates");
+    assert!(v.verified_intermediates.is_empty());
+
+    // A tampered CA certificate is caught by the step that reaches it.
+    let blocks = pem::parse_many(&ev.certificate_chain).expect("pem");
+    let mut tampered = blocks.clone();
+    let mut der = tampered[2].contents().to_vec();
+    let n = der.len();
+    der[n - 70] ^= 1;
+    tampered[2] = pem::Pem::new("CERTIFICATE", der);
+    let chain = pem::encode_many(&tampered);
+    let err = attestation::nvidia::verify_ca_certificates(&chain, GPU_NOW, &NoCache, 3)
+        .expect_err("tampered CA");
+    assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+#[test]
+fn known_device_pays_only_for_its_report() {
+    let ev = hopper();
+    let first = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect("first");
+    let device: [u8; 32] = hex::decode(&first.device_id)
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let cache = BTreeSet::from([device]);
+    verify_gpu_evidence(&ev, GPU_NOW, &cache).expect("known device");
+    // The report signature is still checked.
+    let mut t = ev.clone();
+    let n = t.report.len();
+    t.report[n - 3] ^= 1;
+    assert_eq!(
+        verify_gpu_evidence(&t, GPU_NOW, &cache).expect_err("bad report"),
+        GpuError::ReportSignature
+    );
+    // And the leaf's validity window.
+    assert!(matches!(
+        verify_gpu_evidence(&ev, 1_500_000_000, &cache),
+        Err(GpuError::CertValidity { index: 0, .. })
+    ));
+}
+
+#[test]
 fn hopper_wrong_nonce_is_rejected() {
     let mut ev = hopper();
     ev.nonce[0] ^= 1;

@@ -5,6 +5,9 @@
 //! BENCH attestation.verify_bundle_tdx.gas <Tgas> Tgas
 //! BENCH attestation.verify_bundle_tdx_gpu.gas <Tgas> Tgas
 //! BENCH attestation.verify_gpu.gas <Tgas> Tgas
+//! BENCH attestation.verify_gpu_cached_intermediates.gas <Tgas> Tgas
+//! BENCH attestation.verify_gpu_known_device.gas <Tgas> Tgas
+//! BENCH attestation.verify_gpu_ca_step.gas <Tgas> Tgas
 //! BENCH attestation.gas_probe.wasm_size <bytes> bytes
 //! ```
 //!
@@ -110,17 +113,56 @@ fn main() -> Result<()> {
     })?;
     println!("BENCH attestation.gas_probe.wasm_size {} bytes", code.len());
 
-    let mut bundle = bundle_from_dstack_public_data(&read("intel-tdx-dstack-node/public_data.json")?)?;
+    let mut bundle =
+        bundle_from_dstack_public_data(&read("intel-tdx-dstack-node/public_data.json")?)?;
     let gas = call(&code, "verify_bundle", serde_json::to_vec(&bundle)?)?;
-    println!("BENCH attestation.verify_bundle_tdx.gas {:.2} Tgas", tgas(gas));
+    println!(
+        "BENCH attestation.verify_bundle_tdx.gas {:.2} Tgas",
+        tgas(gas)
+    );
 
     let gpu = hopper()?;
     let gas = call(&code, "verify_gpu", serde_json::to_vec(&gpu)?)?;
     println!("BENCH attestation.verify_gpu.gas {:.2} Tgas", tgas(gas));
 
+    // Cached CA certificates (what add_gpu pays once the registry has seen this GPU model),
+    // a known device (re-attestation), and one CA certificate per call.
+    let full = attestation::verify_gpu_evidence(
+        &gpu,
+        DSTACK_NOW_NS / 1_000_000_000,
+        &attestation::NoCache,
+    )?;
+    let cached = |cache: Vec<String>| {
+        serde_json::to_vec(&serde_json::json!({ "evidence": &gpu, "cache": cache }))
+    };
+    let gas = call(
+        &code,
+        "verify_gpu_cached",
+        cached(full.verified_intermediates.clone())?,
+    )?;
+    println!(
+        "BENCH attestation.verify_gpu_cached_intermediates.gas {:.2} Tgas",
+        tgas(gas)
+    );
+    let mut known = full.verified_intermediates.clone();
+    known.push(full.device_id.clone());
+    let gas = call(&code, "verify_gpu_cached", cached(known)?)?;
+    println!(
+        "BENCH attestation.verify_gpu_known_device.gas {:.2} Tgas",
+        tgas(gas)
+    );
+    let gas = call(&code, "verify_ca_step", cached(Vec::new())?)?;
+    println!(
+        "BENCH attestation.verify_gpu_ca_step.gas {:.2} Tgas",
+        tgas(gas)
+    );
+
     bundle.gpus.push(gpu);
     match call(&code, "verify_bundle", serde_json::to_vec(&bundle)?) {
-        Ok(gas) => println!("BENCH attestation.verify_bundle_tdx_gpu.gas {:.2} Tgas", tgas(gas)),
+        Ok(gas) => println!(
+            "BENCH attestation.verify_bundle_tdx_gpu.gas {:.2} Tgas",
+            tgas(gas)
+        ),
         Err(e) => eprintln!("verify_bundle with a GPU: {e}"),
     }
     Ok(())

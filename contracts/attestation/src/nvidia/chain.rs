@@ -103,6 +103,17 @@ pub fn verify_chain<K: CertCache + ?Sized>(
     let LeafIdentity { leaf_hash, model } = identity(leaf);
 
     let mut verified_intermediates = Vec::new();
+    if cache.contains(&leaf_hash) {
+        // This very device was verified up to the root before (the registry cached its
+        // `device_id`): only its validity window is rechecked.
+        check_validity(&leaf.cert, 0, now)?;
+        return Ok(VerifiedChain {
+            leaf_key,
+            leaf_hash,
+            model,
+            verified_intermediates,
+        });
+    }
     for (index, child) in certs.iter().enumerate() {
         check_validity(&child.cert, index, now)?;
         let issuer = certs.get(index + 1).unwrap_or(&root);
@@ -186,6 +197,49 @@ fn identity(leaf: &Parsed) -> LeafIdentity {
             .and_then(|cn| cn.split_whitespace().next().map(str::to_owned))
             .unwrap_or_default(),
     }
+}
+
+/// Verifies at most `max_signatures` CA certificates of `pem_chain` (the leaf excluded), from
+/// the top (next to the pinned root) down, skipping cached ones, and returns the SHA-256 of
+/// each certificate it verified, top first. Lets a registry spread an expensive chain over
+/// several calls: store the returned hashes in the cache, call again until it returns nothing,
+/// then [`super::verify_gpu_evidence`] only verifies the leaf and the report.
+pub fn verify_ca_certificates<K: CertCache + ?Sized>(
+    pem_chain: &str,
+    now: u64,
+    cache: &K,
+    max_signatures: usize,
+) -> Result<Vec<[u8; 32]>, GpuError> {
+    let root = pinned_root()?;
+    let mut certs = parse_pem_certs(pem_chain)?;
+    if certs.last().is_some_and(|c| c.der == root.der) {
+        certs.pop();
+    }
+    leaf_of(&certs)?;
+    let mut verified = Vec::new();
+    for index in (1..certs.len()).rev() {
+        let child = &certs[index];
+        let hash = sha256(&child.der);
+        if cache.contains(&hash) {
+            continue;
+        }
+        if verified.len() == max_signatures {
+            break;
+        }
+        check_validity(&child.cert, index, now)?;
+        let issuer_index = index + 1;
+        let issuer = certs.get(issuer_index).unwrap_or(&root);
+        check_link(
+            child,
+            issuer,
+            index,
+            issuer_index,
+            issuer_index == certs.len(),
+            now,
+        )?;
+        verified.push(hash);
+    }
+    Ok(verified)
 }
 
 /// `child` is issued and signed by `issuer`, which is a CA valid at `now`.
