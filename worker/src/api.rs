@@ -1,0 +1,272 @@
+//! The worker's own OpenAI-compatible endpoint, so a client can verify the enclave and talk to
+//! it directly:
+//!
+//! * `POST /v1/chat/completions`, `POST /v1/embeddings`: OpenAI request and response shapes,
+//!   served by the configured [`InferenceBackend`];
+//! * `GET /v1/attestation`: the current attestation bundle (verify it with
+//!   `ecloud attestation verify`, then trust `enclave_key`).
+//!
+//! Errors use OpenAI's body, `{"error": {"message", "type", "code"}}`, so OpenAI SDKs surface
+//! them; `code` is a stable machine-readable name.
+
+use std::sync::{Arc, RwLock};
+
+use attestation::AttestationBundle;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::inference::{
+    ChatCompletionRequest, ChatCompletionResponse, EmbeddingsRequest, EmbeddingsResponse,
+    InferenceBackend, InferenceError, OpenAiError, OpenAiErrorBody,
+};
+
+/// Shared state of the endpoint.
+#[derive(Clone)]
+pub struct ApiState {
+    backend: Arc<dyn InferenceBackend>,
+    bundle: Arc<RwLock<AttestationBundle>>,
+}
+
+impl ApiState {
+    pub fn new(backend: Arc<dyn InferenceBackend>, bundle: AttestationBundle) -> Self {
+        Self {
+            backend,
+            bundle: Arc::new(RwLock::new(bundle)),
+        }
+    }
+
+    /// Replaces the served bundle after a re-attestation.
+    pub fn set_bundle(&self, bundle: AttestationBundle) {
+        match self.bundle.write() {
+            Ok(mut b) => *b = bundle,
+            Err(poisoned) => *poisoned.into_inner() = bundle,
+        }
+    }
+
+    fn bundle(&self) -> AttestationBundle {
+        match self.bundle.read() {
+            Ok(b) => b.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub enum ApiError {
+    BadJson(String),
+    Inference(InferenceError),
+}
+
+impl From<InferenceError> for ApiError {
+    fn from(e: InferenceError) -> Self {
+        Self::Inference(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self::BadJson(e.body_text())
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use InferenceError as E;
+        match self {
+            Self::BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "bad_json"),
+            Self::Inference(e) => match e {
+                E::Unsupported { .. } => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "unsupported",
+                ),
+                E::BadRequest(_) => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "bad_request",
+                ),
+                E::UnknownModel(_) => (
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                ),
+                E::Upstream { .. } => {
+                    (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_status")
+                }
+                E::Transport(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "upstream_unreachable",
+                ),
+                E::Protocol(_) => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "upstream_protocol",
+                ),
+                E::Model(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "model_failure",
+                ),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, code) = self.parts();
+        let message = match &self {
+            Self::BadJson(m) => m.clone(),
+            Self::Inference(e) => e.to_string(),
+        };
+        if status.is_server_error() {
+            tracing::warn!(%status, code, %message, "request failed");
+        }
+        let body = OpenAiErrorBody {
+            error: OpenAiError {
+                message,
+                kind: kind.into(),
+                code: Some(code.into()),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+async fn chat(
+    State(state): State<ApiState>,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+) -> Result<Json<ChatCompletionResponse>, ApiError> {
+    let Json(request) = body?;
+    Ok(Json(state.backend.chat(request).await?))
+}
+
+async fn embeddings(
+    State(state): State<ApiState>,
+    body: Result<Json<EmbeddingsRequest>, JsonRejection>,
+) -> Result<Json<EmbeddingsResponse>, ApiError> {
+    let Json(request) = body?;
+    Ok(Json(state.backend.embed(request).await?))
+}
+
+async fn attestation(State(state): State<ApiState>) -> Json<AttestationBundle> {
+    Json(state.bundle())
+}
+
+/// The endpoint's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/attestation", get(attestation))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::AttestationProvider;
+    use crate::attest::dev::DevProvider;
+    use crate::inference::embedded::tests::model;
+    use crate::inference::{EmbeddingsResponse, Usage};
+    use crate::keys::EnclaveKeys;
+    use attestation::{RustCrypto, VerifyPolicy};
+
+    async fn serve(state: ApiState) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn serves_embeddings_attestation_and_openai_errors() {
+        let keys = EnclaveKeys::generate().unwrap();
+        let dev = DevProvider::new(&[9; 32], 3600);
+        let now = crate::attest::now_unix_secs();
+        let bundle = dev.attest(&keys.public(), now).unwrap();
+        let state = ApiState::new(Arc::new(model()), bundle);
+        let base = serve(state.clone()).await;
+        let client = reqwest::Client::new();
+
+        // The bundle a client fetches verifies and binds the enclave's key.
+        let fetched: AttestationBundle = client
+            .get(format!("{base}/v1/attestation"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let policy = VerifyPolicy {
+            dev_ca_public_key: Some(dev.ca_public_key()),
+            ..VerifyPolicy::default()
+        };
+        let verdict = attestation::verify_bundle(&fetched, now, &policy, &RustCrypto).unwrap();
+        assert_eq!(
+            verdict.bound_keys.enclave_key,
+            hex::encode(keys.public().enclave_key)
+        );
+
+        let resp = client
+            .post(format!("{base}/v1/embeddings"))
+            .json(&serde_json::json!({"model": "all-minilm-l6-v2", "input": "hello world"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let emb: EmbeddingsResponse = resp.json().await.unwrap();
+        assert_eq!(emb.data.len(), 1);
+        assert_eq!(emb.data[0].embedding.len(), 384);
+        assert_eq!(emb.usage, Usage::new(4, 0)); // [CLS] hello world [SEP]
+
+        let resp = client
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "all-minilm-l6-v2",
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let err: OpenAiErrorBody = resp.json().await.unwrap();
+        assert_eq!(err.error.code.as_deref(), Some("unsupported"));
+
+        let resp = client
+            .post(format!("{base}/v1/embeddings"))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let err: OpenAiErrorBody = resp.json().await.unwrap();
+        assert_eq!(err.error.code.as_deref(), Some("bad_json"));
+
+        let resp = client
+            .post(format!("{base}/v1/embeddings"))
+            .json(&serde_json::json!({"model": "gpt-4", "input": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+
+        // Re-attestation replaces what clients see.
+        let later = dev.attest(&keys.public(), now + 100).unwrap();
+        state.set_bundle(later.clone());
+        let fetched: AttestationBundle = client
+            .get(format!("{base}/v1/attestation"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(fetched, later);
+    }
+}

@@ -1,0 +1,377 @@
+//! The `worker` command line: `init` (make and seal the enclave keys), `attest` (produce the
+//! attestation bundle), `serve` (the OpenAI-compatible endpoint). The chain-facing commands
+//! (`register`, `run`) come with the registry/marketplace integration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::api::{ApiState, router};
+use crate::attest::dev::{DEFAULT_DEV_VALIDITY_SECS, DevProvider};
+use crate::attest::tdx::{
+    ConfigfsTsm, DEFAULT_TSM_ENTRY, DEFAULT_TSM_ROOT, TdxEvidenceFiles, TdxProvider,
+};
+use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
+use crate::inference::InferenceBackend;
+use crate::inference::embedded::{MODEL_DIR_ENV, MiniLmBackend};
+use crate::inference::http::OpenAiHttpBackend;
+use crate::keys::{EnclaveKeys, FileSealer};
+
+#[derive(Debug, Parser)]
+#[command(name = "worker", version, about = "enclave-cloud node agent")]
+pub struct Cli {
+    /// Directory of the sealed keys and worker state.
+    #[arg(
+        long,
+        env = "ECLOUD_WORKER_DATA_DIR",
+        default_value = "./worker-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generates and seals the enclave keys (once); prints the public keys as JSON.
+    Init,
+    /// Produces the attestation bundle binding the sealed keys (JSON on stdout or --out).
+    Attest {
+        #[command(flatten)]
+        attestation: AttestArgs,
+        /// Write the bundle here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Serves /v1/chat/completions, /v1/embeddings and /v1/attestation.
+    Serve {
+        #[command(flatten)]
+        attestation: AttestArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
+        #[arg(long, env = "ECLOUD_WORKER_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// Development CA signature (localnet/testnet).
+    Dev,
+    /// Intel TDX quote via configfs-tsm.
+    Tdx,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    #[arg(long, value_enum, env = "ECLOUD_ATTESTATION", default_value = "dev")]
+    pub provider: ProviderKind,
+    /// dev: file holding the development CA's ed25519 secret key (64 hex characters).
+    #[arg(long, env = "ECLOUD_DEV_CA_KEY_FILE")]
+    pub dev_ca_key_file: Option<PathBuf>,
+    /// dev: lifetime of the attestation in seconds.
+    #[arg(long, default_value_t = DEFAULT_DEV_VALIDITY_SECS)]
+    pub dev_validity_secs: u64,
+    /// tdx: configfs-tsm report root.
+    #[arg(long, default_value = DEFAULT_TSM_ROOT)]
+    pub tsm_root: PathBuf,
+    /// tdx: report entry created under the root.
+    #[arg(long, default_value = DEFAULT_TSM_ENTRY)]
+    pub tsm_entry: String,
+    /// tdx: DCAP collateral (dcap-qvl QuoteCollateralV3 JSON).
+    #[arg(long)]
+    pub collateral: Option<PathBuf>,
+    /// tdx: dstack event log JSON.
+    #[arg(long)]
+    pub event_log: Option<PathBuf>,
+    /// tdx: the app compose file whose hash is measured.
+    #[arg(long)]
+    pub app_compose: Option<PathBuf>,
+    /// tdx: add NVIDIA GPU evidence through NVML (build with feature `nvml`).
+    #[arg(long)]
+    pub nvml: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// all-MiniLM-L6-v2 on the CPU.
+    Embedded,
+    /// An OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama).
+    Openai,
+}
+
+#[derive(Debug, Args)]
+pub struct BackendArgs {
+    #[arg(long, value_enum, env = "ECLOUD_BACKEND", default_value = "embedded")]
+    pub backend: BackendKind,
+    /// embedded: the model directory (config.json, tokenizer.json, model.safetensors).
+    #[arg(long, env = MODEL_DIR_ENV)]
+    pub model_dir: Option<PathBuf>,
+    /// openai: base URL including the API prefix, e.g. http://127.0.0.1:8000/v1.
+    #[arg(long, env = "ECLOUD_UPSTREAM_URL")]
+    pub upstream_url: Option<String>,
+    /// openai: bearer token for the upstream server.
+    #[arg(long, env = "ECLOUD_UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+    /// openai: request timeout in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout_secs: u64,
+}
+
+/// A command failure, printed as one line by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Attest(#[from] crate::attest::AttestError),
+    #[error(transparent)]
+    Inference(#[from] crate::inference::InferenceError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no keys in {0}: run `worker init` first")]
+    NotInitialized(PathBuf),
+}
+
+fn load_keys(data_dir: &Path) -> Result<EnclaveKeys, CliError> {
+    EnclaveKeys::load(&FileSealer::new(data_dir))?
+        .ok_or_else(|| CliError::NotInitialized(data_dir.to_owned()))
+}
+
+fn read_file(path: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Builds the configured attestation provider.
+pub fn provider(args: &AttestArgs) -> Result<Box<dyn AttestationProvider>, CliError> {
+    match args.provider {
+        ProviderKind::Dev => {
+            let path = args.dev_ca_key_file.as_deref().ok_or_else(|| {
+                CliError::Usage("--dev-ca-key-file is required with --provider dev".into())
+            })?;
+            let key = zeroize::Zeroizing::new(read_file(path)?);
+            Ok(Box::new(DevProvider::from_hex(
+                &key,
+                args.dev_validity_secs,
+            )?))
+        }
+        ProviderKind::Tdx => {
+            let collateral = args.collateral.clone().ok_or_else(|| {
+                CliError::Usage("--collateral is required with --provider tdx".into())
+            })?;
+            let gpus = if args.nvml {
+                Some(nvml_source()?)
+            } else {
+                None
+            };
+            Ok(Box::new(TdxProvider::new(
+                ConfigfsTsm::new(&args.tsm_root, &args.tsm_entry),
+                TdxEvidenceFiles {
+                    collateral,
+                    event_log: args.event_log.clone(),
+                    app_compose: args.app_compose.clone(),
+                },
+                gpus,
+            )))
+        }
+    }
+}
+
+#[cfg(feature = "nvml")]
+fn nvml_source() -> Result<Box<dyn GpuEvidenceSource>, CliError> {
+    Ok(Box::new(crate::attest::nvml::NvmlGpus::init()?))
+}
+
+#[cfg(not(feature = "nvml"))]
+fn nvml_source() -> Result<Box<dyn GpuEvidenceSource>, CliError> {
+    Err(CliError::Usage(
+        "--nvml needs a worker built with the `nvml` feature".into(),
+    ))
+}
+
+/// Builds the configured inference backend.
+pub fn backend(args: &BackendArgs) -> Result<Arc<dyn InferenceBackend>, CliError> {
+    match args.backend {
+        BackendKind::Embedded => {
+            let dir = args.model_dir.as_deref().ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--model-dir (or {MODEL_DIR_ENV}) is required with --backend embedded"
+                ))
+            })?;
+            Ok(Arc::new(MiniLmBackend::load(dir)?))
+        }
+        BackendKind::Openai => {
+            let url = args.upstream_url.as_deref().ok_or_else(|| {
+                CliError::Usage("--upstream-url is required with --backend openai".into())
+            })?;
+            Ok(Arc::new(OpenAiHttpBackend::new(
+                url,
+                args.upstream_api_key.clone(),
+                Duration::from_secs(args.upstream_timeout_secs),
+            )?))
+        }
+    }
+}
+
+/// `worker init`: the public keys as JSON.
+pub fn init(data_dir: &Path) -> Result<serde_json::Value, CliError> {
+    let (keys, created) = EnclaveKeys::load_or_generate(&FileSealer::new(data_dir))?;
+    let public = keys.public();
+    Ok(serde_json::json!({
+        "created": created,
+        "enclave_key": hex::encode(public.enclave_key),
+        "near_public_key": public.near_public_key(),
+        "report_data": hex::encode(public.report_data()),
+    }))
+}
+
+/// `worker attest`: the bundle as JSON text.
+pub fn attest(data_dir: &Path, args: &AttestArgs) -> Result<String, CliError> {
+    let keys = load_keys(data_dir)?;
+    let bundle = provider(args)?.attest(&keys.public(), now_unix_secs())?;
+    serde_json::to_string_pretty(&bundle).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Init => {
+            println!("{:#}", init(&cli.data_dir)?);
+        }
+        Command::Attest { attestation, out } => {
+            let json = attest(&cli.data_dir, &attestation)?;
+            match out {
+                Some(path) => std::fs::write(&path, json).map_err(|source| CliError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
+                None => println!("{json}"),
+            }
+        }
+        Command::Serve {
+            attestation,
+            backend: backend_args,
+            listen,
+        } => {
+            let keys = load_keys(&cli.data_dir)?;
+            let bundle = provider(&attestation)?.attest(&keys.public(), now_unix_secs())?;
+            let state = ApiState::new(backend(&backend_args)?, bundle);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|source| CliError::Io {
+                    path: PathBuf::from(listen.to_string()),
+                    source,
+                })?;
+            tracing::info!(%listen, "serving the OpenAI-compatible endpoint");
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                    tracing::info!("shutting down");
+                })
+                .await
+                .map_err(|source| CliError::Io {
+                    path: PathBuf::from(listen.to_string()),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestation::{RustCrypto, VerifyPolicy};
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("worker").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn init_is_idempotent_and_attest_produces_a_verifiable_dev_bundle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let first = init(&data).unwrap();
+        let second = init(&data).unwrap();
+        assert_eq!(first["created"], true);
+        assert_eq!(second["created"], false);
+        assert_eq!(first["enclave_key"], second["enclave_key"]);
+        assert_eq!(first["near_public_key"], second["near_public_key"]);
+
+        let ca_file = tmp.path().join("dev-ca.key");
+        std::fs::write(&ca_file, format!("{}\n", hex::encode([5u8; 32]))).unwrap();
+        let data_arg = data.to_str().unwrap();
+        let ca_arg = ca_file.to_str().unwrap();
+        let cli = parse(&[
+            "--data-dir",
+            data_arg,
+            "attest",
+            "--dev-ca-key-file",
+            ca_arg,
+        ]);
+        let Command::Attest { attestation, .. } = &cli.command else {
+            panic!("parsed {:?}", cli.command)
+        };
+        let json = attest(&cli.data_dir, attestation).unwrap();
+        let bundle = attestation::parse_bundle(json.as_bytes()).unwrap();
+        let policy = VerifyPolicy {
+            dev_ca_public_key: Some(DevProvider::new(&[5; 32], 1).ca_public_key()),
+            ..VerifyPolicy::default()
+        };
+        let verdict =
+            attestation::verify_bundle(&bundle, now_unix_secs(), &policy, &RustCrypto).unwrap();
+        assert_eq!(verdict.bound_keys.enclave_key, first["enclave_key"]);
+        assert_eq!(verdict.bound_keys.near_public_key, first["near_public_key"]);
+    }
+
+    #[test]
+    fn missing_keys_and_options_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().to_str().unwrap();
+        let cli = parse(&[
+            "--data-dir",
+            data,
+            "attest",
+            "--dev-ca-key-file",
+            "/nonexistent",
+        ]);
+        let Command::Attest { attestation, .. } = &cli.command else {
+            panic!()
+        };
+        assert!(matches!(
+            attest(&cli.data_dir, attestation),
+            Err(CliError::NotInitialized(_))
+        ));
+        init(tmp.path()).unwrap();
+        assert!(matches!(
+            attest(&cli.data_dir, attestation),
+            Err(CliError::Io { .. })
+        ));
+        let cli = parse(&["--data-dir", data, "attest"]);
+        let Command::Attest { attestation, .. } = &cli.command else {
+            panic!()
+        };
+        assert!(matches!(
+            attest(&cli.data_dir, attestation),
+            Err(CliError::Usage(_))
+        ));
+        let cli = parse(&["attest", "--provider", "tdx"]);
+        let Command::Attest { attestation, .. } = &cli.command else {
+            panic!()
+        };
+        assert!(matches!(provider(attestation), Err(CliError::Usage(_))));
+    }
+}

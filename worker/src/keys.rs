@@ -1,0 +1,326 @@
+//! The enclave's keys: the x25519 key users encrypt job inputs to, and the ed25519 NEAR access
+//! key that signs the registration, heartbeats and result receipts.
+//!
+//! Both are generated inside the enclave from the operating system's CSPRNG and stored through
+//! a [`Sealer`]. [`FileSealer`] writes plain files (mode 0600) in the data dir: inside a TDX CVM
+//! the data dir is on the encrypted, measured disk; a TEE sealing backend (e.g. dstack's KMS
+//! derived keys) implements the same trait. Secrets are never printed: `Debug` redacts them.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use zeroize::Zeroizing;
+
+use crate::envelope::{EncryptionSecret, EnvelopeError};
+
+/// Sealed item holding the x25519 secret (32 bytes).
+pub const ENCRYPTION_KEY_NAME: &str = "enclave-x25519.key";
+/// Sealed item holding the ed25519 NEAR key seed (32 bytes).
+pub const NEAR_KEY_NAME: &str = "near-ed25519.key";
+
+/// Why keys could not be stored or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("sealed key storage {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sealed key {path} is readable by others (mode {mode:o}); expected 0600")]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("sealed key {name} has {len} bytes, expected 32")]
+    Length { name: String, len: usize },
+    #[error("only one of the two enclave keys is sealed ({present} present, {missing} missing)")]
+    Incomplete {
+        present: &'static str,
+        missing: &'static str,
+    },
+    #[error("no randomness from the operating system: {0}")]
+    Rng(String),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("invalid sealed item name '{0}'")]
+    BadName(String),
+}
+
+/// Storage of secrets that only this enclave can read back.
+pub trait Sealer: Send + Sync {
+    /// Stores `secret` under `name` (replacing it atomically).
+    fn seal(&self, name: &str, secret: &[u8]) -> Result<(), KeyError>;
+    /// Reads the secret under `name`, `None` if it was never sealed.
+    fn unseal(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError>;
+}
+
+/// Plain files in a directory, mode 0600, written atomically (temp file, fsync, rename).
+#[derive(Debug, Clone)]
+pub struct FileSealer {
+    dir: PathBuf,
+}
+
+impl FileSealer {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, KeyError> {
+        let simple = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.');
+        if simple {
+            Ok(self.dir.join(name))
+        } else {
+            Err(KeyError::BadName(name.to_owned()))
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Sealer for FileSealer {
+    fn seal(&self, name: &str, secret: &[u8]) -> Result<(), KeyError> {
+        let path = self.path(name)?;
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        file.write_all(secret).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(())
+    }
+
+    fn unseal(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        let path = self.path(name)?;
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions { path, mode });
+        }
+        fs::read(&path)
+            .map(|b| Some(Zeroizing::new(b)))
+            .map_err(io_err(&path))
+    }
+}
+
+/// The public halves, safe to publish and to bind in the attestation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKeys {
+    /// x25519 public key (the bundle's `enclave_key`).
+    pub enclave_key: [u8; 32],
+    /// ed25519 public key of the NEAR access key.
+    pub near_key: [u8; 32],
+}
+
+impl PublicKeys {
+    /// `ed25519:<base58>`, as NEAR and the bundle write it.
+    pub fn near_public_key(&self) -> String {
+        attestation::format_near_ed25519_key(&self.near_key)
+    }
+
+    /// The 64-byte TDX `report_data` that commits to both keys (registry layout).
+    pub fn report_data(&self) -> [u8; 64] {
+        attestation::report_data_for(&self.enclave_key, &self.near_key)
+    }
+}
+
+/// The enclave's secret keys.
+pub struct EnclaveKeys {
+    encryption: EncryptionSecret,
+    near: SigningKey,
+}
+
+impl EnclaveKeys {
+    /// Fresh keys from the operating system's CSPRNG.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut *seed).map_err(|e| KeyError::Rng(e.to_string()))?;
+        Ok(Self {
+            encryption: EncryptionSecret::generate(),
+            near: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Loads the sealed keys; `None` if none were sealed yet.
+    pub fn load(sealer: &dyn Sealer) -> Result<Option<Self>, KeyError> {
+        let enc = sealer.unseal(ENCRYPTION_KEY_NAME)?;
+        let near = sealer.unseal(NEAR_KEY_NAME)?;
+        match (enc, near) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(KeyError::Incomplete {
+                present: ENCRYPTION_KEY_NAME,
+                missing: NEAR_KEY_NAME,
+            }),
+            (None, Some(_)) => Err(KeyError::Incomplete {
+                present: NEAR_KEY_NAME,
+                missing: ENCRYPTION_KEY_NAME,
+            }),
+            (Some(enc), Some(near)) => {
+                let near: [u8; 32] = near.as_slice().try_into().map_err(|_| KeyError::Length {
+                    name: NEAR_KEY_NAME.into(),
+                    len: near.len(),
+                })?;
+                let near = Zeroizing::new(near);
+                if enc.len() != 32 {
+                    return Err(KeyError::Length {
+                        name: ENCRYPTION_KEY_NAME.into(),
+                        len: enc.len(),
+                    });
+                }
+                Ok(Some(Self {
+                    encryption: EncryptionSecret::from_bytes(&enc)?,
+                    near: SigningKey::from_bytes(&near),
+                }))
+            }
+        }
+    }
+
+    /// Seals both keys.
+    pub fn seal(&self, sealer: &dyn Sealer) -> Result<(), KeyError> {
+        sealer.seal(ENCRYPTION_KEY_NAME, &*self.encryption.to_bytes())?;
+        sealer.seal(NEAR_KEY_NAME, self.near.as_bytes())
+    }
+
+    /// Loads the sealed keys, or generates and seals new ones. Returns whether they are new.
+    pub fn load_or_generate(sealer: &dyn Sealer) -> Result<(Self, bool), KeyError> {
+        if let Some(keys) = Self::load(sealer)? {
+            return Ok((keys, false));
+        }
+        let keys = Self::generate()?;
+        keys.seal(sealer)?;
+        Ok((keys, true))
+    }
+
+    pub fn public(&self) -> PublicKeys {
+        PublicKeys {
+            enclave_key: self.encryption.public_key(),
+            near_key: self.near.verifying_key().to_bytes(),
+        }
+    }
+
+    /// The x25519 secret, to open job inputs.
+    pub fn encryption(&self) -> &EncryptionSecret {
+        &self.encryption
+    }
+
+    /// Signs `message` with the NEAR access key (receipts, transactions).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.near.sign(message).to_bytes()
+    }
+}
+
+impl fmt::Debug for EnclaveKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let public = self.public();
+        f.debug_struct("EnclaveKeys")
+            .field("enclave_key", &hex::encode(public.enclave_key))
+            .field("near_public_key", &public.near_public_key())
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+
+    #[test]
+    fn generate_seal_and_reload_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = FileSealer::new(dir.path().join("data"));
+        let (keys, created) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert!(created);
+        let (again, created) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert!(!created);
+        assert_eq!(keys.public(), again.public());
+        for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME] {
+            let meta = fs::metadata(dir.path().join("data").join(name)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+            assert_eq!(meta.len(), 32);
+        }
+    }
+
+    #[test]
+    fn two_generations_differ() {
+        let a = EnclaveKeys::generate().unwrap().public();
+        let b = EnclaveKeys::generate().unwrap().public();
+        assert_ne!(a.enclave_key, b.enclave_key);
+        assert_ne!(a.near_key, b.near_key);
+    }
+
+    #[test]
+    fn signatures_verify_with_the_published_key() {
+        let keys = EnclaveKeys::generate().unwrap();
+        let sig = Signature::from_bytes(&keys.sign(b"receipt"));
+        let vk = VerifyingKey::from_bytes(&keys.public().near_key).unwrap();
+        assert!(vk.verify(b"receipt", &sig).is_ok());
+        assert!(vk.verify(b"other", &sig).is_err());
+        let parsed = attestation::parse_near_ed25519_key(&keys.public().near_public_key());
+        assert_eq!(parsed.unwrap(), keys.public().near_key);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = FileSealer::new(dir.path());
+        let (keys, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        let dbg = format!("{keys:?}");
+        for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME] {
+            let secret = fs::read(dir.path().join(name)).unwrap();
+            assert!(!dbg.contains(&hex::encode(&secret)), "{name} leaked");
+        }
+        assert!(dbg.contains("<redacted>"));
+        assert!(dbg.contains(&hex::encode(keys.public().enclave_key)));
+    }
+
+    #[test]
+    fn loose_permissions_and_partial_state_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = FileSealer::new(dir.path());
+        let (_keys, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        let path = dir.path().join(NEAR_KEY_NAME);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            EnclaveKeys::load(&sealer),
+            Err(KeyError::Permissions { mode: 0o644, .. })
+        ));
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            EnclaveKeys::load(&sealer),
+            Err(KeyError::Incomplete {
+                missing: NEAR_KEY_NAME,
+                ..
+            })
+        ));
+        sealer.seal(NEAR_KEY_NAME, &[1; 31]).unwrap();
+        assert!(matches!(
+            EnclaveKeys::load(&sealer),
+            Err(KeyError::Length { len: 31, .. })
+        ));
+        assert!(matches!(
+            sealer.seal("../escape", b"x"),
+            Err(KeyError::BadName(_))
+        ));
+    }
+}
