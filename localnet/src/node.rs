@@ -54,10 +54,19 @@ impl Node {
         let validator = home::read_key(home, "validator_key.json")?;
         let node_key = home::read_key(home, "node_key.json")?.public_key;
         let genesis = crate::chain::load_genesis(&home.join("genesis.json"))?;
+        // Compiled contracts are keyed by code hash and VM config, so every node on this
+        // machine shares one cache: a test suite compiles each contract once.
+        let cache_dir = std::env::var_os("LOCALNET_CONTRACT_CACHE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".cache/localnet/contracts"))
+            })
+            .unwrap_or_else(|| home.join("data/contract.cache"));
         let cache = FilesystemContractRuntimeCache::with_memory_cache(
             home,
             Some("data"),
-            "contract.cache",
+            &cache_dir,
             128,
             None,
             1 << 30,

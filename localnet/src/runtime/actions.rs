@@ -433,6 +433,10 @@ fn function_call(
         .gas_burnt
         .checked_add(outcome.burnt_gas)
         .unwrap_or(Gas::MAX);
+    exec.function_call_burnt = exec
+        .function_call_burnt
+        .checked_add(outcome.burnt_gas)
+        .unwrap_or(Gas::MAX);
     exec.gas_used = exec
         .gas_used
         .checked_add(outcome.used_gas)

@@ -90,6 +90,8 @@ pub(crate) struct Execution {
     pub direct_receipts: Vec<(AccountId, Vec<Action>)>,
     /// Who acts on the receiver: the predecessor, or the receiver once it was created here.
     pub actor_id: AccountId,
+    /// Gas the VM burnt in function calls: a share of it rewards the contract.
+    pub function_call_burnt: Gas,
 }
 
 impl Execution {
@@ -121,6 +123,7 @@ impl Runtime {
             return_data: near_vm_runner::logic::ReturnData::None,
             direct_receipts: Vec::new(),
             actor_id: receipt.predecessor_id().clone(),
+            function_call_burnt: Gas::ZERO,
         };
         exec.burn(fees::receipt_exec_fee(fees));
 
@@ -265,6 +268,9 @@ impl Runtime {
             }
         };
 
+        // The contract earns its share of the gas its code burnt, success or not.
+        self.reward_contract(state, &receiver, exec.function_call_burnt, action.gas_price);
+
         // Refunds: deposits of a failed receipt to its predecessor, unused gas to the signer.
         if receipt.predecessor_id() != &system() {
             let prepaid = fees::total_prepaid_gas(&action.actions)
@@ -315,6 +321,23 @@ impl Runtime {
                 receipt_ids,
             ),
             receipts,
+        }
+    }
+
+    fn reward_contract(&self, state: &mut State, receiver: &AccountId, burnt: Gas, price: Balance) {
+        let ratio = self.config.fees.burnt_gas_reward;
+        if burnt == Gas::ZERO || *ratio.numer() <= 0 {
+            return;
+        }
+        let reward_gas =
+            u128::from(burnt.as_gas()) * (*ratio.numer() as u128) / (*ratio.denom() as u128);
+        let reward = Balance::from_yoctonear(reward_gas.saturating_mul(price.as_yoctonear()));
+        let mut overlay = state.overlay();
+        if let Some(mut account) = overlay.account(receiver) {
+            account.set_amount(account.amount().saturating_add(reward));
+            overlay.set_account(receiver, &account);
+            let changes = overlay.into_changes();
+            state.commit(changes);
         }
     }
 
