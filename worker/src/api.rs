@@ -169,6 +169,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 #[cfg(test)]
+#[cfg(feature = "embedded")]
 mod tests {
     use super::*;
     use crate::attest::AttestationProvider;

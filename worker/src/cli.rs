@@ -15,9 +15,8 @@ use crate::attest::tdx::{
     ConfigfsTsm, DEFAULT_TSM_ENTRY, DEFAULT_TSM_ROOT, TdxEvidenceFiles, TdxProvider,
 };
 use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
-use crate::inference::InferenceBackend;
-use crate::inference::embedded::{MODEL_DIR_ENV, MiniLmBackend};
 use crate::inference::http::OpenAiHttpBackend;
+use crate::inference::{InferenceBackend, MODEL_DIR_ENV};
 use crate::keys::{EnclaveKeys, FileSealer};
 
 #[derive(Debug, Parser)]
@@ -211,7 +210,7 @@ pub fn backend(args: &BackendArgs) -> Result<Arc<dyn InferenceBackend>, CliError
                     "--model-dir (or {MODEL_DIR_ENV}) is required with --backend embedded"
                 ))
             })?;
-            Ok(Arc::new(MiniLmBackend::load(dir)?))
+            embedded_backend(dir)
         }
         BackendKind::Openai => {
             let url = args.upstream_url.as_deref().ok_or_else(|| {
@@ -224,6 +223,20 @@ pub fn backend(args: &BackendArgs) -> Result<Arc<dyn InferenceBackend>, CliError
             )?))
         }
     }
+}
+
+#[cfg(feature = "embedded")]
+fn embedded_backend(dir: &Path) -> Result<Arc<dyn InferenceBackend>, CliError> {
+    Ok(Arc::new(crate::inference::embedded::MiniLmBackend::load(
+        dir,
+    )?))
+}
+
+#[cfg(not(feature = "embedded"))]
+fn embedded_backend(_dir: &Path) -> Result<Arc<dyn InferenceBackend>, CliError> {
+    Err(CliError::Usage(
+        "--backend embedded needs a worker built with the `embedded` feature".into(),
+    ))
 }
 
 /// `worker init`: the public keys as JSON.

@@ -18,8 +18,7 @@ use super::{
     EmbeddingsResponse, InferenceBackend, InferenceError, Usage,
 };
 
-/// Environment variable naming the model directory.
-pub const MODEL_DIR_ENV: &str = "ECLOUD_MINILM_DIR";
+pub use super::MODEL_DIR_ENV;
 /// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2: longer inputs are truncated.
 pub const MAX_SEQ_LEN: usize = 256;
 /// Inputs per request, to bound memory and time.
@@ -259,6 +258,50 @@ pub(crate) mod tests {
         // "a man is playing a guitar." = 7 word pieces + [CLS] + [SEP].
         let first = backend.inner.tokenizer.encode(texts[0], true).unwrap();
         assert_eq!(first.get_ids().len(), 9);
+    }
+
+    /// Golden values from an independent implementation, `scripts/minilm_reference.py`
+    /// (numpy BERT reading vocab.txt and the safetensors directly), on the same weights.
+    #[test]
+    fn matches_the_independent_numpy_reference() {
+        let backend = model();
+        let texts: Vec<String> = [
+            "A man is playing a guitar.",
+            "Someone is strumming a guitar.",
+            "The stock market fell sharply today.",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ids: [&[u32]; 3] = [
+            &[101, 1037, 2158, 2003, 2652, 1037, 2858, 1012, 102],
+            &[101, 2619, 2003, 2358, 6824, 6562, 1037, 2858, 1012, 102],
+            &[101, 1996, 4518, 3006, 3062, 9249, 2651, 1012, 102],
+        ];
+        for (text, ids) in texts.iter().zip(ids) {
+            let enc = backend.inner.tokenizer.encode(text.as_str(), true).unwrap();
+            assert_eq!(enc.get_ids(), ids, "{text}");
+        }
+        let first8: [[f32; 8]; 3] = [
+            [
+                0.021664, -0.004864, -0.009649, -0.063401, -0.167494, 0.004676, 0.0806, -0.024142,
+            ],
+            [
+                0.040422, 0.041808, -0.096682, -0.053796, -0.155745, 0.038779, 0.016583, 0.005282,
+            ],
+            [
+                0.060455, 0.005445, 0.076566, 0.053829, -0.014793, -0.006096, -0.029377, 0.053715,
+            ],
+        ];
+        let (vectors, _) = backend.embed_blocking(&texts).unwrap();
+        for (v, expected) in vectors.iter().zip(first8) {
+            for (got, want) in v.iter().zip(expected) {
+                assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+            }
+        }
+        for ((i, j), want) in [((0, 1), 0.718550), ((0, 2), -0.054027), ((1, 2), -0.018603)] {
+            let got = cosine(&vectors[i], &vectors[j]);
+            assert!((got - want).abs() < 1e-4, "cos[{i},{j}] {got} vs {want}");
+        }
     }
 
     #[tokio::test]

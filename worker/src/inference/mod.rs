@@ -3,10 +3,12 @@
 //!
 //! * [`http::OpenAiHttpBackend`]: any OpenAI-compatible server by base URL (vLLM, SGLang,
 //!   llama.cpp server, Ollama); usage as the server's own tokenizer counted it.
-//! * [`embedded::MiniLmBackend`]: all-MiniLM-L6-v2 on the CPU with candle, usage counted with
+//! * `embedded::MiniLmBackend` (feature `embedded`, default): all-MiniLM-L6-v2 on the CPU with candle, usage counted with
 //!   the model's own tokenizer.
 
+#[cfg(feature = "embedded")]
 pub mod bert;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
 pub mod types;
@@ -15,6 +17,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use types::*;
+
+/// Environment variable naming the embedded model's directory.
+pub const MODEL_DIR_ENV: &str = "ECLOUD_MINILM_DIR";
 
 /// A boxed future, so backends can be used as `Arc<dyn InferenceBackend>`.
 pub type BackendFuture<'a, T> =
