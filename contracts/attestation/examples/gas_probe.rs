@@ -6,7 +6,7 @@
 //! * `verify_bundle(bundle)`: the whole bundle with the default policy; returns the verdict.
 //! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the device id.
 //! * `verify_gpu_cached({evidence, cache: [hex sha256]})`: one GPU with cached certificates.
-//! * `verify_ca_step({evidence, cache})`: verifies one CA certificate of the chain.
+//! * `verify_ca_step({evidence, cache})`: verifies the next certificate of the chain.
 
 use attestation::{GpuEvidence, NearCrypto, NoCache, VerifyPolicy};
 use near_sdk::env;
@@ -76,12 +76,11 @@ pub extern "C" fn verify_gpu_cached() {
     }
 }
 
-/// Verifies the next CA certificate of a GPU chain (one P-384 signature).
+/// Verifies the next certificate of a GPU chain (one P-384 signature).
 #[unsafe(no_mangle)]
 pub extern "C" fn verify_ca_step() {
     let (ev, cache) = cached_input();
-    match attestation::nvidia::verify_ca_certificates(&ev.certificate_chain, now_secs(), &cache, 1)
-    {
+    match attestation::nvidia::verify_chain_step(&ev.certificate_chain, now_secs(), &cache, 1) {
         Ok(v) => env::value_return(hex::encode(v.concat()).as_bytes()),
         Err(e) => env::panic_str(&e.to_string()),
     }

@@ -343,7 +343,7 @@ fn hopper_chain_verified_in_steps_then_leaf_and_report() {
     let mut steps = Vec::new();
     loop {
         let step =
-            attestation::nvidia::verify_ca_certificates(&ev.certificate_chain, GPU_NOW, &cache, 1)
+            attestation::nvidia::verify_chain_step(&ev.certificate_chain, GPU_NOW, &cache, 1)
                 .expect("CA step");
         if step.is_empty() {
             break;
@@ -353,15 +353,16 @@ fn hopper_chain_verified_in_steps_then_leaf_and_report() {
     }
     assert_eq!(
         steps.len(),
-        3,
-        "three CA certificates below the root, one per call"
+        4,
+        "three CA certificates and the leaf, one per call"
     );
     let full = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect("full");
-    // Top first: the last one verified is the one next to the leaf.
+    // Top first: the leaf (the device id) comes last, the CA next to it before.
     let mut bottom_up: Vec<String> = steps.iter().map(|s| hex::encode(s[0])).collect();
     bottom_up.reverse();
-    assert_eq!(bottom_up, full.verified_intermediates);
-    let v = verify_gpu_evidence(&ev, GPU_NOW, &cache).expect("cached intermediates");
+    assert_eq!(bottom_up[0], full.device_id);
+    assert_eq!(bottom_up[1..], full.verified_intermediates[..]);
+    let v = verify_gpu_evidence(&ev, GPU_NOW, &cache).expect("cached chain");
     assert!(v.verified_intermediates.is_empty());
 
     // A tampered CA certificate is caught by the step that reaches it.
@@ -372,7 +373,7 @@ fn hopper_chain_verified_in_steps_then_leaf_and_report() {
     der[n - 70] ^= 1;
     tampered[2] = pem::Pem::new("CERTIFICATE", der);
     let chain = pem::encode_many(&tampered);
-    let err = attestation::nvidia::verify_ca_certificates(&chain, GPU_NOW, &NoCache, 3)
+    let err = attestation::nvidia::verify_chain_step(&chain, GPU_NOW, &NoCache, 4)
         .expect_err("tampered CA");
     assert!(err.to_string().contains("certificate"), "{err}");
 }

@@ -17,8 +17,8 @@
 
 use anyhow::{Context, Result, bail};
 use attestation::{GpuEvidence, bundle_from_dstack_public_data};
-use near_parameters::RuntimeConfigStore;
 use near_parameters::vm::VMKind;
+use near_parameters::{ExtCosts, RuntimeConfigStore};
 use near_primitives_core::account::AccountContract;
 use near_primitives_core::types::{Balance, Gas};
 use near_primitives_core::version::PROTOCOL_VERSION;
@@ -96,6 +96,17 @@ fn call(code: &[u8], method: &str, input: Vec<u8>) -> Result<Gas> {
     if let Some(err) = outcome.aborted {
         bail!("{method} failed after {} gas: {err:?}", outcome.burnt_gas);
     }
+    let host = outcome
+        .burnt_gas
+        .as_gas()
+        .saturating_sub(outcome.profile.get_wasm_cost().as_gas());
+    eprintln!(
+        "{method}: wasm {:.2} Tgas, host functions {:.2} Tgas (p256_verify {:.2})",
+        tgas(outcome.profile.get_wasm_cost()),
+        host as f64 / 1e12,
+        tgas(outcome.profile.get_ext_cost(ExtCosts::p256_verify_base))
+            + tgas(outcome.profile.get_ext_cost(ExtCosts::p256_verify_byte)),
+    );
     Ok(outcome.burnt_gas)
 }
 

@@ -199,12 +199,13 @@ fn identity(leaf: &Parsed) -> LeafIdentity {
     }
 }
 
-/// Verifies at most `max_signatures` CA certificates of `pem_chain` (the leaf excluded), from
-/// the top (next to the pinned root) down, skipping cached ones, and returns the SHA-256 of
-/// each certificate it verified, top first. Lets a registry spread an expensive chain over
-/// several calls: store the returned hashes in the cache, call again until it returns nothing,
-/// then [`super::verify_gpu_evidence`] only verifies the leaf and the report.
-pub fn verify_ca_certificates<K: CertCache + ?Sized>(
+/// Verifies at most `max_signatures` certificates of `pem_chain`, from the top (next to the
+/// pinned root) down to the leaf, skipping cached ones, and returns the SHA-256 of each
+/// certificate it verified, top first. Lets a registry spread an expensive chain over several
+/// calls (one P-384 signature costs about 80 Tgas on NEAR): store the returned hashes in the
+/// cache and call again until it returns nothing; then [`super::verify_gpu_evidence`] only
+/// verifies the report signature. The last hash returned is the leaf's, i.e. the `device_id`.
+pub fn verify_chain_step<K: CertCache + ?Sized>(
     pem_chain: &str,
     now: u64,
     cache: &K,
@@ -215,9 +216,9 @@ pub fn verify_ca_certificates<K: CertCache + ?Sized>(
     if certs.last().is_some_and(|c| c.der == root.der) {
         certs.pop();
     }
-    leaf_of(&certs)?;
+    ec_p384_key(&leaf_of(&certs)?.cert, 0)?;
     let mut verified = Vec::new();
-    for index in (1..certs.len()).rev() {
+    for index in (0..certs.len()).rev() {
         let child = &certs[index];
         let hash = sha256(&child.der);
         if cache.contains(&hash) {

@@ -7,7 +7,7 @@ mod spdm;
 
 pub use chain::{
     CertCache, LeafIdentity, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain, leaf_identity,
-    verify_ca_certificates, verify_chain,
+    verify_chain, verify_chain_step,
 };
 pub use spdm::{SpdmReport, parse_spdm_report};
 
