@@ -74,7 +74,27 @@ pub enum Delta {
 #[derive(Debug, Default)]
 pub struct Pending {
     entries: HashMap<(&'static str, &'static str, Vec<String>), (Ledger, u128)>,
+    /// Append-only rows (timelines, payouts), inserted many per statement at the end.
+    rows: Vec<Row>,
 }
+
+/// A value of a buffered row.
+#[derive(Debug, Clone)]
+enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// One row to insert at the end of the block.
+#[derive(Debug)]
+struct Row {
+    table: &'static str,
+    columns: &'static [&'static str],
+    values: Vec<Value>,
+}
+
+/// Rows per INSERT: keeps every statement under SQLite's and PostgreSQL's parameter limits.
+const ROWS_PER_INSERT: usize = 200;
 
 /// Applies `delta` to the amount at `keys` (missing rows start at zero) and returns the
 /// new amount. Going below zero means the indexer missed an event (e.g. it started after
@@ -163,7 +183,58 @@ pub async fn flush(conn: &mut AnyConnection, pending: Pending) -> Result<(), sql
         }
         q.bind(amount::pad(value)).execute(&mut *conn).await?;
     }
+    let mut rows = pending.rows;
+    rows.sort_by_key(|r| r.table);
+    for group in rows.chunk_by(|a, b| a.table == b.table) {
+        for chunk in group.chunks(ROWS_PER_INSERT) {
+            insert_rows(conn, chunk).await?;
+        }
+    }
     Ok(())
+}
+
+/// One multi-row INSERT of rows of the same table.
+async fn insert_rows(conn: &mut AnyConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let width = first.columns.len();
+    let tuples: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let p: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        first.table,
+        first.columns.join(", "),
+        tuples.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for row in rows {
+        for v in &row.values {
+            q = match v {
+                Value::Int(i) => q.bind(*i),
+                Value::Text(t) => q.bind(t.clone()),
+            };
+        }
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+fn buffer(
+    ctx: &EventCtx<'_>,
+    table: &'static str,
+    columns: &'static [&'static str],
+    values: Vec<Value>,
+) {
+    lock(ctx.pending).rows.push(Row {
+        table,
+        columns,
+        values,
+    });
 }
 
 /// The lock is never held across an await, so it cannot be poisoned by a cancelled
@@ -198,6 +269,31 @@ pub struct Leg<'a> {
     pub value: u128,
 }
 
+const PAYOUT_COLUMNS: &[&str] = &[
+    "seq",
+    "idx",
+    "account",
+    "kind",
+    "asset",
+    "amount",
+    "job_id",
+    "request_id",
+    "node_id",
+    "block_height",
+    "timestamp_ns",
+];
+
+const TIMELINE_COLUMNS: &[&str] = &[
+    "entity",
+    "entity_id",
+    "seq",
+    "event",
+    "block_height",
+    "timestamp_ns",
+    "receipt_id",
+    "data",
+];
+
 /// Records one payout.
 pub async fn payout(
     conn: &mut AnyConnection,
@@ -221,37 +317,22 @@ pub async fn payouts(
         .enumerate()
         .filter(|(_, l)| l.value > 0)
         .collect();
-    if legs.is_empty() {
-        return Ok(());
-    }
-    const COLS: usize = 11;
-    let rows: Vec<String> = (0..legs.len())
-        .map(|r| {
-            let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
-            format!("({})", p.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO payouts (seq, idx, account, kind, asset, amount, job_id, request_id, node_id,
-             block_height, timestamp_ns) VALUES {}",
-        rows.join(", ")
-    );
-    let mut q = sqlx::query(&sql);
     for (idx, leg) in &legs {
-        q = q
-            .bind(ctx.seq)
-            .bind(*idx as i64)
-            .bind(leg.account)
-            .bind(leg.kind)
-            .bind(leg.asset)
-            .bind(amount::pad(leg.value))
-            .bind(about.job_id)
-            .bind(about.request_id)
-            .bind(about.node_id)
-            .bind(ctx.height)
-            .bind(ctx.timestamp_ns);
+        let values = vec![
+            Value::Int(Some(ctx.seq)),
+            Value::Int(Some(*idx as i64)),
+            Value::Text(Some(leg.account.to_owned())),
+            Value::Text(Some(leg.kind.to_owned())),
+            Value::Text(Some(leg.asset.to_owned())),
+            Value::Text(Some(amount::pad(leg.value))),
+            Value::Int(about.job_id),
+            Value::Int(about.request_id),
+            Value::Int(about.node_id),
+            Value::Int(Some(ctx.height)),
+            Value::Int(Some(ctx.timestamp_ns)),
+        ];
+        buffer(ctx, "payouts", PAYOUT_COLUMNS, values);
     }
-    q.execute(&mut *conn).await?;
     // Running sum per account, kind and asset, so an account page is one range read.
     for (_, leg) in legs {
         let key = earned_key(leg.account, leg.kind, leg.asset);
@@ -274,30 +355,19 @@ pub fn revenue_key(model_id: &str, kind: &str, asset: &str) -> String {
 
 /// Appends an event to the timeline of a job or a request. `event` is the NEP-297 enum
 /// value; its `event` name and `data` are stored as written on chain.
-pub async fn timeline<E: serde::Serialize>(
-    conn: &mut AnyConnection,
-    ctx: &EventCtx<'_>,
-    entity: &str,
-    entity_id: i64,
-    event: &E,
-) -> Result<(), sqlx::Error> {
+pub fn timeline<E: serde::Serialize>(ctx: &EventCtx<'_>, entity: &str, entity_id: i64, event: &E) {
     let (name, data) = name_and_data(event);
-    sqlx::query(
-        "INSERT INTO timeline (entity, entity_id, seq, event, block_height, timestamp_ns,
-             receipt_id, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(entity)
-    .bind(entity_id)
-    .bind(ctx.seq)
-    .bind(name)
-    .bind(ctx.height)
-    .bind(ctx.timestamp_ns)
-    .bind(ctx.receipt_id)
-    .bind(data)
-    .execute(conn)
-    .await?;
-    Ok(())
+    let values = vec![
+        Value::Text(Some(entity.to_owned())),
+        Value::Int(Some(entity_id)),
+        Value::Int(Some(ctx.seq)),
+        Value::Text(Some(name)),
+        Value::Int(Some(ctx.height)),
+        Value::Int(Some(ctx.timestamp_ns)),
+        Value::Text(Some(ctx.receipt_id.to_owned())),
+        Value::Text(Some(data)),
+    ];
+    buffer(ctx, "timeline", TIMELINE_COLUMNS, values);
 }
 
 /// The NEP-297 `event` name and `data` JSON of an event enum value.

@@ -6,7 +6,7 @@ use crate::db::amount;
 use crate::db::checkpoint::to_i64;
 use enclave_cloud_common::events::MarketplaceEvent;
 use enclave_cloud_common::events::marketplace::{JobTarget, Settlement};
-use enclave_cloud_common::{JobId, NodeId, RequestId, Usage};
+use enclave_cloud_common::{NodeId, RequestId, Usage};
 use sqlx::{AnyConnection, Row};
 
 pub async fn apply(
@@ -46,15 +46,12 @@ pub async fn apply(
             settlement,
             ..
         } => {
-            let Some(job) = load_job(conn, *job_id).await? else {
-                return Ok(missing("job", job_id.0));
-            };
-            sqlx::query(
+            let settled = sqlx::query(
                 "UPDATE jobs SET status = 'settled', node_id = $2, input_tokens = $3,
                      output_tokens = $4, output = $5, output_hash = $6, cost = $7,
                      provider_amount = $8, royalty = $9, protocol_fee = $10, refund = $11,
                      updated_height = $12
-                 WHERE job_id = $1",
+                 WHERE job_id = $1 RETURNING user_id, model_id, asset",
             )
             .bind(to_i64(job_id.0))
             .bind(to_i64(node_id.0))
@@ -68,8 +65,11 @@ pub async fn apply(
             .bind(amount::pad(settlement.protocol_fee.0))
             .bind(amount::pad(settlement.refund.0))
             .bind(ctx.height)
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
+            let Some(job) = settled.map(|r| job_parties(&r)).transpose()? else {
+                return Ok(missing("job", job_id.0));
+            };
             let about = PayoutRef {
                 job_id: Some(to_i64(job_id.0)),
                 node_id: Some(to_i64(node_id.0)),
@@ -90,21 +90,21 @@ pub async fn apply(
             refund,
             slashed,
         } => {
-            let Some(job) = load_job(conn, *job_id).await? else {
-                return Ok(missing("job", job_id.0));
-            };
-            sqlx::query(
+            let cancelled = sqlx::query(
                 "UPDATE jobs SET status = 'cancelled', cancel_reason = $2, refund = $3,
                      slashed = $4, updated_height = $5
-                 WHERE job_id = $1",
+                 WHERE job_id = $1 RETURNING user_id, model_id, asset",
             )
             .bind(to_i64(job_id.0))
             .bind(super::registry::label(reason))
             .bind(amount::pad(refund.0))
             .bind(slashed.map(|s| amount::pad(s.0)))
             .bind(ctx.height)
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
+            let Some(job) = cancelled.map(|r| job_parties(&r)).transpose()? else {
+                return Ok(missing("job", job_id.0));
+            };
             let about = PayoutRef {
                 job_id: Some(to_i64(job_id.0)),
                 ..Default::default()
@@ -225,7 +225,7 @@ pub async fn apply(
     if outcome == Applied::Stored
         && let Some((entity, entity_id)) = timeline_entity(event)
     {
-        ledger::timeline(conn, ctx, entity, entity_id, event).await?;
+        ledger::timeline(ctx, entity, entity_id, event);
     }
     Ok(outcome)
 }
@@ -424,22 +424,13 @@ struct JobParties {
     asset: String,
 }
 
-async fn load_job(
-    conn: &mut AnyConnection,
-    job_id: JobId,
-) -> Result<Option<JobParties>, sqlx::Error> {
-    let row = sqlx::query("SELECT user_id, model_id, asset FROM jobs WHERE job_id = $1")
-        .bind(to_i64(job_id.0))
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| {
-        Ok(JobParties {
-            user: r.try_get("user_id")?,
-            model_id: r.try_get("model_id")?,
-            asset: r.try_get("asset")?,
-        })
+/// The parties of a job, from a row with `user_id, model_id, asset`.
+fn job_parties(r: &sqlx::any::AnyRow) -> Result<JobParties, sqlx::Error> {
+    Ok(JobParties {
+        user: r.try_get("user_id")?,
+        model_id: r.try_get("model_id")?,
+        asset: r.try_get("asset")?,
     })
-    .transpose()
 }
 
 async fn load_request(
