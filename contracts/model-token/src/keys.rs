@@ -6,7 +6,7 @@ use enclave_cloud_common::events::model::{ModelEvent, ModelManifest};
 use enclave_cloud_common::interfaces::{NodeView, ext_registry};
 use enclave_cloud_common::{Hash32, NodeId, NodeStatus};
 use near_sdk::json_types::{Base64VecU8, U64, U128};
-use near_sdk::{AccountId, Gas, NearToken, PromiseError, env, near};
+use near_sdk::{AccountId, Gas, NearToken, Promise, PromiseError, env, near};
 
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::ModelTokenExt;
@@ -110,7 +110,7 @@ impl ModelToken {
         node_id: NodeId,
         encrypted_key: Base64VecU8,
         key_hash: Hash32,
-    ) -> Result<(), ModelTokenError> {
+    ) -> Result<Promise, ModelTokenError> {
         let grantor = self.require_key_manager()?;
         let len = encrypted_key.0.len();
         if len == 0 || len > MAX_ENCRYPTED_KEY {
@@ -131,7 +131,7 @@ impl ModelToken {
                 attached: prepaid,
             });
         }
-        ext_registry::ext(self.registry.clone())
+        Ok(ext_registry::ext(self.registry.clone())
             .with_static_gas(GAS_FOR_GET_NODE)
             .get_node(node_id)
             .then(
@@ -145,9 +145,7 @@ impl ModelToken {
                         grantor,
                         U128(attached.as_yoctonear()),
                     ),
-            )
-            .detach();
-        Ok(())
+            ))
     }
 
     /// Stores the grant if the node qualifies; otherwise refunds the deposit. Never panics
@@ -241,7 +239,12 @@ fn refuse(grantor: &AccountId, deposit: NearToken, reason: String) -> bool {
 #[near]
 impl KeyGrantApi for ModelToken {
     #[payable]
-    fn grant_key(&mut self, node_id: NodeId, encrypted_key: Base64VecU8, key_hash: Hash32) {
+    fn grant_key(
+        &mut self,
+        node_id: NodeId,
+        encrypted_key: Base64VecU8,
+        key_hash: Hash32,
+    ) -> Promise {
         self.try_grant_key(node_id, encrypted_key, key_hash)
             .or_panic()
     }
@@ -337,7 +340,7 @@ mod tests {
 
     fn grant(t: &mut ModelToken, who: &str) {
         ctx_gas(who, NearToken::from_millinear(100), Gas::from_tgas(50));
-        t.grant_key(NodeId(7), Base64VecU8(vec![9; 80]), Hash32([1; 32]));
+        let _ = t.grant_key(NodeId(7), Base64VecU8(vec![9; 80]), Hash32([1; 32]));
     }
 
     fn answer(t: &mut ModelToken, node: Option<NodeView>) -> bool {

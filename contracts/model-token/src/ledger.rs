@@ -1,6 +1,6 @@
-//! Token balances. Every balance change goes through [`ModelToken::credit`] or
-//! [`ModelToken::debit`], which move the holder's reward corrections with it (O(number of
-//! revenue assets), never O(holders)); mint, burn and transfer emit the NEP-141 events.
+//! Token balances. Every balance change goes through `ModelToken::change_balance`, which
+//! moves the holder's reward corrections with it (O(number of revenue assets), never
+//! O(holders)); mint, burn and transfer emit the NEP-141 events.
 
 use enclave_cloud_common::events::nep141::{FtBurn, FtMint, FtTransfer};
 use enclave_cloud_common::events::{Nep141Event, Nep297};
@@ -81,36 +81,35 @@ impl ModelToken {
         self.holders.get(account).map_or(0, |h| h.balance)
     }
 
-    /// Adds `amount` to a registered account's balance (supply unchanged).
-    fn credit(&mut self, account: &AccountId, amount: u128) -> Result<(), ModelTokenError> {
+    /// Adds (`incoming`) or takes `amount` to or from a registered account's balance and
+    /// moves its reward corrections with it; the supply is the caller's business.
+    fn change_balance(
+        &mut self,
+        account: &AccountId,
+        amount: u128,
+        incoming: bool,
+    ) -> Result<(), ModelTokenError> {
         let pools = &self.pools;
         let holder = self
             .holders
             .get_mut(account)
             .ok_or_else(|| ModelTokenError::NotRegistered(account.clone()))?;
-        holder.balance = holder
-            .balance
-            .checked_add(amount)
-            .ok_or_else(|| ModelTokenError::BalanceOverflow(account.clone()))?;
-        holder.adjust(pools, amount, true);
-        Ok(())
-    }
-
-    /// Takes `amount` from a registered account's balance (supply unchanged).
-    fn debit(&mut self, account: &AccountId, amount: u128) -> Result<(), ModelTokenError> {
-        let pools = &self.pools;
-        let holder = self
-            .holders
-            .get_mut(account)
-            .ok_or_else(|| ModelTokenError::NotRegistered(account.clone()))?;
-        holder.balance = holder.balance.checked_sub(amount).ok_or_else(|| {
-            ModelTokenError::InsufficientBalance {
-                account: account.clone(),
-                balance: holder.balance,
-                amount,
-            }
-        })?;
-        holder.adjust(pools, amount, false);
+        let balance = if incoming {
+            holder
+                .balance
+                .checked_add(amount)
+                .ok_or_else(|| ModelTokenError::BalanceOverflow(account.clone()))?
+        } else {
+            holder.balance.checked_sub(amount).ok_or_else(|| {
+                ModelTokenError::InsufficientBalance {
+                    account: account.clone(),
+                    balance: holder.balance,
+                    amount,
+                }
+            })?
+        };
+        holder.balance = balance;
+        holder.adjust(pools, amount, incoming);
         Ok(())
     }
 
@@ -124,7 +123,7 @@ impl ModelToken {
             .total_supply
             .checked_add(amount)
             .ok_or(ModelTokenError::SupplyOverflow)?;
-        self.credit(account, amount)?;
+        self.change_balance(account, amount, true)?;
         self.total_supply = supply;
         Nep141Event::FtMint(vec![FtMint {
             owner_id: account.clone(),
@@ -141,7 +140,7 @@ impl ModelToken {
         amount: u128,
         memo: Option<&str>,
     ) -> Result<(), ModelTokenError> {
-        self.debit(account, amount)?;
+        self.change_balance(account, amount, false)?;
         // The supply covers every balance, so it cannot underflow.
         self.total_supply = self.total_supply.saturating_sub(amount);
         Nep141Event::FtBurn(vec![FtBurn {
@@ -168,8 +167,8 @@ impl ModelToken {
         }
         // Check the receiver first so a failed call leaves nothing half done.
         self.holder(to)?;
-        self.debit(from, amount)?;
-        self.credit(to, amount)?;
+        self.change_balance(from, amount, false)?;
+        self.change_balance(to, amount, true)?;
         Nep141Event::FtTransfer(vec![FtTransfer {
             old_owner_id: from.clone(),
             new_owner_id: to.clone(),

@@ -109,8 +109,14 @@ pub trait KeyGrantApi {
     /// its compose hash or RTMR3 in the manifest's `allowed_enclave_measurements`; only then
     /// the callback stores the grant (replacing an earlier one) and emits `key_granted`.
     /// Attach the grant's storage (see [`ModelToken::grant_deposit`]); the excess, or all of it
-    /// if the node is refused, goes back to the caller. Attach 40 Tgas.
-    fn grant_key(&mut self, node_id: NodeId, encrypted_key: Base64VecU8, key_hash: Hash32);
+    /// if the node is refused, goes back to the caller. Attach 40 Tgas. The transaction's
+    /// result is the callback's: `true` if the grant was stored.
+    fn grant_key(
+        &mut self,
+        node_id: NodeId,
+        encrypted_key: Base64VecU8,
+        key_hash: Hash32,
+    ) -> Promise;
     /// The owner or its key service, 1 yocto. Deletes the grant, refunds its storage to
     /// whoever paid it and emits `key_revoked`.
     fn revoke_key(&mut self, node_id: NodeId);
