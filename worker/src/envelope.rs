@@ -14,11 +14,20 @@
 //!
 //! # Context binding
 //!
-//! The HPKE `info` is `"ecloud-envelope-v1|" || subject || "|" || model || "|" || direction`,
-//! e.g. `ecloud-envelope-v1|job:7|model:minilm|input`. It enters the key schedule, so an
-//! envelope opened under another job, request, model or direction fails to decrypt: a node
-//! cannot be tricked into answering job 8 with job 7's input, and an output can never be fed
-//! back as an input.
+//! The HPKE `info` names what the envelope is for, and enters the key schedule, so an envelope
+//! opened under any other context fails to decrypt:
+//!
+//! ```text
+//! job input  (user -> node): "ecloud-envelope-v1|input|model:<model id>|user:<user x25519 key, 64 hex>"
+//! job output (node -> user): "ecloud-envelope-v1|output|job:<job id>|model:<model id>"
+//! ```
+//!
+//! The input cannot name the job: its id is assigned by the marketplace when the ciphertext is
+//! already in the transaction. It names the user key the output will be sealed to instead, so
+//! copying someone's input into a job of one's own (with one's own `user_key`) does not get its
+//! answer sealed to the copier: the node refuses to open it. The output names the job, so a
+//! result can never be passed off as another job's, and the direction keeps an output from ever
+//! being accepted as an input.
 
 use std::fmt;
 
@@ -60,47 +69,38 @@ pub enum EnvelopeError {
     Seal(String),
 }
 
-/// Which way the data flows; part of the binding so an output is never accepted as an input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// User to node.
-    Input,
-    /// Node to user.
-    Output,
-}
-
-/// What an envelope is bound to.
+/// What an envelope is bound to (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvelopeContext {
-    pub subject: ReceiptSubject,
-    pub model_id: ModelId,
-    pub direction: Direction,
+pub enum EnvelopeContext {
+    /// User to node: the model and the user key that will receive the output.
+    JobInput {
+        model_id: ModelId,
+        user_key: [u8; 32],
+    },
+    /// Node to user: the job (or request) and its model.
+    JobOutput {
+        subject: ReceiptSubject,
+        model_id: ModelId,
+    },
 }
 
 impl EnvelopeContext {
-    pub fn new(subject: ReceiptSubject, model_id: ModelId, direction: Direction) -> Self {
-        Self {
-            subject,
-            model_id,
-            direction,
-        }
-    }
-
-    /// The HPKE `info` bytes (see the module docs).
+    /// The HPKE `info` bytes.
     pub fn info(&self) -> Vec<u8> {
-        let subject = match self.subject {
-            ReceiptSubject::Job(id) => format!("job:{id}"),
-            ReceiptSubject::Request(id) => format!("request:{id}"),
-        };
-        let direction = match self.direction {
-            Direction::Input => "input",
-            Direction::Output => "output",
-        };
-        format!(
-            "{INFO_PREFIX}|{subject}|model:{}|{direction}",
-            self.model_id.as_str()
-        )
+        match self {
+            Self::JobInput { model_id, user_key } => format!(
+                "{INFO_PREFIX}|input|model:{}|user:{}",
+                model_id.as_str(),
+                hex::encode(user_key)
+            ),
+            Self::JobOutput { subject, model_id } => {
+                let subject = match subject {
+                    ReceiptSubject::Job(id) => format!("job:{id}"),
+                    ReceiptSubject::Request(id) => format!("request:{id}"),
+                };
+                format!("{INFO_PREFIX}|output|{subject}|model:{}", model_id.as_str())
+            }
+        }
         .into_bytes()
     }
 }
@@ -272,18 +272,24 @@ mod tests {
     use super::*;
     use enclave_cloud_common::{JobId, RequestId};
 
-    fn ctx(job: u64, direction: Direction) -> EnvelopeContext {
-        EnvelopeContext::new(
-            ReceiptSubject::Job(JobId(job)),
-            "minilm".parse().unwrap(),
-            direction,
-        )
+    fn input(model: &str, user: u8) -> EnvelopeContext {
+        EnvelopeContext::JobInput {
+            model_id: model.parse().unwrap(),
+            user_key: [user; 32],
+        }
+    }
+
+    fn output(subject: ReceiptSubject, model: &str) -> EnvelopeContext {
+        EnvelopeContext::JobOutput {
+            subject,
+            model_id: model.parse().unwrap(),
+        }
     }
 
     #[test]
     fn round_trip_through_bytes_base64_and_json() {
         let node = EncryptionSecret::generate();
-        let c = ctx(7, Direction::Input);
+        let c = input("minilm", 1);
         let env = seal_to(&node.public_key(), b"what is TDX?", &c).unwrap();
         assert_eq!(env.ciphertext.len(), 12 + TAG_LEN);
         let wire = serde_json::to_string(&env).unwrap();
@@ -296,7 +302,7 @@ mod tests {
     #[test]
     fn each_seal_is_fresh() {
         let node = EncryptionSecret::generate();
-        let c = ctx(1, Direction::Input);
+        let c = input("minilm", 1);
         let a = seal_to(&node.public_key(), b"same", &c).unwrap();
         let b = seal_to(&node.public_key(), b"same", &c).unwrap();
         assert_ne!(a.enc, b.enc);
@@ -307,7 +313,7 @@ mod tests {
     fn wrong_key_fails() {
         let node = EncryptionSecret::generate();
         let other = EncryptionSecret::generate();
-        let c = ctx(7, Direction::Input);
+        let c = input("minilm", 1);
         let env = seal_to(&node.public_key(), b"secret", &c).unwrap();
         assert_eq!(open(&other, &env, &c), Err(EnvelopeError::Decrypt));
     }
@@ -315,7 +321,7 @@ mod tests {
     #[test]
     fn tampering_is_rejected() {
         let node = EncryptionSecret::generate();
-        let c = ctx(7, Direction::Input);
+        let c = input("minilm", 1);
         let env = seal_to(&node.public_key(), b"secret input", &c).unwrap();
         for i in 0..env.ciphertext.len() {
             let mut t = env.clone();
@@ -343,21 +349,12 @@ mod tests {
     #[test]
     fn another_context_is_rejected() {
         let node = EncryptionSecret::generate();
-        let c = ctx(7, Direction::Input);
+        let c = input("minilm", 1);
         let env = seal_to(&node.public_key(), b"secret", &c).unwrap();
         let others = [
-            ctx(8, Direction::Input),
-            ctx(7, Direction::Output),
-            EnvelopeContext::new(
-                ReceiptSubject::Request(RequestId(7)),
-                "minilm".parse().unwrap(),
-                Direction::Input,
-            ),
-            EnvelopeContext::new(
-                ReceiptSubject::Job(JobId(7)),
-                "other-model".parse().unwrap(),
-                Direction::Input,
-            ),
+            input("minilm", 2),
+            input("other-model", 1),
+            output(ReceiptSubject::Job(JobId(7)), "minilm"),
         ];
         for other in &others {
             assert_eq!(open(&node, &env, other), Err(EnvelopeError::Decrypt));
@@ -365,11 +362,34 @@ mod tests {
     }
 
     #[test]
+    fn outputs_are_bound_to_their_job() {
+        let user = EncryptionSecret::generate();
+        let c = output(ReceiptSubject::Job(JobId(7)), "minilm");
+        let env = seal_to(&user.public_key(), b"answer", &c).unwrap();
+        assert_eq!(&*open(&user, &env, &c).unwrap(), b"answer");
+        for other in [
+            output(ReceiptSubject::Job(JobId(8)), "minilm"),
+            output(ReceiptSubject::Request(RequestId(7)), "minilm"),
+            output(ReceiptSubject::Job(JobId(7)), "other"),
+            input("minilm", 1),
+        ] {
+            assert_eq!(open(&user, &env, &other), Err(EnvelopeError::Decrypt));
+        }
+    }
+
+    #[test]
     fn info_layout_is_fixed() {
         assert_eq!(
-            ctx(7, Direction::Output).info(),
-            b"ecloud-envelope-v1|job:7|model:minilm|output"
+            output(ReceiptSubject::Job(JobId(7)), "minilm").info(),
+            b"ecloud-envelope-v1|output|job:7|model:minilm"
         );
+        assert_eq!(
+            output(ReceiptSubject::Request(RequestId(3)), "m2").info(),
+            b"ecloud-envelope-v1|output|request:3|model:m2"
+        );
+        let mut expected = b"ecloud-envelope-v1|input|model:minilm|user:".to_vec();
+        expected.extend(hex::encode([1u8; 32]).as_bytes());
+        assert_eq!(input("minilm", 1).info(), expected);
     }
 
     #[test]
@@ -392,7 +412,7 @@ mod tests {
         ));
         // The all-zero point has low order: the shared secret would be zero.
         assert!(matches!(
-            seal_to(&[0; 32], b"x", &ctx(1, Direction::Input)),
+            seal_to(&[0; 32], b"x", &input("minilm", 1)),
             Err(EnvelopeError::Seal(_))
         ));
     }

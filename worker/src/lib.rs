@@ -5,11 +5,15 @@
 //! * [`attest`]: attestation providers (dev, Intel TDX configfs-tsm, NVIDIA NVML).
 //! * [`inference`]: inference backends (OpenAI-compatible HTTP, embedded candle MiniLM).
 //! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`.
+//! * [`job`]: one job inside the enclave (open, infer, seal, sign) and the user-side helpers.
+//! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
+//! * [`cli`]: `worker init | attest | serve`.
 
 pub mod api;
 pub mod attest;
 pub mod cli;
 pub mod envelope;
 pub mod inference;
+pub mod job;
 pub mod journal;
 pub mod keys;

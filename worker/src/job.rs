@@ -1,0 +1,576 @@
+//! Running one job inside the enclave, chain-free: open the input, run inference, seal the
+//! output to the user, sign the receipt. `worker run` feeds it claimed jobs and journals the
+//! [`ReadyResult`] before submitting; `ecloud` uses the user-side half ([`seal_job_input`],
+//! [`open_job_output`], [`verify_receipt`]).
+//!
+//! # Plaintexts
+//!
+//! The input is one line of OpenAI's Batch API: `{"method": "POST", "url": "/v1/embeddings",
+//! "body": {...}}` (or `/v1/chat/completions`). The output is `{"status_code": 200, "body":
+//! {...}}` with the OpenAI response, or an OpenAI error body and a 4xx status when the request
+//! itself was at fault (then the usage, hence the charge, is zero).
+//!
+//! Jobs (`ReceiptSubject::Job`) are sealed both ways ([`crate::envelope`]); agent requests
+//! (`ReceiptSubject::Request`) come from contracts, which hold no keys: plaintext both ways.
+//!
+//! The job's `model_id` decides the model: the body's `model` is replaced by the backend model
+//! that id maps to, so a user cannot pay for one model and run another.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use enclave_cloud_common::{Hash32, ModelId, ReceiptSubject, ResultReceipt, Usage};
+use near_sdk::json_types::U64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::envelope::{self, EncryptionSecret, Envelope, EnvelopeContext, EnvelopeError};
+use crate::inference::{InferenceBackend, InferenceError, OpenAiError, OpenAiErrorBody};
+use crate::journal::ReadyResult;
+use crate::keys::EnclaveKeys;
+
+/// The chat completions endpoint of a job request.
+pub const CHAT_URL: &str = "/v1/chat/completions";
+/// The embeddings endpoint of a job request.
+pub const EMBEDDINGS_URL: &str = "/v1/embeddings";
+
+/// A job's input plaintext (one OpenAI Batch API line, without `custom_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    #[serde(default = "post")]
+    pub method: String,
+    pub url: String,
+    pub body: serde_json::Value,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+/// A job's output plaintext.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResponse {
+    pub status_code: u16,
+    pub body: serde_json::Value,
+}
+
+/// A claimed job, as the worker sees it.
+#[derive(Debug, Clone)]
+pub struct JobTask {
+    pub subject: ReceiptSubject,
+    pub model_id: ModelId,
+    /// The inline input bytes (an envelope for jobs, plaintext for agent requests).
+    pub input: Vec<u8>,
+    /// Jobs: the user's x25519 key the output is sealed to. Requests: `None`.
+    pub user_key: Option<[u8; 32]>,
+}
+
+/// Why a job produced no result to submit. Everything the user caused is answered instead
+/// (an error output at zero usage); these are the node's own failures, worth a retry.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("job {subject:?} has no user key to seal its output to")]
+    NoUserKey { subject: ReceiptSubject },
+    #[error("inference failed on the node's side, retry later: {0}")]
+    Backend(InferenceError),
+    #[error("sealing the output: {0}")]
+    Seal(EnvelopeError),
+}
+
+/// SHA-256, as the marketplace hashes inline inputs and outputs.
+pub fn sha256(bytes: &[u8]) -> Hash32 {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&Sha256::digest(bytes));
+    Hash32(out)
+}
+
+/// Runs jobs for the models this node serves.
+pub struct Executor {
+    keys: Arc<EnclaveKeys>,
+    backend: Arc<dyn InferenceBackend>,
+    /// Marketplace model id -> backend model name.
+    models: BTreeMap<ModelId, String>,
+}
+
+/// What the backend answered, before sealing.
+struct Answer {
+    response: JobResponse,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+impl Answer {
+    fn refused(status_code: u16, kind: &str, message: String) -> Self {
+        let body = OpenAiErrorBody {
+            error: OpenAiError {
+                message,
+                kind: kind.into(),
+                code: None,
+            },
+        };
+        Self {
+            response: JobResponse {
+                status_code,
+                body: serde_json::to_value(body).unwrap_or_default(),
+            },
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        }
+    }
+
+    fn ok<T: Serialize>(body: &T, prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self {
+            response: JobResponse {
+                status_code: 200,
+                body: serde_json::to_value(body).unwrap_or_default(),
+            },
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
+}
+
+impl Executor {
+    pub fn new(
+        keys: Arc<EnclaveKeys>,
+        backend: Arc<dyn InferenceBackend>,
+        models: BTreeMap<ModelId, String>,
+    ) -> Self {
+        Self {
+            keys,
+            backend,
+            models,
+        }
+    }
+
+    /// Runs `task` and returns the signed result to journal and submit.
+    pub async fn execute(&self, task: &JobTask) -> Result<ReadyResult, JobError> {
+        if matches!(task.subject, ReceiptSubject::Job(_)) && task.user_key.is_none() {
+            return Err(JobError::NoUserKey {
+                subject: task.subject,
+            });
+        }
+        let input_hash = sha256(&task.input);
+        let answer = match self.open_input(task) {
+            Ok(request) => self.answer(task, request).await?,
+            Err(refusal) => refusal,
+        };
+        let plaintext = serde_json::to_vec(&answer.response).unwrap_or_default();
+        let output = match task.subject {
+            ReceiptSubject::Job(_) => {
+                let user_key = task.user_key.ok_or(JobError::NoUserKey {
+                    subject: task.subject,
+                })?;
+                let ctx = EnvelopeContext::JobOutput {
+                    subject: task.subject,
+                    model_id: task.model_id.clone(),
+                };
+                envelope::seal_to(&user_key, &plaintext, &ctx)
+                    .map_err(JobError::Seal)?
+                    .to_bytes()
+            }
+            ReceiptSubject::Request(_) => plaintext,
+        };
+        let receipt = ResultReceipt {
+            subject: task.subject,
+            model_id: task.model_id.clone(),
+            input_hash,
+            output_hash: sha256(&output),
+            usage: Usage {
+                input_tokens: U64(answer.prompt_tokens),
+                output_tokens: U64(answer.completion_tokens),
+            },
+        };
+        let signature = self.keys.sign(&receipt.signing_bytes());
+        Ok(ReadyResult {
+            receipt,
+            signature,
+            output,
+        })
+    }
+
+    /// The request plaintext, or the refusal to send back.
+    fn open_input(&self, task: &JobTask) -> Result<JobRequest, Answer> {
+        let plaintext = match (task.subject, task.user_key) {
+            (ReceiptSubject::Job(_), Some(user_key)) => {
+                let ctx = EnvelopeContext::JobInput {
+                    model_id: task.model_id.clone(),
+                    user_key,
+                };
+                Envelope::from_bytes(&task.input)
+                    .and_then(|env| envelope::open(self.keys.encryption(), &env, &ctx))
+                    .map(|p| p.to_vec())
+                    .map_err(|e| {
+                        Answer::refused(
+                            400,
+                            "invalid_request_error",
+                            format!(
+                                "the input does not open for this node, model and user key: {e}"
+                            ),
+                        )
+                    })?
+            }
+            // Refused before opening, in `execute`.
+            (ReceiptSubject::Job(_), None) => Vec::new(),
+            (ReceiptSubject::Request(_), _) => task.input.clone(),
+        };
+        serde_json::from_slice(&plaintext).map_err(|e| {
+            Answer::refused(
+                400,
+                "invalid_request_error",
+                format!("the input is not a JSON job request {{method, url, body}}: {e}"),
+            )
+        })
+    }
+
+    async fn answer(&self, task: &JobTask, request: JobRequest) -> Result<Answer, JobError> {
+        let bad = |m: String| Answer::refused(400, "invalid_request_error", m);
+        let Some(model) = self.models.get(&task.model_id) else {
+            return Ok(Answer::refused(
+                404,
+                "invalid_request_error",
+                format!("model '{}' is not served by this node", task.model_id),
+            ));
+        };
+        if request.method != "POST" {
+            return Ok(bad(format!("method '{}' is not supported", request.method)));
+        }
+        let mut body = request.body;
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("model".into(), serde_json::Value::String(model.clone()));
+        }
+        let result = match request.url.as_str() {
+            CHAT_URL => match serde_json::from_value(body) {
+                Ok(req) => self
+                    .backend
+                    .chat(req)
+                    .await
+                    .map(|r| Answer::ok(&r, r.usage.prompt_tokens, r.usage.completion_tokens)),
+                Err(e) => return Ok(bad(format!("chat request: {e}"))),
+            },
+            EMBEDDINGS_URL => match serde_json::from_value(body) {
+                Ok(req) => self
+                    .backend
+                    .embed(req)
+                    .await
+                    .map(|r| Answer::ok(&r, r.usage.prompt_tokens, 0)),
+                Err(e) => return Ok(bad(format!("embeddings request: {e}"))),
+            },
+            other => return Ok(bad(format!("url '{other}' is not supported"))),
+        };
+        match result {
+            Ok(answer) => Ok(answer),
+            Err(e) => match &e {
+                InferenceError::BadRequest(_) | InferenceError::Unsupported { .. } => {
+                    Ok(bad(e.to_string()))
+                }
+                InferenceError::UnknownModel(_) => {
+                    Ok(Answer::refused(404, "invalid_request_error", e.to_string()))
+                }
+                InferenceError::Upstream { status, .. } if (400..500).contains(status) => Ok(
+                    Answer::refused(*status, "invalid_request_error", e.to_string()),
+                ),
+                _ => Err(JobError::Backend(e)),
+            },
+        }
+    }
+}
+
+/// User side: seals a job request to the node's attested key, bound to the model and to the
+/// user key the output will come back to.
+pub fn seal_job_input(
+    node_key: &[u8; 32],
+    model_id: &ModelId,
+    user_key: &[u8; 32],
+    request: &JobRequest,
+) -> Result<Envelope, EnvelopeError> {
+    let plaintext = serde_json::to_vec(request).unwrap_or_default();
+    envelope::seal_to(
+        node_key,
+        &plaintext,
+        &EnvelopeContext::JobInput {
+            model_id: model_id.clone(),
+            user_key: *user_key,
+        },
+    )
+}
+
+/// User side: opens a job's output with the user's secret.
+pub fn open_job_output(
+    user_secret: &EncryptionSecret,
+    subject: ReceiptSubject,
+    model_id: &ModelId,
+    output: &[u8],
+) -> Result<JobResponse, EnvelopeError> {
+    let env = Envelope::from_bytes(output)?;
+    let ctx = EnvelopeContext::JobOutput {
+        subject,
+        model_id: model_id.clone(),
+    };
+    let plaintext = envelope::open(user_secret, &env, &ctx)?;
+    serde_json::from_slice(&plaintext)
+        .map_err(|e| EnvelopeError::Malformed(format!("output is not a job response: {e}")))
+}
+
+/// Anyone: checks a receipt's signature by the node's attested NEAR key.
+pub fn verify_receipt(near_key: &[u8; 32], receipt: &ResultReceipt, signature: &[u8; 64]) -> bool {
+    VerifyingKey::from_bytes(near_key)
+        .map(|vk| {
+            vk.verify(&receipt.signing_bytes(), &Signature::from_bytes(signature))
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{
+        BackendFuture, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
+        EmbeddingsRequest, EmbeddingsResponse, Usage as OpenAiUsage,
+    };
+    use enclave_cloud_common::{JobId, RequestId};
+    use std::sync::Mutex;
+
+    /// Answers chat with the model name it was asked for; counts calls; fails on demand.
+    #[derive(Default)]
+    struct Echo {
+        seen_models: Mutex<Vec<String>>,
+        fail: Option<InferenceError>,
+    }
+
+    impl InferenceBackend for Echo {
+        fn name(&self) -> &'static str {
+            "echo"
+        }
+        fn chat(&self, r: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
+            Box::pin(async move {
+                self.seen_models.lock().unwrap().push(r.model.clone());
+                if let Some(e) = &self.fail {
+                    return Err(e.clone());
+                }
+                Ok(ChatCompletionResponse {
+                    id: "c".into(),
+                    object: "chat.completion".into(),
+                    created: 0,
+                    model: r.model.clone(),
+                    choices: vec![ChatChoice {
+                        index: 0,
+                        message: ChatMessage {
+                            role: "assistant".into(),
+                            content: format!("served by {}", r.model),
+                        },
+                        finish_reason: Some("stop".into()),
+                    }],
+                    usage: OpenAiUsage::new(11, 4),
+                })
+            })
+        }
+        fn embed(&self, _r: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
+            Box::pin(async move {
+                Err(InferenceError::Unsupported {
+                    backend: "echo",
+                    what: "embeddings",
+                })
+            })
+        }
+    }
+
+    fn model() -> ModelId {
+        "llama".parse().unwrap()
+    }
+
+    fn setup(backend: Echo) -> (Executor, Arc<EnclaveKeys>, Arc<Echo>) {
+        let keys = Arc::new(EnclaveKeys::generate().unwrap());
+        let backend = Arc::new(backend);
+        let models = BTreeMap::from([(model(), "meta-llama/Llama-3.1-8B".to_string())]);
+        (
+            Executor::new(keys.clone(), backend.clone(), models),
+            keys,
+            backend,
+        )
+    }
+
+    fn chat_request(model: &str) -> JobRequest {
+        JobRequest {
+            method: "POST".into(),
+            url: CHAT_URL.into(),
+            body: serde_json::json!({"model": model,
+                "messages": [{"role": "user", "content": "hello"}]}),
+        }
+    }
+
+    fn job_task(keys: &EnclaveKeys, user: &EncryptionSecret, id: u64, req: &JobRequest) -> JobTask {
+        let input = seal_job_input(
+            &keys.public().enclave_key,
+            &model(),
+            &user.public_key(),
+            req,
+        )
+        .unwrap();
+        JobTask {
+            subject: ReceiptSubject::Job(JobId(id)),
+            model_id: model(),
+            input: input.to_bytes(),
+            user_key: Some(user.public_key()),
+        }
+    }
+
+    #[tokio::test]
+    async fn sealed_job_end_to_end() {
+        let (exec, keys, backend) = setup(Echo::default());
+        let user = EncryptionSecret::generate();
+        // The user asks for another model: the job's model id wins.
+        let task = job_task(&keys, &user, 7, &chat_request("gpt-4"));
+        let result = exec.execute(&task).await.unwrap();
+        assert_eq!(
+            backend.seen_models.lock().unwrap().as_slice(),
+            ["meta-llama/Llama-3.1-8B"]
+        );
+        let r = &result.receipt;
+        assert_eq!(r.subject, ReceiptSubject::Job(JobId(7)));
+        assert_eq!(r.input_hash, sha256(&task.input));
+        assert_eq!(r.output_hash, sha256(&result.output));
+        assert_eq!((r.usage.input_tokens.0, r.usage.output_tokens.0), (11, 4));
+        assert!(verify_receipt(
+            &keys.public().near_key,
+            r,
+            &result.signature
+        ));
+        let mut forged = r.clone();
+        forged.usage.output_tokens = U64(400);
+        assert!(!verify_receipt(
+            &keys.public().near_key,
+            &forged,
+            &result.signature
+        ));
+        let out = open_job_output(&user, r.subject, &model(), &result.output).unwrap();
+        assert_eq!(out.status_code, 200);
+        assert_eq!(
+            out.body["choices"][0]["message"]["content"],
+            "served by meta-llama/Llama-3.1-8B"
+        );
+        // Only the user opens it, and only as job 7's output.
+        let other = EncryptionSecret::generate();
+        assert!(open_job_output(&other, r.subject, &model(), &result.output).is_err());
+        assert!(
+            open_job_output(
+                &user,
+                ReceiptSubject::Job(JobId(8)),
+                &model(),
+                &result.output
+            )
+            .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn copied_input_with_another_user_key_is_refused_at_zero_usage() {
+        let (exec, keys, backend) = setup(Echo::default());
+        let victim = EncryptionSecret::generate();
+        let attacker = EncryptionSecret::generate();
+        let mut task = job_task(&keys, &victim, 1, &chat_request("x"));
+        task.user_key = Some(attacker.public_key());
+        let result = exec.execute(&task).await.unwrap();
+        assert!(
+            backend.seen_models.lock().unwrap().is_empty(),
+            "no inference ran"
+        );
+        assert_eq!(result.receipt.usage.input_tokens.0, 0);
+        let out = open_job_output(&attacker, task.subject, &model(), &result.output).unwrap();
+        assert_eq!(out.status_code, 400);
+        assert!(
+            out.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not open")
+        );
+    }
+
+    #[tokio::test]
+    async fn user_errors_are_answered_and_node_errors_retried() {
+        let (exec, keys, _) = setup(Echo::default());
+        let user = EncryptionSecret::generate();
+        let cases = [
+            (
+                JobRequest {
+                    url: "/v1/images".into(),
+                    ..chat_request("x")
+                },
+                400,
+            ),
+            (
+                JobRequest {
+                    url: EMBEDDINGS_URL.into(),
+                    body: serde_json::json!({"model": "x", "input": "hi"}),
+                    method: "POST".into(),
+                },
+                400, // the backend does not embed
+            ),
+            (
+                JobRequest {
+                    body: serde_json::json!({"messages": "not a list"}),
+                    ..chat_request("x")
+                },
+                400,
+            ),
+        ];
+        for (i, (req, status)) in cases.into_iter().enumerate() {
+            let task = job_task(&keys, &user, i as u64, &req);
+            let result = exec.execute(&task).await.unwrap();
+            let out = open_job_output(&user, task.subject, &model(), &result.output).unwrap();
+            assert_eq!(out.status_code, status, "case {i}: {:?}", out.body);
+            assert_eq!(result.receipt.usage.input_tokens.0, 0);
+        }
+        // A model this node does not serve.
+        let mut task = job_task(&keys, &user, 9, &chat_request("x"));
+        task.model_id = "unknown".parse().unwrap();
+        task.input = seal_job_input(
+            &keys.public().enclave_key,
+            &task.model_id,
+            &user.public_key(),
+            &chat_request("x"),
+        )
+        .unwrap()
+        .to_bytes();
+        let result = exec.execute(&task).await.unwrap();
+        let out = open_job_output(&user, task.subject, &task.model_id, &result.output).unwrap();
+        assert_eq!(out.status_code, 404);
+        // The backend is down: no result, the job stays claimed and is retried.
+        let (exec, keys, _) = setup(Echo {
+            fail: Some(InferenceError::Transport("connection refused".into())),
+            ..Echo::default()
+        });
+        let task = job_task(&keys, &user, 10, &chat_request("x"));
+        assert!(matches!(
+            exec.execute(&task).await,
+            Err(JobError::Backend(_))
+        ));
+        let mut no_key = task.clone();
+        no_key.user_key = None;
+        assert!(matches!(
+            exec.execute(&no_key).await,
+            Err(JobError::NoUserKey { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn agent_requests_are_plaintext() {
+        let (exec, keys, _) = setup(Echo::default());
+        let task = JobTask {
+            subject: ReceiptSubject::Request(RequestId(3)),
+            model_id: model(),
+            input: serde_json::to_vec(&chat_request("x")).unwrap(),
+            user_key: None,
+        };
+        let result = exec.execute(&task).await.unwrap();
+        let out: JobResponse = serde_json::from_slice(&result.output).unwrap();
+        assert_eq!(out.status_code, 200);
+        assert!(verify_receipt(
+            &keys.public().near_key,
+            &result.receipt,
+            &result.signature
+        ));
+    }
+}
