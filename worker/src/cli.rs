@@ -258,6 +258,24 @@ pub fn attest(data_dir: &Path, args: &AttestArgs) -> Result<String, CliError> {
     serde_json::to_string_pretty(&bundle).map_err(|e| CliError::Usage(e.to_string()))
 }
 
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            // Without a SIGTERM handler, only Ctrl-C stops the server.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
@@ -290,10 +308,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 })?;
             tracing::info!(%listen, "serving the OpenAI-compatible endpoint");
             axum::serve(listener, router(state))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                    tracing::info!("shutting down");
-                })
+                .with_graceful_shutdown(shutdown_signal())
                 .await
                 .map_err(|source| CliError::Io {
                     path: PathBuf::from(listen.to_string()),
