@@ -7,6 +7,7 @@
 //! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`.
 //! * [`job`]: one job inside the enclave (open, infer, seal, sign) and the user-side helpers.
 //! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
+//! * [`runner`]: exactly-once processing of claimed jobs (journal + executor).
 //! * [`cli`]: `worker init | attest | serve`.
 
 pub mod api;
@@ -17,3 +18,4 @@ pub mod inference;
 pub mod job;
 pub mod journal;
 pub mod keys;
+pub mod runner;
