@@ -70,6 +70,8 @@ pub enum ModelTokenError {
     UnknownAsset(Asset),
     #[error("revenue of {asset:?} would overflow")]
     RevenueOverflow { asset: Asset },
+    #[error("cannot withdraw {0}: the storage deposit is fixed, nothing is available")]
+    NoStorageAvailable(NearToken),
     #[error("nothing to claim for {account} in {asset:?}")]
     NothingToClaim { account: AccountId, asset: Asset },
     #[error("invalid {field}: {reason}")]

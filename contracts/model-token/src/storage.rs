@@ -117,12 +117,8 @@ impl StorageManagement for ModelToken {
         require_one_yocto().or_panic();
         let account = env::predecessor_account_id();
         self.holder(&account).or_panic();
-        if amount.is_some_and(|a| !a.is_zero()) {
-            ModelTokenError::DepositTooSmall {
-                required: amount.unwrap_or_default(),
-                attached: NearToken::from_yoctonear(0),
-            }
-            .or_panic_now();
+        if let Some(amount) = amount.filter(|a| !a.is_zero()) {
+            ModelTokenError::NoStorageAvailable(amount).or_panic_now();
         }
         self.registered_balance()
     }
@@ -185,7 +181,7 @@ mod tests {
         ctx(ALICE, NearToken::from_yoctonear(1));
         assert_panics_with(
             || t.storage_withdraw(Some(NearToken::from_yoctonear(5))),
-            "attach at least",
+            "nothing is available",
         );
         ctx(BOB, NearToken::from_yoctonear(1));
         assert_panics_with(|| t.storage_withdraw(None), "not registered");

@@ -1,5 +1,5 @@
 //! Property test: random sequences of mint / transfer / burn / deposit / claim (with payouts
-//! that succeed or fail) driven through the contract's own methods, against a reference model
+//! that succeed or fail) / force-unregister driven through the contract's own methods, against a reference model
 //! that distributes every deposit to every holder one by one (O(holders), no corrections).
 //!
 //! After every step: balances and supply match the model; every holder's claimable amount
@@ -28,6 +28,9 @@ enum Op {
     Transfer(usize, usize, u8),
     Deposit(bool, u128),
     Claim(usize, bool, bool),
+    /// The holder force-unregisters (its tokens burn, its revenue goes to the pool) and
+    /// registers again.
+    Leave(usize),
 }
 
 fn amount() -> impl Strategy<Value = u128> {
@@ -41,7 +44,8 @@ fn op() -> impl Strategy<Value = Op> {
         (h.clone(), any::<u8>()).prop_map(|(i, f)| Op::Burn(i, f)),
         (h.clone(), h.clone(), any::<u8>()).prop_map(|(i, j, f)| Op::Transfer(i, j, f)),
         (any::<bool>(), amount()).prop_map(|(ft, a)| Op::Deposit(ft, a)),
-        (h, any::<bool>(), any::<bool>()).prop_map(|(i, ft, ok)| Op::Claim(i, ft, ok)),
+        (h.clone(), any::<bool>(), any::<bool>()).prop_map(|(i, ft, ok)| Op::Claim(i, ft, ok)),
+        h.prop_map(Op::Leave),
     ]
 }
 
@@ -167,7 +171,19 @@ fn apply(t: &mut ModelToken, r: &mut Reference, op: &Op) {
                 r.claimed[k] += amount;
             }
         }
+        Op::Leave(i) => leave(t, r, i),
     }
+}
+
+fn leave(t: &mut ModelToken, r: &mut Reference, i: usize) {
+    ctx(HOLDERS[i], NearToken::from_yoctonear(1));
+    assert!(t.storage_unregister(Some(true)));
+    for k in 0..2 {
+        r.pending[k] += r.entitlements[k][i];
+        r.entitlements[k][i] = U256::zero();
+    }
+    r.balances[i] = 0;
+    register(t, HOLDERS[i]);
 }
 
 fn check(t: &ModelToken, r: &Reference) {
