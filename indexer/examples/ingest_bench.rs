@@ -113,8 +113,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     follower.run(stop_rx).await?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
     let applied: i64 =
         sqlx::query_scalar("SELECT value FROM counters WHERE name = 'events_applied'")
             .fetch_one(&db.pool)
@@ -128,5 +130,20 @@ async fn main() -> anyhow::Result<()> {
         blocks + 1
     );
     println!("BENCH indexer.ingest {:.0} events/s", events as f64 / secs);
+    // Wall time depends on what else the machine runs; CPU time much less so.
+    if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
+        println!("BENCH indexer.ingest.cpu {:.0} events/cpu-s", events as f64 / cpu);
+    }
     Ok(())
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, 100 Hz ticks).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

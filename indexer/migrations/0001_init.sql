@@ -46,7 +46,9 @@ CREATE TABLE nodes (
     endpoint TEXT,
     region TEXT,
     capacity BIGINT NOT NULL,
-    min_output_price TEXT,
+    -- Cheapest output price over the node's models; '9'*40 (above any u128) when unpriced,
+    -- so the price index serves ORDER BY directly on both backends.
+    min_output_price TEXT NOT NULL DEFAULT '9999999999999999999999999999999999999999',
     registered_height BIGINT NOT NULL,
     registered_at_ns BIGINT NOT NULL,
     expires_at_ns BIGINT NOT NULL,

@@ -120,8 +120,8 @@ pub struct NodeQuery {
     cursor: Option<String>,
 }
 
-/// The price a node sorts by, absent prices sorting last.
-const NO_PRICE: &str = "9999999999999999999999999999999999999999";
+/// The price a node without prices sorts by: last.
+const NO_PRICE: &str = amount::UNPRICED;
 
 fn status_param(v: &str) -> ApiResult<String> {
     serde_json::from_value::<NodeStatus>(serde_json::Value::String(v.to_owned())).map_err(
@@ -176,7 +176,8 @@ pub async fn list_nodes(
         }
         None => (String::new(), "n.min_output_price"),
     };
-    let sort_price = format!("COALESCE({price}, '{NO_PRICE}')");
+    // Never NULL (unpriced nodes hold NO_PRICE), so the price indexes serve the ORDER BY.
+    let sort_price = price;
     if let Some(region) = &q.region {
         let p = f.text(short_text("region", region)?);
         f.push(format!("n.region = {p}"));

@@ -3,6 +3,9 @@
 /// Width of a stored amount.
 const WIDTH: usize = 40;
 
+/// The stored price of a node without prices: sorts after every real amount.
+pub const UNPRICED: &str = "9999999999999999999999999999999999999999";
+
 /// The stored form of an amount.
 pub fn pad(v: u128) -> String {
     format!("{v:0WIDTH$}")

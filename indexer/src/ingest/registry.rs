@@ -188,7 +188,7 @@ async fn update_commercials(
         .iter()
         .map(|p| p.output_per_million.0)
         .min()
-        .map(amount::pad);
+        .map_or_else(|| amount::UNPRICED.to_owned(), amount::pad);
     let updated = sqlx::query(
         "UPDATE nodes SET endpoint = $2, region = $3, capacity = $4, min_output_price = $5
          WHERE node_id = $1",
