@@ -654,3 +654,67 @@ fn bundle_json_roundtrip() {
     let json = serde_json::to_vec(&b).expect("serializes");
     assert_eq!(parse_bundle(&json).expect("parses"), b);
 }
+
+// ---------------------------------------------------------------- random mutations
+
+/// Deterministic xorshift: reproducible "random" mutations without a rand dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Random byte mutations, truncations and junk: parsers return errors, nothing panics.
+#[test]
+fn random_mutations_never_panic() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let b = dstack_bundle();
+    let quote = b.tdx.as_ref().expect("tdx").quote.clone();
+    let gpu = hopper();
+    let json = serde_json::to_vec(&b).expect("json");
+    for _ in 0..3000 {
+        let mut q = quote.clone();
+        for _ in 0..1 + rng.below(4) {
+            let i = rng.below(q.len());
+            q[i] = rng.next() as u8;
+        }
+        q.truncate(rng.below(quote.len() + 1));
+        let _ = tdx::parse_td_report(&q);
+
+        let mut r = gpu.report.clone();
+        let i = rng.below(r.len());
+        r[i] = rng.next() as u8;
+        r.truncate(rng.below(gpu.report.len() + 1));
+        let _ = attestation::nvidia::parse_spdm_report(&r);
+
+        let mut j = json.clone();
+        let i = rng.below(j.len());
+        j[i] = rng.next() as u8;
+        let _ = parse_bundle(&j);
+    }
+    // Full verifications of a few mutated quotes and chains (slower: crypto runs).
+    for _ in 0..20 {
+        let mut t = b.clone();
+        let q = &mut t.tdx.as_mut().expect("tdx").quote;
+        let i = rng.below(q.len());
+        q[i] ^= 1 << rng.below(8);
+        assert!(verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).is_err());
+
+        let mut g = gpu.clone();
+        let mut chain = g.certificate_chain.into_bytes();
+        let i = rng.below(chain.len());
+        chain[i] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\n-"[rng.below(66)];
+        g.certificate_chain = String::from_utf8(chain).expect("ascii");
+        let _ = verify_gpu_evidence(&g, GPU_NOW, &NoCache);
+    }
+}
