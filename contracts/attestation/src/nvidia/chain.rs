@@ -92,12 +92,7 @@ pub fn verify_chain<K: CertCache + ?Sized>(
     now: u64,
     cache: &K,
 ) -> Result<VerifiedChain, GpuError> {
-    let root = pinned_root()?;
-    let mut certs = parse_pem_certs(pem_chain)?;
-    // The root may be sent along; it is trusted only as the pinned copy.
-    if certs.last().is_some_and(|c| c.der == root.der) {
-        certs.pop();
-    }
+    let (certs, root) = chain_below_root(pem_chain)?;
     let leaf = leaf_of(&certs)?;
     let leaf_key = ec_p384_key(&leaf.cert, 0)?;
     let LeafIdentity { leaf_hash, model } = identity(leaf);
@@ -114,19 +109,9 @@ pub fn verify_chain<K: CertCache + ?Sized>(
             verified_intermediates,
         });
     }
-    for (index, child) in certs.iter().enumerate() {
-        check_validity(&child.cert, index, now)?;
-        let issuer = certs.get(index + 1).unwrap_or(&root);
-        let issuer_index = index + 1;
-        check_link(
-            child,
-            issuer,
-            index,
-            issuer_index,
-            issuer_index == certs.len(),
-            now,
-        )?;
-        if issuer_index == certs.len() {
+    for index in 0..certs.len() {
+        let issuer = verify_certificate(&certs, &root, index, now)?;
+        if index + 1 == certs.len() {
             break; // reached the pinned root
         }
         let issuer_hash = sha256(&issuer.der);
@@ -211,36 +196,58 @@ pub fn verify_chain_step<K: CertCache + ?Sized>(
     cache: &K,
     max_signatures: usize,
 ) -> Result<Vec<[u8; 32]>, GpuError> {
-    let root = pinned_root()?;
-    let mut certs = parse_pem_certs(pem_chain)?;
-    if certs.last().is_some_and(|c| c.der == root.der) {
-        certs.pop();
-    }
+    let (certs, root) = chain_below_root(pem_chain)?;
     ec_p384_key(&leaf_of(&certs)?.cert, 0)?;
     let mut verified = Vec::new();
     for index in (0..certs.len()).rev() {
-        let child = &certs[index];
-        let hash = sha256(&child.der);
+        let hash = sha256(&certs[index].der);
         if cache.contains(&hash) {
             continue;
         }
         if verified.len() == max_signatures {
             break;
         }
-        check_validity(&child.cert, index, now)?;
-        let issuer_index = index + 1;
-        let issuer = certs.get(issuer_index).unwrap_or(&root);
-        check_link(
-            child,
-            issuer,
-            index,
-            issuer_index,
-            issuer_index == certs.len(),
-            now,
-        )?;
+        verify_certificate(&certs, &root, index, now)?;
         verified.push(hash);
     }
     Ok(verified)
+}
+
+/// The chain's certificates below the pinned root, and the root. The root may be sent along;
+/// it is trusted only as the pinned copy.
+fn chain_below_root(pem_chain: &str) -> Result<(Vec<Parsed>, Parsed), GpuError> {
+    let root = pinned_root()?;
+    let mut certs = parse_pem_certs(pem_chain)?;
+    if certs.last().is_some_and(|c| c.der == root.der) {
+        certs.pop();
+    }
+    Ok((certs, root))
+}
+
+/// Checks `certs[index]` (validity, issuer, signature) against its issuer, the next certificate
+/// or the pinned root above the last one; returns the issuer.
+fn verify_certificate<'a>(
+    certs: &'a [Parsed],
+    root: &'a Parsed,
+    index: usize,
+    now: u64,
+) -> Result<&'a Parsed, GpuError> {
+    let child = certs.get(index).ok_or(GpuError::CertParse {
+        index,
+        reason: "no such certificate".into(),
+    })?;
+    check_validity(&child.cert, index, now)?;
+    let issuer_index = index + 1;
+    let issuer = certs.get(issuer_index).unwrap_or(root);
+    check_link(
+        child,
+        issuer,
+        index,
+        issuer_index,
+        issuer_index == certs.len(),
+        now,
+    )?;
+    Ok(issuer)
 }
 
 /// `child` is issued and signed by `issuer`, which is a CA valid at `now`.
