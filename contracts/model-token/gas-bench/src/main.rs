@@ -11,6 +11,7 @@
 //! BENCH model_token.claim_revenue.near.holders_<N>.gas <Tgas> Tgas    (+ transfer + callback)
 //! BENCH model_token.claim_revenue.ft.holders_<N>.gas <Tgas> Tgas      (token's ft_transfer excluded)
 //! BENCH model_token.contribute.gas <Tgas> Tgas
+//! BENCH model_token.grant_key.gas <Tgas> Tgas                         (registry's get_node excluded)
 //! BENCH model_factory.create_model.gas <Tgas> Tgas                    (batch + new + callback)
 //! BENCH model_token.init_storage <bytes> bytes                        (state a new model starts with)
 //! ```
@@ -127,6 +128,7 @@ struct Contract {
 struct Outcome {
     gas: Gas,
     actions: Vec<MockAction>,
+    logs: Vec<String>,
 }
 
 impl Contract {
@@ -186,6 +188,7 @@ impl Contract {
         Ok(Outcome {
             gas: outcome.burnt_gas,
             actions: self.ext.action_log.clone(),
+            logs: outcome.logs,
         })
     }
 
@@ -360,6 +363,46 @@ fn contribute_bench(vm: &Vm, code: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `grant_key` and its callback with an eligible node (the registry's `get_node` is not ours).
+fn grant_bench(vm: &Vm, code: &[u8]) -> Result<()> {
+    let mut t = Contract::new(TOKEN, code);
+    t.call(
+        vm,
+        OWNER,
+        0,
+        "new",
+        &json!({ "init": model_init(None) }),
+        vec![],
+    )?;
+    let key = "c2VhbGVkIG1vZGVsIGtleSBmb3Igbm9kZSA3IChIUEtFIGNpcGhlcnRleHQgb2YgMzIgYnl0ZXMp";
+    let args = json!({ "node_id": "7", "encrypted_key": key, "key_hash": "11".repeat(32) });
+    let grant = t.tx(vm, "keys.test.near", NEAR / 10, "grant_key", args)?;
+    let node = json!({
+        "node_id": "7", "operator": "op.test.near", "status": "active", "kind": "tdx",
+        "signer_key": "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp",
+        "encryption_key": "22".repeat(32), "tcb_status": "UpToDate",
+        "measurements": { "mrtd": "00".repeat(48), "rtmr0": "00".repeat(48), "rtmr1": "00".repeat(48),
+            "rtmr2": "00".repeat(48), "rtmr3": "cd".repeat(48), "compose_hash": "ab".repeat(32) },
+        "gpus": [], "endpoint": "https://node.example", "region": "eu", "prices": [], "capacity": 4,
+        "registered_at_ns": T0.to_string(), "attestation_expires_at_ns": (T0 + 7 * 24 * 3600 * SEC).to_string(),
+        "last_heartbeat_ns": T0.to_string()
+    });
+    let cb_args = json!({ "node_id": "7", "encrypted_key": key, "key_hash": "11".repeat(32),
+        "grantor": "keys.test.near", "deposit": (NEAR / 10).to_string() });
+    let result = PromiseResult::Successful(Rc::from(serde_json::to_vec(&Some(node))?));
+    let out = t.call(vm, TOKEN, 0, "on_node_checked", &cb_args, vec![result])?;
+    let bytes = ("on_node_checked".len() + cb_args.to_string().len()) as u64;
+    let cb = sum(&[
+        out.gas,
+        vm.receipt_exec(&[ActionCosts::function_call_base], bytes),
+    ]);
+    if !out.logs.iter().any(|l| l.contains("\"key_granted\"")) {
+        bail!("on_node_checked refused the grant: {:?}", out.logs);
+    }
+    bench("model_token.grant_key", sum(&[grant.gas, cb]));
+    Ok(())
+}
+
 fn factory_bench(vm: &Vm, token_code: &[u8], factory_code: &[u8]) -> Result<()> {
     let mut f = Contract::new(FACTORY, factory_code);
     f.call(
@@ -467,6 +510,7 @@ fn main() -> Result<()> {
         revenue_benches(&vm, &token_code, n)?;
     }
     contribute_bench(&vm, &token_code)?;
+    grant_bench(&vm, &token_code)?;
     factory_bench(&vm, &token_code, &factory_code)?;
     Ok(())
 }
