@@ -195,10 +195,7 @@ fn attested_from(state: &StateV1, verdict: Verdict, node: Option<NodeId>) -> Res
 
 /// The allowlists: an allowed platform (MRTD + RTMR0-2) and an allowed compose hash.
 fn check_measurements(policy: &Policy, m: &Measurements) -> Result<()> {
-    let platform_ok = policy.platforms.iter().any(|p| {
-        p.mrtd == m.mrtd && p.rtmr0 == m.rtmr0 && p.rtmr1 == m.rtmr1 && p.rtmr2 == m.rtmr2
-    });
-    if !platform_ok {
+    if !policy.allows_platform(m) {
         return Err(RegistryError::PlatformNotAllowed {
             mrtd: m.mrtd.clone(),
         });
@@ -318,6 +315,33 @@ fn registry_gpu(
         nonce,
         new_certs,
     })
+}
+
+/// Most P-384 signatures one `cache_gpu_certificates` call verifies (about 80 Tgas each).
+pub const MAX_CHAIN_STEP_SIGNATURES: u8 = 3;
+
+/// Verifies up to `max_signatures` not yet cached certificates of a GPU's NVIDIA chain (PEM,
+/// leaf first), from the pinned root down, each against its already verified issuer; returns
+/// their hashes to cache. Once the whole chain is cached (leaf included), `add_gpu` for that
+/// device only verifies the report signature.
+pub fn verify_gpu_chain_step(
+    state: &StateV1,
+    certificate_chain: &str,
+    max_signatures: u8,
+) -> Result<Vec<[u8; 32]>> {
+    if max_signatures == 0 || max_signatures > MAX_CHAIN_STEP_SIGNATURES {
+        return Err(RegistryError::invalid(
+            "max_signatures",
+            format!("{max_signatures} is not in 1..={MAX_CHAIN_STEP_SIGNATURES}"),
+        ));
+    }
+    attestation::nvidia::verify_chain_step(
+        certificate_chain,
+        now_secs(),
+        &Cache(&state.cert_cache),
+        usize::from(max_signatures),
+    )
+    .map_err(|e| RegistryError::Gpu(e.to_string()))
 }
 
 /// Verifies one more GPU for `node` from its evidence JSON.

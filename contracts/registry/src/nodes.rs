@@ -3,7 +3,7 @@
 //! call leaves the state as it was.
 
 use enclave_cloud_common::events::{Nep297, RegistryEvent};
-use enclave_cloud_common::{GpuInfo, NodeId};
+use enclave_cloud_common::{GpuInfo, Hash32, NodeId};
 use near_sdk::json_types::U64;
 use near_sdk::{AccountId, env};
 
@@ -175,6 +175,36 @@ pub fn add_gpu(state: &mut StateV1, node_id: NodeId, evidence: String) -> Result
     Ok(info)
 }
 
+/// Verifies the next certificates of a GPU chain and caches them (see
+/// `attest::verify_gpu_chain_step`). Returns the newly cached hashes.
+pub fn cache_gpu_certificates(
+    state: &mut StateV1,
+    node_id: NodeId,
+    certificate_chain: String,
+    max_signatures: u8,
+) -> Result<Vec<Hash32>> {
+    let node = state.node(node_id)?;
+    require_enclave(node_id, node)?;
+    let operator = node.operator.clone();
+    let verified = attest::verify_gpu_chain_step(state, &certificate_chain, max_signatures)?;
+    let usage_before = env::storage_usage();
+    let cached = cache_certificates(state, verified);
+    state.settle_storage(&operator, usage_before)?;
+    Ok(cached)
+}
+
+/// Adds verified certificate hashes to the cache; returns (and announces) the new ones.
+fn cache_certificates(state: &mut StateV1, hashes: Vec<[u8; 32]>) -> Vec<Hash32> {
+    let mut cached = Vec::new();
+    for hash in hashes {
+        if state.cert_cache.insert(hash) {
+            RegistryEvent::CertificateCached { hash: Hash32(hash) }.emit();
+            cached.push(Hash32(hash));
+        }
+    }
+    cached
+}
+
 /// A node holds at most `max_gpus`; a GPU it already has is refreshed, not added.
 fn check_gpu_room(
     policy: &Policy,
@@ -202,14 +232,7 @@ fn apply_gpus(state: &mut StateV1, node_id: NodeId, gpus: Vec<VerifiedGpu>) -> R
     for gpu in gpus {
         state.used_gpu_nonces.insert(gpu.nonce);
         state.gpu_owner.insert(gpu.info.device_id, node_id);
-        for hash in gpu.new_certs {
-            if state.cert_cache.insert(hash) {
-                RegistryEvent::CertificateCached {
-                    hash: enclave_cloud_common::Hash32(hash),
-                }
-                .emit();
-            }
-        }
+        cache_certificates(state, gpu.new_certs);
         let node = state
             .nodes
             .get_mut(&node_id)

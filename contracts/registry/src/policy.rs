@@ -1,6 +1,6 @@
 //! Governance policy: what a node must prove to join, and the economic and liveness rules.
 
-use enclave_cloud_common::{Hash32, TcbStatus};
+use enclave_cloud_common::{Hash32, Measurements, TcbStatus};
 use near_sdk::json_types::U64;
 use near_sdk::{NearToken, PublicKey, near};
 
@@ -164,6 +164,13 @@ impl Policy {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the firmware and boot chain of `m` are an allowed platform.
+    pub fn allows_platform(&self, m: &Measurements) -> bool {
+        self.platforms.iter().any(|p| {
+            p.mrtd == m.mrtd && p.rtmr0 == m.rtmr0 && p.rtmr1 == m.rtmr1 && p.rtmr2 == m.rtmr2
+        })
     }
 
     /// A node without a heartbeat for this long is inactive.

@@ -320,3 +320,79 @@ fn bundle_with_gpu_registers_both() {
     assert_eq!(node(&r, id).gpus.len(), 1);
     assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
 }
+
+/// A change of policy that revokes what the dstack node attested.
+type Revoke = fn(&mut Policy);
+
+#[test]
+fn governance_revocation_retires_registered_nodes() {
+    let mut r = tdx_registry(|_| {});
+    let id = as_node(&mut r).expect("registers");
+    assert_eq!(status(&r, id), NodeStatus::Active);
+    let allowed = r.get_policy();
+    let revocations: [(&str, Revoke); 3] = [
+        ("compose hash", |p| p.compose_hashes.clear()),
+        ("platform", |p| p.platforms[0].mrtd = "11".repeat(48)),
+        ("image digest", |p| p.image_digests = vec![Hash32([3; 32])]),
+    ];
+    for (what, revoke) in revocations {
+        let mut p = allowed.clone();
+        revoke(&mut p);
+        Call::by(owner()).yocto().at(DSTACK_NOW).set();
+        r.set_policy(p).expect("owner");
+        assert_eq!(status(&r, id), NodeStatus::Expired, "{what} revoked");
+        Call::by(owner()).yocto().at(DSTACK_NOW).set();
+        r.set_policy(allowed.clone()).expect("owner");
+        assert_eq!(status(&r, id), NodeStatus::Active, "{what} allowed again");
+    }
+}
+
+#[test]
+fn gpu_chain_is_cached_in_steps_then_only_the_report_is_verified() {
+    let mut r = tdx_registry(|_| {});
+    let id = as_node(&mut r).expect("registers");
+    let chain = text("nvidia-hopper-single/hopperCertChain.txt");
+    let step = |r: &mut Registry, max: Option<u8>| {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        r.cache_gpu_certificates(id, chain.clone(), max)
+    };
+    // Bounds on the work per call; only the enclave key.
+    assert!(matches!(
+        step(&mut r, Some(0)),
+        Err(RegistryError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        step(&mut r, Some(4)),
+        Err(RegistryError::InvalidInput { .. })
+    ));
+    Call::by(op()).at(DSTACK_NOW).set();
+    assert!(matches!(
+        r.cache_gpu_certificates(id, chain.clone(), None),
+        Err(RegistryError::NotNodeKey { .. })
+    ));
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r.cache_gpu_certificates(
+        id,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+        None,
+    );
+    assert!(matches!(err, Err(RegistryError::Gpu(_))), "{err:?}");
+
+    let first = step(&mut r, Some(2)).expect("two certificates");
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|h| r.is_certificate_cached(*h)));
+    assert_eq!(events().len(), 2, "one certificate_cached per new hash");
+    let second = step(&mut r, None).expect("the rest");
+    assert_eq!(second.len(), 2, "device CA and leaf");
+    assert!(step(&mut r, None).expect("nothing left").is_empty());
+
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let gpu = r
+        .add_gpu(id, hopper_evidence())
+        .expect("report verifies against the cached leaf");
+    assert_eq!(
+        Some(&gpu.device_id),
+        second.last(),
+        "the leaf hash is the device id"
+    );
+}

@@ -237,3 +237,87 @@ fn migrate_keeps_the_state() {
     assert_eq!(snapshot(&migrated), before);
     assert_eq!(node(&migrated, id).node_id, id);
 }
+
+#[test]
+fn switching_dev_mode_off_retires_dev_nodes() {
+    let (mut r, id) = with_node();
+    Call::by(owner()).yocto().set();
+    r.set_policy(Policy {
+        dev_mode: false,
+        ..r.get_policy()
+    })
+    .expect("off");
+    assert_eq!(status(&r, id), NodeStatus::Expired);
+}
+
+#[test]
+fn tcb_grace_ends_a_node_at_its_deadline() {
+    use crate::state::Node;
+    use crate::status::node_status;
+    use enclave_cloud_common::{AttestationKind, Hash32, Measurements};
+    let (r, _) = with_node();
+    let m = Measurements {
+        mrtd: "aa".repeat(48),
+        rtmr0: "00".repeat(48),
+        rtmr1: "01".repeat(48),
+        rtmr2: "02".repeat(48),
+        rtmr3: "03".repeat(48),
+        compose_hash: Some(Hash32([4; 32])),
+    };
+    let node = Node {
+        operator: op(),
+        kind: AttestationKind::Tdx,
+        signer_key: key(1).1,
+        encryption_key: [1; 32],
+        tcb_status: TcbStatus::OutOfDate,
+        measurements: m.clone(),
+        image_digest: None,
+        gpus: vec![],
+        endpoint: None,
+        region: None,
+        prices: vec![],
+        capacity: 0,
+        registered_at_ns: T0,
+        attested_at_ns: T0,
+        attestation_expires_at_ns: T0 + DAY,
+        last_heartbeat_ns: T0,
+        deregistered: false,
+    };
+    let platform = PlatformMeasurements {
+        mrtd: m.mrtd,
+        rtmr0: m.rtmr0,
+        rtmr1: m.rtmr1,
+        rtmr2: m.rtmr2,
+    };
+    let grace_until = T0 / SEC + 60;
+    let policy = Policy {
+        platforms: vec![platform],
+        compose_hashes: vec![Hash32([4; 32])],
+        tcb_grace: vec![crate::TcbGrace {
+            status: TcbStatus::OutOfDate,
+            until: U64(grace_until),
+        }],
+        ..r.get_policy()
+    };
+    let operator = crate::state::Operator {
+        stake: near(100),
+        nodes: vec![NodeId(0)],
+        ..Default::default()
+    };
+    assert_eq!(
+        node_status(&node, Some(&operator), &policy, T0 + 60 * SEC),
+        NodeStatus::Active
+    );
+    assert_eq!(
+        node_status(&node, Some(&operator), &policy, T0 + 61 * SEC),
+        NodeStatus::Expired
+    );
+    let no_grace = Policy {
+        tcb_grace: vec![],
+        ..policy
+    };
+    assert_eq!(
+        node_status(&node, Some(&operator), &no_grace, T0),
+        NodeStatus::Expired
+    );
+}
