@@ -9,7 +9,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -91,7 +91,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyError + '_ {
 impl Sealer for FileSealer {
     fn seal(&self, name: &str, secret: &[u8]) -> Result<(), KeyError> {
         let path = self.path(name)?;
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        // A data dir we create is private to the worker (an existing one is left as it is).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io_err(&self.dir))?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let _ = fs::remove_file(&tmp);
         let mut file = fs::OpenOptions::new()
@@ -254,6 +259,11 @@ mod tests {
         let (again, created) = EnclaveKeys::load_or_generate(&sealer).unwrap();
         assert!(!created);
         assert_eq!(keys.public(), again.public());
+        let dir_mode = fs::metadata(dir.path().join("data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
         for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME] {
             let meta = fs::metadata(dir.path().join("data").join(name)).unwrap();
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
