@@ -179,12 +179,12 @@ impl Node {
                     let outcome = if with_receipts {
                         FinalExecutionOutcomeViewEnum::FinalExecutionOutcomeWithReceipt(
                             FinalExecutionOutcomeWithReceiptView {
-                                final_outcome: outcome,
+                                final_outcome: *outcome,
                                 receipts,
                             },
                         )
                     } else {
-                        FinalExecutionOutcomeViewEnum::FinalExecutionOutcome(outcome)
+                        FinalExecutionOutcomeViewEnum::FinalExecutionOutcome(*outcome)
                     };
                     return Ok(RpcTransactionResponse {
                         final_execution_outcome: Some(outcome),

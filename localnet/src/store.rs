@@ -13,19 +13,30 @@ const TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("txs");
 const OUTCOMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outcomes");
 const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
 
+/// A failure of the embedded database (boxed: redb's errors are large).
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store database: {0}")]
-    Database(#[from] redb::DatabaseError),
-    #[error("store transaction: {0}")]
-    Transaction(#[from] redb::TransactionError),
-    #[error("store table: {0}")]
-    Table(#[from] redb::TableError),
-    #[error("store read/write: {0}")]
-    Storage(#[from] redb::StorageError),
-    #[error("store commit: {0}")]
-    Commit(#[from] redb::CommitError),
+#[error("store: {0}")]
+pub struct StoreError(Box<redb::Error>);
+
+macro_rules! store_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError(Box::new(e.into()))
+            }
+        }
+    )*};
 }
+store_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Key-value pairs of the state table.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Everything one block adds to the store.
 #[derive(Default)]
@@ -104,7 +115,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn load_state(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn load_state(&self) -> Result<Entries, StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(STATE)?;
         let mut entries = Vec::with_capacity(table.len()? as usize);

@@ -1,6 +1,11 @@
 //! The chain driven in-process: transactions, receipts across blocks, errors, persistence and
 //! the neardata view of a block.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed step is a failed test"
+)]
+
 use localnet::chain::TxLookup;
 use localnet::node::Node;
 use near_crypto::{InMemorySigner, KeyType, SecretKey, Signer};
@@ -91,7 +96,7 @@ impl Fixture {
                 ..
             } = self.node.chain().lookup_tx(&hash).unwrap()
             {
-                return outcome;
+                return *outcome;
             }
         }
         panic!("transaction {hash} did not complete in 10 blocks");

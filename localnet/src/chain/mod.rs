@@ -73,7 +73,7 @@ pub enum TxLookup {
     Rejected(InvalidTxError),
     /// In a block; `complete` when every receipt it caused has an outcome.
     Found {
-        outcome: FinalExecutionOutcomeView,
+        outcome: Box<FinalExecutionOutcomeView>,
         receipts: Vec<ReceiptView>,
         complete: bool,
     },
@@ -294,7 +294,7 @@ impl Chain {
         }
         let ctx = self.context(self.head.height + 1, self.head.timestamp_ns);
         let mut overlay = self.state.overlay();
-        verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx)?;
+        verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx, false)?;
         self.rejected.remove(&hash);
         self.pool_hashes.insert(hash);
         self.pool.push(tx);
@@ -308,6 +308,11 @@ impl Chain {
 
     pub fn pool_len(&self) -> usize {
         self.pool.len()
+    }
+
+    /// Nothing waits to be included or executed (postponed receipts and yields aside).
+    pub fn is_idle(&self) -> bool {
+        self.pool.is_empty() && self.delayed.is_empty()
     }
 
     /// Produces the next block (or, with `skip > 0`, the block `skip` heights further, as
@@ -332,7 +337,8 @@ impl Chain {
             let hash = tx.get_hash();
             self.pool_hashes.remove(&hash);
             let mut overlay = self.state.overlay();
-            match verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx) {
+            // Pool transactions had their signatures checked when submitted.
+            match verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx, true) {
                 Ok((receipt, gas_burnt)) => {
                     let changes = overlay.into_changes();
                     self.state.commit(changes);
@@ -656,12 +662,12 @@ impl Chain {
         }
         let status = final_status(&tx_outcome, &receipts_outcome);
         Ok(TxLookup::Found {
-            outcome: FinalExecutionOutcomeView {
+            outcome: Box::new(FinalExecutionOutcomeView {
                 status,
                 transaction: stored.transaction,
                 transaction_outcome: tx_outcome,
                 receipts_outcome,
-            },
+            }),
             receipts,
             complete,
         })

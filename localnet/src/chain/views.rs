@@ -165,7 +165,7 @@ impl Chain {
             predecessor_account_id: account_id.clone(),
             refund_to_account_id: account_id.clone(),
             input: args.into(),
-            promise_results: Arc::new([]),
+            promise_results: Arc::from(Vec::new()),
             block_height: head.height,
             block_timestamp: head.timestamp_ns,
             epoch_height: head.epoch_height,

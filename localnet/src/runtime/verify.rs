@@ -85,13 +85,17 @@ fn validate_stateless(runtime: &Runtime, tx: &SignedTransaction) -> Result<(), I
 
 /// Validates a transaction against the state, charges its signer (nonce, balance, allowance)
 /// in `overlay`, and returns the receipt it becomes and the gas burnt converting it.
+/// `stateless_checked`: the signature and action limits were already checked (at submission).
 pub fn verify_and_charge(
     runtime: &Runtime,
     overlay: &mut Overlay,
     tx: &SignedTransaction,
     block: &BlockContext,
+    stateless_checked: bool,
 ) -> Result<(Receipt, Gas), InvalidTxError> {
-    validate_stateless(runtime, tx)?;
+    if !stateless_checked {
+        validate_stateless(runtime, tx)?;
+    }
     let t = &tx.transaction;
     let signer_id = t.signer_id();
     let public_key = t.public_key();

@@ -1,0 +1,198 @@
+//! Throughput of the chain in-process (no RPC): signed transfers and contract calls per second,
+//! from submission until every receipt has run. Prints `BENCH <name> <value> <unit>` lines.
+//!
+//! `cargo run --release -p localnet --example bench` (the function-call part needs the probe
+//! contract: `LOCALNET_PROBE_WASM`, default
+//! `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/localnet_probe.wasm`).
+
+use localnet::chain::TxLookup;
+use localnet::node::Node;
+use near_crypto::{InMemorySigner, KeyType, SecretKey, Signer};
+use near_primitives::account::AccessKey;
+use near_primitives::action::{
+    Action, AddKeyAction, CreateAccountAction, DeployContractAction, FunctionCallAction,
+    TransferAction,
+};
+use near_primitives::hash::CryptoHash;
+use near_primitives::transaction::SignedTransaction;
+use near_primitives::types::{AccountId, Balance, Gas};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+const SENDERS: usize = 20;
+const TRANSFERS: usize = 2_000;
+const CALLS: usize = 600;
+
+struct Sender {
+    signer: Signer,
+    nonce: u64,
+}
+
+fn sign(
+    sender: &mut Sender,
+    receiver: &AccountId,
+    actions: Vec<Action>,
+    block: CryptoHash,
+) -> SignedTransaction {
+    sender.nonce += 1;
+    SignedTransaction::from_actions(
+        sender.nonce,
+        sender.signer.get_account_id(),
+        receiver.clone(),
+        &sender.signer,
+        actions,
+        block,
+    )
+}
+
+/// Submits all transactions, produces blocks until every one is complete; returns seconds.
+fn run_all(node: &Arc<Node>, txs: Vec<SignedTransaction>) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let hashes: Vec<CryptoHash> = {
+        let mut chain = node.chain();
+        txs.into_iter()
+            .map(|tx| {
+                chain
+                    .submit(tx)
+                    .map_err(|e| anyhow::anyhow!("refused: {e:?}"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let submitted = start.elapsed();
+    let mut blocks = 0;
+    while !node.chain().is_idle() && blocks < 50 {
+        node.produce_block(0)?;
+        blocks += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!("  submitted in {submitted:?}, {blocks} blocks, total {seconds:.2}s");
+    let chain = node.chain();
+    let pending: Vec<_> = hashes
+        .iter()
+        .filter(|h| {
+            !matches!(
+                chain.lookup_tx(h),
+                Ok(TxLookup::Found { complete: true, .. })
+            )
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(seconds);
+    }
+    anyhow::bail!("{} transactions did not complete", pending.len())
+}
+
+fn main() -> anyhow::Result<()> {
+    let home = std::env::temp_dir().join(format!("localnet-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    localnet::home::init(&home, true)?;
+    let key = localnet::home::read_key(&home, "validator_key.json")?;
+    let node = Node::open(&home)?;
+    let mut root = Sender {
+        signer: InMemorySigner::from_secret_key(key.account_id.clone(), key.secret_key),
+        nonce: 0,
+    };
+    let head = || node.chain().head().hash;
+
+    // Accounts that send the transactions (one key each, so nonces never collide).
+    let mut senders = Vec::new();
+    let mut setup = Vec::new();
+    for i in 0..SENDERS {
+        let id: AccountId = format!("sender{i}.{}", key.account_id).parse()?;
+        let secret = SecretKey::from_random(KeyType::ED25519);
+        setup.push(sign(
+            &mut root,
+            &id,
+            vec![
+                Action::CreateAccount(CreateAccountAction {}),
+                Action::Transfer(TransferAction {
+                    deposit: Balance::from_near(1_000),
+                }),
+                Action::AddKey(Box::new(AddKeyAction {
+                    public_key: secret.public_key(),
+                    access_key: AccessKey::full_access(),
+                })),
+            ],
+            head(),
+        ));
+        senders.push(Sender {
+            signer: InMemorySigner::from_secret_key(id, secret),
+            nonce: 0,
+        });
+    }
+    run_all(&node, setup)?;
+    let start_nonce = node.chain().head().height.saturating_sub(1) * 1_000_000;
+    for s in &mut senders {
+        s.nonce = start_nonce;
+    }
+
+    let block = head();
+    let receiver = key.account_id.clone();
+    let transfers: Vec<SignedTransaction> = (0..TRANSFERS)
+        .map(|i| {
+            let sender = &mut senders[i % SENDERS];
+            sign(
+                sender,
+                &receiver,
+                vec![Action::Transfer(TransferAction {
+                    deposit: Balance::from_yoctonear(1),
+                })],
+                block,
+            )
+        })
+        .collect();
+    let seconds = run_all(&node, transfers)?;
+    println!(
+        "BENCH localnet.transfers {:.0} tx/s",
+        TRANSFERS as f64 / seconds
+    );
+
+    let wasm = std::env::var_os("LOCALNET_PROBE_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+                .join("wasm32-unknown-unknown/release/localnet_probe.wasm")
+        });
+    let code = std::fs::read(&wasm).map_err(|e| anyhow::anyhow!("{}: {e}", wasm.display()))?;
+    let contract: AccountId = format!("probe.{}", key.account_id).parse()?;
+    let deploy = sign(
+        &mut root,
+        &contract,
+        vec![
+            Action::CreateAccount(CreateAccountAction {}),
+            Action::Transfer(TransferAction {
+                deposit: Balance::from_near(100),
+            }),
+            Action::DeployContract(DeployContractAction { code }),
+        ],
+        head(),
+    );
+    run_all(&node, vec![deploy])?;
+    let block = head();
+    let calls: Vec<SignedTransaction> = (0..CALLS)
+        .map(|i| {
+            let sender = &mut senders[i % SENDERS];
+            let args = format!("{{\"key\":\"k{i}\",\"value\":\"v{i}\"}}").into_bytes();
+            sign(
+                sender,
+                &contract,
+                vec![Action::FunctionCall(Box::new(FunctionCallAction {
+                    method_name: "set".into(),
+                    args,
+                    gas: Gas::from_teragas(10),
+                    deposit: Balance::ZERO,
+                }))],
+                block,
+            )
+        })
+        .collect();
+    let seconds = run_all(&node, calls)?;
+    println!(
+        "BENCH localnet.function_calls {:.0} calls/s",
+        CALLS as f64 / seconds
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(&home);
+    Ok(())
+}
