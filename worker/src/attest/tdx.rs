@@ -195,14 +195,27 @@ mod tests {
         assert!(status.success());
     }
 
+    /// Builds the quote the imitated TEE returns for the `report_data` it was given.
+    type MakeQuote = Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>;
+
+    /// The real DCAP sample quote with `report_data` patched in, then `tamper`ed.
+    fn patched(tamper: fn(&mut Vec<u8>)) -> MakeQuote {
+        Box::new(move |report_data| {
+            let mut quote = real_quote();
+            quote[REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64].copy_from_slice(report_data);
+            tamper(&mut quote);
+            quote
+        })
+    }
+
     /// Imitates the kernel for one report: `inblob` and `outblob` are FIFOs, so the "kernel"
     /// thread sees exactly what the provider wrote and answers only after it, like configfs
-    /// (which generates the quote on the read of `outblob`). `tamper` edits the quote.
+    /// (which generates the quote on the read of `outblob`).
     fn fake_kernel(
         root: &Path,
         entry: &str,
         generation_step: u64,
-        tamper: fn(&mut Vec<u8>),
+        make_quote: MakeQuote,
     ) -> thread::JoinHandle<()> {
         let dir = root.join(entry);
         fs::create_dir_all(&dir).unwrap();
@@ -213,9 +226,7 @@ mod tests {
         thread::spawn(move || {
             let report_data = fs::read(dir.join("inblob")).unwrap();
             assert_eq!(report_data.len(), 64);
-            let mut quote = real_quote();
-            quote[REPORT_DATA_OFFSET..REPORT_DATA_OFFSET + 64].copy_from_slice(&report_data);
-            tamper(&mut quote);
+            let quote = make_quote(&report_data);
             fs::write(dir.join("generation"), format!("{}\n", 3 + generation_step)).unwrap();
             fs::write(dir.join("outblob"), &quote).unwrap();
         })
@@ -233,7 +244,7 @@ mod tests {
     fn quote_from_configfs_binds_our_keys() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("compose.json"), "{\"services\":{}}").unwrap();
-        let kernel = fake_kernel(tmp.path(), DEFAULT_TSM_ENTRY, 1, |_| {});
+        let kernel = fake_kernel(tmp.path(), DEFAULT_TSM_ENTRY, 1, patched(|_| {}));
         let keys = EnclaveKeys::generate().unwrap().public();
         let provider = TdxProvider::new(
             ConfigfsTsm::new(tmp.path(), DEFAULT_TSM_ENTRY),
@@ -253,10 +264,63 @@ mod tests {
         assert_eq!(attestation::parse_bundle(&json).unwrap(), bundle);
     }
 
+    /// The real dstack node: its quote binds its own two keys. Given those keys, the provider
+    /// produces (through the imitated configfs, with the vector's collateral, event log and
+    /// compose) a bundle that the attestation library verifies at the vector's valid time.
+    #[test]
+    fn real_dstack_quote_makes_a_bundle_that_verifies() {
+        let public_data = fs::read(vectors().join("intel-tdx-dstack-node/public_data.json"));
+        let reference = attestation::bundle_from_dstack_public_data(&public_data.unwrap()).unwrap();
+        let tdx = reference.tdx.clone().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let files = TdxEvidenceFiles {
+            collateral: tmp.path().join("collateral.json"),
+            event_log: Some(tmp.path().join("event_log.json")),
+            app_compose: Some(tmp.path().join("app_compose.json")),
+        };
+        fs::write(
+            &files.collateral,
+            serde_json::to_vec(&tdx.collateral).unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            files.event_log.as_ref().unwrap(),
+            serde_json::to_vec(&tdx.event_log).unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            files.app_compose.as_ref().unwrap(),
+            tdx.app_compose.clone().unwrap(),
+        )
+        .unwrap();
+        let quote = tdx.quote.clone();
+        let kernel = fake_kernel(tmp.path(), "e", 1, Box::new(move |_| quote));
+        let keys = PublicKeys {
+            enclave_key: reference.enclave_key.as_slice().try_into().unwrap(),
+            near_key: attestation::parse_near_ed25519_key(&reference.near_public_key).unwrap(),
+        };
+        let provider = TdxProvider::new(ConfigfsTsm::new(tmp.path(), "e"), files, None);
+        let bundle = provider.attest(&keys, 0).unwrap();
+        kernel.join().unwrap();
+        assert_eq!(bundle, reference);
+        let verdict = attestation::verify_bundle(
+            &bundle,
+            1_786_622_400, // 2026-08-13, inside the vector's collateral window
+            &attestation::VerifyPolicy::default(),
+            &attestation::RustCrypto,
+        )
+        .unwrap();
+        assert_eq!(
+            verdict.bound_keys.near_public_key,
+            reference.near_public_key
+        );
+        assert_eq!(verdict.tcb_status.as_deref(), Some("UpToDate"));
+    }
+
     #[test]
     fn concurrent_writer_is_detected() {
         let tmp = tempfile::tempdir().unwrap();
-        let kernel = fake_kernel(tmp.path(), "e", 2, |_| {});
+        let kernel = fake_kernel(tmp.path(), "e", 2, patched(|_| {}));
         let keys = EnclaveKeys::generate().unwrap().public();
         let err = ConfigfsTsm::new(tmp.path(), "e")
             .quote(&keys.report_data())
@@ -277,7 +341,7 @@ mod tests {
     #[test]
     fn quote_with_other_report_data_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let kernel = fake_kernel(tmp.path(), "e", 1, |q| q[REPORT_DATA_OFFSET] ^= 1);
+        let kernel = fake_kernel(tmp.path(), "e", 1, patched(|q| q[REPORT_DATA_OFFSET] ^= 1));
         let keys = EnclaveKeys::generate().unwrap().public();
         let err = ConfigfsTsm::new(tmp.path(), "e")
             .quote(&keys.report_data())
