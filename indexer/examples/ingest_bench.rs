@@ -116,7 +116,9 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = cpu_seconds();
     follower.run(stop_rx).await?;
     let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let applied: i64 =
         sqlx::query_scalar("SELECT value FROM counters WHERE name = 'events_applied'")
             .fetch_one(&db.pool)
@@ -132,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
     println!("BENCH indexer.ingest {:.0} events/s", events as f64 / secs);
     // Wall time depends on what else the machine runs; CPU time much less so.
     if let Some(cpu) = cpu.filter(|c| *c > 0.0) {
-        println!("BENCH indexer.ingest.cpu {:.0} events/cpu-s", events as f64 / cpu);
+        println!(
+            "BENCH indexer.ingest.cpu {:.0} events/cpu-s",
+            events as f64 / cpu
+        );
     }
     Ok(())
 }

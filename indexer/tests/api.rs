@@ -12,9 +12,7 @@ use http_body_util::BodyExt;
 use indexer::api::{self, ApiContext};
 use indexer::fixture::scenario::{self, Expect};
 use indexer::fixture::{ChainBuilder, write_block};
-use indexer::follower::{ChainStatus, Follower};
-use indexer::ingest::Ingestor;
-use indexer::metrics::Metrics;
+use indexer::follower::ChainStatus;
 use indexer::source::FixtureSource;
 use serde_json::Value;
 use std::sync::Arc;
@@ -684,16 +682,8 @@ async fn feed_streams_new_work_and_resumes_with_last_event_id(postgres: bool) {
     std::fs::create_dir_all(&blocks_dir).unwrap();
     let blocks = write_scenario(&blocks_dir);
     let last = blocks.last().unwrap().height();
-    let metrics = Metrics::new().unwrap();
-    let status = ChainStatus::new("fixtures".into(), 0);
-    let follower = Follower {
-        source: FixtureSource::new(&blocks_dir),
-        db: db.clone(),
-        ingestor: Ingestor::new(scenario::contracts(), metrics.clone()),
-        config: fast_config(None),
-        status: status.clone(),
-        metrics: metrics.clone(),
-    };
+    let follower = follower(FixtureSource::new(&blocks_dir), &db, None);
+    let (metrics, status) = (follower.metrics.clone(), follower.status.clone());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let following = tokio::spawn(follower.run(stop_rx));
     let app = api::router(ApiContext {

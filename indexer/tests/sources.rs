@@ -13,9 +13,6 @@ use axum::routing::get;
 use common::*;
 use indexer::config::{Config, SourceKind};
 use indexer::fixture::scenario;
-use indexer::follower::{ChainStatus, Follower};
-use indexer::ingest::Ingestor;
-use indexer::metrics::Metrics;
 use indexer::source::{BlockSource, NeardataSource};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,20 +85,7 @@ async fn neardata_source_survives_outages_and_skipped_heights() {
     follow(&ref_db, &blocks_dir, last).await;
 
     let (db, _) = fresh_db(&dir.path().join("http"), false).await.unwrap();
-    let metrics = Metrics::new().unwrap();
-    let follower = Follower {
-        source,
-        db: db.clone(),
-        ingestor: Ingestor::new(scenario::contracts(), metrics.clone()),
-        config: fast_config(Some(last)),
-        status: ChainStatus::new("neardata".into(), 0),
-        metrics: metrics.clone(),
-    };
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(60), follower.run(rx))
-        .await
-        .unwrap()
-        .unwrap();
+    let metrics = run_to_end(follower(source, &db, Some(last))).await;
     assert_eq!(
         metrics.source_errors.get(),
         5,

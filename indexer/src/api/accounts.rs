@@ -4,7 +4,7 @@ use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::{Job, job_from_row};
 use super::models::totals_with_prefix;
-use super::nodes::Stake;
+use super::nodes::{Stake, load_stake};
 use super::rows;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -91,18 +91,7 @@ pub async fn get_account(
             .bind(a)
             .fetch_all(pool)
             .await?;
-    let stake = sqlx::query("SELECT staked, unstaking, slashed FROM operators WHERE operator = $1")
-        .bind(a)
-        .fetch_optional(pool)
-        .await?
-        .map(|r| {
-            Ok::<_, sqlx::Error>(Stake {
-                staked: rows::amount(&r, "staked")?,
-                unstaking: rows::amount(&r, "unstaking")?,
-                slashed: rows::amount(&r, "slashed")?,
-            })
-        })
-        .transpose()?;
+    let stake = load_stake(&ctx, a).await?;
     let earnings = totals_with_prefix(&ctx, &format!("earned:{a}:"))
         .await?
         .into_iter()

@@ -275,19 +275,7 @@ pub async fn get_node(
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;
-    let operator_stake =
-        sqlx::query("SELECT staked, unstaking, slashed FROM operators WHERE operator = $1")
-            .bind(&node.operator)
-            .fetch_optional(&ctx.db.pool)
-            .await?
-            .map(|r| {
-                Ok::<_, sqlx::Error>(Stake {
-                    staked: rows::amount(&r, "staked")?,
-                    unstaking: rows::amount(&r, "unstaking")?,
-                    slashed: rows::amount(&r, "slashed")?,
-                })
-            })
-            .transpose()?;
+    let operator_stake = load_stake(&ctx, &node.operator).await?;
     let key_grants = sqlx::query(
         "SELECT model_id, key_hash, granted_height, revoked_height FROM key_grants
          WHERE node_id = $1 ORDER BY model_id",
@@ -311,6 +299,22 @@ pub async fn get_node(
         operator_stake,
         key_grants,
     }))
+}
+
+/// An operator's stake, if it ever staked.
+pub async fn load_stake(ctx: &ApiContext, operator: &str) -> Result<Option<Stake>, sqlx::Error> {
+    sqlx::query("SELECT staked, unstaking, slashed FROM operators WHERE operator = $1")
+        .bind(operator)
+        .fetch_optional(&ctx.db.pool)
+        .await?
+        .map(|r| {
+            Ok(Stake {
+                staked: rows::amount(&r, "staked")?,
+                unstaking: rows::amount(&r, "unstaking")?,
+                slashed: rows::amount(&r, "slashed")?,
+            })
+        })
+        .transpose()
 }
 
 /// A node by id, with its GPUs and prices.

@@ -7,7 +7,7 @@ use indexer::fixture::{scenario, write_block};
 use indexer::follower::{ChainStatus, FollowConfig, Follower};
 use indexer::ingest::Ingestor;
 use indexer::metrics::Metrics;
-use indexer::source::FixtureSource;
+use indexer::source::{BlockSource, FixtureSource};
 use sqlx::{Column, Row};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,23 +41,33 @@ pub fn fast_config(stop_at: Option<u64>) -> FollowConfig {
     }
 }
 
-/// Follows the fixture chain in `blocks_dir` into `db` until `stop_at`.
-pub async fn follow(db: &Db, blocks_dir: &Path, stop_at: u64) -> Metrics {
+/// A follower of the scenario's contracts on `source`, fast-paced for tests.
+pub fn follower<S: BlockSource>(source: S, db: &Db, stop_at: Option<u64>) -> Follower<S> {
     let metrics = Metrics::new().unwrap();
-    let follower = Follower {
-        source: FixtureSource::new(blocks_dir),
+    Follower {
+        source,
         db: db.clone(),
         ingestor: Ingestor::new(scenario::contracts(), metrics.clone()),
-        config: fast_config(Some(stop_at)),
-        status: ChainStatus::new("fixtures".into(), 0),
-        metrics: metrics.clone(),
-    };
+        config: fast_config(stop_at),
+        status: ChainStatus::new("test source".into(), 0),
+        metrics,
+    }
+}
+
+/// Runs `follower` to its `stop_at` and returns its metrics.
+pub async fn run_to_end<S: BlockSource>(follower: Follower<S>) -> Metrics {
+    let metrics = follower.metrics.clone();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::time::timeout(Duration::from_secs(60), follower.run(rx))
         .await
         .unwrap()
         .unwrap();
     metrics
+}
+
+/// Follows the fixture chain in `blocks_dir` into `db` until `stop_at`.
+pub async fn follow(db: &Db, blocks_dir: &Path, stop_at: u64) -> Metrics {
+    run_to_end(follower(FixtureSource::new(blocks_dir), db, Some(stop_at))).await
 }
 
 pub fn status() -> Arc<ChainStatus> {
