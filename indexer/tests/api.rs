@@ -128,6 +128,8 @@ async fn nodes_filter_sort_and_paginate(postgres: bool) {
         ("max_price=1500", vec!["2"]),
         ("model=llama-3-8b&max_price=2000&sort=price", vec!["2", "1"]),
         ("model=other-model", vec![]),
+        ("model=llama-3-8b&max_price=1500", vec!["2"]),
+        ("model=llama-3-8b", vec!["1", "2"]),
     ] {
         let page = ok(&f.app, &format!("/v1/nodes?{query}")).await;
         assert_eq!(ids(&page, "node_id"), expect, "{query}");

@@ -166,15 +166,28 @@ pub async fn list_nodes(
     };
     let limit = limit(q.limit.as_deref())?;
     let mut f = Filter::default();
-    let (join, price) = match &model {
+    // With a model and a price sort, walk that model's price index through a join; with a
+    // model but id order, keep walking nodes by id and test the model with EXISTS, so a page
+    // stops after `limit` matches instead of sorting every priced node.
+    let max_price = max_price.map(amount::pad);
+    let (join, price, max_in_exists) = match &model {
+        Some(m) if by_price => {
+            let p = f.text(m.as_str());
+            let join = format!(" JOIN node_prices p ON p.node_id = n.node_id AND p.model_id = {p}");
+            (join, "p.output_per_million", false)
+        }
         Some(m) => {
             let p = f.text(m.as_str());
-            (
-                format!(" JOIN node_prices p ON p.node_id = n.node_id AND p.model_id = {p}"),
-                "p.output_per_million",
-            )
+            let ceiling = match &max_price {
+                Some(max) => format!(" AND p.output_per_million <= {}", f.text(max.clone())),
+                None => String::new(),
+            };
+            f.push(format!(
+                "EXISTS (SELECT 1 FROM node_prices p WHERE p.node_id = n.node_id AND p.model_id = {p}{ceiling})"
+            ));
+            (String::new(), "n.min_output_price", true)
         }
-        None => (String::new(), "n.min_output_price"),
+        None => (String::new(), "n.min_output_price", false),
     };
     // Never NULL (unpriced nodes hold NO_PRICE), so the price indexes serve the ORDER BY.
     let sort_price = price;
@@ -192,17 +205,16 @@ pub async fn list_nodes(
         let p = f.text(status_param(status)?);
         f.push(format!("n.status = {p}"));
     }
-    if let Some(max) = max_price {
-        let p = f.text(amount::pad(max));
+    if let Some(max) = max_price.filter(|_| !max_in_exists) {
+        let p = f.text(max);
         f.push(format!("{price} <= {p}"));
     }
     let order = if by_price {
         if let Some(c) = &q.cursor {
             let (cp, cid) = price_cursor(c)?;
             let (cp, cid) = (f.text(cp), f.int(cid));
-            f.push(format!(
-                "({sort_price} > {cp} OR ({sort_price} = {cp} AND n.node_id > {cid}))"
-            ));
+            // A row-value comparison: both backends turn it into an index range.
+            f.push(format!("({sort_price}, n.node_id) > ({cp}, {cid})"));
         }
         format!("{sort_price}, n.node_id")
     } else {
