@@ -50,8 +50,8 @@ pub use crate::jobs::FtMessage;
 pub const GAS_GET_NODE: Gas = Gas::from_tgas(4);
 /// Gas of the callback that caches a node and claims the job.
 pub const GAS_ON_NODE: Gas = Gas::from_tgas(6);
-/// Gas the registry gets for `slash`.
-pub const GAS_SLASH: Gas = Gas::from_tgas(5);
+/// Gas the registry gets for `slash` (it pays the beneficiary and checks the transfer).
+pub const GAS_SLASH: Gas = Gas::from_tgas(15);
 /// Gas of the callback after a slash.
 pub const GAS_ON_SLASHED: Gas = Gas::from_tgas(3);
 /// Gas of a model token's `deposit_revenue`.
@@ -176,7 +176,8 @@ impl Marketplace {
 
     /// Anyone once the claim window passed (unclaimed) or the deadline passed (claimed; the
     /// node is slashed, part of its stake to the user); the job's user before any claim with
-    /// 1 yoctoNEAR attached. Refunds the escrow and storage. Gas: 15 Tgas.
+    /// 1 yoctoNEAR attached. Refunds the escrow and storage. Gas: 10 Tgas; attach 40 Tgas for
+    /// a missed deadline (registry `slash` + callback).
     #[payable]
     #[handle_result]
     pub fn cancel_job(&mut self, job_id: JobId) -> Result<()> {
