@@ -208,6 +208,39 @@ impl Contract {
         })
     }
 
+    /// A view call's JSON result.
+    fn view(&mut self, vm: &Vm, method: &str, args: &Value) -> Result<Value> {
+        let out = self.call(vm, Call::by("viewer.test.near"), method, args, T0)?;
+        Ok(serde_json::from_slice(&out.value)?)
+    }
+
+    /// Runs the `on_payouts` callback of the receipts the last call created, all payouts
+    /// succeeding; returns the gas of the payout receipts and the callback.
+    fn settle_payouts(&mut self, vm: &Vm, now_ns: u64) -> Result<Gas> {
+        let receipts = self.take_receipts();
+        let transfers = receipts.iter().filter(|(m, _)| m == "transfer").count() as u64;
+        let args: Value = receipts
+            .iter()
+            .find(|(m, _)| m == "on_payouts")
+            .map(|(_, a)| serde_json::from_slice(a))
+            .context("no on_payouts callback")??;
+        let results = (0..transfers)
+            .map(|_| PromiseResult::Successful(Vec::new().into()))
+            .collect();
+        let callback = self.call(
+            vm,
+            Call::by(self.account).results(results),
+            "on_payouts",
+            &args,
+            now_ns,
+        )?;
+        Ok(sum(&[
+            Gas::from_gas(vm.transfer_exec().as_gas() * transfers),
+            vm.fc_exec("on_payouts", &args),
+            callback.gas,
+        ]))
+    }
+
     /// Receipts the last calls created: (method or "transfer", args); the log is cleared.
     fn take_receipts(&mut self) -> Vec<(String, Vec<u8>)> {
         let out = self
@@ -335,17 +368,11 @@ fn main() -> Result<()> {
     )?;
 
     let input = vec![0x5a; 256];
-    let estimate: String = serde_json::from_slice(
-        &market
-            .call(
-                &vm,
-                Call::by("viewer.test.near"),
-                "job_storage_deposit",
-                &json!({ "input_bytes": 256 }),
-                t,
-            )?
-            .value,
-    )?;
+    let estimate: String = serde_json::from_value(market.view(
+        &vm,
+        "job_storage_deposit",
+        &json!({ "input_bytes": 256 }),
+    )?)?;
     let deposit = NEAR + estimate.parse::<u128>()?;
     let job = json!({ "job": {
         "model_id": MODEL, "price_cap": NEAR.to_string(), "deadline_ns": (t + 3600 * SEC).to_string(),
@@ -354,22 +381,13 @@ fn main() -> Result<()> {
     let user = || Call::by("alice.test.near").deposit(deposit);
     market.take_receipts();
     let submit = market.call(&vm, user(), "submit_job", &job, t + 2 * SEC)?;
-    let refund_receipts = market
-        .take_receipts()
-        .iter()
-        .filter(|(m, _)| m == "transfer")
-        .count() as u64;
+    // The excess deposit goes back by transfer, checked by `on_payouts`.
+    let refund = market.settle_payouts(&vm, t + 2 * SEC)?;
     let submit_total = sum(&[
         vm.tx_send("submit_job", &job),
         vm.fc_exec("submit_job", &job),
         submit.gas,
-        Gas::from_gas(vm.transfer_exec().as_gas() * refund_receipts),
-        // the refund's on_payouts callback
-        if refund_receipts > 0 {
-            vm.fc_exec("on_payouts", &json!({}))
-        } else {
-            Gas::from_gas(0)
-        },
+        refund,
     ]);
     bench("submit_job", submit_total);
     println!(
@@ -477,30 +495,14 @@ fn main() -> Result<()> {
         &args,
         t + 7 * SEC,
     )?;
-    let receipts = market.take_receipts();
-    let transfers = receipts.iter().filter(|(m, _)| m == "transfer").count() as u64;
-    let payouts_args: Value = receipts
-        .iter()
-        .find(|(m, _)| m == "on_payouts")
-        .map(|(_, a)| serde_json::from_slice(a))
-        .context("no on_payouts callback")??;
-    let ok = || PromiseResult::Successful(Vec::new().into());
-    let on_payouts = market.call(
-        &vm,
-        Call::by("market.test.near").results((0..transfers).map(|_| ok()).collect()),
-        "on_payouts",
-        &payouts_args,
-        t + 8 * SEC,
-    )?;
+    let payouts = market.settle_payouts(&vm, t + 8 * SEC)?;
     bench(
         "submit_result",
         sum(&[
             vm.tx_send("submit_result", &args),
             vm.fc_exec("submit_result", &args),
             settled.gas,
-            Gas::from_gas(vm.transfer_exec().as_gas() * transfers),
-            vm.fc_exec("on_payouts", &payouts_args),
-            on_payouts.gas,
+            payouts,
         ]),
     );
     println!(
@@ -516,17 +518,7 @@ fn main() -> Result<()> {
         t + 9 * SEC,
     )?;
     market.take_receipts();
-    let job2: Value = serde_json::from_slice(
-        &market
-            .call(
-                &vm,
-                Call::by("viewer.test.near"),
-                "get_job",
-                &json!({ "job_id": "2" }),
-                t,
-            )?
-            .value,
-    )?;
+    let job2 = market.view(&vm, "get_job", &json!({ "job_id": "2" }))?;
     if job2["status"] != "settled" {
         bail!("job 2 is {}, expected settled", job2["status"]);
     }
@@ -538,17 +530,11 @@ fn main() -> Result<()> {
     println!("BENCH marketplace.storage.settled_job {settled_bytes} bytes");
 
     // ----- an agent request answered by the node
-    let req_dep: String = serde_json::from_slice(
-        &market
-            .call(
-                &vm,
-                Call::by("viewer.test.near"),
-                "request_deposit",
-                &json!({ "input_bytes": 256 }),
-                t,
-            )?
-            .value,
-    )?;
+    let req_dep: String = serde_json::from_value(market.view(
+        &vm,
+        "request_deposit",
+        &json!({ "input_bytes": 256 }),
+    )?)?;
     let request =
         json!({ "model_id": MODEL, "input": inline(&input), "price_cap": NEAR.to_string() });
     let agent = Call::by("agent.test.near").deposit(NEAR + req_dep.parse::<u128>()?);
@@ -584,34 +570,13 @@ fn main() -> Result<()> {
     let done_args = json!({ "request_id": "1" });
     let done = market.call(
         &vm,
-        Call::by("market.test.near").results(vec![ok()]),
+        Call::by("market.test.near").results(vec![PromiseResult::Successful(Vec::new().into())]),
         "on_request_done",
         &done_args,
         t + 12 * SEC,
     )?;
-    let receipts = market.take_receipts();
-    let transfers = receipts.iter().filter(|(m, _)| m == "transfer").count() as u64;
-    let request_payouts: Value = receipts
-        .iter()
-        .find(|(m, _)| m == "on_payouts")
-        .map(|(_, a)| serde_json::from_slice(a))
-        .context("no on_payouts callback")??;
-    let request_on_payouts = market.call(
-        &vm,
-        Call::by("market.test.near").results((0..transfers).map(|_| ok()).collect()),
-        "on_payouts",
-        &request_payouts,
-        t + 13 * SEC,
-    )?;
+    let payouts = market.settle_payouts(&vm, t + 13 * SEC)?;
     // Without the caller's own on_ai_response, which depends on the caller's code.
-    bench(
-        "on_request_done",
-        sum(&[
-            done.gas,
-            Gas::from_gas(vm.transfer_exec().as_gas() * transfers),
-            vm.fc_exec("on_payouts", &request_payouts),
-            request_on_payouts.gas,
-        ]),
-    );
+    bench("on_request_done", sum(&[done.gas, payouts]));
     Ok(())
 }
