@@ -3,9 +3,9 @@
 //! Nothing here writes state: a refused bundle changes nothing.
 
 use attestation::{
-    AttestationKind as BundleKind, CertCache, DefaultCrypto, GpuEvidence, GpuVerdict, GraceStatus,
-    TcbGrace as LibGrace, TcbPolicy, Verdict, VerifyPolicy, parse_bundle, parse_near_ed25519_key,
-    verify_bundle_with_cache, verify_gpu_evidence,
+    AttestationBundle, AttestationKind as BundleKind, CertCache, DefaultCrypto, GpuEvidence,
+    GpuVerdict, GraceStatus, TcbGrace as LibGrace, TcbPolicy, Verdict, VerifyPolicy,
+    parse_near_ed25519_key, verify_bundle_with_cache, verify_gpu_evidence,
 };
 use enclave_cloud_common::{AttestationKind, GpuInfo, Hash32, Measurements, NodeId, TcbStatus};
 use near_sdk::store::LookupSet;
@@ -112,10 +112,9 @@ fn dev_enabled(state: &StateV1) -> bool {
 /// `node` is the node being re-attested (its own GPUs may not count as "in use").
 pub fn verify_registration(
     state: &StateV1,
-    bundle_json: &str,
+    bundle: &AttestationBundle,
     node: Option<NodeId>,
 ) -> Result<Attested> {
-    let bundle = parse_bundle(bundle_json.as_bytes()).map_err(refused)?;
     // Cheap checks first: a bundle replayed by another key fails before any crypto.
     let signer = signer_ed25519()?;
     let bound = parse_near_ed25519_key(&bundle.near_public_key).map_err(refused)?;
@@ -133,7 +132,7 @@ pub fn verify_registration(
         check_nonce_fresh(state, &gpu.nonce, &mut nonces)?;
     }
     let verdict = verify_bundle_with_cache(
-        &bundle,
+        bundle,
         now_secs(),
         &verify_policy(state)?,
         &DefaultCrypto::default(),
@@ -344,13 +343,11 @@ pub fn verify_gpu_chain_step(
     .map_err(|e| RegistryError::Gpu(e.to_string()))
 }
 
-/// Verifies one more GPU for `node` from its evidence JSON.
-pub fn verify_gpu(state: &StateV1, node: NodeId, evidence_json: &str) -> Result<VerifiedGpu> {
-    let evidence: GpuEvidence = serde_json::from_str(evidence_json)
-        .map_err(|e| RegistryError::Gpu(format!("evidence JSON: {e}")))?;
+/// Verifies one more GPU for `node` from its evidence.
+pub fn verify_gpu(state: &StateV1, node: NodeId, evidence: &GpuEvidence) -> Result<VerifiedGpu> {
     // A replayed nonce is refused before paying for any signature check.
     check_nonce_fresh(state, &evidence.nonce, &mut BTreeSet::new())?;
-    let verdict = verify_gpu_evidence(&evidence, now_secs(), &Cache(&state.cert_cache))
+    let verdict = verify_gpu_evidence(evidence, now_secs(), &Cache(&state.cert_cache))
         .map_err(|e| RegistryError::Gpu(e.to_string()))?;
     registry_gpu(state, &verdict, Some(node), &mut Seen::default())
 }

@@ -76,6 +76,8 @@ pub enum RegistryError {
     WithdrawalInFlight(AccountId),
     #[error("no credit to claim for {0}")]
     NoCredit(AccountId),
+    #[error("arguments are not valid JSON for this method: {0}")]
+    BadArguments(String),
     #[error("attestation bundle refused: {0}")]
     Attestation(String),
     #[error("GPU evidence refused: {0}")]

@@ -12,6 +12,7 @@
 //! the operator account, confirming with exactly one yoctoNEAR.
 
 mod access;
+mod args;
 mod attest;
 pub mod details;
 mod errors;
@@ -198,33 +199,40 @@ impl Registry {
 
     // ---------------------------------------------------------------- nodes
 
-    /// Enclave key of the operator's account, no deposit. `bundle` is the attestation bundle
-    /// JSON (attestation crate README) as a string; it must bind the signing key. The
-    /// operator's free stake must cover one more node (storage is paid from it). Optional
-    /// commercial details as in `update_node`. Gas: TDX ≤ 25 Tgas target (+ GPUs).
+    /// Enclave key of the operator's account, no deposit. Arguments
+    /// `{"bundle": <attestation bundle JSON object (attestation crate README)>, "details":
+    /// <NodeUpdate>?}`, read from the raw input so the bundle is parsed once (malformed JSON:
+    /// `BadArguments`). The bundle must bind the transaction's signing key. The operator's free
+    /// stake must cover one more node (storage is paid from it). Gas: ~28 Tgas for the real
+    /// dstack TDX node (of which ~24 the DCAP verification), +~90 Tgas per GPU with its chain
+    /// cached.
     #[handle_result]
-    pub fn register_node(
-        &mut self,
-        bundle: String,
-        details: Option<NodeUpdate>,
-    ) -> Result<NodeId, RegistryError> {
-        nodes::register(self.state_mut(), bundle, details.unwrap_or_default())
+    pub fn register_node(&mut self) -> Result<NodeId, RegistryError> {
+        let args: args::RegisterArgs = args::read()?;
+        nodes::register(
+            self.state_mut(),
+            args.bundle,
+            args.details.unwrap_or_default(),
+        )
     }
 
-    /// Enclave key, no deposit. A fresh bundle from the same enclave (same enclave key):
-    /// renews the attestation lifetime; GPUs in the bundle are added or refreshed.
+    /// Enclave key, no deposit. Arguments `{"node_id", "bundle"}` (raw input, as
+    /// `register_node`): a fresh bundle from the same enclave (same enclave key) renews the
+    /// attestation lifetime; GPUs in the bundle are added or refreshed. Gas: ~28 Tgas (TDX).
     #[handle_result]
-    pub fn reattest(&mut self, node_id: NodeId, bundle: String) -> Result<(), RegistryError> {
-        nodes::reattest(self.state_mut(), node_id, bundle)
+    pub fn reattest(&mut self) -> Result<(), RegistryError> {
+        let args: args::ReattestArgs = args::read()?;
+        nodes::reattest(self.state_mut(), args.node_id, args.bundle)
     }
 
-    /// Enclave key, no deposit. One GPU's evidence JSON (`{report, nonce, certificate_chain}`)
-    /// whose nonce was never used. Gas: each chain certificate not yet cached costs about
-    /// 80 Tgas (P-384 in wasm), the report signature another 80: cache the chain first with
-    /// `cache_gpu_certificates` so this call stays well under the 300 Tgas limit.
+    /// Enclave key, no deposit. Arguments `{"node_id", "evidence": {report, nonce,
+    /// certificate_chain}}` (raw input) for one GPU whose nonce was never used. Gas: each chain
+    /// certificate not yet cached costs about 80 Tgas (P-384 in wasm), the report signature
+    /// another 80: cache the chain first with `cache_gpu_certificates` (then ~90 Tgas).
     #[handle_result]
-    pub fn add_gpu(&mut self, node_id: NodeId, evidence: String) -> Result<GpuInfo, RegistryError> {
-        nodes::add_gpu(self.state_mut(), node_id, evidence)
+    pub fn add_gpu(&mut self) -> Result<GpuInfo, RegistryError> {
+        let args: args::AddGpuArgs = args::read()?;
+        nodes::add_gpu(self.state_mut(), args.node_id, &args.evidence)
     }
 
     /// Enclave key, no deposit. Verifies up to `max_signatures` (default 2, at most 3; about

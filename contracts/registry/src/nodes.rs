@@ -2,6 +2,7 @@
 //! deregistration. Every action verifies and validates first and writes last, so a refused
 //! call leaves the state as it was.
 
+use attestation::{AttestationBundle, GpuEvidence};
 use enclave_cloud_common::events::{Nep297, RegistryEvent};
 use enclave_cloud_common::{GpuInfo, Hash32, NodeId};
 use near_sdk::json_types::U64;
@@ -22,7 +23,11 @@ fn expiry(policy: &Policy, now: u64, evidence_expiry_ns: Option<u64>) -> u64 {
     evidence_expiry_ns.map_or(by_policy, |e| e.min(by_policy))
 }
 
-pub fn register(state: &mut StateV1, bundle: String, details: NodeUpdate) -> Result<NodeId> {
+pub fn register(
+    state: &mut StateV1,
+    bundle: AttestationBundle,
+    details: NodeUpdate,
+) -> Result<NodeId> {
     let operator = direct_caller()?;
     let details = details::check(details)?;
     ensure_stake_for(state, &operator, 1)?;
@@ -110,7 +115,7 @@ fn ensure_stake_for(state: &StateV1, operator: &AccountId, extra: usize) -> Resu
     Ok(())
 }
 
-pub fn reattest(state: &mut StateV1, node_id: NodeId, bundle: String) -> Result<()> {
+pub fn reattest(state: &mut StateV1, node_id: NodeId, bundle: AttestationBundle) -> Result<()> {
     let node = state.node(node_id)?;
     require_enclave(node_id, node)?;
     let att = attest::verify_registration(state, &bundle, Some(node_id))?;
@@ -153,10 +158,10 @@ pub fn reattest(state: &mut StateV1, node_id: NodeId, bundle: String) -> Result<
     Ok(())
 }
 
-pub fn add_gpu(state: &mut StateV1, node_id: NodeId, evidence: String) -> Result<GpuInfo> {
+pub fn add_gpu(state: &mut StateV1, node_id: NodeId, evidence: &GpuEvidence) -> Result<GpuInfo> {
     let node = state.node(node_id)?;
     require_enclave(node_id, node)?;
-    let gpu = attest::verify_gpu(state, node_id, &evidence)?;
+    let gpu = attest::verify_gpu(state, node_id, evidence)?;
     let node = state.node(node_id)?;
     check_gpu_room(
         &state.policy,

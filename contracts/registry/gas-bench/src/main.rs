@@ -120,6 +120,9 @@ impl Chain {
                 outcome.logs
             );
         }
+        if std::env::var_os("REGISTRY_BENCH_PROFILE").is_some() {
+            eprintln!("{method}: {:?}", outcome.profile);
+        }
         self.storage_usage = outcome.storage_usage;
         Ok(outcome.burnt_gas)
     }
@@ -199,7 +202,7 @@ fn main() -> Result<()> {
     chain.call(&staker, "deposit_stake", json!({}), t)?;
     let bundle =
         bundle_from_dstack_public_data(read("intel-tdx-dstack-node/public_data.json")?.as_bytes())?;
-    let bundle = serde_json::to_string(&bundle)?;
+    let bundle = serde_json::to_value(&bundle)?;
     bench(
         "register_node.tdx",
         chain.call(&node, "register_node", json!({ "bundle": bundle }), t)?,
@@ -224,8 +227,7 @@ fn main() -> Result<()> {
         "report": read("nvidia-hopper-single/hopperAttestationReport.txt")?,
         "nonce": GPU_NONCE,
         "certificate_chain": read("nvidia-hopper-single/hopperCertChain.txt")?,
-    })
-    .to_string();
+    });
     let add = json!({ "node_id": "0", "evidence": evidence });
     match chain.call(&node, "add_gpu", add.clone(), t + 180 * SEC) {
         Ok(gas) => bench("add_gpu.cold", gas),
@@ -277,8 +279,7 @@ fn main() -> Result<()> {
         "version": 1, "kind": "dev", "enclave_key": hex::encode(enclave_key),
         "near_public_key": enclave_pk.to_string(),
         "dev": { "expires_at": expires, "signature": hex::encode(sig.to_bytes()) },
-    })
-    .to_string();
+    });
     let mut chain = Chain::new(&code);
     chain.call(
         &owner,

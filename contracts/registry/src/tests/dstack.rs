@@ -88,7 +88,7 @@ fn tdx_registry(edit: impl FnOnce(&mut Policy)) -> Registry {
 
 fn as_node(r: &mut Registry) -> Result<NodeId, RegistryError> {
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    r.register_node(dstack_bundle(), None)
+    r.register_node_json(dstack_bundle(), None)
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn dstack_bundle_sent_by_another_key_is_refused() {
     let before = snapshot(&r);
     Call::by(op()).key(key(3).1).at(DSTACK_NOW).set();
     let err = r
-        .register_node(dstack_bundle(), None)
+        .register_node_json(dstack_bundle(), None)
         .expect_err("other key");
     assert!(
         matches!(err, RegistryError::SignerKeyMismatch { .. }),
@@ -188,7 +188,7 @@ fn quote_outside_its_collateral_window_is_refused() {
         .at(DSTACK_NOW + 60 * DAY)
         .set();
     let err = r
-        .register_node(dstack_bundle(), None)
+        .register_node_json(dstack_bundle(), None)
         .expect_err("collateral expired");
     assert!(matches!(err, RegistryError::Attestation(_)), "{err}");
 }
@@ -206,7 +206,9 @@ fn tampered_quote_is_refused_and_changes_nothing() {
         bundle["tdx"]["quote"] = q.into();
         let before = snapshot(&r);
         Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-        let err = r.register_node(bundle.to_string(), None).expect_err(name);
+        let err = r
+            .register_node_json(bundle.to_string(), None)
+            .expect_err(name);
         assert!(
             matches!(err, RegistryError::Attestation(_)),
             "{name}: {err}"
@@ -236,17 +238,17 @@ fn real_h100_gpu_is_added_once() {
     // Only the enclave key adds GPUs.
     Call::by(op()).at(DSTACK_NOW).set();
     assert!(matches!(
-        r.add_gpu(id, hopper_evidence()),
+        r.add_gpu_json(id, hopper_evidence()),
         Err(RegistryError::NotNodeKey { .. })
     ));
     for (bad, message) in [
-        ("garbage", "evidence JSON"),
-        ("{\"report\":\"00\"}", "evidence JSON"),
+        ("garbage", "not valid JSON for this method"),
+        ("{\"report\":\"00\"}", "not valid JSON for this method"),
     ] {
         Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
         let before = snapshot(&r);
-        let err = expect_err(r.add_gpu(id, bad.into()), message);
-        assert!(matches!(err, RegistryError::Gpu(_)));
+        let err = expect_err(r.add_gpu_json(id, bad.into()), message);
+        assert!(matches!(err, RegistryError::BadArguments(_)));
         assert_eq!(snapshot(&r), before);
     }
     let mut flipped: serde_json::Value = serde_json::from_str(&hopper_evidence()).expect("json");
@@ -254,12 +256,14 @@ fn real_h100_gpu_is_added_once() {
     flipped["report"] = flip_hex(&report, report.len() / 2 - 10).into();
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     assert!(matches!(
-        r.add_gpu(id, flipped.to_string()),
+        r.add_gpu_json(id, flipped.to_string()),
         Err(RegistryError::Gpu(_))
     ));
 
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let gpu = r.add_gpu(id, hopper_evidence()).expect("H100 verifies");
+    let gpu = r
+        .add_gpu_json(id, hopper_evidence())
+        .expect("H100 verifies");
     assert_eq!(node(&r, id).gpus, vec![gpu.clone()]);
     assert_eq!(status(&r, id), NodeStatus::Active);
     let evs = events();
@@ -289,7 +293,7 @@ fn real_h100_gpu_is_added_once() {
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let before = snapshot(&r);
     assert_eq!(
-        r.add_gpu(id, hopper_evidence()).expect_err("replay"),
+        r.add_gpu_json(id, hopper_evidence()).expect_err("replay"),
         RegistryError::NonceReused(GPU_NONCE.into())
     );
     assert_eq!(snapshot(&r), before);
@@ -300,7 +304,7 @@ fn gpu_model_policy() {
     let mut r = tdx_registry(|p| p.gpu.allowed_models = vec!["GB100".into()]);
     let id = as_node(&mut r).expect("registers");
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r.add_gpu(id, hopper_evidence()).expect_err("model");
+    let err = r.add_gpu_json(id, hopper_evidence()).expect_err("model");
     assert!(matches!(err, RegistryError::GpuModelNotAllowed(_)), "{err}");
     assert!(!r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
 }
@@ -315,7 +319,7 @@ fn bundle_with_gpu_registers_both() {
         ]);
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let id = r
-        .register_node(bundle.to_string(), None)
+        .register_node_json(bundle.to_string(), None)
         .expect("registers with GPU");
     assert_eq!(node(&r, id).gpus.len(), 1);
     assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
@@ -388,7 +392,7 @@ fn gpu_chain_is_cached_in_steps_then_only_the_report_is_verified() {
 
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let gpu = r
-        .add_gpu(id, hopper_evidence())
+        .add_gpu_json(id, hopper_evidence())
         .expect("report verifies against the cached leaf");
     assert_eq!(
         Some(&gpu.device_id),

@@ -54,7 +54,8 @@ fn dev_mode_only_if_initialised_with_it() {
     stake(&mut r, op(), near(100));
     Call::by(op()).key(key(1).1).set();
     assert_eq!(
-        r.register_node(dev_bundle(1), None).expect_err("dev off"),
+        r.register_node_json(dev_bundle(1), None)
+            .expect_err("dev off"),
         RegistryError::DevModeDisabled
     );
 }
@@ -75,7 +76,7 @@ fn dev_mode_can_be_switched_off_and_on_again() {
     }));
     Call::by(op()).key(key(1).1).set();
     assert_eq!(
-        r.register_node(dev_bundle(1), None).expect_err("off"),
+        r.register_node_json(dev_bundle(1), None).expect_err("off"),
         RegistryError::DevModeDisabled
     );
     Call::by(owner()).yocto().set();

@@ -65,12 +65,20 @@ pub fn dev_ca() -> SigningKey {
 }
 
 /// One call's context: who calls, with which key, what deposit, at what time.
+#[derive(Clone)]
 pub struct Call {
     pub predecessor: AccountId,
     pub signer: AccountId,
     pub key: PublicKey,
     pub deposit: NearToken,
     pub now: u64,
+    /// Raw call input, for the methods that read it themselves.
+    pub input: Vec<u8>,
+}
+
+thread_local! {
+    /// The context installed last, so a helper can re-install it with an input.
+    static LAST_CALL: std::cell::RefCell<Option<Call>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Call {
@@ -81,6 +89,7 @@ impl Call {
             key: full_key(),
             deposit: yocto(0),
             now: T0,
+            input: Vec::new(),
         }
     }
     pub fn key(mut self, key: PublicKey) -> Self {
@@ -104,6 +113,7 @@ impl Call {
     }
     fn builder(&self) -> VMContextBuilder {
         let mut b = VMContextBuilder::new();
+        b.context.input = self.input.clone().into();
         b.current_account_id(acc("registry.near"))
             .predecessor_account_id(self.predecessor.clone())
             .signer_account_id(self.signer.clone())
@@ -117,6 +127,7 @@ impl Call {
     /// Installs this context (logs start empty).
     pub fn set(self) {
         testing_env!(self.builder().build());
+        LAST_CALL.with(|c| *c.borrow_mut() = Some(self));
     }
     /// Installs this context as a callback that received `results`.
     pub fn set_callback(self, results: Vec<near_sdk::PromiseResult>) {
@@ -127,6 +138,60 @@ impl Call {
             Default::default(),
             results
         );
+    }
+}
+
+/// Re-installs the last context with `input` as the raw call input.
+fn with_input(input: String) {
+    let call = LAST_CALL
+        .with(|c| c.borrow().clone())
+        .expect("a context was installed");
+    Call {
+        input: input.into_bytes(),
+        ..call
+    }
+    .set();
+}
+
+/// The evidence-carrying methods read their JSON arguments from the raw input; these build
+/// that input around bundle / evidence JSON text (which may be deliberately malformed).
+pub trait JsonCalls {
+    fn register_node_json(
+        &mut self,
+        bundle: String,
+        details: Option<crate::NodeUpdate>,
+    ) -> Result<NodeId, RegistryError>;
+    fn reattest_json(&mut self, node_id: NodeId, bundle: String) -> Result<(), RegistryError>;
+    fn add_gpu_json(
+        &mut self,
+        node_id: NodeId,
+        evidence: String,
+    ) -> Result<enclave_cloud_common::GpuInfo, RegistryError>;
+}
+
+impl JsonCalls for Registry {
+    fn register_node_json(
+        &mut self,
+        bundle: String,
+        details: Option<crate::NodeUpdate>,
+    ) -> Result<NodeId, RegistryError> {
+        let details = serde_json::to_string(&details).expect("details serialize");
+        with_input(format!(r#"{{"bundle":{bundle},"details":{details}}}"#));
+        self.register_node()
+    }
+    fn reattest_json(&mut self, node_id: NodeId, bundle: String) -> Result<(), RegistryError> {
+        with_input(format!(r#"{{"node_id":"{node_id}","bundle":{bundle}}}"#));
+        self.reattest()
+    }
+    fn add_gpu_json(
+        &mut self,
+        node_id: NodeId,
+        evidence: String,
+    ) -> Result<enclave_cloud_common::GpuInfo, RegistryError> {
+        with_input(format!(
+            r#"{{"node_id":"{node_id}","evidence":{evidence}}}"#
+        ));
+        self.add_gpu()
     }
 }
 
@@ -200,7 +265,8 @@ pub fn dev_bundle(seed: u8) -> String {
 /// Registers a dev node whose enclave key has seed `seed`, operated by `who`.
 pub fn register_dev(r: &mut Registry, who: AccountId, seed: u8) -> NodeId {
     Call::by(who).key(key(seed).1).set();
-    r.register_node(dev_bundle(seed), None).expect("register")
+    r.register_node_json(dev_bundle(seed), None)
+        .expect("register")
 }
 
 /// A staked operator with one dev node (seed 1).

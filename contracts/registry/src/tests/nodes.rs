@@ -23,7 +23,7 @@ fn dev_node_registers_signed_by_its_own_key() {
         ..Default::default()
     };
     let id = r
-        .register_node(dev_bundle(1), Some(details))
+        .register_node_json(dev_bundle(1), Some(details))
         .expect("register");
     assert_eq!(id, NodeId(0));
     let v = node(&r, id);
@@ -60,7 +60,7 @@ fn registration_needs_stake_and_a_fresh_direct_key() {
     let mut r = registry();
     Call::by(op()).key(key(1).1).set();
     assert_eq!(
-        r.register_node(dev_bundle(1), None)
+        r.register_node_json(dev_bundle(1), None)
             .expect_err("no operator"),
         RegistryError::UnknownOperator(op())
     );
@@ -68,7 +68,7 @@ fn registration_needs_stake_and_a_fresh_direct_key() {
     stake(&mut r, op(), near(MIN_STAKE));
     Call::by(op()).key(key(1).1).set();
     let err = r
-        .register_node(dev_bundle(1), None)
+        .register_node_json(dev_bundle(1), None)
         .expect_err("storage eats into the minimum");
     assert!(
         matches!(err, RegistryError::InsufficientStake { nodes: 1, .. }),
@@ -81,7 +81,7 @@ fn registration_needs_stake_and_a_fresh_direct_key() {
         .relayed_by(acc("relayer.near"))
         .set();
     assert!(matches!(
-        r.register_node(dev_bundle(1), None),
+        r.register_node_json(dev_bundle(1), None),
         Err(RegistryError::RelayedCall { .. })
     ));
     register_dev(&mut r, op(), 1);
@@ -91,7 +91,7 @@ fn registration_needs_stake_and_a_fresh_direct_key() {
     Call::by(acc("other.near")).key(key(1).1).set();
     let before = snapshot(&r);
     assert!(matches!(
-        r.register_node(dev_bundle(1), None),
+        r.register_node_json(dev_bundle(1), None),
         Err(RegistryError::SignerKeyInUse(_, NodeId(0)))
     ));
     assert_eq!(snapshot(&r), before);
@@ -99,7 +99,7 @@ fn registration_needs_stake_and_a_fresh_direct_key() {
     // A second node needs a second minimum stake.
     Call::by(op()).key(key(2).1).set();
     assert!(matches!(
-        r.register_node(dev_bundle(2), None),
+        r.register_node_json(dev_bundle(2), None),
         Err(RegistryError::InsufficientStake { nodes: 2, .. })
     ));
 }
@@ -112,7 +112,7 @@ fn a_bundle_sent_by_another_key_is_refused() {
     // Bundle binds key 1, transaction signed by key 2.
     Call::by(op()).key(key(2).1).set();
     let err = r
-        .register_node(dev_bundle(1), None)
+        .register_node_json(dev_bundle(1), None)
         .expect_err("wrong signer");
     assert!(
         matches!(err, RegistryError::SignerKeyMismatch { .. }),
@@ -123,7 +123,7 @@ fn a_bundle_sent_by_another_key_is_refused() {
     let secp = PublicKey::from_parts(CurveType::SECP256K1, vec![7u8; 64]).expect("secp key");
     Call::by(op()).key(secp).set();
     assert!(matches!(
-        r.register_node(dev_bundle(1), None),
+        r.register_node_json(dev_bundle(1), None),
         Err(RegistryError::SignerKeyNotEd25519(_))
     ));
 }
@@ -144,11 +144,14 @@ fn bad_input_fails_typed_and_changes_nothing() {
     tdx_without_quote["kind"] = "tdx".into();
     let other_ca = SigningKey::from_bytes(&[10u8; 32]);
     let cases = [
-        ("\u{0}\u{1}garbage".to_owned(), "bundle JSON"),
-        (String::new(), "bundle JSON"),
-        ("[]".to_owned(), "bundle JSON"),
-        (truncated, "bundle JSON"),
-        (wrong_type.to_string(), "bundle JSON"),
+        (
+            "\u{0}\u{1}garbage".to_owned(),
+            "not valid JSON for this method",
+        ),
+        (String::new(), "not valid JSON for this method"),
+        ("[]".to_owned(), "not valid JSON for this method"),
+        (truncated, "not valid JSON for this method"),
+        (wrong_type.to_string(), "not valid JSON for this method"),
         (bad_sig.to_string(), "signature"),
         (short_key.to_string(), "enclave_key"),
         (tdx_without_quote.to_string(), "no `tdx` section"),
@@ -164,13 +167,35 @@ fn bad_input_fails_typed_and_changes_nothing() {
     for (bundle, message) in cases {
         let before = snapshot(&r);
         Call::by(op()).key(key(1).1).set();
-        let err = expect_err(r.register_node(bundle.clone(), None), message);
+        let err = expect_err(r.register_node_json(bundle.clone(), None), message);
         assert!(
-            matches!(err, RegistryError::Attestation(_)),
+            matches!(
+                err,
+                RegistryError::Attestation(_) | RegistryError::BadArguments(_)
+            ),
             "{bundle}: {err}"
         );
         assert_eq!(snapshot(&r), before, "{bundle}");
         assert!(events().is_empty());
+    }
+    // Input that is not JSON at all, or not the method's arguments.
+    for input in ["\u{0}garbage", "", "{}", r#"{"bundle":{},"extra":1}"#] {
+        let before = snapshot(&r);
+        Call::by(op()).key(key(1).1).set();
+        super::with_input(input.to_owned());
+        assert!(
+            matches!(r.register_node(), Err(RegistryError::BadArguments(_))),
+            "{input}"
+        );
+        assert!(
+            matches!(r.reattest(), Err(RegistryError::BadArguments(_))),
+            "{input}"
+        );
+        assert!(
+            matches!(r.add_gpu(), Err(RegistryError::BadArguments(_))),
+            "{input}"
+        );
+        assert_eq!(snapshot(&r), before);
     }
     // Bad commercial details are refused before the attestation is even looked at.
     for (details, message) in [
@@ -198,7 +223,7 @@ fn bad_input_fails_typed_and_changes_nothing() {
     ] {
         Call::by(op()).key(key(1).1).set();
         let before = snapshot(&r);
-        expect_err(r.register_node(dev_bundle(1), Some(details)), message);
+        expect_err(r.register_node_json(dev_bundle(1), Some(details)), message);
         assert_eq!(snapshot(&r), before);
     }
 }
@@ -209,7 +234,7 @@ fn dev_expiry_caps_the_attestation_lifetime() {
     stake(&mut r, op(), near(100));
     Call::by(op()).key(key(1).1).set();
     let bundle = dev_bundle_with(&dev_ca(), [1; 32], &key(1).1, T0 / SEC + 3600);
-    let id = r.register_node(bundle, None).expect("register");
+    let id = r.register_node_json(bundle, None).expect("register");
     assert_eq!(node(&r, id).attestation_expires_at_ns.0, T0 + 3600 * SEC);
 }
 
@@ -299,22 +324,25 @@ fn expiry_and_reattestation() {
     );
     let before = snapshot(&r);
     assert!(matches!(
-        r.reattest(id, other_enclave),
+        r.reattest_json(id, other_enclave),
         Err(RegistryError::EnclaveKeyMismatch { .. })
     ));
     assert_eq!(snapshot(&r), before);
     // Only the enclave key may re-attest.
     Call::by(op()).at(expiry).set();
     assert!(matches!(
-        r.reattest(id, dev_bundle(1)),
+        r.reattest_json(id, dev_bundle(1)),
         Err(RegistryError::NotNodeKey { .. })
     ));
     Call::by(op()).key(key(1).1).at(expiry).set();
-    expect_err(r.reattest(id, "{".into()), "bundle JSON");
+    expect_err(
+        r.reattest_json(id, "{".into()),
+        "not valid JSON for this method",
+    );
 
     Call::by(op()).key(key(1).1).at(expiry + SEC).set();
     let fresh = dev_bundle_with(&dev_ca(), [1; 32], &key(1).1, expiry / SEC + 30 * 24 * 3600);
-    r.reattest(id, fresh).expect("reattest");
+    r.reattest_json(id, fresh).expect("reattest");
     let v = node(&r, id);
     assert_eq!(v.status, NodeStatus::Active);
     assert_eq!(v.attestation_expires_at_ns.0, expiry + SEC + 7 * DAY);
