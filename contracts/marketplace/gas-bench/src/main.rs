@@ -89,6 +89,16 @@ impl Vm {
         )
     }
 
+    /// A function-call transaction: the signer's send fees, its receipt's execution fees, and
+    /// the gas of everything it caused (`parts`).
+    fn tx_total(&self, method: &str, args: &Value, parts: &[Gas]) -> Gas {
+        sum(&[
+            &[self.tx_send(method, args), self.fc_exec(method, args)],
+            parts,
+        ]
+        .concat())
+    }
+
     /// Execution fees of a function-call receipt (charged before its code runs).
     fn fc_exec(&self, method: &str, args: &Value) -> Gas {
         let f = |c| self.fees.fee(c).exec_fee().gas.as_gas();
@@ -383,12 +393,7 @@ fn main() -> Result<()> {
     let submit = market.call(&vm, user(), "submit_job", &job, t + 2 * SEC)?;
     // The excess deposit goes back by transfer, checked by `on_payouts`.
     let refund = market.settle_payouts(&vm, t + 2 * SEC)?;
-    let submit_total = sum(&[
-        vm.tx_send("submit_job", &job),
-        vm.fc_exec("submit_job", &job),
-        submit.gas,
-        refund,
-    ]);
+    let submit_total = vm.tx_total("submit_job", &job, &[submit.gas, refund]);
     bench("submit_job", submit_total);
     println!(
         "BENCH marketplace.submit_job.receipt.gas {:.2} Tgas",
@@ -430,15 +435,17 @@ fn main() -> Result<()> {
     }
     bench(
         "claim_job",
-        sum(&[
-            vm.tx_send("claim_job", &claim),
-            vm.fc_exec("claim_job", &claim),
-            claimed.gas,
-            vm.fc_exec("get_node", &get_node),
-            view.gas,
-            vm.fc_exec("on_node_for_claim", &on_node),
-            callback.gas,
-        ]),
+        vm.tx_total(
+            "claim_job",
+            &claim,
+            &[
+                claimed.gas,
+                vm.fc_exec("get_node", &get_node),
+                view.gas,
+                vm.fc_exec("on_node_for_claim", &on_node),
+                callback.gas,
+            ],
+        ),
     );
     println!(
         "BENCH marketplace.registry_get_node.gas {:.2} Tgas",
@@ -461,11 +468,7 @@ fn main() -> Result<()> {
     let claim_bytes = market.storage_usage - before_claim;
     bench(
         "claim_job.cached",
-        sum(&[
-            vm.tx_send("claim_job", &claim2),
-            vm.fc_exec("claim_job", &claim2),
-            cached.gas,
-        ]),
+        vm.tx_total("claim_job", &claim2, &[cached.gas]),
     );
     market.take_receipts();
 
@@ -498,12 +501,7 @@ fn main() -> Result<()> {
     let payouts = market.settle_payouts(&vm, t + 8 * SEC)?;
     bench(
         "submit_result",
-        sum(&[
-            vm.tx_send("submit_result", &args),
-            vm.fc_exec("submit_result", &args),
-            settled.gas,
-            payouts,
-        ]),
+        vm.tx_total("submit_result", &args, &[settled.gas, payouts]),
     );
     println!(
         "BENCH marketplace.submit_result.receipt.gas {:.2} Tgas",
@@ -560,11 +558,7 @@ fn main() -> Result<()> {
     )?;
     bench(
         "respond",
-        sum(&[
-            vm.tx_send("respond", &respond),
-            vm.fc_exec("respond", &respond),
-            responded.gas,
-        ]),
+        vm.tx_total("respond", &respond, &[responded.gas]),
     );
     market.take_receipts();
     let done_args = json!({ "request_id": "1" });
