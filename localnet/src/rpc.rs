@@ -260,24 +260,31 @@ impl Node {
                 ))
             }
             "chunk" => {
+                use near_jsonrpc_primitives::types::chunks::RpcChunkError;
                 // Chunk hash = block hash: one chunk per block.
-                let id = match &params {
+                let (id, by_chunk) = match &params {
                     Value::Object(map) if map.contains_key("chunk_id") => {
-                        Some(BlockId::Hash(parse(map["chunk_id"].clone())?))
+                        (Some(BlockId::Hash(parse(map["chunk_id"].clone())?)), true)
                     }
-                    Value::Object(map) => {
-                        Some(parse(map.get("block_id").cloned().unwrap_or(Value::Null))?)
-                    }
-                    Value::Array(items) => items.first().cloned().map(parse).transpose()?,
-                    _ => None,
+                    Value::Object(map) => (
+                        Some(parse(map.get("block_id").cloned().unwrap_or(Value::Null))?),
+                        false,
+                    ),
+                    Value::Array(items) => (items.first().cloned().map(parse).transpose()?, false),
+                    _ => (None, false),
                 };
-                let block = self.find_block(id)?.ok_or_else(|| {
-                    handler_error(
-                        near_jsonrpc_primitives::types::chunks::RpcChunkError::UnknownChunk {
-                            chunk_hash: near_primitives::sharding::ChunkHash(CryptoHash::default()),
-                        },
-                    )
-                })?;
+                let block = self
+                    .find_block(id.clone())?
+                    .ok_or_else(|| match (by_chunk, &id) {
+                        (true, Some(BlockId::Hash(hash))) => {
+                            handler_error(RpcChunkError::UnknownChunk {
+                                chunk_hash: near_primitives::sharding::ChunkHash(*hash),
+                            })
+                        }
+                        _ => handler_error(RpcChunkError::UnknownBlock {
+                            error_message: format!("DB Not Found Error: {id:?}"),
+                        }),
+                    })?;
                 to_value(chunk_view(
                     &block,
                     &self.validator.account_id,

@@ -11,8 +11,9 @@ fn epoch_id(block: &StoredBlock) -> CryptoHash {
     CryptoHash::hash_bytes(&block.epoch_height.to_le_bytes())
 }
 
+/// One chunk per block: the chunk is named by its block's hash (the `chunk` RPC relies on it).
 pub fn chunk_hash(block: &StoredBlock) -> CryptoHash {
-    CryptoHash::hash_bytes(&[block.hash.as_ref(), b"chunk"].concat())
+    block.hash
 }
 
 pub fn chunk_header(block: &StoredBlock, gas_limit: Gas) -> ChunkHeaderView {

@@ -1,0 +1,161 @@
+//! Every JSON-RPC method localnet serves answers in neard's response shape (parsed back with
+//! the protocol's view types).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed step is a failed test"
+)]
+
+use localnet::node::Node;
+use near_jsonrpc_primitives::types::transactions::RpcTransactionResponse;
+use near_primitives::views::{BlockView, ChunkView, StatusResponse};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn node(name: &str) -> (Arc<Node>, std::path::PathBuf) {
+    let home = std::env::temp_dir().join(format!("localnet-rpc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    localnet::home::init(&home, true).unwrap();
+    let node = Node::open(&home).unwrap();
+    for _ in 0..3 {
+        node.produce_block(0).unwrap();
+    }
+    (node, home)
+}
+
+async fn ok(node: &Node, method: &str, params: Value) -> Value {
+    match node.dispatch(method, params).await {
+        Ok(value) => value,
+        Err(e) => panic!("{method}: {e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn chain_methods_answer_with_neard_views() {
+    let (node, home) = node("views");
+    let status: StatusResponse =
+        serde_json::from_value(ok(&node, "status", json!([])).await).unwrap();
+    assert_eq!(status.sync_info.latest_block_height, 3);
+
+    let block: BlockView =
+        serde_json::from_value(ok(&node, "block", json!({"block_id": 2})).await).unwrap();
+    assert_eq!(block.header.height, 2);
+    let by_hash: BlockView = serde_json::from_value(
+        ok(
+            &node,
+            "block",
+            json!({"block_id": block.header.hash.to_string()}),
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(by_hash.header.hash, block.header.hash);
+    let final_block: BlockView =
+        serde_json::from_value(ok(&node, "block", json!({"finality": "final"})).await).unwrap();
+    assert_eq!(final_block.header.height, 3);
+
+    let chunk_id = block.chunks[0].chunk_hash.to_string();
+    let chunk: ChunkView =
+        serde_json::from_value(ok(&node, "chunk", json!({"chunk_id": chunk_id})).await).unwrap();
+    assert_eq!(chunk.header.height_included, 2);
+
+    let price = ok(&node, "gas_price", json!([null])).await;
+    assert_eq!(price["gas_price"], "100000000");
+    let config = ok(
+        &node,
+        "EXPERIMENTAL_protocol_config",
+        json!({"finality": "final"}),
+    )
+    .await;
+    assert!(
+        config["runtime_config"]["wasm_config"].is_object(),
+        "{config}"
+    );
+    let genesis = ok(&node, "EXPERIMENTAL_genesis_config", json!([])).await;
+    assert_eq!(genesis["chain_id"], "localnet");
+    let validators = ok(&node, "validators", json!([null])).await;
+    assert_eq!(
+        validators["current_validators"][0]["account_id"],
+        "test.near"
+    );
+    let ordered = ok(&node, "EXPERIMENTAL_validators_ordered", json!([null])).await;
+    assert_eq!(ordered[0]["account_id"], "test.near");
+    assert_eq!(
+        ok(&node, "network_info", json!([])).await["num_active_peers"],
+        0
+    );
+    assert_eq!(ok(&node, "health", json!([])).await, Value::Null);
+
+    let missing = node
+        .dispatch("block", json!({"block_id": 999}))
+        .await
+        .unwrap_err();
+    let missing = serde_json::to_value(missing).unwrap();
+    assert_eq!(missing["cause"]["name"], "UNKNOWN_BLOCK", "{missing}");
+    let unknown = node
+        .dispatch(
+            "EXPERIMENTAL_receipt",
+            json!({"receipt_id": "11111111111111111111111111111111"}),
+        )
+        .await
+        .unwrap_err();
+    let unknown = serde_json::to_value(unknown).unwrap();
+    assert_eq!(unknown["cause"]["name"], "UNKNOWN_RECEIPT", "{unknown}");
+    drop(node);
+    let _ = std::fs::remove_dir_all(home);
+}
+
+#[tokio::test]
+async fn async_transactions_are_found_by_tx_and_their_receipts_by_id() {
+    let (node, home) = node("tx");
+    let key = localnet::home::read_key(&home, "validator_key.json").unwrap();
+    let signer =
+        near_crypto::InMemorySigner::from_secret_key(key.account_id.clone(), key.secret_key);
+    let head = node.chain().head().hash;
+    let tx = near_primitives::transaction::SignedTransaction::from_actions(
+        1,
+        key.account_id.clone(),
+        key.account_id.clone(),
+        &signer,
+        vec![near_primitives::action::Action::Transfer(
+            near_primitives::action::TransferAction {
+                deposit: near_primitives::types::Balance::from_yoctonear(1),
+            },
+        )],
+        head,
+    );
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(borsh::to_vec(&tx).unwrap());
+    let hash = ok(&node, "broadcast_tx_async", json!([encoded])).await;
+    assert_eq!(hash, json!(tx.get_hash().to_string()));
+    let pending = ok(
+        &node,
+        "tx",
+        json!({"tx_hash": hash, "sender_account_id": key.account_id, "wait_until": "NONE"}),
+    )
+    .await;
+    assert_eq!(pending["final_execution_status"], "NONE");
+    for _ in 0..3 {
+        node.produce_block(0).unwrap();
+    }
+    let status: RpcTransactionResponse = serde_json::from_value(
+        ok(
+            &node,
+            "EXPERIMENTAL_tx_status",
+            json!({"tx_hash": hash, "sender_account_id": key.account_id}),
+        )
+        .await,
+    )
+    .unwrap();
+    let outcome = status.final_execution_outcome.unwrap().into_outcome();
+    let receipt_id = outcome.transaction_outcome.outcome.receipt_ids[0];
+    let receipt = ok(
+        &node,
+        "EXPERIMENTAL_receipt",
+        json!({"receipt_id": receipt_id}),
+    )
+    .await;
+    assert_eq!(receipt["receiver_id"], json!(key.account_id));
+    drop(node);
+    let _ = std::fs::remove_dir_all(home);
+}
