@@ -296,3 +296,68 @@ fn the_block_stream_carries_transactions_and_outcomes_with_logs() {
     let back: near_indexer_primitives::StreamerMessage = serde_json::from_value(json).unwrap();
     assert_eq!(back.block.header.hash, block.hash);
 }
+
+#[test]
+fn unused_gas_goes_back_to_the_allowance_of_the_key_that_paid() {
+    use near_primitives::account::{AccessKeyPermission, FunctionCallPermission};
+    use near_primitives::action::FunctionCallAction;
+    let f = fixture("allowance");
+    let alice = f.create("alice", 10);
+    let key = SecretKey::from_random(KeyType::ED25519);
+    let allowance = Balance::from_near(1);
+    f.run(f.tx(
+        &alice,
+        &alice.get_account_id(),
+        vec![Action::AddKey(Box::new(AddKeyAction {
+            public_key: key.public_key(),
+            access_key: AccessKey {
+                nonce: 0,
+                permission: AccessKeyPermission::FunctionCall(FunctionCallPermission {
+                    allowance: Some(allowance),
+                    receiver_id: f.root.get_account_id().to_string(),
+                    method_names: vec![],
+                }),
+            },
+        }))],
+    ));
+    let limited = InMemorySigner::from_secret_key(alice.get_account_id(), key);
+    // 100 Tgas bought; the call fails at once (no contract), so nearly all come back.
+    let outcome = f.run(f.tx(
+        &limited,
+        &f.root.get_account_id(),
+        vec![Action::FunctionCall(Box::new(FunctionCallAction {
+            method_name: "anything".into(),
+            args: vec![],
+            gas: near_primitives::types::Gas::from_teragas(100),
+            deposit: Balance::ZERO,
+        }))],
+    ));
+    assert!(
+        matches!(outcome.status, FinalExecutionStatus::Failure(_)),
+        "{outcome:?}"
+    );
+    let left = match f
+        .node
+        .chain()
+        .query(QueryRequest::ViewAccessKey {
+            account_id: alice.get_account_id(),
+            public_key: limited.public_key(),
+        })
+        .unwrap()
+        .kind
+    {
+        QueryResponseKind::AccessKey(view) => match view.permission {
+            near_primitives::views::AccessKeyPermissionView::FunctionCall { allowance, .. } => {
+                allowance.unwrap()
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    // 100 Tgas cost 0.01 NEAR at the genesis price; most of it was refunded.
+    assert!(
+        left > allowance.saturating_sub(Balance::from_millinear(2)),
+        "{left}"
+    );
+    assert!(left < allowance);
+}

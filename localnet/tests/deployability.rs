@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The contracts every build must produce.
-const CONTRACTS: &[&str] = &["registry", "marketplace", "model_token", "model_factory"];
+const CONTRACTS: &[&str] = &[
+    "registry",
+    "marketplace",
+    "model_token",
+    "model_factory",
+    "ai_caller",
+];
 
 fn wasm_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("ECLOUD_WASM_DIR") {

@@ -149,6 +149,7 @@ pub(crate) fn apply_action(
             }
             let acc = account.as_mut().ok_or_else(|| no_account(account_id))?;
             acc.set_amount(acc.amount().saturating_add(t.deposit));
+            refund_allowance(ctx, overlay, t.deposit);
             Ok(())
         }
         Action::DeployContract(d) => {
@@ -242,6 +243,24 @@ pub(crate) fn apply_action(
                 "localnet does not execute this action: {action:?}"
             )),
         )),
+    }
+}
+
+/// A gas refund (from `system`, to the signer) gives a function-call key its allowance back.
+fn refund_allowance(ctx: &ActionContext, overlay: &mut Overlay, amount: Balance) {
+    let receipt = ctx.action_receipt;
+    let receiver = ctx.receipt.receiver_id();
+    if ctx.receipt.predecessor_id().as_str() != "system" || &receipt.signer_id != receiver {
+        return;
+    }
+    let Some(mut key) = overlay.access_key(receiver, &receipt.signer_public_key) else {
+        return;
+    };
+    if let AccessKeyPermission::FunctionCall(permission) = &mut key.permission
+        && let Some(allowance) = permission.allowance
+    {
+        permission.allowance = Some(allowance.saturating_add(amount));
+        overlay.set_access_key(receiver, &receipt.signer_public_key, &key);
     }
 }
 
