@@ -63,16 +63,21 @@ impl Node {
                     .map(|h| std::path::PathBuf::from(h).join(".cache/localnet/contracts"))
             })
             .unwrap_or_else(|| home.join("data/contract.cache"));
-        let cache = FilesystemContractRuntimeCache::with_memory_cache(
-            home,
-            Some("data"),
-            &cache_dir,
-            128,
-            None,
-            1 << 30,
-            near_vm_runner::noop_background_spawner(),
-        )
-        .map_err(NodeError::Cache)?;
+        let open_cache = |dir: &Path| {
+            FilesystemContractRuntimeCache::with_memory_cache(
+                home,
+                Some("data"),
+                dir,
+                128,
+                None,
+                1 << 30,
+                near_vm_runner::noop_background_spawner(),
+            )
+        };
+        // An unwritable shared cache falls back to one in the home dir.
+        let cache = open_cache(&cache_dir)
+            .or_else(|_| open_cache(&home.join("data/contract.cache")))
+            .map_err(NodeError::Cache)?;
         let runtime_config = near_parameters::RuntimeConfigStore::new(None)
             .get_config(genesis.config.protocol_version)
             .clone();
