@@ -3,9 +3,9 @@
 //! Nothing here writes state: a refused bundle changes nothing.
 
 use attestation::{
-    AttestationBundle, AttestationKind as BundleKind, CertCache, DefaultCrypto, GpuEvidence,
-    GpuVerdict, GraceStatus, TcbGrace as LibGrace, TcbPolicy, Verdict, VerifyPolicy,
-    parse_near_ed25519_key, verify_bundle_with_cache, verify_gpu_evidence,
+    AttestationBundle, AttestationKind as BundleKind, CertCache, DefaultCrypto, GpuError,
+    GpuEvidence, GpuVerdict, GraceStatus, TcbGrace as LibGrace, TcbPolicy, Verdict, VerifyPolicy,
+    parse_near_ed25519_key, verify_bundle_with_cache, verify_gpu_evidence, verify_measured_gpu,
 };
 use enclave_cloud_common::{AttestationKind, GpuInfo, Hash32, Measurements, NodeId, TcbStatus};
 use near_sdk::store::LookupSet;
@@ -112,7 +112,7 @@ fn dev_enabled(state: &StateV1) -> bool {
 /// `node` is the node being re-attested (its own GPUs may not count as "in use").
 pub fn verify_registration(
     state: &StateV1,
-    bundle: &AttestationBundle,
+    mut bundle: AttestationBundle,
     node: Option<NodeId>,
 ) -> Result<Attested> {
     // Cheap checks first: a bundle replayed by another key fails before any crypto.
@@ -131,15 +131,42 @@ pub fn verify_registration(
     for gpu in &bundle.gpus {
         check_nonce_fresh(state, &gpu.nonce, &mut nonces)?;
     }
-    let verdict = verify_bundle_with_cache(
-        bundle,
+    let cache = Cache(&state.cert_cache);
+    // With the cheaper binding allowed, GPUs are checked after the quote, against its events.
+    let measured_gpus =
+        if state.policy.gpu.allow_measured_in_rtmr3 && bundle.kind == BundleKind::Tdx {
+            std::mem::take(&mut bundle.gpus)
+        } else {
+            Vec::new()
+        };
+    let mut verdict = verify_bundle_with_cache(
+        &bundle,
         now_secs(),
         &verify_policy(state)?,
         &DefaultCrypto::default(),
-        &Cache(&state.cert_cache),
+        &cache,
     )
     .map_err(refused)?;
+    for (index, gpu) in measured_gpus.iter().enumerate() {
+        verdict.gpus.push(
+            measured_or_verified(&verdict, gpu, &cache)
+                .map_err(|e| refused(format!("GPU {index}: {e}")))?,
+        );
+    }
     attested_from(state, verdict, node)
+}
+
+/// A GPU the attested VM verified and measured into RTMR3 (the quote authenticates the event)
+/// costs no signature here; any other GPU gets the full chain and report verification.
+fn measured_or_verified(
+    verdict: &Verdict,
+    gpu: &GpuEvidence,
+    cache: &Cache<'_>,
+) -> Result<GpuVerdict, GpuError> {
+    match verify_measured_gpu(&verdict.events, gpu) {
+        Err(GpuError::NotMeasured { .. }) => verify_gpu_evidence(gpu, now_secs(), cache),
+        other => other,
+    }
 }
 
 fn attested_from(state: &StateV1, verdict: Verdict, node: Option<NodeId>) -> Result<Attested> {

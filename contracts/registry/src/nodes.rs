@@ -38,7 +38,7 @@ pub fn register(
             *id,
         ));
     }
-    let att = attest::verify_registration(state, &bundle, None)?;
+    let att = attest::verify_registration(state, bundle, None)?;
     check_gpu_room(&state.policy, state.next_node_id, &[], &att.gpus)?;
 
     // Verified: from here on only writes.
@@ -118,7 +118,7 @@ fn ensure_stake_for(state: &StateV1, operator: &AccountId, extra: usize) -> Resu
 pub fn reattest(state: &mut StateV1, node_id: NodeId, bundle: AttestationBundle) -> Result<()> {
     let node = state.node(node_id)?;
     require_enclave(node_id, node)?;
-    let att = attest::verify_registration(state, &bundle, Some(node_id))?;
+    let att = attest::verify_registration(state, bundle, Some(node_id))?;
     let node = state.node(node_id)?;
     if att.encryption_key != node.encryption_key {
         return Err(RegistryError::EnclaveKeyMismatch {

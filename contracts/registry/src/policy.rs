@@ -63,6 +63,10 @@ pub struct GpuPolicy {
     pub max_gpus: u32,
     /// GPU models accepted as the evidence names them (e.g. "GH100"); empty: any.
     pub allowed_models: Vec<String>,
+    /// Accept GPUs of a TDX bundle that the attested VM verified itself and measured into
+    /// RTMR3 (`nvidia-gpu-evidence` event): no chain or signature work on chain. Trusts the
+    /// allowlisted worker image to verify GPUs correctly.
+    pub allow_measured_in_rtmr3: bool,
 }
 
 #[near(serializers = [borsh, json])]
@@ -113,6 +117,7 @@ impl Default for Policy {
                 min_gpus: 0,
                 max_gpus: 8,
                 allowed_models: Vec::new(),
+                allow_measured_in_rtmr3: false,
             },
             dev_mode: false,
             dev_ca_key: None,

@@ -1,7 +1,7 @@
 //! The real dstack node (Intel TDX quote, collateral, event log) and the real H100 evidence.
 
 use super::*;
-use crate::{GpuPolicy, PlatformMeasurements};
+use crate::PlatformMeasurements;
 use enclave_cloud_common::{AttestationKind, Hash32, TcbStatus};
 use std::path::PathBuf;
 
@@ -225,13 +225,7 @@ fn flip_hex(h: &str, byte: usize) -> String {
 
 #[test]
 fn real_h100_gpu_is_added_once() {
-    let mut r = tdx_registry(|p| {
-        p.gpu = GpuPolicy {
-            min_gpus: 1,
-            max_gpus: 8,
-            allowed_models: vec![],
-        }
-    });
+    let mut r = tdx_registry(|p| p.gpu.min_gpus = 1);
     let id = as_node(&mut r).expect("registers");
     assert_eq!(status(&r, id), NodeStatus::Inactive, "no GPU yet");
 
@@ -399,4 +393,33 @@ fn gpu_chain_is_cached_in_steps_then_only_the_report_is_verified() {
         second.last(),
         "the leaf hash is the device id"
     );
+}
+
+#[test]
+fn measured_gpu_policy_falls_back_to_full_verification_without_the_event() {
+    // The dstack vector has no `nvidia-gpu-evidence` event: with the cheaper binding allowed,
+    // its GPU is still verified in full (and a tampered report still fails).
+    let mut r = tdx_registry(|p| p.gpu.allow_measured_in_rtmr3 = true);
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    let mut gpu: serde_json::Value = serde_json::from_str(&hopper_evidence()).expect("json");
+    let report = gpu["report"].as_str().expect("hex").to_owned();
+    gpu["report"] = flip_hex(&report, report.len() / 2 - 10).into();
+    bundle["gpus"] = serde_json::json!([gpu]);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let before = snapshot(&r);
+    let err = r
+        .register_node_json(bundle.to_string(), None)
+        .expect_err("tampered GPU");
+    assert!(err.to_string().contains("GPU 0"), "{err}");
+    assert_eq!(snapshot(&r), before);
+
+    bundle["gpus"] =
+        serde_json::json!([
+            serde_json::from_str::<serde_json::Value>(&hopper_evidence()).expect("json")
+        ]);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let id = r
+        .register_node_json(bundle.to_string(), None)
+        .expect("full verification");
+    assert_eq!(node(&r, id).gpus.len(), 1);
 }

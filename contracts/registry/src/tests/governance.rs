@@ -170,7 +170,7 @@ fn invalid_policies_are_refused() {
                 gpu: crate::GpuPolicy {
                     min_gpus: 3,
                     max_gpus: 2,
-                    allowed_models: vec![],
+                    ..base.gpu.clone()
                 },
                 ..base.clone()
             },
