@@ -308,6 +308,10 @@ impl Node {
             }
             "tx" => self.tx_status(params, false).await,
             "EXPERIMENTAL_tx_status" => self.tx_status(params, true).await,
+            "EXPERIMENTAL_changes_in_block" => {
+                let block = self.block_or_error(params)?;
+                Ok(json!({ "block_hash": block.hash, "changes": block.changes() }))
+            }
             "EXPERIMENTAL_receipt" => {
                 #[derive(serde::Deserialize)]
                 struct ReceiptRef {

@@ -131,6 +131,11 @@ impl State {
         }
     }
 
+    /// The keys written since the last [`State::take_dirty`].
+    pub fn dirty_keys(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.dirty.iter()
+    }
+
     /// The keys written since the last call, with their current values, for persistence.
     pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         std::mem::take(&mut self.dirty)

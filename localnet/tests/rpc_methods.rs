@@ -8,7 +8,7 @@
 
 use localnet::node::Node;
 use near_jsonrpc_primitives::types::transactions::RpcTransactionResponse;
-use near_primitives::views::{BlockView, ChunkView, StatusResponse};
+use near_primitives::views::{BlockView, ChunkView, StateChangeKindView, StatusResponse};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -156,6 +156,27 @@ async fn async_transactions_are_found_by_tx_and_their_receipts_by_id() {
     )
     .await;
     assert_eq!(receipt["receiver_id"], json!(key.account_id));
+
+    // The block that included the transaction touched the signer's account and key (nonce).
+    let block_hash = outcome.transaction_outcome.block_hash.to_string();
+    let changes = ok(
+        &node,
+        "EXPERIMENTAL_changes_in_block",
+        json!({"block_id": block_hash}),
+    )
+    .await;
+    let kinds: Vec<StateChangeKindView> =
+        serde_json::from_value(changes["changes"].clone()).unwrap();
+    let account_id = key.account_id.clone();
+    assert!(
+        kinds.contains(&StateChangeKindView::AccountTouched { account_id }),
+        "{kinds:?}"
+    );
+    let account_id = key.account_id.clone();
+    assert!(
+        kinds.contains(&StateChangeKindView::AccessKeyTouched { account_id }),
+        "{kinds:?}"
+    );
     drop(node);
     let _ = std::fs::remove_dir_all(home);
 }

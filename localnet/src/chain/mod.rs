@@ -19,7 +19,7 @@ use near_primitives::transaction::SignedTransaction;
 use near_primitives::types::{AccountId, Balance, Gas};
 use near_primitives::views::{
     ExecutionOutcomeWithIdView, ExecutionStatusView, FinalExecutionOutcomeView,
-    FinalExecutionStatus, ReceiptView, SignedTransactionView,
+    FinalExecutionStatus, ReceiptView, SignedTransactionView, StateChangeKindView,
 };
 use near_vm_runner::logic::types::PromiseResult;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -55,6 +55,50 @@ pub struct StoredBlock {
     pub receipt_outcomes: Vec<ExecutionOutcomeWithIdView>,
     pub gas_used: Gas,
     pub balance_burnt: Balance,
+    /// Which accounts' records changed in this block, as (state column, account).
+    #[serde(default)]
+    pub touched: Vec<(u8, AccountId)>,
+}
+
+impl StoredBlock {
+    /// The block's changes as EXPERIMENTAL_changes_in_block reports them.
+    pub fn changes(&self) -> Vec<StateChangeKindView> {
+        self.touched
+            .iter()
+            .map(|(col, id)| {
+                let account_id = id.clone();
+                match *col {
+                    keys::ACCOUNT => StateChangeKindView::AccountTouched { account_id },
+                    keys::ACCESS_KEY => StateChangeKindView::AccessKeyTouched { account_id },
+                    keys::DATA => StateChangeKindView::DataTouched { account_id },
+                    _ => StateChangeKindView::ContractCodeTouched { account_id },
+                }
+            })
+            .collect()
+    }
+}
+
+/// The kinds of records the changed keys belong to, one entry per (kind, account).
+fn touched(keys: impl Iterator<Item = Vec<u8>>) -> Vec<(u8, AccountId)> {
+    let mut seen = std::collections::BTreeSet::new();
+    for key in keys {
+        let Some(end) = key.iter().position(|b| *b == b',') else {
+            continue;
+        };
+        let Some(account_id) = std::str::from_utf8(&key[1..end])
+            .ok()
+            .and_then(|a| a.parse::<AccountId>().ok())
+        else {
+            continue;
+        };
+        if matches!(
+            key[0],
+            keys::ACCOUNT | keys::ACCESS_KEY | keys::DATA | keys::CODE
+        ) {
+            seen.insert((key[0], account_id));
+        }
+    }
+    seen.into_iter().collect()
 }
 
 /// A transaction that made it into a block.
@@ -198,6 +242,7 @@ impl Chain {
             receipt_outcomes: vec![],
             gas_used: Gas::ZERO,
             balance_burnt: Balance::ZERO,
+            touched: vec![],
         };
         let head = Head {
             height,
@@ -421,6 +466,7 @@ impl Chain {
             receipt_outcomes: work.receipt_outcomes,
             gas_used: work.gas_used,
             balance_burnt: work.burnt,
+            touched: touched(self.state.dirty_keys().cloned()),
         };
         self.delayed = work.next;
         self.head = Head {
