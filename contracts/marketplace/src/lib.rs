@@ -58,6 +58,15 @@ pub const GAS_ON_SLASHED: Gas = Gas::from_tgas(3);
 pub const GAS_DEPOSIT_REVENUE: Gas = Gas::from_tgas(4);
 /// Gas of a token's `ft_transfer`.
 pub const GAS_FT_TRANSFER: Gas = Gas::from_tgas(5);
+/// Gas a model token's `ft_on_transfer` needs for a token royalty (~5 Tgas measured; the
+/// model token books it as revenue).
+pub const GAS_MODEL_TOKEN_ON_TRANSFER: Gas = Gas::from_tgas(5);
+/// Gas of a token's `ft_transfer_call` carrying a royalty to a model token (40 Tgas): the
+/// 30 Tgas NEP-141 reference tokens keep for themselves (their own work and the 5 Tgas of
+/// `ft_resolve_transfer`; near-contract-standards 4.x refuses a call with less and forwards
+/// only the excess to the receiver) plus `GAS_MODEL_TOKEN_ON_TRANSFER` and as much again as
+/// margin, so both `ft_on_transfer` and the refund accounting run.
+pub const GAS_FT_TRANSFER_CALL: Gas = Gas::from_tgas(30 + 2 * 5);
 /// Gas of the callback that turns failed payouts into credits.
 pub const GAS_ON_PAYOUTS: Gas = Gas::from_tgas(4);
 /// Gas reserved for the yield callback of an agent request (settlement + caller callback).
@@ -162,7 +171,8 @@ impl Marketplace {
     /// the node's attested key and no `signature`. No deposit. Settles at once and returns the
     /// split. The signature is ed25519 by the node's key over
     /// `ResultReceipt { Job(job_id), model_id, input_hash, output_hash, usage }.signing_bytes()`.
-    /// Gas: 20 Tgas (payouts + one callback).
+    /// Gas: 20 Tgas (payouts + one callback); 80 Tgas for a token-paid job whose royalty goes
+    /// to a model token (its `ft_transfer_call` alone gets `GAS_FT_TRANSFER_CALL`, 40 Tgas).
     #[handle_result]
     pub fn submit_result(
         &mut self,
@@ -254,12 +264,14 @@ impl Marketplace {
     // ----- money -----
 
     /// Anyone: pays `account_id`'s (default: the caller's) credit in `asset`. No deposit.
+    /// Gas: attach 60 Tgas for a model token's credit in a token (`ft_transfer_call`).
     #[handle_result]
     pub fn withdraw(&mut self, asset: Asset, account_id: Option<AccountId>) -> Result<U128> {
         self.withdraw_credit(asset, account_id)
     }
 
-    /// Callback of every payout batch: failed payouts become credits. Private.
+    /// Callback of every payout batch: failed payouts, and the part of a token royalty a
+    /// model token did not use, become credits. Private.
     #[private]
     pub fn on_payouts(&mut self, payouts: Vec<Payout>) {
         self.resolve_payouts(payouts)

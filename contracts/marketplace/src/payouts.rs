@@ -1,5 +1,7 @@
 //! Money leaving the contract. Every batch of payouts runs in parallel and ends in one
 //! callback; a payout that failed comes back as a credit its owner (or anyone) can withdraw.
+//! A token royalty to a model token goes by `ft_transfer_call`; the part it did not use comes
+//! back to the marketplace and becomes the model token's credit.
 
 use near_sdk::json_types::U128;
 use near_sdk::{AccountId, NearToken, Promise, env, ext_contract};
@@ -11,7 +13,12 @@ use enclave_cloud_common::interfaces::ext_model_token;
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
 use crate::state::{CreditKey, Payout, PayoutKind};
-use crate::{GAS_DEPOSIT_REVENUE, GAS_FT_TRANSFER, GAS_ON_PAYOUTS, Marketplace};
+use crate::{
+    GAS_DEPOSIT_REVENUE, GAS_FT_TRANSFER, GAS_FT_TRANSFER_CALL, GAS_ON_PAYOUTS, Marketplace,
+};
+
+/// Longest payout result read: a JSON U128 string (at most 41 bytes) fits.
+const MAX_RESULT_LEN: usize = 64;
 
 /// The part of NEP-141 the marketplace calls.
 /// Only the generated `ext_ft` client is used.
@@ -19,6 +26,14 @@ use crate::{GAS_DEPOSIT_REVENUE, GAS_FT_TRANSFER, GAS_ON_PAYOUTS, Marketplace};
 #[ext_contract(ext_ft)]
 pub trait FungibleTokenCore {
     fn ft_transfer(&mut self, receiver_id: AccountId, amount: U128, memo: Option<String>);
+    /// Returns the amount the receiver used (JSON U128); the rest is refunded to the sender.
+    fn ft_transfer_call(
+        &mut self,
+        receiver_id: AccountId,
+        amount: U128,
+        memo: Option<String>,
+        msg: String,
+    ) -> U128;
 }
 
 /// Adds `payout` to `payouts`, merging with an existing one to the same place (one transfer
@@ -45,7 +60,17 @@ fn payout_promise(payout: &Payout) -> Promise {
             .with_attached_deposit(NearToken::from_yoctonear(payout.amount.0))
             .with_static_gas(GAS_DEPOSIT_REVENUE)
             .deposit_revenue(),
-        (Asset::Ft { token }, _) => ext_ft::ext(token.clone())
+        // The model token counts token revenue only through `ft_on_transfer`.
+        (Asset::Ft { token }, PayoutKind::Revenue) => ext_ft::ext(token.clone())
+            .with_attached_deposit(NearToken::from_yoctonear(1))
+            .with_static_gas(GAS_FT_TRANSFER_CALL)
+            .ft_transfer_call(
+                payout.account.clone(),
+                payout.amount,
+                Some("ecloud marketplace royalty".into()),
+                String::new(),
+            ),
+        (Asset::Ft { token }, PayoutKind::Transfer) => ext_ft::ext(token.clone())
             .with_attached_deposit(NearToken::from_yoctonear(1))
             .with_static_gas(GAS_FT_TRANSFER)
             .ft_transfer(
@@ -53,6 +78,36 @@ fn payout_promise(payout: &Payout) -> Promise {
                 payout.amount,
                 Some("ecloud marketplace".into()),
             ),
+    }
+}
+
+/// How much of `payout` came back to the contract, given its promise result.
+///
+/// A failed call moved nothing: all of it. A successful `ft_transfer_call` returns the amount
+/// the receiver used (a JSON U128 string, never more than was sent) and the token refunded the
+/// rest. Any other success, and an `ft_transfer_call` result that is too long or not a U128
+/// (not NEP-141), counts as delivered: crediting tokens that may have left would promise
+/// more than the contract holds.
+fn returned_amount(payout: &Payout, result: Result<Vec<u8>, near_sdk::PromiseError>) -> u128 {
+    let sent = payout.amount.0;
+    let bytes = match result {
+        Err(near_sdk::PromiseError::Failed) => return sent,
+        // `TooLong`: the call succeeded with an answer no NEP-141 token gives.
+        Err(_) => return 0,
+        Ok(bytes) => bytes,
+    };
+    if !(matches!(payout.asset, Asset::Ft { .. }) && payout.kind == PayoutKind::Revenue) {
+        return 0;
+    }
+    match near_sdk::serde_json::from_slice::<U128>(&bytes) {
+        Ok(used) => sent.saturating_sub(used.0),
+        Err(_) => {
+            env::log_str(&format!(
+                "ft_transfer_call of {sent} to {} returned no U128 used amount; counted as used",
+                payout.account
+            ));
+            0
+        }
     }
 }
 
@@ -88,20 +143,21 @@ impl Marketplace {
         )
     }
 
-    /// Callback of `pay`: one promise result per payout, in order.
+    /// Callback of `pay`: one promise result per payout, in order. What did not reach its
+    /// owner is back in the contract and becomes a credit.
     pub(crate) fn resolve_payouts(&mut self, payouts: Vec<Payout>) {
         let count = env::promise_results_count();
         for (index, payout) in (0u64..).zip(payouts) {
-            // A result longer than 64 bytes still means the call succeeded.
-            let failed = index >= count
-                || matches!(
-                    env::promise_result_checked(index, 64),
-                    Err(near_sdk::PromiseError::Failed)
-                );
-            if failed {
+            let result = if index < count {
+                env::promise_result_checked(index, MAX_RESULT_LEN)
+            } else {
+                Err(near_sdk::PromiseError::Failed)
+            };
+            let returned = returned_amount(&payout, result);
+            if returned > 0 {
                 let ledger = self.ledger_mut(&payout.asset);
-                ledger.held = U128(ledger.held.0.saturating_add(payout.amount.0));
-                self.add_credit(payout.account, payout.asset, payout.amount.0);
+                ledger.held = U128(ledger.held.0.saturating_add(returned));
+                self.add_credit(payout.account, payout.asset, returned);
             }
         }
     }
@@ -149,7 +205,7 @@ impl Marketplace {
             amount: U128(amount),
         }
         .emit();
-        let kind = self.payout_kind_for(&account, &asset);
+        let kind = self.payout_kind_for(&account);
         self.pay(vec![Payout {
             account,
             asset,
@@ -179,15 +235,16 @@ impl Marketplace {
         Ok(U128(amount))
     }
 
-    /// NEAR for a model token contract (a sub-account of the model factory) goes through
-    /// `deposit_revenue` so its holders accrue it; everything else is a plain transfer.
-    pub(crate) fn payout_kind_for(&self, account: &AccountId, asset: &Asset) -> PayoutKind {
+    /// Money for a model token contract (a sub-account of the model factory) goes in as
+    /// revenue (`deposit_revenue` for NEAR, `ft_transfer_call` for a token) so its holders
+    /// accrue it; everything else is a plain transfer.
+    pub(crate) fn payout_kind_for(&self, account: &AccountId) -> PayoutKind {
         let is_model_token = self
             .config
             .model_factory
             .as_ref()
             .is_some_and(|factory| account.is_sub_account_of(factory));
-        if *asset == Asset::Near && is_model_token {
+        if is_model_token {
             PayoutKind::Revenue
         } else {
             PayoutKind::Transfer
@@ -228,11 +285,6 @@ impl Marketplace {
         inc(&mut ledger.fees, split.protocol_fee.0)?;
         match self.royalty_destination(model_id) {
             Some((account, kind)) => {
-                let kind = if *asset == Asset::Near {
-                    kind
-                } else {
-                    PayoutKind::Transfer
-                };
                 push_payout(
                     payouts,
                     Payout {

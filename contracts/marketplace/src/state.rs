@@ -309,7 +309,9 @@ pub struct CreditKey {
 pub enum PayoutKind {
     /// NEAR transfer or `ft_transfer`.
     Transfer,
-    /// NEAR to a model token contract through `deposit_revenue`.
+    /// Revenue for a model token contract: NEAR through `deposit_revenue`, a NEP-141 token
+    /// through `ft_transfer_call` (msg ""), since the model token counts only token revenue
+    /// that reaches its `ft_on_transfer`.
     Revenue,
 }
 

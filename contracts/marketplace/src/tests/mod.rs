@@ -7,6 +7,7 @@ mod governance;
 mod jobs;
 mod requests;
 mod results;
+mod royalties;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -155,6 +156,8 @@ pub enum Outflow {
         method: String,
         args: String,
         deposit: u128,
+        /// Static gas attached.
+        gas: near_sdk::Gas,
     },
 }
 
@@ -315,6 +318,7 @@ impl Harness {
                         method_name,
                         args,
                         attached_deposit,
+                        prepaid_gas,
                         ..
                     } => {
                         let method = String::from_utf8(method_name).unwrap();
@@ -326,7 +330,8 @@ impl Harness {
                         }
                         let deposit = attached_deposit.as_yoctonear();
                         self.balance -= deposit;
-                        if method == "ft_transfer" {
+                        // Tokens leave with the call; a refund comes back with `ft_refund`.
+                        if method == "ft_transfer" || method == "ft_transfer_call" {
                             let v: near_sdk::serde_json::Value =
                                 near_sdk::serde_json::from_str(&args).unwrap();
                             let amount: u128 = v["amount"].as_str().unwrap().parse().unwrap();
@@ -337,6 +342,7 @@ impl Harness {
                             method,
                             args,
                             deposit,
+                            gas: prepaid_gas,
                         });
                     }
                     _ => {}
@@ -369,6 +375,12 @@ impl Harness {
     /// A NEAR transfer that bounced: the runtime refunds the amount to the contract.
     pub fn bounce(&mut self, amount: u128) {
         self.balance += amount;
+    }
+
+    /// `amount` of `token` refunded to the contract (an `ft_transfer_call` the receiver did
+    /// not fully use, or that failed).
+    pub fn ft_refund(&mut self, token: &str, amount: u128) {
+        *self.ft.entry(acc(token)).or_default() += amount;
     }
 
     /// NEAR sent to `to` in the last call (transfers only).
