@@ -5,6 +5,7 @@
 //! BENCH registry.wasm_size <bytes> bytes
 //! BENCH registry.register_node.tdx.gas <Tgas> Tgas      (the real dstack node, full DCAP)
 //! BENCH registry.heartbeat.gas <Tgas> Tgas
+//! BENCH registry.get_node.gas <Tgas> Tgas / registry.slash.gas <Tgas> Tgas (marketplace calls)
 //! BENCH registry.update_node.gas <Tgas> Tgas
 //! BENCH registry.cache_gpu_certificates.step1.gas <Tgas> Tgas (2 chain signatures)
 //! BENCH registry.cache_gpu_certificates.step2.gas <Tgas> Tgas (2 more: chain cached)
@@ -222,6 +223,26 @@ fn main() -> Result<()> {
         "heartbeat.with_details",
         chain.call(&node, "heartbeat", json!({ "node_id": "0" }), t + 120 * SEC)?,
     );
+    // What the marketplace calls: get_node on claim (it gives 4 Tgas), slash on a missed
+    // deadline (15 Tgas, including the payout transfer and its 5 Tgas callback).
+    bench(
+        "get_node",
+        chain.call(&owner, "get_node", json!({ "node_id": "0" }), t + 121 * SEC)?,
+    );
+    let governor = Caller {
+        account: owner.account,
+        key: vec![0; 33],
+        deposit: Balance::from_yoctonear(1),
+    };
+    let args = json!({ "marketplace": "market.test.near" });
+    chain.call(&governor, "set_marketplace", args, t + 121 * SEC)?;
+    let market = Caller {
+        account: "market.test.near",
+        key: vec![0; 33],
+        deposit: Balance::from_yoctonear(0),
+    };
+    let args = json!({ "node_id": "0", "amount": "1000000000000000000000000", "beneficiary": "user.test.near" });
+    bench("slash", chain.call(&market, "slash", args, t + 122 * SEC)?);
 
     let evidence = json!({
         "report": read("nvidia-hopper-single/hopperAttestationReport.txt")?,
