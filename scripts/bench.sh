@@ -1,13 +1,39 @@
 #!/usr/bin/env bash
 # Runs every benchmark and gas report and prints each figure as one line:
 #   BENCH <name> <value> <unit>
-# Figures are printed, never asserted: gas is deterministic, times are machine-dependent
-# (compare times only as ratios within one run).
+# Figures are printed, never asserted. Gas is deterministic (nearcore's VM and cost tables;
+# the harnesses run in debug builds, which does not change gas). Times depend on the machine:
+# compare them only as ratios within one run. Progress and build output go to stderr, so
+# `scripts/bench.sh 2>/dev/null` prints only the BENCH lines.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 "$REPO_ROOT/scripts/build-contracts.sh" >&2
 for wasm in "$ECLOUD_WASM_DIR"/*.wasm; do
-    name="$(basename "$wasm" .wasm)"
-    echo "BENCH contracts.$name.wasm_size $(stat -c %s "$wasm") bytes"
+    echo "BENCH contracts.$(basename "$wasm" .wasm).wasm_size $(stat -c %s "$wasm") bytes"
 done
+
+run() { # run <what> <cargo args...>: a bench binary whose stdout is BENCH lines
+    step "$1" >&2
+    cargo run --locked --quiet "${@:2}"
+}
+
+# Gas, on the wasm we deploy (wasm-opt'd), in nearcore's VM.
+step "attestation gas probe (wasm32)" >&2
+cargo build --locked --quiet -p attestation --example gas_probe --features near \
+    --target wasm32-unknown-unknown --release >&2
+run "attestation gas" -p attestation-gas-bench -- \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/examples/gas_probe.wasm"
+run "registry gas" -p registry-gas-bench -- "$ECLOUD_WASM_DIR/registry.wasm"
+run "marketplace gas" -p marketplace-gas-bench -- \
+    "$ECLOUD_WASM_DIR/marketplace.wasm" "$ECLOUD_WASM_DIR/registry.wasm"
+run "model-token gas" -p model-token-gas-bench -- \
+    "$ECLOUD_WASM_DIR/model_token.wasm" "$ECLOUD_WASM_DIR/model_factory.wasm"
+
+# Throughput and latency: optimised host builds (the `bench` profile: release without the
+# contract-sized opt-level/LTO).
+run "localnet throughput" --profile bench -p localnet --example bench
+run "indexer ingest" --profile bench -p indexer --example ingest_bench
+run "indexer API and feed" --profile bench -p indexer --example api_bench
+eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
+run "worker inference" --profile bench -p worker --example bench

@@ -7,11 +7,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_rust
 command -v wasm-opt >/dev/null || apt_install binaryen || true
 
-# A contract is a crate under contracts/ whose lib is a cdylib.
+# A contract is a crate under contracts/ whose [lib] is a cdylib (examples and benches that
+# are cdylibs do not count).
+is_contract() {
+    awk '/^\[/ { section = $0 } section == "[lib]" && /crate-type/ && /"cdylib"/ { found = 1 }
+         END { exit !found }' "$1"
+}
 contracts=("$@")
 if [[ ${#contracts[@]} -eq 0 ]]; then
     while IFS= read -r manifest; do
-        if grep -q 'crate-type *= *\[.*"cdylib"' "$manifest"; then
+        if is_contract "$manifest"; then
             contracts+=("$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -1)")
         fi
     done < <(find "$REPO_ROOT/contracts" -name Cargo.toml -not -path '*/target/*' | sort)

