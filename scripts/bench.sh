@@ -32,6 +32,7 @@ run "model-token gas" -p model-token-gas-bench -- \
 
 # Throughput and latency: optimised host builds (the `bench` profile: release without the
 # contract-sized opt-level/LTO).
+cargo build --locked --quiet -p localnet-probe --target wasm32-unknown-unknown --release >&2
 run "localnet throughput" --profile bench -p localnet --example bench
 run "indexer ingest" --profile bench -p indexer --example ingest_bench
 run "indexer API and feed" --profile bench -p indexer --example api_bench
