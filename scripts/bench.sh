@@ -33,8 +33,8 @@ run "model-token gas" -p model-token-gas-bench -- \
 # Throughput and latency: optimised host builds (the `bench` profile: release without the
 # contract-sized opt-level/LTO).
 cargo build --locked --quiet -p localnet-probe --target wasm32-unknown-unknown --release >&2
-run "localnet throughput" --profile bench -p localnet --example bench
+run "localnet throughput" --profile bench -p localnet --example localnet_bench
 run "indexer ingest" --profile bench -p indexer --example ingest_bench
 run "indexer API and feed" --profile bench -p indexer --example api_bench
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
-run "worker inference" --profile bench -p worker --example bench
+run "worker inference" --profile bench -p worker --example worker_bench

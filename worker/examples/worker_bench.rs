@@ -4,7 +4,7 @@
 //! * `worker.embed.minilm.batch8`: all-MiniLM-L6-v2 sentence embeddings on the CPU
 //!   (needs `ECLOUD_MINILM_DIR`, see `scripts/fetch-model.sh`).
 //!
-//! `cargo run -p worker --release --example bench` (times: compare only as ratios in one run).
+//! `cargo run -p worker --profile bench --example worker_bench` (times: compare only as ratios in one run).
 
 use std::time::Instant;
 

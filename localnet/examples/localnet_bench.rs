@@ -1,7 +1,7 @@
 //! Throughput of the chain in-process (no RPC): signed transfers and contract calls per second,
 //! from submission until every receipt has run. Prints `BENCH <name> <value> <unit>` lines.
 //!
-//! `cargo run --release -p localnet --example bench` (the function-call part needs the probe
+//! `cargo run --profile bench -p localnet --example localnet_bench` (the function-call part needs the probe
 //! contract: `LOCALNET_PROBE_WASM`, default
 //! `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/localnet_probe.wasm`).
 
