@@ -339,8 +339,7 @@ fn main() -> Result<()> {
         "version": 1, "kind": "dev", "enclave_key": hex::encode(tee_key),
         "near_public_key": enclave.public_key().to_string(),
         "dev": { "expires_at": expires, "signature": hex::encode(sig.to_bytes()) },
-    })
-    .to_string();
+    });
     let node = || Call::by("op.test.near").key(enclave_key.clone());
     registry.call(
         &vm,
