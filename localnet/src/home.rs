@@ -45,8 +45,57 @@ fn account_id(s: &str) -> AccountId {
         .unwrap_or_else(|_| unreachable!("{s} is a valid account id"))
 }
 
-/// Writes a fresh home dir. `fast` shortens epochs, as `neard init --fast` does.
+/// `localnet init` takes the genesis time from this variable when it is set (near-workspaces
+/// runs `init` itself, so its tests cannot pass a flag): unix seconds or RFC 3339.
+pub const GENESIS_TIME_ENV: &str = "LOCALNET_GENESIS_TIME";
+
+#[derive(Debug, thiserror::Error)]
+#[error("genesis time {value:?} is neither unix seconds nor an RFC 3339 time: {reason}")]
+pub struct GenesisTimeError {
+    value: String,
+    reason: String,
+}
+
+/// A genesis time as unix nanoseconds, from unix seconds (`1786579200`) or RFC 3339
+/// (`2026-08-13T00:00:00Z`, parsed as neard parses genesis.json's `genesis_time`).
+pub fn parse_genesis_time(value: &str) -> Result<u64, GenesisTimeError> {
+    let error = |reason: String| GenesisTimeError {
+        value: value.to_string(),
+        reason,
+    };
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return secs
+            .checked_mul(1_000_000_000)
+            .ok_or_else(|| error("too far in the future".into()));
+    }
+    // genesis.json's own field type and parser, so both forms agree on what is accepted.
+    let mut config = GenesisConfig::default();
+    config.genesis_time = serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|e| error(e.to_string()))?;
+    config
+        .genesis_time
+        .timestamp_nanos_opt()
+        .and_then(|ns| u64::try_from(ns).ok())
+        .ok_or_else(|| error("outside 1970..2262".into()))
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes a fresh home dir with genesis time now. `fast` shortens epochs, as `neard init
+/// --fast` does.
 pub fn init(home: &Path, fast: bool) -> Result<(), HomeError> {
+    init_at(home, fast, now_ns())
+}
+
+/// Writes a fresh home dir whose genesis time is `genesis_time_ns` (unix nanoseconds): the
+/// chain's first block has that timestamp and the clock runs in real time from there.
+pub fn init_at(home: &Path, fast: bool, genesis_time_ns: u64) -> Result<(), HomeError> {
     std::fs::create_dir_all(home).map_err(io_err(home))?;
     let validator = account_id(VALIDATOR_ACCOUNT);
     let validator_key = SecretKey::from_random(KeyType::ED25519);
@@ -82,12 +131,7 @@ pub fn init(home: &Path, fast: bool) -> Result<(), HomeError> {
     ];
     let config = GenesisConfig {
         protocol_version: PROTOCOL_VERSION,
-        genesis_time: near_primitives::utils::from_timestamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
-        ),
+        genesis_time: near_primitives::utils::from_timestamp(genesis_time_ns),
         chain_id: "localnet".to_string(),
         genesis_height: 0,
         num_block_producer_seats: 1,
@@ -178,4 +222,38 @@ pub fn read_config(home: &Path) -> Result<NodeConfig, HomeError> {
 pub fn read_key(home: &Path, file: &str) -> Result<KeyFile, HomeError> {
     let path = home.join(file);
     KeyFile::from_file(&path).map_err(io_err(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test fixtures")]
+    use super::*;
+
+    const AUG_13_2026: u64 = 1_786_579_200_000_000_000;
+
+    #[test]
+    fn genesis_time_reads_unix_seconds_and_rfc3339() {
+        assert_eq!(parse_genesis_time("1786579200").unwrap(), AUG_13_2026);
+        assert_eq!(
+            parse_genesis_time("2026-08-13T00:00:00Z").unwrap(),
+            AUG_13_2026
+        );
+        assert_eq!(
+            parse_genesis_time("2026-08-13T02:00:00+02:00").unwrap(),
+            AUG_13_2026
+        );
+        let err = parse_genesis_time("yesterday").unwrap_err().to_string();
+        assert!(err.contains("yesterday"), "{err}");
+    }
+
+    #[test]
+    fn init_at_writes_the_genesis_time() {
+        let home = std::env::temp_dir().join(format!("localnet-home-at-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        init_at(&home, true, AUG_13_2026).unwrap();
+        let genesis: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(home.join("genesis.json")).unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&home);
+        assert_eq!(genesis["genesis_time"], "2026-08-13T00:00:00Z");
+    }
 }

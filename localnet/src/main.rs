@@ -44,14 +44,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckContract { wasm } => check_contracts(&wasm),
-        Command::Init { fast, .. } => match localnet::home::init(&cli.home, fast) {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Init { fast, .. } => init(&cli.home, fast),
+        Command::Run { rpc_addr, .. } => run(cli.home, rpc_addr),
+    }
+}
+
+/// `init`, with the genesis time of `LOCALNET_GENESIS_TIME` when it is set.
+fn init(home: &std::path::Path, fast: bool) -> ExitCode {
+    use localnet::home::{GENESIS_TIME_ENV, init, init_at, parse_genesis_time};
+    let written = match std::env::var(GENESIS_TIME_ENV) {
+        Ok(value) => match parse_genesis_time(&value) {
+            Ok(ns) => init_at(home, fast, ns),
             Err(e) => {
-                eprintln!("localnet init: {e}");
-                ExitCode::FAILURE
+                eprintln!("localnet init: {GENESIS_TIME_ENV}: {e}");
+                return ExitCode::FAILURE;
             }
         },
-        Command::Run { rpc_addr, .. } => run(cli.home, rpc_addr),
+        Err(_) => init(home, fast),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("localnet init: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

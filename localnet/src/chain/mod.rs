@@ -128,8 +128,10 @@ struct Head {
     height: u64,
     hash: CryptoHash,
     timestamp_ns: u64,
-    /// Clock shift from fast-forwards.
-    time_offset_ns: u64,
+    /// The chain clock minus the wall clock: set at genesis so that block timestamps start at
+    /// `genesis_time` and advance in real time from there, then moved by fast-forwards.
+    /// (An `i64` has the borsh layout of the `u64` earlier versions stored.)
+    time_offset_ns: i64,
 }
 
 pub struct Chain {
@@ -151,6 +153,17 @@ fn now_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The offset that makes the chain clock read `genesis_ns` at wall-clock time `wall_ns`.
+fn clock_offset(genesis_ns: u64, wall_ns: u64) -> i64 {
+    let offset = i128::from(genesis_ns) - i128::from(wall_ns);
+    offset.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// The chain clock at wall-clock time `wall_ns`.
+fn chain_time(wall_ns: u64, offset_ns: i64) -> u64 {
+    (i128::from(wall_ns) + i128::from(offset_ns)).clamp(0, i128::from(u64::MAX)) as u64
 }
 
 fn block_hash(height: u64, prev: &CryptoHash, timestamp_ns: u64, chain_id: &str) -> CryptoHash {
@@ -248,7 +261,7 @@ impl Chain {
             height,
             hash,
             timestamp_ns,
-            time_offset_ns: 0,
+            time_offset_ns: clock_offset(timestamp_ns, now_ns()),
         };
         let mut chain = Chain {
             runtime,
@@ -364,12 +377,13 @@ impl Chain {
     /// sandbox fast-forward does) and persists it.
     pub fn produce_block(&mut self, skip: u64) -> Result<&StoredBlock, ChainError> {
         let height = self.head.height + 1 + skip;
+        let skipped_ns = skip.saturating_mul(FAST_FORWARD_NS_PER_BLOCK);
         self.head.time_offset_ns = self
             .head
             .time_offset_ns
-            .saturating_add(skip.saturating_mul(FAST_FORWARD_NS_PER_BLOCK));
+            .saturating_add(i64::try_from(skipped_ns).unwrap_or(i64::MAX));
         let timestamp_ns =
-            (now_ns().saturating_add(self.head.time_offset_ns)).max(self.head.timestamp_ns + 1);
+            chain_time(now_ns(), self.head.time_offset_ns).max(self.head.timestamp_ns + 1);
         let ctx = self.context(height, timestamp_ns);
         let mut work = BlockWork::default();
 
@@ -614,6 +628,12 @@ impl Chain {
                     self.execute(postponed, &action, ctx, work, queue);
                 }
             }
+            ReceiptEnum::GlobalContractDistribution(distribution) => {
+                let mut overlay = self.state.overlay();
+                crate::runtime::global::distribute(&mut overlay, distribution);
+                let changes = overlay.into_changes();
+                self.state.commit(changes);
+            }
             _ => {}
         }
     }
@@ -736,6 +756,32 @@ impl Chain {
         };
         self.store.write_block(&write)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_past_genesis_time_starts_the_clock_there_and_it_runs_in_real_time() {
+        // 2026-08-13T00:00:00Z, with the wall clock a hundred days later.
+        let genesis = 1_786_579_200 * SECOND;
+        let wall = genesis + 100 * 86_400 * SECOND;
+        let offset = clock_offset(genesis, wall);
+        assert_eq!(chain_time(wall, offset), genesis);
+        assert_eq!(chain_time(wall + 3 * SECOND, offset), genesis + 3 * SECOND);
+    }
+
+    #[test]
+    fn a_future_genesis_time_also_starts_the_clock_there() {
+        let wall = 1_700_000_000 * SECOND;
+        let genesis = wall + 86_400 * SECOND;
+        let offset = clock_offset(genesis, wall);
+        assert!(offset > 0);
+        assert_eq!(chain_time(wall + SECOND, offset), genesis + SECOND);
     }
 }
 
