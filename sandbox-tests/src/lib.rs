@@ -7,9 +7,6 @@
 //! Both land in `$CARGO_TARGET_DIR` (default `<workspace>/target`).
 
 pub mod localnet;
-pub mod marketplace;
-pub mod model_token;
-pub mod registry;
 
 use near_workspaces::network::Sandbox;
 use near_workspaces::{Contract, Worker};
@@ -39,14 +36,6 @@ fn cargo_build(args: &[&str]) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo build {args:?}: {e}"));
     assert!(status.success(), "cargo build {args:?} failed");
-}
-
-/// Where `scripts/build-contracts.sh` put the contracts: `ECLOUD_WASM_DIR`, default
-/// `$CARGO_TARGET_DIR/near`.
-pub fn wasm_dir() -> PathBuf {
-    std::env::var_os("ECLOUD_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("near"))
 }
 
 /// The node binary near-workspaces will start: `NEAR_SANDBOX_BIN_PATH`, or a fresh localnet.
