@@ -1,0 +1,220 @@
+//! The enclave-cloud contracts on a localnet: registry (dev attestation enabled with a
+//! development CA), marketplace wired to it, a treasury and a plain account collecting one
+//! model's royalties; plus the indexer following them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use near_primitives::types::{AccountId, Balance};
+use serde_json::json;
+
+use super::chain::{Localnet, create_account, deploy_contract};
+use super::process::{Process, free_port, wait_for_http};
+use super::{TestkitResult, binary, io, wasm_path};
+use crate::{Account, ChainClient, FunctionCall};
+
+/// The development CA of `dev` attestations: its secret signs, the registry knows its public
+/// key.
+#[derive(Clone)]
+pub struct DevCa {
+    secret: [u8; 32],
+}
+
+impl DevCa {
+    pub fn new(secret: [u8; 32]) -> Self {
+        Self { secret }
+    }
+
+    /// `ed25519:<base58>`, as `registry.new(dev_ca_key)` takes it.
+    pub fn public_key(&self) -> near_crypto::PublicKey {
+        crate::ed25519_secret_from_seed(&self.secret).public_key()
+    }
+
+    /// Writes the secret as 64 hex characters (what `worker --dev-ca-key-file` reads).
+    pub fn write_secret(&self, path: &Path) -> TestkitResult<()> {
+        let hex: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(path, hex).map_err(io(format!("dev CA key {}", path.display())))
+    }
+}
+
+/// What to deploy.
+#[derive(Clone)]
+pub struct SuiteConfig {
+    /// The model whose royalties go to [`Suite::royalty`].
+    pub model_id: String,
+    pub dev_ca: DevCa,
+    /// Registry policy fields to override (merged into the contract's default policy), e.g.
+    /// `{"heartbeat_interval_ns": "2000000000"}`.
+    pub policy: serde_json::Value,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        Self {
+            model_id: "minilm".into(),
+            dev_ca: DevCa::new([0x5a; 32]),
+            policy: json!({}),
+        }
+    }
+}
+
+/// The deployed contracts and their accounts (all sub-accounts of `test.near`).
+pub struct Suite {
+    pub registry: Account,
+    pub marketplace: Account,
+    pub treasury: Account,
+    /// Receives the royalty of `config.model_id`.
+    pub royalty: Account,
+    /// Owner of both contracts (the root account).
+    pub owner: Account,
+    pub config: SuiteConfig,
+}
+
+impl Suite {
+    /// Deploys `registry.wasm` and `marketplace.wasm` (see [`wasm_path`]) and wires them.
+    pub async fn deploy(
+        client: &ChainClient,
+        root: &Account,
+        config: SuiteConfig,
+    ) -> TestkitResult<Self> {
+        let funds = Balance::from_near(50);
+        let registry = create_account(client, root, "registry", funds).await?;
+        let marketplace = create_account(client, root, "market", funds).await?;
+        let treasury = create_account(client, root, "treasury", Balance::from_near(1)).await?;
+        let royalty = create_account(client, root, "royalty", Balance::from_near(1)).await?;
+
+        let init = FunctionCall::new(registry.account_id().clone(), "new").args_json(&json!({
+            "owner": root.account_id(),
+            "mainnet": false,
+            "dev_ca_key": config.dev_ca.public_key(),
+            "policy": null,
+        }))?;
+        deploy_contract(client, &registry, &wasm_path("registry"), Some(init)).await?;
+        // Overrides patch the contract's own default policy (read back after init).
+        if config.policy.as_object().is_some_and(|o| !o.is_empty()) {
+            let mut current: serde_json::Value = client
+                .view(registry.account_id(), "get_policy", &json!({}))
+                .await?;
+            merge(&mut current, &config.policy);
+            let call = FunctionCall::new(registry.account_id().clone(), "set_policy")
+                .args_json(&json!({ "policy": current }))?
+                .deposit(Balance::from_yoctonear(1));
+            client.call::<()>(root, call).await?;
+        }
+        let init =
+            FunctionCall::new(marketplace.account_id().clone(), "new").args_json(&json!({
+                "owner": root.account_id(),
+                "registry": registry.account_id(),
+                "treasury": treasury.account_id(),
+            }))?;
+        deploy_contract(client, &marketplace, &wasm_path("marketplace"), Some(init)).await?;
+        let wire = FunctionCall::new(registry.account_id().clone(), "set_marketplace")
+            .args_json(&json!({ "marketplace": marketplace.account_id() }))?
+            .deposit(Balance::from_yoctonear(1));
+        client.call::<()>(root, wire).await?;
+        let royalty_to = FunctionCall::new(marketplace.account_id().clone(), "set_royalty_account")
+            .args_json(&json!({ "model_id": config.model_id, "account": royalty.account_id() }))?
+            .deposit(Balance::from_yoctonear(1));
+        client.call::<()>(root, royalty_to).await?;
+        Ok(Self {
+            registry,
+            marketplace,
+            treasury,
+            royalty,
+            owner: root.clone(),
+            config,
+        })
+    }
+
+    pub fn registry_id(&self) -> &AccountId {
+        self.registry.account_id()
+    }
+
+    pub fn marketplace_id(&self) -> &AccountId {
+        self.marketplace.account_id()
+    }
+}
+
+fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+/// The indexer following a localnet's neardata stream for a suite (SQLite in its directory).
+pub struct IndexerProcess {
+    pub url: String,
+    pub process: Process,
+    args: Vec<String>,
+    bin: PathBuf,
+    log: PathBuf,
+    port: u16,
+}
+
+impl IndexerProcess {
+    /// `indexer --source neardata --source-url <rpc> --registry --marketplace --start-height 1`.
+    pub async fn start(dir: &Path, localnet: &Localnet, suite: &Suite) -> TestkitResult<Self> {
+        let bin = binary("indexer", &["ECLOUD_INDEXER_BIN"]);
+        let port = free_port()?;
+        let data = dir.join("indexer");
+        std::fs::create_dir_all(&data).map_err(io("indexer data dir"))?;
+        let args = vec![
+            "--source".into(),
+            "neardata".into(),
+            "--source-url".into(),
+            localnet.rpc_url.clone(),
+            "--registry".into(),
+            suite.registry_id().to_string(),
+            "--marketplace".into(),
+            suite.marketplace_id().to_string(),
+            "--start-height".into(),
+            "1".into(),
+            "--poll-interval-ms".into(),
+            "100".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        let mut indexer = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            process: spawn_indexer(&bin, &args, port, &dir.join("indexer.log"))?,
+            args,
+            bin,
+            log: dir.join("indexer.log"),
+            port,
+        };
+        indexer.wait_ready().await?;
+        Ok(indexer)
+    }
+
+    async fn wait_ready(&mut self) -> TestkitResult<()> {
+        let url = format!("{}/v1/status", self.url);
+        wait_for_http(&url, &mut self.process, Duration::from_secs(60)).await
+    }
+
+    /// Stops it (SIGTERM, as an operator would).
+    pub fn stop(&mut self) {
+        self.process.terminate(Duration::from_secs(10));
+    }
+
+    /// Starts it again on the same port and database (it resumes from its checkpoint).
+    pub async fn restart(&mut self) -> TestkitResult<()> {
+        self.process.kill();
+        self.process = spawn_indexer(&self.bin, &self.args, self.port, &self.log)?;
+        self.wait_ready().await
+    }
+}
+
+fn spawn_indexer(bin: &Path, args: &[String], port: u16, log: &Path) -> TestkitResult<Process> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "indexer=info");
+    Process::spawn("indexer", cmd, log)
+}
