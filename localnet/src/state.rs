@@ -6,7 +6,8 @@
 
 use borsh::BorshDeserialize;
 use near_crypto::PublicKey;
-use near_primitives::account::{AccessKey, Account};
+use near_primitives::account::{AccessKey, Account, AccountContract};
+use near_primitives::action::GlobalContractIdentifier;
 use near_primitives::hash::CryptoHash;
 use near_primitives::types::AccountId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,32 @@ pub mod keys {
     pub const YIELD: u8 = b'y';
     /// Yield timeouts by height: `t` + height (big endian) + data id -> account.
     pub const YIELD_TIMEOUT: u8 = b't';
+    /// Global contract code (NEP-591): `g` + 0 + code hash, or `g` + 1 + deploying account.
+    pub const GLOBAL_CODE: u8 = b'g';
+    /// Nonce of a global contract's last deployment (`n` + identifier as for `g`): a
+    /// distribution older than the stored one is dropped, as nearcore does.
+    pub const GLOBAL_NONCE: u8 = b'n';
+
+    fn global(col: u8, id: &GlobalContractIdentifier) -> Vec<u8> {
+        let mut key = vec![col];
+        match id {
+            GlobalContractIdentifier::CodeHash(hash) => {
+                key.push(0);
+                key.extend_from_slice(hash.as_ref());
+            }
+            GlobalContractIdentifier::AccountId(account_id) => {
+                key.push(1);
+                key.extend_from_slice(account_id.as_bytes());
+            }
+        }
+        key
+    }
+    pub fn global_code(id: &GlobalContractIdentifier) -> Vec<u8> {
+        global(GLOBAL_CODE, id)
+    }
+    pub fn global_nonce(id: &GlobalContractIdentifier) -> Vec<u8> {
+        global(GLOBAL_NONCE, id)
+    }
 
     fn with_account(col: u8, account_id: &AccountId) -> Vec<u8> {
         let mut key = Vec::with_capacity(account_id.len() + 2);
@@ -93,8 +120,22 @@ pub trait StateRead {
     fn access_key(&self, account_id: &AccountId, public_key: &PublicKey) -> Option<AccessKey> {
         self.get_borsh(&keys::access_key(account_id, public_key))
     }
+    /// The account's own (locally deployed) code.
     fn code(&self, account_id: &AccountId) -> Option<Vec<u8>> {
         self.get_raw(&keys::code(account_id))
+    }
+    /// The code an account with `contract` runs: its own, or the global contract it uses.
+    fn contract_code(&self, account_id: &AccountId, contract: &AccountContract) -> Option<Vec<u8>> {
+        match contract {
+            AccountContract::None => None,
+            AccountContract::Local(_) => self.code(account_id),
+            AccountContract::Global(hash) => self.get_raw(&keys::global_code(
+                &GlobalContractIdentifier::CodeHash(*hash),
+            )),
+            AccountContract::GlobalByAccount(owner) => self.get_raw(&keys::global_code(
+                &GlobalContractIdentifier::AccountId(owner.clone()),
+            )),
+        }
     }
 }
 

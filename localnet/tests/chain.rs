@@ -361,3 +361,147 @@ fn unused_gas_goes_back_to_the_allowance_of_the_key_that_paid() {
     );
     assert!(left < allowance);
 }
+
+/// The smallest contract: one exported method `get` that does nothing.
+const TINY_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02,
+    0x01, 0x00, 0x07, 0x07, 0x01, 0x03, b'g', b'e', b't', 0x00, 0x00, 0x0a, 0x04, 0x01, 0x02, 0x00,
+    0x0b,
+];
+
+fn view(f: &Fixture, request: QueryRequest) -> QueryResponseKind {
+    f.node.chain().query(request).unwrap().kind
+}
+
+fn code_of(f: &Fixture, account_id: &AccountId) -> Vec<u8> {
+    match view(
+        f,
+        QueryRequest::ViewCode {
+            account_id: account_id.clone(),
+        },
+    ) {
+        QueryResponseKind::ViewCode(code) => code.code,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_global_contract_is_stored_once_used_by_reference_and_upgraded_by_its_owner() {
+    use near_primitives::action::{
+        DeployGlobalContractAction, FunctionCallAction, GlobalContractDeployMode,
+        GlobalContractIdentifier, UseGlobalContractAction,
+    };
+    let f = fixture("global");
+    let owner = f.create("owner", 10);
+    let user = f.create("user", 10);
+    let (owner_id, user_id) = (owner.get_account_id(), user.get_account_id());
+    let deploy = |code: &[u8]| {
+        vec![Action::DeployGlobalContract(DeployGlobalContractAction {
+            code: code.into(),
+            deploy_mode: GlobalContractDeployMode::AccountId,
+        })]
+    };
+
+    let before = f.balance(&owner_id);
+    let outcome = f.run(f.tx(&owner, &owner_id, deploy(TINY_WASM)));
+    assert!(
+        matches!(outcome.status, FinalExecutionStatus::SuccessValue(_)),
+        "{outcome:?}"
+    );
+    // 0.0001 NEAR per byte, burnt and counted in the receipt's outcome.
+    let storage = Balance::from_yoctonear(100_000_000_000_000_000_000 * TINY_WASM.len() as u128);
+    assert!(outcome.receipts_outcome[0].outcome.tokens_burnt > storage);
+    assert!(before.saturating_sub(f.balance(&owner_id)) > storage);
+    // The distribution receipt stores the code in the next block.
+    f.node.produce_block(0).unwrap();
+    let id = GlobalContractIdentifier::AccountId(owner_id.clone());
+    match view(
+        &f,
+        QueryRequest::ViewGlobalContractCodeByAccountId {
+            account_id: owner_id.clone(),
+        },
+    ) {
+        QueryResponseKind::ViewCode(code) => assert_eq!(code.code, TINY_WASM),
+        other => panic!("{other:?}"),
+    }
+
+    let usage_before = match view(
+        &f,
+        QueryRequest::ViewAccount {
+            account_id: user_id.clone(),
+        },
+    ) {
+        QueryResponseKind::ViewAccount(a) => a.storage_usage,
+        other => panic!("{other:?}"),
+    };
+    let call = Action::FunctionCall(Box::new(FunctionCallAction {
+        method_name: "get".into(),
+        args: vec![],
+        gas: near_primitives::types::Gas::from_teragas(10),
+        deposit: Balance::ZERO,
+    }));
+    let outcome = f.run(f.tx(
+        &user,
+        &user_id,
+        vec![
+            Action::UseGlobalContract(Box::new(UseGlobalContractAction {
+                contract_identifier: id,
+            })),
+            call.clone(),
+        ],
+    ));
+    assert!(
+        matches!(outcome.status, FinalExecutionStatus::SuccessValue(_)),
+        "{outcome:?}"
+    );
+    match view(
+        &f,
+        QueryRequest::ViewAccount {
+            account_id: user_id.clone(),
+        },
+    ) {
+        QueryResponseKind::ViewAccount(a) => {
+            assert_eq!(a.global_contract_account_id.as_ref(), Some(&owner_id));
+            assert_eq!(a.global_contract_hash, None);
+            assert_eq!(a.storage_usage, usage_before + owner_id.len() as u64);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(code_of(&f, &user_id), TINY_WASM);
+
+    // The owner redeploys (the same method, plus a custom section): the user runs the new code.
+    let mut upgraded = TINY_WASM.to_vec();
+    upgraded.extend_from_slice(&[0x00, 0x03, 0x02, b'v', b'2']);
+    let outcome = f.run(f.tx(&owner, &owner_id, deploy(&upgraded)));
+    assert!(
+        matches!(outcome.status, FinalExecutionStatus::SuccessValue(_)),
+        "{outcome:?}"
+    );
+    f.node.produce_block(0).unwrap();
+    assert_eq!(code_of(&f, &user_id), upgraded);
+    let outcome = f.run(f.tx(&user, &user_id, vec![call]));
+    assert!(
+        matches!(outcome.status, FinalExecutionStatus::SuccessValue(_)),
+        "{outcome:?}"
+    );
+
+    // Nobody deployed this hash: using it fails with the identifier.
+    let missing =
+        GlobalContractIdentifier::CodeHash(near_primitives::hash::CryptoHash::hash_bytes(b"x"));
+    let outcome = f.run(f.tx(
+        &user,
+        &user_id,
+        vec![Action::UseGlobalContract(Box::new(
+            UseGlobalContractAction {
+                contract_identifier: missing,
+            },
+        ))],
+    ));
+    match outcome.status {
+        FinalExecutionStatus::Failure(TxExecutionError::ActionError(e)) => assert!(
+            matches!(e.kind, ActionErrorKind::GlobalContractDoesNotExist { .. }),
+            "{e:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

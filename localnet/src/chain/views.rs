@@ -3,6 +3,7 @@
 use super::Chain;
 use crate::state::{StateRead, keys};
 use near_jsonrpc_primitives::types::query::{QueryResponseKind, RpcQueryError, RpcQueryResponse};
+use near_primitives::action::GlobalContractIdentifier;
 use near_primitives::errors::FunctionCallError;
 use near_primitives::hash::CryptoHash;
 use near_primitives::types::AccountId;
@@ -33,12 +34,13 @@ impl Chain {
                 QueryResponseKind::ViewAccount(AccountView::from(&account))
             }
             QueryRequest::ViewCode { account_id } => {
-                self.state
+                let account = self
+                    .state
                     .account(&account_id)
                     .ok_or_else(|| unknown(&account_id))?;
                 let code = self
                     .state
-                    .code(&account_id)
+                    .contract_code(&account_id, &account.contract())
                     .ok_or(RpcQueryError::NoContractCode {
                         contract_account_id: account_id.clone(),
                         block_height,
@@ -119,6 +121,12 @@ impl Chain {
                 )?;
                 QueryResponseKind::CallResult(result)
             }
+            QueryRequest::ViewGlobalContractCode { code_hash } => {
+                self.global_code(GlobalContractIdentifier::CodeHash(code_hash), head)?
+            }
+            QueryRequest::ViewGlobalContractCodeByAccountId { account_id } => {
+                self.global_code(GlobalContractIdentifier::AccountId(account_id), head)?
+            }
             other => {
                 return Err(RpcQueryError::InternalError {
                     error_message: format!("localnet does not serve this query: {other:?}"),
@@ -130,6 +138,25 @@ impl Chain {
             block_height,
             block_hash,
         })
+    }
+
+    /// `view_global_contract_code[_by_account_id]`: the code stored under a global identifier.
+    fn global_code(
+        &self,
+        identifier: GlobalContractIdentifier,
+        head: &super::StoredBlock,
+    ) -> Result<QueryResponseKind, RpcQueryError> {
+        let code = self.state.get_raw(&keys::global_code(&identifier)).ok_or(
+            RpcQueryError::NoGlobalContractCode {
+                identifier,
+                block_height: head.height,
+                block_hash: head.hash,
+            },
+        )?;
+        Ok(QueryResponseKind::ViewCode(ContractCodeView {
+            hash: CryptoHash::hash_bytes(&code),
+            code,
+        }))
     }
 
     fn view_call(
@@ -150,7 +177,7 @@ impl Chain {
             })?;
         let code = self
             .state
-            .code(account_id)
+            .contract_code(account_id, &account.contract())
             .ok_or(RpcQueryError::NoContractCode {
                 contract_account_id: account_id.clone(),
                 block_height,

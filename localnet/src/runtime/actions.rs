@@ -111,6 +111,8 @@ fn check_actor(
     let needs_owner = matches!(
         action,
         Action::DeployContract(_)
+            | Action::DeployGlobalContract(_)
+            | Action::UseGlobalContract(_)
             | Action::Stake(_)
             | Action::AddKey(_)
             | Action::DeleteKey(_)
@@ -154,20 +156,21 @@ pub(crate) fn apply_action(
         }
         Action::DeployContract(d) => {
             let acc = account.as_mut().ok_or_else(|| no_account(account_id))?;
-            let old_len = overlay
-                .code(account_id)
-                .map(|c| c.len() as u64)
-                .unwrap_or(0);
+            clear_contract_storage_usage(overlay, account_id, acc);
             let hash = CryptoHash::hash_bytes(&d.code);
             overlay.set_raw(keys::code(account_id), d.code.clone());
-            acc.set_storage_usage(
-                acc.storage_usage()
-                    .saturating_sub(old_len)
-                    .saturating_add(d.code.len() as u64),
-            );
+            acc.set_storage_usage(acc.storage_usage().saturating_add(d.code.len() as u64));
             acc.set_contract(AccountContract::Local(hash))
                 .map_err(|_| no_account(account_id))?;
             Ok(())
+        }
+        Action::DeployGlobalContract(d) => {
+            let acc = account.as_mut().ok_or_else(|| no_account(account_id))?;
+            super::global::deploy(config, overlay, account_id, acc, d, exec)
+        }
+        Action::UseGlobalContract(u) => {
+            let acc = account.as_mut().ok_or_else(|| no_account(account_id))?;
+            super::global::use_global(overlay, account_id, acc, &u.contract_identifier)
         }
         Action::FunctionCall(f) => function_call(ctx, f, overlay, account, exec),
         Action::AddKey(add) => {
@@ -244,6 +247,26 @@ pub(crate) fn apply_action(
             )),
         )),
     }
+}
+
+/// Takes the bytes of the account's current contract out of its storage usage: its own code,
+/// or the identifier of the global contract it uses (nearcore's
+/// `clear_account_contract_storage_usage`).
+pub(crate) fn clear_contract_storage_usage(
+    overlay: &Overlay,
+    account_id: &AccountId,
+    account: &mut Account,
+) {
+    let bytes = match account.contract().into_owned() {
+        AccountContract::None => 0,
+        AccountContract::Local(_) => overlay
+            .code(account_id)
+            .map(|c| c.len() as u64)
+            .unwrap_or(0),
+        AccountContract::Global(_) => 32,
+        AccountContract::GlobalByAccount(owner) => owner.len() as u64,
+    };
+    account.set_storage_usage(account.storage_usage().saturating_sub(bytes));
 }
 
 /// A gas refund (from `system`, to the signer) gives a function-call key its allowance back.
@@ -382,7 +405,9 @@ fn function_call(
     let runtime = ctx.runtime;
     let account_id = ctx.receipt.receiver_id();
     let acc = account.as_mut().ok_or_else(|| no_account(account_id))?;
-    let Some(code) = overlay.code(account_id) else {
+    // The account's contract as of this action: a UseGlobalContract earlier in the same
+    // receipt already switched it.
+    let Some(code) = overlay.contract_code(account_id, &acc.contract()) else {
         return Err(ActionErrorKind::FunctionCallError(
             FunctionCallError::CompilationError(
                 near_primitives::errors::CompilationError::CodeDoesNotExist {

@@ -6,7 +6,8 @@ use near_crypto::PublicKey;
 use near_primitives::account::{AccessKey, AccessKeyPermission, FunctionCallPermission};
 use near_primitives::action::{
     Action, AddKeyAction, CreateAccountAction, DeleteAccountAction, DeleteKeyAction,
-    DeployContractAction, FunctionCallAction, StakeAction, TransferAction,
+    DeployContractAction, DeployGlobalContractAction, FunctionCallAction, StakeAction,
+    TransferAction, UseGlobalContractAction,
 };
 use near_primitives::hash::CryptoHash;
 use near_primitives::receipt::DataReceiver;
@@ -32,8 +33,7 @@ pub struct NewReceipt {
     pub gas_weights: Vec<(usize, u64)>,
     /// A yield: it waits for its single input data id until resumed or timed out.
     pub is_yield: bool,
-    /// Actions the contract asked for that localnet cannot execute (global contracts, state
-    /// init, gas keys): the receipt fails with a clear error when it runs.
+    /// Actions the contract asked for that localnet cannot execute (state init, gas keys): the receipt fails with a clear error when it runs.
     pub unsupported: Option<&'static str>,
 }
 
@@ -292,18 +292,37 @@ impl External for RuntimeExt<'_, '_> {
     fn append_action_deploy_global_contract(
         &mut self,
         receipt_index: ReceiptIndex,
-        _code: Vec<u8>,
-        _mode: GlobalContractDeployMode,
+        code: Vec<u8>,
+        mode: GlobalContractDeployMode,
     ) {
-        self.unsupported(receipt_index, "DeployGlobalContract");
+        let deploy_mode = match mode {
+            GlobalContractDeployMode::CodeHash => {
+                near_primitives::action::GlobalContractDeployMode::CodeHash
+            }
+            GlobalContractDeployMode::AccountId => {
+                near_primitives::action::GlobalContractDeployMode::AccountId
+            }
+        };
+        self.push_action(
+            receipt_index,
+            Action::DeployGlobalContract(DeployGlobalContractAction {
+                code: code.into(),
+                deploy_mode,
+            }),
+        );
     }
 
     fn append_action_use_global_contract(
         &mut self,
         receipt_index: ReceiptIndex,
-        _contract_id: GlobalContractIdentifier,
+        contract_id: GlobalContractIdentifier,
     ) {
-        self.unsupported(receipt_index, "UseGlobalContract");
+        self.push_action(
+            receipt_index,
+            Action::UseGlobalContract(Box::new(UseGlobalContractAction {
+                contract_identifier: contract_id.into(),
+            })),
+        );
     }
 
     fn append_action_deterministic_state_init(

@@ -63,6 +63,20 @@ fn action_fee(fees: &RuntimeFeesConfig, action: &Action, send: Option<bool>) -> 
         Action::DeleteKey(_) => one(ActionCosts::delete_key),
         Action::DeleteAccount(_) => one(ActionCosts::delete_account),
         Action::Delegate(_) => one(ActionCosts::delegate),
+        Action::DeployGlobalContract(d) => add(
+            one(ActionCosts::deploy_global_contract_base),
+            mul(
+                one(ActionCosts::deploy_global_contract_byte),
+                d.code.len() as u64,
+            ),
+        ),
+        Action::UseGlobalContract(u) => add(
+            one(ActionCosts::use_global_contract_base),
+            mul(
+                one(ActionCosts::use_global_contract_byte),
+                u.contract_identifier.len() as u64,
+            ),
+        ),
         // Not executed by localnet (refused at validation); priced like a transfer.
         _ => one(ActionCosts::transfer),
     }

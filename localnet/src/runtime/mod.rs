@@ -5,6 +5,7 @@
 pub(crate) mod actions;
 pub mod ext;
 pub mod fees;
+pub mod global;
 mod verify;
 
 pub use verify::verify_and_charge;
@@ -92,6 +93,10 @@ pub(crate) struct Execution {
     pub actor_id: AccountId,
     /// Gas the VM burnt in function calls: a share of it rewards the contract.
     pub function_call_burnt: Gas,
+    /// Balance burnt for the storage of global contracts deployed by this receipt.
+    pub storage_burnt: Balance,
+    /// Global contract distribution receipts (they have no outcome of their own).
+    pub distributions: Vec<Receipt>,
 }
 
 impl Execution {
@@ -124,6 +129,8 @@ impl Runtime {
             direct_receipts: Vec::new(),
             actor_id: receipt.predecessor_id().clone(),
             function_call_burnt: Gas::ZERO,
+            storage_burnt: Balance::ZERO,
+            distributions: Vec::new(),
         };
         exec.burn(fees::receipt_exec_fee(fees));
 
@@ -229,6 +236,11 @@ impl Runtime {
                         }),
                     }));
                 }
+                // Not listed in the outcome's receipt ids: a distribution never gets an
+                // outcome, and the transaction is complete without it (as on nearcore).
+                for distribution in std::mem::take(&mut exec.distributions) {
+                    receipts.push(with_id(distribution, next_id()));
+                }
                 for (data_id, payload) in std::mem::take(&mut exec.resumes) {
                     receipts.push(data_receipt(
                         &receiver,
@@ -311,17 +323,19 @@ impl Runtime {
             }
         }
 
-        Applied {
-            outcome: outcome(
-                receiver,
-                status,
-                exec.gas_burnt,
-                action.gas_price,
-                exec.logs,
-                receipt_ids,
-            ),
-            receipts,
+        let mut outcome = outcome(
+            receiver,
+            status,
+            exec.gas_burnt,
+            action.gas_price,
+            exec.logs,
+            receipt_ids,
+        );
+        // Global contract storage is burnt too, and counted in the outcome (nearcore 0.38).
+        if result.is_ok() {
+            outcome.tokens_burnt = outcome.tokens_burnt.saturating_add(exec.storage_burnt);
         }
+        Applied { outcome, receipts }
     }
 
     fn reward_contract(&self, state: &mut State, receiver: &AccountId, burnt: Gas, price: Balance) {

@@ -79,6 +79,19 @@ fn validate_stateless(runtime: &Runtime, tx: &SignedTransaction) -> Result<(), I
                 ActionsValidationError::FunctionCallZeroAttachedGas,
             ));
         }
+        let code_len = match action {
+            Action::DeployContract(d) => d.code.len(),
+            Action::DeployGlobalContract(d) => d.code.len(),
+            _ => 0,
+        } as u64;
+        if code_len > limits.max_contract_size {
+            return Err(InvalidTxError::ActionsValidation(
+                ActionsValidationError::ContractSizeExceeded {
+                    size: code_len,
+                    limit: limits.max_contract_size,
+                },
+            ));
+        }
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! A contract that exercises the chain, not an application: storage, logs, panics, deposits,
-//! cross-contract promises (`then`, `and`) with callbacks, and yield/resume.
+//! cross-contract promises (`then`, `and`) with callbacks, yield/resume, and global contracts
+//! deployed and used from a contract.
 //! Every method is public and takes no deposit unless it says so; gas is whatever the caller
 //! attaches (the promise methods attach 20 Tgas per call and 10 Tgas per callback).
 
+use near_sdk::json_types::Base58CryptoHash;
 use near_sdk::{AccountId, CryptoHash, Gas, GasWeight, NearToken, Promise, env, near};
 
 const CALL_GAS: Gas = Gas::from_tgas(20);
@@ -121,6 +123,43 @@ impl Probe {
             env::panic_str("stored yield id is not 32 bytes")
         };
         env::promise_yield_resume(&data_id, text.as_bytes())
+    }
+
+    /// Deploys this call's raw input (not JSON: a wasm) as a global contract referenced by its
+    /// code hash. The runtime burns its storage cost from this account's balance.
+    pub fn deploy_global_by_hash(&mut self) -> Promise {
+        Promise::new(env::current_account_id())
+            .deploy_global_contract(env::input().unwrap_or_default())
+    }
+
+    /// Deploys this call's raw input as the global contract referenced by this account's id;
+    /// deploying again upgrades it for every account that uses it.
+    pub fn deploy_global_by_account(&mut self) -> Promise {
+        Promise::new(env::current_account_id())
+            .deploy_global_contract_by_account_id(env::input().unwrap_or_default())
+    }
+
+    /// Creates `<name>.<this account>` funded with the attached deposit and running the
+    /// global contract `code_hash` or, without it, the one `owner` deployed by account id.
+    #[payable]
+    pub fn create_user(
+        &mut self,
+        name: String,
+        code_hash: Option<Base58CryptoHash>,
+        owner: Option<AccountId>,
+    ) -> Promise {
+        let account = format!("{name}.{}", env::current_account_id());
+        let account: AccountId = account
+            .parse()
+            .unwrap_or_else(|_| env::panic_str(&format!("bad account id {account}")));
+        let batch = Promise::new(account)
+            .create_account()
+            .transfer(env::attached_deposit());
+        match (code_hash, owner) {
+            (Some(hash), _) => batch.use_global_contract(hash),
+            (None, Some(owner)) => batch.use_global_contract_by_account_id(owner),
+            (None, None) => env::panic_str("give code_hash or owner"),
+        }
     }
 
     #[private]
