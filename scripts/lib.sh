@@ -49,7 +49,16 @@ start_test_postgres() {
     local version
     version="$(ls /etc/postgresql | sort -V | tail -1)"
     [[ -n "$version" ]] || fail "postgresql installed but no cluster under /etc/postgresql"
-    pg_ctlcluster "$version" main status >/dev/null 2>&1 || pg_ctlcluster "$version" main start
+    # After an unclean stop, crash recovery can take minutes on a busy disk: give pg_ctl time
+    # and then wait until the server accepts connections.
+    pg_ctlcluster "$version" main status >/dev/null 2>&1 \
+        || pg_ctlcluster "$version" main start -- -t 600 \
+        || echo "pg_ctlcluster start did not finish; waiting for the server"
+    local waited=0
+    until pg_isready -q -h 127.0.0.1 -p 5432; do
+        ((waited++ < 600)) || fail "PostgreSQL did not accept connections within 10 minutes"
+        sleep 1
+    done
     local password="ecloud-test"
     su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD '$password'\"" >/dev/null
     export ECLOUD_TEST_POSTGRES_URL="postgres://postgres:$password@127.0.0.1:5432/postgres"

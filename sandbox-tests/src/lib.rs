@@ -38,6 +38,14 @@ fn cargo_build(args: &[&str]) {
     assert!(status.success(), "cargo build {args:?} failed");
 }
 
+/// Where `scripts/build-contracts.sh` put the contracts: `ECLOUD_WASM_DIR`, default
+/// `$CARGO_TARGET_DIR/near`.
+pub fn wasm_dir() -> PathBuf {
+    std::env::var_os("ECLOUD_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("near"))
+}
+
 /// The node binary near-workspaces will start: `NEAR_SANDBOX_BIN_PATH`, or a fresh localnet.
 pub fn sandbox_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

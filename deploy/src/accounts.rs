@@ -1,0 +1,87 @@
+//! Funded accounts for development networks: `<name>.<funder>` with a fresh key each, saved
+//! as near-cli credentials files (what `ecloud`, `worker register` and near-cli read).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use near_workspaces::AccountId;
+use near_workspaces::types::{KeyType, NearToken, SecretKey};
+use serde_json::json;
+
+use crate::deployer::{Connected, DeployError, Progress, check_outcome, connect};
+use crate::network::Network;
+
+/// Creates `<name>.<funder>` for every name with `balance` each; writes
+/// `<dir>/<account>.json` (mode 0600) and returns the paths. Refuses mainnet, existing
+/// accounts and existing files before sending anything.
+pub async fn create_accounts(
+    network: Network,
+    rpc_url: &str,
+    credentials: &Path,
+    names: &[String],
+    balance: NearToken,
+    dir: &Path,
+    progress: Progress<'_>,
+) -> Result<Vec<(AccountId, PathBuf)>, DeployError> {
+    if network.is_production() {
+        return Err(DeployError::Usage(
+            "funded test accounts are for localnet and testnet".into(),
+        ));
+    }
+    let Connected { worker, signer, .. } = connect(network, rpc_url, credentials, progress).await?;
+    let mut planned = Vec::new();
+    for name in names {
+        let full = format!("{name}.{}", signer.id());
+        let account: AccountId = full
+            .parse()
+            .map_err(|e| DeployError::Usage(format!("{full:?} is not a valid account id: {e}")))?;
+        if worker.view_account(&account).await.is_ok() {
+            return Err(DeployError::AccountExists(account));
+        }
+        let path = dir.join(format!("{account}.json"));
+        if path.exists() {
+            return Err(DeployError::Usage(format!(
+                "{} exists: not overwriting a key",
+                path.display()
+            )));
+        }
+        planned.push((account, path));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| DeployError::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    for (account, path) in &planned {
+        progress(&format!(
+            "create {account} with {}",
+            balance.exact_amount_display()
+        ));
+        let key = SecretKey::from_random(KeyType::ED25519);
+        let result = signer
+            .batch(account)
+            .create_account()
+            .transfer(balance)
+            .add_key(key.public_key(), near_workspaces::AccessKey::full_access())
+            .transact()
+            .await;
+        check_outcome(&format!("creating {account}"), result)?;
+        write_credentials(path, account, &key)?;
+    }
+    Ok(planned)
+}
+
+fn write_credentials(path: &Path, account: &AccountId, key: &SecretKey) -> Result<(), DeployError> {
+    let body = json!({
+        "account_id": account,
+        "public_key": key.public_key().to_string(),
+        "private_key": key.to_string(),
+    });
+    let io =
+        |e: std::io::Error| DeployError::Usage(format!("cannot write {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(body.to_string().as_bytes()).map_err(io)
+}

@@ -1,0 +1,369 @@
+//! Executes a [`Plan`] against a NEAR RPC endpoint with the deployer's near-cli credentials.
+
+use std::path::{Path, PathBuf};
+
+use near_workspaces::network::Testnet;
+use near_workspaces::operations::Function;
+use near_workspaces::result::ExecutionFinalResult;
+use near_workspaces::types::{Gas, NearToken};
+use near_workspaces::{AccessKey, Account, AccountId, Worker};
+use serde_json::{Value, json};
+
+use crate::network::{Network, ProtocolCheck};
+use crate::plan::{ContractPlan, MODEL_TOKEN_WASM, Plan};
+use crate::record::Deployment;
+
+/// Why a deployment stopped. Every variant names what to fix; nothing after the failing step
+/// was sent.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("cannot reach the RPC at {url}: {reason}")]
+    Rpc { url: String, reason: String },
+    #[error("the RPC at {url} serves chain {actual:?}, not {expected:?}")]
+    ChainMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("the network cannot run the contracts: {0}")]
+    Protocol(ProtocolCheck),
+    #[error("credentials {path}: {reason}")]
+    Credentials { path: PathBuf, reason: String },
+    #[error("the credentials are for {actual}, but the plan deploys under {expected}")]
+    SignerMismatch {
+        expected: AccountId,
+        actual: AccountId,
+    },
+    #[error("{path}: {reason} (run ./scripts/build-contracts.sh)")]
+    Wasm { path: PathBuf, reason: String },
+    #[error("{0} already exists: choose another --prefix, or delete it first")]
+    AccountExists(AccountId),
+    #[error("{account} holds {available}, the deployment needs about {needed}")]
+    InsufficientBalance {
+        account: AccountId,
+        available: NearToken,
+        needed: NearToken,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{step} failed: {reason}")]
+    Transaction { step: String, reason: String },
+}
+
+/// Receives one line per step, as it starts.
+pub type Progress<'a> = &'a mut dyn FnMut(&str);
+
+const INIT_GAS: Gas = Gas::from_tgas(100);
+const ADMIN_GAS: Gas = Gas::from_tgas(30);
+/// Publishing ~400 KB of code costs about 50 Tgas; the rest is headroom.
+const PUBLISH_GAS: Gas = Gas::from_tgas(300);
+/// NEP-145 registration of the marketplace in the test token.
+const TOKEN_STORAGE: NearToken = NearToken::from_millinear(10);
+/// Transaction fees of the whole deployment, generously.
+const FEES: NearToken = NearToken::from_near(1);
+
+struct Loaded<'p> {
+    plan: &'p ContractPlan,
+    code: Vec<u8>,
+    balance: NearToken,
+}
+
+fn read_wasm(dir: &Path, file: &str) -> Result<Vec<u8>, DeployError> {
+    let path = dir.join(file);
+    let code = std::fs::read(&path).map_err(|e| DeployError::Wasm {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if !code.starts_with(b"\0asm") {
+        return Err(DeployError::Wasm {
+            path,
+            reason: "not a wasm module".into(),
+        });
+    }
+    Ok(code)
+}
+
+pub(crate) fn rpc_error(url: &str, e: impl std::fmt::Display) -> DeployError {
+    DeployError::Rpc {
+        url: url.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+pub(crate) fn check_outcome(
+    step: &str,
+    result: near_workspaces::Result<ExecutionFinalResult>,
+) -> Result<Value, DeployError> {
+    let outcome = result.map_err(|e| DeployError::Transaction {
+        step: step.to_string(),
+        reason: e.to_string(),
+    })?;
+    let success = outcome
+        .into_result()
+        .map_err(|failure| DeployError::Transaction {
+            step: step.to_string(),
+            reason: failure.to_string(),
+        })?;
+    Ok(success.json::<Value>().unwrap_or(Value::Null))
+}
+
+/// Storage staking price and the global contract price at the network's protocol version.
+struct Prices {
+    per_byte: NearToken,
+    global_per_byte: NearToken,
+}
+
+fn prices(chain_id: &str, protocol_version: u32) -> Prices {
+    let store = near_parameters::RuntimeConfigStore::for_chain_id(chain_id);
+    let config = store.get_config(protocol_version);
+    let storage = &config.fees.storage_usage_config;
+    Prices {
+        per_byte: NearToken::from_yoctonear(storage.storage_amount_per_byte.as_yoctonear()),
+        global_per_byte: NearToken::from_yoctonear(
+            storage
+                .global_contract_storage_amount_per_byte
+                .as_yoctonear(),
+        ),
+    }
+}
+
+fn times(price: NearToken, bytes: usize) -> NearToken {
+    price.saturating_mul(bytes as u128)
+}
+
+/// A checked connection: the right chain, a protocol that runs the contracts, and a signer.
+pub struct Connected {
+    /// near-workspaces' `Testnet` network type pointed at `rpc_url`: it is a plain RPC client
+    /// (the generic `custom` network needs near-workspaces' `unstable` feature).
+    pub worker: Worker<Testnet>,
+    pub signer: Account,
+    pub status: near_primitives::views::StatusResponse,
+}
+
+/// Connects to `rpc_url`, checks the chain id (testnet/mainnet) and the protocol version, and
+/// loads the near-cli credentials file `credentials` (`{account_id, public_key, private_key}`).
+pub async fn connect(
+    network: Network,
+    rpc_url: &str,
+    credentials: &Path,
+    progress: Progress<'_>,
+) -> Result<Connected, DeployError> {
+    progress(&format!("connecting to {network} ({rpc_url})"));
+    let worker: Worker<Testnet> = near_workspaces::testnet()
+        .rpc_addr(rpc_url)
+        .await
+        .map_err(|e| rpc_error(rpc_url, e))?;
+    let status = worker.status().await.map_err(|e| rpc_error(rpc_url, e))?;
+    if let Some(expected) = network.expected_chain_id()
+        && status.chain_id != expected
+    {
+        return Err(DeployError::ChainMismatch {
+            url: rpc_url.to_string(),
+            expected: expected.to_string(),
+            actual: status.chain_id,
+        });
+    }
+    let check = ProtocolCheck::new(status.protocol_version);
+    if !check.is_ok() {
+        return Err(DeployError::Protocol(check));
+    }
+    progress(&format!("chain {}: {check}", status.chain_id));
+    let signer =
+        Account::from_file(credentials, &worker).map_err(|e| DeployError::Credentials {
+            path: credentials.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok(Connected {
+        worker,
+        signer,
+        status,
+    })
+}
+
+/// Deploys `plan` through the RPC at `rpc_url`, signing with the near-cli credentials file
+/// `credentials` (`{account_id, public_key, private_key}`), code from `wasm_dir`.
+pub async fn deploy(
+    plan: &Plan,
+    rpc_url: &str,
+    credentials: &Path,
+    wasm_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<Deployment, DeployError> {
+    let Connected {
+        worker,
+        signer,
+        status,
+    } = connect(plan.network, rpc_url, credentials, progress).await?;
+    let start_height = status.sync_info.latest_block_height;
+    if signer.id() != &plan.deployer {
+        return Err(DeployError::SignerMismatch {
+            expected: plan.deployer.clone(),
+            actual: signer.id().clone(),
+        });
+    }
+
+    let prices = prices(&status.chain_id, status.protocol_version);
+    let model_code = read_wasm(wasm_dir, MODEL_TOKEN_WASM)?;
+    let publish_cost = times(prices.global_per_byte, model_code.len());
+    let mut loaded = Vec::new();
+    for contract in plan.contracts() {
+        let code = read_wasm(wasm_dir, contract.wasm_file)?;
+        let balance = times(prices.per_byte, code.len()).saturating_add(contract.state_reserve);
+        loaded.push(Loaded {
+            plan: contract,
+            code,
+            balance,
+        });
+    }
+
+    progress("checking the accounts are free and the deployer can pay");
+    for contract in &loaded {
+        if worker.view_account(&contract.plan.account).await.is_ok() {
+            return Err(DeployError::AccountExists(contract.plan.account.clone()));
+        }
+    }
+    let needed = loaded
+        .iter()
+        .fold(publish_cost.saturating_add(FEES), |sum, c| {
+            sum.saturating_add(c.balance)
+        });
+    let available = worker
+        .view_account(signer.id())
+        .await
+        .map_err(|e| DeployError::Credentials {
+            path: credentials.to_path_buf(),
+            reason: format!("cannot read account {}: {e}", signer.id()),
+        })?
+        .balance;
+    if available < needed {
+        return Err(DeployError::InsufficientBalance {
+            account: signer.id().clone(),
+            available,
+            needed,
+        });
+    }
+
+    for contract in &loaded {
+        let ContractPlan {
+            role,
+            account,
+            init_args,
+            ..
+        } = contract.plan;
+        progress(&format!(
+            "{role}: create {account} with {}, deploy {} KB, call new",
+            contract.balance.exact_amount_display(),
+            contract.code.len() / 1024
+        ));
+        let result = signer
+            .batch(account)
+            .create_account()
+            .transfer(contract.balance)
+            .add_key(signer.secret_key().public_key(), AccessKey::full_access())
+            .deploy(&contract.code)
+            .call(Function::new("new").args_json(init_args).gas(INIT_GAS))
+            .transact()
+            .await;
+        check_outcome(&format!("deploying the {role} at {account}"), result)?;
+    }
+
+    let one_yocto = NearToken::from_yoctonear(1);
+    progress(&format!(
+        "registry: set_marketplace({})",
+        plan.marketplace.account
+    ));
+    let result = signer
+        .call(&plan.registry.account, "set_marketplace")
+        .args_json(json!({ "account": plan.marketplace.account }))
+        .deposit(one_yocto)
+        .gas(ADMIN_GAS)
+        .transact()
+        .await;
+    check_outcome("registry.set_marketplace", result)?;
+
+    progress(&format!(
+        "model factory: publish the model-token code as a global contract ({} KB, burns {})",
+        model_code.len() / 1024,
+        publish_cost.exact_amount_display()
+    ));
+    let result = signer
+        .call(&plan.factory.account, "publish_model_code")
+        .args(model_code)
+        .deposit(publish_cost)
+        .gas(PUBLISH_GAS)
+        .transact()
+        .await;
+    check_outcome("model_factory.publish_model_code", result)?;
+    let model_code_hash: Value = worker
+        .view(&plan.factory.account, "model_code")
+        .await
+        .map_err(|e| rpc_error(rpc_url, e))?
+        .json()
+        .map_err(|e| rpc_error(rpc_url, e))?;
+    if model_code_hash.is_null() {
+        return Err(DeployError::Transaction {
+            step: "model_factory.publish_model_code".into(),
+            reason:
+                "the factory has no model code after publishing (its callback saw the deploy fail)"
+                    .into(),
+        });
+    }
+
+    progress(&format!(
+        "marketplace: model_factory = {}",
+        plan.factory.account
+    ));
+    let result = signer
+        .call(&plan.marketplace.account, "update_config")
+        .args_json(json!({ "patch": { "model_factory": plan.factory.account } }))
+        .deposit(one_yocto)
+        .gas(ADMIN_GAS)
+        .transact()
+        .await;
+    check_outcome("marketplace.update_config", result)?;
+
+    if let Some((token, params)) = &plan.token {
+        progress(&format!(
+            "marketplace: accept {} ({} units per NEAR); register the marketplace in it",
+            token.account, params.units_per_near
+        ));
+        let result = signer
+            .call(&plan.marketplace.account, "set_accepted_token")
+            .args_json(json!({
+                "token": token.account,
+                "rate": { "units_per_near": params.units_per_near.to_string() },
+            }))
+            .deposit(one_yocto)
+            .gas(ADMIN_GAS)
+            .transact()
+            .await;
+        check_outcome("marketplace.set_accepted_token", result)?;
+        let result = signer
+            .call(&token.account, "storage_deposit")
+            .args_json(json!({ "account_id": plan.marketplace.account, "registration_only": true }))
+            .deposit(TOKEN_STORAGE)
+            .gas(ADMIN_GAS)
+            .transact()
+            .await;
+        check_outcome("test_token.storage_deposit(marketplace)", result)?;
+    }
+
+    Ok(Deployment {
+        network: plan.network.name().to_string(),
+        rpc_url: rpc_url.to_string(),
+        chain_id: status.chain_id,
+        protocol_version: status.protocol_version,
+        owner: plan.deployer.clone(),
+        registry: plan.registry.account.clone(),
+        marketplace: plan.marketplace.account.clone(),
+        model_factory: plan.factory.account.clone(),
+        token: plan.token.as_ref().map(|(t, _)| t.account.clone()),
+        treasury: plan.treasury.clone(),
+        dev_ca_key: plan.dev_ca_key.clone(),
+        model_code_hash: model_code_hash
+            .get("CodeHash")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        start_height,
+    })
+}

@@ -1,0 +1,18 @@
+//! Deploys the enclave-cloud contracts: registry, marketplace, model factory (with the
+//! model-token code published as a global contract) and, off mainnet, a NEP-141 test token.
+//!
+//! One sub-account of the deployer per contract, each created, funded, keyed to the deployer,
+//! deployed and initialised in one transaction (so a failure never leaves a half-initialised
+//! contract), then wired together. Used by `scripts/deploy.sh` and `scripts/demo.sh`.
+
+pub mod accounts;
+pub mod deployer;
+pub mod network;
+pub mod plan;
+pub mod record;
+
+pub use accounts::create_accounts;
+pub use deployer::{Connected, DeployError, Progress, connect, deploy};
+pub use network::{Network, ProtocolCheck};
+pub use plan::Plan;
+pub use record::Deployment;

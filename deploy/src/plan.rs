@@ -1,0 +1,286 @@
+//! What gets deployed where, with which initialisation arguments: pure data, checked before
+//! anything is sent.
+
+use near_workspaces::AccountId;
+use near_workspaces::types::NearToken;
+use serde_json::{Value, json};
+
+use crate::network::Network;
+
+/// The NEP-141 test token deployed off mainnet.
+#[derive(Debug, Clone)]
+pub struct TestToken {
+    pub symbol: String,
+    pub decimals: u8,
+    /// Minted to the deployer at creation, in the smallest units.
+    pub total_supply: u128,
+    /// Smallest token units worth one NEAR: the marketplace's conversion rate for node prices.
+    pub units_per_near: u128,
+}
+
+impl Default for TestToken {
+    fn default() -> Self {
+        Self {
+            symbol: "USDT".into(),
+            decimals: 6,
+            total_supply: 1_000_000_000 * 1_000_000,
+            units_per_near: 3_000_000,
+        }
+    }
+}
+
+/// Options a user gives; [`Plan::new`] checks them against the network.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Prefix for the sub-account names (`<prefix>registry.<deployer>`, ...).
+    pub prefix: String,
+    pub treasury: Option<AccountId>,
+    /// Public key (`ed25519:...`) of the development CA whose signature makes a `dev`
+    /// attestation. Refused on mainnet.
+    pub dev_ca_key: Option<String>,
+    /// A full registry `Policy` object replacing the contract's default.
+    pub registry_policy: Option<Value>,
+    pub test_token: Option<TestToken>,
+}
+
+/// One contract account: created, funded, deployed and initialised in one transaction.
+#[derive(Debug, Clone)]
+pub struct ContractPlan {
+    pub role: &'static str,
+    pub account: AccountId,
+    /// File name in the wasm directory (as `scripts/build-contracts.sh` names it).
+    pub wasm_file: &'static str,
+    pub init_args: Value,
+    /// Balance beyond the code's storage: the contract's own state.
+    pub state_reserve: NearToken,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub network: Network,
+    pub deployer: AccountId,
+    pub treasury: AccountId,
+    pub registry: ContractPlan,
+    pub marketplace: ContractPlan,
+    pub factory: ContractPlan,
+    pub token: Option<(ContractPlan, TestToken)>,
+    pub dev_ca_key: Option<String>,
+}
+
+/// Why a plan is refused before anything is sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("--dev-ca-key is refused on mainnet: mainnet nodes must attest real TDX hardware")]
+    DevAttestationOnMainnet,
+    #[error("the test token is refused on mainnet (its owner can mint without limit)")]
+    TestTokenOnMainnet,
+    #[error("{name:?} is not a valid account id: {reason}")]
+    AccountName { name: String, reason: String },
+    #[error("dev CA key {0:?} is not an ed25519 public key (expected ed25519:<base58>)")]
+    DevCaKey(String),
+    #[error("registry policy must be a JSON object")]
+    Policy,
+}
+
+/// The model-token file the factory publishes as a global contract.
+pub const MODEL_TOKEN_WASM: &str = "model_token.wasm";
+
+impl Plan {
+    pub fn new(network: Network, deployer: AccountId, options: Options) -> Result<Self, PlanError> {
+        if network.is_production() {
+            if options.dev_ca_key.is_some() {
+                return Err(PlanError::DevAttestationOnMainnet);
+            }
+            if options.test_token.is_some() {
+                return Err(PlanError::TestTokenOnMainnet);
+            }
+        }
+        if let Some(key) = &options.dev_ca_key {
+            match key.parse::<near_crypto::PublicKey>() {
+                Ok(near_crypto::PublicKey::ED25519(_)) => {}
+                _ => return Err(PlanError::DevCaKey(key.clone())),
+            }
+        }
+        if options
+            .registry_policy
+            .as_ref()
+            .is_some_and(|p| !p.is_object())
+        {
+            return Err(PlanError::Policy);
+        }
+        let sub = |name: &str| -> Result<AccountId, PlanError> {
+            let full = format!("{}{name}.{deployer}", options.prefix);
+            full.parse().map_err(|e| PlanError::AccountName {
+                name: full.clone(),
+                reason: format!("{e}"),
+            })
+        };
+        let registry = sub("registry")?;
+        let marketplace = sub("marketplace")?;
+        let factory = sub("models")?;
+        let treasury = options.treasury.clone().unwrap_or_else(|| deployer.clone());
+
+        let mut registry_init = json!({
+            "owner": deployer,
+            "mainnet": network.is_production(),
+        });
+        if let Some(key) = &options.dev_ca_key {
+            registry_init["dev_ca_key"] = json!(key);
+        }
+        if let Some(policy) = &options.registry_policy {
+            registry_init["policy"] = policy.clone();
+        }
+        let token = match options.test_token {
+            Some(t) => Some((
+                ContractPlan {
+                    role: "test token (NEP-141)",
+                    account: sub(&t.symbol.to_lowercase())?,
+                    wasm_file: "test_token.wasm",
+                    init_args: json!({
+                        "owner": deployer,
+                        "symbol": t.symbol,
+                        "decimals": t.decimals,
+                        "total_supply": t.total_supply.to_string(),
+                    }),
+                    state_reserve: NearToken::from_near(1),
+                },
+                t,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            network,
+            registry: ContractPlan {
+                role: "registry",
+                account: registry.clone(),
+                wasm_file: "registry.wasm",
+                init_args: registry_init,
+                state_reserve: NearToken::from_near(2),
+            },
+            marketplace: ContractPlan {
+                role: "marketplace",
+                account: marketplace,
+                wasm_file: "marketplace.wasm",
+                init_args: json!({
+                    "owner": deployer,
+                    "registry": registry,
+                    "treasury": treasury,
+                }),
+                state_reserve: NearToken::from_near(2),
+            },
+            factory: ContractPlan {
+                role: "model factory",
+                account: factory,
+                wasm_file: "model_factory.wasm",
+                init_args: json!({ "owner": deployer, "registry": registry }),
+                state_reserve: NearToken::from_near(2),
+            },
+            token,
+            treasury,
+            deployer,
+            dev_ca_key: options.dev_ca_key,
+        })
+    }
+
+    /// Every contract in deployment order.
+    pub fn contracts(&self) -> Vec<&ContractPlan> {
+        let mut all = vec![&self.registry, &self.marketplace, &self.factory];
+        if let Some((token, _)) = &self.token {
+            all.push(token);
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployer() -> AccountId {
+        "ops.testnet".parse().unwrap()
+    }
+
+    const DEV_KEY: &str = "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp";
+
+    #[test]
+    fn testnet_plan_names_sub_accounts_and_wires_them() {
+        let plan = Plan::new(
+            Network::Testnet,
+            deployer(),
+            Options {
+                prefix: "v1-".into(),
+                dev_ca_key: Some(DEV_KEY.into()),
+                test_token: Some(TestToken::default()),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(plan.registry.account.as_str(), "v1-registry.ops.testnet");
+        assert_eq!(
+            plan.marketplace.account.as_str(),
+            "v1-marketplace.ops.testnet"
+        );
+        assert_eq!(plan.factory.account.as_str(), "v1-models.ops.testnet");
+        assert_eq!(plan.contracts().len(), 4);
+        assert_eq!(plan.registry.init_args["mainnet"], false);
+        assert_eq!(plan.registry.init_args["dev_ca_key"], DEV_KEY);
+        assert_eq!(
+            plan.marketplace.init_args["registry"],
+            "v1-registry.ops.testnet"
+        );
+        assert_eq!(plan.marketplace.init_args["treasury"], "ops.testnet");
+        let (token, _) = plan.token.as_ref().unwrap();
+        assert_eq!(token.account.as_str(), "v1-usdt.ops.testnet");
+    }
+
+    #[test]
+    fn mainnet_refuses_dev_attestation_and_the_test_token() {
+        let dev = Options {
+            dev_ca_key: Some(DEV_KEY.into()),
+            ..Options::default()
+        };
+        assert_eq!(
+            Plan::new(Network::Mainnet, deployer(), dev).unwrap_err(),
+            PlanError::DevAttestationOnMainnet
+        );
+        let token = Options {
+            test_token: Some(TestToken::default()),
+            ..Options::default()
+        };
+        assert_eq!(
+            Plan::new(Network::Mainnet, deployer(), token).unwrap_err(),
+            PlanError::TestTokenOnMainnet
+        );
+        let plan = Plan::new(Network::Mainnet, deployer(), Options::default()).unwrap();
+        assert_eq!(plan.registry.init_args["mainnet"], true);
+        assert!(plan.registry.init_args.get("dev_ca_key").is_none());
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        let bad_key = Options {
+            dev_ca_key: Some("secp256k1:abc".into()),
+            ..Options::default()
+        };
+        assert!(matches!(
+            Plan::new(Network::Testnet, deployer(), bad_key),
+            Err(PlanError::DevCaKey(_))
+        ));
+        let bad_prefix = Options {
+            prefix: "UPPER".into(),
+            ..Options::default()
+        };
+        assert!(matches!(
+            Plan::new(Network::Testnet, deployer(), bad_prefix),
+            Err(PlanError::AccountName { .. })
+        ));
+        let bad_policy = Options {
+            registry_policy: Some(json!([1, 2])),
+            ..Options::default()
+        };
+        assert_eq!(
+            Plan::new(Network::Testnet, deployer(), bad_policy).unwrap_err(),
+            PlanError::Policy
+        );
+    }
+}
