@@ -8,7 +8,7 @@ use attestation::{
 };
 use serde::Serialize;
 
-use crate::{CliError, read_file};
+use crate::{Error, read_file};
 
 /// The JSON printed by `ecloud attestation verify`.
 #[derive(Debug, Serialize)]
@@ -41,15 +41,15 @@ impl VerifyOutput {
 }
 
 /// Reads a bundle (and optional policy) and verifies it at `at` (unix seconds).
-/// Unreadable files are a `CliError`; a malformed or invalid bundle is an invalid verdict.
+/// Unreadable files are a `Error`; a malformed or invalid bundle is an invalid verdict.
 pub fn verify_file(
     bundle_path: &Path,
     policy_path: Option<&Path>,
     at: u64,
-) -> Result<VerifyOutput, CliError> {
+) -> Result<VerifyOutput, Error> {
     let policy = match policy_path {
         None => VerifyPolicy::default(),
-        Some(p) => serde_json::from_slice(&read_file(p)?).map_err(|e| CliError::Invalid {
+        Some(p) => serde_json::from_slice(&read_file(p)?).map_err(|e| Error::Invalid {
             path: p.to_owned(),
             message: format!("not a verification policy: {e}"),
         })?,
@@ -88,31 +88,30 @@ pub struct GpuFiles {
 pub fn bundle_from_dstack(
     public_data: &Path,
     gpu: Option<&GpuFiles>,
-) -> Result<AttestationBundle, CliError> {
-    let mut bundle = bundle_from_dstack_public_data(&read_file(public_data)?).map_err(|e| {
-        CliError::Invalid {
+) -> Result<AttestationBundle, Error> {
+    let mut bundle =
+        bundle_from_dstack_public_data(&read_file(public_data)?).map_err(|e| Error::Invalid {
             path: public_data.to_owned(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     if let Some(g) = gpu {
         bundle.gpus.push(gpu_evidence(g)?);
     }
     Ok(bundle)
 }
 
-fn gpu_evidence(g: &GpuFiles) -> Result<GpuEvidence, CliError> {
+fn gpu_evidence(g: &GpuFiles) -> Result<GpuEvidence, Error> {
     let text = read_file(&g.report_hex)?;
     let report =
-        hex::decode(String::from_utf8_lossy(&text).trim()).map_err(|e| CliError::Invalid {
+        hex::decode(String::from_utf8_lossy(&text).trim()).map_err(|e| Error::Invalid {
             path: g.report_hex.clone(),
             message: format!("not hex: {e}"),
         })?;
-    let nonce = hex::decode(g.nonce_hex.trim()).map_err(|e| CliError::Invalid {
+    let nonce = hex::decode(g.nonce_hex.trim()).map_err(|e| Error::Invalid {
         path: PathBuf::from("--gpu-nonce"),
         message: format!("not hex: {e}"),
     })?;
-    let chain = String::from_utf8(read_file(&g.chain_pem)?).map_err(|_| CliError::Invalid {
+    let chain = String::from_utf8(read_file(&g.chain_pem)?).map_err(|_| Error::Invalid {
         path: g.chain_pem.clone(),
         message: "not UTF-8 PEM text".into(),
     })?;

@@ -1,13 +1,33 @@
 //! `ecloud`: the enclave-cloud client. The binary is a thin clap front end over this library so
 //! tests can drive the commands directly.
+//!
+//! * [`attestation_cmd`]: verify attestation bundles, build them from dstack evidence.
+//! * [`nodes`]: list and pick nodes (indexer), confirm them with the registry.
+//! * [`jobs`]: encrypted jobs: build and seal the input, submit and pay, status, verify and
+//!   open the result.
+//! * [`models`]: model tokens: create through the factory, contribute, claim revenue, show.
+//! * [`indexer`], [`chain`]: the two sources the commands read (REST API, NEAR RPC).
+//! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file).
+//! * [`input`]: the job plaintext (one OpenAI Batch API line) from a prompt, texts or a file.
+//! * [`output`]: readable or `--json` output and exit codes.
 
+pub mod amount;
 pub mod attestation_cmd;
+pub mod chain;
+pub mod config;
+pub mod indexer;
+pub mod input;
+pub mod jobs;
+pub mod models;
+pub mod nodes;
+pub mod output;
+pub mod user_key;
 
 use std::path::{Path, PathBuf};
 
-/// Errors that stop a command before a verdict exists (unreadable or malformed input files).
+/// Everything that stops a command. [`Error::exit_code`] maps each to the documented code.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub enum Error {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -20,11 +40,66 @@ pub enum CliError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// An argument that parsed but makes no sense (e.g. an input too large to send).
+    #[error("{0}")]
+    BadInput(String),
+    #[error("no account to sign with: pass --account-id or set ECLOUD_ACCOUNT_ID")]
+    NoAccount,
+    #[error("user key: {0}")]
+    Key(#[from] worker::keys::KeyError),
+    /// The thing asked for does not exist (job, node, model).
+    #[error("{0}")]
+    NotFound(String),
+    /// It exists but is not there yet (e.g. a job without a result).
+    #[error("{0}")]
+    NotReady(String),
+    #[error("indexer {url}: {message}")]
+    Indexer { url: String, message: String },
+    #[error("chain: {0}")]
+    Chain(String),
+    /// A signature, hash or ciphertext did not check out.
+    #[error("verification failed: {0}")]
+    Verification(String),
+}
+
+impl Error {
+    /// 1: a check failed (attestation, receipt, decryption); 2: bad input or local files;
+    /// 3: not found or not ready; 4: the indexer or the chain failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Verification(_) => 1,
+            Self::Read { .. }
+            | Self::Write { .. }
+            | Self::Invalid { .. }
+            | Self::BadInput(_)
+            | Self::NoAccount
+            | Self::Key(_) => 2,
+            Self::NotFound(_) | Self::NotReady(_) => 3,
+            Self::Indexer { .. } | Self::Chain(_) => 4,
+        }
+    }
+
+    /// Stable machine-readable name, printed in `--json` error objects.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "unreadable_file",
+            Self::Write { .. } => "unwritable_file",
+            Self::Invalid { .. } => "invalid_file",
+            Self::BadInput(_) => "bad_input",
+            Self::NoAccount => "no_account",
+            Self::Key(_) => "user_key",
+            Self::NotFound(_) => "not_found",
+            Self::NotReady(_) => "not_ready",
+            Self::Indexer { .. } => "indexer",
+            Self::Chain(_) => "chain",
+            Self::Verification(_) => "verification_failed",
+        }
+    }
 }
 
 /// Reads a file, naming it in the error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Read {
+pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })

@@ -1,23 +1,254 @@
-//! `ecloud` command line (see `ecloud --help`).
+//! `ecloud` command line (see `ecloud --help` and cli/README.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use ecloud::Error;
+use ecloud::amount::{self, Near};
 use ecloud::attestation_cmd::{self, GpuFiles};
+use ecloud::chain::Chain;
+use ecloud::config::{Network, Overrides, Settings};
+use ecloud::indexer::{Indexer, NodeQuery};
+use ecloud::input::InputSpec;
+use ecloud::jobs::{self, Deadlines, NodeChoice, SubmitArgs};
+use ecloud::models::{self, CreateArgs, Crowdfund};
+use ecloud::nodes;
+use ecloud::output::{self, Report};
+use enclave_cloud_common::{Asset, JobId, ModelId, NodeId};
+use near_sdk::AccountId;
+use near_sdk::json_types::{U64, U128};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 ok; 1 a check failed (attestation, receipt signature, decryption);
+2 bad input or local files; 3 not found or not ready; 4 the indexer or the chain failed.";
 
 #[derive(Parser)]
-#[command(name = "ecloud", version, about = "enclave-cloud client")]
+#[command(
+    name = "ecloud",
+    version,
+    about = "enclave-cloud client: nodes, encrypted inference jobs, model tokens, attestations",
+    after_help = AFTER_HELP
+)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct Global {
+    /// NEAR network: localnet, testnet or mainnet (picks the default RPC and contracts, and
+    /// the credentials subdirectory).
+    #[arg(long, global = true, env = "ECLOUD_NETWORK", default_value = "testnet")]
+    network: Network,
+    /// NEAR JSON-RPC URL [default: the network's; localnet http://127.0.0.1:3030].
+    #[arg(long, global = true, env = "ECLOUD_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Indexer REST API URL [default: http://127.0.0.1:8090].
+    #[arg(long, global = true, env = "ECLOUD_INDEXER_URL")]
+    indexer_url: Option<String>,
+    /// Your NEAR account: signs transactions, owns jobs and model tokens.
+    #[arg(long, global = true, env = "ECLOUD_ACCOUNT_ID")]
+    account_id: Option<AccountId>,
+    /// Node registry contract [default: per network, localnet registry.test.near].
+    #[arg(long, global = true, env = "ECLOUD_REGISTRY")]
+    registry: Option<AccountId>,
+    /// Marketplace contract [default: per network, localnet market.test.near].
+    #[arg(long, global = true, env = "ECLOUD_MARKETPLACE")]
+    marketplace: Option<AccountId>,
+    /// Model factory contract [default: per network, localnet models.test.near].
+    #[arg(long, global = true, env = "ECLOUD_FACTORY")]
+    factory: Option<AccountId>,
+    /// near-cli credentials directory (keys in <dir>/<network>/<account>.json)
+    /// [default: ~/.near-credentials].
+    #[arg(long, global = true, env = "ECLOUD_CREDENTIALS_DIR")]
+    credentials_dir: Option<PathBuf>,
+    /// Where your x25519 job keys live (<dir>/<network>/<account>.x25519, mode 0600)
+    /// [default: ~/.ecloud].
+    #[arg(long, global = true, env = "ECLOUD_KEYS_DIR")]
+    keys_dir: Option<PathBuf>,
+    /// Print JSON instead of text (errors too, on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// List nodes (from the indexer).
+    Nodes(NodesCli),
+    /// Encrypted inference jobs: submit, status, result.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Model tokens: create, contribute, claim revenue, show.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Node attestations: verify bundles, build them from dstack evidence.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+}
+
+#[derive(Args)]
+struct NodesCli {
+    /// Only nodes that serve this model.
+    #[arg(long)]
+    model: Option<ModelId>,
+    #[arg(long)]
+    region: Option<String>,
+    /// GPU model, e.g. H100.
+    #[arg(long)]
+    gpu: Option<String>,
+    /// Highest output price per million tokens, in NEAR (of --model if given).
+    #[arg(long)]
+    max_price: Option<Near>,
+    /// Include inactive, expired and deregistered nodes.
+    #[arg(long)]
+    all: bool,
+    /// Order: price (cheapest first) or id.
+    #[arg(long, default_value = "price", value_parser = ["price", "id"])]
+    sort: String,
+    /// At most this many nodes (1-200).
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Continue a listing (the cursor printed after the previous page).
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Encrypt an input to a node's attested key, pay, and print the job id.
+    Submit(Box<SubmitCli>),
+    /// A job's state (indexer, or the marketplace when the indexer cannot answer).
+    Status { job_id: JobId },
+    /// Verify a settled job's receipt, decrypt its output and print it.
+    Result {
+        job_id: JobId,
+        /// Also write the response body (JSON) to this file.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("request").required(true).args(["prompt", "embed", "input"])))]
+struct SubmitCli {
+    /// The model to run (its marketplace id).
+    #[arg(long)]
+    model: ModelId,
+    /// Chat: the user message.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Chat: a system message before the prompt.
+    #[arg(long, requires = "prompt")]
+    system: Option<String>,
+    /// Chat: most tokens to generate.
+    #[arg(long, requires = "prompt")]
+    max_tokens: Option<u32>,
+    /// Chat: sampling temperature.
+    #[arg(long, requires = "prompt")]
+    temperature: Option<f32>,
+    /// Embeddings: a text to embed (repeat for several).
+    #[arg(long)]
+    embed: Vec<String>,
+    /// A file with one OpenAI Batch API line ({"method","url","body"}); - reads stdin.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Send to this node (default: the cheapest active node serving the model).
+    #[arg(long)]
+    node: Option<NodeId>,
+    /// Choose among nodes in this region.
+    #[arg(long, conflicts_with = "node")]
+    region: Option<String>,
+    /// Choose among nodes with this GPU model.
+    #[arg(long, conflicts_with = "node")]
+    gpu: Option<String>,
+    /// Choose among nodes whose output price per million tokens is at most this (NEAR).
+    #[arg(long, conflicts_with = "node")]
+    max_price: Option<Near>,
+    /// The most the job may cost (escrowed; the rest is refunded): NEAR (e.g. 0.01), or the
+    /// token's smallest units with --token.
+    #[arg(long)]
+    max_cost: String,
+    /// Pay with this NEP-141 token (ft_transfer_call) instead of NEAR.
+    #[arg(long)]
+    token: Option<AccountId>,
+    /// Time for the result, e.g. 30m, 2h.
+    #[arg(long, default_value = "1h", value_parser = amount::parse_duration)]
+    deadline: std::time::Duration,
+    /// Time for a node to claim the job [default: the marketplace's claim window].
+    #[arg(long, value_parser = amount::parse_duration)]
+    claim_window: Option<std::time::Duration>,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Create a model's revenue token through the factory.
+    Create(Box<CreateCli>),
+    /// Contribute NEAR to a model's crowdfund for its tokens.
+    Contribute {
+        model_id: ModelId,
+        /// NEAR to contribute (the first contribution also pays your token storage).
+        #[arg(long)]
+        amount: Near,
+    },
+    /// Claim your share of a model's revenue.
+    Claim {
+        model_id: ModelId,
+        /// Claim revenue paid in this NEP-141 token [default: NEAR].
+        #[arg(long)]
+        token: Option<AccountId>,
+    },
+    /// A model's listing, manifest, supply, crowdfund and revenue (and your balance with
+    /// --account-id).
+    Show { model_id: ModelId },
+}
+
+#[derive(Args)]
+struct CreateCli {
+    /// The model id (2-32 of a-z, 0-9, -): its token becomes <model>.<factory>.
+    model_id: ModelId,
+    /// The manifest, JSON: name, weights_hash, encrypted_weights_uri,
+    /// training_data_manifest_hash, training_data_manifest_uri, training_image_measurement,
+    /// allowed_enclave_measurements, licence.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// Token name.
+    #[arg(long)]
+    name: String,
+    /// Token symbol.
+    #[arg(long)]
+    symbol: String,
+    #[arg(long, default_value_t = 18)]
+    decimals: u8,
+    /// Tokens minted to the owner at creation, in smallest units.
+    #[arg(long)]
+    initial_supply: Option<String>,
+    /// The model's owner [default: you].
+    #[arg(long)]
+    owner: Option<AccountId>,
+    /// Account allowed to grant the weight key to attested nodes.
+    #[arg(long)]
+    key_service: Option<AccountId>,
+    /// Crowdfund: NEAR to raise (with --token-price, --crowdfund-duration, --beneficiary).
+    #[arg(long, requires_all = ["token_price", "crowdfund_duration", "beneficiary"])]
+    goal: Option<Near>,
+    /// Crowdfund: NEAR per whole token.
+    #[arg(long, requires = "goal")]
+    token_price: Option<Near>,
+    /// Crowdfund: how long it runs, e.g. 7d.
+    #[arg(long, requires = "goal", value_parser = amount::parse_duration)]
+    crowdfund_duration: Option<std::time::Duration>,
+    /// Crowdfund: who receives the funds (the training operator).
+    #[arg(long, requires = "goal")]
+    beneficiary: Option<AccountId>,
+    /// Crowdfund: release schedule in basis points summing to 10000, e.g. 5000,5000.
+    #[arg(long, requires = "goal", value_delimiter = ',')]
+    milestones: Vec<u16>,
+    /// NEAR to attach [default: the factory's create_deposit for these arguments].
+    #[arg(long)]
+    deposit: Option<Near>,
 }
 
 #[derive(Subcommand)]
@@ -53,34 +284,199 @@ enum AttestationCommand {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+            output::print_error(&e, json);
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, ecloud::CliError> {
+fn settings(g: &Global) -> Settings {
+    Settings::resolve(
+        g.network,
+        Overrides {
+            rpc_url: g.rpc_url.clone(),
+            indexer_url: g.indexer_url.clone(),
+            account_id: g.account_id.clone(),
+            registry: g.registry.clone(),
+            marketplace: g.marketplace.clone(),
+            factory: g.factory.clone(),
+            credentials_dir: g.credentials_dir.clone(),
+            keys_dir: g.keys_dir.clone(),
+        },
+    )
+}
+
+fn done<R: Report>(report: &R, json: bool) -> Result<ExitCode, Error> {
+    output::print(report, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let json = cli.global.json;
+    let s = settings(&cli.global);
+    let indexer = Indexer::new(&s.indexer_url);
     match cli.command {
-        Command::Attestation(AttestationCommand::Verify { bundle, at, policy }) => {
+        Command::Nodes(n) => {
+            let query = NodeQuery {
+                model: n.model,
+                region: n.region,
+                gpu: n.gpu,
+                status: (!n.all).then(|| "active".to_owned()),
+                max_price: n.max_price.map(Near::yocto),
+                sort: Some(if n.sort == "id" { "id" } else { "price" }),
+                limit: Some(n.limit),
+                cursor: n.cursor,
+            };
+            done(&nodes::list(&indexer, query).await?, json)
+        }
+        Command::Job(JobCommand::Submit(a)) => {
+            let chain = Chain::new(&s);
+            let args = submit_args(*a)?;
+            done(&jobs::submit(&chain, &indexer, args).await?, json)
+        }
+        Command::Job(JobCommand::Status { job_id }) => {
+            let chain = Chain::new(&s);
+            done(&jobs::status(&chain, &indexer, job_id).await?, json)
+        }
+        Command::Job(JobCommand::Result { job_id, output }) => {
+            let chain = Chain::new(&s);
+            let result = jobs::result(&chain, &indexer, job_id).await?;
+            if let Some(path) = output {
+                std::fs::write(&path, output::to_json(&result.body) + "\n")
+                    .map_err(|source| Error::Write { path, source })?;
+            }
+            done(&result, json)
+        }
+        Command::Model(m) => model_command(&s, m, json).await,
+        Command::Attestation(a) => attestation_command(a),
+    }
+}
+
+fn submit_args(a: SubmitCli) -> Result<SubmitArgs, Error> {
+    let price_cap = match &a.token {
+        Some(_) => amount::parse_units(&a.max_cost),
+        None => a.max_cost.parse::<Near>().map(Near::yocto),
+    }
+    .map_err(|e| Error::BadInput(format!("--max-cost: {e}")))?;
+    let spec = if let Some(prompt) = a.prompt {
+        InputSpec::Prompt {
+            prompt,
+            system: a.system,
+            max_tokens: a.max_tokens,
+            temperature: a.temperature,
+        }
+    } else if let Some(path) = a.input {
+        InputSpec::File(path)
+    } else {
+        InputSpec::Embed(a.embed)
+    };
+    Ok(SubmitArgs {
+        request: ecloud::input::build(&spec, &a.model)?,
+        model: a.model,
+        choice: NodeChoice {
+            node: a.node,
+            region: a.region,
+            gpu: a.gpu,
+            max_price: a.max_price.map(Near::yocto),
+        },
+        price_cap,
+        token: a.token,
+        deadlines: Deadlines {
+            deadline: a.deadline,
+            claim_window: a.claim_window,
+        },
+    })
+}
+
+async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<ExitCode, Error> {
+    let chain = Chain::new(s);
+    match m {
+        ModelCommand::Create(c) => {
+            let manifest =
+                serde_json::from_slice(&ecloud::read_file(&c.manifest)?).map_err(|e| {
+                    Error::Invalid {
+                        path: c.manifest.clone(),
+                        message: format!("not a model manifest: {e}"),
+                    }
+                })?;
+            let initial_supply = c
+                .initial_supply
+                .as_deref()
+                .map(amount::parse_units)
+                .transpose()
+                .map_err(|e| Error::BadInput(format!("--initial-supply: {e}")))?;
+            let crowdfund = match (c.goal, c.token_price, c.crowdfund_duration, c.beneficiary) {
+                (Some(goal), Some(price), Some(duration), Some(beneficiary)) => {
+                    let now = jobs::chain_now_ns(&chain).await;
+                    let span = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+                    Some(Crowdfund {
+                        goal: U128(goal.yocto()),
+                        token_price: U128(price.yocto()),
+                        deadline_ns: U64(now.saturating_add(span)),
+                        beneficiary,
+                        milestones_bps: c.milestones,
+                    })
+                }
+                _ => None,
+            };
+            let args = CreateArgs {
+                model_id: c.model_id,
+                manifest,
+                name: c.name,
+                symbol: c.symbol,
+                decimals: c.decimals,
+                initial_supply,
+                owner: c.owner,
+                key_service: c.key_service,
+                crowdfund,
+            };
+            done(&models::create(&chain, &args, c.deposit).await?, json)
+        }
+        ModelCommand::Contribute { model_id, amount } => {
+            done(&models::contribute(&chain, &model_id, amount).await?, json)
+        }
+        ModelCommand::Claim { model_id, token } => {
+            let asset = token.map_or(Asset::Near, |token| Asset::Ft { token });
+            done(&models::claim(&chain, &model_id, asset).await?, json)
+        }
+        ModelCommand::Show { model_id } => done(&models::show(&chain, &model_id).await?, json),
+    }
+}
+
+fn attestation_command(a: AttestationCommand) -> Result<ExitCode, Error> {
+    match a {
+        AttestationCommand::Verify { bundle, at, policy } => {
             let at = at.unwrap_or_else(now_unix_secs);
             let out = attestation_cmd::verify_file(&bundle, policy.as_deref(), at)?;
-            println!("{}", to_json(&out));
+            println!("{}", output::to_json(&out));
             Ok(if out.is_valid() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
-        Command::Attestation(AttestationCommand::BundleFromDstack {
+        AttestationCommand::BundleFromDstack {
             public_data,
             output,
             gpu_report,
             gpu_chain,
             gpu_nonce,
-        }) => {
+        } => {
             let gpu = match (gpu_report, gpu_chain, gpu_nonce) {
                 (Some(report_hex), Some(chain_pem), Some(nonce_hex)) => Some(GpuFiles {
                     report_hex,
@@ -90,21 +486,15 @@ fn run(cli: Cli) -> Result<ExitCode, ecloud::CliError> {
                 _ => None,
             };
             let bundle = attestation_cmd::bundle_from_dstack(&public_data, gpu.as_ref())?;
-            let json = to_json(&bundle);
+            let json = output::to_json(&bundle);
             match output {
                 Some(path) => std::fs::write(&path, json + "\n")
-                    .map_err(|source| ecloud::CliError::Write { path, source })?,
+                    .map_err(|source| Error::Write { path, source })?,
                 None => println!("{json}"),
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    // Serializing our own plain data types cannot fail; fall back to an error object anyway.
-    serde_json::to_string_pretty(v)
-        .unwrap_or_else(|e| format!("{{\"valid\":false,\"error\":{{\"message\":\"{e}\"}}}}"))
 }
 
 fn now_unix_secs() -> u64 {

@@ -1,0 +1,198 @@
+//! Amounts on the command line: NEAR as a decimal (`1.5`, `0.001 NEAR`) or exact yoctoNEAR
+//! (`25yocto`), token amounts in the token's smallest units; durations as `90s`, `10m`, `2h`,
+//! `7d`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// yoctoNEAR in one NEAR.
+pub const YOCTO_PER_NEAR: u128 = 1_000_000_000_000_000_000_000_000;
+const NEAR_DECIMALS: usize = 24;
+
+/// An amount of NEAR, exact to the yoctoNEAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Near(pub u128);
+
+/// Why an amount or duration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error(
+        "'{0}' is not a NEAR amount: use a decimal number of NEAR (e.g. 0.5 or '0.5 NEAR') or whole yoctoNEAR (e.g. 1000yocto)"
+    )]
+    BadNear(String),
+    #[error("'{0}' has more than 24 decimals (yoctoNEAR is the smallest unit)")]
+    TooPrecise(String),
+    #[error("'{0}' is too large")]
+    Overflow(String),
+    #[error("'{0}' is not a token amount: use a whole number of the token's smallest units")]
+    BadUnits(String),
+    #[error("'{0}' is not a duration: use a number with s, m, h or d (e.g. 90s, 10m, 2h, 7d)")]
+    BadDuration(String),
+}
+
+impl Near {
+    pub fn yocto(self) -> u128 {
+        self.0
+    }
+}
+
+impl FromStr for Near {
+    type Err = AmountError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if let Some(yocto) = t
+            .strip_suffix("yocto")
+            .or_else(|| t.strip_suffix("yoctoNEAR"))
+        {
+            let yocto = yocto.trim();
+            if yocto.is_empty() || !yocto.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(AmountError::BadNear(s.to_owned()));
+            }
+            return yocto
+                .parse::<u128>()
+                .map(Near)
+                .map_err(|_| AmountError::Overflow(s.to_owned()));
+        }
+        let number = t
+            .strip_suffix("NEAR")
+            .or_else(|| t.strip_suffix("near"))
+            .unwrap_or(t)
+            .trim();
+        let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
+            return Err(AmountError::BadNear(s.to_owned()));
+        }
+        if frac.len() > NEAR_DECIMALS {
+            return Err(AmountError::TooPrecise(s.to_owned()));
+        }
+        let overflow = || AmountError::Overflow(s.to_owned());
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| overflow())?
+        };
+        let frac_yocto: u128 = if frac.is_empty() {
+            0
+        } else {
+            let padded = format!("{frac:0<NEAR_DECIMALS$}");
+            padded.parse().map_err(|_| overflow())?
+        };
+        whole
+            .checked_mul(YOCTO_PER_NEAR)
+            .and_then(|w| w.checked_add(frac_yocto))
+            .map(Near)
+            .ok_or_else(overflow)
+    }
+}
+
+impl fmt::Display for Near {
+    /// `1.5 NEAR`, `0 NEAR`, `0.000000000000000000000001 NEAR`: exact, trailing zeros dropped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.0 / YOCTO_PER_NEAR;
+        let frac = self.0 % YOCTO_PER_NEAR;
+        if frac == 0 {
+            write!(f, "{whole} NEAR")
+        } else {
+            let frac = format!("{frac:0>NEAR_DECIMALS$}");
+            write!(f, "{whole}.{} NEAR", frac.trim_end_matches('0'))
+        }
+    }
+}
+
+/// A token amount in the token's smallest units.
+pub fn parse_units(s: &str) -> Result<u128, AmountError> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AmountError::BadUnits(s.to_owned()));
+    }
+    t.parse().map_err(|_| AmountError::Overflow(s.to_owned()))
+}
+
+/// `90s`, `10m`, `2h`, `7d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, AmountError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || AmountError::BadDuration(s.to_owned());
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let secs_per = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(secs_per)
+        .filter(|&secs| secs > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn near_amounts_parse_exactly() {
+        let cases = [
+            ("1", YOCTO_PER_NEAR),
+            ("1.5", YOCTO_PER_NEAR / 2 * 3),
+            ("0.001 NEAR", YOCTO_PER_NEAR / 1000),
+            (".25", YOCTO_PER_NEAR / 4),
+            ("2.", 2 * YOCTO_PER_NEAR),
+            ("0.000000000000000000000001", 1),
+            ("25yocto", 25),
+            ("7 yoctoNEAR", 7),
+        ];
+        for (text, yocto) in cases {
+            assert_eq!(text.parse::<Near>(), Ok(Near(yocto)), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_near_amounts_are_named() {
+        for text in [
+            "", ".", "abc", "-1", "1,5", "1e3", "1.2.3", "yocto", "1.5yocto",
+        ] {
+            let err = text.parse::<Near>().unwrap_err();
+            assert!(matches!(err, AmountError::BadNear(_)), "{text}: {err:?}");
+        }
+        assert!(matches!(
+            "0.0000000000000000000000001".parse::<Near>(),
+            Err(AmountError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            "999999999999999999999".parse::<Near>(),
+            Err(AmountError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn near_displays_exactly() {
+        assert_eq!(Near(0).to_string(), "0 NEAR");
+        assert_eq!(Near(YOCTO_PER_NEAR / 2 * 3).to_string(), "1.5 NEAR");
+        assert_eq!(Near(1).to_string(), "0.000000000000000000000001 NEAR");
+        for text in ["3", "0.125", "12.000000000000000000000007"] {
+            let n: Near = text.parse().unwrap();
+            assert_eq!(n.to_string().parse::<Near>().unwrap(), n);
+        }
+    }
+
+    #[test]
+    fn units_and_durations() {
+        assert_eq!(parse_units("1000000"), Ok(1_000_000));
+        assert!(parse_units("1.5").is_err());
+        assert!(parse_units("").is_err());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        for bad in ["", "0m", "h", "5w", "-5m", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Where the client talks to: the network, its RPC and indexer, the contract accounts, and
+//! where the user's keys live. Every setting is a global flag with an environment default
+//! (see `ecloud --help`); contract accounts default per network.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use near_sdk::AccountId;
+
+/// The NEAR network, which picks default endpoints and contract accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Localnet,
+    Testnet,
+    Mainnet,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Localnet => "localnet",
+            Self::Testnet => "testnet",
+            Self::Mainnet => "mainnet",
+        }
+    }
+
+    /// The public RPC of the network (`localnet run` listens on 127.0.0.1:3030 by default).
+    pub fn default_rpc_url(self) -> &'static str {
+        match self {
+            Self::Localnet => "http://127.0.0.1:3030",
+            Self::Testnet => "https://rpc.testnet.near.org",
+            Self::Mainnet => "https://rpc.mainnet.near.org",
+        }
+    }
+
+    /// The deployment's contract accounts: registry, marketplace, model factory.
+    pub fn default_contracts(self) -> [&'static str; 3] {
+        match self {
+            Self::Localnet => ["registry.test.near", "market.test.near", "models.test.near"],
+            Self::Testnet => [
+                "registry.ecloud.testnet",
+                "market.ecloud.testnet",
+                "models.ecloud.testnet",
+            ],
+            Self::Mainnet => [
+                "registry.ecloud.near",
+                "market.ecloud.near",
+                "models.ecloud.near",
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a network: use localnet, testnet or mainnet")]
+pub struct BadNetwork(pub String);
+
+impl FromStr for Network {
+    type Err = BadNetwork;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "localnet" | "local" | "sandbox" => Ok(Self::Localnet),
+            "testnet" => Ok(Self::Testnet),
+            "mainnet" => Ok(Self::Mainnet),
+            _ => Err(BadNetwork(s.to_owned())),
+        }
+    }
+}
+
+/// Everything a command needs to reach the deployment, resolved from flags and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub network: Network,
+    pub rpc_url: String,
+    pub indexer_url: String,
+    /// The signer of transactions and the owner of jobs (needed by commands that sign).
+    pub account_id: Option<AccountId>,
+    pub registry: AccountId,
+    pub marketplace: AccountId,
+    pub factory: AccountId,
+    /// near-cli credentials: `<dir>/<network>/<account>.json`.
+    pub credentials_dir: PathBuf,
+    /// The user's x25519 keys for job outputs: `<dir>/<network>/<account>.x25519` (0600).
+    pub keys_dir: PathBuf,
+}
+
+/// Optional overrides, as the flags give them.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub rpc_url: Option<String>,
+    pub indexer_url: Option<String>,
+    pub account_id: Option<AccountId>,
+    pub registry: Option<AccountId>,
+    pub marketplace: Option<AccountId>,
+    pub factory: Option<AccountId>,
+    pub credentials_dir: Option<PathBuf>,
+    pub keys_dir: Option<PathBuf>,
+}
+
+/// The indexer's default listen address (`indexer --listen`).
+pub const DEFAULT_INDEXER_URL: &str = "http://127.0.0.1:8090";
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn known_account(s: &str) -> AccountId {
+    s.parse()
+        .expect("the built-in contract accounts are valid account ids (tested)")
+}
+
+impl Settings {
+    pub fn resolve(network: Network, o: Overrides) -> Self {
+        let [registry, marketplace, factory] = network.default_contracts();
+        Self {
+            network,
+            rpc_url: o
+                .rpc_url
+                .unwrap_or_else(|| network.default_rpc_url().to_owned()),
+            indexer_url: o
+                .indexer_url
+                .unwrap_or_else(|| DEFAULT_INDEXER_URL.to_owned()),
+            account_id: o.account_id,
+            registry: o.registry.unwrap_or_else(|| known_account(registry)),
+            marketplace: o.marketplace.unwrap_or_else(|| known_account(marketplace)),
+            factory: o.factory.unwrap_or_else(|| known_account(factory)),
+            credentials_dir: o
+                .credentials_dir
+                .unwrap_or_else(|| home().join(".near-credentials")),
+            keys_dir: o.keys_dir.unwrap_or_else(|| home().join(".ecloud")),
+        }
+    }
+
+    /// The signing account, or an error naming the flag to set.
+    pub fn signer(&self) -> Result<&AccountId, crate::Error> {
+        self.account_id.as_ref().ok_or(crate::Error::NoAccount)
+    }
+
+    /// Directory of this network's user keys.
+    pub fn network_keys_dir(&self) -> PathBuf {
+        self.keys_dir.join(self.network.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_and_defaults() {
+        for n in [Network::Localnet, Network::Testnet, Network::Mainnet] {
+            assert_eq!(n.as_str().parse::<Network>(), Ok(n));
+            for account in n.default_contracts() {
+                assert!(account.parse::<AccountId>().is_ok(), "{account}");
+            }
+        }
+        assert!("devnet".parse::<Network>().is_err());
+        let s = Settings::resolve(Network::Localnet, Overrides::default());
+        assert_eq!(s.rpc_url, "http://127.0.0.1:3030");
+        assert_eq!(s.marketplace.as_str(), "market.test.near");
+        assert!(s.network_keys_dir().ends_with(".ecloud/localnet"));
+        let s = Settings::resolve(
+            Network::Testnet,
+            Overrides {
+                rpc_url: Some("http://x:1".into()),
+                factory: Some("f.testnet".parse().unwrap()),
+                ..Overrides::default()
+            },
+        );
+        assert_eq!(s.rpc_url, "http://x:1");
+        assert_eq!(s.factory.as_str(), "f.testnet");
+        assert_eq!(s.registry.as_str(), "registry.ecloud.testnet");
+        assert!(matches!(s.signer(), Err(crate::Error::NoAccount)));
+    }
+}

@@ -1,0 +1,1137 @@
+//! Encrypted jobs: `ecloud job submit | status | result`.
+//!
+//! Submit: choose a node (or take `--node`), confirm its attested keys with the registry,
+//! seal the request to its x25519 key (HPKE, the worker's envelope, bound to the model and the
+//! user's key), pay the marketplace (`submit_job` with NEAR, or `ft_transfer_call` with a
+//! NEP-141 token and the job as `msg`). Result: take the output from the indexer, check the
+//! node's signed receipt against the hashes of our input and of that output, then decrypt it
+//! with the user's key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use enclave_cloud_common::events::marketplace::JobTarget;
+use enclave_cloud_common::events::{AnyEvent, MarketplaceEvent};
+use enclave_cloud_common::{
+    Asset, Hash32, InputRef, JobId, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
+};
+use near_sdk::AccountId;
+use near_sdk::json_types::{Base64VecU8, U64, U128};
+use serde::{Deserialize, Serialize};
+use worker::job::{
+    JobRequest, JobResponse, open_job_output, seal_job_input, sha256, verify_receipt,
+};
+
+use crate::Error;
+use crate::amount::Near;
+use crate::chain::{Call, Chain, returned};
+use crate::indexer::{IndexedJob, Indexer, NodeQuery};
+use crate::nodes::{self, NodeInfo};
+use crate::output::Report;
+use crate::user_key::{self, UserKey};
+
+/// Gas for `submit_job` (10 Tgas measured; room for the refund of the excess deposit).
+pub const SUBMIT_GAS_TGAS: u64 = 30;
+/// Gas for `ft_transfer_call` carrying a job: the token's own 30 Tgas plus `ft_on_transfer`.
+pub const FT_SUBMIT_GAS_TGAS: u64 = 100;
+
+/// The marketplace's `JobSpec` (contracts/marketplace/src/state.rs), as sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobSpec {
+    pub model_id: ModelId,
+    pub price_cap: U128,
+    pub deadline_ns: U64,
+    pub claim_deadline_ns: Option<U64>,
+    pub target: JobTarget,
+    pub input: InputRef,
+    /// The user's x25519 key, hex.
+    pub user_key: String,
+}
+
+/// The part of the marketplace's `get_config` the client needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MarketConfig {
+    pub max_inline_bytes: u32,
+    pub max_job_duration_ns: U64,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// When a job must be claimed and answered, relative to the chain's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub deadline: Duration,
+    pub claim_window: Option<Duration>,
+}
+
+/// What the user pays at most, and when, on the chain's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    /// yoctoNEAR, or the token's smallest units.
+    pub price_cap: u128,
+    /// The chain's time now.
+    pub now_ns: u64,
+    pub deadlines: Deadlines,
+}
+
+/// A sealed job ready to send, and the sizes that decide its deposit.
+#[derive(Debug, Clone)]
+pub struct PreparedJob {
+    pub spec: JobSpec,
+    /// The envelope bytes (what `input_hash` covers).
+    pub ciphertext: Vec<u8>,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Seals `request` to `node` and builds the job. Pure: no network.
+pub fn prepare(
+    node: &NodeInfo,
+    model: &ModelId,
+    request: &JobRequest,
+    user: &UserKey,
+    terms: Terms,
+    config: &MarketConfig,
+) -> Result<PreparedJob, Error> {
+    let Terms {
+        price_cap,
+        now_ns,
+        deadlines,
+    } = terms;
+    if let Some(why) = node.unusable_for(model, now_ns) {
+        return Err(Error::NotFound(why));
+    }
+    if price_cap == 0 {
+        return Err(Error::BadInput(
+            "--max-cost must be more than zero: it is the most the job may cost".into(),
+        ));
+    }
+    let envelope = seal_job_input(
+        &node.encryption_key_bytes()?,
+        model,
+        &user.public_key(),
+        request,
+    )
+    .map_err(|e| Error::Verification(format!("cannot seal to node {}: {e}", node.node_id)))?;
+    let ciphertext = envelope.to_bytes();
+    if ciphertext.len() > config.max_inline_bytes as usize {
+        return Err(Error::BadInput(format!(
+            "the sealed input is {} bytes; the marketplace takes at most {} inline (shorten the input)",
+            ciphertext.len(),
+            config.max_inline_bytes
+        )));
+    }
+    if ns(deadlines.deadline) > config.max_job_duration_ns.0 {
+        return Err(Error::BadInput(format!(
+            "--deadline is longer than the marketplace allows ({} s)",
+            config.max_job_duration_ns.0 / 1_000_000_000
+        )));
+    }
+    let deadline_ns = now_ns.saturating_add(ns(deadlines.deadline));
+    let claim_deadline_ns = deadlines
+        .claim_window
+        .map(|w| U64(now_ns.saturating_add(ns(w)).min(deadline_ns)));
+    Ok(PreparedJob {
+        spec: JobSpec {
+            model_id: model.clone(),
+            price_cap: U128(price_cap),
+            deadline_ns: U64(deadline_ns),
+            claim_deadline_ns,
+            target: JobTarget::Node {
+                node_id: node.node_id,
+            },
+            input: InputRef::Inline {
+                ciphertext: Base64VecU8(ciphertext.clone()),
+            },
+            user_key: user.public_hex(),
+        },
+        ciphertext,
+    })
+}
+
+/// How the user picks the node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeChoice {
+    pub node: Option<NodeId>,
+    pub region: Option<String>,
+    pub gpu: Option<String>,
+    /// Highest output price per million tokens, yoctoNEAR.
+    pub max_price: Option<u128>,
+}
+
+/// `ecloud job submit`.
+#[derive(Debug, Clone)]
+pub struct SubmitArgs {
+    pub model: ModelId,
+    pub request: JobRequest,
+    pub choice: NodeChoice,
+    /// In yoctoNEAR, or in the token's smallest units with `token`.
+    pub price_cap: u128,
+    pub token: Option<AccountId>,
+    pub deadlines: Deadlines,
+}
+
+/// What `job submit` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Submitted {
+    pub job_id: JobId,
+    pub node_id: NodeId,
+    pub model_id: ModelId,
+    pub asset: Asset,
+    pub price_cap: U128,
+    /// NEAR attached to the transaction (cap + storage for NEAR jobs; 1 yocto for tokens).
+    pub attached: U128,
+    pub deadline_ns: U64,
+    pub input_bytes: usize,
+    pub input_hash: Hash32,
+    pub user_key: String,
+    pub key_file: PathBuf,
+    pub tx_hash: String,
+}
+
+impl Report for Submitted {
+    fn human(&self) -> String {
+        let cap = match &self.asset {
+            Asset::Near => Near(self.price_cap.0).to_string(),
+            Asset::Ft { token } => format!("{} units of {token}", self.price_cap.0),
+        };
+        format!(
+            "job {} submitted to node {} (model {})\n  price cap  {cap}\n  input      {} bytes sealed to the node's attested key\n  your key   {} ({})\n  tx         {}\n",
+            self.job_id,
+            self.node_id,
+            self.model_id,
+            self.input_bytes,
+            self.user_key,
+            self.key_file.display(),
+            self.tx_hash
+        )
+    }
+}
+
+/// The chain's clock (the registry's `now_ns`), or the local clock if the view fails.
+pub async fn chain_now_ns(chain: &Chain) -> u64 {
+    let registry = chain.settings().registry.clone();
+    match chain
+        .view::<U64>(&registry, "now_ns", &serde_json::json!({}))
+        .await
+    {
+        Ok(t) => t.0,
+        Err(_) => local_now_ns(),
+    }
+}
+
+pub fn local_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, ns)
+}
+
+/// The registry's record of a node.
+pub async fn registry_node(chain: &Chain, id: NodeId) -> Result<Option<NodeInfo>, Error> {
+    let registry = chain.settings().registry.clone();
+    chain
+        .view(&registry, "get_node", &serde_json::json!({ "node_id": id }))
+        .await
+}
+
+/// Picks the node: `--node` (indexer record, else the registry's) or the cheapest usable node
+/// the indexer lists for the model and filters; then confirms it with the registry.
+pub async fn pick_node(
+    chain: &Chain,
+    indexer: &Indexer,
+    model: &ModelId,
+    choice: &NodeChoice,
+    now_ns: u64,
+) -> Result<NodeInfo, Error> {
+    let candidate = match choice.node {
+        Some(id) => match indexer.node(id).await {
+            Ok(Some(n)) => n,
+            // The indexer does not know it (yet) or is down: the registry decides alone.
+            Ok(None) | Err(Error::Indexer { .. }) => registry_node(chain, id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("node {id} is not in the registry")))?,
+            Err(e) => return Err(e),
+        },
+        None => {
+            let page = indexer
+                .nodes(&NodeQuery {
+                    model: Some(model.clone()),
+                    region: choice.region.clone(),
+                    gpu: choice.gpu.clone(),
+                    status: Some("active".into()),
+                    max_price: choice.max_price,
+                    sort: Some("price"),
+                    limit: Some(50),
+                    cursor: None,
+                })
+                .await?;
+            nodes::choose(&page.items, model, now_ns)?.clone()
+        }
+    };
+    let confirmed = nodes::confirm(&candidate, registry_node(chain, candidate.node_id).await?)?;
+    if let Some(why) = confirmed.unusable_for(model, now_ns) {
+        return Err(Error::NotFound(why));
+    }
+    Ok(confirmed)
+}
+
+/// `ecloud job submit`: seal, pay, return the job id.
+pub async fn submit(
+    chain: &Chain,
+    indexer: &Indexer,
+    args: SubmitArgs,
+) -> Result<Submitted, Error> {
+    let settings = chain.settings().clone();
+    let signer = chain.signer()?;
+    let market = settings.marketplace.clone();
+    let now = chain_now_ns(chain).await;
+    let node = pick_node(chain, indexer, &args.model, &args.choice, now).await?;
+    let config: MarketConfig = chain
+        .view(&market, "get_config", &serde_json::json!({}))
+        .await?;
+    if config.paused {
+        return Err(Error::Chain(format!("the marketplace {market} is paused")));
+    }
+    let user = user_key::load_or_create(&settings.network_keys_dir(), signer.account_id())?;
+    let job = prepare(
+        &node,
+        &args.model,
+        &args.request,
+        &user,
+        Terms {
+            price_cap: args.price_cap,
+            now_ns: now,
+            deadlines: args.deadlines,
+        },
+        &config,
+    )?;
+    let input_len = u32::try_from(job.ciphertext.len()).unwrap_or(u32::MAX);
+    let storage: U128 = chain
+        .view(
+            &market,
+            "job_storage_deposit",
+            &serde_json::json!({ "input_bytes": input_len }),
+        )
+        .await?;
+    let (asset, attached, job_id, tx_hash) = match &args.token {
+        None => {
+            let attached = args
+                .price_cap
+                .checked_add(storage.0)
+                .ok_or_else(|| Error::BadInput("--max-cost is too large".into()))?;
+            let outcome = chain
+                .call(
+                    &signer,
+                    Call {
+                        contract: &market,
+                        method: "submit_job",
+                        args: &serde_json::json!({ "job": job.spec }),
+                        deposit: attached,
+                        tgas: SUBMIT_GAS_TGAS,
+                    },
+                )
+                .await?;
+            let id: JobId = returned(&outcome)?;
+            (Asset::Near, attached, id, outcome.tx_hash.to_string())
+        }
+        Some(token) => {
+            // Token jobs pay their storage from the user's storage balance at the marketplace.
+            let balance: U128 = chain
+                .view(
+                    &market,
+                    "storage_balance_of",
+                    &serde_json::json!({ "account_id": signer.account_id() }),
+                )
+                .await?;
+            if balance.0 < storage.0 {
+                chain
+                    .call(
+                        &signer,
+                        Call {
+                            contract: &market,
+                            method: "storage_deposit",
+                            args: &serde_json::json!({}),
+                            deposit: storage.0 - balance.0,
+                            tgas: 10,
+                        },
+                    )
+                    .await?;
+            }
+            let msg = serde_json::to_string(&serde_json::json!({ "submit_job": job.spec }))
+                .map_err(|e| Error::BadInput(e.to_string()))?;
+            let outcome = chain
+                .call(
+                    &signer,
+                    Call {
+                        contract: token,
+                        method: "ft_transfer_call",
+                        args: &serde_json::json!({
+                            "receiver_id": market,
+                            "amount": U128(args.price_cap),
+                            "msg": msg,
+                        }),
+                        deposit: 1,
+                        tgas: FT_SUBMIT_GAS_TGAS,
+                    },
+                )
+                .await?;
+            let id = submitted_job_id(&outcome.logs, signer.account_id()).ok_or_else(|| {
+                Error::Chain(format!(
+                    "{token} took the transfer but the marketplace created no job (tx {}): is the token accepted? the amount was refunded",
+                    outcome.tx_hash
+                ))
+            })?;
+            (
+                Asset::Ft {
+                    token: token.clone(),
+                },
+                1,
+                id,
+                outcome.tx_hash.to_string(),
+            )
+        }
+    };
+    Ok(Submitted {
+        job_id,
+        node_id: node.node_id,
+        model_id: args.model,
+        asset,
+        price_cap: U128(args.price_cap),
+        attached: U128(attached),
+        deadline_ns: job.spec.deadline_ns,
+        input_bytes: job.ciphertext.len(),
+        input_hash: sha256(&job.ciphertext),
+        user_key: user.public_hex(),
+        key_file: user.path,
+        tx_hash,
+    })
+}
+
+/// The id of the job `user` submitted, from a transaction's NEP-297 logs.
+pub fn submitted_job_id(logs: &[String], user: &AccountId) -> Option<JobId> {
+    logs.iter().find_map(|line| match AnyEvent::parse(line) {
+        Ok(Some(AnyEvent::Marketplace(MarketplaceEvent::JobSubmitted {
+            job_id, user: u, ..
+        }))) if &u == user => Some(job_id),
+        _ => None,
+    })
+}
+
+// ----- status -----
+
+/// What `job status` prints: the same fields whichever source answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatusReport {
+    /// `indexer` or `marketplace` (the chain view, used when the indexer cannot answer).
+    pub source: &'static str,
+    pub job_id: JobId,
+    /// `open`, `claimed`, `settled` or `cancelled`.
+    pub status: String,
+    pub model_id: Option<ModelId>,
+    pub user: Option<String>,
+    pub node_id: Option<NodeId>,
+    pub asset: Option<String>,
+    pub price_cap: Option<String>,
+    pub deadline_ns: Option<String>,
+    pub usage: Option<serde_json::Value>,
+    pub settlement: Option<serde_json::Value>,
+    pub cancel_reason: Option<String>,
+    pub refund: Option<String>,
+}
+
+impl JobStatusReport {
+    fn from_indexer(j: &IndexedJob) -> Self {
+        Self {
+            source: "indexer",
+            job_id: j.job_id,
+            status: j.status.clone(),
+            model_id: Some(j.model_id.clone()),
+            user: Some(j.user.clone()),
+            node_id: j.node_id,
+            asset: Some(j.asset.clone()),
+            price_cap: Some(j.price_cap.clone()),
+            deadline_ns: Some(j.deadline_ns.clone()),
+            usage: j.usage.clone(),
+            settlement: j.settlement.clone(),
+            cancel_reason: j.cancel_reason.clone(),
+            refund: j.refund.clone(),
+        }
+    }
+
+    /// From the marketplace's `get_job` (`{"status": "open"|"claimed"|"settled", ...}`).
+    pub fn from_marketplace(id: JobId, v: &serde_json::Value) -> Self {
+        let text = |key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
+        let asset = v
+            .get("asset")
+            .map(|a| match a.get("token").and_then(|t| t.as_str()) {
+                Some(token) => format!("ft:{token}"),
+                None => "near".to_owned(),
+            });
+        let node_id = v
+            .get("node_id")
+            .or_else(|| v.pointer("/claim/node_id"))
+            .and_then(|n| serde_json::from_value(n.clone()).ok());
+        Self {
+            source: "marketplace",
+            job_id: id,
+            status: text("status").unwrap_or_else(|| "unknown".into()),
+            model_id: v
+                .get("model_id")
+                .and_then(|m| serde_json::from_value(m.clone()).ok()),
+            user: text("user"),
+            node_id,
+            asset,
+            price_cap: text("price_cap"),
+            deadline_ns: text("deadline_ns"),
+            usage: v.get("usage").cloned(),
+            settlement: v.get("settlement").cloned(),
+            cancel_reason: None,
+            refund: v
+                .pointer("/settlement/refund")
+                .and_then(|r| r.as_str())
+                .map(str::to_owned),
+        }
+    }
+}
+
+impl Report for JobStatusReport {
+    fn human(&self) -> String {
+        let mut out = format!("job {}: {}\n", self.job_id, self.status);
+        let near_asset = self.asset.as_deref() == Some("near");
+        let amount = |v: &str| match (near_asset, v.parse::<u128>()) {
+            (true, Ok(y)) => Near(y).to_string(),
+            _ => v.to_owned(),
+        };
+        let mut row = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push_str(&format!("  {k:<11} {v}\n"));
+            }
+        };
+        row("model", self.model_id.as_ref().map(ToString::to_string));
+        row("user", self.user.clone());
+        row("node", self.node_id.map(|n| n.to_string()));
+        row("asset", self.asset.clone());
+        row("price cap", self.price_cap.as_deref().map(amount));
+        row(
+            "usage",
+            self.usage.as_ref().map(|u| {
+                format!(
+                    "{} input / {} output tokens",
+                    u["input_tokens"]
+                        .as_u64()
+                        .or_else(|| u["input_tokens"].as_str().and_then(|s| s.parse().ok()))
+                        .unwrap_or(0),
+                    u["output_tokens"]
+                        .as_u64()
+                        .or_else(|| u["output_tokens"].as_str().and_then(|s| s.parse().ok()))
+                        .unwrap_or(0)
+                )
+            }),
+        );
+        row(
+            "cost",
+            self.settlement
+                .as_ref()
+                .and_then(|s| s["cost"].as_str())
+                .map(amount),
+        );
+        row("cancelled", self.cancel_reason.clone());
+        row("refund", self.refund.as_deref().map(amount));
+        row("source", Some(self.source.to_owned()));
+        out
+    }
+}
+
+/// `ecloud job status`: the indexer, or the marketplace view when the indexer is down or has
+/// not seen the job yet.
+pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobStatusReport, Error> {
+    let indexed = indexer.job(id).await;
+    if let Ok(Some(job)) = &indexed {
+        return Ok(JobStatusReport::from_indexer(job));
+    }
+    let market = chain.settings().marketplace.clone();
+    let view: Option<serde_json::Value> = match chain
+        .view(&market, "get_job", &serde_json::json!({ "job_id": id }))
+        .await
+    {
+        Ok(v) => v,
+        // Both sources failed: report the indexer's failure too.
+        Err(chain_err) => {
+            return Err(match (indexed, chain_err) {
+                (Err(indexer_err), Error::Chain(m)) => {
+                    Error::Chain(format!("{m}; and the {indexer_err}"))
+                }
+                (_, e) => e,
+            });
+        }
+    };
+    match view {
+        Some(v) => Ok(JobStatusReport::from_marketplace(id, &v)),
+        // The marketplace keeps open, claimed and settled jobs; a cancelled job is gone from it
+        // and only the indexer remembers it.
+        None => Err(Error::NotFound(format!(
+            "job {id} is not in the marketplace {market} (never submitted, or cancelled and the indexer is unavailable)"
+        ))),
+    }
+}
+
+// ----- result -----
+
+/// The `job_settled` event's data (NEP-297, contracts/common/src/events/marketplace.rs).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SettledEvent {
+    pub node_id: NodeId,
+    pub usage: Usage,
+    pub output: InputRef,
+    pub input_hash: Hash32,
+    pub output_hash: Hash32,
+    pub signature: Base64VecU8,
+}
+
+/// Everything needed to check and open a settled job's output.
+#[derive(Debug, Clone)]
+pub struct SettledJob {
+    pub job_id: JobId,
+    pub model_id: ModelId,
+    /// The user key the job named (hex).
+    pub user_key: String,
+    /// The input ciphertext as submitted.
+    pub input: Vec<u8>,
+    pub settled: SettledEvent,
+}
+
+/// How the receipt was authenticated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// `signature` (ed25519 over the receipt, checked here) or `transaction` (the node signed
+    /// the result transaction itself; the marketplace checked that key).
+    pub receipt: &'static str,
+    pub signer_key: String,
+    /// Where the node's key came from: `marketplace` (the receipt's key frozen at claim),
+    /// `registry`, or `indexer` (the chain was unreachable).
+    pub key_source: &'static str,
+    pub input_hash: Hash32,
+    pub output_hash: Hash32,
+}
+
+/// What `job result` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobResult {
+    pub job_id: JobId,
+    pub model_id: ModelId,
+    pub node_id: NodeId,
+    pub usage: Usage,
+    /// The node's HTTP status for the request (4xx: the request was refused, at zero usage).
+    pub status_code: u16,
+    /// The OpenAI response (or error) body.
+    pub body: serde_json::Value,
+    pub verified: Verified,
+}
+
+fn inline_bytes(r: &InputRef, what: &str) -> Result<Vec<u8>, Error> {
+    match r {
+        InputRef::Inline { ciphertext } => Ok(ciphertext.0.clone()),
+        InputRef::Remote { uri, .. } => Err(Error::BadInput(format!(
+            "the {what} is stored remotely ({uri}); only inline {what}s are supported"
+        ))),
+    }
+}
+
+/// The node key a settled job is checked against, and its source.
+pub struct NodeKey {
+    pub key: String,
+    pub source: &'static str,
+    /// `true` when the chain confirmed that the result transaction itself was signed by it
+    /// (a receipt with no separate signature).
+    pub transaction_signed: bool,
+}
+
+/// Checks the receipt against our input, the output and the node's key, then decrypts.
+pub fn verify_and_open(
+    job: &SettledJob,
+    key: &NodeKey,
+    user: &UserKey,
+) -> Result<JobResult, Error> {
+    let s = &job.settled;
+    if user.public_hex() != job.user_key {
+        return Err(Error::BadInput(format!(
+            "job {}'s output is sealed to key {}, but {} holds {} (another account, network or --keys-dir?)",
+            job.job_id,
+            job.user_key,
+            user.path.display(),
+            user.public_hex()
+        )));
+    }
+    let output = inline_bytes(&s.output, "output")?;
+    if sha256(&job.input) != s.input_hash {
+        return Err(Error::Verification(format!(
+            "the receipt's input hash {} is not the hash of job {}'s input",
+            s.input_hash, job.job_id
+        )));
+    }
+    if sha256(&output) != s.output_hash {
+        return Err(Error::Verification(format!(
+            "the output does not hash to the receipt's output hash {} (tampered in transit?)",
+            s.output_hash
+        )));
+    }
+    let receipt = ResultReceipt {
+        subject: ReceiptSubject::Job(job.job_id),
+        model_id: job.model_id.clone(),
+        input_hash: s.input_hash,
+        output_hash: s.output_hash,
+        usage: s.usage,
+    };
+    let signer = nodes::ed25519_key_bytes(&key.key)?;
+    let how = if s.signature.0.is_empty() {
+        if !key.transaction_signed {
+            return Err(Error::Verification(format!(
+                "job {}'s receipt carries no signature and the chain could not confirm who signed the result",
+                job.job_id
+            )));
+        }
+        "transaction"
+    } else {
+        let sig: [u8; 64] = s.signature.0.as_slice().try_into().map_err(|_| {
+            Error::Verification(format!(
+                "the receipt signature is {} bytes, not 64",
+                s.signature.0.len()
+            ))
+        })?;
+        if !verify_receipt(&signer, &receipt, &sig) {
+            return Err(Error::Verification(format!(
+                "the receipt signature does not verify with node {}'s key {}",
+                s.node_id, key.key
+            )));
+        }
+        "signature"
+    };
+    let response: JobResponse = open_job_output(
+        &user.secret,
+        ReceiptSubject::Job(job.job_id),
+        &job.model_id,
+        &output,
+    )
+    .map_err(|e| Error::Verification(format!("the output does not open with your key: {e}")))?;
+    Ok(JobResult {
+        job_id: job.job_id,
+        model_id: job.model_id.clone(),
+        node_id: s.node_id,
+        usage: s.usage,
+        status_code: response.status_code,
+        body: response.body,
+        verified: Verified {
+            receipt: how,
+            signer_key: key.key.clone(),
+            key_source: key.source,
+            input_hash: s.input_hash,
+            output_hash: s.output_hash,
+        },
+    })
+}
+
+/// The settled job as the indexer recorded it.
+pub fn settled_from_indexer(j: &IndexedJob) -> Result<SettledJob, Error> {
+    match j.status.as_str() {
+        "settled" => {}
+        "cancelled" => {
+            return Err(Error::NotReady(format!(
+                "job {} was cancelled ({}); it has no result",
+                j.job_id,
+                j.cancel_reason.as_deref().unwrap_or("no reason recorded")
+            )));
+        }
+        other => {
+            return Err(Error::NotReady(format!(
+                "job {} is {other}: no result yet (try `ecloud job status {}`)",
+                j.job_id, j.job_id
+            )));
+        }
+    }
+    let data = j
+        .timeline
+        .iter()
+        .find(|e| e.event == "job_settled")
+        .map(|e| e.data.clone())
+        .ok_or_else(|| Error::Indexer {
+            url: String::new(),
+            message: format!(
+                "job {} is settled but its job_settled event is missing",
+                j.job_id
+            ),
+        })?;
+    let settled: SettledEvent = serde_json::from_value(data).map_err(|e| Error::Indexer {
+        url: String::new(),
+        message: format!("job {}'s job_settled event is malformed: {e}", j.job_id),
+    })?;
+    let input: InputRef = serde_json::from_value(j.input.clone()).map_err(|e| Error::Indexer {
+        url: String::new(),
+        message: format!("job {}'s input is malformed: {e}", j.job_id),
+    })?;
+    Ok(SettledJob {
+        job_id: j.job_id,
+        model_id: j.model_id.clone(),
+        user_key: j.user_key.clone(),
+        input: inline_bytes(&input, "input")?,
+        settled,
+    })
+}
+
+/// The marketplace's receipt of a settled job (the fields the check uses).
+#[derive(Debug, Clone, Deserialize)]
+struct ChainReceipt {
+    status: String,
+    #[serde(default)]
+    output_hash: Option<Hash32>,
+    #[serde(default)]
+    signer_key: Option<String>,
+    #[serde(default)]
+    signature: Option<Base64VecU8>,
+}
+
+/// The key that signed the job's receipt: the marketplace's receipt (the key frozen at claim)
+/// when the chain answers, which must agree with the indexer's output hash; the indexer's node
+/// record otherwise.
+async fn node_key(chain: &Chain, indexer: &Indexer, job: &SettledJob) -> Result<NodeKey, Error> {
+    let market = chain.settings().marketplace.clone();
+    let receipt: Result<Option<ChainReceipt>, Error> = chain
+        .view(
+            &market,
+            "get_job",
+            &serde_json::json!({ "job_id": job.job_id }),
+        )
+        .await;
+    match receipt {
+        Ok(Some(r)) if r.status == "settled" => {
+            if r.output_hash != Some(job.settled.output_hash) {
+                return Err(Error::Verification(format!(
+                    "the indexer's output hash for job {} differs from the marketplace's receipt",
+                    job.job_id
+                )));
+            }
+            let key = r.signer_key.ok_or_else(|| {
+                Error::Chain(format!(
+                    "the marketplace's receipt of job {} has no signer key",
+                    job.job_id
+                ))
+            })?;
+            Ok(NodeKey {
+                key,
+                source: "marketplace",
+                transaction_signed: r.signature.is_none_or(|s| s.0.is_empty()),
+            })
+        }
+        Ok(_) => Err(Error::Verification(format!(
+            "the indexer says job {} is settled but the marketplace has no receipt of it",
+            job.job_id
+        ))),
+        Err(Error::Chain(chain_err)) => {
+            let node = indexer.node(job.settled.node_id).await?.ok_or_else(|| {
+                Error::Chain(format!(
+                    "{chain_err}; and the indexer does not know node {}",
+                    job.settled.node_id
+                ))
+            })?;
+            Ok(NodeKey {
+                key: node.signer_key,
+                source: "indexer",
+                transaction_signed: false,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `ecloud job result`.
+pub async fn result(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobResult, Error> {
+    let settings = chain.settings();
+    let account = settings.signer()?;
+    let job = match indexer.job(id).await? {
+        Some(j) => j,
+        None => {
+            return Err(Error::NotFound(format!(
+                "the indexer {} does not know job {id} (not submitted, or not indexed yet)",
+                indexer.url()
+            )));
+        }
+    };
+    let settled = settled_from_indexer(&job)?;
+    let user = user_key::load(&settings.network_keys_dir(), account)?.ok_or_else(|| {
+        Error::BadInput(format!(
+            "no key for {account} in {}: job outputs can only be opened with the key that submitted them",
+            settings.network_keys_dir().display()
+        ))
+    })?;
+    let key = node_key(chain, indexer, &settled).await?;
+    verify_and_open(&settled, &key, &user)
+}
+
+impl Report for JobResult {
+    /// The answer itself, then how it was checked.
+    fn human(&self) -> String {
+        let mut out = String::new();
+        if self.status_code != 200 {
+            let msg = self.body["error"]["message"]
+                .as_str()
+                .map_or_else(|| self.body.to_string(), str::to_owned);
+            out.push_str(&format!(
+                "the node refused the request (HTTP {}): {msg}\n",
+                self.status_code
+            ));
+        } else if let Some(text) = self.body["choices"][0]["message"]["content"].as_str() {
+            out.push_str(text);
+            out.push('\n');
+        } else if let Some(data) = self.body["data"].as_array() {
+            for d in data {
+                let v = d["embedding"].as_array().map_or(&[][..], Vec::as_slice);
+                let head: Vec<String> = v
+                    .iter()
+                    .take(4)
+                    .map(|x| format!("{:.4}", x.as_f64().unwrap_or(0.0)))
+                    .collect();
+                out.push_str(&format!(
+                    "embedding {}: {} dims [{}, ...]\n",
+                    d["index"],
+                    v.len(),
+                    head.join(", ")
+                ));
+            }
+        } else {
+            out.push_str(&format!("{:#}\n", self.body));
+        }
+        out.push_str(&format!(
+            "-- job {} by node {}: {} input / {} output tokens; receipt verified ({}, key {} from the {}), output decrypted\n",
+            self.job_id,
+            self.node_id,
+            self.usage.input_tokens.0,
+            self.usage.output_tokens.0,
+            self.verified.receipt,
+            self.verified.signer_key,
+            self.verified.key_source
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Pure parts of the job commands. The encryption round trip through the worker's executor
+    //! is in tests/encryption.rs.
+
+    use super::*;
+    use crate::input::{InputSpec, build};
+    use worker::keys::EnclaveKeys;
+
+    fn model() -> ModelId {
+        "llama".parse().unwrap()
+    }
+
+    fn config() -> MarketConfig {
+        MarketConfig {
+            max_inline_bytes: 2048,
+            max_job_duration_ns: U64(86_400 * 1_000_000_000),
+            paused: false,
+        }
+    }
+
+    fn deadlines() -> Deadlines {
+        Deadlines {
+            deadline: Duration::from_secs(600),
+            claim_window: Some(Duration::from_secs(60)),
+        }
+    }
+
+    fn terms(price_cap: u128, now_ns: u64, deadlines: Deadlines) -> Terms {
+        Terms {
+            price_cap,
+            now_ns,
+            deadlines,
+        }
+    }
+
+    fn node_for(keys: &EnclaveKeys) -> NodeInfo {
+        let public = keys.public();
+        let mut n: NodeInfo = serde_json::from_value(crate::nodes::tests::indexer_node(
+            1,
+            "active",
+            public.enclave_key,
+            public.near_key,
+        ))
+        .unwrap();
+        n.prices[0].model_id = model();
+        n
+    }
+
+    #[test]
+    fn prepare_builds_the_marketplace_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice =
+            user_key::load_or_create(dir.path(), &"alice.test.near".parse().unwrap()).unwrap();
+        let node = node_for(&EnclaveKeys::generate().unwrap());
+        let request = build(&InputSpec::Embed(vec!["hi".into()]), &model()).unwrap();
+        let p = prepare(
+            &node,
+            &model(),
+            &request,
+            &alice,
+            terms(10, 1_000, deadlines()),
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(p.spec.target, JobTarget::Node { node_id: NodeId(1) });
+        assert_eq!(p.spec.deadline_ns, U64(1_000 + 600_000_000_000));
+        assert_eq!(p.spec.claim_deadline_ns, Some(U64(1_000 + 60_000_000_000)));
+        assert_eq!(p.spec.user_key, alice.public_hex());
+        assert_eq!(p.spec.price_cap, U128(10));
+        assert_eq!(
+            p.spec.input,
+            InputRef::Inline {
+                ciphertext: Base64VecU8(p.ciphertext.clone())
+            }
+        );
+        let json = serde_json::to_value(&p.spec).unwrap();
+        assert_eq!(
+            json["target"],
+            serde_json::json!({"kind": "node", "node_id": "1"})
+        );
+        assert_eq!(json["input"]["kind"], "inline");
+    }
+
+    #[test]
+    fn prepare_refuses_what_the_marketplace_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice =
+            user_key::load_or_create(dir.path(), &"alice.test.near".parse().unwrap()).unwrap();
+        let keys = EnclaveKeys::generate().unwrap();
+        let node = node_for(&keys);
+        let request = build(&InputSpec::Embed(vec!["x".repeat(3000)]), &model()).unwrap();
+        let err = prepare(
+            &node,
+            &model(),
+            &request,
+            &alice,
+            terms(10, 1, deadlines()),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at most 2048 inline"), "{err}");
+        let small = build(&InputSpec::Embed(vec!["x".into()]), &model()).unwrap();
+        let err = prepare(
+            &node,
+            &model(),
+            &small,
+            &alice,
+            terms(0, 1, deadlines()),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--max-cost"), "{err}");
+        let long = Deadlines {
+            deadline: Duration::from_secs(2 * 86_400),
+            claim_window: None,
+        };
+        let err = prepare(
+            &node,
+            &model(),
+            &small,
+            &alice,
+            terms(10, 1, long),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--deadline"), "{err}");
+        let other: ModelId = "other".parse().unwrap();
+        let err = prepare(
+            &node,
+            &other,
+            &small,
+            &alice,
+            terms(10, 1, deadlines()),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{err}");
+        let mut bad = node.clone();
+        bad.encryption_key = hex::encode([0u8; 32]);
+        let err = prepare(
+            &bad,
+            &model(),
+            &small,
+            &alice,
+            terms(10, 1, deadlines()),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot seal"), "{err}");
+    }
+
+    #[test]
+    fn job_id_comes_from_the_users_job_submitted_event() {
+        let alice: AccountId = "alice.test.near".parse().unwrap();
+        let event = |user: &str, id: &str| {
+            format!(
+                r#"EVENT_JSON:{{"standard":"ecloud_marketplace","version":"1.0.0","event":"job_submitted","data":{{"job_id":"{id}","user":"{user}","model_id":"llama","asset":{{"kind":"near"}},"price_cap":"1","claim_deadline_ns":"1","deadline_ns":"2","target":{{"kind":"node","node_id":"1"}},"input":{{"kind":"inline","ciphertext":""}},"user_key":"00"}}}}"#
+            )
+        };
+        let logs = vec![
+            "plain log".to_owned(),
+            event("bob.test.near", "3"),
+            event("alice.test.near", "4"),
+        ];
+        assert_eq!(submitted_job_id(&logs, &alice), Some(JobId(4)));
+        assert_eq!(submitted_job_id(&logs[..2], &alice), None);
+    }
+
+    #[test]
+    fn status_from_the_marketplace_view() {
+        let v = serde_json::json!({"status": "claimed", "job_id": "4", "user": "alice.test.near",
+            "model_id": "llama", "asset": {"kind": "near"}, "price_cap": "1000000000000000000000000",
+            "deadline_ns": "9", "claim": {"node_id": "2"}});
+        let r = JobStatusReport::from_marketplace(JobId(4), &v);
+        assert_eq!(r.status, "claimed");
+        assert_eq!(r.node_id, Some(NodeId(2)));
+        assert_eq!(r.asset.as_deref(), Some("near"));
+        let text = r.human();
+        assert!(text.contains("job 4: claimed"), "{text}");
+        assert!(text.contains("price cap   1 NEAR"), "{text}");
+        let settled = serde_json::json!({"status": "settled", "node_id": "2", "model_id": "llama",
+            "asset": {"kind": "ft", "token": "usdc.test.near"},
+            "usage": {"input_tokens": "5", "output_tokens": "3"},
+            "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"}});
+        let r = JobStatusReport::from_marketplace(JobId(4), &settled);
+        assert_eq!(r.asset.as_deref(), Some("ft:usdc.test.near"));
+        let text = r.human();
+        assert!(text.contains("5 input / 3 output tokens"), "{text}");
+        assert!(text.contains("cost        8"), "{text}");
+    }
+
+    #[test]
+    fn results_need_a_settled_job() {
+        let job: IndexedJob = serde_json::from_value(serde_json::json!({
+            "job_id": "3", "user": "alice.test.near", "model_id": "llama", "asset": "near",
+            "price_cap": "1", "deadline_ns": "2", "claim_deadline_ns": "1",
+            "input": {"kind": "inline", "ciphertext": ""}, "user_key": "00", "status": "claimed",
+            "created_at_ns": "0", "timeline": []
+        }))
+        .unwrap();
+        assert!(matches!(
+            settled_from_indexer(&job),
+            Err(Error::NotReady(_))
+        ));
+        let mut cancelled = job.clone();
+        cancelled.status = "cancelled".into();
+        cancelled.cancel_reason = Some("unclaimed".into());
+        let err = settled_from_indexer(&cancelled).unwrap_err().to_string();
+        assert!(err.contains("cancelled (unclaimed)"), "{err}");
+        let mut settled = job;
+        settled.status = "settled".into();
+        assert!(
+            settled_from_indexer(&settled)
+                .unwrap_err()
+                .to_string()
+                .contains("job_settled event is missing")
+        );
+    }
+}

@@ -1,0 +1,532 @@
+//! Model tokens: `ecloud model create | contribute | claim | show`.
+//!
+//! A model is created through the factory (`create_model`), which makes `<model>.<factory>`
+//! running the model-token contract. Contributions buy tokens in its crowdfund; holders claim
+//! the royalties every settled job of the model pays to the token.
+
+use enclave_cloud_common::events::model::ModelManifest;
+use enclave_cloud_common::{Asset, ModelId};
+use near_sdk::AccountId;
+use near_sdk::json_types::{U64, U128};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::amount::Near;
+use crate::chain::{Call, Chain, returned};
+use crate::output::Report;
+
+/// Gas of `create_model` (the factory's `CREATE_GAS`).
+pub const CREATE_GAS_TGAS: u64 = 50;
+/// Gas of `contribute` (~5 Tgas; storage registration on the first contribution).
+pub const CONTRIBUTE_GAS_TGAS: u64 = 30;
+/// Gas of `claim_revenue` (payout + callback).
+pub const CLAIM_GAS_TGAS: u64 = 30;
+
+/// The crowdfund a model starts with (model-token `CrowdfundConfig`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Crowdfund {
+    /// yoctoNEAR to raise.
+    pub goal: U128,
+    /// yoctoNEAR per whole token.
+    pub token_price: U128,
+    pub deadline_ns: U64,
+    pub beneficiary: AccountId,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub milestones_bps: Vec<u16>,
+}
+
+/// `ecloud model create`.
+#[derive(Debug, Clone)]
+pub struct CreateArgs {
+    pub model_id: ModelId,
+    pub manifest: ModelManifest,
+    pub name: String,
+    pub symbol: String,
+    pub decimals: u8,
+    pub initial_supply: Option<u128>,
+    pub owner: Option<AccountId>,
+    pub key_service: Option<AccountId>,
+    pub crowdfund: Option<Crowdfund>,
+}
+
+/// The `args` object of `create_model` (the model-token `ModelInit` without `model_id`,
+/// `registry` and `owner`, which the factory fills in; `owner` defaults to the caller).
+pub fn init_args(a: &CreateArgs) -> Value {
+    let mut args = json!({
+        "manifest": a.manifest,
+        "metadata": {
+            "spec": "ft-1.0.0",
+            "name": a.name,
+            "symbol": a.symbol,
+            "icon": null,
+            "reference": null,
+            "reference_hash": null,
+            "decimals": a.decimals,
+        },
+    });
+    if let Some(supply) = a.initial_supply {
+        args["initial_supply"] = json!(U128(supply));
+    }
+    if let Some(owner) = &a.owner {
+        args["owner"] = json!(owner);
+    }
+    if let Some(ks) = &a.key_service {
+        args["key_service"] = json!(ks);
+    }
+    if let Some(cf) = &a.crowdfund {
+        args["crowdfund"] = json!(cf);
+    }
+    args
+}
+
+/// The factory's listing of a model (`model` view).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FactoryModel {
+    pub model_id: ModelId,
+    pub token: AccountId,
+    pub owner: AccountId,
+    pub creator: AccountId,
+    pub created_at_ns: U64,
+    /// `creating` or `created`.
+    pub status: Value,
+}
+
+/// What `model create` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub model_id: ModelId,
+    pub token: AccountId,
+    pub owner: AccountId,
+    pub deposit: U128,
+    pub tx_hash: String,
+}
+
+impl Report for Created {
+    fn human(&self) -> String {
+        format!(
+            "model {} created: token contract {}, owner {}\n  deposit  {}\n  tx       {}\n",
+            self.model_id,
+            self.token,
+            self.owner,
+            Near(self.deposit.0),
+            self.tx_hash
+        )
+    }
+}
+
+async fn listing(chain: &Chain, model: &ModelId) -> Result<FactoryModel, Error> {
+    let factory = chain.settings().factory.clone();
+    chain
+        .view::<Option<FactoryModel>>(&factory, "model", &json!({ "model_id": model }))
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "model '{model}' is not listed by the factory {factory}"
+            ))
+        })
+}
+
+/// `ecloud model create`: pays `create_deposit(args)` (or `deposit`) to the factory.
+pub async fn create(
+    chain: &Chain,
+    a: &CreateArgs,
+    deposit: Option<Near>,
+) -> Result<Created, Error> {
+    let signer = chain.signer()?;
+    let factory = chain.settings().factory.clone();
+    let args = init_args(a);
+    let least: U128 = chain
+        .view(&factory, "create_deposit", &json!({ "args": args }))
+        .await?;
+    let deposit = deposit.map_or(least.0, Near::yocto);
+    if deposit < least.0 {
+        return Err(Error::BadInput(format!(
+            "--deposit {} is less than the {} the factory needs for this model",
+            Near(deposit),
+            Near(least.0)
+        )));
+    }
+    let outcome = chain
+        .call(
+            &signer,
+            Call {
+                contract: &factory,
+                method: "create_model",
+                args: &json!({ "model_id": a.model_id, "args": args }),
+                deposit,
+                tgas: CREATE_GAS_TGAS,
+            },
+        )
+        .await?;
+    // The callback's answer: false when creating the account or `new` failed (refunded).
+    let created: bool = returned(&outcome)?;
+    if !created {
+        let why = outcome
+            .failed_receipts
+            .iter()
+            .map(|(who, e)| format!("{who}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Error::Chain(format!(
+            "the factory could not create model '{}' ({why}); the deposit was refunded (tx {})",
+            a.model_id, outcome.tx_hash
+        )));
+    }
+    let m = listing(chain, &a.model_id).await?;
+    Ok(Created {
+        model_id: m.model_id,
+        token: m.token,
+        owner: m.owner,
+        deposit: U128(deposit),
+        tx_hash: outcome.tx_hash.to_string(),
+    })
+}
+
+/// What `model contribute` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contributed {
+    pub model_id: ModelId,
+    pub token: AccountId,
+    pub amount: U128,
+    /// Tokens minted to the contributor (smallest units).
+    pub tokens: U128,
+    pub decimals: u8,
+    pub tx_hash: String,
+}
+
+impl Report for Contributed {
+    fn human(&self) -> String {
+        format!(
+            "contributed {} to model {}: received {} tokens of {}\n  tx  {}\n",
+            Near(self.amount.0),
+            self.model_id,
+            units_text(self.tokens.0, self.decimals),
+            self.token,
+            self.tx_hash
+        )
+    }
+}
+
+/// `amount` smallest units with `decimals`, as a decimal number.
+pub fn units_text(amount: u128, decimals: u8) -> String {
+    if decimals == 0 {
+        return amount.to_string();
+    }
+    let s = format!("{amount:0>width$}", width = usize::from(decimals) + 1);
+    let (whole, frac) = s.split_at(s.len() - usize::from(decimals));
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        whole.to_owned()
+    } else {
+        format!("{whole}.{frac}")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+struct FtMetadata {
+    name: String,
+    symbol: String,
+    decimals: u8,
+}
+
+/// `ecloud model contribute`.
+pub async fn contribute(
+    chain: &Chain,
+    model: &ModelId,
+    amount: Near,
+) -> Result<Contributed, Error> {
+    if amount.yocto() == 0 {
+        return Err(Error::BadInput("--amount must be more than zero".into()));
+    }
+    let signer = chain.signer()?;
+    let m = listing(chain, model).await?;
+    let meta: FtMetadata = chain.view(&m.token, "ft_metadata", &json!({})).await?;
+    let outcome = chain
+        .call(
+            &signer,
+            Call {
+                contract: &m.token,
+                method: "contribute",
+                args: &json!({}),
+                deposit: amount.yocto(),
+                tgas: CONTRIBUTE_GAS_TGAS,
+            },
+        )
+        .await?;
+    let tokens: U128 = returned(&outcome)?;
+    Ok(Contributed {
+        model_id: model.clone(),
+        token: m.token,
+        amount: U128(amount.yocto()),
+        tokens,
+        decimals: meta.decimals,
+        tx_hash: outcome.tx_hash.to_string(),
+    })
+}
+
+/// What `model claim` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Claimed {
+    pub model_id: ModelId,
+    pub asset: Asset,
+    /// What was claimable and paid out (zero: nothing was sent).
+    pub amount: U128,
+    pub tx_hash: Option<String>,
+}
+
+impl Report for Claimed {
+    fn human(&self) -> String {
+        let amount = match &self.asset {
+            Asset::Near => Near(self.amount.0).to_string(),
+            Asset::Ft { token } => format!("{} units of {token}", self.amount.0),
+        };
+        match &self.tx_hash {
+            None => {
+                let asset = match &self.asset {
+                    Asset::Near => "NEAR".to_owned(),
+                    Asset::Ft { token } => token.to_string(),
+                };
+                format!("nothing to claim from model {} in {asset}\n", self.model_id)
+            }
+            Some(tx) => format!(
+                "claimed {amount} of model {}'s revenue\n  tx  {tx}\n",
+                self.model_id
+            ),
+        }
+    }
+}
+
+/// `ecloud model claim`: pays the caller's claimable revenue in `asset`.
+pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claimed, Error> {
+    let signer = chain.signer()?;
+    let m = listing(chain, model).await?;
+    let claimable: U128 = chain
+        .view(
+            &m.token,
+            "claimable",
+            &json!({ "account_id": signer.account_id(), "asset": asset }),
+        )
+        .await?;
+    if claimable.0 == 0 {
+        return Ok(Claimed {
+            model_id: model.clone(),
+            asset,
+            amount: U128(0),
+            tx_hash: None,
+        });
+    }
+    let outcome = chain
+        .call(
+            &signer,
+            Call {
+                contract: &m.token,
+                method: "claim_revenue",
+                args: &json!({ "asset": asset }),
+                deposit: 1,
+                tgas: CLAIM_GAS_TGAS,
+            },
+        )
+        .await?;
+    if let Some((who, e)) = outcome.failed_receipts.first() {
+        return Err(Error::Chain(format!(
+            "the payout failed ({who}: {e}); the amount stays claimable (tx {})",
+            outcome.tx_hash
+        )));
+    }
+    Ok(Claimed {
+        model_id: model.clone(),
+        asset,
+        amount: claimable,
+        tx_hash: Some(outcome.tx_hash.to_string()),
+    })
+}
+
+/// What `model show` prints: the listing and the token's own views.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    #[serde(flatten)]
+    pub listing: FactoryModel,
+    pub name: String,
+    pub symbol: String,
+    pub decimals: u8,
+    pub total_supply: U128,
+    pub manifest: Option<Value>,
+    pub crowdfund: Option<Value>,
+    pub revenue_pools: Vec<Value>,
+    /// With `--account-id`: its balance and what it can claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Holder>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Holder {
+    pub account_id: AccountId,
+    pub balance: U128,
+    pub claimable: Vec<Value>,
+}
+
+/// `ecloud model show`.
+pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> {
+    let m = listing(chain, model).await?;
+    let t = &m.token;
+    let meta: FtMetadata = chain.view(t, "ft_metadata", &json!({})).await?;
+    let total_supply: U128 = chain.view(t, "ft_total_supply", &json!({})).await?;
+    let manifest: Option<Value> = chain.view(t, "manifest", &json!({})).await?;
+    let crowdfund: Option<Value> = chain.view(t, "crowdfund", &json!({})).await?;
+    let revenue_pools: Vec<Value> = chain.view(t, "revenue_pools", &json!({})).await?;
+    let holder = match chain.settings().account_id.clone() {
+        None => None,
+        Some(account_id) => {
+            let balance: U128 = chain
+                .view(t, "ft_balance_of", &json!({ "account_id": account_id }))
+                .await?;
+            let claimable: Vec<Value> = chain
+                .view(t, "claimable_all", &json!({ "account_id": account_id }))
+                .await?;
+            Some(Holder {
+                account_id,
+                balance,
+                claimable,
+            })
+        }
+    };
+    Ok(ModelReport {
+        listing: m,
+        name: meta.name,
+        symbol: meta.symbol,
+        decimals: meta.decimals,
+        total_supply,
+        manifest,
+        crowdfund,
+        revenue_pools,
+        holder,
+    })
+}
+
+fn asset_text(asset: &Value, amount: &Value) -> String {
+    let n: u128 = amount.as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    match asset["token"].as_str() {
+        Some(token) => format!("{n} units of {token}"),
+        None => Near(n).to_string(),
+    }
+}
+
+impl Report for ModelReport {
+    fn human(&self) -> String {
+        let l = &self.listing;
+        let mut out = format!(
+            "model {} ({} {}): token {}\n  owner        {}\n  supply       {}\n",
+            l.model_id,
+            self.name,
+            self.symbol,
+            l.token,
+            l.owner,
+            units_text(self.total_supply.0, self.decimals)
+        );
+        if let Some(m) = &self.manifest {
+            out.push_str(&format!(
+                "  weights      {} (sha256 {})\n  licence      {}\n",
+                m["encrypted_weights_uri"].as_str().unwrap_or("-"),
+                m["weights_hash"].as_str().unwrap_or("-"),
+                m["licence"].as_str().unwrap_or("-")
+            ));
+        }
+        if let Some(c) = &self.crowdfund {
+            let yocto = |v: &Value| Near(v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0));
+            out.push_str(&format!(
+                "  crowdfund    {}: raised {} of {} (token price {})\n",
+                c["status"].as_str().unwrap_or("-"),
+                yocto(&c["raised"]),
+                yocto(&c["config"]["goal"]),
+                yocto(&c["config"]["token_price"])
+            ));
+        }
+        for p in &self.revenue_pools {
+            out.push_str(&format!(
+                "  revenue      {} deposited, {} claimed\n",
+                asset_text(&p["asset"], &p["deposited"]),
+                asset_text(&p["asset"], &p["claimed"])
+            ));
+        }
+        if let Some(h) = &self.holder {
+            out.push_str(&format!(
+                "  {}: balance {}\n",
+                h.account_id,
+                units_text(h.balance.0, self.decimals)
+            ));
+            for c in &h.claimable {
+                out.push_str(&format!(
+                    "    claimable  {}\n",
+                    asset_text(&c["asset"], &c["amount"])
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enclave_cloud_common::Hash32;
+
+    fn manifest() -> ModelManifest {
+        ModelManifest {
+            name: "MiniLM".into(),
+            weights_hash: Hash32([1; 32]),
+            encrypted_weights_uri: "https://example.org/w.enc".into(),
+            training_data_manifest_hash: Hash32([2; 32]),
+            training_data_manifest_uri: String::new(),
+            training_image_measurement: String::new(),
+            allowed_enclave_measurements: vec![],
+            licence: "apache-2.0".into(),
+        }
+    }
+
+    #[test]
+    fn init_args_match_the_model_token_init() {
+        let a = CreateArgs {
+            model_id: "minilm".parse().unwrap(),
+            manifest: manifest(),
+            name: "MiniLM revenue".into(),
+            symbol: "MINI".into(),
+            decimals: 18,
+            initial_supply: Some(1000),
+            owner: None,
+            key_service: None,
+            crowdfund: Some(Crowdfund {
+                goal: U128(5),
+                token_price: U128(7),
+                deadline_ns: U64(9),
+                beneficiary: "trainer.test.near".parse().unwrap(),
+                milestones_bps: vec![],
+            }),
+        };
+        let v = init_args(&a);
+        assert_eq!(v["metadata"]["spec"], "ft-1.0.0");
+        assert_eq!(v["metadata"]["decimals"], 18);
+        assert_eq!(v["initial_supply"], "1000");
+        assert_eq!(v["manifest"]["weights_hash"], hex::encode([1u8; 32]));
+        assert_eq!(v["crowdfund"]["goal"], "5");
+        assert_eq!(v["crowdfund"]["deadline_ns"], "9");
+        assert!(v["crowdfund"].get("milestones_bps").is_none());
+        assert!(
+            v.get("owner").is_none(),
+            "the factory defaults the owner to the caller"
+        );
+        assert!(
+            v.get("model_id").is_none(),
+            "the factory fills in the model id"
+        );
+    }
+
+    #[test]
+    fn token_units_display() {
+        assert_eq!(units_text(0, 0), "0");
+        assert_eq!(units_text(1_500_000, 6), "1.5");
+        assert_eq!(units_text(5, 3), "0.005");
+        assert_eq!(units_text(2_000, 3), "2");
+        assert_eq!(units_text(12, 0), "12");
+    }
+}

@@ -1,0 +1,508 @@
+//! The `ecloud` binary: help, argument errors, unreachable services, and the commands that
+//! read the indexer (`nodes`, `job status`, `job result`) against a fake indexer.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use support::{answer, dead_url, fake_indexer, indexer_job, node_json, output_mut, prompt, user};
+use worker::keys::EnclaveKeys;
+
+fn ecloud(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ecloud"))
+        .args(args)
+        // Nothing from the developer's environment leaks in.
+        .env_remove("ECLOUD_NETWORK")
+        .env_remove("ECLOUD_ACCOUNT_ID")
+        .env_remove("ECLOUD_INDEXER_URL")
+        .env_remove("ECLOUD_RPC_URL")
+        .output()
+        .expect("run ecloud")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+#[test]
+fn help_names_every_command_and_flag() {
+    let o = ecloud(&["--help"]);
+    assert!(o.status.success());
+    let h = stdout(&o);
+    for word in [
+        "nodes",
+        "job",
+        "model",
+        "attestation",
+        "--network",
+        "--rpc-url",
+        "--indexer-url",
+        "--account-id",
+        "--marketplace",
+        "--factory",
+        "--registry",
+        "--json",
+        "Exit codes",
+    ] {
+        assert!(h.contains(word), "--help lacks {word}:\n{h}");
+    }
+    let cases: [(&[&str], &[&str]); 8] = [
+        (
+            &["nodes", "--help"],
+            &[
+                "--model",
+                "--region",
+                "--gpu",
+                "--max-price",
+                "--all",
+                "--sort",
+            ],
+        ),
+        (
+            &["job", "submit", "--help"],
+            &[
+                "--model",
+                "--prompt",
+                "--embed",
+                "--input",
+                "--node",
+                "--max-cost",
+                "--token",
+                "--deadline",
+                "--claim-window",
+                "--max-price",
+                "--network",
+            ],
+        ),
+        (&["job", "status", "--help"], &["<JOB_ID>", "--indexer-url"]),
+        (&["job", "result", "--help"], &["<JOB_ID>", "--output"]),
+        (
+            &["model", "create", "--help"],
+            &[
+                "<MODEL_ID>",
+                "--manifest",
+                "--name",
+                "--symbol",
+                "--goal",
+                "--token-price",
+                "--deposit",
+            ],
+        ),
+        (&["model", "contribute", "--help"], &["--amount"]),
+        (&["model", "claim", "--help"], &["--token"]),
+        (
+            &["model", "show", "--help"],
+            &["<MODEL_ID>", "--account-id"],
+        ),
+    ];
+    for (args, words) in cases {
+        let o = ecloud(args);
+        assert!(o.status.success(), "{args:?}");
+        let h = stdout(&o);
+        for word in words {
+            assert!(h.contains(word), "{args:?} help lacks {word}:\n{h}");
+        }
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let missing = dir.path().join("missing.jsonl");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["job", "submit", "--model", "llama", "--max-cost", "1"],
+            "--prompt",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "Not_A_Model",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "1",
+            ],
+            "not a valid model id",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "abc",
+            ],
+            "--max-cost: 'abc' is not a NEAR amount",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "5",
+                "--token",
+                "usdc.test.near",
+                "--max-cost",
+                "1.5",
+            ],
+            "cannot be used multiple times",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "1.5",
+                "--token",
+                "usdc.test.near",
+            ],
+            "--max-cost: '1.5' is not a token amount",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--input",
+                s(&missing),
+                "--max-cost",
+                "1",
+            ],
+            "cannot read",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "1",
+                "--deadline",
+                "soon",
+            ],
+            "not a duration",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "1",
+                "--node",
+                "3",
+                "--region",
+                "eu",
+            ],
+            "cannot be used with",
+        ),
+        (vec!["job", "status", "x1"], "not a valid number id"),
+        (vec!["--network", "devnet", "nodes"], "not a network"),
+        (vec!["nodes", "--max-price", "lots"], "not a NEAR amount"),
+        (
+            vec!["model", "contribute", "llama", "--amount", "0"],
+            "--amount must be more than zero",
+        ),
+        (
+            vec![
+                "model",
+                "create",
+                "llama",
+                "--manifest",
+                s(&missing),
+                "--name",
+                "L",
+                "--symbol",
+                "L",
+            ],
+            "cannot read",
+        ),
+        (
+            vec![
+                "model",
+                "create",
+                "llama",
+                "--manifest",
+                "m.json",
+                "--name",
+                "L",
+                "--symbol",
+                "L",
+                "--goal",
+                "1",
+            ],
+            "--token-price",
+        ),
+        (
+            vec![
+                "job",
+                "submit",
+                "--model",
+                "llama",
+                "--prompt",
+                "x",
+                "--max-cost",
+                "1",
+            ],
+            "no account to sign with",
+        ),
+        (vec!["job", "result", "1"], "no account to sign with"),
+    ];
+    for (args, expect) in cases {
+        let o = ecloud(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected '{expect}' in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn json_errors_are_objects_with_a_code() {
+    let o = ecloud(&[
+        "--json",
+        "job",
+        "submit",
+        "--model",
+        "llama",
+        "--prompt",
+        "x",
+        "--max-cost",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).expect("JSON error");
+    assert_eq!(v["error"], "no_account");
+    assert!(v["message"].as_str().unwrap_or("").contains("--account-id"));
+}
+
+#[test]
+fn unreachable_services_exit_4() {
+    let dead = dead_url();
+    let o = ecloud(&["nodes", "--indexer-url", &dead]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    let o = ecloud(&[
+        "--json",
+        "job",
+        "status",
+        "1",
+        "--indexer-url",
+        &dead,
+        "--rpc-url",
+        &dead,
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).expect("JSON error");
+    assert_eq!(v["error"], "chain");
+    let msg = v["message"].as_str().unwrap_or("");
+    assert!(msg.contains("indexer") && msg.contains("RPC"), "{msg}");
+    let o = ecloud(&["model", "show", "llama", "--rpc-url", &dead]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}
+
+#[test]
+fn nodes_lists_what_the_indexer_serves_with_the_filters_passed_on() {
+    let keys = EnclaveKeys::generate().expect("keys");
+    let page = serde_json::json!({"items": [node_json(1, "active", &keys)], "next_cursor": "c2"});
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let url = fake_indexer(
+        BTreeMap::from([("/v1/nodes".to_owned(), page)]),
+        seen.clone(),
+    );
+    let o = ecloud(&[
+        "nodes",
+        "--indexer-url",
+        &url,
+        "--model",
+        "llama",
+        "--region",
+        "eu-west",
+        "--gpu",
+        "H100",
+        "--max-price",
+        "0.002",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("NODE"), "{out}");
+    assert!(
+        out.contains("1      active        dev  eu-west      H100           llama 0.001/0.002"),
+        "{out}"
+    );
+    assert!(out.contains("more: --cursor c2"), "{out}");
+    let query = seen.lock().expect("lock")[0].clone();
+    for part in [
+        "model=llama",
+        "region=eu-west",
+        "gpu=H100",
+        "status=active",
+        "max_price=2000000000000000000000",
+        "sort=price",
+        "limit=50",
+    ] {
+        assert!(query.contains(part), "{query} lacks {part}");
+    }
+    let o = ecloud(&[
+        "--json",
+        "nodes",
+        "--indexer-url",
+        &url,
+        "--all",
+        "--sort",
+        "id",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["items"][0]["node_id"], "1");
+    assert_eq!(
+        v["items"][0]["encryption_key"],
+        hex::encode(keys.public().enclave_key)
+    );
+    assert_eq!(v["next_cursor"], "c2");
+    let query = seen.lock().expect("lock")[1].clone();
+    assert!(
+        !query.contains("status="),
+        "--all lists every status: {query}"
+    );
+    assert!(query.contains("sort=id"), "{query}");
+}
+
+/// `job status` and `job result` with the chain unreachable: the indexer answers, the node's
+/// key comes from the indexer, and the output is verified and decrypted by the binary.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_status_and_result_through_the_indexer() {
+    let home = tempfile::tempdir().expect("tmp");
+    let keys_dir = home.path().join("keys");
+    let alice = user(&keys_dir.join("localnet"), "alice.test.near");
+    let a = answer(&alice, 7, &prompt("what is TDX?")).await;
+    let mut tampered = a.job.clone();
+    tampered.job_id = enclave_cloud_common::JobId(8);
+    output_mut(&mut tampered)[40] ^= 1;
+    let mut claimed = a.job.clone();
+    claimed.job_id = enclave_cloud_common::JobId(9);
+    let routes = BTreeMap::from([
+        ("/v1/jobs/7".to_owned(), indexer_job(&a.job, "settled")),
+        ("/v1/jobs/8".to_owned(), indexer_job(&tampered, "settled")),
+        ("/v1/jobs/9".to_owned(), indexer_job(&claimed, "claimed")),
+        ("/v1/nodes/1".to_owned(), node_json(1, "active", &a.keys)),
+    ]);
+    let url = fake_indexer(routes, Arc::new(Mutex::new(Vec::new())));
+    let dead = dead_url();
+    let base = [
+        "--network",
+        "localnet",
+        "--indexer-url",
+        &url,
+        "--rpc-url",
+        &dead,
+        "--account-id",
+        "alice.test.near",
+        "--keys-dir",
+        s(&keys_dir),
+    ];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        ecloud(&args)
+    };
+
+    let o = run(&["job", "status", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("job 7: settled"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("source      indexer"), "{}", stdout(&o));
+
+    let body_file = home.path().join("body.json");
+    let o = run(&["job", "result", "7", "--output", s(&body_file)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("echo: what is TDX?\n"), "{out}");
+    assert!(out.contains("receipt verified (signature"), "{out}");
+    assert!(out.contains("from the indexer"), "{out}");
+    let body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&body_file).expect("body file")).expect("json");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "echo: what is TDX?"
+    );
+
+    let o = run(&["--json", "job", "result", "7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["status_code"], 200);
+    assert_eq!(v["verified"]["key_source"], "indexer");
+    assert_eq!(v["usage"]["input_tokens"], "5");
+
+    // Tampered output: exit 1, nothing printed on stdout.
+    let o = run(&["job", "result", "8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    assert!(stderr(&o).contains("verification failed"), "{}", stderr(&o));
+    // Not settled yet, and unknown: exit 3.
+    let o = run(&["job", "result", "9"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("job 9 is claimed: no result yet"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["job", "result", "10"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // Another account's key file cannot open it.
+    let o = ecloud(&[
+        "--network",
+        "localnet",
+        "--indexer-url",
+        &url,
+        "--rpc-url",
+        &dead,
+        "--account-id",
+        "bob.test.near",
+        "--keys-dir",
+        s(&keys_dir),
+        "job",
+        "result",
+        "7",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no key for bob.test.near"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,268 @@
+//! Shared by the integration tests: a node (the worker's real executor with a stub backend)
+//! that answers jobs sealed by the client, and a fake indexer serving JSON.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ecloud::input::{InputSpec, build};
+use ecloud::jobs::{Deadlines, MarketConfig, NodeKey, SettledEvent, SettledJob, Terms, prepare};
+use ecloud::nodes::NodeInfo;
+use ecloud::user_key::{self, UserKey};
+use enclave_cloud_common::{InputRef, JobId, ModelId, NodeId, ReceiptSubject};
+use near_sdk::json_types::{Base64VecU8, U64};
+use worker::inference::{
+    BackendFuture, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
+    EmbeddingData, EmbeddingsRequest, EmbeddingsResponse, InferenceBackend, Usage,
+};
+use worker::job::{Executor, JobTask};
+use worker::keys::EnclaveKeys;
+
+/// Chat: "echo: <last message>" (5 prompt + 3 completion tokens). Embeddings: one 3-dim
+/// vector per input (2 tokens each).
+pub struct Echo;
+
+impl InferenceBackend for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+    fn chat(&self, r: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
+        Box::pin(async move {
+            let last = r
+                .messages
+                .last()
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            Ok(ChatCompletionResponse {
+                id: "c1".into(),
+                object: "chat.completion".into(),
+                created: 0,
+                model: r.model,
+                choices: vec![ChatChoice {
+                    index: 0,
+                    message: ChatMessage {
+                        role: "assistant".into(),
+                        content: format!("echo: {last}"),
+                    },
+                    finish_reason: Some("stop".into()),
+                }],
+                usage: Usage::new(5, 3),
+            })
+        })
+    }
+    fn embed(&self, r: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
+        Box::pin(async move {
+            let n = r.input.clone().into_vec().len();
+            Ok(EmbeddingsResponse {
+                object: "list".into(),
+                data: (0..n)
+                    .map(|i| EmbeddingData {
+                        object: "embedding".into(),
+                        index: i as u32,
+                        embedding: vec![0.5, -0.25, i as f32],
+                    })
+                    .collect(),
+                model: r.model,
+                usage: Usage::new(2 * n as u64, 0),
+            })
+        })
+    }
+}
+
+pub fn model() -> ModelId {
+    "llama".parse().expect("model id")
+}
+
+/// A node's record as the indexer (and, with the same fields, the registry) serves it.
+pub fn node_json(id: u64, status: &str, keys: &EnclaveKeys) -> serde_json::Value {
+    let public = keys.public();
+    serde_json::json!({
+        "node_id": id.to_string(), "operator": "op.test.near", "status": status, "kind": "dev",
+        "signer_key": public.near_public_key(),
+        "encryption_key": hex::encode(public.enclave_key), "tcb_status": "None",
+        "measurements": {}, "capacity": 4, "gpus": [{"model": "H100", "device_id": "00"}],
+        "prices": [{"model_id": "llama", "input_per_million": "1000000000000000000000",
+                    "output_per_million": "2000000000000000000000"}],
+        "region": "eu-west", "endpoint": null, "registered_height": 5,
+        "registered_at_ns": "1", "attestation_expires_at_ns": "9000000000000000000",
+        "last_heartbeat_ns": "2", "jobs_settled": 0, "requests_answered": 0
+    })
+}
+
+pub fn user(dir: &Path, account: &str) -> UserKey {
+    user_key::load_or_create(dir, &account.parse().expect("account")).expect("user key")
+}
+
+/// A job the node answered, as the client sees it afterwards.
+pub struct Answered {
+    pub keys: Arc<EnclaveKeys>,
+    pub node: NodeInfo,
+    pub job: SettledJob,
+    pub key: NodeKey,
+}
+
+/// Seals `input` for `user` with the client's `prepare`, lets the worker's executor answer it
+/// as job `id`, and returns the settled job.
+pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
+    let keys = Arc::new(EnclaveKeys::generate().expect("keys"));
+    let node: NodeInfo =
+        serde_json::from_value(node_json(1, "active", &keys)).expect("node record");
+    let request = build(input, &model()).expect("request");
+    let config = MarketConfig {
+        max_inline_bytes: 2048,
+        max_job_duration_ns: U64(86_400_000_000_000),
+        paused: false,
+    };
+    let deadlines = Deadlines {
+        deadline: Duration::from_secs(600),
+        claim_window: None,
+    };
+    let terms = Terms {
+        price_cap: 10,
+        now_ns: 1_000,
+        deadlines,
+    };
+    let prepared = prepare(&node, &model(), &request, user, terms, &config).expect("prepare");
+    let exec = Executor::new(
+        keys.clone(),
+        Arc::new(Echo),
+        BTreeMap::from([(model(), "meta-llama/Llama-3.1-8B".to_owned())]),
+    );
+    let task = JobTask {
+        subject: ReceiptSubject::Job(JobId(id)),
+        model_id: model(),
+        input: prepared.ciphertext.clone(),
+        user_key: Some(user.public_key()),
+    };
+    let ready = exec.execute(&task).await.expect("the node answers");
+    let job = SettledJob {
+        job_id: JobId(id),
+        model_id: model(),
+        user_key: user.public_hex(),
+        input: prepared.ciphertext,
+        settled: SettledEvent {
+            node_id: NodeId(1),
+            usage: ready.receipt.usage,
+            output: InputRef::Inline {
+                ciphertext: Base64VecU8(ready.output),
+            },
+            input_hash: ready.receipt.input_hash,
+            output_hash: ready.receipt.output_hash,
+            signature: Base64VecU8(ready.signature.to_vec()),
+        },
+    };
+    let key = NodeKey {
+        key: node.signer_key.clone(),
+        source: "registry",
+        transaction_signed: false,
+    };
+    Answered {
+        keys,
+        node,
+        job,
+        key,
+    }
+}
+
+pub fn prompt(text: &str) -> InputSpec {
+    InputSpec::Prompt {
+        prompt: text.into(),
+        system: None,
+        max_tokens: None,
+        temperature: None,
+    }
+}
+
+pub fn output_mut(job: &mut SettledJob) -> &mut Vec<u8> {
+    match &mut job.settled.output {
+        InputRef::Inline { ciphertext } => &mut ciphertext.0,
+        InputRef::Remote { .. } => panic!("inline output expected"),
+    }
+}
+
+/// The indexer's `/v1/jobs/{id}` answer for a settled job.
+pub fn indexer_job(job: &SettledJob, status: &str) -> serde_json::Value {
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let s = &job.settled;
+    let output = match &s.output {
+        InputRef::Inline { ciphertext } => ciphertext.0.clone(),
+        InputRef::Remote { .. } => Vec::new(),
+    };
+    let timeline = if status == "settled" {
+        serde_json::json!([{
+            "event": "job_settled", "block_height": 12, "timestamp_ns": "5", "receipt_id": "r",
+            "data": {
+                "job_id": job.job_id, "node_id": s.node_id, "usage": s.usage,
+                "output": {"kind": "inline", "ciphertext": b64(&output)},
+                "input_hash": s.input_hash, "output_hash": s.output_hash,
+                "signature": b64(&s.signature.0),
+                "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"}
+            }
+        }])
+    } else {
+        serde_json::json!([])
+    };
+    serde_json::json!({
+        "job_id": job.job_id, "user": "alice.test.near", "model_id": job.model_id,
+        "asset": "near", "price_cap": "10", "claim_deadline_ns": "1", "deadline_ns": "2",
+        "target": {"kind": "node", "node_id": "1"},
+        "input": {"kind": "inline", "ciphertext": b64(&job.input)},
+        "user_key": job.user_key, "status": status, "node_id": "1", "operator": "op.test.near",
+        "usage": s.usage, "output": {}, "output_hash": s.output_hash,
+        "settlement": null, "cancel_reason": null, "refund": null, "slashed": null,
+        "created_height": 10, "created_at_ns": "1", "updated_height": 12, "timeline": timeline
+    })
+}
+
+/// Serves `routes` (path -> JSON body; anything else 404 with the indexer's error body) on a
+/// free local port in a background thread; returns the base URL. Each request's path and
+/// query are appended to `seen`.
+pub fn fake_indexer(
+    routes: BTreeMap<String, serde_json::Value>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let routes = Arc::new(routes);
+            let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+                let routes = routes.clone();
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("lock").push(uri.to_string());
+                    match routes.get(uri.path()) {
+                        Some(body) => (axum::http::StatusCode::OK, axum::Json(body.clone())),
+                        None => (
+                            axum::http::StatusCode::NOT_FOUND,
+                            axum::Json(serde_json::json!({"error": "not_found",
+                                "message": format!("{} not found", uri.path())})),
+                        ),
+                    }
+                }
+            });
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    url
+}
+
+/// A local URL nothing listens on.
+pub fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
