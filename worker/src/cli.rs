@@ -1,13 +1,15 @@
 //! The `worker` command line: `init` (make and seal the enclave keys), `attest` (produce the
-//! attestation bundle), `serve` (the OpenAI-compatible endpoint). The chain-facing commands
-//! (`register`, `run`) come with the registry/marketplace integration.
+//! attestation bundle), `serve` (the OpenAI-compatible endpoint), `register` (stake, add the
+//! node's keys, register the enclave) and `run` (take, run and settle jobs).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chain_client::AccountId;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use enclave_cloud_common::{ModelId, NodeId};
 
 use crate::api::{ApiState, router};
 use crate::attest::dev::{DEFAULT_DEV_VALIDITY_SECS, DevProvider};
@@ -55,6 +57,152 @@ pub enum Command {
         #[arg(long, env = "ECLOUD_WORKER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Operator: stakes, adds the enclave's keys to the operator account, registers the node.
+    Register(Box<RegisterArgs>),
+    /// Takes jobs from the feed, runs them and settles them on chain until Ctrl-C.
+    Run(Box<RunArgs>),
+}
+
+/// Where the chain and the contracts are.
+#[derive(Debug, Args)]
+pub struct ChainArgs {
+    /// NEAR JSON-RPC URL.
+    #[arg(long, env = "ECLOUD_RPC_URL", default_value = "http://127.0.0.1:3030")]
+    pub rpc_url: String,
+    /// The operator account (default for `run`: from node.json).
+    #[arg(long, env = "ECLOUD_OPERATOR")]
+    pub operator: Option<AccountId>,
+    #[arg(long, env = "ECLOUD_REGISTRY")]
+    pub registry: Option<AccountId>,
+    #[arg(long, env = "ECLOUD_MARKETPLACE")]
+    pub marketplace: Option<AccountId>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// The operator's near-cli credentials file (default:
+    /// <credentials-dir>/<network>/<operator>.json).
+    #[arg(long, env = "ECLOUD_OPERATOR_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// near-cli's credentials directory (default ~/.near-credentials).
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
+    /// near-cli network name of the credentials.
+    #[arg(long, env = "ECLOUD_NETWORK", default_value = "localnet")]
+    pub network: String,
+    /// A price this node asks, `MODEL:INPUT:OUTPUT` in yoctoNEAR per million tokens
+    /// (repeat per model).
+    #[arg(long = "price", value_name = "MODEL:INPUT:OUTPUT")]
+    pub prices: Vec<PriceArg>,
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Jobs the node runs at once (published in the registry).
+    #[arg(long, default_value_t = 4)]
+    pub capacity: u32,
+    /// Gas allowance of each of the node's function-call keys, in NEAR (0: unlimited).
+    #[arg(long, default_value_t = 10)]
+    pub key_allowance_near: u128,
+    #[command(flatten)]
+    pub attestation: AttestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// The node id (default: from node.json, else asked from the registry).
+    #[arg(long, env = "ECLOUD_NODE_ID")]
+    pub node_id: Option<NodeId>,
+    /// The indexer's base URL for the job feed; without it the worker polls the contract.
+    #[arg(long, env = "ECLOUD_INDEXER_URL")]
+    pub indexer_url: Option<String>,
+    /// A model this node serves, `MARKETPLACE_MODEL_ID=BACKEND_MODEL` (repeat per model).
+    #[arg(long = "model", value_name = "ID=BACKEND_MODEL", required = true)]
+    pub models: Vec<ModelArg>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Pause between polls while the indexer stream is down.
+    #[arg(long, default_value_t = 2000)]
+    pub poll_interval_ms: u64,
+    /// How often a polling worker tries the indexer stream again.
+    #[arg(long, default_value_t = 30)]
+    pub stream_retry_secs: u64,
+    /// Heartbeat period (0: half the registry's heartbeat interval).
+    #[arg(long, default_value_t = 0)]
+    pub heartbeat_secs: u64,
+    /// Re-attest when the attestation expires within this many seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub reattest_before_secs: u64,
+    /// Time running jobs get to finish after Ctrl-C / SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub grace_secs: u64,
+    /// Pause before retrying a failed inference or submission.
+    #[arg(long, default_value_t = 2000)]
+    pub retry_delay_ms: u64,
+    /// Serve Prometheus metrics at http://<addr>/metrics.
+    #[arg(long, env = "ECLOUD_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub attestation: AttestArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `MODEL:INPUT:OUTPUT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceArg {
+    pub model_id: ModelId,
+    pub input_per_million: u128,
+    pub output_per_million: u128,
+}
+
+impl std::str::FromStr for PriceArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let [model, input, output] = parts.as_slice() else {
+            return Err(format!("'{s}': expected MODEL:INPUT:OUTPUT"));
+        };
+        let amount = |v: &str| {
+            v.parse::<u128>()
+                .map_err(|_| format!("'{v}' is not a yoctoNEAR amount"))
+        };
+        Ok(Self {
+            model_id: model
+                .parse()
+                .map_err(|e: enclave_cloud_common::IdError| e.to_string())?,
+            input_per_million: amount(input)?,
+            output_per_million: amount(output)?,
+        })
+    }
+}
+
+/// `ID=BACKEND_MODEL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelArg {
+    pub model_id: ModelId,
+    pub backend_model: String,
+}
+
+impl std::str::FromStr for ModelArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (id, model) = s
+            .split_once('=')
+            .filter(|(_, m)| !m.is_empty())
+            .ok_or_else(|| format!("'{s}': expected ID=BACKEND_MODEL"))?;
+        Ok(Self {
+            model_id: id
+                .parse()
+                .map_err(|e: enclave_cloud_common::IdError| e.to_string())?,
+            backend_model: model.to_owned(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,9 +288,13 @@ pub enum CliError {
     },
     #[error("no keys in {0}: run `worker init` first")]
     NotInitialized(PathBuf),
+    #[error(transparent)]
+    Chain(#[from] chain_client::ChainError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
 }
 
-fn load_keys(data_dir: &Path) -> Result<EnclaveKeys, CliError> {
+pub(crate) fn load_keys(data_dir: &Path) -> Result<EnclaveKeys, CliError> {
     EnclaveKeys::load(&FileSealer::new(data_dir))?
         .ok_or_else(|| CliError::NotInitialized(data_dir.to_owned()))
 }
@@ -259,7 +411,7 @@ pub fn attest(data_dir: &Path, args: &AttestArgs) -> Result<String, CliError> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -315,6 +467,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     source,
                 })?;
         }
+        Command::Register(args) => {
+            let report = crate::node::register_command(&cli.data_dir, &args).await?;
+            println!("{report:#}");
+        }
+        Command::Run(args) => crate::node::run_command(&cli.data_dir, &args).await?,
     }
     Ok(())
 }

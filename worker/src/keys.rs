@@ -232,7 +232,27 @@ impl EnclaveKeys {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.near.sign(message).to_bytes()
     }
+
+    /// The ed25519 key for marketplace transactions (`claim_job`, `submit_result`, `respond`).
+    ///
+    /// A NEAR function-call access key has a single receiver, so the attested key (limited to
+    /// the registry) cannot also call the marketplace. This second key is derived from the
+    /// sealed NEAR seed (SHA-256 under a domain tag): no second sealed file, the same key
+    /// after every restart, and never usable to forge the attested key's signatures. Results
+    /// stay signed by the attested key (the `signature` argument the marketplace verifies).
+    pub fn marketplace_signing_key(&self) -> SigningKey {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(MARKETPLACE_KEY_DOMAIN);
+        hasher.update(self.near.as_bytes());
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&hasher.finalize());
+        SigningKey::from_bytes(&seed)
+    }
 }
+
+/// Domain tag of [`EnclaveKeys::marketplace_signing_key`].
+const MARKETPLACE_KEY_DOMAIN: &[u8] = b"ecloud-worker-marketplace-key-v1:";
 
 impl fmt::Debug for EnclaveKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -269,6 +289,22 @@ mod tests {
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
             assert_eq!(meta.len(), 32);
         }
+    }
+
+    #[test]
+    fn the_marketplace_key_is_stable_and_distinct() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = FileSealer::new(dir.path().join("data"));
+        let (keys, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        let (again, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        let market = keys.marketplace_signing_key();
+        assert_eq!(
+            market.verifying_key(),
+            again.marketplace_signing_key().verifying_key()
+        );
+        assert_ne!(market.verifying_key().to_bytes(), keys.public().near_key);
+        let other = EnclaveKeys::generate().unwrap().marketplace_signing_key();
+        assert_ne!(market.verifying_key(), other.verifying_key());
     }
 
     #[test]

@@ -8,14 +8,26 @@
 //! * [`job`]: one job inside the enclave (open, infer, seal, sign) and the user-side helpers.
 //! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
 //! * [`runner`]: exactly-once processing of claimed jobs (journal + executor).
-//! * [`cli`]: `worker init | attest | serve`.
+//! * [`chain`]: the node's registry and marketplace calls (chain-client), its two signers.
+//! * [`register`]: `worker register` (stake, function-call keys, `register_node`).
+//! * [`feed`]: offers from the indexer stream, its pages, or the contract.
+//! * [`daemon`]: `worker run` (claim, run, submit; heartbeats, re-attestation, shutdown).
+//! * [`metrics`]: Prometheus metrics of `worker run`.
+//! * [`node`]: glue of the `register` and `run` commands.
+//! * [`cli`]: `worker init | attest | serve | register | run`.
 
 pub mod api;
 pub mod attest;
+pub mod chain;
 pub mod cli;
+pub mod daemon;
 pub mod envelope;
+pub mod feed;
 pub mod inference;
 pub mod job;
 pub mod journal;
 pub mod keys;
+pub mod metrics;
+pub mod node;
+pub mod register;
 pub mod runner;

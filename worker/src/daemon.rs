@@ -1,0 +1,519 @@
+//! `worker run`: the node's main loop.
+//!
+//! * offers come from [`crate::feed`] (indexer stream, indexer pages, or the contract);
+//! * each job is read from the chain, claimed, run through the [`JobRunner`] (journaled, so a
+//!   crash resumes it without a second inference) and its signed result submitted; agent
+//!   requests are answered with `respond`;
+//! * at most `concurrency` jobs run at once;
+//! * heartbeats every `heartbeat_interval`, re-attestation `reattest_before` the attestation
+//!   expires;
+//! * on shutdown (Ctrl-C / SIGTERM) no new work is taken; running jobs get `grace` to finish,
+//!   the rest stay journaled and resume at the next start.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chain_client::ChainError;
+use enclave_cloud_common::{InputRef, JobId, NodeId, ReceiptSubject, RequestId};
+use near_sdk::json_types::Base64VecU8;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::attest::{AttestationProvider, now_unix_secs};
+use crate::chain::{ChainJob, JobState, NodeChain};
+use crate::feed::{self, FeedConfig, Offer};
+use crate::job::JobTask;
+use crate::journal::ReadyResult;
+use crate::keys::EnclaveKeys;
+use crate::metrics::Metrics;
+use crate::runner::{JobRunner, RunError};
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub node_id: NodeId,
+    pub indexer_url: Option<String>,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub stream_retry: Duration,
+    pub heartbeat_interval: Duration,
+    /// Re-attest when the attestation expires within this.
+    pub reattest_before: Duration,
+    /// How long running jobs may finish after a shutdown signal.
+    pub grace: Duration,
+    /// Pause before retrying a failed submission or inference.
+    pub retry_delay: Duration,
+}
+
+/// Everything a job task needs.
+struct Ctx {
+    chain: NodeChain,
+    runner: JobRunner,
+    metrics: Metrics,
+    node_id: NodeId,
+    retry_delay: Duration,
+    /// Offers being processed: the feed repeats itself (polls, reconnects).
+    active: Mutex<HashSet<Offer>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Removes an offer from the active set when its task ends.
+struct ActiveGuard<'a>(&'a Ctx, Offer);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active_set().remove(&self.1);
+        self.0.metrics.in_flight.dec();
+    }
+}
+
+impl Ctx {
+    fn active_set(&self) -> std::sync::MutexGuard<'_, HashSet<Offer>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin(&self, offer: Offer) -> Option<ActiveGuard<'_>> {
+        if !self.active_set().insert(offer) {
+            return None;
+        }
+        self.metrics.in_flight.inc();
+        Some(ActiveGuard(self, offer))
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Runs until `shutdown` turns true, then drains.
+pub async fn run(
+    config: RunConfig,
+    chain: NodeChain,
+    runner: JobRunner,
+    provider: Box<dyn AttestationProvider>,
+    keys: Arc<EnclaveKeys>,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Arc::new(Ctx {
+        chain: chain.clone(),
+        runner,
+        metrics: metrics.clone(),
+        node_id: config.node_id,
+        retry_delay: config.retry_delay,
+        active: Mutex::new(HashSet::new()),
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(node_id = %config.node_id, operator = %chain.operator(), "worker running");
+
+    let (tx, mut rx) = mpsc::channel::<Offer>(256);
+    // Journaled work first: a restart resumes instead of losing or double-charging.
+    for job in ctx.runner.in_flight() {
+        let offer = match job.subject {
+            ReceiptSubject::Job(id) => Offer::Job(id),
+            ReceiptSubject::Request(id) => Offer::Request(id),
+        };
+        tracing::info!(?offer, "resuming journaled work");
+        ctx.metrics.jobs_resumed.inc();
+        let _ = tx.send(offer).await;
+    }
+    // A crash between the claim transaction and its journal entry leaves a job claimed on
+    // chain that the journal does not know and no feed offers (it is no longer open).
+    for job_id in held_jobs(&chain, config.node_id).await {
+        let _ = tx.send(Offer::Job(job_id)).await;
+    }
+    let feed = tokio::spawn(feed::run(
+        FeedConfig {
+            indexer_url: config.indexer_url.clone(),
+            node_id: config.node_id,
+            poll_interval: config.poll_interval,
+            stream_retry: config.stream_retry,
+        },
+        chain.clone(),
+        tx,
+        shutdown.clone(),
+        metrics.clone(),
+    ));
+    let liveness = tokio::spawn(liveness(
+        chain.clone(),
+        config.clone(),
+        provider,
+        keys,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        let offer = tokio::select! {
+            offer = rx.recv() => offer,
+            _ = stop.changed() => None,
+        };
+        let Some(offer) = offer else { break };
+        if ctx.stopping() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p,
+            _ = stop.changed() => break,
+        };
+        let Ok(permit) = permit else { break };
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Some(_guard) = ctx.begin(offer) {
+                match offer {
+                    Offer::Job(id) => handle_job(&ctx, id).await,
+                    Offer::Request(id) => handle_request(&ctx, id).await,
+                }
+            }
+        });
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+
+    tracing::info!(running = tasks.len(), "shutting down: no new work");
+    let drained = tokio::time::timeout(config.grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over; unfinished jobs stay journaled and resume at the next start"
+        );
+        tasks.abort_all();
+    }
+    feed.abort();
+    liveness.abort();
+    tracing::info!("worker stopped");
+}
+
+/// Jobs the chain says this node holds (claimed, not settled).
+async fn held_jobs(chain: &NodeChain, node_id: NodeId) -> Vec<JobId> {
+    const PAGE: u64 = 100;
+    let mut held = Vec::new();
+    let mut from = 0;
+    loop {
+        match chain.jobs_by_node(node_id, from, PAGE).await {
+            Ok(page) => {
+                let n = page.len() as u64;
+                held.extend(page.into_iter().filter_map(|job| match job {
+                    JobState::Claimed(job) => Some(job.job_id),
+                    _ => None,
+                }));
+                if n < PAGE {
+                    return held;
+                }
+                from += n;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "jobs_by_node failed; relying on the journal");
+                return held;
+            }
+        }
+    }
+}
+
+/// Heartbeats and re-attestation.
+async fn liveness(
+    chain: NodeChain,
+    config: RunConfig,
+    provider: Box<dyn AttestationProvider>,
+    keys: Arc<EnclaveKeys>,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match chain.heartbeat(config.node_id).await {
+            Ok(()) => metrics.heartbeats.inc(),
+            Err(e) => {
+                metrics.heartbeat_failures.inc();
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+        }
+        if let Err(e) = reattest_if_due(&chain, &config, provider.as_ref(), &keys, &metrics).await {
+            tracing::warn!(error = %e, "re-attestation failed; retrying at the next heartbeat");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.heartbeat_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn reattest_if_due(
+    chain: &NodeChain,
+    config: &RunConfig,
+    provider: &dyn AttestationProvider,
+    keys: &EnclaveKeys,
+    metrics: &Metrics,
+) -> Result<(), String> {
+    let node = chain
+        .get_node(config.node_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("node {} is not in the registry", config.node_id))?;
+    let now_ns = u128::from(now_unix_secs()) * 1_000_000_000;
+    let due_ns = u128::from(node.attestation_expires_at_ns.0)
+        .saturating_sub(config.reattest_before.as_nanos());
+    if now_ns < due_ns {
+        return Ok(());
+    }
+    let bundle = provider
+        .attest(&keys.public(), now_unix_secs())
+        .map_err(|e| e.to_string())?;
+    let bundle = serde_json::to_value(&bundle).map_err(|e| e.to_string())?;
+    chain
+        .reattest(config.node_id, &bundle)
+        .await
+        .map_err(|e| e.to_string())?;
+    metrics.reattestations.inc();
+    // The marketplace caches the node until its attestation expires: show it the new one.
+    if let Err(e) = chain.refresh_node(config.node_id).await {
+        tracing::warn!(error = %e, "refresh_node after re-attestation failed");
+    }
+    tracing::info!(node_id = %config.node_id, "re-attested");
+    Ok(())
+}
+
+fn now_ns() -> u64 {
+    now_unix_secs().saturating_mul(1_000_000_000)
+}
+
+/// One job: look it up, claim it if open, run and submit it.
+async fn handle_job(ctx: &Ctx, job_id: JobId) {
+    let state = match ctx.chain.get_job(job_id).await {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            forget(ctx, ReceiptSubject::Job(job_id), "the job no longer exists");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%job_id, error = %e, "get_job failed");
+            return;
+        }
+    };
+    let job = match state {
+        JobState::Open(job) => {
+            if !matches!(job.input, InputRef::Inline { .. }) {
+                tracing::info!(%job_id, "skipping a job with a remote input (not supported)");
+                return;
+            }
+            match ctx.chain.claim_job(job_id, ctx.node_id).await {
+                Ok(true) => {
+                    ctx.metrics.jobs_claimed.inc();
+                    tracing::info!(%job_id, "claimed");
+                    job
+                }
+                Ok(false) => {
+                    ctx.metrics.claims_lost.inc();
+                    tracing::info!(%job_id, "claim refused by the marketplace");
+                    return;
+                }
+                Err(e) => {
+                    ctx.metrics.claims_lost.inc();
+                    tracing::info!(%job_id, error = %e, "claim failed");
+                    return;
+                }
+            }
+        }
+        JobState::Claimed(job) if job.claim.as_ref().map(|c| c.node_id) == Some(ctx.node_id) => {
+            tracing::info!(%job_id, "resuming a job this node holds");
+            job
+        }
+        JobState::Claimed(_) => return,
+        JobState::Settled(_) => {
+            // Settled while we were down: if we journaled it, our submission went through.
+            finish(ctx, ReceiptSubject::Job(job_id));
+            return;
+        }
+    };
+    let started = Instant::now();
+    process_job(ctx, job).await;
+    ctx.metrics
+        .job_seconds
+        .observe(started.elapsed().as_secs_f64());
+}
+
+fn task_of(job: &ChainJob) -> Result<JobTask, String> {
+    let InputRef::Inline { ciphertext } = &job.input else {
+        return Err("remote inputs are not supported".into());
+    };
+    let mut user_key = [0u8; 32];
+    hex::decode_to_slice(&job.user_key, &mut user_key)
+        .map_err(|_| format!("user_key '{}' is not 32 bytes of hex", job.user_key))?;
+    Ok(JobTask {
+        subject: ReceiptSubject::Job(job.job_id),
+        model_id: job.model_id.clone(),
+        input: ciphertext.0.clone(),
+        user_key: Some(user_key),
+    })
+}
+
+/// Runs a claimed job until it is settled, its deadline passes, or the worker stops.
+async fn process_job(ctx: &Ctx, job: ChainJob) {
+    let subject = ReceiptSubject::Job(job.job_id);
+    let task = match task_of(&job) {
+        Ok(task) => task,
+        Err(reason) => {
+            tracing::warn!(job_id = %job.job_id, %reason, "cannot run the job");
+            return;
+        }
+    };
+    loop {
+        if now_ns() > job.deadline_ns.0 {
+            forget(ctx, subject, "deadline passed");
+            return;
+        }
+        match attempt_job(ctx, &job, &task).await {
+            Ok(()) => return,
+            Err(Attempt::Final(reason)) => {
+                forget(ctx, subject, &reason);
+                return;
+            }
+            Err(Attempt::Retry(reason)) => {
+                ctx.metrics.jobs_failed.inc();
+                tracing::warn!(job_id = %job.job_id, %reason, "job attempt failed; retrying");
+            }
+        }
+        if ctx.stopping() {
+            return; // journaled: resumes at the next start
+        }
+        tokio::time::sleep(ctx.retry_delay).await;
+    }
+}
+
+enum Attempt {
+    Retry(String),
+    Final(String),
+}
+
+async fn attempt_job(ctx: &Ctx, job: &ChainJob, task: &JobTask) -> Result<(), Attempt> {
+    let ready = ctx.runner.result_for(task).await.map_err(|e| match e {
+        RunError::InputChanged(_) => Attempt::Final(e.to_string()),
+        other => Attempt::Retry(other.to_string()),
+    })?;
+    let output = output_ref(&ready);
+    match ctx
+        .chain
+        .submit_result(job.job_id, &output, ready.receipt.usage, &ready.signature)
+        .await
+    {
+        Ok(settlement) => {
+            ctx.metrics.jobs_settled.inc();
+            tracing::info!(job_id = %job.job_id, cost = %settlement.cost.0, provider = %settlement.provider.0, "result settled");
+            finish(ctx, task.subject);
+            Ok(())
+        }
+        Err(e) => after_failed_submit(ctx, job.job_id, e).await,
+    }
+}
+
+/// A submission failed: settled already (our earlier attempt went through) is success; a job
+/// that is no longer ours is final; anything else is retried.
+async fn after_failed_submit(ctx: &Ctx, job_id: JobId, error: ChainError) -> Result<(), Attempt> {
+    match ctx.chain.get_job(job_id).await {
+        Ok(Some(JobState::Settled(_))) => {
+            tracing::info!(%job_id, "already settled");
+            finish(ctx, ReceiptSubject::Job(job_id));
+            Ok(())
+        }
+        Ok(Some(JobState::Claimed(job)))
+            if job.claim.as_ref().map(|c| c.node_id) == Some(ctx.node_id) =>
+        {
+            Err(Attempt::Retry(error.to_string()))
+        }
+        Ok(_) => Err(Attempt::Final(format!(
+            "the job is no longer claimed by this node ({error})"
+        ))),
+        Err(e) => Err(Attempt::Retry(format!("{error}; get_job: {e}"))),
+    }
+}
+
+fn output_ref(ready: &ReadyResult) -> InputRef {
+    InputRef::Inline {
+        ciphertext: Base64VecU8(ready.output.clone()),
+    }
+}
+
+/// Journals a submitted result (idempotent: a job the journal never saw is fine).
+fn finish(ctx: &Ctx, subject: ReceiptSubject) {
+    if let Err(e) = ctx.runner.submitted(subject) {
+        tracing::debug!(?subject, error = %e, "journal: nothing in flight to mark submitted");
+    }
+}
+
+/// Journals a job that leaves this node unanswered.
+fn forget(ctx: &Ctx, subject: ReceiptSubject, reason: &str) {
+    if ctx.runner.abandoned(subject, reason).is_ok() {
+        tracing::warn!(?subject, %reason, "abandoned");
+    }
+}
+
+/// An agent request: answer it if nobody has yet.
+async fn handle_request(ctx: &Ctx, request_id: RequestId) {
+    let subject = ReceiptSubject::Request(request_id);
+    let request = match ctx.chain.get_request(request_id).await {
+        Ok(Some(r)) if r.answer.is_none() => r,
+        Ok(_) => {
+            // Answered (by us or another node) or finished: nothing to do.
+            finish(ctx, subject);
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%request_id, error = %e, "get_request failed");
+            return;
+        }
+    };
+    let InputRef::Inline { ciphertext } = &request.input else {
+        tracing::info!(%request_id, "skipping a request with a remote input");
+        return;
+    };
+    let task = JobTask {
+        subject,
+        model_id: request.model_id.clone(),
+        input: ciphertext.0.clone(),
+        user_key: None,
+    };
+    let ready = match ctx.runner.result_for(&task).await {
+        Ok(ready) => ready,
+        Err(e) => {
+            tracing::warn!(%request_id, error = %e, "request failed");
+            return;
+        }
+    };
+    let output = output_ref(&ready);
+    let mut refreshed = false;
+    loop {
+        match ctx
+            .chain
+            .respond(
+                request_id,
+                ctx.node_id,
+                &output,
+                ready.receipt.usage,
+                &ready.signature,
+            )
+            .await
+        {
+            Ok(()) => {
+                ctx.metrics.requests_answered.inc();
+                finish(ctx, subject);
+                return;
+            }
+            // The marketplace answers only for a cached, fresh node: refresh it once.
+            Err(ChainError::ContractPanic { .. }) if !refreshed => {
+                refreshed = true;
+                if let Err(e) = ctx.chain.refresh_node(ctx.node_id).await {
+                    tracing::warn!(error = %e, "refresh_node failed");
+                }
+            }
+            Err(e) => {
+                forget(ctx, subject, &format!("respond failed: {e}"));
+                return;
+            }
+        }
+    }
+}

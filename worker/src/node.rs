@@ -1,0 +1,245 @@
+//! Glue of `worker register` and `worker run`: arguments, keys, credentials and files to the
+//! [`crate::register`] and [`crate::daemon`] logic.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chain_client::{Account, AccountId, ChainClient, NearToken};
+use near_sdk::json_types::U128;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::attest::now_unix_secs;
+use crate::chain::{NodeChain, node_accounts};
+use crate::cli::{
+    ChainArgs, CliError, RegisterArgs, RunArgs, backend, load_keys, provider, shutdown_signal,
+};
+use crate::daemon::{self, RunConfig};
+use crate::job::Executor;
+use crate::journal::Journal;
+use crate::keys::EnclaveKeys;
+use crate::metrics::Metrics;
+use crate::register::{NodeRecord, register};
+use crate::runner::JobRunner;
+
+/// The journal of in-flight jobs in the data dir.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+fn required(value: Option<AccountId>, flag: &str) -> Result<AccountId, CliError> {
+    value.ok_or_else(|| {
+        CliError::Usage(format!(
+            "--{flag} is required (or run `worker register` first)"
+        ))
+    })
+}
+
+/// Flags first, then node.json.
+fn contracts(
+    args: &ChainArgs,
+    record: Option<&NodeRecord>,
+) -> Result<(AccountId, AccountId, AccountId), CliError> {
+    let operator = required(
+        args.operator
+            .clone()
+            .or_else(|| record.map(|r| r.operator.clone())),
+        "operator",
+    )?;
+    let registry = required(
+        args.registry
+            .clone()
+            .or_else(|| record.map(|r| r.registry.clone())),
+        "registry",
+    )?;
+    let marketplace = required(
+        args.marketplace
+            .clone()
+            .or_else(|| record.map(|r| r.marketplace.clone())),
+        "marketplace",
+    )?;
+    Ok((operator, registry, marketplace))
+}
+
+fn node_chain(
+    client: Arc<ChainClient>,
+    keys: &Arc<EnclaveKeys>,
+    operator: &AccountId,
+    registry: AccountId,
+    marketplace: AccountId,
+) -> NodeChain {
+    let (enclave, market) = node_accounts(operator, keys);
+    NodeChain {
+        client,
+        enclave,
+        market,
+        registry,
+        marketplace,
+    }
+}
+
+fn operator_account(args: &RegisterArgs, operator: &AccountId) -> Result<Account, CliError> {
+    let account = match &args.credentials {
+        Some(path) => Account::from_credentials_file(path)?,
+        None => {
+            let dir = args
+                .credentials_dir
+                .clone()
+                .or_else(chain_client::default_credentials_dir)
+                .ok_or_else(|| CliError::Usage("no HOME: pass --credentials".into()))?;
+            Account::from_near_credentials(&dir, &args.network, operator)?
+        }
+    };
+    if account.account_id() != operator {
+        return Err(CliError::Usage(format!(
+            "the credentials are for {}, not the operator {operator}",
+            account.account_id()
+        )));
+    }
+    Ok(account)
+}
+
+/// `worker register`: the registration report as JSON.
+pub async fn register_command(
+    data_dir: &Path,
+    args: &RegisterArgs,
+) -> Result<serde_json::Value, CliError> {
+    let keys = Arc::new(load_keys(data_dir)?);
+    let (operator_id, registry, marketplace) = contracts(&args.chain, None)?;
+    let operator = operator_account(args, &operator_id)?;
+    let client = Arc::new(ChainClient::new(&args.chain.rpc_url));
+    let chain = node_chain(client.clone(), &keys, &operator_id, registry, marketplace);
+    let bundle = provider(&args.attestation)?.attest(&keys.public(), now_unix_secs())?;
+    let bundle = serde_json::to_value(&bundle).map_err(|e| CliError::Usage(e.to_string()))?;
+    let prices: Vec<_> = args
+        .prices
+        .iter()
+        .map(|p| {
+            json!({
+                "model_id": p.model_id,
+                "input_per_million": U128(p.input_per_million),
+                "output_per_million": U128(p.output_per_million),
+            })
+        })
+        .collect();
+    let mut details = json!({ "prices": prices, "capacity": args.capacity });
+    if let Some(endpoint) = &args.endpoint {
+        details["endpoint"] = json!(endpoint);
+    }
+    if let Some(region) = &args.region {
+        details["region"] = json!(region);
+    }
+    let allowance = NearToken::from_near(args.key_allowance_near);
+    let done = register(&client, &operator, &chain, &bundle, &details, allowance).await?;
+    let record = NodeRecord {
+        node_id: done.node_id,
+        operator: operator_id,
+        registry: chain.registry.clone(),
+        marketplace: chain.marketplace.clone(),
+    };
+    record.save(data_dir).map_err(CliError::Usage)?;
+    Ok(json!({
+        "node_id": done.node_id,
+        "created": done.created,
+        "staked": done.staked,
+        "keys_added": done.keys_added,
+        "enclave_key": chain.enclave.public_key(),
+        "marketplace_key": chain.market.public_key(),
+    }))
+}
+
+/// `worker run`: until Ctrl-C / SIGTERM.
+pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError> {
+    let keys = Arc::new(load_keys(data_dir)?);
+    let record = NodeRecord::load(data_dir).map_err(CliError::Usage)?;
+    let (operator, registry, marketplace) = contracts(&args.chain, record.as_ref())?;
+    let client = Arc::new(ChainClient::new(&args.chain.rpc_url));
+    let chain = node_chain(client.clone(), &keys, &operator, registry, marketplace);
+    let node_id = match args.node_id.or(record.as_ref().map(|r| r.node_id)) {
+        Some(id) => id,
+        None => {
+            chain
+                .node_of_this_enclave()
+                .await?
+                .ok_or_else(|| {
+                    CliError::Usage("this enclave is not registered: run `worker register`".into())
+                })?
+                .node_id
+        }
+    };
+    let heartbeat_interval = match args.heartbeat_secs {
+        0 => {
+            let policy: serde_json::Value = client
+                .view(&chain.registry, "get_policy", &json!({}))
+                .await?;
+            let ns = policy["heartbeat_interval_ns"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(300_000_000_000);
+            Duration::from_nanos(ns / 2).max(Duration::from_secs(1))
+        }
+        secs => Duration::from_secs(secs),
+    };
+    let models: BTreeMap<_, _> = args
+        .models
+        .iter()
+        .map(|m| (m.model_id.clone(), m.backend_model.clone()))
+        .collect();
+    let executor = Executor::new(keys.clone(), backend(&args.backend)?, models);
+    let journal = Journal::open(&data_dir.join(JOURNAL_FILE))?;
+    let runner = JobRunner::new(executor, journal);
+    let metrics = Metrics::new();
+    if let Some(listen) = args.metrics_listen {
+        serve_metrics(listen, metrics.clone()).await?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let config = RunConfig {
+        node_id,
+        indexer_url: args.indexer_url.clone(),
+        concurrency: args.concurrency,
+        poll_interval: Duration::from_millis(args.poll_interval_ms),
+        stream_retry: Duration::from_secs(args.stream_retry_secs),
+        heartbeat_interval,
+        reattest_before: Duration::from_secs(args.reattest_before_secs),
+        grace: Duration::from_secs(args.grace_secs),
+        retry_delay: Duration::from_millis(args.retry_delay_ms),
+    };
+    daemon::run(
+        config,
+        chain,
+        runner,
+        provider(&args.attestation)?,
+        keys,
+        metrics,
+        stop_rx,
+    )
+    .await;
+    Ok(())
+}
+
+async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| CliError::Io {
+            path: listen.to_string().into(),
+            source,
+        })?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move { metrics.render() }
+        }),
+    );
+    tracing::info!(%listen, "metrics at /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! `worker register`: the operator stakes and adds the node's two keys, then the enclave
+//! registers itself.
+//!
+//! 1. The operator (near-cli credentials) tops its registry stake up to what one more node
+//!    needs (`deposit_stake`).
+//! 2. The operator adds the attested enclave key as a function-call key limited to the
+//!    registry, and the derived marketplace key as one limited to the marketplace, each with
+//!    an allowance (a NEAR key has one receiver; see [`crate::chain`]).
+//! 3. The enclave signs `register_node({bundle, details})` with its attested key.
+//!
+//! Every step is skipped when already done, so running it again is safe. The node's id and
+//! contracts go to `<data dir>/node.json` for `worker run`.
+
+use std::path::{Path, PathBuf};
+
+use chain_client::near_primitives::account::{
+    AccessKey, AccessKeyPermission, FunctionCallPermission,
+};
+use chain_client::near_primitives::action::{Action, AddKeyAction};
+use chain_client::{Account, AccountId, ChainClient, ChainError, FunctionCall, NearToken};
+use enclave_cloud_common::NodeId;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::chain::NodeChain;
+
+/// Where `worker register` records the node for `worker run`.
+pub const NODE_FILE: &str = "node.json";
+
+/// `<data dir>/node.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: NodeId,
+    pub operator: AccountId,
+    pub registry: AccountId,
+    pub marketplace: AccountId,
+}
+
+impl NodeRecord {
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(NODE_FILE)
+    }
+
+    pub fn load(data_dir: &Path) -> Result<Option<Self>, String> {
+        let path = Self::path(data_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    pub fn save(&self, data_dir: &Path) -> Result<(), String> {
+        let path = Self::path(data_dir);
+        let json = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// What `register` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    pub node_id: NodeId,
+    pub created: bool,
+    pub staked: NearToken,
+    pub keys_added: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OperatorView {
+    stake: NearToken,
+    storage_cost: NearToken,
+    required_stake: NearToken,
+}
+
+#[derive(Debug, Deserialize)]
+struct PolicyView {
+    min_stake: NearToken,
+}
+
+/// Margin over the stake one more node needs: the node record's storage is paid from it.
+const STAKE_MARGIN: NearToken = NearToken::from_near(1);
+
+/// Runs the three steps. `bundle` is the attestation bundle (JSON object), `details` the
+/// registry's `NodeUpdate` (endpoint, region, prices, capacity).
+pub async fn register(
+    client: &ChainClient,
+    operator: &Account,
+    chain: &NodeChain,
+    bundle: &serde_json::Value,
+    details: &serde_json::Value,
+    key_allowance: NearToken,
+) -> Result<Registration, ChainError> {
+    if let Some(node) = chain.node_of_this_enclave().await? {
+        tracing::info!(node_id = %node.node_id, "this enclave is already registered");
+        return Ok(Registration {
+            node_id: node.node_id,
+            created: false,
+            staked: NearToken::ZERO,
+            keys_added: Vec::new(),
+        });
+    }
+    let staked = top_up_stake(client, operator, &chain.registry).await?;
+    let mut keys_added = Vec::new();
+    for (key, receiver) in [
+        (chain.enclave.public_key(), &chain.registry),
+        (chain.market.public_key(), &chain.marketplace),
+    ] {
+        if add_function_call_key(client, operator, key, receiver, key_allowance).await? {
+            keys_added.push(format!("{key} -> {receiver}"));
+        }
+    }
+    let node_id = chain.register_node(bundle, details).await?;
+    Ok(Registration {
+        node_id,
+        created: true,
+        staked,
+        keys_added,
+    })
+}
+
+/// Deposits what the operator's free stake lacks for one more node. Returns the deposit.
+async fn top_up_stake(
+    client: &ChainClient,
+    operator: &Account,
+    registry: &AccountId,
+) -> Result<NearToken, ChainError> {
+    let policy: PolicyView = client.view(registry, "get_policy", &json!({})).await?;
+    let current: Option<OperatorView> = client
+        .view(
+            registry,
+            "get_operator",
+            &json!({ "account_id": operator.account_id() }),
+        )
+        .await?;
+    let needed = match &current {
+        Some(op) => op
+            .required_stake
+            .saturating_add(policy.min_stake)
+            .saturating_add(STAKE_MARGIN)
+            .saturating_sub(op.stake.saturating_sub(op.storage_cost)),
+        None => policy.min_stake.saturating_add(STAKE_MARGIN),
+    };
+    if needed.is_zero() {
+        return Ok(NearToken::ZERO);
+    }
+    let call = FunctionCall::new(registry.clone(), "deposit_stake").deposit(needed);
+    let total: NearToken = client.call(operator, call).await?;
+    tracing::info!(deposit = %needed, %total, "stake deposited");
+    Ok(needed)
+}
+
+/// Adds `key` as a function-call key of the operator for `receiver` (any method) unless the
+/// account has it already. Returns whether it was added.
+async fn add_function_call_key(
+    client: &ChainClient,
+    operator: &Account,
+    key: &chain_client::PublicKey,
+    receiver: &AccountId,
+    allowance: NearToken,
+) -> Result<bool, ChainError> {
+    match client.view_access_key(operator.account_id(), key).await {
+        Ok(_) => return Ok(false),
+        Err(ChainError::UnknownAccessKey { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let action = Action::AddKey(Box::new(AddKeyAction {
+        public_key: key.clone(),
+        access_key: AccessKey {
+            nonce: 0,
+            permission: AccessKeyPermission::FunctionCall(FunctionCallPermission {
+                allowance: (!allowance.is_zero()).then_some(allowance),
+                receiver_id: receiver.to_string(),
+                method_names: Vec::new(),
+            }),
+        },
+    }));
+    client
+        .send_actions(operator, operator.account_id(), vec![action])
+        .await?;
+    tracing::info!(%key, %receiver, "function-call key added");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_record_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(NodeRecord::load(dir.path()).unwrap(), None);
+        let record = NodeRecord {
+            node_id: NodeId(3),
+            operator: "op.test.near".parse().unwrap(),
+            registry: "registry.test.near".parse().unwrap(),
+            marketplace: "market.test.near".parse().unwrap(),
+        };
+        record.save(dir.path()).unwrap();
+        assert_eq!(NodeRecord::load(dir.path()).unwrap(), Some(record));
+        std::fs::write(NodeRecord::path(dir.path()), "{").unwrap();
+        assert!(NodeRecord::load(dir.path()).is_err());
+    }
+}
