@@ -1,6 +1,7 @@
 //! Shared fixtures of the factory's unit tests.
 
 pub use crate::FactoryAdminApi;
+pub use model_token::testing::assert_panics_with;
 
 use crate::ModelFactory;
 use near_sdk::test_utils::VMContextBuilder;
@@ -56,20 +57,4 @@ pub fn factory_with_code() -> ModelFactory {
     ctx(OWNER, NearToken::from_yoctonear(1));
     f.set_model_code(GlobalContractId::CodeHash([42; 32]));
     f
-}
-
-/// Runs `f`, expecting a panic whose message contains `needle`.
-pub fn assert_panics_with<R>(f: impl FnOnce() -> R, needle: &str) {
-    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .err()
-        .unwrap_or_else(|| panic!("expected a panic containing '{needle}'"));
-    let msg = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default();
-    assert!(
-        msg.contains(needle),
-        "panic '{msg}' does not contain '{needle}'"
-    );
 }

@@ -4,7 +4,7 @@
 use enclave_cloud_common::events::Nep297;
 use enclave_cloud_common::events::model::{ModelEvent, ModelManifest};
 use enclave_cloud_common::interfaces::{NodeView, ext_registry};
-use enclave_cloud_common::{Hash32, NodeId, NodeStatus};
+use enclave_cloud_common::{AttestationKind, Hash32, NodeId, NodeStatus};
 use near_sdk::json_types::{Base64VecU8, U64, U128};
 use near_sdk::{AccountId, Gas, NearToken, Promise, PromiseError, env, near};
 
@@ -12,6 +12,7 @@ use near_sdk::{AccountId, Gas, NearToken, Promise, PromiseError, env, near};
 use crate::ModelTokenExt;
 use crate::access::{OrPanic, refund, require_one_yocto};
 use crate::errors::ModelTokenError;
+use crate::manifest::DEV_MEASUREMENT;
 use crate::{KeyGrantApi, ModelToken};
 
 /// Largest encrypted key accepted (an HPKE-sealed 32-byte key is well under 200 bytes).
@@ -87,14 +88,19 @@ pub(crate) fn check_node(
     }
     let compose = node.measurements.compose_hash.map(|h| h.to_string());
     let rtmr3 = node.measurements.rtmr3.to_ascii_lowercase();
-    let allowed = manifest
-        .allowed_enclave_measurements
-        .iter()
-        .any(|m| Some(m) == compose.as_ref() || *m == rtmr3);
+    let dev = node.kind == AttestationKind::Dev;
+    // A dev node's measurements are empty: it matches only the explicit `dev` entry.
+    let allowed = manifest.allowed_enclave_measurements.iter().any(|m| {
+        if m == DEV_MEASUREMENT {
+            dev
+        } else {
+            !dev && (Some(m) == compose.as_ref() || *m == rtmr3)
+        }
+    });
     if !allowed {
         return Err(format!(
-            "node {}'s compose hash {:?} and rtmr3 {} are not allowed by the manifest",
-            node.node_id, compose, rtmr3
+            "node {} ({:?} attestation)'s compose hash {:?} and rtmr3 '{}' are not allowed by the manifest",
+            node.node_id, node.kind, compose, rtmr3
         ));
     }
     Ok(())
@@ -304,7 +310,7 @@ impl ModelToken {
 mod tests {
     use super::*;
     use crate::test_utils::*;
-    use enclave_cloud_common::{AttestationKind, Measurements, TcbStatus};
+    use enclave_cloud_common::{Measurements, TcbStatus};
     use near_sdk::test_utils::{get_created_receipts, get_logs};
 
     pub(crate) fn node(status: NodeStatus, expires: u64, compose: Hash32) -> NodeView {
@@ -312,7 +318,7 @@ mod tests {
             node_id: NodeId(7),
             operator: acc("op.near"),
             status,
-            kind: AttestationKind::Dev,
+            kind: AttestationKind::Tdx,
             signer_key: "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp"
                 .parse()
                 .unwrap(),
@@ -427,6 +433,29 @@ mod tests {
         m.allowed_enclave_measurements = vec!["cd".repeat(48)];
         let n = node(NodeStatus::Active, NOW + 1, Hash32([3; 32]));
         assert_eq!(check_node(&n, &m, NOW), Ok(()));
+    }
+
+    #[test]
+    fn dev_nodes_need_the_dev_entry_and_never_match_hex_entries() {
+        let mut m = model_init().manifest;
+        let mut dev = node(NodeStatus::Active, NOW + 1, allowed());
+        dev.kind = AttestationKind::Dev;
+        // What the registry records for a dev node: no measurements at all.
+        dev.measurements = Measurements::default();
+        let err = check_node(&dev, &m, NOW).unwrap_err();
+        assert!(err.contains("Dev attestation"), "{err}");
+        // Even a dev node reporting an allowed compose hash is not a TDX node.
+        dev.measurements.compose_hash = Some(allowed());
+        assert!(check_node(&dev, &m, NOW).is_err());
+        m.allowed_enclave_measurements.push("DEV".into());
+        let m = crate::manifest::validate_manifest(m).unwrap();
+        assert!(m.allowed_enclave_measurements.contains(&"dev".to_owned()));
+        assert_eq!(check_node(&dev, &m, NOW), Ok(()));
+        // The entry admits no TDX node that is not otherwise allowed.
+        let mut m = m;
+        m.allowed_enclave_measurements = vec!["dev".into()];
+        let tdx = node(NodeStatus::Active, NOW + 1, allowed());
+        assert!(check_node(&tdx, &m, NOW).is_err());
     }
 
     #[test]

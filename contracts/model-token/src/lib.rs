@@ -31,6 +31,9 @@ mod views;
 
 #[cfg(test)]
 mod test_utils;
+/// Unit-test helpers shared with the model factory's tests (feature `test-utils`).
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
 #[cfg(test)]
 mod tests_property;
 
@@ -106,8 +109,9 @@ pub trait CrowdfundApi {
 pub trait KeyGrantApi {
     /// The owner or its key service. Posts the model key encrypted to node `node_id`'s enclave
     /// key. The node is checked with `registry.get_node`: active, attestation unexpired, and
-    /// its compose hash or RTMR3 in the manifest's `allowed_enclave_measurements`; only then
-    /// the callback stores the grant (replacing an earlier one) and emits `key_granted`.
+    /// its compose hash or RTMR3 in the manifest's `allowed_enclave_measurements` (for a node
+    /// of the `dev` attestation kind: the entry `dev`); only then the callback stores the grant
+    /// (replacing an earlier one) and emits `key_granted`.
     /// Attach the grant's storage (see [`ModelToken::grant_deposit`]); the excess, or all of it
     /// if the node is refused, goes back to the caller. Attach 40 Tgas. The transaction's
     /// result is the callback's: `true` if the grant was stored.

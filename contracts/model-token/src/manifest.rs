@@ -20,6 +20,11 @@ use crate::{ModelAdminApi, ModelToken};
 
 /// Largest number of enclave measurements a manifest may allow.
 pub const MAX_ALLOWED_MEASUREMENTS: usize = 32;
+/// The entry of `allowed_enclave_measurements` that admits nodes of the `dev` attestation
+/// kind. A dev attestation measures nothing (the registry records empty measurements), so no
+/// hex entry can ever match one; only registries initialised with a development CA (never
+/// mainnet) have such nodes, so the entry is harmless elsewhere.
+pub const DEV_MEASUREMENT: &str = "dev";
 const MAX_TEXT: usize = 512;
 /// Decimals above this would overflow the crowdfund's price arithmetic for no benefit.
 const MAX_DECIMALS: u8 = 24;
@@ -94,15 +99,20 @@ pub(crate) fn validate_manifest(mut m: ModelManifest) -> Result<ModelManifest, M
         ));
     }
     for entry in &mut m.allowed_enclave_measurements {
+        entry.make_ascii_lowercase();
+        if entry == DEV_MEASUREMENT {
+            continue;
+        }
         // A compose hash (32 bytes) or an RTMR (48 bytes), hex.
         let hex_ok = entry.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex_ok || !(entry.len() == 64 || entry.len() == 96) {
             return Err(invalid(
                 "manifest.allowed_enclave_measurements",
-                format!("'{entry}' is not a 64- or 96-character hex measurement"),
+                format!(
+                    "'{entry}' is not a 64- or 96-character hex measurement nor '{DEV_MEASUREMENT}'"
+                ),
             ));
         }
-        entry.make_ascii_lowercase();
     }
     Ok(m)
 }

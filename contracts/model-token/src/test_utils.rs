@@ -1,6 +1,7 @@
 //! Shared fixtures of the unit tests.
 
 pub use crate::RevenueApi;
+pub use crate::testing::assert_panics_with;
 pub use enclave_cloud_common::interfaces::ModelRevenueApi;
 pub use near_contract_standards::fungible_token::core::FungibleTokenCore;
 pub use near_contract_standards::fungible_token::receiver::FungibleTokenReceiver;
@@ -145,20 +146,4 @@ pub fn setup_with_holders(holders: &[(&str, u128)]) -> ModelToken {
 pub fn deposit_near(t: &mut ModelToken, amount: u128) {
     ctx(MARKET, NearToken::from_yoctonear(amount));
     t.deposit_revenue();
-}
-
-/// Runs `f`, expecting a panic whose message contains `needle`.
-pub fn assert_panics_with<R>(f: impl FnOnce() -> R, needle: &str) {
-    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .err()
-        .unwrap_or_else(|| panic!("expected a panic containing '{needle}'"));
-    let msg = err
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default();
-    assert!(
-        msg.contains(needle),
-        "panic '{msg}' does not contain '{needle}'"
-    );
 }
