@@ -104,6 +104,44 @@ pub struct Overrides {
     pub keys_dir: Option<PathBuf>,
 }
 
+/// The parts of a deployment record (`deployment.json`, written by `ecloud-deploy`) the client
+/// uses: where the contracts are and which RPC the deployment was made through.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Deployment {
+    pub network: Network,
+    pub rpc_url: String,
+    pub registry: AccountId,
+    pub marketplace: AccountId,
+    pub model_factory: AccountId,
+}
+
+impl Deployment {
+    pub fn load(path: &std::path::Path) -> Result<Self, crate::Error> {
+        serde_json::from_slice(&crate::read_file(path)?).map_err(|e| crate::Error::Invalid {
+            path: path.to_owned(),
+            message: format!("not a deployment record: {e}"),
+        })
+    }
+
+    /// Fills what the flags left open (flags win).
+    pub fn under(self, o: Overrides) -> Overrides {
+        Overrides {
+            rpc_url: o.rpc_url.or(Some(self.rpc_url)),
+            registry: o.registry.or(Some(self.registry)),
+            marketplace: o.marketplace.or(Some(self.marketplace)),
+            factory: o.factory.or(Some(self.model_factory)),
+            ..o
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The indexer's default listen address (`indexer --listen`).
 pub const DEFAULT_INDEXER_URL: &str = "http://127.0.0.1:8090";
 
@@ -178,5 +216,34 @@ mod tests {
         assert_eq!(s.factory.as_str(), "f.testnet");
         assert_eq!(s.registry.as_str(), "registry.ecloud.testnet");
         assert!(matches!(s.signer(), Err(crate::Error::NoAccount)));
+    }
+
+    #[test]
+    fn a_deployment_record_fills_what_flags_leave_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deployment.json");
+        std::fs::write(
+            &path,
+            r#"{"network": "localnet", "rpc_url": "http://127.0.0.1:4040", "chain_id": "localnet",
+                "protocol_version": 88, "owner": "test.near", "registry": "r.test.near",
+                "marketplace": "m.test.near", "model_factory": "f.test.near", "token": null,
+                "treasury": "t.test.near", "dev_ca_key": null, "model_code_hash": null,
+                "start_height": 3}"#,
+        )
+        .unwrap();
+        let d = Deployment::load(&path).unwrap();
+        assert_eq!(d.network, Network::Localnet);
+        let o = d.under(Overrides {
+            marketplace: Some("mine.test.near".parse().unwrap()),
+            ..Overrides::default()
+        });
+        let s = Settings::resolve(Network::Localnet, o);
+        assert_eq!(s.rpc_url, "http://127.0.0.1:4040");
+        assert_eq!(s.registry.as_str(), "r.test.near");
+        assert_eq!(s.marketplace.as_str(), "mine.test.near");
+        assert_eq!(s.factory.as_str(), "f.test.near");
+        std::fs::write(&path, "{}").unwrap();
+        let err = Deployment::load(&path).unwrap_err().to_string();
+        assert!(err.contains("not a deployment record"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use ecloud::Error;
 use ecloud::amount::{self, Near};
 use ecloud::attestation_cmd::{self, GpuFiles};
 use ecloud::chain::Chain;
-use ecloud::config::{Network, Overrides, Settings};
+use ecloud::config::{Deployment, Network, Overrides, Settings};
 use ecloud::indexer::{Indexer, NodeQuery};
 use ecloud::input::InputSpec;
 use ecloud::jobs::{self, Deadlines, NodeChoice, SubmitArgs};
@@ -40,9 +40,13 @@ struct Cli {
 #[derive(Args)]
 struct Global {
     /// NEAR network: localnet, testnet or mainnet (picks the default RPC and contracts, and
-    /// the credentials subdirectory).
-    #[arg(long, global = true, env = "ECLOUD_NETWORK", default_value = "testnet")]
-    network: Network,
+    /// the credentials subdirectory) [default: the deployment's, else testnet].
+    #[arg(long, global = true, env = "ECLOUD_NETWORK")]
+    network: Option<Network>,
+    /// A deployment record (deployment.json from scripts/deploy.sh): network, RPC and
+    /// contract accounts, for what the other flags leave open.
+    #[arg(long, global = true, env = "ECLOUD_DEPLOYMENT")]
+    deployment: Option<PathBuf>,
     /// NEAR JSON-RPC URL [default: the network's; localnet http://127.0.0.1:3030].
     #[arg(long, global = true, env = "ECLOUD_RPC_URL")]
     rpc_url: Option<String>,
@@ -305,20 +309,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn settings(g: &Global) -> Settings {
-    Settings::resolve(
-        g.network,
-        Overrides {
-            rpc_url: g.rpc_url.clone(),
-            indexer_url: g.indexer_url.clone(),
-            account_id: g.account_id.clone(),
-            registry: g.registry.clone(),
-            marketplace: g.marketplace.clone(),
-            factory: g.factory.clone(),
-            credentials_dir: g.credentials_dir.clone(),
-            keys_dir: g.keys_dir.clone(),
-        },
-    )
+fn settings(g: &Global) -> Result<Settings, Error> {
+    let flags = Overrides {
+        rpc_url: g.rpc_url.clone(),
+        indexer_url: g.indexer_url.clone(),
+        account_id: g.account_id.clone(),
+        registry: g.registry.clone(),
+        marketplace: g.marketplace.clone(),
+        factory: g.factory.clone(),
+        credentials_dir: g.credentials_dir.clone(),
+        keys_dir: g.keys_dir.clone(),
+    };
+    Ok(match &g.deployment {
+        None => Settings::resolve(g.network.unwrap_or(Network::Testnet), flags),
+        Some(path) => {
+            let d = Deployment::load(path)?;
+            Settings::resolve(g.network.unwrap_or(d.network), d.under(flags))
+        }
+    })
 }
 
 fn done<R: Report>(report: &R, json: bool) -> Result<ExitCode, Error> {
@@ -328,7 +336,7 @@ fn done<R: Report>(report: &R, json: bool) -> Result<ExitCode, Error> {
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let json = cli.global.json;
-    let s = settings(&cli.global);
+    let s = settings(&cli.global)?;
     let indexer = Indexer::new(&s.indexer_url);
     match cli.command {
         Command::Nodes(n) => {

@@ -49,6 +49,7 @@ fn help_names_every_command_and_flag() {
         "--rpc-url",
         "--indexer-url",
         "--account-id",
+        "--deployment",
         "--marketplace",
         "--factory",
         "--registry",
