@@ -274,7 +274,7 @@ pub async fn deploy(
     ));
     let result = signer
         .call(&plan.registry.account, "set_marketplace")
-        .args_json(json!({ "account": plan.marketplace.account }))
+        .args_json(json!({ "marketplace": plan.marketplace.account }))
         .deposit(one_yocto)
         .gas(ADMIN_GAS)
         .transact()
@@ -361,7 +361,7 @@ pub async fn deploy(
         treasury: plan.treasury.clone(),
         dev_ca_key: plan.dev_ca_key.clone(),
         model_code_hash: model_code_hash
-            .get("CodeHash")
+            .get("hash")
             .and_then(Value::as_str)
             .map(str::to_string),
         start_height,

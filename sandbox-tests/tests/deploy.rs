@@ -74,10 +74,10 @@ async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
         .view(&deployment.model_factory, "model_code")
         .await?
         .json()?;
-    assert!(code["CodeHash"].is_string(), "{code}");
+    assert!(code["hash"].is_string(), "{code}");
     assert_eq!(
         deployment.model_code_hash.as_deref(),
-        code["CodeHash"].as_str()
+        code["hash"].as_str()
     );
     let supply: Value = worker
         .view(&token, "ft_balance_of")
