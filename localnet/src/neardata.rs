@@ -59,7 +59,7 @@ pub fn streamer_message(
                 instant_receipts: vec![],
             }),
             receipt_execution_outcomes,
-            state_changes: vec![],
+            state_changes: block.state_changes.clone(),
         }],
     }
 }

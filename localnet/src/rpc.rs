@@ -308,6 +308,29 @@ impl Node {
             }
             "tx" => self.tx_status(params, false).await,
             "EXPERIMENTAL_tx_status" => self.tx_status(params, true).await,
+            "EXPERIMENTAL_changes" => {
+                use near_jsonrpc_primitives::types::changes::{
+                    RpcStateChangesError, RpcStateChangesInBlockByTypeRequest,
+                    RpcStateChangesInBlockResponse,
+                };
+                let request: RpcStateChangesInBlockByTypeRequest = parse(params)?;
+                let id = match request.block_reference {
+                    BlockReference::BlockId(id) => Some(id),
+                    _ => None,
+                };
+                let block = self.find_block(id.clone())?.ok_or_else(|| {
+                    handler_error(RpcStateChangesError::UnknownBlock {
+                        error_message: format!("DB Not Found Error: {id:?}"),
+                    })
+                })?;
+                to_value(RpcStateChangesInBlockResponse {
+                    block_hash: block.hash,
+                    changes: crate::chain::changes::select(
+                        &block.state_changes,
+                        &request.state_changes_request,
+                    ),
+                })
+            }
             "EXPERIMENTAL_changes_in_block" => {
                 let block = self.block_or_error(params)?;
                 Ok(json!({ "block_hash": block.hash, "changes": block.changes() }))

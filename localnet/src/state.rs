@@ -4,12 +4,14 @@
 //! prefix of one account never matches another (`alice,` vs `alice.near,`). Every receipt runs
 //! on an [`Overlay`]: its writes become visible to the chain only if the receipt succeeds.
 
+use crate::chain::changes::{LoggedChange, is_reported};
 use borsh::BorshDeserialize;
 use near_crypto::PublicKey;
 use near_primitives::account::{AccessKey, Account, AccountContract};
 use near_primitives::action::GlobalContractIdentifier;
 use near_primitives::hash::CryptoHash;
 use near_primitives::types::AccountId;
+use near_primitives::views::StateChangeCauseView;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Key layout of the state map, one column byte per kind of record.
@@ -139,11 +141,16 @@ pub trait StateRead {
     }
 }
 
-/// The committed state, with the keys changed since the last persisted block.
+/// The committed state, with the keys changed since the last persisted block and, for the
+/// records that state changes report, each write with its cause.
 #[derive(Default)]
 pub struct State {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     dirty: BTreeSet<Vec<u8>>,
+    /// What the writes committed from now on are caused by; `None`: not logged (genesis,
+    /// sandbox patches).
+    cause: Option<StateChangeCauseView>,
+    log: Vec<LoggedChange>,
 }
 
 /// Changes of one receipt (or one patch): `None` deletes the key.
@@ -154,7 +161,7 @@ impl State {
     pub fn from_entries(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
         State {
             map: entries.into_iter().collect(),
-            dirty: BTreeSet::new(),
+            ..State::default()
         }
     }
 
@@ -162,7 +169,24 @@ impl State {
         self.map.is_empty()
     }
 
+    /// Sets the cause of the writes committed from now on.
+    pub fn set_cause(&mut self, cause: Option<StateChangeCauseView>) {
+        self.cause = cause;
+    }
+
+    /// The logged writes since the last call.
+    pub fn take_change_log(&mut self) -> Vec<LoggedChange> {
+        std::mem::take(&mut self.log)
+    }
+
     pub fn commit(&mut self, changes: Changes) {
+        if let Some(cause) = &self.cause {
+            for (key, value) in &changes {
+                if key.first().copied().is_some_and(is_reported) {
+                    self.log.push((cause.clone(), key.clone(), value.clone()));
+                }
+            }
+        }
         for (key, value) in changes {
             match value {
                 Some(value) => self.map.insert(key.clone(), value),

@@ -8,7 +8,10 @@
 
 use localnet::node::Node;
 use near_jsonrpc_primitives::types::transactions::RpcTransactionResponse;
-use near_primitives::views::{BlockView, ChunkView, StateChangeKindView, StatusResponse};
+use near_primitives::views::{
+    BlockView, ChunkView, StateChangeCauseView, StateChangeKindView, StateChangeValueView,
+    StateChangeWithCauseView, StatusResponse,
+};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -176,6 +179,68 @@ async fn async_transactions_are_found_by_tx_and_their_receipts_by_id() {
     assert!(
         kinds.contains(&StateChangeKindView::AccessKeyTouched { account_id }),
         "{kinds:?}"
+    );
+
+    // With causes: the transaction charged the signer and moved the key's nonce.
+    let changes = ok(
+        &node,
+        "EXPERIMENTAL_changes",
+        json!({"block_id": block_hash, "changes_type": "all_access_key_changes",
+               "account_ids": [key.account_id]}),
+    )
+    .await;
+    let changes: Vec<StateChangeWithCauseView> =
+        serde_json::from_value(changes["changes"].clone()).unwrap();
+    let [key_change] = changes.as_slice() else {
+        panic!("{changes:?}")
+    };
+    assert!(
+        matches!(key_change.cause, StateChangeCauseView::TransactionProcessing { tx_hash } if tx_hash == tx.get_hash()),
+        "{key_change:?}"
+    );
+    match &key_change.value {
+        StateChangeValueView::AccessKeyUpdate { access_key, .. } => assert_eq!(access_key.nonce, 1),
+        other => panic!("{other:?}"),
+    }
+    let accounts = ok(
+        &node,
+        "EXPERIMENTAL_changes",
+        json!({"finality": "final", "changes_type": "account_changes",
+               "account_ids": [key.account_id]}),
+    )
+    .await;
+    assert!(accounts["changes"].is_array(), "{accounts}");
+
+    // The receipt's changes carry the receipt as their cause, in the RPC and in the block
+    // stream alike.
+    let receipt_block = outcome.receipts_outcome[0].block_hash.to_string();
+    let changes = ok(
+        &node,
+        "EXPERIMENTAL_changes",
+        json!({"block_id": receipt_block, "changes_type": "account_changes",
+               "account_ids": [key.account_id]}),
+    )
+    .await;
+    let changes: Vec<StateChangeWithCauseView> =
+        serde_json::from_value(changes["changes"].clone()).unwrap();
+    assert!(
+        changes.iter().any(|c| matches!(c.cause,
+            StateChangeCauseView::ReceiptProcessing { receipt_hash } if receipt_hash == receipt_id)),
+        "{changes:?}"
+    );
+    let height = node
+        .chain()
+        .block_by_hash(&outcome.receipts_outcome[0].block_hash)
+        .unwrap()
+        .unwrap()
+        .height;
+    let stored = node.chain().block(height).unwrap().unwrap();
+    let message = localnet::neardata::streamer_message(&stored, &key.account_id, node.gas_limit());
+    assert!(
+        message.shards[0].state_changes.iter().any(|c| matches!(c.cause,
+            StateChangeCauseView::ReceiptProcessing { receipt_hash } if receipt_hash == receipt_id)),
+        "{:?}",
+        message.shards[0].state_changes
     );
     drop(node);
     let _ = std::fs::remove_dir_all(home);

@@ -2,6 +2,7 @@
 //! blocks, yields timed out), persistence, and lookups of transactions and outcomes.
 
 pub mod blocks;
+pub mod changes;
 mod genesis;
 pub mod views;
 
@@ -19,7 +20,8 @@ use near_primitives::transaction::SignedTransaction;
 use near_primitives::types::{AccountId, Balance, Gas};
 use near_primitives::views::{
     ExecutionOutcomeWithIdView, ExecutionStatusView, FinalExecutionOutcomeView,
-    FinalExecutionStatus, ReceiptView, SignedTransactionView, StateChangeKindView,
+    FinalExecutionStatus, ReceiptView, SignedTransactionView, StateChangeCauseView,
+    StateChangeKindView, StateChangeWithCauseView,
 };
 use near_vm_runner::logic::types::PromiseResult;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -58,6 +60,9 @@ pub struct StoredBlock {
     /// Which accounts' records changed in this block, as (state column, account).
     #[serde(default)]
     pub touched: Vec<(u8, AccountId)>,
+    /// Every change of an account, access key, contract data or code record, with its cause.
+    #[serde(default)]
+    pub state_changes: Vec<StateChangeWithCauseView>,
 }
 
 impl StoredBlock {
@@ -256,6 +261,7 @@ impl Chain {
             gas_used: Gas::ZERO,
             balance_burnt: Balance::ZERO,
             touched: vec![],
+            state_changes: vec![],
         };
         let head = Head {
             height,
@@ -400,7 +406,12 @@ impl Chain {
             match verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx, true) {
                 Ok((receipt, gas_burnt)) => {
                     let changes = overlay.into_changes();
+                    self.state
+                        .set_cause(Some(StateChangeCauseView::TransactionProcessing {
+                            tx_hash: hash,
+                        }));
                     self.state.commit(changes);
+                    self.state.set_cause(None);
                     let signer = tx.transaction.signer_id().clone();
                     let view = SignedTransactionView::from(tx.clone());
                     let outcome = ExecutionOutcomeWithIdView {
@@ -481,6 +492,7 @@ impl Chain {
             gas_used: work.gas_used,
             balance_burnt: work.burnt,
             touched: touched(self.state.dirty_keys().cloned()),
+            state_changes: changes::to_views(self.state.take_change_log()),
         };
         self.delayed = work.next;
         self.head = Head {
@@ -669,6 +681,7 @@ impl Chain {
             Arc::from(results),
             ctx,
         );
+        self.state.set_cause(None);
         work.gas_used = work
             .gas_used
             .checked_add(outcome.gas_burnt)

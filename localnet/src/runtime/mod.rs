@@ -22,7 +22,9 @@ use near_primitives::types::{AccountId, Balance, Gas};
 use near_primitives::utils::{
     create_action_hash_from_receipt_id, create_receipt_id_from_receipt_id,
 };
-use near_primitives::views::{ExecutionMetadataView, ExecutionOutcomeView, ExecutionStatusView};
+use near_primitives::views::{
+    ExecutionMetadataView, ExecutionOutcomeView, ExecutionStatusView, StateChangeCauseView,
+};
 use near_vm_runner::ContractRuntimeCache;
 use near_vm_runner::logic::types::PromiseResult;
 use std::sync::Arc;
@@ -188,7 +190,11 @@ impl Runtime {
                 if let Some(acc) = &account {
                     overlay.set_account(&receiver, acc);
                 }
-                state.commit(overlay.into_changes());
+                let changes = overlay.into_changes();
+                state.set_cause(Some(StateChangeCauseView::ReceiptProcessing {
+                    receipt_hash: receipt_id,
+                }));
+                state.commit(changes);
                 let ids: Vec<CryptoHash> = exec.new_receipts.iter().map(|_| next_id()).collect();
                 let status = match &exec.return_data {
                     near_vm_runner::logic::ReturnData::Value(v) => {
@@ -281,6 +287,9 @@ impl Runtime {
         };
 
         // The contract earns its share of the gas its code burnt, success or not.
+        state.set_cause(Some(StateChangeCauseView::ActionReceiptGasReward {
+            receipt_hash: receipt_id,
+        }));
         self.reward_contract(state, &receiver, exec.function_call_burnt, action.gas_price);
 
         // Refunds: deposits of a failed receipt to its predecessor, unused gas to the signer.
