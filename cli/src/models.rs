@@ -135,7 +135,13 @@ pub async fn create(
 ) -> Result<Created, Error> {
     let signer = chain.signer()?;
     let factory = chain.settings().factory.clone();
-    let args = init_args(a);
+    // The owner is always named: the factory's `create_deposit` view cannot default it to the
+    // caller (views have no predecessor), and the deposit must be computed for these exact
+    // arguments.
+    let mut args = init_args(a);
+    if a.owner.is_none() {
+        args["owner"] = json!(signer.account_id());
+    }
     let least: U128 = chain
         .view(&factory, "create_deposit", &json!({ "args": args }))
         .await?;

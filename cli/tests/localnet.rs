@@ -1,0 +1,521 @@
+//! `ecloud` against localnet and the real contracts (registry, marketplace, model factory and
+//! model token): `model create` / `contribute` / `show` / `claim`, and `job submit` / `status`
+//! up to the point where a worker takes over (an open job whose sealed input the node's
+//! enclave key opens).
+//!
+//! Needs the localnet binary (`NEAR_SANDBOX_BIN_PATH`, default `$CARGO_TARGET_DIR/debug/localnet`)
+//! and the contracts (`ECLOUD_WASM_DIR`, default `$CARGO_TARGET_DIR/near`, built by
+//! `./scripts/build-contracts.sh`); fails with the command to run when they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chain_client::near_primitives::account::{AccessKey, AccessKeyPermission};
+use chain_client::near_primitives::action::{Action, AddKeyAction};
+use chain_client::testkit::{
+    Localnet, Suite, SuiteConfig, create_account, create_account_with_key, deploy_contract,
+    wasm_path,
+};
+use chain_client::{Account, ChainClient, FunctionCall, NearToken, credentials_path};
+use enclave_cloud_common::ModelId;
+use serde_json::{Value, json};
+use worker::attest::AttestationProvider as _;
+use worker::attest::dev::DevProvider;
+use worker::envelope::{Envelope, EnvelopeContext, open};
+use worker::keys::{ENCRYPTION_KEY_NAME, EnclaveKeys, FileSealer, NEAR_KEY_NAME, Sealer as _};
+
+const DEV_CA: [u8; 32] = [0x5a; 32];
+const MODEL: &str = "minilm";
+
+fn ecloud(env: &Env, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ecloud"))
+        .args(["--network", "localnet", "--rpc-url", &env.rpc_url])
+        .args(["--indexer-url", &env.dead_indexer])
+        .args([
+            "--registry",
+            env.registry.as_str(),
+            "--marketplace",
+            env.market.as_str(),
+        ])
+        .args([
+            "--factory",
+            env.factory.as_str(),
+            "--account-id",
+            env.alice.as_str(),
+        ])
+        .args([
+            "--credentials-dir",
+            s(&env.credentials),
+            "--keys-dir",
+            s(&env.keys),
+        ])
+        .args(args)
+        .output()
+        .expect("run ecloud")
+}
+
+fn ok_json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+struct Env {
+    rpc_url: String,
+    dead_indexer: String,
+    registry: String,
+    market: String,
+    factory: String,
+    alice: String,
+    credentials: PathBuf,
+    keys: PathBuf,
+}
+
+/// The model factory with the model-token code published as its global contract.
+async fn deploy_factory(client: &ChainClient, root: &Account, registry: &str) -> Account {
+    let factory = create_account(client, root, "models", NearToken::from_near(200))
+        .await
+        .expect("factory account");
+    let init = FunctionCall::new(factory.account_id().clone(), "new")
+        .args_json(&json!({ "owner": root.account_id(), "registry": registry }))
+        .expect("args");
+    deploy_contract(client, &factory, &wasm_path("model_factory"), Some(init))
+        .await
+        .expect("deploy the factory");
+    let code = std::fs::read(wasm_path("model_token")).expect("model_token.wasm");
+    let publish = FunctionCall::new(factory.account_id().clone(), "publish_model_code")
+        .args_raw(code)
+        .gas_tgas(300)
+        .deposit(NearToken::from_near(100));
+    let published: bool = client
+        .call(root, publish)
+        .await
+        .expect("publish the model code");
+    assert!(published, "the factory refused the model-token code");
+    factory
+}
+
+/// A node as `worker register` makes one: an operator with stake, the enclave's NEAR key as an
+/// access key of the operator, and `register_node` signed by that key with a dev bundle.
+async fn register_node(
+    client: &ChainClient,
+    root: &Account,
+    registry: &str,
+    dir: &Path,
+) -> EnclaveKeys {
+    let operator = create_account(client, root, "operator", NearToken::from_near(500))
+        .await
+        .expect("operator");
+    let stake = FunctionCall::new(registry.parse().expect("id"), "deposit_stake")
+        .deposit(NearToken::from_near(200));
+    client.call::<Value>(&operator, stake).await.expect("stake");
+
+    // The enclave keys, with a seed we know so the test can sign as the enclave.
+    let seed = [0x42u8; 32];
+    let sealer = FileSealer::new(dir.join("enclave"));
+    sealer.seal(NEAR_KEY_NAME, &seed).expect("seal");
+    let x25519 = worker::envelope::EncryptionSecret::generate();
+    sealer
+        .seal(ENCRYPTION_KEY_NAME, &*x25519.to_bytes())
+        .expect("seal");
+    let keys = EnclaveKeys::load(&sealer)
+        .expect("load")
+        .expect("sealed keys");
+    let enclave = Account::from_ed25519_seed(operator.account_id().clone(), &seed);
+    let add_key = Action::AddKey(Box::new(AddKeyAction {
+        public_key: enclave.public_key().clone(),
+        access_key: AccessKey {
+            nonce: 0,
+            permission: AccessKeyPermission::FullAccess,
+        },
+    }));
+    client
+        .send_actions(&operator, operator.account_id(), vec![add_key])
+        .await
+        .expect("add the enclave key");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let bundle = DevProvider::new(&DEV_CA, 86_400)
+        .attest(&keys.public(), now)
+        .expect("dev bundle");
+    let args = json!({
+        "bundle": bundle,
+        "details": {
+            "region": "eu-west",
+            "capacity": 4,
+            "prices": [{"model_id": MODEL, "input_per_million": "1000000000000000000000",
+                        "output_per_million": "2000000000000000000000"}],
+        },
+    });
+    let register = FunctionCall::new(registry.parse().expect("id"), "register_node")
+        .args_json(&args)
+        .expect("args")
+        .gas_tgas(100);
+    let node_id: Value = client
+        .call(&enclave, register)
+        .await
+        .expect("register_node");
+    assert_eq!(node_id, json!("0"), "first node");
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_and_jobs_on_localnet() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let localnet = Localnet::start(dir.path()).await.expect("localnet");
+    let client = localnet.client();
+    let root = localnet.root.clone();
+    let suite = Suite::deploy(
+        &client,
+        &root,
+        SuiteConfig {
+            model_id: MODEL.into(),
+            dev_ca: chain_client::testkit::DevCa::new(DEV_CA),
+            ..SuiteConfig::default()
+        },
+    )
+    .await
+    .expect("registry and marketplace");
+    let registry = suite.registry_id().to_string();
+    let factory = deploy_factory(&client, &root, &registry).await;
+    let keys = register_node(&client, &root, &registry, dir.path()).await;
+    let (alice, alice_key) =
+        create_account_with_key(&client, &root, "alice", NearToken::from_near(100))
+            .await
+            .expect("alice");
+    let trainer = create_account(&client, &root, "trainer", NearToken::from_near(1))
+        .await
+        .expect("trainer");
+    let credentials = dir.path().join("near-credentials");
+    chain_client::write_credentials_file(
+        &credentials_path(&credentials, "localnet", alice.account_id()),
+        alice.account_id(),
+        &alice_key,
+    )
+    .expect("credentials");
+    let env = Env {
+        rpc_url: localnet.rpc_url.clone(),
+        // No indexer: every command must get what it needs from the chain.
+        dead_indexer: {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("http://{}", l.local_addr().expect("addr"))
+        },
+        registry,
+        market: suite.marketplace_id().to_string(),
+        factory: factory.account_id().to_string(),
+        alice: alice.account_id().to_string(),
+        credentials,
+        keys: dir.path().join("ecloud-keys"),
+    };
+
+    // ----- models -----
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({
+            "name": "all-MiniLM-L6-v2",
+            "weights_hash": "11".repeat(32),
+            "encrypted_weights_uri": "https://example.org/minilm.enc",
+            "training_data_manifest_hash": "22".repeat(32),
+            "training_data_manifest_uri": "",
+            "training_image_measurement": "",
+            "allowed_enclave_measurements": [],
+            "licence": "apache-2.0"
+        })
+        .to_string(),
+    )
+    .expect("manifest");
+    let created = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "model",
+            "create",
+            MODEL,
+            "--manifest",
+            s(&manifest),
+            "--name",
+            "MiniLM revenue",
+            "--symbol",
+            "MINI",
+            "--decimals",
+            "6",
+            "--goal",
+            "10",
+            "--token-price",
+            "1",
+            "--crowdfund-duration",
+            "1d",
+            "--beneficiary",
+            trainer.account_id().as_str(),
+        ],
+    ));
+    let token = format!("{MODEL}.{}", env.factory);
+    assert_eq!(created["token"], token);
+    assert_eq!(created["owner"], env.alice);
+
+    // Creating it again is refused by the factory: exit 4 with its message.
+    let again = ecloud(
+        &env,
+        &[
+            "model",
+            "create",
+            MODEL,
+            "--manifest",
+            s(&manifest),
+            "--name",
+            "x",
+            "--symbol",
+            "X",
+        ],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let contributed = ok_json(&ecloud(
+        &env,
+        &["--json", "model", "contribute", MODEL, "--amount", "3"],
+    ));
+    let tokens: u128 = contributed["tokens"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("tokens");
+    // 3 NEAR at 1 NEAR per token, less the holder's storage registration.
+    assert!(tokens > 2_000_000 && tokens <= 3_000_000, "{contributed}");
+
+    let shown = ok_json(&ecloud(&env, &["--json", "model", "show", MODEL]));
+    assert_eq!(shown["symbol"], "MINI");
+    assert_eq!(shown["holder"]["balance"], contributed["tokens"]);
+    assert_eq!(shown["crowdfund"]["status"], "active");
+    assert_eq!(shown["manifest"]["licence"], "apache-2.0");
+    let text = ecloud(&env, &["model", "show", MODEL]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("crowdfund    active"),
+        "{:?}",
+        text
+    );
+
+    let claimed = ok_json(&ecloud(&env, &["--json", "model", "claim", MODEL]));
+    assert_eq!(claimed["amount"], "0", "no job has paid royalties yet");
+    let unknown = ecloud(&env, &["model", "show", "no-such-model"]);
+    assert_eq!(unknown.status.code(), Some(3));
+
+    // ----- jobs -----
+    let submitted = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "job",
+            "submit",
+            "--model",
+            MODEL,
+            "--node",
+            "0",
+            "--embed",
+            "confidential computing",
+            "--max-cost",
+            "0.01",
+            "--deadline",
+            "30m",
+        ],
+    ));
+    let job_id = submitted["job_id"].as_str().expect("job id").to_owned();
+    assert_eq!(submitted["node_id"], "0");
+    let key_file = PathBuf::from(submitted["key_file"].as_str().expect("key file"));
+    assert!(key_file.starts_with(&env.keys));
+
+    let status = ok_json(&ecloud(&env, &["--json", "job", "status", &job_id]));
+    assert_eq!(status["status"], "open");
+    assert_eq!(status["source"], "marketplace");
+    assert_eq!(status["price_cap"], "10000000000000000000000");
+
+    // What the worker sees on claim: the job names alice's key, and the node opens the input.
+    let market: chain_client::AccountId = env.market.parse().expect("id");
+    let job: Value = client
+        .view(&market, "get_job", &json!({ "job_id": job_id }))
+        .await
+        .expect("get_job");
+    assert_eq!(job["user_key"], submitted["user_key"]);
+    let ciphertext = job["input"]["ciphertext"].as_str().expect("inline input");
+    let envelope = Envelope::from_base64(ciphertext).expect("envelope");
+    let mut user_key = [0u8; 32];
+    hex::decode_to_slice(submitted["user_key"].as_str().expect("hex"), &mut user_key).expect("hex");
+    let plaintext = open(
+        keys.encryption(),
+        &envelope,
+        &EnvelopeContext::JobInput {
+            model_id: MODEL.parse::<ModelId>().expect("model"),
+            user_key,
+        },
+    )
+    .expect("the node opens the input");
+    let request: Value = serde_json::from_slice(&plaintext).expect("json request");
+    assert_eq!(request["url"], "/v1/embeddings");
+    assert_eq!(request["body"]["input"], "confidential computing");
+
+    // Outputs are read from the indexer, which is down here: exit 4, naming it.
+    let result = ecloud(&env, &["job", "result", &job_id]);
+    assert_eq!(result.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("unreachable"));
+
+    // A second job reuses the same user key file.
+    let second = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "job",
+            "submit",
+            "--model",
+            MODEL,
+            "--node",
+            "0",
+            "--prompt",
+            "hi",
+            "--max-cost",
+            "0.01",
+        ],
+    ));
+    assert_eq!(second["user_key"], submitted["user_key"]);
+    assert_ne!(second["job_id"], submitted["job_id"]);
+    // ----- a job paid with a NEP-141 token (ft_transfer_call) -----
+    let usdt = create_account(&client, &root, "usdt", NearToken::from_near(20))
+        .await
+        .expect("token account");
+    let init = FunctionCall::new(usdt.account_id().clone(), "new")
+        .args_json(
+            &json!({"owner": root.account_id(), "symbol": "USDT", "decimals": 6,
+                           "total_supply": "1000000000000"}),
+        )
+        .expect("args");
+    deploy_contract(&client, &usdt, &wasm_path("test_token"), Some(init))
+        .await
+        .expect("deploy the test token");
+    for account in [alice.account_id().as_str(), env.market.as_str()] {
+        let register = FunctionCall::new(usdt.account_id().clone(), "storage_deposit")
+            .args_json(&json!({ "account_id": account }))
+            .expect("args")
+            .deposit(NearToken::from_millinear(100));
+        client
+            .call::<Value>(&root, register)
+            .await
+            .expect("storage_deposit");
+    }
+    let mint = FunctionCall::new(usdt.account_id().clone(), "mint")
+        .args_json(&json!({ "account_id": alice.account_id(), "amount": "100000000" }))
+        .expect("args")
+        .deposit(NearToken::from_yoctonear(1));
+    client.call::<()>(&root, mint).await.expect("mint");
+    let accept = FunctionCall::new(market.clone(), "set_accepted_token")
+        .args_json(&json!({ "token": usdt.account_id(), "rate": {"units_per_near": "1000000"} }))
+        .expect("args")
+        .deposit(NearToken::from_yoctonear(1));
+    client
+        .call::<()>(&root, accept)
+        .await
+        .expect("accept the token");
+    let paid = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "job",
+            "submit",
+            "--model",
+            MODEL,
+            "--node",
+            "0",
+            "--embed",
+            "tokens",
+            "--max-cost",
+            "5000000",
+            "--token",
+            usdt.account_id().as_str(),
+        ],
+    ));
+    assert_eq!(
+        paid["asset"],
+        json!({"kind": "ft", "token": usdt.account_id()})
+    );
+    let paid_status = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "job",
+            "status",
+            paid["job_id"].as_str().expect("id"),
+        ],
+    ));
+    assert_eq!(paid_status["status"], "open");
+    assert_eq!(paid_status["asset"], format!("ft:{}", usdt.account_id()));
+    assert_eq!(paid_status["price_cap"], "5000000");
+    let left: String = client
+        .view(
+            usdt.account_id(),
+            "ft_balance_of",
+            &json!({ "account_id": alice.account_id() }),
+        )
+        .await
+        .expect("balance");
+    assert_eq!(left, "95000000", "the cap is escrowed, nothing more");
+
+    // A node that does not exist, and a model the node does not serve: exit 3.
+    let o = ecloud(
+        &env,
+        &[
+            "job",
+            "submit",
+            "--model",
+            MODEL,
+            "--node",
+            "9",
+            "--prompt",
+            "x",
+            "--max-cost",
+            "0.01",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ecloud(
+        &env,
+        &[
+            "job",
+            "submit",
+            "--model",
+            "llama",
+            "--node",
+            "0",
+            "--prompt",
+            "x",
+            "--max-cost",
+            "0.01",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not serve model 'llama'"));
+}
