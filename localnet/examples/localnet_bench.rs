@@ -1,5 +1,9 @@
 //! Throughput of the chain in-process (no RPC): signed transfers and contract calls per second,
-//! from submission until every receipt has run. Prints `BENCH <name> <value> <unit>` lines.
+//! from submission until every receipt has run; and the startup of the `localnet` binary, from
+//! starting `run` until `status` answers over HTTP. Prints `BENCH <name> <value> <unit>` lines.
+//!
+//! The startup figure needs the binary: `LOCALNET_BIN`, else `localnet` beside the example's
+//! directory (`cargo build --profile bench -p localnet --bin localnet` puts it there).
 //!
 //! `cargo run --profile bench -p localnet --example localnet_bench` (the function-call part needs the probe
 //! contract: `LOCALNET_PROBE_WASM`, default
@@ -16,9 +20,11 @@ use near_primitives::action::{
 use near_primitives::hash::CryptoHash;
 use near_primitives::transaction::SignedTransaction;
 use near_primitives::types::{AccountId, Balance, Gas};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SENDERS: usize = 20;
 const TRANSFERS: usize = 2_000;
@@ -83,7 +89,79 @@ fn run_all(node: &Arc<Node>, txs: Vec<SignedTransaction>) -> anyhow::Result<f64>
     anyhow::bail!("{} transactions did not complete", pending.len())
 }
 
+/// The `localnet` binary to time: `LOCALNET_BIN`, or the one beside the examples directory.
+fn localnet_bin() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LOCALNET_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("localnet");
+    bin.exists().then_some(bin)
+}
+
+/// Whether a JSON-RPC `status` request to `addr` gets a result.
+fn status_answers(addr: &str) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let body = r#"{"jsonrpc":"2.0","id":"s","method":"status","params":[]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut reply = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut reply).is_ok()
+        && reply.contains("\"sync_info\"")
+}
+
+/// Time from starting `localnet run` on a fresh home until `status` answers.
+fn startup_to_status(bin: &Path) -> anyhow::Result<Duration> {
+    let home = std::env::temp_dir().join(format!("localnet-bench-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let home_arg = home.display().to_string();
+    let init = Command::new(bin)
+        .args(["--home", &home_arg, "init", "--fast"])
+        .status()?;
+    anyhow::ensure!(init.success(), "{} init failed", bin.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["--home", &home_arg, "run", "--rpc-addr", &addr])
+        .stderr(Stdio::null())
+        .spawn()?;
+    let answered = loop {
+        if status_answers(&addr) {
+            break Some(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&home);
+    answered.ok_or_else(|| anyhow::anyhow!("status did not answer within 20 s"))
+}
+
 fn main() -> anyhow::Result<()> {
+    match localnet_bin() {
+        Some(bin) => {
+            let took = startup_to_status(&bin)?;
+            println!(
+                "BENCH localnet.startup_to_status {:.0} ms",
+                took.as_secs_f64() * 1000.0
+            );
+        }
+        None => eprintln!(
+            "no localnet binary beside the example and no LOCALNET_BIN: startup not measured"
+        ),
+    }
+
     let home = std::env::temp_dir().join(format!("localnet-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
     localnet::home::init(&home, true)?;
