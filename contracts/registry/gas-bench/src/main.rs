@@ -123,6 +123,9 @@ impl Chain {
         }
         if std::env::var_os("REGISTRY_BENCH_PROFILE").is_some() {
             eprintln!("{method}: {:?}", outcome.profile);
+            for log in &outcome.logs {
+                eprintln!("{method} log: {log}");
+            }
         }
         self.storage_usage = outcome.storage_usage;
         Ok(outcome.burnt_gas)
