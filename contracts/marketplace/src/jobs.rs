@@ -351,7 +351,17 @@ impl Marketplace {
                 }
             }
         }
-        let remaining = apply_delta(job.storage_bytes.0, meter.delta())?;
+        let delta = meter.delta();
+        let (remaining, released) = match job.storage_bytes.0.checked_add_signed(delta) {
+            Some(remaining) => (remaining, 0),
+            // The job freed more than it was charged: it was the last entry of an index set
+            // (a user's or a node's jobs) whose header an earlier job paid for and locked
+            // when it retired. That lock is released with this job's refund.
+            None => {
+                let extra = delta.unsigned_abs().saturating_sub(job.storage_bytes.0);
+                (0, bytes_cost(extra).min(self.locked_storage.0))
+            }
+        };
         let paid = job.storage_deposit.as_yoctonear();
         // The reserve is sized so the receipt always fits (tested with the longest account
         // ids); should it ever not, the contract's own balance covers the difference rather
@@ -359,6 +369,7 @@ impl Marketplace {
         let keep = bytes_cost(remaining).min(paid);
         // Locked storage stays inside the ledger's storage bucket: only the refund leaves it.
         inc(&mut self.locked_storage, keep)?;
-        Ok(paid - keep)
+        dec(&mut self.locked_storage, released)?;
+        Ok(paid - keep + released)
     }
 }

@@ -20,14 +20,25 @@ pub fn mul_bps(amount: u128, bps: u16) -> u128 {
     (amount / denominator) * bps + (amount % denominator) * bps / denominator
 }
 
-/// `a * b / d` rounded down, or `None` if the result does not fit in u128.
+// The macro's expansion is not ours to lint.
+#[allow(clippy::all)]
+mod wide {
+    uint::construct_uint! {
+        /// Wide enough for the product of two u128 amounts.
+        pub struct U256(4);
+    }
+}
+use wide::U256;
+
+/// `a * b / d` rounded down, or `None` if the result does not fit in u128. The product is
+/// taken in 256 bits: `(a % d) * b` alone overflows u128 for ordinary amounts (a 0.005 NEAR
+/// job in an 18-decimals token is 5e21 * 1e18).
 pub fn mul_div(a: u128, b: u128, d: u128) -> Option<u128> {
     if d == 0 {
         return None;
     }
-    let whole = (a / d).checked_mul(b)?;
-    let part = (a % d).checked_mul(b)? / d;
-    whole.checked_add(part)
+    let result = U256::from(a) * U256::from(b) / U256::from(d);
+    (result <= U256::from(u128::MAX)).then(|| result.as_u128())
 }
 
 /// Cost of `usage` at `price` in yoctoNEAR, rounded down; `None` when it exceeds u128 (any
@@ -193,5 +204,31 @@ mod tests {
         assert_eq!(to_asset_units(Some(u128::MAX), Some(&steep)), None);
         assert_eq!(to_asset_units(None, Some(&rate)), None);
         assert_eq!(mul_div(1, 1, 0), None);
+    }
+
+    #[test]
+    fn an_18_decimals_token_converts_without_overflowing() {
+        // Found on localnet: 0.005 NEAR at one token (10^18 units) per NEAR was charged the
+        // whole cap, because (a % d) * b overflowed u128 and counted as "more than any cap".
+        let rate = TokenRate {
+            units_per_near: U128(10u128.pow(18)),
+        };
+        let yocto = 5 * 10u128.pow(21);
+        assert_eq!(
+            to_asset_units(Some(yocto), Some(&rate)),
+            Some(5 * 10u128.pow(15))
+        );
+        assert_eq!(mul_div(u128::MAX, u128::MAX, u128::MAX), Some(u128::MAX));
+        assert_eq!(mul_div(u128::MAX, 3, 2), None);
+        assert_eq!(mul_div(u128::MAX - 1, 7, 7), Some(u128::MAX - 1));
+        let s = split(
+            10u128.pow(16),
+            to_asset_units(Some(yocto), Some(&rate)),
+            200,
+            500,
+        )
+        .unwrap();
+        assert_eq!(s.cost.0, 5 * 10u128.pow(15));
+        assert_eq!(s.refund.0, 5 * 10u128.pow(15));
     }
 }

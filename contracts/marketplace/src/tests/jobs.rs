@@ -340,3 +340,28 @@ fn paused_marketplace_takes_no_new_jobs_but_lets_users_leave() {
     h.call(USER, 1, |c| c.cancel_job(job_id)).unwrap();
     h.check_funds();
 }
+
+#[test]
+fn the_last_job_of_an_index_set_gets_back_the_header_an_earlier_job_paid() {
+    // Found on localnet: two jobs of one user, the first claimed. The user's index set was
+    // paid by the first job and stayed (locked) when it was cancelled; cancelling the second
+    // freed more bytes than that job was charged ("amount overflow in storage bytes").
+    let mut h = Harness::new();
+    let first = h.submit(spec(NEAR));
+    let second = h.submit(spec(NEAR));
+    let deposits = open_job(&mut h, first).storage_deposit.as_yoctonear()
+        + open_job(&mut h, second).storage_deposit.as_yoctonear();
+    h.fund_storage(OPERATOR, 100 * MILLI);
+    assert!(h.claim_via_registry(first, &active_node()));
+    h.advance(3600 * SECOND + 1);
+    h.call(RELAYER, 0, |c| c.cancel_job(first)).unwrap();
+    let mut refunded = h.sent_near(USER);
+    h.check_funds();
+    h.call(RELAYER, 0, |c| c.cancel_job(second)).unwrap();
+    refunded += h.sent_near(USER);
+    h.check_funds();
+    // Every byte both jobs used is free again: both caps and both deposits came back.
+    assert_eq!(refunded, 2 * NEAR + deposits);
+    h.install(USER, 0, vec![]);
+    assert!(h.contract.jobs_by_user(acc(USER), None, None).is_empty());
+}
