@@ -8,6 +8,8 @@
 
 pub mod localnet;
 
+pub mod marketplace;
+
 use near_workspaces::network::Sandbox;
 use near_workspaces::{Contract, Worker};
 use std::path::{Path, PathBuf};

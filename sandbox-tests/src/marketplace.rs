@@ -1,0 +1,585 @@
+//! The marketplace suite's chain (`tests/marketplace.rs`): the real registry (a dev CA, nodes
+//! registered with `dev` attestation bundles their enclave key signs), the marketplace, a plain
+//! NEP-141 token (`contracts/examples/test-token`) and the example AI caller, all from the wasm
+//! files `scripts/build-contracts.sh` writes to `$ECLOUD_WASM_DIR` (default
+//! `$CARGO_TARGET_DIR/near`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail, ensure};
+use enclave_cloud_common::{
+    Hash32, JobId, ModelId, NodeId, ReceiptSubject, RequestId, ResultReceipt, Usage,
+};
+use near_workspaces::network::Sandbox;
+use near_workspaces::result::ExecutionFinalResult;
+use near_workspaces::types::{AccessKey, Gas, KeyType, NearToken, SecretKey};
+use near_workspaces::{Account, AccountId, Contract, Worker};
+use serde_json::{Value, json};
+
+/// The model every node of the suite serves.
+pub const MODEL: &str = "llama-3-8b";
+/// What the ineligible node serves instead.
+pub const OTHER_MODEL: &str = "mistral-7b";
+/// Node price per million input / output tokens, yoctoNEAR.
+pub const PRICE_IN: u128 = NEAR;
+pub const PRICE_OUT: u128 = 2 * NEAR;
+pub const NEAR: u128 = 10u128.pow(24);
+/// Token units per NEAR of the accepted token (18 decimals, one token per NEAR).
+pub const TOKEN_UNITS_PER_NEAR: u128 = 10u128.pow(18);
+pub const SEC: u64 = 1_000_000_000;
+
+/// The contracts' wasm, built by `scripts/build-contracts.sh`.
+pub fn contract_wasm(name: &str) -> anyhow::Result<Vec<u8>> {
+    let dir = std::env::var_os("ECLOUD_WASM_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("near")))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/near"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "read {} (build it with ./scripts/build-contracts.sh)",
+            path.display()
+        )
+    })
+}
+
+/// A registered node: its operator (a full-access account) and the enclave's ed25519 key, a
+/// function-call key of the operator's account that signed the registration and signs results.
+pub struct Node {
+    pub id: NodeId,
+    pub operator: Account,
+    pub enclave_key: SecretKey,
+}
+
+impl Node {
+    /// The node's ed25519 signature (base64) over a result receipt.
+    pub fn sign(&self, receipt: &ResultReceipt) -> String {
+        sign_receipt(&self.enclave_key, receipt)
+    }
+}
+
+/// An ed25519 signature by `key` (base64) over `receipt`'s signing bytes.
+pub fn sign_receipt(key: &SecretKey, receipt: &ResultReceipt) -> String {
+    let key = crate::crypto_key(key);
+    match key.sign(&receipt.signing_bytes()) {
+        near_crypto::Signature::ED25519(sig) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
+        }
+        other => unreachable!("an ed25519 key signs ed25519, got {other:?}"),
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> Hash32 {
+    Hash32(near_primitives::hash::hash(bytes).0)
+}
+
+/// `{"kind": "inline", "ciphertext": <base64>}`, the JSON of an inline `InputRef`/`OutputRef`.
+pub fn inline(bytes: &[u8]) -> Value {
+    use base64::Engine;
+    json!({ "kind": "inline", "ciphertext": base64::engine::general_purpose::STANDARD.encode(bytes) })
+}
+
+pub fn model() -> ModelId {
+    MODEL
+        .parse()
+        .unwrap_or_else(|e| unreachable!("{MODEL} is a model id: {e:?}"))
+}
+
+/// The receipt a node signs for a job or request.
+pub fn result_receipt(
+    subject: ReceiptSubject,
+    input: &[u8],
+    output: &[u8],
+    usage: Usage,
+) -> ResultReceipt {
+    ResultReceipt {
+        subject,
+        model_id: model(),
+        input_hash: sha256(input),
+        output_hash: sha256(output),
+        usage,
+    }
+}
+
+pub fn usage(input_tokens: u64, output_tokens: u64) -> Usage {
+    Usage {
+        input_tokens: input_tokens.into(),
+        output_tokens: output_tokens.into(),
+    }
+}
+
+/// What `usage` costs at the suite's node price, yoctoNEAR (rounded down per part, as the
+/// marketplace does).
+pub fn cost_yocto(usage: &Usage) -> u128 {
+    u128::from(usage.input_tokens.0) * PRICE_IN / 1_000_000
+        + u128::from(usage.output_tokens.0) * PRICE_OUT / 1_000_000
+}
+
+/// A number sent as a JSON string (`U128`, `NearToken`, ids).
+pub fn num(v: &Value) -> anyhow::Result<u128> {
+    v.as_str()
+        .with_context(|| format!("{v} is not a string number"))?
+        .parse()
+        .with_context(|| format!("{v} is not a number"))
+}
+
+/// Fails with the outcome's failures unless every receipt succeeded.
+pub fn ok(outcome: ExecutionFinalResult) -> anyhow::Result<ExecutionFinalResult> {
+    ensure!(
+        outcome.is_success() && outcome.receipt_failures().is_empty(),
+        "transaction failed: {:?}",
+        outcome.failures()
+    );
+    Ok(outcome)
+}
+
+/// Fails with the outcome's failures unless every receipt succeeded.
+pub fn succeeded(outcome: ExecutionFinalResult) -> anyhow::Result<()> {
+    ok(outcome).map(drop)
+}
+
+/// Fails unless the transaction failed with a message containing `expected`.
+pub fn refused(outcome: ExecutionFinalResult, expected: &str) -> anyhow::Result<()> {
+    let failure = format!("{:?}", outcome.failures());
+    ensure!(
+        outcome.is_failure(),
+        "expected a failure with '{expected}', got success"
+    );
+    ensure!(
+        failure.contains(expected),
+        "expected '{expected}' in {failure}"
+    );
+    Ok(())
+}
+
+/// The chain: registry, marketplace, token, AI caller and the accounts that use them.
+pub struct Suite {
+    pub worker: Worker<Sandbox>,
+    pub root: Account,
+    pub owner: Account,
+    pub treasury: Account,
+    pub royalty: Account,
+    pub user: Account,
+    pub relayer: Account,
+    pub registry: Contract,
+    pub market: Contract,
+    pub token: Contract,
+    pub caller: Contract,
+    /// Serves `MODEL`.
+    pub node: Node,
+    /// Serves only `OTHER_MODEL`: ineligible for the suite's jobs.
+    pub other_node: Node,
+    dev_ca: SecretKey,
+}
+
+impl Suite {
+    /// A fresh chain with everything deployed and configured, both nodes registered.
+    pub async fn start() -> anyhow::Result<Self> {
+        let worker = crate::sandbox().await?;
+        let root = worker.root_account()?;
+        let account = |name: &'static str, near: u128| {
+            let root = root.clone();
+            async move {
+                root.create_subaccount(name)
+                    .initial_balance(NearToken::from_near(near))
+                    .transact()
+                    .await?
+                    .into_result()
+                    .with_context(|| format!("create {name}"))
+            }
+        };
+        let owner = account("owner", 50).await?;
+        let treasury = account("treasury", 10).await?;
+        let royalty = account("royalty", 10).await?;
+        let user = account("alice", 100).await?;
+        let relayer = account("relayer", 50).await?;
+        let deploy = |name: &'static str, wasm: &'static str| {
+            let account = account(name, 50);
+            async move {
+                let code = contract_wasm(wasm)?;
+                account
+                    .await?
+                    .deploy(&code)
+                    .await?
+                    .into_result()
+                    .with_context(|| format!("deploy {wasm}"))
+            }
+        };
+        let registry = deploy("registry", "registry").await?;
+        let market = deploy("market", "marketplace").await?;
+        let token = deploy("token", "test_token").await?;
+        let caller = deploy("caller", "ai_caller").await?;
+
+        let dev_ca = SecretKey::from_seed(KeyType::ED25519, "marketplace-suite-dev-ca");
+        succeeded(registry
+            .call("new")
+            .args_json(json!({ "owner": owner.id(), "mainnet": false, "dev_ca_key": dev_ca.public_key().to_string() }))
+            .transact()
+            .await?)?;
+        succeeded(
+            owner
+                .call(registry.id(), "set_marketplace")
+                .args_json(json!({ "marketplace": market.id() }))
+                .deposit(NearToken::from_yoctonear(1))
+                .transact()
+                .await?,
+        )?;
+        succeeded(market
+            .call("new")
+            .args_json(json!({ "owner": owner.id(), "registry": registry.id(), "treasury": treasury.id() }))
+            .transact()
+            .await?)?;
+        succeeded(
+            owner
+                .call(market.id(), "set_royalty_account")
+                .args_json(json!({ "model_id": MODEL, "account": royalty.id() }))
+                .deposit(NearToken::from_yoctonear(1))
+                .transact()
+                .await?,
+        )?;
+        succeeded(owner
+            .call(market.id(), "set_accepted_token")
+            .args_json(json!({ "token": token.id(), "rate": { "units_per_near": TOKEN_UNITS_PER_NEAR.to_string() } }))
+            .deposit(NearToken::from_yoctonear(1))
+            .transact()
+            .await?)?;
+        succeeded(token
+            .call("new")
+            .args_json(json!({ "owner": owner.id(), "symbol": "TST", "decimals": 18, "total_supply": (1_000 * TOKEN_UNITS_PER_NEAR).to_string() }))
+            .transact()
+            .await?)?;
+        succeeded(
+            caller
+                .call("new")
+                .args_json(json!({ "marketplace": market.id() }))
+                .transact()
+                .await?,
+        )?;
+
+        let mut suite = Self {
+            node: Node {
+                id: NodeId(0),
+                operator: account("op", 300).await?,
+                enclave_key: SecretKey::from_seed(KeyType::ED25519, "enclave-a"),
+            },
+            other_node: Node {
+                id: NodeId(0),
+                operator: account("op2", 300).await?,
+                enclave_key: SecretKey::from_seed(KeyType::ED25519, "enclave-b"),
+            },
+            worker,
+            root,
+            owner,
+            treasury,
+            royalty,
+            user,
+            relayer,
+            registry,
+            market,
+            token,
+            caller,
+            dev_ca,
+        };
+        suite.node.id = suite.register_node(&suite.node, MODEL).await?;
+        suite.other_node.id = suite.register_node(&suite.other_node, OTHER_MODEL).await?;
+        Ok(suite)
+    }
+
+    /// Stakes for the node's operator, adds the enclave key to the operator's account, and
+    /// registers the node with a dev bundle (signed by the suite's dev CA) from the enclave key;
+    /// the operator also funds a marketplace storage balance (the node cache entry).
+    async fn register_node(&self, node: &Node, serves: &str) -> anyhow::Result<NodeId> {
+        let op = &node.operator;
+        succeeded(
+            op.call(self.registry.id(), "deposit_stake")
+                .deposit(NearToken::from_near(150))
+                .transact()
+                .await?,
+        )?;
+        succeeded(
+            op.batch(op.id())
+                .add_key(
+                    node.enclave_key.public_key(),
+                    AccessKey::function_call_access(self.registry.id(), &[], None),
+                )
+                .transact()
+                .await?,
+        )?;
+        let now_secs = self.now_ns().await? / SEC;
+        let bundle = self.dev_bundle(&node.enclave_key, now_secs + 24 * 3600)?;
+        let enclave =
+            Account::from_secret_key(op.id().clone(), node.enclave_key.clone(), &self.worker);
+        let details = json!({
+            "endpoint": "https://node.example/v1", "region": "eu-west", "capacity": 4,
+            "prices": [{ "model_id": serves, "input_per_million": PRICE_IN.to_string(),
+                         "output_per_million": PRICE_OUT.to_string() }],
+        });
+        let id: NodeId = ok(enclave
+            .call(self.registry.id(), "register_node")
+            .args_json(json!({ "bundle": bundle, "details": details }))
+            .gas(Gas::from_tgas(100))
+            .transact()
+            .await?)?
+        .json()?;
+        succeeded(
+            op.call(self.market.id(), "storage_deposit")
+                .args_json(json!({}))
+                .deposit(NearToken::from_millinear(100))
+                .transact()
+                .await?,
+        )?;
+        Ok(id)
+    }
+
+    /// A `dev` attestation bundle for `enclave_key`, valid until `expires_at` (unix seconds).
+    fn dev_bundle(&self, enclave_key: &SecretKey, expires_at: u64) -> anyhow::Result<Value> {
+        let near_key: [u8; 32] = enclave_key
+            .public_key()
+            .key_data()
+            .try_into()
+            .context("ed25519 public keys are 32 bytes")?;
+        // The enclave's x25519 key: any 32 bytes serve a dev node.
+        let tee_key = sha256(near_key.as_slice()).0;
+        let message = attestation::dev_attestation_message(&tee_key, &near_key, expires_at);
+        let near_crypto::Signature::ED25519(sig) = crate::crypto_key(&self.dev_ca).sign(&message)
+        else {
+            bail!("the dev CA key is ed25519");
+        };
+        Ok(json!({
+            "version": 1, "kind": "dev", "enclave_key": hex::encode(tee_key),
+            "near_public_key": enclave_key.public_key().to_string(),
+            "dev": { "expires_at": expires_at, "signature": hex::encode(sig.to_bytes()) },
+        }))
+    }
+
+    /// The chain's clock: the latest block's timestamp.
+    pub async fn now_ns(&self) -> anyhow::Result<u64> {
+        Ok(self.worker.view_block().await?.timestamp())
+    }
+
+    /// The marketplace's `funds` report; fails unless it is balanced, and unless the
+    /// marketplace's balance in every token equals what its ledger says it holds in it.
+    pub async fn check_funds(&self, step: &str) -> anyhow::Result<Value> {
+        let report: Value = self.market.view("funds").await?.json()?;
+        ensure!(
+            report["balanced"] == json!(true),
+            "after {step}: funds are not balanced: {report:#}"
+        );
+        for asset in report["assets"].as_array().into_iter().flatten() {
+            if asset["asset"]["kind"] == "ft" {
+                let token: AccountId = asset["asset"]["token"]
+                    .as_str()
+                    .context("token account")?
+                    .parse()?;
+                let held = num(&asset["ledger"]["held"])?;
+                let balance = self.ft_balance(&token, self.market.id()).await?;
+                ensure!(
+                    balance == held,
+                    "after {step}: the marketplace holds {balance} of {token} but its ledger says {held}: {report:#}"
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    /// One bucket of the ledger of `asset` (`"near"` or the token), e.g. `"fees"`.
+    pub async fn ledger(&self, asset: &Value, bucket: &str) -> anyhow::Result<u128> {
+        let report: Value = self.market.view("funds").await?.json()?;
+        let entry = report["assets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| &a["asset"] == asset);
+        entry.map_or(Ok(0), |a| num(&a["ledger"][bucket]))
+    }
+
+    pub async fn near_balance(&self, account: &AccountId) -> anyhow::Result<u128> {
+        Ok(self
+            .worker
+            .view_account(account)
+            .await?
+            .balance
+            .as_yoctonear())
+    }
+
+    pub async fn ft_balance(&self, token: &AccountId, account: &AccountId) -> anyhow::Result<u128> {
+        let v: Value = self
+            .worker
+            .view(token, "ft_balance_of")
+            .args_json(json!({ "account_id": account }))
+            .await?
+            .json()?;
+        num(&v)
+    }
+
+    /// Registers `account` with the token (NEP-145, the minimum deposit).
+    pub async fn register_on_token(&self, account: &AccountId) -> anyhow::Result<()> {
+        succeeded(
+            self.relayer
+                .call(self.token.id(), "storage_deposit")
+                .args_json(json!({ "account_id": account, "registration_only": true }))
+                .deposit(NearToken::from_millinear(10))
+                .transact()
+                .await?,
+        )?;
+        Ok(())
+    }
+
+    /// The asset JSON of the suite's token.
+    pub fn token_asset(&self) -> Value {
+        json!({ "kind": "ft", "token": self.token.id() })
+    }
+
+    pub async fn job(&self, job_id: JobId) -> anyhow::Result<Value> {
+        Ok(self
+            .market
+            .view("get_job")
+            .args_json(json!({ "job_id": job_id }))
+            .await?
+            .json()?)
+    }
+
+    pub async fn credit(&self, account: &AccountId, asset: &Value) -> anyhow::Result<u128> {
+        let v: Value = self
+            .market
+            .view("credit_of")
+            .args_json(json!({ "account_id": account, "asset": asset }))
+            .await?
+            .json()?;
+        num(&v)
+    }
+
+    /// A job spec for `MODEL` open to any node, with `input` inline.
+    pub fn job_spec(
+        &self,
+        price_cap: u128,
+        input: &[u8],
+        claim_deadline_ns: Option<u64>,
+        deadline_ns: u64,
+    ) -> Value {
+        json!({
+            "model_id": MODEL, "price_cap": price_cap.to_string(),
+            "deadline_ns": deadline_ns.to_string(),
+            "claim_deadline_ns": claim_deadline_ns.map(|d| d.to_string()),
+            "target": { "kind": "any", "region": null, "gpu_model": null, "max_price_per_million": null },
+            "input": inline(input), "user_key": "cd".repeat(32),
+        })
+    }
+
+    /// The user submits a NEAR-paid job (cap plus the storage estimate attached).
+    pub async fn submit_near_job(&self, spec: &Value, input_len: u32) -> anyhow::Result<JobId> {
+        let storage: Value = self
+            .market
+            .view("job_storage_deposit")
+            .args_json(json!({ "input_bytes": input_len }))
+            .await?
+            .json()?;
+        let deposit = num(&spec["price_cap"])? + num(&storage)?;
+        let outcome = ok(self
+            .user
+            .call(self.market.id(), "submit_job")
+            .args_json(json!({ "job": spec }))
+            .deposit(NearToken::from_yoctonear(deposit))
+            .gas(Gas::from_tgas(30))
+            .transact()
+            .await?)?;
+        gas_within("submit_job", &outcome, 10)?;
+        Ok(outcome.json()?)
+    }
+
+    /// `who` claims `job_id` for node `node_id`, whatever comes of it.
+    pub async fn try_claim(
+        &self,
+        who: &Account,
+        job_id: JobId,
+        node_id: NodeId,
+    ) -> anyhow::Result<ExecutionFinalResult> {
+        Ok(who
+            .call(self.market.id(), "claim_job")
+            .args_json(json!({ "job_id": job_id, "node_id": node_id }))
+            .gas(Gas::from_tgas(50))
+            .transact()
+            .await?)
+    }
+
+    /// `node`'s operator claims `job_id`; returns the contract's answer (claimed or not).
+    pub async fn claim(&self, node: &Node, job_id: JobId) -> anyhow::Result<bool> {
+        let outcome = ok(self.try_claim(&node.operator, job_id, node.id).await?)?;
+        gas_within("claim_job", &outcome, 20)?;
+        Ok(outcome.json()?)
+    }
+
+    /// The relayer (anyone) asks to cancel `job_id`, with gas for a slash.
+    pub async fn cancel(&self, job_id: JobId) -> anyhow::Result<ExecutionFinalResult> {
+        Ok(self
+            .relayer
+            .call(self.market.id(), "cancel_job")
+            .args_json(json!({ "job_id": job_id }))
+            .gas(Gas::from_tgas(60))
+            .transact()
+            .await?)
+    }
+
+    /// The relayer posts `node`'s result for `job_id`, signed with `key`.
+    pub async fn submit_result(
+        &self,
+        job_id: JobId,
+        key: &SecretKey,
+        input: &[u8],
+        output: &[u8],
+        used: Usage,
+    ) -> anyhow::Result<ExecutionFinalResult> {
+        let receipt = result_receipt(ReceiptSubject::Job(job_id), input, output, used);
+        Ok(self
+            .relayer
+            .call(self.market.id(), "submit_result")
+            .args_json(json!({
+                "job_id": job_id, "output": inline(output), "usage": used,
+                "signature": sign_receipt(key, &receipt),
+            }))
+            .gas(Gas::from_tgas(100))
+            .transact()
+            .await?)
+    }
+
+    /// The relayer posts `node`'s answer to an agent request.
+    pub async fn respond(
+        &self,
+        request_id: RequestId,
+        node: &Node,
+        input: &[u8],
+        output: &[u8],
+        used: Usage,
+    ) -> anyhow::Result<ExecutionFinalResult> {
+        let receipt = result_receipt(ReceiptSubject::Request(request_id), input, output, used);
+        Ok(self
+            .relayer
+            .call(self.market.id(), "respond")
+            .args_json(json!({
+                "request_id": request_id, "node_id": node.id, "output": inline(output),
+                "usage": used, "signature": node.sign(&receipt),
+            }))
+            .gas(Gas::from_tgas(50))
+            .transact()
+            .await?)
+    }
+}
+
+/// Fails if the whole transaction burnt more than `budget_tgas`; prints what it burnt.
+pub fn gas_within(
+    what: &str,
+    outcome: &ExecutionFinalResult,
+    budget_tgas: u64,
+) -> anyhow::Result<()> {
+    let burnt = outcome.total_gas_burnt;
+    println!(
+        "gas {what}: {:.2} Tgas (budget {budget_tgas})",
+        burnt.as_gas() as f64 / 1e12
+    );
+    ensure!(
+        burnt <= Gas::from_tgas(budget_tgas),
+        "{what} burnt {burnt} gas, over its {budget_tgas} Tgas budget"
+    );
+    Ok(())
+}

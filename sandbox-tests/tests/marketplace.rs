@@ -1,0 +1,594 @@
+//! The marketplace on localnet with the real registry, a real NEP-141 token and the example AI
+//! caller: jobs paid in NEAR and in the token from submission to settlement, refusals (an
+//! ineligible node, a wrong key, a late result), cancellations with refund and slash, failed
+//! payouts that become credits, and agent requests answered and timed out. The marketplace's
+//! funds invariant (`funds().balanced`, and its token balance equal to its token ledger) is
+//! checked after every step.
+//!
+//! Needs the contracts built: `./scripts/build-contracts.sh` (into `$ECLOUD_WASM_DIR`).
+
+use enclave_cloud_common::{JobId, ReceiptSubject, RequestId};
+use near_workspaces::types::{Gas, NearToken};
+use sandbox_tests::marketplace::{
+    NEAR, SEC, Suite, TOKEN_UNITS_PER_NEAR, cost_yocto, gas_within, num, ok, refused,
+    result_receipt, succeeded, usage,
+};
+use serde_json::{Value, json};
+
+const FEE_BPS: u128 = 200;
+const ROYALTY_BPS: u128 = 500;
+
+/// The split the marketplace must make of `escrow` for a job that cost `cost`.
+fn expected_split(escrow: u128, cost: u128) -> (u128, u128, u128, u128) {
+    let cost = cost.min(escrow);
+    let fee = cost * FEE_BPS / 10_000;
+    let royalty = cost * ROYALTY_BPS / 10_000;
+    (cost - fee - royalty, royalty, fee, escrow - cost)
+}
+
+fn near() -> Value {
+    json!({ "kind": "near" })
+}
+
+#[tokio::test]
+async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> anyhow::Result<()> {
+    let s = Suite::start().await?;
+    s.check_funds("setup").await?;
+    let input = b"encrypted prompt for the enclave".to_vec();
+    let output = b"encrypted answer for the user, a little longer".to_vec();
+    let cap = NEAR / 100;
+    let now = s.now_ns().await?;
+    let spec = s.job_spec(cap, &input, None, now + 3600 * SEC);
+
+    // ----- submit
+    let job = s.submit_near_job(&spec, input.len() as u32).await?;
+    assert_eq!(s.job(job).await?["status"], "open");
+    assert_eq!(s.ledger(&near(), "escrow").await?, cap);
+    s.check_funds("submit_job").await?;
+
+    // ----- a node that does not serve the model: the registry's answer refuses it, the job
+    // stays open for others.
+    assert!(!s.claim(&s.other_node, job).await?);
+    assert_eq!(s.job(job).await?["status"], "open");
+    s.check_funds("refused claim").await?;
+    // Nobody claims with a node that is not theirs (the refused node is cached by now).
+    refused(
+        s.try_claim(&s.relayer, job, s.other_node.id).await?,
+        "not to the caller",
+    )?;
+    assert_eq!(s.job(job).await?["status"], "open");
+    s.check_funds("claim by a stranger").await?;
+
+    // ----- the eligible node claims it (registry round trip), once.
+    assert!(s.claim(&s.node, job).await?);
+    let claimed = s.job(job).await?;
+    assert_eq!(claimed["status"], "claimed");
+    assert_eq!(claimed["claim"]["node_id"], json!(s.node.id));
+    s.check_funds("claim").await?;
+    refused(
+        s.try_claim(&s.node.operator, job, s.node.id).await?,
+        "claimed",
+    )?;
+
+    // ----- a result signed by another key is refused; the job stays claimed.
+    let used = usage(1_000, 2_000);
+    let wrong = s
+        .submit_result(job, &s.other_node.enclave_key, &input, &output, used)
+        .await?;
+    refused(wrong, "not signed by node")?;
+    assert_eq!(s.job(job).await?["status"], "claimed");
+    s.check_funds("wrong-key result").await?;
+
+    // ----- the node's result settles: provider, royalty, fee, refund.
+    let user_before = s.near_balance(s.user.id()).await?;
+    let op_before = s.near_balance(s.node.operator.id()).await?;
+    let royalty_before = s.near_balance(s.royalty.id()).await?;
+    let storage_before = s.ledger(&near(), "storage").await?;
+    let outcome = ok(s
+        .submit_result(job, &s.node.enclave_key, &input, &output, used)
+        .await?)?;
+    gas_within("submit_result", &outcome, 20)?;
+    let settlement: Value = outcome.json()?;
+    let (provider, royalty, fee, refund) = expected_split(cap, cost_yocto(&used));
+    assert_eq!(num(&settlement["cost"])?, cost_yocto(&used));
+    assert_eq!(num(&settlement["provider"])?, provider);
+    assert_eq!(num(&settlement["royalty"])?, royalty);
+    assert_eq!(num(&settlement["protocol_fee"])?, fee);
+    assert_eq!(num(&settlement["refund"])?, refund);
+    let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
+    assert!(storage_refund > 0, "the job's storage is given back");
+    assert_eq!(
+        s.near_balance(s.user.id()).await? - user_before,
+        refund + storage_refund
+    );
+    assert_eq!(
+        s.near_balance(s.node.operator.id()).await? - op_before,
+        provider
+    );
+    assert_eq!(
+        s.near_balance(s.royalty.id()).await? - royalty_before,
+        royalty
+    );
+    assert_eq!(s.ledger(&near(), "fees").await?, fee);
+    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    let receipt = s.job(job).await?;
+    assert_eq!(receipt["status"], "settled");
+    assert_eq!(receipt["usage"], json!(used));
+    let signed = result_receipt(ReceiptSubject::Job(job), &input, &output, used);
+    assert_eq!(receipt["signature"], json!(s.node.sign(&signed)));
+    s.check_funds("settlement").await?;
+    // Settled once: a second result is refused.
+    refused(
+        s.submit_result(job, &s.node.enclave_key, &input, &output, used)
+            .await?,
+        "does not exist",
+    )?;
+
+    // ----- the protocol fee goes to the treasury.
+    let treasury_before = s.near_balance(s.treasury.id()).await?;
+    succeeded(
+        s.relayer
+            .call(s.market.id(), "withdraw_fees")
+            .args_json(json!({ "asset": near() }))
+            .gas(Gas::from_tgas(30))
+            .transact()
+            .await?,
+    )?;
+    assert_eq!(
+        s.near_balance(s.treasury.id()).await? - treasury_before,
+        fee
+    );
+    assert_eq!(s.ledger(&near(), "fees").await?, 0);
+    s.check_funds("withdraw_fees").await?;
+
+    // ----- a royalty account that does not exist yet: its transfer fails and becomes a
+    // credit, which is paid once the account exists.
+    let ghost: near_workspaces::AccountId = format!("ghost.{}", s.root.id()).parse()?;
+    succeeded(
+        s.owner
+            .call(s.market.id(), "set_royalty_account")
+            .args_json(json!({ "model_id": sandbox_tests::marketplace::MODEL, "account": ghost }))
+            .deposit(NearToken::from_yoctonear(1))
+            .transact()
+            .await?,
+    )?;
+    let job2 = s.submit_near_job(&spec, input.len() as u32).await?;
+    s.check_funds("second submit").await?;
+    assert!(s.claim(&s.node, job2).await?, "claimed from the node cache");
+    s.check_funds("cached claim").await?;
+    let settled = s
+        .submit_result(job2, &s.node.enclave_key, &input, &output, used)
+        .await?;
+    assert!(settled.is_success(), "{:?}", settled.failures());
+    assert_eq!(
+        settled.receipt_failures().len(),
+        1,
+        "the transfer to {ghost} fails"
+    );
+    assert_eq!(s.credit(&ghost, &near()).await?, royalty);
+    assert_eq!(s.ledger(&near(), "credits").await?, royalty);
+    s.check_funds("failed royalty transfer").await?;
+    refused(
+        s.relayer
+            .call(s.market.id(), "withdraw")
+            .args_json(json!({ "asset": near(), "account_id": s.relayer.id() }))
+            .transact()
+            .await?,
+        "nothing",
+    )?;
+    let ghost_account = s
+        .root
+        .create_subaccount("ghost")
+        .initial_balance(NearToken::from_near(1))
+        .transact()
+        .await?
+        .into_result()?;
+    let withdrawn: Value = ok(s
+        .relayer
+        .call(s.market.id(), "withdraw")
+        .args_json(json!({ "asset": near(), "account_id": ghost }))
+        .gas(Gas::from_tgas(30))
+        .transact()
+        .await?)?
+    .json()?;
+    assert_eq!(num(&withdrawn)?, royalty);
+    assert_eq!(s.near_balance(ghost_account.id()).await?, NEAR + royalty);
+    assert_eq!(s.credit(&ghost, &near()).await?, 0);
+    assert_eq!(s.ledger(&near(), "credits").await?, 0);
+    s.check_funds("credit withdrawn").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Result<()> {
+    let s = Suite::start().await?;
+    let token = s.token_asset();
+    for account in [s.user.id(), s.market.id(), s.royalty.id(), s.treasury.id()] {
+        s.register_on_token(account).await?;
+    }
+    // The node's operator is not registered with the token: its payout will fail.
+    succeeded(s.owner
+        .call(s.token.id(), "ft_transfer")
+        .args_json(json!({ "receiver_id": s.user.id(), "amount": (10 * TOKEN_UNITS_PER_NEAR).to_string() }))
+        .deposit(NearToken::from_yoctonear(1))
+        .transact()
+        .await?)?;
+    s.check_funds("setup").await?;
+
+    let input = b"token-paid prompt".to_vec();
+    let output = b"token-paid answer".to_vec();
+    let cap = TOKEN_UNITS_PER_NEAR / 100;
+    let sent = cap + TOKEN_UNITS_PER_NEAR / 1_000;
+    let now = s.now_ns().await?;
+    let spec = s.job_spec(cap, &input, None, now + 3600 * SEC);
+    let transfer_call = |amount: u128| {
+        s.user
+            .call(s.token.id(), "ft_transfer_call")
+            .args_json(json!({
+                "receiver_id": s.market.id(), "amount": amount.to_string(),
+                "msg": json!({ "submit_job": spec }).to_string(),
+            }))
+            .deposit(NearToken::from_yoctonear(1))
+            .gas(Gas::from_tgas(100))
+            .transact()
+    };
+    let user_tokens = s.ft_balance(s.token.id(), s.user.id()).await?;
+
+    // ----- without a storage balance the job is refused and the token gives everything back.
+    let refused_job = transfer_call(sent).await?;
+    assert!(refused_job.is_success(), "{:?}", refused_job.failures());
+    let used: Value = refused_job.json()?;
+    assert_eq!(num(&used)?, 0);
+    assert_eq!(s.ft_balance(s.token.id(), s.user.id()).await?, user_tokens);
+    s.check_funds("refused token job").await?;
+
+    // ----- storage first, then the job: only the cap stays, the rest comes back.
+    succeeded(
+        s.user
+            .call(s.market.id(), "storage_deposit")
+            .args_json(json!({}))
+            .deposit(NearToken::from_millinear(100))
+            .transact()
+            .await?,
+    )?;
+    s.check_funds("storage_deposit").await?;
+    let storage_balance = |s: &Suite| {
+        let market = s.market.clone();
+        let user = s.user.id().clone();
+        async move {
+            let v: Value = market
+                .view("storage_balance_of")
+                .args_json(json!({ "account_id": user }))
+                .await?
+                .json()?;
+            num(&v)
+        }
+    };
+    let balance_before_job = storage_balance(&s).await?;
+    let submitted = ok(transfer_call(sent).await?)?;
+    assert_eq!(
+        num(&submitted.json::<Value>()?)?,
+        cap,
+        "the token used the cap"
+    );
+    assert_eq!(
+        s.ft_balance(s.token.id(), s.user.id()).await?,
+        user_tokens - cap
+    );
+    assert_eq!(s.ft_balance(s.token.id(), s.market.id()).await?, cap);
+    let job = JobId(1);
+    let open = s.job(job).await?;
+    assert_eq!(open["status"], "open");
+    assert_eq!(open["asset"], token);
+    let job_storage = balance_before_job - storage_balance(&s).await?;
+    assert_eq!(num(&open["storage_deposit"])?, job_storage);
+    s.check_funds("token submit").await?;
+
+    // ----- claim and settle in the token.
+    assert!(s.claim(&s.node, job).await?);
+    s.check_funds("claim").await?;
+    let used = usage(1_000, 2_000);
+    let user_before = s.ft_balance(s.token.id(), s.user.id()).await?;
+    let outcome = s
+        .submit_result(job, &s.node.enclave_key, &input, &output, used)
+        .await?;
+    assert!(outcome.is_success(), "{:?}", outcome.failures());
+    gas_within("submit_result (token)", &outcome, 20)?;
+    let settlement: Value = outcome.json()?;
+    let cost = cost_yocto(&used) / (NEAR / TOKEN_UNITS_PER_NEAR);
+    let (provider, royalty, fee, refund) = expected_split(cap, cost);
+    assert_eq!(num(&settlement["cost"])?, cost);
+    assert_eq!(num(&settlement["provider"])?, provider);
+    assert_eq!(
+        s.ft_balance(s.token.id(), s.user.id()).await? - user_before,
+        refund
+    );
+    assert_eq!(s.ft_balance(s.token.id(), s.royalty.id()).await?, royalty);
+    // The provider's transfer failed (not registered): a credit in the token.
+    assert_eq!(s.credit(s.node.operator.id(), &token).await?, provider);
+    assert_eq!(s.ledger(&token, "credits").await?, provider);
+    assert_eq!(s.ledger(&token, "fees").await?, fee);
+    assert_eq!(s.ledger(&token, "escrow").await?, 0);
+    // The job's storage went back to the user's storage balance, less the receipt's bytes.
+    let returned = storage_balance(&s).await? - (balance_before_job - job_storage);
+    assert!(
+        returned > 0 && returned < job_storage,
+        "{returned} of {job_storage}"
+    );
+    s.check_funds("token settlement").await?;
+
+    // ----- the fee to the treasury, the credit to the provider once it can receive.
+    succeeded(
+        s.relayer
+            .call(s.market.id(), "withdraw_fees")
+            .args_json(json!({ "asset": token }))
+            .gas(Gas::from_tgas(30))
+            .transact()
+            .await?,
+    )?;
+    assert_eq!(s.ft_balance(s.token.id(), s.treasury.id()).await?, fee);
+    s.check_funds("token withdraw_fees").await?;
+    s.register_on_token(s.node.operator.id()).await?;
+    succeeded(
+        s.node
+            .operator
+            .call(s.market.id(), "withdraw")
+            .args_json(json!({ "asset": token }))
+            .gas(Gas::from_tgas(30))
+            .transact()
+            .await?,
+    )?;
+    assert_eq!(
+        s.ft_balance(s.token.id(), s.node.operator.id()).await?,
+        provider
+    );
+    assert_eq!(s.credit(s.node.operator.id(), &token).await?, 0);
+    assert_eq!(s.ft_balance(s.token.id(), s.market.id()).await?, 0);
+    s.check_funds("token credit withdrawn").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slash()
+-> anyhow::Result<()> {
+    let s = Suite::start().await?;
+    let input = b"prompt with a short deadline".to_vec();
+    let output = b"too late".to_vec();
+    let cap = NEAR / 100;
+    let now = s.now_ns().await?;
+    let spec = s.job_spec(cap, &input, Some(now + 40 * SEC), now + 60 * SEC);
+    let claimed_job = s.submit_near_job(&spec, input.len() as u32).await?;
+    let unclaimed_job = s.submit_near_job(&spec, input.len() as u32).await?;
+    s.check_funds("submit").await?;
+    assert!(s.claim(&s.node, claimed_job).await?);
+    s.check_funds("claim").await?;
+    // Before its claim deadline only the user may cancel an open job.
+    refused(s.cancel(unclaimed_job).await?, "only its user")?;
+    refused(s.cancel(claimed_job).await?, "deadline has not passed")?;
+
+    // ----- past both deadlines.
+    s.worker.fast_forward(70).await?;
+    assert!(s.now_ns().await? > now + 60 * SEC);
+    let used = usage(10, 10);
+    refused(
+        s.submit_result(claimed_job, &s.node.enclave_key, &input, &output, used)
+            .await?,
+        "deadline",
+    )?;
+    assert_eq!(s.job(claimed_job).await?["status"], "claimed");
+    s.check_funds("late result").await?;
+    refused(
+        s.try_claim(&s.node.operator, unclaimed_job, s.node.id)
+            .await?,
+        "claim deadline",
+    )?;
+
+    // ----- the missed deadline: anyone cancels; the user gets the escrow, the storage and
+    // the slashed stake.
+    let stake = |s: &Suite| {
+        let registry = s.registry.clone();
+        let op = s.node.operator.id().clone();
+        async move {
+            let v: Value = registry
+                .view("get_operator")
+                .args_json(json!({ "account_id": op }))
+                .await?
+                .json()?;
+            num(&v["stake"])
+        }
+    };
+    let slash: Value = s.market.view("get_config").await?.json()?;
+    let slash = num(&slash["slash_amount"])?;
+    let stake_before = stake(&s).await?;
+    let user_before = s.near_balance(s.user.id()).await?;
+    let storage_before = s.ledger(&near(), "storage").await?;
+    let cancelled = ok(s.cancel(claimed_job).await?)?;
+    let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
+    assert_eq!(stake_before - stake(&s).await?, slash);
+    assert_eq!(
+        s.near_balance(s.user.id()).await? - user_before,
+        cap + storage_refund + slash
+    );
+    let event = cancelled
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("job_cancelled"))
+        .map(str::to_owned);
+    let event = event.unwrap_or_default();
+    assert!(event.contains("deadline_missed"), "{event}");
+    assert!(event.contains(&slash.to_string()), "{event}");
+    assert!(s.job(claimed_job).await?.is_null());
+    s.check_funds("cancel with slash").await?;
+
+    // ----- the unclaimed job: anyone cancels, the user gets everything back.
+    let user_before = s.near_balance(s.user.id()).await?;
+    let storage_before = s.ledger(&near(), "storage").await?;
+    succeeded(s.cancel(unclaimed_job).await?)?;
+    let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
+    assert_eq!(
+        s.near_balance(s.user.id()).await? - user_before,
+        cap + storage_refund
+    );
+    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    s.check_funds("cancel unclaimed").await?;
+    Ok(())
+}
+
+/// Waits (a block at a time) until the marketplace holds request `id`.
+async fn request_pending(s: &Suite, id: RequestId) -> anyhow::Result<Value> {
+    for _ in 0..50 {
+        let request: Value = s
+            .market
+            .view("get_request")
+            .args_json(json!({ "request_id": id }))
+            .await?
+            .json()?;
+        if !request.is_null() {
+            return Ok(request);
+        }
+        s.worker.fast_forward(1).await?;
+    }
+    anyhow::bail!("request {id} never arrived")
+}
+
+/// The most NEAR `tgas` of prepaid gas can cost at the gas price `outcome` paid.
+fn gas_cost_bound(outcome: &near_workspaces::result::ExecutionFinalResult, tgas: u128) -> u128 {
+    let tx = outcome.outcome();
+    let price = tx.tokens_burnt.as_yoctonear() / u128::from(tx.gas_burnt.as_gas().max(1));
+    tgas * 1_000_000_000_000 * price
+}
+
+/// Waits (a block at a time) until the AI caller has an outcome for request `id`; a few more
+/// blocks let the payouts sent with it land.
+async fn answer_of(s: &Suite, id: &str) -> anyhow::Result<Value> {
+    for _ in 0..50 {
+        let answer: Value = s
+            .caller
+            .view("get_answer")
+            .args_json(json!({ "request_id": id }))
+            .await?
+            .json()?;
+        if !answer.is_null() {
+            s.worker.fast_forward(3).await?;
+            return Ok(answer);
+        }
+        s.worker.fast_forward(1).await?;
+    }
+    anyhow::bail!("request {id} got no answer")
+}
+
+#[tokio::test]
+async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -> anyhow::Result<()>
+{
+    let s = Suite::start().await?;
+    // The node answers requests from the marketplace's cache.
+    let cached: bool = ok(s
+        .relayer
+        .call(s.market.id(), "refresh_node")
+        .args_json(json!({ "node_id": s.node.id }))
+        .gas(Gas::from_tgas(30))
+        .transact()
+        .await?)?
+    .json()?;
+    assert!(cached);
+    s.check_funds("refresh_node").await?;
+
+    let input = b"what is the answer?".to_vec();
+    let output = b"42, encrypted".to_vec();
+    let cap = NEAR / 10;
+    let storage: Value = s
+        .market
+        .view("request_deposit")
+        .args_json(json!({ "input_bytes": input.len() }))
+        .await?
+        .json()?;
+    let deposit = cap + num(&storage)?;
+    let ask = || {
+        s.user
+            .call(s.caller.id(), "ask")
+            .args_json(json!({ "model_id": sandbox_tests::marketplace::MODEL,
+                               "input": sandbox_tests::marketplace::inline(&input),
+                               "price_cap": cap.to_string() }))
+            .deposit(NearToken::from_yoctonear(deposit))
+            .gas(Gas::from_tgas(150))
+            .transact_async()
+    };
+
+    // ----- answered: the caller's callback gets the output, the asker pays only the cost.
+    let user_before = s.near_balance(s.user.id()).await?;
+    let op_before = s.near_balance(s.node.operator.id()).await?;
+    let royalty_before = s.near_balance(s.royalty.id()).await?;
+    let asked = ask().await?;
+    let request = request_pending(&s, RequestId(1)).await?;
+    assert_eq!(request["caller"], json!(s.caller.id()));
+    assert_eq!(s.ledger(&near(), "escrow").await?, cap);
+    s.check_funds("request").await?;
+    let used = usage(3_000, 500);
+    let responded = ok(s
+        .respond(RequestId(1), &s.node, &input, &output, used)
+        .await?)?;
+    gas_within("respond", &responded, 20)?;
+    let asked = ok(asked.await?)?;
+    let most_gas = gas_cost_bound(&asked, 150);
+    let request_id: Value = asked.json()?;
+    assert_eq!(request_id, json!("1"));
+    let answer = answer_of(&s, "1").await?;
+    let cost = cost_yocto(&used);
+    assert_eq!(answer["status"], "answered", "{answer}");
+    assert_eq!(num(&answer["response"]["cost"])?, cost);
+    assert_eq!(
+        answer["response"]["output"],
+        sandbox_tests::marketplace::inline(&output)
+    );
+    let (provider, royalty, fee, _refund) = expected_split(cap, cost);
+    // The asker paid the cost and gas, nothing else (the rest of its deposit came back).
+    let paid = user_before - s.near_balance(s.user.id()).await?;
+    assert!(
+        paid >= cost && paid <= cost + most_gas,
+        "paid {paid}, cost {cost}"
+    );
+    assert_eq!(
+        s.near_balance(s.node.operator.id()).await? - op_before,
+        provider
+    );
+    assert_eq!(
+        s.near_balance(s.royalty.id()).await? - royalty_before,
+        royalty
+    );
+    assert_eq!(s.ledger(&near(), "fees").await?, fee);
+    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    let gone: Value = s
+        .market
+        .view("get_request")
+        .args_json(json!({ "request_id": "1" }))
+        .await?
+        .json()?;
+    assert!(gone.is_null());
+    s.check_funds("answered request").await?;
+
+    // ----- nobody answers: after the yield timeout the caller hears `None` and the asker
+    // gets everything back but the gas.
+    let user_before = s.near_balance(s.user.id()).await?;
+    let asked = ask().await?;
+    request_pending(&s, RequestId(2)).await?;
+    s.check_funds("second request").await?;
+    s.worker.fast_forward(250).await?;
+    let asked = ok(asked.await?)?;
+    let answer = answer_of(&s, "2").await?;
+    assert_eq!(answer["status"], "timed_out", "{answer}");
+    let paid = user_before - s.near_balance(s.user.id()).await?;
+    assert!(
+        paid <= gas_cost_bound(&asked, 150),
+        "paid {paid} of a {cap} cap"
+    );
+    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    s.check_funds("timed-out request").await?;
+    // A late answer finds nothing to resume.
+    refused(
+        s.respond(RequestId(2), &s.node, &input, &output, used)
+            .await?,
+        "does not exist",
+    )?;
+    s.check_funds("late answer").await?;
+    Ok(())
+}
