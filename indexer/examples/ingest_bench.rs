@@ -1,6 +1,6 @@
 //! Benchmark (not a test): ingest throughput from fixture files into SQLite.
 //!
-//! `cargo run --release -p indexer --example ingest_bench [blocks] [jobs_per_block]`
+//! `cargo run --profile bench -p indexer --example ingest_bench [blocks] [jobs_per_block]`
 //! prints `BENCH indexer.ingest <n> events/s`. Each block carries real NEP-297 lines from
 //! the shared event types: job submissions, claims and settlements, heartbeats and token
 //! transfers, on top of 100 registered nodes.

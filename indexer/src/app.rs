@@ -30,6 +30,16 @@ pub async fn run(
             let source = NeardataSource::new(&config.source_url, Duration::from_secs(30))?;
             serve(config, db, metrics, ingestor, source, shutdown).await
         }
+        #[cfg(feature = "jsonrpc")]
+        SourceKind::Jsonrpc => {
+            let source =
+                crate::source::JsonRpcSource::new(&config.source_url, Duration::from_secs(30))?;
+            serve(config, db, metrics, ingestor, source, shutdown).await
+        }
+        #[cfg(not(feature = "jsonrpc"))]
+        SourceKind::Jsonrpc => anyhow::bail!(
+            "this indexer was built without the `jsonrpc` feature; use --source neardata"
+        ),
         SourceKind::Fixtures => {
             let source = FixtureSource::new(&config.source_url);
             serve(config, db, metrics, ingestor, source, shutdown).await

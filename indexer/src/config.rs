@@ -18,6 +18,9 @@ pub enum SourceKind {
     /// neardata-style HTTP (`/v0/block/{h}`, `/v0/last_block/final`): localnet, public
     /// NEAR data services.
     Neardata,
+    /// A NEAR JSON-RPC node (`near-jsonrpc-client`); logs only through transaction status,
+    /// see `source::JsonRpcSource` for the limitations.
+    Jsonrpc,
     /// A directory of `<height>.json` StreamerMessage files.
     Fixtures,
 }
@@ -44,7 +47,7 @@ pub struct Cli {
     pub listen: Option<SocketAddr>,
     #[arg(long, value_enum, env = "ECLOUD_INDEXER_SOURCE")]
     pub source: Option<SourceKind>,
-    /// neardata base URL, or the fixture directory.
+    /// neardata base URL, JSON-RPC URL, or the fixture directory.
     #[arg(long, env = "ECLOUD_INDEXER_SOURCE_URL")]
     pub source_url: Option<String>,
     /// First height to index on an empty database.

@@ -4,9 +4,13 @@
 //! means "no block was produced at this height", never "not yet".
 
 mod fixtures;
+#[cfg(feature = "jsonrpc")]
+mod jsonrpc;
 mod neardata;
 
 pub use fixtures::FixtureSource;
+#[cfg(feature = "jsonrpc")]
+pub use jsonrpc::{DEFAULT_LOOKBACK, JsonRpcSource};
 pub use neardata::NeardataSource;
 
 use crate::block::StreamerMessage;
