@@ -9,6 +9,7 @@
 pub mod localnet;
 
 pub mod marketplace;
+pub mod model_token;
 
 use near_workspaces::network::Sandbox;
 use near_workspaces::{Contract, Worker};

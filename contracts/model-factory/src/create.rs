@@ -59,17 +59,18 @@ fn model_deposit(args_len: usize) -> NearToken {
 }
 
 /// The model's `new` arguments: the caller's object with `model_id`, `registry` and `owner`
-/// filled in. Returns the JSON and the owner.
+/// (default: `default_owner`, the caller) filled in. Returns the JSON and the owner.
 fn init_args(
     model_id: &ModelId,
     registry: &AccountId,
     args: Value,
+    default_owner: &AccountId,
 ) -> Result<(Vec<u8>, AccountId), FactoryError> {
     let Value::Object(mut map) = args else {
         return Err(FactoryError::BadArgs(format!("got {args}")));
     };
     let owner = match map.get("owner") {
-        None | Some(Value::Null) => env::predecessor_account_id(),
+        None | Some(Value::Null) => default_owner.clone(),
         Some(v) => serde_json::from_value::<AccountId>(v.clone())
             .map_err(|e| FactoryError::BadArgs(format!("owner: {e}")))?,
     };
@@ -98,7 +99,12 @@ impl ModelFactory {
                 attached: prepaid,
             });
         }
-        let (init, owner) = init_args(&model_id, &self.registry, args)?;
+        let (init, owner) = init_args(
+            &model_id,
+            &self.registry,
+            args,
+            &env::predecessor_account_id(),
+        )?;
         let attached = env::attached_deposit();
         let required = create_deposit_for(init.len());
         if attached < required {
@@ -182,10 +188,16 @@ impl FactoryApi for ModelFactory {
     }
 
     fn create_deposit(&self, args: Value) -> NearToken {
+        // A view has no caller: size the default owner as the longest account id.
+        let longest: AccountId = "a"
+            .repeat(AccountId::MAX_LEN)
+            .parse()
+            .unwrap_or_else(|_| env::abort());
         let len = init_args(
             &"xx".parse().unwrap_or_else(|_| env::abort()),
             &self.registry,
             args,
+            &longest,
         )
         .map_or(0, |(json, _)| json.len());
         // Room for the longest model id the listing accepts.
@@ -296,6 +308,25 @@ mod tests {
     }
 
     #[test]
+    fn create_deposit_is_a_view_and_covers_any_creator() {
+        let f = factory_with_code();
+        // As a view call: reading the predecessor would fail it.
+        let mut b = near_sdk::test_utils::VMContextBuilder::new();
+        b.current_account_id(acc(FACTORY)).is_view(true);
+        near_sdk::testing_env!(b.build());
+        let dep = f.create_deposit(args());
+        // Enough for the longest creator, who becomes the owner.
+        let mut f = f;
+        let longest = "b".repeat(AccountId::MAX_LEN);
+        ctx(&longest, dep);
+        let _ = f.create_model("llama".parse().unwrap(), args());
+        assert_eq!(
+            f.model("llama".parse().unwrap()).unwrap().owner,
+            acc(&longest)
+        );
+    }
+
+    #[test]
     fn failed_creation_unlists_and_refunds_the_creator() {
         let mut f = factory_with_code();
         let dep = f.create_deposit(args());
@@ -345,7 +376,10 @@ mod tests {
         ctx(
             ALICE,
             dep.saturating_sub(NearToken::from_yoctonear(1))
-                .saturating_sub(env::storage_byte_cost().saturating_mul(ModelId::MAX_LEN as u128)),
+                .saturating_sub(
+                    env::storage_byte_cost()
+                        .saturating_mul((ModelId::MAX_LEN + AccountId::MAX_LEN) as u128),
+                ),
         );
         assert_panics_with(
             || f.create_model("llama".parse().unwrap(), args()),

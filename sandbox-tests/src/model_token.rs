@@ -1,0 +1,275 @@
+//! Helpers of the model-token suite (`tests/model_token.rs`): the built contracts, model tokens
+//! deployed directly, a registry with a `dev`-attested node, and gas and balance accounting of
+//! transaction outcomes.
+//!
+//! Contracts come from `ECLOUD_WASM_DIR` (default `$CARGO_TARGET_DIR/near`), where
+//! `./scripts/build-contracts.sh` puts them.
+
+use near_workspaces::network::Sandbox;
+use near_workspaces::result::ExecutionFinalResult;
+use near_workspaces::types::{AccessKey, Gas, KeyType, NearToken, SecretKey};
+use near_workspaces::{Account, AccountId, Contract, Worker};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// Gas of calls that schedule callbacks (the contracts ask for at most 50 Tgas).
+pub const CALL_GAS: Gas = Gas::from_tgas(100);
+
+/// A built contract, `<dir>/<name>.wasm`.
+pub fn contract_wasm(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("ECLOUD_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::target_dir().join("near"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (build the contracts with ./scripts/build-contracts.sh)",
+            path.display()
+        )
+    })
+}
+
+/// A manifest allowing these enclave measurements (hex, or `dev` for dev-attested nodes).
+pub fn manifest(allowed: &[&str]) -> Value {
+    json!({
+        "name": "Llama sandbox",
+        "weights_hash": "11".repeat(32),
+        "encrypted_weights_uri": "ipfs://weights",
+        "training_data_manifest_hash": "22".repeat(32),
+        "training_data_manifest_uri": "ipfs://data",
+        "training_image_measurement": "33".repeat(48),
+        "allowed_enclave_measurements": allowed,
+        "licence": "apache-2.0",
+    })
+}
+
+/// NEP-148 metadata.
+pub fn metadata(symbol: &str, decimals: u8) -> Value {
+    json!({
+        "spec": "ft-1.0.0",
+        "name": format!("{symbol} token"),
+        "symbol": symbol,
+        "decimals": decimals,
+    })
+}
+
+/// `ModelInit` without the fields the factory fills in (`model_id`, `registry`, `owner`).
+pub fn model_args(extra: Value) -> Value {
+    let mut args = json!({
+        "manifest": manifest(&["dev"]),
+        "metadata": metadata("LLM", 0),
+    });
+    if let (Some(map), Value::Object(extra)) = (args.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    args
+}
+
+/// A model token deployed directly on a dev account and initialised with `new`; `extra`
+/// overrides or adds `ModelInit` fields (`initial_supply`, `crowdfund`, `revenue_tokens`, ...).
+pub async fn deploy_token(
+    worker: &Worker<Sandbox>,
+    owner: &Account,
+    registry: &AccountId,
+    extra: Value,
+) -> anyhow::Result<Contract> {
+    let token = worker.dev_deploy(&contract_wasm("model_token")).await?;
+    let mut init = model_args(extra);
+    init["model_id"] = json!("llama");
+    init["owner"] = json!(owner.id());
+    init["registry"] = json!(registry);
+    token
+        .call("new")
+        .args_json(json!({ "init": init }))
+        .transact()
+        .await?
+        .into_result()?;
+    Ok(token)
+}
+
+/// A sub-account of the root with `near` NEAR.
+pub async fn account(worker: &Worker<Sandbox>, name: &str, near: u128) -> anyhow::Result<Account> {
+    Ok(worker
+        .root_account()?
+        .create_subaccount(name)
+        .initial_balance(NearToken::from_near(near))
+        .transact()
+        .await?
+        .into_result()?)
+}
+
+/// NEP-145: the storage deposit of one holder of `token` (min == max).
+pub async fn storage_min(token: &AccountId, viewer: &Account) -> anyhow::Result<NearToken> {
+    let bounds: Value = viewer.view(token, "storage_balance_bounds").await?.json()?;
+    Ok(serde_json::from_value(bounds["min"].clone())?)
+}
+
+/// NEP-145: registers `who` on `token`, paid by `who`, with the exact minimum.
+pub async fn register(token: &AccountId, who: &Account) -> anyhow::Result<()> {
+    who.call(token, "storage_deposit")
+        .args_json(json!({}))
+        .deposit(storage_min(token, who).await?)
+        .transact()
+        .await?
+        .into_result()?;
+    Ok(())
+}
+
+/// `ft_balance_of` as a number.
+pub async fn ft_balance(
+    token: &AccountId,
+    who: &AccountId,
+    viewer: &Account,
+) -> anyhow::Result<u128> {
+    let v: String = viewer
+        .view(token, "ft_balance_of")
+        .args_json(json!({ "account_id": who }))
+        .await?
+        .json()?;
+    Ok(v.parse()?)
+}
+
+/// `ft_transfer` with the confirming yocto.
+pub async fn ft_transfer(
+    token: &AccountId,
+    from: &Account,
+    to: &AccountId,
+    amount: u128,
+) -> anyhow::Result<ExecutionFinalResult> {
+    Ok(from
+        .call(token, "ft_transfer")
+        .args_json(json!({ "receiver_id": to, "amount": amount.to_string() }))
+        .deposit(NearToken::from_yoctonear(1))
+        .transact()
+        .await?)
+}
+
+/// What the signer paid for a transaction's gas: the tokens burnt by every receipt it bought
+/// gas for (unused gas came back to it).
+pub fn gas_cost(outcome: &ExecutionFinalResult) -> NearToken {
+    let burnt = outcome
+        .outcomes()
+        .iter()
+        .map(|o| o.tokens_burnt.as_yoctonear())
+        .sum();
+    NearToken::from_yoctonear(burnt)
+}
+
+/// Gas burnt by the transaction, without the receipts executed on `excluded` (another
+/// contract's own work, e.g. a payment token's `ft_transfer`).
+pub fn gas_without(outcome: &ExecutionFinalResult, excluded: &[&AccountId]) -> Gas {
+    let burnt = outcome
+        .outcomes()
+        .iter()
+        .filter(|o| !excluded.contains(&&o.executor_id))
+        .map(|o| o.gas_burnt.as_gas())
+        .sum();
+    Gas::from_gas(burnt)
+}
+
+/// Tgas, for messages and `BENCH` lines.
+pub fn tgas(gas: Gas) -> f64 {
+    gas.as_gas() as f64 / 1e12
+}
+
+/// The real registry, initialised with a development CA so nodes may join with `dev` bundles.
+pub struct DevRegistry {
+    pub contract: Contract,
+    ca: near_crypto::SecretKey,
+}
+
+/// A node registered in a [`DevRegistry`]: its id (as the registry writes it in JSON), the
+/// operator, and the enclave's access key on the operator's account.
+pub struct DevNode {
+    pub id: Value,
+    pub operator: Account,
+    pub enclave: Account,
+}
+
+impl DevRegistry {
+    /// Deploys the registry on a dev account: default policy, a fresh development CA.
+    pub async fn deploy(worker: &Worker<Sandbox>, owner: &Account) -> anyhow::Result<Self> {
+        let contract = worker.dev_deploy(&contract_wasm("registry")).await?;
+        let ca = near_crypto::SecretKey::from_random(near_crypto::KeyType::ED25519);
+        contract
+            .call("new")
+            .args_json(json!({
+                "owner": owner.id(),
+                "mainnet": false,
+                "dev_ca_key": ca.public_key().to_string(),
+                "policy": null,
+            }))
+            .transact()
+            .await?
+            .into_result()?;
+        Ok(Self { contract, ca })
+    }
+
+    /// A new operator (sub-account `name` of the root) stakes what the policy asks for one
+    /// node and its enclave registers with a dev bundle signed by the CA; `enclave_key` is the
+    /// node's x25519 key.
+    pub async fn register_node(
+        &self,
+        worker: &Worker<Sandbox>,
+        name: &str,
+        enclave_key: [u8; 32],
+    ) -> anyhow::Result<DevNode> {
+        let policy: Value = self.contract.view("get_policy").await?.json()?;
+        let min_stake: NearToken = serde_json::from_value(policy["min_stake"].clone())?;
+        // The stake also pays for the operator's records: one NEAR covers them.
+        let stake = min_stake.saturating_add(NearToken::from_near(1));
+        let operator = account(worker, name, stake.as_near() + 10).await?;
+        operator
+            .call(self.contract.id(), "deposit_stake")
+            .deposit(stake)
+            .transact()
+            .await?
+            .into_result()?;
+
+        // The enclave's NEAR key: a function-call key of the operator for the registry.
+        let key = SecretKey::from_random(KeyType::ED25519);
+        operator
+            .batch(operator.id())
+            .add_key(
+                key.public_key(),
+                AccessKey::function_call_access(self.contract.id(), &[], None),
+            )
+            .transact()
+            .await?
+            .into_result()?;
+        let enclave = Account::from_secret_key(operator.id().clone(), key.clone(), worker);
+
+        let block = worker.view_block().await?;
+        let expires_at = block.timestamp() / 1_000_000_000 + 24 * 3600;
+        let near_key = crate::crypto_key(&key).public_key();
+        let near_key_bytes: [u8; 32] = near_key
+            .key_data()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("ed25519 keys are 32 bytes"))?;
+        let message =
+            attestation::dev_attestation_message(&enclave_key, &near_key_bytes, expires_at);
+        let near_crypto::Signature::ED25519(signature) = self.ca.sign(&message) else {
+            anyhow::bail!("an ed25519 CA signs with ed25519");
+        };
+        let bundle = json!({
+            "version": 1,
+            "kind": "dev",
+            "enclave_key": hex::encode(enclave_key),
+            "near_public_key": near_key.to_string(),
+            "dev": { "expires_at": expires_at, "signature": hex::encode(signature.to_bytes()) },
+        });
+        let id: Value = enclave
+            .call(self.contract.id(), "register_node")
+            .args_json(json!({ "bundle": bundle }))
+            .gas(CALL_GAS)
+            .transact()
+            .await?
+            .into_result()?
+            .json()?;
+        Ok(DevNode {
+            id,
+            operator,
+            enclave,
+        })
+    }
+}
