@@ -70,9 +70,11 @@ pub fn parse_genesis_time(value: &str) -> Result<u64, GenesisTimeError> {
             .ok_or_else(|| error("too far in the future".into()));
     }
     // genesis.json's own field type and parser, so both forms agree on what is accepted.
-    let mut config = GenesisConfig::default();
-    config.genesis_time = serde_json::from_value(serde_json::Value::String(value.to_string()))
-        .map_err(|e| error(e.to_string()))?;
+    let config = GenesisConfig {
+        genesis_time: serde_json::from_value(serde_json::Value::String(value.to_string()))
+            .map_err(|e| error(e.to_string()))?,
+        ..GenesisConfig::default()
+    };
     config
         .genesis_time
         .timestamp_nanos_opt()

@@ -772,6 +772,29 @@ impl Chain {
     }
 }
 
+/// The status of a transaction as nearcore reports it: follow the chain of receipts the
+/// transaction's outcome points to until a value or a failure.
+fn final_status(
+    tx: &ExecutionOutcomeWithIdView,
+    receipts: &[ExecutionOutcomeWithIdView],
+) -> FinalExecutionStatus {
+    let mut looking_for = tx.id;
+    let all: Vec<&ExecutionOutcomeWithIdView> = std::iter::once(tx).chain(receipts).collect();
+    loop {
+        let Some(o) = all.iter().find(|o| o.id == looking_for) else {
+            return FinalExecutionStatus::Started;
+        };
+        match &o.outcome.status {
+            ExecutionStatusView::Unknown => return FinalExecutionStatus::Started,
+            ExecutionStatusView::Failure(e) => return FinalExecutionStatus::Failure(e.clone()),
+            ExecutionStatusView::SuccessValue(v) => {
+                return FinalExecutionStatus::SuccessValue(v.clone());
+            }
+            ExecutionStatusView::SuccessReceiptId(id) => looking_for = *id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod clock_tests {
     use super::*;
@@ -795,28 +818,5 @@ mod clock_tests {
         let offset = clock_offset(genesis, wall);
         assert!(offset > 0);
         assert_eq!(chain_time(wall + SECOND, offset), genesis + SECOND);
-    }
-}
-
-/// The status of a transaction as nearcore reports it: follow the chain of receipts the
-/// transaction's outcome points to until a value or a failure.
-fn final_status(
-    tx: &ExecutionOutcomeWithIdView,
-    receipts: &[ExecutionOutcomeWithIdView],
-) -> FinalExecutionStatus {
-    let mut looking_for = tx.id;
-    let all: Vec<&ExecutionOutcomeWithIdView> = std::iter::once(tx).chain(receipts).collect();
-    loop {
-        let Some(o) = all.iter().find(|o| o.id == looking_for) else {
-            return FinalExecutionStatus::Started;
-        };
-        match &o.outcome.status {
-            ExecutionStatusView::Unknown => return FinalExecutionStatus::Started,
-            ExecutionStatusView::Failure(e) => return FinalExecutionStatus::Failure(e.clone()),
-            ExecutionStatusView::SuccessValue(v) => {
-                return FinalExecutionStatus::SuccessValue(v.clone());
-            }
-            ExecutionStatusView::SuccessReceiptId(id) => looking_for = *id,
-        }
     }
 }
