@@ -184,13 +184,23 @@ impl NodeChain {
             .await
     }
 
-    /// `claim_job`: `true` if this node now holds the job.
-    pub async fn claim_job(&self, job_id: JobId, node_id: NodeId) -> Result<bool, ChainError> {
+    /// `claim_job`: `Ok(())` if this node now holds the job, `Err(reason)` with the
+    /// marketplace's logged reason if it refused (the job stays open).
+    pub async fn claim_job(
+        &self,
+        job_id: JobId,
+        node_id: NodeId,
+    ) -> Result<Result<(), String>, ChainError> {
         let call = self
             .market_call("claim_job")
             .args_json(&json!({ "job_id": job_id, "node_id": node_id }))?
             .gas(GAS_CLAIM);
-        self.client.call(&self.market, call).await
+        let outcome = self.client.call_outcome(&self.market, call).await?;
+        if outcome.json::<bool>()? {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(outcome.logs.join("; ")))
+        }
     }
 
     pub async fn get_job(&self, job_id: JobId) -> Result<Option<JobState>, ChainError> {

@@ -225,6 +225,9 @@ async fn liveness(
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Shrinks to half the attestation lifetime when the provider attests for less than
+    // `reattest_before` (a short dev validity), so a fresh attestation is not renewed at once.
+    let mut reattest_before = config.reattest_before;
     loop {
         match chain.heartbeat(config.node_id).await {
             Ok(()) => metrics.heartbeats.inc(),
@@ -233,8 +236,27 @@ async fn liveness(
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }
-        if let Err(e) = reattest_if_due(&chain, &config, provider.as_ref(), &keys, &metrics).await {
-            tracing::warn!(error = %e, "re-attestation failed; retrying at the next heartbeat");
+        match reattest_if_due(
+            &chain,
+            config.node_id,
+            reattest_before,
+            provider.as_ref(),
+            &keys,
+            &metrics,
+        )
+        .await
+        {
+            Ok(Some(lifetime)) if lifetime <= reattest_before => {
+                reattest_before = lifetime / 2;
+                tracing::info!(
+                    ?reattest_before,
+                    "attestations live shorter than the re-attestation margin; margin halved to their lifetime"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "re-attestation failed; retrying at the next heartbeat")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(config.heartbeat_interval) => {}
@@ -243,39 +265,50 @@ async fn liveness(
     }
 }
 
+/// Re-attests if the attestation expires within `before`. Returns the new attestation's
+/// remaining lifetime when it re-attested.
 async fn reattest_if_due(
     chain: &NodeChain,
-    config: &RunConfig,
+    node_id: NodeId,
+    before: Duration,
     provider: &dyn AttestationProvider,
     keys: &EnclaveKeys,
     metrics: &Metrics,
-) -> Result<(), String> {
-    let node = chain
-        .get_node(config.node_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("node {} is not in the registry", config.node_id))?;
-    let now_ns = u128::from(now_unix_secs()) * 1_000_000_000;
-    let due_ns = u128::from(node.attestation_expires_at_ns.0)
-        .saturating_sub(config.reattest_before.as_nanos());
-    if now_ns < due_ns {
-        return Ok(());
+) -> Result<Option<Duration>, String> {
+    let expires_ns = attestation_expiry(chain, node_id).await?;
+    let now_ns = u128::from(now_ns());
+    if now_ns < expires_ns.saturating_sub(before.as_nanos()) {
+        return Ok(None);
     }
     let bundle = provider
         .attest(&keys.public(), now_unix_secs())
         .map_err(|e| e.to_string())?;
     let bundle = serde_json::to_value(&bundle).map_err(|e| e.to_string())?;
     chain
-        .reattest(config.node_id, &bundle)
+        .reattest(node_id, &bundle)
         .await
         .map_err(|e| e.to_string())?;
     metrics.reattestations.inc();
     // The marketplace caches the node until its attestation expires: show it the new one.
-    if let Err(e) = chain.refresh_node(config.node_id).await {
+    if let Err(e) = chain.refresh_node(node_id).await {
         tracing::warn!(error = %e, "refresh_node after re-attestation failed");
     }
-    tracing::info!(node_id = %config.node_id, "re-attested");
-    Ok(())
+    let remaining = attestation_expiry(chain, node_id)
+        .await?
+        .saturating_sub(u128::from(self::now_ns()));
+    tracing::info!(%node_id, "re-attested");
+    Ok(Some(Duration::from_nanos(
+        u64::try_from(remaining).unwrap_or(u64::MAX),
+    )))
+}
+
+async fn attestation_expiry(chain: &NodeChain, node_id: NodeId) -> Result<u128, String> {
+    let node = chain
+        .get_node(node_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("node {node_id} is not in the registry"))?;
+    Ok(u128::from(node.attestation_expires_at_ns.0))
 }
 
 fn now_ns() -> u64 {
@@ -302,14 +335,14 @@ async fn handle_job(ctx: &Ctx, job_id: JobId) {
                 return;
             }
             match ctx.chain.claim_job(job_id, ctx.node_id).await {
-                Ok(true) => {
+                Ok(Ok(())) => {
                     ctx.metrics.jobs_claimed.inc();
                     tracing::info!(%job_id, "claimed");
                     job
                 }
-                Ok(false) => {
+                Ok(Err(reason)) => {
                     ctx.metrics.claims_lost.inc();
-                    tracing::info!(%job_id, "claim refused by the marketplace");
+                    tracing::info!(%job_id, %reason, "claim refused by the marketplace");
                     return;
                 }
                 Err(e) => {

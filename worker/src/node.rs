@@ -142,6 +142,7 @@ pub async fn register_command(
         "node_id": done.node_id,
         "created": done.created,
         "staked": done.staked,
+        "storage_deposit": done.storage_deposit,
         "keys_added": done.keys_added,
         "enclave_key": chain.enclave.public_key(),
         "marketplace_key": chain.market.public_key(),

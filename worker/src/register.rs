@@ -6,7 +6,9 @@
 //! 2. The operator adds the attested enclave key as a function-call key limited to the
 //!    registry, and the derived marketplace key as one limited to the marketplace, each with
 //!    an allowance (a NEAR key has one receiver; see [`crate::chain`]).
-//! 3. The enclave signs `register_node({bundle, details})` with its attested key.
+//! 3. The operator keeps a storage balance in the marketplace, which pays for the marketplace's
+//!    cache entry of the node (taken on the first claim).
+//! 4. The enclave signs `register_node({bundle, details})` with its attested key.
 //!
 //! Every step is skipped when already done, so running it again is safe. The node's id and
 //! contracts go to `<data dir>/node.json` for `worker run`.
@@ -65,6 +67,8 @@ pub struct Registration {
     pub node_id: NodeId,
     pub created: bool,
     pub staked: NearToken,
+    /// Added to the operator's storage balance in the marketplace.
+    pub storage_deposit: NearToken,
     pub keys_added: Vec<String>,
 }
 
@@ -80,6 +84,10 @@ struct PolicyView {
     min_stake: NearToken,
 }
 
+/// The operator's storage balance in the marketplace is topped up to this: a node cache entry
+/// takes a few hundred bytes (~0.005 NEAR).
+pub const MARKET_STORAGE_BALANCE: NearToken = NearToken::from_millinear(50);
+
 /// Margin over the stake one more node needs: the node record's storage is paid from it.
 const STAKE_MARGIN: NearToken = NearToken::from_near(1);
 
@@ -93,12 +101,15 @@ pub async fn register(
     details: &serde_json::Value,
     key_allowance: NearToken,
 ) -> Result<Registration, ChainError> {
+    top_up_marketplace_storage(client, operator, &chain.marketplace).await?;
     if let Some(node) = chain.node_of_this_enclave().await? {
         tracing::info!(node_id = %node.node_id, "this enclave is already registered");
+        let storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
         return Ok(Registration {
             node_id: node.node_id,
             created: false,
             staked: NearToken::ZERO,
+            storage_deposit,
             keys_added: Vec::new(),
         });
     }
@@ -112,11 +123,13 @@ pub async fn register(
             keys_added.push(format!("{key} -> {receiver}"));
         }
     }
+    let storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
     let node_id = chain.register_node(bundle, details).await?;
     Ok(Registration {
         node_id,
         created: true,
         staked,
+        storage_deposit,
         keys_added,
     })
 }
@@ -150,6 +163,61 @@ async fn top_up_stake(
     let total: NearToken = client.call(operator, call).await?;
     tracing::info!(deposit = %needed, %total, "stake deposited");
     Ok(needed)
+}
+
+/// The marketplace caches each node it checks (keys, prices, expiry) and charges the record's
+/// bytes to the operator's storage balance there (NEP-145 style); without it every claim is
+/// refused. ~300 bytes per node: this covers a few nodes and re-caches.
+const MARKETPLACE_STORAGE: NearToken = NearToken::from_millinear(20);
+
+/// Tops the operator's marketplace storage balance up to [`MARKETPLACE_STORAGE`].
+async fn top_up_marketplace_storage(
+    client: &ChainClient,
+    operator: &Account,
+    marketplace: &AccountId,
+) -> Result<(), ChainError> {
+    let balance: near_sdk::json_types::U128 = client
+        .view(
+            marketplace,
+            "storage_balance_of",
+            &json!({ "account_id": operator.account_id() }),
+        )
+        .await?;
+    let missing = MARKETPLACE_STORAGE.saturating_sub(NearToken::from_yoctonear(balance.0));
+    if missing.is_zero() {
+        return Ok(());
+    }
+    let call = FunctionCall::new(marketplace.clone(), "storage_deposit")
+        .args_json(&json!({ "account_id": operator.account_id() }))?
+        .deposit(missing);
+    let _: serde_json::Value = client.call(operator, call).await?;
+    tracing::info!(deposit = %missing, %marketplace, "marketplace storage deposited");
+    Ok(())
+}
+
+/// Tops the operator's marketplace storage balance up to [`MARKET_STORAGE_BALANCE`].
+async fn top_up_market_storage(
+    client: &ChainClient,
+    operator: &Account,
+    marketplace: &AccountId,
+) -> Result<NearToken, ChainError> {
+    let balance: near_sdk::json_types::U128 = client
+        .view(
+            marketplace,
+            "storage_balance_of",
+            &json!({ "account_id": operator.account_id() }),
+        )
+        .await?;
+    let missing = MARKET_STORAGE_BALANCE.saturating_sub(NearToken::from_yoctonear(balance.0));
+    if missing.is_zero() {
+        return Ok(NearToken::ZERO);
+    }
+    let call = FunctionCall::new(marketplace.clone(), "storage_deposit")
+        .args_json(&json!({ "account_id": operator.account_id() }))?
+        .deposit(missing);
+    let _: near_sdk::json_types::U128 = client.call(operator, call).await?;
+    tracing::info!(deposit = %missing, "marketplace storage balance topped up");
+    Ok(missing)
 }
 
 /// Adds `key` as a function-call key of the operator for `receiver` (any method) unless the

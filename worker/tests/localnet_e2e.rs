@@ -47,7 +47,10 @@ async fn expected_embedding(text: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    // ECLOUD_TEST_KEEP=1 keeps the logs and state of every process for a look afterwards.
+    dir.disable_cleanup(std::env::var_os("ECLOUD_TEST_KEEP").is_some());
+    eprintln!("processes run in {}", dir.path().display());
     let node = Localnet::start(dir.path()).await.unwrap();
     let client = node.client();
     let suite = Suite::deploy(&client, &node.root, SuiteConfig::default())
