@@ -35,14 +35,14 @@ fn yocto(v: &serde_json::Value) -> u128 {
 }
 
 /// What MiniLM answers for `text`, computed in this process.
-async fn expected_embedding(text: &str) -> serde_json::Value {
+async fn expected_embedding(text: &str) -> Vec<f32> {
     let backend = MiniLmBackend::load(&support::model_dir()).expect("model (fetch-model.sh)");
     let request = serde_json::from_value(serde_json::json!({
         "model": "all-minilm-l6-v2", "input": [text]
     }))
     .expect("embeddings request");
     let response = backend.embed(request).await.expect("embed");
-    serde_json::to_value(&response.data[0].embedding).expect("embedding as JSON")
+    response.data[0].embedding.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,9 +104,14 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
     let output = output_from_indexer(&indexer.url, job, SETTLE).await;
     let response = open_output(&user, &suite, job, &output);
     assert_eq!(response.status_code, 200, "{:?}", response.body);
-    assert_eq!(
-        response.body["data"][0]["embedding"],
-        expected_embedding(text).await
+    // The same vector as MiniLM computes here (JSON carries f32 values through f64).
+    let got: Vec<f32> =
+        serde_json::from_value(response.body["data"][0]["embedding"].clone()).unwrap();
+    let want = expected_embedding(text).await;
+    assert_eq!(got.len(), 384);
+    assert!(
+        got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+        "{got:?} != {want:?}"
     );
     let usage = &settled["usage"];
     assert_eq!(

@@ -14,6 +14,9 @@ use super::process::{Process, free_port, wait_for_http};
 use super::{TestkitResult, binary, io, wasm_path};
 use crate::{Account, ChainClient, FunctionCall};
 
+/// The marketplace's inline input/output limit on the test suite (bytes).
+pub const MAX_INLINE_BYTES: u32 = 32 * 1024;
+
 /// The development CA of `dev` attestations: its secret signs, the registry knows its public
 /// key.
 #[derive(Clone)]
@@ -109,6 +112,12 @@ impl Suite {
                 "treasury": treasury.account_id(),
             }))?;
         deploy_contract(client, &marketplace, &wasm_path("marketplace"), Some(init)).await?;
+        // A sealed MiniLM embedding (384 floats as JSON) is ~8 KiB, over the default 2 KiB of
+        // inline output; governance raises the limit rather than the test storing outputs.
+        let inline = FunctionCall::new(marketplace.account_id().clone(), "update_config")
+            .args_json(&json!({ "patch": { "max_inline_bytes": MAX_INLINE_BYTES } }))?
+            .deposit(Balance::from_yoctonear(1));
+        client.call::<()>(root, inline).await?;
         let wire = FunctionCall::new(registry.account_id().clone(), "set_marketplace")
             .args_json(&json!({ "marketplace": marketplace.account_id() }))?
             .deposit(Balance::from_yoctonear(1));
