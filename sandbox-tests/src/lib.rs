@@ -7,9 +7,9 @@
 //! Both land in `$CARGO_TARGET_DIR` (default `<workspace>/target`).
 
 pub mod localnet;
-
 pub mod marketplace;
 pub mod model_token;
+pub mod registry;
 
 use near_workspaces::network::Sandbox;
 use near_workspaces::{Contract, Worker};
