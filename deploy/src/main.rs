@@ -77,6 +77,10 @@ struct ContractsArgs {
     /// Not on mainnet.
     #[arg(long, value_name = "SYMBOL")]
     test_token: Option<String>,
+    /// The marketplace's largest inline input/output ciphertext in bytes (contract default
+    /// 2048; at most 11000). Embeddings answers need ~8 KiB.
+    #[arg(long)]
+    max_inline_bytes: Option<u32>,
     /// Where to write the deployment record.
     #[arg(long, default_value = "deployment.json")]
     out: PathBuf,
@@ -179,6 +183,7 @@ async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result
         treasury: args.treasury.clone(),
         dev_ca_key: args.dev_ca_key.clone(),
         registry_policy,
+        max_inline_bytes: args.max_inline_bytes,
         test_token: args.test_token.clone().map(|symbol| TestToken {
             symbol,
             ..TestToken::default()

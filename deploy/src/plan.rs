@@ -41,7 +41,13 @@ pub struct Options {
     /// A full registry `Policy` object replacing the contract's default.
     pub registry_policy: Option<Value>,
     pub test_token: Option<TestToken>,
+    /// The marketplace's largest inline input/output ciphertext (contract default 2048).
+    pub max_inline_bytes: Option<u32>,
 }
+
+/// A settled job's output ciphertext travels in its `job_settled` event (base64, in one log
+/// line); NEAR caps a receipt's logs at 16 KiB, so outputs above ~11 KiB cannot settle.
+pub const MAX_INLINE_BYTES_LIMIT: u32 = 11_000;
 
 /// One contract account: created, funded, deployed and initialised in one transaction.
 #[derive(Debug, Clone)]
@@ -65,6 +71,8 @@ pub struct Plan {
     pub factory: ContractPlan,
     pub token: Option<(ContractPlan, TestToken)>,
     pub dev_ca_key: Option<String>,
+    /// The marketplace configuration set after deployment (`update_config` patch).
+    pub marketplace_patch: Value,
 }
 
 /// Why a plan is refused before anything is sent.
@@ -80,6 +88,10 @@ pub enum PlanError {
     DevCaKey(String),
     #[error("registry policy must be a JSON object")]
     Policy,
+    #[error(
+        "max inline bytes {0} must be 1..={MAX_INLINE_BYTES_LIMIT} (outputs travel in a 16 KiB event log)"
+    )]
+    MaxInlineBytes(u32),
 }
 
 /// The model-token file the factory publishes as a global contract.
@@ -148,8 +160,13 @@ impl Plan {
             )),
             None => None,
         };
+        let mut marketplace_patch = json!({ "model_factory": factory });
+        if let Some(bytes) = options.max_inline_bytes {
+            marketplace_patch["max_inline_bytes"] = json!(bytes);
+        }
         Ok(Self {
             network,
+            marketplace_patch,
             registry: ContractPlan {
                 role: "registry",
                 account: registry.clone(),
@@ -170,7 +187,7 @@ impl Plan {
             },
             factory: ContractPlan {
                 role: "model factory",
-                account: factory,
+                account: factory.clone(),
                 wasm_file: "model_factory.wasm",
                 init_args: json!({ "owner": deployer, "registry": registry }),
                 state_reserve: NearToken::from_near(2),
@@ -281,6 +298,24 @@ mod tests {
         assert_eq!(
             Plan::new(Network::Testnet, deployer(), bad_policy).unwrap_err(),
             PlanError::Policy
+        );
+        let too_big = Options {
+            max_inline_bytes: Some(16_384),
+            ..Options::default()
+        };
+        assert_eq!(
+            Plan::new(Network::Testnet, deployer(), too_big).unwrap_err(),
+            PlanError::MaxInlineBytes(16_384)
+        );
+        let ok = Options {
+            max_inline_bytes: Some(10_240),
+            ..Options::default()
+        };
+        let plan = Plan::new(Network::Testnet, deployer(), ok).unwrap();
+        assert_eq!(plan.marketplace_patch["max_inline_bytes"], 10_240);
+        assert_eq!(
+            plan.marketplace_patch["model_factory"],
+            "models.ops.testnet"
         );
     }
 }

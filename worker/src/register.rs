@@ -101,7 +101,6 @@ pub async fn register(
     details: &serde_json::Value,
     key_allowance: NearToken,
 ) -> Result<Registration, ChainError> {
-    top_up_marketplace_storage(client, operator, &chain.marketplace).await?;
     if let Some(node) = chain.node_of_this_enclave().await? {
         tracing::info!(node_id = %node.node_id, "this enclave is already registered");
         let storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
@@ -163,36 +162,6 @@ async fn top_up_stake(
     let total: NearToken = client.call(operator, call).await?;
     tracing::info!(deposit = %needed, %total, "stake deposited");
     Ok(needed)
-}
-
-/// The marketplace caches each node it checks (keys, prices, expiry) and charges the record's
-/// bytes to the operator's storage balance there (NEP-145 style); without it every claim is
-/// refused. ~300 bytes per node: this covers a few nodes and re-caches.
-const MARKETPLACE_STORAGE: NearToken = NearToken::from_millinear(20);
-
-/// Tops the operator's marketplace storage balance up to [`MARKETPLACE_STORAGE`].
-async fn top_up_marketplace_storage(
-    client: &ChainClient,
-    operator: &Account,
-    marketplace: &AccountId,
-) -> Result<(), ChainError> {
-    let balance: near_sdk::json_types::U128 = client
-        .view(
-            marketplace,
-            "storage_balance_of",
-            &json!({ "account_id": operator.account_id() }),
-        )
-        .await?;
-    let missing = MARKETPLACE_STORAGE.saturating_sub(NearToken::from_yoctonear(balance.0));
-    if missing.is_zero() {
-        return Ok(());
-    }
-    let call = FunctionCall::new(marketplace.clone(), "storage_deposit")
-        .args_json(&json!({ "account_id": operator.account_id() }))?
-        .deposit(missing);
-    let _: serde_json::Value = client.call(operator, call).await?;
-    tracing::info!(deposit = %missing, %marketplace, "marketplace storage deposited");
-    Ok(())
 }
 
 /// Tops the operator's marketplace storage balance up to [`MARKET_STORAGE_BALANCE`].
