@@ -34,6 +34,9 @@ step "unit, integration and sandbox tests (cargo test --workspace)"
 cargo build --locked --quiet -p localnet --bin localnet
 export NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet"
 cargo test --locked --workspace
+# Tiers behind features: they start localnet, the indexer and the worker as processes.
+cargo test --locked -p chain-client --features testkit --test localnet
+cargo test --locked -p worker --features localnet-e2e --test localnet_e2e
 
 step "end to end: scripts/demo.sh (non-interactive, in a scratch directory)"
 ECLOUD_DEMO_DIR="$(mktemp -d)" "$REPO_ROOT/scripts/demo.sh"
