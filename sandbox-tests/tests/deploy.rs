@@ -75,10 +75,7 @@ async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
         .await?
         .json()?;
     assert!(code["hash"].is_string(), "{code}");
-    assert_eq!(
-        deployment.model_code_hash.as_deref(),
-        code["hash"].as_str()
-    );
+    assert_eq!(deployment.model_code_hash.as_deref(), code["hash"].as_str());
     let supply: Value = worker
         .view(&token, "ft_balance_of")
         .args_json(json!({ "account_id": root.id() }))
