@@ -120,6 +120,11 @@ impl Plan {
         {
             return Err(PlanError::Policy);
         }
+        if let Some(bytes) = options.max_inline_bytes
+            && !(1..=MAX_INLINE_BYTES_LIMIT).contains(&bytes)
+        {
+            return Err(PlanError::MaxInlineBytes(bytes));
+        }
         let sub = |name: &str| -> Result<AccountId, PlanError> {
             let full = format!("{}{name}.{deployer}", options.prefix);
             full.parse().map_err(|e| PlanError::AccountName {
