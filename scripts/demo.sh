@@ -148,10 +148,10 @@ done
 step "9/9 payouts: provider, treasury, and the model's holders (bob and carol claim their royalty share)"
 curl -fsS "$indexer/v1/jobs/$job" | python3 -c '
 import json, sys
-d = json.load(sys.stdin); job = d["job"]; s = job["settlement"]
+job = json.load(sys.stdin); s = job["settlement"]
 near = lambda y: "%.6f NEAR" % (int(y) / 1e24)
 print("   job %s %s on node %s: %s input tokens; the indexer timeline: %s" % (job["job_id"], job["status"],
-      job["node_id"], job["usage"]["input_tokens"], " -> ".join(e["event"] for e in d["timeline"])))
+      job["node_id"], job["usage"]["input_tokens"], " -> ".join(e["event"] for e in job["timeline"])))
 print("   cost %s of a %s cap: provider %s (operator %s), model royalty %s, protocol fee %s, refund %s" % (
       near(s["cost"]), near(job["price_cap"]), near(s["provider"]), job["operator"], near(s["royalty"]),
       near(s["protocol_fee"]), near(s["refund"])))
