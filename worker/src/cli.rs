@@ -47,6 +47,15 @@ pub enum Command {
         /// Write the bundle here instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Development only (`--provider dev`): also write the enclave's NEAR key to FILE as a
+        /// near-cli access key file of `--operator`, so near-cli can sign `register_node` and
+        /// `heartbeat` by hand. Refused with `--provider tdx`: a real enclave's key never
+        /// leaves it (`worker register` and `worker run` sign inside the CVM).
+        #[arg(long, value_name = "FILE", requires = "operator")]
+        export_near_key: Option<PathBuf>,
+        /// The account the exported key belongs to: the node's operator.
+        #[arg(long, requires = "export_near_key")]
+        operator: Option<AccountId>,
     },
     /// Serves /v1/chat/completions, /v1/embeddings and /v1/attestation.
     Serve {
@@ -410,6 +419,26 @@ pub fn attest(data_dir: &Path, args: &AttestArgs) -> Result<String, CliError> {
     serde_json::to_string_pretty(&bundle).map_err(|e| CliError::Usage(e.to_string()))
 }
 
+/// `worker attest --export-near-key`: writes the sealed NEAR key as a near-cli credentials
+/// file (mode 0600) of `operator`. Only for `dev` attestations, whose keys no hardware protects.
+pub fn export_near_key(
+    data_dir: &Path,
+    args: &AttestArgs,
+    operator: &AccountId,
+    path: &Path,
+) -> Result<(), CliError> {
+    if args.provider != ProviderKind::Dev {
+        return Err(CliError::Usage(
+            "--export-near-key is for --provider dev only: a TDX enclave's NEAR key never leaves it"
+                .into(),
+        ));
+    }
+    let keys = load_keys(data_dir)?;
+    let secret = chain_client::ed25519_secret_from_seed(&keys.export_near_seed());
+    chain_client::write_credentials_file(path, operator, &secret)?;
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
 pub async fn shutdown_signal() {
     let term = async {
@@ -434,7 +463,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init => {
             println!("{:#}", init(&cli.data_dir)?);
         }
-        Command::Attest { attestation, out } => {
+        Command::Attest {
+            attestation,
+            out,
+            export_near_key: key_out,
+            operator,
+        } => {
+            if let (Some(path), Some(operator)) = (&key_out, &operator) {
+                export_near_key(&cli.data_dir, &attestation, operator, path)?;
+            }
             let json = attest(&cli.data_dir, &attestation)?;
             match out {
                 Some(path) => std::fs::write(&path, json).map_err(|source| CliError::Io {
@@ -520,6 +557,74 @@ mod tests {
             attestation::verify_bundle(&bundle, now_unix_secs(), &policy, &RustCrypto).unwrap();
         assert_eq!(verdict.bound_keys.enclave_key, first["enclave_key"]);
         assert_eq!(verdict.bound_keys.near_public_key, first["near_public_key"]);
+    }
+
+    #[test]
+    fn a_dev_node_exports_its_near_key_for_near_cli_and_a_tdx_node_refuses() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let public = init(&data).unwrap();
+        let ca_file = tmp.path().join("dev-ca.key");
+        std::fs::write(&ca_file, hex::encode([5u8; 32])).unwrap();
+        let key_file = tmp.path().join("node-key.json");
+        let cli = parse(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "attest",
+            "--dev-ca-key-file",
+            ca_file.to_str().unwrap(),
+            "--export-near-key",
+            key_file.to_str().unwrap(),
+            "--operator",
+            "operator.test.near",
+        ]);
+        let Command::Attest {
+            attestation,
+            export_near_key: Some(path),
+            operator: Some(operator),
+            ..
+        } = &cli.command
+        else {
+            panic!("parsed {:?}", cli.command)
+        };
+        export_near_key(&cli.data_dir, attestation, operator, path).unwrap();
+        let account = chain_client::Account::from_credentials_file(&key_file).unwrap();
+        assert_eq!(account.account_id().as_str(), "operator.test.near");
+        assert_eq!(
+            account.public_key().to_string(),
+            public["near_public_key"].as_str().unwrap()
+        );
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let tdx_file = tmp.path().join("tdx-key.json");
+        let cli = parse(&[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "attest",
+            "--provider",
+            "tdx",
+            "--export-near-key",
+            tdx_file.to_str().unwrap(),
+            "--operator",
+            "operator.test.near",
+        ]);
+        let Command::Attest {
+            attestation,
+            operator: Some(operator),
+            ..
+        } = &cli.command
+        else {
+            panic!("parsed {:?}", cli.command)
+        };
+        assert!(matches!(
+            export_near_key(&cli.data_dir, attestation, operator, &tdx_file),
+            Err(CliError::Usage(_))
+        ));
+        assert!(!tdx_file.exists());
+        let no_operator = ["worker", "attest", "--export-near-key", "k.json"];
+        assert!(Cli::try_parse_from(no_operator).is_err());
     }
 
     #[test]

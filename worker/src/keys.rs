@@ -228,6 +228,13 @@ impl EnclaveKeys {
         &self.encryption
     }
 
+    /// The NEAR key's 32-byte ed25519 seed, for `worker attest --export-near-key` under a
+    /// `dev` attestation only: a development node has no hardware protecting its keys, so
+    /// handing the key to near-cli loses nothing. A TDX enclave's key never leaves it.
+    pub fn export_near_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.near.to_bytes())
+    }
+
     /// Signs `message` with the NEAR access key (receipts, transactions).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.near.sign(message).to_bytes()
