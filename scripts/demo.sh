@@ -20,40 +20,14 @@ for arg in "$@"; do
 done
 
 demo="${ECLOUD_DEMO_DIR:-$REPO_ROOT/.demo}"
-pids=()
-stop_all() {
-    local code=$?
-    trap - EXIT INT TERM
-    if [[ ${#pids[@]} -gt 0 ]]; then
-        echo
-        echo "stopping: ${pids[*]}"
-        kill "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    fi
-    exit "$code"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]] or "")' "$1" "$2"; }
-# wait_for URL WHAT LOG: polls until the URL answers (up to 60 s).
-wait_for() {
-    for _ in $(seq 1 120); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        sleep 0.5
-    done
-    tail -n 20 "$3" >&2 || true
-    fail "$2 did not come up ($1); its log: $3"
-}
+stop_on_exit
 
 step "1/9 toolchain and system packages"
 ensure_rust
 apt_install binaryen pkg-config python3-pip curl
 
 step "2/9 building the contracts and the binaries (first run: many minutes)"
-"$REPO_ROOT/scripts/build-contracts.sh" >/dev/null
-cargo build --locked --quiet -p localnet -p ecloud-deploy -p indexer -p worker -p ecloud
+build_stack localnet ecloud-deploy indexer worker ecloud
 bin="$CARGO_TARGET_DIR/debug"
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 
@@ -63,40 +37,26 @@ rpc="http://127.0.0.1:$rpc_port"
 indexer="http://127.0.0.1:$indexer_port"
 
 step "3/9 localnet on $rpc"
-"$bin/localnet" --home "$demo/localnet" init >/dev/null
-"$bin/localnet" --home "$demo/localnet" run --rpc-addr "127.0.0.1:$rpc_port" \
-    >"$demo/localnet.log" 2>&1 &
-pids+=($!)
-wait_for "$rpc/status" localnet "$demo/localnet.log"
+start_localnet "$demo" "$rpc_port"
 
 step "4/9 deploying the registry, marketplace, model factory and a NEP-141 test token"
-# test.near holds localnet's genesis NEAR; its key (validator_key.json) is a near-cli
-# credentials file.
 root=test.near
-mkdir -p "$demo/credentials/localnet"
-cp "$demo/localnet/validator_key.json" "$demo/credentials/localnet/$root.json"
-deploy=("$bin/ecloud-deploy" --network localnet --rpc-url "$rpc" --account-id "$root"
-        --credentials "$demo/credentials/localnet/$root.json")
-"${deploy[@]}" contracts --wasm-dir "$ECLOUD_WASM_DIR" --new-dev-ca "$demo/dev-ca.hex" \
-    --test-token USDT --max-inline-bytes 10240 --out "$demo/deployment.json" | sed 's/^/   /'
+deploy_localnet "$demo" "$rpc" "operator trainer alice bob carol" --max-inline-bytes 10240
 registry=$(json_field "$demo/deployment.json" registry)
 market=$(json_field "$demo/deployment.json" marketplace)
 factory=$(json_field "$demo/deployment.json" model_factory)
 token=$(json_field "$demo/deployment.json" token)
 start_height=$(json_field "$demo/deployment.json" start_height)
-"${deploy[@]}" accounts operator trainer alice bob carol --balance 200 \
-    --credentials-dir "$demo/credentials/localnet" | sed 's/^/   /'
 operator="operator.$root"; trainer="trainer.$root"; user="alice.$root"
 backers=("bob.$root" "carol.$root")
 # 1000 NEAR per million input tokens: a short text costs about 0.01 NEAR.
 price_per_million=1000000000000000000000000000
 
 step "5/9 indexer on $indexer"
-"$bin/indexer" --source neardata --source-url "$rpc" --data-dir "$demo/indexer" \
-    --registry "$registry" --marketplace "$market" --factory "$factory" \
-    --payment-tokens "$token" --start-height "$start_height" --listen "127.0.0.1:$indexer_port" \
-    >"$demo/indexer.log" 2>&1 &
-pids+=($!)
+start_bg "$demo/indexer.log" "$bin/indexer" --source neardata --source-url "$rpc" \
+    --data-dir "$demo/indexer" --registry "$registry" --marketplace "$market" \
+    --factory "$factory" --payment-tokens "$token" --start-height "$start_height" \
+    --listen "127.0.0.1:$indexer_port"
 wait_for "$indexer/v1/status" indexer "$demo/indexer.log"
 
 model=minilm
@@ -125,10 +85,9 @@ attest=(--provider dev --dev-ca-key-file "$demo/dev-ca.hex")
 "${worker[@]}" register --rpc-url "$rpc" --operator "$operator" --registry "$registry" \
     --marketplace "$market" --credentials "$demo/credentials/localnet/$operator.json" "${attest[@]}" \
     --region local --price "$model:$price_per_million:0" | sed 's/^/   /'
-"${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" --model "$model=all-MiniLM-L6-v2" \
-    --backend embedded --model-dir "$ECLOUD_MINILM_DIR" "${attest[@]}" \
-    >"$demo/worker.log" 2>&1 &
-pids+=($!)
+start_bg "$demo/worker.log" "${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" \
+    --model "$model=all-MiniLM-L6-v2" --backend embedded --model-dir "$ECLOUD_MINILM_DIR" \
+    "${attest[@]}"
 
 step "8/9 alice submits an encrypted embeddings job; the worker answers; alice decrypts it"
 job=$("${ecloud[@]}" --account-id "$user" --json job submit --model "$model" \

@@ -64,3 +64,107 @@ start_test_postgres() {
     export ECLOUD_TEST_POSTGRES_URL="postgres://postgres:$password@127.0.0.1:5432/postgres"
     echo "PostgreSQL $version on 127.0.0.1:5432"
 }
+
+# ---------------------------------------------------------------- a local stack (demo, examples)
+
+# Processes started with start_bg; stop_on_exit stops them when the script ends.
+STARTED_PIDS=()
+
+# start_bg LOG CMD...: runs CMD in the background, its output in LOG.
+start_bg() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 &
+    STARTED_PIDS+=($!)
+}
+
+# stop_on_exit: on exit (also after Ctrl-C) stop every process start_bg started.
+stop_on_exit() {
+    trap _stop_started EXIT
+    trap 'exit 130' INT TERM
+}
+_stop_started() {
+    local code=$?
+    trap - EXIT INT TERM
+    if [[ ${#STARTED_PIDS[@]} -gt 0 ]]; then
+        echo
+        echo "stopping: ${STARTED_PIDS[*]}"
+        kill "${STARTED_PIDS[@]}" 2>/dev/null || true
+        wait "${STARTED_PIDS[@]}" 2>/dev/null || true
+    fi
+    exit "$code"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# json_field FILE KEY: a top-level field of a JSON file ("" for null).
+json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]] or "")' "$1" "$2"; }
+
+# wait_for URL WHAT LOG: polls until the URL answers (up to 60 s).
+wait_for() {
+    for _ in $(seq 1 120); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.5
+    done
+    tail -n 20 "$3" >&2 || true
+    fail "$2 did not come up ($1); its log: $3"
+}
+
+# build_stack PKG...: the contracts (into $ECLOUD_WASM_DIR) and these binary packages (debug).
+build_stack() {
+    "$REPO_ROOT/scripts/build-contracts.sh" >/dev/null
+    local pkgs=()
+    for p in "$@"; do pkgs+=(-p "$p"); done
+    (cd "$REPO_ROOT" && cargo build --locked --quiet "${pkgs[@]}")
+}
+
+# start_localnet DIR PORT: a fresh localnet in DIR/localnet with its RPC on 127.0.0.1:PORT
+# (log DIR/localnet.log), stopped on exit.
+start_localnet() {
+    local dir=$1 port=$2
+    "$CARGO_TARGET_DIR/debug/localnet" --home "$dir/localnet" init >/dev/null
+    start_bg "$dir/localnet.log" "$CARGO_TARGET_DIR/debug/localnet" --home "$dir/localnet" run \
+        --rpc-addr "127.0.0.1:$port"
+    wait_for "http://127.0.0.1:$port/status" localnet "$dir/localnet.log"
+}
+
+# deploy_localnet DIR RPC "NAME..." [ecloud-deploy contracts options...]: as test.near (the
+# genesis account, whose key is localnet's validator_key.json), deploys the registry (with a
+# new development CA, secret in DIR/dev-ca.hex), marketplace, model factory and a NEP-141
+# test token (USDT), writes DIR/deployment.json, and creates <NAME>.test.near with 200 NEAR
+# each. Every key is a near-cli credentials file in DIR/credentials/localnet/.
+deploy_localnet() {
+    local dir=$1 rpc=$2 names=$3
+    shift 3
+    local root=test.near creds="$dir/credentials/localnet"
+    mkdir -p "$creds"
+    # near-cli-rs reads `private_key`; neard's key file calls it `secret_key`.
+    python3 -c 'import json, sys
+k = json.load(open(sys.argv[1]))
+print(json.dumps({"account_id": k["account_id"], "public_key": k["public_key"],
+                  "private_key": k.get("private_key") or k["secret_key"]}, indent=2))' \
+        "$dir/localnet/validator_key.json" >"$creds/$root.json"
+    chmod 600 "$creds/$root.json"
+    local deploy=("$CARGO_TARGET_DIR/debug/ecloud-deploy" --network localnet --rpc-url "$rpc"
+                  --account-id "$root" --credentials "$creds/$root.json")
+    "${deploy[@]}" contracts --wasm-dir "$ECLOUD_WASM_DIR" --new-dev-ca "$dir/dev-ca.hex" \
+        --test-token USDT --out "$dir/deployment.json" "$@" | sed 's/^/   /'
+    # shellcheck disable=SC2086 # names is a space-separated list
+    "${deploy[@]}" accounts $names --balance 200 --credentials-dir "$creds" | sed 's/^/   /'
+}
+
+# ensure_near_cli: near-cli-rs (the `near` command) for the near-cli checks; exports NEAR_CLI.
+# Installed once with cargo into $ECLOUD_TOOLS_DIR (default: beside the target dir, so CI
+# keeps it in its cache); without the ledger feature, which needs libudev.
+NEAR_CLI_VERSION=0.30.1
+ensure_near_cli() {
+    local root="${ECLOUD_TOOLS_DIR:-$CARGO_TARGET_DIR/tools}"
+    export NEAR_CLI="$root/bin/near"
+    if [[ -x "$NEAR_CLI" ]] && "$NEAR_CLI" --version 2>/dev/null | grep -q "$NEAR_CLI_VERSION"; then
+        return 0
+    fi
+    step "installing near-cli-rs $NEAR_CLI_VERSION (cargo install, once)"
+    apt_install pkg-config libssl-dev
+    CARGO_TARGET_DIR="$CARGO_TARGET_DIR/near-cli-rs" cargo install --quiet --locked \
+        --no-default-features --version "$NEAR_CLI_VERSION" --root "$root" near-cli-rs
+    "$NEAR_CLI" --version >/dev/null || fail "near-cli-rs did not install into $root"
+}
