@@ -81,6 +81,20 @@ pub mod keys {
         key.extend_from_slice(&borsh::to_vec(public_key).unwrap_or_default());
         key
     }
+    /// Where the code an account with `contract` runs is stored: its own code, or the
+    /// global contract it uses; `None` for an account without a contract.
+    pub fn contract_code(account_id: &AccountId, contract: &AccountContract) -> Option<Vec<u8>> {
+        match contract {
+            AccountContract::None => None,
+            AccountContract::Local(_) => Some(code(account_id)),
+            AccountContract::Global(hash) => {
+                Some(global_code(&GlobalContractIdentifier::CodeHash(*hash)))
+            }
+            AccountContract::GlobalByAccount(owner) => Some(global_code(
+                &GlobalContractIdentifier::AccountId(owner.clone()),
+            )),
+        }
+    }
     pub fn data_prefix(account_id: &AccountId) -> Vec<u8> {
         with_account(DATA, account_id)
     }
@@ -126,18 +140,13 @@ pub trait StateRead {
     fn code(&self, account_id: &AccountId) -> Option<Vec<u8>> {
         self.get_raw(&keys::code(account_id))
     }
+    /// Whether `key` holds a value (without copying it).
+    fn has(&self, key: &[u8]) -> bool {
+        self.get_raw(key).is_some()
+    }
     /// The code an account with `contract` runs: its own, or the global contract it uses.
     fn contract_code(&self, account_id: &AccountId, contract: &AccountContract) -> Option<Vec<u8>> {
-        match contract {
-            AccountContract::None => None,
-            AccountContract::Local(_) => self.code(account_id),
-            AccountContract::Global(hash) => self.get_raw(&keys::global_code(
-                &GlobalContractIdentifier::CodeHash(*hash),
-            )),
-            AccountContract::GlobalByAccount(owner) => self.get_raw(&keys::global_code(
-                &GlobalContractIdentifier::AccountId(owner.clone()),
-            )),
-        }
+        self.get_raw(&keys::contract_code(account_id, contract)?)
     }
 }
 
@@ -233,6 +242,9 @@ impl StateRead for State {
     fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.map.get(key).cloned()
     }
+    fn has(&self, key: &[u8]) -> bool {
+        self.map.contains_key(key)
+    }
 }
 
 /// Uncommitted writes on top of the committed state.
@@ -290,6 +302,12 @@ impl StateRead for Overlay<'_> {
         match self.changes.get(key) {
             Some(value) => value.clone(),
             None => self.base.get_raw(key),
+        }
+    }
+    fn has(&self, key: &[u8]) -> bool {
+        match self.changes.get(key) {
+            Some(value) => value.is_some(),
+            None => self.base.has(key),
         }
     }
 }

@@ -12,7 +12,6 @@ use near_primitives::views::{
     QueryRequest, StateItem, ViewStateResult,
 };
 use near_primitives_core::config::ViewConfig;
-use near_vm_runner::ContractCode;
 use near_vm_runner::logic::VMContext;
 use std::sync::Arc;
 
@@ -175,9 +174,8 @@ impl Chain {
                 block_height,
                 block_hash,
             })?;
-        let code = self
-            .state
-            .contract_code(account_id, &account.contract())
+        let contract = account.contract();
+        let code = crate::runtime::actions::account_code(&self.state, account_id, &contract)
             .ok_or(RpcQueryError::NoContractCode {
                 contract_account_id: account_id.clone(),
                 block_height,
@@ -215,12 +213,9 @@ impl Chain {
             CryptoHash::hash_bytes(head.hash.as_ref()),
             runtime.chain_id.clone(),
         );
-        let contract = crate::runtime::actions::Code {
-            code: Arc::new(ContractCode::new(code, None)),
-        };
         let gas_counter = context.make_gas_counter(&runtime.wasm_config);
         let prepared = near_vm_runner::prepare(
-            &contract,
+            &code,
             runtime.wasm_config.clone(),
             Some(runtime.cache.as_ref()),
             gas_counter,

@@ -349,17 +349,41 @@ fn create_implicit_account(
     Ok(())
 }
 
-pub(crate) struct Code {
-    pub code: Arc<ContractCode>,
+/// The contract an account runs, as nearcore hands it to the VM: named by the code hash in
+/// the account record (the compiled-contract cache's key), its wasm read from state only
+/// when that cache misses. A warm call neither copies nor hashes the code.
+pub(crate) struct AccountCode<'a, S: StateRead> {
+    state: &'a S,
+    key: Vec<u8>,
+    hash: CryptoHash,
 }
 
-impl near_vm_runner::Contract for Code {
+impl<S: StateRead> near_vm_runner::Contract for AccountCode<'_, S> {
     fn hash(&self) -> CryptoHash {
-        *self.code.hash()
+        self.hash
     }
     fn get_code(&self) -> Option<Arc<ContractCode>> {
-        Some(self.code.clone())
+        let code = self.state.get_raw(&self.key)?;
+        Some(Arc::new(ContractCode::new(code, Some(self.hash))))
     }
+}
+
+/// The code `account_id` runs under `contract`, if it has any.
+pub(crate) fn account_code<'a, S: StateRead>(
+    state: &'a S,
+    account_id: &AccountId,
+    contract: &AccountContract,
+) -> Option<AccountCode<'a, S>> {
+    let key = keys::contract_code(account_id, contract)?;
+    let hash = match contract {
+        AccountContract::Local(hash) | AccountContract::Global(hash) => {
+            state.has(&key).then_some(*hash)?
+        }
+        // The record names only the owner: hash the code it currently deploys.
+        AccountContract::GlobalByAccount(_) => CryptoHash::hash_bytes(&state.get_raw(&key)?),
+        AccountContract::None => return None,
+    };
+    Some(AccountCode { state, key, hash })
 }
 
 /// Shares the gas a call did not use among the calls it created, by their weights.
@@ -407,18 +431,6 @@ fn function_call(
     let acc = account.as_mut().ok_or_else(|| no_account(account_id))?;
     // The account's contract as of this action: a UseGlobalContract earlier in the same
     // receipt already switched it.
-    let Some(code) = overlay.contract_code(account_id, &acc.contract()) else {
-        return Err(ActionErrorKind::FunctionCallError(
-            FunctionCallError::CompilationError(
-                near_primitives::errors::CompilationError::CodeDoesNotExist {
-                    account_id: account_id.clone(),
-                },
-            ),
-        ));
-    };
-    let code = Code {
-        code: Arc::new(ContractCode::new(code, None)),
-    };
     let context = VMContext {
         current_account_id: account_id.clone(),
         signer_account_id: ctx.action_receipt.signer_id.clone(),
@@ -448,6 +460,24 @@ fn function_call(
             vec![]
         },
     };
+    let prepared = {
+        let Some(code) = account_code(&*overlay, account_id, &acc.contract()) else {
+            return Err(ActionErrorKind::FunctionCallError(
+                FunctionCallError::CompilationError(
+                    near_primitives::errors::CompilationError::CodeDoesNotExist {
+                        account_id: account_id.clone(),
+                    },
+                ),
+            ));
+        };
+        near_vm_runner::prepare(
+            &code,
+            runtime.wasm_config.clone(),
+            Some(runtime.cache.as_ref()),
+            context.make_gas_counter(&runtime.wasm_config),
+            &call.method_name,
+        )
+    };
     let first_new = exec.new_receipts.len();
     let mut ext = RuntimeExt::new(
         overlay,
@@ -456,14 +486,6 @@ fn function_call(
         runtime.chain_id.clone(),
     );
     ext.receipts = std::mem::take(&mut exec.new_receipts);
-    let gas_counter = context.make_gas_counter(&runtime.wasm_config);
-    let prepared = near_vm_runner::prepare(
-        &code,
-        runtime.wasm_config.clone(),
-        Some(runtime.cache.as_ref()),
-        gas_counter,
-        &call.method_name,
-    );
     let result = near_vm_runner::run(prepared, &mut ext, &context, runtime.config.fees.clone());
     exec.new_receipts = std::mem::take(&mut ext.receipts);
     let resumes = std::mem::take(&mut ext.resumes);
@@ -575,4 +597,44 @@ fn delegate(
     exec.direct_receipts
         .push((delegate.receiver_id.clone(), actions));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::State;
+    use near_vm_runner::Contract;
+
+    fn state_with_code(account_id: &AccountId, code: &[u8]) -> State {
+        let mut state = State::default();
+        let mut overlay = state.overlay();
+        overlay.set_raw(keys::code(account_id), code.to_vec());
+        let changes = overlay.into_changes();
+        state.commit(changes);
+        state
+    }
+
+    #[test]
+    fn the_vm_gets_the_record_hash_and_reads_the_code_only_when_asked() {
+        let alice: AccountId = "alice.near".parse().unwrap();
+        let code = b"\0asm not really".to_vec();
+        let hash = CryptoHash::hash_bytes(&code);
+        let state = state_with_code(&alice, &code);
+        let contract = account_code(&state, &alice, &AccountContract::Local(hash)).unwrap();
+        assert_eq!(contract.hash(), hash);
+        let loaded = contract.get_code().unwrap();
+        assert_eq!(loaded.code(), code.as_slice());
+        assert_eq!(*loaded.hash(), hash);
+    }
+
+    #[test]
+    fn no_code_means_no_contract() {
+        let alice: AccountId = "alice.near".parse().unwrap();
+        let bob: AccountId = "bob.near".parse().unwrap();
+        let state = state_with_code(&alice, b"code");
+        let hash = CryptoHash::hash_bytes(b"code");
+        assert!(account_code(&state, &alice, &AccountContract::None).is_none());
+        // A record naming code that is not stored (bob has none).
+        assert!(account_code(&state, &bob, &AccountContract::Local(hash)).is_none());
+    }
 }
