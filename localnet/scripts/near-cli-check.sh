@@ -23,8 +23,14 @@ command -v "$near" >/dev/null || { echo "near-cli-rs not found: $near" >&2; exit
 work="$(mktemp -d)"
 pid=""
 cleanup() {
-    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    local status=$?
+    # Stopping the node must not turn a passed check into a failure (SIGTERM's 143).
+    if [[ -n "$pid" ]]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
+    exit "$status"
 }
 trap cleanup EXIT
 
