@@ -69,7 +69,7 @@ pub async fn get_account(
         .parse()
         .map_err(|e| ApiError::bad("id", format!("'{id}' is not a NEAR account id: {e}")))?;
     let a = account.as_str();
-    let pool = &ctx.db.pool;
+    let pool = &ctx.db.read;
     let jobs_submitted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE user_id = $1")
         .bind(a)
         .fetch_one(pool)

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code: `bad_parameter`, `bad_cursor`, `not_found`,
-    /// `method_not_allowed`, `internal`.
+    /// `method_not_allowed`, `overloaded` (503 with `Retry-After`: no database connection
+    /// came free in time; retry later), `internal`.
     pub error: String,
     /// What was wrong, naming the parameter and the value.
     pub message: String,
@@ -35,9 +36,27 @@ pub enum ApiError {
     /// 405.
     #[error("method not allowed; this API is read-only (GET)")]
     MethodNotAllowed,
+    /// 503: every database connection stayed busy for the pool's acquire timeout. Too many
+    /// requests, not a fault: the client should retry after `Retry-After` seconds.
+    #[error("the server is overloaded; retry after {RETRY_AFTER_SECS} s")]
+    Overloaded,
     /// 500: the database failed; details go to the log, not to the client.
     #[error("the database failed to answer")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
+}
+
+/// What an overloaded server asks clients to wait, in seconds.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // Waiting for a connection timed out, or the pool closed because the server is
+            // shutting down: either way the request was never run, so it may be retried.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Self::Overloaded,
+            e => Self::Db(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -61,6 +80,7 @@ impl ApiError {
             Self::BadCursor(_) => (StatusCode::BAD_REQUEST, "bad_cursor"),
             Self::NotFound { .. } | Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -68,15 +88,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Db(e) = &self {
-            tracing::error!(error = %e, "database error while serving a request");
+        match &self {
+            Self::Db(e) => tracing::error!(error = %e, "database error while serving a request"),
+            Self::Overloaded => tracing::warn!("no database connection came free: answered 503"),
+            _ => {}
         }
         let (status, code) = self.status_and_code();
         let body = ErrorBody {
             error: code.to_owned(),
             message: self.to_string(),
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if matches!(self, Self::Overloaded) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        resp
     }
 }
 
@@ -89,3 +116,18 @@ impl From<QueryRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_exhaustion_is_503_with_retry_after_and_other_db_errors_are_500() {
+        let resp = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let resp = ApiError::from(sqlx::Error::RowNotFound).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+    }
+}

@@ -84,7 +84,7 @@ pub async fn load_offers(
     .bind(node_id)
     .bind(after)
     .bind(limit)
-    .fetch_all(&ctx.db.pool)
+    .fetch_all(&ctx.db.read)
     .await?;
     let requests = sqlx::query(
         "SELECT r.* FROM requests r WHERE r.status = 'pending' AND r.created_seq > $2
@@ -94,7 +94,7 @@ pub async fn load_offers(
     .bind(node_id)
     .bind(after)
     .bind(limit)
-    .fetch_all(&ctx.db.pool)
+    .fetch_all(&ctx.db.read)
     .await?;
     let mut items = Vec::with_capacity(jobs.len() + requests.len());
     for r in &jobs {
@@ -132,7 +132,7 @@ async fn known_node(ctx: &ApiContext, id: &str) -> ApiResult<i64> {
     let node_id = path_id("id", id)?;
     let found: Option<i64> = sqlx::query_scalar("SELECT node_id FROM nodes WHERE node_id = $1")
         .bind(node_id)
-        .fetch_optional(&ctx.db.pool)
+        .fetch_optional(&ctx.db.read)
         .await?;
     found.ok_or_else(|| ApiError::not_found("node", node_id))
 }

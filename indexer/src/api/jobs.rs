@@ -186,7 +186,7 @@ pub async fn list_jobs(
         "SELECT * FROM jobs{} ORDER BY job_id DESC LIMIT {lim}",
         f.where_sql()
     );
-    let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.pool).await?;
+    let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.read).await?;
     let jobs = rows
         .iter()
         .map(job_from_row)
@@ -205,7 +205,7 @@ pub async fn get_job(
     let job_id = path_id("id", &id)?;
     let row = sqlx::query("SELECT * FROM jobs WHERE job_id = $1")
         .bind(job_id)
-        .fetch_optional(&ctx.db.pool)
+        .fetch_optional(&ctx.db.read)
         .await?
         .ok_or_else(|| ApiError::not_found("job", job_id))?;
     let timeline = load_timeline(&ctx, "job", job_id).await?;
@@ -226,7 +226,7 @@ pub async fn get_request(
     let request_id = path_id("id", &id)?;
     let row = sqlx::query("SELECT * FROM requests WHERE request_id = $1")
         .bind(request_id)
-        .fetch_optional(&ctx.db.pool)
+        .fetch_optional(&ctx.db.read)
         .await?
         .ok_or_else(|| ApiError::not_found("request", request_id))?;
     let timeline = load_timeline(&ctx, "request", request_id).await?;
@@ -244,7 +244,7 @@ async fn load_timeline(
     sqlx::query("SELECT * FROM timeline WHERE entity = $1 AND entity_id = $2 ORDER BY seq")
         .bind(entity)
         .bind(id)
-        .fetch_all(&ctx.db.pool)
+        .fetch_all(&ctx.db.read)
         .await?
         .iter()
         .map(|r| {

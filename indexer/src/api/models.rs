@@ -123,7 +123,7 @@ pub async fn list_models(
         model_select(),
         f.where_sql()
     );
-    let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.pool).await?;
+    let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.read).await?;
     let models = rows
         .iter()
         .map(model_from_row)
@@ -144,7 +144,7 @@ pub async fn get_model(
     let sql = format!("{} WHERE m.model_id = $1", model_select());
     let row = sqlx::query(&sql)
         .bind(model_id.as_str())
-        .fetch_optional(&ctx.db.pool)
+        .fetch_optional(&ctx.db.read)
         .await?
         .ok_or_else(|| ApiError::not_found("model", &model_id))?;
     let model = model_from_row(&row)?;
@@ -154,7 +154,7 @@ pub async fn get_model(
              ORDER BY balance DESC, account LIMIT 100"
         ))
         .bind(token)
-        .fetch_all(&ctx.db.pool)
+        .fetch_all(&ctx.db.read)
         .await?
         .iter()
         .map(|r| {
@@ -184,7 +184,7 @@ pub async fn get_model(
          ORDER BY seq DESC LIMIT 50",
     )
     .bind(model_id.as_str())
-    .fetch_all(&ctx.db.pool)
+    .fetch_all(&ctx.db.read)
     .await?
     .iter()
     .map(|r| {
@@ -216,7 +216,7 @@ pub async fn totals_with_prefix(
     sqlx::query("SELECT name, value FROM totals WHERE name >= $1 AND name < $2 ORDER BY name")
         .bind(prefix)
         .bind(end)
-        .fetch_all(&ctx.db.pool)
+        .fetch_all(&ctx.db.read)
         .await?
         .iter()
         .map(|r| {

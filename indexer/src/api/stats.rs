@@ -57,7 +57,7 @@ async fn count_by(
 ) -> Result<BTreeMap<String, i64>, sqlx::Error> {
     let sql = format!("SELECT {column} AS k, COUNT(*) AS n FROM {table} GROUP BY {column}");
     sqlx::query(&sql)
-        .fetch_all(&ctx.db.pool)
+        .fetch_all(&ctx.db.read)
         .await?
         .iter()
         .map(|r| Ok((rows::text(r, "k")?, rows::int(r, "n")?)))
@@ -68,7 +68,7 @@ async fn count_by(
 #[utoipa::path(get, path = "/v1/stats", tag = "status", responses((status = 200, body = Stats)))]
 pub async fn stats(State(ctx): State<ApiContext>) -> ApiResult<Json<Stats>> {
     let models: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models")
-        .fetch_one(&ctx.db.pool)
+        .fetch_one(&ctx.db.read)
         .await?;
     let mut totals = BTreeMap::new();
     for prefix in ["volume:", "royalties:", "fees:"] {
@@ -88,7 +88,7 @@ pub async fn stats(State(ctx): State<ApiContext>) -> ApiResult<Json<Stats>> {
 /// Indexer progress.
 #[utoipa::path(get, path = "/v1/status", tag = "status", responses((status = 200, body = Status)))]
 pub async fn status(State(ctx): State<ApiContext>) -> ApiResult<Json<Status>> {
-    let mut conn = ctx.db.pool.acquire().await?;
+    let mut conn = ctx.db.read.acquire().await?;
     let indexed_height = checkpoint::load(&mut conn).await?.map(|c| c.height);
     let head = ctx.status.head.load(Ordering::Relaxed);
     let chain_head = (head > 0).then_some(head);
