@@ -29,8 +29,8 @@ pub use client::{ChainClient, ClientConfig, outcome_of, sign};
 pub use error::{ChainError, PANIC_PREFIX, Result};
 pub use outcome::{EVENT_LOG_PREFIX, TxOutcome};
 pub use signer::{
-    Account, CredentialsFile, TxSigner, credentials_path, default_credentials_dir,
-    ed25519_secret_from_seed, write_credentials_file,
+    Account, CredentialsFile, TxSigner, create_credentials_file, credentials_path,
+    default_credentials_dir, ed25519_secret_from_seed, write_credentials_file,
 };
 
 pub use near_crypto::{self, KeyType, PublicKey, SecretKey, Signature};

@@ -138,12 +138,37 @@ pub fn credentials_path(credentials_dir: &Path, network: &str, account_id: &Acco
         .join(format!("{account_id}.json"))
 }
 
-/// Writes a near-cli credentials file (0600), creating the directories. For tests, the demo and
-/// operators importing a key.
+/// Writes a near-cli credentials file (0600), creating the directories and replacing an
+/// existing file. For tests, the demo and operators importing a key.
 pub fn write_credentials_file(
     path: &Path,
     account_id: &AccountId,
     secret_key: &SecretKey,
+) -> Result<()> {
+    store_credentials(path, account_id, secret_key, Existing::Replace)
+}
+
+/// Like [`write_credentials_file`], but refuses to touch an existing file: for tools that
+/// create accounts and must never overwrite the only copy of another key.
+pub fn create_credentials_file(
+    path: &Path,
+    account_id: &AccountId,
+    secret_key: &SecretKey,
+) -> Result<()> {
+    store_credentials(path, account_id, secret_key, Existing::Refuse)
+}
+
+#[derive(Clone, Copy)]
+enum Existing {
+    Replace,
+    Refuse,
+}
+
+fn store_credentials(
+    path: &Path,
+    account_id: &AccountId,
+    secret_key: &SecretKey,
+    existing: Existing,
 ) -> Result<()> {
     let err = |message: String| ChainError::Credentials {
         path: path.display().to_string(),
@@ -158,24 +183,27 @@ pub fn write_credentials_file(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    write_private(path, json.as_bytes()).map_err(|e| err(e.to_string()))
+    write_private(path, json.as_bytes(), existing).map_err(|e| err(e.to_string()))
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    match existing {
+        Existing::Replace => options.create(true).truncate(true),
+        Existing::Refuse => options.create_new(true),
+    };
+    options.open(path)?.write_all(bytes)
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(path: &Path, bytes: &[u8], existing: Existing) -> std::io::Result<()> {
+    if matches!(existing, Existing::Refuse) && path.exists() {
+        return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+    }
     std::fs::write(path, bytes)
 }
 
@@ -221,6 +249,23 @@ mod tests {
         let account = Account::from_credentials_file(&other).unwrap();
         assert_eq!(account.account_id().as_str(), "test.near");
         assert!(!format!("{account:?}").contains(&key.to_string()));
+    }
+
+    #[test]
+    fn creating_credentials_never_overwrites_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SecretKey::from_random(KeyType::ED25519);
+        let second = SecretKey::from_random(KeyType::ED25519);
+        let path = credentials_path(dir.path(), "localnet", &alice());
+        create_credentials_file(&path, &alice(), &first).unwrap();
+        let err = create_credentials_file(&path, &alice(), &second).unwrap_err();
+        assert!(matches!(err, ChainError::Credentials { .. }), "{err}");
+        let kept = Account::from_credentials_file(&path).unwrap();
+        assert_eq!(kept.public_key(), &first.public_key());
+
+        write_credentials_file(&path, &alice(), &second).unwrap();
+        let replaced = Account::from_credentials_file(&path).unwrap();
+        assert_eq!(replaced.public_key(), &second.public_key());
     }
 
     #[test]

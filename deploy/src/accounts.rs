@@ -1,13 +1,10 @@
 //! Funded accounts for development networks: `<name>.<funder>` with a fresh key each, saved
 //! as near-cli credentials files (what `ecloud`, `worker register` and near-cli read).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use near_workspaces::AccountId;
-use near_workspaces::types::{KeyType, NearToken, SecretKey};
-use serde_json::json;
+use near_workspaces::types::{NearToken, SecretKey};
 
 use crate::deployer::{Connected, DeployError, Progress, check_outcome, connect};
 use crate::network::Network;
@@ -55,7 +52,15 @@ pub async fn create_accounts(
             "create {account} with {}",
             balance.exact_amount_display()
         ));
-        let key = SecretKey::from_random(KeyType::ED25519);
+        let key = chain_client::SecretKey::from_random(chain_client::KeyType::ED25519);
+        // The file first: a key that reaches the chain must already be saved; it is removed
+        // again if the account is not created.
+        chain_client::create_credentials_file(path, account, &key)
+            .map_err(|e| DeployError::Usage(e.to_string()))?;
+        let key: SecretKey = key
+            .to_string()
+            .parse()
+            .map_err(|e| DeployError::Usage(format!("key conversion: {e}")))?;
         let result = signer
             .batch(account)
             .create_account()
@@ -63,25 +68,10 @@ pub async fn create_accounts(
             .add_key(key.public_key(), near_workspaces::AccessKey::full_access())
             .transact()
             .await;
-        check_outcome(&format!("creating {account}"), result)?;
-        write_credentials(path, account, &key)?;
+        if let Err(e) = check_outcome(&format!("creating {account}"), result) {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
     }
     Ok(planned)
-}
-
-fn write_credentials(path: &Path, account: &AccountId, key: &SecretKey) -> Result<(), DeployError> {
-    let body = json!({
-        "account_id": account,
-        "public_key": key.public_key().to_string(),
-        "private_key": key.to_string(),
-    });
-    let io =
-        |e: std::io::Error| DeployError::Usage(format!("cannot write {}: {e}", path.display()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(body.to_string().as_bytes()).map_err(io)
 }
