@@ -6,6 +6,7 @@
 //! wasm32-unknown-unknown --release`) unless `LOCALNET_PROBE_WASM` names a built wasm.
 //! Both land in `$CARGO_TARGET_DIR` (default `<workspace>/target`).
 
+pub mod dev_node;
 pub mod localnet;
 pub mod marketplace;
 pub mod model_token;
@@ -47,6 +48,17 @@ pub fn wasm_dir() -> PathBuf {
     std::env::var_os("ECLOUD_WASM_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("near"))
+}
+
+/// A built contract, `<wasm_dir()>/<name>.wasm`.
+pub fn contract_wasm(name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = wasm_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (build the contracts with ./scripts/build-contracts.sh)",
+            path.display()
+        )
+    })
 }
 
 /// The node binary near-workspaces will start: `NEAR_SANDBOX_BIN_PATH`, or a fresh localnet.

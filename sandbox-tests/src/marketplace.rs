@@ -4,15 +4,13 @@
 //! files `scripts/build-contracts.sh` writes to `$ECLOUD_WASM_DIR` (default
 //! `$CARGO_TARGET_DIR/near`).
 
-use std::path::PathBuf;
-
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use enclave_cloud_common::{
     Hash32, JobId, ModelId, NodeId, ReceiptSubject, RequestId, ResultReceipt, Usage,
 };
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
-use near_workspaces::types::{AccessKey, Gas, KeyType, NearToken, SecretKey};
+use near_workspaces::types::{Gas, KeyType, NearToken, SecretKey};
 use near_workspaces::{Account, AccountId, Contract, Worker};
 use serde_json::{Value, json};
 
@@ -28,20 +26,7 @@ pub const NEAR: u128 = 10u128.pow(24);
 pub const TOKEN_UNITS_PER_NEAR: u128 = 10u128.pow(18);
 pub const SEC: u64 = 1_000_000_000;
 
-/// The contracts' wasm, built by `scripts/build-contracts.sh`.
-pub fn contract_wasm(name: &str) -> anyhow::Result<Vec<u8>> {
-    let dir = std::env::var_os("ECLOUD_WASM_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("near")))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/near"));
-    let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).with_context(|| {
-        format!(
-            "read {} (build it with ./scripts/build-contracts.sh)",
-            path.display()
-        )
-    })
-}
+pub use crate::contract_wasm;
 
 /// A registered node: its operator (a full-access account) and the enclave's ed25519 key, a
 /// function-call key of the operator's account that signed the registration and signs results.
@@ -290,67 +275,40 @@ impl Suite {
     /// registers the node with a dev bundle (signed by the suite's dev CA) from the enclave key;
     /// the operator also funds a marketplace storage balance (the node cache entry).
     async fn register_node(&self, node: &Node, serves: &str) -> anyhow::Result<NodeId> {
-        let op = &node.operator;
-        succeeded(
-            op.call(self.registry.id(), "deposit_stake")
-                .deposit(NearToken::from_near(150))
-                .transact()
-                .await?,
-        )?;
-        succeeded(
-            op.batch(op.id())
-                .add_key(
-                    node.enclave_key.public_key(),
-                    AccessKey::function_call_access(self.registry.id(), &[], None),
-                )
-                .transact()
-                .await?,
-        )?;
-        let now_secs = self.now_ns().await? / SEC;
-        let bundle = self.dev_bundle(&node.enclave_key, now_secs + 24 * 3600)?;
-        let enclave =
-            Account::from_secret_key(op.id().clone(), node.enclave_key.clone(), &self.worker);
+        let near_key: [u8; 32] = node
+            .enclave_key
+            .public_key()
+            .key_data()
+            .try_into()
+            .context("ed25519 public keys are 32 bytes")?;
         let details = json!({
             "endpoint": "https://node.example/v1", "region": "eu-west", "capacity": 4,
             "prices": [{ "model_id": serves, "input_per_million": PRICE_IN.to_string(),
                          "output_per_million": PRICE_OUT.to_string() }],
         });
-        let id: NodeId = ok(enclave
-            .call(self.registry.id(), "register_node")
-            .args_json(json!({ "bundle": bundle, "details": details }))
-            .gas(Gas::from_tgas(100))
-            .transact()
-            .await?)?
-        .json()?;
+        let (id, _enclave) = crate::dev_node::enroll(
+            &self.worker,
+            crate::dev_node::Enrolment {
+                registry: self.registry.id(),
+                operator: &node.operator,
+                stake: NearToken::from_near(150),
+                ca: &self.dev_ca,
+                enclave_key: &node.enclave_key,
+                // The enclave's x25519 key: any 32 bytes serve a dev node.
+                tee_key: sha256(near_key.as_slice()).0,
+                details: Some(details),
+            },
+        )
+        .await?;
         succeeded(
-            op.call(self.market.id(), "storage_deposit")
+            node.operator
+                .call(self.market.id(), "storage_deposit")
                 .args_json(json!({}))
                 .deposit(NearToken::from_millinear(100))
                 .transact()
                 .await?,
         )?;
-        Ok(id)
-    }
-
-    /// A `dev` attestation bundle for `enclave_key`, valid until `expires_at` (unix seconds).
-    fn dev_bundle(&self, enclave_key: &SecretKey, expires_at: u64) -> anyhow::Result<Value> {
-        let near_key: [u8; 32] = enclave_key
-            .public_key()
-            .key_data()
-            .try_into()
-            .context("ed25519 public keys are 32 bytes")?;
-        // The enclave's x25519 key: any 32 bytes serve a dev node.
-        let tee_key = sha256(near_key.as_slice()).0;
-        let message = attestation::dev_attestation_message(&tee_key, &near_key, expires_at);
-        let near_crypto::Signature::ED25519(sig) = crate::crypto_key(&self.dev_ca).sign(&message)
-        else {
-            bail!("the dev CA key is ed25519");
-        };
-        Ok(json!({
-            "version": 1, "kind": "dev", "enclave_key": hex::encode(tee_key),
-            "near_public_key": enclave_key.public_key().to_string(),
-            "dev": { "expires_at": expires_at, "signature": hex::encode(sig.to_bytes()) },
-        }))
+        Ok(serde_json::from_value(id)?)
     }
 
     /// The chain's clock: the latest block's timestamp.

@@ -7,27 +7,14 @@
 
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
-use near_workspaces::types::{AccessKey, Gas, KeyType, NearToken, SecretKey};
+use near_workspaces::types::{Gas, KeyType, NearToken, SecretKey};
 use near_workspaces::{Account, AccountId, Contract, Worker};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 
 /// Gas of calls that schedule callbacks (the contracts ask for at most 50 Tgas).
 pub const CALL_GAS: Gas = Gas::from_tgas(100);
 
-/// A built contract, `<dir>/<name>.wasm`.
-pub fn contract_wasm(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("ECLOUD_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::target_dir().join("near"));
-    let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (build the contracts with ./scripts/build-contracts.sh)",
-            path.display()
-        )
-    })
-}
+pub use crate::contract_wasm;
 
 /// A manifest allowing these enclave measurements (hex, or `dev` for dev-attested nodes).
 pub fn manifest(allowed: &[&str]) -> Value {
@@ -73,7 +60,7 @@ pub async fn deploy_token(
     registry: &AccountId,
     extra: Value,
 ) -> anyhow::Result<Contract> {
-    let token = worker.dev_deploy(&contract_wasm("model_token")).await?;
+    let token = worker.dev_deploy(&contract_wasm("model_token")?).await?;
     let mut init = model_args(extra);
     init["model_id"] = json!("llama");
     init["owner"] = json!(owner.id());
@@ -175,7 +162,7 @@ pub fn tgas(gas: Gas) -> f64 {
 /// The real registry, initialised with a development CA so nodes may join with `dev` bundles.
 pub struct DevRegistry {
     pub contract: Contract,
-    ca: near_crypto::SecretKey,
+    ca: SecretKey,
 }
 
 /// A node registered in a [`DevRegistry`]: its id (as the registry writes it in JSON), the
@@ -189,8 +176,8 @@ pub struct DevNode {
 impl DevRegistry {
     /// Deploys the registry on a dev account: default policy, a fresh development CA.
     pub async fn deploy(worker: &Worker<Sandbox>, owner: &Account) -> anyhow::Result<Self> {
-        let contract = worker.dev_deploy(&contract_wasm("registry")).await?;
-        let ca = near_crypto::SecretKey::from_random(near_crypto::KeyType::ED25519);
+        let contract = worker.dev_deploy(&contract_wasm("registry")?).await?;
+        let ca = SecretKey::from_random(KeyType::ED25519);
         contract
             .call("new")
             .args_json(json!({
@@ -219,53 +206,20 @@ impl DevRegistry {
         // The stake also pays for the operator's records: one NEAR covers them.
         let stake = min_stake.saturating_add(NearToken::from_near(1));
         let operator = account(worker, name, stake.as_near() + 10).await?;
-        operator
-            .call(self.contract.id(), "deposit_stake")
-            .deposit(stake)
-            .transact()
-            .await?
-            .into_result()?;
-
-        // The enclave's NEAR key: a function-call key of the operator for the registry.
-        let key = SecretKey::from_random(KeyType::ED25519);
-        operator
-            .batch(operator.id())
-            .add_key(
-                key.public_key(),
-                AccessKey::function_call_access(self.contract.id(), &[], None),
-            )
-            .transact()
-            .await?
-            .into_result()?;
-        let enclave = Account::from_secret_key(operator.id().clone(), key.clone(), worker);
-
-        let block = worker.view_block().await?;
-        let expires_at = block.timestamp() / 1_000_000_000 + 24 * 3600;
-        let near_key = crate::crypto_key(&key).public_key();
-        let near_key_bytes: [u8; 32] = near_key
-            .key_data()
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("ed25519 keys are 32 bytes"))?;
-        let message =
-            attestation::dev_attestation_message(&enclave_key, &near_key_bytes, expires_at);
-        let near_crypto::Signature::ED25519(signature) = self.ca.sign(&message) else {
-            anyhow::bail!("an ed25519 CA signs with ed25519");
-        };
-        let bundle = json!({
-            "version": 1,
-            "kind": "dev",
-            "enclave_key": hex::encode(enclave_key),
-            "near_public_key": near_key.to_string(),
-            "dev": { "expires_at": expires_at, "signature": hex::encode(signature.to_bytes()) },
-        });
-        let id: Value = enclave
-            .call(self.contract.id(), "register_node")
-            .args_json(json!({ "bundle": bundle }))
-            .gas(CALL_GAS)
-            .transact()
-            .await?
-            .into_result()?
-            .json()?;
+        let near_key = SecretKey::from_random(KeyType::ED25519);
+        let (id, enclave) = crate::dev_node::enroll(
+            worker,
+            crate::dev_node::Enrolment {
+                registry: self.contract.id(),
+                operator: &operator,
+                stake,
+                ca: &self.ca,
+                enclave_key: &near_key,
+                tee_key: enclave_key,
+                details: None,
+            },
+        )
+        .await?;
         Ok(DevNode {
             id,
             operator,

@@ -928,7 +928,7 @@ async fn the_factory_creates_lists_and_refunds_models() -> anyhow::Result<()> {
     // per byte).
     let factory = account(&worker, "factory", 100).await?;
     let factory = factory
-        .deploy(&contract_wasm("model_factory"))
+        .deploy(&contract_wasm("model_factory")?)
         .await?
         .into_result()?;
     factory
@@ -939,7 +939,7 @@ async fn the_factory_creates_lists_and_refunds_models() -> anyhow::Result<()> {
         .into_result()?;
     let published: bool = owner
         .call(factory.id(), "publish_model_code")
-        .args(contract_wasm("model_token"))
+        .args(contract_wasm("model_token")?)
         .max_gas()
         .transact()
         .await?
