@@ -13,7 +13,7 @@ use std::time::Duration;
 use enclave_cloud_common::events::marketplace::JobTarget;
 use enclave_cloud_common::events::{AnyEvent, MarketplaceEvent};
 use enclave_cloud_common::{
-    Asset, Hash32, InputRef, JobId, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
+    Asset, Hash32, InputRef, JobId, JobSpec, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
 };
 use near_sdk::AccountId;
 use near_sdk::json_types::{Base64VecU8, U64, U128};
@@ -34,19 +34,6 @@ use crate::user_key::{self, UserKey};
 pub const SUBMIT_GAS_TGAS: u64 = 30;
 /// Gas for `ft_transfer_call` carrying a job: the token's own 30 Tgas plus `ft_on_transfer`.
 pub const FT_SUBMIT_GAS_TGAS: u64 = 100;
-
-/// The marketplace's `JobSpec` (contracts/marketplace/src/state.rs), as sent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobSpec {
-    pub model_id: ModelId,
-    pub price_cap: U128,
-    pub deadline_ns: U64,
-    pub claim_deadline_ns: Option<U64>,
-    pub target: JobTarget,
-    pub input: InputRef,
-    /// The user's x25519 key, hex.
-    pub user_key: String,
-}
 
 /// The part of the marketplace's `get_config` the client needs.
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,6 @@ pub mod types;
 pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};
 pub use receipt::{ReceiptSubject, ResultReceipt};
 pub use types::{
-    Asset, AttestationKind, GpuInfo, Hash32, InputRef, Measurements, ModelPrice, NodeStatus,
-    OutputRef, TcbStatus, Usage,
+    Asset, AttestationKind, GpuInfo, Hash32, InputRef, JobSpec, Measurements, ModelPrice,
+    NodeStatus, OutputRef, TcbStatus, Usage,
 };

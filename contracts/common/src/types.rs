@@ -151,6 +151,25 @@ pub enum TcbStatus {
     None,
 }
 
+/// What a user submits: the same shape for NEAR (`submit_job`) and tokens (`ft_on_transfer`).
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub model_id: ModelId,
+    /// Most the user pays, in the job's asset. With a token, at most the amount transferred;
+    /// the rest is returned.
+    pub price_cap: U128,
+    /// Absolute deadline for the result, ns since the epoch.
+    pub deadline_ns: U64,
+    /// Absolute deadline for a claim; defaults to now + the claim window (and never after
+    /// `deadline_ns`).
+    pub claim_deadline_ns: Option<U64>,
+    pub target: crate::events::marketplace::JobTarget,
+    pub input: InputRef,
+    /// The user's x25519 key, 64 hex characters: the node encrypts the output to it.
+    pub user_key: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
