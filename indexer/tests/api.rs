@@ -755,6 +755,154 @@ async fn feed_streams_new_work_and_resumes_with_last_event_id(postgres: bool) {
     following.await.unwrap().unwrap();
 }
 
+/// Every node of every listing is exactly the node `/v1/nodes/{id}` shows (the listing is
+/// rendered by SQLite itself, the detail by the structs): several GPUs and prices, added out
+/// of order, a zero and the largest amount, optional fields set and unset, an unpriced node.
+async fn listed_nodes_match_their_detail(postgres: bool) {
+    use enclave_cloud_common::events::{Nep297, RegistryEvent};
+    use enclave_cloud_common::{GpuInfo, Hash32, ModelPrice, NodeId};
+    use near_sdk::json_types::U128;
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let gpu = |node: u64, byte: u8, vbios: Option<&str>| RegistryEvent::GpuAdded {
+        node_id: NodeId(node),
+        gpu: GpuInfo {
+            model: format!("G{byte}"),
+            device_id: Hash32([byte; 32]),
+            driver_version: Some("550.54.14".into()),
+            vbios_version: vbios.map(str::to_owned),
+        },
+    };
+    let price = |model: &str, input: u128, output: u128| ModelPrice {
+        model_id: model.parse().unwrap(),
+        input_per_million: U128(input),
+        output_per_million: U128(output),
+    };
+    let mut logs: Vec<String> = (1..=3)
+        .map(|n| scenario::registered(n).to_log_line())
+        .collect();
+    for e in [
+        gpu(1, 9, None),
+        gpu(1, 1, Some("96.00")),
+        gpu(1, 5, None),
+        gpu(2, 3, None),
+    ] {
+        logs.push(e.to_log_line());
+    }
+    logs.push(
+        RegistryEvent::NodeUpdated {
+            node_id: NodeId(1),
+            endpoint: None,
+            region: Some("eu".into()),
+            prices: vec![
+                price("zeta-model", u128::MAX, 0),
+                price("alpha-model", 0, 7),
+            ],
+            capacity: 3,
+        }
+        .to_log_line(),
+    );
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let mut chain = ChainBuilder::new(FIRST_HEIGHT);
+    let block = chain.block(&[(scenario::REGISTRY, logs)]);
+    write_block(&blocks_dir, &block).unwrap();
+    follow(&db, &blocks_dir, block.height()).await;
+    let app = api::router(ApiContext {
+        db,
+        status: status(),
+        metrics: indexer::metrics::Metrics::new().unwrap(),
+    });
+
+    let mut seen = 0;
+    for query in [
+        "",
+        "?sort=price",
+        "?model=zeta-model&sort=price",
+        "?gpu=G3&limit=1",
+    ] {
+        let page = ok(&app, &format!("/v1/nodes{query}")).await;
+        for item in page["items"].as_array().unwrap() {
+            let id = item["node_id"].as_str().unwrap();
+            let mut detail = ok(&app, &format!("/v1/nodes/{id}")).await;
+            for key in ["status_history", "operator_stake", "key_grants"] {
+                detail.as_object_mut().unwrap().remove(key).unwrap();
+            }
+            assert_eq!(item, &detail, "{query}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3 + 3 + 1 + 1);
+    let node1 = ok(&app, "/v1/nodes/1").await;
+    let devices: Vec<&str> = node1["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| &g["device_id"].as_str().unwrap()[..2])
+        .collect();
+    assert_eq!(devices, ["01", "05", "09"]);
+    assert_eq!(node1["gpus"][0]["vbios_version"], "96.00");
+    assert_eq!(node1["prices"][0]["model_id"], "alpha-model");
+    assert_eq!(node1["prices"][0]["input_per_million"], "0");
+    assert_eq!(
+        node1["prices"][1]["input_per_million"],
+        u128::MAX.to_string()
+    );
+    assert_eq!(node1["prices"][1]["output_per_million"], "0");
+}
+
+/// With every API connection busy, a request waits the read pool's acquire timeout and is
+/// answered 503 `overloaded` with `Retry-After` (never 500); meanwhile the follower, on its
+/// own pool, keeps indexing; once a connection is free the same request succeeds.
+async fn exhausted_read_pool_is_503_and_does_not_stop_ingest(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, url)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let read = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(200))
+        .connect(&url)
+        .await
+        .unwrap();
+    let db = indexer::db::Db {
+        read: read.clone(),
+        ..db
+    };
+    let app = api::router(ApiContext {
+        db: db.clone(),
+        status: status(),
+        metrics: indexer::metrics::Metrics::new().unwrap(),
+    });
+    let held = read.acquire().await.unwrap();
+
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/v1/nodes").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"], "overloaded", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("retry"),
+        "{body}"
+    );
+
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    follow(&db, &blocks_dir, blocks.last().unwrap().height()).await;
+
+    drop(held);
+    assert_eq!(ids(&ok(&app, "/v1/nodes").await, "node_id"), ["1", "2"]);
+}
+
 storage_test!(
     nodes_filter_sort_and_paginate_on,
     nodes_filter_sort_and_paginate
@@ -779,4 +927,12 @@ storage_test!(
 storage_test!(
     feed_streams_new_work_and_resumes_with_last_event_id_on,
     feed_streams_new_work_and_resumes_with_last_event_id
+);
+storage_test!(
+    exhausted_read_pool_is_503_and_does_not_stop_ingest_on,
+    exhausted_read_pool_is_503_and_does_not_stop_ingest
+);
+storage_test!(
+    listed_nodes_match_their_detail_on,
+    listed_nodes_match_their_detail
 );

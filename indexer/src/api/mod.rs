@@ -7,6 +7,7 @@ pub mod error;
 pub mod feed;
 pub mod jobs;
 pub mod models;
+pub mod node_json;
 pub mod nodes;
 pub mod params;
 mod rows;

@@ -3,7 +3,9 @@
 
 use super::error::{ApiError, ApiResult};
 use axum::extract::{FromRequestParts, Query};
+use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::Any;
@@ -93,6 +95,42 @@ impl<T> Page<T> {
             items: rows,
             next_cursor,
         }
+    }
+}
+
+/// A [`Page`] whose items are JSON documents the database rendered (see
+/// [`super::node_json`]): written out as they are, without parsing them again. The same
+/// JSON as `Json<Page<T>>` of the documented item type.
+#[derive(Debug)]
+pub struct RawPage(Page<String>);
+
+impl From<Page<(String, String)>> for RawPage {
+    /// A page of (document, cursor) rows: the cursors only served to find `next_cursor`.
+    fn from(page: Page<(String, String)>) -> Self {
+        Self(Page {
+            items: page.items.into_iter().map(|(doc, _)| doc).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
+impl IntoResponse for RawPage {
+    fn into_response(self) -> Response {
+        let Page { items, next_cursor } = self.0;
+        let cursor = serde_json::to_string(&next_cursor).unwrap_or_else(|_| "null".into());
+        let len = items.iter().map(|i| i.len() + 1).sum::<usize>() + cursor.len() + 32;
+        let mut body = String::with_capacity(len);
+        body.push_str("{\"items\":[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(item);
+        }
+        body.push_str("],\"next_cursor\":");
+        body.push_str(&cursor);
+        body.push('}');
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 
@@ -195,6 +233,28 @@ mod tests {
         assert_eq!((p.items, p.next_cursor), (vec![1, 2], Some("2".to_owned())));
         let p = Page::from_rows(vec![1, 2], 2, |v| v.to_string());
         assert_eq!(p.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn raw_pages_are_the_json_of_pages() {
+        let rows = vec![
+            (r#"{"a":1}"#.to_owned(), "c1".to_owned()),
+            (r#"{"a":2}"#.to_owned(), "c2".to_owned()),
+        ];
+        for (limit, cursor) in [(1, serde_json::json!("c1")), (2, serde_json::Value::Null)] {
+            let resp = RawPage::from(Page::from_rows(rows.clone(), limit, |(_, c)| c.clone()))
+                .into_response();
+            assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let items: Vec<_> = (1..=limit).map(|a| serde_json::json!({ "a": a })).collect();
+            assert_eq!(
+                got,
+                serde_json::json!({ "items": items, "next_cursor": cursor })
+            );
+        }
     }
 
     #[test]
