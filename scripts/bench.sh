@@ -30,6 +30,14 @@ run "marketplace gas" -p marketplace-gas-bench -- \
 run "model-token gas" -p model-token-gas-bench -- \
     "$ECLOUD_WASM_DIR/model_token.wasm" "$ECLOUD_WASM_DIR/model_factory.wasm"
 
+# Gas as a real chain charges it (receipts, callbacks, global contracts): the model-token
+# sandbox suite on localnet prints its figures as BENCH lines.
+step "model-token gas on localnet (sandbox suite)" >&2
+cargo build --locked --quiet -p localnet --bin localnet >&2
+NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet" \
+    cargo test --locked --quiet -p sandbox-tests --test model_token -- --nocapture --test-threads 1 \
+    2>/dev/null | grep '^BENCH '
+
 # Throughput and latency: optimised host builds (the `bench` profile: release without the
 # contract-sized opt-level/LTO).
 cargo build --locked --quiet -p localnet-probe --target wasm32-unknown-unknown --release >&2
@@ -38,3 +46,13 @@ run "indexer ingest" --profile bench -p indexer --example ingest_bench
 run "indexer API and feed" --profile bench -p indexer --example api_bench
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 run "worker inference" --profile bench -p worker --example worker_bench
+
+# End to end on localnet: localnet, indexer and worker as optimised processes (the `bench`
+# profile writes to target/release), sealed embedding jobs from submit to settlement.
+step "worker end to end (processes on localnet)" >&2
+cargo build --locked --quiet --profile bench -p localnet --bin localnet -p indexer --bin indexer \
+    -p worker --bin worker >&2
+ECLOUD_LOCALNET_BIN="$CARGO_TARGET_DIR/release/localnet" \
+    ECLOUD_INDEXER_BIN="$CARGO_TARGET_DIR/release/indexer" \
+    ECLOUD_WORKER_BIN="$CARGO_TARGET_DIR/release/worker" \
+    run "worker end to end" -p worker --example e2e_bench

@@ -153,16 +153,27 @@ print(json.dumps({"account_id": k["account_id"], "public_key": k["public_key"],
 }
 
 # ensure_near_cli: near-cli-rs (the `near` command) for the near-cli checks; exports NEAR_CLI.
-# Installed once with cargo into $ECLOUD_TOOLS_DIR (default: beside the target dir, so CI
-# keeps it in its cache); without the ledger feature, which needs libudev.
+# Takes $NEAR_CLI if set, else a `near` 0.30 on PATH, else installs 0.30.1 once with cargo into
+# ~/.cache/enclave-cloud/tools (outside any clone, so CI's cache keeps it; a release build of
+# tens of minutes on two cores), without the ledger feature, which needs libudev.
 NEAR_CLI_VERSION=0.30.1
 ensure_near_cli() {
-    local root="${ECLOUD_TOOLS_DIR:-$CARGO_TARGET_DIR/tools}"
-    export NEAR_CLI="$root/bin/near"
-    if [[ -x "$NEAR_CLI" ]] && "$NEAR_CLI" --version 2>/dev/null | grep -q "$NEAR_CLI_VERSION"; then
+    if [[ -n "${NEAR_CLI:-}" ]]; then
+        NEAR_CLI="$(command -v "$NEAR_CLI")" || fail "NEAR_CLI is not an executable"
+        export NEAR_CLI
         return 0
     fi
-    step "installing near-cli-rs $NEAR_CLI_VERSION (cargo install, once)"
+    if command -v near >/dev/null && near --version 2>/dev/null | grep -q '^near-cli-rs 0\.30\.'; then
+        NEAR_CLI="$(command -v near)"
+        export NEAR_CLI
+        return 0
+    fi
+    local root="${XDG_CACHE_HOME:-$HOME/.cache}/enclave-cloud/tools"
+    export NEAR_CLI="$root/bin/near"
+    if [[ -x "$NEAR_CLI" ]] && "$NEAR_CLI" --version 2>/dev/null | grep -qF "$NEAR_CLI_VERSION"; then
+        return 0
+    fi
+    step "installing near-cli-rs $NEAR_CLI_VERSION into $root (cargo install, once)"
     apt_install pkg-config libssl-dev
     CARGO_TARGET_DIR="$CARGO_TARGET_DIR/near-cli-rs" cargo install --quiet --locked \
         --no-default-features --version "$NEAR_CLI_VERSION" --root "$root" near-cli-rs

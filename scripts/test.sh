@@ -38,6 +38,11 @@ cargo test --locked --workspace
 cargo test --locked -p chain-client --features testkit --test localnet
 cargo test --locked -p worker --features localnet-e2e --test localnet_e2e
 
+step "near-cli-rs against localnet: the basic check and the README's near-cli examples"
+ensure_near_cli
+"$REPO_ROOT/localnet/scripts/near-cli-check.sh"
+"$REPO_ROOT/scripts/near-cli-examples.sh"
+
 step "end to end: scripts/demo.sh (non-interactive, in a scratch directory)"
 ECLOUD_DEMO_DIR="$(mktemp -d)" "$REPO_ROOT/scripts/demo.sh"
 

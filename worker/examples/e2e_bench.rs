@@ -9,7 +9,8 @@
 //! Needs the same binaries and wasm as the acceptance test (see worker/tests/localnet_e2e.rs);
 //! build the worker optimised for meaningful numbers:
 //!   cargo build -p worker --bin worker --profile bench
-//!   ECLOUD_WORKER_BIN=$CARGO_TARGET_DIR/bench/worker cargo run -p worker --example e2e_bench
+//!   ECLOUD_WORKER_BIN=$CARGO_TARGET_DIR/release/worker cargo run -p worker --example e2e_bench
+//! (the `bench` profile writes to target/release; scripts/bench.sh runs it that way).
 //! `ECLOUD_BENCH_JOBS` (default 12) sets how many jobs each phase runs.
 
 #[path = "../tests/support/mod.rs"]
