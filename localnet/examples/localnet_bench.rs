@@ -2,8 +2,9 @@
 //! from submission until every receipt has run; and the startup of the `localnet` binary, from
 //! starting `run` until `status` answers over HTTP. Prints `BENCH <name> <value> <unit>` lines.
 //!
-//! The startup figure needs the binary: `LOCALNET_BIN`, else `localnet` beside the example's
-//! directory (`cargo build --profile bench -p localnet --bin localnet` puts it there).
+//! The startup figure times `localnet run` (the code of `localnet::serve::run`) in a process of
+//! this benchmark's own build profile: the benchmark re-executes itself in that mode. With
+//! `LOCALNET_BIN` set it times that binary's `--home DIR run` instead (init with `init --fast`).
 //!
 //! `cargo run --profile bench -p localnet --example localnet_bench` (the function-call part needs the probe
 //! contract: `LOCALNET_PROBE_WASM`, default
@@ -89,14 +90,28 @@ fn run_all(node: &Arc<Node>, txs: Vec<SignedTransaction>) -> anyhow::Result<f64>
     anyhow::bail!("{} transactions did not complete", pending.len())
 }
 
-/// The `localnet` binary to time: `LOCALNET_BIN`, or the one beside the examples directory.
-fn localnet_bin() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LOCALNET_BIN") {
-        return Some(PathBuf::from(path));
+/// The first argument that makes this program serve a chain (`<flag> HOME RPC_ADDR`) instead
+/// of benchmarking: the process whose startup is timed.
+const SERVE_FLAG: &str = "--serve-for-startup-bench";
+
+/// The command that serves the chain in `home` on `addr`: `LOCALNET_BIN run`, or this program
+/// in serve mode. Initialises `home` first.
+fn node_command(home: &Path, addr: &str) -> anyhow::Result<(Command, String)> {
+    let home_arg = home.display().to_string();
+    if let Some(bin) = std::env::var_os("LOCALNET_BIN") {
+        let init = Command::new(&bin)
+            .args(["--home", &home_arg, "init", "--fast"])
+            .status()?;
+        anyhow::ensure!(init.success(), "{} init failed", bin.display());
+        let mut command = Command::new(&bin);
+        command.args(["--home", &home_arg, "run", "--rpc-addr", addr]);
+        return Ok((command, PathBuf::from(bin).display().to_string()));
     }
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("localnet");
-    bin.exists().then_some(bin)
+    localnet::home::init(home, true)?;
+    let exe = std::env::current_exe()?;
+    let mut command = Command::new(&exe);
+    command.args([SERVE_FLAG, &home_arg, addr]);
+    Ok((command, format!("{} (serve mode)", exe.display())))
 }
 
 /// Whether a JSON-RPC `status` request to `addr` gets a result.
@@ -116,23 +131,17 @@ fn status_answers(addr: &str) -> bool {
 }
 
 /// Time from starting `localnet run` on a fresh home until `status` answers.
-fn startup_to_status(bin: &Path) -> anyhow::Result<Duration> {
+fn startup_to_status() -> anyhow::Result<Duration> {
     let home = std::env::temp_dir().join(format!("localnet-bench-start-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
-    let home_arg = home.display().to_string();
-    let init = Command::new(bin)
-        .args(["--home", &home_arg, "init", "--fast"])
-        .status()?;
-    anyhow::ensure!(init.success(), "{} init failed", bin.display());
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let addr = format!("127.0.0.1:{port}");
+    let (mut command, what) = node_command(&home, &addr)?;
+    eprintln!("  startup of {what}");
     let start = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["--home", &home_arg, "run", "--rpc-addr", &addr])
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = command.stderr(Stdio::null()).spawn()?;
     let answered = loop {
         if status_answers(&addr) {
             break Some(start.elapsed());
@@ -148,19 +157,22 @@ fn startup_to_status(bin: &Path) -> anyhow::Result<Duration> {
     answered.ok_or_else(|| anyhow::anyhow!("status did not answer within 20 s"))
 }
 
-fn main() -> anyhow::Result<()> {
-    match localnet_bin() {
-        Some(bin) => {
-            let took = startup_to_status(&bin)?;
-            println!(
-                "BENCH localnet.startup_to_status {:.0} ms",
-                took.as_secs_f64() * 1000.0
-            );
-        }
-        None => eprintln!(
-            "no localnet binary beside the example and no LOCALNET_BIN: startup not measured"
-        ),
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, home, addr] = args.as_slice()
+        && flag == SERVE_FLAG
+    {
+        return Ok(localnet::serve::run(
+            PathBuf::from(home),
+            Some(addr.clone()),
+        ));
     }
+
+    let took = startup_to_status()?;
+    println!(
+        "BENCH localnet.startup_to_status {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
 
     let home = std::env::temp_dir().join(format!("localnet-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&home);
@@ -272,5 +284,5 @@ fn main() -> anyhow::Result<()> {
     );
     drop(node);
     let _ = std::fs::remove_dir_all(&home);
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

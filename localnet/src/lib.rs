@@ -11,5 +11,6 @@ pub mod neardata;
 pub mod node;
 pub mod rpc;
 pub mod runtime;
+pub mod serve;
 pub mod state;
 pub mod store;

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckContract { wasm } => check_contracts(&wasm),
         Command::Init { fast, .. } => init(&cli.home, fast),
-        Command::Run { rpc_addr, .. } => run(cli.home, rpc_addr),
+        Command::Run { rpc_addr, .. } => localnet::serve::run(cli.home, rpc_addr),
     }
 }
 
@@ -66,49 +66,6 @@ fn init(home: &std::path::Path, fast: bool) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("localnet init: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(home: PathBuf, rpc_addr: Option<String>) -> ExitCode {
-    // near-sandbox passes its log filter in NEAR_SANDBOX_LOG; RUST_LOG works too.
-    let filter = std::env::var("NEAR_SANDBOX_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "localnet=info".to_string());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
-    let node = match localnet::node::Node::open(&home) {
-        Ok(node) => node,
-        Err(e) => {
-            eprintln!("localnet run: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = rpc_addr.unwrap_or_else(|| node.config.rpc_addr.clone());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("localnet run: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        tokio::select! {
-            served = localnet::node::serve(node, &addr) => served,
-            _ = tokio::signal::ctrl_c() => Ok(()),
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("localnet run: {e}");
             ExitCode::FAILURE
         }
     }
