@@ -7,7 +7,8 @@
 # Needs: the localnet binary (LOCALNET_BIN, default $CARGO_TARGET_DIR/debug/localnet), near-cli-rs
 # (NEAR_CLI, default `near` on PATH; `cargo install near-cli-rs --locked --no-default-features`),
 # the probe contract (LOCALNET_PROBE_WASM, default
-# $CARGO_TARGET_DIR/wasm32-unknown-unknown/release/localnet_probe.wasm), curl and jq.
+# $CARGO_TARGET_DIR/wasm32-unknown-unknown/release/localnet_probe.wasm), curl and jq. The binary
+# and the contract are built with cargo when their default paths are empty.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -15,6 +16,13 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 localnet="${LOCALNET_BIN:-$target/debug/localnet}"
 near="${NEAR_CLI:-near}"
 wasm="${LOCALNET_PROBE_WASM:-$target/wasm32-unknown-unknown/release/localnet_probe.wasm}"
+# Build what is missing at the default paths (a named path must exist).
+if [[ -z "${LOCALNET_BIN:-}" && ! -f "$localnet" ]]; then
+    (cd "$repo" && cargo build --locked --quiet -p localnet --bin localnet)
+fi
+if [[ -z "${LOCALNET_PROBE_WASM:-}" && ! -f "$wasm" ]]; then
+    (cd "$repo" && cargo build --locked --quiet -p localnet-probe --target wasm32-unknown-unknown --release)
+fi
 for need in "$localnet" "$wasm"; do
     [[ -f "$need" ]] || { echo "missing $need" >&2; exit 2; }
 done
