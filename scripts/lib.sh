@@ -131,7 +131,8 @@ start_localnet() {
 # genesis account, whose key is localnet's validator_key.json), deploys the registry (with a
 # new development CA, secret in DIR/dev-ca.hex), marketplace, model factory and a NEP-141
 # test token (USDT), writes DIR/deployment.json, and creates <NAME>.test.near with 200 NEAR
-# each. Every key is a near-cli credentials file in DIR/credentials/localnet/.
+# each. Every key is a near-cli credentials file in DIR/credentials/localnet/; ecloud-deploy's
+# report (with the near-cli commands that check the deployment) is in DIR/deploy.log.
 deploy_localnet() {
     local dir=$1 rpc=$2 names=$3
     shift 3
@@ -147,7 +148,7 @@ print(json.dumps({"account_id": k["account_id"], "public_key": k["public_key"],
     local deploy=("$CARGO_TARGET_DIR/debug/ecloud-deploy" --network localnet --rpc-url "$rpc"
                   --account-id "$root" --credentials "$creds/$root.json")
     "${deploy[@]}" contracts --wasm-dir "$ECLOUD_WASM_DIR" --new-dev-ca "$dir/dev-ca.hex" \
-        --test-token USDT --out "$dir/deployment.json" "$@" | sed 's/^/   /'
+        --test-token USDT --out "$dir/deployment.json" "$@" | tee "$dir/deploy.log" | sed 's/^/   /'
     # shellcheck disable=SC2086 # names is a space-separated list
     "${deploy[@]}" accounts $names --balance 200 --credentials-dir "$creds" | sed 's/^/   /'
 }

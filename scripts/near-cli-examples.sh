@@ -2,7 +2,8 @@
 # Runs the README's "near-cli examples" as written, on a fresh localnet, and checks what they
 # did, so the examples stay true.
 #
-#   scripts/near-cli-examples.sh            # NEAR_CLI: the near-cli-rs binary (default `near`)
+#   scripts/near-cli-examples.sh            # NEAR_CLI: the near-cli-rs binary [default: a 0.30
+#                                           #   `near` on PATH, else installed once into ~/.cache]
 #   scripts/near-cli-examples.sh --list     # print the blocks it would run, run nothing
 #
 # It builds the contracts, localnet, ecloud-deploy and the worker, starts localnet, deploys
@@ -13,7 +14,8 @@
 # from a scratch directory holding deployment.json and dev-ca.hex. Each block is named by the
 # `<!-- example: NAME -->` line before it; `check_NAME` below verifies its effect through
 # JSON-RPC (independently of near-cli), `before_NAME` prepares the chain (localnet's clock), and
-# a block marked `expect-error="TEXT"` must fail with TEXT in its output.
+# a block marked `expect-error="TEXT"` must fail with TEXT in its output. Finally it runs the
+# near-cli commands ecloud-deploy printed to check the deployment.
 # Scratch directory: $ECLOUD_EXAMPLES_DIR (default: a new temporary directory).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -72,28 +74,44 @@ if [[ "${1:-}" == "--list" ]]; then
 fi
 [[ $# -eq 0 ]] || fail "unknown argument $1 (try --list)"
 
-near_cli="${NEAR_CLI:-near}"
-near_path="$(command -v "$near_cli")" || fail "near-cli-rs not found ('$near_cli'): install it with
-  cargo install near-cli-rs --version 0.30.1 --locked --no-default-features
-or point NEAR_CLI at the binary"
+# find_near_cli: the near-cli-rs binary: $NEAR_CLI, else a 0.30 `near` on PATH, else 0.30.1
+# installed once into the cache (a long release build: tens of minutes on two cores).
+find_near_cli() {
+    if [[ -n "${NEAR_CLI:-}" ]]; then
+        command -v "$NEAR_CLI" || fail "NEAR_CLI=$NEAR_CLI is not an executable"
+        return
+    fi
+    if command -v near >/dev/null && near --version 2>/dev/null | grep -q '^near-cli-rs 0\.30\.'; then
+        command -v near
+        return
+    fi
+    local root="${XDG_CACHE_HOME:-$HOME/.cache}/enclave-cloud/near-cli-0.30.1"
+    if [[ ! -x "$root/bin/near" ]]; then
+        step "installing near-cli-rs 0.30.1 into $root (once; a long build)" >&2
+        cargo install near-cli-rs --version 0.30.1 --locked --no-default-features --root "$root" >&2 \
+            || fail "could not install near-cli-rs; set NEAR_CLI to a near-cli-rs 0.30 binary"
+    fi
+    echo "$root/bin/near"
+}
 
 work="${ECLOUD_EXAMPLES_DIR:-$(mktemp -d)}"
 stop_on_exit
 
-step "1/5 toolchain, packages, build (contracts, localnet, ecloud-deploy, worker)"
+step "1/6 toolchain, packages, build (contracts, localnet, ecloud-deploy, worker)"
 ensure_rust
 apt_install binaryen pkg-config curl jq openssl
 build_stack localnet ecloud-deploy worker
+near_path=$(find_near_cli)
 echo "near-cli: $near_path ($("$near_path" --version 2>/dev/null || echo 'version unknown'))"
 
 rm -rf "$work" && mkdir -p "$work"
 port=$(free_port)
 rpc="http://127.0.0.1:$port"
-step "2/5 localnet on $rpc, contracts and accounts (scratch: $work)"
+step "2/6 localnet on $rpc, contracts and accounts (scratch: $work)"
 start_localnet "$work" "$port"
 deploy_localnet "$work" "$rpc" "operator trainer alice bob"
 
-step "3/5 near-cli configuration (XDG_CONFIG_HOME=$work/config)"
+step "3/6 near-cli configuration (XDG_CONFIG_HOME=$work/config)"
 # near-cli-rs reads $XDG_CONFIG_HOME/near-cli/config.toml (version 5 of its format); the README's
 # localnet-connection block appends the localnet connection. Credentials: the deployment's
 # near-cli files.
@@ -254,11 +272,11 @@ check_withdraw-stake() {
 
 # ---------------------------------------------------------------- the README's blocks
 
-step "4/5 extracting the README's near-cli examples"
+step "4/6 extracting the README's near-cli examples"
 blocks=$(extract_blocks "$readme" "$work/blocks")
 echo "$blocks" | sed 's/^/   /'
 
-step "5/5 running them in $work"
+step "5/6 running them in $work"
 cd "$work"
 # The blocks come on fd 3: a command in a block must not eat the list from stdin.
 while read -r n name expect_error <&3; do
@@ -287,5 +305,17 @@ while read -r n name expect_error <&3; do
     fi
     if declare -F "check_$name" >/dev/null; then "check_$name"; fi
 done 3<<<"$blocks"
+
+# ecloud-deploy ends its report with near-cli commands that check a deployment: run them too
+# (now that the README's blocks have added the localnet connection).
+step "6/6 the near-cli commands ecloud-deploy prints to check a deployment"
+check_commands=$(sed -n 's/^ *\(near contract call-function as-read-only .*\)$/\1/p' "$work/deploy.log")
+[[ -n "$check_commands" ]] || fail "ecloud-deploy printed no near-cli check commands ($work/deploy.log)"
+while read -r command <&3; do
+    echo "   \$ $command"
+    eval "$command" >"$work/deploy-check.out" 2>&1 \
+        || { cat "$work/deploy-check.out"; fail "ecloud-deploy's check command failed: $command"; }
+done 3<<<"$check_commands"
+echo "   ok: the $(wc -l <<<"$check_commands") commands ran"
 
 printf '\n\033[1;32mnear-cli examples: every block of README.md ran and checked\033[0m (%s)\n' "$work"
