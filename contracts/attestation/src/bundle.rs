@@ -64,6 +64,7 @@ pub struct TdxEvidence {
     #[serde(with = "crate::hexser")]
     pub quote: Vec<u8>,
     /// dcap-qvl's collateral shape (PCK CRL, root CA CRL, TCB info, QE identity, chains).
+    #[serde(deserialize_with = "crate::collateral_json::deserialize")]
     pub collateral: QuoteCollateralV3,
     /// dstack event log (all IMRs may be given; only imr=3 is replayed).
     #[serde(default)]

@@ -11,6 +11,7 @@
 
 mod binding;
 mod bundle;
+mod collateral_json;
 mod crypto;
 mod der_tlv;
 mod dev;
