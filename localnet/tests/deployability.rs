@@ -12,6 +12,7 @@ const CONTRACTS: &[&str] = &[
     "model_token",
     "model_factory",
     "ai_caller",
+    "test_token",
 ];
 
 fn wasm_dir() -> PathBuf {
