@@ -113,13 +113,15 @@ deploy_localnet "$work" "$rpc" "operator trainer alice bob"
 
 step "3/6 near-cli configuration (XDG_CONFIG_HOME=$work/config)"
 # near-cli-rs reads $XDG_CONFIG_HOME/near-cli/config.toml (version 5 of its format); the README's
-# localnet-connection block appends the localnet connection. Credentials: the deployment's
-# near-cli files.
+# localnet-connection block appends the localnet connection. The blocks run with HOME in the
+# scratch directory, so their ~/.near-credentials is the deployment's credentials directory and
+# their $LOCALNET_HOME this localnet's home.
 export XDG_CONFIG_HOME="$work/config"
-mkdir -p "$XDG_CONFIG_HOME/near-cli" "$work/bin"
+mkdir -p "$XDG_CONFIG_HOME/near-cli" "$work/bin" "$work/home"
+ln -sfn "$work/credentials" "$work/home/.near-credentials"
 cat >"$XDG_CONFIG_HOME/near-cli/config.toml" <<EOF
 version = "5"
-credentials_home_dir = "$work/credentials"
+credentials_home_dir = "$work/home/.near-credentials"
 
 [network_connection]
 EOF
@@ -163,6 +165,11 @@ expect_share() {
     echo "   ok: $1 = $2 (of $3 pro rata)"
 }
 
+check_localnet-deployer-key() {
+    expect "the deployer's near-cli key file" \
+        "$(jq -r '"\(.account_id) \(.public_key)"' "$HOME/.near-credentials/localnet/$ROOT.json")" \
+        "$(jq -r '"\(.account_id) \(.public_key)"' "$LOCALNET_HOME/validator_key.json")"
+}
 check_setup() {
     expect "contracts read from deployment.json" "$REGISTRY $MARKETPLACE" \
         "$(json_field deployment.json registry) $(json_field deployment.json marketplace)"
@@ -278,6 +285,7 @@ echo "$blocks" | sed 's/^/   /'
 
 step "5/6 running them in $work"
 cd "$work"
+export HOME="$work/home" LOCALNET_HOME="$work/localnet"
 # The blocks come on fd 3: a command in a block must not eat the list from stdin.
 while read -r n name expect_error <&3; do
     file="$work/blocks/$n-$name.sh"
