@@ -203,8 +203,8 @@ impl Registry {
     /// `{"bundle": <attestation bundle JSON object (attestation crate README)>, "details":
     /// <NodeUpdate>?}`, read from the raw input so the bundle is parsed once (malformed JSON:
     /// `BadArguments`). The bundle must bind the transaction's signing key. The operator's free
-    /// stake must cover one more node (storage is paid from it). Gas: ~28 Tgas for the real
-    /// dstack TDX node (of which ~24 the DCAP verification), +~90 Tgas per GPU with its chain
+    /// stake must cover one more node (storage is paid from it). Gas: ~21 Tgas for the real
+    /// dstack TDX node (of which 16.5 the DCAP verification), +~85 Tgas per GPU with its chain
     /// cached.
     #[handle_result]
     pub fn register_node(&mut self) -> Result<NodeId, RegistryError> {
@@ -218,7 +218,7 @@ impl Registry {
 
     /// Enclave key, no deposit. Arguments `{"node_id", "bundle"}` (raw input, as
     /// `register_node`): a fresh bundle from the same enclave (same enclave key) renews the
-    /// attestation lifetime; GPUs in the bundle are added or refreshed. Gas: ~28 Tgas (TDX).
+    /// attestation lifetime; GPUs in the bundle are added or refreshed. Gas: ~21 Tgas (TDX).
     #[handle_result]
     pub fn reattest(&mut self) -> Result<(), RegistryError> {
         let args: args::ReattestArgs = args::read()?;
