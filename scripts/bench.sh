@@ -42,8 +42,8 @@ NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet" \
 # contract-sized opt-level/LTO).
 cargo build --locked --quiet -p localnet-probe --target wasm32-unknown-unknown --release >&2
 run "localnet throughput" --profile bench -p localnet --example localnet_bench
-run "indexer ingest" --profile bench -p indexer --example ingest_bench
-run "indexer API and feed" --profile bench -p indexer --example api_bench
+run "indexer ingest" --profile bench --no-default-features -p indexer --example ingest_bench
+run "indexer API and feed" --profile bench --no-default-features -p indexer --example api_bench
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 run "worker inference" --profile bench -p worker --example worker_bench
 

@@ -3,7 +3,8 @@
 # did, so the examples stay true.
 #
 #   scripts/near-cli-examples.sh            # NEAR_CLI: the near-cli-rs binary [default: a 0.30
-#                                           #   `near` on PATH, else installed once into ~/.cache]
+#                                           #   `near` on PATH, else installed once into
+#                                           #   ~/.cache/enclave-cloud/tools by lib.sh]
 #   scripts/near-cli-examples.sh --list     # print the blocks it would run, run nothing
 #
 # It builds the contracts, localnet, ecloud-deploy and the worker, starts localnet, deploys
@@ -74,26 +75,6 @@ if [[ "${1:-}" == "--list" ]]; then
 fi
 [[ $# -eq 0 ]] || fail "unknown argument $1 (try --list)"
 
-# find_near_cli: the near-cli-rs binary: $NEAR_CLI, else a 0.30 `near` on PATH, else 0.30.1
-# installed once into the cache (a long release build: tens of minutes on two cores).
-find_near_cli() {
-    if [[ -n "${NEAR_CLI:-}" ]]; then
-        command -v "$NEAR_CLI" || fail "NEAR_CLI=$NEAR_CLI is not an executable"
-        return
-    fi
-    if command -v near >/dev/null && near --version 2>/dev/null | grep -q '^near-cli-rs 0\.30\.'; then
-        command -v near
-        return
-    fi
-    local root="${XDG_CACHE_HOME:-$HOME/.cache}/enclave-cloud/near-cli-0.30.1"
-    if [[ ! -x "$root/bin/near" ]]; then
-        step "installing near-cli-rs 0.30.1 into $root (once; a long build)" >&2
-        cargo install near-cli-rs --version 0.30.1 --locked --no-default-features --root "$root" >&2 \
-            || fail "could not install near-cli-rs; set NEAR_CLI to a near-cli-rs 0.30 binary"
-    fi
-    echo "$root/bin/near"
-}
-
 work="${ECLOUD_EXAMPLES_DIR:-$(mktemp -d)}"
 stop_on_exit
 
@@ -101,7 +82,8 @@ step "1/6 toolchain, packages, build (contracts, localnet, ecloud-deploy, worker
 ensure_rust
 apt_install binaryen pkg-config curl jq openssl
 build_stack localnet ecloud-deploy worker
-near_path=$(find_near_cli)
+ensure_near_cli
+near_path=$NEAR_CLI
 echo "near-cli: $near_path ($("$near_path" --version 2>/dev/null || echo 'version unknown'))"
 
 rm -rf "$work" && mkdir -p "$work"
