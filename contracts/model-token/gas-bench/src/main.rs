@@ -20,214 +20,55 @@
 //! `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/`). Gas is deterministic. The mocked
 //! trie charges no trie-node touches, so a real chain adds a little per storage access
 //! (logarithmic in the state size, not linear in the holders); the sandbox tests measure that.
+//! The VM, the fees and the mocked accounts are the shared `gas-harness`.
 
 use anyhow::{Context, Result, bail};
-use near_parameters::vm::VMKind;
-use near_parameters::{ActionCosts, RuntimeConfigStore, RuntimeFeesConfig};
-use near_primitives_core::account::AccountContract;
-use near_primitives_core::types::{Balance, Gas};
-use near_primitives_core::version::PROTOCOL_VERSION;
-use near_vm_runner::logic::mocks::mock_external::{MockAction, MockedExternal};
-use near_vm_runner::logic::types::PromiseResult;
-use near_vm_runner::logic::{Config, VMContext};
-use near_vm_runner::{ContractCode, MockContractRuntimeCache};
+use gas_harness::{
+    ActionCosts, Call, Contract, NEAR, Outcome, PromiseResult, SEC, T0, Vm, print_bench, print_gas,
+    sum, tgas, wasm_arg,
+};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 
-const SEC: u64 = 1_000_000_000;
-const T0: u64 = 1_786_622_400 * SEC;
-const NEAR: u128 = 10u128.pow(24);
 const TOKEN: &str = "llama.factory.test.near";
 const FACTORY: &str = "factory.test.near";
 const OWNER: &str = "owner.test.near";
 const USDC: &str = "usdc.test.near";
 const MARKET: &str = "market.test.near";
+/// The balance of the token and factory accounts.
+const BALANCE: u128 = 1_000_000 * NEAR;
+/// Transactions are priced at the `send_sir` rate, as these figures always were; a user's
+/// transaction pays `send_not_sir`, more per argument byte (see `Vm::send_fee`).
+const SENDER_IS_RECEIVER: bool = true;
 
-fn wasm(arg: usize, name: &str) -> Result<Vec<u8>> {
-    let path = std::env::args()
-        .nth(arg)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-            PathBuf::from(target).join(format!("wasm32-unknown-unknown/release/{name}.wasm"))
-        });
-    std::fs::read(&path).with_context(|| {
-        format!(
-            "read {} (cargo build -p {} --target wasm32-unknown-unknown --release)",
-            path.display(),
-            name.replace('_', "-")
-        )
-    })
+fn account(name: &str, code: &[u8]) -> Result<Contract> {
+    Ok(Contract::new(name, code)?.with_balance(BALANCE))
 }
 
-/// The protocol's VM config, fees and a compiled-code cache shared by every call.
-struct Vm {
-    config: Arc<Config>,
-    fees: Arc<RuntimeFeesConfig>,
-    cache: MockContractRuntimeCache,
+/// A whole function-call transaction by `call`'s signer: fees plus execution.
+fn tx(vm: &Vm, c: &mut Contract, call: Call<'_>, method: &str, args: Value) -> Result<Outcome> {
+    let mut out = c.call(vm, call, method, &args)?;
+    out.gas = sum(&[
+        out.gas,
+        vm.function_call_tx_fees(method, &args, SENDER_IS_RECEIVER),
+    ]);
+    Ok(out)
 }
 
-impl Vm {
-    fn new() -> Self {
-        let store = RuntimeConfigStore::new(None);
-        let runtime = store.get_config(PROTOCOL_VERSION);
-        let mut config = runtime.wasm_config.as_ref().clone();
-        config.vm_kind = VMKind::Wasmtime;
-        Self {
-            config: Arc::new(config),
-            fees: Arc::new(runtime.fees.as_ref().clone()),
-            cache: MockContractRuntimeCache::default(),
-        }
-    }
-
-    fn send(&self, c: ActionCosts) -> u64 {
-        self.fees.fee(c).send_fee(true).gas.as_gas()
-    }
-
-    fn exec(&self, c: ActionCosts) -> u64 {
-        self.fees.fee(c).exec_fee().gas.as_gas()
-    }
-
-    /// Signer's send fees plus the receipt's execution fees of a function-call transaction
-    /// (what is burnt before the contract code runs).
-    fn fc_fees(&self, method: &str, args: &Value) -> Gas {
-        let bytes = (method.len() + args.to_string().len()) as u64;
-        let both = |c| self.send(c) + self.exec(c);
-        Gas::from_gas(
-            both(ActionCosts::new_action_receipt)
-                + both(ActionCosts::function_call_base)
-                + both(ActionCosts::function_call_byte) * bytes,
-        )
-    }
-
-    /// Execution fees of a receipt the contract created (its send fees are already in the
-    /// creating call's burnt gas).
-    fn receipt_exec(&self, actions: &[ActionCosts], bytes: u64) -> Gas {
-        let per_byte: u64 = actions
-            .iter()
-            .filter(|c| matches!(c, ActionCosts::function_call_base))
-            .map(|_| self.exec(ActionCosts::function_call_byte) * bytes)
-            .sum();
-        Gas::from_gas(
-            self.exec(ActionCosts::new_action_receipt)
-                + actions.iter().map(|&c| self.exec(c)).sum::<u64>()
-                + per_byte,
-        )
-    }
-}
-
-/// One contract account on its own mocked state.
-struct Contract {
-    account: &'static str,
-    ext: MockedExternal,
-    storage_usage: u64,
-}
-
-struct Outcome {
-    gas: Gas,
-    actions: Vec<MockAction>,
-    logs: Vec<String>,
-}
-
-impl Contract {
-    fn new(account: &'static str, code: &[u8]) -> Self {
-        Self {
-            account,
-            ext: MockedExternal::with_code(ContractCode::new(code.to_vec(), None)),
-            storage_usage: 10_000,
-        }
-    }
-
-    fn call(
-        &mut self,
-        vm: &Vm,
-        who: &str,
-        deposit: u128,
-        method: &str,
-        args: &Value,
-        results: Vec<PromiseResult>,
-    ) -> Result<Outcome> {
-        let context = VMContext {
-            current_account_id: self.account.parse()?,
-            signer_account_id: who.parse()?,
-            signer_account_pk: vec![0; 33],
-            predecessor_account_id: who.parse()?,
-            refund_to_account_id: who.parse()?,
-            input: serde_json::to_vec(args)?.into(),
-            promise_results: results.into(),
-            block_height: 1,
-            block_timestamp: T0,
-            epoch_height: 1,
-            account_balance: Balance::from_yoctonear(1_000_000 * NEAR),
-            account_locked_balance: Balance::from_yoctonear(0),
-            storage_usage: self.storage_usage,
-            account_contract: AccountContract::None,
-            attached_deposit: Balance::from_yoctonear(deposit),
-            prepaid_gas: Gas::from_teragas(300),
-            random_seed: vec![0; 32],
-            view_config: None,
-            output_data_receivers: vec![],
-        };
-        self.ext.action_log.clear();
-        let counter = context.make_gas_counter(&vm.config);
-        let prepared = near_vm_runner::prepare(
-            &self.ext,
-            vm.config.clone(),
-            Some(&vm.cache),
-            counter,
-            method,
-        );
-        let outcome = near_vm_runner::run(prepared, &mut self.ext, &context, vm.fees.clone())
-            .map_err(|e| anyhow::anyhow!("VM error in {method}: {e:?}"))?;
-        if let Some(err) = outcome.aborted {
-            bail!("{method} by {who} failed: {err:?}; logs {:?}", outcome.logs);
-        }
-        self.storage_usage = outcome.storage_usage;
-        Ok(Outcome {
-            gas: outcome.burnt_gas,
-            actions: self.ext.action_log.clone(),
-            logs: outcome.logs,
-        })
-    }
-
-    /// A whole function-call transaction: fees plus execution.
-    fn tx(
-        &mut self,
-        vm: &Vm,
-        who: &str,
-        deposit: u128,
-        method: &str,
-        args: Value,
-    ) -> Result<Outcome> {
-        let mut out = self.call(vm, who, deposit, method, &args, vec![])?;
-        out.gas = out
-            .gas
-            .checked_add(vm.fc_fees(method, &args))
-            .context("gas overflow")?;
-        Ok(out)
-    }
-
-    /// A callback this contract receives with one successful result: its execution fees
-    /// and its code.
-    fn callback(&mut self, vm: &Vm, method: &str, args: Value) -> Result<Gas> {
-        let ok = PromiseResult::Successful(Rc::from(Vec::new()));
-        let out = self.call(vm, self.account, 0, method, &args, vec![ok])?;
-        let bytes = (method.len() + args.to_string().len()) as u64;
-        Ok(sum(&[
-            out.gas,
-            vm.receipt_exec(&[ActionCosts::function_call_base], bytes),
-        ]))
-    }
-}
-
-fn sum(parts: &[Gas]) -> Gas {
-    Gas::from_gas(parts.iter().map(|g| g.as_gas()).sum())
-}
-
-fn bench(name: &str, gas: Gas) {
-    println!("BENCH {name}.gas {:.2} Tgas", gas.as_gas() as f64 / 1e12);
+/// A callback `c` receives with one successful `result`: its receipt's execution fees and
+/// its code; returns the outcome with that total as its gas.
+fn callback(
+    vm: &Vm,
+    c: &mut Contract,
+    result: Vec<u8>,
+    method: &str,
+    args: &Value,
+) -> Result<Outcome> {
+    let me = c.account().to_owned();
+    let ok = PromiseResult::Successful(Rc::from(result));
+    let mut out = c.call(vm, Call::by(&me).results(vec![ok]), method, args)?;
+    out.gas = sum(&[out.gas, vm.function_call_exec(method, args)]);
+    Ok(out)
 }
 
 fn model_init(crowdfund: Option<Value>) -> Value {
@@ -253,89 +94,76 @@ fn model_init(crowdfund: Option<Value>) -> Value {
     })
 }
 
+/// A model token initialised by its owner.
+fn new_token(vm: &Vm, code: &[u8], crowdfund: Option<Value>) -> Result<Contract> {
+    let mut t = account(TOKEN, code)?;
+    let init = json!({ "init": model_init(crowdfund) });
+    t.call(vm, Call::by(OWNER), "new", &init)?;
+    Ok(t)
+}
+
 fn holder(i: usize) -> String {
     format!("h{i}.test.near")
 }
 
 /// The revenue methods on a token with `n` holders.
 fn revenue_benches(vm: &Vm, code: &[u8], n: usize) -> Result<()> {
-    let mut t = Contract::new(TOKEN, code);
-    t.call(
-        vm,
-        OWNER,
-        0,
-        "new",
-        &json!({ "init": model_init(None) }),
-        vec![],
-    )?;
+    let mut t = new_token(vm, code, None)?;
     for i in 0..n {
         let h = holder(i);
+        let owner = || Call::by(OWNER);
         t.call(
             vm,
-            OWNER,
-            NEAR / 10,
+            owner().deposit(NEAR / 10),
             "storage_deposit",
             &json!({ "account_id": h }),
-            vec![],
         )?;
         let args = json!({ "receiver_id": h, "amount": (NEAR + i as u128).to_string() });
-        t.call(vm, OWNER, 1, "ft_transfer", &args, vec![])?;
+        t.call(vm, owner().deposit(1), "ft_transfer", &args)?;
     }
     let tag = format!("holders_{n}");
 
-    let dep = t.tx(vm, MARKET, 3 * NEAR, "deposit_revenue", json!({}))?;
-    bench(&format!("model_token.deposit_revenue.{tag}"), dep.gas);
+    let dep = tx(
+        vm,
+        &mut t,
+        Call::by(MARKET).deposit(3 * NEAR),
+        "deposit_revenue",
+        json!({}),
+    )?;
+    print_gas(&format!("model_token.deposit_revenue.{tag}"), dep.gas);
 
     let args = json!({ "sender_id": MARKET, "amount": "5000000", "msg": "" });
-    let ft = t.tx(vm, USDC, 0, "ft_on_transfer", args)?;
-    bench(&format!("model_token.ft_on_transfer.{tag}"), ft.gas);
+    let ft = tx(vm, &mut t, Call::by(USDC), "ft_on_transfer", args)?;
+    print_gas(&format!("model_token.ft_on_transfer.{tag}"), ft.gas);
 
     let args = json!({ "receiver_id": holder(0), "amount": "1000" });
-    let tr = t.tx(vm, OWNER, 1, "ft_transfer", args)?;
-    bench(&format!("model_token.ft_transfer.{tag}"), tr.gas);
+    let tr = tx(vm, &mut t, Call::by(OWNER).deposit(1), "ft_transfer", args)?;
+    print_gas(&format!("model_token.ft_transfer.{tag}"), tr.gas);
 
+    let h0 = holder(0);
     for (asset, pool, name) in [
         (json!({ "kind": "near" }), 0, "near"),
         (json!({ "kind": "ft", "token": USDC }), 1, "ft"),
     ] {
-        let claim = t.tx(
-            vm,
-            &holder(0),
-            1,
-            "claim_revenue",
-            json!({ "asset": asset }),
-        )?;
-        let amount = callback_amount(&claim.actions)?;
+        let args = json!({ "asset": asset });
+        let claim = tx(vm, &mut t, Call::by(&h0).deposit(1), "claim_revenue", args)?;
+        let scheduled = claim.scheduled_json("on_revenue_claimed")?;
+        let amount = scheduled["amount"].as_str().unwrap_or("0");
         // The payout receipt: a transfer (NEAR) or ft_transfer on the token (its execution
         // fees only; the token's own code is not ours).
         let payout = if name == "near" {
-            vm.receipt_exec(&[ActionCosts::transfer], 0)
+            vm.transfer_exec()
         } else {
             vm.receipt_exec(&[ActionCosts::function_call_base], 100)
         };
-        let args = json!({ "account": holder(0), "pool": pool, "amount": amount });
-        let cb = t.callback(vm, "on_revenue_claimed", args)?;
-        bench(
+        let args = json!({ "account": h0, "pool": pool, "amount": amount });
+        let cb = callback(vm, &mut t, vec![], "on_revenue_claimed", &args)?;
+        print_gas(
             &format!("model_token.claim_revenue.{name}.{tag}"),
-            sum(&[claim.gas, payout, cb]),
+            sum(&[claim.gas, payout, cb.gas]),
         );
     }
     Ok(())
-}
-
-/// The `amount` the contract scheduled for `on_revenue_claimed`.
-fn callback_amount(actions: &[MockAction]) -> Result<String> {
-    for a in actions {
-        if let MockAction::FunctionCallWeight {
-            method_name, args, ..
-        } = a
-            && method_name == b"on_revenue_claimed"
-        {
-            let v: Value = serde_json::from_slice(args)?;
-            return Ok(v["amount"].as_str().unwrap_or("0").to_owned());
-        }
-    }
-    bail!("claim_revenue scheduled no callback: {actions:?}")
 }
 
 fn contribute_bench(vm: &Vm, code: &[u8]) -> Result<()> {
@@ -346,37 +174,33 @@ fn contribute_bench(vm: &Vm, code: &[u8]) -> Result<()> {
         "beneficiary": "trainer.test.near",
         "milestones_bps": [5000, 5000]
     });
-    let mut t = Contract::new(TOKEN, code);
-    t.call(
+    let mut t = new_token(vm, code, Some(crowdfund))?;
+    let (h0, h1) = (holder(0), holder(1));
+    tx(
         vm,
-        OWNER,
-        0,
-        "new",
-        &json!({ "init": model_init(Some(crowdfund)) }),
-        vec![],
+        &mut t,
+        Call::by(&h0).deposit(2 * NEAR),
+        "contribute",
+        json!({}),
     )?;
-    t.tx(vm, &holder(0), 2 * NEAR, "contribute", json!({}))?;
-    bench(
-        "model_token.contribute",
-        t.tx(vm, &holder(1), 2 * NEAR, "contribute", json!({}))?.gas,
-    );
+    let second = tx(
+        vm,
+        &mut t,
+        Call::by(&h1).deposit(2 * NEAR),
+        "contribute",
+        json!({}),
+    )?;
+    print_gas("model_token.contribute", second.gas);
     Ok(())
 }
 
 /// `grant_key` and its callback with an eligible node (the registry's `get_node` is not ours).
 fn grant_bench(vm: &Vm, code: &[u8]) -> Result<()> {
-    let mut t = Contract::new(TOKEN, code);
-    t.call(
-        vm,
-        OWNER,
-        0,
-        "new",
-        &json!({ "init": model_init(None) }),
-        vec![],
-    )?;
+    let mut t = new_token(vm, code, None)?;
     let key = "c2VhbGVkIG1vZGVsIGtleSBmb3Igbm9kZSA3IChIUEtFIGNpcGhlcnRleHQgb2YgMzIgYnl0ZXMp";
     let args = json!({ "node_id": "7", "encrypted_key": key, "key_hash": "11".repeat(32) });
-    let grant = t.tx(vm, "keys.test.near", NEAR / 10, "grant_key", args)?;
+    let keys = Call::by("keys.test.near").deposit(NEAR / 10);
+    let grant = tx(vm, &mut t, keys, "grant_key", args)?;
     let node = json!({
         "node_id": "7", "operator": "op.test.near", "status": "active", "kind": "tdx",
         "signer_key": "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp",
@@ -389,52 +213,31 @@ fn grant_bench(vm: &Vm, code: &[u8]) -> Result<()> {
     });
     let cb_args = json!({ "node_id": "7", "encrypted_key": key, "key_hash": "11".repeat(32),
         "grantor": "keys.test.near", "deposit": (NEAR / 10).to_string() });
-    let result = PromiseResult::Successful(Rc::from(serde_json::to_vec(&Some(node))?));
-    let out = t.call(vm, TOKEN, 0, "on_node_checked", &cb_args, vec![result])?;
-    let bytes = ("on_node_checked".len() + cb_args.to_string().len()) as u64;
-    let cb = sum(&[
-        out.gas,
-        vm.receipt_exec(&[ActionCosts::function_call_base], bytes),
-    ]);
-    if !out.logs.iter().any(|l| l.contains("\"key_granted\"")) {
-        bail!("on_node_checked refused the grant: {:?}", out.logs);
+    let result = serde_json::to_vec(&Some(node))?;
+    let cb = callback(vm, &mut t, result, "on_node_checked", &cb_args)?;
+    if !cb.logs.iter().any(|l| l.contains("\"key_granted\"")) {
+        bail!("on_node_checked refused the grant: {:?}", cb.logs);
     }
-    bench("model_token.grant_key", sum(&[grant.gas, cb]));
+    print_gas("model_token.grant_key", sum(&[grant.gas, cb.gas]));
     Ok(())
 }
 
 fn factory_bench(vm: &Vm, token_code: &[u8], factory_code: &[u8]) -> Result<()> {
-    let mut f = Contract::new(FACTORY, factory_code);
-    f.call(
-        vm,
-        OWNER,
-        0,
-        "new",
-        &json!({ "owner": OWNER, "registry": "registry.test.near" }),
-        vec![],
-    )?;
-    let code = json!({ "hash": "E4boMSwkJ2vxb6MgjhNhgmaHpkGX8MMwK3M5RioLQPtj" });
-    f.call(
-        vm,
-        OWNER,
-        1,
-        "set_model_code",
-        &json!({ "code": code }),
-        vec![],
-    )?;
+    let mut f = account(FACTORY, factory_code)?;
+    let init = json!({ "owner": OWNER, "registry": "registry.test.near" });
+    f.call(vm, Call::by(OWNER), "new", &init)?;
+    let code = json!({ "code": { "hash": "E4boMSwkJ2vxb6MgjhNhgmaHpkGX8MMwK3M5RioLQPtj" } });
+    f.call(vm, Call::by(OWNER).deposit(1), "set_model_code", &code)?;
     let mut args = model_init(None);
     for k in ["model_id", "owner", "registry"] {
         args.as_object_mut().context("init is an object")?.remove(k);
     }
-    let create = f.tx(
-        vm,
-        "alice.test.near",
-        5 * NEAR,
-        "create_model",
-        json!({ "model_id": "llama", "args": args }),
-    )?;
+    let alice = Call::by("alice.test.near").deposit(5 * NEAR);
+    let args = json!({ "model_id": "llama", "args": args });
+    let create = tx(vm, &mut f, alice, "create_model", args)?;
     // The batch on the new account: create, fund, use the global code, call `new`.
-    let (init, creator_args) = new_call(&create.actions)?;
+    let init = create.scheduled_args("new")?.to_vec();
+    let creator_args = create.scheduled_json("on_model_created")?;
     let batch = vm.receipt_exec(
         &[
             ActionCosts::create_account,
@@ -444,67 +247,43 @@ fn factory_bench(vm: &Vm, token_code: &[u8], factory_code: &[u8]) -> Result<()> 
         ],
         ("new".len() + init.len()) as u64,
     );
-    let mut model = Contract::new(TOKEN, token_code);
-    let before = model.storage_usage;
+    let mut model = account(TOKEN, token_code)?;
+    let before = model.storage_usage();
     let new_gas = model
         .call(
             vm,
-            FACTORY,
-            0,
+            Call::by(FACTORY),
             "new",
             &serde_json::from_slice(&init)?,
-            vec![],
         )?
         .gas;
     // What the creator's deposit must cover besides the account record (the factory asks for
     // 1200 bytes plus the arguments).
     println!(
         "BENCH model_token.init_storage {} bytes  # init args {} bytes",
-        model.storage_usage - before,
+        model.storage_usage() - before,
         init.len()
     );
-    let cb = f.callback(vm, "on_model_created", creator_args)?;
+    let cb = callback(vm, &mut f, vec![], "on_model_created", &creator_args)?.gas;
     println!(
         "# create_model: factory {:.2}, batch fees {:.2}, new {:.2}, callback {:.2} Tgas",
-        create.gas.as_gas() as f64 / 1e12,
-        batch.as_gas() as f64 / 1e12,
-        new_gas.as_gas() as f64 / 1e12,
-        cb.as_gas() as f64 / 1e12
+        tgas(create.gas),
+        tgas(batch),
+        tgas(new_gas),
+        tgas(cb)
     );
-    bench(
+    print_gas(
         "model_factory.create_model",
         sum(&[create.gas, batch, new_gas, cb]),
     );
     Ok(())
 }
 
-/// The `new` arguments of the creating batch and the callback's arguments.
-fn new_call(actions: &[MockAction]) -> Result<(Vec<u8>, Value)> {
-    let mut init = None;
-    let mut callback = None;
-    for a in actions {
-        if let MockAction::FunctionCallWeight {
-            method_name, args, ..
-        } = a
-        {
-            match method_name.as_slice() {
-                b"new" => init = Some(args.clone()),
-                b"on_model_created" => callback = Some(serde_json::from_slice(args)?),
-                _ => {}
-            }
-        }
-    }
-    Ok((
-        init.context("create_model scheduled no new()")?,
-        callback.context("create_model scheduled no callback")?,
-    ))
-}
-
 fn main() -> Result<()> {
-    let token_code = wasm(1, "model_token")?;
-    let factory_code = wasm(2, "model_factory")?;
-    println!("BENCH model_token.wasm_size {} bytes", token_code.len());
-    println!("BENCH model_factory.wasm_size {} bytes", factory_code.len());
+    let token_code = wasm_arg(1, "model_token")?;
+    let factory_code = wasm_arg(2, "model_factory")?;
+    print_bench("model_token.wasm_size", token_code.len(), "bytes");
+    print_bench("model_factory.wasm_size", factory_code.len(), "bytes");
     let vm = Vm::new();
     for n in [1, 1000] {
         revenue_benches(&vm, &token_code, n)?;
