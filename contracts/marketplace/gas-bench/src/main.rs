@@ -17,272 +17,58 @@
 //!
 //! A transaction's total is the signer's send fees plus, for every receipt it causes, the
 //! receipt's execution fees and the gas its code burnt in the VM (which includes the send fees
-//! of the receipts it creates). It is an estimate: the sandbox tests on localnet measure the
-//! real `tx_outcome` totals. Usage: `marketplace-gas-bench [MARKETPLACE.wasm REGISTRY.wasm]`
+//! of the receipts it creates); the VM, the fees and the mocked accounts are the shared
+//! `gas-harness`. It is an estimate: the sandbox tests on localnet measure the real
+//! `tx_outcome` totals. Usage: `marketplace-gas-bench [MARKETPLACE.wasm REGISTRY.wasm]`
 //! (default: `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/{marketplace,registry}.wasm`).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, anyhow, bail};
 use enclave_cloud_common::{Hash32, JobId, ReceiptSubject, RequestId, ResultReceipt, Usage};
+use gas_harness::{
+    Call, Contract, Gas, NEAR, Outcome, PromiseResult, SEC, T0, Vm, print_bench, print_gas, sum,
+    wasm_arg,
+};
 use near_crypto::{KeyType, SecretKey, Signature};
-use near_parameters::vm::VMKind;
-use near_parameters::{ActionCosts, RuntimeConfigStore, RuntimeFeesConfig};
-use near_primitives_core::account::AccountContract;
-use near_primitives_core::types::{Balance, Gas};
-use near_primitives_core::version::PROTOCOL_VERSION;
-use near_vm_runner::ContractCode;
-use near_vm_runner::logic::mocks::mock_external::{MockAction, MockedExternal};
-use near_vm_runner::logic::types::{PromiseResult, ReturnData};
-use near_vm_runner::logic::{Config, VMContext};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::sync::Arc;
 
-const SEC: u64 = 1_000_000_000;
-const T0: u64 = 1_786_622_400 * SEC;
-const NEAR: u128 = 10u128.pow(24);
 const MODEL: &str = "llama-3-8b";
+/// Transactions are priced at the `send_sir` rate, as these figures always were; a user's
+/// transaction pays `send_not_sir`, more per argument byte (see `Vm::send_fee`).
+const SENDER_IS_RECEIVER: bool = true;
 
-fn wasm(arg: usize, name: &str) -> Result<Vec<u8>> {
-    let path = std::env::args()
-        .nth(arg)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-            PathBuf::from(target).join(format!("wasm32-unknown-unknown/release/{name}.wasm"))
-        });
-    std::fs::read(&path).with_context(|| {
-        format!(
-            "read {} (cargo build -p {name} --target wasm32-unknown-unknown --release)",
-            path.display()
-        )
-    })
-}
-
-struct Vm {
-    config: Arc<Config>,
-    fees: Arc<RuntimeFeesConfig>,
-}
-
-impl Vm {
-    fn new() -> Self {
-        let store = RuntimeConfigStore::new(None);
-        let runtime = store.get_config(PROTOCOL_VERSION);
-        let mut config = runtime.wasm_config.as_ref().clone();
-        config.vm_kind = VMKind::Wasmtime;
-        Self {
-            config: Arc::new(config),
-            fees: Arc::new(runtime.fees.as_ref().clone()),
-        }
-    }
-
-    fn fc_bytes(method: &str, args: &Value) -> u64 {
-        (method.len() + args.to_string().len()) as u64
-    }
-
-    /// What the signer pays to turn a function-call transaction into its receipt.
-    fn tx_send(&self, method: &str, args: &Value) -> Gas {
-        let f = |c| self.fees.fee(c).send_fee(true).gas.as_gas();
-        Gas::from_gas(
-            f(ActionCosts::new_action_receipt)
-                + f(ActionCosts::function_call_base)
-                + f(ActionCosts::function_call_byte) * Self::fc_bytes(method, args),
-        )
-    }
-
-    /// A function-call transaction: the signer's send fees, its receipt's execution fees, and
-    /// the gas of everything it caused (`parts`).
-    fn tx_total(&self, method: &str, args: &Value, parts: &[Gas]) -> Gas {
-        sum(&[
-            &[self.tx_send(method, args), self.fc_exec(method, args)],
-            parts,
-        ]
-        .concat())
-    }
-
-    /// Execution fees of a function-call receipt (charged before its code runs).
-    fn fc_exec(&self, method: &str, args: &Value) -> Gas {
-        let f = |c| self.fees.fee(c).exec_fee().gas.as_gas();
-        Gas::from_gas(
-            f(ActionCosts::new_action_receipt)
-                + f(ActionCosts::function_call_base)
-                + f(ActionCosts::function_call_byte) * Self::fc_bytes(method, args),
-        )
-    }
-
-    /// Execution fees of a transfer receipt.
-    fn transfer_exec(&self) -> Gas {
-        let f = |c| self.fees.fee(c).exec_fee().gas.as_gas();
-        Gas::from_gas(f(ActionCosts::new_action_receipt) + f(ActionCosts::transfer))
-    }
-}
-
-struct Contract {
-    account: &'static str,
-    ext: MockedExternal,
-    storage_usage: u64,
-}
-
-struct Call<'a> {
-    who: &'a str,
-    key: Vec<u8>,
-    deposit: u128,
-    results: Vec<PromiseResult>,
-}
-
-impl<'a> Call<'a> {
-    fn by(who: &'a str) -> Self {
-        Self {
-            who,
-            key: vec![0; 33],
-            deposit: 0,
-            results: vec![],
-        }
-    }
-    fn deposit(mut self, yocto: u128) -> Self {
-        self.deposit = yocto;
-        self
-    }
-    fn key(mut self, key: Vec<u8>) -> Self {
-        self.key = key;
-        self
-    }
-    fn results(mut self, results: Vec<PromiseResult>) -> Self {
-        self.results = results;
-        self
-    }
-}
-
-struct Outcome {
-    gas: Gas,
-    value: Vec<u8>,
-}
-
-impl Contract {
-    fn new(account: &'static str, code: Vec<u8>) -> Self {
-        Self {
-            account,
-            ext: MockedExternal::with_code(ContractCode::new(code, None)),
-            storage_usage: 10_000,
-        }
-    }
-
-    fn call(
-        &mut self,
-        vm: &Vm,
-        call: Call<'_>,
-        method: &str,
-        args: &Value,
-        now_ns: u64,
-    ) -> Result<Outcome> {
-        let context = VMContext {
-            current_account_id: self.account.parse()?,
-            signer_account_id: call.who.parse()?,
-            signer_account_pk: call.key.clone(),
-            predecessor_account_id: call.who.parse()?,
-            refund_to_account_id: call.who.parse()?,
-            input: serde_json::to_vec(args)?.into(),
-            promise_results: call.results.into(),
-            block_height: 1,
-            block_timestamp: now_ns,
-            epoch_height: 1,
-            account_balance: Balance::from_near(1_000),
-            account_locked_balance: Balance::from_yoctonear(0),
-            storage_usage: self.storage_usage,
-            account_contract: AccountContract::None,
-            attached_deposit: Balance::from_yoctonear(call.deposit),
-            prepaid_gas: Gas::from_teragas(300),
-            random_seed: vec![0; 32],
-            view_config: None,
-            output_data_receivers: vec![],
-        };
-        let gas_counter = context.make_gas_counter(&vm.config);
-        let prepared =
-            near_vm_runner::prepare(&self.ext, vm.config.clone(), None, gas_counter, method);
-        let outcome = near_vm_runner::run(prepared, &mut self.ext, &context, vm.fees.clone())
-            .map_err(|e| anyhow::anyhow!("VM error: {e:?}"))?;
-        if let Some(err) = outcome.aborted {
-            bail!(
-                "{method} failed after {} gas: {err:?}; logs {:?}",
-                outcome.burnt_gas,
-                outcome.logs
-            );
-        }
-        self.storage_usage = outcome.storage_usage;
-        let value = match outcome.return_data {
-            ReturnData::Value(v) => v,
-            _ => vec![],
-        };
-        Ok(Outcome {
-            gas: outcome.burnt_gas,
-            value,
-        })
-    }
-
-    /// A view call's JSON result.
-    fn view(&mut self, vm: &Vm, method: &str, args: &Value) -> Result<Value> {
-        let out = self.call(vm, Call::by("viewer.test.near"), method, args, T0)?;
-        Ok(serde_json::from_slice(&out.value)?)
-    }
-
-    /// Runs the `on_payouts` callback of the receipts the last call created, all payouts
-    /// succeeding; returns the gas of the payout receipts and the callback.
-    fn settle_payouts(&mut self, vm: &Vm, now_ns: u64) -> Result<Gas> {
-        let receipts = self.take_receipts();
-        let transfers = receipts.iter().filter(|(m, _)| m == "transfer").count() as u64;
-        let args: Value = receipts
-            .iter()
-            .find(|(m, _)| m == "on_payouts")
-            .map(|(_, a)| serde_json::from_slice(a))
-            .context("no on_payouts callback")??;
-        let results = (0..transfers)
-            .map(|_| PromiseResult::Successful(Vec::new().into()))
-            .collect();
-        let callback = self.call(
-            vm,
-            Call::by(self.account).results(results),
-            "on_payouts",
-            &args,
-            now_ns,
-        )?;
-        Ok(sum(&[
-            Gas::from_gas(vm.transfer_exec().as_gas() * transfers),
-            vm.fc_exec("on_payouts", &args),
-            callback.gas,
-        ]))
-    }
-
-    /// Receipts the last calls created: (method or "transfer", args); the log is cleared.
-    fn take_receipts(&mut self) -> Vec<(String, Vec<u8>)> {
-        let out = self
-            .ext
-            .action_log
-            .iter()
-            .filter_map(|a| match a {
-                MockAction::FunctionCallWeight {
-                    method_name, args, ..
-                } => Some((
-                    String::from_utf8_lossy(method_name).into_owned(),
-                    args.clone(),
-                )),
-                MockAction::Transfer { .. } => Some(("transfer".to_owned(), vec![])),
-                _ => None,
-            })
-            .collect();
-        self.ext.action_log.clear();
-        out
-    }
-}
-
-fn tgas(g: Gas) -> f64 {
-    g.as_gas() as f64 / 1e12
+/// A function-call transaction: the signer's send fees, its receipt's execution fees, and
+/// the gas of everything it caused (`parts`).
+fn tx_total(vm: &Vm, method: &str, args: &Value, parts: &[Gas]) -> Gas {
+    let fees = vm.function_call_tx_fees(method, args, SENDER_IS_RECEIVER);
+    sum(&[&[fees], parts].concat())
 }
 
 fn bench(name: &str, gas: Gas) {
-    println!("BENCH marketplace.{name}.gas {:.2} Tgas", tgas(gas));
+    print_gas(&format!("marketplace.{name}"), gas);
 }
 
-fn sum(parts: &[Gas]) -> Gas {
-    Gas::from_gas(parts.iter().map(|g| g.as_gas()).sum())
+/// A view call's JSON result.
+fn view(vm: &Vm, c: &mut Contract, method: &str, args: &Value) -> Result<Value> {
+    let out = c.call(vm, Call::by("viewer.test.near"), method, args)?;
+    Ok(serde_json::from_slice(&out.value)?)
+}
+
+/// Runs the `on_payouts` callback of the receipts `settled` created, all payouts succeeding;
+/// returns the gas of the payout receipts and the callback.
+fn settle_payouts(vm: &Vm, market: &mut Contract, settled: &Outcome, now_ns: u64) -> Result<Gas> {
+    let transfers = settled.transfers() as u64;
+    let args = settled.scheduled_json("on_payouts")?;
+    let results = (0..transfers)
+        .map(|_| PromiseResult::Successful(Vec::new().into()))
+        .collect();
+    let me = market.account().to_owned();
+    let callback = Call::by(&me).results(results).at(now_ns);
+    let callback = market.call(vm, callback, "on_payouts", &args)?;
+    Ok(sum(&[
+        Gas::from_gas(vm.transfer_exec().as_gas() * transfers),
+        vm.function_call_exec("on_payouts", &args),
+        callback.gas,
+    ]))
 }
 
 fn borsh_key(pk: &near_crypto::PublicKey) -> Vec<u8> {
@@ -307,9 +93,9 @@ fn inline(bytes: &[u8]) -> Value {
 }
 
 fn main() -> Result<()> {
-    let market_code = wasm(1, "marketplace")?;
-    let registry_code = wasm(2, "registry")?;
-    println!("BENCH marketplace.wasm_size {} bytes", market_code.len());
+    let market_code = wasm_arg(1, "marketplace")?;
+    let registry_code = wasm_arg(2, "registry")?;
+    print_bench("marketplace.wasm_size", market_code.len(), "bytes");
     let vm = Vm::new();
     let t = T0;
 
@@ -317,16 +103,11 @@ fn main() -> Result<()> {
     let ca = SecretKey::from_seed(KeyType::ED25519, "dev-ca");
     let enclave = SecretKey::from_seed(KeyType::ED25519, "dev-enclave");
     let enclave_key = borsh_key(&enclave.public_key());
-    let mut registry = Contract::new("registry.test.near", registry_code);
+    let mut registry = Contract::new("registry.test.near", &registry_code)?;
     let new = json!({ "owner": "owner.test.near", "mainnet": false, "dev_ca_key": ca.public_key().to_string() });
-    registry.call(&vm, Call::by("owner.test.near"), "new", &new, t)?;
-    registry.call(
-        &vm,
-        Call::by("op.test.near").deposit(150 * NEAR),
-        "deposit_stake",
-        &json!({}),
-        t,
-    )?;
+    registry.call(&vm, Call::by("owner.test.near"), "new", &new)?;
+    let stake = Call::by("op.test.near").deposit(150 * NEAR);
+    registry.call(&vm, stake, "deposit_stake", &json!({}))?;
     let near_key: [u8; 32] = enclave.public_key().key_data().try_into()?;
     let expires = t / SEC + 30 * 24 * 3600;
     let tee_key = [7u8; 32];
@@ -341,91 +122,57 @@ fn main() -> Result<()> {
         "dev": { "expires_at": expires, "signature": hex::encode(sig.to_bytes()) },
     });
     let node = || Call::by("op.test.near").key(enclave_key.clone());
-    registry.call(
-        &vm,
-        node(),
-        "register_node",
-        &json!({ "bundle": bundle }),
-        t,
-    )?;
+    registry.call(&vm, node(), "register_node", &json!({ "bundle": bundle }))?;
     let update = json!({ "node_id": "0", "update": {
         "endpoint": "https://node.example/v1", "region": "eu-west", "capacity": 8,
         "prices": [{ "model_id": MODEL, "input_per_million": NEAR.to_string(), "output_per_million": (2 * NEAR).to_string() }] } });
-    registry.call(&vm, node(), "update_node", &update, t + SEC)?;
+    registry.call(&vm, node().at(t + SEC), "update_node", &update)?;
     let set_market = json!({ "marketplace": "market.test.near" });
-    registry.call(
-        &vm,
-        Call::by("owner.test.near").deposit(1),
-        "set_marketplace",
-        &set_market,
-        t,
-    )?;
+    let governor = Call::by("owner.test.near").deposit(1);
+    registry.call(&vm, governor, "set_marketplace", &set_market)?;
 
     // ----- the marketplace
-    let mut market = Contract::new("market.test.near", market_code);
+    let mut market = Contract::new("market.test.near", &market_code)?;
     let owner = || Call::by("owner.test.near").deposit(1);
     let new = json!({ "owner": "owner.test.near", "registry": "registry.test.near", "treasury": "treasury.test.near" });
-    market.call(&vm, Call::by("market.test.near"), "new", &new, t)?;
+    market.call(&vm, Call::by("market.test.near"), "new", &new)?;
     let royalty = json!({ "model_id": MODEL, "account": "royalty.test.near" });
-    market.call(&vm, owner(), "set_royalty_account", &royalty, t)?;
-    market.call(
-        &vm,
-        Call::by("op.test.near").deposit(NEAR / 10),
-        "storage_deposit",
-        &json!({}),
-        t,
-    )?;
+    market.call(&vm, owner(), "set_royalty_account", &royalty)?;
+    let operator = Call::by("op.test.near").deposit(NEAR / 10);
+    market.call(&vm, operator, "storage_deposit", &json!({}))?;
 
     let input = vec![0x5a; 256];
-    let estimate: String = serde_json::from_value(market.view(
-        &vm,
-        "job_storage_deposit",
-        &json!({ "input_bytes": 256 }),
-    )?)?;
+    let estimate = json!({ "input_bytes": 256 });
+    let estimate: String =
+        serde_json::from_value(view(&vm, &mut market, "job_storage_deposit", &estimate)?)?;
     let deposit = NEAR + estimate.parse::<u128>()?;
     let job = json!({ "job": {
         "model_id": MODEL, "price_cap": NEAR.to_string(), "deadline_ns": (t + 3600 * SEC).to_string(),
         "target": { "kind": "any", "region": null, "gpu_model": null, "max_price_per_million": null },
         "input": inline(&input), "user_key": "cd".repeat(32) } });
-    let user = || Call::by("alice.test.near").deposit(deposit);
-    market.take_receipts();
-    let submit = market.call(&vm, user(), "submit_job", &job, t + 2 * SEC)?;
+    let user = |now_ns| Call::by("alice.test.near").deposit(deposit).at(now_ns);
+    let submit = market.call(&vm, user(t + 2 * SEC), "submit_job", &job)?;
     // The excess deposit goes back by transfer, checked by `on_payouts`.
-    let refund = market.settle_payouts(&vm, t + 2 * SEC)?;
-    let submit_total = vm.tx_total("submit_job", &job, &[submit.gas, refund]);
-    bench("submit_job", submit_total);
-    println!(
-        "BENCH marketplace.submit_job.receipt.gas {:.2} Tgas",
-        tgas(submit.gas)
+    let refund = settle_payouts(&vm, &mut market, &submit, t + 2 * SEC)?;
+    bench(
+        "submit_job",
+        tx_total(&vm, "submit_job", &job, &[submit.gas, refund]),
     );
+    bench("submit_job.receipt", submit.gas);
 
     // ----- claim through the registry
     let claim = json!({ "job_id": "1", "node_id": "0" });
-    let claimed = market.call(
-        &vm,
-        Call::by("op.test.near"),
-        "claim_job",
-        &claim,
-        t + 3 * SEC,
-    )?;
-    market.take_receipts();
+    let claimer = |now_ns| Call::by("op.test.near").at(now_ns);
+    let claimed = market.call(&vm, claimer(t + 3 * SEC), "claim_job", &claim)?;
     let get_node = json!({ "node_id": "0" });
-    let view = registry.call(
-        &vm,
-        Call::by("market.test.near"),
-        "get_node",
-        &get_node,
-        t + 3 * SEC,
-    )?;
+    let from_market = Call::by("market.test.near").at(t + 3 * SEC);
+    let view_node = registry.call(&vm, from_market, "get_node", &get_node)?;
     let on_node = json!({ "job_id": "1", "node_id": "0", "claimer": "op.test.near" });
-    let callback = market.call(
-        &vm,
-        Call::by("market.test.near")
-            .results(vec![PromiseResult::Successful(view.value.clone().into())]),
-        "on_node_for_claim",
-        &on_node,
-        t + 4 * SEC,
-    )?;
+    let node_result = PromiseResult::Successful(view_node.value.clone().into());
+    let callback = Call::by("market.test.near")
+        .results(vec![node_result])
+        .at(t + 4 * SEC);
+    let callback = market.call(&vm, callback, "on_node_for_claim", &on_node)?;
     if callback.value != b"true" {
         bail!(
             "the claim was refused: {}",
@@ -434,42 +181,33 @@ fn main() -> Result<()> {
     }
     bench(
         "claim_job",
-        vm.tx_total(
+        tx_total(
+            &vm,
             "claim_job",
             &claim,
             &[
                 claimed.gas,
-                vm.fc_exec("get_node", &get_node),
-                view.gas,
-                vm.fc_exec("on_node_for_claim", &on_node),
+                vm.function_call_exec("get_node", &get_node),
+                view_node.gas,
+                vm.function_call_exec("on_node_for_claim", &on_node),
                 callback.gas,
             ],
         ),
     );
-    println!(
-        "BENCH marketplace.registry_get_node.gas {:.2} Tgas",
-        tgas(view.gas)
-    );
+    bench("registry_get_node", view_node.gas);
 
     // ----- a second job, claimed from the cache; its storage is measured
-    let before_job = market.storage_usage;
-    market.call(&vm, user(), "submit_job", &job, t + 5 * SEC)?;
-    let open_bytes = market.storage_usage - before_job;
+    let before_job = market.storage_usage();
+    market.call(&vm, user(t + 5 * SEC), "submit_job", &job)?;
+    let open_bytes = market.storage_usage() - before_job;
     let claim2 = json!({ "job_id": "2", "node_id": "0" });
-    let before_claim = market.storage_usage;
-    let cached = market.call(
-        &vm,
-        Call::by("op.test.near"),
-        "claim_job",
-        &claim2,
-        t + 6 * SEC,
-    )?;
-    let claim_bytes = market.storage_usage - before_claim;
+    let before_claim = market.storage_usage();
+    let cached = market.call(&vm, claimer(t + 6 * SEC), "claim_job", &claim2)?;
+    let claim_bytes = market.storage_usage() - before_claim;
     bench(
         "claim_job.cached",
-        vm.tx_total("claim_job", &claim2, &[cached.gas]),
+        tx_total(&vm, "claim_job", &claim2, &[cached.gas]),
     );
-    market.take_receipts();
 
     // ----- results, relayed with the node's signature
     let output = vec![0xa5; 512];
@@ -477,98 +215,74 @@ fn main() -> Result<()> {
         input_tokens: 1_000.into(),
         output_tokens: 2_000.into(),
     };
-    let result_args = |job_id: u64| -> Result<Value> {
-        let receipt = ResultReceipt {
-            subject: ReceiptSubject::Job(JobId(job_id)),
-            model_id: MODEL.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+    let receipt = |subject| -> Result<ResultReceipt> {
+        Ok(ResultReceipt {
+            subject,
+            model_id: MODEL.parse().map_err(|e| anyhow!("{e}"))?,
             input_hash: sha256(&input),
             output_hash: sha256(&output),
             usage: used,
-        };
+        })
+    };
+    let result_args = |job_id: u64| -> Result<Value> {
+        let signature = sign(&enclave, &receipt(ReceiptSubject::Job(JobId(job_id)))?)?;
         Ok(
-            json!({ "job_id": job_id.to_string(), "output": inline(&output), "usage": used, "signature": sign(&enclave, &receipt)? }),
+            json!({ "job_id": job_id.to_string(), "output": inline(&output), "usage": used, "signature": signature }),
         )
     };
+    let relayer = |now_ns| Call::by("relayer.test.near").at(now_ns);
     let args = result_args(1)?;
-    let settled = market.call(
-        &vm,
-        Call::by("relayer.test.near"),
-        "submit_result",
-        &args,
-        t + 7 * SEC,
-    )?;
-    let payouts = market.settle_payouts(&vm, t + 8 * SEC)?;
+    let settled = market.call(&vm, relayer(t + 7 * SEC), "submit_result", &args)?;
+    let payouts = settle_payouts(&vm, &mut market, &settled, t + 8 * SEC)?;
     bench(
         "submit_result",
-        vm.tx_total("submit_result", &args, &[settled.gas, payouts]),
+        tx_total(&vm, "submit_result", &args, &[settled.gas, payouts]),
     );
-    println!(
-        "BENCH marketplace.submit_result.receipt.gas {:.2} Tgas",
-        tgas(settled.gas)
-    );
-    let before_settle = market.storage_usage;
-    market.call(
-        &vm,
-        Call::by("relayer.test.near"),
-        "submit_result",
-        &result_args(2)?,
-        t + 9 * SEC,
-    )?;
-    market.take_receipts();
-    let job2 = market.view(&vm, "get_job", &json!({ "job_id": "2" }))?;
+    bench("submit_result.receipt", settled.gas);
+    let before_settle = market.storage_usage();
+    market.call(&vm, relayer(t + 9 * SEC), "submit_result", &result_args(2)?)?;
+    let job2 = view(&vm, &mut market, "get_job", &json!({ "job_id": "2" }))?;
     if job2["status"] != "settled" {
         bail!("job 2 is {}, expected settled", job2["status"]);
     }
     // Open: record + indexes. Settled: what stays after the claim grew it and settlement
     // replaced it with its receipt.
     let settled_bytes =
-        (open_bytes + claim_bytes) as i64 + (market.storage_usage as i64 - before_settle as i64);
-    println!("BENCH marketplace.storage.open_job {open_bytes} bytes");
-    println!("BENCH marketplace.storage.settled_job {settled_bytes} bytes");
+        (open_bytes + claim_bytes) as i64 + (market.storage_usage() as i64 - before_settle as i64);
+    print_bench("marketplace.storage.open_job", open_bytes, "bytes");
+    print_bench("marketplace.storage.settled_job", settled_bytes, "bytes");
 
     // ----- an agent request answered by the node
-    let req_dep: String = serde_json::from_value(market.view(
-        &vm,
-        "request_deposit",
-        &json!({ "input_bytes": 256 }),
-    )?)?;
+    let req_dep = json!({ "input_bytes": 256 });
+    let req_dep: String =
+        serde_json::from_value(view(&vm, &mut market, "request_deposit", &req_dep)?)?;
     let request =
         json!({ "model_id": MODEL, "input": inline(&input), "price_cap": NEAR.to_string() });
-    let agent = Call::by("agent.test.near").deposit(NEAR + req_dep.parse::<u128>()?);
-    let requested = market.call(&vm, agent, "request", &request, t + 10 * SEC)?;
+    let agent = Call::by("agent.test.near")
+        .deposit(NEAR + req_dep.parse::<u128>()?)
+        .at(t + 10 * SEC);
+    let requested = market.call(&vm, agent, "request", &request)?;
     bench(
         "request",
-        sum(&[vm.fc_exec("request", &request), requested.gas]),
+        sum(&[vm.function_call_exec("request", &request), requested.gas]),
     );
-    let answer = ResultReceipt {
-        subject: ReceiptSubject::Request(RequestId(1)),
-        model_id: MODEL.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-        input_hash: sha256(&input),
-        output_hash: sha256(&output),
-        usage: used,
-    };
+    let answer = receipt(ReceiptSubject::Request(RequestId(1)))?;
     let respond = json!({ "request_id": "1", "node_id": "0", "output": inline(&output), "usage": used, "signature": sign(&enclave, &answer)? });
-    let responded = market.call(
-        &vm,
-        Call::by("relayer.test.near"),
-        "respond",
-        &respond,
-        t + 11 * SEC,
-    )?;
+    let responded = market.call(&vm, relayer(t + 11 * SEC), "respond", &respond)?;
     bench(
         "respond",
-        vm.tx_total("respond", &respond, &[responded.gas]),
+        tx_total(&vm, "respond", &respond, &[responded.gas]),
     );
-    market.take_receipts();
-    let done_args = json!({ "request_id": "1" });
+    let resumed = Call::by("market.test.near")
+        .results(vec![PromiseResult::Successful(Vec::new().into())])
+        .at(t + 12 * SEC);
     let done = market.call(
         &vm,
-        Call::by("market.test.near").results(vec![PromiseResult::Successful(Vec::new().into())]),
+        resumed,
         "on_request_done",
-        &done_args,
-        t + 12 * SEC,
+        &json!({ "request_id": "1" }),
     )?;
-    let payouts = market.settle_payouts(&vm, t + 13 * SEC)?;
+    let payouts = settle_payouts(&vm, &mut market, &done, t + 13 * SEC)?;
     // Without the caller's own on_ai_response, which depends on the caller's code.
     bench("on_request_done", sum(&[done.gas, payouts]));
     Ok(())
