@@ -236,6 +236,7 @@ async fn serve(nodes: u64, addr: &str) -> anyhow::Result<Served> {
         db,
         status: status.clone(),
         metrics,
+        node_pages: Default::default(),
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Served {

@@ -74,6 +74,7 @@ async fn serve<S: BlockSource>(
         db,
         status: status.clone(),
         metrics,
+        node_pages: Default::default(),
     });
 
     // One signal stops everything: the external shutdown, or the follower finishing.

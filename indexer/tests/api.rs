@@ -41,6 +41,7 @@ async fn indexed_scenario(postgres: bool) -> Option<Fixture> {
         db,
         status: status.clone(),
         metrics,
+        node_pages: Default::default(),
     });
     Some(Fixture {
         _dir: dir,
@@ -692,6 +693,7 @@ async fn feed_streams_new_work_and_resumes_with_last_event_id(postgres: bool) {
         db,
         status: status.clone(),
         metrics: metrics.clone(),
+        node_pages: Default::default(),
     });
 
     // The node must be indexed before its feed exists.
@@ -815,6 +817,7 @@ async fn listed_nodes_match_their_detail(postgres: bool) {
         db,
         status: status(),
         metrics: indexer::metrics::Metrics::new().unwrap(),
+        node_pages: Default::default(),
     });
 
     let mut seen = 0;
@@ -876,6 +879,7 @@ async fn exhausted_read_pool_is_503_and_does_not_stop_ingest(postgres: bool) {
         db: db.clone(),
         status: status(),
         metrics: indexer::metrics::Metrics::new().unwrap(),
+        node_pages: Default::default(),
     });
     let held = read.acquire().await.unwrap();
 
@@ -903,6 +907,43 @@ async fn exhausted_read_pool_is_503_and_does_not_stop_ingest(postgres: bool) {
     assert_eq!(ids(&ok(&app, "/v1/nodes").await, "node_id"), ["1", "2"]);
 }
 
+/// Pages of `/v1/nodes` are reused between blocks, never across one: a page read before
+/// the nodes were indexed is not served after.
+async fn node_pages_follow_new_blocks(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let app = api::router(ApiContext {
+        db: db.clone(),
+        status: status(),
+        metrics: indexer::metrics::Metrics::new().unwrap(),
+        node_pages: Default::default(),
+    });
+    for query in ["/v1/nodes", "/v1/nodes?sort=price"] {
+        assert!(ids(&ok(&app, query).await, "node_id").is_empty());
+        assert!(
+            ids(&ok(&app, query).await, "node_id").is_empty(),
+            "served again"
+        );
+    }
+
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    let blocks = write_scenario(&blocks_dir);
+    follow(&db, &blocks_dir, blocks.last().unwrap().height()).await;
+
+    assert_eq!(ids(&ok(&app, "/v1/nodes").await, "node_id"), ["1", "2"]);
+    assert_eq!(
+        ids(&ok(&app, "/v1/nodes?sort=price").await, "node_id").len(),
+        2
+    );
+}
+
+storage_test!(
+    node_pages_follow_new_blocks_on,
+    node_pages_follow_new_blocks
+);
 storage_test!(
     nodes_filter_sort_and_paginate_on,
     nodes_filter_sort_and_paginate

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod models;
 pub mod node_json;
 pub mod nodes;
+pub mod page_cache;
 pub mod params;
 mod rows;
 pub mod stats;
@@ -34,6 +35,8 @@ pub struct ApiContext {
     pub db: Db,
     pub status: Arc<ChainStatus>,
     pub metrics: Metrics,
+    /// Rendered `/v1/nodes` pages of the current index generation.
+    pub node_pages: Arc<page_cache::PageCache>,
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.

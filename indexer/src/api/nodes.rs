@@ -3,12 +3,13 @@
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::node_json::node_json;
-use super::params::{Filter, Page, Q, RawPage, int_cursor, limit, parse, path_id};
+use super::params::{Filter, JsonText, Page, Q, RawPage, int_cursor, limit, parse, path_id};
 use super::rows;
 use crate::db::{Backend, amount};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use enclave_cloud_common::{ModelId, NodeStatus};
 use serde::{Deserialize, Serialize};
@@ -150,7 +151,24 @@ fn short_text(name: &'static str, v: &str) -> ApiResult<String> {
 /// List nodes.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(NodeQuery),
     responses((status = 200, body = Page<Node>), (status = 400, body = ErrorBody)))]
-pub async fn list_nodes(State(ctx): State<ApiContext>, Q(q): Q<NodeQuery>) -> ApiResult<RawPage> {
+pub async fn list_nodes(
+    State(ctx): State<ApiContext>,
+    RawQuery(raw): RawQuery,
+    Q(q): Q<NodeQuery>,
+) -> ApiResult<JsonText> {
+    // Before the query: a page stored under this generation can only be newer than it.
+    let generation = ctx.db.generation();
+    let key = raw.unwrap_or_default();
+    if let Some(page) = ctx.node_pages.get(generation, &key) {
+        return Ok(JsonText(page));
+    }
+    let page = Bytes::from(query_nodes(&ctx, q).await?.into_body());
+    ctx.node_pages.put(generation, key, page.clone());
+    Ok(JsonText(page))
+}
+
+/// One page of `/v1/nodes` from the database.
+async fn query_nodes(ctx: &ApiContext, q: NodeQuery) -> ApiResult<RawPage> {
     let model = parse::<ModelId>("model", q.model.as_deref())?;
     let max_price = parse::<u128>("max_price", q.max_price.as_deref())?;
     let by_price = match q.sort.as_deref() {

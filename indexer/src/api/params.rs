@@ -114,8 +114,9 @@ impl From<Page<(String, String)>> for RawPage {
     }
 }
 
-impl IntoResponse for RawPage {
-    fn into_response(self) -> Response {
+impl RawPage {
+    /// The page's JSON text.
+    pub fn into_body(self) -> String {
         let Page { items, next_cursor } = self.0;
         let cursor = serde_json::to_string(&next_cursor).unwrap_or_else(|_| "null".into());
         let len = items.iter().map(|i| i.len() + 1).sum::<usize>() + cursor.len() + 32;
@@ -130,7 +131,23 @@ impl IntoResponse for RawPage {
         body.push_str("],\"next_cursor\":");
         body.push_str(&cursor);
         body.push('}');
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        body
+    }
+}
+
+impl IntoResponse for RawPage {
+    fn into_response(self) -> Response {
+        JsonText(self.into_body().into()).into_response()
+    }
+}
+
+/// A JSON document already rendered (a cached page): sent as it is.
+#[derive(Debug)]
+pub struct JsonText(pub axum::body::Bytes);
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
     }
 }
 

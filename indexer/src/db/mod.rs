@@ -16,6 +16,8 @@ use sqlx::{AnyPool, Executor};
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Which database is behind the pool.
@@ -53,6 +55,9 @@ pub struct Db {
     pub pool: AnyPool,
     pub read: AnyPool,
     pub backend: Backend,
+    /// Moves on after every committed block that applied contract events: what readers
+    /// key caches on (see [`Db::generation`]).
+    pub generation: Arc<AtomicU64>,
 }
 
 /// How the pools are sized and how long a request may wait for a connection.
@@ -183,7 +188,19 @@ impl Db {
             pool,
             read,
             backend,
+            generation: Arc::default(),
         })
+    }
+
+    /// The index's generation: read it *before* a query whose result is cached, so the
+    /// result is never older than the generation it is stored under.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Called after a commit that changed indexed state.
+    pub(crate) fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 

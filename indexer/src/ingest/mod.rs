@@ -154,6 +154,9 @@ impl Ingestor {
         };
         checkpoint::store(&mut tx, &cp).await?;
         tx.commit().await?;
+        if report.applied > 0 {
+            db.bump_generation();
+        }
         self.metrics.blocks.inc();
         self.metrics.indexed_height.set(to_i64(header.height));
         Ok(report)
