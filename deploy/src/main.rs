@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -66,7 +66,7 @@ struct ContractsArgs {
     dev_ca_key: Option<String>,
     /// Make a new development CA, write its secret key (hex) to this file (mode 0600) and
     /// accept `dev` attestations it signs (`worker attest --provider dev --dev-ca-key-file`).
-    /// Not on mainnet.
+    /// If the file exists (a retry), its key is used and kept. Not on mainnet.
     #[arg(long, value_name = "FILE")]
     new_dev_ca: Option<PathBuf>,
     /// Registry policy (JSON object, the registry's `Policy`) instead of the contract's
@@ -107,9 +107,21 @@ enum CliError {
     Deploy(#[from] ecloud_deploy::DeployError),
 }
 
-/// A new development CA: the ed25519 secret (hex, the worker's format) goes to `path`, the
-/// public key (`ed25519:...`) is returned.
-fn new_dev_ca(path: &PathBuf) -> Result<String, CliError> {
+/// The development CA for `--new-dev-ca FILE`: a new one whose ed25519 secret (hex, the
+/// worker's format) goes to `path`, or, when `path` already holds one (a retry after a
+/// deployment that failed), that one: a CA key is never overwritten. Returns the public key
+/// (`ed25519:...`).
+fn dev_ca(path: &Path) -> Result<(String, bool), CliError> {
+    let bad = |e: String| CliError::Usage(format!("{}: {e}", path.display()));
+    if path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| bad("not a development CA key (64 hex characters)".into()))?;
+        let secret = chain_client::ed25519_secret_from_seed(&seed);
+        return Ok((secret.public_key().to_string(), false));
+    }
     let secret = near_crypto::SecretKey::from_random(near_crypto::KeyType::ED25519);
     let near_crypto::SecretKey::ED25519(ref key) = secret else {
         return Err(CliError::Usage(
@@ -126,7 +138,7 @@ fn new_dev_ca(path: &PathBuf) -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", path.display())))?;
     file.write_all(seed_hex.as_bytes())
         .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
-    Ok(secret.public_key().to_string())
+    Ok((secret.public_key().to_string(), true))
 }
 
 fn home() -> Result<PathBuf, CliError> {
@@ -193,8 +205,13 @@ async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result
     Plan::new(cli.network, account_id.clone(), options.clone())
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(path) = &args.new_dev_ca {
-        options.dev_ca_key = Some(new_dev_ca(path)?);
-        println!("dev CA secret key written to {}", path.display());
+        let (public, created) = dev_ca(path)?;
+        options.dev_ca_key = Some(public);
+        if created {
+            println!("dev CA secret key written to {}", path.display());
+        } else {
+            println!("dev CA: the existing key in {}", path.display());
+        }
     }
     let plan =
         Plan::new(cli.network, account_id, options).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -288,5 +305,31 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+    use super::*;
+
+    #[test]
+    fn a_dev_ca_file_is_made_once_and_reused_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev-ca.hex");
+        let (first, created) = dev_ca(&path).unwrap();
+        assert!(created);
+        assert!(first.starts_with("ed25519:"), "{first}");
+        let secret = std::fs::read_to_string(&path).unwrap();
+        let (again, created) = dev_ca(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again, first, "a retry uses the same CA");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+
+        let junk = dir.path().join("junk.hex");
+        std::fs::write(&junk, "not hex").unwrap();
+        let err = dev_ca(&junk).unwrap_err().to_string();
+        assert!(err.contains("not a development CA key"), "{err}");
+        assert_eq!(std::fs::read_to_string(&junk).unwrap(), "not hex");
     }
 }
