@@ -17,7 +17,7 @@ mod vm;
 pub use contract::{Call, Contract, Outcome};
 pub use vm::Vm;
 
-pub use near_parameters::ActionCosts;
+pub use near_parameters::{ActionCosts, ExtCosts};
 pub use near_primitives_core::types::Gas;
 pub use near_vm_runner::logic::types::PromiseResult;
 
@@ -37,22 +37,33 @@ pub const T0: u64 = 1_786_622_400 * SEC;
 /// `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/<name>.wasm` (`name` is the crate name
 /// with underscores, as cargo writes the file).
 pub fn wasm_arg(index: usize, name: &str) -> Result<Vec<u8>> {
+    wasm_arg_release_file(
+        index,
+        &format!("{name}.wasm"),
+        &format!(
+            "cargo build -p {} --target wasm32-unknown-unknown --release",
+            name.replace('_', "-")
+        ),
+    )
+}
+
+/// Reads the wasm named by the command line's argument `index`, or by default
+/// `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/<release_file>` (e.g.
+/// `examples/gas_probe.wasm` for a crate's example); `build` is the command that writes the
+/// default file, named in the error when it cannot be read.
+pub fn wasm_arg_release_file(index: usize, release_file: &str, build: &str) -> Result<Vec<u8>> {
     let path = std::env::args()
         .nth(index)
         .map(PathBuf::from)
-        .unwrap_or_else(|| default_wasm_path(name));
-    std::fs::read(&path).with_context(|| {
-        format!(
-            "read {} (cargo build -p {} --target wasm32-unknown-unknown --release)",
-            path.display(),
-            name.replace('_', "-")
-        )
-    })
+        .unwrap_or_else(|| default_wasm_path(release_file));
+    std::fs::read(&path).with_context(|| format!("read {} ({build})", path.display()))
 }
 
-fn default_wasm_path(name: &str) -> PathBuf {
+fn default_wasm_path(release_file: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    PathBuf::from(target).join(format!("wasm32-unknown-unknown/release/{name}.wasm"))
+    PathBuf::from(target)
+        .join("wasm32-unknown-unknown/release")
+        .join(release_file)
 }
 
 /// The sum of gas amounts (a bench's parts of one transaction).
@@ -93,11 +104,37 @@ mod tests {
 
     #[test]
     fn default_wasm_path_names_the_release_file() {
-        let path = default_wasm_path("model_token");
+        let path = default_wasm_path("model_token.wasm");
         assert!(
             path.ends_with("wasm32-unknown-unknown/release/model_token.wasm"),
             "{}",
             path.display()
+        );
+        let path = default_wasm_path("examples/gas_probe.wasm");
+        assert!(
+            path.ends_with("wasm32-unknown-unknown/release/examples/gas_probe.wasm"),
+            "{}",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn a_missing_default_wasm_names_the_build_command() {
+        // Argument 1000 is never given, so the default path is read; the file name is one no
+        // build writes.
+        let err = wasm_arg_release_file(1000, "examples/no_such_probe.wasm", "cargo build -p x")
+            .expect_err("no such file");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("examples/no_such_probe.wasm") && msg.contains("(cargo build -p x)"),
+            "{msg}"
+        );
+        let err = wasm_arg(1000, "no_such_crate").expect_err("no such file");
+        assert!(
+            err.to_string().contains(
+                "no_such_crate.wasm (cargo build -p no-such-crate --target wasm32-unknown-unknown --release)"
+            ),
+            "{err}"
         );
     }
 }

@@ -14,29 +14,22 @@
 //! BENCH registry.register_node.dev.gas <Tgas> Tgas      (dev kind, localnet registry)
 //! ```
 //!
-//! Usage: `registry-gas-bench [REGISTRY.wasm]` (default:
+//! The figures are the gas the code burns in the VM (the shared `gas-harness`), without the
+//! transaction's receipt fees. Usage: `registry-gas-bench [REGISTRY.wasm]` (default:
 //! `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/registry.wasm`). Gas is deterministic.
 //! An `add_gpu` with nothing cached (4 chain signatures + the report, ~400 Tgas) cannot fit
-//! the 300 Tgas limit; the harness reports that attempt on stderr.
+//! the 300 Tgas limit; the bench reports that attempt on stderr. With `REGISTRY_BENCH_PROFILE`
+//! set, every call's gas profile and logs go to stderr.
 
 use anyhow::{Context, Result, bail};
 use attestation::bundle_from_dstack_public_data;
+use gas_harness::{Call, Contract, Gas, NEAR, SEC, T0, Vm, print_bench, print_gas, wasm_arg};
 use near_crypto::{KeyType, SecretKey};
-use near_parameters::RuntimeConfigStore;
-use near_parameters::vm::VMKind;
-use near_primitives_core::account::AccountContract;
-use near_primitives_core::types::{Balance, Gas};
-use near_primitives_core::version::PROTOCOL_VERSION;
-use near_vm_runner::ContractCode;
-use near_vm_runner::logic::VMContext;
-use near_vm_runner::logic::mocks::mock_external::MockedExternal;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-const SEC: u64 = 1_000_000_000;
 /// The dstack vector's valid time, in nanoseconds.
-const DSTACK_NOW_NS: u64 = 1_786_622_400 * SEC;
+const DSTACK_NOW_NS: u64 = T0;
 const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
 
 fn vectors() -> PathBuf {
@@ -51,84 +44,30 @@ fn read(rel: &str) -> Result<String> {
         .to_owned())
 }
 
-fn wasm_path() -> PathBuf {
-    if let Some(p) = std::env::args().nth(1) {
-        return p.into();
-    }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    PathBuf::from(target).join("wasm32-unknown-unknown/release/registry.wasm")
-}
-
-/// One transaction's caller.
-struct Caller<'a> {
-    account: &'a str,
-    /// Borsh public key: curve byte + key bytes.
-    key: Vec<u8>,
-    deposit: Balance,
-}
-
 /// The registry on one persistent mocked state.
-struct Chain {
-    ext: MockedExternal,
-    storage_usage: u64,
+struct Chain<'a> {
+    vm: &'a Vm,
+    registry: Contract,
 }
 
-impl Chain {
-    fn new(code: &[u8]) -> Self {
-        Self {
-            ext: MockedExternal::with_code(ContractCode::new(code.to_vec(), None)),
-            storage_usage: 10_000,
-        }
+impl<'a> Chain<'a> {
+    fn new(vm: &'a Vm, code: &[u8]) -> Result<Self> {
+        Ok(Self {
+            vm,
+            registry: Contract::new("registry.test.near", code)?,
+        })
     }
 
     /// Calls `method`; returns the gas burnt, or the contract's failure.
-    fn call(&mut self, caller: &Caller<'_>, method: &str, args: Value, now_ns: u64) -> Result<Gas> {
-        let store = RuntimeConfigStore::new(None);
-        let runtime_config = store.get_config(PROTOCOL_VERSION);
-        let mut wasm_config = runtime_config.wasm_config.as_ref().clone();
-        wasm_config.vm_kind = VMKind::Wasmtime;
-        let wasm_config = Arc::new(wasm_config);
-        let fees = Arc::new(runtime_config.fees.as_ref().clone());
-        let context = VMContext {
-            current_account_id: "registry.test.near".parse()?,
-            signer_account_id: caller.account.parse()?,
-            signer_account_pk: caller.key.clone(),
-            predecessor_account_id: caller.account.parse()?,
-            refund_to_account_id: caller.account.parse()?,
-            input: serde_json::to_vec(&args)?.into(),
-            promise_results: vec![].into(),
-            block_height: 1,
-            block_timestamp: now_ns,
-            epoch_height: 1,
-            account_balance: Balance::from_near(1_000),
-            account_locked_balance: Balance::from_yoctonear(0),
-            storage_usage: self.storage_usage,
-            account_contract: AccountContract::None,
-            attached_deposit: caller.deposit,
-            prepaid_gas: Gas::from_teragas(300),
-            random_seed: vec![0; 32],
-            view_config: None,
-            output_data_receivers: vec![],
-        };
-        let gas_counter = context.make_gas_counter(&wasm_config);
-        let prepared = near_vm_runner::prepare(&self.ext, wasm_config, None, gas_counter, method);
-        let outcome = near_vm_runner::run(prepared, &mut self.ext, &context, fees)
-            .map_err(|e| anyhow::anyhow!("VM error: {e:?}"))?;
-        if let Some(err) = outcome.aborted {
-            bail!(
-                "{method} failed after {} gas: {err:?}; logs {:?}",
-                outcome.burnt_gas,
-                outcome.logs
-            );
-        }
+    fn call(&mut self, call: Call<'_>, method: &str, args: Value) -> Result<Gas> {
+        let out = self.registry.call(self.vm, call, method, &args)?;
         if std::env::var_os("REGISTRY_BENCH_PROFILE").is_some() {
-            eprintln!("{method}: {:?}", outcome.profile);
-            for log in &outcome.logs {
+            eprintln!("{method}: {:?}", out.profile);
+            for log in &out.logs {
                 eprintln!("{method} log: {log}");
             }
         }
-        self.storage_usage = outcome.storage_usage;
-        Ok(outcome.burnt_gas)
+        Ok(out.gas)
     }
 }
 
@@ -141,12 +80,8 @@ fn borsh_key(near_key: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn tgas(g: Gas) -> f64 {
-    g.as_gas() as f64 / 1e12
-}
-
 fn bench(name: &str, gas: Gas) {
-    println!("BENCH registry.{name}.gas {:.2} Tgas", tgas(gas));
+    print_gas(&format!("registry.{name}"), gas);
 }
 
 fn tdx_policy() -> Result<Value> {
@@ -169,83 +104,62 @@ fn tdx_policy() -> Result<Value> {
 }
 
 fn main() -> Result<()> {
-    let path = wasm_path();
-    let code = std::fs::read(&path).with_context(|| {
-        format!(
-            "read {} (build it: cargo build -p registry --target wasm32-unknown-unknown --release)",
-            path.display()
-        )
-    })?;
-    println!("BENCH registry.wasm_size {} bytes", code.len());
+    let code = wasm_arg(1, "registry")?;
+    print_bench("registry.wasm_size", code.len(), "bytes");
 
-    let owner = Caller {
-        account: "owner.test.near",
-        key: vec![0; 33],
-        deposit: Balance::from_yoctonear(0),
-    };
-    let staker = Caller {
-        account: "op.test.near",
-        key: vec![0; 33],
-        deposit: Balance::from_near(100),
-    };
-    let node = Caller {
-        account: "op.test.near",
-        key: borsh_key(&read("intel-tdx-dstack-node/near_account_public_key.pub")?)?,
-        deposit: Balance::from_yoctonear(0),
-    };
+    let owner = || Call::by("owner.test.near");
+    let staker = || Call::by("op.test.near").deposit(100 * NEAR);
+    let node_key = borsh_key(&read("intel-tdx-dstack-node/near_account_public_key.pub")?)?;
+    let node = |now_ns| Call::by("op.test.near").key(node_key.clone()).at(now_ns);
 
     // Mainnet-style registry, the real dstack node.
-    let mut chain = Chain::new(&code);
+    let vm = Vm::new();
+    let mut chain = Chain::new(&vm, &code)?;
     let t = DSTACK_NOW_NS;
     chain.call(
-        &owner,
+        owner().at(t),
         "new",
         json!({ "owner": "owner.test.near", "mainnet": true, "policy": tdx_policy()? }),
-        t,
     )?;
-    chain.call(&staker, "deposit_stake", json!({}), t)?;
+    chain.call(staker().at(t), "deposit_stake", json!({}))?;
     let bundle =
         bundle_from_dstack_public_data(read("intel-tdx-dstack-node/public_data.json")?.as_bytes())?;
     let bundle = serde_json::to_value(&bundle)?;
     bench(
         "register_node.tdx",
-        chain.call(&node, "register_node", json!({ "bundle": bundle }), t)?,
+        chain.call(node(t), "register_node", json!({ "bundle": bundle }))?,
     );
     bench(
         "heartbeat",
-        chain.call(&node, "heartbeat", json!({ "node_id": "0" }), t + 60 * SEC)?,
+        chain.call(node(t + 60 * SEC), "heartbeat", json!({ "node_id": "0" }))?,
     );
     let update = json!({ "node_id": "0", "update": {
         "endpoint": "https://node.example/v1", "region": "eu-west", "capacity": 8,
         "prices": [{ "model_id": "llama-3-8b", "input_per_million": "1000", "output_per_million": "2000" }] } });
     bench(
         "update_node",
-        chain.call(&node, "update_node", update, t + 61 * SEC)?,
+        chain.call(node(t + 61 * SEC), "update_node", update)?,
     );
     bench(
         "heartbeat.with_details",
-        chain.call(&node, "heartbeat", json!({ "node_id": "0" }), t + 120 * SEC)?,
+        chain.call(node(t + 120 * SEC), "heartbeat", json!({ "node_id": "0" }))?,
     );
     // What the marketplace calls: get_node on claim (it gives 4 Tgas), slash on a missed
     // deadline (15 Tgas, including the payout transfer and its 5 Tgas callback).
     bench(
         "get_node",
-        chain.call(&owner, "get_node", json!({ "node_id": "0" }), t + 121 * SEC)?,
+        chain.call(
+            owner().at(t + 121 * SEC),
+            "get_node",
+            json!({ "node_id": "0" }),
+        )?,
     );
-    let governor = Caller {
-        account: owner.account,
-        key: vec![0; 33],
-        deposit: Balance::from_yoctonear(1),
-    };
+    let governor = owner().deposit(1).at(t + 121 * SEC);
     let args = json!({ "marketplace": "market.test.near" });
-    chain.call(&governor, "set_marketplace", args, t + 121 * SEC)?;
-    let market = Caller {
-        account: "market.test.near",
-        key: vec![0; 33],
-        deposit: Balance::from_yoctonear(0),
-    };
+    chain.call(governor, "set_marketplace", args)?;
+    let market = Call::by("market.test.near").at(t + 122 * SEC);
     let args = json!({ "node_id": "0", "amount": "1000000000000000000000000", "beneficiary": "user.test.near" });
-    bench("slash", chain.call(&market, "slash", args, t + 122 * SEC)?);
+    bench("slash", chain.call(market, "slash", args)?);
 
     let evidence = json!({
         "report": read("nvidia-hopper-single/hopperAttestationReport.txt")?,
@@ -253,7 +167,7 @@ fn main() -> Result<()> {
         "certificate_chain": read("nvidia-hopper-single/hopperCertChain.txt")?,
     });
     let add = json!({ "node_id": "0", "evidence": evidence });
-    match chain.call(&node, "add_gpu", add.clone(), t + 180 * SEC) {
+    match chain.call(node(t + 180 * SEC), "add_gpu", add.clone()) {
         Ok(gas) => bench("add_gpu.cold", gas),
         Err(e) => eprintln!("add_gpu with nothing cached: {e}"),
     }
@@ -267,20 +181,19 @@ fn main() -> Result<()> {
         let args = json!({ "node_id": "0", "certificate_chain": chain_pem, "max_signatures": 2 });
         bench(
             step,
-            chain.call(&node, "cache_gpu_certificates", args, t + 180 * SEC)?,
+            chain.call(node(t + 180 * SEC), "cache_gpu_certificates", args)?,
         );
     }
     bench(
         "add_gpu.chain_cached",
-        chain.call(&node, "add_gpu", add, t + 181 * SEC)?,
+        chain.call(node(t + 181 * SEC), "add_gpu", add)?,
     );
     bench(
         "reattest.tdx",
         chain.call(
-            &node,
+            node(t + 3600 * SEC),
             "reattest",
             json!({ "node_id": "0", "bundle": bundle }),
-            t + 3600 * SEC,
         )?,
     );
 
@@ -304,26 +217,19 @@ fn main() -> Result<()> {
         "near_public_key": enclave_pk.to_string(),
         "dev": { "expires_at": expires, "signature": hex::encode(sig.to_bytes()) },
     });
-    let mut chain = Chain::new(&code);
+    let mut chain = Chain::new(&vm, &code)?;
     chain.call(
-        &owner,
+        owner().at(t),
         "new",
         json!({ "owner": "owner.test.near", "mainnet": false, "dev_ca_key": ca_pk, "policy": tdx_policy()? }),
-        t,
     )?;
-    chain.call(&staker, "deposit_stake", json!({}), t)?;
-    let dev_node = Caller {
-        key: borsh_key(&enclave_pk.to_string())?,
-        ..node
-    };
+    chain.call(staker().at(t), "deposit_stake", json!({}))?;
+    let dev_node = Call::by("op.test.near")
+        .key(borsh_key(&enclave_pk.to_string())?)
+        .at(t);
     bench(
         "register_node.dev",
-        chain.call(
-            &dev_node,
-            "register_node",
-            json!({ "bundle": dev_bundle }),
-            t,
-        )?,
+        chain.call(dev_node, "register_node", json!({ "bundle": dev_bundle }))?,
     );
     Ok(())
 }
