@@ -10,6 +10,9 @@
 # to use another file); for localnet the validator key of $LOCALNET_HOME (default ~/.localnet).
 # Everything after the network goes to ecloud-deploy: `scripts/deploy.sh testnet --help`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Paths the user gives (--policy, --new-dev-ca, --out, --credentials) are theirs: relative to
+# where they ran this, not to the repository the build happens in.
+caller_dir="$PWD"
 cd "$REPO_ROOT"
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -52,4 +55,8 @@ case "$network" in
 esac
 
 step "deploying to $network"
-cargo run --locked --quiet -p ecloud-deploy -- contracts --network "$network" --wasm-dir "$ECLOUD_WASM_DIR" "${extra[@]}" "$@"
+cargo build --locked --quiet -p ecloud-deploy
+deploy_bin="$(cd "$CARGO_TARGET_DIR" && pwd)/debug/ecloud-deploy"
+wasm_dir="$(cd "$ECLOUD_WASM_DIR" && pwd)"
+cd "$caller_dir"
+"$deploy_bin" contracts --network "$network" --wasm-dir "$wasm_dir" "${extra[@]}" "$@"
