@@ -84,7 +84,10 @@ attest=(--provider dev --dev-ca-key-file "$demo/dev-ca.hex")
 "${worker[@]}" init >/dev/null
 "${worker[@]}" register --rpc-url "$rpc" --operator "$operator" --registry "$registry" \
     --marketplace "$market" --credentials "$demo/credentials/localnet/$operator.json" "${attest[@]}" \
-    --region local --price "$model:$price_per_million:0" | sed 's/^/   /'
+    --region local --price "$model:$price_per_million:0" | tee "$demo/register.json" | sed 's/^/   /'
+# The registration is final on chain; the indexer lists the node once it has followed that block.
+node_id=$(json_field "$demo/register.json" node_id)
+wait_for "$indexer/v1/nodes/$node_id" "node $node_id in the indexer" "$demo/indexer.log"
 start_bg "$demo/worker.log" "${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" \
     --model "$model=all-MiniLM-L6-v2" --backend embedded --model-dir "$ECLOUD_MINILM_DIR" \
     "${attest[@]}"
