@@ -158,6 +158,12 @@ pub struct Suite {
     dev_ca: SecretKey,
 }
 
+/// See [`Suite::payee_balances`].
+pub struct PayeeBalances {
+    operator: u128,
+    royalty: u128,
+}
+
 impl Suite {
     /// A fresh chain with everything deployed and configured, both nodes registered.
     pub async fn start() -> anyhow::Result<Self> {
@@ -350,6 +356,43 @@ impl Suite {
             .flatten()
             .find(|a| &a["asset"] == asset);
         entry.map_or(Ok(0), |a| num(&a["ledger"][bucket]))
+    }
+
+    /// The NEAR balances a settlement pays into (the node's operator, the model's royalty
+    /// account), taken before it to compare with [`Suite::check_near_payouts`].
+    pub async fn payee_balances(&self) -> anyhow::Result<PayeeBalances> {
+        Ok(PayeeBalances {
+            operator: self.near_balance(self.node.operator.id()).await?,
+            royalty: self.near_balance(self.royalty.id()).await?,
+        })
+    }
+
+    /// After a settlement in NEAR: the operator received `provider`, the royalty account
+    /// `royalty`, the fees ledger holds `fee` and nothing is left in escrow.
+    pub async fn check_near_payouts(
+        &self,
+        before: &PayeeBalances,
+        provider: u128,
+        royalty: u128,
+        fee: u128,
+    ) -> anyhow::Result<()> {
+        let now = self.payee_balances().await?;
+        ensure!(
+            now.operator - before.operator == provider,
+            "operator received {}, expected {provider}",
+            now.operator - before.operator
+        );
+        ensure!(
+            now.royalty - before.royalty == royalty,
+            "royalty account received {}, expected {royalty}",
+            now.royalty - before.royalty
+        );
+        let near = json!({ "kind": "near" });
+        let fees = self.ledger(&near, "fees").await?;
+        ensure!(fees == fee, "fees ledger {fees}, expected {fee}");
+        let escrow = self.ledger(&near, "escrow").await?;
+        ensure!(escrow == 0, "{escrow} left in escrow");
+        Ok(())
     }
 
     pub async fn near_balance(&self, account: &AccountId) -> anyhow::Result<u128> {

@@ -81,8 +81,7 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
 
     // ----- the node's result settles: provider, royalty, fee, refund.
     let user_before = s.near_balance(s.user.id()).await?;
-    let op_before = s.near_balance(s.node.operator.id()).await?;
-    let royalty_before = s.near_balance(s.royalty.id()).await?;
+    let payees_before = s.payee_balances().await?;
     let storage_before = s.ledger(&near(), "storage").await?;
     let outcome = ok(s
         .submit_result(job, &s.node.enclave_key, &input, &output, used)
@@ -101,16 +100,8 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
         s.near_balance(s.user.id()).await? - user_before,
         refund + storage_refund
     );
-    assert_eq!(
-        s.near_balance(s.node.operator.id()).await? - op_before,
-        provider
-    );
-    assert_eq!(
-        s.near_balance(s.royalty.id()).await? - royalty_before,
-        royalty
-    );
-    assert_eq!(s.ledger(&near(), "fees").await?, fee);
-    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    s.check_near_payouts(&payees_before, provider, royalty, fee)
+        .await?;
     let receipt = s.job(job).await?;
     assert_eq!(receipt["status"], "settled");
     assert_eq!(receipt["usage"], json!(used));
@@ -516,8 +507,7 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
 
     // ----- answered: the caller's callback gets the output, the asker pays only the cost.
     let user_before = s.near_balance(s.user.id()).await?;
-    let op_before = s.near_balance(s.node.operator.id()).await?;
-    let royalty_before = s.near_balance(s.royalty.id()).await?;
+    let payees_before = s.payee_balances().await?;
     let asked = ask().await?;
     let request = request_pending(&s, RequestId(1)).await?;
     assert_eq!(request["caller"], json!(s.caller.id()));
@@ -547,16 +537,8 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
         paid >= cost && paid <= cost + most_gas,
         "paid {paid}, cost {cost}"
     );
-    assert_eq!(
-        s.near_balance(s.node.operator.id()).await? - op_before,
-        provider
-    );
-    assert_eq!(
-        s.near_balance(s.royalty.id()).await? - royalty_before,
-        royalty
-    );
-    assert_eq!(s.ledger(&near(), "fees").await?, fee);
-    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    s.check_near_payouts(&payees_before, provider, royalty, fee)
+        .await?;
     let gone: Value = s
         .market
         .view("get_request")

@@ -8,7 +8,7 @@ use near_workspaces::network::Sandbox;
 use near_workspaces::operations::Function;
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{Gas, NearToken};
-use near_workspaces::{Account, AccountId, Worker};
+use near_workspaces::{Account, AccountId, Contract, Worker};
 use sandbox_tests::model_token::{
     CALL_GAS, DevRegistry, account, contract_wasm, deploy_token, ft_balance, ft_transfer, gas_cost,
     gas_without, manifest, model_args, register, storage_min, tgas,
@@ -84,21 +84,55 @@ async fn contribute(token: &AccountId, who: &Account, near: u128) -> anyhow::Res
     Ok(tokens.parse()?)
 }
 
-#[tokio::test]
-async fn crowdfund_success_releases_the_milestones_to_the_beneficiary() -> anyhow::Result<()> {
+/// A model token whose crowdfund (goal 10 NEAR, paid out in `milestones`) ends `secs` from
+/// now, with its trainer (the beneficiary) and two backers, alice and bob, holding 50 NEAR.
+struct Crowdfunded {
+    worker: Worker<Sandbox>,
+    owner: Account,
+    trainer: Account,
+    alice: Account,
+    bob: Account,
+    deadline: u64,
+    token: Contract,
+}
+
+async fn crowdfunded(secs: u64, milestones: &[u16]) -> anyhow::Result<Crowdfunded> {
     let worker = sandbox().await?;
     let owner = worker.dev_create_account().await?;
     let trainer = account(&worker, "trainer", 1).await?;
     let alice = account(&worker, "alice", 50).await?;
     let bob = account(&worker, "bob", 50).await?;
-    let deadline = now_ns(&worker).await? + 3600 * 1_000_000_000;
+    let deadline = now_ns(&worker).await? + secs * 1_000_000_000;
     let token = deploy_token(
         &worker,
         &owner,
         owner.id(),
-        json!({ "crowdfund": crowdfund(10, deadline, trainer.id(), &[3000, 7000]) }),
+        json!({ "crowdfund": crowdfund(10, deadline, trainer.id(), milestones) }),
     )
     .await?;
+    Ok(Crowdfunded {
+        worker,
+        owner,
+        trainer,
+        alice,
+        bob,
+        deadline,
+        token,
+    })
+}
+
+#[tokio::test]
+async fn crowdfund_success_releases_the_milestones_to_the_beneficiary() -> anyhow::Result<()> {
+    // `_worker` keeps the chain running until the test ends.
+    let Crowdfunded {
+        worker: _worker,
+        owner,
+        trainer,
+        alice,
+        bob,
+        deadline: _,
+        token,
+    } = crowdfunded(3600, &[3000, 7000]).await?;
     let t = token.id();
 
     assert_eq!(contribute(t, &alice, 4).await?, 4);
@@ -186,19 +220,15 @@ async fn crowdfund_success_releases_the_milestones_to_the_beneficiary() -> anyho
 #[tokio::test]
 async fn crowdfund_failure_refunds_every_contributor_and_burns_their_tokens() -> anyhow::Result<()>
 {
-    let worker = sandbox().await?;
-    let owner = worker.dev_create_account().await?;
-    let trainer = account(&worker, "trainer", 1).await?;
-    let alice = account(&worker, "alice", 50).await?;
-    let bob = account(&worker, "bob", 50).await?;
-    let deadline = now_ns(&worker).await? + 30 * 1_000_000_000;
-    let token = deploy_token(
-        &worker,
-        &owner,
-        owner.id(),
-        json!({ "crowdfund": crowdfund(10, deadline, trainer.id(), &[]) }),
-    )
-    .await?;
+    let Crowdfunded {
+        worker,
+        owner,
+        trainer,
+        alice,
+        bob,
+        deadline,
+        token,
+    } = crowdfunded(30, &[]).await?;
     let t = token.id();
     let contributions = [(&alice, 2u128), (&bob, 3u128)];
     for (who, near) in contributions {
