@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use enclave_cloud_common::deployment;
 use near_sdk::AccountId;
 
 /// The NEAR network, which picks default endpoints and contract accounts.
@@ -34,21 +35,20 @@ impl Network {
         }
     }
 
-    /// The deployment's contract accounts: registry, marketplace, model factory.
-    pub fn default_contracts(self) -> [&'static str; 3] {
-        match self {
-            Self::Localnet => ["registry.test.near", "market.test.near", "models.test.near"],
-            Self::Testnet => [
-                "registry.ecloud.testnet",
-                "market.ecloud.testnet",
-                "models.ecloud.testnet",
-            ],
-            Self::Mainnet => [
-                "registry.ecloud.near",
-                "market.ecloud.near",
-                "models.ecloud.near",
-            ],
-        }
+    /// The deployment's contract accounts (registry, marketplace, model factory): the
+    /// sub-accounts `ecloud-deploy` creates under the network's deployer.
+    pub fn default_contracts(self) -> [String; 3] {
+        let deployer = match self {
+            Self::Localnet => deployment::LOCALNET_DEPLOYER,
+            Self::Testnet => deployment::TESTNET_DEPLOYER,
+            Self::Mainnet => deployment::MAINNET_DEPLOYER,
+        };
+        [
+            deployment::REGISTRY,
+            deployment::MARKETPLACE,
+            deployment::MODEL_FACTORY,
+        ]
+        .map(|name| deployment::contract_account("", name, deployer))
     }
 }
 
@@ -149,7 +149,7 @@ fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
-fn known_account(s: &str) -> AccountId {
+fn known_account(s: String) -> AccountId {
     s.parse()
         .expect("the built-in contract accounts are valid account ids (tested)")
 }
@@ -202,7 +202,7 @@ mod tests {
         assert!("devnet".parse::<Network>().is_err());
         let s = Settings::resolve(Network::Localnet, Overrides::default());
         assert_eq!(s.rpc_url, "http://127.0.0.1:3030");
-        assert_eq!(s.marketplace.as_str(), "market.test.near");
+        assert_eq!(s.marketplace.as_str(), "marketplace.test.near");
         assert!(s.network_keys_dir().ends_with(".ecloud/localnet"));
         let s = Settings::resolve(
             Network::Testnet,

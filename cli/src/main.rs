@@ -59,7 +59,7 @@ struct Global {
     /// Node registry contract [default: per network, localnet registry.test.near].
     #[arg(long, global = true, env = "ECLOUD_REGISTRY")]
     registry: Option<AccountId>,
-    /// Marketplace contract [default: per network, localnet market.test.near].
+    /// Marketplace contract [default: per network, localnet marketplace.test.near].
     #[arg(long, global = true, env = "ECLOUD_MARKETPLACE")]
     marketplace: Option<AccountId>,
     /// Model factory contract [default: per network, localnet models.test.near].

@@ -1,6 +1,7 @@
 //! What gets deployed where, with which initialisation arguments: pure data, checked before
 //! anything is sent.
 
+use enclave_cloud_common::deployment;
 use near_workspaces::AccountId;
 use near_workspaces::types::NearToken;
 use serde_json::{Value, json};
@@ -126,15 +127,15 @@ impl Plan {
             return Err(PlanError::MaxInlineBytes(bytes));
         }
         let sub = |name: &str| -> Result<AccountId, PlanError> {
-            let full = format!("{}{name}.{deployer}", options.prefix);
+            let full = deployment::contract_account(&options.prefix, name, deployer.as_str());
             full.parse().map_err(|e| PlanError::AccountName {
                 name: full.clone(),
                 reason: format!("{e}"),
             })
         };
-        let registry = sub("registry")?;
-        let marketplace = sub("marketplace")?;
-        let factory = sub("models")?;
+        let registry = sub(deployment::REGISTRY)?;
+        let marketplace = sub(deployment::MARKETPLACE)?;
+        let factory = sub(deployment::MODEL_FACTORY)?;
         let treasury = options.treasury.clone().unwrap_or_else(|| deployer.clone());
 
         let mut registry_init = json!({

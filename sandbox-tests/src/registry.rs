@@ -30,11 +30,11 @@ pub const MIN_STAKE: NearToken = NearToken::from_near(10);
 /// What the test operator stakes.
 pub const STAKE: NearToken = NearToken::from_near(20);
 
-/// `../shared/attestation-vectors` next to the workspace (or `ECLOUD_VECTORS_DIR`).
+/// The attestation vectors committed in the repository (or `ECLOUD_VECTORS_DIR`).
 pub fn vectors_dir() -> PathBuf {
     std::env::var_os("ECLOUD_VECTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("../shared/attestation-vectors"))
+        .unwrap_or_else(|| PathBuf::from(attestation::TESTDATA_DIR))
 }
 
 /// A vector file's text, trimmed.

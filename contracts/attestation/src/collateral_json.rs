@@ -49,11 +49,7 @@ mod tests {
     struct Wrapped(#[serde(deserialize_with = "deserialize")] QuoteCollateralV3);
 
     fn vector(rel: &str) -> Vec<u8> {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/attestation-vectors/"
-        );
-        std::fs::read(format!("{dir}{rel}")).expect("vector")
+        std::fs::read(format!("{}/{rel}", crate::TESTDATA_DIR)).expect("vector")
     }
 
     #[test]

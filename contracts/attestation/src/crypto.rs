@@ -262,9 +262,9 @@ mod tests {
 
     #[test]
     fn prehash_adaptor_verifies_the_dstack_node_like_rustcrypto() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/attestation-vectors/intel-tdx-dstack-node/public_data.json"
+        let path = format!(
+            "{}/intel-tdx-dstack-node/public_data.json",
+            crate::TESTDATA_DIR
         );
         let json = std::fs::read(path).expect("dstack vector");
         let bundle = crate::bundle_from_dstack_public_data(&json).expect("bundle");

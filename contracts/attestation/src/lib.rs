@@ -26,6 +26,10 @@ mod quote_layout;
 pub mod tdx;
 mod verdict;
 
+/// The real attestation vectors committed with this crate (`testdata/`, see its README): the
+/// one place tests, benches and tools of the workspace find them.
+pub const TESTDATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+
 pub use binding::{REPORT_DATA_VERSION, check_report_data, report_data_for};
 pub use bundle::{
     AttestationBundle, AttestationKind, BUNDLE_VERSION, DevEvidence, EventLogEntry, GpuEvidence,

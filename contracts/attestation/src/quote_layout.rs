@@ -208,9 +208,9 @@ mod tests {
 
     /// The dstack node's quote and its collateral's PCK chain (the quote's text plus a NUL).
     fn dstack_chains() -> (Vec<u8>, String) {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/attestation-vectors/intel-tdx-dstack-node/public_data.json"
+        let path = format!(
+            "{}/intel-tdx-dstack-node/public_data.json",
+            crate::TESTDATA_DIR
         );
         let json = std::fs::read(path).expect("dstack vector");
         let bundle = crate::bundle_from_dstack_public_data(&json).expect("bundle");

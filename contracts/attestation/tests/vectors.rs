@@ -1,4 +1,4 @@
-//! Every real vector in ../shared/attestation-vectors: positives at their valid time, negatives
+//! Every real vector in testdata/ (attestation::TESTDATA_DIR): positives at their valid time, negatives
 //! and tampered copies rejected with an error naming what failed, bad input never panics.
 
 use attestation::tdx::verify_tdx_quote;
@@ -17,7 +17,7 @@ const GPU_NOW: u64 = DSTACK_NOW;
 const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
 
 fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/attestation-vectors")
+    PathBuf::from(attestation::TESTDATA_DIR)
 }
 
 fn read(rel: &str) -> Vec<u8> {

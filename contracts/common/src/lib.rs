@@ -4,6 +4,7 @@
 //! same types, so an event can never drift between the writer and the reader. The identifiers
 //! in [`ids`] are semantic newtypes: a `JobId` cannot be passed where a `NodeId` is expected.
 
+pub mod deployment;
 pub mod events;
 pub mod ids;
 pub mod interfaces;

@@ -30,7 +30,7 @@ pub const SEC: u64 = 1_000_000_000;
 /// One NEAR in yoctoNEAR.
 pub const NEAR: u128 = 10u128.pow(24);
 /// The default block time of a call (2026-08-13 12:00 UTC, inside the validity of the
-/// attestation vectors in /work/shared/attestation-vectors).
+/// attestation vectors in contracts/attestation/testdata).
 pub const T0: u64 = 1_786_622_400 * SEC;
 
 /// Reads the wasm named by the command line's argument `index`, or by default

@@ -183,7 +183,7 @@ mod tests {
     const REPORT_DATA_OFFSET: usize = 568;
 
     fn vectors() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/attestation-vectors")
+        PathBuf::from(attestation::TESTDATA_DIR)
     }
 
     fn real_quote() -> Vec<u8> {

@@ -29,7 +29,7 @@ const DSTACK_NOW_NS: u64 = T0;
 const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
 
 fn vectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/attestation-vectors")
+    PathBuf::from(attestation::TESTDATA_DIR)
 }
 
 fn read(rel: &str) -> Result<Vec<u8>> {

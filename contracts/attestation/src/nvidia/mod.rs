@@ -134,10 +134,7 @@ mod tests {
     use crate::dstack::{DSTACK_RUNTIME_EVENT_TYPE, runtime_event_digest};
 
     fn vector(rel: &str) -> Vec<u8> {
-        let p = format!(
-            "{}/../../../shared/attestation-vectors/{rel}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let p = format!("{}/{rel}", crate::TESTDATA_DIR);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
     }
 

@@ -10,9 +10,7 @@ const DSTACK_NOW: u64 = 1_786_622_400 * SEC;
 const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
 
 fn read(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/attestation-vectors")
-        .join(rel);
+    let p = PathBuf::from(attestation::TESTDATA_DIR).join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 
