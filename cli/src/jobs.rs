@@ -1,7 +1,7 @@
 //! Encrypted jobs: `ecloud job submit | status | result`.
 //!
 //! Submit: choose a node (or take `--node`), confirm its attested keys with the registry,
-//! seal the request to its x25519 key (HPKE, the worker's envelope, bound to the model and the
+//! seal the request to its x25519 key (HPKE, `protocol`'s envelope, bound to the model and the
 //! user's key), pay the marketplace (`submit_job` with NEAR, or `ft_transfer_call` with a
 //! NEP-141 token and the job as `msg`). Result: take the output from the indexer, check the
 //! node's signed receipt against the hashes of our input and of that output, then decrypt it
