@@ -1,9 +1,10 @@
 //! The indexer's REST API (indexer/README.md, `indexer/openapi.json`): the listings and
 //! histories the chain does not keep in a queryable form. Nothing read here is trusted for
 //! security: keys are confirmed with the registry and results are checked by signature.
+//! The answers are parsed with the very types the indexer serialises ([`protocol::indexer`]).
 
 use enclave_cloud_common::{JobId, ModelId, NodeId};
-use serde::Deserialize;
+use protocol::indexer::{ErrorBody, JobDetail, ModelDetail, Node, NodeDetail, Page};
 use serde::de::DeserializeOwned;
 
 use crate::Error;
@@ -14,14 +15,6 @@ use crate::nodes::NodeInfo;
 pub struct Indexer {
     base: String,
     http: reqwest::Client,
-}
-
-/// One page of a listing; `next_cursor` is absent on the last page.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    #[serde(default)]
-    pub next_cursor: Option<String>,
 }
 
 /// `/v1/nodes` filters (all optional).
@@ -58,53 +51,6 @@ impl NodeQuery {
         add("cursor", self.cursor.clone());
         p
     }
-}
-
-/// A job as the indexer reports it, with its timeline (only the fields the client uses).
-#[derive(Debug, Clone, Deserialize)]
-pub struct IndexedJob {
-    pub job_id: JobId,
-    pub user: String,
-    pub model_id: ModelId,
-    pub asset: String,
-    pub price_cap: String,
-    pub deadline_ns: String,
-    pub claim_deadline_ns: String,
-    pub input: serde_json::Value,
-    pub user_key: String,
-    /// `open`, `claimed`, `settled` or `cancelled`.
-    pub status: String,
-    #[serde(default)]
-    pub node_id: Option<NodeId>,
-    #[serde(default)]
-    pub usage: Option<serde_json::Value>,
-    #[serde(default)]
-    pub settlement: Option<serde_json::Value>,
-    #[serde(default)]
-    pub cancel_reason: Option<String>,
-    #[serde(default)]
-    pub refund: Option<String>,
-    #[serde(default)]
-    pub slashed: Option<String>,
-    pub created_at_ns: String,
-    #[serde(default)]
-    pub timeline: Vec<TimelineEntry>,
-}
-
-/// One event in a job's life, as the contract wrote it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TimelineEntry {
-    pub event: String,
-    pub block_height: u64,
-    pub timestamp_ns: String,
-    #[serde(default)]
-    pub data: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    message: String,
 }
 
 impl Indexer {
@@ -160,20 +106,34 @@ impl Indexer {
     }
 
     pub async fn nodes(&self, query: &NodeQuery) -> Result<Page<NodeInfo>, Error> {
-        self.get("/v1/nodes", &query.params())
+        let page: Page<Node> = self
+            .get("/v1/nodes", &query.params())
             .await?
-            .ok_or_else(|| self.fail("/v1/nodes: not found (is this an enclave-cloud indexer?)"))
+            .ok_or_else(|| self.fail("/v1/nodes: not found (is this an enclave-cloud indexer?)"))?;
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(|n| self.node_info(n))
+                .collect::<Result<_, _>>()?,
+            next_cursor: page.next_cursor,
+        })
     }
 
     pub async fn node(&self, id: NodeId) -> Result<Option<NodeInfo>, Error> {
-        self.get(&format!("/v1/nodes/{id}"), &[]).await
+        let detail: Option<NodeDetail> = self.get(&format!("/v1/nodes/{id}"), &[]).await?;
+        detail.map(|d| self.node_info(d.node)).transpose()
     }
 
-    pub async fn job(&self, id: JobId) -> Result<Option<IndexedJob>, Error> {
+    fn node_info(&self, node: Node) -> Result<NodeInfo, Error> {
+        NodeInfo::try_from(node).map_err(|e| self.fail(format!("/v1/nodes: {e}")))
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<Option<JobDetail>, Error> {
         self.get(&format!("/v1/jobs/{id}"), &[]).await
     }
 
-    pub async fn model(&self, id: &ModelId) -> Result<Option<serde_json::Value>, Error> {
+    pub async fn model(&self, id: &ModelId) -> Result<Option<ModelDetail>, Error> {
         self.get(&format!("/v1/models/{id}"), &[]).await
     }
 }

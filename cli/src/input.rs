@@ -5,8 +5,8 @@ use std::io::Read as _;
 use std::path::Path;
 
 use enclave_cloud_common::ModelId;
+use protocol::job::{CHAT_URL, EMBEDDINGS_URL, JobRequest};
 use serde_json::json;
-use worker::job::{CHAT_URL, EMBEDDINGS_URL, JobRequest};
 
 use crate::{Error, read_file};
 

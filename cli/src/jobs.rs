@@ -1,7 +1,7 @@
 //! Encrypted jobs: `ecloud job submit | status | result`.
 //!
 //! Submit: choose a node (or take `--node`), confirm its attested keys with the registry,
-//! seal the request to its x25519 key (HPKE, the worker's envelope, bound to the model and the
+//! seal the request to its x25519 key (HPKE, `protocol`'s envelope, bound to the model and the
 //! user's key), pay the marketplace (`submit_job` with NEAR, or `ft_transfer_call` with a
 //! NEP-141 token and the job as `msg`). Result: take the output from the indexer, check the
 //! node's signed receipt against the hashes of our input and of that output, then decrypt it
@@ -17,15 +17,15 @@ use enclave_cloud_common::{
 };
 use near_sdk::AccountId;
 use near_sdk::json_types::{Base64VecU8, U64, U128};
+use protocol::indexer::JobDetail;
+use protocol::job::{JobRequest, JobResponse, open_job_output, seal_job_input, sha256};
+use protocol::receipt::verify_receipt;
 use serde::{Deserialize, Serialize};
-use worker::job::{
-    JobRequest, JobResponse, open_job_output, seal_job_input, sha256, verify_receipt,
-};
 
 use crate::Error;
 use crate::amount::Near;
 use crate::chain::{Call, Chain, returned};
-use crate::indexer::{IndexedJob, Indexer, NodeQuery};
+use crate::indexer::{Indexer, NodeQuery};
 use crate::nodes::{self, NodeInfo};
 use crate::output::Report;
 use crate::user_key::{self, UserKey};
@@ -429,19 +429,24 @@ pub struct JobStatusReport {
 }
 
 impl JobStatusReport {
-    fn from_indexer(j: &IndexedJob) -> Self {
+    /// From the indexer's record of job `id`.
+    fn from_indexer(id: JobId, j: &JobDetail) -> Self {
+        let j = &j.job;
         Self {
             source: "indexer",
-            job_id: j.job_id,
+            job_id: id,
             status: j.status.clone(),
-            model_id: Some(j.model_id.clone()),
+            model_id: j.model_id.parse().ok(),
             user: Some(j.user.clone()),
-            node_id: j.node_id,
+            node_id: j.node_id.as_deref().and_then(|n| n.parse().ok()),
             asset: Some(j.asset.clone()),
             price_cap: Some(j.price_cap.clone()),
             deadline_ns: Some(j.deadline_ns.clone()),
-            usage: j.usage.clone(),
-            settlement: j.settlement.clone(),
+            usage: j.usage.as_ref().and_then(|u| serde_json::to_value(u).ok()),
+            settlement: j
+                .settlement
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
             cancel_reason: j.cancel_reason.clone(),
             refund: j.refund.clone(),
         }
@@ -536,7 +541,7 @@ impl Report for JobStatusReport {
 pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobStatusReport, Error> {
     let indexed = indexer.job(id).await;
     if let Ok(Some(job)) = &indexed {
-        return Ok(JobStatusReport::from_indexer(job));
+        return Ok(JobStatusReport::from_indexer(id, job));
     }
     let market = chain.settings().marketplace.clone();
     let view: Option<serde_json::Value> = match chain
@@ -720,7 +725,8 @@ pub fn verify_and_open(
 }
 
 /// The settled job as the indexer recorded it.
-pub fn settled_from_indexer(j: &IndexedJob) -> Result<SettledJob, Error> {
+pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
+    let j = &detail.job;
     match j.status.as_str() {
         "settled" => {}
         "cancelled" => {
@@ -737,7 +743,7 @@ pub fn settled_from_indexer(j: &IndexedJob) -> Result<SettledJob, Error> {
             )));
         }
     }
-    let data = j
+    let data = detail
         .timeline
         .iter()
         .find(|e| e.event == "job_settled")
@@ -757,9 +763,16 @@ pub fn settled_from_indexer(j: &IndexedJob) -> Result<SettledJob, Error> {
         url: String::new(),
         message: format!("job {}'s input is malformed: {e}", j.job_id),
     })?;
+    let malformed = |field: &str, value: &str| Error::Indexer {
+        url: String::new(),
+        message: format!("job {}'s {field} '{value}' is malformed", j.job_id),
+    };
     Ok(SettledJob {
-        job_id: j.job_id,
-        model_id: j.model_id.clone(),
+        job_id: j.job_id.parse().map_err(|_| malformed("id", &j.job_id))?,
+        model_id: j
+            .model_id
+            .parse()
+            .map_err(|_| malformed("model id", &j.model_id))?,
         user_key: j.user_key.clone(),
         input: inline_bytes(&input, "input")?,
         settled,
@@ -904,12 +917,12 @@ impl Report for JobResult {
 
 #[cfg(test)]
 mod tests {
-    //! Pure parts of the job commands. The encryption round trip through the worker's executor
-    //! is in tests/encryption.rs.
+    //! Pure parts of the job commands. The encryption round trip through a node is in
+    //! tests/encryption.rs.
 
     use super::*;
     use crate::input::{InputSpec, build};
-    use worker::keys::EnclaveKeys;
+    use protocol::envelope::EncryptionSecret;
 
     fn model() -> ModelId {
         "llama".parse().unwrap()
@@ -938,15 +951,10 @@ mod tests {
         }
     }
 
-    fn node_for(keys: &EnclaveKeys) -> NodeInfo {
-        let public = keys.public();
-        let mut n: NodeInfo = serde_json::from_value(crate::nodes::tests::indexer_node(
-            1,
-            "active",
-            public.enclave_key,
-            public.near_key,
-        ))
-        .unwrap();
+    /// A node with a fresh x25519 key (nothing here opens its inputs or checks its receipts).
+    fn node() -> NodeInfo {
+        let enclave_key = EncryptionSecret::generate().public_key();
+        let mut n = crate::nodes::tests::indexer_node_info(1, "active", enclave_key, [7; 32]);
         n.prices[0].model_id = model();
         n
     }
@@ -956,7 +964,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let alice =
             user_key::load_or_create(dir.path(), &"alice.test.near".parse().unwrap()).unwrap();
-        let node = node_for(&EnclaveKeys::generate().unwrap());
+        let node = node();
         let request = build(&InputSpec::Embed(vec!["hi".into()]), &model()).unwrap();
         let p = prepare(
             &node,
@@ -991,8 +999,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let alice =
             user_key::load_or_create(dir.path(), &"alice.test.near".parse().unwrap()).unwrap();
-        let keys = EnclaveKeys::generate().unwrap();
-        let node = node_for(&keys);
+        let node = node();
         let request = build(&InputSpec::Embed(vec!["x".repeat(3000)]), &model()).unwrap();
         let err = prepare(
             &node,
@@ -1096,11 +1103,16 @@ mod tests {
 
     #[test]
     fn results_need_a_settled_job() {
-        let job: IndexedJob = serde_json::from_value(serde_json::json!({
+        let job: JobDetail = serde_json::from_value(serde_json::json!({
             "job_id": "3", "user": "alice.test.near", "model_id": "llama", "asset": "near",
             "price_cap": "1", "deadline_ns": "2", "claim_deadline_ns": "1",
+            "target": {"kind": "any", "node_id": null, "region": null, "gpu_model": null,
+                       "max_price_per_million": null},
             "input": {"kind": "inline", "ciphertext": ""}, "user_key": "00", "status": "claimed",
-            "created_at_ns": "0", "timeline": []
+            "node_id": "1", "operator": "op.test.near", "usage": null, "output": null,
+            "output_hash": null, "settlement": null, "cancel_reason": null, "refund": null,
+            "slashed": null, "created_height": 1, "created_at_ns": "0", "updated_height": 1,
+            "timeline": []
         }))
         .unwrap();
         assert!(matches!(
@@ -1108,12 +1120,12 @@ mod tests {
             Err(Error::NotReady(_))
         ));
         let mut cancelled = job.clone();
-        cancelled.status = "cancelled".into();
-        cancelled.cancel_reason = Some("unclaimed".into());
+        cancelled.job.status = "cancelled".into();
+        cancelled.job.cancel_reason = Some("unclaimed".into());
         let err = settled_from_indexer(&cancelled).unwrap_err().to_string();
         assert!(err.contains("cancelled (unclaimed)"), "{err}");
         let mut settled = job;
-        settled.status = "settled".into();
+        settled.job.status = "settled".into();
         assert!(
             settled_from_indexer(&settled)
                 .unwrap_err()

@@ -7,7 +7,8 @@
 //!   open the result.
 //! * [`models`]: model tokens: create through the factory, contribute, claim revenue, show.
 //! * [`indexer`], [`chain`]: the two sources the commands read (REST API, NEAR RPC).
-//! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file).
+//! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file;
+//!   [`protocol::user_key`]).
 //! * [`input`]: the job plaintext (one OpenAI Batch API line) from a prompt, texts or a file.
 //! * [`output`]: readable or `--json` output and exit codes.
 
@@ -21,7 +22,8 @@ pub mod jobs;
 pub mod models;
 pub mod nodes;
 pub mod output;
-pub mod user_key;
+
+pub use protocol::user_key;
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +48,7 @@ pub enum Error {
     #[error("no account to sign with: pass --account-id or set ECLOUD_ACCOUNT_ID")]
     NoAccount,
     #[error("user key: {0}")]
-    Key(#[from] worker::keys::KeyError),
+    Key(#[from] protocol::keys::KeyError),
     /// The thing asked for does not exist (job, node, model).
     #[error("{0}")]
     NotFound(String),

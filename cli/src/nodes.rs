@@ -2,7 +2,7 @@
 //! the registry, the source of truth (the indexer only helps find candidates).
 
 use enclave_cloud_common::{AttestationKind, ModelId, ModelPrice, NodeId, NodeStatus};
-use near_sdk::json_types::U64;
+use near_sdk::json_types::{U64, U128};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -16,8 +16,9 @@ pub struct GpuSummary {
     pub model: String,
 }
 
-/// A node as both the indexer (`/v1/nodes`) and the registry (`get_node`) report it: the
-/// fields the client uses, which have the same names and JSON shapes in both.
+/// A node as the client uses it: read from the registry's `get_node` view (this JSON shape),
+/// or converted from the indexer's [`protocol::indexer::Node`] (its fields carry the same
+/// names; ids, statuses and amounts as text there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub node_id: NodeId,
@@ -84,6 +85,81 @@ impl NodeInfo {
         }
         None
     }
+}
+
+/// Why an indexer node record does not make a [`NodeInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node '{node_id}': {field} '{value}' is not valid")]
+pub struct BadNodeRecord {
+    pub node_id: String,
+    pub field: &'static str,
+    pub value: String,
+}
+
+impl TryFrom<protocol::indexer::Node> for NodeInfo {
+    type Error = BadNodeRecord;
+
+    fn try_from(n: protocol::indexer::Node) -> Result<Self, Self::Error> {
+        let bad = |field: &'static str, value: &str| BadNodeRecord {
+            node_id: n.node_id.clone(),
+            field,
+            value: value.to_owned(),
+        };
+        let u64_of = |field: &'static str, value: &str| {
+            value.parse::<u64>().map(U64).map_err(|_| bad(field, value))
+        };
+        let u128_of = |field: &'static str, value: &str| {
+            value
+                .parse::<u128>()
+                .map(U128)
+                .map_err(|_| bad(field, value))
+        };
+        let prices = n
+            .prices
+            .iter()
+            .map(|p| {
+                Ok(ModelPrice {
+                    model_id: p
+                        .model_id
+                        .parse()
+                        .map_err(|_| bad("model_id", &p.model_id))?,
+                    input_per_million: u128_of("input_per_million", &p.input_per_million)?,
+                    output_per_million: u128_of("output_per_million", &p.output_per_million)?,
+                })
+            })
+            .collect::<Result<_, BadNodeRecord>>()?;
+        Ok(Self {
+            node_id: n.node_id.parse().map_err(|_| bad("node_id", &n.node_id))?,
+            status: enum_named(&n.status).ok_or_else(|| bad("status", &n.status))?,
+            kind: enum_named(&n.kind).ok_or_else(|| bad("kind", &n.kind))?,
+            tcb_status: Some(n.tcb_status.clone()),
+            capacity: u32::try_from(n.capacity)
+                .map_err(|_| bad("capacity", &n.capacity.to_string()))?,
+            attestation_expires_at_ns: u64_of(
+                "attestation_expires_at_ns",
+                &n.attestation_expires_at_ns,
+            )?,
+            last_heartbeat_ns: u64_of("last_heartbeat_ns", &n.last_heartbeat_ns)?,
+            gpus: n
+                .gpus
+                .iter()
+                .map(|g| GpuSummary {
+                    model: g.model.clone(),
+                })
+                .collect(),
+            prices,
+            operator: n.operator,
+            signer_key: n.signer_key,
+            encryption_key: n.encryption_key,
+            region: n.region,
+            endpoint: n.endpoint,
+        })
+    }
+}
+
+/// A shared enum from its JSON (snake_case) name, e.g. `active` or `dev`.
+fn enum_named<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
 /// `ed25519:<base58>` → the 32 key bytes.
@@ -262,8 +338,37 @@ pub(crate) mod tests {
         })
     }
 
+    /// [`indexer_node`] as the client reads it.
+    pub(crate) fn indexer_node_info(
+        id: u64,
+        status: &str,
+        enc: [u8; 32],
+        near: [u8; 32],
+    ) -> NodeInfo {
+        let record: protocol::indexer::Node =
+            serde_json::from_value(indexer_node(id, status, enc, near)).unwrap();
+        NodeInfo::try_from(record).unwrap()
+    }
+
     fn node(id: u64, status: &str) -> NodeInfo {
-        serde_json::from_value(indexer_node(id, status, [9; 32], [7; 32])).unwrap()
+        indexer_node_info(id, status, [9; 32], [7; 32])
+    }
+
+    #[test]
+    fn malformed_indexer_records_are_named_errors() {
+        for (field, value) in [
+            ("node_id", serde_json::json!("x")),
+            ("status", serde_json::json!("sleeping")),
+            ("kind", serde_json::json!("sgx")),
+            ("attestation_expires_at_ns", serde_json::json!("-1")),
+            ("capacity", serde_json::json!(-4)),
+        ] {
+            let mut json = indexer_node(1, "active", [9; 32], [7; 32]);
+            json[field] = value;
+            let record: protocol::indexer::Node = serde_json::from_value(json).unwrap();
+            let err = NodeInfo::try_from(record).unwrap_err();
+            assert_eq!(err.field, field);
+        }
     }
 
     #[test]

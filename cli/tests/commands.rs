@@ -8,8 +8,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use support::{answer, dead_url, fake_indexer, indexer_job, node_json, output_mut, prompt, user};
-use worker::keys::EnclaveKeys;
+use support::{
+    TestNode, answer, dead_url, fake_indexer, indexer_job, node_detail_json, node_json, output_mut,
+    prompt, user,
+};
 
 fn ecloud(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ecloud"))
@@ -339,7 +341,7 @@ fn unreachable_services_exit_4() {
 
 #[test]
 fn nodes_lists_what_the_indexer_serves_with_the_filters_passed_on() {
-    let keys = EnclaveKeys::generate().expect("keys");
+    let keys = TestNode::generate();
     let page = serde_json::json!({"items": [node_json(1, "active", &keys)], "next_cursor": "c2"});
     let seen = Arc::new(Mutex::new(Vec::new()));
     let url = fake_indexer(
@@ -393,7 +395,7 @@ fn nodes_lists_what_the_indexer_serves_with_the_filters_passed_on() {
     assert_eq!(v["items"][0]["node_id"], "1");
     assert_eq!(
         v["items"][0]["encryption_key"],
-        hex::encode(keys.public().enclave_key)
+        hex::encode(keys.enclave_key())
     );
     assert_eq!(v["next_cursor"], "c2");
     let query = seen.lock().expect("lock")[1].clone();
@@ -421,7 +423,10 @@ async fn job_status_and_result_through_the_indexer() {
         ("/v1/jobs/7".to_owned(), indexer_job(&a.job, "settled")),
         ("/v1/jobs/8".to_owned(), indexer_job(&tampered, "settled")),
         ("/v1/jobs/9".to_owned(), indexer_job(&claimed, "claimed")),
-        ("/v1/nodes/1".to_owned(), node_json(1, "active", &a.keys)),
+        (
+            "/v1/nodes/1".to_owned(),
+            node_detail_json(1, "active", &a.keys),
+        ),
     ]);
     let url = fake_indexer(routes, Arc::new(Mutex::new(Vec::new())));
     let dead = dead_url();

@@ -1,5 +1,5 @@
-//! The encryption acceptance, through the client's own code paths: what `prepare` seals, the
-//! worker's executor opens and answers; `verify_and_open` checks and opens the answer. A wrong
+//! The encryption acceptance, through the client's own code paths: what `prepare` seals, a
+//! node (the shared wire format, [`support::TestNode`]) opens and answers; `verify_and_open` checks and opens the answer. A wrong
 //! key, tampered ciphertext, a forged receipt and a swapped input are all refused.
 
 mod support;
@@ -10,13 +10,12 @@ use ecloud::jobs::{NodeKey, verify_and_open};
 use ecloud::output::Report as _;
 use enclave_cloud_common::JobId;
 use near_sdk::json_types::{Base64VecU8, U64};
-use support::{answer, output_mut, prompt, user};
-use worker::envelope::{self, Envelope, EnvelopeContext};
-use worker::job::sha256;
-use worker::keys::EnclaveKeys;
+use protocol::envelope::{self, Envelope, EnvelopeContext};
+use protocol::job::sha256;
+use support::{TestNode, answer, output_mut, prompt, user};
 
 #[tokio::test]
-async fn sealed_prompt_round_trips_through_the_worker() {
+async fn sealed_prompt_round_trips_through_a_node() {
     let dir = tempfile::tempdir().expect("tmp");
     let alice = user(dir.path(), "alice.test.near");
     let a = answer(&alice, 7, &prompt("what is TDX?")).await;
@@ -38,14 +37,14 @@ async fn sealed_prompt_round_trips_through_the_worker() {
     );
 
     // Only the node's enclave key opens the input: another enclave cannot.
-    let other = EnclaveKeys::generate().expect("keys");
+    let other = TestNode::generate();
     let env = Envelope::from_bytes(&a.job.input).expect("envelope");
     let ctx = EnvelopeContext::JobInput {
         model_id: support::model(),
         user_key: alice.public_key(),
     };
-    assert!(envelope::open(other.encryption(), &env, &ctx).is_err());
-    assert!(envelope::open(a.keys.encryption(), &env, &ctx).is_ok());
+    assert!(envelope::open(&other.encryption, &env, &ctx).is_err());
+    assert!(envelope::open(&a.keys.encryption, &env, &ctx).is_ok());
 }
 
 #[tokio::test]
@@ -146,9 +145,9 @@ async fn forged_receipts_and_swapped_inputs_are_rejected() {
     t.settled.usage.output_tokens = U64(1_000_000);
     assert!(check(&t, &a.key).contains("signature"));
     // Signed by another node.
-    let other = EnclaveKeys::generate().expect("keys");
+    let other = TestNode::generate();
     let wrong = NodeKey {
-        key: other.public().near_public_key(),
+        key: other.near_public_key(),
         source: "registry",
         transaction_signed: false,
     };

@@ -17,12 +17,11 @@ use chain_client::testkit::{
     wasm_path,
 };
 use chain_client::{Account, ChainClient, FunctionCall, NearToken, credentials_path};
+use ed25519_dalek::SigningKey;
 use enclave_cloud_common::ModelId;
+use protocol::dev_attestation::dev_bundle;
+use protocol::envelope::{EncryptionSecret, Envelope, EnvelopeContext, open};
 use serde_json::{Value, json};
-use worker::attest::AttestationProvider as _;
-use worker::attest::dev::DevProvider;
-use worker::envelope::{Envelope, EnvelopeContext, open};
-use worker::keys::{ENCRYPTION_KEY_NAME, EnclaveKeys, FileSealer, NEAR_KEY_NAME, Sealer as _};
 
 const DEV_CA: [u8; 32] = [0x5a; 32];
 const MODEL: &str = "minilm";
@@ -107,12 +106,8 @@ async fn deploy_factory(client: &ChainClient, root: &Account, registry: &str) ->
 
 /// A node as `worker register` makes one: an operator with stake, the enclave's NEAR key as an
 /// access key of the operator, and `register_node` signed by that key with a dev bundle.
-async fn register_node(
-    client: &ChainClient,
-    root: &Account,
-    registry: &str,
-    dir: &Path,
-) -> EnclaveKeys {
+/// Returns the enclave's x25519 secret (job inputs are sealed to it).
+async fn register_node(client: &ChainClient, root: &Account, registry: &str) -> EncryptionSecret {
     let operator = create_account(client, root, "operator", NearToken::from_near(500))
         .await
         .expect("operator");
@@ -122,15 +117,7 @@ async fn register_node(
 
     // The enclave keys, with a seed we know so the test can sign as the enclave.
     let seed = [0x42u8; 32];
-    let sealer = FileSealer::new(dir.join("enclave"));
-    sealer.seal(NEAR_KEY_NAME, &seed).expect("seal");
-    let x25519 = worker::envelope::EncryptionSecret::generate();
-    sealer
-        .seal(ENCRYPTION_KEY_NAME, &*x25519.to_bytes())
-        .expect("seal");
-    let keys = EnclaveKeys::load(&sealer)
-        .expect("load")
-        .expect("sealed keys");
+    let x25519 = EncryptionSecret::generate();
     let enclave = Account::from_ed25519_seed(operator.account_id().clone(), &seed);
     let add_key = Action::AddKey(Box::new(AddKeyAction {
         public_key: enclave.public_key().clone(),
@@ -148,9 +135,13 @@ async fn register_node(
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let bundle = DevProvider::new(&DEV_CA, 86_400)
-        .attest(&keys.public(), now)
-        .expect("dev bundle");
+    let near_key = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let bundle = dev_bundle(
+        &SigningKey::from_bytes(&DEV_CA),
+        &x25519.public_key(),
+        &near_key,
+        now + 86_400,
+    );
     let args = json!({
         "bundle": bundle,
         "details": {
@@ -169,7 +160,7 @@ async fn register_node(
         .await
         .expect("register_node");
     assert_eq!(node_id, json!("0"), "first node");
-    keys
+    x25519
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +182,7 @@ async fn models_and_jobs_on_localnet() {
     .expect("registry and marketplace");
     let registry = suite.registry_id().to_string();
     let factory = deploy_factory(&client, &root, &registry).await;
-    let keys = register_node(&client, &root, &registry, dir.path()).await;
+    let enclave = register_node(&client, &root, &registry).await;
     let (alice, alice_key) =
         create_account_with_key(&client, &root, "alice", NearToken::from_near(100))
             .await
@@ -358,7 +349,7 @@ async fn models_and_jobs_on_localnet() {
     let mut user_key = [0u8; 32];
     hex::decode_to_slice(submitted["user_key"].as_str().expect("hex"), &mut user_key).expect("hex");
     let plaintext = open(
-        keys.encryption(),
+        &enclave,
         &envelope,
         &EnvelopeContext::JobInput {
             model_id: MODEL.parse::<ModelId>().expect("model"),

@@ -977,3 +977,58 @@ storage_test!(
     listed_nodes_match_their_detail_on,
     listed_nodes_match_their_detail
 );
+
+/// `uri`'s body parses as `T` (the shared type `ecloud` and the worker read it with) and
+/// serialises back to the very same bytes: nothing the indexer writes is lost or reshaped.
+async fn round_trips_as<T: serde::de::DeserializeOwned + serde::Serialize>(
+    app: &Router,
+    uri: &str,
+) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let typed: T = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{uri}: not a {}: {e}", std::any::type_name::<T>()));
+    assert_eq!(
+        String::from_utf8(serde_json::to_vec(&typed).unwrap()).unwrap(),
+        String::from_utf8(bytes.to_vec()).unwrap(),
+        "{uri}"
+    );
+}
+
+async fn responses_are_the_shared_protocol_types(postgres: bool) {
+    use protocol::indexer::*;
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
+    let app = &f.app;
+    round_trips_as::<Page<Node>>(app, "/v1/nodes").await;
+    round_trips_as::<Page<Node>>(app, "/v1/nodes?sort=price&limit=1").await;
+    round_trips_as::<NodeDetail>(app, "/v1/nodes/1").await;
+    round_trips_as::<Page<FeedItem>>(app, "/v1/nodes/2/offers").await;
+    round_trips_as::<Page<Job>>(app, "/v1/jobs").await;
+    for id in 1..=4 {
+        round_trips_as::<JobDetail>(app, &format!("/v1/jobs/{id}")).await;
+    }
+    round_trips_as::<RequestDetail>(app, "/v1/requests/1").await;
+    round_trips_as::<Page<Model>>(app, "/v1/models").await;
+    round_trips_as::<ModelDetail>(app, &format!("/v1/models/{}", scenario::MODEL)).await;
+    for account in [scenario::USER, scenario::OPERATOR, "a.test"] {
+        round_trips_as::<Account>(app, &format!("/v1/accounts/{account}")).await;
+    }
+    round_trips_as::<Stats>(app, "/v1/stats").await;
+    round_trips_as::<Status>(app, "/v1/status").await;
+    let (status, body) = get(app, "/v1/jobs/99").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let error: ErrorBody = serde_json::from_value(body).unwrap();
+    assert_eq!(error.error, "not_found");
+}
+
+storage_test!(
+    responses_are_the_shared_protocol_types_on,
+    responses_are_the_shared_protocol_types
+);

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use enclave_cloud_common::{JobId, NodeId, RequestId};
-use serde::Deserialize;
+use protocol::indexer::{FeedItem, Page};
 use tokio::sync::{mpsc, watch};
 
 use crate::chain::NodeChain;
@@ -40,46 +40,21 @@ pub struct FeedConfig {
     pub stream_retry: Duration,
 }
 
-/// The indexer's feed item (the fields the worker reads).
-#[derive(Debug, Deserialize)]
-struct FeedItem {
-    id: String,
-    kind: String,
-    job: Option<JobIdField>,
-    request: Option<RequestIdField>,
-}
-
-#[derive(Debug, Deserialize)]
-struct JobIdField {
-    job_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RequestIdField {
-    request_id: String,
-}
-
-impl FeedItem {
-    fn offer(&self) -> Option<Offer> {
-        match self.kind.as_str() {
-            "job" => self
-                .job
-                .as_ref()
-                .and_then(|j| j.job_id.parse().ok())
-                .map(Offer::Job),
-            "request" => self
-                .request
-                .as_ref()
-                .and_then(|r| r.request_id.parse().ok())
-                .map(Offer::Request),
-            _ => None,
-        }
+/// The offer an indexer feed item names, if it names one this worker knows.
+fn offer_of(item: &FeedItem) -> Option<Offer> {
+    match item.kind.as_str() {
+        "job" => item
+            .job
+            .as_ref()
+            .and_then(|j| j.job_id.parse().ok())
+            .map(Offer::Job),
+        "request" => item
+            .request
+            .as_ref()
+            .and_then(|r| r.request_id.parse().ok())
+            .map(Offer::Request),
+        _ => None,
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct OffersPage {
-    items: Vec<FeedItem>,
 }
 
 /// Server-sent events parser: feed it bytes, get `(id, data)` of complete events.
@@ -190,7 +165,7 @@ async fn stream(
         for (id, data) in parser.push(&chunk) {
             match serde_json::from_str::<FeedItem>(&data) {
                 Ok(item) => {
-                    if let Some(offer) = item.offer() {
+                    if let Some(offer) = offer_of(&item) {
                         out.send(offer)
                             .await
                             .map_err(|_| "worker stopped".to_owned())?;
@@ -247,9 +222,9 @@ async fn poll_indexer(
     if !response.status().is_success() {
         return Err(format!("{url}: HTTP {}", response.status()));
     }
-    let page: OffersPage = response.json().await.map_err(|e| e.to_string())?;
+    let page: Page<FeedItem> = response.json().await.map_err(|e| e.to_string())?;
     for item in page.items {
-        if let Some(offer) = item.offer() {
+        if let Some(offer) = offer_of(&item) {
             out.send(offer)
                 .await
                 .map_err(|_| "worker stopped".to_owned())?;
@@ -282,21 +257,41 @@ mod tests {
         assert_eq!(p.push(b"\n"), vec![(None, "a\nb".into())]);
     }
 
+    /// A feed item as the indexer serialises it.
+    fn item(id: &str, kind: &str, job: Option<&str>, request: Option<&str>) -> FeedItem {
+        let job = job.map(|id| {
+            serde_json::json!({
+                "job_id": id, "user": "alice.near", "model_id": "m", "asset": "near",
+                "price_cap": "1", "claim_deadline_ns": "1", "deadline_ns": "2",
+                "target": {"kind": "any", "node_id": null, "region": null, "gpu_model": null,
+                           "max_price_per_million": null},
+                "input": {}, "user_key": "00", "status": "open", "node_id": null,
+                "operator": null, "usage": null, "output": null, "output_hash": null,
+                "settlement": null, "cancel_reason": null, "refund": null, "slashed": null,
+                "created_height": 1, "created_at_ns": "1", "updated_height": 1
+            })
+        });
+        let request = request.map(|id| {
+            serde_json::json!({
+                "request_id": id, "caller": "app.near", "model_id": "m", "deposit": "1",
+                "input": {}, "status": "pending", "node_id": null, "usage": null,
+                "settlement": null, "refund": null, "created_height": 1, "created_at_ns": "1",
+                "updated_height": 1
+            })
+        });
+        serde_json::from_value(
+            serde_json::json!({"id": id, "kind": kind, "job": job, "request": request}),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn feed_items_become_offers() {
-        let job: FeedItem = serde_json::from_str(
-            r#"{"id":"12","kind":"job","job":{"job_id":"3","status":"open"},"request":null}"#,
-        )
-        .unwrap();
-        assert_eq!(job.offer(), Some(Offer::Job(JobId(3))));
-        let request: FeedItem = serde_json::from_str(
-            r#"{"id":"13","kind":"request","job":null,"request":{"request_id":"9"}}"#,
-        )
-        .unwrap();
-        assert_eq!(request.offer(), Some(Offer::Request(RequestId(9))));
-        let odd: FeedItem =
-            serde_json::from_str(r#"{"id":"14","kind":"other","job":null,"request":null}"#)
-                .unwrap();
-        assert_eq!(odd.offer(), None);
+        let job = item("12", "job", Some("3"), None);
+        assert_eq!(offer_of(&job), Some(Offer::Job(JobId(3))));
+        let request = item("13", "request", None, Some("9"));
+        assert_eq!(offer_of(&request), Some(Offer::Request(RequestId(9))));
+        assert_eq!(offer_of(&item("14", "other", None, None)), None);
+        assert_eq!(offer_of(&item("15", "job", Some("x"), None)), None);
     }
 }

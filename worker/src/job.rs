@@ -1,17 +1,8 @@
 //! Running one job inside the enclave, chain-free: open the input, run inference, seal the
 //! output to the user, sign the receipt. `worker run` feeds it claimed jobs and journals the
-//! [`ReadyResult`] before submitting; `ecloud` uses the user-side half ([`seal_job_input`],
-//! [`open_job_output`], [`verify_receipt`]).
-//!
-//! # Plaintexts
-//!
-//! The input is one line of OpenAI's Batch API: `{"method": "POST", "url": "/v1/embeddings",
-//! "body": {...}}` (or `/v1/chat/completions`). The output is `{"status_code": 200, "body":
-//! {...}}` with the OpenAI response, or an OpenAI error body and a 4xx status when the request
-//! itself was at fault (then the usage, hence the charge, is zero).
-//!
-//! Jobs (`ReceiptSubject::Job`) are sealed both ways ([`crate::envelope`]); agent requests
-//! (`ReceiptSubject::Request`) come from contracts, which hold no keys: plaintext both ways.
+//! [`ReadyResult`] before submitting. The plaintexts and the user-side half (sealing inputs,
+//! opening outputs, checking receipts) are the shared wire format in [`protocol::job`] and
+//! [`protocol::receipt`], re-exported here.
 //!
 //! The job's `model_id` decides the model: the body's `model` is replaced by the backend model
 //! that id maps to, so a user cannot pay for one model and run another.
@@ -19,41 +10,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-use enclave_cloud_common::{Hash32, ModelId, ReceiptSubject, ResultReceipt, Usage};
+use enclave_cloud_common::{ModelId, ReceiptSubject, ResultReceipt, Usage};
 use near_sdk::json_types::U64;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+use serde::Serialize;
 
-use crate::envelope::{self, EncryptionSecret, Envelope, EnvelopeContext, EnvelopeError};
+use crate::envelope::{self, Envelope, EnvelopeContext, EnvelopeError};
 use crate::inference::{InferenceBackend, InferenceError, OpenAiError, OpenAiErrorBody};
 use crate::journal::ReadyResult;
 use crate::keys::EnclaveKeys;
-
-/// The chat completions endpoint of a job request.
-pub const CHAT_URL: &str = "/v1/chat/completions";
-/// The embeddings endpoint of a job request.
-pub const EMBEDDINGS_URL: &str = "/v1/embeddings";
-
-/// A job's input plaintext (one OpenAI Batch API line, without `custom_id`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobRequest {
-    #[serde(default = "post")]
-    pub method: String,
-    pub url: String,
-    pub body: serde_json::Value,
-}
-
-fn post() -> String {
-    "POST".into()
-}
-
-/// A job's output plaintext.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobResponse {
-    pub status_code: u16,
-    pub body: serde_json::Value,
-}
+pub use protocol::job::{
+    CHAT_URL, EMBEDDINGS_URL, JobRequest, JobResponse, open_job_output, seal_job_input, sha256,
+};
+pub use protocol::receipt::verify_receipt;
 
 /// A claimed job, as the worker sees it.
 #[derive(Debug, Clone)]
@@ -76,13 +44,6 @@ pub enum JobError {
     Backend(InferenceError),
     #[error("sealing the output: {0}")]
     Seal(EnvelopeError),
-}
-
-/// SHA-256, as the marketplace hashes inline inputs and outputs.
-pub fn sha256(bytes: &[u8]) -> Hash32 {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&Sha256::digest(bytes));
-    Hash32(out)
 }
 
 /// Runs jobs for the models this node serves.
@@ -277,55 +238,10 @@ impl Executor {
     }
 }
 
-/// User side: seals a job request to the node's attested key, bound to the model and to the
-/// user key the output will come back to.
-pub fn seal_job_input(
-    node_key: &[u8; 32],
-    model_id: &ModelId,
-    user_key: &[u8; 32],
-    request: &JobRequest,
-) -> Result<Envelope, EnvelopeError> {
-    let plaintext = serde_json::to_vec(request).unwrap_or_default();
-    envelope::seal_to(
-        node_key,
-        &plaintext,
-        &EnvelopeContext::JobInput {
-            model_id: model_id.clone(),
-            user_key: *user_key,
-        },
-    )
-}
-
-/// User side: opens a job's output with the user's secret.
-pub fn open_job_output(
-    user_secret: &EncryptionSecret,
-    subject: ReceiptSubject,
-    model_id: &ModelId,
-    output: &[u8],
-) -> Result<JobResponse, EnvelopeError> {
-    let env = Envelope::from_bytes(output)?;
-    let ctx = EnvelopeContext::JobOutput {
-        subject,
-        model_id: model_id.clone(),
-    };
-    let plaintext = envelope::open(user_secret, &env, &ctx)?;
-    serde_json::from_slice(&plaintext)
-        .map_err(|e| EnvelopeError::Malformed(format!("output is not a job response: {e}")))
-}
-
-/// Anyone: checks a receipt's signature by the node's attested NEAR key.
-pub fn verify_receipt(near_key: &[u8; 32], receipt: &ResultReceipt, signature: &[u8; 64]) -> bool {
-    VerifyingKey::from_bytes(near_key)
-        .map(|vk| {
-            vk.verify(&receipt.signing_bytes(), &Signature::from_bytes(signature))
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::EncryptionSecret;
     use crate::inference::{
         BackendFuture, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
         EmbeddingsRequest, EmbeddingsResponse, Usage as OpenAiUsage,

@@ -1,11 +1,12 @@
 //! enclave-cloud worker: the node agent that runs inside a TEE.
 //!
 //! * [`keys`]: the enclave's x25519 and NEAR ed25519 keys, sealed to the data dir.
-//! * [`envelope`]: HPKE envelopes for job inputs and outputs (shared with the `ecloud` client).
+//! * [`envelope`]: HPKE envelopes for job inputs and outputs ([`protocol::envelope`], shared
+//!   with the `ecloud` client).
 //! * [`attest`]: attestation providers (dev, Intel TDX configfs-tsm, NVIDIA NVML).
 //! * [`inference`]: inference backends (OpenAI-compatible HTTP, embedded candle MiniLM).
 //! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`.
-//! * [`job`]: one job inside the enclave (open, infer, seal, sign) and the user-side helpers.
+//! * [`job`]: one job inside the enclave (open, infer, seal, sign).
 //! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
 //! * [`runner`]: exactly-once processing of claimed jobs (journal + executor).
 //! * [`chain`]: the node's registry and marketplace calls (chain-client), its two signers.
@@ -21,7 +22,6 @@ pub mod attest;
 pub mod chain;
 pub mod cli;
 pub mod daemon;
-pub mod envelope;
 pub mod feed;
 pub mod inference;
 pub mod job;
@@ -31,3 +31,6 @@ pub mod metrics;
 pub mod node;
 pub mod register;
 pub mod runner;
+
+/// The HPKE envelope (the shared wire format), where the worker's modules have always found it.
+pub use protocol::envelope;

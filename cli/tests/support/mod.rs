@@ -1,5 +1,10 @@
-//! Shared by the integration tests: a node (the worker's real executor with a stub backend)
-//! that answers jobs sealed by the client, and a fake indexer serving JSON.
+//! Shared by the integration tests: a node that answers jobs sealed by the client, and a fake
+//! indexer serving JSON.
+//!
+//! The node is made of the shared wire format only ([`protocol`]): it opens the input as the
+//! worker does, answers it, seals the answer to the user and signs the receipt. The worker's
+//! own executor is tested against the same `protocol` functions in the worker crate (`ecloud`
+//! does not depend on the worker).
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -12,63 +17,146 @@ use ecloud::input::{InputSpec, build};
 use ecloud::jobs::{Deadlines, MarketConfig, NodeKey, SettledEvent, SettledJob, Terms, prepare};
 use ecloud::nodes::NodeInfo;
 use ecloud::user_key::{self, UserKey};
-use enclave_cloud_common::{InputRef, JobId, ModelId, NodeId, ReceiptSubject};
-use near_sdk::json_types::{Base64VecU8, U64};
-use worker::inference::{
-    BackendFuture, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
-    EmbeddingData, EmbeddingsRequest, EmbeddingsResponse, InferenceBackend, Usage,
+use ed25519_dalek::{Signer as _, SigningKey};
+use enclave_cloud_common::{
+    InputRef, JobId, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
 };
-use worker::job::{Executor, JobTask};
-use worker::keys::EnclaveKeys;
+use near_sdk::json_types::{Base64VecU8, U64};
+use protocol::envelope::{self, EncryptionSecret, Envelope, EnvelopeContext};
+use protocol::job::{CHAT_URL, EMBEDDINGS_URL, JobRequest, JobResponse, sha256};
+use protocol::openai::{
+    ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, EmbeddingData,
+    EmbeddingsRequest, EmbeddingsResponse, Usage as OpenAiUsage,
+};
 
-/// Chat: "echo: <last message>" (5 prompt + 3 completion tokens). Embeddings: one 3-dim
-/// vector per input (2 tokens each).
-pub struct Echo;
+/// A node's keys: the x25519 key inputs are sealed to and the ed25519 key that signs receipts.
+pub struct TestNode {
+    pub encryption: EncryptionSecret,
+    pub signing: SigningKey,
+}
 
-impl InferenceBackend for Echo {
-    fn name(&self) -> &'static str {
-        "echo"
+/// What the node answered: the receipt, its signature and the sealed output.
+pub struct NodeAnswer {
+    pub receipt: ResultReceipt,
+    pub signature: [u8; 64],
+    pub output: Vec<u8>,
+}
+
+impl TestNode {
+    pub fn generate() -> Self {
+        // 32 random bytes from the OS CSPRNG, through a throwaway x25519 key.
+        let seed = EncryptionSecret::generate().to_bytes();
+        Self {
+            encryption: EncryptionSecret::generate(),
+            signing: SigningKey::from_bytes(&seed),
+        }
     }
-    fn chat(&self, r: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
-        Box::pin(async move {
-            let last = r
-                .messages
-                .last()
-                .map(|m| m.content.clone())
-                .unwrap_or_default();
-            Ok(ChatCompletionResponse {
-                id: "c1".into(),
-                object: "chat.completion".into(),
-                created: 0,
-                model: r.model,
-                choices: vec![ChatChoice {
-                    index: 0,
-                    message: ChatMessage {
-                        role: "assistant".into(),
-                        content: format!("echo: {last}"),
-                    },
-                    finish_reason: Some("stop".into()),
-                }],
-                usage: Usage::new(5, 3),
-            })
-        })
+
+    pub fn enclave_key(&self) -> [u8; 32] {
+        self.encryption.public_key()
     }
-    fn embed(&self, r: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
-        Box::pin(async move {
-            let n = r.input.clone().into_vec().len();
-            Ok(EmbeddingsResponse {
-                object: "list".into(),
-                data: (0..n)
-                    .map(|i| EmbeddingData {
-                        object: "embedding".into(),
-                        index: i as u32,
-                        embedding: vec![0.5, -0.25, i as f32],
-                    })
-                    .collect(),
-                model: r.model,
-                usage: Usage::new(2 * n as u64, 0),
-            })
-        })
+
+    /// `ed25519:<base58>`, as the registry and the indexer write it.
+    pub fn near_public_key(&self) -> String {
+        attestation::format_near_ed25519_key(&self.signing.verifying_key().to_bytes())
+    }
+
+    /// Answers job `subject` of `model` for `user_key`. Chat: "echo: <last message>" (5 prompt
+    /// + 3 completion tokens). Embeddings: one 3-dim vector per input (2 tokens each).
+    pub fn answer(
+        &self,
+        subject: ReceiptSubject,
+        model: &ModelId,
+        user_key: [u8; 32],
+        input: &[u8],
+    ) -> NodeAnswer {
+        let ctx = EnvelopeContext::JobInput {
+            model_id: model.clone(),
+            user_key,
+        };
+        let envelope = Envelope::from_bytes(input).expect("an envelope");
+        let plaintext = envelope::open(&self.encryption, &envelope, &ctx).expect("opens");
+        let request: JobRequest = serde_json::from_slice(&plaintext).expect("a job request");
+        let (body, prompt_tokens, completion_tokens) = match request.url.as_str() {
+            CHAT_URL => {
+                let r: ChatCompletionRequest =
+                    serde_json::from_value(request.body).expect("chat request");
+                let last = r
+                    .messages
+                    .last()
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                let response = ChatCompletionResponse {
+                    id: "c1".into(),
+                    object: "chat.completion".into(),
+                    created: 0,
+                    model: r.model,
+                    choices: vec![ChatChoice {
+                        index: 0,
+                        message: ChatMessage {
+                            role: "assistant".into(),
+                            content: format!("echo: {last}"),
+                        },
+                        finish_reason: Some("stop".into()),
+                    }],
+                    usage: OpenAiUsage::new(5, 3),
+                };
+                (serde_json::to_value(response).expect("json"), 5, 3)
+            }
+            EMBEDDINGS_URL => {
+                let r: EmbeddingsRequest =
+                    serde_json::from_value(request.body).expect("embeddings request");
+                let n = r.input.clone().into_vec().len();
+                let response = EmbeddingsResponse {
+                    object: "list".into(),
+                    data: (0..n)
+                        .map(|i| EmbeddingData {
+                            object: "embedding".into(),
+                            index: i as u32,
+                            embedding: vec![0.5, -0.25, i as f32],
+                        })
+                        .collect(),
+                    model: r.model,
+                    usage: OpenAiUsage::new(2 * n as u64, 0),
+                };
+                (
+                    serde_json::to_value(response).expect("json"),
+                    2 * n as u64,
+                    0,
+                )
+            }
+            other => panic!("unexpected url {other}"),
+        };
+        let response = JobResponse {
+            status_code: 200,
+            body,
+        };
+        let output = envelope::seal_to(
+            &user_key,
+            &serde_json::to_vec(&response).expect("json"),
+            &EnvelopeContext::JobOutput {
+                subject,
+                model_id: model.clone(),
+            },
+        )
+        .expect("seal")
+        .to_bytes();
+        let receipt = ResultReceipt {
+            subject,
+            model_id: model.clone(),
+            input_hash: sha256(input),
+            output_hash: sha256(&output),
+            usage: Usage {
+                input_tokens: U64(prompt_tokens),
+                output_tokens: U64(completion_tokens),
+            },
+        };
+        let signature = self.signing.sign(&receipt.signing_bytes()).to_bytes();
+        NodeAnswer {
+            receipt,
+            signature,
+            output,
+        }
     }
 }
 
@@ -77,12 +165,11 @@ pub fn model() -> ModelId {
 }
 
 /// A node's record as the indexer (and, with the same fields, the registry) serves it.
-pub fn node_json(id: u64, status: &str, keys: &EnclaveKeys) -> serde_json::Value {
-    let public = keys.public();
+pub fn node_json(id: u64, status: &str, node: &TestNode) -> serde_json::Value {
     serde_json::json!({
         "node_id": id.to_string(), "operator": "op.test.near", "status": status, "kind": "dev",
-        "signer_key": public.near_public_key(),
-        "encryption_key": hex::encode(public.enclave_key), "tcb_status": "None",
+        "signer_key": node.near_public_key(),
+        "encryption_key": hex::encode(node.enclave_key()), "tcb_status": "None",
         "measurements": {}, "capacity": 4, "gpus": [{"model": "H100", "device_id": "00"}],
         "prices": [{"model_id": "llama", "input_per_million": "1000000000000000000000",
                     "output_per_million": "2000000000000000000000"}],
@@ -92,24 +179,34 @@ pub fn node_json(id: u64, status: &str, keys: &EnclaveKeys) -> serde_json::Value
     })
 }
 
+/// The indexer's `/v1/nodes/{id}` answer: the node and its history.
+pub fn node_detail_json(id: u64, status: &str, node: &TestNode) -> serde_json::Value {
+    let mut detail = node_json(id, status, node);
+    detail["status_history"] = serde_json::json!([]);
+    detail["operator_stake"] = serde_json::Value::Null;
+    detail["key_grants"] = serde_json::json!([]);
+    detail
+}
+
 pub fn user(dir: &Path, account: &str) -> UserKey {
     user_key::load_or_create(dir, &account.parse().expect("account")).expect("user key")
 }
 
 /// A job the node answered, as the client sees it afterwards.
 pub struct Answered {
-    pub keys: Arc<EnclaveKeys>,
+    pub keys: Arc<TestNode>,
     pub node: NodeInfo,
     pub job: SettledJob,
     pub key: NodeKey,
 }
 
-/// Seals `input` for `user` with the client's `prepare`, lets the worker's executor answer it
-/// as job `id`, and returns the settled job.
+/// Seals `input` for `user` with the client's `prepare`, lets a [`TestNode`] answer it as job
+/// `id`, and returns the settled job.
 pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
-    let keys = Arc::new(EnclaveKeys::generate().expect("keys"));
-    let node: NodeInfo =
+    let keys = Arc::new(TestNode::generate());
+    let record: protocol::indexer::Node =
         serde_json::from_value(node_json(1, "active", &keys)).expect("node record");
+    let node = NodeInfo::try_from(record).expect("node record");
     let request = build(input, &model()).expect("request");
     let config = MarketConfig {
         max_inline_bytes: 2048,
@@ -126,18 +223,12 @@ pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
         deadlines,
     };
     let prepared = prepare(&node, &model(), &request, user, terms, &config).expect("prepare");
-    let exec = Executor::new(
-        keys.clone(),
-        Arc::new(Echo),
-        BTreeMap::from([(model(), "meta-llama/Llama-3.1-8B".to_owned())]),
+    let ready = keys.answer(
+        ReceiptSubject::Job(JobId(id)),
+        &model(),
+        user.public_key(),
+        &prepared.ciphertext,
     );
-    let task = JobTask {
-        subject: ReceiptSubject::Job(JobId(id)),
-        model_id: model(),
-        input: prepared.ciphertext.clone(),
-        user_key: Some(user.public_key()),
-    };
-    let ready = exec.execute(&task).await.expect("the node answers");
     let job = SettledJob {
         job_id: JobId(id),
         model_id: model(),
@@ -214,7 +305,8 @@ pub fn indexer_job(job: &SettledJob, status: &str) -> serde_json::Value {
         "target": {"kind": "node", "node_id": "1"},
         "input": {"kind": "inline", "ciphertext": b64(&job.input)},
         "user_key": job.user_key, "status": status, "node_id": "1", "operator": "op.test.near",
-        "usage": s.usage, "output": {}, "output_hash": s.output_hash,
+        "usage": {"input_tokens": s.usage.input_tokens.0, "output_tokens": s.usage.output_tokens.0},
+        "output": {}, "output_hash": s.output_hash,
         "settlement": null, "cancel_reason": null, "refund": null, "slashed": null,
         "created_height": 10, "created_at_ns": "1", "updated_height": 12, "timeline": timeline
     })

@@ -2,59 +2,18 @@
 
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::jobs::{Job, job_from_row};
+use super::jobs::job_from_row;
 use super::models::totals_with_prefix;
-use super::nodes::{Stake, load_stake};
+use super::nodes::load_stake;
 use super::rows;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use near_sdk::AccountId;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+pub use protocol::indexer::accounts::{Account, Claimable, Earning, Holding};
 
 pub fn router() -> Router<ApiContext> {
     Router::new().route("/v1/accounts/{id}", get(get_account))
-}
-
-/// Money an account received, summed by kind and asset.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Earning {
-    /// `provider`, `royalty`, `protocol_fee`, `refund`, `slash`, `revenue_claim`,
-    /// `crowdfund_release` or `crowdfund_refund`.
-    pub kind: String,
-    pub asset: String,
-    pub amount: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Holding {
-    pub token: String,
-    /// Set when the token is a model's revenue token.
-    pub model_id: Option<String>,
-    pub balance: String,
-}
-
-/// A marketplace credit: a payout that could not be delivered, waiting for `withdraw`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Claimable {
-    pub asset: String,
-    pub amount: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Account {
-    pub account_id: String,
-    pub jobs_submitted: i64,
-    /// Newest first, at most 10. Page through `/v1/jobs?user=` for more.
-    pub recent_jobs: Vec<Job>,
-    pub requests_made: i64,
-    /// Nodes this account operates.
-    pub nodes: Vec<String>,
-    pub stake: Option<Stake>,
-    pub earnings: Vec<Earning>,
-    pub holdings: Vec<Holding>,
-    pub claimable: Vec<Claimable>,
 }
 
 /// One account.

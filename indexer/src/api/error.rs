@@ -5,19 +5,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// The body of every error response.
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// Stable machine-readable code: `bad_parameter`, `bad_cursor`, `not_found`,
-    /// `method_not_allowed`, `overloaded` (503 with `Retry-After`: no database connection
-    /// came free in time; retry later), `internal`.
-    pub error: String,
-    /// What was wrong, naming the parameter and the value.
-    pub message: String,
-}
+pub use protocol::indexer::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

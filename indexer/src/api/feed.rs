@@ -9,7 +9,7 @@
 
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::jobs::{Job, Request, job_from_row, request_from_row};
+use super::jobs::{job_from_row, request_from_row};
 use super::params::{Page, Q, int_cursor, limit, path_id};
 use super::rows;
 use axum::extract::{Path, State};
@@ -18,27 +18,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
+pub use protocol::indexer::feed::FeedItem;
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
         .route("/v1/nodes/{id}/feed", get(feed))
         .route("/v1/nodes/{id}/offers", get(offers))
-}
-
-/// Something a node may take.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct FeedItem {
-    /// The item's id: pass the last one seen as `Last-Event-ID` or `after` to resume.
-    pub id: String,
-    /// `job` or `request`.
-    pub kind: String,
-    pub job: Option<Job>,
-    pub request: Option<Request>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

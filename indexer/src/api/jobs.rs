@@ -9,119 +9,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use enclave_cloud_common::ModelId;
 use near_sdk::AccountId;
-use serde::{Deserialize, Serialize};
+pub use protocol::indexer::jobs::{
+    Job, JobDetail, Request, RequestDetail, Settlement, Target, TimelineEntry, Usage,
+};
+use serde::Deserialize;
 use sqlx::any::AnyRow;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/requests/{id}", get(get_request))
-}
-
-/// Which nodes may take a job.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Target {
-    /// `node` (only `node_id`) or `any` (any node passing the filters).
-    pub kind: String,
-    pub node_id: Option<String>,
-    pub region: Option<String>,
-    pub gpu_model: Option<String>,
-    pub max_price_per_million: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Usage {
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-}
-
-/// How a settled job's cost was split (decimal strings in the job's asset).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Settlement {
-    pub cost: String,
-    pub provider: String,
-    pub royalty: String,
-    pub protocol_fee: String,
-    pub refund: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Job {
-    pub job_id: String,
-    pub user: String,
-    pub model_id: String,
-    /// `near` or `ft:<token account>`.
-    pub asset: String,
-    pub price_cap: String,
-    pub claim_deadline_ns: String,
-    pub deadline_ns: String,
-    pub target: Target,
-    /// The input reference as submitted (inline ciphertext or hash + URI).
-    #[schema(value_type = Object)]
-    pub input: serde_json::Value,
-    pub user_key: String,
-    /// `open`, `claimed`, `settled` or `cancelled`.
-    pub status: String,
-    pub node_id: Option<String>,
-    pub operator: Option<String>,
-    pub usage: Option<Usage>,
-    #[schema(value_type = Object)]
-    pub output: serde_json::Value,
-    pub output_hash: Option<String>,
-    pub settlement: Option<Settlement>,
-    pub cancel_reason: Option<String>,
-    pub refund: Option<String>,
-    pub slashed: Option<String>,
-    pub created_height: u64,
-    pub created_at_ns: String,
-    pub updated_height: u64,
-}
-
-/// One event in the life of a job or request, as the contract wrote it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TimelineEntry {
-    pub event: String,
-    pub block_height: u64,
-    pub timestamp_ns: String,
-    pub receipt_id: String,
-    #[schema(value_type = Object)]
-    pub data: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct JobDetail {
-    #[serde(flatten)]
-    pub job: Job,
-    pub timeline: Vec<TimelineEntry>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Request {
-    pub request_id: String,
-    /// The contract that asked.
-    pub caller: String,
-    pub model_id: String,
-    pub deposit: String,
-    #[schema(value_type = Object)]
-    pub input: serde_json::Value,
-    /// `pending`, `answered` or `timed_out`.
-    pub status: String,
-    pub node_id: Option<String>,
-    pub usage: Option<Usage>,
-    pub settlement: Option<Settlement>,
-    pub refund: Option<String>,
-    pub created_height: u64,
-    pub created_at_ns: String,
-    pub updated_height: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RequestDetail {
-    #[serde(flatten)]
-    pub request: Request,
-    pub timeline: Vec<TimelineEntry>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

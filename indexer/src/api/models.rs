@@ -9,77 +9,17 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use enclave_cloud_common::ModelId;
-use serde::{Deserialize, Serialize};
+pub use protocol::indexer::models::{
+    Crowdfund, Holder, Model, ModelDetail, RevenueEntry, RevenueTotal,
+};
+use serde::Deserialize;
 use sqlx::any::AnyRow;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Crowdfund {
-    /// `running`, `succeeded` or `failed`.
-    pub state: String,
-    pub goal: Option<String>,
-    pub token_price: Option<String>,
-    pub deadline_ns: Option<String>,
-    pub beneficiary: Option<String>,
-    pub raised: String,
-    pub released: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Model {
-    pub model_id: String,
-    /// The model's NEP-141 revenue-share token contract.
-    pub token: Option<String>,
-    pub owner: Option<String>,
-    pub name: Option<String>,
-    pub created_height: Option<u64>,
-    pub crowdfund: Option<Crowdfund>,
-    pub total_supply: String,
-    /// Accounts holding a non-zero balance.
-    pub holders: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Holder {
-    pub account: String,
-    pub balance: String,
-}
-
-/// A running total of revenue of one kind in one asset.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RevenueTotal {
-    /// `deposit` (royalties paid in) or `claim` (taken out by holders).
-    pub kind: String,
-    pub asset: String,
-    pub amount: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct RevenueEntry {
-    pub kind: String,
-    pub account: String,
-    pub asset: String,
-    pub amount: String,
-    pub block_height: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ModelDetail {
-    #[serde(flatten)]
-    pub model: Model,
-    #[schema(value_type = Object)]
-    pub manifest: serde_json::Value,
-    /// Largest first, at most 100.
-    pub top_holders: Vec<Holder>,
-    pub revenue: Vec<RevenueTotal>,
-    /// Newest first, at most 50.
-    pub recent_revenue: Vec<RevenueEntry>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

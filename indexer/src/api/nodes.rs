@@ -12,94 +12,17 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use enclave_cloud_common::{ModelId, NodeStatus};
-use serde::{Deserialize, Serialize};
+pub use protocol::indexer::nodes::{Gpu, KeyGrant, Node, NodeDetail, Price, Stake, StatusChange};
+use serde::Deserialize;
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}", get(get_node))
-}
-
-/// One attested GPU of a node.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Gpu {
-    pub model: String,
-    /// SHA-256 of the GPU's leaf certificate, hex.
-    pub device_id: String,
-    pub driver_version: Option<String>,
-    pub vbios_version: Option<String>,
-}
-
-/// A node's price for one model, yoctoNEAR per million tokens (decimal strings).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Price {
-    pub model_id: String,
-    pub input_per_million: String,
-    pub output_per_million: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Node {
-    pub node_id: String,
-    pub operator: String,
-    /// `active`, `inactive`, `expired` or `deregistered`.
-    pub status: String,
-    /// `tdx` or `dev`.
-    pub kind: String,
-    pub signer_key: String,
-    /// x25519 key (hex) users encrypt job inputs to.
-    pub encryption_key: String,
-    pub tcb_status: String,
-    #[schema(value_type = Object)]
-    pub measurements: serde_json::Value,
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub capacity: i64,
-    pub gpus: Vec<Gpu>,
-    pub prices: Vec<Price>,
-    pub registered_height: u64,
-    pub registered_at_ns: String,
-    pub attestation_expires_at_ns: String,
-    pub last_heartbeat_ns: String,
-    pub jobs_settled: i64,
-    pub requests_answered: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StatusChange {
-    pub status: String,
-    pub block_height: u64,
-    pub timestamp_ns: String,
-}
-
-/// The operator's stake in the registry (yoctoNEAR).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Stake {
-    pub staked: String,
-    pub unstaking: String,
-    pub slashed: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct KeyGrant {
-    pub model_id: String,
-    pub key_hash: Option<String>,
-    pub granted_height: Option<u64>,
-    pub revoked_height: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct NodeDetail {
-    #[serde(flatten)]
-    pub node: Node,
-    /// Newest first, at most 100.
-    pub status_history: Vec<StatusChange>,
-    pub operator_stake: Option<Stake>,
-    pub key_grants: Vec<KeyGrant>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -6,14 +6,13 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+pub use protocol::indexer::Page;
 use serde::de::DeserializeOwned;
 use sqlx::Any;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query as SqlQuery;
 use std::fmt::Display;
 use std::str::FromStr;
-use utoipa::ToSchema;
 
 /// `axum::extract::Query` whose rejection is an [`ApiError`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,31 +69,6 @@ pub fn limit(value: Option<&str>) -> ApiResult<i64> {
             "limit",
             format!("'{raw}' must be an integer from 1 to {MAX_LIMIT}"),
         )),
-    }
-}
-
-/// One page of a listing. Pass `next_cursor` back as `cursor` for the next page; it is
-/// absent on the last page.
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// `rows` holds up to `limit + 1` items: the extra one only tells that more exist.
-    pub fn from_rows(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Self {
-        let more = rows.len() as i64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_cursor = if more {
-            rows.last().map(cursor_of)
-        } else {
-            None
-        };
-        Self {
-            items: rows,
-            next_cursor,
-        }
     }
 }
 

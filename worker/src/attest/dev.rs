@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use attestation::{AttestationBundle, AttestationKind, BUNDLE_VERSION, DevEvidence};
-use ed25519_dalek::{Signer as _, SigningKey};
+use attestation::{AttestationBundle, AttestationKind};
+use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
 use super::{AttestError, AttestationProvider};
@@ -66,20 +66,12 @@ impl AttestationProvider for DevProvider {
         now_unix_secs: u64,
     ) -> Result<AttestationBundle, AttestError> {
         let expires_at = now_unix_secs.saturating_add(self.validity_secs);
-        let message =
-            attestation::dev_attestation_message(&keys.enclave_key, &keys.near_key, expires_at);
-        Ok(AttestationBundle {
-            version: BUNDLE_VERSION,
-            kind: AttestationKind::Dev,
-            enclave_key: keys.enclave_key.to_vec(),
-            near_public_key: keys.near_public_key(),
-            tdx: None,
-            dev: Some(DevEvidence {
-                expires_at,
-                signature: self.ca.sign(&message).to_bytes().to_vec(),
-            }),
-            gpus: Vec::new(),
-        })
+        Ok(protocol::dev_attestation::dev_bundle(
+            &self.ca,
+            &keys.enclave_key,
+            &keys.near_key,
+            expires_at,
+        ))
     }
 }
 

@@ -11,12 +11,12 @@ pub mod bert;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
-pub mod types;
 
 use std::future::Future;
 use std::pin::Pin;
 
-pub use types::*;
+/// The OpenAI request and response shapes (the shared wire format).
+pub use protocol::openai::*;
 
 /// Environment variable naming the embedded model's directory.
 pub const MODEL_DIR_ENV: &str = "ECLOUD_MINILM_DIR";

@@ -156,11 +156,11 @@ pub async fn output_from_indexer(indexer_url: &str, job_id: JobId, timeout: Dura
     let url = format!("{indexer_url}/v1/jobs/{job_id}");
     loop {
         if let Ok(resp) = reqwest::get(&url).await
-            && let Ok(job) = resp.json::<serde_json::Value>().await
-            && job["status"] == "settled"
+            && let Ok(detail) = resp.json::<protocol::indexer::JobDetail>().await
+            && detail.job.status == "settled"
         {
             let output: enclave_cloud_common::OutputRef =
-                serde_json::from_value(job["output"].clone()).expect("output ref");
+                serde_json::from_value(detail.job.output).expect("output ref");
             match output {
                 enclave_cloud_common::InputRef::Inline { ciphertext } => return ciphertext.0,
                 other => panic!("unexpected output {other:?}"),

@@ -9,10 +9,9 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use near_sdk::AccountId;
-use worker::envelope::EncryptionSecret;
-use worker::keys::{FileSealer, KeyError, Sealer as _};
 
-use crate::Error;
+use crate::envelope::EncryptionSecret;
+use crate::keys::{FileSealer, KeyError, Sealer as _};
 
 /// The user's key and where it is kept.
 #[derive(Debug)]
@@ -35,30 +34,28 @@ fn file_name(account: &AccountId) -> String {
     format!("{account}.x25519")
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| {
-        Error::Key(KeyError::Io {
-            path: path.to_owned(),
-            source,
-        })
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
     }
 }
 
 /// Loads `account`'s key from `dir`; `None` if it was never created. A file others can read
 /// is refused (mode must be 0600).
-pub fn load(dir: &Path, account: &AccountId) -> Result<Option<UserKey>, Error> {
+pub fn load(dir: &Path, account: &AccountId) -> Result<Option<UserKey>, KeyError> {
     let name = file_name(account);
     let Some(bytes) = FileSealer::new(dir).unseal(&name)? else {
         return Ok(None);
     };
     if bytes.len() != 32 {
-        return Err(Error::Key(KeyError::Length {
+        return Err(KeyError::Length {
             name,
             len: bytes.len(),
-        }));
+        });
     }
     Ok(Some(UserKey {
-        secret: EncryptionSecret::from_bytes(&bytes).map_err(KeyError::from)?,
+        secret: EncryptionSecret::from_bytes(&bytes)?,
         path: dir.join(file_name(account)),
     }))
 }
@@ -66,7 +63,7 @@ pub fn load(dir: &Path, account: &AccountId) -> Result<Option<UserKey>, Error> {
 /// Loads `account`'s key, creating it first if there is none. Creation never overwrites: the
 /// new key is written to a private temporary file and hard-linked into place, so of two
 /// concurrent first submissions one creates the key and the other reads it.
-pub fn load_or_create(dir: &Path, account: &AccountId) -> Result<UserKey, Error> {
+pub fn load_or_create(dir: &Path, account: &AccountId) -> Result<UserKey, KeyError> {
     if let Some(key) = load(dir, account)? {
         return Ok(key);
     }

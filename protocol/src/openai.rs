@@ -1,5 +1,6 @@
-//! The OpenAI JSON shapes the worker speaks, upstream (to vLLM, SGLang, llama.cpp, Ollama) and
-//! downstream (its own `/v1` endpoint). Only the fields the worker uses or must pass through.
+//! The OpenAI JSON shapes inside job plaintexts, and the ones the worker speaks upstream (to
+//! vLLM, SGLang, llama.cpp, Ollama) and downstream (its own `/v1` endpoint). Only the fields
+//! the worker uses or must pass through.
 
 use serde::{Deserialize, Serialize};
 
