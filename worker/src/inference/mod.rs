@@ -3,14 +3,14 @@
 //!
 //! * [`http::OpenAiHttpBackend`]: any OpenAI-compatible server by base URL (vLLM, SGLang,
 //!   llama.cpp server, Ollama); usage as the server's own tokenizer counted it.
-//! * `embedded::MiniLmBackend` (feature `embedded`, default): all-MiniLM-L6-v2 on the CPU with candle, usage counted with
-//!   the model's own tokenizer.
+//! * `embedded::MiniLmBackend` (feature `embedded`, default): all-MiniLM-L6-v2 on the CPU with
+//!   candle-transformers' BERT, usage counted with the model's own tokenizer.
 
-#[cfg(feature = "embedded")]
-pub mod bert;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
+#[cfg(feature = "embedded")]
+pub mod pooling;
 
 use std::future::Future;
 use std::pin::Pin;
