@@ -5,6 +5,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::{Job, job_from_row};
 use super::models::totals_with_prefix;
 use super::nodes::{Stake, load_stake};
+use super::params::{NoParams, Q};
 use super::rows;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -64,6 +65,7 @@ pub struct Account {
 pub async fn get_account(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    _: Q<NoParams>,
 ) -> ApiResult<Json<Account>> {
     let account: AccountId = id
         .parse()
