@@ -19,6 +19,11 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Before anything is opened or indexed: a second indexer on this data stops here.
+    let lock = db::lock::acquire(&config.database_url)?;
+    if let Some(lock) = &lock {
+        tracing::debug!(lock = %lock.path.display(), "data directory locked");
+    }
     let db = Db::open(&config.database_url)
         .await
         .context("opening the database")?;
@@ -90,10 +95,10 @@ async fn serve<S: BlockSource>(
         }
     };
     tokio::spawn(closer);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = http_serve::serve(listener, app, http_serve::Timeouts::default(), async move {
         let _ = done_rx.wait_for(|d| *d).await;
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
 
     let follow_result = tokio::select! {
         r = &mut following => Some(r),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// What the API reports about the follower, shared between the two.
 #[derive(Debug)]
@@ -135,13 +136,24 @@ impl<S: BlockSource> Follower<S> {
                 }
             };
             self.source_recovered(&mut backoff);
-            self.status.head.store(head, Ordering::Relaxed);
-            self.metrics.chain_head.set(to_i64(head));
+            self.publish_head(head);
             if next > head {
                 sleep_or_shutdown(self.config.poll_interval, &mut shutdown).await;
                 continue;
             }
+            let mut head = head;
+            let mut head_asked = Instant::now();
             while next <= head && !stopping(&shutdown) {
+                // Catching up can take hours; `/v1/status` must still show how far the chain
+                // is, so ask for the head again every poll interval on the way.
+                if head_asked.elapsed() >= self.config.poll_interval {
+                    head_asked = Instant::now();
+                    // A failure here changes nothing: the loop asks again once caught up.
+                    if let Ok(newer) = self.source.final_head().await {
+                        head = head.max(newer);
+                        self.publish_head(head);
+                    }
+                }
                 match self.step(next).await {
                     Ok(()) => {
                         self.source_recovered(&mut backoff);
@@ -172,6 +184,12 @@ impl<S: BlockSource> Follower<S> {
                 }
             }
         }
+    }
+
+    /// What `/v1/status` and the metrics report as the chain's head.
+    fn publish_head(&self, head: u64) {
+        self.status.head.store(head, Ordering::Relaxed);
+        self.metrics.chain_head.set(to_i64(head));
     }
 
     async fn resume_height(&self) -> Result<u64, sqlx::Error> {
@@ -265,7 +283,92 @@ async fn sleep_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
     use super::*;
+    use crate::block::StreamerMessage;
+    use crate::fixture::{ChainBuilder, scenario};
+    use crate::source::SourceError;
+    use std::sync::Mutex;
+
+    /// A chain of empty blocks whose final head jumps from `first_head` to `later_head`
+    /// once block `jump_after` has been fetched; each block takes `fetch` to deliver.
+    struct JumpingChain {
+        blocks: Mutex<ChainBuilder>,
+        fetched: AtomicU64,
+        first_head: u64,
+        later_head: u64,
+        jump_after: u64,
+        fetch: Duration,
+    }
+
+    impl BlockSource for JumpingChain {
+        fn describe(&self) -> String {
+            "jumping chain".into()
+        }
+
+        async fn final_head(&self) -> Result<u64, SourceError> {
+            Ok(if self.fetched.load(Ordering::SeqCst) >= self.jump_after {
+                self.later_head
+            } else {
+                self.first_head
+            })
+        }
+
+        async fn block(&self, height: u64) -> Result<Option<StreamerMessage>, SourceError> {
+            tokio::time::sleep(self.fetch).await;
+            let block = self.blocks.lock().unwrap().block(&[]);
+            assert_eq!(block.height(), height, "asked in order");
+            self.fetched.store(height, Ordering::SeqCst);
+            Ok(Some(block))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_head_is_refreshed_while_catching_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&crate::db::sqlite_url_in(dir.path()))
+            .await
+            .unwrap();
+        let metrics = Metrics::new().unwrap();
+        let status = ChainStatus::new("jumping chain".into(), 0);
+        let follower = Follower {
+            source: JumpingChain {
+                blocks: Mutex::new(ChainBuilder::new(1)),
+                fetched: AtomicU64::new(0),
+                first_head: 60,
+                later_head: 36_000,
+                jump_after: 5,
+                fetch: Duration::from_millis(10),
+            },
+            db,
+            ingestor: Ingestor::new(scenario::contracts(), metrics.clone()),
+            config: FollowConfig {
+                start_height: 1,
+                poll_interval: Duration::from_millis(50),
+                stop_at: Some(60),
+                ..FollowConfig::default()
+            },
+            status: status.clone(),
+            metrics,
+        };
+        let (_stop, stop_rx) = watch::channel(false);
+        let run = tokio::spawn(follower.run(stop_rx));
+        // Well before the first 60 blocks are indexed, the status knows of the jump.
+        let mut seen = None;
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if status.head.load(Ordering::Relaxed) == 36_000 {
+                seen = Some(*status.indexed.borrow());
+                break;
+            }
+        }
+        let indexed = seen.expect("the head was never refreshed while catching up");
+        assert!(
+            indexed < 60,
+            "refreshed only after catching up (indexed {indexed})"
+        );
+        run.await.unwrap().unwrap();
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_and_resets() {

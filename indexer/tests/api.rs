@@ -24,6 +24,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
     status: Arc<ChainStatus>,
+    node_pages: Arc<indexer::api::page_cache::PageCache>,
 }
 
 async fn indexed_scenario(postgres: bool) -> Option<Fixture> {
@@ -37,16 +38,18 @@ async fn indexed_scenario(postgres: bool) -> Option<Fixture> {
     status
         .head
         .store(blocks.last().unwrap().height() + 3, Ordering::Relaxed);
+    let node_pages = Arc::new(indexer::api::page_cache::PageCache::default());
     let app = api::router(ApiContext {
         db,
         status: status.clone(),
         metrics,
-        node_pages: Default::default(),
+        node_pages: node_pages.clone(),
     });
     Some(Fixture {
         _dir: dir,
         app,
         status,
+        node_pages,
     })
 }
 
@@ -1031,4 +1034,93 @@ async fn responses_are_the_shared_protocol_types(postgres: bool) {
 storage_test!(
     responses_are_the_shared_protocol_types_on,
     responses_are_the_shared_protocol_types
+);
+
+/// Every route refuses parameters it does not take, those without any parameters included,
+/// and ids have one spelling: `/v1/jobs/%2B1` is not job 1.
+async fn unknown_parameters_and_odd_ids_are_refused_everywhere(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
+    let bad = StatusCode::BAD_REQUEST;
+    for route in [
+        "/v1/stats",
+        "/v1/status",
+        "/v1/jobs/1",
+        "/v1/requests/1",
+        "/v1/nodes/2",
+        "/v1/models/llama-3-8b",
+        "/v1/accounts/alice.test",
+        "/v1/nodes",
+        "/v1/jobs",
+        "/v1/models",
+        "/v1/nodes/2/offers",
+        "/",
+        "/openapi.json",
+        "/metrics",
+    ] {
+        // The route itself answers...
+        let (status, body) = get(&f.app, route).await;
+        assert_eq!(status, StatusCode::OK, "{route}: {body}");
+        // ...and refuses what it does not take, naming it.
+        err(
+            &f.app,
+            &format!("{route}?colour=red"),
+            bad,
+            "bad_parameter",
+            "colour",
+        )
+        .await;
+    }
+    for id in ["%2B1", "01", "+1", "%201", "1.0", "-1"] {
+        for route in ["/v1/jobs", "/v1/requests", "/v1/nodes"] {
+            err(&f.app, &format!("{route}/{id}"), bad, "bad_parameter", "id").await;
+        }
+    }
+    err(&f.app, "/v1/nodes/%2B2/offers", bad, "bad_parameter", "id").await;
+    err(&f.app, "/v1/jobs?cursor=%2B3", bad, "bad_cursor", "+3").await;
+    err(
+        &f.app,
+        "/v1/nodes/2/offers?after=02",
+        bad,
+        "bad_parameter",
+        "after",
+    )
+    .await;
+}
+storage_test!(
+    unknown_parameters_and_odd_ids_on,
+    unknown_parameters_and_odd_ids_are_refused_everywhere
+);
+
+/// Spellings of one `/v1/nodes` query share one cached page: a client varying the
+/// spelling cannot make the cache hold a page per variant.
+async fn node_pages_are_cached_per_parsed_query(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
+    let first = ok(&f.app, "/v1/nodes?limit=50&sort=price").await;
+    let held = f.node_pages.bytes();
+    assert!(held > 0, "the page was cached");
+    for zeros in 0..300 {
+        let zeros = "0".repeat(zeros);
+        let uri = if zeros.len() % 2 == 0 {
+            format!("/v1/nodes?limit={zeros}50&sort=price")
+        } else {
+            format!("/v1/nodes?sort=price&limit={zeros}50")
+        };
+        assert_eq!(ok(&f.app, &uri).await, first, "{uri}");
+    }
+    assert_eq!(
+        f.node_pages.bytes(),
+        held,
+        "300 spellings of one query hold one page"
+    );
+    // A different query is a different page.
+    ok(&f.app, "/v1/nodes?limit=1").await;
+    assert!(f.node_pages.bytes() > held);
+}
+storage_test!(
+    node_pages_per_parsed_query_on,
+    node_pages_are_cached_per_parsed_query
 );

@@ -211,3 +211,110 @@ async fn replays_and_gaps_are_refused(postgres: bool) {
     assert_eq!(dump(&db).await, before);
 }
 storage_test!(replays_and_gaps_on, replays_and_gaps_are_refused);
+
+/// A model token's `new` logs its manifest, crowdfund and first mint one block before the
+/// factory's callback announces the token (the real contracts' order): nothing of it may be
+/// lost. Events of accounts the factory could not have created are never kept.
+async fn token_events_before_the_announcement_are_kept(postgres: bool) {
+    use enclave_cloud_common::events::model::ModelManifest;
+    use enclave_cloud_common::events::nep141::FtMint;
+    use enclave_cloud_common::events::{ModelEvent, Nep141Event, Nep297};
+    use indexer::fixture::ChainBuilder;
+    use indexer::fixture::scenario::{FACTORY, MODEL_TOKEN, acc, model};
+    use near_sdk::json_types::{U64, U128};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let manifest = ModelEvent::ManifestUpdated {
+        model_id: model(),
+        manifest: ModelManifest {
+            name: "Llama 3 8B".into(),
+            ..Default::default()
+        },
+    };
+    let crowdfund = ModelEvent::CrowdfundStarted {
+        goal: U128(100),
+        token_price: U128(2),
+        deadline_ns: U64(10),
+        beneficiary: acc("trainer.test"),
+    };
+    let mint = Nep141Event::FtMint(vec![FtMint {
+        owner_id: acc("owner.test"),
+        amount: U128(7),
+        memo: None,
+    }]);
+    let impostor = "llama-3-8b.evil.test";
+    let mut chain = ChainBuilder::new(FIRST_HEIGHT);
+    let blocks = [
+        chain.block(&[
+            (
+                MODEL_TOKEN,
+                vec![
+                    manifest.to_log_line(),
+                    crowdfund.to_log_line(),
+                    mint.to_log_line(),
+                ],
+            ),
+            (impostor, vec![manifest.to_log_line()]),
+        ]),
+        chain.block(&[(
+            FACTORY,
+            vec![
+                ModelEvent::ModelCreated {
+                    model_id: model(),
+                    token: acc(MODEL_TOKEN),
+                    owner: acc("owner.test"),
+                }
+                .to_log_line(),
+            ],
+        )]),
+    ];
+    let ingestor = Ingestor::new(scenario::contracts(), Metrics::new().unwrap());
+    let first = ingestor.apply_block(&db, &blocks[0]).await.unwrap();
+    assert_eq!(first.applied, 0, "nothing applied before the announcement");
+    let second = ingestor.apply_block(&db, &blocks[1]).await.unwrap();
+    assert_eq!(
+        second.applied, 4,
+        "the announcement and the three held events"
+    );
+
+    /// name, goal, token price, deadline, beneficiary, total supply
+    type Metadata = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        String,
+    );
+    let row: Metadata = sqlx::query_as(
+        "SELECT name, crowdfund_goal, crowdfund_token_price, crowdfund_deadline_ns,
+                    crowdfund_beneficiary, total_supply
+             FROM models WHERE model_id = $1",
+    )
+    .bind(model().as_str())
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.0.as_deref(), Some("Llama 3 8B"));
+    assert_eq!(row.1, Some(amount::pad(100)));
+    assert_eq!(row.2, Some(amount::pad(2)));
+    assert_eq!(row.3, Some(10));
+    assert_eq!(row.4.as_deref(), Some("trainer.test"));
+    assert_eq!(
+        row.5,
+        amount::pad(7),
+        "the first mint counted in the supply"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM pending_token_events").await,
+        0,
+        "held events are applied once and forgotten; the impostor's were never held"
+    );
+}
+storage_test!(
+    token_events_before_announcement_on,
+    token_events_before_the_announcement_are_kept
+);

@@ -252,6 +252,98 @@ async fn a_job_runs_through_on_localnet_and_the_api_and_feed_follow_it() {
         .unwrap();
 }
 
+/// The real factory creates a model: the token's `new` logs its manifest and crowdfund one
+/// block before the factory's callback announces the token. The API must still show all of
+/// the model's metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_created_through_the_real_factory_has_its_metadata_in_the_api() {
+    let node = Localnet::start(BLOCK_MS).await;
+    let chain = Chain::new(&node.url);
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let config = Config {
+        database_url: common::sqlite_url(dir.path()),
+        listen,
+        source: SourceKind::Neardata,
+        source_url: node.url.clone(),
+        follow: follow_config(None),
+        contracts: Contracts {
+            factory: Some(FACTORY.parse().unwrap()),
+            ..contracts()
+        },
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let indexer = tokio::spawn(app::run(config, async {
+        let _ = stopped.await;
+    }));
+    let api = Api {
+        base: format!("http://{listen}"),
+        http: reqwest::Client::new(),
+    };
+
+    deploy_factory(&chain, &node).await;
+    let (_, now_ns) = chain.final_head().await;
+    let deadline_ns = now_ns + 3_600 * 1_000_000_000;
+    let goal = 10 * NEAR;
+    let args = serde_json::json!({
+        "manifest": {
+            "name": "MiniLM on localnet",
+            "weights_hash": "11".repeat(32),
+            "encrypted_weights_uri": "ipfs://weights",
+            "training_data_manifest_hash": "22".repeat(32),
+            "training_data_manifest_uri": "ipfs://data",
+            "training_image_measurement": "33".repeat(48),
+            "allowed_enclave_measurements": ["dev"],
+            "licence": "apache-2.0",
+        },
+        "metadata": { "spec": "ft-1.0.0", "name": "MiniLM token", "symbol": "MINI", "decimals": 6 },
+        "crowdfund": {
+            "goal": goal.to_string(),
+            "token_price": NEAR.to_string(),
+            "deadline_ns": deadline_ns.to_string(),
+            "beneficiary": USER,
+        },
+    });
+    let created = create_model(&chain, &node, "minilm", &args).await;
+    // The real order of the logs: the token's init strictly before the announcement.
+    let init_height = chain
+        .height_of(created.outcome_logging("crowdfund_started").block_hash)
+        .await;
+    let announced_height = chain
+        .height_of(created.outcome_logging("model_created").block_hash)
+        .await;
+    assert!(
+        init_height < announced_height,
+        "the token's init ({init_height}) logs before the factory's callback ({announced_height})"
+    );
+    let last = chain
+        .height_of(created.view.receipts_outcome.last().unwrap().block_hash)
+        .await;
+    let status = api.wait_indexed(last.max(announced_height)).await;
+
+    let m = api.get("/v1/models/minilm").await;
+    let token = format!("minilm.{FACTORY}");
+    assert_eq!(m["token"], token.as_str(), "{m}");
+    assert_eq!(m["name"], "MiniLM on localnet", "{m}");
+    assert_eq!(m["manifest"]["name"], "MiniLM on localnet", "{m}");
+    assert_eq!(m["manifest"]["licence"], "apache-2.0", "{m}");
+    let cf = &m["crowdfund"];
+    assert_eq!(cf["state"], "running", "{m}");
+    assert_eq!(cf["goal"], goal.to_string().as_str(), "{m}");
+    assert_eq!(cf["token_price"], NEAR.to_string().as_str(), "{m}");
+    assert_eq!(cf["deadline_ns"], deadline_ns.to_string().as_str(), "{m}");
+    assert_eq!(cf["beneficiary"], USER, "{m}");
+    assert_eq!(status["events_orphan"], 0, "{status}");
+    assert_eq!(status["events_foreign"], 0, "{status}");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), indexer)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 fn timeline(job: &Value) -> Vec<String> {
     job["timeline"]
         .as_array()

@@ -200,3 +200,46 @@ async fn app_shuts_down_gracefully_with_a_feed_open() {
         .unwrap()
         .unwrap();
 }
+
+/// One indexer per data directory: a second one on the same data fails at once with a clear
+/// error, before it indexes anything, and the first one keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_indexer_on_the_same_data_directory_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    std::fs::create_dir_all(&blocks_dir).unwrap();
+    write_scenario(&blocks_dir);
+    let data = dir.path().join("data");
+    let first_cfg = config(&blocks_dir, &data, None);
+    let first_addr = first_cfg.listen;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(indexer::app::run(first_cfg, async move {
+        let _ = stopped.await;
+    }));
+    let mut up = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if tokio::net::TcpStream::connect(first_addr).await.is_ok() {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "the first indexer serves");
+
+    // Another listen address: only the data directory is shared.
+    let second = indexer::app::run(config(&blocks_dir, &data, None), std::future::pending());
+    let e = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("the second indexer stops at once")
+        .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("another indexer is already using"), "{e}");
+    assert!(!first.is_finished(), "the first indexer keeps running");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), first)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

@@ -439,6 +439,14 @@ pub fn export_near_key(
     Ok(())
 }
 
+/// Limits of `worker serve`'s connections. A chat completion that is not streamed writes
+/// nothing until the whole answer is ready, which on a CPU backend can take minutes: the idle
+/// limit leaves room for that; partial request heads still go after the header timeout.
+pub const ENDPOINT_TIMEOUTS: http_serve::Timeouts = http_serve::Timeouts {
+    header_read: std::time::Duration::from_secs(10),
+    idle: std::time::Duration::from_secs(600),
+};
+
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
 pub async fn shutdown_signal() {
     let term = async {
@@ -496,13 +504,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     source,
                 })?;
             tracing::info!(%listen, "serving the OpenAI-compatible endpoint");
-            axum::serve(listener, router(state))
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|source| CliError::Io {
-                    path: PathBuf::from(listen.to_string()),
-                    source,
-                })?;
+            http_serve::serve(
+                listener,
+                router(state),
+                ENDPOINT_TIMEOUTS,
+                shutdown_signal(),
+            )
+            .await
+            .map_err(|source| CliError::Io {
+                path: PathBuf::from(listen.to_string()),
+                source,
+            })?;
         }
         Command::Register(args) => {
             let report = crate::node::register_command(&cli.data_dir, &args).await?;

@@ -238,7 +238,10 @@ async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result
     );
     tracing::info!(%listen, "metrics at /metrics");
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let never = std::future::pending::<()>();
+        if let Err(e) =
+            http_serve::serve(listener, app, http_serve::Timeouts::default(), never).await
+        {
             tracing::warn!(error = %e, "metrics server stopped");
         }
     });

@@ -5,6 +5,7 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::job_from_row;
 use super::models::totals_with_prefix;
 use super::nodes::load_stake;
+use super::params::{NoParams, Q};
 use super::rows;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -23,6 +24,7 @@ pub fn router() -> Router<ApiContext> {
 pub async fn get_account(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    _: Q<NoParams>,
 ) -> ApiResult<Json<Account>> {
     let account: AccountId = id
         .parse()

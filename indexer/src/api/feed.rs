@@ -10,7 +10,7 @@
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::{job_from_row, request_from_row};
-use super::params::{Page, Q, int_cursor, limit, path_id};
+use super::params::{Page, Q, canonical_int, int_cursor, limit, path_id};
 use super::rows;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -152,7 +152,7 @@ pub async fn offers(
 }
 
 fn after_param(name: &'static str, v: &str) -> ApiResult<i64> {
-    v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+    canonical_int(v).ok_or_else(|| {
         ApiError::bad(
             name,
             format!("'{v}' is not an event id: expected decimal digits"),

@@ -2,7 +2,7 @@
 
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::params::{Filter, Page, Q, int_cursor, limit, parse, path_id};
+use super::params::{Filter, NoParams, Page, Q, int_cursor, limit, parse, path_id};
 use super::rows;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -100,6 +100,7 @@ pub async fn list_jobs(
 pub async fn get_job(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    _: Q<NoParams>,
 ) -> ApiResult<Json<JobDetail>> {
     let job_id = path_id("id", &id)?;
     let row = sqlx::query("SELECT * FROM jobs WHERE job_id = $1")
@@ -121,6 +122,7 @@ pub async fn get_job(
 pub async fn get_request(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    _: Q<NoParams>,
 ) -> ApiResult<Json<RequestDetail>> {
     let request_id = path_id("id", &id)?;
     let row = sqlx::query("SELECT * FROM requests WHERE request_id = $1")

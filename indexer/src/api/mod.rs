@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use error::ApiError;
+use params::{NoParams, Q};
 use std::sync::Arc;
 use std::time::Instant;
 use tower_http::cors::{Any, CorsLayer};
@@ -91,15 +92,15 @@ pub fn router(ctx: ApiContext) -> Router {
 }
 
 /// A small read-only page over the API: nodes, jobs and models, refreshed live.
-async fn index() -> axum::response::Html<&'static str> {
+async fn index(_: Q<NoParams>) -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("index.html"))
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+async fn openapi(_: Q<NoParams>) -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-async fn metrics(State(ctx): State<ApiContext>) -> Response {
+async fn metrics(State(ctx): State<ApiContext>, _: Q<NoParams>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.metrics.render(),

@@ -2,7 +2,7 @@
 
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::params::{Filter, Page, Q, limit, parse};
+use super::params::{Filter, NoParams, Page, Q, limit, parse};
 use super::rows;
 use crate::db::amount;
 use axum::extract::{Path, State};
@@ -78,6 +78,7 @@ pub async fn list_models(
 pub async fn get_model(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    _: Q<NoParams>,
 ) -> ApiResult<Json<ModelDetail>> {
     let model_id =
         parse::<ModelId>("id", Some(&id))?.ok_or_else(|| ApiError::bad("id", "missing"))?;

@@ -3,13 +3,15 @@
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::node_json::node_json;
-use super::params::{Filter, JsonText, Page, Q, RawPage, int_cursor, limit, parse, path_id};
+use super::params::{
+    Filter, JsonText, NoParams, Page, Q, RawPage, canonical_int, int_cursor, limit, parse, path_id,
+};
 use super::rows;
 use crate::db::{Backend, amount};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use enclave_cloud_common::{ModelId, NodeStatus};
 pub use protocol::indexer::nodes::{Gpu, KeyGrant, Node, NodeDetail, Price, Stake, StatusChange};
@@ -71,49 +73,100 @@ fn short_text(name: &'static str, v: &str) -> ApiResult<String> {
     Ok(v.to_owned())
 }
 
+/// A `/v1/nodes` query, parsed and checked: what a page is cached under, so every spelling
+/// of one query (`limit=050` and `limit=50`, parameters in any order) shares one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NodeListing {
+    model: Option<ModelId>,
+    region: Option<String>,
+    gpu: Option<String>,
+    status: Option<String>,
+    max_price: Option<u128>,
+    by_price: bool,
+    limit: i64,
+    cursor: Option<NodeCursor>,
+}
+
+/// Where a page continues: after a node id, or after a (padded price, node id) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NodeCursor {
+    Id(i64),
+    Price(String, i64),
+}
+
+impl NodeListing {
+    /// Checks the parameters in the order the documentation lists them.
+    fn parse(q: NodeQuery) -> ApiResult<Self> {
+        let model = parse::<ModelId>("model", q.model.as_deref())?;
+        let max_price = parse::<u128>("max_price", q.max_price.as_deref())?;
+        let by_price = match q.sort.as_deref() {
+            None | Some("id") => false,
+            Some("price") => true,
+            Some(other) => {
+                return Err(ApiError::bad(
+                    "sort",
+                    format!("'{other}': expected id or price"),
+                ));
+            }
+        };
+        let limit = limit(q.limit.as_deref())?;
+        let region = q.region.map(|r| short_text("region", &r)).transpose()?;
+        let gpu = q.gpu.map(|g| short_text("gpu", &g)).transpose()?;
+        let status = q.status.map(|s| status_param(&s)).transpose()?;
+        let cursor = match q.cursor.as_deref() {
+            None => None,
+            Some(c) if by_price => {
+                let (price, id) = price_cursor(c)?;
+                Some(NodeCursor::Price(price, id))
+            }
+            Some(c) => int_cursor(Some(c))?.map(NodeCursor::Id),
+        };
+        Ok(Self {
+            model,
+            region,
+            gpu,
+            status,
+            max_price,
+            by_price,
+            limit,
+            cursor,
+        })
+    }
+
+    /// The page cache's key: the parsed values, so equal queries get equal keys.
+    fn cache_key(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
 /// List nodes.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(NodeQuery),
     responses((status = 200, body = Page<Node>), (status = 400, body = ErrorBody)))]
-pub async fn list_nodes(
-    State(ctx): State<ApiContext>,
-    RawQuery(raw): RawQuery,
-    Q(q): Q<NodeQuery>,
-) -> ApiResult<JsonText> {
+pub async fn list_nodes(State(ctx): State<ApiContext>, Q(q): Q<NodeQuery>) -> ApiResult<JsonText> {
+    let listing = NodeListing::parse(q)?;
     // Before the query: a page stored under this generation can only be newer than it.
     let generation = ctx.db.generation();
-    let key = raw.unwrap_or_default();
+    let key = listing.cache_key();
     if let Some(page) = ctx.node_pages.get(generation, &key) {
         return Ok(JsonText(page));
     }
-    let page = Bytes::from(query_nodes(&ctx, q).await?.into_body());
+    let page = Bytes::from(query_nodes(&ctx, &listing).await?.into_body());
     ctx.node_pages.put(generation, key, page.clone());
     Ok(JsonText(page))
 }
 
 /// One page of `/v1/nodes` from the database.
-async fn query_nodes(ctx: &ApiContext, q: NodeQuery) -> ApiResult<RawPage> {
-    let model = parse::<ModelId>("model", q.model.as_deref())?;
-    let max_price = parse::<u128>("max_price", q.max_price.as_deref())?;
-    let by_price = match q.sort.as_deref() {
-        None | Some("id") => false,
-        Some("price") => true,
-        Some(other) => {
-            return Err(ApiError::bad(
-                "sort",
-                format!("'{other}': expected id or price"),
-            ));
-        }
-    };
-    let limit = limit(q.limit.as_deref())?;
+async fn query_nodes(ctx: &ApiContext, q: &NodeListing) -> ApiResult<RawPage> {
+    let (model, by_price, limit) = (&q.model, q.by_price, q.limit);
     let mut f = Filter::default();
     // With a model and a price sort, walk that model's price index through a join; with a
     // model but id order, keep walking nodes by id and test the model with EXISTS, so a page
     // stops after `limit` matches instead of sorting every priced node.
-    let max_price = max_price.map(amount::pad);
+    let max_price = q.max_price.map(amount::pad);
     // The id the price order breaks ties on: with the join, the price index's own copy, so
     // (model_id, output_per_million, node_id) serves the ORDER BY and the cursor range
     // without a sort (`n.node_id` is the same value, but planners do not carry that over).
-    let (join, price, max_in_exists, tie_id) = match &model {
+    let (join, price, max_in_exists, tie_id) = match model {
         Some(m) if by_price => {
             let p = f.text(m.as_str());
             let join = format!(" JOIN node_prices p ON p.node_id = n.node_id AND p.model_id = {p}");
@@ -135,36 +188,38 @@ async fn query_nodes(ctx: &ApiContext, q: NodeQuery) -> ApiResult<RawPage> {
     // Never NULL (unpriced nodes hold NO_PRICE), so the price indexes serve the ORDER BY.
     let sort_price = price;
     if let Some(region) = &q.region {
-        let p = f.text(short_text("region", region)?);
+        let p = f.text(region.clone());
         f.push(format!("n.region = {p}"));
     }
     if let Some(gpu) = &q.gpu {
-        let p = f.text(short_text("gpu", gpu)?);
+        let p = f.text(gpu.clone());
         f.push(format!(
             "EXISTS (SELECT 1 FROM node_gpus g WHERE g.node_id = n.node_id AND g.model = {p})"
         ));
     }
     if let Some(status) = &q.status {
-        let p = f.text(status_param(status)?);
+        let p = f.text(status.clone());
         f.push(format!("n.status = {p}"));
     }
     if let Some(max) = max_price.filter(|_| !max_in_exists) {
         let p = f.text(max);
         f.push(format!("{price} <= {p}"));
     }
-    let order = if by_price {
-        if let Some(c) = &q.cursor {
-            let (cp, cid) = price_cursor(c)?;
-            let (cp, cid) = (f.text(cp), f.int(cid));
+    match &q.cursor {
+        Some(NodeCursor::Price(cp, cid)) => {
+            let (cp, cid) = (f.text(cp.clone()), f.int(*cid));
             // A row-value comparison: both backends turn it into an index range.
             f.push(format!("({sort_price}, {tie_id}) > ({cp}, {cid})"));
         }
-        format!("{sort_price}, {tie_id}")
-    } else {
-        if let Some(after) = int_cursor(q.cursor.as_deref())? {
-            let p = f.int(after);
+        Some(NodeCursor::Id(after)) => {
+            let p = f.int(*after);
             f.push(format!("n.node_id > {p}"));
         }
+        None => {}
+    }
+    let order = if by_price {
+        format!("{sort_price}, {tie_id}")
+    } else {
         "n.node_id".to_owned()
     };
     let lim = f.int(limit + 1);
@@ -227,7 +282,7 @@ fn price_cursor(c: &str) -> ApiResult<(String, i64)> {
     if price.len() != NO_PRICE.len() || !price.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let id = id.parse::<i64>().map_err(|_| bad())?;
+    let id = canonical_int(id).ok_or_else(bad)?;
     Ok((price.to_owned(), id))
 }
 
@@ -238,6 +293,7 @@ fn price_cursor(c: &str) -> ApiResult<(String, i64)> {
 pub async fn get_node(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
+    _: Q<NoParams>,
 ) -> ApiResult<Json<NodeDetail>> {
     let node_id = path_id("id", &id)?;
     let node = load_node(&ctx, node_id)

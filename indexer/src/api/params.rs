@@ -27,6 +27,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Q<T> {
     }
 }
 
+/// The query of a route that takes no parameters. Any parameter is refused, as on the
+/// routes that take some: a misspelt or misplaced parameter (`/v1/jobs/1?limit=5`) is an
+/// error the client should hear about, not something silently ignored.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// Parses an optional parameter, naming it and the value when it is bad.
 pub fn parse<T>(name: &'static str, value: Option<&str>) -> ApiResult<Option<T>>
 where
@@ -41,18 +48,28 @@ where
         .transpose()
 }
 
+/// A number written the one way the API writes it: decimal digits, no sign, no leading
+/// zero. `+1`, `01` and ` 1` are not ids: accepting them would give one object many
+/// addresses (and caches and logs many keys for it).
+pub fn canonical_int(value: &str) -> Option<i64> {
+    let digits_only = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let no_leading_zero = value == "0" || !value.starts_with('0');
+    if !(digits_only && no_leading_zero) {
+        return None;
+    }
+    value.parse::<i64>().ok()
+}
+
 /// A numeric id from the path (`/v1/jobs/{id}`).
 pub fn path_id(name: &'static str, value: &str) -> ApiResult<i64> {
-    value
-        .parse::<u64>()
-        .ok()
-        .and_then(|v| i64::try_from(v).ok())
-        .ok_or_else(|| {
-            ApiError::bad(
-                name,
-                format!("'{value}' is not a valid id: expected decimal digits"),
-            )
-        })
+    canonical_int(value).ok_or_else(|| {
+        ApiError::bad(
+            name,
+            format!(
+                "'{value}' is not a valid id: expected decimal digits without sign or leading zero"
+            ),
+        )
+    })
 }
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -128,12 +145,7 @@ impl IntoResponse for JsonText {
 /// A numeric cursor (an id or a sequence number).
 pub fn int_cursor(value: Option<&str>) -> ApiResult<Option<i64>> {
     value
-        .map(|c| {
-            c.parse::<i64>()
-                .ok()
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| ApiError::BadCursor(c.to_owned()))
-        })
+        .map(|c| canonical_int(c).ok_or_else(|| ApiError::BadCursor(c.to_owned())))
         .transpose()
 }
 
@@ -216,6 +228,33 @@ mod tests {
             path_id("job_id", "1x"),
             Err(ApiError::BadParameter { .. })
         ));
+    }
+
+    #[test]
+    fn ids_have_one_spelling() {
+        assert_eq!(path_id("id", "0").unwrap(), 0);
+        assert_eq!(path_id("id", "120").unwrap(), 120);
+        assert_eq!(path_id("id", &i64::MAX.to_string()).unwrap(), i64::MAX);
+        for bad in [
+            "+1",
+            "01",
+            "00",
+            "",
+            " 1",
+            "1 ",
+            "-1",
+            "1e3",
+            "9223372036854775808",
+        ] {
+            assert!(
+                matches!(path_id("id", bad), Err(ApiError::BadParameter { .. })),
+                "{bad:?} was accepted"
+            );
+            assert!(
+                int_cursor(Some(bad)).is_err(),
+                "cursor {bad:?} was accepted"
+            );
+        }
     }
 
     #[test]

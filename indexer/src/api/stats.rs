@@ -2,6 +2,7 @@
 
 use super::ApiContext;
 use super::error::ApiResult;
+use super::params::{NoParams, Q};
 use super::rows;
 use crate::db::checkpoint;
 use axum::extract::State;
@@ -33,7 +34,7 @@ async fn count_by(
 
 /// Network totals.
 #[utoipa::path(get, path = "/v1/stats", tag = "status", responses((status = 200, body = Stats)))]
-pub async fn stats(State(ctx): State<ApiContext>) -> ApiResult<Json<Stats>> {
+pub async fn stats(State(ctx): State<ApiContext>, _: Q<NoParams>) -> ApiResult<Json<Stats>> {
     let models: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models")
         .fetch_one(&ctx.db.read)
         .await?;
@@ -54,7 +55,7 @@ pub async fn stats(State(ctx): State<ApiContext>) -> ApiResult<Json<Stats>> {
 
 /// Indexer progress.
 #[utoipa::path(get, path = "/v1/status", tag = "status", responses((status = 200, body = Status)))]
-pub async fn status(State(ctx): State<ApiContext>) -> ApiResult<Json<Status>> {
+pub async fn status(State(ctx): State<ApiContext>, _: Q<NoParams>) -> ApiResult<Json<Status>> {
     let mut conn = ctx.db.read.acquire().await?;
     let indexed_height = checkpoint::load(&mut conn).await?.map(|c| c.height);
     let head = ctx.status.head.load(Ordering::Relaxed);

@@ -9,6 +9,7 @@
 
 pub mod amount;
 pub mod checkpoint;
+pub mod lock;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -128,6 +129,15 @@ fn migrator() -> Migrator {
             )),
             false,
         ),
+        Migration::new(
+            3,
+            Cow::Borrowed("pending token events"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!(
+                "../../migrations/0003_pending_token_events.sql"
+            )),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -230,19 +240,27 @@ fn pool_options(
         })
 }
 
-/// SQLite creates the file but not its directory.
-fn create_parent_dir(url: &str) -> Result<(), DbError> {
+/// The file of a SQLite URL; `None` for other databases and in-memory ones.
+pub fn sqlite_file(url: &str) -> Option<&Path> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
     }
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    Some(Path::new(path))
+}
+
+/// SQLite creates the file but not its directory.
+fn create_parent_dir(url: &str) -> Result<(), DbError> {
+    let Some(path) = sqlite_file(url) else {
+        return Ok(());
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| DbError::DataDir {
             path: parent.display().to_string(),
             source,

@@ -12,7 +12,7 @@ use crate::block::{LogLine, StreamerMessage};
 use crate::db::Db;
 use crate::db::checkpoint::{self, Checkpoint, bump_counter, to_i64};
 use crate::metrics::Metrics;
-use enclave_cloud_common::events::{AnyEvent, EVENT_JSON_PREFIX, EventError};
+use enclave_cloud_common::events::{AnyEvent, EVENT_JSON_PREFIX, EventError, ModelEvent};
 use near_sdk::AccountId;
 use sqlx::AnyConnection;
 
@@ -221,7 +221,62 @@ impl Ingestor {
                 return record_rejected(conn, ctx, &e, log.line).await;
             }
         };
-        let (standard, outcome) = match (&event, &emitter) {
+        if let Emitter::UnannouncedToken = emitter {
+            // Kept until the factory announces the token (usually the next block).
+            model::hold_for_announcement(conn, ctx, log.line).await?;
+            return Ok(());
+        }
+        let (standard, outcome) = self.apply_event(conn, ctx, &event, &emitter).await?;
+        self.count(ctx, standard, outcome, report);
+        if let (AnyEvent::Model(ModelEvent::ModelCreated { token, .. }), Emitter::Factory) =
+            (&event, &emitter)
+        {
+            self.apply_held(conn, ctx, token.as_str(), report).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the events a token wrote before the factory announced it, in chain order,
+    /// each with its own place in the chain.
+    async fn apply_held(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &EventCtx<'_>,
+        token: &str,
+        report: &mut BlockReport,
+    ) -> Result<(), sqlx::Error> {
+        let Some(model_id) = model::model_of_token(conn, token).await? else {
+            return Ok(());
+        };
+        let emitter = Emitter::ModelToken(model_id);
+        for held in model::take_held(conn, token).await? {
+            let held_ctx = EventCtx {
+                seq: held.seq,
+                height: held.height,
+                timestamp_ns: held.timestamp_ns,
+                receipt_id: &held.receipt_id,
+                executor: token,
+                pending: ctx.pending,
+            };
+            // Stored only after it parsed; a line that no longer parses is dropped.
+            let Ok(Some(event)) = AnyEvent::parse(&held.line) else {
+                continue;
+            };
+            let (standard, outcome) = self.apply_event(conn, &held_ctx, &event, &emitter).await?;
+            self.count(&held_ctx, standard, outcome, report);
+        }
+        Ok(())
+    }
+
+    /// Dispatches one event to the tables of the standard its emitter may write.
+    async fn apply_event(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &EventCtx<'_>,
+        event: &AnyEvent,
+        emitter: &Emitter,
+    ) -> Result<(&'static str, Applied), sqlx::Error> {
+        Ok(match (event, emitter) {
             (AnyEvent::Registry(e), Emitter::Registry) => {
                 ("registry", registry::apply(conn, ctx, e).await?)
             }
@@ -242,7 +297,17 @@ impl Ingestor {
                 ("nep141", nep141::apply(conn, ctx, None, e).await?)
             }
             _ => ("foreign", Applied::Foreign),
-        };
+        })
+    }
+
+    /// Counts an event's outcome in the block report and the metrics.
+    fn count(
+        &self,
+        ctx: &EventCtx<'_>,
+        standard: &'static str,
+        outcome: Applied,
+        report: &mut BlockReport,
+    ) {
         match outcome {
             Applied::Stored => {
                 report.applied += 1;
@@ -267,7 +332,6 @@ impl Ingestor {
                 );
             }
         }
-        Ok(())
     }
 
     /// Which of our contracts (if any) wrote a log.
@@ -292,6 +356,12 @@ impl Ingestor {
         if let Some(model_id) = model::model_of_token(conn, executor).await? {
             return Ok(Emitter::ModelToken(model_id));
         }
+        if c.factory
+            .as_ref()
+            .is_some_and(|f| model::is_direct_sub_account(executor, f))
+        {
+            return Ok(Emitter::UnannouncedToken);
+        }
         Ok(Emitter::Untracked)
     }
 }
@@ -303,6 +373,9 @@ enum Emitter {
     Marketplace,
     Factory,
     ModelToken(String),
+    /// A direct sub-account of the factory it has not announced (yet): only the factory
+    /// can create such an account, and a token's `new` logs before the announcement.
+    UnannouncedToken,
     PaymentToken,
     Untracked,
 }

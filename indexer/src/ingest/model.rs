@@ -18,6 +18,89 @@ pub async fn model_of_token(
         .await
 }
 
+/// Blocks an unannounced token's events wait for the factory's announcement; older ones
+/// are dropped (the announcement comes in the next block or two, or never: a failed
+/// creation rolls the token's account back, logs included).
+pub const HOLD_BLOCKS: i64 = 1_000;
+
+/// Whether `account` is `<name>.<factory>`: only the factory can create such an account.
+pub fn is_direct_sub_account(account: &str, factory: &near_sdk::AccountId) -> bool {
+    account
+        .strip_suffix(factory.as_str())
+        .and_then(|name| name.strip_suffix('.'))
+        .is_some_and(|name| !name.is_empty() && !name.contains('.'))
+}
+
+/// Keeps an event of a token the factory has not announced yet, and forgets events held
+/// for longer than [`HOLD_BLOCKS`].
+pub async fn hold_for_announcement(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    line: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM pending_token_events WHERE block_height < $1")
+        .bind(ctx.height.saturating_sub(HOLD_BLOCKS))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO pending_token_events (seq, token, block_height, timestamp_ns, receipt_id, line)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(ctx.seq)
+    .bind(ctx.executor)
+    .bind(ctx.height)
+    .bind(ctx.timestamp_ns)
+    .bind(ctx.receipt_id)
+    .bind(line)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An event held by [`hold_for_announcement`].
+#[derive(Debug)]
+pub struct HeldEvent {
+    pub seq: i64,
+    pub height: i64,
+    pub timestamp_ns: i64,
+    pub receipt_id: String,
+    pub line: String,
+}
+
+/// Removes and returns the events held for `token`, oldest first.
+pub async fn take_held(
+    conn: &mut AnyConnection,
+    token: &str,
+) -> Result<Vec<HeldEvent>, sqlx::Error> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT seq, block_height, timestamp_ns, receipt_id, line FROM pending_token_events
+         WHERE token = $1 ORDER BY seq",
+    )
+    .bind(token)
+    .fetch_all(&mut *conn)
+    .await?;
+    let held = rows
+        .iter()
+        .map(|r| {
+            Ok(HeldEvent {
+                seq: r.try_get("seq")?,
+                height: r.try_get("block_height")?,
+                timestamp_ns: r.try_get("timestamp_ns")?,
+                receipt_id: r.try_get("receipt_id")?,
+                line: r.try_get("line")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    if !held.is_empty() {
+        sqlx::query("DELETE FROM pending_token_events WHERE token = $1")
+            .bind(token)
+            .execute(conn)
+            .await?;
+    }
+    Ok(held)
+}
+
 /// The factory only announces models; anything else it emits is not its to say.
 pub async fn from_factory(
     conn: &mut AnyConnection,

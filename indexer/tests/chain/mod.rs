@@ -1,10 +1,11 @@
 //! A localnet process, a small transaction client on `near-jsonrpc-client`, and the
 //! enclave-cloud deployment the localnet tests drive: the real registry (with a dev CA) and
-//! marketplace wasm, a staked operator whose account holds the enclave's key, a dev node.
+//! marketplace wasm, a staked operator whose account holds the enclave's key, a dev node;
+//! and the real model factory publishing the real model-token code.
 //!
 //! The node binary is `NEAR_SANDBOX_BIN_PATH` (default `$CARGO_TARGET_DIR/debug/localnet`,
 //! built with `cargo build -p localnet --bin localnet`); the contracts are
-//! `$ECLOUD_WASM_DIR/{registry,marketplace}.wasm` (default `$CARGO_TARGET_DIR/near`, built by
+//! `$ECLOUD_WASM_DIR/{registry,marketplace,model_factory,model_token}.wasm` (default `$CARGO_TARGET_DIR/near`, built by
 //! `scripts/build-contracts.sh`).
 #![allow(dead_code)]
 
@@ -575,6 +576,60 @@ pub async fn submit_result(chain: &Chain, suite: &Suite, job_id: &str) -> Outcom
             json!({ "job_id": job_id, "output": inline(OUTPUT), "usage": USAGE,
                     "signature": near_primitives::serialize::to_base64(&sig.to_bytes()) }),
             0,
+        )
+        .await
+}
+
+/// The model factory's account in the localnet tests.
+pub const FACTORY: &str = "factory.test.near";
+
+/// Deploys the real model factory and publishes the real model-token code through it.
+pub async fn deploy_factory(chain: &Chain, localnet: &Localnet) {
+    let root = localnet.root_signer();
+    let init = function_call(
+        "new",
+        &json!({ "owner": root.get_account_id().to_string(), "registry": REGISTRY }),
+        0,
+        100,
+    );
+    // The published code is paid by the factory (storage of a global contract).
+    chain
+        .create_account(&root, FACTORY, 200, Some(wasm("model_factory")), vec![init])
+        .await;
+    let publish = Action::FunctionCall(Box::new(FunctionCallAction {
+        method_name: "publish_model_code".to_owned(),
+        args: wasm("model_token"),
+        gas: Gas::from_teragas(300),
+        deposit: Balance::from_yoctonear(0),
+    }));
+    chain.send(&root, FACTORY, vec![publish]).await;
+}
+
+/// Creates `model_id` through the factory (as the root account) with a crowdfund; returns
+/// the `create_model` outcome.
+pub async fn create_model(
+    chain: &Chain,
+    localnet: &Localnet,
+    model_id: &str,
+    args: &Value,
+) -> Outcome {
+    let root = localnet.root_signer();
+    let deposit: String = serde_json::from_value(
+        chain
+            .view(FACTORY, "create_deposit", json!({ "args": args }))
+            .await,
+    )
+    .unwrap();
+    chain
+        .send(
+            &root,
+            FACTORY,
+            vec![function_call(
+                "create_model",
+                &json!({ "model_id": model_id, "args": args }),
+                deposit.parse().unwrap(),
+                50,
+            )],
         )
         .await
 }

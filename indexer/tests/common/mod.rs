@@ -94,6 +94,7 @@ pub const TABLES: &[&str] = &[
     "payouts",
     "credits",
     "totals",
+    "pending_token_events",
 ];
 
 /// Every row of every table, as text, sorted: two databases with the same dump hold the
