@@ -313,7 +313,7 @@ impl Marketplace {
         &mut self,
         job_id: JobId,
         refund: U128,
-        #[callback_result] slashed: std::result::Result<NearToken, near_sdk::PromiseError>,
+        #[callback_result] slashed: Result<NearToken, near_sdk::PromiseError>,
     ) {
         let slashed = match slashed {
             Ok(amount) => Some(U128(amount.as_yoctonear())),

@@ -158,7 +158,7 @@ impl Marketplace {
         job_id: JobId,
         node_id: NodeId,
         claimer: AccountId,
-        #[callback_result] answer: std::result::Result<Option<NodeView>, PromiseError>,
+        #[callback_result] answer: Result<Option<NodeView>, PromiseError>,
     ) -> bool {
         let now = env::block_timestamp();
         let outcome = self
@@ -228,7 +228,7 @@ impl Marketplace {
     pub fn on_node_refreshed(
         &mut self,
         node_id: NodeId,
-        #[callback_result] answer: std::result::Result<Option<NodeView>, PromiseError>,
+        #[callback_result] answer: Result<Option<NodeView>, PromiseError>,
     ) -> bool {
         match self.cache_from_registry(node_id, answer, env::block_timestamp()) {
             Ok(_) => true,
