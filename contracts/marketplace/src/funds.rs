@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use near_sdk::env;
 use near_sdk::json_types::U128;
-use near_sdk::{env, near};
 
 use enclave_cloud_common::Asset;
 
 use crate::Marketplace;
 use crate::errors::{MarketplaceError, Result};
-use crate::state::Ledger;
+use crate::state::{AssetFunds, FundsReport, Ledger};
 
 /// `*v += amount`, refusing to wrap.
 pub fn inc(v: &mut U128, amount: u128) -> Result<()> {
@@ -25,31 +25,6 @@ pub fn dec(v: &mut U128, amount: u128) -> Result<()> {
         v.0.checked_sub(amount)
             .ok_or(MarketplaceError::Overflow("ledger underflow"))?;
     Ok(())
-}
-
-/// One asset's obligations: the ledger next to the same figures recomputed from the records.
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetFunds {
-    pub asset: Asset,
-    pub ledger: Ledger,
-    pub escrow_recomputed: U128,
-    pub credits_recomputed: U128,
-    pub storage_recomputed: U128,
-    /// `ledger.held == escrow + credits + fees + storage` and every bucket matches its
-    /// recomputation.
-    pub balanced: bool,
-}
-
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FundsReport {
-    pub assets: Vec<AssetFunds>,
-    /// The contract's NEAR balance; it must cover the NEAR held for others.
-    pub near_balance: U128,
-    /// `near_balance - held NEAR`: the contract's own NEAR (initial funding, gas rewards).
-    pub near_surplus: U128,
-    pub balanced: bool,
 }
 
 fn entry<'a>(assets: &'a mut BTreeMap<Asset, AssetFunds>, asset: &Asset) -> &'a mut AssetFunds {

@@ -1,16 +1,18 @@
 //! Owner-controlled configuration: fees, limits, accepted tokens, royalty accounts, pause.
 
 use near_sdk::json_types::U128;
-use near_sdk::{AccountId, NearToken, env};
+use near_sdk::{AccountId, NearToken, env, near};
 
-use enclave_cloud_common::ModelId;
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
+use enclave_cloud_common::{ModelId, OrPanic};
 
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::MarketplaceExt;
 use crate::errors::{MarketplaceError, Result, invalid};
 use crate::settlement::BPS_DENOMINATOR;
 use crate::state::{Config, ConfigPatch, TokenRate};
 use crate::storage_keys::StorageKey;
-use crate::{Marketplace, STATE_VERSION};
+use crate::{GovernanceApi, Marketplace, STATE_VERSION};
 
 use near_sdk::collections::{LookupMap, UnorderedMap, UnorderedSet, Vector};
 
@@ -87,7 +89,7 @@ impl Marketplace {
         }
     }
 
-    pub(crate) fn update_config_internal(&mut self, patch: ConfigPatch) -> Result<()> {
+    pub(crate) fn try_update_config(&mut self, patch: ConfigPatch) -> Result<()> {
         self.require_owner()?;
         let mut next = self.config.clone();
         let fee = patch.protocol_fee_bps.unwrap_or(next.protocol_fee_bps);
@@ -130,7 +132,7 @@ impl Marketplace {
         Ok(())
     }
 
-    pub(crate) fn set_accepted_token_internal(
+    pub(crate) fn try_set_accepted_token(
         &mut self,
         token: AccountId,
         rate: Option<TokenRate>,
@@ -152,7 +154,7 @@ impl Marketplace {
         Ok(())
     }
 
-    pub(crate) fn set_royalty_account_internal(
+    pub(crate) fn try_set_royalty_account(
         &mut self,
         model_id: ModelId,
         account: Option<AccountId>,
@@ -169,5 +171,32 @@ impl Marketplace {
             }
         }
         Ok(())
+    }
+}
+
+#[near]
+impl Marketplace {
+    /// Creates the marketplace. `registry` is asked about nodes; `treasury` receives fees.
+    #[init]
+    pub fn new(owner: AccountId, registry: AccountId, treasury: AccountId) -> Self {
+        Self::with_config(Config::new(owner, registry, treasury))
+    }
+}
+
+#[near]
+impl GovernanceApi for Marketplace {
+    #[payable]
+    fn update_config(&mut self, patch: ConfigPatch) {
+        self.try_update_config(patch).or_panic()
+    }
+
+    #[payable]
+    fn set_accepted_token(&mut self, token: AccountId, rate: Option<TokenRate>) {
+        self.try_set_accepted_token(token, rate).or_panic()
+    }
+
+    #[payable]
+    fn set_royalty_account(&mut self, model_id: ModelId, account: Option<AccountId>) {
+        self.try_set_royalty_account(model_id, account).or_panic()
     }
 }

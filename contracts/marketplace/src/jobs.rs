@@ -2,30 +2,27 @@
 
 use near_sdk::borsh::BorshSerialize;
 use near_sdk::collections::{LookupMap, UnorderedSet};
-use near_sdk::json_types::{U64, U128};
-use near_sdk::{AccountId, IntoStorageKey, NearToken, env, near};
+use near_sdk::json_types::{Base64VecU8, U64, U128};
+use near_sdk::{AccountId, IntoStorageKey, NearToken, PromiseOrValue, env, near};
 
-use enclave_cloud_common::events::marketplace::{CancelReason, JobTarget};
+use enclave_cloud_common::events::marketplace::{CancelReason, JobTarget, Settlement};
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
 use enclave_cloud_common::interfaces::ext_registry;
-use enclave_cloud_common::{Asset, JobId};
+use enclave_cloud_common::{Asset, JobId, NodeId, OrPanic, OutputRef, Usage};
 
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::MarketplaceExt;
 use crate::errors::{MarketplaceError, Result, invalid};
 use crate::funds::{dec, inc};
 use crate::governance::require_one_yocto;
 use crate::payouts::push_payout;
 use crate::refs::{MAX_FILTER_LEN, check_user_key, checked_hash};
-use crate::state::{Job, JobSpec, Payout, PayoutKind, Receipt, StorageSource, TokenRate};
+use crate::state::{
+    FtMessage, Job, JobSpec, Payout, PayoutKind, Receipt, StorageSource, TokenRate,
+};
 use crate::storage::{JOB_RESERVE_BYTES, StorageMeter, apply_delta, bytes_cost};
 use crate::storage_keys::StorageKey;
-use crate::{GAS_ON_SLASHED, GAS_SLASH, Marketplace};
-
-/// The message of `ft_transfer_call` to the marketplace.
-#[near(serializers = [json])]
-#[serde(rename_all = "snake_case")]
-pub enum FtMessage {
-    SubmitJob(JobSpec),
-}
+use crate::{GAS_ON_SLASHED, GAS_SLASH, JobApi, Marketplace};
 
 /// Adds `job_id` to the set of `key` in a per-key index.
 pub fn index_insert<K: BorshSerialize>(
@@ -73,8 +70,9 @@ fn check_filter(field: &'static str, value: &Option<String>) -> Result<()> {
     }
 }
 
+#[near]
 impl Marketplace {
-    pub(crate) fn submit_job_near(&mut self, spec: JobSpec) -> Result<JobId> {
+    pub(crate) fn try_submit_job(&mut self, spec: JobSpec) -> Result<JobId> {
         self.require_not_paused()?;
         let attached = env::attached_deposit().as_yoctonear();
         let cap = spec.price_cap.0;
@@ -105,12 +103,12 @@ impl Marketplace {
         Ok(job_id)
     }
 
-    pub(crate) fn submit_job_ft(
+    pub(crate) fn try_ft_on_transfer(
         &mut self,
         sender: AccountId,
         amount: U128,
         msg: String,
-    ) -> Result<U128> {
+    ) -> Result<PromiseOrValue<U128>> {
         self.require_not_paused()?;
         let token = env::predecessor_account_id();
         let rate = self
@@ -138,7 +136,7 @@ impl Marketplace {
         let ledger = self.ledger_mut(&asset);
         inc(&mut ledger.held, cap)?;
         inc(&mut ledger.escrow, cap)?;
-        Ok(U128(unused))
+        Ok(PromiseOrValue::Value(U128(unused)))
     }
 
     /// Validates `spec`, stores the job and its index entries, and returns the job id and the
@@ -237,7 +235,7 @@ impl Marketplace {
         Ok((job_id, charge))
     }
 
-    pub(crate) fn cancel_job_internal(&mut self, job_id: JobId) -> Result<()> {
+    pub(crate) fn try_cancel_job(&mut self, job_id: JobId) -> Result<()> {
         let job = self
             .jobs
             .get(&job_id)
@@ -309,11 +307,13 @@ impl Marketplace {
         Ok(())
     }
 
-    pub(crate) fn finish_slash(
+    /// Callback of a deadline-missed cancel: records what the registry slashed. Private.
+    #[private]
+    pub fn on_slashed(
         &mut self,
         job_id: JobId,
         refund: U128,
-        slashed: std::result::Result<NearToken, near_sdk::PromiseError>,
+        #[callback_result] slashed: Result<NearToken, near_sdk::PromiseError>,
     ) {
         let slashed = match slashed {
             Ok(amount) => Some(U128(amount.as_yoctonear())),
@@ -371,5 +371,42 @@ impl Marketplace {
         inc(&mut self.locked_storage, keep)?;
         dec(&mut self.locked_storage, released)?;
         Ok(paid - keep + released)
+    }
+}
+
+#[near]
+impl JobApi for Marketplace {
+    #[payable]
+    fn submit_job(&mut self, job: JobSpec) -> JobId {
+        self.try_submit_job(job).or_panic()
+    }
+
+    fn ft_on_transfer(
+        &mut self,
+        sender_id: AccountId,
+        amount: U128,
+        msg: String,
+    ) -> PromiseOrValue<U128> {
+        self.try_ft_on_transfer(sender_id, amount, msg).or_panic()
+    }
+
+    fn claim_job(&mut self, job_id: JobId, node_id: NodeId) -> PromiseOrValue<bool> {
+        self.try_claim_job(job_id, node_id).or_panic()
+    }
+
+    fn submit_result(
+        &mut self,
+        job_id: JobId,
+        output: OutputRef,
+        usage: Usage,
+        signature: Option<Base64VecU8>,
+    ) -> Settlement {
+        self.try_submit_result(job_id, output, usage, signature)
+            .or_panic()
+    }
+
+    #[payable]
+    fn cancel_job(&mut self, job_id: JobId) {
+        self.try_cancel_job(job_id).or_panic()
     }
 }

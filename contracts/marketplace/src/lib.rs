@@ -9,8 +9,12 @@
 //! Money rules: state is updated before any promise; every payout that fails becomes a credit
 //! (`withdraw`); `funds` recomputes `held == escrow + credits + fees + storage` per asset.
 //!
-//! This file is the public interface. Each method states who may call it, the deposit it
-//! takes and the gas it needs; the work is in the modules named after each concern.
+//! This file is the public interface: every public method is declared in one of the traits
+//! below, which state who may call it, the deposit it takes and the gas it needs; the
+//! implementations (`#[near] impl Trait for Marketplace`) live in the module of their concern,
+//! and private callbacks beside the call they complete. Errors are
+//! [`errors::MarketplaceError`]s,
+//! raised with [`enclave_cloud_common::OrPanic`].
 
 pub mod errors;
 mod funds;
@@ -32,19 +36,17 @@ use std::collections::BTreeMap;
 
 use near_sdk::collections::{LookupMap, UnorderedMap, UnorderedSet, Vector};
 use near_sdk::json_types::{Base64VecU8, U128};
-use near_sdk::{AccountId, Gas, PanicOnDefault, PromiseError, PromiseOrValue, near};
+use near_sdk::{AccountId, Gas, PanicOnDefault, Promise, PromiseOrValue, ext_contract, near};
 
-use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::{Asset, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage};
 
-use crate::errors::Result;
 use crate::state::{
-    CachedNode, Config, ConfigPatch, CreditKey, Job, JobSpec, JobStatus, JobView, Ledger, Payout,
-    Receipt, Request, TokenRate,
+    CachedNode, Config, ConfigPatch, CreditKey, Job, JobSpec, JobStatus, JobView, Ledger, Receipt,
+    Request, TokenRate,
 };
 
-pub use crate::funds::{AssetFunds, FundsReport};
-pub use crate::jobs::FtMessage;
+pub use crate::state::{AssetFunds, FtMessage, FundsReport};
 
 /// Gas the registry gets for `get_node`.
 pub const GAS_GET_NODE: Gas = Gas::from_tgas(4);
@@ -103,69 +105,28 @@ pub struct Marketplace {
     locked_storage: U128,
 }
 
-#[near]
-impl Marketplace {
-    // ----- lifecycle -----
-
-    /// Creates the marketplace. `registry` is asked about nodes; `treasury` receives fees.
-    #[init]
-    pub fn new(owner: AccountId, registry: AccountId, treasury: AccountId) -> Self {
-        Self::with_config(Config::new(owner, registry, treasury))
-    }
-
-    /// Owner (the contract account itself, through a deploy-and-call): re-reads the stored
-    /// state after a code upgrade, converting older layouts.
-    #[private]
-    #[init(ignore_state)]
-    #[handle_result]
-    pub fn migrate() -> Result<Self> {
-        Self::migrate_state()
-    }
-
-    // ----- jobs -----
-
+/// Escrowed jobs: submit (NEAR or token), claim, result, cancel. Implemented in `jobs`.
+#[ext_contract(ext_marketplace_jobs)]
+pub trait JobApi {
     /// Anyone, paying in NEAR. Deposit: `price_cap` plus the job's storage (see
     /// `job_storage_deposit`); any excess is refunded. Gas: 10 Tgas. Returns the job id.
-    #[payable]
-    #[handle_result]
-    pub fn submit_job(&mut self, job: JobSpec) -> Result<JobId> {
-        self.submit_job_near(job)
-    }
+    fn submit_job(&mut self, job: JobSpec) -> JobId;
 
     /// NEP-141 receiver. Called by an accepted token contract on `ft_transfer_call` with
     /// `msg = {"submit_job": <JobSpec>}`; the job's storage comes from the sender's storage
     /// balance. Returns the unused amount (`amount - price_cap`); a refused job returns all.
-    #[handle_result]
-    pub fn ft_on_transfer(
+    fn ft_on_transfer(
         &mut self,
         sender_id: AccountId,
         amount: U128,
         msg: String,
-    ) -> Result<PromiseOrValue<U128>> {
-        self.submit_job_ft(sender_id, amount, msg)
-            .map(PromiseOrValue::Value)
-    }
+    ) -> PromiseOrValue<U128>;
 
     /// The operator of `node_id`, no deposit. Claims an open job for the node. With a fresh
     /// cached node this is synchronous and returns `true`; otherwise the registry is asked
     /// (`get_node`) and `on_node_for_claim` finishes the claim, returning `true` if claimed and
     /// `false` (job left open, reason logged) if the node was refused. Gas: 20 Tgas.
-    #[handle_result]
-    pub fn claim_job(&mut self, job_id: JobId, node_id: NodeId) -> Result<PromiseOrValue<bool>> {
-        self.claim_job_internal(job_id, node_id)
-    }
-
-    /// Callback of `claim_job`. Private.
-    #[private]
-    pub fn on_node_for_claim(
-        &mut self,
-        job_id: JobId,
-        node_id: NodeId,
-        claimer: AccountId,
-        #[callback_result] node: Result<Option<NodeView>, PromiseError>,
-    ) -> bool {
-        self.finish_claim(job_id, node_id, claimer, node)
-    }
+    fn claim_job(&mut self, job_id: JobId, node_id: NodeId) -> PromiseOrValue<bool>;
 
     /// Anyone (a relayer) with `signature`, or the node's operator signing the transaction with
     /// the node's attested key and no `signature`. No deposit. Settles at once and returns the
@@ -173,260 +134,142 @@ impl Marketplace {
     /// `ResultReceipt { Job(job_id), model_id, input_hash, output_hash, usage }.signing_bytes()`.
     /// Gas: 20 Tgas (payouts + one callback); 80 Tgas for a token-paid job whose royalty goes
     /// to a model token (its `ft_transfer_call` alone gets `GAS_FT_TRANSFER_CALL`, 40 Tgas).
-    #[handle_result]
-    pub fn submit_result(
+    fn submit_result(
         &mut self,
         job_id: JobId,
         output: OutputRef,
         usage: Usage,
         signature: Option<Base64VecU8>,
-    ) -> Result<enclave_cloud_common::events::marketplace::Settlement> {
-        self.submit_result_internal(job_id, output, usage, signature)
-    }
+    ) -> Settlement;
 
     /// Anyone once the claim window passed (unclaimed) or the deadline passed (claimed; the
     /// node is slashed, part of its stake to the user); the job's user before any claim with
     /// 1 yoctoNEAR attached. Refunds the escrow and storage. Gas: 10 Tgas; attach 40 Tgas for
     /// a missed deadline (registry `slash` + callback).
-    #[payable]
-    #[handle_result]
-    pub fn cancel_job(&mut self, job_id: JobId) -> Result<()> {
-        self.cancel_job_internal(job_id)
-    }
+    fn cancel_job(&mut self, job_id: JobId);
+}
 
-    /// Callback of a deadline-missed cancel: records what the registry slashed. Private.
-    #[private]
-    pub fn on_slashed(
-        &mut self,
-        job_id: JobId,
-        refund: U128,
-        #[callback_result] slashed: Result<near_sdk::NearToken, PromiseError>,
-    ) {
-        self.finish_slash(job_id, refund, slashed)
-    }
-
-    // ----- nodes -----
-
+/// The marketplace's cache of registry nodes. Implemented in `nodes`.
+#[ext_contract(ext_marketplace_nodes)]
+pub trait NodeCacheApi {
     /// Anyone, no deposit: re-reads a node from the registry (e.g. after it re-attested or was
-    /// deregistered). The cache storage is paid from the operator's storage balance.
-    pub fn refresh_node(&mut self, node_id: NodeId) -> near_sdk::Promise {
-        self.refresh_node_internal(node_id)
-    }
+    /// deregistered). The cache storage is paid from the operator's storage balance. Gas:
+    /// 20 Tgas (registry `get_node` + callback). The result is the callback's: whether the
+    /// node is now cached.
+    fn refresh_node(&mut self, node_id: NodeId) -> Promise;
+}
 
-    /// Callback of `refresh_node`. Private. Returns whether the node is now cached.
-    #[private]
-    pub fn on_node_refreshed(
-        &mut self,
-        node_id: NodeId,
-        #[callback_result] node: Result<Option<NodeView>, PromiseError>,
-    ) -> bool {
-        self.finish_refresh(node_id, node)
-    }
-
-    // ----- agent requests -----
-
+/// Agent requests: a contract calls AI (yield/resume). Implemented in `requests`.
+#[ext_contract(ext_marketplace_requests)]
+pub trait AgentRequestApi {
     /// Any account (typically a contract). Deposit: `price_cap` (NEAR) plus storage (see
     /// `request_deposit`); what is not spent comes back. Gas: attach at least 50 Tgas, 30 of
     /// which wait in the yield for the answer. The answer (or `None` after 200 blocks) is
     /// delivered to the predecessor's `on_ai_response(request_id, response)`.
-    #[payable]
-    #[handle_result]
-    pub fn request(
-        &mut self,
-        model_id: ModelId,
-        input: InputRef,
-        price_cap: U128,
-    ) -> Result<RequestId> {
-        self.request_internal(model_id, input, price_cap)
-    }
+    fn request(&mut self, model_id: ModelId, input: InputRef, price_cap: U128) -> RequestId;
 
     /// Anyone with `signature`, or the node's operator signing with the node's attested key.
     /// No deposit. The node must be cached and fresh (`refresh_node`). Stores the answer and
     /// resumes the request's yield. Gas: 20 Tgas.
-    #[handle_result]
-    pub fn respond(
+    fn respond(
         &mut self,
         request_id: RequestId,
         node_id: NodeId,
         output: OutputRef,
         usage: Usage,
         signature: Option<Base64VecU8>,
-    ) -> Result<()> {
-        self.respond_internal(request_id, node_id, output, usage, signature)
-    }
+    );
+}
 
-    /// Yield callback of `request`, run on `respond` or after the timeout. Private.
-    #[private]
-    pub fn on_request_done(&mut self, request_id: RequestId) {
-        self.finish_request(request_id)
-    }
+/// Credits and protocol fees. Implemented in `payouts`.
+#[ext_contract(ext_marketplace_funds)]
+pub trait FundsApi {
+    /// Anyone, no deposit: pays `account_id`'s (default: the caller's) credit in `asset`.
+    /// Gas: 10 Tgas; attach 60 Tgas for a model token's credit in a token
+    /// (`ft_transfer_call`).
+    fn withdraw(&mut self, asset: Asset, account_id: Option<AccountId>) -> U128;
 
-    // ----- money -----
+    /// Anyone, no deposit: sends the protocol fees collected in `asset` to the treasury.
+    /// Gas: 10 Tgas.
+    fn withdraw_fees(&mut self, asset: Asset) -> U128;
+}
 
-    /// Anyone: pays `account_id`'s (default: the caller's) credit in `asset`. No deposit.
-    /// Gas: attach 60 Tgas for a model token's credit in a token (`ft_transfer_call`).
-    #[handle_result]
-    pub fn withdraw(&mut self, asset: Asset, account_id: Option<AccountId>) -> Result<U128> {
-        self.withdraw_credit(asset, account_id)
-    }
-
-    /// Callback of every payout batch: failed payouts, and the part of a token royalty a
-    /// model token did not use, become credits. Private.
-    #[private]
-    pub fn on_payouts(&mut self, payouts: Vec<Payout>) {
-        self.resolve_payouts(payouts)
-    }
-
-    /// Anyone: sends the protocol fees collected in `asset` to the treasury.
-    #[handle_result]
-    pub fn withdraw_fees(&mut self, asset: Asset) -> Result<U128> {
-        self.withdraw_fees_internal(asset)
-    }
-
+/// Storage balances, which pay the storage of token-paid jobs and of node cache entries.
+/// Implemented in `storage`.
+#[ext_contract(ext_marketplace_storage)]
+pub trait StorageBalanceApi {
     /// Anyone, for `account_id` (default: the caller): adds the attached NEAR to its storage
-    /// balance, which pays the storage of token-paid jobs and of node cache entries. Returns
-    /// the balance.
-    #[payable]
-    #[handle_result]
-    pub fn storage_deposit(&mut self, account_id: Option<AccountId>) -> Result<U128> {
-        self.storage_deposit_internal(account_id)
-    }
+    /// balance. Returns the balance. Gas: 5 Tgas.
+    fn storage_deposit(&mut self, account_id: Option<AccountId>) -> U128;
 
     /// The balance's owner, 1 yoctoNEAR: withdraws `amount` (default: all) of its storage
-    /// balance.
-    #[payable]
-    #[handle_result]
-    pub fn storage_withdraw(&mut self, amount: Option<U128>) -> Result<U128> {
-        self.storage_withdraw_internal(amount)
-    }
+    /// balance. Gas: 5 Tgas.
+    fn storage_withdraw(&mut self, amount: Option<U128>) -> U128;
+}
 
-    // ----- governance (owner, 1 yoctoNEAR) -----
-
+/// Governance: the owner, 1 yoctoNEAR, 5 Tgas each. Implemented in `governance`.
+#[ext_contract(ext_marketplace_governance)]
+pub trait GovernanceApi {
     /// Changes configuration fields; emits `policy_updated` per field.
-    #[payable]
-    #[handle_result]
-    pub fn update_config(&mut self, patch: ConfigPatch) -> Result<()> {
-        self.update_config_internal(patch)
-    }
+    fn update_config(&mut self, patch: ConfigPatch);
 
     /// Accepts a NEP-141 token at a conversion rate, or stops accepting it (`rate: None`).
-    #[payable]
-    #[handle_result]
-    pub fn set_accepted_token(&mut self, token: AccountId, rate: Option<TokenRate>) -> Result<()> {
-        self.set_accepted_token_internal(token, rate)
-    }
+    fn set_accepted_token(&mut self, token: AccountId, rate: Option<TokenRate>);
 
     /// Sends a model's royalties to a plain account (until its token contract exists), or
     /// back to the default `<model>.<model_factory>` (`account: None`).
-    #[payable]
-    #[handle_result]
-    pub fn set_royalty_account(
-        &mut self,
-        model_id: ModelId,
-        account: Option<AccountId>,
-    ) -> Result<()> {
-        self.set_royalty_account_internal(model_id, account)
-    }
+    fn set_royalty_account(&mut self, model_id: ModelId, account: Option<AccountId>);
+}
 
-    // ----- views -----
-
-    pub fn get_config(&self) -> Config {
-        self.config.clone()
-    }
-
-    pub fn version(&self) -> String {
-        env!("CARGO_PKG_VERSION").to_owned()
-    }
-
-    pub fn get_job(&self, job_id: JobId) -> Option<JobView> {
-        self.job_view(job_id)
-    }
-
-    pub fn jobs_by_user(
+/// Read-only views: anyone, free (view calls). Pages hold at most 100 items. Implemented in
+/// `views`.
+#[ext_contract(ext_marketplace_views)]
+pub trait MarketplaceViewApi {
+    fn get_config(&self) -> Config;
+    /// The contract's Cargo version.
+    fn version(&self) -> String;
+    fn get_job(&self, job_id: JobId) -> Option<JobView>;
+    fn jobs_by_user(
         &self,
         account_id: AccountId,
         from_index: Option<u64>,
         limit: Option<u64>,
-    ) -> Vec<JobView> {
-        self.jobs_by_user_view(account_id, from_index, limit)
-    }
-
-    pub fn jobs_by_node(
+    ) -> Vec<JobView>;
+    fn jobs_by_node(
         &self,
         node_id: NodeId,
         from_index: Option<u64>,
         limit: Option<u64>,
-    ) -> Vec<JobView> {
-        self.jobs_by_node_view(node_id, from_index, limit)
-    }
-
-    pub fn jobs_by_status(
+    ) -> Vec<JobView>;
+    fn jobs_by_status(
         &self,
         status: JobStatus,
         from_index: Option<u64>,
         limit: Option<u64>,
-    ) -> Vec<JobView> {
-        self.jobs_by_status_view(status, from_index, limit)
-    }
-
+    ) -> Vec<JobView>;
     /// Open jobs `node_id` may claim (target and, if the node is cached, model and filters).
-    pub fn open_jobs_for_node(
+    fn open_jobs_for_node(
         &self,
         node_id: NodeId,
         from_index: Option<u64>,
         limit: Option<u64>,
-    ) -> Vec<Job> {
-        self.open_jobs_for_node_view(node_id, from_index, limit)
-    }
-
-    pub fn get_request(&self, request_id: RequestId) -> Option<Request> {
-        self.requests.get(&request_id)
-    }
-
-    pub fn get_cached_node(&self, node_id: NodeId) -> Option<CachedNode> {
-        self.nodes.get(&node_id)
-    }
-
-    pub fn accepted_tokens(&self) -> Vec<(AccountId, TokenRate)> {
-        self.accepted_tokens.to_vec()
-    }
-
+    ) -> Vec<Job>;
+    fn get_request(&self, request_id: RequestId) -> Option<Request>;
+    fn get_cached_node(&self, node_id: NodeId) -> Option<CachedNode>;
+    fn accepted_tokens(&self) -> Vec<(AccountId, TokenRate)>;
     /// Where `model_id`'s royalties go (`None`: to the protocol fees).
-    pub fn royalty_account(&self, model_id: ModelId) -> Option<AccountId> {
-        self.royalty_destination(&model_id)
-            .map(|(account, _)| account)
-    }
-
-    pub fn credit_of(&self, account_id: AccountId, asset: Asset) -> U128 {
-        self.credits
-            .get(&CreditKey {
-                account: account_id,
-                asset,
-            })
-            .unwrap_or(U128(0))
-    }
-
-    pub fn storage_balance_of(&self, account_id: AccountId) -> U128 {
-        self.storage_balances.get(&account_id).unwrap_or(U128(0))
-    }
-
+    fn royalty_account(&self, model_id: ModelId) -> Option<AccountId>;
+    fn credit_of(&self, account_id: AccountId, asset: Asset) -> U128;
+    fn storage_balance_of(&self, account_id: AccountId) -> U128;
     /// NEAR to attach to `submit_job` beyond the price cap for a job whose inline input is
     /// `input_bytes` long (an upper bound: the excess is refunded).
-    pub fn job_storage_deposit(&self, input_bytes: u32) -> U128 {
-        U128(storage::job_storage_estimate(input_bytes))
-    }
-
+    fn job_storage_deposit(&self, input_bytes: u32) -> U128;
     /// NEAR to attach to `request` beyond the price cap.
-    pub fn request_deposit(&self, input_bytes: u32) -> U128 {
-        U128(self.request_storage_estimate(input_bytes))
-    }
-
+    fn request_deposit(&self, input_bytes: u32) -> U128;
     /// Recomputes every asset's obligations from the records and compares them with the
     /// ledger: `held == escrow + credits + fees + storage`, and NEAR held <= the balance.
     /// Iterates all open jobs, requests, credits and storage balances: for tests and audits.
-    pub fn funds(&self) -> FundsReport {
-        self.funds_report()
-    }
+    fn funds(&self) -> FundsReport;
 }
 
 #[cfg(test)]

@@ -3,13 +3,15 @@
 
 use near_sdk::borsh;
 use near_sdk::json_types::U64;
-use near_sdk::{AccountId, Promise, PromiseError, PromiseOrValue, env};
+use near_sdk::{AccountId, Promise, PromiseError, PromiseOrValue, env, near};
 
 use enclave_cloud_common::events::marketplace::JobTarget;
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
 use enclave_cloud_common::interfaces::{NodeView, ext_registry};
 use enclave_cloud_common::{JobId, NodeId, NodeStatus};
 
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::MarketplaceExt;
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
 use crate::governance::require_no_deposit;
@@ -17,7 +19,7 @@ use crate::jobs::index_insert;
 use crate::state::{CachedNode, Claim, Job, NodePrice};
 use crate::storage::{RECORD_OVERHEAD_BYTES, StorageMeter, apply_delta, bytes_cost};
 use crate::storage_keys::StorageKey;
-use crate::{GAS_GET_NODE, GAS_ON_NODE, Marketplace};
+use crate::{GAS_GET_NODE, GAS_ON_NODE, Marketplace, NodeCacheApi};
 
 fn not_eligible(node_id: NodeId, reason: impl Into<String>) -> MarketplaceError {
     MarketplaceError::NodeNotEligible {
@@ -92,6 +94,7 @@ pub fn check_eligible(job: &Job, node: &CachedNode, now_ns: u64) -> Result<NodeP
     Ok(price)
 }
 
+#[near]
 impl Marketplace {
     fn open_job(&self, job_id: JobId, now_ns: u64) -> Result<Job> {
         let job = self
@@ -116,7 +119,7 @@ impl Marketplace {
         Ok(job)
     }
 
-    pub(crate) fn claim_job_internal(
+    pub(crate) fn try_claim_job(
         &mut self,
         job_id: JobId,
         node_id: NodeId,
@@ -149,12 +152,13 @@ impl Marketplace {
 
     /// Callback of a claim that needed the registry. Never panics: the node cache keeps what
     /// the registry said, and a refused claim leaves the job open and logs why.
-    pub(crate) fn finish_claim(
+    #[private]
+    pub fn on_node_for_claim(
         &mut self,
         job_id: JobId,
         node_id: NodeId,
         claimer: AccountId,
-        answer: std::result::Result<Option<NodeView>, PromiseError>,
+        #[callback_result] answer: Result<Option<NodeView>, PromiseError>,
     ) -> bool {
         let now = env::block_timestamp();
         let outcome = self
@@ -219,21 +223,12 @@ impl Marketplace {
         Ok(())
     }
 
-    pub(crate) fn refresh_node_internal(&mut self, node_id: NodeId) -> Promise {
-        ext_registry::ext(self.config.registry.clone())
-            .with_static_gas(GAS_GET_NODE)
-            .get_node(node_id)
-            .then(
-                Self::ext(env::current_account_id())
-                    .with_static_gas(GAS_ON_NODE)
-                    .on_node_refreshed(node_id),
-            )
-    }
-
-    pub(crate) fn finish_refresh(
+    /// Callback of `refresh_node`. Private. Returns whether the node is now cached.
+    #[private]
+    pub fn on_node_refreshed(
         &mut self,
         node_id: NodeId,
-        answer: std::result::Result<Option<NodeView>, PromiseError>,
+        #[callback_result] answer: Result<Option<NodeView>, PromiseError>,
     ) -> bool {
         match self.cache_from_registry(node_id, answer, env::block_timestamp()) {
             Ok(_) => true,
@@ -324,4 +319,18 @@ fn node_entry_bytes(node: &CachedNode) -> u64 {
     let key = borsh::to_vec(&StorageKey::Nodes).map_or(0, |k| k.len()) + 8;
     let value = borsh::to_vec(node).map_or(0, |v| v.len());
     RECORD_OVERHEAD_BYTES + (key + value) as u64
+}
+
+#[near]
+impl NodeCacheApi for Marketplace {
+    fn refresh_node(&mut self, node_id: NodeId) -> Promise {
+        ext_registry::ext(self.config.registry.clone())
+            .with_static_gas(GAS_GET_NODE)
+            .get_node(node_id)
+            .then(
+                Self::ext(env::current_account_id())
+                    .with_static_gas(GAS_ON_NODE)
+                    .on_node_refreshed(node_id),
+            )
+    }
 }

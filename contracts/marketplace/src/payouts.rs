@@ -4,15 +4,19 @@
 //! back to the marketplace and becomes the model token's credit.
 
 use near_sdk::json_types::U128;
-use near_sdk::{AccountId, NearToken, Promise, env, ext_contract};
+use near_sdk::{AccountId, NearToken, Promise, env, ext_contract, near};
 
-use enclave_cloud_common::Asset;
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
 use enclave_cloud_common::interfaces::ext_model_token;
+use enclave_cloud_common::{Asset, OrPanic};
 
+use crate::FundsApi;
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::MarketplaceExt;
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
 use crate::state::{CreditKey, Payout, PayoutKind};
+
 use crate::{
     GAS_DEPOSIT_REVENUE, GAS_FT_TRANSFER, GAS_FT_TRANSFER_CALL, GAS_ON_PAYOUTS, Marketplace,
 };
@@ -121,6 +125,7 @@ pub struct EscrowRelease<'a> {
     pub payer: &'a AccountId,
 }
 
+#[near]
 impl Marketplace {
     /// Sends `payouts` (after the state already reflects them) and returns the promise chain,
     /// or `None` if there is nothing to send.
@@ -128,7 +133,7 @@ impl Marketplace {
         let payouts: Vec<Payout> = payouts.into_iter().filter(|p| p.amount.0 > 0).collect();
         let mut promises = Vec::with_capacity(payouts.len());
         for payout in &payouts {
-            // The money leaves now; if it comes back, `resolve_payouts` books it as a credit.
+            // The money leaves now; if it comes back, `on_payouts` books it as a credit.
             let ledger = self.ledger_mut(&payout.asset);
             ledger.held = U128(ledger.held.0.saturating_sub(payout.amount.0));
             promises.push(payout_promise(payout));
@@ -145,7 +150,10 @@ impl Marketplace {
 
     /// Callback of `pay`: one promise result per payout, in order. What did not reach its
     /// owner is back in the contract and becomes a credit.
-    pub(crate) fn resolve_payouts(&mut self, payouts: Vec<Payout>) {
+    /// Callback of every payout batch: failed payouts, and the part of a token royalty a
+    /// model token did not use, become credits. Private.
+    #[private]
+    pub fn on_payouts(&mut self, payouts: Vec<Payout>) {
         let count = env::promise_results_count();
         for (index, payout) in (0u64..).zip(payouts) {
             let result = if index < count {
@@ -184,7 +192,7 @@ impl Marketplace {
         .emit();
     }
 
-    pub(crate) fn withdraw_credit(
+    pub(crate) fn try_withdraw(
         &mut self,
         asset: Asset,
         account_id: Option<AccountId>,
@@ -215,7 +223,7 @@ impl Marketplace {
         Ok(U128(amount))
     }
 
-    pub(crate) fn withdraw_fees_internal(&mut self, asset: Asset) -> Result<U128> {
+    pub(crate) fn try_withdraw_fees(&mut self, asset: Asset) -> Result<U128> {
         let ledger = self.ledger_mut(&asset);
         let amount = ledger.fees.0;
         if amount == 0 {
@@ -316,5 +324,16 @@ impl Marketplace {
             },
         );
         Ok(())
+    }
+}
+
+#[near]
+impl FundsApi for Marketplace {
+    fn withdraw(&mut self, asset: Asset, account_id: Option<AccountId>) -> U128 {
+        self.try_withdraw(asset, account_id).or_panic()
+    }
+
+    fn withdraw_fees(&mut self, asset: Asset) -> U128 {
+        self.try_withdraw_fees(asset).or_panic()
     }
 }

@@ -3,7 +3,7 @@
 
 use near_sdk::json_types::{Base64VecU8, U64, U128};
 use near_sdk::serde_json::json;
-use near_sdk::{GasWeight, NearToken, Promise, env};
+use near_sdk::{GasWeight, NearToken, Promise, env, near};
 
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
 use enclave_cloud_common::interfaces::{AiResponse, ext_ai_caller};
@@ -18,10 +18,15 @@ use crate::refs::{checked_hash, verify_node_signature};
 use crate::settlement::{split, usage_cost_yocto};
 use crate::state::{Answer, Payout, PayoutKind, Request};
 use crate::storage::{ANSWER_RESERVE_BYTES, StorageMeter, apply_delta, bytes_cost};
-use crate::{GAS_AI_CALLBACK, GAS_ON_REQUEST_DONE, Marketplace};
+use enclave_cloud_common::OrPanic;
 
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::MarketplaceExt;
+use crate::{AgentRequestApi, GAS_AI_CALLBACK, GAS_ON_REQUEST_DONE, Marketplace};
+
+#[near]
 impl Marketplace {
-    pub(crate) fn request_internal(
+    pub(crate) fn try_request(
         &mut self,
         model_id: ModelId,
         input: InputRef,
@@ -86,7 +91,7 @@ impl Marketplace {
         Ok(request_id)
     }
 
-    pub(crate) fn respond_internal(
+    pub(crate) fn try_respond(
         &mut self,
         request_id: RequestId,
         node_id: NodeId,
@@ -148,7 +153,9 @@ impl Marketplace {
 
     /// Yield callback: settles an answered request or refunds a timed-out one, then tells the
     /// caller. Never panics, so a request can never stay stuck with its deposit.
-    pub(crate) fn finish_request(&mut self, request_id: RequestId) {
+    /// Yield callback of `request`, run on `respond` or after the timeout. Private.
+    #[private]
+    pub fn on_request_done(&mut self, request_id: RequestId) {
         let resumed = env::promise_results_count() == 1
             && !matches!(
                 env::promise_result_checked(0, 0),
@@ -242,5 +249,25 @@ impl Marketplace {
             amount: U128(refund),
             kind: PayoutKind::Transfer,
         }]);
+    }
+}
+
+#[near]
+impl AgentRequestApi for Marketplace {
+    #[payable]
+    fn request(&mut self, model_id: ModelId, input: InputRef, price_cap: U128) -> RequestId {
+        self.try_request(model_id, input, price_cap).or_panic()
+    }
+
+    fn respond(
+        &mut self,
+        request_id: RequestId,
+        node_id: NodeId,
+        output: OutputRef,
+        usage: Usage,
+        signature: Option<Base64VecU8>,
+    ) {
+        self.try_respond(request_id, node_id, output, usage, signature)
+            .or_panic()
     }
 }

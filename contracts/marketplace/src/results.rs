@@ -16,7 +16,7 @@ use crate::settlement::{split, to_asset_units, usage_cost_yocto};
 use crate::state::Receipt;
 
 impl Marketplace {
-    pub(crate) fn submit_result_internal(
+    pub(crate) fn try_submit_result(
         &mut self,
         job_id: JobId,
         output: OutputRef,

@@ -2,11 +2,14 @@
 //! (NEP-145 style) for token-paid jobs and node cache entries.
 
 use near_sdk::json_types::U128;
-use near_sdk::{AccountId, env};
+use near_sdk::{AccountId, env, near};
 
-use enclave_cloud_common::Asset;
+use enclave_cloud_common::{Asset, OrPanic};
 
-use crate::Marketplace;
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::MarketplaceExt;
+use crate::{Marketplace, StorageBalanceApi};
+
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
 use crate::state::{Payout, PayoutKind};
@@ -68,10 +71,7 @@ impl Marketplace {
         )
     }
 
-    pub(crate) fn storage_deposit_internal(
-        &mut self,
-        account_id: Option<AccountId>,
-    ) -> Result<U128> {
+    pub(crate) fn try_storage_deposit(&mut self, account_id: Option<AccountId>) -> Result<U128> {
         let account = account_id.unwrap_or_else(env::predecessor_account_id);
         let attached = env::attached_deposit().as_yoctonear();
         if attached == 0 {
@@ -104,7 +104,7 @@ impl Marketplace {
         Ok(U128(balance))
     }
 
-    pub(crate) fn storage_withdraw_internal(&mut self, amount: Option<U128>) -> Result<U128> {
+    pub(crate) fn try_storage_withdraw(&mut self, amount: Option<U128>) -> Result<U128> {
         crate::governance::require_one_yocto()?;
         let account = env::predecessor_account_id();
         let balance = self.storage_balances.get(&account).unwrap_or(U128(0)).0;
@@ -181,5 +181,18 @@ impl Marketplace {
             }
         }
         Ok(())
+    }
+}
+
+#[near]
+impl StorageBalanceApi for Marketplace {
+    #[payable]
+    fn storage_deposit(&mut self, account_id: Option<AccountId>) -> U128 {
+        self.try_storage_deposit(account_id).or_panic()
+    }
+
+    #[payable]
+    fn storage_withdraw(&mut self, amount: Option<U128>) -> U128 {
+        self.try_storage_withdraw(amount).or_panic()
     }
 }

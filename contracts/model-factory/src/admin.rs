@@ -2,6 +2,8 @@
 
 use near_sdk::{AccountId, Gas, GlobalContractId, NearToken, Promise, env, near};
 
+use enclave_cloud_common::OrPanic;
+
 use crate::FactoryAdminApi;
 use crate::errors::FactoryError;
 use crate::state::ModelFactory;
@@ -10,10 +12,6 @@ use crate::state::ModelFactoryExt;
 
 const GAS_FOR_PUBLISH_CALLBACK: Gas = Gas::from_tgas(5);
 const WASM_MAGIC: &[u8] = b"\0asm";
-
-fn or_panic<T>(r: Result<T, FactoryError>) -> T {
-    r.unwrap_or_else(|e| near_sdk::FunctionError::panic(&e))
-}
 
 impl ModelFactory {
     fn require_owner(&self) -> Result<(), FactoryError> {
@@ -58,18 +56,18 @@ impl ModelFactory {
 impl FactoryAdminApi for ModelFactory {
     #[payable]
     fn publish_model_code(&mut self) -> Promise {
-        or_panic(self.try_publish())
+        self.try_publish().or_panic()
     }
 
     #[payable]
     fn set_model_code(&mut self, code: GlobalContractId) {
-        or_panic(self.require_owner_one_yocto());
+        self.require_owner_one_yocto().or_panic();
         self.model_code = Some(code);
     }
 
     #[payable]
     fn set_registry(&mut self, registry: AccountId) {
-        or_panic(self.require_owner_one_yocto());
+        self.require_owner_one_yocto().or_panic();
         self.registry = registry;
     }
 

@@ -1,9 +1,9 @@
 //! Creating a model: one batch on the new sub-account (create, fund, use the global code,
 //! initialise) and a callback that lists the model or refunds its creator.
 
-use enclave_cloud_common::ModelId;
 use enclave_cloud_common::events::Nep297;
 use enclave_cloud_common::events::model::ModelEvent;
+use enclave_cloud_common::{ModelId, OrPanic};
 use near_sdk::json_types::{U64, U128};
 use near_sdk::serde_json::{self, Value};
 use near_sdk::{AccountId, Gas, GlobalContractId, NearToken, Promise, env, near};
@@ -183,8 +183,7 @@ fn create_deposit_for(args_len: usize) -> NearToken {
 impl FactoryApi for ModelFactory {
     #[payable]
     fn create_model(&mut self, model_id: ModelId, args: Value) -> Promise {
-        self.try_create(model_id, args)
-            .unwrap_or_else(|e| near_sdk::FunctionError::panic(&e))
+        self.try_create(model_id, args).or_panic()
     }
 
     fn create_deposit(&self, args: Value) -> NearToken {

@@ -26,4 +26,6 @@ pub enum FactoryError {
     BadArgs(String),
     #[error("the call input must be the model-token wasm code (got {0} bytes)")]
     BadCode(usize),
+    #[error("the stored state is missing or in no layout this code knows")]
+    UnknownState,
 }

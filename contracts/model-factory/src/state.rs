@@ -31,6 +31,9 @@ pub struct ModelRecord {
 #[near(contract_state)]
 #[derive(PanicOnDefault)]
 pub struct ModelFactory {
+    /// Layout version ([`crate::upgrade::STATE_VERSION`]). First field on purpose: `migrate`
+    /// reads it before deciding how to decode the rest.
+    pub(crate) state_version: u16,
     pub(crate) owner: AccountId,
     /// Passed to every new model: the registry its key grants are checked against.
     pub(crate) registry: AccountId,
@@ -43,6 +46,7 @@ impl ModelFactory {
     #[init]
     pub fn new(owner: AccountId, registry: AccountId) -> Self {
         Self {
+            state_version: crate::upgrade::STATE_VERSION,
             owner,
             registry,
             model_code: None,

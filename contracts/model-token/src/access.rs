@@ -65,13 +65,5 @@ impl ModelToken {
     }
 }
 
-/// Unwraps a result inside a method whose signature a standard fixes (no `Result`).
-pub(crate) trait OrPanic<T> {
-    fn or_panic(self) -> T;
-}
-
-impl<T> OrPanic<T> for Result<T, ModelTokenError> {
-    fn or_panic(self) -> T {
-        self.unwrap_or_else(|e| near_sdk::FunctionError::panic(&e))
-    }
-}
+/// How this contract raises its errors (the same trait in every contract).
+pub(crate) use enclave_cloud_common::OrPanic;

@@ -54,6 +54,23 @@ impl Mag {
     }
 }
 
+/// Its layout for the state-schema test: the four little-endian words it is stored as.
+#[cfg(any(test, feature = "state-schema"))]
+impl near_sdk::borsh::BorshSchema for Mag {
+    fn add_definitions_recursively(
+        definitions: &mut std::collections::BTreeMap<
+            near_sdk::borsh::schema::Declaration,
+            near_sdk::borsh::schema::Definition,
+        >,
+    ) {
+        <[u64; 4] as near_sdk::borsh::BorshSchema>::add_definitions_recursively(definitions);
+    }
+
+    fn declaration() -> near_sdk::borsh::schema::Declaration {
+        <[u64; 4] as near_sdk::borsh::BorshSchema>::declaration()
+    }
+}
+
 impl BorshSerialize for Mag {
     fn serialize<W: io::Write>(&self, writer: &mut W) -> io::Result<()> {
         BorshSerialize::serialize(&self.0.0, writer)

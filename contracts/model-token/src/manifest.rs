@@ -16,6 +16,7 @@ use crate::errors::ModelTokenError;
 use crate::rewards::RevenuePool;
 use crate::state::MAX_REVENUE_TOKENS;
 use crate::storage_keys::StorageKey;
+use crate::upgrade::STATE_VERSION;
 use crate::{ModelAdminApi, ModelToken};
 
 /// Largest number of enclave measurements a manifest may allow.
@@ -154,6 +155,7 @@ impl ModelToken {
         let manifest = validate_manifest(init.manifest)?;
         validate_metadata(&init.metadata)?;
         let mut this = Self {
+            state_version: STATE_VERSION,
             model_id: init.model_id,
             owner: init.owner,
             registry: init.registry,

@@ -22,6 +22,9 @@ pub const MAX_POOLS: usize = 1 + MAX_REVENUE_TOKENS;
 #[near(contract_state)]
 #[derive(PanicOnDefault)]
 pub struct ModelToken {
+    /// Layout version ([`crate::upgrade::STATE_VERSION`]). First field on purpose: `migrate`
+    /// reads it before deciding how to decode the rest.
+    pub(crate) state_version: u16,
     pub(crate) model_id: ModelId,
     /// Governs the manifest, the revenue-token allow list and key grants.
     pub(crate) owner: AccountId,

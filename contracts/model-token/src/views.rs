@@ -34,7 +34,10 @@ impl ModelToken {
 
     /// Contract version, from Cargo, and the layout version of its state.
     pub fn version(&self) -> (String, u32) {
-        (env!("CARGO_PKG_VERSION").to_owned(), STATE_VERSION)
+        (
+            env!("CARGO_PKG_VERSION").to_owned(),
+            u32::from(STATE_VERSION),
+        )
     }
 }
 
@@ -50,6 +53,6 @@ mod tests {
         assert_eq!(t.registry(), acc(REGISTRY));
         assert_eq!(t.key_service(), Some(acc(KEY_SERVICE)));
         assert_eq!(t.manifest().unwrap().name, "Llama test");
-        assert_eq!(t.version().1, crate::upgrade::STATE_VERSION);
+        assert_eq!(t.version().1, u32::from(crate::upgrade::STATE_VERSION));
     }
 }

@@ -6,7 +6,7 @@ use enclave_cloud_common::NodeId;
 use near_sdk::{AccountId, NearToken, env};
 
 use crate::errors::{RegistryError, Result};
-use crate::state::{Node, StateV1};
+use crate::state::{Node, Registry};
 
 /// Which key of the operator signed a node call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn require_enclave(node_id: NodeId, node: &Node) -> Result<()> {
     Ok(())
 }
 
-pub fn require_owner(state: &StateV1) -> Result<()> {
+pub fn require_owner(state: &Registry) -> Result<()> {
     assert_one_yocto()?;
     let caller = env::predecessor_account_id();
     if caller != state.owner {
@@ -100,7 +100,7 @@ pub fn require_owner(state: &StateV1) -> Result<()> {
     Ok(())
 }
 
-pub fn require_marketplace(state: &StateV1) -> Result<()> {
+pub fn require_marketplace(state: &Registry) -> Result<()> {
     let caller = env::predecessor_account_id();
     match &state.marketplace {
         Some(m) if *m == caller => Ok(()),

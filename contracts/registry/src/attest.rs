@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use crate::errors::{RegistryError, Result};
 use crate::policy::{NANOS_PER_SEC, Policy};
-use crate::state::StateV1;
+use crate::state::Registry;
 
 /// A bundle that passed the library and the registry's policy.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub fn signer_ed25519() -> Result<[u8; 32]> {
 }
 
 /// The library's policy, derived from governance settings.
-fn verify_policy(state: &StateV1) -> Result<VerifyPolicy> {
+fn verify_policy(state: &Registry) -> Result<VerifyPolicy> {
     let grace = state
         .policy
         .tcb_grace
@@ -104,14 +104,14 @@ fn verify_policy(state: &StateV1) -> Result<VerifyPolicy> {
     })
 }
 
-fn dev_enabled(state: &StateV1) -> bool {
+fn dev_enabled(state: &Registry) -> bool {
     state.policy.dev_mode && state.dev_mode_available && !state.mainnet
 }
 
 /// Verifies a registration or re-attestation bundle signed by the current transaction's key.
 /// `node` is the node being re-attested (its own GPUs may not count as "in use").
 pub fn verify_registration(
-    state: &StateV1,
+    state: &Registry,
     mut bundle: AttestationBundle,
     node: Option<NodeId>,
 ) -> Result<Attested> {
@@ -169,7 +169,7 @@ fn measured_or_verified(
     }
 }
 
-fn attested_from(state: &StateV1, verdict: Verdict, node: Option<NodeId>) -> Result<Attested> {
+fn attested_from(state: &Registry, verdict: Verdict, node: Option<NodeId>) -> Result<Attested> {
     let encryption_key = hex32(&verdict.bound_keys.enclave_key, "enclave_key").map_err(refused)?;
     let (kind, tcb_status, measurements, image_digest) = match verdict.kind {
         BundleKind::Dev => (
@@ -291,7 +291,7 @@ struct Seen {
     devices: BTreeSet<Hash32>,
 }
 
-fn check_nonce_fresh(state: &StateV1, nonce: &[u8], seen: &mut BTreeSet<[u8; 32]>) -> Result<()> {
+fn check_nonce_fresh(state: &Registry, nonce: &[u8], seen: &mut BTreeSet<[u8; 32]>) -> Result<()> {
     let nonce = <[u8; 32]>::try_from(nonce)
         .map_err(|_| RegistryError::Gpu(format!("nonce must be 32 bytes, got {}", nonce.len())))?;
     if state.used_gpu_nonces.contains(&nonce) || !seen.insert(nonce) {
@@ -303,7 +303,7 @@ fn check_nonce_fresh(state: &StateV1, nonce: &[u8], seen: &mut BTreeSet<[u8; 32]
 /// Registry-side checks of one verified GPU: fresh nonce, allowed model, device not attached to
 /// another live node.
 fn registry_gpu(
-    state: &StateV1,
+    state: &Registry,
     g: &GpuVerdict,
     node: Option<NodeId>,
     seen: &mut Seen,
@@ -351,7 +351,7 @@ pub const MAX_CHAIN_STEP_SIGNATURES: u8 = 3;
 /// their hashes to cache. Once the whole chain is cached (leaf included), `add_gpu` for that
 /// device only verifies the report signature.
 pub fn verify_gpu_chain_step(
-    state: &StateV1,
+    state: &Registry,
     certificate_chain: &str,
     max_signatures: u8,
 ) -> Result<Vec<[u8; 32]>> {
@@ -371,7 +371,7 @@ pub fn verify_gpu_chain_step(
 }
 
 /// Verifies one more GPU for `node` from its evidence.
-pub fn verify_gpu(state: &StateV1, node: NodeId, evidence: &GpuEvidence) -> Result<VerifiedGpu> {
+pub fn verify_gpu(state: &Registry, node: NodeId, evidence: &GpuEvidence) -> Result<VerifiedGpu> {
     // A replayed nonce is refused before paying for any signature check.
     check_nonce_fresh(state, &evidence.nonce, &mut BTreeSet::new())?;
     let verdict = verify_gpu_evidence(evidence, now_secs(), &Cache(&state.cert_cache))

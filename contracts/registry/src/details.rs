@@ -2,7 +2,6 @@
 //! the indexer never carry junk, and bounded so a node's record stays small.
 
 use enclave_cloud_common::ModelPrice;
-use near_sdk::near;
 use std::collections::BTreeSet;
 
 use crate::errors::{RegistryError, Result};
@@ -11,20 +10,7 @@ pub const MAX_ENDPOINT_LEN: usize = 256;
 pub const MAX_REGION_LEN: usize = 32;
 pub const MAX_PRICES: usize = 32;
 
-/// Changes to a node's commercial details; absent fields stay as they are, an empty
-/// `endpoint` or `region` clears it.
-#[near(serializers = [json])]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeUpdate {
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub prices: Option<Vec<ModelPrice>>,
-    #[serde(default)]
-    pub capacity: Option<u32>,
-}
+pub use enclave_cloud_common::interfaces::registry::NodeUpdate;
 
 /// `None` clears; otherwise an http(s) URL without whitespace.
 pub fn endpoint(value: String) -> Result<Option<String>> {

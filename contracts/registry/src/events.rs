@@ -6,11 +6,11 @@ use enclave_cloud_common::events::{Nep297, RegistryEvent};
 use enclave_cloud_common::{NodeId, NodeStatus};
 use near_sdk::env;
 
-use crate::state::StateV1;
+use crate::state::Registry;
 use crate::status::node_status;
 
 /// Current statuses of `nodes` (unknown ids are skipped).
-pub fn statuses(state: &StateV1, nodes: &[NodeId]) -> Vec<(NodeId, NodeStatus)> {
+pub fn statuses(state: &Registry, nodes: &[NodeId]) -> Vec<(NodeId, NodeStatus)> {
     let now = env::block_timestamp();
     nodes
         .iter()
@@ -23,7 +23,7 @@ pub fn statuses(state: &StateV1, nodes: &[NodeId]) -> Vec<(NodeId, NodeStatus)> 
 }
 
 /// Emits `NodeStatusChanged` for every node whose status differs from `before`.
-pub fn emit_status_changes(state: &StateV1, before: &[(NodeId, NodeStatus)]) {
+pub fn emit_status_changes(state: &Registry, before: &[(NodeId, NodeStatus)]) {
     let ids: Vec<NodeId> = before.iter().map(|(id, _)| *id).collect();
     for ((node_id, old), (_, new)) in before.iter().zip(statuses(state, &ids)) {
         if *old != new {

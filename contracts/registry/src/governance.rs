@@ -1,14 +1,18 @@
 //! Governance (the owner; later a DAO account): policy, the marketplace allowed to slash, and
 //! ownership. Every call needs one yocto, i.e. a full access key.
 
+use enclave_cloud_common::OrPanic;
 use enclave_cloud_common::events::{Nep297, RegistryEvent};
-use near_sdk::AccountId;
 use near_sdk::serde_json::{self, Value};
+use near_sdk::{AccountId, PublicKey, near};
 
+use crate::GovernanceApi;
 use crate::access::require_owner;
 use crate::errors::{RegistryError, Result};
-use crate::policy::Policy;
-use crate::state::StateV1;
+use crate::policy::{Policy, PolicyCheck};
+use crate::state::Registry;
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::state::RegistryExt;
 
 /// Whether `policy` may be in force on this registry: dev attestations only where the
 /// registry was initialised with them, never on mainnet.
@@ -23,13 +27,16 @@ pub fn check_dev_rules(mainnet: bool, dev_mode_available: bool, policy: &Policy)
     Ok(())
 }
 
-pub fn set_policy(state: &mut StateV1, policy: Policy) -> Result<()> {
-    require_owner(state)?;
-    policy.validate()?;
-    check_dev_rules(state.mainnet, state.dev_mode_available, &policy)?;
-    let old = std::mem::replace(&mut state.policy, policy);
-    emit_changes(&old, &state.policy);
-    Ok(())
+impl Registry {
+    pub(crate) fn try_set_policy(&mut self, policy: Policy) -> Result<()> {
+        let state = self;
+        require_owner(state)?;
+        policy.validate()?;
+        check_dev_rules(state.mainnet, state.dev_mode_available, &policy)?;
+        let old = std::mem::replace(&mut state.policy, policy);
+        emit_changes(&old, &state.policy);
+        Ok(())
+    }
 }
 
 /// One `PolicyUpdated` per top-level field that changed, with its new value as JSON.
@@ -50,24 +57,89 @@ fn emit_changes(old: &Policy, new: &Policy) {
     }
 }
 
-pub fn set_marketplace(state: &mut StateV1, marketplace: AccountId) -> Result<()> {
-    require_owner(state)?;
-    RegistryEvent::PolicyUpdated {
-        field: "marketplace".to_owned(),
-        value: marketplace.to_string(),
+impl Registry {
+    pub(crate) fn try_set_marketplace(&mut self, marketplace: AccountId) -> Result<()> {
+        let state = self;
+        require_owner(state)?;
+        RegistryEvent::PolicyUpdated {
+            field: "marketplace".to_owned(),
+            value: marketplace.to_string(),
+        }
+        .emit();
+        state.marketplace = Some(marketplace);
+        Ok(())
     }
-    .emit();
-    state.marketplace = Some(marketplace);
-    Ok(())
 }
 
-pub fn set_owner(state: &mut StateV1, owner: AccountId) -> Result<()> {
-    require_owner(state)?;
-    RegistryEvent::PolicyUpdated {
-        field: "owner".to_owned(),
-        value: owner.to_string(),
+impl Registry {
+    pub(crate) fn try_set_owner(&mut self, owner: AccountId) -> Result<()> {
+        let state = self;
+        require_owner(state)?;
+        RegistryEvent::PolicyUpdated {
+            field: "owner".to_owned(),
+            value: owner.to_string(),
+        }
+        .emit();
+        state.owner = owner;
+        Ok(())
     }
-    .emit();
-    state.owner = owner;
-    Ok(())
+}
+
+#[near]
+impl Registry {
+    /// Initialises the registry. `mainnet: true` makes the `dev` attestation kind impossible
+    /// forever; `dev_ca_key` (localnet/testnet only) enables it with that development CA.
+    /// `policy` defaults to [`Policy::default`] (empty allowlists: no TDX node can join until
+    /// governance allows measurements).
+    #[init]
+    pub fn new(
+        owner: AccountId,
+        mainnet: bool,
+        dev_ca_key: Option<PublicKey>,
+        policy: Option<Policy>,
+    ) -> Self {
+        Self::try_new(owner, mainnet, dev_ca_key, policy).or_panic()
+    }
+}
+
+impl Registry {
+    pub(crate) fn try_new(
+        owner: AccountId,
+        mainnet: bool,
+        dev_ca_key: Option<PublicKey>,
+        policy: Option<Policy>,
+    ) -> Result<Self> {
+        let dev_mode_available = dev_ca_key.is_some();
+        let mut policy = policy.unwrap_or_default();
+        if let Some(key) = dev_ca_key {
+            policy.dev_ca_key = Some(key);
+            policy.dev_mode = true;
+        }
+        check_dev_rules(mainnet, dev_mode_available, &policy)?;
+        policy.validate()?;
+        Ok(Self::with_policy(
+            owner,
+            mainnet,
+            dev_mode_available,
+            policy,
+        ))
+    }
+}
+
+#[near]
+impl GovernanceApi for Registry {
+    #[payable]
+    fn set_policy(&mut self, policy: Policy) {
+        self.try_set_policy(policy).or_panic()
+    }
+
+    #[payable]
+    fn set_marketplace(&mut self, marketplace: AccountId) {
+        self.try_set_marketplace(marketplace).or_panic()
+    }
+
+    #[payable]
+    fn set_owner(&mut self, owner: AccountId) {
+        self.try_set_owner(owner).or_panic()
+    }
 }

@@ -1,11 +1,12 @@
-//! Contract state, versioned: the stored value is an enum so a new layout is a new variant
-//! that `migrate` converts to.
+//! The contract's persistent state. Versioned as every enclave-cloud contract
+//! (`enclave_cloud_common::state_version`): the root starts with its layout version, and
+//! `upgrade` converts older layouts.
 
 use enclave_cloud_common::{
     AttestationKind, GpuInfo, Hash32, Measurements, ModelPrice, NodeId, TcbStatus,
 };
 use near_sdk::store::{LookupMap, LookupSet};
-use near_sdk::{AccountId, NearToken, PublicKey, env, near};
+use near_sdk::{AccountId, NearToken, PanicOnDefault, PublicKey, env, near};
 
 use crate::errors::{RegistryError, Result};
 use crate::policy::Policy;
@@ -76,9 +77,15 @@ pub struct Node {
     pub deregistered: bool,
 }
 
-/// Layout version 1 of the registry.
-#[near(serializers = [borsh])]
-pub struct StateV1 {
+/// Layout version of [`Registry`]'s state (see `upgrade`).
+pub const STATE_VERSION: u16 = 2;
+
+/// The contract.
+#[near(contract_state)]
+#[derive(PanicOnDefault)]
+pub struct Registry {
+    /// First field on purpose: `migrate` reads it before deciding how to decode the rest.
+    pub state_version: u16,
     pub owner: AccountId,
     /// Set at init, never changed: a mainnet registry can never accept `dev` attestations.
     pub mainnet: bool,
@@ -102,9 +109,15 @@ pub struct StateV1 {
     pub credits: LookupMap<AccountId, NearToken>,
 }
 
-impl StateV1 {
-    pub fn new(owner: AccountId, mainnet: bool, dev_mode_available: bool, policy: Policy) -> Self {
+impl Registry {
+    pub fn with_policy(
+        owner: AccountId,
+        mainnet: bool,
+        dev_mode_available: bool,
+        policy: Policy,
+    ) -> Self {
         Self {
+            state_version: STATE_VERSION,
             owner,
             mainnet,
             dev_mode_available,

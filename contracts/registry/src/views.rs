@@ -1,13 +1,19 @@
 //! Read-only views. Status is computed at the current block time.
 
 use enclave_cloud_common::interfaces::NodeView;
-use enclave_cloud_common::{ModelId, NodeId, NodeStatus};
+use enclave_cloud_common::{Hash32, NodeId};
 use near_sdk::json_types::U64;
 use near_sdk::{AccountId, NearToken, PublicKey, env, near};
 
+use crate::RegistryViewApi;
 use crate::policy::Policy;
-use crate::state::{Node, Operator, StateV1};
+#[allow(unused_imports)] // named by the code #[near] generates
+use crate::state::RegistryExt;
+use crate::state::{Node, Operator, Registry};
 use crate::status::node_status;
+pub use enclave_cloud_common::interfaces::registry::{
+    ConfigView, NodeFilter, NodePage, OperatorView,
+};
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
@@ -15,55 +21,7 @@ pub const MAX_LIMIT: u32 = 100;
 /// continues from `next_index`.
 pub const MAX_SCAN: u64 = 1_000;
 
-/// Which nodes `list_nodes` returns; every given criterion must hold.
-#[near(serializers = [json])]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeFilter {
-    /// Nodes that price this model.
-    pub model: Option<ModelId>,
-    pub region: Option<String>,
-    pub status: Option<NodeStatus>,
-    /// Nodes with at least one GPU of this model (e.g. "GH100").
-    pub gpu_model: Option<String>,
-    pub min_gpus: Option<u32>,
-    pub operator: Option<AccountId>,
-}
-
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodePage {
-    pub nodes: Vec<NodeView>,
-    /// Where the next page starts; `None` when every node has been examined.
-    pub next_index: Option<U64>,
-}
-
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorView {
-    pub account_id: AccountId,
-    pub stake: NearToken,
-    /// The part of the stake that pays for the operator's storage.
-    pub storage_cost: NearToken,
-    /// Free stake needed for the live nodes.
-    pub required_stake: NearToken,
-    pub unbonding: NearToken,
-    pub unlocks_at_ns: U64,
-    pub withdrawing: bool,
-    pub nodes: Vec<NodeId>,
-}
-
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigView {
-    pub owner: AccountId,
-    pub marketplace: Option<AccountId>,
-    pub mainnet: bool,
-    pub dev_mode_available: bool,
-    pub next_node_id: NodeId,
-    pub version: String,
-}
-
-pub fn node_view(state: &StateV1, node_id: NodeId, node: &Node) -> NodeView {
+pub fn node_view(state: &Registry, node_id: NodeId, node: &Node) -> NodeView {
     let operator = state.operators.get(&node.operator);
     NodeView {
         node_id,
@@ -83,20 +41,6 @@ pub fn node_view(state: &StateV1, node_id: NodeId, node: &Node) -> NodeView {
         attestation_expires_at_ns: U64(node.attestation_expires_at_ns),
         last_heartbeat_ns: U64(node.last_heartbeat_ns),
     }
-}
-
-pub fn get_node(state: &StateV1, node_id: NodeId) -> Option<NodeView> {
-    state
-        .nodes
-        .get(&node_id)
-        .map(|n| node_view(state, node_id, n))
-}
-
-pub fn get_node_by_signer_key(state: &StateV1, key: &PublicKey) -> Option<NodeView> {
-    state
-        .node_by_signer_key
-        .get(key)
-        .and_then(|id| get_node(state, *id))
 }
 
 fn matches(filter: &NodeFilter, view: &NodeView) -> bool {
@@ -119,38 +63,6 @@ fn matches(filter: &NodeFilter, view: &NodeView) -> bool {
         && filter.operator.as_ref().is_none_or(|o| view.operator == *o)
 }
 
-pub fn list_nodes(
-    state: &StateV1,
-    filter: NodeFilter,
-    from_index: u64,
-    limit: Option<u32>,
-) -> NodePage {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
-    let end = state.next_node_id.0;
-    let scan_end = from_index.saturating_add(MAX_SCAN).min(end);
-    let mut nodes = Vec::new();
-    let mut index = from_index;
-    while index < scan_end && nodes.len() < limit {
-        let id = NodeId(index);
-        index += 1;
-        if let Some(node) = state.nodes.get(&id) {
-            let view = node_view(state, id, node);
-            if matches(&filter, &view) {
-                nodes.push(view);
-            }
-        }
-    }
-    NodePage {
-        nodes,
-        next_index: (index < end).then_some(U64(index)),
-    }
-}
-
-pub fn get_operator(state: &StateV1, account: AccountId) -> Option<OperatorView> {
-    let op = state.operators.get(&account)?;
-    Some(operator_view(&state.policy, account, op))
-}
-
 fn operator_view(policy: &Policy, account_id: AccountId, op: &Operator) -> OperatorView {
     OperatorView {
         account_id,
@@ -164,17 +76,82 @@ fn operator_view(policy: &Policy, account_id: AccountId, op: &Operator) -> Opera
     }
 }
 
-pub fn config(state: &StateV1) -> ConfigView {
-    ConfigView {
-        owner: state.owner.clone(),
-        marketplace: state.marketplace.clone(),
-        mainnet: state.mainnet,
-        dev_mode_available: state.dev_mode_available,
-        next_node_id: state.next_node_id,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+#[near]
+impl RegistryViewApi for Registry {
+    fn get_node(&self, node_id: NodeId) -> Option<NodeView> {
+        self.nodes
+            .get(&node_id)
+            .map(|n| node_view(self, node_id, n))
     }
-}
 
-pub fn policy(state: &StateV1) -> Policy {
-    state.policy.clone()
+    fn get_node_by_signer_key(&self, signer_key: PublicKey) -> Option<NodeView> {
+        self.node_by_signer_key
+            .get(&signer_key)
+            .and_then(|id| self.get_node(*id))
+    }
+
+    fn list_nodes(
+        &self,
+        filter: Option<NodeFilter>,
+        from_index: Option<U64>,
+        limit: Option<u32>,
+    ) -> NodePage {
+        let filter = filter.unwrap_or_default();
+        let from_index = from_index.map_or(0, |i| i.0);
+        let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
+        let end = self.next_node_id.0;
+        let scan_end = from_index.saturating_add(MAX_SCAN).min(end);
+        let mut nodes = Vec::new();
+        let mut index = from_index;
+        while index < scan_end && nodes.len() < limit {
+            let id = NodeId(index);
+            index += 1;
+            if let Some(node) = self.nodes.get(&id) {
+                let view = node_view(self, id, node);
+                if matches(&filter, &view) {
+                    nodes.push(view);
+                }
+            }
+        }
+        NodePage {
+            nodes,
+            next_index: (index < end).then_some(U64(index)),
+        }
+    }
+
+    fn get_operator(&self, account_id: AccountId) -> Option<OperatorView> {
+        let op = self.operators.get(&account_id)?;
+        Some(operator_view(&self.policy, account_id, op))
+    }
+
+    fn get_policy(&self) -> Policy {
+        self.policy.clone()
+    }
+
+    fn get_config(&self) -> ConfigView {
+        ConfigView {
+            owner: self.owner.clone(),
+            marketplace: self.marketplace.clone(),
+            mainnet: self.mainnet,
+            dev_mode_available: self.dev_mode_available,
+            next_node_id: self.next_node_id,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    fn is_gpu_nonce_used(&self, nonce: Hash32) -> bool {
+        self.used_gpu_nonces.contains(&nonce.0)
+    }
+
+    fn is_certificate_cached(&self, hash: Hash32) -> bool {
+        self.cert_cache.contains(&hash.0)
+    }
+
+    fn get_credit(&self, account_id: AccountId) -> NearToken {
+        self.credits.get(&account_id).copied().unwrap_or_default()
+    }
+
+    fn now_ns(&self) -> U64 {
+        U64(env::block_timestamp())
+    }
 }

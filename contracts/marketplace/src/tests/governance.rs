@@ -10,13 +10,16 @@ fn only_the_owner_with_one_yocto_changes_the_config() {
         protocol_fee_bps: Some(300),
         ..Default::default()
     };
-    let err = h.call(USER, 1, |c| c.update_config(patch())).unwrap_err();
+    let err = h
+        .call(USER, 1, |c| c.try_update_config(patch()))
+        .unwrap_err();
     assert!(matches!(err, MarketplaceError::NotOwner { .. }), "{err}");
     assert_eq!(
-        h.call(OWNER, 0, |c| c.update_config(patch())).unwrap_err(),
+        h.call(OWNER, 0, |c| c.try_update_config(patch()))
+            .unwrap_err(),
         MarketplaceError::OneYoctoRequired
     );
-    h.call(OWNER, 1, |c| c.update_config(patch())).unwrap();
+    h.call(OWNER, 1, |c| c.try_update_config(patch())).unwrap();
     assert!(
         matches!(&h.events[..], [MarketplaceEvent::PolicyUpdated { field, value }]
         if field == "protocol_fee_bps" && value == "300")
@@ -28,7 +31,9 @@ fn only_the_owner_with_one_yocto_changes_the_config() {
         royalty_bps: Some(9_800),
         ..Default::default()
     };
-    let err = h.call(OWNER, 1, |c| c.update_config(too_much)).unwrap_err();
+    let err = h
+        .call(OWNER, 1, |c| c.try_update_config(too_much))
+        .unwrap_err();
     assert!(
         err.to_string().contains("300 + 9800 exceeds 10000"),
         "{err}"
@@ -37,16 +42,20 @@ fn only_the_owner_with_one_yocto_changes_the_config() {
         max_inline_bytes: Some(0),
         ..Default::default()
     };
-    assert!(h.call(OWNER, 1, |c| c.update_config(zero_inline)).is_err());
+    assert!(
+        h.call(OWNER, 1, |c| c.try_update_config(zero_inline))
+            .is_err()
+    );
 
     // Ownership moves.
     let handover = ConfigPatch {
         owner: Some(acc("dao.near")),
         ..Default::default()
     };
-    h.call(OWNER, 1, |c| c.update_config(handover)).unwrap();
-    assert!(h.call(OWNER, 1, |c| c.update_config(patch())).is_err());
-    h.call("dao.near", 1, |c| c.update_config(patch())).unwrap();
+    h.call(OWNER, 1, |c| c.try_update_config(handover)).unwrap();
+    assert!(h.call(OWNER, 1, |c| c.try_update_config(patch())).is_err());
+    h.call("dao.near", 1, |c| c.try_update_config(patch()))
+        .unwrap();
 }
 
 #[test]
@@ -57,7 +66,7 @@ fn tokens_and_royalty_accounts_are_governed() {
     };
     assert!(
         h.call(USER, 1, |c| c
-            .set_accepted_token(acc("dai.near"), Some(rate)))
+            .try_set_accepted_token(acc("dai.near"), Some(rate)))
             .is_err()
     );
     let zero = TokenRate {
@@ -65,17 +74,19 @@ fn tokens_and_royalty_accounts_are_governed() {
     };
     assert!(
         h.call(OWNER, 1, |c| c
-            .set_accepted_token(acc("dai.near"), Some(zero)))
+            .try_set_accepted_token(acc("dai.near"), Some(zero)))
             .is_err()
     );
     h.call(OWNER, 1, |c| {
-        c.set_accepted_token(acc("dai.near"), Some(rate))
+        c.try_set_accepted_token(acc("dai.near"), Some(rate))
     })
     .unwrap();
     h.install(USER, 0, vec![]);
     assert_eq!(h.contract.accepted_tokens().len(), 2);
-    h.call(OWNER, 1, |c| c.set_accepted_token(acc("dai.near"), None))
-        .unwrap();
+    h.call(OWNER, 1, |c| {
+        c.try_set_accepted_token(acc("dai.near"), None)
+    })
+    .unwrap();
     h.install(USER, 0, vec![]);
     assert_eq!(
         h.contract.accepted_tokens(),
@@ -88,12 +99,12 @@ fn tokens_and_royalty_accounts_are_governed() {
     );
 
     assert!(
-        h.call(USER, 1, |c| c.set_royalty_account(model(), None))
+        h.call(USER, 1, |c| c.try_set_royalty_account(model(), None))
             .is_err()
     );
     h.install(USER, 0, vec![]);
     assert_eq!(h.contract.royalty_account(model()), Some(acc(ROYALTY)));
-    h.call(OWNER, 1, |c| c.set_royalty_account(model(), None))
+    h.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
         .unwrap();
     h.install(USER, 0, vec![]);
     assert_eq!(h.contract.royalty_account(model()), None);
@@ -102,9 +113,11 @@ fn tokens_and_royalty_accounts_are_governed() {
 #[test]
 fn storage_balances_are_deposited_and_withdrawn() {
     let mut h = Harness::new();
-    assert!(h.call(USER, 0, |c| c.storage_deposit(None)).is_err());
+    assert!(h.call(USER, 0, |c| c.try_storage_deposit(None)).is_err());
     let balance = h
-        .call(RELAYER, 10 * MILLI, |c| c.storage_deposit(Some(acc(USER))))
+        .call(RELAYER, 10 * MILLI, |c| {
+            c.try_storage_deposit(Some(acc(USER)))
+        })
         .unwrap();
     // The new entry paid for itself out of the deposit.
     assert!(
@@ -113,7 +126,7 @@ fn storage_balances_are_deposited_and_withdrawn() {
     );
     h.check_funds();
     let again = h
-        .call(USER, 10 * MILLI, |c| c.storage_deposit(None))
+        .call(USER, 10 * MILLI, |c| c.try_storage_deposit(None))
         .unwrap();
     assert_eq!(
         again.0,
@@ -121,24 +134,25 @@ fn storage_balances_are_deposited_and_withdrawn() {
         "an existing entry costs nothing more"
     );
     assert_eq!(
-        h.call(USER, 0, |c| c.storage_withdraw(None)).unwrap_err(),
+        h.call(USER, 0, |c| c.try_storage_withdraw(None))
+            .unwrap_err(),
         MarketplaceError::OneYoctoRequired
     );
     let err = h
-        .call(USER, 1, |c| c.storage_withdraw(Some(U128(again.0 + 1))))
+        .call(USER, 1, |c| c.try_storage_withdraw(Some(U128(again.0 + 1))))
         .unwrap_err();
     assert!(
         matches!(err, MarketplaceError::InsufficientStorageBalance { .. }),
         "{err}"
     );
     assert_eq!(
-        h.call(USER, 1, |c| c.storage_withdraw(Some(U128(MILLI))))
+        h.call(USER, 1, |c| c.try_storage_withdraw(Some(U128(MILLI))))
             .unwrap()
             .0,
         again.0 - MILLI
     );
     assert_eq!(h.sent_near(USER), MILLI);
-    h.call(USER, 1, |c| c.storage_withdraw(None)).unwrap();
+    h.call(USER, 1, |c| c.try_storage_withdraw(None)).unwrap();
     h.install(USER, 0, vec![]);
     assert_eq!(h.contract.storage_balance_of(acc(USER)).0, 0);
     h.check_funds();
@@ -183,12 +197,12 @@ fn migrate_reads_the_current_layout_and_refuses_unknown_ones() {
     let job_id = h.submit(spec(NEAR));
     h.install(OWNER, 0, vec![]);
     env::state_write(&h.contract);
-    let migrated = Marketplace::migrate().unwrap();
+    let migrated = Marketplace::try_migrate().unwrap();
     assert_eq!(migrated.config, h.contract.config);
     assert!(migrated.jobs.get(&job_id).is_some());
     let mut raw = borsh::to_vec(&h.contract).unwrap();
     raw[0] = 9;
     env::storage_write(b"STATE", &raw);
-    let err = Marketplace::migrate().err().unwrap();
+    let err = Marketplace::try_migrate().err().unwrap();
     assert!(err.to_string().contains("unknown state version 9"), "{err}");
 }

@@ -18,7 +18,7 @@ fn submit_in_near_escrows_the_cap_and_refunds_the_excess() {
     let mut h = Harness::new();
     let estimate = h.storage_estimate();
     let job_id = h
-        .call(USER, NEAR + estimate, |c| c.submit_job(spec(NEAR)))
+        .call(USER, NEAR + estimate, |c| c.try_submit_job(spec(NEAR)))
         .unwrap();
     assert_eq!(job_id, JobId(1));
     let job = open_job(&mut h, job_id);
@@ -128,7 +128,7 @@ fn submit_refuses_bad_jobs_without_a_trace() {
     ];
     for (job, deposit, expected) in cases {
         let err = h
-            .call(USER, deposit, |c| c.submit_job(job))
+            .call(USER, deposit, |c| c.try_submit_job(job))
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "{err} should mention {expected}");
@@ -172,7 +172,7 @@ fn ft_submit(
     msg: String,
 ) -> Result<U128, MarketplaceError> {
     let result = h.call(token, 0, |c| {
-        c.ft_on_transfer(acc(USER), U128(amount), msg)
+        c.try_ft_on_transfer(acc(USER), U128(amount), msg)
             .map(|v| match v {
                 PromiseOrValue::Value(v) => v,
                 PromiseOrValue::Promise(_) => panic!("no promise expected"),
@@ -226,15 +226,17 @@ fn the_user_cancels_before_a_claim_with_one_yocto_and_gets_everything_back() {
     let job_id = h.submit(spec(NEAR));
     let storage = open_job(&mut h, job_id).storage_deposit.as_yoctonear();
     assert_eq!(
-        h.call(USER, 0, |c| c.cancel_job(job_id)).unwrap_err(),
+        h.call(USER, 0, |c| c.try_cancel_job(job_id)).unwrap_err(),
         MarketplaceError::OneYoctoRequired
     );
-    let err = h.call(RELAYER, 0, |c| c.cancel_job(job_id)).unwrap_err();
+    let err = h
+        .call(RELAYER, 0, |c| c.try_cancel_job(job_id))
+        .unwrap_err();
     assert!(
         matches!(err, MarketplaceError::NotCancellable { .. }),
         "{err}"
     );
-    h.call(USER, 1, |c| c.cancel_job(job_id)).unwrap();
+    h.call(USER, 1, |c| c.try_cancel_job(job_id)).unwrap();
     // Everything comes back, storage included: the job left no bytes behind.
     assert_eq!(h.sent_near(USER), NEAR + storage);
     assert!(matches!(
@@ -250,7 +252,7 @@ fn the_user_cancels_before_a_claim_with_one_yocto_and_gets_everything_back() {
     assert!(h.contract.jobs_by_user(acc(USER), None, None).is_empty());
     h.check_funds();
     assert_eq!(
-        h.call(USER, 1, |c| c.cancel_job(job_id)).unwrap_err(),
+        h.call(USER, 1, |c| c.try_cancel_job(job_id)).unwrap_err(),
         MarketplaceError::JobNotFound(job_id)
     );
 }
@@ -260,12 +262,14 @@ fn anyone_cancels_an_unclaimed_job_after_its_claim_window() {
     let mut h = Harness::new();
     let job_id = h.submit(spec(NEAR));
     h.advance(10 * 60 * SECOND + 1);
-    let err = h.call(RELAYER, 2, |c| c.cancel_job(job_id)).unwrap_err();
+    let err = h
+        .call(RELAYER, 2, |c| c.try_cancel_job(job_id))
+        .unwrap_err();
     assert!(
         matches!(err, MarketplaceError::UnexpectedDeposit(_)),
         "{err}"
     );
-    h.call(RELAYER, 0, |c| c.cancel_job(job_id)).unwrap();
+    h.call(RELAYER, 0, |c| c.try_cancel_job(job_id)).unwrap();
     assert!(h.sent_near(USER) > NEAR);
     assert!(matches!(
         h.events[..],
@@ -281,13 +285,15 @@ fn anyone_cancels_an_unclaimed_job_after_its_claim_window() {
 fn a_missed_deadline_refunds_the_user_and_slashes_the_node() {
     let mut h = Harness::new();
     let job_id = h.claimed_job(NEAR);
-    let err = h.call(RELAYER, 0, |c| c.cancel_job(job_id)).unwrap_err();
+    let err = h
+        .call(RELAYER, 0, |c| c.try_cancel_job(job_id))
+        .unwrap_err();
     assert!(
         matches!(err, MarketplaceError::NotCancellable { .. }),
         "{err}"
     );
     h.advance(3600 * SECOND + 1);
-    h.call(RELAYER, 0, |c| c.cancel_job(job_id)).unwrap();
+    h.call(RELAYER, 0, |c| c.try_cancel_job(job_id)).unwrap();
     assert!(h.sent_near(USER) > NEAR, "cap and storage refunded");
     let slash = h.calls("slash");
     assert!(
@@ -326,10 +332,10 @@ fn paused_marketplace_takes_no_new_jobs_but_lets_users_leave() {
         paused: Some(true),
         ..Default::default()
     };
-    h.call(OWNER, 1, |c| c.update_config(patch)).unwrap();
+    h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
     let estimate = h.storage_estimate();
     assert_eq!(
-        h.call(USER, NEAR + estimate, |c| c.submit_job(spec(NEAR)))
+        h.call(USER, NEAR + estimate, |c| c.try_submit_job(spec(NEAR)))
             .unwrap_err(),
         MarketplaceError::Paused
     );
@@ -337,7 +343,7 @@ fn paused_marketplace_takes_no_new_jobs_but_lets_users_leave() {
         h.claim(OPERATOR, 0, job_id, NODE).unwrap_err(),
         MarketplaceError::Paused
     );
-    h.call(USER, 1, |c| c.cancel_job(job_id)).unwrap();
+    h.call(USER, 1, |c| c.try_cancel_job(job_id)).unwrap();
     h.check_funds();
 }
 
@@ -354,10 +360,10 @@ fn the_last_job_of_an_index_set_gets_back_the_header_an_earlier_job_paid() {
     h.fund_storage(OPERATOR, 100 * MILLI);
     assert!(h.claim_via_registry(first, &active_node()));
     h.advance(3600 * SECOND + 1);
-    h.call(RELAYER, 0, |c| c.cancel_job(first)).unwrap();
+    h.call(RELAYER, 0, |c| c.try_cancel_job(first)).unwrap();
     let mut refunded = h.sent_near(USER);
     h.check_funds();
-    h.call(RELAYER, 0, |c| c.cancel_job(second)).unwrap();
+    h.call(RELAYER, 0, |c| c.try_cancel_job(second)).unwrap();
     refunded += h.sent_near(USER);
     h.check_funds();
     // Every byte both jobs used is free again: both caps and both deposits came back.

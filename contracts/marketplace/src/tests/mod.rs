@@ -26,9 +26,9 @@ use enclave_cloud_common::{
     NodeId, NodeStatus, ReceiptSubject, ResultReceipt, TcbStatus, Usage,
 };
 
-use crate::Marketplace;
 use crate::errors::MarketplaceError;
 use crate::state::{JobSpec, Receipt as JobReceipt};
+pub use crate::{Marketplace, MarketplaceViewApi};
 
 pub const MARKET: &str = "market.near";
 pub const OWNER: &str = "owner.near";
@@ -199,11 +199,11 @@ impl Harness {
         // `Marketplace::new` above ran without a chain; give it one and configure it.
         h.install(OWNER, 0, vec![]);
         h.call(OWNER, 1, |c| {
-            c.set_royalty_account(model(), Some(acc(ROYALTY)))
+            c.try_set_royalty_account(model(), Some(acc(ROYALTY)))
         })
         .unwrap();
         h.call(OWNER, 1, |c| {
-            c.set_accepted_token(
+            c.try_set_accepted_token(
                 acc(TOKEN),
                 Some(crate::state::TokenRate {
                     units_per_near: U128(3_000_000),
@@ -433,7 +433,8 @@ impl Harness {
     /// Submits `spec` in NEAR with enough deposit; returns the job id.
     pub fn submit(&mut self, spec: JobSpec) -> JobId {
         let deposit = spec.price_cap.0 + self.storage_estimate();
-        self.call(USER, deposit, |c| c.submit_job(spec)).unwrap()
+        self.call(USER, deposit, |c| c.try_submit_job(spec))
+            .unwrap()
     }
 
     pub fn storage_estimate(&mut self) -> u128 {
@@ -442,7 +443,8 @@ impl Harness {
     }
 
     pub fn fund_storage(&mut self, who: &str, amount: u128) {
-        self.call(who, amount, |c| c.storage_deposit(None)).unwrap();
+        self.call(who, amount, |c| c.try_storage_deposit(None))
+            .unwrap();
     }
 
     /// `claim_job`: `Some(claimed)` when answered from the cache, `None` when the registry is
@@ -455,7 +457,7 @@ impl Harness {
         node_id: NodeId,
     ) -> Result<Option<bool>, MarketplaceError> {
         self.call(who, deposit, |c| {
-            c.claim_job(job_id, node_id).map(|v| match v {
+            c.try_claim_job(job_id, node_id).map(|v| match v {
                 near_sdk::PromiseOrValue::Value(v) => Some(v),
                 near_sdk::PromiseOrValue::Promise(_) => None,
             })
@@ -504,7 +506,7 @@ impl Harness {
             &self.receipt_for(job_id, output, usage),
         );
         self.call(RELAYER, 0, |c| {
-            c.submit_result(job_id, inline(output), usage, Some(signature))
+            c.try_submit_result(job_id, inline(output), usage, Some(signature))
         })
     }
 

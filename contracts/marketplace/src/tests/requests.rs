@@ -69,9 +69,9 @@ fn a_request_yields_and_an_answer_settles_and_calls_the_caller_back() {
     // The mocked chain resumes only yields of the same execution: request and respond share it.
     let request_id = h
         .call(CALLER, attached, |c| {
-            let id = c.request(model(), inline(b"question"), U128(cap))?;
+            let id = c.try_request(model(), inline(b"question"), U128(cap))?;
             let signature = sign(&node_signing_key(), &answer_receipt(id, output, used));
-            c.respond(id, NODE, inline(output), used, Some(signature))?;
+            c.try_respond(id, NODE, inline(output), used, Some(signature))?;
             Ok(id)
         })
         .unwrap();
@@ -88,7 +88,7 @@ fn a_request_yields_and_an_answer_settles_and_calls_the_caller_back() {
     );
     let err = h
         .call(RELAYER, 0, |c| {
-            c.respond(request_id, NODE, inline(output), used, Some(signature))
+            c.try_respond(request_id, NODE, inline(output), used, Some(signature))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::RequestAnswered(request_id));
@@ -130,7 +130,7 @@ fn a_timed_out_request_refunds_the_caller_and_reports_none() {
     let attached = deposit(&mut h, NEAR);
     let request_id = h
         .call(CALLER, attached, |c| {
-            c.request(model(), inline(b"question"), U128(NEAR))
+            c.try_request(model(), inline(b"question"), U128(NEAR))
         })
         .unwrap();
     h.check_funds();
@@ -142,7 +142,7 @@ fn a_timed_out_request_refunds_the_caller_and_reports_none() {
     );
     let err = h
         .call(RELAYER, 0, |c| {
-            c.respond(request_id, NODE, inline(b"late"), used, Some(signature))
+            c.try_respond(request_id, NODE, inline(b"late"), used, Some(signature))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::RequestTimedOut(request_id));
@@ -165,7 +165,7 @@ fn requests_check_deposit_input_node_and_signature() {
     let attached = deposit(&mut h, NEAR);
     let err = h
         .call(CALLER, NEAR, |c| {
-            c.request(model(), inline(b"question"), U128(NEAR))
+            c.try_request(model(), inline(b"question"), U128(NEAR))
         })
         .unwrap_err();
     assert!(
@@ -174,13 +174,13 @@ fn requests_check_deposit_input_node_and_signature() {
     );
     let err = h
         .call(CALLER, attached, |c| {
-            c.request(model(), inline(b"question"), U128(0))
+            c.try_request(model(), inline(b"question"), U128(0))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::ZeroPriceCap);
     let err = h
         .call(CALLER, attached, |c| {
-            c.request(model(), inline(&[0; 4096]), U128(NEAR))
+            c.try_request(model(), inline(&[0; 4096]), U128(NEAR))
         })
         .unwrap_err();
     assert!(err.to_string().contains("4096 bytes"), "{err}");
@@ -189,9 +189,9 @@ fn requests_check_deposit_input_node_and_signature() {
     // Node not cached.
     let err = h
         .call(CALLER, attached, |c| {
-            let id = c.request(model(), inline(b"question"), U128(NEAR))?;
+            let id = c.try_request(model(), inline(b"question"), U128(NEAR))?;
             let signature = sign(&node_signing_key(), &answer_receipt(id, b"x", used));
-            c.respond(id, NODE, inline(b"x"), used, Some(signature))
+            c.try_respond(id, NODE, inline(b"x"), used, Some(signature))
         })
         .unwrap_err();
     assert!(err.to_string().contains("refresh_node(7)"), "{err}");
@@ -199,22 +199,22 @@ fn requests_check_deposit_input_node_and_signature() {
     // Wrong key.
     let err = h
         .call(CALLER, attached, |c| {
-            let id = c.request(model(), inline(b"question"), U128(NEAR))?;
+            let id = c.try_request(model(), inline(b"question"), U128(NEAR))?;
             let signature = sign(
                 &SigningKey::from_bytes(&[3; 32]),
                 &answer_receipt(id, b"x", used),
             );
-            c.respond(id, NODE, inline(b"x"), used, Some(signature))
+            c.try_respond(id, NODE, inline(b"x"), used, Some(signature))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     // A job receipt cannot be replayed as a request answer.
     let err = h
         .call(CALLER, attached, |c| {
-            let id = c.request(model(), inline(b"question"), U128(NEAR))?;
+            let id = c.try_request(model(), inline(b"question"), U128(NEAR))?;
             let mut receipt = answer_receipt(id, b"x", used);
             receipt.subject = ReceiptSubject::Job(JobId(id.0));
-            c.respond(
+            c.try_respond(
                 id,
                 NODE,
                 inline(b"x"),
@@ -225,7 +225,7 @@ fn requests_check_deposit_input_node_and_signature() {
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     assert_eq!(
-        h.call(RELAYER, 0, |c| c.respond(
+        h.call(RELAYER, 0, |c| c.try_respond(
             RequestId(99),
             NODE,
             inline(b"x"),
@@ -246,9 +246,9 @@ fn an_answer_over_the_cap_charges_the_cap() {
     let used = usage(u64::MAX, u64::MAX);
     let request_id = h
         .call(CALLER, attached, |c| {
-            let id = c.request(model(), inline(b"question"), U128(NEAR))?;
+            let id = c.try_request(model(), inline(b"question"), U128(NEAR))?;
             let signature = sign(&node_signing_key(), &answer_receipt(id, b"long", used));
-            c.respond(id, NODE, inline(b"long"), used, Some(signature))?;
+            c.try_respond(id, NODE, inline(b"long"), used, Some(signature))?;
             Ok(id)
         })
         .unwrap();

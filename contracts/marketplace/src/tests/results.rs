@@ -62,7 +62,7 @@ fn the_node_can_sign_the_transaction_itself() {
     let err = h
         .signed_with(other)
         .call(OPERATOR, 0, |c| {
-            c.submit_result(job_id, inline(b"out"), usage(10, 10), None)
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None)
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
@@ -70,13 +70,13 @@ fn the_node_can_sign_the_transaction_itself() {
     let err = h
         .signed_with(near_key(&node_signing_key()))
         .call(RELAYER, 0, |c| {
-            c.submit_result(job_id, inline(b"out"), usage(10, 10), None)
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None)
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     h.signed_with(near_key(&node_signing_key()))
         .call(OPERATOR, 0, |c| {
-            c.submit_result(job_id, inline(b"out"), usage(10, 10), None)
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None)
         })
         .unwrap();
     assert_eq!(h.stored_receipt(job_id).unwrap().signature, None);
@@ -91,7 +91,7 @@ fn a_wrong_or_tampered_signature_is_refused() {
     let wrong_key = sign(&SigningKey::from_bytes(&[9; 32]), &good);
     let err = h
         .call(RELAYER, 0, |c| {
-            c.submit_result(job_id, inline(b"out"), usage(10, 10), Some(wrong_key))
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), Some(wrong_key))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
@@ -99,7 +99,7 @@ fn a_wrong_or_tampered_signature_is_refused() {
     let signed = sign(&node_signing_key(), &good);
     let err = h
         .call(RELAYER, 0, |c| {
-            c.submit_result(
+            c.try_submit_result(
                 job_id,
                 inline(b"out"),
                 usage(10, 1_000),
@@ -110,14 +110,14 @@ fn a_wrong_or_tampered_signature_is_refused() {
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     let err = h
         .call(RELAYER, 0, |c| {
-            c.submit_result(job_id, inline(b"tampered"), usage(10, 10), Some(signed))
+            c.try_submit_result(job_id, inline(b"tampered"), usage(10, 10), Some(signed))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     let short = Base64VecU8(vec![1; 63]);
     let err = h
         .call(RELAYER, 0, |c| {
-            c.submit_result(job_id, inline(b"out"), usage(10, 10), Some(short))
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), Some(short))
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
@@ -140,7 +140,7 @@ fn results_are_refused_for_open_jobs_after_the_deadline_or_with_a_deposit() {
     );
     let err = h
         .call(RELAYER, 1, |c| {
-            c.submit_result(job_id, inline(b"out"), usage(1, 1), Some(signature))
+            c.try_submit_result(job_id, inline(b"out"), usage(1, 1), Some(signature))
         })
         .unwrap_err();
     assert!(
@@ -198,7 +198,8 @@ fn failed_payouts_become_credits_that_can_be_withdrawn() {
     h.check_funds();
     // Anyone may push it out to its owner.
     assert_eq!(
-        h.call(RELAYER, 0, |c| c.withdraw(Asset::Near, Some(acc(OPERATOR))))
+        h.call(RELAYER, 0, |c| c
+            .try_withdraw(Asset::Near, Some(acc(OPERATOR))))
             .unwrap()
             .0,
         provider
@@ -206,7 +207,7 @@ fn failed_payouts_become_credits_that_can_be_withdrawn() {
     assert_eq!(h.sent_near(OPERATOR), provider);
     h.check_funds();
     let err = h
-        .call(OPERATOR, 0, |c| c.withdraw(Asset::Near, None))
+        .call(OPERATOR, 0, |c| c.try_withdraw(Asset::Near, None))
         .unwrap_err();
     assert!(
         matches!(err, MarketplaceError::NothingToWithdraw { .. }),
@@ -220,14 +221,14 @@ fn fees_go_to_the_treasury() {
     let job_id = h.claimed_job(NEAR);
     let s = h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();
     assert_eq!(
-        h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near))
+        h.call(RELAYER, 0, |c| c.try_withdraw_fees(Asset::Near))
             .unwrap(),
         s.protocol_fee
     );
     assert_eq!(h.sent_near(TREASURY), s.protocol_fee.0);
     h.check_funds();
     assert!(
-        h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near))
+        h.call(RELAYER, 0, |c| c.try_withdraw_fees(Asset::Near))
             .is_err()
     );
 }
@@ -235,13 +236,13 @@ fn fees_go_to_the_treasury() {
 #[test]
 fn royalties_go_to_the_model_token_or_to_the_fees() {
     let mut h = Harness::new();
-    h.call(OWNER, 1, |c| c.set_royalty_account(model(), None))
+    h.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
         .unwrap();
     // No factory, no account: the royalty joins the protocol fees.
     let job_id = h.claimed_job(NEAR);
     let s = h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();
     assert_eq!(
-        h.call(RELAYER, 0, |c| c.withdraw_fees(Asset::Near))
+        h.call(RELAYER, 0, |c| c.try_withdraw_fees(Asset::Near))
             .unwrap()
             .0,
         s.protocol_fee.0 + s.royalty.0
@@ -252,7 +253,7 @@ fn royalties_go_to_the_model_token_or_to_the_fees() {
         model_factory: Some(acc("models.near")),
         ..Default::default()
     };
-    h.call(OWNER, 1, |c| c.update_config(patch)).unwrap();
+    h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
     let job_id = h.submit(spec(NEAR));
     assert_eq!(h.claim(OPERATOR, 0, job_id, NODE).unwrap(), Some(true));
     let s = h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();
@@ -269,7 +270,7 @@ fn a_token_job_settles_in_tokens_and_returns_storage_to_the_balance() {
     let msg = near_sdk::serde_json::json!({ "submit_job": spec(3_000_000) }).to_string();
     let unused = h
         .call(TOKEN, 0, |c| {
-            c.ft_on_transfer(acc(USER), U128(3_000_000), msg)
+            c.try_ft_on_transfer(acc(USER), U128(3_000_000), msg)
         })
         .map(|v| match v {
             PromiseOrValue::Value(v) => v,
@@ -324,7 +325,7 @@ fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
         ..spec(NEAR)
     };
     let job_id = h
-        .call(&long_user, NEAR + estimate, |c| c.submit_job(job))
+        .call(&long_user, NEAR + estimate, |c| c.try_submit_job(job))
         .unwrap();
     let _ = h.claim(&long_operator, 0, job_id, NODE).unwrap();
     h.callback(vec![ok_result(&Some(view.clone()))], |c| {
@@ -349,7 +350,7 @@ fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
     let locked_before = h.contract.locked_storage.0;
     let s = h
         .call(RELAYER, 0, |c| {
-            c.submit_result(job_id, inline(&[1; 2048]), usage(1, 1), Some(signature))
+            c.try_submit_result(job_id, inline(&[1; 2048]), usage(1, 1), Some(signature))
         })
         .unwrap();
     // What stays (receipt, indexes) is paid from the deposit, with room to spare; the rest

@@ -16,18 +16,18 @@ fn usdc() -> Asset {
 /// A job paid in tokens, settled with the royalty going to the model's token contract.
 /// Returns the split and the payouts handed to `on_payouts`.
 fn settle_token_job(h: &mut Harness) -> (Settlement, Vec<Payout>) {
-    h.call(OWNER, 1, |c| c.set_royalty_account(model(), None))
+    h.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
         .unwrap();
     let patch = ConfigPatch {
         model_factory: Some(acc(FACTORY)),
         ..Default::default()
     };
-    h.call(OWNER, 1, |c| c.update_config(patch)).unwrap();
+    h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
     h.fund_storage(USER, 50 * MILLI);
     let msg = near_sdk::serde_json::json!({ "submit_job": spec(3_000_000) }).to_string();
     let unused = h
         .call(TOKEN, 0, |c| {
-            c.ft_on_transfer(acc(USER), U128(3_000_000), msg)
+            c.try_ft_on_transfer(acc(USER), U128(3_000_000), msg)
         })
         .unwrap();
     assert!(matches!(unused, PromiseOrValue::Value(U128(0))));
@@ -137,7 +137,9 @@ fn a_royalty_the_model_token_refused_becomes_its_credit() {
 
     // Withdrawing the credit tries `ft_transfer_call` again, never a plain transfer.
     let paid = h
-        .call(RELAYER, 0, |c| c.withdraw(usdc(), Some(acc(MODEL_TOKEN))))
+        .call(RELAYER, 0, |c| {
+            c.try_withdraw(usdc(), Some(acc(MODEL_TOKEN)))
+        })
         .unwrap();
     assert_eq!(paid, s.royalty);
     assert!(h.calls("ft_transfer").is_empty());

@@ -78,9 +78,9 @@ fn tdx_registry(edit: impl FnOnce(&mut Policy)) -> Registry {
         ..test_policy()
     };
     edit(&mut policy);
-    let mut r = Registry::new(owner(), true, None, Some(policy)).expect("init");
+    let mut r = Registry::try_new(owner(), true, None, Some(policy)).expect("init");
     Call::by(op()).deposit(near(100)).at(DSTACK_NOW).set();
-    r.deposit_stake().expect("stake");
+    r.try_deposit_stake().expect("stake");
     r
 }
 
@@ -335,10 +335,10 @@ fn governance_revocation_retires_registered_nodes() {
         let mut p = allowed.clone();
         revoke(&mut p);
         Call::by(owner()).yocto().at(DSTACK_NOW).set();
-        r.set_policy(p).expect("owner");
+        r.try_set_policy(p).expect("owner");
         assert_eq!(status(&r, id), NodeStatus::Expired, "{what} revoked");
         Call::by(owner()).yocto().at(DSTACK_NOW).set();
-        r.set_policy(allowed.clone()).expect("owner");
+        r.try_set_policy(allowed.clone()).expect("owner");
         assert_eq!(status(&r, id), NodeStatus::Active, "{what} allowed again");
     }
 }
@@ -350,7 +350,7 @@ fn gpu_chain_is_cached_in_steps_then_only_the_report_is_verified() {
     let chain = text("nvidia-hopper-single/hopperCertChain.txt");
     let step = |r: &mut Registry, max: Option<u8>| {
         Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-        r.cache_gpu_certificates(id, chain.clone(), max)
+        r.try_cache_gpu_certificates(id, chain.clone(), max)
     };
     // Bounds on the work per call; only the enclave key.
     assert!(matches!(
@@ -363,11 +363,11 @@ fn gpu_chain_is_cached_in_steps_then_only_the_report_is_verified() {
     ));
     Call::by(op()).at(DSTACK_NOW).set();
     assert!(matches!(
-        r.cache_gpu_certificates(id, chain.clone(), None),
+        r.try_cache_gpu_certificates(id, chain.clone(), None),
         Err(RegistryError::NotNodeKey { .. })
     ));
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r.cache_gpu_certificates(
+    let err = r.try_cache_gpu_certificates(
         id,
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
         None,

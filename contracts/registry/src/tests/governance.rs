@@ -6,7 +6,7 @@ use enclave_cloud_common::TcbStatus;
 fn mainnet_init_can_never_have_dev_mode() {
     Call::by(owner()).set();
     let (_, ca) = key(9);
-    let err = Registry::new(owner(), true, Some(ca), None)
+    let err = Registry::try_new(owner(), true, Some(ca), None)
         .map(|_| ())
         .expect_err("refused");
     assert_eq!(err, RegistryError::DevModeOnMainnet);
@@ -14,13 +14,13 @@ fn mainnet_init_can_never_have_dev_mode() {
         dev_mode: true,
         ..test_policy()
     };
-    let err = Registry::new(owner(), true, None, Some(policy))
+    let err = Registry::try_new(owner(), true, None, Some(policy))
         .map(|_| ())
         .expect_err("refused");
     assert_eq!(err, RegistryError::DevModeOnMainnet);
 
     // A mainnet registry refuses dev mode through governance too.
-    let mut r = Registry::new(owner(), true, None, None).expect("mainnet init");
+    let mut r = Registry::try_new(owner(), true, None, None).expect("mainnet init");
     Call::by(owner()).yocto().set();
     let (_, ca) = key(9);
     let p = Policy {
@@ -29,7 +29,7 @@ fn mainnet_init_can_never_have_dev_mode() {
         ..r.get_policy()
     };
     assert_eq!(
-        r.set_policy(p).expect_err("refused"),
+        r.try_set_policy(p).expect_err("refused"),
         RegistryError::DevModeOnMainnet
     );
     assert!(!r.get_policy().dev_mode);
@@ -38,7 +38,7 @@ fn mainnet_init_can_never_have_dev_mode() {
 #[test]
 fn dev_mode_only_if_initialised_with_it() {
     Call::by(owner()).set();
-    let mut r = Registry::new(owner(), false, None, Some(test_policy())).expect("init");
+    let mut r = Registry::try_new(owner(), false, None, Some(test_policy())).expect("init");
     Call::by(owner()).yocto().set();
     let p = Policy {
         dev_mode: true,
@@ -46,7 +46,7 @@ fn dev_mode_only_if_initialised_with_it() {
         ..r.get_policy()
     };
     assert_eq!(
-        r.set_policy(p).expect_err("refused"),
+        r.try_set_policy(p).expect_err("refused"),
         RegistryError::DevModeNotAvailable
     );
 
@@ -65,7 +65,7 @@ fn dev_mode_can_be_switched_off_and_on_again() {
     let mut r = registry();
     stake(&mut r, op(), near(100));
     Call::by(owner()).yocto().set();
-    r.set_policy(Policy {
+    r.try_set_policy(Policy {
         dev_mode: false,
         ..r.get_policy()
     })
@@ -80,7 +80,7 @@ fn dev_mode_can_be_switched_off_and_on_again() {
         RegistryError::DevModeDisabled
     );
     Call::by(owner()).yocto().set();
-    r.set_policy(Policy {
+    r.try_set_policy(Policy {
         dev_mode: true,
         ..r.get_policy()
     })
@@ -96,22 +96,22 @@ fn set_policy_access_and_events() {
         ..r.get_policy()
     };
     Call::by(op()).yocto().set();
-    let err = expect_err(r.set_policy(new.clone()), "only the owner owner.near");
+    let err = expect_err(r.try_set_policy(new.clone()), "only the owner owner.near");
     assert!(matches!(err, RegistryError::NotOwner { .. }));
     Call::by(owner()).set();
     assert_eq!(
-        r.set_policy(new.clone()).expect_err("no yocto"),
+        r.try_set_policy(new.clone()).expect_err("no yocto"),
         RegistryError::OneYoctoRequired(0)
     );
     Call::by(owner()).deposit(near(1)).set();
     assert!(matches!(
-        r.set_policy(new.clone()),
+        r.try_set_policy(new.clone()),
         Err(RegistryError::OneYoctoRequired(_))
     ));
     assert_eq!(r.get_policy().min_stake, near(MIN_STAKE));
 
     Call::by(owner()).yocto().set();
-    r.set_policy(new.clone()).expect("owner");
+    r.try_set_policy(new.clone()).expect("owner");
     assert_eq!(r.get_policy(), new);
     // Exactly the changed field is announced.
     assert_eq!(
@@ -186,7 +186,7 @@ fn invalid_policies_are_refused() {
     ];
     for (policy, message) in cases {
         Call::by(owner()).yocto().set();
-        let err = expect_err(r.set_policy(policy), message);
+        let err = expect_err(r.try_set_policy(policy), message);
         assert!(matches!(err, RegistryError::InvalidPolicy(_)), "{err}");
         assert_eq!(r.get_policy(), base);
         assert!(events().is_empty());
@@ -198,30 +198,30 @@ fn marketplace_and_owner_are_governed() {
     let mut r = registry();
     Call::by(op()).yocto().set();
     assert!(matches!(
-        r.set_marketplace(market()),
+        r.try_set_marketplace(market()),
         Err(RegistryError::NotOwner { .. })
     ));
     Call::by(owner()).set();
     assert!(matches!(
-        r.set_marketplace(market()),
+        r.try_set_marketplace(market()),
         Err(RegistryError::OneYoctoRequired(0))
     ));
     Call::by(owner()).yocto().set();
-    r.set_marketplace(market()).expect("owner");
+    r.try_set_marketplace(market()).expect("owner");
     assert_eq!(r.get_config().marketplace, Some(market()));
 
     Call::by(op()).yocto().set();
     assert!(matches!(
-        r.set_owner(op()),
+        r.try_set_owner(op()),
         Err(RegistryError::NotOwner { .. })
     ));
     Call::by(owner()).yocto().set();
-    r.set_owner(acc("dao.near")).expect("owner");
+    r.try_set_owner(acc("dao.near")).expect("owner");
     assert_eq!(r.get_config().owner, acc("dao.near"));
     // The old owner has no power left.
     Call::by(owner()).yocto().set();
     assert!(matches!(
-        r.set_marketplace(op()),
+        r.try_set_marketplace(op()),
         Err(RegistryError::NotOwner { .. })
     ));
 }
@@ -234,16 +234,42 @@ fn migrate_keeps_the_state() {
     near_sdk::env::state_write(&r);
     drop(r);
     Call::by(acc("registry.near")).set();
-    let migrated = Registry::migrate().expect("migrates");
+    let migrated = Registry::try_migrate().expect("migrates");
     assert_eq!(snapshot(&migrated), before);
     assert_eq!(node(&migrated, id).node_id, id);
+}
+
+#[test]
+fn migrate_reads_the_version_1_enum_layout() {
+    use enclave_cloud_common::state_version::STATE_KEY;
+    let (r, id) = with_node();
+    let before = snapshot(&r);
+    // What the previous code stored: `enum Registry { V1(StateV1) }`, i.e. the borsh tag 0
+    // and then the same fields the current layout keeps behind its u16 version.
+    let current = near_sdk::borsh::to_vec(&r).expect("borsh");
+    assert_eq!(current[..2], crate::STATE_VERSION.to_le_bytes());
+    let mut old = vec![0u8];
+    old.extend_from_slice(&current[2..]);
+    drop(r);
+    near_sdk::env::storage_write(STATE_KEY, &old);
+    Call::by(acc("registry.near")).set();
+    let migrated = Registry::try_migrate().expect("migrates from version 1");
+    assert_eq!(migrated.state_version, crate::STATE_VERSION);
+    assert_eq!(snapshot(&migrated), before);
+    assert_eq!(node(&migrated, id).node_id, id);
+    // Bytes of no known layout are refused, not misread.
+    near_sdk::env::storage_write(STATE_KEY, &[9, 9, 9]);
+    assert!(matches!(
+        Registry::try_migrate(),
+        Err(RegistryError::InvalidInput { field: "state", .. })
+    ));
 }
 
 #[test]
 fn switching_dev_mode_off_retires_dev_nodes() {
     let (mut r, id) = with_node();
     Call::by(owner()).yocto().set();
-    r.set_policy(Policy {
+    r.try_set_policy(Policy {
         dev_mode: false,
         ..r.get_policy()
     })

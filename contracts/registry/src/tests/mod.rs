@@ -14,7 +14,7 @@ use near_sdk::json_types::U64;
 use near_sdk::test_utils::{VMContextBuilder, get_logs};
 use near_sdk::{AccountId, CurveType, Gas, NearToken, PublicKey, testing_env};
 
-use crate::{Policy, Registry, RegistryError};
+pub use crate::{Policy, Registry, RegistryError, RegistryViewApi};
 
 pub const SEC: u64 = 1_000_000_000;
 pub const DAY: u64 = 24 * 3600 * SEC;
@@ -177,11 +177,11 @@ impl JsonCalls for Registry {
     ) -> Result<NodeId, RegistryError> {
         let details = serde_json::to_string(&details).expect("details serialize");
         with_input(format!(r#"{{"bundle":{bundle},"details":{details}}}"#));
-        self.register_node()
+        self.try_register_node()
     }
     fn reattest_json(&mut self, node_id: NodeId, bundle: String) -> Result<(), RegistryError> {
         with_input(format!(r#"{{"node_id":"{node_id}","bundle":{bundle}}}"#));
-        self.reattest()
+        self.try_reattest()
     }
     fn add_gpu_json(
         &mut self,
@@ -191,7 +191,7 @@ impl JsonCalls for Registry {
         with_input(format!(
             r#"{{"node_id":"{node_id}","evidence":{evidence}}}"#
         ));
-        self.add_gpu()
+        self.try_add_gpu()
     }
 }
 
@@ -221,12 +221,12 @@ pub fn registry() -> Registry {
         dev_ca().verifying_key().to_bytes().to_vec(),
     )
     .expect("ed25519");
-    Registry::new(owner(), false, Some(ca), Some(test_policy())).expect("init")
+    Registry::try_new(owner(), false, Some(ca), Some(test_policy())).expect("init")
 }
 
 pub fn stake(r: &mut Registry, who: AccountId, amount: NearToken) {
     Call::by(who).deposit(amount).set();
-    r.deposit_stake().expect("stake");
+    r.try_deposit_stake().expect("stake");
 }
 
 /// A dev bundle binding `enclave_key` to `near_key`, signed by `ca`.

@@ -184,15 +184,15 @@ fn bad_input_fails_typed_and_changes_nothing() {
         Call::by(op()).key(key(1).1).set();
         super::with_input(input.to_owned());
         assert!(
-            matches!(r.register_node(), Err(RegistryError::BadArguments(_))),
+            matches!(r.try_register_node(), Err(RegistryError::BadArguments(_))),
             "{input}"
         );
         assert!(
-            matches!(r.reattest(), Err(RegistryError::BadArguments(_))),
+            matches!(r.try_reattest(), Err(RegistryError::BadArguments(_))),
             "{input}"
         );
         assert!(
-            matches!(r.add_gpu(), Err(RegistryError::BadArguments(_))),
+            matches!(r.try_add_gpu(), Err(RegistryError::BadArguments(_))),
             "{input}"
         );
         assert_eq!(snapshot(&r), before);
@@ -251,7 +251,7 @@ fn heartbeat_status_transitions() {
     // Only the enclave key proves liveness.
     Call::by(op()).at(T0 + timeout + 1).set();
     assert!(matches!(
-        r.heartbeat(id),
+        r.try_heartbeat(id),
         Err(RegistryError::NotNodeKey { .. })
     ));
     Call::by(acc("other.near"))
@@ -259,7 +259,7 @@ fn heartbeat_status_transitions() {
         .at(T0 + timeout + 1)
         .set();
     assert!(matches!(
-        r.heartbeat(id),
+        r.try_heartbeat(id),
         Err(RegistryError::NotNodeOperator { .. })
     ));
     Call::by(op())
@@ -267,18 +267,18 @@ fn heartbeat_status_transitions() {
         .relayed_by(acc("relayer.near"))
         .set();
     assert!(matches!(
-        r.heartbeat(id),
+        r.try_heartbeat(id),
         Err(RegistryError::RelayedCall { .. })
     ));
     Call::by(op()).key(key(1).1).set();
     assert_eq!(
-        r.heartbeat(NodeId(7)).expect_err("unknown"),
+        r.try_heartbeat(NodeId(7)).expect_err("unknown"),
         RegistryError::UnknownNode(NodeId(7))
     );
 
     let t = T0 + timeout + 1;
     Call::by(op()).key(key(1).1).at(t).set();
-    r.heartbeat(id).expect("heartbeat");
+    r.try_heartbeat(id).expect("heartbeat");
     assert_eq!(
         events(),
         vec![
@@ -297,7 +297,7 @@ fn heartbeat_status_transitions() {
 
     // A heartbeat of an active node announces no status change.
     Call::by(op()).key(key(1).1).at(t + SEC).set();
-    r.heartbeat(id).expect("heartbeat");
+    r.try_heartbeat(id).expect("heartbeat");
     assert_eq!(events().len(), 1);
 }
 
@@ -306,12 +306,12 @@ fn expiry_and_reattestation() {
     let (mut r, id) = with_node();
     let expiry = T0 + 7 * DAY;
     Call::by(op()).key(key(1).1).at(expiry - 1).set();
-    r.heartbeat(id).expect("heartbeat");
+    r.try_heartbeat(id).expect("heartbeat");
     assert_eq!(status(&r, id), NodeStatus::Active);
     Call::by(op()).key(key(1).1).at(expiry).set();
     assert_eq!(status(&r, id), NodeStatus::Expired);
     // Heartbeats keep coming but do not revive an expired attestation.
-    r.heartbeat(id).expect("heartbeat");
+    r.try_heartbeat(id).expect("heartbeat");
     assert_eq!(status(&r, id), NodeStatus::Expired);
 
     // Another enclave key in the bundle: not the same enclave.
@@ -374,23 +374,24 @@ fn update_node_by_enclave_or_operator_with_one_yocto() {
     // Enclave key: no deposit allowed (it could not attach one anyway).
     Call::by(op()).key(key(1).1).yocto().set();
     assert_eq!(
-        r.update_node(id, update.clone()).expect_err("deposit"),
+        r.try_update_node(id, update.clone()).expect_err("deposit"),
         RegistryError::DepositNotAllowed(1)
     );
     // Any other operator key: exactly one yocto.
     Call::by(op()).set();
     assert_eq!(
-        r.update_node(id, update.clone()).expect_err("no yocto"),
+        r.try_update_node(id, update.clone()).expect_err("no yocto"),
         RegistryError::OneYoctoRequired(0)
     );
     Call::by(acc("other.near")).yocto().set();
     assert!(matches!(
-        r.update_node(id, update.clone()),
+        r.try_update_node(id, update.clone()),
         Err(RegistryError::NotNodeOperator { .. })
     ));
 
     Call::by(op()).key(key(1).1).set();
-    r.update_node(id, update.clone()).expect("enclave updates");
+    r.try_update_node(id, update.clone())
+        .expect("enclave updates");
     let v = node(&r, id);
     assert_eq!(v.endpoint.as_deref(), Some("https://node.example:8443/v1"));
     assert_eq!(
@@ -404,7 +405,7 @@ fn update_node_by_enclave_or_operator_with_one_yocto() {
 
     // Absent fields stay; empty strings clear.
     Call::by(op()).yocto().set();
-    r.update_node(
+    r.try_update_node(
         id,
         NodeUpdate {
             endpoint: Some(String::new()),
@@ -452,7 +453,7 @@ fn update_node_by_enclave_or_operator_with_one_yocto() {
     ] {
         Call::by(op()).yocto().set();
         let before = snapshot(&r);
-        let err = expect_err(r.update_node(id, bad), message);
+        let err = expect_err(r.try_update_node(id, bad), message);
         assert!(matches!(err, RegistryError::InvalidInput { .. }));
         assert_eq!(snapshot(&r), before);
     }
@@ -463,18 +464,18 @@ fn deregister_frees_the_key_and_stake_but_stays_slashable() {
     let (mut r, id) = with_node();
     Call::by(op()).set();
     assert_eq!(
-        r.deregister(id).expect_err("no yocto"),
+        r.try_deregister(id).expect_err("no yocto"),
         RegistryError::OneYoctoRequired(0)
     );
     Call::by(acc("other.near")).yocto().set();
     assert!(matches!(
-        r.deregister(id),
+        r.try_deregister(id),
         Err(RegistryError::NotNodeOperator { .. })
     ));
     let storage_with_node = r.get_operator(op()).expect("op").storage_cost;
 
     Call::by(op()).yocto().set();
-    r.deregister(id).expect("deregister");
+    r.try_deregister(id).expect("deregister");
     assert_eq!(
         events(),
         vec![RegistryEvent::NodeStatusChanged {
@@ -494,20 +495,20 @@ fn deregister_frees_the_key_and_stake_but_stays_slashable() {
     // Nothing more can be done with it...
     Call::by(op()).key(key(1).1).set();
     assert_eq!(
-        r.heartbeat(id).expect_err("gone"),
+        r.try_heartbeat(id).expect_err("gone"),
         RegistryError::NodeDeregistered(id)
     );
     Call::by(op()).yocto().set();
     assert_eq!(
-        r.deregister(id).expect_err("gone"),
+        r.try_deregister(id).expect_err("gone"),
         RegistryError::NodeDeregistered(id)
     );
     // ...but the marketplace can still slash for a missed deadline.
     Call::by(owner()).yocto().set();
-    r.set_marketplace(market()).expect("set");
+    r.try_set_marketplace(market()).expect("set");
     Call::by(market()).set();
     assert_eq!(
-        r.slash(id, near(1), acc("user.near")).expect("slash"),
+        r.try_slash(id, near(1), acc("user.near")).expect("slash"),
         near(1)
     );
 
@@ -521,6 +522,6 @@ fn deregister_frees_the_key_and_stake_but_stays_slashable() {
 fn enclave_key_may_deregister_without_deposit() {
     let (mut r, id) = with_node();
     Call::by(op()).key(key(1).1).set();
-    r.deregister(id).expect("enclave deregisters");
+    r.try_deregister(id).expect("enclave deregisters");
     assert_eq!(status(&r, id), NodeStatus::Deregistered);
 }

@@ -6,13 +6,13 @@ fn deposit_creates_an_operator_paying_its_storage() {
     let mut r = registry();
     Call::by(op()).set();
     assert_eq!(
-        r.deposit_stake().expect_err("zero"),
+        r.try_deposit_stake().expect_err("zero"),
         RegistryError::ZeroStake
     );
     assert!(r.get_operator(op()).is_none());
 
     Call::by(op()).deposit(near(15)).set();
-    assert_eq!(r.deposit_stake().expect("stake"), near(15));
+    assert_eq!(r.try_deposit_stake().expect("stake"), near(15));
     assert_eq!(
         events(),
         vec![RegistryEvent::StakeDeposited {
@@ -30,7 +30,7 @@ fn deposit_creates_an_operator_paying_its_storage() {
     assert!(view.required_stake.is_zero());
 
     Call::by(op()).deposit(near(5)).set();
-    assert_eq!(r.deposit_stake().expect("top up"), near(20));
+    assert_eq!(r.try_deposit_stake().expect("top up"), near(20));
 }
 
 #[test]
@@ -42,21 +42,21 @@ fn unstake_needs_one_yocto_and_keeps_nodes_covered() {
 
     Call::by(op()).set();
     assert_eq!(
-        r.request_unstake(near(1)).expect_err("no yocto"),
+        r.try_request_unstake(near(1)).expect_err("no yocto"),
         RegistryError::OneYoctoRequired(0)
     );
     Call::by(acc("nobody.near")).yocto().set();
     assert!(matches!(
-        r.request_unstake(near(1)),
+        r.try_request_unstake(near(1)),
         Err(RegistryError::UnknownOperator(_))
     ));
     Call::by(op()).yocto().set();
     assert!(matches!(
-        r.request_unstake(yocto(0)),
+        r.try_request_unstake(yocto(0)),
         Err(RegistryError::InvalidInput { .. })
     ));
     let too_much = max.saturating_add(yocto(1));
-    let err = r.request_unstake(too_much).expect_err("too much");
+    let err = r.try_request_unstake(too_much).expect_err("too much");
     assert_eq!(
         err,
         RegistryError::UnstakeTooLarge {
@@ -69,7 +69,7 @@ fn unstake_needs_one_yocto_and_keeps_nodes_covered() {
 
     let before = snapshot(&r);
     Call::by(op()).yocto().at(T0 + 5 * SEC).set();
-    let unlocks = r.request_unstake(max).expect("unstake");
+    let unlocks = r.try_request_unstake(max).expect("unstake");
     assert_eq!(unlocks.0, T0 + 5 * SEC + DAY);
     assert_ne!(snapshot(&r), before);
     let view = r.get_operator(op()).expect("operator");
@@ -90,13 +90,13 @@ fn withdraw_after_the_unbonding_delay_and_restore_on_failed_transfer() {
     stake(&mut r, op(), near(50));
     Call::by(op()).yocto().set();
     assert_eq!(
-        r.withdraw().map(|_| ()).expect_err("nothing"),
+        r.try_withdraw().map(|_| ()).expect_err("nothing"),
         RegistryError::NothingToWithdraw(op())
     );
-    r.request_unstake(near(30)).expect("unstake");
+    r.try_request_unstake(near(30)).expect("unstake");
 
     Call::by(op()).yocto().at(T0 + DAY - 1).set();
-    let err = r.withdraw().map(|_| ()).expect_err("too early");
+    let err = r.try_withdraw().map(|_| ()).expect_err("too early");
     assert_eq!(
         err,
         RegistryError::StillUnbonding {
@@ -107,24 +107,24 @@ fn withdraw_after_the_unbonding_delay_and_restore_on_failed_transfer() {
     );
     Call::by(op()).at(T0 + DAY).set();
     assert_eq!(
-        r.withdraw().map(|_| ()).expect_err("no yocto"),
+        r.try_withdraw().map(|_| ()).expect_err("no yocto"),
         RegistryError::OneYoctoRequired(0)
     );
 
     Call::by(op()).yocto().at(T0 + DAY).set();
-    let _ = r.withdraw().expect("withdraw");
+    let _ = r.try_withdraw().expect("withdraw");
     let view = r.get_operator(op()).expect("operator");
     assert!(
         view.unbonding.is_zero() && view.withdrawing,
         "state updated before the transfer"
     );
     assert_eq!(
-        r.withdraw().map(|_| ()).expect_err("in flight"),
+        r.try_withdraw().map(|_| ()).expect_err("in flight"),
         RegistryError::WithdrawalInFlight(op())
     );
     Call::by(op()).yocto().at(T0 + DAY).set();
     assert_eq!(
-        r.request_unstake(near(1)).expect_err("in flight"),
+        r.try_request_unstake(near(1)).expect_err("in flight"),
         RegistryError::WithdrawalInFlight(op())
     );
 
@@ -136,7 +136,7 @@ fn withdraw_after_the_unbonding_delay_and_restore_on_failed_transfer() {
     assert!(events().is_empty());
 
     Call::by(op()).yocto().at(T0 + DAY).set();
-    let _ = r.withdraw().expect("withdraw again");
+    let _ = r.try_withdraw().expect("withdraw again");
     Call::by(acc("registry.near")).set_callback(vec![PromiseResult::Successful(vec![])]);
     r.on_withdraw(op(), near(30));
     let view = r.get_operator(op()).expect("operator");
@@ -158,16 +158,16 @@ fn slash_only_by_the_marketplace() {
     let (mut r, id) = with_node();
     Call::by(market()).set();
     let err = r
-        .slash(id, near(1), acc("user.near"))
+        .try_slash(id, near(1), acc("user.near"))
         .expect_err("no marketplace configured");
     assert!(err.to_string().contains("(none configured)"), "{err}");
     Call::by(owner()).yocto().set();
-    r.set_marketplace(market()).expect("set");
+    r.try_set_marketplace(market()).expect("set");
     for caller in [owner(), op(), acc("user.near")] {
         Call::by(caller.clone()).set();
         let before = snapshot(&r);
         let err = r
-            .slash(id, near(1), caller.clone())
+            .try_slash(id, near(1), caller.clone())
             .expect_err("not marketplace");
         assert_eq!(
             err,
@@ -180,7 +180,7 @@ fn slash_only_by_the_marketplace() {
     }
     Call::by(market()).set();
     assert_eq!(
-        r.slash(NodeId(99), near(1), op()).expect_err("unknown"),
+        r.try_slash(NodeId(99), near(1), op()).expect_err("unknown"),
         RegistryError::UnknownNode(NodeId(99))
     );
 }
@@ -189,7 +189,7 @@ fn slash_only_by_the_marketplace() {
 fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
     let (mut r, id) = with_node();
     Call::by(owner()).yocto().set();
-    r.set_marketplace(market()).expect("set");
+    r.try_set_marketplace(market()).expect("set");
     // Unstake everything above the minimum the node needs.
     let view = r.get_operator(op()).expect("operator");
     let unbonding = view
@@ -197,12 +197,12 @@ fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
         .saturating_sub(view.storage_cost)
         .saturating_sub(near(MIN_STAKE));
     Call::by(op()).yocto().set();
-    r.request_unstake(unbonding).expect("unstake");
+    r.try_request_unstake(unbonding).expect("unstake");
 
     // Within the bonded stake.
     Call::by(market()).set();
     assert_eq!(
-        r.slash(id, near(5), acc("user.near")).expect("slash"),
+        r.try_slash(id, near(5), acc("user.near")).expect("slash"),
         near(5)
     );
     assert!(events().contains(&RegistryEvent::NodeSlashed {
@@ -221,7 +221,7 @@ fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
     // Beyond it: the rest of the bonded stake, then the unbonding stake; storage stays paid.
     Call::by(market()).set();
     let slashed = r
-        .slash(id, near(1_000), acc("user.near"))
+        .try_slash(id, near(1_000), acc("user.near"))
         .expect("slash all");
     assert_eq!(slashed, near(MIN_STAKE - 5).saturating_add(unbonding));
     let view = r.get_operator(op()).expect("operator");
@@ -229,7 +229,7 @@ fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
     assert!(view.unbonding.is_zero());
     Call::by(market()).set();
     assert_eq!(
-        r.slash(id, near(1), acc("user.near"))
+        r.try_slash(id, near(1), acc("user.near"))
             .expect("nothing left"),
         yocto(0)
     );
@@ -237,7 +237,7 @@ fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
 
     // Staking again revives the node.
     Call::by(op()).deposit(near(MIN_STAKE)).set();
-    r.deposit_stake().expect("top up");
+    r.try_deposit_stake().expect("top up");
     assert_eq!(status(&r, id), NodeStatus::Active);
     assert!(events().contains(&RegistryEvent::NodeStatusChanged {
         node_id: id,
@@ -251,7 +251,7 @@ fn failed_payout_becomes_a_claimable_credit() {
     let user = acc("user.near");
     Call::by(user.clone()).set();
     assert_eq!(
-        r.claim_credit().expect_err("none"),
+        r.try_claim_credit().expect_err("none"),
         RegistryError::NoCredit(user.clone())
     );
 
@@ -267,7 +267,7 @@ fn failed_payout_becomes_a_claimable_credit() {
     );
 
     Call::by(user.clone()).set();
-    assert_eq!(r.claim_credit().expect("claim"), near(3));
+    assert_eq!(r.try_claim_credit().expect("claim"), near(3));
     assert!(
         r.get_credit(user.clone()).is_zero(),
         "removed before the transfer"

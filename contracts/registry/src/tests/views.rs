@@ -27,16 +27,16 @@ fn fleet() -> Registry {
             ..Default::default()
         };
         Call::by(who).key(key(seed + 1).1).set();
-        r.update_node(id, update).expect("update");
+        r.try_update_node(id, update).expect("update");
     }
     Call::by(acc("other.near")).yocto().set();
-    r.deregister(NodeId(3)).expect("deregister");
+    r.try_deregister(NodeId(3)).expect("deregister");
     for id in 0..3 {
         Call::by(if id % 2 == 0 { op() } else { acc("other.near") })
             .key(key(id as u8 + 1).1)
             .at(T0 + 200 * SEC)
             .set();
-        r.heartbeat(NodeId(id)).expect("heartbeat");
+        r.try_heartbeat(NodeId(id)).expect("heartbeat");
     }
     Call::by(op()).at(T0 + 200 * SEC).set();
     r

@@ -1,5 +1,10 @@
 //! Cross-contract interfaces and the views they return, shared by caller and callee so a
-//! rename on one side cannot silently break the other.
+//! rename on one side cannot silently break the other; and each contract's argument and view
+//! types (one module per contract), which the contract and its off-chain clients import alike.
+
+pub mod marketplace;
+pub mod method;
+pub mod registry;
 
 use near_sdk::json_types::{U64, U128};
 use near_sdk::{AccountId, NearToken, PublicKey, ext_contract, near};

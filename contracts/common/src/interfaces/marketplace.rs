@@ -1,0 +1,475 @@
+//! The marketplace's interface types: its arguments (`JobSpec`, `ConfigPatch`, `TokenRate`,
+//! the `ft_transfer_call` message), its views (`JobView`, `Config`, `Request`, `FundsReport`,
+//! ...) and the records it stores, which the views return as they are. The contract and its
+//! clients (worker, `ecloud`, deploy, indexer, tests) import these very types.
+//!
+//! JSON-friendly integer types (`U64`/`U128`) are used in stored records too: their borsh form
+//! is the plain integer, so views can return the records as they are.
+
+use near_sdk::json_types::{Base64VecU8, U64, U128};
+use near_sdk::{AccountId, NearToken, PublicKey, YieldId, near};
+
+use crate::events::marketplace::{JobTarget, Settlement};
+use crate::{
+    Asset, Hash32, InputRef, JobId, ModelId, ModelPrice, NodeId, OutputRef, RequestId, Usage,
+};
+
+/// Governance-controlled parameters.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub owner: AccountId,
+    /// The node registry asked on claim and told to slash.
+    pub registry: AccountId,
+    /// Receives the protocol fees (`withdraw_fees`).
+    pub treasury: AccountId,
+    /// Model token contracts are `<model_id>.<model_factory>`; royalties go there.
+    pub model_factory: Option<AccountId>,
+    /// Protocol fee, in basis points of each job's cost.
+    pub protocol_fee_bps: u16,
+    /// Model royalty, in basis points of each job's cost.
+    pub royalty_bps: u16,
+    /// Largest inline ciphertext (input or output), bytes.
+    pub max_inline_bytes: u32,
+    /// Default time a job waits for a claim.
+    pub claim_window_ns: U64,
+    /// Longest allowed time between submission and deadline.
+    pub max_job_duration_ns: U64,
+    /// How long a node fetched from the registry is trusted before it is asked again
+    /// (never past the node's attestation expiry).
+    pub node_cache_ttl_ns: U64,
+    /// Stake asked to be slashed from a node that claimed a job and missed its deadline.
+    pub slash_amount: NearToken,
+    pub paused: bool,
+}
+
+impl Config {
+    pub const DEFAULT_FEE_BPS: u16 = 200;
+    pub const DEFAULT_ROYALTY_BPS: u16 = 500;
+    pub const DEFAULT_MAX_INLINE_BYTES: u32 = 2048;
+    pub const DEFAULT_CLAIM_WINDOW_NS: u64 = 10 * 60 * 1_000_000_000;
+    pub const DEFAULT_MAX_JOB_DURATION_NS: u64 = 24 * 60 * 60 * 1_000_000_000;
+    pub const DEFAULT_NODE_CACHE_TTL_NS: u64 = 60 * 60 * 1_000_000_000;
+
+    pub fn new(owner: AccountId, registry: AccountId, treasury: AccountId) -> Self {
+        Self {
+            owner,
+            registry,
+            treasury,
+            model_factory: None,
+            protocol_fee_bps: Self::DEFAULT_FEE_BPS,
+            royalty_bps: Self::DEFAULT_ROYALTY_BPS,
+            max_inline_bytes: Self::DEFAULT_MAX_INLINE_BYTES,
+            claim_window_ns: U64(Self::DEFAULT_CLAIM_WINDOW_NS),
+            max_job_duration_ns: U64(Self::DEFAULT_MAX_JOB_DURATION_NS),
+            node_cache_ttl_ns: U64(Self::DEFAULT_NODE_CACHE_TTL_NS),
+            slash_amount: NearToken::from_near(1),
+            paused: false,
+        }
+    }
+}
+
+/// A change to the configuration; absent fields stay as they are.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, Default)]
+pub struct ConfigPatch {
+    pub owner: Option<AccountId>,
+    pub registry: Option<AccountId>,
+    pub treasury: Option<AccountId>,
+    pub model_factory: Option<AccountId>,
+    pub protocol_fee_bps: Option<u16>,
+    pub royalty_bps: Option<u16>,
+    pub max_inline_bytes: Option<u32>,
+    pub claim_window_ns: Option<U64>,
+    pub max_job_duration_ns: Option<U64>,
+    pub node_cache_ttl_ns: Option<U64>,
+    pub slash_amount: Option<NearToken>,
+    pub paused: Option<bool>,
+}
+
+/// An accepted NEP-141 token and how node prices (yoctoNEAR) convert into it.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRate {
+    /// Smallest token units worth one NEAR (10^24 yoctoNEAR).
+    pub units_per_near: U128,
+}
+
+/// What a user submits.
+pub use crate::JobSpec;
+
+/// Where a job's storage deposit came from, so it goes back the same way.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageSource {
+    /// Attached to `submit_job`: refunded by transfer.
+    Attached,
+    /// Taken from the user's storage balance (token jobs): returned to it.
+    Balance,
+}
+
+/// A node's price for one model, per million tokens, in yoctoNEAR.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodePrice {
+    pub input_per_million: U128,
+    pub output_per_million: U128,
+}
+
+impl From<&ModelPrice> for NodePrice {
+    fn from(p: &ModelPrice) -> Self {
+        Self {
+            input_per_million: p.input_per_million,
+            output_per_million: p.output_per_million,
+        }
+    }
+}
+
+/// The node that took a job, frozen at claim time: its key and price bind the settlement.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub node_id: NodeId,
+    pub operator: AccountId,
+    pub signer_key: PublicKey,
+    pub price: NodePrice,
+    pub claimed_ns: U64,
+}
+
+/// An open or claimed job.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub job_id: JobId,
+    pub user: AccountId,
+    pub model_id: ModelId,
+    pub asset: Asset,
+    /// The token's conversion rate when the job was submitted (`None` for NEAR): governance
+    /// changing it later does not change what this job costs.
+    pub token_rate: Option<TokenRate>,
+    pub price_cap: U128,
+    /// NEAR paid for the job's storage, including the reserve for its claim and receipt.
+    pub storage_deposit: NearToken,
+    pub storage_source: StorageSource,
+    /// Bytes of contract storage this job currently uses.
+    pub storage_bytes: U64,
+    pub created_ns: U64,
+    pub claim_deadline_ns: U64,
+    pub deadline_ns: U64,
+    pub target: JobTarget,
+    pub input: InputRef,
+    pub input_hash: Hash32,
+    pub user_key: String,
+    pub claim: Option<Claim>,
+}
+
+/// What stays of a settled job: enough for the user to prove what was charged.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub job_id: JobId,
+    pub user: AccountId,
+    pub node_id: NodeId,
+    pub model_id: ModelId,
+    pub asset: Asset,
+    pub input_hash: Hash32,
+    pub output_hash: Hash32,
+    pub usage: Usage,
+    pub settlement: Settlement,
+    /// The node's ed25519 signature over the `ResultReceipt`; `None` when the result
+    /// transaction itself was signed by the node's attested key.
+    pub signature: Option<Base64VecU8>,
+    pub signer_key: PublicKey,
+    pub settled_ns: U64,
+}
+
+/// A job as the views show it.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum JobView {
+    Open(Job),
+    Claimed(Job),
+    Settled(Receipt),
+}
+
+/// Status filter of `jobs_by_status`.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Open,
+    Claimed,
+    Settled,
+}
+
+/// A registry node as last fetched, trusted until `valid_until_ns`.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedNode {
+    pub node_id: NodeId,
+    pub operator: AccountId,
+    pub signer_key: PublicKey,
+    pub encryption_key: String,
+    pub region: Option<String>,
+    pub gpu_models: Vec<String>,
+    pub prices: Vec<ModelPrice>,
+    pub attestation_expires_ns: U64,
+    pub valid_until_ns: U64,
+    /// Bytes this entry uses; paid from the operator's storage balance.
+    pub storage_bytes: U64,
+}
+
+impl CachedNode {
+    pub fn is_fresh(&self, now_ns: u64) -> bool {
+        now_ns < self.valid_until_ns.0 && now_ns < self.attestation_expires_ns.0
+    }
+
+    pub fn price_of(&self, model_id: &ModelId) -> Option<NodePrice> {
+        self.prices
+            .iter()
+            .find(|p| &p.model_id == model_id)
+            .map(NodePrice::from)
+    }
+}
+
+/// A node's answer to an agent request, kept until the yield callback settles it.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub node_id: NodeId,
+    pub operator: AccountId,
+    pub price: NodePrice,
+    pub usage: Usage,
+    pub output: OutputRef,
+    pub output_hash: Hash32,
+    pub signature: Option<Base64VecU8>,
+}
+
+/// An agent request waiting on its yield.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub request_id: RequestId,
+    pub caller: AccountId,
+    pub model_id: ModelId,
+    /// In NEAR.
+    pub price_cap: U128,
+    /// Everything attached beyond the cap; returned when the request ends.
+    pub storage_deposit: NearToken,
+    pub input: InputRef,
+    pub input_hash: Hash32,
+    pub yield_id: YieldId,
+    pub created_ns: U64,
+    pub answer: Option<Answer>,
+}
+
+/// Funds the marketplace owes, per asset. `held` moves only when funds enter or leave; the
+/// buckets move with the business logic. `held == escrow + credits + fees + storage` always.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ledger {
+    pub held: U128,
+    /// Price caps of open/claimed jobs and pending requests.
+    pub escrow: U128,
+    /// Payouts that failed and wait for `withdraw`.
+    pub credits: U128,
+    /// Protocol fees not yet withdrawn to the treasury.
+    pub fees: U128,
+    /// NEAR only: storage deposits of jobs/requests, storage balances, and storage locked by
+    /// receipts and node caches.
+    pub storage: U128,
+}
+
+/// Who is owed a credit, in what.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CreditKey {
+    pub account: AccountId,
+    pub asset: Asset,
+}
+
+/// How a payout is delivered.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutKind {
+    /// NEAR transfer or `ft_transfer`.
+    Transfer,
+    /// Revenue for a model token contract: NEAR through `deposit_revenue`, a NEP-141 token
+    /// through `ft_transfer_call` (msg ""), since the model token counts only token revenue
+    /// that reaches its `ft_on_transfer`.
+    Revenue,
+}
+
+/// One amount leaving the contract.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub account: AccountId,
+    pub asset: Asset,
+    pub amount: U128,
+    pub kind: PayoutKind,
+}
+
+/// The message of `ft_transfer_call` to the marketplace.
+#[near(serializers = [json])]
+#[serde(rename_all = "snake_case")]
+pub enum FtMessage {
+    SubmitJob(JobSpec),
+}
+
+/// One asset's obligations: the ledger next to the same figures recomputed from the records.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetFunds {
+    pub asset: Asset,
+    pub ledger: Ledger,
+    pub escrow_recomputed: U128,
+    pub credits_recomputed: U128,
+    pub storage_recomputed: U128,
+    /// `ledger.held == escrow + credits + fees + storage` and every bucket matches its
+    /// recomputation.
+    pub balanced: bool,
+}
+
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FundsReport {
+    pub assets: Vec<AssetFunds>,
+    /// The contract's NEAR balance; it must cover the NEAR held for others.
+    pub near_balance: U128,
+    /// `near_balance - held NEAR`: the contract's own NEAR (initial funding, gas rewards).
+    pub near_surplus: U128,
+    pub balanced: bool,
+}
+
+/// The marketplace's methods as clients call them (name, gas to attach, deposit rule) and
+/// their JSON arguments. Gas figures are what a client attaches: the contract's documented
+/// budget plus room (the unused part is refunded).
+pub mod methods {
+    use near_sdk::json_types::Base64VecU8;
+    use near_sdk::{AccountId, near};
+
+    use super::{ConfigPatch, TokenRate};
+    use crate::interfaces::method::Method;
+    use crate::{JobId, JobSpec, NodeId, OutputRef, RequestId, Usage};
+
+    /// Deposit: price cap plus `job_storage_deposit` (10 Tgas measured; room for the refund).
+    pub const SUBMIT_JOB: Method = Method::payable("submit_job", 30);
+    /// 20 Tgas documented: registry `get_node` + callback when the node is not cached.
+    pub const CLAIM_JOB: Method = Method::call("claim_job", 30);
+    /// 80 Tgas for a token royalty to a model token.
+    pub const SUBMIT_RESULT: Method = Method::call("submit_result", 100);
+    pub const RESPOND: Method = Method::call("respond", 30);
+    /// Registry `get_node` + callback.
+    pub const REFRESH_NODE: Method = Method::call("refresh_node", 30);
+    /// Deposit: the NEAR added to the storage balance.
+    pub const STORAGE_DEPOSIT: Method = Method::payable("storage_deposit", 10);
+    pub const UPDATE_CONFIG: Method = Method::one_yocto("update_config", 30);
+    pub const SET_ACCEPTED_TOKEN: Method = Method::one_yocto("set_accepted_token", 30);
+
+    pub const GET_CONFIG: &str = "get_config";
+    pub const GET_JOB: &str = "get_job";
+    pub const GET_REQUEST: &str = "get_request";
+    pub const JOBS_BY_NODE: &str = "jobs_by_node";
+    pub const OPEN_JOBS_FOR_NODE: &str = "open_jobs_for_node";
+    pub const JOB_STORAGE_DEPOSIT: &str = "job_storage_deposit";
+    pub const STORAGE_BALANCE_OF: &str = "storage_balance_of";
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SubmitJobArgs {
+        pub job: JobSpec,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct ClaimJobArgs {
+        pub job_id: JobId,
+        pub node_id: NodeId,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SubmitResultArgs {
+        pub job_id: JobId,
+        pub output: OutputRef,
+        pub usage: Usage,
+        pub signature: Option<Base64VecU8>,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct RespondArgs {
+        pub request_id: RequestId,
+        pub node_id: NodeId,
+        pub output: OutputRef,
+        pub usage: Usage,
+        pub signature: Option<Base64VecU8>,
+    }
+
+    /// `refresh_node`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct NodeArgs {
+        pub node_id: NodeId,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Default)]
+    pub struct StorageDepositArgs {
+        pub account_id: Option<AccountId>,
+    }
+
+    /// `storage_balance_of`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct StorageBalanceArgs {
+        pub account_id: AccountId,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct UpdateConfigArgs {
+        pub patch: ConfigPatch,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SetAcceptedTokenArgs {
+        pub token: AccountId,
+        pub rate: Option<TokenRate>,
+    }
+
+    /// `get_job`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct JobArgs {
+        pub job_id: JobId,
+    }
+
+    /// `get_request`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct RequestArgs {
+        pub request_id: RequestId,
+    }
+
+    /// `jobs_by_node` and `open_jobs_for_node`: a page of a node's jobs.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct NodeJobsArgs {
+        pub node_id: NodeId,
+        pub from_index: Option<u64>,
+        pub limit: Option<u64>,
+    }
+
+    /// `job_storage_deposit`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct InputBytesArgs {
+        pub input_bytes: u32,
+    }
+}

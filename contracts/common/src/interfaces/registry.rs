@@ -1,0 +1,281 @@
+//! The registry's interface types: its arguments (`Policy`, `NodeUpdate`, `NodeFilter`) and
+//! views (`NodePage`, `OperatorView`, `ConfigView`; `NodeView` is in [`super`], shared with
+//! the marketplace). The contract and its clients import these very types.
+
+use near_sdk::json_types::U64;
+use near_sdk::{AccountId, NearToken, PublicKey, near};
+
+use super::NodeView;
+use crate::{Hash32, Measurements, ModelId, ModelPrice, NodeId, NodeStatus, TcbStatus};
+
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+const DAY_NS: u64 = 24 * 3600 * NANOS_PER_SEC;
+
+// ---------------------------------------------------------------- policy (governance)
+
+/// One allowed TDX platform: the firmware (MRTD) and boot chain (RTMR0-2) of a dstack OS image.
+/// Hex, 96 lowercase characters each (48-byte registers).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformMeasurements {
+    pub mrtd: String,
+    pub rtmr0: String,
+    pub rtmr1: String,
+    pub rtmr2: String,
+}
+
+/// A TCB status below `UpToDate` that is tolerated until a deadline (Intel published a fix;
+/// operators get time to patch).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcbGrace {
+    /// `OutOfDate` or `SWHardeningNeeded`.
+    pub status: TcbStatus,
+    /// Inclusive deadline, unix seconds.
+    pub until: U64,
+}
+
+/// What a node's GPUs must be.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuPolicy {
+    /// A node is not active (takes no jobs) until this many GPUs are attested.
+    pub min_gpus: u32,
+    /// Upper bound on GPUs per node (keeps a node's record bounded).
+    pub max_gpus: u32,
+    /// GPU models accepted as the evidence names them (e.g. "GH100"); empty: any.
+    pub allowed_models: Vec<String>,
+    /// Accept GPUs of a TDX bundle that the attested VM verified itself and measured into
+    /// RTMR3 (`nvidia-gpu-evidence` event): no chain or signature work on chain. Trusts the
+    /// allowlisted worker image to verify GPUs correctly.
+    pub allow_measured_in_rtmr3: bool,
+}
+
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Allowed TDX platforms; a TDX node must match one. Empty: no TDX node can join.
+    pub platforms: Vec<PlatformMeasurements>,
+    /// Allowed dstack app compose hashes. Empty: no TDX node can join.
+    pub compose_hashes: Vec<Hash32>,
+    /// Allowed container image digests, read from the RTMR3 event named `image_digest_event`.
+    /// Empty: not checked (the compose hash already pins the images by digest).
+    pub image_digests: Vec<Hash32>,
+    pub image_digest_event: String,
+    /// Tolerated TCB statuses below `UpToDate`, each until a deadline.
+    pub tcb_grace: Vec<TcbGrace>,
+    /// How long a verified attestation stays valid.
+    pub attestation_lifetime_ns: U64,
+    /// Nodes heartbeat this often...
+    pub heartbeat_interval_ns: U64,
+    /// ...and become inactive after missing this many intervals.
+    pub missed_heartbeats: u32,
+    /// Stake an operator needs per live node.
+    pub min_stake: NearToken,
+    /// Delay between `request_unstake` and `withdraw`. Must exceed the longest job deadline so
+    /// an operator cannot leave before a missed deadline is slashed.
+    pub unbonding_delay_ns: U64,
+    pub gpu: GpuPolicy,
+    /// Accept the `dev` attestation kind (never on a mainnet-initialised registry).
+    pub dev_mode: bool,
+    /// Development CA whose ed25519 signature makes a `dev` attestation.
+    pub dev_ca_key: Option<PublicKey>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            platforms: Vec::new(),
+            compose_hashes: Vec::new(),
+            image_digests: Vec::new(),
+            image_digest_event: "image-digest".to_owned(),
+            tcb_grace: Vec::new(),
+            attestation_lifetime_ns: U64(7 * DAY_NS),
+            heartbeat_interval_ns: U64(5 * 60 * NANOS_PER_SEC),
+            missed_heartbeats: 3,
+            min_stake: NearToken::from_near(100),
+            unbonding_delay_ns: U64(7 * DAY_NS),
+            gpu: GpuPolicy {
+                min_gpus: 0,
+                max_gpus: 8,
+                allowed_models: Vec::new(),
+                allow_measured_in_rtmr3: false,
+            },
+            dev_mode: false,
+            dev_ca_key: None,
+        }
+    }
+}
+
+impl Policy {
+    /// Whether the firmware and boot chain of `m` are an allowed platform.
+    pub fn allows_platform(&self, m: &Measurements) -> bool {
+        self.platforms.iter().any(|p| {
+            p.mrtd == m.mrtd && p.rtmr0 == m.rtmr0 && p.rtmr1 == m.rtmr1 && p.rtmr2 == m.rtmr2
+        })
+    }
+
+    /// A node without a heartbeat for this long is inactive.
+    pub fn heartbeat_timeout_ns(&self) -> u64 {
+        self.heartbeat_interval_ns
+            .0
+            .saturating_mul(u64::from(self.missed_heartbeats))
+    }
+}
+
+// ---------------------------------------------------------------- nodes
+
+/// Changes to a node's commercial details; absent fields stay as they are, an empty
+/// `endpoint` or `region` clears it.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeUpdate {
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub prices: Option<Vec<ModelPrice>>,
+    #[serde(default)]
+    pub capacity: Option<u32>,
+}
+
+// ---------------------------------------------------------------- views
+
+/// Which nodes `list_nodes` returns; every given criterion must hold.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeFilter {
+    /// Nodes that price this model.
+    pub model: Option<ModelId>,
+    pub region: Option<String>,
+    pub status: Option<NodeStatus>,
+    /// Nodes with at least one GPU of this model (e.g. "GH100").
+    pub gpu_model: Option<String>,
+    pub min_gpus: Option<u32>,
+    pub operator: Option<AccountId>,
+}
+
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePage {
+    pub nodes: Vec<NodeView>,
+    /// Where the next page starts; `None` when every node has been examined.
+    pub next_index: Option<U64>,
+}
+
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorView {
+    pub account_id: AccountId,
+    pub stake: NearToken,
+    /// The part of the stake that pays for the operator's storage.
+    pub storage_cost: NearToken,
+    /// Free stake needed for the live nodes.
+    pub required_stake: NearToken,
+    pub unbonding: NearToken,
+    pub unlocks_at_ns: U64,
+    pub withdrawing: bool,
+    pub nodes: Vec<NodeId>,
+}
+
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigView {
+    pub owner: AccountId,
+    pub marketplace: Option<AccountId>,
+    pub mainnet: bool,
+    pub dev_mode_available: bool,
+    pub next_node_id: NodeId,
+    pub version: String,
+}
+
+/// The registry's methods as clients call them (name, gas to attach, deposit rule) and their
+/// JSON arguments. Gas figures are what a client attaches: the contract's documented budget
+/// plus room (the unused part is refunded).
+pub mod methods {
+    use near_sdk::{AccountId, PublicKey, near};
+
+    use super::{NodeFilter, NodeUpdate};
+    use crate::NodeId;
+    use crate::interfaces::method::Method;
+
+    /// Dev bundle ~5 Tgas, TDX ~28, +90 per GPU.
+    pub const REGISTER_NODE: Method = Method::call("register_node", 300);
+    pub const REATTEST: Method = Method::call("reattest", 300);
+    /// 1.45 Tgas measured.
+    pub const HEARTBEAT: Method = Method::call("heartbeat", 10);
+    /// Deposit: the stake to add (~5 Tgas).
+    pub const DEPOSIT_STAKE: Method = Method::payable("deposit_stake", 30);
+    pub const SET_MARKETPLACE: Method = Method::one_yocto("set_marketplace", 30);
+
+    pub const GET_NODE: &str = "get_node";
+    pub const GET_NODE_BY_SIGNER_KEY: &str = "get_node_by_signer_key";
+    pub const LIST_NODES: &str = "list_nodes";
+    pub const GET_OPERATOR: &str = "get_operator";
+    pub const GET_POLICY: &str = "get_policy";
+    pub const GET_CONFIG: &str = "get_config";
+    pub const NOW_NS: &str = "now_ns";
+
+    /// `register_node({"bundle", "details"?})`. `B` is the attestation bundle: the
+    /// attestation library's type in the contract, its JSON (`serde_json::Value`) in clients.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    #[serde(deny_unknown_fields)]
+    pub struct RegisterNodeArgs<B> {
+        pub bundle: B,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub details: Option<NodeUpdate>,
+    }
+
+    /// `reattest({"node_id", "bundle"})`.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReattestArgs<B> {
+        pub node_id: NodeId,
+        pub bundle: B,
+    }
+
+    /// `add_gpu({"node_id", "evidence"})`; `E` as `B` above.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    #[serde(deny_unknown_fields)]
+    pub struct AddGpuArgs<E> {
+        pub node_id: NodeId,
+        pub evidence: E,
+    }
+
+    /// `heartbeat`, `get_node`: one node.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct NodeArgs {
+        pub node_id: NodeId,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SignerKeyArgs {
+        pub signer_key: PublicKey,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct AccountArgs {
+        pub account_id: AccountId,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SetMarketplaceArgs {
+        pub marketplace: AccountId,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Default)]
+    pub struct ListNodesArgs {
+        pub filter: Option<NodeFilter>,
+        pub from_index: Option<near_sdk::json_types::U64>,
+        pub limit: Option<u32>,
+    }
+}
