@@ -14,6 +14,6 @@ pub mod types;
 pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};
 pub use receipt::{ReceiptSubject, ResultReceipt};
 pub use types::{
-    Asset, AttestationKind, GpuInfo, Hash32, InputRef, JobSpec, Measurements, ModelPrice,
-    NodeStatus, OutputRef, TcbStatus, Usage,
+    Asset, AttestationKind, DEFAULT_MAX_INLINE_BYTES, GpuInfo, Hash32, InputRef, JobSpec,
+    Measurements, ModelPrice, NodeStatus, OutputRef, TcbStatus, Usage,
 };
