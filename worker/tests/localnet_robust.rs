@@ -24,23 +24,23 @@ use worker::job::{EMBEDDINGS_URL, JobRequest, sha256};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
-/// One counter of the worker's `/metrics`.
-async fn metric(metrics_url: &str, name: &str) -> u64 {
-    let text = reqwest::get(metrics_url)
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+/// One counter of the worker's `/metrics`, `None` while the worker is not serving them yet.
+async fn try_metric(metrics_url: &str, name: &str) -> Option<u64> {
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+async fn metric(metrics_url: &str, name: &str) -> u64 {
+    try_metric(metrics_url, name)
+        .await
+        .unwrap_or_else(|| panic!("no {name} at {metrics_url}"))
 }
 
 /// Waits until the counter reaches `at_least`.
 async fn wait_metric(metrics_url: &str, name: &str, at_least: u64, worker: &WorkerNode) {
     let until = Instant::now() + SETTLE;
-    while metric(metrics_url, name).await < at_least {
+    while try_metric(metrics_url, name).await.unwrap_or(0) < at_least {
         assert!(
             Instant::now() < until,
             "{name} < {at_least}:\n{}",
