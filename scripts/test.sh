@@ -36,7 +36,7 @@ export NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet"
 cargo test --locked --workspace
 # Tiers behind features: they start localnet, the indexer and the worker as processes.
 cargo test --locked -p chain-client --features testkit --test localnet
-cargo test --locked -p worker --features localnet-e2e --test localnet_e2e
+cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust
 
 step "near-cli-rs against localnet: the basic check and the README's near-cli examples"
 ensure_near_cli

@@ -41,7 +41,8 @@ impl VerifyOutput {
 }
 
 /// Reads a bundle (and optional policy) and verifies it at `at` (unix seconds).
-/// Unreadable files are a `Error`; a malformed or invalid bundle is an invalid verdict.
+/// Unreadable or non-JSON files are an `Error` (exit 2); a JSON bundle that is malformed or
+/// fails a check is an invalid verdict (exit 1).
 pub fn verify_file(
     bundle_path: &Path,
     policy_path: Option<&Path>,
@@ -55,6 +56,11 @@ pub fn verify_file(
         })?,
     };
     let bytes = read_file(bundle_path)?;
+    // A file that is not JSON at all is bad input (exit 2), not a bundle that failed a check.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| Error::Invalid {
+        path: bundle_path.to_owned(),
+        message: format!("not JSON, so not an attestation bundle: {e}"),
+    })?;
     let result = parse_bundle(&bytes).and_then(|b| verify_bundle(&b, at, &policy, &RustCrypto));
     Ok(match result {
         Ok(verdict) => VerifyOutput::Valid {

@@ -142,6 +142,20 @@ impl<'de> serde::Deserialize<'de> for Network {
     }
 }
 
+/// `url` must be an absolute http:// or https:// URL with a host; `what` names the setting.
+pub fn check_url(what: &str, url: &str) -> Result<(), crate::Error> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(u) => Err(crate::Error::BadInput(format!(
+            "{what} {url:?} is not an http:// or https:// URL (scheme '{}')",
+            u.scheme()
+        ))),
+        Err(e) => Err(crate::Error::BadInput(format!(
+            "{what} {url:?} is not a URL: {e}"
+        ))),
+    }
+}
+
 /// The indexer's default listen address (`indexer --listen`).
 pub const DEFAULT_INDEXER_URL: &str = "http://127.0.0.1:8090";
 
@@ -181,6 +195,12 @@ impl Settings {
         self.account_id.as_ref().ok_or(crate::Error::NoAccount)
     }
 
+    /// Refuses an RPC or indexer URL that is not `http(s)://host...`, before anything is sent.
+    pub fn check_urls(&self) -> Result<(), crate::Error> {
+        check_url("the RPC URL (--rpc-url)", &self.rpc_url)?;
+        check_url("the indexer URL (--indexer-url)", &self.indexer_url)
+    }
+
     /// Directory of this network's user keys.
     pub fn network_keys_dir(&self) -> PathBuf {
         self.keys_dir.join(self.network.as_str())
@@ -216,6 +236,30 @@ mod tests {
         assert_eq!(s.factory.as_str(), "f.testnet");
         assert_eq!(s.registry.as_str(), "registry.ecloud.testnet");
         assert!(matches!(s.signer(), Err(crate::Error::NoAccount)));
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        for good in [
+            "http://127.0.0.1:3030",
+            "https://rpc.testnet.near.org/",
+            "http://h",
+        ] {
+            assert!(check_url("x", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "127.0.0.1:3030",
+            "http://",
+            "file:///tmp/x",
+            "",
+        ] {
+            let err = check_url("the RPC URL (--rpc-url)", bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            let msg = err.to_string();
+            assert!(msg.contains("--rpc-url") && !msg.contains('\n'), "{msg}");
+        }
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! Submit: choose a node (or take `--node`), confirm its attested keys with the registry,
 //! seal the request to its x25519 key (HPKE, `protocol`'s envelope, bound to the model and the
 //! user's key), pay the marketplace (`submit_job` with NEAR, or `ft_transfer_call` with a
-//! NEP-141 token and the job as `msg`). Result: take the output from the indexer, check the
-//! node's signed receipt against the hashes of our input and of that output, then decrypt it
-//! with the user's key.
+//! NEP-141 token and the job as `msg`; the token must be one the marketplace accepts). Result:
+//! take the output from the indexer (or, for an output too large to go inline, from the URI
+//! the node gave, checked against its hash), check the node's signed receipt against the
+//! hashes of our input and of that output, then decrypt it with the user's key.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -273,6 +274,9 @@ pub async fn submit(
     let settings = chain.settings().clone();
     let signer = chain.signer()?;
     let market = settings.marketplace.clone();
+    if let Some(token) = &args.token {
+        check_token_accepted(chain, &market, token).await?;
+    }
     let now = chain_now_ns(chain).await;
     let node = pick_node(chain, indexer, &args.model, &args.choice, now).await?;
     let config: MarketConfig = chain
@@ -394,6 +398,30 @@ pub async fn submit(
         key_file: user.path,
         tx_hash,
     })
+}
+
+/// Refuses a payment token the marketplace does not accept (`accepted_tokens`), before any
+/// transaction: the transfer would only be refunded, its gas lost.
+pub async fn check_token_accepted(
+    chain: &Chain,
+    market: &AccountId,
+    token: &AccountId,
+) -> Result<(), Error> {
+    let accepted: Vec<(AccountId, serde_json::Value)> = chain
+        .view(market, "accepted_tokens", &serde_json::json!({}))
+        .await?;
+    if accepted.iter().any(|(t, _)| t == token) {
+        return Ok(());
+    }
+    let list: Vec<String> = accepted.iter().map(|(t, _)| t.to_string()).collect();
+    Err(Error::BadInput(format!(
+        "--token {token}: the marketplace {market} does not accept it for payment (accepted: {})",
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    )))
 }
 
 /// The id of the job `user` submitted, from a transaction's NEP-297 logs.
@@ -844,6 +872,55 @@ async fn node_key(chain: &Chain, indexer: &Indexer, job: &SettledJob) -> Result<
     }
 }
 
+/// Largest output fetched from a node's URI.
+pub const MAX_REMOTE_OUTPUT_BYTES: usize = 64 << 20;
+/// How long fetching an output may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Fetches an output stored by the node (`OutputRef::Remote`) and checks it against the hash
+/// the receipt signs, so the node or the network cannot swap it.
+pub async fn fetch_output(uri: &str, hash: &Hash32) -> Result<Vec<u8>, Error> {
+    crate::config::check_url("the output URI", uri).map_err(|e| Error::Fetch {
+        url: uri.to_owned(),
+        message: e.to_string(),
+    })?;
+    let fail = |message: String| Error::Fetch {
+        url: uri.to_owned(),
+        message,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut response = client
+        .get(uri)
+        .send()
+        .await
+        .map_err(|e| fail(format!("unreachable: {e}")))?;
+    if !response.status().is_success() {
+        return Err(fail(format!("answered HTTP {}", response.status())));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| fail(format!("reading the output: {e}")))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_REMOTE_OUTPUT_BYTES {
+            return Err(fail(format!(
+                "the output is over {MAX_REMOTE_OUTPUT_BYTES} bytes"
+            )));
+        }
+    }
+    if sha256(&body) != *hash {
+        return Err(Error::Verification(format!(
+            "the output fetched from {uri} does not hash to the receipt's {hash}"
+        )));
+    }
+    Ok(body)
+}
+
 /// `ecloud job result`.
 pub async fn result(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobResult, Error> {
     let settings = chain.settings();
@@ -857,7 +934,13 @@ pub async fn result(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobRe
             )));
         }
     };
-    let settled = settled_from_indexer(&job)?;
+    let mut settled = settled_from_indexer(&job)?;
+    if let InputRef::Remote { hash, uri } = &settled.settled.output {
+        let bytes = fetch_output(uri, hash).await?;
+        settled.settled.output = InputRef::Inline {
+            ciphertext: Base64VecU8(bytes),
+        };
+    }
     let user = user_key::load(&settings.network_keys_dir(), account)?.ok_or_else(|| {
         Error::BadInput(format!(
             "no key for {account} in {}: job outputs can only be opened with the key that submitted them",

@@ -4,7 +4,8 @@
 //! * [`attestation_cmd`]: verify attestation bundles, build them from dstack evidence.
 //! * [`nodes`]: list and pick nodes (indexer), confirm them with the registry.
 //! * [`jobs`]: encrypted jobs: build and seal the input, submit and pay, status, verify and
-//!   open the result.
+//!   open the result (fetched by URI and checked against its hash when it is not inline).
+//! * [`cancel`]: cancel a job under the marketplace's rules and get its escrow back.
 //! * [`models`]: model tokens: create through the factory, contribute, claim revenue, show.
 //! * [`indexer`], [`chain`]: the two sources the commands read (REST API, NEAR RPC).
 //! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file;
@@ -14,6 +15,7 @@
 
 pub mod amount;
 pub mod attestation_cmd;
+pub mod cancel;
 pub mod chain;
 pub mod config;
 pub mod indexer;
@@ -59,6 +61,9 @@ pub enum Error {
     Indexer { url: String, message: String },
     #[error("chain: {0}")]
     Chain(String),
+    /// A job output stored by its node could not be fetched.
+    #[error("output {url}: {message}")]
+    Fetch { url: String, message: String },
     /// A signature, hash or ciphertext did not check out.
     #[error("verification failed: {0}")]
     Verification(String),
@@ -77,7 +82,7 @@ impl Error {
             | Self::NoAccount
             | Self::Key(_) => 2,
             Self::NotFound(_) | Self::NotReady(_) => 3,
-            Self::Indexer { .. } | Self::Chain(_) => 4,
+            Self::Indexer { .. } | Self::Chain(_) | Self::Fetch { .. } => 4,
         }
     }
 
@@ -94,6 +99,7 @@ impl Error {
             Self::NotReady(_) => "not_ready",
             Self::Indexer { .. } => "indexer",
             Self::Chain(_) => "chain",
+            Self::Fetch { .. } => "output_fetch",
             Self::Verification(_) => "verification_failed",
         }
     }

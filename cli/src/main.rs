@@ -7,6 +7,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use ecloud::Error;
 use ecloud::amount::{self, Near};
 use ecloud::attestation_cmd::{self, GpuFiles};
+use ecloud::cancel;
 use ecloud::chain::Chain;
 use ecloud::config::{Deployment, Network, Overrides, Settings};
 use ecloud::indexer::{Indexer, NodeQuery};
@@ -82,7 +83,7 @@ struct Global {
 enum Command {
     /// List nodes (from the indexer).
     Nodes(NodesCli),
-    /// Encrypted inference jobs: submit, status, result.
+    /// Encrypted inference jobs: submit, status, result, cancel.
     #[command(subcommand)]
     Job(JobCommand),
     /// Model tokens: create, contribute, claim revenue, show.
@@ -133,6 +134,10 @@ enum JobCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Cancel a job and refund its escrow to its user: an open job by its user (1 yoctoNEAR
+    /// attached) before its claim deadline, by anyone after it; a claimed job by anyone after
+    /// its deadline (the node is slashed to the user).
+    Cancel { job_id: JobId },
 }
 
 #[derive(Args)]
@@ -340,6 +345,10 @@ fn done<R: Report>(report: &R, json: bool) -> Result<ExitCode, Error> {
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let json = cli.global.json;
     let s = settings(&cli.global)?;
+    // Attestation commands read local files only: the endpoints do not matter to them.
+    if !matches!(cli.command, Command::Attestation(_)) {
+        s.check_urls()?;
+    }
     let indexer = Indexer::new(&s.indexer_url);
     match cli.command {
         Command::Nodes(n) => {
@@ -363,6 +372,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Job(JobCommand::Status { job_id }) => {
             let chain = Chain::new(&s);
             done(&jobs::status(&chain, &indexer, job_id).await?, json)
+        }
+        Command::Job(JobCommand::Cancel { job_id }) => {
+            let chain = Chain::new(&s);
+            done(&cancel::cancel(&chain, job_id).await?, json)
         }
         Command::Job(JobCommand::Result { job_id, output }) => {
             let chain = Chain::new(&s);

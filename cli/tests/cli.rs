@@ -129,9 +129,21 @@ fn bad_files_give_clear_errors_without_panics() {
     );
     assert!(!err.contains("panicked"), "{err}");
 
+    // Not JSON at all: bad input (exit 2), one line naming the file.
     let garbage = tmp("garbage.json");
     std::fs::write(&garbage, b"\x00\x01 not json").expect("write");
     let o = ecloud(&["attestation", "verify", s(&garbage), "--at", DSTACK_NOW]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("garbage.json") && err.contains("not JSON") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // JSON that is not a bundle: an invalid verdict (exit 1) naming the problem.
+    let not_bundle = tmp("not-bundle.json");
+    std::fs::write(&not_bundle, br#"{"kind": "tdx"}"#).expect("write");
+    let o = ecloud(&["attestation", "verify", s(&not_bundle), "--at", DSTACK_NOW]);
     assert_eq!(o.status.code(), Some(1));
     let v = json(&o);
     assert_eq!(v["error"]["code"], "malformed");

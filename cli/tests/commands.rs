@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use support::{
-    TestNode, answer, dead_url, fake_indexer, indexer_job, node_detail_json, node_json, output_mut,
-    prompt, user,
+    TestNode, answer, dead_url, fake_files, fake_indexer, indexer_job, node_detail_json, node_json,
+    output_mut, prompt, user,
 };
 
 fn ecloud(args: &[&str]) -> Output {
@@ -295,6 +295,38 @@ fn bad_input_exits_2_with_a_clear_message() {
     }
 }
 
+/// A malformed endpoint is bad input (exit 2, one line naming the flag), found before any
+/// request, not a transport failure (exit 4, "builder error").
+#[test]
+fn malformed_urls_exit_2_in_one_line() {
+    let cases: [&[&str]; 5] = [
+        &["nodes", "--indexer-url", "not a url"],
+        &["job", "status", "1", "--rpc-url", "ftp://x"],
+        &["job", "status", "1", "--indexer-url", "127.0.0.1:8090"],
+        &["model", "show", "llama", "--rpc-url", "http://"],
+        &[
+            "--account-id",
+            "a.test.near",
+            "job",
+            "cancel",
+            "1",
+            "--rpc-url",
+            "not a url",
+        ],
+    ];
+    for args in cases {
+        let o = ecloud(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("URL"), "{args:?}: {err}");
+        assert!(!err.contains("builder error"), "{args:?}: {err}");
+    }
+    let o = ecloud(&["--json", "nodes", "--indexer-url", "not a url"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).expect("JSON error");
+    assert_eq!(v["error"], "bad_input");
+}
+
 #[test]
 fn json_errors_are_objects_with_a_code() {
     let o = ecloud(&[
@@ -511,4 +543,80 @@ async fn job_status_and_result_through_the_indexer() {
         "{}",
         stderr(&o)
     );
+}
+
+/// An output too large to go inline is fetched from the node's URI and checked against the
+/// receipt's hash before it is opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_result_fetches_a_remote_output_and_checks_its_hash() {
+    let home = tempfile::tempdir().expect("tmp");
+    let keys_dir = home.path().join("keys");
+    let alice = user(&keys_dir.join("localnet"), "alice.test.near");
+    let a = answer(&alice, 11, &prompt("a long answer")).await;
+    let sealed = output_mut(&mut a.job.clone()).clone();
+    let mut swapped = sealed.clone();
+    swapped[40] ^= 1;
+    let files = fake_files(BTreeMap::from([
+        ("/v1/outputs/11".to_owned(), sealed),
+        ("/v1/outputs/12".to_owned(), swapped),
+    ]));
+    let remote = |id: u64, uri: String| {
+        let mut job = a.job.clone();
+        job.job_id = enclave_cloud_common::JobId(id);
+        job.settled.output = enclave_cloud_common::InputRef::Remote {
+            hash: job.settled.output_hash,
+            uri,
+        };
+        job
+    };
+    // Job 11 as answered; job 12's node serves other bytes; job 13's node is gone. (Jobs 12
+    // and 13 reuse job 11's receipt: the hash check must stop them before the signature.)
+    let good = remote(11, format!("{files}/v1/outputs/11"));
+    let routes = BTreeMap::from([
+        ("/v1/jobs/11".to_owned(), indexer_job(&good, "settled")),
+        (
+            "/v1/jobs/12".to_owned(),
+            indexer_job(&remote(12, format!("{files}/v1/outputs/12")), "settled"),
+        ),
+        (
+            "/v1/jobs/13".to_owned(),
+            indexer_job(
+                &remote(13, format!("{}/v1/outputs/13", dead_url())),
+                "settled",
+            ),
+        ),
+        ("/v1/nodes/1".to_owned(), node_json(1, "active", &a.keys)),
+    ]);
+    let url = fake_indexer(routes, Arc::new(Mutex::new(Vec::new())));
+    let dead = dead_url();
+    let run = |id: &str| {
+        ecloud(&[
+            "--network",
+            "localnet",
+            "--indexer-url",
+            &url,
+            "--rpc-url",
+            &dead,
+            "--account-id",
+            "alice.test.near",
+            "--keys-dir",
+            s(&keys_dir),
+            "job",
+            "result",
+            id,
+        ])
+    };
+    let o = run("11");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("echo: a long answer\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run("12");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not hash to"), "{}", stderr(&o));
+    let o = run("13");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 }

@@ -385,6 +385,74 @@ async fn models_and_jobs_on_localnet() {
     ));
     assert_eq!(second["user_key"], submitted["user_key"]);
     assert_ne!(second["job_id"], submitted["job_id"]);
+
+    // ----- cancel -----
+    // The user takes her open job back before any claim (1 yocto attached): cap and storage
+    // come back.
+    let second_id = second["job_id"].as_str().expect("id").to_owned();
+    let balance = |account: chain_client::AccountId| {
+        let client = &client;
+        async move {
+            client
+                .view_account(&account)
+                .await
+                .expect("account")
+                .amount
+                .as_yoctonear()
+        }
+    };
+    let before = balance(alice.account_id().clone()).await;
+    let cancelled = ok_json(&ecloud(&env, &["--json", "job", "cancel", &second_id]));
+    assert_eq!(cancelled["reason"], "by_user", "{cancelled}");
+    assert_eq!(cancelled["refund"], "10000000000000000000000");
+    assert_eq!(cancelled["refunded_to"], env.alice);
+    let gained = balance(alice.account_id().clone()).await as i128 - before as i128;
+    assert!(
+        gained > NearToken::from_millinear(9).as_yoctonear() as i128,
+        "gained {gained}"
+    );
+    // It is gone: cancelling it again exits 3.
+    let again = ecloud(&env, &["job", "cancel", &second_id]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // Nobody claimed it within its claim window: cancellable with nothing attached.
+    let unclaimed = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "job",
+            "submit",
+            "--model",
+            MODEL,
+            "--node",
+            "0",
+            "--prompt",
+            "too slow",
+            "--max-cost",
+            "0.01",
+            "--claim-window",
+            "1s",
+        ],
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let text = ecloud(
+        &env,
+        &["job", "cancel", unclaimed["job_id"].as_str().expect("id")],
+    );
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    assert!(
+        out.contains("cancelled (unclaimed): 0.01 NEAR refunded to"),
+        "{out}"
+    );
     // ----- a job paid with a NEP-141 token (ft_transfer_call) -----
     let usdt = create_account(&client, &root, "usdt", NearToken::from_near(20))
         .await
@@ -413,6 +481,36 @@ async fn models_and_jobs_on_localnet() {
         .expect("args")
         .deposit(NearToken::from_yoctonear(1));
     client.call::<()>(&root, mint).await.expect("mint");
+    // Not accepted yet: refused before any transfer (exit 2), nothing leaves alice.
+    let refused = ecloud(
+        &env,
+        &[
+            "job",
+            "submit",
+            "--model",
+            MODEL,
+            "--node",
+            "0",
+            "--embed",
+            "tokens",
+            "--max-cost",
+            "5000000",
+            "--token",
+            usdt.account_id().as_str(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not accept"), "{err}");
+    let untouched: String = client
+        .view(
+            usdt.account_id(),
+            "ft_balance_of",
+            &json!({ "account_id": alice.account_id() }),
+        )
+        .await
+        .expect("balance");
+    assert_eq!(untouched, "100000000");
     let accept = FunctionCall::new(market.clone(), "set_accepted_token")
         .args_json(&json!({ "token": usdt.account_id(), "rate": {"units_per_near": "1000000"} }))
         .expect("args")

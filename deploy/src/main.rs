@@ -78,7 +78,7 @@ struct ContractsArgs {
     #[arg(long, value_name = "SYMBOL")]
     test_token: Option<String>,
     /// The marketplace's largest inline input/output ciphertext in bytes (contract default
-    /// 2048; at most 11000). Embeddings answers need ~8 KiB.
+    /// 10240, one sealed embedding; at most 11000). Larger outputs go by hash + URI.
     #[arg(long)]
     max_inline_bytes: Option<u32>,
     /// Where to write the deployment record.

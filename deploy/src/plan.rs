@@ -42,7 +42,8 @@ pub struct Options {
     /// A full registry `Policy` object replacing the contract's default.
     pub registry_policy: Option<Value>,
     pub test_token: Option<TestToken>,
-    /// The marketplace's largest inline input/output ciphertext (contract default 2048).
+    /// The marketplace's largest inline input/output ciphertext (contract default
+    /// [`enclave_cloud_common::DEFAULT_MAX_INLINE_BYTES`]).
     pub max_inline_bytes: Option<u32>,
 }
 
@@ -312,6 +313,10 @@ mod tests {
         assert_eq!(
             Plan::new(Network::Testnet, deployer(), too_big).unwrap_err(),
             PlanError::MaxInlineBytes(16_384)
+        );
+        // The contract's default fits the settled event's log line too.
+        assert!(
+            (1..=MAX_INLINE_BYTES_LIMIT).contains(&enclave_cloud_common::DEFAULT_MAX_INLINE_BYTES)
         );
         let ok = Options {
             max_inline_bytes: Some(10_240),

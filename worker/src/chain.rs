@@ -16,7 +16,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::{Hash32, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage};
-use near_sdk::json_types::{Base64VecU8, U64};
+use near_sdk::json_types::{Base64VecU8, U64, U128};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -77,6 +77,11 @@ pub struct ChainJob {
     pub job_id: JobId,
     pub user: AccountId,
     pub model_id: ModelId,
+    /// In the job's asset: yoctoNEAR, or the token's smallest units.
+    pub price_cap: U128,
+    /// A token job's conversion rate; `None` for NEAR jobs.
+    #[serde(default)]
+    pub token_rate: Option<ChainTokenRate>,
     pub deadline_ns: U64,
     pub claim_deadline_ns: U64,
     pub input: InputRef,
@@ -84,6 +89,12 @@ pub struct ChainJob {
     /// The user's x25519 key, hex.
     pub user_key: String,
     pub claim: Option<ChainClaim>,
+}
+
+/// Smallest token units worth one NEAR (the marketplace's `TokenRate`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct ChainTokenRate {
+    pub units_per_near: U128,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +176,29 @@ impl NodeChain {
             .args_json(&json!({ "node_id": node_id }))?
             .gas(GAS_HEARTBEAT);
         self.client.call(&self.enclave, call).await
+    }
+
+    /// The chain's clock: the timestamp of the block a view runs in (the registry's `now_ns`).
+    /// Deadlines are judged by it, as the contracts judge them, not by this machine's clock.
+    pub async fn chain_now_ns(&self) -> Result<u64, ChainError> {
+        let now: U64 = self
+            .client
+            .view(&self.registry, "now_ns", &json!({}))
+            .await?;
+        Ok(now.0)
+    }
+
+    /// The marketplace's largest inline output (`get_config().max_inline_bytes`).
+    pub async fn max_inline_bytes(&self) -> Result<u32, ChainError> {
+        #[derive(Deserialize)]
+        struct Config {
+            max_inline_bytes: u32,
+        }
+        let config: Config = self
+            .client
+            .view(&self.marketplace, "get_config", &json!({}))
+            .await?;
+        Ok(config.max_inline_bytes)
     }
 
     pub async fn get_node(&self, node_id: NodeId) -> Result<Option<NodeView>, ChainError> {

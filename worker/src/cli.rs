@@ -17,6 +17,7 @@ use crate::attest::tdx::{
     ConfigfsTsm, DEFAULT_TSM_ENTRY, DEFAULT_TSM_ROOT, TdxEvidenceFiles, TdxProvider,
 };
 use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
+use crate::claim::ClaimPolicy;
 use crate::inference::http::OpenAiHttpBackend;
 use crate::inference::{InferenceBackend, MODEL_DIR_ENV};
 use crate::keys::{EnclaveKeys, FileSealer};
@@ -156,6 +157,22 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://<addr>/metrics.
     #[arg(long, env = "ECLOUD_WORKER_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve stored outputs at http://<addr>/v1/outputs/{job_id}: outputs over the
+    /// marketplace's inline limit are kept in <data dir>/outputs (7 days) and submitted by
+    /// hash + URI. Without it such jobs are given up.
+    #[arg(long, env = "ECLOUD_WORKER_OUTPUTS_LISTEN")]
+    pub outputs_listen: Option<SocketAddr>,
+    /// The base URL users reach --outputs-listen at (e.g. https://node.example.org)
+    /// [default: http://<outputs-listen>].
+    #[arg(long, requires = "outputs_listen")]
+    pub outputs_url: Option<String>,
+    /// Chat jobs: output tokens the job's cap must pay for, beyond its input, to be claimed.
+    #[arg(long, default_value_t = ClaimPolicy::default().min_output_tokens)]
+    pub min_output_tokens: u64,
+    /// Claim a job only with more than this many seconds left before its deadline (chain
+    /// time).
+    #[arg(long, default_value_t = ClaimPolicy::default().deadline_margin.as_secs())]
+    pub deadline_margin_secs: u64,
     #[command(flatten)]
     pub attestation: AttestArgs,
     #[command(flatten)]
@@ -301,6 +318,8 @@ pub enum CliError {
     Chain(#[from] chain_client::ChainError),
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Outputs(#[from] crate::outputs::OutputStoreError),
 }
 
 pub(crate) fn load_keys(data_dir: &Path) -> Result<EnclaveKeys, CliError> {

@@ -4,6 +4,12 @@
 //! * each job is read from the chain, claimed, run through the [`JobRunner`] (journaled, so a
 //!   crash resumes it without a second inference) and its signed result submitted; agent
 //!   requests are answered with `respond`;
+//! * an open job is claimed only if it is worth it ([`ClaimPolicy`]: its cap covers its input at
+//!   this node's price, enough time is left on the chain's clock);
+//! * outputs over the marketplace's inline limit go on chain by hash + URI, served from the
+//!   [`OutputStore`]; a result the marketplace refuses (a contract panic: it would refuse the
+//!   same transaction again) is never resubmitted: the job is given up, logged and counted;
+//! * deadlines are judged by the chain's clock, as the marketplace judges them;
 //! * at most `concurrency` jobs run at once;
 //! * heartbeats every `heartbeat_interval`, re-attestation `reattest_before` the attestation
 //!   expires;
@@ -11,21 +17,24 @@
 //!   the rest stay journaled and resume at the next start.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chain_client::ChainError;
-use enclave_cloud_common::{InputRef, JobId, NodeId, ReceiptSubject, RequestId};
+use enclave_cloud_common::{InputRef, JobId, NodeId, OutputRef, ReceiptSubject, RequestId};
 use near_sdk::json_types::Base64VecU8;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::attest::{AttestationProvider, now_unix_secs};
 use crate::chain::{ChainJob, JobState, NodeChain};
+use crate::claim::{ClaimPolicy, JobTerms};
 use crate::feed::{self, FeedConfig, Offer};
 use crate::job::JobTask;
 use crate::journal::ReadyResult;
 use crate::keys::EnclaveKeys;
 use crate::metrics::Metrics;
+use crate::outputs::{OUTPUT_RETENTION, OutputStore};
 use crate::runner::{JobRunner, RunError};
 
 #[derive(Debug, Clone)]
@@ -42,7 +51,15 @@ pub struct RunConfig {
     pub grace: Duration,
     /// Pause before retrying a failed submission or inference.
     pub retry_delay: Duration,
+    /// Which open jobs are worth claiming.
+    pub claim_policy: ClaimPolicy,
+    /// Where outputs over the inline limit are stored and served; `None`: such jobs are
+    /// given up.
+    pub outputs: Option<OutputStore>,
 }
+
+/// Jobs declined are remembered (the feed offers them again and again) up to this many.
+const DECLINED_MEMORY: usize = 100_000;
 
 /// Everything a job task needs.
 struct Ctx {
@@ -51,8 +68,14 @@ struct Ctx {
     metrics: Metrics,
     node_id: NodeId,
     retry_delay: Duration,
+    claim_policy: ClaimPolicy,
+    outputs: Option<OutputStore>,
+    /// The marketplace's inline limit as last read (0: unknown, outputs are tried inline).
+    max_inline: AtomicU32,
     /// Offers being processed: the feed repeats itself (polls, reconnects).
     active: Mutex<HashSet<Offer>>,
+    /// Open jobs found not worth claiming (their cap and deadline do not change).
+    declined: Mutex<HashSet<JobId>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -82,6 +105,24 @@ impl Ctx {
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    fn declined_set(&self) -> std::sync::MutexGuard<'_, HashSet<JobId>> {
+        self.declined.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the marketplace's inline limit again; returns it (0 if unknown).
+    async fn refresh_max_inline(&self) -> u32 {
+        match self.chain.max_inline_bytes().await {
+            Ok(limit) => {
+                self.max_inline.store(limit, Ordering::Relaxed);
+                limit
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the marketplace's inline limit");
+                self.max_inline.load(Ordering::Relaxed)
+            }
+        }
+    }
 }
 
 /// Runs until `shutdown` turns true, then drains.
@@ -100,10 +141,15 @@ pub async fn run(
         metrics: metrics.clone(),
         node_id: config.node_id,
         retry_delay: config.retry_delay,
+        claim_policy: config.claim_policy,
+        outputs: config.outputs.clone(),
+        max_inline: AtomicU32::new(0),
         active: Mutex::new(HashSet::new()),
+        declined: Mutex::new(HashSet::new()),
         shutdown: shutdown.clone(),
     });
-    tracing::info!(node_id = %config.node_id, operator = %chain.operator(), "worker running");
+    let max_inline = ctx.refresh_max_inline().await;
+    tracing::info!(node_id = %config.node_id, operator = %chain.operator(), max_inline, "worker running");
 
     let (tx, mut rx) = mpsc::channel::<Offer>(256);
     // Journaled work first: a restart resumes instead of losing or double-charging.
@@ -229,6 +275,12 @@ async fn liveness(
     // `reattest_before` (a short dev validity), so a fresh attestation is not renewed at once.
     let mut reattest_before = config.reattest_before;
     loop {
+        if let Some(store) = &config.outputs {
+            let removed = store.prune(OUTPUT_RETENTION);
+            if removed > 0 {
+                tracing::info!(removed, "deleted stored outputs past their retention");
+            }
+        }
         match chain.heartbeat(config.node_id).await {
             Ok(()) => metrics.heartbeats.inc(),
             Err(e) => {
@@ -330,9 +382,25 @@ async fn handle_job(ctx: &Ctx, job_id: JobId) {
     };
     let job = match state {
         JobState::Open(job) => {
-            if !matches!(job.input, InputRef::Inline { .. }) {
-                tracing::info!(%job_id, "skipping a job with a remote input (not supported)");
+            if ctx.declined_set().contains(&job_id) {
                 return;
+            }
+            match worth_claiming(ctx, &job).await {
+                Ok(()) => {}
+                Err(NotClaimed::Declined(reason)) => {
+                    ctx.metrics.offers_declined.inc();
+                    tracing::info!(%job_id, %reason, "not claiming the job");
+                    let mut declined = ctx.declined_set();
+                    if declined.len() >= DECLINED_MEMORY {
+                        declined.clear();
+                    }
+                    declined.insert(job_id);
+                    return;
+                }
+                Err(NotClaimed::Undecided(reason)) => {
+                    tracing::warn!(%job_id, %reason, "cannot judge the job now; it stays open");
+                    return;
+                }
             }
             match ctx.chain.claim_job(job_id, ctx.node_id).await {
                 Ok(Ok(())) => {
@@ -370,6 +438,45 @@ async fn handle_job(ctx: &Ctx, job_id: JobId) {
         .observe(started.elapsed().as_secs_f64());
 }
 
+/// Why an open job is not claimed.
+enum NotClaimed {
+    /// Not worth it, and it will not become so.
+    Declined(String),
+    /// The chain could not be asked (its clock, this node's price): try at the next offer.
+    Undecided(String),
+}
+
+/// Whether an open job is worth claiming: its input opens for this node, its cap covers it at
+/// this node's price, and enough time is left on the chain's clock.
+async fn worth_claiming(ctx: &Ctx, job: &ChainJob) -> Result<(), NotClaimed> {
+    let task = task_of(job).map_err(NotClaimed::Declined)?;
+    let request = ctx.runner.request_of(&task).ok_or_else(|| {
+        NotClaimed::Declined("its input does not open for this node, model and user key".into())
+    })?;
+    let now = ctx
+        .chain
+        .chain_now_ns()
+        .await
+        .map_err(|e| NotClaimed::Undecided(format!("the chain's clock: {e}")))?;
+    let node = ctx
+        .chain
+        .get_node(ctx.node_id)
+        .await
+        .map_err(|e| NotClaimed::Undecided(format!("this node's prices: {e}")))?
+        .ok_or_else(|| NotClaimed::Undecided("this node is not in the registry".into()))?;
+    let price = node.prices.iter().find(|p| p.model_id == job.model_id);
+    let terms = JobTerms {
+        price_cap: job.price_cap.0,
+        units_per_near: job.token_rate.map(|r| r.units_per_near.0),
+        deadline_ns: job.deadline_ns.0,
+        claim_deadline_ns: job.claim_deadline_ns.0,
+        request: &request,
+    };
+    ctx.claim_policy
+        .check(&terms, price, now)
+        .map_err(|d| NotClaimed::Declined(d.to_string()))
+}
+
 fn task_of(job: &ChainJob) -> Result<JobTask, String> {
     let InputRef::Inline { ciphertext } = &job.input else {
         return Err("remote inputs are not supported".into());
@@ -396,14 +503,27 @@ async fn process_job(ctx: &Ctx, job: ChainJob) {
         }
     };
     loop {
-        if now_ns() > job.deadline_ns.0 {
-            forget(ctx, subject, "deadline passed");
-            return;
+        // The chain's clock, as the marketplace judges the deadline; unknown (RPC down): the
+        // attempt finds out.
+        match ctx.chain.chain_now_ns().await {
+            Ok(now) if now > job.deadline_ns.0 => {
+                give_up(
+                    ctx,
+                    subject,
+                    &format!(
+                        "its deadline {} passed on the chain's clock ({now})",
+                        job.deadline_ns.0
+                    ),
+                );
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(job_id = %job.job_id, error = %e, "chain clock unknown"),
         }
         match attempt_job(ctx, &job, &task).await {
             Ok(()) => return,
             Err(Attempt::Final(reason)) => {
-                forget(ctx, subject, &reason);
+                give_up(ctx, subject, &reason);
                 return;
             }
             Err(Attempt::Retry(reason)) => {
@@ -428,7 +548,7 @@ async fn attempt_job(ctx: &Ctx, job: &ChainJob, task: &JobTask) -> Result<(), At
         RunError::InputChanged(_) => Attempt::Final(e.to_string()),
         other => Attempt::Retry(other.to_string()),
     })?;
-    let output = output_ref(&ready);
+    let output = job_output(ctx, job.job_id, &ready)?;
     match ctx
         .chain
         .submit_result(job.job_id, &output, ready.receipt.usage, &ready.signature)
@@ -440,13 +560,43 @@ async fn attempt_job(ctx: &Ctx, job: &ChainJob, task: &JobTask) -> Result<(), At
             finish(ctx, task.subject);
             Ok(())
         }
-        Err(e) => after_failed_submit(ctx, job.job_id, e).await,
+        Err(e) => after_failed_submit(ctx, job.job_id, &output, e).await,
     }
 }
 
+/// The output to submit: inline when the marketplace takes it so, else stored here and
+/// referenced by hash + URI; with no store, a final refusal (never a transaction the
+/// marketplace would refuse).
+fn job_output(ctx: &Ctx, job_id: JobId, ready: &ReadyResult) -> Result<OutputRef, Attempt> {
+    let limit = ctx.max_inline.load(Ordering::Relaxed);
+    if limit == 0 || ready.output.len() <= limit as usize {
+        return Ok(output_ref(ready));
+    }
+    let Some(store) = &ctx.outputs else {
+        return Err(Attempt::Final(format!(
+            "the output is {} bytes, over the marketplace's inline limit of {limit}, and this worker stores no outputs (--outputs-listen)",
+            ready.output.len()
+        )));
+    };
+    let output = store
+        .put(job_id, &ready.output)
+        .map_err(|e| Attempt::Retry(e.to_string()))?;
+    ctx.metrics.outputs_stored.inc();
+    tracing::info!(%job_id, bytes = ready.output.len(), "output stored, submitted by hash + URI");
+    Ok(output)
+}
+
 /// A submission failed: settled already (our earlier attempt went through) is success; a job
-/// that is no longer ours is final; anything else is retried.
-async fn after_failed_submit(ctx: &Ctx, job_id: JobId, error: ChainError) -> Result<(), Attempt> {
+/// that is no longer ours is final; a refusal by the contract is final too (the same
+/// transaction would be refused again), except an inline output over a limit that changed
+/// since it was read: answered once more by hash + URI; anything else (RPC, network, nonce)
+/// is retried.
+async fn after_failed_submit(
+    ctx: &Ctx,
+    job_id: JobId,
+    sent: &OutputRef,
+    error: ChainError,
+) -> Result<(), Attempt> {
     match ctx.chain.get_job(job_id).await {
         Ok(Some(JobState::Settled(_))) => {
             tracing::info!(%job_id, "already settled");
@@ -456,7 +606,21 @@ async fn after_failed_submit(ctx: &Ctx, job_id: JobId, error: ChainError) -> Res
         Ok(Some(JobState::Claimed(job)))
             if job.claim.as_ref().map(|c| c.node_id) == Some(ctx.node_id) =>
         {
-            Err(Attempt::Retry(error.to_string()))
+            let ChainError::ContractPanic { message, .. } = &error else {
+                return Err(Attempt::Retry(error.to_string()));
+            };
+            ctx.metrics.results_refused.inc();
+            if let InputRef::Inline { ciphertext } = sent {
+                let limit = ctx.refresh_max_inline().await;
+                if limit > 0 && ciphertext.0.len() > limit as usize {
+                    return Err(Attempt::Retry(format!(
+                        "the inline limit is now {limit} bytes: {message}"
+                    )));
+                }
+            }
+            Err(Attempt::Final(format!(
+                "the marketplace refused the result: {message}"
+            )))
         }
         Ok(_) => Err(Attempt::Final(format!(
             "the job is no longer claimed by this node ({error})"
@@ -475,6 +639,15 @@ fn output_ref(ready: &ReadyResult) -> InputRef {
 fn finish(ctx: &Ctx, subject: ReceiptSubject) {
     if let Err(e) = ctx.runner.submitted(subject) {
         tracing::debug!(?subject, error = %e, "journal: nothing in flight to mark submitted");
+    }
+}
+
+/// Gives up a job this node holds: journaled as abandoned, logged, counted.
+fn give_up(ctx: &Ctx, subject: ReceiptSubject, reason: &str) {
+    ctx.metrics.jobs_given_up.inc();
+    tracing::warn!(?subject, %reason, "giving up the job");
+    if let Err(e) = ctx.runner.abandoned(subject, reason) {
+        tracing::debug!(?subject, error = %e, "journal: nothing in flight to abandon");
     }
 }
 

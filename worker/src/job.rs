@@ -151,6 +151,12 @@ impl Executor {
         })
     }
 
+    /// The request of `task` if its input opens (what the node will run), else `None`: seen
+    /// before a claim, to judge whether the job is worth it.
+    pub fn request_of(&self, task: &JobTask) -> Option<JobRequest> {
+        self.open_input(task).ok()
+    }
+
     /// The request plaintext, or the refusal to send back.
     fn open_input(&self, task: &JobTask) -> Result<JobRequest, Answer> {
         let plaintext = match (task.subject, task.user_key) {

@@ -11,8 +11,10 @@
 //!   refused if claimed again in this run.
 //!
 //! A crash can leave a torn last line: it is dropped on open (the entry never took effect).
-//! A bad line anywhere else is corruption and refuses to open. Opening also compacts the file
-//! to the in-flight jobs (written to a temp file, fsynced, renamed).
+//! A bad line anywhere else is corruption and refuses to open. Opening compacts the file to the
+//! in-flight jobs (written to a temp file, fsynced, renamed), and so does a running journal
+//! once the finished entries in it outweigh the live ones ([`COMPACT_MIN_BYTES`]): a
+//! long-running worker's journal stays about the size of its in-flight jobs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
@@ -187,10 +189,21 @@ impl State {
     }
 }
 
+/// A running journal is compacted when it holds at least this many bytes and more than twice
+/// what its in-flight jobs need: a settled job's entries (its sealed output, hex) are gone
+/// within a few jobs, and compaction, which rewrites the live entries, costs at most about as
+/// many bytes as the appends since the previous one.
+pub const COMPACT_MIN_BYTES: u64 = 256 * 1024;
+
 pub struct Journal {
     path: PathBuf,
     file: File,
     state: State,
+    /// Bytes in the file now.
+    len: u64,
+    /// Bytes the in-flight jobs take once compacted (measured at each compaction, then kept
+    /// up to date by the entries appended since).
+    live: u64,
 }
 
 impl Journal {
@@ -232,16 +245,19 @@ impl Journal {
                 }
             }
         }
-        let file = Self::compact(path, &state)?;
+        let (file, len) = Self::compact(path, &state)?;
         Ok(Self {
             path: path.to_owned(),
             file,
             state,
+            len,
+            live: len,
         })
     }
 
-    /// Rewrites the file with the in-flight jobs only; returns it open for appending.
-    fn compact(path: &Path, state: &State) -> Result<File, JournalError> {
+    /// Rewrites the file with the in-flight jobs only; returns it open for appending, and its
+    /// length.
+    fn compact(path: &Path, state: &State) -> Result<(File, u64), JournalError> {
         let tmp = path.with_extension("compact");
         let io_err = |p: &Path| {
             let p = p.to_owned();
@@ -252,32 +268,52 @@ impl Journal {
         {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
-        let mut out = Vec::new();
-        for job in state.in_flight.values() {
-            let mut entries = vec![JournalEntry::Claimed {
-                subject: job.subject,
-                model_id: job.model_id.clone(),
-                input_hash: job.input_hash,
-            }];
-            if let Some(r) = &job.result {
-                entries.push(JournalEntry::ResultReady {
-                    receipt: r.receipt.clone(),
-                    signature: hex::encode(r.signature),
-                    output: hex::encode(&r.output),
-                });
-            }
-            for entry in entries {
-                out.extend(Self::line(&entry));
-            }
-        }
+        let out: Vec<u8> = state.in_flight.values().flat_map(Self::job_lines).collect();
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&out).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, path).map_err(io_err(path))?;
-        OpenOptions::new()
+        // The rename is durable once the directory is synced.
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(io_err(path))
+            .map_err(io_err(path))?;
+        Ok((file, out.len() as u64))
+    }
+
+    /// Compacts when finished entries make up most of the file (see [`COMPACT_MIN_BYTES`]).
+    fn compact_if_due(&mut self) -> Result<(), JournalError> {
+        if self.len < COMPACT_MIN_BYTES || self.len <= self.live.saturating_mul(2) {
+            return Ok(());
+        }
+        let (file, len) = Self::compact(&self.path, &self.state)?;
+        self.file = file;
+        self.len = len;
+        self.live = len;
+        Ok(())
+    }
+
+    /// The lines that restore `job` in a compacted journal.
+    fn job_lines(job: &InFlight) -> Vec<u8> {
+        let mut out = Self::line(&JournalEntry::Claimed {
+            subject: job.subject,
+            model_id: job.model_id.clone(),
+            input_hash: job.input_hash,
+        });
+        if let Some(r) = &job.result {
+            out.extend(Self::line(&JournalEntry::ResultReady {
+                receipt: r.receipt.clone(),
+                signature: hex::encode(r.signature),
+                output: hex::encode(&r.output),
+            }));
+        }
+        out
     }
 
     fn line(entry: &JournalEntry) -> Vec<u8> {
@@ -298,12 +334,35 @@ impl Journal {
             path: self.path.clone(),
             source,
         };
-        self.file.write_all(&Self::line(&entry)).map_err(io_err)?;
+        let line = Self::line(&entry);
+        self.file.write_all(&line).map_err(io_err)?;
         self.file.sync_data().map_err(|source| JournalError::Io {
             path: self.path.clone(),
             source,
         })?;
-        self.state = next;
+        let n = line.len() as u64;
+        self.len = self.len.saturating_add(n);
+        match &entry {
+            JournalEntry::Claimed { .. } | JournalEntry::ResultReady { .. } => {
+                self.state = next;
+                self.live = self.live.saturating_add(n);
+            }
+            // The job's entries are dead weight from now on.
+            JournalEntry::Submitted { subject } | JournalEntry::Abandoned { subject, .. } => {
+                let freed = self
+                    .state
+                    .in_flight
+                    .get(&key(subject))
+                    .map_or(0, |job| Self::job_lines(job).len() as u64);
+                self.state = next;
+                self.live = self.live.saturating_sub(freed);
+                // The entry is durable already; a failed compaction only leaves a longer file
+                // (tried again at the next finished job).
+                if let Err(e) = self.compact_if_due() {
+                    tracing::warn!(error = %e, "journal compaction failed");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -447,6 +506,41 @@ mod tests {
         ));
         j.abandoned(job(2), "deadline passed").unwrap();
         assert_eq!(j.in_flight().count(), 0);
+    }
+
+    #[test]
+    fn a_running_journal_stays_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("j");
+        let mut j = Journal::open(&path).unwrap();
+        // One job stays in flight the whole time: compaction must keep it.
+        j.claimed(job(0), model(), Hash32([0; 32])).unwrap();
+        // ~17 KB per settled job, as a sealed embeddings output makes (hex doubles it).
+        let big = |subject, input| ReadyResult {
+            output: vec![0xab; 8_500],
+            ..ready(subject, input)
+        };
+        let mut largest = 0;
+        for n in 1..=200u64 {
+            let input = (n % 250) as u8;
+            j.claimed(job(n), model(), Hash32([input; 32])).unwrap();
+            j.result_ready(big(job(n), input)).unwrap();
+            if n % 2 == 0 {
+                j.submitted(job(n)).unwrap();
+            } else {
+                j.abandoned(job(n), "deadline passed").unwrap();
+            }
+            largest = largest.max(fs::metadata(&path).unwrap().len());
+        }
+        // Unbounded, the file would hold 200 x ~17 KB = 3.4 MB.
+        assert!(
+            largest <= 2 * COMPACT_MIN_BYTES + 64 * 1024,
+            "journal grew to {largest} bytes"
+        );
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        let left: Vec<_> = j.in_flight().map(|f| f.subject).collect();
+        assert_eq!(left, vec![job(0)]);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`.
 //! * [`job`]: one job inside the enclave (open, infer, seal, sign).
 //! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
+//! * [`claim`]: which open jobs are worth claiming (cap covers the input, time left).
+//! * [`outputs`]: large outputs stored and served by URI (`GET /v1/outputs/{job_id}`).
 //! * [`runner`]: exactly-once processing of claimed jobs (journal + executor).
 //! * [`chain`]: the node's registry and marketplace calls (chain-client), its two signers.
 //! * [`register`]: `worker register` (stake, function-call keys, `register_node`).
@@ -20,6 +22,7 @@
 pub mod api;
 pub mod attest;
 pub mod chain;
+pub mod claim;
 pub mod cli;
 pub mod daemon;
 pub mod feed;
@@ -29,6 +32,7 @@ pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod node;
+pub mod outputs;
 pub mod register;
 pub mod runner;
 

@@ -15,6 +15,10 @@ pub struct Metrics {
     pub jobs_settled: IntCounter,
     pub jobs_failed: IntCounter,
     pub jobs_resumed: IntCounter,
+    pub jobs_given_up: IntCounter,
+    pub results_refused: IntCounter,
+    pub offers_declined: IntCounter,
+    pub outputs_stored: IntCounter,
     pub requests_answered: IntCounter,
     pub heartbeats: IntCounter,
     pub heartbeat_failures: IntCounter,
@@ -77,6 +81,26 @@ impl Metrics {
                 &registry,
                 "worker_jobs_resumed_total",
                 "Journaled jobs resumed after a restart",
+            ),
+            jobs_given_up: counter(
+                &registry,
+                "worker_jobs_given_up_total",
+                "Claimed jobs given up (result refused by the marketplace, deadline passed, output too large to send)",
+            ),
+            results_refused: counter(
+                &registry,
+                "worker_results_refused_total",
+                "Result transactions the marketplace refused (never resent as they were)",
+            ),
+            offers_declined: counter(
+                &registry,
+                "worker_offers_declined_total",
+                "Open jobs not claimed: cap below the input's cost, too little time left, input not for this node",
+            ),
+            outputs_stored: counter(
+                &registry,
+                "worker_outputs_stored_total",
+                "Outputs over the inline limit stored and submitted by hash + URI",
             ),
             requests_answered: counter(
                 &registry,

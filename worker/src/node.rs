@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::attest::now_unix_secs;
 use crate::chain::{NodeChain, node_accounts};
+use crate::claim::ClaimPolicy;
 use crate::cli::{
     ChainArgs, CliError, RegisterArgs, RunArgs, backend, load_keys, provider, shutdown_signal,
 };
@@ -21,11 +22,14 @@ use crate::job::Executor;
 use crate::journal::Journal;
 use crate::keys::EnclaveKeys;
 use crate::metrics::Metrics;
+use crate::outputs::{self, OutputStore};
 use crate::register::{NodeRecord, register};
 use crate::runner::JobRunner;
 
 /// The journal of in-flight jobs in the data dir.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
+/// Stored outputs (served with `--outputs-listen`) in the data dir.
+pub const OUTPUTS_DIR: &str = "outputs";
 
 fn required(value: Option<AccountId>, flag: &str) -> Result<AccountId, CliError> {
     value.ok_or_else(|| {
@@ -193,6 +197,23 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     if let Some(listen) = args.metrics_listen {
         serve_metrics(listen, metrics.clone()).await?;
     }
+    let outputs = match args.outputs_listen {
+        Some(listen) => {
+            let base = args
+                .outputs_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{listen}"));
+            let store = OutputStore::new(&data_dir.join(OUTPUTS_DIR), &base)?;
+            serve(
+                listen,
+                outputs::router(store.clone()),
+                "outputs at /v1/outputs/{job_id}",
+            )
+            .await?;
+            Some(store)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -208,6 +229,11 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         reattest_before: Duration::from_secs(args.reattest_before_secs),
         grace: Duration::from_secs(args.grace_secs),
         retry_delay: Duration::from_millis(args.retry_delay_ms),
+        claim_policy: ClaimPolicy {
+            min_output_tokens: args.min_output_tokens,
+            deadline_margin: Duration::from_secs(args.deadline_margin_secs),
+        },
+        outputs,
     };
     daemon::run(
         config,
@@ -223,12 +249,6 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
 }
 
 async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result<(), CliError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| CliError::Io {
-            path: listen.to_string().into(),
-            source,
-        })?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -236,13 +256,28 @@ async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result
             async move { metrics.render() }
         }),
     );
-    tracing::info!(%listen, "metrics at /metrics");
+    serve(listen, app, "metrics at /metrics").await
+}
+
+/// Binds `listen` (an error if taken) and serves `app` in the background.
+async fn serve(
+    listen: std::net::SocketAddr,
+    app: axum::Router,
+    what: &'static str,
+) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| CliError::Io {
+            path: listen.to_string().into(),
+            source,
+        })?;
+    tracing::info!(%listen, "{what}");
     tokio::spawn(async move {
         let never = std::future::pending::<()>();
         if let Err(e) =
             http_serve::serve(listener, app, http_serve::Timeouts::default(), never).await
         {
-            tracing::warn!(error = %e, "metrics server stopped");
+            tracing::warn!(error = %e, "{what}: server stopped");
         }
     });
     Ok(())

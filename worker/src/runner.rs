@@ -72,6 +72,11 @@ impl JobRunner {
         })
     }
 
+    /// The request of `task` if its input opens for this node (nothing is journaled or run).
+    pub fn request_of(&self, task: &JobTask) -> Option<crate::job::JobRequest> {
+        self.executor.request_of(task)
+    }
+
     /// Jobs to resume after a restart.
     pub fn in_flight(&self) -> Vec<InFlight> {
         self.journal().in_flight().cloned().collect()

@@ -281,16 +281,12 @@ pub fn indexer_job(job: &SettledJob, status: &str) -> serde_json::Value {
         base64::engine::general_purpose::STANDARD.encode(b)
     };
     let s = &job.settled;
-    let output = match &s.output {
-        InputRef::Inline { ciphertext } => ciphertext.0.clone(),
-        InputRef::Remote { .. } => Vec::new(),
-    };
     let timeline = if status == "settled" {
         serde_json::json!([{
             "event": "job_settled", "block_height": 12, "timestamp_ns": "5", "receipt_id": "r",
             "data": {
                 "job_id": job.job_id, "node_id": s.node_id, "usage": s.usage,
-                "output": {"kind": "inline", "ciphertext": b64(&output)},
+                "output": s.output,
                 "input_hash": s.input_hash, "output_hash": s.output_hash,
                 "signature": b64(&s.signature.0),
                 "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"}
@@ -312,13 +308,8 @@ pub fn indexer_job(job: &SettledJob, status: &str) -> serde_json::Value {
     })
 }
 
-/// Serves `routes` (path -> JSON body; anything else 404 with the indexer's error body) on a
-/// free local port in a background thread; returns the base URL. Each request's path and
-/// query are appended to `seen`.
-pub fn fake_indexer(
-    routes: BTreeMap<String, serde_json::Value>,
-    seen: Arc<std::sync::Mutex<Vec<String>>>,
-) -> String {
+/// Serves `app` on a free local port in a background thread; returns the base URL.
+fn serve_in_background(app: impl FnOnce() -> axum::Router + Send + 'static) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     listener.set_nonblocking(true).expect("nonblocking");
@@ -329,26 +320,53 @@ pub fn fake_indexer(
             .expect("runtime");
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let routes = Arc::new(routes);
-            let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-                let routes = routes.clone();
-                let seen = seen.clone();
-                async move {
-                    seen.lock().expect("lock").push(uri.to_string());
-                    match routes.get(uri.path()) {
-                        Some(body) => (axum::http::StatusCode::OK, axum::Json(body.clone())),
-                        None => (
-                            axum::http::StatusCode::NOT_FOUND,
-                            axum::Json(serde_json::json!({"error": "not_found",
-                                "message": format!("{} not found", uri.path())})),
-                        ),
-                    }
-                }
-            });
-            axum::serve(listener, app).await.expect("serve");
+            axum::serve(listener, app()).await.expect("serve");
         });
     });
     url
+}
+
+/// Serves `files` (path -> bytes; anything else 404), as a node serves stored outputs.
+pub fn fake_files(files: BTreeMap<String, Vec<u8>>) -> String {
+    serve_in_background(move || {
+        let files = Arc::new(files);
+        axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let files = files.clone();
+            async move {
+                match files.get(uri.path()) {
+                    Some(bytes) => (axum::http::StatusCode::OK, bytes.clone()),
+                    None => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+                }
+            }
+        })
+    })
+}
+
+/// Serves `routes` (path -> JSON body; anything else 404 with the indexer's error body) on a
+/// free local port in a background thread; returns the base URL. Each request's path and
+/// query are appended to `seen`.
+pub fn fake_indexer(
+    routes: BTreeMap<String, serde_json::Value>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+) -> String {
+    serve_in_background(move || {
+        let routes = Arc::new(routes);
+        axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let routes = routes.clone();
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push(uri.to_string());
+                match routes.get(uri.path()) {
+                    Some(body) => (axum::http::StatusCode::OK, axum::Json(body.clone())),
+                    None => (
+                        axum::http::StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({"error": "not_found",
+                                "message": format!("{} not found", uri.path())})),
+                    ),
+                }
+            }
+        })
+    })
 }
 
 /// A local URL nothing listens on.

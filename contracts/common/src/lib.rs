@@ -17,8 +17,8 @@ pub use errors::OrPanic;
 pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};
 pub use receipt::{ReceiptSubject, ResultReceipt};
 pub use types::{
-    Asset, AttestationKind, GpuInfo, Hash32, InputRef, JobSpec, Measurements, ModelPrice,
-    NodeStatus, OutputRef, TcbStatus, Usage,
+    Asset, AttestationKind, DEFAULT_MAX_INLINE_BYTES, GpuInfo, Hash32, InputRef, JobSpec,
+    Measurements, ModelPrice, NodeStatus, OutputRef, TcbStatus, Usage,
 };
 
 /// The JSON schema of the types whose JSON is a string by hand-written serde. Only near-sdk's

@@ -68,6 +68,12 @@ pub enum InputRef {
 /// A job's output, encrypted to the user's key; same shapes as the input.
 pub type OutputRef = InputRef;
 
+/// The marketplace's default largest inline ciphertext (input or output), in bytes. One sealed
+/// MiniLM embedding (384 floats as JSON, ~8.2 KB) fits, and so does the `job_settled` event
+/// that carries a settled output in base64 within NEAR's 16 KiB log limit. Larger outputs
+/// travel by hash + URI ([`InputRef::Remote`]).
+pub const DEFAULT_MAX_INLINE_BYTES: u32 = 10_240;
+
 /// Token usage reported (and signed) by the node.
 #[near(serializers = [borsh, json])]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -46,7 +46,7 @@ pub struct Config {
 impl Config {
     pub const DEFAULT_FEE_BPS: u16 = 200;
     pub const DEFAULT_ROYALTY_BPS: u16 = 500;
-    pub const DEFAULT_MAX_INLINE_BYTES: u32 = 2048;
+    pub const DEFAULT_MAX_INLINE_BYTES: u32 = crate::DEFAULT_MAX_INLINE_BYTES;
     pub const DEFAULT_CLAIM_WINDOW_NS: u64 = 10 * 60 * 1_000_000_000;
     pub const DEFAULT_MAX_JOB_DURATION_NS: u64 = 24 * 60 * 60 * 1_000_000_000;
     pub const DEFAULT_NODE_CACHE_TTL_NS: u64 = 60 * 60 * 1_000_000_000;
