@@ -38,6 +38,10 @@ cargo test --locked --workspace
 cargo test --locked -p chain-client --features testkit --test localnet
 cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust
 
+step "robustness: hostile inputs to a running indexer (scripts/robustness.py --quick)"
+cargo build --locked --quiet -p indexer --bin indexer
+python3 "$REPO_ROOT/scripts/robustness.py" --quick --spawn-indexer "$CARGO_TARGET_DIR/debug/indexer"
+
 step "near-cli-rs against localnet: the basic check and the README's near-cli examples"
 ensure_near_cli
 "$REPO_ROOT/localnet/scripts/near-cli-check.sh"
