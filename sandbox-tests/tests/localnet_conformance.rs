@@ -433,8 +433,9 @@ async fn query_errors_are_answered_in_neards_json() -> anyhow::Result<()> {
                "method_name": "fail", "args_base64": args}),
     )
     .await?;
+    // nearcore hands a guest panic to the view as an ExecutionError with its message.
     let text =
-        r#"wasm execution failed with error: HostError(GuestPanic { panic_msg: "view boom" })"#
+        r#"wasm execution failed with error: ExecutionError("Smart contract panicked: view boom")"#
             .to_string();
     assert_eq!(
         reply["result"],
