@@ -193,6 +193,8 @@ pub struct NodeConfig {
     pub block_interval: Duration,
     pub json_payload_max_size: usize,
     pub rpc_addr: String,
+    /// Epochs of state history kept for queries at earlier blocks (neard's field and default).
+    pub gc_num_epochs_to_keep: u64,
 }
 
 pub fn read_config(home: &Path) -> Result<NodeConfig, HomeError> {
@@ -218,6 +220,9 @@ pub fn read_config(home: &Path) -> Result<NodeConfig, HomeError> {
             .as_str()
             .unwrap_or("0.0.0.0:3030")
             .to_string(),
+        gc_num_epochs_to_keep: value["gc_num_epochs_to_keep"]
+            .as_u64()
+            .unwrap_or(crate::chain::history::DEFAULT_EPOCHS),
     })
 }
 

@@ -5,8 +5,7 @@ use crate::chain::Chain;
 use crate::home::{self, NodeConfig};
 use crate::runtime::Runtime;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::{IntoResponse, Json};
 use axum::routing::{get, post};
 use near_crypto::{KeyFile, PublicKey};
@@ -87,7 +86,8 @@ impl Node {
             cache: Box::new(cache),
             chain_id: genesis.config.chain_id.clone(),
         };
-        let chain = Chain::open(home, runtime, genesis)?;
+        let mut chain = Chain::open(home, runtime, genesis)?;
+        chain.set_history_epochs(config.gc_num_epochs_to_keep);
         let (heads, _) = watch::channel(chain.head().height);
         Ok(Arc::new(Node {
             chain: Mutex::new(chain),
@@ -177,10 +177,12 @@ impl Node {
         }
     }
 
-    pub fn validators(&self) -> serde_json::Value {
+    /// `validators` for the epoch of `block`: the one validator, its blocks and chunks
+    /// counted from the epoch's start up to that block.
+    pub fn validators(&self, block: &crate::chain::StoredBlock) -> serde_json::Value {
         let chain = self.chain();
-        let head = chain.head();
-        let epoch_length = chain.genesis.config.epoch_length.max(1);
+        let epoch_start = chain.epoch_start_height(block.epoch_height);
+        let produced = block.height.saturating_sub(epoch_start).saturating_add(1);
         serde_json::json!({
             "current_validators": [{
                 "account_id": self.validator.account_id,
@@ -188,18 +190,18 @@ impl Node {
                 "is_slashed": false,
                 "stake": self.validator_stake_unlocked(&chain).as_yoctonear().to_string(),
                 "shards": [0],
-                "num_produced_blocks": head.height,
-                "num_expected_blocks": head.height,
-                "num_produced_chunks": head.height,
-                "num_expected_chunks": head.height,
+                "num_produced_blocks": produced,
+                "num_expected_blocks": produced,
+                "num_produced_chunks": produced,
+                "num_expected_chunks": produced,
             }],
             "next_validators": [],
             "current_fishermen": [],
             "next_fishermen": [],
             "current_proposals": [],
             "prev_epoch_kickout": [],
-            "epoch_start_height": head.height - head.height % epoch_length,
-            "epoch_height": head.epoch_height,
+            "epoch_start_height": epoch_start,
+            "epoch_height": block.epoch_height,
         })
     }
 
@@ -227,8 +229,14 @@ pub fn spawn_block_producer(node: Arc<Node>) -> std::thread::JoinHandle<()> {
     })
 }
 
-async fn rpc(State(node): State<Arc<Node>>, body: Bytes) -> impl IntoResponse {
-    Json(crate::rpc::handle_body(node, &body).await)
+/// JSON-RPC on `/`. A body over `json_payload_max_size` is answered with a JSON-RPC parse
+/// error, read no further than the limit.
+async fn rpc(State(node): State<Arc<Node>>, request: Request) -> impl IntoResponse {
+    let limit = node.config.json_payload_max_size;
+    match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(body) => Json(crate::rpc::handle_body(node, &body).await),
+        Err(e) => Json(crate::rpc::body_error(limit, e)),
+    }
 }
 
 async fn http_status(State(node): State<Arc<Node>>) -> impl IntoResponse {

@@ -10,14 +10,17 @@ use near_chain_configs::{ProtocolConfig, ProtocolConfigView};
 use near_jsonrpc_primitives::errors::RpcError;
 use near_jsonrpc_primitives::message::{self, Message, Request};
 use near_jsonrpc_primitives::types::blocks::RpcBlockError;
-use near_jsonrpc_primitives::types::query::RpcQueryRequest;
+use near_jsonrpc_primitives::types::chunks::{ChunkReference, RpcChunkError};
+use near_jsonrpc_primitives::types::query::{RpcQueryError, RpcQueryRequest, RpcQueryResponse};
+use near_jsonrpc_primitives::types::sandbox::RpcSandboxFastForwardError;
 use near_jsonrpc_primitives::types::transactions::{
     RpcSendTransactionRequest, RpcTransactionError, RpcTransactionResponse,
     RpcTransactionStatusRequest, TransactionInfo,
 };
+use near_jsonrpc_primitives::types::validator::RpcValidatorError;
 use near_primitives::hash::CryptoHash;
 use near_primitives::transaction::SignedTransaction;
-use near_primitives::types::{BlockId, BlockReference};
+use near_primitives::types::{BlockId, BlockReference, EpochReference, ShardId};
 use near_primitives::views::{
     FinalExecutionOutcomeViewEnum, FinalExecutionOutcomeWithReceiptView, TxExecutionStatus,
 };
@@ -118,6 +121,87 @@ fn parse_block_ref(params: Value) -> Result<Option<BlockId>, RpcError> {
     }
 }
 
+/// The `query` reply as neard's RPC handler writes it: two errors stay in the legacy form of
+/// a result with an `error` text (a failed view call, an unknown access key), which clients
+/// still parse; an unknown block id carries the store's message as `data`.
+fn query_reply(response: Result<RpcQueryResponse, RpcQueryError>) -> Result<Value, RpcError> {
+    match response {
+        Ok(response) => to_value(response),
+        Err(RpcQueryError::ContractExecutionError {
+            vm_error,
+            block_height,
+            block_hash,
+            ..
+        }) => Ok(json!({
+            "error": vm_error,
+            "logs": [],
+            "block_height": block_height,
+            "block_hash": block_hash,
+        })),
+        Err(RpcQueryError::UnknownAccessKey {
+            public_key,
+            block_height,
+            block_hash,
+        }) => Ok(json!({
+            "error": format!("access key {public_key} does not exist while viewing"),
+            "logs": [],
+            "block_height": block_height,
+            "block_hash": block_hash,
+        })),
+        Err(
+            error @ RpcQueryError::UnknownBlock {
+                block_reference: BlockReference::BlockId(_),
+            },
+        ) => {
+            let data = match &error {
+                RpcQueryError::UnknownBlock {
+                    block_reference: BlockReference::BlockId(BlockId::Height(height)),
+                } => format!("DB Not Found Error: BLOCK HEIGHT: {height} \n Cause: Unknown"),
+                RpcQueryError::UnknownBlock {
+                    block_reference: BlockReference::BlockId(BlockId::Hash(hash)),
+                } => format!("DB Not Found Error: BLOCK HEADER: {hash}"),
+                _ => error.to_string(),
+            };
+            let cause = serde_json::to_value(&error).map_err(internal)?;
+            Err(RpcError::new_internal_or_handler_error(
+                Some(Value::String(data)),
+                cause,
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `chunk` params: `{chunk_id}`, `{block_id, shard_id}`, `[chunk_id]` or `[block_id, shard_id]`.
+fn parse_chunk_ref(params: Value) -> Result<ChunkReference, RpcError> {
+    match params {
+        Value::Array(items) => match items.as_slice() {
+            [chunk_id] => Ok(ChunkReference::ChunkHash {
+                chunk_id: parse(chunk_id.clone())?,
+            }),
+            [block_id, shard_id] => Ok(ChunkReference::BlockShardId {
+                block_id: parse(block_id.clone())?,
+                shard_id: parse(shard_id.clone())?,
+            }),
+            _ => Err(parse_error("expected [chunk_id] or [block_id, shard_id]")),
+        },
+        other => parse(other),
+    }
+}
+
+/// `validators` params: `[null]`, `[block_id]`, `{"latest": null}`, `{block_id}`, `{epoch_id}`.
+fn parse_epoch_ref(params: Value) -> Result<EpochReference, RpcError> {
+    match params {
+        Value::Null => Ok(EpochReference::Latest),
+        Value::Array(items) => match items.as_slice() {
+            [] | [Value::Null] => Ok(EpochReference::Latest),
+            [block_id] => Ok(EpochReference::BlockId(parse(block_id.clone())?)),
+            _ => Err(parse_error("expected [block_id or null]")),
+        },
+        other => parse(other),
+    }
+}
+
 impl Node {
     fn find_block(&self, id: Option<BlockId>) -> Result<Option<StoredBlock>, RpcError> {
         let chain = self.chain();
@@ -135,6 +219,82 @@ impl Node {
                 error_message: format!("DB Not Found Error: {id:?}"),
             })
         })
+    }
+
+    /// `chunk`: one shard (0), one chunk per block, named by its block's hash.
+    fn chunk(&self, params: Value) -> Result<Value, RpcError> {
+        let (block, shard_id) = match parse_chunk_ref(params)? {
+            ChunkReference::ChunkHash { chunk_id } => {
+                let block = self
+                    .find_block(Some(BlockId::Hash(chunk_id)))?
+                    .ok_or_else(|| {
+                        RpcError::from(RpcChunkError::UnknownChunk {
+                            chunk_hash: near_primitives::sharding::ChunkHash(chunk_id),
+                        })
+                    })?;
+                (block, ShardId::new(0))
+            }
+            ChunkReference::BlockShardId { block_id, shard_id } => {
+                let block = self.find_block(Some(block_id.clone()))?.ok_or_else(|| {
+                    RpcError::from(RpcChunkError::UnknownBlock {
+                        error_message: format!("{block_id:?}"),
+                    })
+                })?;
+                (block, shard_id)
+            }
+        };
+        if shard_id != ShardId::new(0) {
+            return Err(RpcChunkError::InvalidShardId { shard_id }.into());
+        }
+        to_value(chunk_view(
+            &block,
+            &self.validator.account_id,
+            self.gas_limit(),
+        ))
+    }
+
+    /// The block whose epoch `validators` describes, chosen as neard's view client does: the
+    /// head for `latest`; for an epoch id, that epoch (its last block, or the head for the
+    /// current one); for a block id, only the last block of an epoch names that epoch
+    /// (`VALIDATOR_INFO_UNAVAILABLE` for any other block), and `UNKNOWN_EPOCH` for a block or
+    /// epoch the chain does not have (the head too: no next block shows its epoch ended).
+    fn validators_block(&self, params: Value) -> Result<StoredBlock, RpcError> {
+        let unknown = || RpcError::from(RpcValidatorError::UnknownEpoch);
+        let reference = parse_epoch_ref(params)?;
+        let chain = self.chain();
+        let head = chain.head();
+        match reference {
+            EpochReference::Latest => Ok(head.clone()),
+            EpochReference::EpochId(epoch_id) => {
+                let epoch_height = (0..=head.epoch_height)
+                    .find(|height| crate::chain::blocks::epoch_id_of(*height) == epoch_id.0)
+                    .ok_or_else(unknown)?;
+                if epoch_height == head.epoch_height {
+                    return Ok(head.clone());
+                }
+                let next_start = chain.epoch_start_height(epoch_height.saturating_add(1));
+                chain
+                    .last_block_before(next_start)
+                    .map_err(internal)?
+                    .ok_or_else(unknown)
+            }
+            EpochReference::BlockId(id) => {
+                let block = match id {
+                    BlockId::Height(height) => chain.block(height),
+                    BlockId::Hash(hash) => chain.block_by_hash(&hash),
+                }
+                .map_err(internal)?
+                .ok_or_else(unknown)?;
+                let next = chain
+                    .next_block_after(block.height)
+                    .map_err(internal)?
+                    .ok_or_else(unknown)?;
+                if next.epoch_height == block.epoch_height {
+                    return Err(RpcValidatorError::ValidatorInfoUnavailable.into());
+                }
+                Ok(block)
+            }
+        }
     }
 
     /// Waits until the transaction reaches `wait_until` (blocks are final when produced).
@@ -247,9 +407,8 @@ impl Node {
                 let request: RpcQueryRequest = parse(params)?;
                 let response = self
                     .chain()
-                    .query(request.request)
-                    .map_err(RpcError::from)?;
-                to_value(response)
+                    .query_at(&request.block_reference, request.request);
+                query_reply(response)
             }
             "block" => {
                 let block = self.block_or_error(params)?;
@@ -259,38 +418,7 @@ impl Node {
                     self.gas_limit(),
                 ))
             }
-            "chunk" => {
-                use near_jsonrpc_primitives::types::chunks::RpcChunkError;
-                // Chunk hash = block hash: one chunk per block.
-                let (id, by_chunk) = match &params {
-                    Value::Object(map) if map.contains_key("chunk_id") => {
-                        (Some(BlockId::Hash(parse(map["chunk_id"].clone())?)), true)
-                    }
-                    Value::Object(map) => (
-                        Some(parse(map.get("block_id").cloned().unwrap_or(Value::Null))?),
-                        false,
-                    ),
-                    Value::Array(items) => (items.first().cloned().map(parse).transpose()?, false),
-                    _ => (None, false),
-                };
-                let block = self
-                    .find_block(id.clone())?
-                    .ok_or_else(|| match (by_chunk, &id) {
-                        (true, Some(BlockId::Hash(hash))) => {
-                            handler_error(RpcChunkError::UnknownChunk {
-                                chunk_hash: near_primitives::sharding::ChunkHash(*hash),
-                            })
-                        }
-                        _ => handler_error(RpcChunkError::UnknownBlock {
-                            error_message: format!("DB Not Found Error: {id:?}"),
-                        }),
-                    })?;
-                to_value(chunk_view(
-                    &block,
-                    &self.validator.account_id,
-                    self.gas_limit(),
-                ))
-            }
+            "chunk" => self.chunk(params),
             "gas_price" => {
                 let block = self.block_or_error(params)?;
                 Ok(json!({ "gas_price": block.gas_price.as_yoctonear().to_string() }))
@@ -360,7 +488,10 @@ impl Node {
                 to_value(view)
             }
             "EXPERIMENTAL_genesis_config" => to_value(&self.chain().genesis.config),
-            "validators" => to_value(self.validators()),
+            "validators" => {
+                let block = self.validators_block(params)?;
+                to_value(self.validators(&block))
+            }
             "EXPERIMENTAL_validators_ordered" => to_value(vec![json!({
                 "validator_stake_struct_version": "V1",
                 "account_id": self.validator.account_id,
@@ -378,7 +509,11 @@ impl Node {
             "sandbox_fast_forward" => {
                 let request: near_jsonrpc_primitives::types::sandbox::RpcSandboxFastForwardRequest =
                     parse(params)?;
-                self.fast_forward(request.delta_height).map_err(internal)?;
+                self.fast_forward(request.delta_height).map_err(|e| {
+                    RpcError::from(RpcSandboxFastForwardError::InternalError {
+                        error_message: e.to_string(),
+                    })
+                })?;
                 Ok(json!({}))
             }
             other => Err(RpcError::method_not_found(other.to_string())),
@@ -392,6 +527,13 @@ async fn handle(node: &Node, request: Request) -> Message {
         Ok(value) => request.reply(value),
         Err(e) => request.error(e),
     }
+}
+
+/// The reply to a body that could not be read: over `limit` bytes, or cut off.
+pub fn body_error(limit: usize, error: axum::Error) -> Message {
+    Message::error(RpcError::parse_error(format!(
+        "JSON payload could not be read (the limit is {limit} bytes): {error}"
+    )))
 }
 
 /// One HTTP body: a request, or a batch of them.

@@ -160,6 +160,9 @@ pub struct State {
     /// sandbox patches).
     cause: Option<StateChangeCauseView>,
     log: Vec<LoggedChange>,
+    /// The value each key written since the last [`State::take_undo`] had before (`None`: it
+    /// did not exist): what turns this state back into the previous block's.
+    undo: Changes,
 }
 
 /// Changes of one receipt (or one patch): `None` deletes the key.
@@ -197,10 +200,13 @@ impl State {
             }
         }
         for (key, value) in changes {
-            match value {
+            let before = match value {
                 Some(value) => self.map.insert(key.clone(), value),
                 None => self.map.remove(&key),
             };
+            if !self.undo.contains_key(&key) {
+                self.undo.insert(key.clone(), before);
+            }
             self.dirty.insert(key);
         }
     }
@@ -219,6 +225,25 @@ impl State {
                 (key, value)
             })
             .collect()
+    }
+
+    /// The undo log since the last call (see the `undo` field), for the block being made.
+    pub fn take_undo(&mut self) -> Changes {
+        std::mem::take(&mut self.undo)
+    }
+
+    /// The undo log of the writes not yet in a block (sandbox patches since the last block).
+    pub fn pending_undo(&self) -> &Changes {
+        &self.undo
+    }
+
+    /// A read-only view of an earlier state: `undo` holds, for each key changed since, its
+    /// value then (the undo logs of the blocks after it, merged, the oldest value winning).
+    pub fn view_with(&self, undo: Changes) -> Overlay<'_> {
+        Overlay {
+            base: self,
+            changes: undo,
+        }
     }
 
     pub fn scan_prefix<'a>(
@@ -290,6 +315,17 @@ impl Overlay<'_> {
             }
         }
         keys.into_iter().collect()
+    }
+
+    /// Key-value pairs under `prefix`, committed or written here, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.keys_with_prefix(prefix)
+            .into_iter()
+            .filter_map(|key| {
+                let value = self.get_raw(&key)?;
+                Some((key, value))
+            })
+            .collect()
     }
 
     pub fn into_changes(self) -> Changes {

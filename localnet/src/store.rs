@@ -12,6 +12,8 @@ const BLOCK_HEIGHTS: TableDefinition<&[u8], u64> = TableDefinition::new("block_h
 const TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("txs");
 const OUTCOMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outcomes");
 const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
+/// Per block height, the undo log that turns that block's state back into its parent's.
+const UNDO: TableDefinition<u64, &[u8]> = TableDefinition::new("undo");
 
 /// A failure of the embedded database (boxed: redb's errors are large).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,10 @@ pub struct BlockWrite {
     pub txs: Vec<(CryptoHash, Vec<u8>)>,
     pub outcomes: Vec<(CryptoHash, Vec<u8>)>,
     pub receipts: Vec<(CryptoHash, Vec<u8>)>,
+    /// The block's undo log (empty: none is kept).
+    pub undo: Vec<u8>,
+    /// Undo logs of this height and below are dropped: that history is garbage-collected.
+    pub forget_undo_to: Option<u64>,
 }
 
 pub struct Store {
@@ -78,6 +84,7 @@ impl Store {
             tx.open_table(TXS)?;
             tx.open_table(OUTCOMES)?;
             tx.open_table(RECEIPTS)?;
+            tx.open_table(UNDO)?;
         }
         tx.commit()?;
         Ok(Store { db })
@@ -110,6 +117,19 @@ impl Store {
             put_hashed(&mut tx.open_table(TXS)?, &write.txs)?;
             put_hashed(&mut tx.open_table(OUTCOMES)?, &write.outcomes)?;
             put_hashed(&mut tx.open_table(RECEIPTS)?, &write.receipts)?;
+            let mut undo = tx.open_table(UNDO)?;
+            if !write.undo.is_empty() {
+                undo.insert(write.height, write.undo.as_slice())?;
+            }
+            if let Some(to) = write.forget_undo_to {
+                let stale = undo
+                    .range(..=to)?
+                    .map(|row| row.map(|(height, _)| height.value()))
+                    .collect::<Result<Vec<u64>, _>>()?;
+                for height in stale {
+                    undo.remove(height)?;
+                }
+            }
         }
         tx.commit()?;
         Ok(())
@@ -136,6 +156,36 @@ impl Store {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(BLOCKS)?;
         Ok(table.get(height)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The undo logs of the heights in `from..=to`, newest first.
+    pub fn undo_logs(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(UNDO)?;
+        let mut logs = Vec::new();
+        for row in table.range(from..=to)?.rev() {
+            logs.push(row?.1.value().to_vec());
+        }
+        Ok(logs)
+    }
+
+    /// The highest stored block below `height`.
+    pub fn block_before(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BLOCKS)?;
+        let last = table.range(..height)?.next_back().transpose()?;
+        Ok(last.map(|(_, block)| block.value().to_vec()))
+    }
+
+    /// The lowest stored block above `height`.
+    pub fn block_after(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(from) = height.checked_add(1) else {
+            return Ok(None);
+        };
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BLOCKS)?;
+        let first = table.range(from..)?.next().transpose()?;
+        Ok(first.map(|(_, block)| block.value().to_vec()))
     }
 
     pub fn block_height(&self, hash: &CryptoHash) -> Result<Option<u64>, StoreError> {

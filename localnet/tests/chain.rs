@@ -412,7 +412,8 @@ fn a_global_contract_is_stored_once_used_by_reference_and_upgraded_by_its_owner(
     let storage = Balance::from_yoctonear(100_000_000_000_000_000_000 * TINY_WASM.len() as u128);
     assert!(outcome.receipts_outcome[0].outcome.tokens_burnt > storage);
     assert!(before.saturating_sub(f.balance(&owner_id)) > storage);
-    // The distribution receipt stores the code in the next block.
+    // The distribution receipt stores the code in the deployment's block; a further block
+    // changes nothing.
     f.node.produce_block(0).unwrap();
     let id = GlobalContractIdentifier::AccountId(owner_id.clone());
     match view(

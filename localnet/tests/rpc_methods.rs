@@ -245,3 +245,27 @@ async fn async_transactions_are_found_by_tx_and_their_receipts_by_id() {
     drop(node);
     let _ = std::fs::remove_dir_all(home);
 }
+
+#[tokio::test]
+async fn state_older_than_the_kept_epochs_is_answered_as_garbage_collected() {
+    let home = std::env::temp_dir().join(format!("localnet-rpc-gc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    localnet::home::init(&home, true).unwrap();
+    // Keep one epoch (60 heights with --fast) of state, as neard's gc_num_epochs_to_keep.
+    let config_path = home.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["gc_num_epochs_to_keep"] = json!(1);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let node = Node::open(&home).unwrap();
+    for _ in 0..100 {
+        node.produce_block(0).unwrap();
+    }
+    let view = |height: u64| json!({"request_type": "view_account", "account_id": "test.near", "block_id": height});
+    let kept = ok(&node, "query", view(50)).await;
+    assert_eq!(kept["block_height"], json!(50));
+    let error = node.dispatch("query", view(20)).await.unwrap_err();
+    let error = serde_json::to_value(&error).unwrap();
+    assert_eq!(error["cause"]["name"], "GARBAGE_COLLECTED_BLOCK", "{error}");
+    assert_eq!(error["cause"]["info"]["block_height"], json!(20), "{error}");
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -7,8 +7,14 @@ use near_primitives::hash::CryptoHash;
 use near_primitives::types::{AccountId, Balance, Gas, ShardId};
 use near_primitives::views::{BlockHeaderView, BlockView, ChunkHeaderView, ChunkView};
 
+/// The id of the epoch with this epoch height (localnet's epochs have no validator changes,
+/// so the height names them).
+pub fn epoch_id_of(epoch_height: u64) -> CryptoHash {
+    CryptoHash::hash_bytes(&epoch_height.to_le_bytes())
+}
+
 fn epoch_id(block: &StoredBlock) -> CryptoHash {
-    CryptoHash::hash_bytes(&block.epoch_height.to_le_bytes())
+    epoch_id_of(block.epoch_height)
 }
 
 /// One chunk per block: the chunk is named by its block's hash (the `chunk` RPC relies on it).

@@ -4,6 +4,8 @@
 pub mod blocks;
 pub mod changes;
 mod genesis;
+pub mod history;
+pub mod pool;
 pub mod views;
 
 pub use genesis::{GenesisError, load_genesis};
@@ -24,9 +26,10 @@ use near_primitives::views::{
     StateChangeKindView, StateChangeWithCauseView,
 };
 use near_vm_runner::logic::types::PromiseResult;
-use std::collections::{HashMap, HashSet, VecDeque};
+use pool::TxPool;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// How far a fast-forwarded block moves the clock, per skipped height.
 pub const FAST_FORWARD_NS_PER_BLOCK: u64 = 1_000_000_000;
@@ -37,6 +40,8 @@ pub enum ChainError {
     Store(#[from] StoreError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("cannot skip {skip} heights after height {head}: past the largest block height")]
+    HeightOverflow { head: u64, skip: u64 },
 }
 
 /// A produced block: its header fields and everything that happened in it.
@@ -146,8 +151,9 @@ pub struct Chain {
     store: Store,
     head: Head,
     head_block: StoredBlock,
-    pool: Vec<SignedTransaction>,
-    pool_hashes: HashSet<CryptoHash>,
+    pool: TxPool,
+    /// How many epochs of state history queries can reach (neard's `gc_num_epochs_to_keep`).
+    history_epochs: u64,
     rejected: HashMap<CryptoHash, InvalidTxError>,
     /// Receipts to execute in the next block.
     delayed: VecDeque<Receipt>,
@@ -223,8 +229,8 @@ impl Chain {
                     store,
                     head,
                     head_block,
-                    pool: vec![],
-                    pool_hashes: HashSet::new(),
+                    pool: TxPool::default(),
+                    history_epochs: history::DEFAULT_EPOCHS,
                     rejected: HashMap::new(),
                     delayed: delayed.into(),
                 })
@@ -276,11 +282,13 @@ impl Chain {
             store,
             head,
             head_block: block.clone(),
-            pool: vec![],
-            pool_hashes: HashSet::new(),
+            pool: TxPool::default(),
+            history_epochs: history::DEFAULT_EPOCHS,
             rejected: HashMap::new(),
             delayed: VecDeque::new(),
         };
+        // Nothing is older than genesis: its records need no undo log.
+        chain.state.take_undo();
         chain.persist(&block, Vec::new(), Vec::new(), Vec::new())?;
         Ok(chain)
     }
@@ -298,6 +306,30 @@ impl Chain {
             .store
             .block(height)?
             .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// The highest block below `height`.
+    pub fn last_block_before(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
+        Ok(self
+            .store
+            .block_before(height)?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// The lowest block above `height`.
+    pub fn next_block_after(&self, height: u64) -> Result<Option<StoredBlock>, ChainError> {
+        Ok(self
+            .store
+            .block_after(height)?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// The first height of the epoch with this epoch height.
+    pub fn epoch_start_height(&self, epoch_height: u64) -> u64 {
+        let config = &self.genesis.config;
+        epoch_height
+            .saturating_mul(config.epoch_length.max(1))
+            .saturating_add(config.genesis_height)
     }
 
     pub fn block_by_hash(&self, hash: &CryptoHash) -> Result<Option<StoredBlock>, ChainError> {
@@ -344,7 +376,7 @@ impl Chain {
     /// A transaction seen before is accepted again without effect.
     pub fn submit(&mut self, tx: SignedTransaction) -> Result<CryptoHash, InvalidTxError> {
         let hash = tx.get_hash();
-        if self.pool_hashes.contains(&hash) || matches!(self.store.tx(&hash), Ok(Some(_))) {
+        if self.pool.contains(&hash) || matches!(self.store.tx(&hash), Ok(Some(_))) {
             return Ok(hash);
         }
         let base = self
@@ -356,12 +388,11 @@ impl Chain {
         if self.head.height.saturating_sub(base) > self.genesis.config.transaction_validity_period {
             return Err(InvalidTxError::Expired);
         }
-        let ctx = self.context(self.head.height + 1, self.head.timestamp_ns);
+        let ctx = self.context(self.head.height.saturating_add(1), self.head.timestamp_ns);
         let mut overlay = self.state.overlay();
         verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx, false)?;
         self.rejected.remove(&hash);
-        self.pool_hashes.insert(hash);
-        self.pool.push(tx);
+        self.pool.insert(tx);
         Ok(hash)
     }
 
@@ -382,14 +413,22 @@ impl Chain {
     /// Produces the next block (or, with `skip > 0`, the block `skip` heights further, as
     /// sandbox fast-forward does) and persists it.
     pub fn produce_block(&mut self, skip: u64) -> Result<&StoredBlock, ChainError> {
-        let height = self.head.height + 1 + skip;
+        let height = self
+            .head
+            .height
+            .checked_add(1)
+            .and_then(|next| next.checked_add(skip))
+            .ok_or(ChainError::HeightOverflow {
+                head: self.head.height,
+                skip,
+            })?;
         let skipped_ns = skip.saturating_mul(FAST_FORWARD_NS_PER_BLOCK);
         self.head.time_offset_ns = self
             .head
             .time_offset_ns
             .saturating_add(i64::try_from(skipped_ns).unwrap_or(i64::MAX));
-        let timestamp_ns =
-            chain_time(now_ns(), self.head.time_offset_ns).max(self.head.timestamp_ns + 1);
+        let timestamp_ns = chain_time(now_ns(), self.head.time_offset_ns)
+            .max(self.head.timestamp_ns.saturating_add(1));
         let ctx = self.context(height, timestamp_ns);
         let mut work = BlockWork::default();
 
@@ -398,9 +437,12 @@ impl Chain {
         let mut tx_outcomes = Vec::new();
         let mut local = VecDeque::new();
         let mut stored_txs = Vec::new();
-        for tx in std::mem::take(&mut self.pool) {
+        let state = &self.state;
+        let ready = self.pool.take_ready(Instant::now(), |signer, public_key| {
+            state.access_key(signer, public_key).map(|key| key.nonce)
+        });
+        for tx in ready {
             let hash = tx.get_hash();
-            self.pool_hashes.remove(&hash);
             let mut overlay = self.state.overlay();
             // Pool transactions had their signatures checked when submitted.
             match verify_and_charge(&self.runtime, &mut overlay, &tx, &ctx, true) {
@@ -536,6 +578,7 @@ impl Chain {
         receipts: Vec<(CryptoHash, Vec<u8>)>,
     ) -> Result<(), ChainError> {
         let delayed: Vec<Receipt> = self.delayed.iter().cloned().collect();
+        let undo = borsh::to_vec(&self.state.take_undo()).unwrap_or_default();
         let write = BlockWrite {
             height: block.height,
             hash: block.hash,
@@ -548,6 +591,8 @@ impl Chain {
             txs,
             outcomes,
             receipts,
+            undo,
+            forget_undo_to: Some(self.earliest_state_height()),
         };
         self.store.write_block(&write)?;
         Ok(())
@@ -594,7 +639,7 @@ impl Chain {
                         .wasm_config
                         .limit_config
                         .yield_timeout_length_in_blocks;
-                    let expiry = ctx.height + timeout;
+                    let expiry = ctx.height.saturating_add(timeout);
                     let account = receipt.receiver_id();
                     overlay.set_raw(
                         keys::yield_entry(account, &data_id),
@@ -697,8 +742,13 @@ impl Chain {
         for new in receipts {
             work.created
                 .push((*new.receipt_id(), json(&ReceiptView::from(new.clone()))));
-            // Yields are registered at once so a resume in the next block finds them.
-            if matches!(new.receipt(), ReceiptEnum::PromiseYield(_)) {
+            // Yields are registered at once so a resume in the next block finds them; global
+            // code is stored at once, so that the code is there as soon as the deployment's
+            // transaction is final (on neard, finality takes the blocks that distribute it).
+            if matches!(
+                new.receipt(),
+                ReceiptEnum::PromiseYield(_) | ReceiptEnum::GlobalContractDistribution(_)
+            ) {
                 queue.push_back(new);
             } else {
                 work.next.push_back(new);
@@ -708,7 +758,7 @@ impl Chain {
 
     /// Everything known about a transaction.
     pub fn lookup_tx(&self, hash: &CryptoHash) -> Result<TxLookup, ChainError> {
-        if self.pool_hashes.contains(hash) {
+        if self.pool.contains(hash) {
             return Ok(TxLookup::Pending);
         }
         if let Some(e) = self.rejected.get(hash) {

@@ -182,7 +182,11 @@ pub(crate) fn apply_action(
                 });
             }
             let mut key = add.access_key.clone();
-            key.nonce = ctx.block.height.saturating_sub(1) * ACCESS_KEY_NONCE_RANGE_MULTIPLIER;
+            key.nonce = ctx
+                .block
+                .height
+                .saturating_sub(1)
+                .saturating_mul(ACCESS_KEY_NONCE_RANGE_MULTIPLIER);
             acc.set_storage_usage(acc.storage_usage().saturating_add(access_key_storage(
                 config,
                 &add.public_key,
@@ -569,7 +573,10 @@ fn delegate(
             ak_nonce: key.nonce,
         });
     }
-    let upper_bound = ctx.block.height * ACCESS_KEY_NONCE_RANGE_MULTIPLIER;
+    let upper_bound = ctx
+        .block
+        .height
+        .saturating_mul(ACCESS_KEY_NONCE_RANGE_MULTIPLIER);
     if delegate.nonce >= upper_bound {
         return Err(ActionErrorKind::DelegateActionNonceTooLarge {
             delegate_nonce: delegate.nonce,

@@ -132,7 +132,9 @@ pub fn verify_and_charge(
             ak_nonce: key.nonce,
         });
     }
-    let upper_bound = block.height * ACCESS_KEY_NONCE_RANGE_MULTIPLIER;
+    let upper_bound = block
+        .height
+        .saturating_mul(ACCESS_KEY_NONCE_RANGE_MULTIPLIER);
     if nonce >= upper_bound {
         return Err(InvalidTxError::NonceTooLarge {
             tx_nonce: nonce,
