@@ -316,6 +316,154 @@ async fn crowdfund_failure_refunds_every_contributor_and_burns_their_tokens() ->
     Ok(())
 }
 
+/// NEAR revenue `who` can claim from `token`.
+async fn claimable_near(
+    token: &AccountId,
+    who: &AccountId,
+    viewer: &Account,
+) -> anyhow::Result<u128> {
+    let v: String = view(
+        viewer,
+        token,
+        "claimable",
+        json!({ "account_id": who, "asset": { "kind": "near" } }),
+    )
+    .await?;
+    Ok(v.parse()?)
+}
+
+/// `claim_revenue` of NEAR by `who`, with the confirming yocto.
+async fn claim_near(token: &AccountId, who: &Account) -> anyhow::Result<ExecutionFinalResult> {
+    Ok(who
+        .call(token, "claim_revenue")
+        .args_json(json!({ "asset": { "kind": "near" } }))
+        .deposit(ONE_YOCTO)
+        .gas(CALL_GAS)
+        .transact()
+        .await?)
+}
+
+/// NEAR `who` gained by `outcome` (which must succeed), its gas added back.
+async fn gained(
+    who: &Account,
+    before: u128,
+    outcome: ExecutionFinalResult,
+) -> anyhow::Result<u128> {
+    let cost = gas_cost(&outcome).as_yoctonear();
+    outcome.into_result()?;
+    Ok(balance(who).await? + cost - before)
+}
+
+/// A failed crowdfund (audit finding 4): royalties go to the founders' tokens and tokens
+/// bought from them, never to a backer's crowdfund tokens, refunded or not; the founders'
+/// supply and every other token move while the crowdfund runs and after it failed; only a
+/// backer's refundable tokens stay locked until its refund, which pays back exactly the NEAR.
+#[tokio::test]
+async fn a_failed_crowdfund_pays_backers_no_revenue_and_locks_only_their_tokens()
+-> anyhow::Result<()> {
+    let worker = sandbox().await?;
+    let owner = worker.dev_create_account().await?;
+    let trainer = account(&worker, "trainer", 1).await?;
+    let alice = account(&worker, "alice", 50).await?;
+    let bob = account(&worker, "bob", 50).await?;
+    let carol = account(&worker, "carol", 10).await?;
+    let deadline = now_ns(&worker).await? + 30_000_000_000;
+    let token = deploy_token(
+        &worker,
+        &owner,
+        owner.id(),
+        json!({
+            "initial_supply": "10",
+            "crowdfund": crowdfund(10, deadline, trainer.id(), &[]),
+        }),
+    )
+    .await?;
+    let t = token.id();
+    let deposit = |amount: u128| {
+        carol
+            .call(t, "deposit_revenue")
+            .deposit(NearToken::from_yoctonear(amount))
+            .transact()
+    };
+    let claimable = |who: AccountId| {
+        let (t, owner) = (t.clone(), owner.clone());
+        async move { claimable_near(&t, &who, &owner).await }
+    };
+    assert_eq!(contribute(t, &alice, 2).await?, 2);
+    assert_eq!(contribute(t, &bob, 3).await?, 3);
+    register(t, &carol).await?;
+
+    // While the crowdfund runs: the founders' tokens move, a backer's do not; royalties go to
+    // the earning tokens only (owner 8, carol 2 of 10).
+    ft_transfer(t, &owner, carol.id(), 2).await?.into_result()?;
+    assert_fails_with(
+        ft_transfer(t, &alice, carol.id(), 1).await?,
+        "refundable crowdfund tokens",
+    );
+    deposit(1_000).await?.into_result()?;
+    assert_eq!(claimable(alice.id().clone()).await?, 0);
+    assert_eq!(claimable(bob.id().clone()).await?, 0);
+    assert_eq!(claimable(owner.id().clone()).await?, 800);
+    assert_eq!(claimable(carol.id().clone()).await?, 200);
+
+    while now_ns(&worker).await? <= deadline {
+        worker.fast_forward(20).await?;
+    }
+    let status: String = carol
+        .call(t, "finalize_crowdfund")
+        .gas(CALL_GAS)
+        .transact()
+        .await?
+        .into_result()?
+        .json()?;
+    assert_eq!(status, "failed");
+
+    // After the failure every other token still moves; ALICE moves the token she was given,
+    // never the two her refund burns.
+    ft_transfer(t, &owner, alice.id(), 1).await?.into_result()?;
+    ft_transfer(t, &carol, owner.id(), 1).await?.into_result()?;
+    ft_transfer(t, &alice, carol.id(), 1).await?.into_result()?;
+    assert_fails_with(
+        ft_transfer(t, &alice, carol.id(), 1).await?,
+        "refundable crowdfund tokens",
+    );
+    // Earning: owner 8, carol 2; the backers' 5 locked tokens earn nothing.
+    deposit(1_000).await?.into_result()?;
+    assert_eq!(claimable(owner.id().clone()).await?, 1_600);
+    assert_eq!(claimable(carol.id().clone()).await?, 400);
+
+    // ALICE's refund: exactly her NEAR back, no revenue.
+    let before = balance(&alice).await?;
+    let outcome = alice
+        .call(t, "refund_contribution")
+        .gas(CALL_GAS)
+        .transact()
+        .await?;
+    assert_eq!(gained(&alice, before, outcome).await?, 2 * NEAR);
+    assert_eq!(ft_balance(t, alice.id(), &owner).await?, 0);
+    assert_eq!(claimable(alice.id().clone()).await?, 0);
+    assert_fails_with(claim_near(t, &alice).await?, "nothing to claim");
+    // BOB never asks: a failed model still pays him nothing.
+    deposit(500).await?.into_result()?;
+    assert_eq!(claimable(bob.id().clone()).await?, 0);
+    assert_eq!(claimable(carol.id().clone()).await?, 500);
+
+    // CAROL's revenue is real NEAR.
+    let before = balance(&carol).await?;
+    let outcome = claim_near(t, &carol).await?;
+    assert_eq!(gained(&carol, before, outcome).await?, 500);
+
+    // BOB's refund later still works; what is left is the founders' supply.
+    bob.call(t, "refund_contribution")
+        .gas(CALL_GAS)
+        .transact()
+        .await?
+        .into_result()?;
+    let supply: String = view(&owner, t, "ft_total_supply", json!({})).await?;
+    assert_eq!(supply, "10");
+    Ok(())
+}
+
 /// Exact pro-rata share of every holder: `floor(sum over deposits of balance * amount / supply)`.
 fn shares(history: &[(Vec<u128>, u128)], supply: u128) -> Vec<u128> {
     let holders = history.first().map_or(0, |(b, _)| b.len());

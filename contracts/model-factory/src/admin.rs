@@ -1,5 +1,6 @@
 //! The owner's configuration: the model code (a global contract) and the registry.
 
+use enclave_cloud_common::ModelId;
 use near_sdk::{AccountId, Gas, GlobalContractId, NearToken, Promise, env, near};
 
 use enclave_cloud_common::OrPanic;
@@ -32,6 +33,47 @@ impl ModelFactory {
             return Err(FactoryError::OneYoctoRequired(attached));
         }
         self.require_owner()
+    }
+
+    fn try_reserve(
+        &mut self,
+        model_id: ModelId,
+        reserved_for: Option<AccountId>,
+    ) -> Result<(), FactoryError> {
+        self.require_owner()?;
+        let attached = env::attached_deposit();
+        if attached.is_zero() {
+            return Err(FactoryError::OneYoctoRequired(attached));
+        }
+        if self.models.contains_key(&model_id) {
+            return Err(FactoryError::ModelExists(model_id));
+        }
+        let before = env::storage_usage();
+        match reserved_for {
+            Some(holder) => {
+                self.reservations.insert(model_id, holder);
+            }
+            None => {
+                self.reservations.remove(&model_id);
+            }
+        }
+        self.reservations.flush();
+        let after = env::storage_usage();
+        let byte_cost = env::storage_byte_cost();
+        let change = if after >= before {
+            let required = byte_cost.saturating_mul(u128::from(after - before));
+            attached
+                .checked_sub(required)
+                .ok_or(FactoryError::DepositTooSmall { required, attached })?
+        } else {
+            attached.saturating_add(byte_cost.saturating_mul(u128::from(before - after)))
+        };
+        if !change.is_zero() {
+            Promise::new(env::predecessor_account_id())
+                .transfer(change)
+                .detach();
+        }
+        Ok(())
     }
 
     fn try_publish(&mut self) -> Result<Promise, FactoryError> {
@@ -69,6 +111,15 @@ impl FactoryAdminApi for ModelFactory {
     fn set_registry(&mut self, registry: AccountId) {
         self.require_owner_one_yocto().or_panic();
         self.registry = registry;
+    }
+
+    #[payable]
+    fn reserve_model(&mut self, model_id: ModelId, reserved_for: Option<AccountId>) {
+        or_panic(self.try_reserve(model_id, reserved_for));
+    }
+
+    fn reservation(&self, model_id: ModelId) -> Option<AccountId> {
+        self.reservations.get(&model_id).cloned()
     }
 
     fn model_code(&self) -> Option<GlobalContractId> {

@@ -17,9 +17,13 @@ use crate::state::{ModelFactory, ModelRecord, ModelStatus};
 /// Gas to attach to `create_model`.
 pub const CREATE_GAS: Gas = Gas::from_tgas(50);
 /// Least gas `create_model` accepts: its own work plus what it passes on.
-const MIN_CREATE_GAS: Gas = Gas::from_tgas(40);
+const MIN_CREATE_GAS: Gas = Gas::from_tgas(45);
 const GAS_FOR_MODEL_INIT: Gas = Gas::from_tgas(20);
-const GAS_FOR_CREATE_CALLBACK: Gas = Gas::from_tgas(10);
+/// The callback, and on failure the refund step it schedules.
+const GAS_FOR_CREATE_CALLBACK: Gas = Gas::from_tgas(15);
+/// `refund_failed_creation`: the transfer and its callback.
+const GAS_FOR_REFUND_STEP: Gas = Gas::from_tgas(8);
+const GAS_FOR_REFUND_CALLBACK: Gas = Gas::from_tgas(4);
 /// Storage of a new model besides its init arguments: the account record, the owner's holder
 /// record, collection entries. The gas bench measures a new model's state at ~130 bytes plus
 /// its arguments (`BENCH model_token.init_storage`); this leaves room for the account record.
@@ -87,6 +91,16 @@ impl ModelFactory {
         let code = self.model_code.clone().ok_or(FactoryError::NoModelCode)?;
         if self.models.contains_key(&model_id) {
             return Err(FactoryError::ModelExists(model_id));
+        }
+        let caller = env::predecessor_account_id();
+        if let Some(reserved_for) = self.reservations.get(&model_id)
+            && *reserved_for != caller
+        {
+            return Err(FactoryError::ModelReserved {
+                model_id,
+                reserved_for: reserved_for.clone(),
+                caller,
+            });
         }
         let token_str = format!("{model_id}.{}", env::current_account_id());
         let token: AccountId = token_str
@@ -165,13 +179,44 @@ impl ModelFactory {
             }
             return true;
         }
+        // Refund only a creation that is still in flight, and only to its creator: a second
+        // report of the same failure finds nothing to refund.
+        let in_flight = self
+            .models
+            .get(&model_id)
+            .is_some_and(|r| r.status == ModelStatus::Creating && r.creator == creator);
+        if !in_flight {
+            env::log_str(&format!(
+                "creating model {model_id} failed; no creation of {creator} in flight, nothing to refund"
+            ));
+            return false;
+        }
         self.models.remove(&model_id);
-        // The deposit sent to the new account comes back to the factory as a refund receipt.
-        Promise::new(creator.clone()).transfer(deposit).detach();
+        // The runtime returns the batch's deposit to this account in a receipt that runs after
+        // this callback; the refund waits one receipt for it instead of advancing it from the
+        // factory's own balance (the listing's share comes from the freed listing storage).
+        Self::ext(env::current_account_id())
+            .with_static_gas(GAS_FOR_REFUND_STEP)
+            .with_unused_gas_weight(0)
+            .refund_failed_creation(
+                model_id.clone(),
+                creator.clone(),
+                U128(deposit.as_yoctonear()),
+            )
+            .detach();
         env::log_str(&format!(
-            "creating model {model_id} failed; {deposit} refunded to {creator}"
+            "creating model {model_id} failed; {deposit} goes back to {creator} in the next receipt"
         ));
         false
+    }
+
+    fn start_refund(&self, model_id: ModelId, creator: AccountId, amount: NearToken) -> Promise {
+        Promise::new(creator.clone()).transfer(amount).then(
+            Self::ext(env::current_account_id())
+                .with_static_gas(GAS_FOR_REFUND_CALLBACK)
+                .with_unused_gas_weight(0)
+                .on_creation_refunded(model_id, creator, U128(amount.as_yoctonear())),
+        )
     }
 }
 
@@ -226,7 +271,9 @@ impl FactoryApi for ModelFactory {
 #[near]
 impl ModelFactory {
     /// Callback of `create_model` (this contract only): lists the model and emits
-    /// `model_created`, or unlists it and refunds `deposit` to `creator`.
+    /// `model_created`; if the creation failed, unlists it and schedules
+    /// [`Self::refund_failed_creation`] of `deposit` to `creator` (once: only while the
+    /// creation is still listed as in flight). Returns whether the model was created.
     #[private]
     pub fn on_model_created(
         &mut self,
@@ -235,6 +282,43 @@ impl ModelFactory {
         deposit: U128,
     ) -> bool {
         self.settle_create(model_id, creator, NearToken::from_yoctonear(deposit.0))
+    }
+
+    /// This contract only, scheduled by a failed creation's callback so that it runs after
+    /// the runtime returned the failed batch's deposit: sends `amount` to `creator` and
+    /// resolves in [`Self::on_creation_refunded`]. 8 Tgas.
+    #[private]
+    pub fn refund_failed_creation(
+        &mut self,
+        model_id: ModelId,
+        creator: AccountId,
+        amount: U128,
+    ) -> Promise {
+        self.start_refund(model_id, creator, NearToken::from_yoctonear(amount.0))
+    }
+
+    /// Callback of the refund (this contract only): logs "refunded" only if the NEAR
+    /// arrived; a bounced refund (the creator's account is gone) stays with the factory and
+    /// says so. Returns whether the refund arrived.
+    #[private]
+    pub fn on_creation_refunded(
+        &mut self,
+        model_id: ModelId,
+        creator: AccountId,
+        amount: U128,
+    ) -> bool {
+        let amount = NearToken::from_yoctonear(amount.0);
+        if near_sdk::is_promise_success() {
+            env::log_str(&format!(
+                "creating model {model_id} failed; {amount} refunded to {creator}"
+            ));
+            true
+        } else {
+            env::log_str(&format!(
+                "creating model {model_id} failed and the refund of {amount} to {creator} bounced; it stays with the factory"
+            ));
+            false
+        }
     }
 }
 
@@ -245,6 +329,34 @@ mod tests {
     use near_sdk::PromiseResult;
     use near_sdk::mock::MockAction;
     use near_sdk::test_utils::{get_created_receipts, get_logs};
+
+    /// NEAR the last call sent back to `who`.
+    fn refunded_to(who: &str) -> NearToken {
+        get_created_receipts()
+            .iter()
+            .filter(|r| r.receiver_id == acc(who))
+            .flat_map(|r| r.actions.iter())
+            .filter_map(|a| match a {
+                MockAction::Transfer { deposit, .. } => Some(*deposit),
+                _ => None,
+            })
+            .fold(NearToken::from_yoctonear(0), NearToken::saturating_add)
+    }
+
+    /// A factory where ALICE's creation of `llama` just failed; returns it and the deposit.
+    fn failed_creation() -> (ModelFactory, NearToken) {
+        let mut f = factory_with_code();
+        let dep = f.create_deposit(args());
+        ctx(ALICE, dep);
+        let _ = f.create_model("llama".parse().unwrap(), args());
+        callback_ctx(PromiseResult::Failed);
+        assert!(!f.on_model_created(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear())
+        ));
+        (f, dep)
+    }
 
     fn args() -> Value {
         serde_json::json!({ "manifest": { "name": "m" }, "metadata": { "symbol": "M" } })
@@ -327,17 +439,15 @@ mod tests {
 
     #[test]
     fn failed_creation_unlists_and_refunds_the_creator() {
-        let mut f = factory_with_code();
-        let dep = f.create_deposit(args());
-        ctx(ALICE, dep);
-        let _ = f.create_model("llama".parse().unwrap(), args());
-        callback_ctx(PromiseResult::Failed);
-        assert!(!f.on_model_created(
+        let (mut f, dep) = failed_creation();
+        assert!(f.model("llama".parse().unwrap()).is_none());
+        // The refund step (next receipt) sends the whole deposit to the creator.
+        ctx(FACTORY, NearToken::from_yoctonear(0));
+        let _ = f.refund_failed_creation(
             "llama".parse().unwrap(),
             acc(ALICE),
-            U128(dep.as_yoctonear())
-        ));
-        assert!(f.model("llama".parse().unwrap()).is_none());
+            U128(dep.as_yoctonear()),
+        );
         let refund = &get_created_receipts()[0];
         assert_eq!(refund.receiver_id, acc(ALICE));
         assert!(
@@ -346,6 +456,134 @@ mod tests {
         // The id is free again.
         ctx(BOB, dep);
         let _ = f.create_model("llama".parse().unwrap(), args());
+    }
+
+    /// Audit finding 8: the callback of a failed creation runs before the runtime returns the
+    /// batch's deposit to the factory, so it must not pay the creator from the factory's own
+    /// balance; it pays once, in a later receipt, and says "refunded" only when it was.
+    #[test]
+    fn a_failed_creation_is_refunded_once_after_the_deposit_returned() {
+        let (mut f, dep) = failed_creation();
+        let receipts = get_created_receipts();
+        assert!(
+            receipts.iter().all(|r| r.receiver_id != acc(ALICE)),
+            "the callback paid the creator before the deposit came back: {receipts:?}"
+        );
+        assert!(
+            get_logs().iter().all(|l| !l.contains("refunded to")),
+            "nothing was refunded yet: {:?}",
+            get_logs()
+        );
+        // The refund runs in the next receipt, to this contract.
+        assert_eq!(receipts.len(), 1, "{receipts:?}");
+        assert_eq!(receipts[0].receiver_id, acc(FACTORY));
+        let MockAction::FunctionCallWeight {
+            method_name, args, ..
+        } = &receipts[0].actions[0]
+        else {
+            panic!("expected the refund step: {:?}", receipts[0].actions);
+        };
+        assert_eq!(method_name, b"refund_failed_creation");
+        let step: Value = serde_json::from_slice(args).unwrap();
+        assert_eq!(step["amount"], dep.as_yoctonear().to_string());
+
+        // A second report of the same failure refunds nothing.
+        callback_ctx(PromiseResult::Failed);
+        assert!(!f.on_model_created(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear())
+        ));
+        assert!(get_created_receipts().is_empty(), "refunded twice");
+
+        // The refund step sends the deposit and reports what happened.
+        ctx(FACTORY, NearToken::from_yoctonear(0));
+        let _ = f.refund_failed_creation(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear()),
+        );
+        let receipts = get_created_receipts();
+        assert_eq!(receipts[0].receiver_id, acc(ALICE));
+        assert!(
+            matches!(receipts[0].actions[0], MockAction::Transfer { deposit, .. } if deposit == dep)
+        );
+        callback_ctx(PromiseResult::Failed);
+        assert!(!f.on_creation_refunded(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear())
+        ));
+        assert!(
+            get_logs().iter().all(|l| !l.contains("refunded to")),
+            "a bounced refund is not a refund: {:?}",
+            get_logs()
+        );
+        callback_ctx(PromiseResult::Successful(vec![]));
+        assert!(f.on_creation_refunded(
+            "llama".parse().unwrap(),
+            acc(ALICE),
+            U128(dep.as_yoctonear())
+        ));
+        assert!(
+            get_logs()
+                .iter()
+                .any(|l| l.contains("refunded to alice.near"))
+        );
+    }
+
+    /// Audit finding 2 (factory side): a model id governance reserved for its rights holder
+    /// cannot be created, and its royalties captured, by whoever comes first.
+    #[test]
+    fn a_reserved_id_is_created_only_by_its_rights_holder() {
+        let mut f = factory_with_code();
+        let llama: ModelId = "llama".parse().unwrap();
+        ctx(ALICE, NearToken::from_millinear(10));
+        assert_panics_with(
+            || f.reserve_model(llama.clone(), Some(acc(ALICE))),
+            "only the owner",
+        );
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        assert_panics_with(
+            || f.reserve_model(llama.clone(), Some(acc(BOB))),
+            "attach at least",
+        );
+        ctx(OWNER, NearToken::from_millinear(10));
+        let usage = env::storage_usage();
+        f.reserve_model(llama.clone(), Some(acc(BOB)));
+        assert_eq!(f.reservation(llama.clone()), Some(acc(BOB)));
+        let charged = NearToken::from_millinear(10).saturating_sub(refunded_to(OWNER));
+        assert_eq!(
+            charged,
+            env::storage_byte_cost().saturating_mul(u128::from(env::storage_usage() - usage)),
+            "the reservation pays exactly its storage"
+        );
+
+        let dep = f.create_deposit(args());
+        ctx(ALICE, dep);
+        assert_panics_with(
+            || f.create_model(llama.clone(), args()),
+            "reserved for bob.near",
+        );
+        ctx(BOB, dep);
+        let _ = f.create_model(llama.clone(), args());
+        assert_eq!(f.model(llama.clone()).unwrap().creator, acc(BOB));
+        ctx(OWNER, NearToken::from_millinear(10));
+        assert_panics_with(
+            || f.reserve_model(llama.clone(), Some(acc(ALICE))),
+            "already exists",
+        );
+
+        // Lifting a reservation gives its storage back.
+        let m2: ModelId = "m2".parse().unwrap();
+        ctx(OWNER, NearToken::from_millinear(10));
+        f.reserve_model(m2.clone(), Some(acc(ALICE)));
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        f.reserve_model(m2.clone(), None);
+        assert!(f.reservation(m2.clone()).is_none());
+        assert!(refunded_to(OWNER) > NearToken::from_yoctonear(1));
+        ctx(BOB, dep);
+        let _ = f.create_model(m2, args());
     }
 
     #[test]

@@ -13,6 +13,12 @@ pub enum FactoryError {
     NoModelCode,
     #[error("model {0} already exists")]
     ModelExists(ModelId),
+    #[error("model id {model_id} is reserved for {reserved_for}; caller is {caller}")]
+    ModelReserved {
+        model_id: ModelId,
+        reserved_for: AccountId,
+        caller: AccountId,
+    },
     #[error("'{0}' does not make a valid account under this factory")]
     BadAccount(String),
     #[error("attach at least {required} for the model's storage (attached {attached})")]

@@ -30,14 +30,16 @@ pub use state::{ModelFactory, ModelFactoryExt, ModelStatus};
 /// Creating and listing models.
 #[ext_contract(ext_model_factory)]
 pub trait FactoryApi {
-    /// Anyone. Creates `<model_id>.<factory>` running the model-token code and calls its
+    /// Anyone (for a reserved id: only the account it is reserved for). Creates `<model_id>.<factory>` running the model-token code and calls its
     /// `new` with `args` (a `ModelInit` object: manifest, metadata, optional initial supply,
     /// key service, revenue tokens and crowdfund), where `model_id`, `registry` and (unless
     /// given) `owner` = the caller are filled in by the factory. Attach at least
     /// `create_deposit(args)`: the factory keeps what its listing entry costs and sends the rest
     /// to the new account. The callback lists the model and emits `model_created`; if the
-    /// creation fails, it unlists it and refunds the whole deposit. Attach 50 Tgas (the call
-    /// gives `new` 20 Tgas and the callback 10 Tgas; ≤ 50 Tgas burnt in all).
+    /// creation fails, it unlists it and refunds the whole deposit once, in a receipt after the
+    /// runtime returned the failed batch's deposit to the factory (`refund_failed_creation`),
+    /// logging "refunded" only when the transfer arrived. Attach 50 Tgas (the call gives `new`
+    /// 20 Tgas and the callback 15 Tgas, 8 of them for a refund; ≤ 50 Tgas burnt in all).
     fn create_model(&mut self, model_id: ModelId, args: Value) -> Promise;
     /// The least deposit `create_model` accepts for these arguments.
     fn create_deposit(&self, args: Value) -> NearToken;
@@ -59,6 +61,14 @@ pub trait FactoryAdminApi {
     fn set_model_code(&mut self, code: GlobalContractId);
     /// Owner only, 1 yocto. The registry new models check key grants against.
     fn set_registry(&mut self, registry: AccountId);
+    /// Owner (governance) only. Reserves `model_id` for its rights holder `reserved_for`: from
+    /// then on only that account may create it (the model's royalties cannot be captured by
+    /// whoever creates a known id first). `None` lifts the reservation. Attach at least
+    /// 1 yocto and the new entry's storage; the excess, and the storage a lifted reservation
+    /// frees, go back to the caller. Refused for a model that already exists. ~3 Tgas.
+    fn reserve_model(&mut self, model_id: ModelId, reserved_for: Option<AccountId>);
+    /// Who `model_id` is reserved for, if anyone.
+    fn reservation(&self, model_id: ModelId) -> Option<AccountId>;
     fn model_code(&self) -> Option<GlobalContractId>;
     fn registry(&self) -> AccountId;
     fn owner(&self) -> AccountId;

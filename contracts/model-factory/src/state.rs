@@ -1,7 +1,7 @@
 //! The factory's persistent state.
 
 use enclave_cloud_common::ModelId;
-use near_sdk::store::IterableMap;
+use near_sdk::store::{IterableMap, LookupMap};
 use near_sdk::{AccountId, GlobalContractId, PanicOnDefault, near};
 
 use crate::storage_keys::StorageKey;
@@ -39,6 +39,9 @@ pub struct ModelFactory {
     pub(crate) registry: AccountId,
     pub(crate) model_code: Option<GlobalContractId>,
     pub(crate) models: IterableMap<ModelId, ModelRecord>,
+    /// Model ids governance reserved for their rights holder: only that account may create
+    /// them (appended by the audit fixes of issue 15; a state written before needs a migration).
+    pub(crate) reservations: LookupMap<ModelId, AccountId>,
 }
 
 #[near]
@@ -51,6 +54,7 @@ impl ModelFactory {
             registry,
             model_code: None,
             models: IterableMap::new(StorageKey::Models),
+            reservations: LookupMap::new(StorageKey::Reservations),
         }
     }
 }

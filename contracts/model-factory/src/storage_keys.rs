@@ -6,4 +6,5 @@ use near_sdk::{BorshStorageKey, near};
 #[derive(BorshStorageKey)]
 pub enum StorageKey {
     Models,
+    Reservations,
 }

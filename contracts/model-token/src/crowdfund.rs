@@ -1,8 +1,15 @@
 //! The crowdfund that pays for a model's training: contributions mint tokens at a fixed price
 //! until the deadline; reaching the goal releases the funds to the beneficiary (the training
 //! operator), at once or in milestones an approver releases; missing it lets every contributor
-//! burn its tokens for its NEAR back. Tokens cannot move until the crowdfund succeeds, so a
-//! contributor always holds the tokens its refund burns.
+//! burn its tokens for its NEAR back.
+//!
+//! Crowdfund tokens are locked until the crowdfund succeeds: they cannot move (so a
+//! contributor always holds what its refund burns) and earn no revenue (the backer's NEAR is
+//! not at risk until then, and a refunded or never-refunded backer of a failed model must not
+//! be paid by it). Every other token, the founders' supply included, moves and earns in every
+//! state. On success the crowdfund tokens start earning at once, in O(1): the pools'
+//! accumulators are recorded in [`CrowdfundEarnings`] and each holder's share is derived from
+//! them when read (see `crate::ledger`).
 
 use enclave_cloud_common::events::Nep297;
 use enclave_cloud_common::events::model::ModelEvent;
@@ -13,7 +20,8 @@ use near_sdk::{AccountId, Gas, NearToken, Promise, env, near};
 use crate::ModelTokenExt;
 use crate::access::{OrPanic, require_one_yocto};
 use crate::errors::ModelTokenError;
-use crate::fixed::mul_div_floor;
+use crate::fixed::{Mag, mul_div_floor};
+use crate::state::MAX_POOLS;
 use crate::{CrowdfundApi, ModelToken};
 
 const GAS_FOR_RELEASE_CALLBACK: Gas = Gas::from_tgas(5);
@@ -61,6 +69,19 @@ pub struct Crowdfund {
     pub release_in_flight: bool,
     /// Sent (or in flight) back to contributors.
     pub refunded: u128,
+}
+
+/// How crowdfund tokens earn; a field of the contract state (appended to it by the audit
+/// fixes of issue 15). Fixed size, so no call ever grows it.
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrowdfundEarnings {
+    /// Crowdfund tokens that earn nothing: minted by a crowdfund that has not succeeded and
+    /// not refunded. Zero once it succeeded.
+    pub locked_supply: u128,
+    /// Each pool's `reward_per_token` when the crowdfund succeeded (zero before, and for
+    /// pools added later): crowdfund tokens earn what the accumulator gained since.
+    pub reward_per_token_at_success: [Mag; MAX_POOLS],
 }
 
 #[near(serializers = [json])]
@@ -135,16 +156,6 @@ impl ModelToken {
         self.crowdfund.as_mut().ok_or(ModelTokenError::NoCrowdfund)
     }
 
-    /// Tokens move freely unless a crowdfund is open or failed.
-    pub(crate) fn require_transfers_open(&self) -> Result<(), ModelTokenError> {
-        match &self.crowdfund {
-            Some(c) if c.status != CrowdfundStatus::Succeeded => {
-                Err(ModelTokenError::TransfersLocked(format!("{:?}", c.status)))
-            }
-            _ => Ok(()),
-        }
-    }
-
     pub(crate) fn open_crowdfund(
         &mut self,
         config: CrowdfundConfig,
@@ -203,10 +214,13 @@ impl ModelToken {
         if tokens == 0 {
             return Err(ModelTokenError::ContributionTooSmall(attached));
         }
-        self.mint(&account, tokens, Some("crowdfund"))?;
-        let holder = self.holder_mut(&account)?;
-        holder.contributed = holder.contributed.saturating_add(paid);
-        holder.crowdfund_tokens = holder.crowdfund_tokens.saturating_add(tokens);
+        let contributed = self
+            .holder(&account)?
+            .contributed
+            .checked_add(paid)
+            .ok_or(ModelTokenError::SupplyOverflow)?;
+        self.mint_locked(&account, tokens, Some("crowdfund"))?;
+        self.holder_mut(&account)?.contributed = contributed;
         let cf = self.crowdfund_mut()?;
         cf.raised = cf.raised.saturating_add(paid);
         cf.tokens_minted = cf.tokens_minted.saturating_add(tokens);
@@ -224,6 +238,12 @@ impl ModelToken {
         let now = env::block_timestamp();
         let (raised, goal, deadline) = (cf.raised, cf.config.goal.0, cf.config.deadline_ns.0);
         if raised >= goal {
+            // From here on every crowdfund token earns: record where the accumulators stand.
+            let at_success = &mut self.crowdfund_earnings.reward_per_token_at_success;
+            for (slot, pool) in at_success.iter_mut().zip(&self.pools) {
+                *slot = pool.reward_per_token;
+            }
+            self.crowdfund_earnings.locked_supply = 0;
             self.crowdfund_mut()?.status = CrowdfundStatus::Succeeded;
             ModelEvent::CrowdfundSucceeded {
                 raised: U128(raised),
@@ -304,22 +324,30 @@ impl ModelToken {
         if amount == 0 {
             return Err(ModelTokenError::NothingToRefund(account));
         }
-        self.burn(&account, tokens, Some("crowdfund refund"))?;
-        let holder = self.holder_mut(&account)?;
-        holder.contributed = 0;
-        holder.crowdfund_tokens = 0;
+        // Burned tokens with a contribution left: the refund is in flight.
+        if tokens == 0 {
+            return Err(ModelTokenError::RefundInFlight(account));
+        }
+        // The contribution stays on the record until the NEAR arrived: it keeps the record
+        // (storage_unregister refuses an open contribution), so a bounced refund finds it.
+        let burned = self.burn_locked(&account, Some("crowdfund refund"))?;
         let cf = self.crowdfund_mut()?;
-        cf.refunded = cf.refunded.saturating_add(amount);
+        cf.refunded = cf
+            .refunded
+            .checked_add(amount)
+            .ok_or(ModelTokenError::SupplyOverflow)?;
         Ok(Promise::new(account.clone())
             .transfer(NearToken::from_yoctonear(amount))
             .then(
                 Self::ext(env::current_account_id())
                     .with_static_gas(GAS_FOR_REFUND_CALLBACK)
                     .with_unused_gas_weight(0)
-                    .on_refund_sent(account, U128(amount), U128(tokens)),
+                    .on_refund_sent(account, U128(amount), U128(burned)),
             ))
     }
 
+    /// Settles a refund. The holder's record is still there (it cannot unregister while its
+    /// contribution is open), so neither outcome grows the state.
     fn settle_refund(
         &mut self,
         account: AccountId,
@@ -327,6 +355,8 @@ impl ModelToken {
         tokens: u128,
     ) -> Result<bool, ModelTokenError> {
         if near_sdk::is_promise_success() {
+            let holder = self.holder_mut(&account)?;
+            holder.contributed = holder.contributed.saturating_sub(amount);
             ModelEvent::ContributionRefunded {
                 account,
                 amount: U128(amount),
@@ -335,14 +365,8 @@ impl ModelToken {
             .emit();
             return Ok(true);
         }
-        // The transfer bounced: give the contribution and its tokens back so it can retry.
-        if !self.holders.contains_key(&account) {
-            self.register(&account);
-        }
-        self.mint(&account, tokens, Some("crowdfund refund failed"))?;
-        let holder = self.holder_mut(&account)?;
-        holder.contributed = holder.contributed.saturating_add(amount);
-        holder.crowdfund_tokens = holder.crowdfund_tokens.saturating_add(tokens);
+        // The transfer bounced: give the tokens back (locked again) so it can retry.
+        self.mint_locked(&account, tokens, Some("crowdfund refund failed"))?;
         let cf = self.crowdfund_mut()?;
         cf.refunded = cf.refunded.saturating_sub(amount);
         env::log_str(&format!(

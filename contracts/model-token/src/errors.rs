@@ -46,8 +46,15 @@ pub enum ModelTokenError {
     BalanceOverflow(AccountId),
     #[error("the total supply would overflow")]
     SupplyOverflow,
-    #[error("tokens cannot move until the crowdfund succeeds (status {0})")]
-    TransfersLocked(String),
+    #[error(
+        "account {account} holds {balance} tokens of which {locked} are refundable crowdfund tokens that cannot move until the crowdfund succeeds; cannot move {amount}"
+    )]
+    LockedCrowdfundTokens {
+        account: AccountId,
+        balance: u128,
+        locked: u128,
+        amount: u128,
+    },
     #[error("account {account} still holds {balance} tokens; pass force=true to burn them")]
     PositiveBalance { account: AccountId, balance: u128 },
     #[error(
@@ -99,6 +106,10 @@ pub enum ModelTokenError {
     NotRefundable(String),
     #[error("account {0} has no contribution to refund")]
     NothingToRefund(AccountId),
+    #[error("the refund of account {0} is already in flight")]
+    RefundInFlight(AccountId),
+    #[error("the owner {0} receives the revenue no token earns; it cannot unregister")]
+    OwnerCannotUnregister(AccountId),
     #[error("only {approver} may release milestones; caller is {caller}")]
     NotApprover {
         approver: AccountId,

@@ -29,7 +29,6 @@ impl ModelToken {
         memo: Option<String>,
     ) -> Result<AccountId, ModelTokenError> {
         require_one_yocto()?;
-        self.require_transfers_open()?;
         let sender = env::predecessor_account_id();
         self.transfer(&sender, receiver_id, amount.0, memo)?;
         Ok(sender)
@@ -48,7 +47,8 @@ impl ModelToken {
             .and_then(|v| serde_json::from_slice::<U128>(&v).ok())
             .map_or(amount, |u| u.0)
             .min(amount);
-        let refund = unused.min(self.balance_of(receiver));
+        // Never the receiver's locked crowdfund tokens: they are not what it was sent.
+        let refund = unused.min(self.transferable_of(receiver));
         if refund == 0 {
             return Ok(amount);
         }
@@ -65,8 +65,9 @@ impl ModelToken {
 
 #[near]
 impl FungibleTokenCore for ModelToken {
-    /// 1 yocto. Moves tokens to a registered receiver; locked while a crowdfund is open or
-    /// failed. O(1): ≤ 10 Tgas whatever the number of holders.
+    /// 1 yocto. Moves tokens to a registered receiver; a backer's refundable crowdfund tokens
+    /// are locked until the crowdfund succeeds (every other token moves). O(1): ≤ 10 Tgas
+    /// whatever the number of holders.
     #[payable]
     fn ft_transfer(&mut self, receiver_id: AccountId, amount: U128, memo: Option<String>) {
         self.checked_transfer(&receiver_id, amount, memo).or_panic();

@@ -35,6 +35,8 @@ mod test_utils;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 #[cfg(test)]
+mod tests_crowdfund_economics;
+#[cfg(test)]
 mod tests_property;
 
 use enclave_cloud_common::events::model::ModelManifest;
@@ -83,24 +85,32 @@ pub trait RevenueApi {
 /// The crowdfund that pays for training.
 #[ext_contract(ext_model_crowdfund)]
 pub trait CrowdfundApi {
-    /// Owner only, 1 yocto; once. Opens the crowdfund (token transfers stay locked until it
-    /// succeeds) and emits `crowdfund_started`.
+    /// Owner only, 1 yocto; once. Opens the crowdfund and emits `crowdfund_started`. The
+    /// tokens it mints stay locked (no transfer, no revenue) until it succeeds; every other
+    /// token moves and earns as usual.
     fn start_crowdfund(&mut self, config: CrowdfundConfig);
     /// Anyone while the crowdfund is active. Attach NEAR: first the caller's NEP-145 storage
-    /// if it is not registered yet, the rest buys `rest * 10^decimals / token_price` tokens.
+    /// if it is not registered yet, the rest buys `rest * 10^decimals / token_price` tokens,
+    /// locked until the crowdfund succeeds: they neither move nor earn revenue before.
     /// Emits `contributed` and `ft_mint`. ~5 Tgas.
     fn contribute(&mut self) -> U128;
     /// Anyone, once the goal is reached or the deadline passed. Success releases the funds
-    /// (or the first milestone) to the beneficiary; failure opens refunds. Attach 20 Tgas.
+    /// (or the first milestone) to the beneficiary and lets every crowdfund token move and
+    /// earn from then on (O(1): the accumulators are recorded, no holder is touched); failure
+    /// opens refunds, and the crowdfund tokens stay locked and earn nothing until refunded.
+    /// Attach 20 Tgas.
     fn finalize_crowdfund(&mut self) -> CrowdfundStatus;
     /// The approver (default: the owner), 1 yocto, after success: releases the next
     /// milestone. A failed transfer makes the milestone releasable again.
     fn release_milestone(&mut self) -> Promise;
-    /// A contributor after failure: burns the tokens of the contribution and sends back the
-    /// NEAR; a failed transfer restores both. Attach 20 Tgas.
+    /// A contributor after failure, no deposit: burns the (locked, never earning) tokens of
+    /// the contribution and sends back the NEAR; a failed transfer restores the tokens. While
+    /// the refund is in flight the contribution stays on the record (a second call and
+    /// `storage_unregister` are refused), so the callback never grows the state. Attach 20 Tgas.
     fn refund_contribution(&mut self) -> Promise;
     fn crowdfund(&self) -> Option<CrowdfundView>;
-    /// NEAR contributed by `account_id` and the tokens it received for it.
+    /// NEAR contributed by `account_id` and the tokens it received for it (while its refund
+    /// is in flight: the NEAR and 0 tokens).
     fn contribution(&self, account_id: AccountId) -> (U128, U128);
 }
 

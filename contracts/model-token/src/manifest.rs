@@ -11,7 +11,7 @@ use near_sdk::{AccountId, NearToken, env, near};
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::ModelTokenExt;
 use crate::access::{OrPanic, charge_storage, refund, require_one_yocto};
-use crate::crowdfund::CrowdfundConfig;
+use crate::crowdfund::{CrowdfundConfig, CrowdfundEarnings};
 use crate::errors::ModelTokenError;
 use crate::rewards::RevenuePool;
 use crate::state::MAX_REVENUE_TOKENS;
@@ -168,6 +168,7 @@ impl ModelToken {
             pools: vec![RevenuePool::new(Asset::Near)],
             crowdfund: None,
             grants: IterableMap::new(StorageKey::Grants),
+            crowdfund_earnings: CrowdfundEarnings::default(),
         };
         this.holder_storage_bytes = this.measure_holder_storage();
         for token in init.revenue_tokens {

@@ -36,7 +36,8 @@ pub struct RevenuePoolView {
     pub asset: Asset,
     pub deposited: U128,
     pub claimed: U128,
-    /// Received while there were no holders, or forfeited; goes to the next deposit's holders.
+    /// Forfeited or returned by holders who left, waiting for the next deposit's earning
+    /// holders (revenue that no token earns goes to the owner instead).
     pub undistributed: U128,
 }
 
@@ -58,8 +59,10 @@ impl ModelToken {
             return Err(ModelTokenError::DepositRequired);
         }
         let index = self.pool_index(&asset)?;
-        let supply = self.total_supply;
+        // Shared by the tokens that earn: never a crowdfund's locked tokens.
+        let supply = self.earning_supply();
         self.pools[index].deposit(amount, supply)?;
+        self.assign_unearned(index);
         ModelEvent::RevenueDeposited {
             payer,
             asset,
@@ -69,10 +72,30 @@ impl ModelToken {
         Ok(())
     }
 
+    /// Revenue waiting in pool `index` while no token earns goes to the owner's record, where
+    /// it is claimable like any revenue. Nobody else can have earned it: a deposit made then
+    /// (even 1 yocto by the next holder) must not hand it to whoever earns first. While some
+    /// token earns, what waits (rounding remainders, forfeits) goes to the next deposit's
+    /// earning holders as before. O(1).
+    pub(crate) fn assign_unearned(&mut self, index: usize) {
+        if self.earning_supply() > 0 {
+            return;
+        }
+        let Some(owner) = self.holders.get_mut(&self.owner) else {
+            // Only a state from before the owner had to stay registered: it waits.
+            return;
+        };
+        let Some(pool) = self.pools.get_mut(index) else {
+            return;
+        };
+        let waiting = pool.take_pending();
+        owner.set_correction(index, owner.correction(index).wrapping_add(waiting));
+    }
+
     pub(crate) fn claimable_at(&self, account: &AccountId, index: usize) -> u128 {
-        self.holders.get(account).map_or(0, |h| {
-            self.pools[index].claimable(h.balance, h.correction(index))
-        })
+        self.holders
+            .get(account)
+            .map_or(0, |h| self.entitlement_of(h, index).whole())
     }
 
     fn try_claim(&mut self, asset: Asset) -> Result<Promise, ModelTokenError> {
@@ -124,17 +147,20 @@ impl ModelToken {
             .emit();
             return true;
         }
+        env::log_str(&format!(
+            "payout of {amount} {:?} to {account} failed; it is claimable again",
+            pool.asset
+        ));
         match self.holders.get_mut(&account) {
             Some(holder) => {
                 let restored = pool.on_claim_failed(holder.correction(index), amount);
                 holder.set_correction(index, restored);
             }
-            None => pool.return_to_pool(amount),
+            None => {
+                pool.return_to_pool(amount);
+                self.assign_unearned(index);
+            }
         }
-        env::log_str(&format!(
-            "payout of {amount} {:?} to {account} failed; it is claimable again",
-            pool.asset
-        ));
         false
     }
 }
@@ -142,7 +168,8 @@ impl ModelToken {
 #[near]
 impl ModelRevenueApi for ModelToken {
     /// Payable, any caller (the marketplace pays royalties here): the attached NEAR is shared
-    /// by the holders pro rata. O(1), ~3 Tgas.
+    /// pro rata by the tokens that earn (not a crowdfund's locked tokens); if none earns, it
+    /// goes to the owner's claimable revenue. O(1), ~3 Tgas.
     #[payable]
     fn deposit_revenue(&mut self) {
         let amount = env::attached_deposit().as_yoctonear();

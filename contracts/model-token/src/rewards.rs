@@ -9,9 +9,10 @@
 //!
 //! Conservation, exact in magnified units and checked by the property test:
 //! `deposited << 128 == (claimed << 128) + sum(entitlements) + pending`.
-//! `pending` holds what no holder received yet: deposits made while the supply was zero, the
-//! rounding remainder of each deposit (less than one base unit), forfeited entitlements. It is
-//! added to the next deposit. In base units each holder can claim its entitlement rounded
+//! `pending` holds what no holder received yet: the rounding remainder of each deposit (less
+//! than one base unit) and forfeited entitlements; it is added to the next deposit. The
+//! `supply` a pool shares over is the contract's earning supply; when it is zero the contract
+//! hands what waits to the owner (`ModelToken::assign_unearned`). In base units each holder can claim its entitlement rounded
 //! down, so payouts never exceed deposits; the difference ("dust") is below one base unit per
 //! holder plus one, and stays in the contract until later deposits lift it into whole units.
 
@@ -77,7 +78,9 @@ impl RevenuePool {
             .wrapping_add(correction)
     }
 
-    /// What a holder can claim now, base units.
+    /// What a holder can claim now, base units (the contract reads entitlements through
+    /// `ModelToken::entitlement_of`, which knows the holder's earning balance).
+    #[cfg(test)]
     pub fn claimable(&self, balance: u128, correction: Mag) -> u128 {
         self.entitlement(balance, correction).whole()
     }
@@ -118,6 +121,11 @@ impl RevenuePool {
     pub fn return_to_pool(&mut self, amount: u128) {
         self.claimed = self.claimed.saturating_sub(amount);
         self.pending = self.pending.wrapping_add(Mag::from_amount(amount));
+    }
+
+    /// Takes everything waiting in `pending` (to assign it elsewhere).
+    pub fn take_pending(&mut self) -> Mag {
+        std::mem::replace(&mut self.pending, Mag::ZERO)
     }
 
     /// A holder leaves with an unclaimed entitlement: it goes to the next deposit's holders.

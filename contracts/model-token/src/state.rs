@@ -8,7 +8,7 @@ use near_contract_standards::fungible_token::metadata::FungibleTokenMetadata;
 use near_sdk::store::{IterableMap, LazyOption, LookupMap};
 use near_sdk::{AccountId, PanicOnDefault, near};
 
-use crate::crowdfund::Crowdfund;
+use crate::crowdfund::{Crowdfund, CrowdfundEarnings};
 use crate::keys::KeyGrant;
 use crate::ledger::Holder;
 use crate::rewards::RevenuePool;
@@ -43,4 +43,7 @@ pub struct ModelToken {
     pub(crate) pools: Vec<RevenuePool>,
     pub(crate) crowdfund: Option<Crowdfund>,
     pub(crate) grants: IterableMap<NodeId, KeyGrant>,
+    /// Locked crowdfund tokens and the accumulators at the crowdfund's success (appended by
+    /// the audit fixes of issue 15; a state written before them needs a migration).
+    pub(crate) crowdfund_earnings: CrowdfundEarnings,
 }

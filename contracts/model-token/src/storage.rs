@@ -50,11 +50,16 @@ impl ModelToken {
             log!("The account {account} is not registered");
             return Ok(false);
         };
+        if account == self.owner {
+            return Err(ModelTokenError::OwnerCannotUnregister(account));
+        }
         let crowdfund_open = self
             .crowdfund
             .as_ref()
             .is_some_and(|c| c.status != CrowdfundStatus::Succeeded);
-        if holder.contributed > 0 && crowdfund_open {
+        // An open contribution (refundable, or its refund in flight) keeps the record, so a
+        // bounced refund never needs a record nobody paid for.
+        if (holder.contributed > 0 || self.locked_tokens(&holder) > 0) && crowdfund_open {
             return Err(ModelTokenError::OpenContribution(account));
         }
         if holder.balance > 0 && !force {
@@ -64,7 +69,7 @@ impl ModelToken {
             });
         }
         for (i, pool) in self.pools.iter().enumerate() {
-            let amount = pool.claimable(holder.balance, holder.correction(i));
+            let amount = self.entitlement_of(&holder, i).whole();
             if amount > 0 && !force {
                 return Err(ModelTokenError::UnclaimedRevenue {
                     account,
@@ -76,11 +81,13 @@ impl ModelToken {
         if holder.balance > 0 {
             self.burn(&account, holder.balance, Some("unregister"))?;
         }
-        // Whatever the account leaves unclaimed goes to the remaining holders.
+        // Whatever the account leaves unclaimed goes to the remaining earning holders (or,
+        // if none is left, to the owner).
         let holder = self.holders.remove(&account).unwrap_or_default();
-        for (i, pool) in self.pools.iter_mut().enumerate() {
-            let entitlement = pool.entitlement(0, holder.correction(i));
-            pool.forfeit(entitlement);
+        for i in 0..self.pools.len() {
+            let entitlement = self.entitlement_of(&holder, i);
+            self.pools[i].forfeit(entitlement);
+            self.assign_unearned(i);
         }
         refund(
             &account,
@@ -125,7 +132,9 @@ impl StorageManagement for ModelToken {
 
     /// 1 yocto. Removes the caller's record and refunds its deposit. With tokens or unclaimed
     /// revenue it needs `force`: the tokens are burned and the revenue goes to the other
-    /// holders. Refused while the caller has a contribution in an unsuccessful crowdfund.
+    /// earning holders (the owner if none is left). Refused while the caller has a
+    /// contribution in an unsuccessful crowdfund (its refund in flight included), and for the
+    /// owner, whose record receives the revenue no token earns.
     #[payable]
     fn storage_unregister(&mut self, force: Option<bool>) -> bool {
         self.try_unregister(force.unwrap_or(false)).or_panic()

@@ -2,8 +2,11 @@
 //! that succeed or fail) / force-unregister driven through the contract's own methods, against a reference model
 //! that distributes every deposit to every holder one by one (O(holders), no corrections).
 //!
-//! After every step: balances and supply match the model; every holder's claimable amount
-//! matches the model exactly; `claimed + sum(claimable) + undistributed + dust == deposited`
+//! Revenue no token can earn (a deposit while the supply is zero, or what is forfeited when
+//! the last holder leaves) goes to the owner, who holds no tokens here.
+//!
+//! After every step: balances and supply match the model; every holder's (and the owner's)
+//! claimable amount matches the model exactly; `claimed + sum(claimable) + undistributed + dust == deposited`
 //! with `0 <= dust <= holders` (payouts never exceed deposits, dust stays bounded); and the
 //! exact conservation in magnified units holds.
 
@@ -56,6 +59,8 @@ struct Reference {
     /// Per asset (0 NEAR, 1 USDC): magnified entitlement of each holder.
     entitlements: [[U256; HOLDERS.len()]; 2],
     pending: [U256; 2],
+    /// Per asset: the owner's magnified entitlement (revenue nobody earned).
+    owner: [U256; 2],
     deposited: [u128; 2],
     claimed: [u128; 2],
 }
@@ -70,7 +75,8 @@ impl Reference {
         let total = (U256::from(amount) << FRAC_BITS) + self.pending[asset];
         let supply = self.supply();
         if supply == 0 {
-            self.pending[asset] = total;
+            self.owner[asset] += total;
+            self.pending[asset] = U256::zero();
             return;
         }
         let per_token = total / U256::from(supply);
@@ -178,11 +184,15 @@ fn apply(t: &mut ModelToken, r: &mut Reference, op: &Op) {
 fn leave(t: &mut ModelToken, r: &mut Reference, i: usize) {
     ctx(HOLDERS[i], NearToken::from_yoctonear(1));
     assert!(t.storage_unregister(Some(true)));
+    r.balances[i] = 0;
     for k in 0..2 {
         r.pending[k] += r.entitlements[k][i];
         r.entitlements[k][i] = U256::zero();
+        if r.supply() == 0 {
+            r.owner[k] += r.pending[k];
+            r.pending[k] = U256::zero();
+        }
     }
-    r.balances[i] = 0;
     register(t, HOLDERS[i]);
 }
 
@@ -195,14 +205,21 @@ fn check(t: &ModelToken, r: &Reference) {
         let pool = &t.pools[k];
         assert_eq!(pool.deposited, r.deposited[k]);
         assert_eq!(pool.claimed, r.claimed[k]);
-        let mut claimable_sum = 0u128;
-        let mut entitlement_sum = U256::zero();
+        let owner = t.claimable_at(&acc(OWNER), k);
+        assert_eq!(
+            owner,
+            (r.owner[k] >> FRAC_BITS).low_u128(),
+            "owner, asset {k}"
+        );
+        let mut claimable_sum = owner;
+        let owner_record = t.holders.get(&acc(OWNER)).cloned().unwrap_or_default();
+        let mut entitlement_sum = t.entitlement_of(&owner_record, k).0;
         for (i, h) in HOLDERS.iter().enumerate() {
             let c = t.claimable_at(&acc(h), k);
             assert_eq!(c, r.claimable(k, i), "claimable of {h} in asset {k}");
             claimable_sum += c;
             let holder = t.holders.get(&acc(h)).cloned().unwrap_or_default();
-            entitlement_sum += pool.entitlement(holder.balance, holder.correction(k)).0;
+            entitlement_sum += t.entitlement_of(&holder, k).0;
         }
         // Exact conservation in magnified units.
         assert_eq!(
@@ -215,7 +232,7 @@ fn check(t: &ModelToken, r: &Reference) {
             .deposited
             .checked_sub(pool.claimed + claimable_sum + pool.undistributed())
             .unwrap_or_else(|| panic!("asset {k}: more claimable than deposited"));
-        assert!(dust <= HOLDERS.len() as u128, "asset {k}: dust {dust}");
+        assert!(dust <= HOLDERS.len() as u128 + 1, "asset {k}: dust {dust}");
     }
 }
 
