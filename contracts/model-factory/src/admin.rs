@@ -115,7 +115,7 @@ impl FactoryAdminApi for ModelFactory {
 
     #[payable]
     fn reserve_model(&mut self, model_id: ModelId, reserved_for: Option<AccountId>) {
-        or_panic(self.try_reserve(model_id, reserved_for));
+        self.try_reserve(model_id, reserved_for).or_panic();
     }
 
     fn reservation(&self, model_id: ModelId) -> Option<AccountId> {

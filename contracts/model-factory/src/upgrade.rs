@@ -43,6 +43,7 @@ impl From<legacy::ModelFactoryV1> for ModelFactory {
             registry: s.registry,
             model_code: s.model_code,
             models: s.models,
+            reservations: near_sdk::store::LookupMap::new(crate::storage_keys::StorageKey::Reservations),
         }
     }
 }
@@ -101,11 +102,13 @@ mod tests {
     #[test]
     fn migrate_reads_the_untagged_version_1_layout() {
         let f = factory_with_code();
-        // What the previous code stored: the same fields without the version in front.
+        // What the previous code stored: the same fields without the version in front and
+        // without the reservations appended since.
         let current = near_sdk::borsh::to_vec(&f).expect("borsh");
+        let reservations = near_sdk::borsh::to_vec(&f.reservations).expect("borsh");
         assert_eq!(current[..2], STATE_VERSION.to_le_bytes());
         drop(f);
-        env::storage_write(STATE_KEY, &current[2..]);
+        env::storage_write(STATE_KEY, &current[2..current.len() - reservations.len()]);
         ctx(FACTORY, NearToken::from_yoctonear(0));
         let m = ModelFactory::migrate();
         assert_eq!(m.state_version, STATE_VERSION);

@@ -64,6 +64,8 @@ impl From<legacy::ModelTokenV1> for ModelToken {
             pools: s.pools,
             crowdfund: s.crowdfund,
             grants: s.grants,
+            // Crowdfund tokens of version 1 earned from the start: nothing is locked.
+            crowdfund_earnings: Default::default(),
         }
     }
 }
@@ -119,11 +121,13 @@ mod tests {
     #[test]
     fn migrate_reads_the_untagged_version_1_layout() {
         let t = setup_with_holders(&[(ALICE, 5)]);
-        // What the previous code stored: the same fields without the version in front.
+        // What the previous code stored: the same fields without the version in front and
+        // without the crowdfund earnings appended since.
         let current = near_sdk::borsh::to_vec(&t).expect("borsh");
+        let earnings = near_sdk::borsh::to_vec(&t.crowdfund_earnings).expect("borsh");
         assert_eq!(current[..2], STATE_VERSION.to_le_bytes());
         drop(t);
-        env::storage_write(STATE_KEY, &current[2..]);
+        env::storage_write(STATE_KEY, &current[2..current.len() - earnings.len()]);
         ctx(CONTRACT, NearToken::from_yoctonear(0));
         let m = ModelToken::migrate();
         assert_eq!(m.state_version, STATE_VERSION);
