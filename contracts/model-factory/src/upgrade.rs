@@ -43,7 +43,9 @@ impl From<legacy::ModelFactoryV1> for ModelFactory {
             registry: s.registry,
             model_code: s.model_code,
             models: s.models,
-            reservations: near_sdk::store::LookupMap::new(crate::storage_keys::StorageKey::Reservations),
+            reservations: near_sdk::store::LookupMap::new(
+                crate::storage_keys::StorageKey::Reservations,
+            ),
         }
     }
 }
