@@ -585,7 +585,10 @@ async fn job_result_fetches_a_remote_output_and_checks_its_hash() {
                 "settled",
             ),
         ),
-        ("/v1/nodes/1".to_owned(), node_json(1, "active", &a.keys)),
+        (
+            "/v1/nodes/1".to_owned(),
+            node_detail_json(1, "active", &a.keys),
+        ),
     ]);
     let url = fake_indexer(routes, Arc::new(Mutex::new(Vec::new())));
     let dead = dead_url();
