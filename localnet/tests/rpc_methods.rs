@@ -269,3 +269,63 @@ async fn state_older_than_the_kept_epochs_is_answered_as_garbage_collected() {
     assert_eq!(error["cause"]["info"]["block_height"], json!(20), "{error}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A body over `json_payload_max_size` is refused as neard refuses it: a JSON-RPC parse error
+/// (HTTP 200 with a JSON body), never a plain-text 413, and the node keeps serving.
+#[tokio::test]
+async fn a_body_over_the_payload_limit_is_a_json_rpc_parse_error() {
+    use tower::ServiceExt;
+    let home = std::env::temp_dir().join(format!("localnet-rpc-body-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    localnet::home::init(&home, true).unwrap();
+    let config_path = home.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["rpc"]["limits_config"]["json_payload_max_size"] = json!(1024);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let node = Node::open(&home).unwrap();
+    node.produce_block(0).unwrap();
+
+    let post = |body: Vec<u8>| {
+        axum::http::Request::post("/")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let padding = "x".repeat(4096);
+    let big = serde_json::to_vec(&json!({
+        "jsonrpc": "2.0", "id": "big", "method": "status", "params": [padding]
+    }))
+    .unwrap();
+    let response = localnet::node::router(node.clone())
+        .oneshot(post(big))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("not JSON: {e}: {}", String::from_utf8_lossy(&body)));
+    assert_eq!(reply["jsonrpc"], "2.0");
+    assert_eq!(
+        reply["error"]["name"], "REQUEST_VALIDATION_ERROR",
+        "{reply}"
+    );
+    assert_eq!(reply["error"]["cause"]["name"], "PARSE_ERROR", "{reply}");
+
+    // A request within the limit is still served.
+    let small = serde_json::to_vec(&json!({
+        "jsonrpc": "2.0", "id": "small", "method": "status", "params": []
+    }))
+    .unwrap();
+    let response = localnet::node::router(node)
+        .oneshot(post(small))
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    assert!(reply["result"]["sync_info"].is_object(), "{reply}");
+    let _ = std::fs::remove_dir_all(&home);
+}
