@@ -51,6 +51,9 @@ fn submit_in_near_escrows_the_cap_and_refunds_the_excess() {
 fn submit_refuses_bad_jobs_without_a_trace() {
     let mut h = Harness::new();
     let estimate = h.storage_estimate();
+    // One byte over the default inline limit.
+    let over = crate::state::Config::DEFAULT_MAX_INLINE_BYTES as usize + 1;
+    let over_message = format!("{over} bytes");
     let cases: Vec<(JobSpec, u128, &str)> = vec![
         (spec(0), estimate, "price cap must be more than zero"),
         (spec(NEAR), NEAR, "need at least"),
@@ -88,11 +91,11 @@ fn submit_refuses_bad_jobs_without_a_trace() {
         ),
         (
             JobSpec {
-                input: inline(&[1; 2049]),
+                input: inline(&vec![1; over]),
                 ..spec(NEAR)
             },
             NEAR + estimate,
-            "2049 bytes",
+            &over_message,
         ),
         (
             JobSpec {

@@ -178,12 +178,14 @@ fn requests_check_deposit_input_node_and_signature() {
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::ZeroPriceCap);
+    // One byte over the default inline limit (the deposit is checked after the size).
+    let over = crate::state::Config::DEFAULT_MAX_INLINE_BYTES as usize + 1;
     let err = h
         .call(CALLER, attached, |c| {
-            c.try_request(model(), inline(&[0; 4096]), U128(NEAR))
+            c.try_request(model(), inline(&vec![0; over]), U128(NEAR))
         })
         .unwrap_err();
-    assert!(err.to_string().contains("4096 bytes"), "{err}");
+    assert!(err.to_string().contains(&format!("{over} bytes")), "{err}");
 
     let used = usage(1, 1);
     // Node not cached.
