@@ -404,6 +404,29 @@ impl Suite {
             .as_yoctonear())
     }
 
+    /// `account`'s balance once nothing more is arriving: gas refunds of earlier transactions
+    /// are receipts of their own that can land blocks after the transaction's outcome, so a
+    /// balance read straight after one may still grow. Waits (a block at a time) until the
+    /// balance is the same over three blocks.
+    pub async fn settled_near_balance(&self, account: &AccountId) -> anyhow::Result<u128> {
+        let mut last = self.near_balance(account).await?;
+        let mut unchanged = 0;
+        for _ in 0..60 {
+            self.worker.fast_forward(1).await?;
+            let now = self.near_balance(account).await?;
+            if now == last {
+                unchanged += 1;
+                if unchanged == 3 {
+                    return Ok(now);
+                }
+            } else {
+                unchanged = 0;
+                last = now;
+            }
+        }
+        anyhow::bail!("the balance of {account} kept changing for 60 blocks")
+    }
+
     pub async fn ft_balance(&self, token: &AccountId, account: &AccountId) -> anyhow::Result<u128> {
         let v: Value = self
             .worker

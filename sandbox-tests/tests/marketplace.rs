@@ -80,7 +80,7 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
     s.check_funds("wrong-key result").await?;
 
     // ----- the node's result settles: provider, royalty, fee, refund.
-    let user_before = s.near_balance(s.user.id()).await?;
+    let user_before = s.settled_near_balance(s.user.id()).await?;
     let payees_before = s.payee_balances().await?;
     let storage_before = s.ledger(&near(), "storage").await?;
     let outcome = ok(s
@@ -391,7 +391,7 @@ async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slas
     let slash: Value = s.market.view("get_config").await?.json()?;
     let slash = num(&slash["slash_amount"])?;
     let stake_before = stake(&s).await?;
-    let user_before = s.near_balance(s.user.id()).await?;
+    let user_before = s.settled_near_balance(s.user.id()).await?;
     let storage_before = s.ledger(&near(), "storage").await?;
     let cancelled = ok(s.cancel(claimed_job).await?)?;
     let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
@@ -412,7 +412,7 @@ async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slas
     s.check_funds("cancel with slash").await?;
 
     // ----- the unclaimed job: anyone cancels, the user gets everything back.
-    let user_before = s.near_balance(s.user.id()).await?;
+    let user_before = s.settled_near_balance(s.user.id()).await?;
     let storage_before = s.ledger(&near(), "storage").await?;
     succeeded(s.cancel(unclaimed_job).await?)?;
     let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
@@ -506,7 +506,7 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     };
 
     // ----- answered: the caller's callback gets the output, the asker pays only the cost.
-    let user_before = s.near_balance(s.user.id()).await?;
+    let user_before = s.settled_near_balance(s.user.id()).await?;
     let payees_before = s.payee_balances().await?;
     let asked = ask().await?;
     let request = request_pending(&s, RequestId(1)).await?;
@@ -532,7 +532,7 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     );
     let (provider, royalty, fee, _refund) = expected_split(cap, cost);
     // The asker paid the cost and gas, nothing else (the rest of its deposit came back).
-    let paid = user_before - s.near_balance(s.user.id()).await?;
+    let paid = user_before.saturating_sub(s.settled_near_balance(s.user.id()).await?);
     assert!(
         paid >= cost && paid <= cost + most_gas,
         "paid {paid}, cost {cost}"
@@ -550,7 +550,7 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
 
     // ----- nobody answers: after the yield timeout the caller hears `None` and the asker
     // gets everything back but the gas.
-    let user_before = s.near_balance(s.user.id()).await?;
+    let user_before = s.settled_near_balance(s.user.id()).await?;
     let asked = ask().await?;
     request_pending(&s, RequestId(2)).await?;
     s.check_funds("second request").await?;
@@ -558,7 +558,10 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     let asked = ok(asked.await?)?;
     let answer = answer_of(&s, "2").await?;
     assert_eq!(answer["status"], "timed_out", "{answer}");
-    let paid = user_before - s.near_balance(s.user.id()).await?;
+    let after = s.settled_near_balance(s.user.id()).await?;
+    // The asker's balance never grows: it got its deposit back and paid gas.
+    assert!(after <= user_before, "balance grew from {user_before} to {after}");
+    let paid = user_before - after;
     assert!(
         paid <= gas_cost_bound(&asked, 150),
         "paid {paid} of a {cap} cap"
