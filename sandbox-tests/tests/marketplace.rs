@@ -560,7 +560,10 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     assert_eq!(answer["status"], "timed_out", "{answer}");
     let after = s.settled_near_balance(s.user.id()).await?;
     // The asker's balance never grows: it got its deposit back and paid gas.
-    assert!(after <= user_before, "balance grew from {user_before} to {after}");
+    assert!(
+        after <= user_before,
+        "balance grew from {user_before} to {after}"
+    );
     let paid = user_before - after;
     assert!(
         paid <= gas_cost_bound(&asked, 150),
