@@ -36,14 +36,8 @@ pub const SUBMIT_GAS_TGAS: u64 = 30;
 /// Gas for `ft_transfer_call` carrying a job: the token's own 30 Tgas plus `ft_on_transfer`.
 pub const FT_SUBMIT_GAS_TGAS: u64 = 100;
 
-/// The part of the marketplace's `get_config` the client needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MarketConfig {
-    pub max_inline_bytes: u32,
-    pub max_job_duration_ns: U64,
-    #[serde(default)]
-    pub paused: bool,
-}
+/// The marketplace's `get_config`, in the contract's own type.
+pub type MarketConfig = enclave_cloud_common::interfaces::marketplace::Config;
 
 /// When a job must be claimed and answered, relative to the chain's clock.
 #[derive(Debug, Clone, Copy)]
@@ -117,10 +111,19 @@ pub fn prepare(
             config.max_job_duration_ns.0 / 1_000_000_000
         )));
     }
+    let window = config.min_answer_window_ns.0;
+    if ns(deadlines.deadline) <= window {
+        return Err(Error::BadInput(format!(
+            "--deadline must be more than the marketplace's answer window ({} s): a node \
+             claiming the job needs that long to answer",
+            window / 1_000_000_000
+        )));
+    }
     let deadline_ns = now_ns.saturating_add(ns(deadlines.deadline));
+    // The marketplace refuses a claim deadline that leaves the node less than the window.
     let claim_deadline_ns = deadlines
         .claim_window
-        .map(|w| U64(now_ns.saturating_add(ns(w)).min(deadline_ns)));
+        .map(|w| U64(now_ns.saturating_add(ns(w)).min(deadline_ns - window)));
     Ok(PreparedJob {
         spec: JobSpec {
             model_id: model.clone(),
@@ -1012,10 +1015,14 @@ mod tests {
     }
 
     fn config() -> MarketConfig {
+        let account = |s: &str| s.parse::<near_sdk::AccountId>().unwrap();
         MarketConfig {
             max_inline_bytes: 2048,
-            max_job_duration_ns: U64(86_400 * 1_000_000_000),
-            paused: false,
+            ..MarketConfig::new(
+                account("owner.near"),
+                account("registry.near"),
+                account("treasury.near"),
+            )
         }
     }
 
@@ -1119,6 +1126,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("--deadline"), "{err}");
+        // No time left to answer after a claim: the marketplace's answer window (20 s).
+        let short = Deadlines {
+            deadline: Duration::from_secs(20),
+            claim_window: None,
+        };
+        let err = prepare(
+            &node,
+            &model(),
+            &small,
+            &alice,
+            terms(10, 1, short),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("answer window (20 s)"), "{err}");
+        // A claim window past the deadline minus the answer window is brought back to it.
+        let late_claims = Deadlines {
+            deadline: Duration::from_secs(60),
+            claim_window: Some(Duration::from_secs(60)),
+        };
+        let p = prepare(
+            &node,
+            &model(),
+            &small,
+            &alice,
+            terms(10, 1, late_claims),
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(p.spec.claim_deadline_ns, Some(U64(1 + 40_000_000_000)));
         let other: ModelId = "other".parse().unwrap();
         let err = prepare(
             &node,

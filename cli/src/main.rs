@@ -186,7 +186,8 @@ struct SubmitCli {
     /// Time for the result, e.g. 30m, 2h.
     #[arg(long, default_value = "1h", value_parser = amount::parse_duration)]
     deadline: std::time::Duration,
-    /// Time for a node to claim the job [default: the marketplace's claim window].
+    /// Time for a node to claim the job [default: the marketplace's claim window]; never later
+    /// than the deadline minus the marketplace's answer window (min_answer_window_ns).
     #[arg(long, value_parser = amount::parse_duration)]
     claim_window: Option<std::time::Duration>,
 }

@@ -208,10 +208,14 @@ pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
         serde_json::from_value(node_json(1, "active", &keys)).expect("node record");
     let node = NodeInfo::try_from(record).expect("node record");
     let request = build(input, &model()).expect("request");
+    let account = |s: &str| s.parse::<near_sdk::AccountId>().expect("account id");
     let config = MarketConfig {
         max_inline_bytes: 2048,
-        max_job_duration_ns: U64(86_400_000_000_000),
-        paused: false,
+        ..MarketConfig::new(
+            account("owner.near"),
+            account("registry.near"),
+            account("treasury.near"),
+        )
     };
     let deadlines = Deadlines {
         deadline: Duration::from_secs(600),

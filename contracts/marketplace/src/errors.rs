@@ -61,6 +61,20 @@ pub enum MarketplaceError {
     NotJobOwner { user: AccountId, caller: AccountId },
     #[error("node {node_id} is not eligible: {reason}")]
     NodeNotEligible { node_id: NodeId, reason: String },
+    #[error("node {node_id} has {in_flight} jobs in flight, its capacity is {capacity}")]
+    NodeAtCapacity {
+        node_id: NodeId,
+        in_flight: u32,
+        capacity: u32,
+    },
+    #[error(
+        "job {job_id} has {left_ns} ns left before its deadline, less than the answer window of {window_ns} ns"
+    )]
+    TooLateToClaim {
+        job_id: JobId,
+        left_ns: u64,
+        window_ns: u64,
+    },
     #[error("node {0} is unknown to the registry")]
     NodeUnknown(NodeId),
     #[error("the registry call for node {0} failed")]

@@ -57,7 +57,7 @@ impl Marketplace {
             settled_jobs: Vector::new(StorageKey::SettledJobs),
             jobs_by_user: LookupMap::new(StorageKey::JobsByUser),
             jobs_by_node: LookupMap::new(StorageKey::JobsByNode),
-            nodes: LookupMap::new(StorageKey::Nodes),
+            nodes: LookupMap::new(StorageKey::NodesV2),
             requests: UnorderedMap::new(StorageKey::Requests),
             credits: UnorderedMap::new(StorageKey::Credits),
             storage_balances: UnorderedMap::new(StorageKey::StorageBalances),
@@ -65,6 +65,7 @@ impl Marketplace {
             royalty_accounts: LookupMap::new(StorageKey::RoyaltyAccounts),
             ledgers: Default::default(),
             locked_storage: U128(0),
+            in_flight: LookupMap::new(StorageKey::InFlight),
         }
     }
 
@@ -103,6 +104,24 @@ impl Marketplace {
         if patch.max_inline_bytes == Some(0) {
             return Err(invalid("max_inline_bytes", "must be more than 0"));
         }
+        if patch.default_node_capacity == Some(0) {
+            return Err(invalid("default_node_capacity", "must be more than 0"));
+        }
+        let window = patch
+            .min_answer_window_ns
+            .unwrap_or(next.min_answer_window_ns);
+        let longest = patch
+            .max_job_duration_ns
+            .unwrap_or(next.max_job_duration_ns);
+        if window.0 >= longest.0 {
+            return Err(invalid(
+                "min_answer_window_ns",
+                format!(
+                    "{} must be below max_job_duration_ns {}",
+                    window.0, longest.0
+                ),
+            ));
+        }
         macro_rules! apply {
             ($($field:ident),*) => {$(
                 if let Some(value) = patch.$field {
@@ -122,7 +141,9 @@ impl Marketplace {
             max_job_duration_ns,
             node_cache_ttl_ns,
             slash_amount,
-            paused
+            paused,
+            min_answer_window_ns,
+            default_node_capacity
         );
         if let Some(factory) = patch.model_factory {
             policy("model_factory", &factory);

@@ -17,6 +17,7 @@ use crate::funds::{dec, inc};
 use crate::governance::require_one_yocto;
 use crate::payouts::push_payout;
 use crate::refs::{MAX_FILTER_LEN, check_user_key, checked_hash};
+use crate::settlement::{YOCTO_PER_NEAR, mul_div};
 use crate::state::{
     FtMessage, Job, JobSpec, Payout, PayoutKind, Receipt, StorageSource, TokenRate,
 };
@@ -58,6 +59,16 @@ pub fn user_index_prefix(user: &AccountId) -> StorageKey {
     StorageKey::UserJobs {
         account_hash: env::sha256_array(user.as_bytes()),
     }
+}
+
+/// The stake to slash for a missed job: the configured amount, bounded by the job's price
+/// cap in NEAR (a token cap converted at the job's rate, rounded down).
+pub fn slash_for(slash_amount: NearToken, cap: u128, rate: Option<&TokenRate>) -> NearToken {
+    let at_risk = match rate {
+        None => cap,
+        Some(rate) => mul_div(cap, YOCTO_PER_NEAR, rate.units_per_near.0).unwrap_or(u128::MAX),
+    };
+    NearToken::from_yoctonear(slash_amount.as_yoctonear().min(at_risk))
 }
 
 fn check_filter(field: &'static str, value: &Option<String>) -> Result<()> {
@@ -153,23 +164,34 @@ impl Marketplace {
         if spec.price_cap.0 == 0 {
             return Err(MarketplaceError::ZeroPriceCap);
         }
+        // Every claim leaves the node at least the answer window before the deadline, so no
+        // job can be set up to be missed (and its node slashed) whoever claims it.
+        let window = self.config.min_answer_window_ns.0;
         let deadline = spec.deadline_ns.0;
+        let earliest = now.saturating_add(window);
         let latest = now.saturating_add(self.config.max_job_duration_ns.0);
-        if deadline <= now || deadline > latest {
+        if deadline <= earliest || deadline > latest {
             return Err(invalid(
                 "deadline_ns",
-                format!("{deadline} must be in ({now}, {latest}]"),
+                format!(
+                    "{deadline} must be in ({earliest}, {latest}]: more than the answer window \
+                     of {window} ns from now"
+                ),
             ));
         }
+        let last_claim = deadline - window;
         let claim_deadline = spec.claim_deadline_ns.map_or(
             now.saturating_add(self.config.claim_window_ns.0)
-                .min(deadline),
+                .min(last_claim),
             |d| d.0,
         );
-        if claim_deadline <= now || claim_deadline > deadline {
+        if claim_deadline <= now || claim_deadline > last_claim {
             return Err(invalid(
                 "claim_deadline_ns",
-                format!("{claim_deadline} must be in ({now}, {deadline}]"),
+                format!(
+                    "{claim_deadline} must be in ({now}, {last_claim}]: the deadline minus the \
+                     answer window of {window} ns"
+                ),
             ));
         }
         if let JobTarget::Any {
@@ -286,10 +308,16 @@ impl Marketplace {
 
         match (reason, &job.claim) {
             (CancelReason::DeadlineMissed, Some(claim)) => {
+                // The node answers to the registry again before its next claim: the slash may
+                // leave it under-staked.
+                self.evict_node(claim.node_id)?;
+                // The user is compensated up to what the job put at risk, so a cheap job
+                // aimed at a node can never earn its user the whole `slash_amount`.
+                let slash = slash_for(self.config.slash_amount, cap, job.token_rate.as_ref());
                 // The event waits for the registry's answer, so it reports what was slashed.
                 let _ = ext_registry::ext(self.config.registry.clone())
                     .with_static_gas(GAS_SLASH)
-                    .slash(claim.node_id, self.config.slash_amount, job.user.clone())
+                    .slash(claim.node_id, slash, job.user.clone())
                     .then(
                         Self::ext(env::current_account_id())
                             .with_static_gas(GAS_ON_SLASHED)
@@ -339,6 +367,9 @@ impl Marketplace {
         self.jobs.remove(&job.job_id);
         self.open_jobs.remove(&job.job_id);
         self.claimed_jobs.remove(&job.job_id);
+        if let Some(claim) = &job.claim {
+            self.release_slot(claim.node_id);
+        }
         match receipt {
             Some(receipt) => {
                 self.receipts.insert(&job.job_id, receipt);

@@ -77,7 +77,7 @@ pub const GAS_ON_REQUEST_DONE: Gas = Gas::from_tgas(30);
 pub const GAS_AI_CALLBACK: Gas = Gas::from_tgas(10);
 
 /// Layout version of the stored state (see `upgrade`).
-pub const STATE_VERSION: u16 = 1;
+pub const STATE_VERSION: u16 = 2;
 
 #[near(contract_state)]
 #[derive(PanicOnDefault)]
@@ -103,6 +103,9 @@ pub struct Marketplace {
     ledgers: BTreeMap<Asset, Ledger>,
     /// NEAR that pays for storage nobody gets back: receipts, node caches, balance entries.
     locked_storage: U128,
+    /// Claimed jobs not yet settled or cancelled, per node (absent: none), held to the
+    /// cached node's capacity. Its entries are paid from the claiming job's storage.
+    in_flight: LookupMap<NodeId, u32>,
 }
 
 /// Escrowed jobs: submit (NEAR or token), claim, result, cancel. Implemented in `jobs`.

@@ -79,14 +79,17 @@ pub fn check_eligible(job: &Job, node: &CachedNode, now_ns: u64) -> Result<NodeP
                 format!("no {gpu} GPU among {:?}", node.gpu_models),
             ));
         }
+        // Every token of the job, input or output, is bounded by the filter: a node with a
+        // modest output price and a huge input price would otherwise take the whole cap.
+        let dearest = price.input_per_million.0.max(price.output_per_million.0);
         if let Some(max) = max_price_per_million
-            && price.output_per_million.0 > max.0
+            && dearest > max.0
         {
             return Err(not_eligible(
                 node_id,
                 format!(
-                    "price {} per million is above the cap {}",
-                    price.output_per_million.0, max.0
+                    "price {dearest} per million (input or output) is above the cap {}",
+                    max.0
                 ),
             ));
         }
@@ -193,7 +196,25 @@ impl Marketplace {
         }
         let price = check_eligible(&job, node, now)?;
         let job_id = job.job_id;
+        let left = job.deadline_ns.0.saturating_sub(now);
+        let window = self.config.min_answer_window_ns.0;
+        if left < window {
+            return Err(MarketplaceError::TooLateToClaim {
+                job_id,
+                left_ns: left,
+                window_ns: window,
+            });
+        }
+        let in_flight = self.in_flight.get(&node.node_id).unwrap_or(0);
+        if in_flight >= node.capacity {
+            return Err(MarketplaceError::NodeAtCapacity {
+                node_id: node.node_id,
+                in_flight,
+                capacity: node.capacity,
+            });
+        }
         let meter = StorageMeter::start();
+        self.in_flight.insert(&node.node_id, &(in_flight + 1));
         job.claim = Some(Claim {
             node_id: node.node_id,
             operator: node.operator.clone(),
@@ -286,6 +307,10 @@ impl Marketplace {
                 .saturating_add(self.config.node_cache_ttl_ns.0)
                 .min(expires)),
             storage_bytes: U64(0),
+            capacity: match view.capacity {
+                0 => self.config.default_node_capacity,
+                published => published,
+            },
         };
         node.storage_bytes = U64(node_entry_bytes(&node));
         let old = self.nodes.get(&node_id);
@@ -304,7 +329,20 @@ impl Marketplace {
         Ok(node)
     }
 
-    fn evict_node(&mut self, node_id: NodeId) -> Result<()> {
+    /// Frees the slot a claimed job held on its node (settled or cancelled).
+    pub(crate) fn release_slot(&mut self, node_id: NodeId) {
+        match self.in_flight.get(&node_id) {
+            Some(n) if n > 1 => {
+                self.in_flight.insert(&node_id, &(n - 1));
+            }
+            // Jobs claimed before state version 2 were never counted: nothing to free.
+            _ => {
+                self.in_flight.remove(&node_id);
+            }
+        }
+    }
+
+    pub(crate) fn evict_node(&mut self, node_id: NodeId) -> Result<()> {
         if let Some(old) = self.nodes.remove(&node_id) {
             let refund = bytes_cost(old.storage_bytes.0);
             dec(&mut self.locked_storage, refund)?;
@@ -316,7 +354,7 @@ impl Marketplace {
 
 /// Bytes a cache entry occupies: NEAR charges key + value + a fixed record overhead.
 fn node_entry_bytes(node: &CachedNode) -> u64 {
-    let key = borsh::to_vec(&StorageKey::Nodes).map_or(0, |k| k.len()) + 8;
+    let key = borsh::to_vec(&StorageKey::NodesV2).map_or(0, |k| k.len()) + 8;
     let value = borsh::to_vec(node).map_or(0, |v| v.len());
     RECORD_OVERHEAD_BYTES + (key + value) as u64
 }

@@ -10,7 +10,7 @@ use crate::state::{NodePrice, TokenRate};
 
 pub const BPS_DENOMINATOR: u16 = 10_000;
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
-const YOCTO_PER_NEAR: u128 = 1_000_000_000_000_000_000_000_000;
+pub const YOCTO_PER_NEAR: u128 = 1_000_000_000_000_000_000_000_000;
 
 /// `amount * bps / 10_000`, rounded down, without an intermediate overflow.
 pub fn mul_bps(amount: u128, bps: u16) -> u128 {

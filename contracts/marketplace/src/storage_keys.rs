@@ -13,13 +13,21 @@ pub enum StorageKey {
     Receipts,
     SettledJobs,
     JobsByUser,
-    UserJobs { account_hash: CryptoHash },
+    UserJobs {
+        account_hash: CryptoHash,
+    },
     JobsByNode,
-    NodeJobs { node_id: NodeId },
+    NodeJobs {
+        node_id: NodeId,
+    },
     Nodes,
     Requests,
     Credits,
     StorageBalances,
     AcceptedTokens,
     RoyaltyAccounts,
+    /// The node cache of state version 2 (`CachedNode` gained `capacity`); version 1's
+    /// entries under `Nodes` are left behind by the migration.
+    NodesV2,
+    InFlight,
 }

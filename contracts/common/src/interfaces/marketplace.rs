@@ -38,9 +38,15 @@ pub struct Config {
     /// How long a node fetched from the registry is trusted before it is asked again
     /// (never past the node's attestation expiry).
     pub node_cache_ttl_ns: U64,
-    /// Stake asked to be slashed from a node that claimed a job and missed its deadline.
+    /// Stake asked to be slashed from a node that claimed a job and missed its deadline; the
+    /// user never gets more than the job put at risk (its price cap, in NEAR).
     pub slash_amount: NearToken,
     pub paused: bool,
+    /// Least time between a job's claim and its deadline: no job may be claimed later than
+    /// this before its deadline, so none can be set up to be missed.
+    pub min_answer_window_ns: U64,
+    /// Jobs in flight for a node that publishes no capacity (0) in the registry.
+    pub default_node_capacity: u32,
 }
 
 impl Config {
@@ -50,6 +56,11 @@ impl Config {
     pub const DEFAULT_CLAIM_WINDOW_NS: u64 = 10 * 60 * 1_000_000_000;
     pub const DEFAULT_MAX_JOB_DURATION_NS: u64 = 24 * 60 * 60 * 1_000_000_000;
     pub const DEFAULT_NODE_CACHE_TTL_NS: u64 = 60 * 60 * 1_000_000_000;
+    /// Least time a claimed job leaves its node to answer: below the worker's own margin
+    /// (30 s), so an honest node is never asked for less than it would take.
+    pub const DEFAULT_MIN_ANSWER_WINDOW_NS: u64 = 20 * 1_000_000_000;
+    /// Jobs in flight for a node that publishes no capacity in the registry.
+    pub const DEFAULT_NODE_CAPACITY: u32 = 1;
 
     pub fn new(owner: AccountId, registry: AccountId, treasury: AccountId) -> Self {
         Self {
@@ -65,6 +76,8 @@ impl Config {
             node_cache_ttl_ns: U64(Self::DEFAULT_NODE_CACHE_TTL_NS),
             slash_amount: NearToken::from_near(1),
             paused: false,
+            min_answer_window_ns: U64(Self::DEFAULT_MIN_ANSWER_WINDOW_NS),
+            default_node_capacity: Self::DEFAULT_NODE_CAPACITY,
         }
     }
 }
@@ -85,6 +98,8 @@ pub struct ConfigPatch {
     pub node_cache_ttl_ns: Option<U64>,
     pub slash_amount: Option<NearToken>,
     pub paused: Option<bool>,
+    pub min_answer_window_ns: Option<U64>,
+    pub default_node_capacity: Option<u32>,
 }
 
 /// An accepted NEP-141 token and how node prices (yoctoNEAR) convert into it.
@@ -219,6 +234,9 @@ pub struct CachedNode {
     pub valid_until_ns: U64,
     /// Bytes this entry uses; paid from the operator's storage balance.
     pub storage_bytes: U64,
+    /// Jobs the node may have claimed and not yet settled or lost: its capacity in the
+    /// registry, or the marketplace's default when it publishes none.
+    pub capacity: u32,
 }
 
 impl CachedNode {

@@ -2,6 +2,7 @@
 //! context, failed calls are rolled back (as a receipt failure would), outgoing transfers are
 //! taken off a modelled balance, and `check_funds` asserts the funds invariant after a step.
 
+mod audit;
 mod claims;
 mod governance;
 mod jobs;
@@ -231,7 +232,7 @@ impl Harness {
         b.build()
     }
 
-    fn install(&mut self, predecessor: &str, deposit: u128, results: Vec<PromiseResult>) {
+    pub fn install(&mut self, predecessor: &str, deposit: u128, results: Vec<PromiseResult>) {
         let ctx = self.context(predecessor, deposit);
         env::set_blockchain_interface(near_sdk::MockedBlockchain::new(
             ctx,
