@@ -110,7 +110,7 @@ impl Marketplace {
             asset: Asset::Near,
             amount: U128(excess),
             kind: PayoutKind::Transfer,
-        }]);
+        }])?;
         Ok(job_id)
     }
 
@@ -304,7 +304,7 @@ impl Marketplace {
             },
         );
         self.return_storage(&job.user, storage_refund, job.storage_source, &mut payouts)?;
-        self.pay(payouts);
+        self.pay(payouts)?;
 
         match (reason, &job.claim) {
             (CancelReason::DeadlineMissed, Some(claim)) => {

@@ -128,24 +128,25 @@ pub struct EscrowRelease<'a> {
 #[near]
 impl Marketplace {
     /// Sends `payouts` (after the state already reflects them) and returns the promise chain,
-    /// or `None` if there is nothing to send.
-    pub(crate) fn pay(&mut self, payouts: Vec<Payout>) -> Option<Promise> {
+    /// or `None` if there is nothing to send. Sending more than the ledger holds is an
+    /// accounting bug: refused (`Overflow`), never clamped.
+    pub(crate) fn pay(&mut self, payouts: Vec<Payout>) -> Result<Option<Promise>> {
         let payouts: Vec<Payout> = payouts.into_iter().filter(|p| p.amount.0 > 0).collect();
-        let mut promises = Vec::with_capacity(payouts.len());
         for payout in &payouts {
             // The money leaves now; if it comes back, `on_payouts` books it as a credit.
-            let ledger = self.ledger_mut(&payout.asset);
-            ledger.held = U128(ledger.held.0.saturating_sub(payout.amount.0));
-            promises.push(payout_promise(payout));
+            dec(&mut self.ledger_mut(&payout.asset).held, payout.amount.0)?;
         }
-        let joint = promises.into_iter().reduce(|a, b| a.and(b))?;
-        Some(
+        let promises = payouts.iter().map(payout_promise);
+        let Some(joint) = promises.reduce(|a, b| a.and(b)) else {
+            return Ok(None);
+        };
+        Ok(Some(
             joint.then(
                 Self::ext(env::current_account_id())
                     .with_static_gas(GAS_ON_PAYOUTS)
                     .on_payouts(payouts),
             ),
-        )
+        ))
     }
 
     /// Callback of `pay`: one promise result per payout, in order. What did not reach its
@@ -162,34 +163,44 @@ impl Marketplace {
                 Err(near_sdk::PromiseError::Failed)
             };
             let returned = returned_amount(&payout, result);
-            if returned > 0 {
-                let ledger = self.ledger_mut(&payout.asset);
-                ledger.held = U128(ledger.held.0.saturating_add(returned));
-                self.add_credit(payout.account, payout.asset, returned);
+            if returned == 0 {
+                continue;
+            }
+            // A callback must not fail (the money is back either way); should the books
+            // overflow, the amount stays unbooked and `funds` reports the difference.
+            let booked = inc(&mut self.ledger_mut(&payout.asset).held, returned)
+                .and_then(|()| self.add_credit(payout.account.clone(), payout.asset, returned));
+            if let Err(e) = booked {
+                env::log_str(&format!(
+                    "ledger error: {returned} returned for {} not booked: {e}",
+                    payout.account
+                ));
             }
         }
     }
 
     /// Books `amount` as owed to `account` (the funds are already counted in `held`).
-    pub(crate) fn add_credit(&mut self, account: AccountId, asset: Asset, amount: u128) {
+    pub(crate) fn add_credit(
+        &mut self,
+        account: AccountId,
+        asset: Asset,
+        amount: u128,
+    ) -> Result<()> {
         let key = CreditKey {
             account: account.clone(),
             asset: asset.clone(),
         };
-        let total = self
-            .credits
-            .get(&key)
-            .map_or(0, |c| c.0)
-            .saturating_add(amount);
-        self.credits.insert(&key, &U128(total));
-        let ledger = self.ledger_mut(&asset);
-        ledger.credits = U128(ledger.credits.0.saturating_add(amount));
+        let mut total = self.credits.get(&key).unwrap_or(U128(0));
+        inc(&mut total, amount)?;
+        inc(&mut self.ledger_mut(&asset).credits, amount)?;
+        self.credits.insert(&key, &total);
         MarketplaceEvent::CreditAdded {
             account,
             asset,
             amount: U128(amount),
         }
         .emit();
+        Ok(())
     }
 
     pub(crate) fn try_withdraw(
@@ -219,7 +230,7 @@ impl Marketplace {
             asset,
             amount: U128(amount),
             kind,
-        }]);
+        }])?;
         Ok(U128(amount))
     }
 
@@ -239,7 +250,7 @@ impl Marketplace {
             asset,
             amount: U128(amount),
             kind: PayoutKind::Transfer,
-        }]);
+        }])?;
         Ok(U128(amount))
     }
 

@@ -222,7 +222,7 @@ impl Marketplace {
             settlement: settlement.clone(),
         }
         .emit();
-        self.pay(payouts);
+        self.pay(payouts)?;
         Ok(AiResponse {
             node_id: answer.node_id,
             output: answer.output.clone(),
@@ -231,13 +231,30 @@ impl Marketplace {
         })
     }
 
+    /// Called from the yield callback, which must not fail: a ledger error is logged and the
+    /// books stay as they were, so `funds` reports it.
     fn refund_request(&mut self, request: &Request) {
+        if let Err(e) = self.try_refund_request(request) {
+            env::log_str(&format!(
+                "ledger error: request {} not refunded: {e}",
+                request.request_id
+            ));
+        }
+    }
+
+    fn try_refund_request(&mut self, request: &Request) -> Result<()> {
         let cap = request.price_cap.0;
         let storage = request.storage_deposit.as_yoctonear();
+        let refund = cap
+            .checked_add(storage)
+            .ok_or(MarketplaceError::Overflow("request refund"))?;
+        // Every check before the first write: the callback keeps whatever it wrote.
         let ledger = self.ledger_mut(&Asset::Near);
-        ledger.escrow = U128(ledger.escrow.0.saturating_sub(cap));
-        ledger.storage = U128(ledger.storage.0.saturating_sub(storage));
-        let refund = cap.saturating_add(storage);
+        let (mut escrow, mut stored, mut held) = (ledger.escrow, ledger.storage, ledger.held);
+        dec(&mut escrow, cap)?;
+        dec(&mut stored, storage)?;
+        dec(&mut held, refund)?;
+        (ledger.escrow, ledger.storage) = (escrow, stored);
         MarketplaceEvent::RequestTimedOut {
             request_id: request.request_id,
             refund: U128(refund),
@@ -248,7 +265,8 @@ impl Marketplace {
             asset: Asset::Near,
             amount: U128(refund),
             kind: PayoutKind::Transfer,
-        }]);
+        }])?;
+        Ok(())
     }
 }
 

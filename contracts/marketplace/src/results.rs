@@ -104,7 +104,7 @@ impl Marketplace {
             settlement: settlement.clone(),
         }
         .emit();
-        self.pay(payouts);
+        self.pay(payouts)?;
         Ok(settlement)
     }
 }

@@ -124,7 +124,7 @@ impl Marketplace {
             asset: Asset::Near,
             amount: U128(amount),
             kind: PayoutKind::Transfer,
-        }]);
+        }])?;
         Ok(U128(balance - amount))
     }
 

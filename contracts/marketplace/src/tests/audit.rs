@@ -205,3 +205,28 @@ fn the_price_filter_bounds_every_token_price() {
     );
     h.check_funds();
 }
+
+/// Finding 8: `pay` clamped `held` at zero, so paying out more than the ledger held went
+/// unnoticed; now it is an accounting error that fails the call.
+#[test]
+fn paying_more_than_the_ledger_holds_is_an_error_not_a_clamp() {
+    let mut h = Harness::new();
+    let job_id = h.submit(spec(NEAR));
+    h.install(USER, 0, vec![]);
+    let held = h.contract.funds().assets[0].ledger.held.0;
+    let err = h
+        .call(RELAYER, 0, |c| {
+            c.pay(vec![crate::state::Payout {
+                account: acc(USER),
+                asset: Asset::Near,
+                amount: U128(held + 1),
+                kind: crate::state::PayoutKind::Transfer,
+            }])
+            .map(|_| ())
+        })
+        .unwrap_err();
+    assert!(matches!(err, MarketplaceError::Overflow(_)), "{err}");
+    h.check_funds();
+    h.call(USER, 1, |c| c.try_cancel_job(job_id)).unwrap();
+    h.check_funds();
+}
