@@ -428,6 +428,53 @@ async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slas
 }
 
 /// Waits (a block at a time) until the marketplace holds request `id`.
+/// The audit's attacks on localnet (issue 15, findings 1 and 3): a job aimed to be missed
+/// (deadline 2 s away) is refused at submission, and one node cannot hold more claimed jobs
+/// than the capacity it publishes in the registry (4 for the suite's node).
+#[tokio::test]
+async fn slash_farming_is_refused_and_a_node_is_held_to_its_capacity() -> anyhow::Result<()> {
+    let s = Suite::start().await?;
+    let input = b"audit".to_vec();
+    let now = s.now_ns().await?;
+    let doomed = s.job_spec(1, &input, None, now + 2 * SEC);
+    let outcome = s
+        .user
+        .call(s.market.id(), "submit_job")
+        .args_json(json!({ "job": doomed }))
+        .deposit(NearToken::from_near(1))
+        .gas(Gas::from_tgas(30))
+        .transact()
+        .await?;
+    refused(outcome, "answer window")?;
+    s.check_funds("a job that could not be answered is refused")
+        .await?;
+
+    let capacity = 4;
+    let spec = s.job_spec(NEAR / 100, &input, None, now + 600 * SEC);
+    let mut jobs = Vec::new();
+    for _ in 0..=capacity {
+        jobs.push(s.submit_near_job(&spec, input.len() as u32).await?);
+    }
+    for job in &jobs[..capacity] {
+        assert!(s.claim(&s.node, *job).await?);
+    }
+    s.check_funds("claims up to the capacity").await?;
+    let over = jobs[capacity];
+    refused(
+        s.try_claim(&s.node.operator, over, s.node.id).await?,
+        "capacity is 4",
+    )?;
+    // A settled job frees its slot.
+    let output = b"done".to_vec();
+    succeeded(
+        s.submit_result(jobs[0], &s.node.enclave_key, &input, &output, usage(3, 3))
+            .await?,
+    )?;
+    assert!(s.claim(&s.node, over).await?);
+    s.check_funds("a settled job frees its slot").await?;
+    Ok(())
+}
+
 async fn request_pending(s: &Suite, id: RequestId) -> anyhow::Result<Value> {
     for _ in 0..50 {
         let request: Value = s
