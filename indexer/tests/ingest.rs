@@ -318,3 +318,125 @@ storage_test!(
     token_events_before_announcement_on,
     token_events_before_the_announcement_are_kept
 );
+
+/// Audit finding 6: a slash announces the operator's standing once (`under_staked`) instead
+/// of a status event per node. Every active node of that operator must show inactive after
+/// that one event; its other nodes keep their status, other operators' nodes are untouched,
+/// and the stake ledger follows the registry (bonded first, then unbonding).
+async fn an_under_staked_operator_s_nodes_turn_inactive(postgres: bool) {
+    use enclave_cloud_common::events::{Nep297, RegistryEvent};
+    use enclave_cloud_common::{NodeId, NodeStatus};
+    use indexer::fixture::ChainBuilder;
+    use indexer::fixture::scenario::{OPERATOR, REGISTRY, acc, registered};
+    use near_sdk::NearToken;
+    use near_sdk::json_types::U64;
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let other = "other-op.test";
+    let yocto = NearToken::from_yoctonear;
+    let mut other_node = registered(9);
+    if let RegistryEvent::NodeRegistered { operator, .. } = &mut other_node {
+        *operator = acc(other);
+    }
+    let slash = |amount: u128, stake: u128, under_staked: bool| RegistryEvent::NodeSlashed {
+        node_id: NodeId(1),
+        operator: acc(OPERATOR),
+        amount: yocto(amount),
+        beneficiary: acc("alice.test"),
+        stake: Some(yocto(stake)),
+        under_staked,
+    };
+    let mut setup: Vec<String> = [
+        RegistryEvent::StakeDeposited {
+            operator: acc(OPERATOR),
+            amount: yocto(100),
+            total: yocto(100),
+        },
+        RegistryEvent::UnstakeRequested {
+            operator: acc(OPERATOR),
+            amount: yocto(30),
+            unlocks_at_ns: U64(1),
+        },
+        other_node,
+    ]
+    .iter()
+    .map(Nep297::to_log_line)
+    .collect();
+    setup.extend((1..=4).map(|n| registered(n).to_log_line()));
+    setup.push(
+        RegistryEvent::NodeStatusChanged {
+            node_id: NodeId(4),
+            status: NodeStatus::Expired,
+        }
+        .to_log_line(),
+    );
+    let mut chain = ChainBuilder::new(FIRST_HEIGHT);
+    let blocks = [
+        chain.block(&[(REGISTRY, setup)]),
+        // Still covered: nothing changes status.
+        chain.block(&[(REGISTRY, vec![slash(10, 60, false).to_log_line()])]),
+        // Takes the remaining 60 bonded and 5 unbonding: under-staked.
+        chain.block(&[(REGISTRY, vec![slash(65, 0, true).to_log_line()])]),
+    ];
+    let ingestor = Ingestor::new(scenario::contracts(), Metrics::new().unwrap());
+    let statuses = || async {
+        sqlx::query_as::<_, (i64, String)>("SELECT node_id, status FROM nodes ORDER BY node_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+    };
+    let stake = |operator: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, String, String)>(
+                "SELECT staked, unstaking, slashed FROM operators WHERE operator = $1",
+            )
+            .bind(operator)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let s = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    let pad = |v: u128| amount::pad(v);
+
+    ingestor.apply_block(&db, &blocks[0]).await.unwrap();
+    ingestor.apply_block(&db, &blocks[1]).await.unwrap();
+    let all_active = |expired: i64| {
+        [1, 2, 3, 4, 9].map(|n| {
+            let status = if n == expired { "expired" } else { "active" };
+            (n, status.to_owned())
+        })
+    };
+    assert_eq!(statuses().await, all_active(4));
+    assert_eq!(stake(OPERATOR).await, s(&pad(60), &pad(30), &pad(10)));
+
+    ingestor.apply_block(&db, &blocks[2]).await.unwrap();
+    let expected: Vec<(i64, String)> = [
+        (1, "inactive"),
+        (2, "inactive"),
+        (3, "inactive"),
+        (4, "expired"),
+        (9, "active"),
+    ]
+    .map(|(n, st)| (n, st.to_owned()))
+    .into();
+    assert_eq!(statuses().await, expected);
+    assert_eq!(stake(OPERATOR).await, s(&pad(0), &pad(25), &pad(75)));
+    // The history has one row per node that changed.
+    let history: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT node_id, status FROM node_status_history WHERE status = 'inactive'
+         ORDER BY node_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(history, expected[..3].to_vec());
+}
+storage_test!(
+    under_staked_operator_on,
+    an_under_staked_operator_s_nodes_turn_inactive
+);

@@ -75,7 +75,10 @@ pub trait StakeApi {
     /// Marketplace only, no deposit. Moves up to `amount` of the node operator's stake
     /// (bonded first, then unbonding; never the part paying for storage) to `beneficiary`;
     /// a failed transfer becomes a credit the beneficiary claims with `claim_credit`.
-    /// Returns what was slashed. Works on deregistered nodes too. Gas: ~10 Tgas.
+    /// Returns what was slashed. Works on deregistered nodes too. Touches only the node and
+    /// its operator and logs one `node_slashed` (whose `under_staked` stands for all of the
+    /// operator's nodes turning inactive), so its gas does not grow with the operator's node
+    /// count: ~2 Tgas plus the 5 Tgas payout callback (the marketplace attaches 15).
     fn slash(&mut self, node_id: NodeId, amount: NearToken, beneficiary: AccountId) -> NearToken;
     /// Anyone with a credit (a slash payout whose transfer failed), no deposit: sends it.
     /// Gas: 10 Tgas plus the 5 Tgas callback.

@@ -149,10 +149,33 @@ pub async fn apply(
             operator,
             amount: slashed,
             beneficiary,
+            stake,
+            under_staked,
         } => {
             let v = slashed.as_yoctonear();
-            ledger::adjust(conn, ctx, SLASHED, &[operator.as_str()], Delta::Add(v)).await?;
-            ledger::adjust(conn, ctx, STAKED, &[operator.as_str()], Delta::Sub(v)).await?;
+            let who = &[operator.as_str()];
+            ledger::adjust(conn, ctx, SLASHED, who, Delta::Add(v)).await?;
+            match stake {
+                // The registry takes bonded stake first; what the bonded stake did not cover
+                // came from unbonding stake.
+                Some(stake) => {
+                    let stake = stake.as_yoctonear();
+                    let bonded = ledger::adjust(conn, ctx, STAKED, who, Delta::Add(0)).await?;
+                    let from_unbonding = v.saturating_sub(bonded.saturating_sub(stake));
+                    ledger::adjust(conn, ctx, STAKED, who, Delta::Set(stake)).await?;
+                    if from_unbonding > 0 {
+                        let sub = Delta::Sub(from_unbonding);
+                        ledger::adjust(conn, ctx, UNSTAKING, who, sub).await?;
+                    }
+                }
+                // Version 1.0.0 events.
+                None => {
+                    ledger::adjust(conn, ctx, STAKED, who, Delta::Sub(v)).await?;
+                }
+            }
+            if *under_staked {
+                operator_under_staked(conn, ctx, operator.as_str()).await?;
+            }
             let about = PayoutRef {
                 node_id: Some(id(*node_id)),
                 ..Default::default()
@@ -225,6 +248,40 @@ async fn update_commercials(
         .await?;
     }
     Ok(Applied::Stored)
+}
+
+/// The registry's status rule: a node is active only while its operator's free stake covers
+/// the operator's nodes. A slash that breaks this announces it once (`under_staked`) instead
+/// of a `NodeStatusChanged` per node, so every active node of the operator turns inactive
+/// here (expired and deregistered ones stay as they are); a deposit that restores the stake
+/// announces each revived node.
+async fn operator_under_staked(
+    conn: &mut AnyConnection,
+    ctx: &EventCtx<'_>,
+    operator: &str,
+) -> Result<(), sqlx::Error> {
+    let active = label(&NodeStatus::Active);
+    let nodes: Vec<i64> = sqlx::query_scalar(
+        "SELECT node_id FROM nodes WHERE operator = $1 AND status = $2 ORDER BY node_id",
+    )
+    .bind(operator)
+    .bind(&active)
+    .fetch_all(&mut *conn)
+    .await?;
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE nodes SET status = $3 WHERE operator = $1 AND status = $2")
+        .bind(operator)
+        .bind(&active)
+        .bind(label(&NodeStatus::Inactive))
+        .execute(&mut *conn)
+        .await?;
+    for node_id in nodes {
+        let node_id = NodeId(crate::db::checkpoint::to_u64(node_id));
+        status_history(conn, ctx, node_id, NodeStatus::Inactive).await?;
+    }
+    Ok(())
 }
 
 async fn status_history(

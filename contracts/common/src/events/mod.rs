@@ -3,7 +3,8 @@
 //! A log line is `EVENT_JSON:{"standard":..,"version":..,"event":..,"data":..}`. Each contract
 //! family has one standard name and one version; a change to an event's shape bumps the
 //! version, and [`AnyEvent::parse`] only accepts versions it knows, so the indexer never
-//! misreads an event written by a newer contract.
+//! misreads an event written by a newer contract. A version that only added fields (with
+//! serde defaults) keeps reading the older ones (`Nep297::OLDER_VERSIONS`).
 
 pub mod marketplace;
 pub mod model;
@@ -26,6 +27,14 @@ pub const EVENT_JSON_PREFIX: &str = "EVENT_JSON:";
 pub trait Nep297: Serialize + DeserializeOwned {
     const STANDARD: &'static str;
     const VERSION: &'static str;
+    /// Earlier versions this type still reads: their events are a subset of this version's
+    /// (newer fields have serde defaults).
+    const OLDER_VERSIONS: &'static [&'static str] = &[];
+
+    /// Whether a log line of `version` is read with this type.
+    fn reads_version(version: &str) -> bool {
+        version == Self::VERSION || Self::OLDER_VERSIONS.contains(&version)
+    }
 
     /// The exact log line, `EVENT_JSON:{...}`.
     fn to_log_line(&self) -> String {
@@ -93,12 +102,16 @@ impl AnyEvent {
         let header: Header<'_> =
             serde_json::from_str(json).map_err(|e| EventError::Malformed(e.to_string()))?;
         let event = match (header.standard.as_ref(), header.version.as_ref()) {
-            (RegistryEvent::STANDARD, RegistryEvent::VERSION) => Self::Registry(body(json)?),
-            (MarketplaceEvent::STANDARD, MarketplaceEvent::VERSION) => {
+            (RegistryEvent::STANDARD, v) if RegistryEvent::reads_version(v) => {
+                Self::Registry(body(json)?)
+            }
+            (MarketplaceEvent::STANDARD, v) if MarketplaceEvent::reads_version(v) => {
                 Self::Marketplace(body(json)?)
             }
-            (ModelEvent::STANDARD, ModelEvent::VERSION) => Self::Model(body(json)?),
-            (Nep141Event::STANDARD, Nep141Event::VERSION) => Self::Nep141(body(json)?),
+            (ModelEvent::STANDARD, v) if ModelEvent::reads_version(v) => Self::Model(body(json)?),
+            (Nep141Event::STANDARD, v) if Nep141Event::reads_version(v) => {
+                Self::Nep141(body(json)?)
+            }
             (standard, version) => {
                 return Err(EventError::UnknownStandard {
                     standard: standard.to_owned(),

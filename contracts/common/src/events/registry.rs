@@ -63,11 +63,26 @@ pub enum RegistryEvent {
     /// Status transition (inactive, expired, active again, deregistered).
     NodeStatusChanged { node_id: NodeId, status: NodeStatus },
     /// Stake taken from a node's operator for a missed deadline.
+    ///
+    /// A slash touches only the node and its operator (its gas does not grow with the
+    /// operator's node count), so it announces the operator's new standing once, here,
+    /// instead of a `NodeStatusChanged` per node: when `under_staked`, every node of the
+    /// operator that was active is inactive now, until the operator stakes again (a deposit
+    /// that makes them active again emits `NodeStatusChanged` per node). Events of version
+    /// 1.0.0 lack `stake` and `under_staked` (those registries emitted the per-node events).
     NodeSlashed {
         node_id: NodeId,
         operator: AccountId,
         amount: NearToken,
         beneficiary: AccountId,
+        /// The operator's bonded stake after the slash (as `StakeDeposited::total`, the part
+        /// that pays for storage included); what was slashed beyond the bonded stake came
+        /// from unbonding stake.
+        #[serde(default)]
+        stake: Option<NearToken>,
+        /// The operator's free stake no longer covers its live nodes.
+        #[serde(default)]
+        under_staked: bool,
     },
     /// Governance changed a policy; `field` names what changed.
     PolicyUpdated { field: String, value: String },
@@ -77,5 +92,8 @@ pub enum RegistryEvent {
 
 impl Nep297 for RegistryEvent {
     const STANDARD: &'static str = "ecloud_registry";
-    const VERSION: &'static str = "1.0.0";
+    /// 1.1.0: `node_slashed` carries `stake` and `under_staked` and replaces the per-node
+    /// `node_status_changed` events of a slash.
+    const VERSION: &'static str = "1.1.0";
+    const OLDER_VERSIONS: &'static [&'static str] = &["1.0.0"];
 }

@@ -89,6 +89,8 @@ fn registry_samples() -> Vec<RegistryEvent> {
             operator: acc("op.near"),
             amount: NearToken::from_millinear(10),
             beneficiary: acc("user.near"),
+            stake: Some(NearToken::from_near(3)),
+            under_staked: true,
         },
         PolicyUpdated {
             field: "min_stake".into(),
@@ -357,7 +359,7 @@ fn every_registry_event_round_trips() {
     assert_eq!(covered.len(), 12, "a registry event variant has no sample");
     let names: BTreeSet<String> = samples
         .into_iter()
-        .map(|e| check_round_trip(AnyEvent::Registry(e), "ecloud_registry", "1.0.0"))
+        .map(|e| check_round_trip(AnyEvent::Registry(e), "ecloud_registry", "1.1.0"))
         .collect();
     assert_eq!(names.len(), 12);
 }
@@ -402,7 +404,7 @@ fn exact_wire_form() {
     .to_log_line();
     assert_eq!(
         line,
-        r#"EVENT_JSON:{"standard":"ecloud_registry","version":"1.0.0","event":"node_heartbeat","data":{"node_id":"3","at_ns":"5"}}"#
+        r#"EVENT_JSON:{"standard":"ecloud_registry","version":"1.1.0","event":"node_heartbeat","data":{"node_id":"3","at_ns":"5"}}"#
     );
     let line = MarketplaceEvent::JobClaimed {
         job_id: JobId(1),
@@ -414,6 +416,39 @@ fn exact_wire_form() {
         line,
         r#"EVENT_JSON:{"standard":"ecloud_marketplace","version":"1.0.0","event":"job_claimed","data":{"job_id":"1","node_id":"3","operator":"op.near"}}"#
     );
+}
+
+#[test]
+fn reads_the_registry_events_of_version_1_0_0() {
+    // A 1.0.0 registry announced a slash without the operator's standing (and emitted a
+    // node_status_changed per node): still read, the new fields at their defaults.
+    let line = r#"EVENT_JSON:{"standard":"ecloud_registry","version":"1.0.0","event":"node_slashed","data":{"node_id":"3","operator":"op.near","amount":"5","beneficiary":"user.near"}}"#;
+    assert_eq!(
+        AnyEvent::parse(line).unwrap(),
+        Some(AnyEvent::Registry(RegistryEvent::NodeSlashed {
+            node_id: NodeId(3),
+            operator: acc("op.near"),
+            amount: NearToken::from_yoctonear(5),
+            beneficiary: acc("user.near"),
+            stake: None,
+            under_staked: false,
+        }))
+    );
+    let line = r#"EVENT_JSON:{"standard":"ecloud_registry","version":"1.0.0","event":"node_heartbeat","data":{"node_id":"3","at_ns":"5"}}"#;
+    assert!(matches!(
+        AnyEvent::parse(line).unwrap(),
+        Some(AnyEvent::Registry(RegistryEvent::NodeHeartbeat { .. }))
+    ));
+    // Versions never released are refused, older or newer.
+    for version in ["0.9.0", "1.2.0"] {
+        let line = format!(
+            r#"EVENT_JSON:{{"standard":"ecloud_registry","version":"{version}","event":"node_heartbeat","data":{{"node_id":"3","at_ns":"5"}}}}"#
+        );
+        assert!(matches!(
+            AnyEvent::parse(&line),
+            Err(EventError::UnknownStandard { .. })
+        ));
+    }
 }
 
 #[test]

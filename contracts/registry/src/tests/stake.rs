@@ -205,18 +205,20 @@ fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
         r.try_slash(id, near(5), acc("user.near")).expect("slash"),
         near(5)
     );
-    assert!(events().contains(&RegistryEvent::NodeSlashed {
-        node_id: id,
-        operator: op(),
-        amount: near(5),
-        beneficiary: acc("user.near")
-    }));
-    // Free stake is now below the minimum: the node stops taking jobs.
+    // Free stake is now below the minimum: the node stops taking jobs. The one event says so
+    // for all of the operator's nodes (no status event per node).
+    assert_eq!(
+        events(),
+        vec![RegistryEvent::NodeSlashed {
+            node_id: id,
+            operator: op(),
+            amount: near(5),
+            beneficiary: acc("user.near"),
+            stake: Some(view.stake.saturating_sub(unbonding).saturating_sub(near(5))),
+            under_staked: true,
+        }]
+    );
     assert_eq!(status(&r, id), NodeStatus::Inactive);
-    assert!(events().contains(&RegistryEvent::NodeStatusChanged {
-        node_id: id,
-        status: NodeStatus::Inactive
-    }));
 
     // Beyond it: the rest of the bonded stake, then the unbonding stake; storage stays paid.
     Call::by(market()).set();
@@ -276,4 +278,84 @@ fn failed_payout_becomes_a_claimable_credit() {
     Call::by(acc("registry.near")).set_callback(vec![PromiseResult::Failed]);
     r.on_payout(user.clone(), near(3));
     assert_eq!(r.get_credit(user), near(3));
+}
+
+/// One `slash` by the marketplace that leaves an operator of `nodes` active dev nodes
+/// under-staked, run as a fresh call: the contract state is written out and read back, so no
+/// record is cached, and the collections flush when the contract is dropped, as at the end of
+/// a real call. Returns the host gas the call used (unit tests do not meter wasm
+/// instructions, only host functions: storage, logs, promises) and its log lines.
+fn slash_cost(nodes: u8) -> (u64, Vec<String>) {
+    let mut r = registry();
+    stake(&mut r, op(), near(MIN_STAKE * u128::from(nodes) + 1));
+    let ids: Vec<NodeId> = (1..=nodes)
+        .map(|seed| register_dev(&mut r, op(), seed))
+        .collect();
+    Call::by(owner()).yocto().set();
+    r.try_set_marketplace(market()).expect("set");
+    assert!(ids.iter().all(|id| status(&r, *id) == NodeStatus::Active));
+    near_sdk::env::state_write(&r);
+    drop(r);
+
+    Call::by(market()).set();
+    let mut r: Registry = near_sdk::env::state_read().expect("contract state");
+    let before = near_sdk::env::used_gas().as_gas();
+    let slashed = r
+        .try_slash(ids[0], near(MIN_STAKE), acc("user.near"))
+        .expect("slash");
+    near_sdk::env::state_write(&r);
+    drop(r);
+    let used = near_sdk::env::used_gas().as_gas() - before;
+    let logs = near_sdk::test_utils::get_logs();
+    assert_eq!(slashed, near(MIN_STAKE));
+
+    // Every node of the operator is inactive now: its free stake no longer covers them.
+    Call::by(market()).set();
+    let r: Registry = near_sdk::env::state_read().expect("contract state");
+    assert!(ids.iter().all(|id| status(&r, *id) == NodeStatus::Inactive));
+    (used, logs)
+}
+
+/// Finding 6 of the audit: the marketplace attaches a fixed 15 Tgas to `slash`, so its cost
+/// must not grow with the operator's node count (a large operator would be unslashable).
+#[test]
+fn slash_costs_the_same_for_one_node_and_a_hundred() {
+    let (gas_one, logs_one) = slash_cost(1);
+    let (gas_many, logs_many) = slash_cost(100);
+    eprintln!("slash host gas: 1 node {gas_one}, 100 nodes {gas_many}");
+    // One event, whatever the node count.
+    assert_eq!(logs_one.len(), 1, "{logs_one:?}");
+    assert_eq!(logs_many.len(), 1, "{logs_many:?}");
+    // Only the operator record grows (8 bytes per node id, read and written once):
+    // well under 0.2 Tgas for 99 more nodes.
+    let growth = gas_many.saturating_sub(gas_one);
+    assert!(
+        growth < Gas::from_ggas(200).as_gas(),
+        "slash host gas grew by {growth} from 1 to 100 nodes ({gas_one} -> {gas_many})"
+    );
+}
+
+#[test]
+fn a_slash_that_leaves_the_stake_covering_the_nodes_is_not_under_staked() {
+    let (mut r, id) = with_node();
+    Call::by(owner()).yocto().set();
+    r.try_set_marketplace(market()).expect("set");
+    let stake = r.get_operator(op()).expect("operator").stake;
+    Call::by(market()).set();
+    assert_eq!(
+        r.try_slash(id, near(1), acc("user.near")).expect("slash"),
+        near(1)
+    );
+    assert_eq!(
+        events(),
+        vec![RegistryEvent::NodeSlashed {
+            node_id: id,
+            operator: op(),
+            amount: near(1),
+            beneficiary: acc("user.near"),
+            stake: Some(stake.saturating_sub(near(1))),
+            under_staked: false,
+        }]
+    );
+    assert_eq!(status(&r, id), NodeStatus::Active);
 }
