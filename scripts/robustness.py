@@ -735,6 +735,8 @@ def main():
     if failures:
         for process, _ in stopped:
             print(f"{process.name} log (tail, {process.log}):\n{read(process.log)}")
+        if not spawned:
+            shutil.rmtree(scratch, ignore_errors=True)  # no logs worth keeping
         print(f"robustness: {failures} failure(s)")
         return 1
     shutil.rmtree(scratch, ignore_errors=True)
