@@ -32,7 +32,7 @@ bin="$CARGO_TARGET_DIR/debug"
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 
 rm -rf "$demo" && mkdir -p "$demo/credentials"
-rpc_port=$(free_port); indexer_port=$(free_port); worker_port=$(free_port)
+rpc_port=$(free_port); indexer_port=$(free_port); metrics_port=$(free_port); outputs_port=$(free_port)
 rpc="http://127.0.0.1:$rpc_port"
 indexer="http://127.0.0.1:$indexer_port"
 
@@ -90,7 +90,9 @@ node_id=$(json_field "$demo/register.json" node_id)
 wait_for "$indexer/v1/nodes/$node_id" "node $node_id in the indexer" "$demo/indexer.log"
 start_bg "$demo/worker.log" "${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" \
     --model "$model=all-MiniLM-L6-v2" --backend embedded --model-dir "$ECLOUD_MINILM_DIR" \
+    --metrics-listen "127.0.0.1:$metrics_port" --outputs-listen "127.0.0.1:$outputs_port" \
     "${attest[@]}"
+wait_for "http://127.0.0.1:$metrics_port/metrics" "worker metrics" "$demo/worker.log"
 
 step "8/9 alice submits an encrypted embeddings job; the worker answers; alice decrypts it"
 job=$("${ecloud[@]}" --account-id "$user" --json job submit --model "$model" \
@@ -130,6 +132,8 @@ $(printf '\033[1;32m')enclave-cloud demo: done$(printf '\033[0m')
   REST API             $indexer/v1/nodes   $indexer/v1/jobs/$job   $indexer/v1/models/$model
   OpenAPI              $indexer/openapi.json
   worker               log $demo/worker.log, keys sealed in $demo/worker
+  worker metrics       http://127.0.0.1:$metrics_port/metrics
+  worker outputs       http://127.0.0.1:$outputs_port/v1/outputs/{job_id}   (outputs over the inline limit, by hash + URI)
   accounts             $demo/credentials (near-cli format), deployment record $demo/deployment.json
 EOF
 

@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Hostile-input probe of a running indexer (and worker): fails on any 5xx, hang, crash or
+"""Hostile-input probe of the indexer and the worker: fails on any 5xx, hang, crash or
 unbounded memory growth.
 
 Usage:
-  scripts/robustness.py --spawn-indexer target/debug/indexer [--quick]
+  scripts/robustness.py --spawn-indexer target/debug/indexer --spawn-worker target/debug/worker
+                        [--quick]
       starts an indexer of its own (empty fixture chain, scratch data directory, loopback
-      port), probes it, checks that a second indexer on the same data directory is refused
-      at once, and stops it.
+      port), checks that a second indexer on the same data directory is refused at once,
+      and starts a worker of its own without a chain (`worker serve` with dev attestation
+      and `worker run --metrics-listen --outputs-listen` whose JSON-RPC URL is a closed
+      loopback port); probes all four HTTP servers and stops the processes. Either option
+      may be given alone. test.sh runs this with --quick (about 45 s).
   scripts/robustness.py --indexer-url http://127.0.0.1:8090 [--indexer-pid PID]
-                        [--worker-url http://127.0.0.1:8093 [--worker-pid PID]] [--quick]
-      probes a stack that is already running (e.g. `scripts/demo.sh --keep`). Without a pid
-      the memory and file-descriptor checks are skipped.
+                        [--worker-url URL [--worker-pid PID]]
+                        [--worker-metrics-url URL] [--worker-outputs-url URL]
+                        [--worker-run-pid PID] [--quick]
+      probes a stack that is already running (e.g. `scripts/demo.sh --keep`: the worker's
+      metrics and outputs URLs are in its summary). Without a pid the memory and
+      file-descriptor checks are skipped.
 
 What is sent: malformed, huge and odd query strings, unknown parameters on every route,
 ids that are not canonical decimals, other methods, oversized headers, garbage request
@@ -22,7 +29,7 @@ Exit status: 0 when every check passed, 1 when one failed (each failure is print
 bad usage. Python 3 standard library only.
 
 Adding checks: write `def check_x(target, budget)` that calls `target.fail(...)` on a
-problem, and append it to INDEXER_CHECKS or WORKER_CHECKS.
+problem, and append it to INDEXER_CHECKS or one of the WORKER_*_CHECKS lists.
 """
 
 import argparse
@@ -62,7 +69,7 @@ class Budget:
 class Target:
     """One server under test: its base URL and (optionally) its process."""
 
-    def __init__(self, name, url, pid):
+    def __init__(self, name, url, pid, probe_path=None, healthy=200):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme != "http" or not parsed.hostname:
             raise SystemExit(f"robustness: {name} URL must be http://HOST:PORT, got {url!r}")
@@ -72,6 +79,10 @@ class Target:
         self.host = "127.0.0.1" if parsed.hostname == "localhost" else parsed.hostname
         self.port = parsed.port or 80
         self.pid = pid
+        # A route that answers 200 when the server is well: asked while hostile connections
+        # are held open and at the end.
+        self.probe_path = probe_path or ("/v1/status" if name == "indexer" else "/v1/attestation")
+        self.healthy = {healthy}  # its status
         self.failures = []
         self.requests = 0
 
@@ -279,10 +290,6 @@ def check_indexer_query_strings(target, budget):
     for path in ["/v1/accounts/UPPER.near", "/v1/accounts/" + "a" * 5000, "/v1/models/%ff",
                  "/v1/models/" + "x" * 1000, "/v1/accounts/%00"]:
         expect(target, "bad id", "GET", path, is_4xx)
-    for path in ["/nope", "/v1", "/v1/", "//v1//nodes", "/v1/nodes/1/2/3", "/../../etc/passwd",
-                 "/v1/jobs/1/", "/%2e%2e/%2e%2e/"]:
-        expect(target, "no such route", "GET", path, is_4xx)
-    # A huge query string and a huge header: refused, not a crash.
     # A huge query string and huge headers: refused (414/431/400, or the connection closed
     # while they are still arriving), not a crash.
     expect(target, "long query", "GET", "/v1/nodes?model=" + "x" * 100_000, is_4xx)
@@ -337,13 +344,13 @@ def check_partial_heads(target, budget):
     for _ in range(budget.partial_connections):
         try:
             s = target.connect()
-            s.sendall(b"GET /v1/status HTTP/1.1\r\nhost: x\r\nx-slow: ")
+            s.sendall(f"GET {target.probe_path} HTTP/1.1\r\nhost: x\r\nx-slow: ".encode())
             conns.append(s)
         except OSError as e:
             target.fail(f"partial head: could not open connection {len(conns) + 1}: {e}")
             break
     print(f"  [{target.name}] {len(conns)} connections hold a partial request head", flush=True)
-    expect(target, "answer while partial heads are held", "GET", probe_path(target), {200})
+    expect(target, "answer while partial heads are held", "GET", target.probe_path, target.healthy)
     deadline = time.monotonic() + HEADER_TIMEOUT_S + HEADER_TIMEOUT_SLACK_S
     still_open = list(conns)
     while still_open and time.monotonic() < deadline:
@@ -371,10 +378,6 @@ def check_partial_heads(target, budget):
     for s in still_open:
         s.close()
     settle_fds(target, fds_before, budget, "partial heads")
-
-
-def probe_path(target):
-    return "/v1/status" if target.name == "indexer" else "/v1/attestation"
 
 
 def check_many_sse(target, budget):
@@ -425,29 +428,77 @@ def settle_fds(target, before, budget, what):
         target.fail(f"{what}: {now} file descriptors open, {before} before (not released)")
 
 
-def check_worker_basics(target, budget):
-    """The worker's endpoint refuses what is not its API without a 5xx."""
+def check_unknown_paths(target, budget):
+    """Paths no server of ours has: a 404 (any body) or another 4xx with a JSON body."""
+    for path in ["/nope", "/v1", "/v1/", "//v1//nodes", "/v1/nodes/1/2/3", "/../../etc/passwd",
+                 "/v1/jobs/1/", "/%2e%2e/%2e%2e/", "/" + "a" * 10_000]:
+        answer = expect(target, "no such route", "GET", path, is_4xx)
+        if answer and answer[0] != 404 and not is_json(answer[2]):
+            target.fail(f"no such route: GET {path[:120]}: {answer[0]} without a JSON body")
+
+
+def is_json(body):
+    try:
+        json.loads(body)
+        return True
+    except ValueError:
+        return False
+
+
+def check_worker_api(target, budget):
+    """The worker's OpenAI-compatible endpoint refuses what is not its API without a 5xx."""
     expect(target, "attestation", "GET", "/v1/attestation", {200})
-    for path in ["/nope", "/v1/attestation?x=" + "y" * 100_000, "/v1/../etc/passwd"]:
+    for path in ["/v1/attestation?x=" + "y" * 100_000, "/v1/../etc/passwd"]:
         expect(target, "odd path", "GET", path, lambda s: s < 500)
     for body in [b"", b"{", b"[]", b'{"model": 1}', b"\x00" * 1000]:
-        expect(target, "bad JSON", "POST", "/v1/embeddings", is_4xx,
-               {"content-type": "application/json"}, body)
+        for path in ["/v1/embeddings", "/v1/chat/completions"]:
+            expect(target, "bad JSON", "POST", path, is_4xx,
+                   {"content-type": "application/json"}, body)
+    expect(target, "huge body", "POST", "/v1/embeddings", is_4xx,
+           {"content-type": "application/json"}, b"[" * 4_000_000, may_reset=True)
+    for method in ["GET", "PUT", "DELETE"]:
+        expect(target, "wrong method", method, "/v1/embeddings", {405})
+
+
+def check_worker_metrics(target, budget):
+    """The metrics endpoint serves Prometheus text and nothing else."""
+    answer = expect(target, "metrics", "GET", "/metrics", {200})
+    if answer and b"# TYPE" not in answer[2]:
+        target.fail(f"metrics: no Prometheus text: {answer[2][:200]!r}")
+    expect(target, "metrics with a query", "GET", "/metrics?x=" + "y" * 10_000, lambda s: s < 500)
+    for method in ["POST", "PUT", "DELETE"]:
+        expect(target, "read-only metrics", method, "/metrics", {405}, body=b"{}")
+
+
+def check_worker_outputs(target, budget):
+    """Stored outputs by job id: unknown ids are a JSON 404, ids that are not decimal digits a
+    JSON 400, other methods 405."""
+    for path, want in [("/v1/outputs/1", 404), ("/v1/outputs/99999999999999999999999", 400),
+                       ("/v1/outputs/%2B1", 400), ("/v1/outputs/-1", 400),
+                       ("/v1/outputs/1.0", 400), ("/v1/outputs/%00", 400),
+                       ("/v1/outputs/" + "9" * 5000, 400)]:
+        answer = expect(target, "output id", "GET", path, {want})
+        if answer and not is_json(answer[2]):
+            target.fail(f"output id: GET {path[:120]}: {answer[0]} without a JSON body")
+    for method in ["POST", "PUT", "DELETE"]:
+        expect(target, "read-only outputs", method, "/v1/outputs/1", {405}, body=b"{}")
 
 
 INDEXER_CHECKS = [
     check_indexer_query_strings,
+    check_unknown_paths,
     check_indexer_cache_keys,
     check_raw_garbage,
     check_many_sse,
     check_partial_heads,
 ]
-# The worker-robust checks extend this list.
-WORKER_CHECKS = [
-    check_worker_basics,
-    check_raw_garbage,
-    check_partial_heads,
-]
+# The worker's three HTTP servers: `worker serve` (the OpenAI-compatible endpoint) and, in
+# `worker run`, --metrics-listen and --outputs-listen.
+WORKER_API_CHECKS = [check_worker_api, check_unknown_paths, check_raw_garbage, check_partial_heads]
+WORKER_METRICS_CHECKS = [check_worker_metrics, check_unknown_paths, check_raw_garbage,
+                         check_partial_heads]
+WORKER_OUTPUTS_CHECKS = [check_worker_outputs, check_unknown_paths, check_raw_garbage,
+                         check_partial_heads]
 
 
 def probe(target, checks, budget):
@@ -479,42 +530,19 @@ def probe(target, checks, budget):
         print(f"  [{target.name}] RSS {rss_before} KiB -> {rss_after} KiB ({growth:+d} KiB)", flush=True)
         if growth > budget.rss_growth_kib:
             target.fail(f"RSS grew by {growth} KiB over {budget.rounds} rounds (limit {budget.rss_growth_kib} KiB)")
-    expect(target, "still answering at the end", "GET", probe_path(target), {200})
+    expect(target, "still answering at the end", "GET", target.probe_path, target.healthy)
     if not target.alive():
         target.fail("not running after the probe")
 
 
 # ---------------------------------------------------------------------------------------
-# A private indexer (for test.sh)
+# Processes of its own (for test.sh)
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def indexer_args(binary, data_dir, fixtures, port):
-    return [
-        binary, "--source", "fixtures", "--source-url", fixtures, "--data-dir", data_dir,
-        "--registry", "registry.test", "--marketplace", "market.test",
-        "--factory", "factory.test", "--listen", f"127.0.0.1:{port}",
-    ]
-
-
-def wait_until_up(target, process, log):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"robustness: the indexer exited with {process.returncode}:\n{read(log)}")
-        try:
-            status, _, _ = target.request("GET", "/v1/status")
-            if status == 200:
-                return
-        except (OSError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"robustness: the indexer did not answer within 60 s:\n{read(log)}")
 
 
 def read(path):
@@ -525,55 +553,132 @@ def read(path):
         return ""
 
 
-def check_second_indexer_refused(binary, data_dir, fixtures, target, scratch):
-    """A second indexer on the same data directory must fail at once, before indexing."""
-    log = os.path.join(scratch, "second.log")
-    with open(log, "w") as out:
-        second = subprocess.Popen(indexer_args(binary, data_dir, fixtures, free_port()),
-                                  stdout=out, stderr=subprocess.STDOUT)
-    try:
-        code = second.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        second.kill()
-        second.wait()
-        target.fail("a second indexer on the same data directory kept running")
-        return
-    text = read(log)
-    if code == 0 or "another indexer" not in text:
-        target.fail(f"second indexer: exit {code} without the lock error:\n{text}")
-    else:
-        print("  [indexer] a second indexer on the same data directory is refused at once", flush=True)
+def child_env():
+    """The environment without the project's ECLOUD_* settings, so a spawned process uses only
+    the arguments given here (and never a chain or an indexer the caller configured)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ECLOUD_")}
 
 
-def run_spawned(binary, budget, worker):
-    scratch = tempfile.mkdtemp(prefix="ecloud-robustness-")
-    data_dir = os.path.join(scratch, "data")
+class Spawned:
+    """A process started by the probe, its output in a log file."""
+
+    def __init__(self, name, argv, log):
+        self.name = name
+        self.log = log
+        with open(log, "w") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                            env=child_env())
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def wait_until_up(self, target):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"robustness: {self.name} exited with {self.process.returncode}:\n{read(self.log)}")
+            try:
+                status, _, _ = target.request("GET", target.probe_path)
+                if status in target.healthy:
+                    return
+            except (OSError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"robustness: {self.name} did not answer within 60 s:\n{read(self.log)}")
+
+    def stop(self):
+        """SIGTERM; returns a failure message when it does not stop in time."""
+        if self.process.poll() is not None:
+            return f"{self.name} exited early with {self.process.returncode}"
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return f"{self.name} did not stop within 20 s of SIGTERM"
+        return None
+
+
+def indexer_args(binary, data_dir, fixtures, port):
+    return [
+        binary, "--source", "fixtures", "--source-url", fixtures, "--data-dir", data_dir,
+        "--registry", "registry.test", "--marketplace", "market.test",
+        "--factory", "factory.test", "--listen", f"127.0.0.1:{port}",
+    ]
+
+
+def spawn_indexer(binary, scratch):
+    """An indexer on an empty fixture chain; a second one on its data directory must be refused
+    at once, before indexing."""
+    data_dir = os.path.join(scratch, "indexer-data")
     fixtures = os.path.join(scratch, "blocks")
     os.makedirs(fixtures)
     port = free_port()
-    log = os.path.join(scratch, "indexer.log")
-    with open(log, "w") as out:
-        process = subprocess.Popen(indexer_args(binary, data_dir, fixtures, port),
-                                   stdout=out, stderr=subprocess.STDOUT)
-    target = Target("indexer", f"http://127.0.0.1:{port}", process.pid)
+    spawned = Spawned("the indexer", indexer_args(binary, data_dir, fixtures, port),
+                      os.path.join(scratch, "indexer.log"))
+    target = Target("indexer", f"http://127.0.0.1:{port}", spawned.pid)
+    spawned.wait_until_up(target)
+    second = Spawned("a second indexer", indexer_args(binary, data_dir, fixtures, free_port()),
+                     os.path.join(scratch, "second-indexer.log"))
     try:
-        wait_until_up(target, process, log)
-        check_second_indexer_refused(binary, data_dir, fixtures, target, scratch)
-        probe(target, INDEXER_CHECKS, budget)
-        if worker is not None:
-            probe(worker, WORKER_CHECKS, budget)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            target.fail("the indexer did not stop within 20 s of SIGTERM")
-    if target.failures:
-        print(f"indexer log (tail):\n{read(log)}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    return [target] + ([worker] if worker is not None else [])
+        code = second.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        second.stop()
+        target.fail("a second indexer on the same data directory kept running")
+    else:
+        text = read(second.log)
+        if code == 0 or "another indexer" not in text:
+            target.fail(f"second indexer: exit {code} without the lock error:\n{text}")
+        else:
+            print("  [indexer] a second indexer on the same data directory is refused at once", flush=True)
+    return [spawned], [(target, INDEXER_CHECKS)]
+
+
+def spawn_worker(binary, scratch):
+    """A worker without a chain: `worker serve` (dev attestation, an OpenAI backend at a closed
+    loopback port) and `worker run` whose JSON-RPC URL is a closed loopback port too (it logs
+    the failures and keeps trying), serving --metrics-listen and --outputs-listen."""
+    data_dir = os.path.join(scratch, "worker-data")
+    subprocess.run([binary, "--data-dir", data_dir, "init"], check=True, env=child_env(),
+                   stdout=subprocess.DEVNULL)
+    ca = os.path.join(scratch, "dev-ca.hex")
+    with open(ca, "w") as f:
+        f.write("05" * 32 + "\n")
+    closed = f"http://127.0.0.1:{free_port()}"
+    attest = ["--provider", "dev", "--dev-ca-key-file", ca]
+    backend = ["--backend", "openai", "--upstream-url", closed + "/v1"]
+    api, metrics, outputs = free_port(), free_port(), free_port()
+    serve = Spawned("worker serve", [binary, "--data-dir", data_dir, "serve", *attest, *backend,
+                                     "--listen", f"127.0.0.1:{api}"],
+                    os.path.join(scratch, "worker-serve.log"))
+    run = Spawned("worker run", [
+        binary, "--data-dir", data_dir, "run", "--rpc-url", closed, "--node-id", "1",
+        "--heartbeat-secs", "3600", "--operator", "operator.test", "--registry", "registry.test",
+        "--marketplace", "market.test", "--model", "minilm=none", *attest, *backend,
+        "--metrics-listen", f"127.0.0.1:{metrics}", "--outputs-listen", f"127.0.0.1:{outputs}",
+    ], os.path.join(scratch, "worker-run.log"))
+    targets = worker_targets(f"http://127.0.0.1:{api}", serve.pid, f"http://127.0.0.1:{metrics}",
+                             f"http://127.0.0.1:{outputs}", run.pid)
+    serve.wait_until_up(targets[0][0])
+    for target, _ in targets[1:]:
+        run.wait_until_up(target)
+    return [serve, run], targets
+
+
+def worker_targets(api_url, api_pid, metrics_url, outputs_url, run_pid):
+    targets = []
+    if api_url:
+        targets.append((Target("worker", api_url, api_pid, "/v1/attestation"), WORKER_API_CHECKS))
+    if metrics_url:
+        targets.append((Target("worker metrics", metrics_url, run_pid, "/metrics"),
+                        WORKER_METRICS_CHECKS))
+    if outputs_url:
+        # No output is stored for job 0: its JSON 404 is the healthy answer.
+        targets.append((Target("worker outputs", outputs_url, run_pid, "/v1/outputs/0", 404),
+                        WORKER_OUTPUTS_CHECKS))
+    return targets
 
 
 def main():
@@ -586,26 +691,55 @@ def main():
     parser.add_argument("--spawn-indexer", metavar="BINARY", help="start and probe an indexer of its own")
     parser.add_argument("--indexer-url", help="probe a running indexer, e.g. http://127.0.0.1:8090")
     parser.add_argument("--indexer-pid", type=int, help="its process id (memory and descriptor checks)")
-    parser.add_argument("--worker-url", help="also probe a running worker endpoint")
+    parser.add_argument("--spawn-worker", metavar="BINARY",
+                        help="start and probe a worker of its own (no chain needed)")
+    parser.add_argument("--worker-url", help="probe a running `worker serve` endpoint")
     parser.add_argument("--worker-pid", type=int, help="its process id")
+    parser.add_argument("--worker-metrics-url", help="probe a running `worker run --metrics-listen`")
+    parser.add_argument("--worker-outputs-url", help="probe a running `worker run --outputs-listen`")
+    parser.add_argument("--worker-run-pid", type=int, help="the `worker run` process id")
     args = parser.parse_args()
-    if bool(args.spawn_indexer) == bool(args.indexer_url):
-        parser.error("give exactly one of --spawn-indexer and --indexer-url")
+    running_worker = args.worker_url or args.worker_metrics_url or args.worker_outputs_url
+    if args.spawn_indexer and args.indexer_url:
+        parser.error("give at most one of --spawn-indexer and --indexer-url")
+    if args.spawn_worker and running_worker:
+        parser.error("give either --spawn-worker or the --worker-*-url options")
+    if not (args.spawn_indexer or args.indexer_url or args.spawn_worker or running_worker):
+        parser.error("nothing to probe: give --spawn-indexer, --indexer-url, --spawn-worker or --worker-url")
     budget = Budget(args.quick)
-    worker = Target("worker", args.worker_url, args.worker_pid) if args.worker_url else None
-    if args.spawn_indexer:
-        targets = run_spawned(args.spawn_indexer, budget, worker)
-    else:
-        indexer = Target("indexer", args.indexer_url, args.indexer_pid)
-        probe(indexer, INDEXER_CHECKS, budget)
-        targets = [indexer]
-        if worker is not None:
-            probe(worker, WORKER_CHECKS, budget)
-            targets.append(worker)
-    failures = sum(len(t.failures) for t in targets)
+    scratch = tempfile.mkdtemp(prefix="ecloud-robustness-")
+    spawned, targets = [], []
+    try:
+        if args.spawn_indexer:
+            processes, found = spawn_indexer(args.spawn_indexer, scratch)
+            spawned += processes
+            targets += found
+        elif args.indexer_url:
+            targets.append((Target("indexer", args.indexer_url, args.indexer_pid), INDEXER_CHECKS))
+        if args.spawn_worker:
+            processes, found = spawn_worker(args.spawn_worker, scratch)
+            spawned += processes
+            targets += found
+        elif running_worker:
+            targets += worker_targets(args.worker_url, args.worker_pid, args.worker_metrics_url,
+                                      args.worker_outputs_url, args.worker_run_pid)
+        for target, checks in targets:
+            probe(target, checks, budget)
+    finally:
+        stopped = [(p, p.stop()) for p in spawned]
+    failures = sum(len(t.failures) for t, _ in targets)
+    for process, problem in stopped:
+        if problem:
+            print(f"  FAIL {problem}")
+            failures += 1
     if failures:
+        for process, _ in stopped:
+            print(f"{process.name} log (tail, {process.log}):\n{read(process.log)}")
+        if not spawned:
+            shutil.rmtree(scratch, ignore_errors=True)  # no logs worth keeping
         print(f"robustness: {failures} failure(s)")
         return 1
+    shutil.rmtree(scratch, ignore_errors=True)
     print("robustness: every check passed")
     return 0
 

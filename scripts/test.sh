@@ -38,9 +38,11 @@ cargo test --locked --workspace
 cargo test --locked -p chain-client --features testkit --test localnet
 cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust
 
-step "robustness: hostile inputs to a running indexer (scripts/robustness.py --quick)"
-cargo build --locked --quiet -p indexer --bin indexer
-python3 "$REPO_ROOT/scripts/robustness.py" --quick --spawn-indexer "$CARGO_TARGET_DIR/debug/indexer"
+step "robustness: hostile inputs to a running indexer and worker (scripts/robustness.py --quick)"
+# The worker runs without a chain: its API (`worker serve`), metrics and outputs servers.
+cargo build --locked --quiet -p indexer --bin indexer -p worker --bin worker
+python3 "$REPO_ROOT/scripts/robustness.py" --quick --spawn-indexer "$CARGO_TARGET_DIR/debug/indexer" \
+    --spawn-worker "$CARGO_TARGET_DIR/debug/worker"
 
 step "near-cli-rs against localnet: the basic check and the README's near-cli examples"
 ensure_near_cli
