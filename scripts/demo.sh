@@ -32,7 +32,7 @@ bin="$CARGO_TARGET_DIR/debug"
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 
 rm -rf "$demo" && mkdir -p "$demo/credentials"
-rpc_port=$(free_port); indexer_port=$(free_port); metrics_port=$(free_port); outputs_port=$(free_port)
+read -r rpc_port indexer_port metrics_port outputs_port <<<"$(free_ports 4)"
 rpc="http://127.0.0.1:$rpc_port"
 indexer="http://127.0.0.1:$indexer_port"
 

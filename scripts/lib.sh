@@ -95,7 +95,17 @@ _stop_started() {
     exit "$code"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N distinct free loopback ports on one line. All are held open until every one is chosen:
+# separate free_port calls can be handed the same port (seen: the demo's worker got one port
+# for --metrics-listen and --outputs-listen and failed with "Address already in use").
+free_ports() {
+    python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
+}
+free_port() { free_ports 1; }
 # json_field FILE KEY: a top-level field of a JSON file ("" for null).
 json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]] or "")' "$1" "$2"; }
 

@@ -539,10 +539,21 @@ def probe(target, checks, budget):
 # Processes of its own (for test.sh)
 
 
+def free_ports(count):
+    """`count` distinct free loopback ports: all held open until each is chosen (separate
+    single-port picks can be handed the same port)."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def read(path):
@@ -646,10 +657,10 @@ def spawn_worker(binary, scratch):
     ca = os.path.join(scratch, "dev-ca.hex")
     with open(ca, "w") as f:
         f.write("05" * 32 + "\n")
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed_port, api, metrics, outputs = free_ports(4)
+    closed = f"http://127.0.0.1:{closed_port}"
     attest = ["--provider", "dev", "--dev-ca-key-file", ca]
     backend = ["--backend", "openai", "--upstream-url", closed + "/v1"]
-    api, metrics, outputs = free_port(), free_port(), free_port()
     serve = Spawned("worker serve", [binary, "--data-dir", data_dir, "serve", *attest, *backend,
                                      "--listen", f"127.0.0.1:{api}"],
                     os.path.join(scratch, "worker-serve.log"))
