@@ -110,7 +110,8 @@ pub struct RegisterArgs {
     pub endpoint: Option<String>,
     #[arg(long)]
     pub region: Option<String>,
-    /// Jobs the node runs at once (published in the registry).
+    /// Jobs the node runs at once (published in the registry). The marketplace refuses a
+    /// claim beyond it, so keep `run --concurrency` at or below it.
     #[arg(long, default_value_t = 4)]
     pub capacity: u32,
     /// Gas allowance of each of the node's function-call keys, in NEAR (0: unlimited).
@@ -133,7 +134,8 @@ pub struct RunArgs {
     /// A model this node serves, `MARKETPLACE_MODEL_ID=BACKEND_MODEL` (repeat per model).
     #[arg(long = "model", value_name = "ID=BACKEND_MODEL", required = true)]
     pub models: Vec<ModelArg>,
-    /// Jobs run at once.
+    /// Jobs run at once; at most the capacity registered (`register --capacity`), beyond which
+    /// the marketplace refuses claims.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Pause between polls while the indexer stream is down.
