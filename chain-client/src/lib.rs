@@ -17,6 +17,7 @@
 
 mod call;
 mod client;
+pub mod contracts;
 mod error;
 mod nonce;
 mod outcome;

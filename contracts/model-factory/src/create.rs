@@ -32,29 +32,18 @@ const MODEL_BASE_BYTES: u128 = 1_200;
 const RECORD_BYTES: u128 = 400;
 const MAX_PAGE: u32 = 100;
 
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelView {
-    pub model_id: ModelId,
-    pub token: AccountId,
-    pub owner: AccountId,
-    pub creator: AccountId,
-    pub created_at_ns: U64,
-    pub status: ModelStatus,
-    pub code: GlobalContractId,
-}
+pub use enclave_cloud_common::interfaces::model_factory::ModelView;
 
-impl ModelView {
-    fn new(model_id: &ModelId, r: &ModelRecord) -> Self {
-        Self {
-            model_id: model_id.clone(),
-            token: r.token.clone(),
-            owner: r.owner.clone(),
-            creator: r.creator.clone(),
-            created_at_ns: U64(r.created_at_ns),
-            status: r.status,
-            code: r.code.clone(),
-        }
+/// The listing of a stored record.
+fn view_of(model_id: &ModelId, r: &ModelRecord) -> ModelView {
+    ModelView {
+        model_id: model_id.clone(),
+        token: r.token.clone(),
+        owner: r.owner.clone(),
+        creator: r.creator.clone(),
+        created_at_ns: U64(r.created_at_ns),
+        status: r.status,
+        code: r.code.clone(),
     }
 }
 
@@ -249,9 +238,7 @@ impl FactoryApi for ModelFactory {
     }
 
     fn model(&self, model_id: ModelId) -> Option<ModelView> {
-        self.models
-            .get(&model_id)
-            .map(|r| ModelView::new(&model_id, r))
+        self.models.get(&model_id).map(|r| view_of(&model_id, r))
     }
 
     fn models(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<ModelView> {
@@ -259,7 +246,7 @@ impl FactoryApi for ModelFactory {
             .iter()
             .skip(from_index.unwrap_or(0) as usize)
             .take(limit.unwrap_or(MAX_PAGE).min(MAX_PAGE) as usize)
-            .map(|(id, r)| ModelView::new(id, r))
+            .map(|(id, r)| view_of(id, r))
             .collect()
     }
 

@@ -5,15 +5,7 @@ use near_sdk::store::{IterableMap, LookupMap};
 use near_sdk::{AccountId, GlobalContractId, PanicOnDefault, near};
 
 use crate::storage_keys::StorageKey;
-
-#[near(serializers = [borsh, json])]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelStatus {
-    /// The creating batch is in flight.
-    Creating,
-    Created,
-}
+pub use enclave_cloud_common::interfaces::model_factory::ModelStatus;
 
 #[near(serializers = [borsh])]
 #[derive(Debug, Clone, PartialEq, Eq)]

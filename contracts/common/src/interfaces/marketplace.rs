@@ -372,7 +372,7 @@ pub mod methods {
 
     use super::{ConfigPatch, TokenRate};
     use crate::interfaces::method::Method;
-    use crate::{JobId, JobSpec, NodeId, OutputRef, RequestId, Usage};
+    use crate::{Asset, JobId, JobSpec, NodeId, OutputRef, RequestId, Usage};
 
     /// Deposit: price cap plus `job_storage_deposit` (10 Tgas measured; room for the refund).
     pub const SUBMIT_JOB: Method = Method::payable("submit_job", 30);
@@ -387,6 +387,12 @@ pub mod methods {
     pub const STORAGE_DEPOSIT: Method = Method::payable("storage_deposit", 10);
     pub const UPDATE_CONFIG: Method = Method::one_yocto("update_config", 30);
     pub const SET_ACCEPTED_TOKEN: Method = Method::one_yocto("set_accepted_token", 30);
+    /// 1 yocto from the job's user before a claim; anyone (any deposit rule) after the windows.
+    /// 10 Tgas, 40 for a missed deadline (registry `slash`); room for token refunds.
+    pub const CANCEL_JOB: Method = Method::payable("cancel_job", 100);
+    /// 60 Tgas for a model token's credit in a token (`ft_transfer_call`).
+    pub const WITHDRAW: Method = Method::call("withdraw", 60);
+    pub const WITHDRAW_FEES: Method = Method::call("withdraw_fees", 30);
 
     pub const GET_CONFIG: &str = "get_config";
     pub const GET_JOB: &str = "get_job";
@@ -395,6 +401,10 @@ pub mod methods {
     pub const OPEN_JOBS_FOR_NODE: &str = "open_jobs_for_node";
     pub const JOB_STORAGE_DEPOSIT: &str = "job_storage_deposit";
     pub const STORAGE_BALANCE_OF: &str = "storage_balance_of";
+    pub const ACCEPTED_TOKENS: &str = "accepted_tokens";
+    pub const CREDIT_OF: &str = "credit_of";
+    pub const FUNDS: &str = "funds";
+    pub const REQUEST_DEPOSIT: &str = "request_deposit";
 
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]
@@ -489,5 +499,21 @@ pub mod methods {
     #[derive(Debug, Clone, Copy)]
     pub struct InputBytesArgs {
         pub input_bytes: u32,
+    }
+
+    /// `withdraw`'s arguments: whose credit (default: the caller's), in which asset.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct WithdrawArgs {
+        pub asset: Asset,
+        pub account_id: Option<AccountId>,
+    }
+
+    /// `credit_of`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct CreditArgs {
+        pub account_id: AccountId,
+        pub asset: Asset,
     }
 }

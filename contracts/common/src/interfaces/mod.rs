@@ -4,6 +4,8 @@
 
 pub mod marketplace;
 pub mod method;
+pub mod model_factory;
+pub mod model_token;
 pub mod registry;
 
 use near_sdk::json_types::{U64, U128};

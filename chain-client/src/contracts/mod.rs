@@ -1,0 +1,113 @@
+//! Typed clients of enclave-cloud's contracts. Each method's name, gas and deposit rule come
+//! from the contract's interface (`enclave_cloud_common::interfaces::*::methods`), its
+//! arguments and return value are the contract's own types: a client cannot misspell a method,
+//! forget its deposit or decode a view into a type of its own.
+//!
+//! Views are `async` methods. Change methods return a [`Call`], sent with a signer:
+//!
+//! ```no_run
+//! # async fn demo(chain: &chain_client::ChainClient, signer: &chain_client::Account,
+//! #   market: chain_client::AccountId) -> chain_client::Result<()> {
+//! use chain_client::contracts::MarketplaceClient;
+//! use enclave_cloud_common::{JobId, NodeId};
+//! let market = MarketplaceClient::new(chain, market);
+//! let claimed: bool = market.claim_job(JobId(7), NodeId(1))?.send(signer).await?;
+//! # Ok(()) }
+//! ```
+
+mod marketplace;
+mod model_factory;
+mod model_token;
+mod registry;
+
+use std::marker::PhantomData;
+
+use enclave_cloud_common::interfaces::method::Method;
+use near_primitives::gas::Gas;
+use near_primitives::types::{AccountId, Balance};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use marketplace::MarketplaceClient;
+pub use model_factory::ModelFactoryClient;
+pub use model_token::ModelTokenClient;
+pub use registry::RegistryClient;
+
+use crate::{Account, ChainClient, ChainError, FunctionCall, Result, TxOutcome};
+
+/// One contract's client: the chain and the contract's account.
+#[derive(Clone, Copy)]
+struct Contract<'c, 'i> {
+    chain: &'c ChainClient,
+    id: &'i AccountId,
+}
+
+impl<'c> Contract<'c, '_> {
+    async fn view<T: DeserializeOwned>(&self, method: &str, args: &impl Serialize) -> Result<T> {
+        self.chain.view(self.id, method, args).await
+    }
+
+    /// A call of `method` whose deposit the method fixes (none or one yocto).
+    fn call<R>(&self, method: Method, args: &impl Serialize) -> Result<Call<'c, R>> {
+        let deposit = method.fixed_deposit().ok_or_else(|| ChainError::Args {
+            method: method.name.to_owned(),
+            message: "a payable method needs its deposit".to_owned(),
+        })?;
+        self.paid_call(method, args, deposit)
+    }
+
+    /// A call of `method` with `deposit` attached.
+    fn paid_call<R>(
+        &self,
+        method: Method,
+        args: &impl Serialize,
+        deposit: Balance,
+    ) -> Result<Call<'c, R>> {
+        let call = FunctionCall::new(self.id.clone(), method.name)
+            .args_json(args)?
+            .gas(Gas::from_gas(method.gas.as_gas()))
+            .deposit(deposit);
+        Ok(Call {
+            chain: self.chain,
+            call,
+            returns: PhantomData,
+        })
+    }
+}
+
+/// A change method call ready to be signed: the method's name, gas and deposit as its
+/// contract declares them; `R` is what it returns.
+#[must_use = "a call does nothing until it is sent"]
+pub struct Call<'a, R> {
+    chain: &'a ChainClient,
+    call: FunctionCall,
+    returns: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> Call<'_, R> {
+    /// More (or less) gas than the method's default, e.g. a registration with many GPUs.
+    pub fn gas(mut self, gas: Gas) -> Self {
+        self.call.gas = gas;
+        self
+    }
+
+    /// The function call as it will be sent.
+    pub fn function_call(&self) -> &FunctionCall {
+        &self.call
+    }
+
+    /// Signs with `signer`, waits until final, decodes the return value.
+    pub async fn send(self, signer: &Account) -> Result<R> {
+        self.chain.call(signer, self.call).await
+    }
+
+    /// Signs with `signer`, waits until final; the whole outcome (hash, logs, events) and the
+    /// decoded return value.
+    pub async fn send_outcome(self, signer: &Account) -> Result<(R, TxOutcome)> {
+        let outcome = self.chain.call_outcome(signer, self.call).await?;
+        Ok((outcome.json()?, outcome))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! The model factory's interface types: the listing it returns (`model`, `models`), its
+//! methods as clients call them and their arguments. The factory, the marketplace (which pays
+//! royalties only to models the factory lists) and the clients import these very types.
+
+use near_sdk::json_types::U64;
+use near_sdk::{AccountId, GlobalContractId, near};
+
+use crate::ModelId;
+
+/// Where a model's creation stands.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// The creating batch is in flight.
+    Creating,
+    Created,
+}
+
+/// A model as the factory lists it.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelView {
+    pub model_id: ModelId,
+    /// The model's token contract, `<model_id>.<factory>`.
+    pub token: AccountId,
+    pub owner: AccountId,
+    pub creator: AccountId,
+    pub created_at_ns: U64,
+    pub status: ModelStatus,
+    /// The global contract code the model was created with.
+    pub code: GlobalContractId,
+}
+
+/// The factory's methods as clients call them and their JSON arguments.
+pub mod methods {
+    use near_sdk::{AccountId, near};
+
+    use crate::ModelId;
+    use crate::interfaces::method::Method;
+
+    /// Deposit: at least `create_deposit(args)`. The call gives `new` 20 Tgas and the callback
+    /// 15 Tgas; 50 Tgas in all.
+    pub const CREATE_MODEL: Method = Method::payable("create_model", 50);
+    /// Deposit: 1 yocto and the reservation's storage (~3 Tgas).
+    pub const RESERVE_MODEL: Method = Method::payable("reserve_model", 10);
+
+    pub const MODEL: &str = "model";
+    pub const MODELS: &str = "models";
+    pub const MODEL_COUNT: &str = "model_count";
+    pub const CREATE_DEPOSIT: &str = "create_deposit";
+    pub const MODEL_CODE: &str = "model_code";
+
+    /// `create_model`'s arguments. `A` is the model token's init object (`ModelInit` without
+    /// the fields the factory fills in), as JSON in clients.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct CreateModelArgs<A> {
+        pub model_id: ModelId,
+        pub args: A,
+    }
+
+    /// `create_deposit`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct CreateDepositArgs<A> {
+        pub args: A,
+    }
+
+    /// `model`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct ModelArgs {
+        pub model_id: ModelId,
+    }
+
+    /// `reserve_model`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct ReserveModelArgs {
+        pub model_id: ModelId,
+        pub reserved_for: Option<AccountId>,
+    }
+
+    /// `models`' arguments: a page in creation order.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct ModelsArgs {
+        pub from_index: Option<u32>,
+        pub limit: Option<u32>,
+    }
+}
