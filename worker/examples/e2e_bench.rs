@@ -24,7 +24,7 @@ use chain_client::testkit::{
     IndexerProcess, Localnet, Suite, SuiteConfig, WorkerNode, create_account,
 };
 use enclave_cloud_common::NodeId;
-use support::{User, embeddings_request, node_encryption_key, submit_job, wait_status};
+use support::{User, embeddings_request, node_encryption_key, submit_job, wait_settled};
 
 const CONCURRENCY: usize = 4;
 const SETTLE: Duration = Duration::from_secs(300);
@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         NearToken::from_near(5),
     )
     .await;
-    wait_status(&client, &suite, warm, "settled", SETTLE).await;
+    wait_settled(&client, &suite, warm, SETTLE).await;
 
     // Latency: one job at a time.
     let mut latencies = Vec::with_capacity(jobs);
@@ -94,7 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             NearToken::from_near(5),
         )
         .await;
-        wait_status(&client, &suite, job, "settled", SETTLE).await;
+        wait_settled(&client, &suite, job, SETTLE).await;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     latencies.sort_by(f64::total_cmp);
@@ -126,7 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     NearToken::from_near(5),
                 )
                 .await;
-                wait_status(&client, &suite, job, "settled", SETTLE).await;
+                wait_settled(&client, &suite, job, SETTLE).await;
             }
         }));
     }

@@ -10,30 +10,17 @@
 
 use std::sync::Arc;
 
+use chain_client::contracts::{MarketplaceClient, RegistryClient};
 use chain_client::near_crypto::{ED25519PublicKey, PublicKey, Signature};
-use chain_client::{Account, AccountId, ChainClient, ChainError, FunctionCall, Gas, TxSigner};
+use chain_client::{Account, AccountId, ChainClient, ChainError, TxSigner};
 use ed25519_dalek::{Signer as _, SigningKey};
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::NodeView;
-use enclave_cloud_common::{Hash32, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage};
-use near_sdk::json_types::{Base64VecU8, U64, U128};
-use serde::Deserialize;
-use serde_json::json;
+use enclave_cloud_common::interfaces::marketplace::{Job, JobView, Request};
+use enclave_cloud_common::interfaces::registry::NodeUpdate;
+use enclave_cloud_common::{JobId, NodeId, OutputRef, RequestId, Usage};
 
 use crate::keys::EnclaveKeys;
-
-/// Gas of `register_node` / `reattest` (dev bundle ~5 Tgas, TDX ~28, +90 per GPU).
-pub const GAS_REGISTER: Gas = Gas::from_teragas(300);
-/// Gas of `heartbeat` (1.45 Tgas measured).
-pub const GAS_HEARTBEAT: Gas = Gas::from_teragas(10);
-/// Gas of `claim_job` (20 Tgas documented: registry `get_node` + callback when not cached).
-pub const GAS_CLAIM: Gas = Gas::from_teragas(30);
-/// Gas of `submit_result` (80 Tgas for a token royalty to a model token).
-pub const GAS_SUBMIT: Gas = Gas::from_teragas(100);
-/// Gas of `respond` (20 Tgas documented).
-pub const GAS_RESPOND: Gas = Gas::from_teragas(30);
-/// Gas of `refresh_node` (registry `get_node` + callback).
-pub const GAS_REFRESH: Gas = Gas::from_teragas(30);
 
 /// The attested enclave key as a transaction signer (the secret never leaves [`EnclaveKeys`]).
 pub struct AttestedSigner(pub Arc<EnclaveKeys>);
@@ -71,56 +58,6 @@ pub fn node_accounts(operator: &AccountId, keys: &Arc<EnclaveKeys>) -> (Account,
     (enclave, market)
 }
 
-/// A job as `marketplace.get_job` shows it (the fields the worker reads).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChainJob {
-    pub job_id: JobId,
-    pub user: AccountId,
-    pub model_id: ModelId,
-    /// In the job's asset: yoctoNEAR, or the token's smallest units.
-    pub price_cap: U128,
-    /// A token job's conversion rate; `None` for NEAR jobs.
-    #[serde(default)]
-    pub token_rate: Option<ChainTokenRate>,
-    pub deadline_ns: U64,
-    pub claim_deadline_ns: U64,
-    pub input: InputRef,
-    pub input_hash: Hash32,
-    /// The user's x25519 key, hex.
-    pub user_key: String,
-    pub claim: Option<ChainClaim>,
-}
-
-/// Smallest token units worth one NEAR (the marketplace's `TokenRate`).
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct ChainTokenRate {
-    pub units_per_near: U128,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChainClaim {
-    pub node_id: NodeId,
-}
-
-/// `marketplace.get_job`'s answer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum JobState {
-    Open(ChainJob),
-    Claimed(ChainJob),
-    Settled(serde_json::Value),
-}
-
-/// An agent request as `marketplace.get_request` shows it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ChainRequest {
-    pub request_id: RequestId,
-    pub model_id: ModelId,
-    pub input: InputRef,
-    pub input_hash: Hash32,
-    pub answer: Option<serde_json::Value>,
-}
-
 /// The registry and marketplace as this node uses them.
 #[derive(Clone)]
 pub struct NodeChain {
@@ -136,25 +73,24 @@ impl NodeChain {
         self.enclave.account_id()
     }
 
-    fn registry_call(&self, method: &str) -> FunctionCall {
-        FunctionCall::new(self.registry.clone(), method)
+    pub fn registry_client(&self) -> RegistryClient<'_> {
+        RegistryClient::new(&self.client, self.registry.clone())
     }
 
-    fn market_call(&self, method: &str) -> FunctionCall {
-        FunctionCall::new(self.marketplace.clone(), method)
+    pub fn market_client(&self) -> MarketplaceClient<'_> {
+        MarketplaceClient::new(&self.client, self.marketplace.clone())
     }
 
     /// `register_node({bundle, details})`, signed by the attested key. Returns the node id.
     pub async fn register_node(
         &self,
         bundle: &serde_json::Value,
-        details: &serde_json::Value,
+        details: NodeUpdate,
     ) -> Result<NodeId, ChainError> {
-        let call = self
-            .registry_call("register_node")
-            .args_json(&json!({ "bundle": bundle, "details": details }))?
-            .gas(GAS_REGISTER);
-        self.client.call(&self.enclave, call).await
+        self.registry_client()
+            .register_node(bundle, Some(details))?
+            .send(&self.enclave)
+            .await
     }
 
     /// `reattest({node_id, bundle})`: a fresh bundle renews the attestation lifetime.
@@ -163,59 +99,42 @@ impl NodeChain {
         node_id: NodeId,
         bundle: &serde_json::Value,
     ) -> Result<(), ChainError> {
-        let call = self
-            .registry_call("reattest")
-            .args_json(&json!({ "node_id": node_id, "bundle": bundle }))?
-            .gas(GAS_REGISTER);
-        self.client.call(&self.enclave, call).await
+        self.registry_client()
+            .reattest(node_id, bundle)?
+            .send(&self.enclave)
+            .await
     }
 
     pub async fn heartbeat(&self, node_id: NodeId) -> Result<(), ChainError> {
-        let call = self
-            .registry_call("heartbeat")
-            .args_json(&json!({ "node_id": node_id }))?
-            .gas(GAS_HEARTBEAT);
-        self.client.call(&self.enclave, call).await
+        self.registry_client()
+            .heartbeat(node_id)?
+            .send(&self.enclave)
+            .await
     }
 
     /// The chain's clock: the timestamp of the block a view runs in (the registry's `now_ns`).
     /// Deadlines are judged by it, as the contracts judge them, not by this machine's clock.
     pub async fn chain_now_ns(&self) -> Result<u64, ChainError> {
-        let now: U64 = self
-            .client
-            .view(&self.registry, "now_ns", &json!({}))
-            .await?;
-        Ok(now.0)
+        self.registry_client().now_ns().await
     }
 
     /// The marketplace's largest inline output (`get_config().max_inline_bytes`).
     pub async fn max_inline_bytes(&self) -> Result<u32, ChainError> {
-        #[derive(Deserialize)]
-        struct Config {
-            max_inline_bytes: u32,
-        }
-        let config: Config = self
-            .client
-            .view(&self.marketplace, "get_config", &json!({}))
-            .await?;
-        Ok(config.max_inline_bytes)
+        Ok(self.market_client().get_config().await?.max_inline_bytes)
     }
 
     pub async fn get_node(&self, node_id: NodeId) -> Result<Option<NodeView>, ChainError> {
-        self.client
-            .view(&self.registry, "get_node", &json!({ "node_id": node_id }))
-            .await
+        self.registry_client().get_node(node_id).await
     }
 
     /// The live node whose enclave signs with this worker's attested key.
     pub async fn node_of_this_enclave(&self) -> Result<Option<NodeView>, ChainError> {
-        self.client
-            .view(
-                &self.registry,
-                "get_node_by_signer_key",
-                &json!({ "signer_key": self.enclave.public_key() }),
-            )
-            .await
+        let key = self.enclave.public_key().to_string();
+        let key = key.parse().map_err(|e| ChainError::Args {
+            method: "get_node_by_signer_key".to_owned(),
+            message: format!("{key}: {e:?}"),
+        })?;
+        self.registry_client().get_node_by_signer_key(&key).await
     }
 
     /// `claim_job`: `Ok(())` if this node now holds the job, `Err(reason)` with the
@@ -225,22 +144,20 @@ impl NodeChain {
         job_id: JobId,
         node_id: NodeId,
     ) -> Result<Result<(), String>, ChainError> {
-        let call = self
-            .market_call("claim_job")
-            .args_json(&json!({ "job_id": job_id, "node_id": node_id }))?
-            .gas(GAS_CLAIM);
-        let outcome = self.client.call_outcome(&self.market, call).await?;
-        if outcome.json::<bool>()? {
+        let (claimed, outcome) = self
+            .market_client()
+            .claim_job(job_id, node_id)?
+            .send_outcome(&self.market)
+            .await?;
+        if claimed {
             Ok(Ok(()))
         } else {
             Ok(Err(outcome.logs.join("; ")))
         }
     }
 
-    pub async fn get_job(&self, job_id: JobId) -> Result<Option<JobState>, ChainError> {
-        self.client
-            .view(&self.marketplace, "get_job", &json!({ "job_id": job_id }))
-            .await
+    pub async fn get_job(&self, job_id: JobId) -> Result<Option<JobView>, ChainError> {
+        self.market_client().get_job(job_id).await
     }
 
     /// Open jobs this node may claim, from the contract itself (no indexer needed).
@@ -249,13 +166,9 @@ impl NodeChain {
         node_id: NodeId,
         from_index: u64,
         limit: u64,
-    ) -> Result<Vec<ChainJob>, ChainError> {
-        self.client
-            .view(
-                &self.marketplace,
-                "open_jobs_for_node",
-                &json!({ "node_id": node_id, "from_index": from_index, "limit": limit }),
-            )
+    ) -> Result<Vec<Job>, ChainError> {
+        self.market_client()
+            .open_jobs_for_node(node_id, from_index, limit)
             .await
     }
 
@@ -265,13 +178,9 @@ impl NodeChain {
         node_id: NodeId,
         from_index: u64,
         limit: u64,
-    ) -> Result<Vec<JobState>, ChainError> {
-        self.client
-            .view(
-                &self.marketplace,
-                "jobs_by_node",
-                &json!({ "node_id": node_id, "from_index": from_index, "limit": limit }),
-            )
+    ) -> Result<Vec<JobView>, ChainError> {
+        self.market_client()
+            .jobs_by_node(node_id, from_index, limit)
             .await
     }
 
@@ -282,38 +191,22 @@ impl NodeChain {
         usage: Usage,
         signature: &[u8; 64],
     ) -> Result<Settlement, ChainError> {
-        let call = self
-            .market_call("submit_result")
-            .args_json(&json!({
-                "job_id": job_id,
-                "output": output,
-                "usage": usage,
-                "signature": Base64VecU8(signature.to_vec()),
-            }))?
-            .gas(GAS_SUBMIT);
-        self.client.call(&self.market, call).await
+        self.market_client()
+            .submit_result(job_id, output, usage, signature)?
+            .send(&self.market)
+            .await
     }
 
-    pub async fn get_request(
-        &self,
-        request_id: RequestId,
-    ) -> Result<Option<ChainRequest>, ChainError> {
-        self.client
-            .view(
-                &self.marketplace,
-                "get_request",
-                &json!({ "request_id": request_id }),
-            )
-            .await
+    pub async fn get_request(&self, request_id: RequestId) -> Result<Option<Request>, ChainError> {
+        self.market_client().get_request(request_id).await
     }
 
     /// Re-reads this node into the marketplace's cache (`respond` needs a fresh one).
     pub async fn refresh_node(&self, node_id: NodeId) -> Result<bool, ChainError> {
-        let call = self
-            .market_call("refresh_node")
-            .args_json(&json!({ "node_id": node_id }))?
-            .gas(GAS_REFRESH);
-        self.client.call(&self.market, call).await
+        self.market_client()
+            .refresh_node(node_id)?
+            .send(&self.market)
+            .await
     }
 
     pub async fn respond(
@@ -324,17 +217,10 @@ impl NodeChain {
         usage: Usage,
         signature: &[u8; 64],
     ) -> Result<(), ChainError> {
-        let call = self
-            .market_call("respond")
-            .args_json(&json!({
-                "request_id": request_id,
-                "node_id": node_id,
-                "output": output,
-                "usage": usage,
-                "signature": Base64VecU8(signature.to_vec()),
-            }))?
-            .gas(GAS_RESPOND);
-        self.client.call(&self.market, call).await
+        self.market_client()
+            .respond(request_id, node_id, output, usage, signature)?
+            .send(&self.market)
+            .await
     }
 }
 
@@ -361,22 +247,19 @@ mod tests {
     }
 
     #[test]
-    fn job_views_decode() {
-        let job = json!({"status": "open", "job_id": "7", "user": "u.test.near",
+    fn the_marketplace_job_view_decodes() {
+        let job = serde_json::json!({"status": "open", "job_id": "7", "user": "u.test.near",
             "model_id": "minilm", "asset": {"kind": "near"}, "token_rate": null,
             "price_cap": "100", "storage_deposit": "1", "storage_source": "attached",
             "storage_bytes": "10", "created_ns": "1", "claim_deadline_ns": "2", "deadline_ns": "3",
             "target": {"kind": "node", "node_id": "1"},
             "input": {"kind": "inline", "ciphertext": "AAE="},
             "input_hash": "ab".repeat(32), "user_key": "cd".repeat(32), "claim": null});
-        let state: JobState = serde_json::from_value(job).unwrap();
-        let JobState::Open(job) = state else {
+        let state: JobView = serde_json::from_value(job).unwrap();
+        let JobView::Open(job) = state else {
             panic!("{state:?}")
         };
         assert_eq!(job.job_id, JobId(7));
         assert!(job.claim.is_none());
-        let settled: JobState =
-            serde_json::from_value(json!({"status": "settled", "job_id": "7"})).unwrap();
-        assert!(matches!(settled, JobState::Settled(_)));
     }
 }

@@ -27,7 +27,7 @@ use near_sdk::json_types::Base64VecU8;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::attest::{AttestationProvider, now_unix_secs};
-use crate::chain::{ChainJob, JobState, NodeChain};
+use crate::chain::NodeChain;
 use crate::claim::{ClaimPolicy, JobTerms};
 use crate::feed::{self, FeedConfig, Offer};
 use crate::job::JobTask;
@@ -36,6 +36,7 @@ use crate::keys::EnclaveKeys;
 use crate::metrics::Metrics;
 use crate::outputs::{OUTPUT_RETENTION, OutputStore};
 use crate::runner::{JobRunner, RunError};
+use enclave_cloud_common::interfaces::marketplace::{Job, JobView};
 
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -246,7 +247,7 @@ async fn held_jobs(chain: &NodeChain, node_id: NodeId) -> Vec<JobId> {
             Ok(page) => {
                 let n = page.len() as u64;
                 held.extend(page.into_iter().filter_map(|job| match job {
-                    JobState::Claimed(job) => Some(job.job_id),
+                    JobView::Claimed(job) => Some(job.job_id),
                     _ => None,
                 }));
                 if n < PAGE {
@@ -381,7 +382,7 @@ async fn handle_job(ctx: &Ctx, job_id: JobId) {
         }
     };
     let job = match state {
-        JobState::Open(job) => {
+        JobView::Open(job) => {
             if ctx.declined_set().contains(&job_id) {
                 return;
             }
@@ -420,12 +421,12 @@ async fn handle_job(ctx: &Ctx, job_id: JobId) {
                 }
             }
         }
-        JobState::Claimed(job) if job.claim.as_ref().map(|c| c.node_id) == Some(ctx.node_id) => {
+        JobView::Claimed(job) if job.claim.as_ref().map(|c| c.node_id) == Some(ctx.node_id) => {
             tracing::info!(%job_id, "resuming a job this node holds");
             job
         }
-        JobState::Claimed(_) => return,
-        JobState::Settled(_) => {
+        JobView::Claimed(_) => return,
+        JobView::Settled(_) => {
             // Settled while we were down: if we journaled it, our submission went through.
             finish(ctx, ReceiptSubject::Job(job_id));
             return;
@@ -448,7 +449,7 @@ enum NotClaimed {
 
 /// Whether an open job is worth claiming: its input opens for this node, its cap covers it at
 /// this node's price, and enough time is left on the chain's clock.
-async fn worth_claiming(ctx: &Ctx, job: &ChainJob) -> Result<(), NotClaimed> {
+async fn worth_claiming(ctx: &Ctx, job: &Job) -> Result<(), NotClaimed> {
     let task = task_of(job).map_err(NotClaimed::Declined)?;
     let request = ctx.runner.request_of(&task).ok_or_else(|| {
         NotClaimed::Declined("its input does not open for this node, model and user key".into())
@@ -477,7 +478,7 @@ async fn worth_claiming(ctx: &Ctx, job: &ChainJob) -> Result<(), NotClaimed> {
         .map_err(|d| NotClaimed::Declined(d.to_string()))
 }
 
-fn task_of(job: &ChainJob) -> Result<JobTask, String> {
+fn task_of(job: &Job) -> Result<JobTask, String> {
     let InputRef::Inline { ciphertext } = &job.input else {
         return Err("remote inputs are not supported".into());
     };
@@ -493,7 +494,7 @@ fn task_of(job: &ChainJob) -> Result<JobTask, String> {
 }
 
 /// Runs a claimed job until it is settled, its deadline passes, or the worker stops.
-async fn process_job(ctx: &Ctx, job: ChainJob) {
+async fn process_job(ctx: &Ctx, job: Job) {
     let subject = ReceiptSubject::Job(job.job_id);
     let task = match task_of(&job) {
         Ok(task) => task,
@@ -543,7 +544,7 @@ enum Attempt {
     Final(String),
 }
 
-async fn attempt_job(ctx: &Ctx, job: &ChainJob, task: &JobTask) -> Result<(), Attempt> {
+async fn attempt_job(ctx: &Ctx, job: &Job, task: &JobTask) -> Result<(), Attempt> {
     let ready = ctx.runner.result_for(task).await.map_err(|e| match e {
         RunError::InputChanged(_) => Attempt::Final(e.to_string()),
         other => Attempt::Retry(other.to_string()),
@@ -598,12 +599,12 @@ async fn after_failed_submit(
     error: ChainError,
 ) -> Result<(), Attempt> {
     match ctx.chain.get_job(job_id).await {
-        Ok(Some(JobState::Settled(_))) => {
+        Ok(Some(JobView::Settled(_))) => {
             tracing::info!(%job_id, "already settled");
             finish(ctx, ReceiptSubject::Job(job_id));
             Ok(())
         }
-        Ok(Some(JobState::Claimed(job)))
+        Ok(Some(JobView::Claimed(job)))
             if job.claim.as_ref().map(|c| c.node_id) == Some(ctx.node_id) =>
         {
             let ChainError::ContractPanic { message, .. } = &error else {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chain_client::{Account, AccountId, ChainClient, NearToken};
+use enclave_cloud_common::ModelPrice;
+use enclave_cloud_common::interfaces::registry::NodeUpdate;
 use near_sdk::json_types::U128;
 use serde_json::json;
 use tokio::sync::watch;
@@ -115,26 +117,23 @@ pub async fn register_command(
     let chain = node_chain(client.clone(), &keys, &operator_id, registry, marketplace);
     let bundle = provider(&args.attestation)?.attest(&keys.public(), now_unix_secs())?;
     let bundle = serde_json::to_value(&bundle).map_err(|e| CliError::Usage(e.to_string()))?;
-    let prices: Vec<_> = args
-        .prices
-        .iter()
-        .map(|p| {
-            json!({
-                "model_id": p.model_id,
-                "input_per_million": U128(p.input_per_million),
-                "output_per_million": U128(p.output_per_million),
-            })
-        })
-        .collect();
-    let mut details = json!({ "prices": prices, "capacity": args.capacity });
-    if let Some(endpoint) = &args.endpoint {
-        details["endpoint"] = json!(endpoint);
-    }
-    if let Some(region) = &args.region {
-        details["region"] = json!(region);
-    }
+    let details = NodeUpdate {
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        prices: Some(
+            args.prices
+                .iter()
+                .map(|p| ModelPrice {
+                    model_id: p.model_id.clone(),
+                    input_per_million: U128(p.input_per_million),
+                    output_per_million: U128(p.output_per_million),
+                })
+                .collect(),
+        ),
+        capacity: Some(args.capacity),
+    };
     let allowance = NearToken::from_near(args.key_allowance_near);
-    let done = register(&client, &operator, &chain, &bundle, &details, allowance).await?;
+    let done = register(&client, &operator, &chain, &bundle, details, allowance).await?;
     let record = NodeRecord {
         node_id: done.node_id,
         operator: operator_id,
@@ -174,13 +173,12 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     };
     let heartbeat_interval = match args.heartbeat_secs {
         0 => {
-            let policy: serde_json::Value = client
-                .view(&chain.registry, "get_policy", &json!({}))
-                .await?;
-            let ns = policy["heartbeat_interval_ns"]
-                .as_str()
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(300_000_000_000);
+            let ns = chain
+                .registry_client()
+                .get_policy()
+                .await?
+                .heartbeat_interval_ns
+                .0;
             Duration::from_nanos(ns / 2).max(Duration::from_secs(1))
         }
         secs => Duration::from_secs(secs),

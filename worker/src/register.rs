@@ -15,14 +15,15 @@
 
 use std::path::{Path, PathBuf};
 
+use chain_client::contracts::{MarketplaceClient, RegistryClient};
 use chain_client::near_primitives::account::{
     AccessKey, AccessKeyPermission, FunctionCallPermission,
 };
 use chain_client::near_primitives::action::{Action, AddKeyAction};
-use chain_client::{Account, AccountId, ChainClient, ChainError, FunctionCall, NearToken};
+use chain_client::{Account, AccountId, ChainClient, ChainError, NearToken};
 use enclave_cloud_common::NodeId;
+use enclave_cloud_common::interfaces::registry::NodeUpdate;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::chain::NodeChain;
 
@@ -72,18 +73,6 @@ pub struct Registration {
     pub keys_added: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct OperatorView {
-    stake: NearToken,
-    storage_cost: NearToken,
-    required_stake: NearToken,
-}
-
-#[derive(Debug, Deserialize)]
-struct PolicyView {
-    min_stake: NearToken,
-}
-
 /// The operator's storage balance in the marketplace is topped up to this: a node cache entry
 /// takes a few hundred bytes (~0.005 NEAR).
 pub const MARKET_STORAGE_BALANCE: NearToken = NearToken::from_millinear(50);
@@ -98,7 +87,7 @@ pub async fn register(
     operator: &Account,
     chain: &NodeChain,
     bundle: &serde_json::Value,
-    details: &serde_json::Value,
+    details: NodeUpdate,
     key_allowance: NearToken,
 ) -> Result<Registration, ChainError> {
     if let Some(node) = chain.node_of_this_enclave().await? {
@@ -139,14 +128,9 @@ async fn top_up_stake(
     operator: &Account,
     registry: &AccountId,
 ) -> Result<NearToken, ChainError> {
-    let policy: PolicyView = client.view(registry, "get_policy", &json!({})).await?;
-    let current: Option<OperatorView> = client
-        .view(
-            registry,
-            "get_operator",
-            &json!({ "account_id": operator.account_id() }),
-        )
-        .await?;
+    let registry = RegistryClient::new(client, registry.clone());
+    let policy = registry.get_policy().await?;
+    let current = registry.get_operator(operator.account_id()).await?;
     let needed = match &current {
         Some(op) => op
             .required_stake
@@ -158,8 +142,7 @@ async fn top_up_stake(
     if needed.is_zero() {
         return Ok(NearToken::ZERO);
     }
-    let call = FunctionCall::new(registry.clone(), "deposit_stake").deposit(needed);
-    let total: NearToken = client.call(operator, call).await?;
+    let total = registry.deposit_stake(needed)?.send(operator).await?;
     tracing::info!(deposit = %needed, %total, "stake deposited");
     Ok(needed)
 }
@@ -170,21 +153,16 @@ async fn top_up_market_storage(
     operator: &Account,
     marketplace: &AccountId,
 ) -> Result<NearToken, ChainError> {
-    let balance: near_sdk::json_types::U128 = client
-        .view(
-            marketplace,
-            "storage_balance_of",
-            &json!({ "account_id": operator.account_id() }),
-        )
-        .await?;
-    let missing = MARKET_STORAGE_BALANCE.saturating_sub(NearToken::from_yoctonear(balance.0));
+    let market = MarketplaceClient::new(client, marketplace.clone());
+    let balance = market.storage_balance_of(operator.account_id()).await?;
+    let missing = MARKET_STORAGE_BALANCE.saturating_sub(balance);
     if missing.is_zero() {
         return Ok(NearToken::ZERO);
     }
-    let call = FunctionCall::new(marketplace.clone(), "storage_deposit")
-        .args_json(&json!({ "account_id": operator.account_id() }))?
-        .deposit(missing);
-    let _: near_sdk::json_types::U128 = client.call(operator, call).await?;
+    market
+        .storage_deposit(Some(operator.account_id().clone()), missing)?
+        .send(operator)
+        .await?;
     tracing::info!(deposit = %missing, "marketplace storage balance topped up");
     Ok(missing)
 }

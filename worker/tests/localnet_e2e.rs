@@ -19,20 +19,15 @@ use chain_client::testkit::{
     IndexerProcess, Localnet, Suite, SuiteConfig, WorkerNode, create_account,
 };
 use enclave_cloud_common::NodeId;
+use enclave_cloud_common::interfaces::marketplace::JobStatus;
 use support::{
     User, embeddings_request, node_encryption_key, open_output, output_from_indexer, submit_job,
-    wait_status,
+    wait_settled, wait_status,
 };
 use worker::inference::InferenceBackend as _;
 use worker::inference::embedded::MiniLmBackend;
 
 const SETTLE: Duration = Duration::from_secs(120);
-
-fn yocto(v: &serde_json::Value) -> u128 {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an amount: {v}"))
-}
 
 /// What MiniLM answers for `text`, computed in this process.
 async fn expected_embedding(text: &str) -> Vec<f32> {
@@ -99,8 +94,8 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
         NearToken::from_near(5),
     )
     .await;
-    let settled = wait_status(&client, &suite, job, "settled", SETTLE).await;
-    let settlement = &settled["settlement"];
+    let settled = wait_settled(&client, &suite, job, SETTLE).await;
+    let settlement = &settled.settlement;
     let output = output_from_indexer(&indexer.url, job, SETTLE).await;
     let response = open_output(&user, &suite, job, &output);
     assert_eq!(response.status_code, 200, "{:?}", response.body);
@@ -113,14 +108,13 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
         got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
         "{got:?} != {want:?}"
     );
-    let usage = &settled["usage"];
     assert_eq!(
         response.body["usage"]["prompt_tokens"].as_u64(),
-        usage["input_tokens"].as_str().and_then(|s| s.parse().ok())
+        Some(settled.usage.input_tokens.0)
     );
-    let royalty = yocto(&settlement["royalty"]);
-    let provider = yocto(&settlement["provider"]);
-    assert!(royalty > 0 && provider > 0, "{settlement}");
+    let royalty = settlement.royalty.0;
+    let provider = settlement.provider.0;
+    assert!(royalty > 0 && provider > 0, "{settlement:?}");
     let royalty_after = client
         .view_account(suite.royalty.account_id())
         .await
@@ -154,17 +148,18 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
         NearToken::from_near(5),
     )
     .await;
-    wait_status(&client, &suite, job, "claimed", SETTLE).await;
+    wait_status(&client, &suite, job, JobStatus::Claimed, SETTLE).await;
     worker.kill();
     let after_kill = support::job_view(&client, &suite, job).await;
     assert_eq!(
-        after_kill["status"], "claimed",
-        "the worker finished before the kill: {after_kill}"
+        support::status_of(&after_kill),
+        JobStatus::Claimed,
+        "the worker finished before the kill: {after_kill:?}"
     );
     worker
         .start(&suite, Some(&indexer), &support::model_dir(), &run_args)
         .unwrap();
-    let settled = wait_status(&client, &suite, job, "settled", SETTLE).await;
+    wait_settled(&client, &suite, job, SETTLE).await;
     let output = output_from_indexer(&indexer.url, job, SETTLE).await;
     assert_eq!(open_output(&user, &suite, job, &output).status_code, 200);
     assert!(worker.log().contains("resuming"), "{}", worker.log());
@@ -175,7 +170,6 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
         .filter(|l| l.contains("\"submitted\"") && l.contains(&format!("\"id\":\"{job}\"")))
         .count();
     assert!(submitted <= 1, "submitted twice: {journal}");
-    assert_eq!(settled["status"], "settled");
 
     // 3. Stop the indexer: the worker falls back to polling the contract and still answers.
     indexer.stop();
@@ -189,7 +183,7 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
         NearToken::from_near(5),
     )
     .await;
-    wait_status(&client, &suite, job, "settled", SETTLE).await;
+    wait_settled(&client, &suite, job, SETTLE).await;
     // And it goes back to the stream when the indexer returns.
     let streams_before = worker.log().matches("following the indexer feed").count();
     indexer.restart().await.unwrap();
@@ -203,7 +197,7 @@ async fn jobs_are_answered_paid_resumed_and_survive_the_indexer() {
         NearToken::from_near(5),
     )
     .await;
-    wait_status(&client, &suite, job, "settled", SETTLE).await;
+    wait_settled(&client, &suite, job, SETTLE).await;
     let output = output_from_indexer(&indexer.url, job, SETTLE).await;
     assert_eq!(open_output(&user, &suite, job, &output).status_code, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -13,12 +13,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use chain_client::NearToken;
+use chain_client::contracts::MarketplaceClient;
 use chain_client::testkit::{Localnet, Suite, SuiteConfig, WorkerNode, create_account, free_port};
-use chain_client::{FunctionCall, NearToken};
-use enclave_cloud_common::{DEFAULT_MAX_INLINE_BYTES, Hash32, NodeId};
+use enclave_cloud_common::interfaces::marketplace::{ConfigPatch, JobStatus};
+use enclave_cloud_common::{DEFAULT_MAX_INLINE_BYTES, NodeId};
 use serde_json::json;
 use support::{
-    User, embeddings_request, job_view, node_encryption_key, open_output, submit_job, wait_status,
+    User, embeddings_request, job_view, node_encryption_key, open_output, status_of, submit_job,
+    wait_settled,
 };
 use worker::job::{EMBEDDINGS_URL, JobRequest, sha256};
 
@@ -69,11 +72,16 @@ async fn large_outputs_go_by_uri_and_underpaid_jobs_stay_open() {
         .await
         .unwrap();
     // The suite raises the inline limit for the other tests; here the marketplace's default.
-    let limit = FunctionCall::new(suite.marketplace_id().clone(), "update_config")
-        .args_json(&json!({ "patch": { "max_inline_bytes": DEFAULT_MAX_INLINE_BYTES } }))
+    let patch = ConfigPatch {
+        max_inline_bytes: Some(DEFAULT_MAX_INLINE_BYTES),
+        ..ConfigPatch::default()
+    };
+    MarketplaceClient::new(&client, suite.marketplace_id().clone())
+        .update_config(patch)
         .unwrap()
-        .deposit(NearToken::from_yoctonear(1));
-    client.call::<()>(&suite.owner, limit).await.unwrap();
+        .send(&suite.owner)
+        .await
+        .unwrap();
 
     let mut worker = WorkerNode::create(dir.path(), "op", &node, &client, &suite)
         .await
@@ -124,8 +132,8 @@ async fn large_outputs_go_by_uri_and_underpaid_jobs_stay_open() {
         NearToken::from_near(5),
     )
     .await;
-    wait_status(&client, &suite, one, "settled", SETTLE).await;
-    let settled = wait_status(&client, &suite, three, "settled", SETTLE).await;
+    wait_settled(&client, &suite, one, SETTLE).await;
+    let settled = wait_settled(&client, &suite, three, SETTLE).await;
 
     // The user fetches the output where the worker serves it and checks the receipt's hash.
     let uri = format!("http://{outputs_listen}/v1/outputs/{three}");
@@ -133,8 +141,7 @@ async fn large_outputs_go_by_uri_and_underpaid_jobs_stay_open() {
     assert_eq!(stored.status(), 200, "{uri}");
     let stored = stored.bytes().await.unwrap().to_vec();
     assert!(stored.len() > DEFAULT_MAX_INLINE_BYTES as usize);
-    let output_hash: Hash32 = serde_json::from_value(settled["output_hash"].clone()).unwrap();
-    assert_eq!(sha256(&stored), output_hash, "{settled}");
+    assert_eq!(sha256(&stored), settled.output_hash, "{settled:?}");
     let response = open_output(&user, &suite, three, &stored);
     assert_eq!(response.status_code, 200, "{:?}", response.body);
     assert_eq!(response.body["data"].as_array().map(Vec::len), Some(3));
@@ -146,7 +153,10 @@ async fn large_outputs_go_by_uri_and_underpaid_jobs_stay_open() {
         0
     );
     assert_eq!(metric(&metrics_url, "worker_jobs_given_up_total").await, 0);
-    assert_eq!(job_view(&client, &suite, underpaid).await["status"], "open");
+    assert_eq!(
+        status_of(&job_view(&client, &suite, underpaid).await),
+        JobStatus::Open
+    );
     assert!(
         worker.log().contains("not claiming the job"),
         "{}",
@@ -176,10 +186,13 @@ async fn large_outputs_go_by_uri_and_underpaid_jobs_stay_open() {
     // Given up, not retried: it stays claimed until its deadline (then the user cancels it).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        job_view(&client, &suite, too_big).await["status"],
-        "claimed"
+        status_of(&job_view(&client, &suite, too_big).await),
+        JobStatus::Claimed
     );
-    assert_eq!(job_view(&client, &suite, underpaid).await["status"], "open");
+    assert_eq!(
+        status_of(&job_view(&client, &suite, underpaid).await),
+        JobStatus::Open
+    );
     assert_eq!(
         metric(&metrics_url, "worker_results_refused_total").await,
         0

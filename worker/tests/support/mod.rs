@@ -9,10 +9,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chain_client::contracts::{MarketplaceClient, RegistryClient};
 use chain_client::testkit::Suite;
-use chain_client::{Account, ChainClient, FunctionCall, NearToken};
-use enclave_cloud_common::{JobId, ModelId, NodeId, ReceiptSubject};
-use near_sdk::json_types::Base64VecU8;
+use chain_client::{Account, ChainClient, NearToken};
+use enclave_cloud_common::events::marketplace::JobTarget;
+use enclave_cloud_common::interfaces::marketplace::{JobStatus, JobView, Receipt};
+use enclave_cloud_common::{InputRef, JobId, JobSpec, ModelId, NodeId, ReceiptSubject};
+use near_sdk::json_types::{Base64VecU8, U64, U128};
 use serde_json::json;
 use worker::envelope::EncryptionSecret;
 use worker::job::{EMBEDDINGS_URL, JobRequest, JobResponse, open_job_output, seal_job_input};
@@ -53,20 +56,13 @@ pub fn embeddings_request(text: &str) -> JobRequest {
 
 /// The node's attested x25519 key from the registry.
 pub async fn node_encryption_key(client: &ChainClient, suite: &Suite, node_id: NodeId) -> [u8; 32] {
-    let node: serde_json::Value = client
-        .view(
-            suite.registry_id(),
-            "get_node",
-            &json!({ "node_id": node_id }),
-        )
+    let node = RegistryClient::new(client, suite.registry_id().clone())
+        .get_node(node_id)
         .await
-        .expect("get_node");
+        .expect("get_node")
+        .expect("the node is registered");
     let mut key = [0u8; 32];
-    hex::decode_to_slice(
-        node["encryption_key"].as_str().expect("encryption_key"),
-        &mut key,
-    )
-    .expect("hex key");
+    hex::decode_to_slice(&node.encryption_key, &mut key).expect("hex key");
     key
 }
 
@@ -84,29 +80,28 @@ pub async fn submit_job(
     let user_key = user.secret.public_key();
     let envelope = seal_job_input(node_key, &model_id, &user_key, request).expect("seal");
     let input = envelope.to_bytes();
-    let storage: near_sdk::json_types::U128 = client
-        .view(
-            suite.marketplace_id(),
-            "job_storage_deposit",
-            &json!({ "input_bytes": input.len() }),
-        )
+    let market = MarketplaceClient::new(client, suite.marketplace_id().clone());
+    let storage = market
+        .job_storage_deposit(input.len() as u32)
         .await
         .expect("job_storage_deposit");
-    let deadline_ns = now_ns() + 10 * 60 * 1_000_000_000;
-    let spec = json!({
-        "model_id": model_id,
-        "price_cap": near_sdk::json_types::U128(price_cap.as_yoctonear()),
-        "deadline_ns": near_sdk::json_types::U64(deadline_ns),
-        "target": { "kind": "node", "node_id": node_id },
-        "input": { "kind": "inline", "ciphertext": Base64VecU8(input) },
-        "user_key": hex::encode(user_key),
-    });
-    let call = FunctionCall::new(suite.marketplace_id().clone(), "submit_job")
-        .args_json(&json!({ "job": spec }))
+    let spec = JobSpec {
+        model_id,
+        price_cap: U128(price_cap.as_yoctonear()),
+        deadline_ns: U64(now_ns() + 10 * 60 * 1_000_000_000),
+        claim_deadline_ns: None,
+        target: JobTarget::Node { node_id },
+        input: InputRef::Inline {
+            ciphertext: Base64VecU8(input),
+        },
+        user_key: hex::encode(user_key),
+    };
+    market
+        .submit_job(&spec, price_cap.saturating_add(storage))
         .expect("args")
-        .deposit(price_cap.saturating_add(NearToken::from_yoctonear(storage.0)))
-        .gas_tgas(50);
-    client.call(&user.account, call).await.expect("submit_job")
+        .send(&user.account)
+        .await
+        .expect("submit_job")
 }
 
 fn now_ns() -> u64 {
@@ -116,37 +111,56 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// `get_job` as JSON.
-pub async fn job_view(client: &ChainClient, suite: &Suite, job_id: JobId) -> serde_json::Value {
-    client
-        .view(
-            suite.marketplace_id(),
-            "get_job",
-            &json!({ "job_id": job_id }),
-        )
+/// `get_job`.
+pub async fn job_view(client: &ChainClient, suite: &Suite, job_id: JobId) -> JobView {
+    MarketplaceClient::new(client, suite.marketplace_id().clone())
+        .get_job(job_id)
         .await
         .expect("get_job")
+        .unwrap_or_else(|| panic!("job {job_id} does not exist"))
 }
 
-/// Waits until the job's status is `status` (`open`, `claimed`, `settled`).
+/// A job view's status.
+pub fn status_of(view: &JobView) -> JobStatus {
+    match view {
+        JobView::Open(_) => JobStatus::Open,
+        JobView::Claimed(_) => JobStatus::Claimed,
+        JobView::Settled(_) => JobStatus::Settled,
+    }
+}
+
+/// Waits until the job's status is `status`.
 pub async fn wait_status(
     client: &ChainClient,
     suite: &Suite,
     job_id: JobId,
-    status: &str,
+    status: JobStatus,
     timeout: Duration,
-) -> serde_json::Value {
+) -> JobView {
     let until = Instant::now() + timeout;
     loop {
         let view = job_view(client, suite, job_id).await;
-        if view["status"] == status {
+        if status_of(&view) == status {
             return view;
         }
         assert!(
             Instant::now() < until,
-            "job {job_id} not {status} after {timeout:?}: {view}"
+            "job {job_id} not {status:?} after {timeout:?}: {view:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the job is settled; its receipt.
+pub async fn wait_settled(
+    client: &ChainClient,
+    suite: &Suite,
+    job_id: JobId,
+    timeout: Duration,
+) -> Receipt {
+    match wait_status(client, suite, job_id, JobStatus::Settled, timeout).await {
+        JobView::Settled(receipt) => receipt,
+        other => unreachable!("a settled view: {other:?}"),
     }
 }
 
