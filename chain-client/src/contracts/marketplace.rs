@@ -2,15 +2,15 @@
 
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::marketplace::methods::{
-    self as m, ClaimJobArgs, CreditArgs, InputBytesArgs, JobArgs, NodeArgs, NodeJobsArgs,
-    RequestArgs, RespondArgs, SetAcceptedTokenArgs, StorageBalanceArgs, StorageDepositArgs,
-    SubmitJobArgs, SubmitResultArgs, UpdateConfigArgs, WithdrawArgs,
+    self as m, ClaimJobArgs, CreditArgs, InputBytesArgs, JobArgs, ModelArgs, NodeArgs,
+    NodeJobsArgs, RequestArgs, RespondArgs, SetAcceptedTokenArgs, StorageBalanceArgs,
+    StorageDepositArgs, SubmitJobArgs, SubmitResultArgs, UpdateConfigArgs, WithdrawArgs,
 };
 use enclave_cloud_common::interfaces::marketplace::{
     Config, ConfigPatch, FtMessage, FundsReport, Job, JobView, Request, TokenRate,
 };
 use enclave_cloud_common::interfaces::method::NoArgs;
-use enclave_cloud_common::{Asset, JobId, JobSpec, NodeId, OutputRef, RequestId, Usage};
+use enclave_cloud_common::{Asset, JobId, JobSpec, ModelId, NodeId, OutputRef, RequestId, Usage};
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::{Base64VecU8, U128};
 
@@ -174,6 +174,13 @@ impl<'a> MarketplaceClient<'a> {
     /// Re-reads a node into the marketplace's cache; whether it is fresh and eligible now.
     pub fn refresh_node(&self, node_id: NodeId) -> Result<Call<'a, bool>> {
         self.contract().call(m::REFRESH_NODE, &NodeArgs { node_id })
+    }
+
+    /// Routes `model_id`'s royalties to its token once the model factory confirms the model
+    /// was created (paid from the signer's storage balance); whether it did.
+    pub fn confirm_model(&self, model_id: ModelId) -> Result<Call<'a, bool>> {
+        self.contract()
+            .call(m::CONFIRM_MODEL, &ModelArgs { model_id })
     }
 
     /// Cancels a job: its user before a claim (attach one yocto), anyone once its window or

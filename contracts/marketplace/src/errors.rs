@@ -107,6 +107,14 @@ pub enum MarketplaceError {
     NothingToWithdraw { account: AccountId, asset: Asset },
     #[error("amount overflow in {0}")]
     Overflow(&'static str),
+    #[error("no model factory is configured: royalties are protocol fees")]
+    NoModelFactory,
+    #[error("the model factory {factory} does not confirm model {model_id}: {reason}")]
+    ModelNotConfirmed {
+        model_id: ModelId,
+        factory: AccountId,
+        reason: String,
+    },
 }
 
 impl near_sdk::FunctionError for MarketplaceError {

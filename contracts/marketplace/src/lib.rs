@@ -20,6 +20,7 @@ pub mod errors;
 mod funds;
 mod governance;
 mod jobs;
+mod models;
 mod nodes;
 mod payouts;
 mod refs;
@@ -58,6 +59,10 @@ pub const GAS_SLASH: Gas = Gas::from_tgas(15);
 pub const GAS_ON_SLASHED: Gas = Gas::from_tgas(3);
 /// Gas of a model token's `deposit_revenue`.
 pub const GAS_DEPOSIT_REVENUE: Gas = Gas::from_tgas(4);
+/// Gas the model factory gets for `model`.
+pub const GAS_MODEL_LISTING: Gas = Gas::from_tgas(4);
+/// Gas of the callback that records a confirmed model.
+pub const GAS_ON_MODEL_CONFIRMED: Gas = Gas::from_tgas(6);
 /// Gas of a token's `ft_transfer`.
 pub const GAS_FT_TRANSFER: Gas = Gas::from_tgas(5);
 /// Gas a model token's `ft_on_transfer` needs for a token royalty (~5 Tgas measured; the
@@ -162,6 +167,20 @@ pub trait NodeCacheApi {
     fn refresh_node(&mut self, node_id: NodeId) -> Promise;
 }
 
+/// Where models' royalties go. Implemented in `models`.
+#[ext_contract(ext_marketplace_models)]
+pub trait ModelRoyaltyApi {
+    /// Anyone, no deposit: asks the model factory whether `model_id` was created and, if its
+    /// listing shows it created with its token at `<model_id>.<model_factory>`, sends the
+    /// model's royalties to that token from then on. Until a model is confirmed (or governance
+    /// names its royalty account) its royalties are protocol fees: nobody can collect
+    /// royalties by creating an id after they accrued. A royalty account already set is kept.
+    /// The entry's storage is paid from the caller's storage balance (`storage_deposit`;
+    /// about 0.001 NEAR). Gas: 15 Tgas (factory `model` + callback). The result is the
+    /// callback's: whether the model's royalties now go to its token.
+    fn confirm_model(&mut self, model_id: ModelId) -> Promise;
+}
+
 /// Agent requests: a contract calls AI (yield/resume). Implemented in `requests`.
 #[ext_contract(ext_marketplace_requests)]
 pub trait AgentRequestApi {
@@ -219,8 +238,8 @@ pub trait GovernanceApi {
     /// Accepts a NEP-141 token at a conversion rate, or stops accepting it (`rate: None`).
     fn set_accepted_token(&mut self, token: AccountId, rate: Option<TokenRate>);
 
-    /// Sends a model's royalties to a plain account (until its token contract exists), or
-    /// back to the default `<model>.<model_factory>` (`account: None`).
+    /// Sends a model's royalties to an account, or (`account: None`) to the protocol fees
+    /// until the model is confirmed again (`confirm_model`).
     fn set_royalty_account(&mut self, model_id: ModelId, account: Option<AccountId>);
 }
 

@@ -270,18 +270,17 @@ impl Marketplace {
         }
     }
 
-    /// Where `model_id`'s royalty goes: a configured account, else its token contract under
-    /// the model factory, else nowhere (`None`: the royalty joins the protocol fees).
+    /// Where `model_id`'s royalty goes: the account governance named or `confirm_model`
+    /// recorded (a model token gets it as revenue), else nowhere (`None`: the royalty joins
+    /// the protocol fees). A model id nobody created, or that the factory did not confirm,
+    /// earns nothing for whoever creates it later.
     pub(crate) fn royalty_destination(
         &self,
         model_id: &enclave_cloud_common::ModelId,
     ) -> Option<(AccountId, PayoutKind)> {
-        if let Some(account) = self.royalty_accounts.get(model_id) {
-            return Some((account, PayoutKind::Transfer));
-        }
-        let factory = self.config.model_factory.as_ref()?;
-        let account: AccountId = format!("{model_id}.{factory}").parse().ok()?;
-        Some((account, PayoutKind::Revenue))
+        let account = self.royalty_accounts.get(model_id)?;
+        let kind = self.payout_kind_for(&account);
+        Some((account, kind))
     }
 
     /// Books a settlement split: the escrow is released, the fee kept, the royalty, provider

@@ -383,6 +383,8 @@ pub mod methods {
     pub const RESPOND: Method = Method::call("respond", 30);
     /// Registry `get_node` + callback.
     pub const REFRESH_NODE: Method = Method::call("refresh_node", 30);
+    /// Model factory `model` + callback; the entry is paid from the caller's storage balance.
+    pub const CONFIRM_MODEL: Method = Method::call("confirm_model", 20);
     /// Deposit: the NEAR added to the storage balance.
     pub const STORAGE_DEPOSIT: Method = Method::payable("storage_deposit", 10);
     pub const UPDATE_CONFIG: Method = Method::one_yocto("update_config", 30);
@@ -443,6 +445,13 @@ pub mod methods {
     #[derive(Debug, Clone, Copy)]
     pub struct NodeArgs {
         pub node_id: NodeId,
+    }
+
+    /// `confirm_model`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct ModelArgs {
+        pub model_id: crate::ModelId,
     }
 
     #[near(serializers = [json])]

@@ -3,7 +3,7 @@
 //! royalties only to models the factory lists) and the clients import these very types.
 
 use near_sdk::json_types::U64;
-use near_sdk::{AccountId, GlobalContractId, near};
+use near_sdk::{AccountId, GlobalContractId, ext_contract, near};
 
 use crate::ModelId;
 
@@ -30,6 +30,23 @@ pub struct ModelView {
     pub status: ModelStatus,
     /// The global contract code the model was created with.
     pub code: GlobalContractId,
+}
+
+/// The factory as the marketplace asks it whether a model exists.
+#[ext_contract(ext_model_listing)]
+pub trait ModelListingApi {
+    /// The model's listing, or `None` if the factory never created it.
+    fn model(&self, model_id: ModelId) -> Option<ModelView>;
+}
+
+impl ModelView {
+    /// Whether this listing shows `model_id` created by `factory`, with its token at
+    /// `<model_id>.<factory>`: the only account royalties for `model_id` may go to.
+    pub fn confirms(&self, model_id: &ModelId, factory: &AccountId) -> bool {
+        self.model_id == *model_id
+            && self.status == ModelStatus::Created
+            && self.token.as_str() == format!("{model_id}.{factory}")
+    }
 }
 
 /// The factory's methods as clients call them and their JSON arguments.

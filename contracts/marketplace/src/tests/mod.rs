@@ -6,6 +6,7 @@ mod audit;
 mod claims;
 mod governance;
 mod jobs;
+mod model_royalties;
 mod requests;
 mod results;
 mod royalties;
@@ -118,6 +119,22 @@ pub fn node_view(status: NodeStatus, expires_ns: u64) -> NodeView {
         registered_at_ns: U64(T0),
         attestation_expires_at_ns: U64(expires_ns),
         last_heartbeat_ns: U64(T0),
+    }
+}
+
+/// The model factory's listing of `model()`.
+pub fn model_listing(
+    status: enclave_cloud_common::interfaces::model_factory::ModelStatus,
+    token: &str,
+) -> enclave_cloud_common::interfaces::model_factory::ModelView {
+    enclave_cloud_common::interfaces::model_factory::ModelView {
+        model_id: model(),
+        token: acc(token),
+        owner: acc(USER),
+        creator: acc(USER),
+        created_at_ns: U64(T0),
+        status,
+        code: near_sdk::GlobalContractId::CodeHash(near_sdk::CryptoHash::default()),
     }
 }
 
@@ -476,6 +493,38 @@ impl Harness {
         self.callback(vec![ok_result(&Some(view.clone()))], |c| {
             c.on_node_for_claim(job_id, NODE, acc(OPERATOR), Ok(Some(view.clone())))
         })
+    }
+
+    /// `confirm_model(model())` by `who`, answered by the model factory `factory` with
+    /// `answer`. Returns the callback's result.
+    pub fn confirm_model(
+        &mut self,
+        who: &str,
+        factory: &str,
+        answer: Option<enclave_cloud_common::interfaces::model_factory::ModelView>,
+    ) -> bool {
+        use crate::ModelRoyaltyApi;
+        self.call(who, 0, |c| {
+            let _ = c.confirm_model(model());
+            Ok::<_, MarketplaceError>(())
+        })
+        .unwrap();
+        assert_eq!(self.calls("model").len(), 1, "the factory is asked");
+        self.callback(vec![ok_result(&answer)], |c| {
+            c.on_model_confirmed(model(), acc(factory), acc(who), Ok(answer.clone()))
+        })
+    }
+
+    /// The factory `factory` confirms `model()` created, its token `<model>.<factory>`; the
+    /// confirmation is paid by the user's storage balance.
+    pub fn confirm_created_model(&mut self, factory: &str) {
+        self.fund_storage(USER, 10 * MILLI);
+        let token = format!("{}.{factory}", model());
+        let listing = model_listing(
+            enclave_cloud_common::interfaces::model_factory::ModelStatus::Created,
+            &token,
+        );
+        assert!(self.confirm_model(USER, factory, Some(listing)));
     }
 
     /// Submits, funds the operator's storage, and claims: the state most result tests start from.

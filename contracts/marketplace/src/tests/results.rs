@@ -248,12 +248,14 @@ fn royalties_go_to_the_model_token_or_to_the_fees() {
         s.protocol_fee.0 + s.royalty.0
     );
     h.check_funds();
-    // With a factory, NEAR royalties go to `<model>.<factory>` through deposit_revenue.
+    // With a factory that confirmed the model, NEAR royalties go to `<model>.<factory>`
+    // through deposit_revenue.
     let patch = ConfigPatch {
         model_factory: Some(acc("models.near")),
         ..Default::default()
     };
     h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
+    h.confirm_created_model("models.near");
     let job_id = h.submit(spec(NEAR));
     assert_eq!(h.claim(OPERATOR, 0, job_id, NODE).unwrap(), Some(true));
     let s = h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();

@@ -23,6 +23,7 @@ fn settle_token_job(h: &mut Harness) -> (Settlement, Vec<Payout>) {
         ..Default::default()
     };
     h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
+    h.confirm_created_model(FACTORY);
     h.fund_storage(USER, 50 * MILLI);
     let msg = near_sdk::serde_json::json!({ "submit_job": spec(3_000_000) }).to_string();
     let unused = h
