@@ -3,8 +3,9 @@
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::marketplace::methods::{
     self as m, ClaimJobArgs, CreditArgs, InputBytesArgs, JobArgs, ModelArgs, NodeArgs,
-    NodeJobsArgs, RequestArgs, RespondArgs, SetAcceptedTokenArgs, StorageBalanceArgs,
-    StorageDepositArgs, SubmitJobArgs, SubmitResultArgs, UpdateConfigArgs, WithdrawArgs,
+    NodeJobsArgs, RequestArgs, RespondArgs, SetAcceptedTokenArgs, SetRoyaltyAccountArgs,
+    StorageBalanceArgs, StorageDepositArgs, SubmitJobArgs, SubmitResultArgs, UpdateConfigArgs,
+    WithdrawArgs,
 };
 use enclave_cloud_common::interfaces::marketplace::{
     Config, ConfigPatch, FtMessage, FundsReport, Job, JobView, Request, TokenRate,
@@ -223,6 +224,19 @@ impl<'a> MarketplaceClient<'a> {
     ) -> Result<Call<'a, ()>> {
         self.contract()
             .call(m::SET_ACCEPTED_TOKEN, &SetAcceptedTokenArgs { token, rate })
+    }
+
+    /// Owner only: sends `model_id`'s royalties to `account` (`None`: to the protocol fees
+    /// until the model is confirmed).
+    pub fn set_royalty_account(
+        &self,
+        model_id: ModelId,
+        account: Option<AccountId>,
+    ) -> Result<Call<'a, ()>> {
+        self.contract().call(
+            m::SET_ROYALTY_ACCOUNT,
+            &SetRoyaltyAccountArgs { model_id, account },
+        )
     }
 
     /// The `msg` of an `ft_transfer_call` that pays for `job` in a token.

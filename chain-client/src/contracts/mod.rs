@@ -49,11 +49,12 @@ impl<'c> Contract<'c, '_> {
 
     /// A call of `method` whose deposit the method fixes (none or one yocto).
     fn call<R>(&self, method: Method, args: &impl Serialize) -> Result<Call<'c, R>> {
-        let deposit = method.fixed_deposit().ok_or_else(|| ChainError::Args {
-            method: method.name.to_owned(),
-            message: "a payable method needs its deposit".to_owned(),
-        })?;
-        self.paid_call(method, args, deposit)
+        let call = function_call(self.id, method, args, None)?;
+        Ok(Call {
+            chain: self.chain,
+            call,
+            returns: PhantomData,
+        })
     }
 
     /// A call of `method` with `deposit` attached.
@@ -63,16 +64,38 @@ impl<'c> Contract<'c, '_> {
         args: &impl Serialize,
         deposit: Balance,
     ) -> Result<Call<'c, R>> {
-        let call = FunctionCall::new(self.id.clone(), method.name)
-            .args_json(args)?
-            .gas(Gas::from_gas(method.gas.as_gas()))
-            .deposit(deposit);
+        let call = function_call(self.id, method, args, Some(deposit))?;
         Ok(Call {
             chain: self.chain,
             call,
             returns: PhantomData,
         })
     }
+}
+
+/// `method` of the contract `receiver` as a plain [`FunctionCall`] (e.g. the init call batched
+/// with a deployment): its name and gas from the table, `deposit` for a payable method or
+/// `None` for the one the method fixes.
+pub fn function_call(
+    receiver: &AccountId,
+    method: Method,
+    args: &impl Serialize,
+    deposit: Option<Balance>,
+) -> Result<FunctionCall> {
+    let deposit = match (deposit, method.fixed_deposit()) {
+        (Some(deposit), _) => deposit,
+        (None, Some(fixed)) => fixed,
+        (None, None) => {
+            return Err(ChainError::Args {
+                method: method.name.to_owned(),
+                message: "a payable method needs its deposit".to_owned(),
+            });
+        }
+    };
+    Ok(FunctionCall::new(receiver.clone(), method.name)
+        .args_json(args)?
+        .gas(Gas::from_gas(method.gas.as_gas()))
+        .deposit(deposit))
 }
 
 /// A change method call ready to be signed: the method's name, gas and deposit as its

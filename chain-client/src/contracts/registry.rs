@@ -5,7 +5,7 @@ use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::interfaces::registry::methods::{
     self as m, AccountArgs, ListNodesArgs, NodeArgs, ReattestArgs, RegisterNodeArgs,
-    SetMarketplaceArgs, SignerKeyArgs,
+    SetMarketplaceArgs, SetPolicyArgs, SignerKeyArgs,
 };
 use enclave_cloud_common::interfaces::registry::{
     ConfigView, NodeFilter, NodePage, NodeUpdate, OperatorView, Policy,
@@ -121,6 +121,12 @@ impl<'a> RegistryClient<'a> {
     pub fn deposit_stake(&self, deposit: Balance) -> Result<Call<'a, Balance>> {
         self.contract()
             .paid_call(m::DEPOSIT_STAKE, &NoArgs {}, deposit)
+    }
+
+    /// Owner only: replaces the whole policy (`P`: [`Policy`] or its JSON).
+    pub fn set_policy<P: Serialize>(&self, policy: P) -> Result<Call<'a, ()>> {
+        self.contract()
+            .call(m::SET_POLICY, &SetPolicyArgs { policy })
     }
 
     /// Owner only: the marketplace allowed to slash.

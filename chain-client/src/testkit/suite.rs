@@ -12,7 +12,19 @@ use serde_json::json;
 use super::chain::{Localnet, create_account, deploy_contract};
 use super::process::{Process, free_port, wait_for_http};
 use super::{TestkitResult, binary, io, wasm_path};
-use crate::{Account, ChainClient, FunctionCall};
+use crate::contracts::{MarketplaceClient, RegistryClient, function_call};
+use crate::{Account, ChainClient, ChainError};
+use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
+use enclave_cloud_common::interfaces::marketplace::methods as market_methods;
+use enclave_cloud_common::interfaces::registry::methods as registry_methods;
+
+/// A nearcore public key as near-sdk's (the contracts' argument type).
+fn sdk_key(key: &near_crypto::PublicKey) -> Result<near_sdk::PublicKey, ChainError> {
+    key.to_string().parse().map_err(|e| ChainError::Args {
+        method: "new".to_owned(),
+        message: format!("key {key}: {e:?}"),
+    })
+}
 
 /// The marketplace's inline input/output limit on the test suite (bytes).
 pub const MAX_INLINE_BYTES: u32 = 32 * 1024;
@@ -87,45 +99,62 @@ impl Suite {
         let treasury = create_account(client, root, "treasury", Balance::from_near(1)).await?;
         let royalty = create_account(client, root, "royalty", Balance::from_near(1)).await?;
 
-        let init = FunctionCall::new(registry.account_id().clone(), "new").args_json(&json!({
-            "owner": root.account_id(),
-            "mainnet": false,
-            "dev_ca_key": config.dev_ca.public_key(),
-            "policy": null,
-        }))?;
+        let init = function_call(
+            registry.account_id(),
+            registry_methods::NEW,
+            &registry_methods::NewArgs::<serde_json::Value> {
+                owner: root.account_id().clone(),
+                mainnet: false,
+                dev_ca_key: Some(sdk_key(&config.dev_ca.public_key())?),
+                policy: None,
+            },
+            None,
+        )?;
         deploy_contract(client, &registry, &wasm_path("registry"), Some(init)).await?;
+        let registry_client = RegistryClient::new(client, registry.account_id().clone());
         // Overrides patch the contract's own default policy (read back after init).
         if config.policy.as_object().is_some_and(|o| !o.is_empty()) {
-            let mut current: serde_json::Value = client
-                .view(registry.account_id(), "get_policy", &json!({}))
-                .await?;
+            let mut current =
+                serde_json::to_value(registry_client.get_policy().await?).map_err(|e| {
+                    ChainError::Args {
+                        method: "set_policy".to_owned(),
+                        message: e.to_string(),
+                    }
+                })?;
             merge(&mut current, &config.policy);
-            let call = FunctionCall::new(registry.account_id().clone(), "set_policy")
-                .args_json(&json!({ "policy": current }))?
-                .deposit(Balance::from_yoctonear(1));
-            client.call::<()>(root, call).await?;
+            registry_client.set_policy(current)?.send(root).await?;
         }
-        let init =
-            FunctionCall::new(marketplace.account_id().clone(), "new").args_json(&json!({
-                "owner": root.account_id(),
-                "registry": registry.account_id(),
-                "treasury": treasury.account_id(),
-            }))?;
+        let init = function_call(
+            marketplace.account_id(),
+            market_methods::NEW,
+            &market_methods::NewArgs {
+                owner: root.account_id().clone(),
+                registry: registry.account_id().clone(),
+                treasury: treasury.account_id().clone(),
+            },
+            None,
+        )?;
         deploy_contract(client, &marketplace, &wasm_path("marketplace"), Some(init)).await?;
+        let market = MarketplaceClient::new(client, marketplace.account_id().clone());
         // A sealed MiniLM embedding (384 floats as JSON) is ~8 KiB, over the default 2 KiB of
         // inline output; governance raises the limit rather than the test storing outputs.
-        let inline = FunctionCall::new(marketplace.account_id().clone(), "update_config")
-            .args_json(&json!({ "patch": { "max_inline_bytes": MAX_INLINE_BYTES } }))?
-            .deposit(Balance::from_yoctonear(1));
-        client.call::<()>(root, inline).await?;
-        let wire = FunctionCall::new(registry.account_id().clone(), "set_marketplace")
-            .args_json(&json!({ "marketplace": marketplace.account_id() }))?
-            .deposit(Balance::from_yoctonear(1));
-        client.call::<()>(root, wire).await?;
-        let royalty_to = FunctionCall::new(marketplace.account_id().clone(), "set_royalty_account")
-            .args_json(&json!({ "model_id": config.model_id, "account": royalty.account_id() }))?
-            .deposit(Balance::from_yoctonear(1));
-        client.call::<()>(root, royalty_to).await?;
+        let patch = ConfigPatch {
+            max_inline_bytes: Some(MAX_INLINE_BYTES),
+            ..ConfigPatch::default()
+        };
+        market.update_config(patch)?.send(root).await?;
+        registry_client
+            .set_marketplace(marketplace.account_id().clone())?
+            .send(root)
+            .await?;
+        let model_id = config.model_id.parse().map_err(|e| ChainError::Args {
+            method: "set_royalty_account".to_owned(),
+            message: format!("model id {}: {e:?}", config.model_id),
+        })?;
+        market
+            .set_royalty_account(model_id, Some(royalty.account_id().clone()))?
+            .send(root)
+            .await?;
         Ok(Self {
             registry,
             marketplace,

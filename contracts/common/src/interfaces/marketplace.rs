@@ -539,7 +539,8 @@ pub mod methods {
         pub treasury: AccountId,
     }
 
-    /// `set_royalty_account`'s arguments: `None` goes back to `<model>.<model_factory>`.
+    /// `set_royalty_account`'s arguments: `None` sends the royalties to the protocol fees
+    /// until the model is confirmed (`confirm_model`).
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]
     pub struct SetRoyaltyAccountArgs {

@@ -208,6 +208,8 @@ pub mod methods {
     /// Deposit: the stake to add (~5 Tgas).
     pub const DEPOSIT_STAKE: Method = Method::payable("deposit_stake", 30);
     pub const SET_MARKETPLACE: Method = Method::one_yocto("set_marketplace", 30);
+    /// Owner: replaces the whole policy.
+    pub const SET_POLICY: Method = Method::one_yocto("set_policy", 30);
 
     pub const GET_NODE: &str = "get_node";
     pub const GET_NODE_BY_SIGNER_KEY: &str = "get_node_by_signer_key";
@@ -263,6 +265,13 @@ pub mod methods {
     #[derive(Debug, Clone)]
     pub struct AccountArgs {
         pub account_id: AccountId,
+    }
+
+    /// `set_policy`'s arguments; `P` as in [`NewArgs`].
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SetPolicyArgs<P> {
+        pub policy: P,
     }
 
     #[near(serializers = [json])]
