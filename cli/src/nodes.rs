@@ -1,6 +1,7 @@
 //! Nodes: listing them (indexer), choosing one for a job, and confirming its attested keys with
 //! the registry, the source of truth (the indexer only helps find candidates).
 
+use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::{AttestationKind, ModelId, ModelPrice, NodeId, NodeStatus};
 use near_sdk::json_types::{U64, U128};
 use serde::{Deserialize, Serialize};
@@ -16,9 +17,9 @@ pub struct GpuSummary {
     pub model: String,
 }
 
-/// A node as the client uses it: read from the registry's `get_node` view (this JSON shape),
-/// or converted from the indexer's [`protocol::indexer::Node`] (its fields carry the same
-/// names; ids, statuses and amounts as text there).
+/// A node as the client uses it: converted from the registry's [`NodeView`] (`get_node`) or
+/// from the indexer's [`protocol::indexer::Node`] (its fields carry the same names; ids,
+/// statuses and amounts as text there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub node_id: NodeId,
@@ -154,6 +155,40 @@ impl TryFrom<protocol::indexer::Node> for NodeInfo {
             region: n.region,
             endpoint: n.endpoint,
         })
+    }
+}
+
+/// The registry's record, `get_node`.
+impl From<NodeView> for NodeInfo {
+    fn from(n: NodeView) -> Self {
+        Self {
+            node_id: n.node_id,
+            operator: n.operator.to_string(),
+            status: n.status,
+            kind: n.kind,
+            signer_key: String::from(&n.signer_key),
+            encryption_key: n.encryption_key,
+            tcb_status: json_name(&n.tcb_status),
+            region: n.region,
+            endpoint: n.endpoint,
+            gpus: n
+                .gpus
+                .into_iter()
+                .map(|g| GpuSummary { model: g.model })
+                .collect(),
+            prices: n.prices,
+            capacity: n.capacity,
+            attestation_expires_at_ns: n.attestation_expires_at_ns,
+            last_heartbeat_ns: n.last_heartbeat_ns,
+        }
+    }
+}
+
+/// A shared enum's JSON name, e.g. `UpToDate`.
+fn json_name<T: Serialize>(value: &T) -> Option<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Some(name),
+        _ => None,
     }
 }
 
@@ -391,8 +426,12 @@ pub(crate) mod tests {
             "gpus": [], "endpoint": null, "region": null, "prices": [], "capacity": 1,
             "registered_at_ns": "1", "attestation_expires_at_ns": "5", "last_heartbeat_ns": "1"
         });
-        let v: NodeInfo = serde_json::from_value(view).unwrap();
+        let v = NodeInfo::from(serde_json::from_value::<NodeView>(view).unwrap());
         assert_eq!(v.encryption_key, n.encryption_key);
+        assert_eq!(v.signer_key, n.signer_key);
+        assert_eq!(v.operator, "op.test.near");
+        assert_eq!(v.tcb_status.as_deref(), Some("None"));
+        assert_eq!(v.attestation_expires_at_ns, U64(5));
     }
 
     #[test]
