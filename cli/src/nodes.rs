@@ -4,7 +4,7 @@
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::{AttestationKind, ModelId, ModelPrice, NodeId, NodeStatus};
 use near_sdk::json_types::{U64, U128};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Error;
 use crate::amount::Near;
@@ -12,7 +12,7 @@ use crate::indexer::{Indexer, NodeQuery};
 use crate::output::Report;
 
 /// One attested GPU (what the listing shows of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GpuSummary {
     pub model: String,
 }
@@ -20,7 +20,7 @@ pub struct GpuSummary {
 /// A node as the client uses it: converted from the registry's [`NodeView`] (`get_node`) or
 /// from the indexer's [`protocol::indexer::Node`] (its fields carry the same names; ids,
 /// statuses and amounts as text there).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeInfo {
     pub node_id: NodeId,
     pub operator: String,
@@ -30,20 +30,13 @@ pub struct NodeInfo {
     pub signer_key: String,
     /// The enclave's x25519 key, hex: job inputs are sealed to it.
     pub encryption_key: String,
-    #[serde(default)]
     pub tcb_status: Option<String>,
-    #[serde(default)]
     pub region: Option<String>,
-    #[serde(default)]
     pub endpoint: Option<String>,
-    #[serde(default)]
     pub gpus: Vec<GpuSummary>,
-    #[serde(default)]
     pub prices: Vec<ModelPrice>,
-    #[serde(default)]
     pub capacity: u32,
     pub attestation_expires_at_ns: U64,
-    #[serde(default)]
     pub last_heartbeat_ns: U64,
 }
 
