@@ -24,7 +24,7 @@ use near_sdk::json_types::{Base64VecU8, U64, U128};
 use protocol::indexer::JobDetail;
 use protocol::job::{JobRequest, JobResponse, open_job_output, seal_job_input, sha256};
 use protocol::receipt::verify_receipt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Error;
 use crate::amount::Near;
@@ -560,8 +560,8 @@ pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobSt
 
 // ----- result -----
 
-/// The `job_settled` event's data (NEP-297, contracts/common/src/events/marketplace.rs).
-#[derive(Debug, Clone, Deserialize)]
+/// What the check reads of the `job_settled` event ([`MarketplaceEvent::JobSettled`]).
+#[derive(Debug, Clone)]
 pub struct SettledEvent {
     pub node_id: NodeId,
     pub usage: Usage,
@@ -732,11 +732,10 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
             )));
         }
     }
-    let data = detail
+    let entry = detail
         .timeline
         .iter()
         .find(|e| e.event == "job_settled")
-        .map(|e| e.data.clone())
         .ok_or_else(|| Error::Indexer {
             url: String::new(),
             message: format!(
@@ -744,10 +743,35 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
                 j.job_id
             ),
         })?;
-    let settled: SettledEvent = serde_json::from_value(data).map_err(|e| Error::Indexer {
+    let malformed_event = |message: String| Error::Indexer {
         url: String::new(),
-        message: format!("job {}'s job_settled event is malformed: {e}", j.job_id),
-    })?;
+        message: format!(
+            "job {}'s job_settled event is malformed: {message}",
+            j.job_id
+        ),
+    };
+    // The timeline keeps the event's name and data: the marketplace's own event type reads them.
+    let event = serde_json::json!({ "event": entry.event, "data": entry.data });
+    let settled = match serde_json::from_value(event) {
+        Ok(MarketplaceEvent::JobSettled {
+            node_id,
+            usage,
+            output,
+            input_hash,
+            output_hash,
+            signature,
+            ..
+        }) => SettledEvent {
+            node_id,
+            usage,
+            output,
+            input_hash,
+            output_hash,
+            signature,
+        },
+        Ok(_) => return Err(malformed_event("another event's data".to_owned())),
+        Err(e) => return Err(malformed_event(e.to_string())),
+    };
     let input: InputRef = serde_json::from_value(j.input.clone()).map_err(|e| Error::Indexer {
         url: String::new(),
         message: format!("job {}'s input is malformed: {e}", j.job_id),
@@ -1224,5 +1248,14 @@ pub(crate) mod tests {
                 .to_string()
                 .contains("job_settled event is missing")
         );
+        settled.timeline.push(
+            serde_json::from_value(serde_json::json!({
+                "event": "job_settled", "block_height": 2, "timestamp_ns": "3", "receipt_id": "r",
+                "data": {"job_id": "3", "node_id": "1"}
+            }))
+            .unwrap(),
+        );
+        let err = settled_from_indexer(&settled).unwrap_err().to_string();
+        assert!(err.contains("job_settled event is malformed"), "{err}");
     }
 }
