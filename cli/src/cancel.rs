@@ -9,34 +9,20 @@
 //!
 //! The refund always goes to the job's user, whoever sends the transaction.
 
+use chain_client::NearToken;
 use enclave_cloud_common::events::marketplace::CancelReason;
 use enclave_cloud_common::events::{AnyEvent, MarketplaceEvent};
+use enclave_cloud_common::interfaces::marketplace::JobView;
 use enclave_cloud_common::{Asset, JobId};
 use near_sdk::AccountId;
-use near_sdk::json_types::{U64, U128};
-use serde::{Deserialize, Serialize};
+use near_sdk::json_types::U128;
+use serde::Serialize;
 
 use crate::Error;
 use crate::amount::Near;
-use crate::chain::{Call, Chain};
+use crate::chain::Chain;
 use crate::jobs::chain_now_ns;
 use crate::output::Report;
-
-/// Gas for `cancel_job` (a missed deadline adds the registry's `slash` and its callback).
-pub const CANCEL_GAS_TGAS: u64 = 100;
-
-/// The fields of `marketplace.get_job` the rules read.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CancellableJob {
-    pub status: String,
-    pub user: AccountId,
-    pub asset: Asset,
-    pub price_cap: U128,
-    #[serde(default)]
-    pub claim_deadline_ns: Option<U64>,
-    #[serde(default)]
-    pub deadline_ns: Option<U64>,
-}
 
 /// What to send, and under which rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,17 +39,13 @@ fn secs_until(deadline_ns: u64, now_ns: u64) -> u64 {
 /// The marketplace's rules, applied to `job` as `caller` sees it at `now_ns` (chain time).
 pub fn plan(
     job_id: JobId,
-    job: &CancellableJob,
+    job: &JobView,
     caller: &AccountId,
     now_ns: u64,
 ) -> Result<CancelPlan, Error> {
-    let field = |v: Option<U64>, name: &str| {
-        v.map(|v| v.0)
-            .ok_or_else(|| Error::Chain(format!("the marketplace's job {job_id} has no {name}")))
-    };
-    match job.status.as_str() {
-        "open" => {
-            let claim_deadline = field(job.claim_deadline_ns, "claim_deadline_ns")?;
+    match job {
+        JobView::Open(job) => {
+            let claim_deadline = job.claim_deadline_ns.0;
             if now_ns > claim_deadline {
                 Ok(CancelPlan {
                     deposit: 0,
@@ -82,8 +64,8 @@ pub fn plan(
                 )))
             }
         }
-        "claimed" => {
-            let deadline = field(job.deadline_ns, "deadline_ns")?;
+        JobView::Claimed(job) => {
+            let deadline = job.deadline_ns.0;
             if now_ns > deadline {
                 Ok(CancelPlan {
                     deposit: 0,
@@ -96,13 +78,14 @@ pub fn plan(
                 )))
             }
         }
-        "settled" => Err(Error::BadInput(format!(
-            "job {job_id} is settled: nothing to cancel (its unused escrow was refunded; see `ecloud job result {job_id}`)"
-        ))),
-        other => Err(Error::Chain(format!(
-            "the marketplace reports job {job_id} as '{other}'"
-        ))),
+        JobView::Settled(_) => Err(settled(job_id)),
     }
+}
+
+fn settled(job_id: JobId) -> Error {
+    Error::BadInput(format!(
+        "job {job_id} is settled: nothing to cancel (its unused escrow was refunded; see `ecloud job result {job_id}`)"
+    ))
 }
 
 /// What `job cancel` prints.
@@ -166,28 +149,22 @@ fn cancelled_event(logs: &[String], job_id: JobId) -> Option<(CancelReason, U128
 /// `ecloud job cancel`.
 pub async fn cancel(chain: &Chain, job_id: JobId) -> Result<Cancelled, Error> {
     let signer = chain.signer()?;
-    let market = chain.settings().marketplace.clone();
-    let job: Option<CancellableJob> = chain
-        .view(&market, "get_job", &serde_json::json!({ "job_id": job_id }))
-        .await?;
-    let job = job.ok_or_else(|| {
+    let marketplace = chain.marketplace();
+    let market = marketplace.id();
+    let view = marketplace.get_job(job_id).await?.ok_or_else(|| {
         Error::NotFound(format!(
             "job {job_id} is not in the marketplace {market} (never submitted, or already cancelled)"
         ))
     })?;
     let now = chain_now_ns(chain).await;
-    let plan = plan(job_id, &job, signer.account_id(), now)?;
-    let outcome = chain
-        .call(
-            &signer,
-            Call {
-                contract: &market,
-                method: "cancel_job",
-                args: &serde_json::json!({ "job_id": job_id }),
-                deposit: plan.deposit,
-                tgas: CANCEL_GAS_TGAS,
-            },
-        )
+    let plan = plan(job_id, &view, signer.account_id(), now)?;
+    let job = match view {
+        JobView::Open(job) | JobView::Claimed(job) => job,
+        JobView::Settled(_) => return Err(settled(job_id)),
+    };
+    let ((), outcome) = marketplace
+        .cancel_job(job_id, NearToken::from_yoctonear(plan.deposit))?
+        .send_outcome(&signer)
         .await?;
     let (reason, refund, slashed) =
         cancelled_event(&outcome.logs, job_id).unwrap_or((plan.reason, job.price_cap, None));
@@ -208,14 +185,8 @@ mod tests {
 
     const SEC: u64 = 1_000_000_000;
 
-    fn job(status: &str) -> CancellableJob {
-        serde_json::from_value(serde_json::json!({
-            "status": status, "job_id": "4", "user": "alice.test.near",
-            "asset": {"kind": "near"}, "price_cap": "10",
-            "claim_deadline_ns": (100 * SEC).to_string(), "deadline_ns": (200 * SEC).to_string(),
-            "claim": null
-        }))
-        .unwrap()
+    fn job(status: &str) -> JobView {
+        crate::jobs::tests::market_job(status, 100 * SEC, 200 * SEC)
     }
 
     fn acc(s: &str) -> AccountId {
@@ -259,10 +230,14 @@ mod tests {
             }
         );
         // Settled: never.
-        let settled: CancellableJob = serde_json::from_value(serde_json::json!({
-            "status": "settled", "job_id": "4", "user": "alice.test.near",
-            "asset": {"kind": "near"}, "price_cap": "10"
-        }))
+        let settled: JobView = serde_json::from_value(serde_json::json!({"status": "settled",
+            "job_id": "4", "user": "alice.test.near", "node_id": "2", "model_id": "llama",
+            "asset": {"kind": "near"}, "input_hash": hex::encode([0u8; 32]),
+            "output_hash": hex::encode([1u8; 32]),
+            "usage": {"input_tokens": "5", "output_tokens": "3"},
+            "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"},
+            "signature": null, "signer_key": attestation::format_near_ed25519_key(&[7; 32]),
+            "settled_ns": "10"}))
         .unwrap();
         let err = plan(id, &settled, &alice, 0).unwrap_err();
         assert!(matches!(err, Error::BadInput(_)), "{err}");

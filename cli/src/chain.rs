@@ -1,13 +1,21 @@
-//! The chain, through the shared `chain-client` crate: views, and function calls signed with the
-//! user's near-cli credentials (`<credentials dir>/<network>/<account>.json`).
+//! The chain, through the shared `chain-client` crate: the typed clients of the deployment's
+//! contracts (each method's name, gas and deposit rule come from the contract's interface),
+//! and function calls signed with the user's near-cli credentials
+//! (`<credentials dir>/<network>/<account>.json`).
 
+use chain_client::contracts::{
+    MarketplaceClient, ModelFactoryClient, ModelTokenClient, RegistryClient,
+};
 use chain_client::{Account, ChainClient, ChainError, FunctionCall, NearToken, TxOutcome};
 use near_sdk::AccountId;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use near_sdk::json_types::U128;
 
 use crate::Error;
 use crate::config::Settings;
+
+/// Gas for `ft_transfer_call` to a NEP-141 token (not one of our contracts): the token's own
+/// 30 Tgas plus the receiver's `ft_on_transfer` (the marketplace's job submission).
+pub const FT_TRANSFER_CALL_TGAS: u64 = 100;
 
 /// A view or a call failed: contract refusals keep the contract's own message.
 impl From<ChainError> for Error {
@@ -30,16 +38,6 @@ pub struct Chain {
     settings: Settings,
 }
 
-/// A call to send: method, JSON arguments, NEAR attached, gas.
-pub struct Call<'a, A: Serialize> {
-    pub contract: &'a AccountId,
-    pub method: &'a str,
-    pub args: &'a A,
-    /// yoctoNEAR attached.
-    pub deposit: u128,
-    pub tgas: u64,
-}
-
 impl Chain {
     pub fn new(settings: &Settings) -> Self {
         Self {
@@ -52,14 +50,24 @@ impl Chain {
         &self.settings
     }
 
-    /// A view call with JSON arguments.
-    pub async fn view<T: DeserializeOwned>(
-        &self,
-        contract: &AccountId,
-        method: &str,
-        args: &impl Serialize,
-    ) -> Result<T, Error> {
-        Ok(self.client.view(contract, method, args).await?)
+    /// The deployment's marketplace (`--marketplace`).
+    pub fn marketplace(&self) -> MarketplaceClient<'_> {
+        MarketplaceClient::new(&self.client, self.settings.marketplace.clone())
+    }
+
+    /// The deployment's node registry (`--registry`).
+    pub fn registry(&self) -> RegistryClient<'_> {
+        RegistryClient::new(&self.client, self.settings.registry.clone())
+    }
+
+    /// The deployment's model factory (`--factory`).
+    pub fn factory(&self) -> ModelFactoryClient<'_> {
+        ModelFactoryClient::new(&self.client, self.settings.factory.clone())
+    }
+
+    /// A model's token contract (the `token` of its factory listing).
+    pub fn model_token(&self, token: &AccountId) -> ModelTokenClient<'_> {
+        ModelTokenClient::new(&self.client, token.clone())
     }
 
     /// The signer: `--account-id` with its near-cli credentials for this network.
@@ -72,21 +80,24 @@ impl Chain {
         )?)
     }
 
-    /// Sends one function call signed by the user and waits for its final outcome.
-    pub async fn call<A: Serialize>(
+    /// NEP-141 `ft_transfer_call` of `amount` of `token` to `receiver` with `msg` (one yocto
+    /// attached), signed by the user; waits for its final outcome.
+    pub async fn ft_transfer_call(
         &self,
         signer: &Account,
-        call: Call<'_, A>,
+        token: &AccountId,
+        receiver: &AccountId,
+        amount: u128,
+        msg: String,
     ) -> Result<TxOutcome, Error> {
-        let fc = FunctionCall::new(call.contract.clone(), call.method)
-            .args_json(call.args)?
-            .gas_tgas(call.tgas)
-            .deposit(NearToken::from_yoctonear(call.deposit));
+        let fc = FunctionCall::new(token.clone(), "ft_transfer_call")
+            .args_json(&serde_json::json!({
+                "receiver_id": receiver,
+                "amount": U128(amount),
+                "msg": msg,
+            }))?
+            .gas_tgas(FT_TRANSFER_CALL_TGAS)
+            .deposit(NearToken::from_yoctonear(1));
         Ok(self.client.call_outcome(signer, fc).await?)
     }
-}
-
-/// The value a call returned, decoded as JSON.
-pub fn returned<T: DeserializeOwned>(outcome: &TxOutcome) -> Result<T, Error> {
-    Ok(outcome.json()?)
 }

@@ -11,8 +11,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chain_client::NearToken;
+use chain_client::contracts::MarketplaceClient;
 use enclave_cloud_common::events::marketplace::JobTarget;
 use enclave_cloud_common::events::{AnyEvent, MarketplaceEvent};
+use enclave_cloud_common::interfaces::marketplace::JobView;
 use enclave_cloud_common::{
     Asset, Hash32, InputRef, JobId, JobSpec, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
 };
@@ -21,20 +24,15 @@ use near_sdk::json_types::{Base64VecU8, U64, U128};
 use protocol::indexer::JobDetail;
 use protocol::job::{JobRequest, JobResponse, open_job_output, seal_job_input, sha256};
 use protocol::receipt::verify_receipt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Error;
 use crate::amount::Near;
-use crate::chain::{Call, Chain, returned};
+use crate::chain::Chain;
 use crate::indexer::{Indexer, NodeQuery};
 use crate::nodes::{self, NodeInfo};
 use crate::output::Report;
 use crate::user_key::{self, UserKey};
-
-/// Gas for `submit_job` (10 Tgas measured; room for the refund of the excess deposit).
-pub const SUBMIT_GAS_TGAS: u64 = 30;
-/// Gas for `ft_transfer_call` carrying a job: the token's own 30 Tgas plus `ft_on_transfer`.
-pub const FT_SUBMIT_GAS_TGAS: u64 = 100;
 
 /// The marketplace's `get_config`, in the contract's own type.
 pub type MarketConfig = enclave_cloud_common::interfaces::marketplace::Config;
@@ -203,14 +201,11 @@ impl Report for Submitted {
 
 /// The chain's clock (the registry's `now_ns`), or the local clock if the view fails.
 pub async fn chain_now_ns(chain: &Chain) -> u64 {
-    let registry = chain.settings().registry.clone();
-    match chain
-        .view::<U64>(&registry, "now_ns", &serde_json::json!({}))
+    chain
+        .registry()
+        .now_ns()
         .await
-    {
-        Ok(t) => t.0,
-        Err(_) => local_now_ns(),
-    }
+        .unwrap_or_else(|_| local_now_ns())
 }
 
 pub fn local_now_ns() -> u64 {
@@ -221,10 +216,7 @@ pub fn local_now_ns() -> u64 {
 
 /// The registry's record of a node.
 pub async fn registry_node(chain: &Chain, id: NodeId) -> Result<Option<NodeInfo>, Error> {
-    let registry = chain.settings().registry.clone();
-    chain
-        .view(&registry, "get_node", &serde_json::json!({ "node_id": id }))
-        .await
+    Ok(chain.registry().get_node(id).await?.map(NodeInfo::from))
 }
 
 /// Picks the node: `--node` (indexer record, else the registry's) or the cheapest usable node
@@ -276,15 +268,14 @@ pub async fn submit(
 ) -> Result<Submitted, Error> {
     let settings = chain.settings().clone();
     let signer = chain.signer()?;
-    let market = settings.marketplace.clone();
+    let marketplace = chain.marketplace();
+    let market = marketplace.id().clone();
     if let Some(token) = &args.token {
-        check_token_accepted(chain, &market, token).await?;
+        check_token_accepted(chain, token).await?;
     }
     let now = chain_now_ns(chain).await;
     let node = pick_node(chain, indexer, &args.model, &args.choice, now).await?;
-    let config: MarketConfig = chain
-        .view(&market, "get_config", &serde_json::json!({}))
-        .await?;
+    let config: MarketConfig = marketplace.get_config().await?;
     if config.paused {
         return Err(Error::Chain(format!("the marketplace {market} is paused")));
     }
@@ -302,74 +293,37 @@ pub async fn submit(
         &config,
     )?;
     let input_len = u32::try_from(job.ciphertext.len()).unwrap_or(u32::MAX);
-    let storage: U128 = chain
-        .view(
-            &market,
-            "job_storage_deposit",
-            &serde_json::json!({ "input_bytes": input_len }),
-        )
-        .await?;
+    let storage = marketplace
+        .job_storage_deposit(input_len)
+        .await?
+        .as_yoctonear();
     let (asset, attached, job_id, tx_hash) = match &args.token {
         None => {
             let attached = args
                 .price_cap
-                .checked_add(storage.0)
+                .checked_add(storage)
                 .ok_or_else(|| Error::BadInput("--max-cost is too large".into()))?;
-            let outcome = chain
-                .call(
-                    &signer,
-                    Call {
-                        contract: &market,
-                        method: "submit_job",
-                        args: &serde_json::json!({ "job": job.spec }),
-                        deposit: attached,
-                        tgas: SUBMIT_GAS_TGAS,
-                    },
-                )
+            let (id, outcome) = marketplace
+                .submit_job(&job.spec, NearToken::from_yoctonear(attached))?
+                .send_outcome(&signer)
                 .await?;
-            let id: JobId = returned(&outcome)?;
             (Asset::Near, attached, id, outcome.tx_hash.to_string())
         }
         Some(token) => {
             // Token jobs pay their storage from the user's storage balance at the marketplace.
-            let balance: U128 = chain
-                .view(
-                    &market,
-                    "storage_balance_of",
-                    &serde_json::json!({ "account_id": signer.account_id() }),
-                )
-                .await?;
-            if balance.0 < storage.0 {
-                chain
-                    .call(
-                        &signer,
-                        Call {
-                            contract: &market,
-                            method: "storage_deposit",
-                            args: &serde_json::json!({}),
-                            deposit: storage.0 - balance.0,
-                            tgas: 10,
-                        },
-                    )
+            let balance = marketplace
+                .storage_balance_of(signer.account_id())
+                .await?
+                .as_yoctonear();
+            if balance < storage {
+                marketplace
+                    .storage_deposit(None, NearToken::from_yoctonear(storage - balance))?
+                    .send(&signer)
                     .await?;
             }
-            let msg = serde_json::to_string(&serde_json::json!({ "submit_job": job.spec }))
-                .map_err(|e| Error::BadInput(e.to_string()))?;
+            let msg = MarketplaceClient::submit_job_message(&job.spec);
             let outcome = chain
-                .call(
-                    &signer,
-                    Call {
-                        contract: token,
-                        method: "ft_transfer_call",
-                        args: &serde_json::json!({
-                            "receiver_id": market,
-                            "amount": U128(args.price_cap),
-                            "msg": msg,
-                        }),
-                        deposit: 1,
-                        tgas: FT_SUBMIT_GAS_TGAS,
-                    },
-                )
+                .ft_transfer_call(&signer, token, &market, args.price_cap, msg)
                 .await?;
             let id = submitted_job_id(&outcome.logs, signer.account_id()).ok_or_else(|| {
                 Error::Chain(format!(
@@ -405,14 +359,10 @@ pub async fn submit(
 
 /// Refuses a payment token the marketplace does not accept (`accepted_tokens`), before any
 /// transaction: the transfer would only be refunded, its gas lost.
-pub async fn check_token_accepted(
-    chain: &Chain,
-    market: &AccountId,
-    token: &AccountId,
-) -> Result<(), Error> {
-    let accepted: Vec<(AccountId, serde_json::Value)> = chain
-        .view(market, "accepted_tokens", &serde_json::json!({}))
-        .await?;
+pub async fn check_token_accepted(chain: &Chain, token: &AccountId) -> Result<(), Error> {
+    let marketplace = chain.marketplace();
+    let market = marketplace.id();
+    let accepted = marketplace.accepted_tokens().await?;
     if accepted.iter().any(|(t, _)| t == token) {
         return Ok(());
     }
@@ -483,38 +433,48 @@ impl JobStatusReport {
         }
     }
 
-    /// From the marketplace's `get_job` (`{"status": "open"|"claimed"|"settled", ...}`).
-    pub fn from_marketplace(id: JobId, v: &serde_json::Value) -> Self {
-        let text = |key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
-        let asset = v
-            .get("asset")
-            .map(|a| match a.get("token").and_then(|t| t.as_str()) {
-                Some(token) => format!("ft:{token}"),
-                None => "near".to_owned(),
-            });
-        let node_id = v
-            .get("node_id")
-            .or_else(|| v.pointer("/claim/node_id"))
-            .and_then(|n| serde_json::from_value(n.clone()).ok());
-        Self {
-            source: "marketplace",
-            job_id: id,
-            status: text("status").unwrap_or_else(|| "unknown".into()),
-            model_id: v
-                .get("model_id")
-                .and_then(|m| serde_json::from_value(m.clone()).ok()),
-            user: text("user"),
-            node_id,
-            asset,
-            price_cap: text("price_cap"),
-            deadline_ns: text("deadline_ns"),
-            usage: v.get("usage").cloned(),
-            settlement: v.get("settlement").cloned(),
-            cancel_reason: None,
-            refund: v
-                .pointer("/settlement/refund")
-                .and_then(|r| r.as_str())
-                .map(str::to_owned),
+    /// From the marketplace's `get_job`.
+    pub fn from_marketplace(id: JobId, view: &JobView) -> Self {
+        let asset = |a: &Asset| match a {
+            Asset::Near => "near".to_owned(),
+            Asset::Ft { token } => format!("ft:{token}"),
+        };
+        match view {
+            JobView::Open(j) | JobView::Claimed(j) => Self {
+                source: "marketplace",
+                job_id: id,
+                status: if matches!(view, JobView::Open(_)) {
+                    "open"
+                } else {
+                    "claimed"
+                }
+                .to_owned(),
+                model_id: Some(j.model_id.clone()),
+                user: Some(j.user.to_string()),
+                node_id: j.claim.as_ref().map(|c| c.node_id),
+                asset: Some(asset(&j.asset)),
+                price_cap: Some(j.price_cap.0.to_string()),
+                deadline_ns: Some(j.deadline_ns.0.to_string()),
+                usage: None,
+                settlement: None,
+                cancel_reason: None,
+                refund: None,
+            },
+            JobView::Settled(r) => Self {
+                source: "marketplace",
+                job_id: id,
+                status: "settled".to_owned(),
+                model_id: Some(r.model_id.clone()),
+                user: Some(r.user.to_string()),
+                node_id: Some(r.node_id),
+                asset: Some(asset(&r.asset)),
+                price_cap: None,
+                deadline_ns: None,
+                usage: serde_json::to_value(r.usage).ok(),
+                settlement: serde_json::to_value(&r.settlement).ok(),
+                cancel_reason: None,
+                refund: Some(r.settlement.refund.0.to_string()),
+            },
         }
     }
 }
@@ -574,11 +534,9 @@ pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobSt
     if let Ok(Some(job)) = &indexed {
         return Ok(JobStatusReport::from_indexer(id, job));
     }
-    let market = chain.settings().marketplace.clone();
-    let view: Option<serde_json::Value> = match chain
-        .view(&market, "get_job", &serde_json::json!({ "job_id": id }))
-        .await
-    {
+    let marketplace = chain.marketplace();
+    let market = marketplace.id();
+    let view = match marketplace.get_job(id).await.map_err(Error::from) {
         Ok(v) => v,
         // Both sources failed: report the indexer's failure too.
         Err(chain_err) => {
@@ -602,8 +560,8 @@ pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobSt
 
 // ----- result -----
 
-/// The `job_settled` event's data (NEP-297, contracts/common/src/events/marketplace.rs).
-#[derive(Debug, Clone, Deserialize)]
+/// What the check reads of the `job_settled` event ([`MarketplaceEvent::JobSettled`]).
+#[derive(Debug, Clone)]
 pub struct SettledEvent {
     pub node_id: NodeId,
     pub usage: Usage,
@@ -774,11 +732,10 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
             )));
         }
     }
-    let data = detail
+    let entry = detail
         .timeline
         .iter()
         .find(|e| e.event == "job_settled")
-        .map(|e| e.data.clone())
         .ok_or_else(|| Error::Indexer {
             url: String::new(),
             message: format!(
@@ -786,10 +743,35 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
                 j.job_id
             ),
         })?;
-    let settled: SettledEvent = serde_json::from_value(data).map_err(|e| Error::Indexer {
+    let malformed_event = |message: String| Error::Indexer {
         url: String::new(),
-        message: format!("job {}'s job_settled event is malformed: {e}", j.job_id),
-    })?;
+        message: format!(
+            "job {}'s job_settled event is malformed: {message}",
+            j.job_id
+        ),
+    };
+    // The timeline keeps the event's name and data: the marketplace's own event type reads them.
+    let event = serde_json::json!({ "event": entry.event, "data": entry.data });
+    let settled = match serde_json::from_value(event) {
+        Ok(MarketplaceEvent::JobSettled {
+            node_id,
+            usage,
+            output,
+            input_hash,
+            output_hash,
+            signature,
+            ..
+        }) => SettledEvent {
+            node_id,
+            usage,
+            output,
+            input_hash,
+            output_hash,
+            signature,
+        },
+        Ok(_) => return Err(malformed_event("another event's data".to_owned())),
+        Err(e) => return Err(malformed_event(e.to_string())),
+    };
     let input: InputRef = serde_json::from_value(j.input.clone()).map_err(|e| Error::Indexer {
         url: String::new(),
         message: format!("job {}'s input is malformed: {e}", j.job_id),
@@ -810,46 +792,25 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
     })
 }
 
-/// The marketplace's receipt of a settled job (the fields the check uses).
-#[derive(Debug, Clone, Deserialize)]
-struct ChainReceipt {
-    status: String,
-    #[serde(default)]
-    output_hash: Option<Hash32>,
-    #[serde(default)]
-    signer_key: Option<String>,
-    #[serde(default)]
-    signature: Option<Base64VecU8>,
-}
-
 /// The key that signed the job's receipt: the marketplace's receipt (the key frozen at claim)
 /// when the chain answers, which must agree with the indexer's output hash; the indexer's node
 /// record otherwise.
 async fn node_key(chain: &Chain, indexer: &Indexer, job: &SettledJob) -> Result<NodeKey, Error> {
-    let market = chain.settings().marketplace.clone();
-    let receipt: Result<Option<ChainReceipt>, Error> = chain
-        .view(
-            &market,
-            "get_job",
-            &serde_json::json!({ "job_id": job.job_id }),
-        )
-        .await;
+    let receipt = chain
+        .marketplace()
+        .get_job(job.job_id)
+        .await
+        .map_err(Error::from);
     match receipt {
-        Ok(Some(r)) if r.status == "settled" => {
-            if r.output_hash != Some(job.settled.output_hash) {
+        Ok(Some(JobView::Settled(r))) => {
+            if r.output_hash != job.settled.output_hash {
                 return Err(Error::Verification(format!(
                     "the indexer's output hash for job {} differs from the marketplace's receipt",
                     job.job_id
                 )));
             }
-            let key = r.signer_key.ok_or_else(|| {
-                Error::Chain(format!(
-                    "the marketplace's receipt of job {} has no signer key",
-                    job.job_id
-                ))
-            })?;
             Ok(NodeKey {
-                key,
+                key: String::from(&r.signer_key),
                 source: "marketplace",
                 transaction_signed: r.signature.is_none_or(|s| s.0.is_empty()),
             })
@@ -1002,13 +963,38 @@ impl Report for JobResult {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Pure parts of the job commands. The encryption round trip through a node is in
     //! tests/encryption.rs.
 
     use super::*;
     use crate::input::{InputSpec, build};
     use protocol::envelope::EncryptionSecret;
+
+    /// Job 4 of alice.test.near as the marketplace's `get_job` returns it while it is `open`
+    /// or `claimed` (by node 2): 1 NEAR price cap, the deadlines given.
+    pub(crate) fn market_job(status: &str, claim_deadline_ns: u64, deadline_ns: u64) -> JobView {
+        let claim = (status == "claimed").then(|| {
+            serde_json::json!({
+                "node_id": "2", "operator": "op.test.near",
+                "signer_key": attestation::format_near_ed25519_key(&[7; 32]),
+                "price": {"input_per_million": "1", "output_per_million": "2"},
+                "claimed_ns": "3"
+            })
+        });
+        serde_json::from_value(serde_json::json!({
+            "status": status, "job_id": "4", "user": "alice.test.near", "model_id": "llama",
+            "asset": {"kind": "near"}, "token_rate": null,
+            "price_cap": "1000000000000000000000000", "storage_deposit": "0",
+            "storage_source": "attached", "storage_bytes": "0", "created_ns": "1",
+            "claim_deadline_ns": claim_deadline_ns.to_string(),
+            "deadline_ns": deadline_ns.to_string(),
+            "target": {"kind": "node", "node_id": "2"},
+            "input": {"kind": "inline", "ciphertext": ""}, "input_hash": hex::encode([0u8; 32]),
+            "user_key": "00", "claim": claim
+        }))
+        .unwrap()
+    }
 
     fn model() -> ModelId {
         "llama".parse().unwrap()
@@ -1200,22 +1186,32 @@ mod tests {
 
     #[test]
     fn status_from_the_marketplace_view() {
-        let v = serde_json::json!({"status": "claimed", "job_id": "4", "user": "alice.test.near",
-            "model_id": "llama", "asset": {"kind": "near"}, "price_cap": "1000000000000000000000000",
-            "deadline_ns": "9", "claim": {"node_id": "2"}});
-        let r = JobStatusReport::from_marketplace(JobId(4), &v);
+        let r = JobStatusReport::from_marketplace(JobId(4), &market_job("claimed", 8, 9));
         assert_eq!(r.status, "claimed");
         assert_eq!(r.node_id, Some(NodeId(2)));
         assert_eq!(r.asset.as_deref(), Some("near"));
+        assert_eq!(r.deadline_ns.as_deref(), Some("9"));
         let text = r.human();
         assert!(text.contains("job 4: claimed"), "{text}");
         assert!(text.contains("price cap   1 NEAR"), "{text}");
-        let settled = serde_json::json!({"status": "settled", "node_id": "2", "model_id": "llama",
+        let open = JobStatusReport::from_marketplace(JobId(4), &market_job("open", 8, 9));
+        assert_eq!((open.status.as_str(), open.node_id), ("open", None));
+        let settled: JobView = serde_json::from_value(serde_json::json!({"status": "settled",
+            "job_id": "4", "user": "alice.test.near", "node_id": "2", "model_id": "llama",
             "asset": {"kind": "ft", "token": "usdc.test.near"},
+            "input_hash": hex::encode([0u8; 32]), "output_hash": hex::encode([1u8; 32]),
             "usage": {"input_tokens": "5", "output_tokens": "3"},
-            "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"}});
+            "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"},
+            "signature": null, "signer_key": attestation::format_near_ed25519_key(&[7; 32]),
+            "settled_ns": "10"}))
+        .unwrap();
         let r = JobStatusReport::from_marketplace(JobId(4), &settled);
         assert_eq!(r.asset.as_deref(), Some("ft:usdc.test.near"));
+        assert_eq!(r.refund.as_deref(), Some("2"));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["usage"],
+            serde_json::json!({"input_tokens": "5", "output_tokens": "3"})
+        );
         let text = r.human();
         assert!(text.contains("5 input / 3 output tokens"), "{text}");
         assert!(text.contains("cost        8"), "{text}");
@@ -1252,5 +1248,14 @@ mod tests {
                 .to_string()
                 .contains("job_settled event is missing")
         );
+        settled.timeline.push(
+            serde_json::from_value(serde_json::json!({
+                "event": "job_settled", "block_height": 2, "timestamp_ns": "3", "receipt_id": "r",
+                "data": {"job_id": "3", "node_id": "1"}
+            }))
+            .unwrap(),
+        );
+        let err = settled_from_indexer(&settled).unwrap_err().to_string();
+        assert!(err.contains("job_settled event is malformed"), "{err}");
     }
 }

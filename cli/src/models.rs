@@ -4,7 +4,9 @@
 //! running the model-token contract. Contributions buy tokens in its crowdfund; holders claim
 //! the royalties every settled job of the model pays to the token.
 
+use chain_client::NearToken;
 use enclave_cloud_common::events::model::ModelManifest;
+use enclave_cloud_common::interfaces::model_factory::{ModelStatus, ModelView};
 use enclave_cloud_common::{Asset, ModelId};
 use near_sdk::AccountId;
 use near_sdk::json_types::{U64, U128};
@@ -13,17 +15,8 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::amount::Near;
-use crate::chain::{Call, Chain, returned};
+use crate::chain::Chain;
 use crate::output::Report;
-
-/// Gas of `create_model` (the factory's `CREATE_GAS`).
-pub const CREATE_GAS_TGAS: u64 = 50;
-/// Gas of `contribute` (~5 Tgas; storage registration on the first contribution).
-pub const CONTRIBUTE_GAS_TGAS: u64 = 30;
-/// Gas of `claim_revenue` (payout + callback).
-pub const CLAIM_GAS_TGAS: u64 = 30;
-/// Gas of `finalize_crowdfund` (asks for 20 Tgas: it may release a milestone).
-pub const FINALIZE_GAS_TGAS: u64 = 30;
 
 /// The crowdfund a model starts with (model-token `CrowdfundConfig`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,18 +75,6 @@ pub fn init_args(a: &CreateArgs) -> Value {
     args
 }
 
-/// The factory's listing of a model (`model` view).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FactoryModel {
-    pub model_id: ModelId,
-    pub token: AccountId,
-    pub owner: AccountId,
-    pub creator: AccountId,
-    pub created_at_ns: U64,
-    /// `creating` or `created`.
-    pub status: Value,
-}
-
 /// What `model create` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Created {
@@ -117,16 +98,14 @@ impl Report for Created {
     }
 }
 
-async fn listing(chain: &Chain, model: &ModelId) -> Result<FactoryModel, Error> {
-    let factory = chain.settings().factory.clone();
-    chain
-        .view::<Option<FactoryModel>>(&factory, "model", &json!({ "model_id": model }))
-        .await?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "model '{model}' is not listed by the factory {factory}"
-            ))
-        })
+async fn listing(chain: &Chain, model: &ModelId) -> Result<ModelView, Error> {
+    let factory = chain.factory();
+    factory.model(model).await?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "model '{model}' is not listed by the factory {}",
+            factory.id()
+        ))
+    })
 }
 
 /// `ecloud model create`: pays `create_deposit(args)` (or `deposit`) to the factory.
@@ -136,7 +115,7 @@ pub async fn create(
     deposit: Option<Near>,
 ) -> Result<Created, Error> {
     let signer = chain.signer()?;
-    let factory = chain.settings().factory.clone();
+    let factory = chain.factory();
     // The owner is always named: the factory's `create_deposit` view cannot default it to the
     // caller (views have no predecessor), and the deposit must be computed for these exact
     // arguments.
@@ -144,31 +123,30 @@ pub async fn create(
     if a.owner.is_none() {
         args["owner"] = json!(signer.account_id());
     }
-    let least: U128 = chain
-        .view(&factory, "create_deposit", &json!({ "args": args }))
-        .await?;
-    let deposit = deposit.map_or(least.0, Near::yocto);
-    if deposit < least.0 {
+    let least = factory.create_deposit(&args).await?.as_yoctonear();
+    let deposit = deposit.map_or(least, Near::yocto);
+    if deposit < least {
         return Err(Error::BadInput(format!(
             "--deposit {} is less than the {} the factory needs for this model",
             Near(deposit),
-            Near(least.0)
+            Near(least)
         )));
     }
-    let outcome = chain
-        .call(
-            &signer,
-            Call {
-                contract: &factory,
-                method: "create_model",
-                args: &json!({ "model_id": a.model_id, "args": args }),
-                deposit,
-                tgas: CREATE_GAS_TGAS,
-            },
-        )
+    let (created, outcome) = factory
+        .create_model(
+            a.model_id.clone(),
+            &args,
+            NearToken::from_yoctonear(deposit),
+        )?
+        .send_outcome(&signer)
         .await?;
     // The callback's answer: false when creating the account or `new` failed (refunded).
-    let created: bool = returned(&outcome)?;
+    let created: bool = serde_json::from_value(created).map_err(|e| {
+        Error::Chain(format!(
+            "the factory's answer to create_model is not true or false: {e} (tx {})",
+            outcome.tx_hash
+        ))
+    })?;
     if !created {
         let why = outcome
             .failed_receipts
@@ -249,20 +227,12 @@ pub async fn contribute(
     }
     let signer = chain.signer()?;
     let m = listing(chain, model).await?;
-    let meta: FtMetadata = chain.view(&m.token, "ft_metadata", &json!({})).await?;
-    let outcome = chain
-        .call(
-            &signer,
-            Call {
-                contract: &m.token,
-                method: "contribute",
-                args: &json!({}),
-                deposit: amount.yocto(),
-                tgas: CONTRIBUTE_GAS_TGAS,
-            },
-        )
+    let token = chain.model_token(&m.token);
+    let meta: FtMetadata = token.ft_metadata().await?;
+    let (tokens, outcome) = token
+        .contribute(NearToken::from_yoctonear(amount.yocto()))?
+        .send_outcome(&signer)
         .await?;
-    let tokens: U128 = returned(&outcome)?;
     Ok(Contributed {
         model_id: model.clone(),
         token: m.token,
@@ -302,17 +272,10 @@ impl Report for Finalized {
 pub async fn finalize(chain: &Chain, model: &ModelId) -> Result<Finalized, Error> {
     let signer = chain.signer()?;
     let m = listing(chain, model).await?;
-    let outcome = chain
-        .call(
-            &signer,
-            Call {
-                contract: &m.token,
-                method: "finalize_crowdfund",
-                args: &json!({}),
-                deposit: 0,
-                tgas: FINALIZE_GAS_TGAS,
-            },
-        )
+    let (status, outcome) = chain
+        .model_token(&m.token)
+        .finalize_crowdfund()?
+        .send_outcome(&signer)
         .await?;
     if let Some((who, e)) = outcome.failed_receipts.first() {
         return Err(Error::Chain(format!(
@@ -320,7 +283,6 @@ pub async fn finalize(chain: &Chain, model: &ModelId) -> Result<Finalized, Error
             outcome.tx_hash
         )));
     }
-    let status: Value = returned(&outcome)?;
     Ok(Finalized {
         model_id: model.clone(),
         token: m.token,
@@ -365,13 +327,8 @@ impl Report for Claimed {
 pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claimed, Error> {
     let signer = chain.signer()?;
     let m = listing(chain, model).await?;
-    let claimable: U128 = chain
-        .view(
-            &m.token,
-            "claimable",
-            &json!({ "account_id": signer.account_id(), "asset": asset }),
-        )
-        .await?;
+    let token = chain.model_token(&m.token);
+    let claimable = token.claimable(signer.account_id(), &asset).await?;
     if claimable.0 == 0 {
         return Ok(Claimed {
             model_id: model.clone(),
@@ -380,17 +337,9 @@ pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claim
             tx_hash: None,
         });
     }
-    let outcome = chain
-        .call(
-            &signer,
-            Call {
-                contract: &m.token,
-                method: "claim_revenue",
-                args: &json!({ "asset": asset }),
-                deposit: 1,
-                tgas: CLAIM_GAS_TGAS,
-            },
-        )
+    let (_, outcome) = token
+        .claim_revenue(asset.clone())?
+        .send_outcome(&signer)
         .await?;
     if let Some((who, e)) = outcome.failed_receipts.first() {
         return Err(Error::Chain(format!(
@@ -406,11 +355,16 @@ pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claim
     })
 }
 
-/// What `model show` prints: the listing and the token's own views.
+/// What `model show` prints: the factory's listing ([`ModelView`], without the code it was
+/// created with) and the token's own views.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelReport {
-    #[serde(flatten)]
-    pub listing: FactoryModel,
+    pub model_id: ModelId,
+    pub token: AccountId,
+    pub owner: AccountId,
+    pub creator: AccountId,
+    pub created_at_ns: U64,
+    pub status: ModelStatus,
     pub name: String,
     pub symbol: String,
     pub decimals: u8,
@@ -433,21 +387,17 @@ pub struct Holder {
 /// `ecloud model show`.
 pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> {
     let m = listing(chain, model).await?;
-    let t = &m.token;
-    let meta: FtMetadata = chain.view(t, "ft_metadata", &json!({})).await?;
-    let total_supply: U128 = chain.view(t, "ft_total_supply", &json!({})).await?;
-    let manifest: Option<Value> = chain.view(t, "manifest", &json!({})).await?;
-    let crowdfund: Option<Value> = chain.view(t, "crowdfund", &json!({})).await?;
-    let revenue_pools: Vec<Value> = chain.view(t, "revenue_pools", &json!({})).await?;
+    let t = chain.model_token(&m.token);
+    let meta: FtMetadata = t.ft_metadata().await?;
+    let total_supply = t.ft_total_supply().await?;
+    let manifest: Option<Value> = t.manifest().await?;
+    let crowdfund: Option<Value> = t.crowdfund().await?;
+    let revenue_pools: Vec<Value> = t.revenue_pools().await?;
     let holder = match chain.settings().account_id.clone() {
         None => None,
         Some(account_id) => {
-            let balance: U128 = chain
-                .view(t, "ft_balance_of", &json!({ "account_id": account_id }))
-                .await?;
-            let claimable: Vec<Value> = chain
-                .view(t, "claimable_all", &json!({ "account_id": account_id }))
-                .await?;
+            let balance = t.ft_balance_of(&account_id).await?;
+            let claimable: Vec<Value> = t.claimable_all(&account_id).await?;
             Some(Holder {
                 account_id,
                 balance,
@@ -456,7 +406,12 @@ pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> 
         }
     };
     Ok(ModelReport {
-        listing: m,
+        model_id: m.model_id,
+        token: m.token,
+        owner: m.owner,
+        creator: m.creator,
+        created_at_ns: m.created_at_ns,
+        status: m.status,
         name: meta.name,
         symbol: meta.symbol,
         decimals: meta.decimals,
@@ -478,14 +433,13 @@ fn asset_text(asset: &Value, amount: &Value) -> String {
 
 impl Report for ModelReport {
     fn human(&self) -> String {
-        let l = &self.listing;
         let mut out = format!(
             "model {} ({} {}): token {}\n  owner        {}\n  supply       {}\n",
-            l.model_id,
+            self.model_id,
             self.name,
             self.symbol,
-            l.token,
-            l.owner,
+            self.token,
+            self.owner,
             units_text(self.total_supply.0, self.decimals)
         );
         if let Some(m) = &self.manifest {

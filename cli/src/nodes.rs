@@ -1,9 +1,10 @@
 //! Nodes: listing them (indexer), choosing one for a job, and confirming its attested keys with
 //! the registry, the source of truth (the indexer only helps find candidates).
 
+use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::{AttestationKind, ModelId, ModelPrice, NodeId, NodeStatus};
 use near_sdk::json_types::{U64, U128};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Error;
 use crate::amount::Near;
@@ -11,15 +12,15 @@ use crate::indexer::{Indexer, NodeQuery};
 use crate::output::Report;
 
 /// One attested GPU (what the listing shows of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GpuSummary {
     pub model: String,
 }
 
-/// A node as the client uses it: read from the registry's `get_node` view (this JSON shape),
-/// or converted from the indexer's [`protocol::indexer::Node`] (its fields carry the same
-/// names; ids, statuses and amounts as text there).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A node as the client uses it: converted from the registry's [`NodeView`] (`get_node`) or
+/// from the indexer's [`protocol::indexer::Node`] (its fields carry the same names; ids,
+/// statuses and amounts as text there).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeInfo {
     pub node_id: NodeId,
     pub operator: String,
@@ -29,20 +30,13 @@ pub struct NodeInfo {
     pub signer_key: String,
     /// The enclave's x25519 key, hex: job inputs are sealed to it.
     pub encryption_key: String,
-    #[serde(default)]
     pub tcb_status: Option<String>,
-    #[serde(default)]
     pub region: Option<String>,
-    #[serde(default)]
     pub endpoint: Option<String>,
-    #[serde(default)]
     pub gpus: Vec<GpuSummary>,
-    #[serde(default)]
     pub prices: Vec<ModelPrice>,
-    #[serde(default)]
     pub capacity: u32,
     pub attestation_expires_at_ns: U64,
-    #[serde(default)]
     pub last_heartbeat_ns: U64,
 }
 
@@ -154,6 +148,40 @@ impl TryFrom<protocol::indexer::Node> for NodeInfo {
             region: n.region,
             endpoint: n.endpoint,
         })
+    }
+}
+
+/// The registry's record, `get_node`.
+impl From<NodeView> for NodeInfo {
+    fn from(n: NodeView) -> Self {
+        Self {
+            node_id: n.node_id,
+            operator: n.operator.to_string(),
+            status: n.status,
+            kind: n.kind,
+            signer_key: String::from(&n.signer_key),
+            encryption_key: n.encryption_key,
+            tcb_status: json_name(&n.tcb_status),
+            region: n.region,
+            endpoint: n.endpoint,
+            gpus: n
+                .gpus
+                .into_iter()
+                .map(|g| GpuSummary { model: g.model })
+                .collect(),
+            prices: n.prices,
+            capacity: n.capacity,
+            attestation_expires_at_ns: n.attestation_expires_at_ns,
+            last_heartbeat_ns: n.last_heartbeat_ns,
+        }
+    }
+}
+
+/// A shared enum's JSON name, e.g. `UpToDate`.
+fn json_name<T: Serialize>(value: &T) -> Option<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Some(name),
+        _ => None,
     }
 }
 
@@ -391,8 +419,12 @@ pub(crate) mod tests {
             "gpus": [], "endpoint": null, "region": null, "prices": [], "capacity": 1,
             "registered_at_ns": "1", "attestation_expires_at_ns": "5", "last_heartbeat_ns": "1"
         });
-        let v: NodeInfo = serde_json::from_value(view).unwrap();
+        let v = NodeInfo::from(serde_json::from_value::<NodeView>(view).unwrap());
         assert_eq!(v.encryption_key, n.encryption_key);
+        assert_eq!(v.signer_key, n.signer_key);
+        assert_eq!(v.operator, "op.test.near");
+        assert_eq!(v.tcb_status.as_deref(), Some("None"));
+        assert_eq!(v.attestation_expires_at_ns, U64(5));
     }
 
     #[test]
