@@ -206,6 +206,10 @@ enum ModelCommand {
     /// Close a crowdfund whose goal is reached or whose deadline passed (anyone may): success
     /// releases the funds to the beneficiary, failure opens refunds.
     Finalize { model_id: ModelId },
+    /// Have the marketplace confirm with the factory that the model exists, so that its
+    /// royalties go to its token (until then they are protocol fees; `model create` does this
+    /// itself). Pays ~0.001 NEAR of storage from your marketplace storage balance.
+    Confirm { model_id: ModelId },
     /// Claim your share of a model's revenue.
     Claim {
         model_id: ModelId,
@@ -477,6 +481,9 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
         }
         ModelCommand::Finalize { model_id } => {
             done(&models::finalize(&chain, &model_id).await?, json)
+        }
+        ModelCommand::Confirm { model_id } => {
+            done(&models::confirm(&chain, &model_id).await?, json)
         }
         ModelCommand::Claim { model_id, token } => {
             let asset = token.map_or(Asset::Near, |token| Asset::Ft { token });

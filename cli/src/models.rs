@@ -4,7 +4,7 @@
 //! running the model-token contract. Contributions buy tokens in its crowdfund; holders claim
 //! the royalties every settled job of the model pays to the token.
 
-use chain_client::NearToken;
+use chain_client::{ChainError, NearToken};
 use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::model_factory::{ModelStatus, ModelView};
 use enclave_cloud_common::{Asset, ModelId};
@@ -83,19 +83,111 @@ pub struct Created {
     pub owner: AccountId,
     pub deposit: U128,
     pub tx_hash: String,
+    /// Whether the marketplace now sends the model's royalties to its token.
+    pub royalties: Confirmed,
 }
 
 impl Report for Created {
     fn human(&self) -> String {
         format!(
-            "model {} created: token contract {}, owner {}\n  deposit  {}\n  tx       {}\n",
+            "model {} created: token contract {}, owner {}\n  deposit  {}\n  tx       {}\n{}",
             self.model_id,
             self.token,
             self.owner,
             Near(self.deposit.0),
-            self.tx_hash
+            self.tx_hash,
+            self.royalties.human()
         )
     }
+}
+
+/// What `model confirm` prints (and `model create` after creating).
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmed {
+    pub model_id: ModelId,
+    pub marketplace: AccountId,
+    /// Where the marketplace sends the model's royalties now (`None`: protocol fees).
+    pub royalty_account: Option<AccountId>,
+    /// The marketplace's reason when it did not confirm the model.
+    pub refused: Option<String>,
+    /// Added to your storage balance in the marketplace to pay for the entry.
+    pub storage_deposit: U128,
+    pub tx_hash: Option<String>,
+}
+
+impl Report for Confirmed {
+    fn human(&self) -> String {
+        match (&self.royalty_account, &self.refused) {
+            (Some(account), _) => format!(
+                "  royalties of {} in {} go to {account}\n",
+                self.model_id, self.marketplace
+            ),
+            (None, Some(why)) => format!(
+                "  royalties of {} in {} are protocol fees: {why}\n",
+                self.model_id, self.marketplace
+            ),
+            (None, None) => format!(
+                "  royalties of {} in {} are protocol fees\n",
+                self.model_id, self.marketplace
+            ),
+        }
+    }
+}
+
+/// Storage balance kept in the marketplace to pay for a confirmation (an entry is ~0.001 NEAR).
+const CONFIRM_STORAGE: NearToken = NearToken::from_millinear(10);
+
+/// `model confirm`: has the marketplace ask the factory whether the model was created and, if
+/// so, send its royalties to its token from now on (until then they are protocol fees). Tops
+/// the signer's marketplace storage balance up to pay for the entry.
+pub async fn confirm(chain: &Chain, model: &ModelId) -> Result<Confirmed, Error> {
+    let signer = chain.signer()?;
+    let market = chain.marketplace();
+    let mut confirmed = Confirmed {
+        model_id: model.clone(),
+        marketplace: market.id().clone(),
+        royalty_account: None,
+        refused: None,
+        storage_deposit: U128(0),
+        tx_hash: None,
+    };
+    if let Some(account) = market.royalty_account(model).await? {
+        confirmed.royalty_account = Some(account);
+        return Ok(confirmed);
+    }
+    let balance = market.storage_balance_of(signer.account_id()).await?;
+    let missing = CONFIRM_STORAGE.saturating_sub(balance);
+    if !missing.is_zero() {
+        market.storage_deposit(None, missing)?.send(&signer).await?;
+        confirmed.storage_deposit = U128(missing.as_yoctonear());
+    }
+    let sent = market
+        .confirm_model(model.clone())?
+        .send_outcome(&signer)
+        .await;
+    let logs = match sent {
+        Ok((_, outcome)) => {
+            confirmed.tx_hash = Some(outcome.tx_hash.to_string());
+            outcome.logs
+        }
+        // E.g. a marketplace without a model factory: the model exists all the same.
+        Err(ChainError::ContractPanic {
+            message, tx_hash, ..
+        }) => {
+            confirmed.tx_hash = tx_hash.map(|h| h.to_string());
+            vec![message]
+        }
+        Err(e) => return Err(e.into()),
+    };
+    confirmed.royalty_account = market.royalty_account(model).await?;
+    if confirmed.royalty_account.is_none() {
+        confirmed.refused = Some(
+            logs.into_iter()
+                .next_back()
+                .unwrap_or_else(|| "the marketplace did not confirm it".to_owned()),
+        );
+    }
+    Ok(confirmed)
 }
 
 async fn listing(chain: &Chain, model: &ModelId) -> Result<ModelView, Error> {
@@ -160,12 +252,14 @@ pub async fn create(
         )));
     }
     let m = listing(chain, &a.model_id).await?;
+    let royalties = confirm(chain, &a.model_id).await?;
     Ok(Created {
         model_id: m.model_id,
         token: m.token,
         owner: m.owner,
         deposit: U128(deposit),
         tx_hash: outcome.tx_hash.to_string(),
+        royalties,
     })
 }
 

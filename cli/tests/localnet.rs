@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use chain_client::contracts::MarketplaceClient;
 use chain_client::near_primitives::account::{AccessKey, AccessKeyPermission};
 use chain_client::near_primitives::action::{Action, AddKeyAction};
 use chain_client::testkit::{
@@ -19,6 +20,7 @@ use chain_client::testkit::{
 use chain_client::{Account, ChainClient, FunctionCall, NearToken, credentials_path};
 use ed25519_dalek::SigningKey;
 use enclave_cloud_common::ModelId;
+use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
 use protocol::dev_attestation::dev_bundle;
 use protocol::envelope::{EncryptionSecret, Envelope, EnvelopeContext, open};
 use serde_json::{Value, json};
@@ -182,6 +184,26 @@ async fn models_and_jobs_on_localnet() {
     .expect("registry and marketplace");
     let registry = suite.registry_id().to_string();
     let factory = deploy_factory(&client, &root, &registry).await;
+    // Royalties follow the factory: the suite's own royalty account for the model is lifted,
+    // so the model's royalties are protocol fees until the marketplace confirms it exists.
+    let market = MarketplaceClient::new(&client, suite.marketplace_id().clone());
+    let model_id: ModelId = MODEL.parse().expect("model id");
+    market
+        .set_royalty_account(model_id, None)
+        .expect("args")
+        .send(&root)
+        .await
+        .expect("lift the royalty account");
+    let patch = ConfigPatch {
+        model_factory: Some(factory.account_id().clone()),
+        ..ConfigPatch::default()
+    };
+    market
+        .update_config(patch)
+        .expect("args")
+        .send(&root)
+        .await
+        .expect("set the model factory");
     let enclave = register_node(&client, &root, &registry).await;
     let (alice, alice_key) =
         create_account_with_key(&client, &root, "alice", NearToken::from_near(100))
@@ -229,6 +251,15 @@ async fn models_and_jobs_on_localnet() {
         .to_string(),
     )
     .expect("manifest");
+    // Before the model exists, the marketplace refuses to confirm it: its royalties stay fees.
+    let unconfirmed = ok_json(&ecloud(&env, &["--json", "model", "confirm", MODEL]));
+    assert_eq!(unconfirmed["royalty_account"], Value::Null, "{unconfirmed}");
+    assert!(
+        unconfirmed["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("never created")),
+        "{unconfirmed}"
+    );
     let created = ok_json(&ecloud(
         &env,
         &[
@@ -257,6 +288,8 @@ async fn models_and_jobs_on_localnet() {
     let token = format!("{MODEL}.{}", env.factory);
     assert_eq!(created["token"], token);
     assert_eq!(created["owner"], env.alice);
+    // `model create` had the marketplace confirm the new model: royalties go to its token.
+    assert_eq!(created["royalties"]["royalty_account"], token, "{created}");
 
     // Creating it again is refused by the factory: exit 4 with its message.
     let again = ecloud(

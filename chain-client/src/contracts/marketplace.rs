@@ -117,6 +117,14 @@ impl<'a> MarketplaceClient<'a> {
         self.contract().view(m::CREDIT_OF, &args).await
     }
 
+    /// Where `model_id`'s royalties go (`None`: the protocol fees).
+    pub async fn royalty_account(&self, model_id: &ModelId) -> Result<Option<AccountId>> {
+        let args = ModelArgs {
+            model_id: model_id.clone(),
+        };
+        self.contract().view(m::ROYALTY_ACCOUNT, &args).await
+    }
+
     /// The funds report: ledger per asset and whether it balances.
     pub async fn funds(&self) -> Result<FundsReport> {
         self.contract().view(m::FUNDS, &NoArgs {}).await

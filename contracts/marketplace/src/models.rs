@@ -12,7 +12,7 @@ use enclave_cloud_common::interfaces::model_factory::{ModelView, ext_model_listi
 
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::MarketplaceExt;
-use crate::errors::{MarketplaceError, Result};
+use crate::errors::MarketplaceError;
 use crate::funds::inc;
 use crate::governance::require_no_deposit;
 use crate::storage::{StorageMeter, bytes_cost};
@@ -27,8 +27,8 @@ impl Marketplace {
         model_id: &ModelId,
         factory: &AccountId,
         payer: &AccountId,
-        answer: std::result::Result<Option<ModelView>, PromiseError>,
-    ) -> Result<bool> {
+        answer: Result<Option<ModelView>, PromiseError>,
+    ) -> Result<bool, MarketplaceError> {
         let refuse = |reason: &str| MarketplaceError::ModelNotConfirmed {
             model_id: model_id.clone(),
             factory: factory.clone(),
@@ -78,7 +78,7 @@ impl Marketplace {
         model_id: ModelId,
         factory: AccountId,
         payer: AccountId,
-        #[callback_result] answer: std::result::Result<Option<ModelView>, PromiseError>,
+        #[callback_result] answer: Result<Option<ModelView>, PromiseError>,
     ) -> bool {
         match self.confirm_from_listing(&model_id, &factory, &payer, answer) {
             Ok(recorded) => {

@@ -407,6 +407,7 @@ pub mod methods {
     pub const CREDIT_OF: &str = "credit_of";
     pub const FUNDS: &str = "funds";
     pub const REQUEST_DEPOSIT: &str = "request_deposit";
+    pub const ROYALTY_ACCOUNT: &str = "royalty_account";
 
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]
