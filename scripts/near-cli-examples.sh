@@ -189,6 +189,10 @@ check_create-model() {
     expect "the factory lists $MODEL with its token" \
         "$(view "$FACTORY" model "{\"model_id\": \"$MODEL\"}" | jq -r .token)" "$MODEL_TOKEN"
 }
+check_confirm_model() {
+    expect "the model's royalty account" \
+        "$(view "$MARKETPLACE" royalty_account "{\"model_id\": \"$MODEL\"}" | jq -r .)" "$MODEL_TOKEN"
+}
 check_crowdfund() {
     expect "crowdfund status" "$(view "$MODEL_TOKEN" crowdfund '{}' | jq -r .status)" succeeded
     expect "backer's tokens (10 NEAR at 1 NEAR per token, 6 decimals)" \
