@@ -55,7 +55,10 @@ impl Config {
     pub const DEFAULT_MAX_INLINE_BYTES: u32 = crate::DEFAULT_MAX_INLINE_BYTES;
     pub const DEFAULT_CLAIM_WINDOW_NS: u64 = 10 * 60 * 1_000_000_000;
     pub const DEFAULT_MAX_JOB_DURATION_NS: u64 = 24 * 60 * 60 * 1_000_000_000;
-    pub const DEFAULT_NODE_CACHE_TTL_NS: u64 = 60 * 60 * 1_000_000_000;
+    /// One heartbeat interval of the registry's default policy: a node the registry stops
+    /// listing as active (missed heartbeats, a revoking policy change) claims from the cache
+    /// at most this long after the marketplace last asked; `refresh_node` evicts it at once.
+    pub const DEFAULT_NODE_CACHE_TTL_NS: u64 = 5 * 60 * 1_000_000_000;
     /// Least time a claimed job leaves its node to answer: below the worker's own margin
     /// (30 s), so an honest node is never asked for less than it would take.
     pub const DEFAULT_MIN_ANSWER_WINDOW_NS: u64 = 20 * 1_000_000_000;

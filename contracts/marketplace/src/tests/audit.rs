@@ -176,6 +176,37 @@ fn a_node_slashed_for_a_missed_deadline_must_ask_the_registry_again() {
     h.check_funds();
 }
 
+/// Finding 3: a node the registry stopped listing as active (missed heartbeats, revoked by a
+/// policy change) kept claiming from the marketplace's cache for up to an hour. The cache is
+/// trusted for one registry heartbeat interval at most; then a claim asks the registry again,
+/// and an inactive node is refused and evicted.
+#[test]
+fn an_inactive_node_is_trusted_from_the_cache_for_one_heartbeat_interval_at_most() {
+    let mut h = Harness::new();
+    h.claimed_job(NEAR);
+    let later = |h: &Harness| JobSpec {
+        deadline_ns: U64(h.now + 7200 * SECOND),
+        claim_deadline_ns: Some(U64(h.now + 7000 * SECOND)),
+        ..spec(NEAR)
+    };
+    let next = h.submit(later(&h));
+    // The registry now lists the node as inactive; five minutes after the marketplace asked.
+    h.advance(5 * 60 * SECOND + 1);
+    assert_eq!(
+        h.claim(OPERATOR, 0, next, NODE).unwrap(),
+        None,
+        "claimed from a cache older than a heartbeat interval"
+    );
+    assert_eq!(h.calls("get_node").len(), 1);
+    let inactive = node_view(NodeStatus::Inactive, T0 + 30 * 24 * 3600 * SECOND);
+    assert!(!h.callback(vec![ok_result(&Some(inactive.clone()))], |c| {
+        c.on_node_for_claim(next, NODE, acc(OPERATOR), Ok(Some(inactive.clone())))
+    }));
+    h.install(USER, 0, vec![]);
+    assert!(h.contract.get_cached_node(NODE).is_none(), "still cached");
+    h.check_funds();
+}
+
 /// Finding 5: the price filter looked at the output price only, so a node asking a huge
 /// input price passed it and charged the whole cap.
 #[test]

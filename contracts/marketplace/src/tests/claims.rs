@@ -45,7 +45,7 @@ fn a_claim_asks_the_registry_once_then_uses_the_cache() {
     let cached = h.contract.get_cached_node(NODE).unwrap();
     assert_eq!(
         cached.valid_until_ns.0,
-        T0 + 3600 * SECOND,
+        T0 + crate::state::Config::DEFAULT_NODE_CACHE_TTL_NS,
         "TTL before attestation expiry"
     );
     let charged = 100 * MILLI - h.contract.storage_balance_of(acc(OPERATOR)).0;
