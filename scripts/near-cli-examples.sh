@@ -189,7 +189,7 @@ check_create-model() {
     expect "the factory lists $MODEL with its token" \
         "$(view "$FACTORY" model "{\"model_id\": \"$MODEL\"}" | jq -r .token)" "$MODEL_TOKEN"
 }
-check_confirm_model() {
+check_confirm-model() {
     expect "the model's royalty account" \
         "$(view "$MARKETPLACE" royalty_account "{\"model_id\": \"$MODEL\"}" | jq -r .)" "$MODEL_TOKEN"
 }
