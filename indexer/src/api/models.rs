@@ -4,7 +4,6 @@ use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::{Filter, NoParams, Page, Q, limit, parse};
 use super::rows;
-use crate::db::amount;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -191,7 +190,7 @@ fn model_from_row(r: &AnyRow) -> Result<Model, sqlx::Error> {
         name: rows::opt_text(r, "name")?,
         created_height: rows::opt_int(r, "created_height")?.map(|v| v as u64),
         crowdfund,
-        total_supply: amount::display(&rows::text(r, "total_supply")?),
+        total_supply: rows::amount(r, "total_supply")?,
         holders: rows::int(r, "holders")?,
     })
 }

@@ -9,10 +9,10 @@ mod nep141;
 mod registry;
 
 use crate::block::{LogLine, StreamerMessage};
-use crate::db::Db;
 use crate::db::checkpoint::{self, Checkpoint, bump_counter, to_i64};
+use crate::db::{BadValue, Db};
 use crate::metrics::Metrics;
-use enclave_cloud_common::events::{AnyEvent, EVENT_JSON_PREFIX, EventError, ModelEvent};
+use enclave_cloud_common::events::{AnyEvent, EVENT_JSON_PREFIX, ModelEvent};
 use near_sdk::AccountId;
 use sqlx::AnyConnection;
 
@@ -41,6 +41,11 @@ pub struct EventCtx<'a> {
     pub pending: &'a std::sync::Mutex<ledger::Pending>,
 }
 
+/// The JSON text of an event's value, for a TEXT column.
+fn json_text<T: serde::Serialize>(v: &T, field: &'static str) -> Result<String, BadValue> {
+    serde_json::to_string(v).map_err(|e| BadValue::new(field, e, "cannot be written as JSON"))
+}
+
 /// Room for this many log lines per block in `seq`.
 pub const SEQ_PER_BLOCK: i64 = 1_000_000;
 
@@ -54,11 +59,36 @@ pub enum Applied {
     Orphan(String),
 }
 
+/// Why one event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The database failed: the block fails and is retried.
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+    /// A value of the event (or one it updates) does not fit or does not parse: the event
+    /// is skipped, the rest of the block is applied.
+    #[error("bad value: {0}")]
+    BadValue(#[from] BadValue),
+}
+
+impl From<sqlx::Error> for ApplyError {
+    fn from(e: sqlx::Error) -> Self {
+        match BadValue::from_sqlx(e) {
+            Ok(bad) => Self::BadValue(bad),
+            Err(e) => Self::Db(e),
+        }
+    }
+}
+
 /// Why a block could not be ingested. The follower retries; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The block's own height or time does not fit the database (a broken source): no event
+    /// of it can be placed, so it is not indexed at all.
+    #[error("block {height}: {bad}")]
+    BadValue { height: u64, bad: BadValue },
     #[error(
         "block {height} does not follow the indexed chain: its prev_hash is {prev_hash}, the last indexed block is {indexed}"
     )]
@@ -79,6 +109,8 @@ pub struct BlockReport {
     pub malformed: u64,
     pub foreign: u64,
     pub orphan: u64,
+    /// Events skipped because a value did not fit or did not parse.
+    pub bad_value: u64,
 }
 
 /// Applies blocks to the database.
@@ -100,6 +132,22 @@ impl Ingestor {
         msg: &StreamerMessage,
     ) -> Result<BlockReport, IngestError> {
         let header = &msg.block.header;
+        let bad_header = |bad: BadValue| {
+            self.metrics.bad_value(&bad);
+            IngestError::BadValue {
+                height: header.height,
+                bad,
+            }
+        };
+        let height = to_i64(header.height, "block_height").map_err(bad_header)?;
+        let timestamp_ns = to_i64(header.timestamp_nanosec, "timestamp_ns").map_err(bad_header)?;
+        let base = height.checked_mul(SEQ_PER_BLOCK).ok_or_else(|| {
+            bad_header(BadValue::new(
+                "block_height",
+                height,
+                "too high to number its events",
+            ))
+        })?;
         let mut tx = db.pool.begin().await?;
         if let Some(cp) = checkpoint::load(&mut tx).await? {
             if header.height <= cp.height {
@@ -120,13 +168,24 @@ impl Ingestor {
             height: header.height,
             ..Default::default()
         };
-        let base = to_i64(header.height).saturating_mul(SEQ_PER_BLOCK);
         let pending = std::sync::Mutex::new(ledger::Pending::default());
         for (index, log) in msg.logs().enumerate() {
+            // Past SEQ_PER_BLOCK lines a seq would collide with the next block's.
+            let Some(seq) = i64::try_from(index)
+                .ok()
+                .filter(|i| *i < SEQ_PER_BLOCK)
+                .map(|i| base + i)
+            else {
+                let bad = BadValue::new("log_index", index, "exceeds the lines a block may hold");
+                self.metrics.bad_value(&bad);
+                tracing::error!(height, receipt = log.receipt_id, error = %bad, "log line not indexed");
+                report.bad_value += 1;
+                continue;
+            };
             let ctx = EventCtx {
-                seq: base.saturating_add(to_i64(index as u64)),
-                height: to_i64(header.height),
-                timestamp_ns: to_i64(header.timestamp_nanosec),
+                seq,
+                height,
+                timestamp_ns,
                 receipt_id: log.receipt_id,
                 executor: log.executor_id,
                 pending: &pending,
@@ -142,9 +201,11 @@ impl Ingestor {
             ("events_malformed", report.malformed),
             ("events_foreign", report.foreign),
             ("events_orphan", report.orphan),
+            ("events_bad_value", report.bad_value),
         ] {
             if n > 0 {
-                bump_counter(&mut tx, name, to_i64(n)).await?;
+                let n = to_i64(n, "event_count").map_err(BadValue::into_sqlx)?;
+                bump_counter(&mut tx, name, n).await?;
             }
         }
         let cp = Checkpoint {
@@ -158,13 +219,17 @@ impl Ingestor {
             db.bump_generation();
         }
         self.metrics.blocks.inc();
-        self.metrics.indexed_height.set(to_i64(header.height));
+        self.metrics.indexed_height.set(height);
         Ok(report)
     }
 
     /// Records that no block exists at `height` (a chain skip): the checkpoint moves on,
     /// the last block hash stays, so the next block's `prev_hash` still links up.
     pub async fn apply_skipped(&self, db: &Db, height: u64) -> Result<(), IngestError> {
+        let gauge = to_i64(height, "block_height").map_err(|bad| {
+            self.metrics.bad_value(&bad);
+            IngestError::BadValue { height, bad }
+        })?;
         let mut tx = db.pool.begin().await?;
         let prev = checkpoint::load(&mut tx).await?;
         if let Some(cp) = &prev
@@ -186,7 +251,7 @@ impl Ingestor {
         checkpoint::store(&mut tx, &cp).await?;
         tx.commit().await?;
         self.metrics.skipped_heights.inc();
-        self.metrics.indexed_height.set(to_i64(height));
+        self.metrics.indexed_height.set(gauge);
         Ok(())
     }
 
@@ -218,7 +283,7 @@ impl Ingestor {
                     height = ctx.height, receipt = ctx.receipt_id, executor = ctx.executor,
                     error = %e, "malformed event skipped"
                 );
-                return record_rejected(conn, ctx, &e, log.line).await;
+                return record_rejected(conn, ctx, &e.to_string(), log.line).await;
             }
         };
         if let Emitter::UnannouncedToken = emitter {
@@ -226,8 +291,8 @@ impl Ingestor {
             model::hold_for_announcement(conn, ctx, log.line).await?;
             return Ok(());
         }
-        let (standard, outcome) = self.apply_event(conn, ctx, &event, &emitter).await?;
-        self.count(ctx, standard, outcome, report);
+        self.apply_checked(conn, ctx, &event, &emitter, log.line, report)
+            .await?;
         if let (AnyEvent::Model(ModelEvent::ModelCreated { token, .. }), Emitter::Factory) =
             (&event, &emitter)
         {
@@ -262,10 +327,51 @@ impl Ingestor {
             let Ok(Some(event)) = AnyEvent::parse(&held.line) else {
                 continue;
             };
-            let (standard, outcome) = self.apply_event(conn, &held_ctx, &event, &emitter).await?;
-            self.count(&held_ctx, standard, outcome, report);
+            self.apply_checked(conn, &held_ctx, &event, &emitter, &held.line, report)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Applies one event inside a savepoint. An event with a value that does not fit or
+    /// does not parse leaves nothing behind (its rows and running amounts are rolled back):
+    /// it is logged, counted and kept in `rejected_events`, and the block goes on with the
+    /// next event, so one bad value never stalls the follower nor costs other events.
+    async fn apply_checked(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &EventCtx<'_>,
+        event: &AnyEvent,
+        emitter: &Emitter,
+        line: &str,
+        report: &mut BlockReport,
+    ) -> Result<(), sqlx::Error> {
+        let mark = ledger::mark(ctx.pending);
+        let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+        match self.apply_event(&mut savepoint, ctx, event, emitter).await {
+            Ok((standard, outcome)) => {
+                savepoint.commit().await?;
+                self.count(ctx, standard, outcome, report);
+                Ok(())
+            }
+            Err(ApplyError::BadValue(bad)) => {
+                savepoint.rollback().await?;
+                ledger::rollback(ctx.pending, mark);
+                report.bad_value += 1;
+                self.metrics
+                    .rejected
+                    .with_label_values(&["bad_value"])
+                    .inc();
+                self.metrics.bad_value(&bad);
+                tracing::error!(
+                    height = ctx.height, receipt = ctx.receipt_id, executor = ctx.executor,
+                    field = bad.field, value = %bad.value, error = %bad,
+                    "event with a value that does not fit skipped"
+                );
+                record_rejected(conn, ctx, &format!("bad value: {bad}"), line).await
+            }
+            Err(ApplyError::Db(e)) => Err(e),
+        }
     }
 
     /// Dispatches one event to the tables of the standard its emitter may write.
@@ -275,7 +381,7 @@ impl Ingestor {
         ctx: &EventCtx<'_>,
         event: &AnyEvent,
         emitter: &Emitter,
-    ) -> Result<(&'static str, Applied), sqlx::Error> {
+    ) -> Result<(&'static str, Applied), ApplyError> {
         Ok(match (event, emitter) {
             (AnyEvent::Registry(e), Emitter::Registry) => {
                 ("registry", registry::apply(conn, ctx, e).await?)
@@ -384,7 +490,7 @@ enum Emitter {
 async fn record_rejected(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
-    error: &EventError,
+    reason: &str,
     line: &str,
 ) -> Result<(), sqlx::Error> {
     // Bound what a hostile contract can make us store.
@@ -397,7 +503,7 @@ async fn record_rejected(
     .bind(ctx.height)
     .bind(ctx.receipt_id)
     .bind(ctx.executor)
-    .bind(error.to_string())
+    .bind(reason)
     .bind(line)
     .execute(conn)
     .await?;
