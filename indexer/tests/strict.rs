@@ -272,3 +272,81 @@ storage_test!(
     unreadable_stored_values_on,
     unreadable_stored_values_are_500s_not_defaults
 );
+
+/// `/v1/nodes` on SQLite renders nodes in SQL (`node_json`): the same strictness there.
+async fn unreadable_node_values_are_500s_in_listings_and_details(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let mut chain = ChainBuilder::new(FIRST_HEIGHT);
+    let block = chain.block(&[(
+        REGISTRY,
+        lines(&[registered(1), scenario::priced(1, "eu", 7)]),
+    )]);
+    let metrics = Metrics::new().unwrap();
+    Ingestor::new(scenario::contracts(), metrics.clone())
+        .apply_block(&db, &block)
+        .await
+        .unwrap();
+    let app = api::router(ApiContext {
+        db: db.clone(),
+        status: status(),
+        metrics: metrics.clone(),
+        node_pages: Default::default(),
+    });
+    let (code, body) = get(&app, "/v1/nodes?limit=1").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["items"][0]["prices"][0]["output_per_million"], "7",
+        "{body}"
+    );
+
+    let cases = [
+        (
+            "UPDATE node_prices SET output_per_million = ''",
+            "output_per_million",
+        ),
+        (
+            "UPDATE node_prices SET output_per_million = '340282366920938463463374607431768211456'",
+            "output_per_million",
+        ),
+        (
+            "UPDATE node_prices SET output_per_million = '7', input_per_million = '1x'",
+            "input_per_million",
+        ),
+        (
+            "UPDATE node_prices SET input_per_million = '1'; UPDATE nodes SET measurements = '{bad'",
+            "measurements",
+        ),
+    ];
+    for (n, (sql, field)) in cases.into_iter().enumerate() {
+        for stmt in sql.split("; ") {
+            sqlx::query(stmt).execute(&db.pool).await.unwrap();
+        }
+        // A new limit each time: a new page, not one cached before the change.
+        for uri in [
+            format!("/v1/nodes?limit={}", n + 2),
+            "/v1/nodes/1".to_owned(),
+        ] {
+            let (code, body) = get(&app, &uri).await;
+            assert_eq!(
+                code,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{sql}: {uri}: {body}"
+            );
+            assert_eq!(body["error"], "internal", "{uri}: {body}");
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(&format!(
+                "ecloud_indexer_bad_values_total{{field=\"{field}\"}}"
+            )),
+            "{field} missing from\n{text}"
+        );
+    }
+}
+storage_test!(
+    unreadable_node_values_on,
+    unreadable_node_values_are_500s_in_listings_and_details
+);

@@ -249,7 +249,13 @@ async fn query_nodes(ctx: &ApiContext, q: &NodeListing) -> ApiResult<RawPage> {
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|r| Ok((rows::text(r, "node")?, cursor_of(r)?)))
+                .map(|r| {
+                    let doc = rows::text(r, "node")?;
+                    if let Some(bad) = super::node_json::bad_value_in(&doc) {
+                        return Err(bad.into_sqlx());
+                    }
+                    Ok((doc, cursor_of(r)?))
+                })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
             RawPage::from(Page::from_rows(docs, limit, |(_, c)| c.clone()))
         }
