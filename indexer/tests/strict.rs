@@ -125,6 +125,11 @@ async fn out_of_range_ids_and_times_skip_the_event_not_the_block(postgres: bool)
         "ecloud_indexer_events_rejected_total{reason=\"bad_value\"} 4",
         "ecloud_indexer_bad_values_total{field=\"deadline_ns\"} 1",
         "ecloud_indexer_bad_values_total{field=\"output_tokens\"} 1",
+        // The block is first tried without savepoints, then again with them: the events
+        // of the block count once.
+        "ecloud_indexer_events_total{standard=\"registry\"} 1",
+        "ecloud_indexer_events_total{standard=\"marketplace\"} 4",
+        "ecloud_indexer_blocks_total 2",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
