@@ -272,6 +272,29 @@ async fn unreadable_stored_values_are_500s_not_defaults(postgres: bool) {
     // A listing that holds a bad row fails too, rather than showing it with a made-up value.
     let (code, body) = get(&app, "/v1/jobs").await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+
+    // A settled row missing a leg, a negative token count: not "" nor -1.
+    let cost = amount::pad(1_000);
+    let cases = [
+        (
+            format!("UPDATE jobs SET cost = '{cost}', provider_amount = NULL WHERE job_id = 1"),
+            "provider_amount",
+        ),
+        (
+            format!(
+                "UPDATE jobs SET provider_amount = '{cost}', output_tokens = -1 WHERE job_id = 1"
+            ),
+            "output_tokens",
+        ),
+    ];
+    for (sql, field) in cases {
+        sqlx::query(&sql).execute(&db.pool).await.unwrap();
+        let (code, body) = get(&app, "/v1/jobs/1").await;
+        assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{sql}: {body}");
+        let line = format!("ecloud_indexer_bad_values_total{{field=\"{field}\"}} 1");
+        let text = metrics.render();
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
 }
 storage_test!(
     unreadable_stored_values_on,

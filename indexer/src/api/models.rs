@@ -188,7 +188,7 @@ fn model_from_row(r: &AnyRow) -> Result<Model, sqlx::Error> {
         token: rows::opt_text(r, "token")?,
         owner: rows::opt_text(r, "owner")?,
         name: rows::opt_text(r, "name")?,
-        created_height: rows::opt_int(r, "created_height")?.map(|v| v as u64),
+        created_height: rows::opt_height(r, "created_height")?,
         crowdfund,
         total_supply: rows::amount(r, "total_supply")?,
         holders: rows::int(r, "holders")?,

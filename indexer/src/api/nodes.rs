@@ -334,8 +334,8 @@ pub async fn get_node(
         Ok(KeyGrant {
             model_id: rows::text(r, "model_id")?,
             key_hash: rows::opt_text(r, "key_hash")?,
-            granted_height: rows::opt_int(r, "granted_height")?.map(|v| v as u64),
-            revoked_height: rows::opt_int(r, "revoked_height")?.map(|v| v as u64),
+            granted_height: rows::opt_height(r, "granted_height")?,
+            revoked_height: rows::opt_height(r, "revoked_height")?,
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;

@@ -61,3 +61,26 @@ pub fn json(row: &AnyRow, col: &'static str) -> Result<serde_json::Value, sqlx::
 pub fn height(row: &AnyRow, col: &'static str) -> Result<u64, sqlx::Error> {
     unsigned(col, int(row, col)?)
 }
+
+pub fn opt_height(row: &AnyRow, col: &'static str) -> Result<Option<u64>, sqlx::Error> {
+    opt_int(row, col)?.map(|v| unsigned(col, v)).transpose()
+}
+
+/// A count written from a u64 (token counts): an i64 that is never negative.
+pub fn opt_count(row: &AnyRow, col: &'static str) -> Result<Option<i64>, sqlx::Error> {
+    opt_int(row, col)?
+        .map(|v| {
+            unsigned(col, v)?;
+            Ok(v)
+        })
+        .transpose()
+}
+
+/// An amount that must be present because another column says so (`why`).
+pub fn required_amount(
+    row: &AnyRow,
+    col: &'static str,
+    why: &'static str,
+) -> Result<String, sqlx::Error> {
+    opt_amount(row, col)?.ok_or_else(|| BadValue::new(col, "NULL", why).into_sqlx())
+}
