@@ -378,3 +378,77 @@ storage_test!(
     unreadable_node_values_on,
     unreadable_node_values_are_500s_in_listings_and_details
 );
+
+/// A token's events held until the factory announces it: a held event with a bad value is
+/// skipped when the announcement applies them, the other held events are applied.
+async fn a_bad_held_token_event_is_skipped_the_others_applied(postgres: bool) {
+    use enclave_cloud_common::events::ModelEvent;
+    use indexer::fixture::scenario::{FACTORY, MODEL_TOKEN, model};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let crowdfund = ModelEvent::CrowdfundStarted {
+        goal: U128(100),
+        token_price: U128(2),
+        deadline_ns: U64(HUGE),
+        beneficiary: acc("trainer.test"),
+    };
+    let mint = Nep141Event::FtMint(vec![FtMint {
+        owner_id: acc("owner.test"),
+        amount: U128(7),
+        memo: None,
+    }]);
+    let created = ModelEvent::ModelCreated {
+        model_id: model(),
+        token: acc(MODEL_TOKEN),
+        owner: acc("owner.test"),
+    };
+    let mut chain = ChainBuilder::new(FIRST_HEIGHT);
+    let blocks = [
+        chain.block(&[(
+            MODEL_TOKEN,
+            vec![crowdfund.to_log_line(), mint.to_log_line()],
+        )]),
+        chain.block(&[(FACTORY, vec![created.to_log_line()])]),
+    ];
+    let metrics = Metrics::new().unwrap();
+    let ingestor = Ingestor::new(scenario::contracts(), metrics.clone());
+    ingestor.apply_block(&db, &blocks[0]).await.unwrap();
+    let report = ingestor.apply_block(&db, &blocks[1]).await.unwrap();
+    assert_eq!(
+        report.applied, 2,
+        "the announcement and the mint: {report:?}"
+    );
+
+    let row: (Option<String>, Option<i64>, String) = sqlx::query_as(
+        "SELECT crowdfund_state, crowdfund_deadline_ns, total_supply FROM models
+         WHERE model_id = $1",
+    )
+    .bind(model().as_str())
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row, (None, None, amount::pad(7)));
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM pending_token_events").await,
+        0
+    );
+    let reason: String = sqlx::query_scalar("SELECT reason FROM rejected_events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(reason.contains("deadline_ns"), "{reason}");
+    let mut conn = db.pool.acquire().await.unwrap();
+    assert_eq!(counter(&mut conn, "events_bad_value").await.unwrap(), 1);
+    assert!(
+        metrics
+            .render()
+            .contains("ecloud_indexer_bad_values_total{field=\"deadline_ns\"} 1")
+    );
+}
+storage_test!(
+    bad_held_token_event_on,
+    a_bad_held_token_event_is_skipped_the_others_applied
+);
