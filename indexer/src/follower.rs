@@ -189,7 +189,13 @@ impl<S: BlockSource> Follower<S> {
     /// What `/v1/status` and the metrics report as the chain's head.
     fn publish_head(&self, head: u64) {
         self.status.head.store(head, Ordering::Relaxed);
-        self.metrics.chain_head.set(to_i64(head));
+        match to_i64(head, "chain_head") {
+            Ok(head) => self.metrics.chain_head.set(head),
+            Err(bad) => {
+                self.metrics.bad_value(&bad);
+                tracing::error!(error = %bad, "the source's final head does not fit; not shown");
+            }
+        }
     }
 
     async fn resume_height(&self) -> Result<u64, sqlx::Error> {
@@ -214,13 +220,15 @@ impl<S: BlockSource> Follower<S> {
         match self.source.block(height).await.map_err(StepError::Source)? {
             Some(msg) => {
                 let report = self.ingestor.apply_block(&self.db, &msg).await?;
-                if report.applied + report.malformed + report.foreign + report.orphan > 0 {
+                let refused = report.malformed + report.foreign + report.orphan + report.bad_value;
+                if report.applied + refused > 0 {
                     tracing::info!(
                         height,
                         applied = report.applied,
                         malformed = report.malformed,
                         foreign = report.foreign,
                         orphan = report.orphan,
+                        bad_value = report.bad_value,
                         "block indexed"
                     );
                 } else {

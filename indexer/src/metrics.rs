@@ -14,8 +14,11 @@ pub struct Metrics {
     pub skipped_heights: IntCounter,
     /// Events applied, by standard.
     pub events: IntCounterVec,
-    /// Events refused, by reason (`malformed`, `foreign`, `orphan`).
+    /// Events refused, by reason (`malformed`, `foreign`, `orphan`, `bad_value`).
     pub rejected: IntCounterVec,
+    /// Values that do not fit their column or do not parse, by field: events skipped at
+    /// ingest and API reads answered 500 (see [`crate::db::BadValue`]).
+    pub bad_values: IntCounterVec,
     pub indexed_height: IntGauge,
     pub chain_head: IntGauge,
     pub source_errors: IntCounter,
@@ -38,6 +41,13 @@ impl Metrics {
             Opts::new("events_rejected_total", "Event logs not applied"),
             &["reason"],
         )?;
+        let bad_values = IntCounterVec::new(
+            Opts::new(
+                "bad_values_total",
+                "Values that do not fit or do not parse (event skipped or read refused)",
+            ),
+            &["field"],
+        )?;
         let indexed_height = IntGauge::new("indexed_height", "Last indexed block height")?;
         let chain_head = IntGauge::new("chain_head", "Last final height seen at the source")?;
         let source_errors = IntCounter::new("source_errors_total", "Failed block source calls")?;
@@ -56,6 +66,7 @@ impl Metrics {
         registry.register(Box::new(skipped_heights.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(bad_values.clone()))?;
         registry.register(Box::new(indexed_height.clone()))?;
         registry.register(Box::new(chain_head.clone()))?;
         registry.register(Box::new(source_errors.clone()))?;
@@ -68,6 +79,7 @@ impl Metrics {
             skipped_heights,
             events,
             rejected,
+            bad_values,
             indexed_height,
             chain_head,
             source_errors,
@@ -75,6 +87,11 @@ impl Metrics {
             http_seconds,
             feed_subscribers,
         })
+    }
+
+    /// Counts a value refused with `bad`.
+    pub fn bad_value(&self, bad: &crate::db::BadValue) {
+        self.bad_values.with_label_values(&[bad.field]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

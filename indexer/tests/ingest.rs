@@ -65,7 +65,7 @@ async fn stores_the_scenario(postgres: bool) {
     ];
     let got: Vec<(&str, &str, u128)> = payouts
         .iter()
-        .map(|(a, k, v)| (a.as_str(), k.as_str(), amount::parse(v)))
+        .map(|(a, k, v)| (a.as_str(), k.as_str(), amount::parse("amount", v).unwrap()))
         .collect();
     assert_eq!(got, expected);
 
@@ -78,7 +78,7 @@ async fn stores_the_scenario(postgres: bool) {
             .unwrap();
     let balances: Vec<(&str, u128)> = balances
         .iter()
-        .map(|(a, b)| (a.as_str(), amount::parse(b)))
+        .map(|(a, b)| (a.as_str(), amount::parse("balance", b).unwrap()))
         .collect();
     assert_eq!(
         balances,

@@ -1,6 +1,7 @@
 //! One error type for every handler, rendered as `{"error": <code>, "message": <text>}`
 //! with the matching HTTP status.
 
+use crate::db::BadValue;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -31,7 +32,16 @@ pub enum ApiError {
     /// 500: the database failed; details go to the log, not to the client.
     #[error("the database failed to answer")]
     Db(sqlx::Error),
+    /// 500: a stored value does not read as what its column holds (see [`BadValue`]); the
+    /// field and value go to the log and the `bad_values_total` metric, not to the client.
+    #[error("the database holds a value that cannot be read")]
+    BadValue(BadValue),
 }
+
+/// Set on a response answered with [`ApiError::BadValue`], so the metrics middleware can
+/// count it by field (a handler's error has no access to the metrics).
+#[derive(Debug, Clone, Copy)]
+pub struct BadValueField(pub &'static str);
 
 /// What an overloaded server asks clients to wait, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -42,7 +52,10 @@ impl From<sqlx::Error> for ApiError {
             // Waiting for a connection timed out, or the pool closed because the server is
             // shutting down: either way the request was never run, so it may be retried.
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Self::Overloaded,
-            e => Self::Db(e),
+            e => match BadValue::from_sqlx(e) {
+                Ok(bad) => Self::BadValue(bad),
+                Err(e) => Self::Db(e),
+            },
         }
     }
 }
@@ -69,7 +82,7 @@ impl ApiError {
             Self::NotFound { .. } | Self::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            Self::Db(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Db(_) | Self::BadValue(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -79,6 +92,10 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Db(e) => tracing::error!(error = %e, "database error while serving a request"),
             Self::Overloaded => tracing::warn!("no database connection came free: answered 503"),
+            Self::BadValue(bad) => tracing::error!(
+                field = bad.field, value = %bad.value, error = %bad,
+                "stored value cannot be read while serving a request: answered 500"
+            ),
             _ => {}
         }
         let (status, code) = self.status_and_code();
@@ -90,6 +107,9 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Overloaded) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if let Self::BadValue(bad) = &self {
+            resp.extensions_mut().insert(BadValueField(bad.field));
         }
         resp
     }
@@ -117,5 +137,16 @@ mod tests {
         let resp = ApiError::from(sqlx::Error::RowNotFound).into_response();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn unreadable_stored_values_are_500_internal_and_name_the_field_for_the_metrics() {
+        let bad = BadValue::new("cost", "12abc", "is not a decimal amount");
+        let err = ApiError::from(bad.into_sqlx());
+        assert!(matches!(err, ApiError::BadValue(_)), "{err:?}");
+        let resp = err.into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let field = resp.extensions().get::<BadValueField>().map(|f| f.0);
+        assert_eq!(field, Some("cost"));
     }
 }

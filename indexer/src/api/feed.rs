@@ -231,10 +231,22 @@ impl FeedState {
             match load_offers(&self.ctx, self.node_id, self.after, 100).await {
                 Ok(items) if !items.is_empty() => self.buffered.extend(items),
                 Ok(_) => self.wake.changed().await.ok()?,
-                Err(e) => {
-                    tracing::warn!(node = self.node_id, error = %e, "feed query failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                Err(e) => match crate::db::BadValue::from_sqlx(e) {
+                    // Not skipped (a worker would miss an offer) nor shown with a made-up
+                    // value: logged and counted on every retry until the row is repaired.
+                    Ok(bad) => {
+                        self.ctx.metrics.bad_value(&bad);
+                        tracing::error!(
+                            node = self.node_id, field = bad.field, value = %bad.value,
+                            error = %bad, "feed item holds a value that cannot be read; retrying"
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = self.node_id, error = %e, "feed query failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
             }
         }
     }

@@ -163,8 +163,8 @@ async fn load_timeline(
 fn usage(r: &AnyRow) -> Result<Option<Usage>, sqlx::Error> {
     Ok(
         match (
-            rows::opt_int(r, "input_tokens")?,
-            rows::opt_int(r, "output_tokens")?,
+            rows::opt_count(r, "input_tokens")?,
+            rows::opt_count(r, "output_tokens")?,
         ) {
             (Some(input_tokens), Some(output_tokens)) => Some(Usage {
                 input_tokens,
@@ -175,16 +175,19 @@ fn usage(r: &AnyRow) -> Result<Option<Usage>, sqlx::Error> {
     )
 }
 
+/// Why a settlement leg may not be NULL.
+const SETTLED: &str = "is missing from a settled row (its cost is set)";
+
 fn settlement(r: &AnyRow) -> Result<Option<Settlement>, sqlx::Error> {
     let Some(cost) = rows::opt_amount(r, "cost")? else {
         return Ok(None);
     };
     Ok(Some(Settlement {
         cost,
-        provider: rows::opt_amount(r, "provider_amount")?.unwrap_or_default(),
-        royalty: rows::opt_amount(r, "royalty")?.unwrap_or_default(),
-        protocol_fee: rows::opt_amount(r, "protocol_fee")?.unwrap_or_default(),
-        refund: rows::opt_amount(r, "refund")?.unwrap_or_default(),
+        provider: rows::required_amount(r, "provider_amount", SETTLED)?,
+        royalty: rows::required_amount(r, "royalty", SETTLED)?,
+        protocol_fee: rows::required_amount(r, "protocol_fee", SETTLED)?,
+        refund: rows::required_amount(r, "refund", SETTLED)?,
     }))
 }
 

@@ -135,6 +135,9 @@ async fn track(State(ctx): State<ApiContext>, req: Request, next: Next) -> Respo
         .http_requests
         .with_label_values(&[&route, status_label(status)])
         .inc();
+    if let Some(error::BadValueField(field)) = resp.extensions().get() {
+        ctx.metrics.bad_values.with_label_values(&[field]).inc();
+    }
     resp
 }
 

@@ -4,7 +4,6 @@ use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::params::{Filter, NoParams, Page, Q, limit, parse};
 use super::rows;
-use crate::db::amount;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -189,9 +188,9 @@ fn model_from_row(r: &AnyRow) -> Result<Model, sqlx::Error> {
         token: rows::opt_text(r, "token")?,
         owner: rows::opt_text(r, "owner")?,
         name: rows::opt_text(r, "name")?,
-        created_height: rows::opt_int(r, "created_height")?.map(|v| v as u64),
+        created_height: rows::opt_height(r, "created_height")?,
         crowdfund,
-        total_supply: amount::display(&rows::text(r, "total_supply")?),
+        total_supply: rows::amount(r, "total_supply")?,
         holders: rows::int(r, "holders")?,
     })
 }

@@ -80,13 +80,50 @@ fn object(fields: &[(&str, Field)]) -> String {
     format!("json_object({args})")
 }
 
+/// The key of the object SQLite puts in place of a stored value that does not read as its
+/// column holds: `{"value": <stored>, "bad_value": <column>}`. Strings in the document are
+/// JSON-escaped, so `"bad_value":` appears unescaped only as this key ([`bad_value_in`]).
+const BAD_VALUE_KEY: &str = "bad_value";
+
+/// u128::MAX, the largest stored amount.
+const U128_MAX: &str = "340282366920938463463374607431768211455";
+
+/// `column` without its table alias.
+fn column_name(c: &'static str) -> &'static str {
+    c.rsplit('.').next().unwrap_or(c)
+}
+
+fn bad_value(c: &'static str) -> String {
+    format!(
+        "json_object('value', {c}, '{BAD_VALUE_KEY}', '{}')",
+        column_name(c)
+    )
+}
+
 fn value(field: Field) -> String {
     match field {
         Field::Plain(c) => c.to_owned(),
-        Field::U64Text(c) => format!("CAST({c} AS TEXT)"),
-        // Padding stripped; all zeros is 0.
-        Field::Amount(c) => format!("COALESCE(NULLIF(LTRIM({c}, '0'), ''), '0')"),
-        Field::Json(c) => format!("json({c})"),
+        // Written from u64s: never negative.
+        Field::U64Text(c) => format!(
+            "CASE WHEN {c} IS NULL OR {c} >= 0 THEN CAST({c} AS TEXT) ELSE {} END",
+            bad_value(c)
+        ),
+        // Padding stripped; all zeros is 0. Only decimal digits up to u128::MAX read as an
+        // amount (as `amount::parse`); anything else is a bad value, never 0.
+        Field::Amount(c) => {
+            let digits = format!("LTRIM({c}, '0')");
+            format!(
+                "CASE WHEN {c} IS NULL THEN NULL \
+                 WHEN {c} <> '' AND {c} NOT GLOB '*[^0-9]*' AND (length({digits}) < 39 \
+                     OR (length({digits}) = 39 AND {digits} <= '{U128_MAX}')) \
+                 THEN COALESCE(NULLIF({digits}, ''), '0') ELSE {} END",
+                bad_value(c)
+            )
+        }
+        Field::Json(c) => format!(
+            "CASE WHEN {c} IS NULL OR json_valid({c}) THEN json({c}) ELSE {} END",
+            bad_value(c)
+        ),
         Field::Array("gpus") => array("node_gpus g", GPU, "g.device_id"),
         Field::Array(_) => array("node_prices q", PRICE, "q.model_id"),
     }
@@ -107,6 +144,52 @@ fn array(table: &str, fields: &[(&str, Field)], order: &str) -> String {
     )
 }
 
+/// The first stored value of a rendered node that did not read (see [`BAD_VALUE_KEY`]).
+pub fn bad_value_in(doc: &str) -> Option<crate::db::BadValue> {
+    use crate::db::BadValue;
+    if !doc.contains(&format!("\"{BAD_VALUE_KEY}\":")) {
+        return None;
+    }
+    fn find(v: &serde_json::Value) -> Option<(&str, String)> {
+        match v {
+            serde_json::Value::Object(o) => match o.get(BAD_VALUE_KEY) {
+                Some(serde_json::Value::String(name)) => {
+                    let value = match o.get("value") {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    };
+                    Some((name.as_str(), value))
+                }
+                _ => o.values().find_map(find),
+            },
+            serde_json::Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let parsed: serde_json::Value = match serde_json::from_str(doc) {
+        Ok(v) => v,
+        Err(_) => return Some(BadValue::new("node", doc, "rendered node is not JSON")),
+    };
+    let (name, value) = find(&parsed)?;
+    let field = NODE
+        .iter()
+        .chain(GPU)
+        .chain(PRICE)
+        .find_map(|(_, f)| match f {
+            Field::U64Text(c) | Field::Amount(c) | Field::Json(c) if column_name(c) == name => {
+                Some(column_name(c))
+            }
+            _ => None,
+        })
+        .unwrap_or("node");
+    Some(BadValue::new(
+        field,
+        value,
+        "stored value does not read as its column holds",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +201,21 @@ mod tests {
             assert_eq!(sql.matches(&format!("'{key}',")).count(), 1, "{key}: {sql}");
         }
         assert_eq!(sql.matches("json_group_array(json(o))").count(), 2, "{sql}");
+    }
+
+    #[test]
+    fn bad_values_are_found_by_their_key_only() {
+        let ok = r#"{"node_id":"1","region":"\"bad_value\":\"x\"","prices":[]}"#;
+        assert_eq!(bad_value_in(ok), None);
+        let bad = r#"{"node_id":"1","prices":[{"model_id":"m","input_per_million":"1",
+            "output_per_million":{"value":"12abc","bad_value":"output_per_million"}}]}"#;
+        let found = bad_value_in(bad).unwrap();
+        assert_eq!(
+            (found.field, found.value.as_str()),
+            ("output_per_million", "12abc")
+        );
+        let bad = r#"{"node_id":{"value":-3,"bad_value":"node_id"}}"#;
+        let found = bad_value_in(bad).unwrap();
+        assert_eq!((found.field, found.value.as_str()), ("node_id", "-3"));
     }
 }

@@ -249,7 +249,13 @@ async fn query_nodes(ctx: &ApiContext, q: &NodeListing) -> ApiResult<RawPage> {
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|r| Ok((rows::text(r, "node")?, cursor_of(r)?)))
+                .map(|r| {
+                    let doc = rows::text(r, "node")?;
+                    if let Some(bad) = super::node_json::bad_value_in(&doc) {
+                        return Err(bad.into_sqlx());
+                    }
+                    Ok((doc, cursor_of(r)?))
+                })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
             RawPage::from(Page::from_rows(docs, limit, |(_, c)| c.clone()))
         }
@@ -328,8 +334,8 @@ pub async fn get_node(
         Ok(KeyGrant {
             model_id: rows::text(r, "model_id")?,
             key_hash: rows::opt_text(r, "key_hash")?,
-            granted_height: rows::opt_int(r, "granted_height")?.map(|v| v as u64),
-            revoked_height: rows::opt_int(r, "revoked_height")?.map(|v| v as u64),
+            granted_height: rows::opt_height(r, "granted_height")?,
+            revoked_height: rows::opt_height(r, "revoked_height")?,
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;

@@ -1,5 +1,6 @@
 //! The follower's position, written in the same transaction as the block's data.
 
+use super::BadValue;
 use sqlx::{AnyConnection, Row};
 
 /// The last processed height and the hash of the last block that existed.
@@ -16,9 +17,10 @@ pub async fn load(conn: &mut AnyConnection) -> Result<Option<Checkpoint>, sqlx::
         .await?;
     row.map(|r| {
         Ok(Checkpoint {
-            height: to_u64(r.try_get("height")?),
+            height: to_u64(r.try_get("height")?, "height").map_err(BadValue::into_sqlx)?,
             block_hash: r.try_get("block_hash")?,
-            timestamp_ns: to_u64(r.try_get("timestamp_ns")?),
+            timestamp_ns: to_u64(r.try_get("timestamp_ns")?, "timestamp_ns")
+                .map_err(BadValue::into_sqlx)?,
         })
     })
     .transpose()
@@ -30,9 +32,9 @@ pub async fn store(conn: &mut AnyConnection, cp: &Checkpoint) -> Result<(), sqlx
          ON CONFLICT (id) DO UPDATE SET height = excluded.height,
              block_hash = excluded.block_hash, timestamp_ns = excluded.timestamp_ns",
     )
-    .bind(to_i64(cp.height))
+    .bind(to_i64(cp.height, "height").map_err(BadValue::into_sqlx)?)
     .bind(&cp.block_hash)
-    .bind(to_i64(cp.timestamp_ns))
+    .bind(to_i64(cp.timestamp_ns, "timestamp_ns").map_err(BadValue::into_sqlx)?)
     .execute(conn)
     .await?;
     Ok(())
@@ -63,12 +65,30 @@ pub async fn counter(conn: &mut AnyConnection, name: &str) -> Result<i64, sqlx::
     Ok(v.unwrap_or(0))
 }
 
-/// Heights, nanosecond times and ids are u64 on chain and BIGINT in SQL. Values above
-/// i64::MAX cannot occur for heights/ids; timestamps saturate rather than wrap.
-pub fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+/// Heights, nanosecond times, ids and token counts are u64 on chain and BIGINT (i64) in
+/// SQL. A value above i64::MAX is refused, never clamped: the caller skips what carries it.
+pub fn to_i64(v: u64, field: &'static str) -> Result<i64, BadValue> {
+    i64::try_from(v).map_err(|_| BadValue::new(field, v, "does not fit a signed 64-bit column"))
 }
 
-pub fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+/// A stored BIGINT back as the u64 it was written from; a negative one was not written by
+/// [`to_i64`] and is refused rather than read as 0.
+pub fn to_u64(v: i64, field: &'static str) -> Result<u64, BadValue> {
+    u64::try_from(v).map_err(|_| BadValue::new(field, v, "is negative where a u64 is stored"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_refuse_rather_than_clamp() {
+        assert_eq!(to_i64(i64::MAX as u64, "id"), Ok(i64::MAX));
+        let err = to_i64(i64::MAX as u64 + 1, "deadline_ns").unwrap_err();
+        assert_eq!(err.field, "deadline_ns");
+        assert!(err.to_string().contains("9223372036854775808"), "{err}");
+        assert!(to_i64(u64::MAX, "id").is_err());
+        assert_eq!(to_u64(0, "height"), Ok(0));
+        assert_eq!(to_u64(-1, "height").unwrap_err().field, "height");
+    }
 }

@@ -10,6 +10,9 @@
 pub mod amount;
 pub mod checkpoint;
 pub mod lock;
+mod value;
+
+pub use value::BadValue;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};

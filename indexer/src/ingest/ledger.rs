@@ -1,7 +1,7 @@
 //! Writes shared by the event handlers: running amounts, payouts and timelines.
 
-use super::EventCtx;
-use crate::db::amount;
+use super::{ApplyError, EventCtx};
+use crate::db::{BadValue, amount};
 use enclave_cloud_common::Asset;
 use sqlx::AnyConnection;
 use std::collections::HashMap;
@@ -73,9 +73,44 @@ pub enum Delta {
 /// settles 50 jobs updates the protocol-fee total once, not 50 times.
 #[derive(Debug, Default)]
 pub struct Pending {
-    entries: HashMap<(&'static str, &'static str, Vec<String>), (Ledger, u128)>,
+    entries: HashMap<EntryKey, (Ledger, u128)>,
     /// Append-only rows (timelines, payouts), inserted many per statement at the end.
     rows: Vec<Row>,
+    /// What each change to `entries` replaced, newest last: undoes a skipped event.
+    undo: Vec<(EntryKey, Option<(Ledger, u128)>)>,
+}
+
+type EntryKey = (&'static str, &'static str, Vec<String>);
+
+/// The state of a block's [`Pending`] set before an event: see [`rollback`].
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    rows: usize,
+    undo: usize,
+}
+
+/// Where the block's pending changes stand now.
+pub fn mark(m: &Mutex<Pending>) -> Mark {
+    let p = lock(m);
+    Mark {
+        rows: p.rows.len(),
+        undo: p.undo.len(),
+    }
+}
+
+/// Forgets every pending change made since `mark` (an event that was skipped).
+pub fn rollback(m: &Mutex<Pending>, mark: Mark) {
+    let mut p = lock(m);
+    p.rows.truncate(mark.rows);
+    while p.undo.len() > mark.undo {
+        let Some((key, previous)) = p.undo.pop() else {
+            break;
+        };
+        match previous {
+            Some(v) => p.entries.insert(key, v),
+            None => p.entries.remove(&key),
+        };
+    }
 }
 
 /// A value of a buffered row.
@@ -99,6 +134,8 @@ const ROWS_PER_INSERT: usize = 200;
 /// Applies `delta` to the amount at `keys` (missing rows start at zero) and returns the
 /// new amount. Going below zero means the indexer missed an event (e.g. it started after
 /// the tokens were minted): the amount stops at zero and a warning says where.
+/// A stored amount that does not parse, or a sum beyond u128, is a [`BadValue`]: the event
+/// is skipped rather than the amount reset or capped.
 /// The new value is kept in the block's [`Pending`] set until [`flush`].
 pub async fn adjust(
     conn: &mut AnyConnection,
@@ -106,7 +143,7 @@ pub async fn adjust(
     ledger: Ledger,
     keys: &[&str],
     delta: Delta,
-) -> Result<u128, sqlx::Error> {
+) -> Result<u128, ApplyError> {
     let Ledger {
         table,
         keys: key_cols,
@@ -134,17 +171,20 @@ pub async fn adjust(
             for k in keys {
                 q = q.bind(*k);
             }
-            q.fetch_optional(&mut *conn)
-                .await?
-                .map(|s| amount::parse(&s))
-                .unwrap_or(0)
+            match q.fetch_optional(&mut *conn).await? {
+                Some(s) => amount::parse(column, &s)?,
+                None => 0,
+            }
         }
     };
     let next = match delta {
-        Delta::Add(v) => current.checked_add(v).unwrap_or_else(|| {
-            tracing::warn!(table, column, ?keys, "amount overflows u128; capped");
-            u128::MAX
-        }),
+        Delta::Add(v) => current.checked_add(v).ok_or_else(|| {
+            BadValue::new(
+                column,
+                format!("{current} + {v}"),
+                "exceeds the largest amount (u128)",
+            )
+        })?,
         Delta::Sub(v) => current.checked_sub(v).unwrap_or_else(|| {
             tracing::warn!(
                 table,
@@ -158,7 +198,9 @@ pub async fn adjust(
         }),
         Delta::Set(v) => v,
     };
-    lock(ctx.pending).entries.insert(id, (ledger, next));
+    let mut p = lock(ctx.pending);
+    let previous = p.entries.insert(id.clone(), (ledger, next));
+    p.undo.push((id, previous));
     Ok(next)
 }
 
@@ -300,7 +342,7 @@ pub async fn payout(
     ctx: &EventCtx<'_>,
     leg: Leg<'_>,
     about: PayoutRef,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     payouts(conn, ctx, &[leg], about).await
 }
 
@@ -311,7 +353,7 @@ pub async fn payouts(
     ctx: &EventCtx<'_>,
     legs: &[Leg<'_>],
     about: PayoutRef,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     let legs: Vec<(usize, &Leg<'_>)> = legs
         .iter()
         .enumerate()

@@ -1,9 +1,9 @@
 //! Marketplace events: jobs, agent requests, their settlement and credits.
 
 use super::ledger::{self, CREDIT, Delta, Leg, PayoutRef, TOTAL, asset_key};
-use super::{Applied, Contracts, EventCtx};
-use crate::db::amount;
+use super::{Applied, ApplyError, Contracts, EventCtx, json_text};
 use crate::db::checkpoint::to_i64;
+use crate::db::{BadValue, amount};
 use enclave_cloud_common::events::MarketplaceEvent;
 use enclave_cloud_common::events::marketplace::{JobTarget, Settlement};
 use enclave_cloud_common::{NodeId, RequestId, Usage};
@@ -14,7 +14,7 @@ pub async fn apply(
     ctx: &EventCtx<'_>,
     contracts: &Contracts,
     event: &MarketplaceEvent,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     use MarketplaceEvent::*;
     let outcome = match event {
         JobSubmitted { .. } => job_submitted(conn, ctx, event).await?,
@@ -27,8 +27,8 @@ pub async fn apply(
                 "UPDATE jobs SET status = 'claimed', node_id = $2, operator = $3, updated_height = $4
                  WHERE job_id = $1",
             )
-            .bind(to_i64(job_id.0))
-            .bind(to_i64(node_id.0))
+            .bind(to_i64(job_id.0, "job_id")?)
+            .bind(to_i64(node_id.0, "node_id")?)
             .bind(operator.as_str())
             .bind(ctx.height);
             found(
@@ -53,11 +53,11 @@ pub async fn apply(
                      updated_height = $12
                  WHERE job_id = $1 RETURNING user_id, model_id, asset",
             )
-            .bind(to_i64(job_id.0))
-            .bind(to_i64(node_id.0))
-            .bind(to_i64(usage.input_tokens.0))
-            .bind(to_i64(usage.output_tokens.0))
-            .bind(serde_json::to_string(output).unwrap_or_default())
+            .bind(to_i64(job_id.0, "job_id")?)
+            .bind(to_i64(node_id.0, "node_id")?)
+            .bind(to_i64(usage.input_tokens.0, "input_tokens")?)
+            .bind(to_i64(usage.output_tokens.0, "output_tokens")?)
+            .bind(json_text(output, "output")?)
             .bind(output_hash.to_string())
             .bind(amount::pad(settlement.cost.0))
             .bind(amount::pad(settlement.provider.0))
@@ -71,8 +71,8 @@ pub async fn apply(
                 return Ok(missing("job", job_id.0));
             };
             let about = PayoutRef {
-                job_id: Some(to_i64(job_id.0)),
-                node_id: Some(to_i64(node_id.0)),
+                job_id: Some(to_i64(job_id.0, "job_id")?),
+                node_id: Some(to_i64(node_id.0, "node_id")?),
                 ..Default::default()
             };
             let parties = Parties {
@@ -95,7 +95,7 @@ pub async fn apply(
                      slashed = $4, updated_height = $5
                  WHERE job_id = $1 RETURNING user_id, model_id, asset",
             )
-            .bind(to_i64(job_id.0))
+            .bind(to_i64(job_id.0, "job_id")?)
             .bind(super::registry::label(reason))
             .bind(amount::pad(refund.0))
             .bind(slashed.map(|s| amount::pad(s.0)))
@@ -106,7 +106,7 @@ pub async fn apply(
                 return Ok(missing("job", job_id.0));
             };
             let about = PayoutRef {
-                job_id: Some(to_i64(job_id.0)),
+                job_id: Some(to_i64(job_id.0, "job_id")?),
                 ..Default::default()
             };
             ledger::payout(
@@ -135,11 +135,11 @@ pub async fn apply(
                      created_seq, created_height, created_ns, updated_height)
                  VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $7)",
             )
-            .bind(to_i64(request_id.0))
+            .bind(to_i64(request_id.0, "request_id")?)
             .bind(caller.as_str())
             .bind(model_id.as_str())
             .bind(amount::pad(deposit.0))
-            .bind(serde_json::to_string(input).unwrap_or_default())
+            .bind(json_text(input, "input")?)
             .bind(ctx.seq)
             .bind(ctx.height)
             .bind(ctx.timestamp_ns)
@@ -158,8 +158,8 @@ pub async fn apply(
             };
             request_answered(conn, ctx, *request_id, *node_id, usage, settlement).await?;
             let about = PayoutRef {
-                request_id: Some(to_i64(request_id.0)),
-                node_id: Some(to_i64(node_id.0)),
+                request_id: Some(to_i64(request_id.0, "request_id")?),
+                node_id: Some(to_i64(node_id.0, "node_id")?),
                 ..Default::default()
             };
             let parties = Parties {
@@ -179,13 +179,13 @@ pub async fn apply(
                 "UPDATE requests SET status = 'timed_out', refund = $2, updated_height = $3
                  WHERE request_id = $1",
             )
-            .bind(to_i64(request_id.0))
+            .bind(to_i64(request_id.0, "request_id")?)
             .bind(amount::pad(refund.0))
             .bind(ctx.height)
             .execute(&mut *conn)
             .await?;
             let about = PayoutRef {
-                request_id: Some(to_i64(request_id.0)),
+                request_id: Some(to_i64(request_id.0, "request_id")?),
                 ..Default::default()
             };
             ledger::payout(
@@ -223,7 +223,7 @@ pub async fn apply(
         PolicyUpdated { .. } => Applied::Stored,
     };
     if outcome == Applied::Stored
-        && let Some((entity, entity_id)) = timeline_entity(event)
+        && let Some((entity, entity_id)) = timeline_entity(event)?
     {
         ledger::timeline(ctx, entity, entity_id, event);
     }
@@ -231,25 +231,27 @@ pub async fn apply(
 }
 
 /// The job or request an event belongs to.
-fn timeline_entity(event: &MarketplaceEvent) -> Option<(&'static str, i64)> {
+fn timeline_entity(event: &MarketplaceEvent) -> Result<Option<(&'static str, i64)>, BadValue> {
     use MarketplaceEvent::*;
-    match event {
+    Ok(match event {
         JobSubmitted { job_id, .. }
         | JobClaimed { job_id, .. }
         | JobSettled { job_id, .. }
-        | JobCancelled { job_id, .. } => Some(("job", to_i64(job_id.0))),
+        | JobCancelled { job_id, .. } => Some(("job", to_i64(job_id.0, "job_id")?)),
         RequestCreated { request_id, .. }
         | RequestAnswered { request_id, .. }
-        | RequestTimedOut { request_id, .. } => Some(("request", to_i64(request_id.0))),
+        | RequestTimedOut { request_id, .. } => {
+            Some(("request", to_i64(request_id.0, "request_id")?))
+        }
         CreditAdded { .. } | CreditWithdrawn { .. } | PolicyUpdated { .. } => None,
-    }
+    })
 }
 
 async fn job_submitted(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
     event: &MarketplaceEvent,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     let MarketplaceEvent::JobSubmitted {
         job_id,
         user,
@@ -266,7 +268,7 @@ async fn job_submitted(
         return Ok(Applied::Orphan("not a job submission".into()));
     };
     let (target_node, region, gpu, max_price) = match target {
-        JobTarget::Node { node_id } => (Some(to_i64(node_id.0)), None, None, None),
+        JobTarget::Node { node_id } => (Some(to_i64(node_id.0, "node_id")?), None, None, None),
         JobTarget::Any {
             region,
             gpu_model,
@@ -284,18 +286,18 @@ async fn job_submitted(
              user_key, status, created_seq, created_height, created_ns, updated_height)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'open', $14, $15, $16, $15)",
     )
-    .bind(to_i64(job_id.0))
+    .bind(to_i64(job_id.0, "job_id")?)
     .bind(user.as_str())
     .bind(model_id.as_str())
     .bind(asset_key(asset))
     .bind(amount::pad(price_cap.0))
-    .bind(to_i64(claim_deadline_ns.0))
-    .bind(to_i64(deadline_ns.0))
+    .bind(to_i64(claim_deadline_ns.0, "claim_deadline_ns")?)
+    .bind(to_i64(deadline_ns.0, "deadline_ns")?)
     .bind(target_node)
     .bind(region)
     .bind(gpu)
     .bind(max_price)
-    .bind(serde_json::to_string(input).unwrap_or_default())
+    .bind(json_text(input, "input")?)
     .bind(user_key)
     .bind(ctx.seq)
     .bind(ctx.height)
@@ -312,17 +314,17 @@ async fn request_answered(
     node_id: NodeId,
     usage: &Usage,
     settlement: &Settlement,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     sqlx::query(
         "UPDATE requests SET status = 'answered', node_id = $2, input_tokens = $3,
              output_tokens = $4, cost = $5, provider_amount = $6, royalty = $7,
              protocol_fee = $8, refund = $9, updated_height = $10
          WHERE request_id = $1",
     )
-    .bind(to_i64(request_id.0))
-    .bind(to_i64(node_id.0))
-    .bind(to_i64(usage.input_tokens.0))
-    .bind(to_i64(usage.output_tokens.0))
+    .bind(to_i64(request_id.0, "request_id")?)
+    .bind(to_i64(node_id.0, "node_id")?)
+    .bind(to_i64(usage.input_tokens.0, "input_tokens")?)
+    .bind(to_i64(usage.output_tokens.0, "output_tokens")?)
     .bind(amount::pad(settlement.cost.0))
     .bind(amount::pad(settlement.provider.0))
     .bind(amount::pad(settlement.royalty.0))
@@ -350,13 +352,13 @@ async fn settle(
     parties: &Parties<'_>,
     s: &Settlement,
     about: PayoutRef,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     // The provider is the node's operator, the royalty goes to the model's token.
     let row = sqlx::query(
         "SELECT (SELECT operator FROM nodes WHERE node_id = $1) AS operator,
                 (SELECT token FROM models WHERE model_id = $2) AS token",
     )
-    .bind(to_i64(node_id.0))
+    .bind(to_i64(node_id.0, "node_id")?)
     .bind(parties.model_id)
     .fetch_one(&mut *conn)
     .await?;
@@ -409,10 +411,10 @@ async fn bump_node(
     conn: &mut AnyConnection,
     node_id: NodeId,
     column: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     let sql = format!("UPDATE nodes SET {column} = {column} + 1 WHERE node_id = $1");
     sqlx::query(&sql)
-        .bind(to_i64(node_id.0))
+        .bind(to_i64(node_id.0, "node_id")?)
         .execute(conn)
         .await?;
     Ok(())
@@ -438,7 +440,7 @@ async fn load_request(
     request_id: RequestId,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
     let row = sqlx::query("SELECT caller, model_id FROM requests WHERE request_id = $1")
-        .bind(to_i64(request_id.0))
+        .bind(to_i64(request_id.0, "request_id").map_err(BadValue::into_sqlx)?)
         .fetch_optional(conn)
         .await?;
     row.map(|r| Ok((r.try_get("caller")?, r.try_get("model_id")?)))

@@ -1,7 +1,7 @@
 //! Model factory and model-token events: models, manifests, crowdfunds, revenue, keys.
 
 use super::ledger::{self, Delta, Leg, PayoutRef, RAISED, RELEASED, asset_key};
-use super::{Applied, EventCtx};
+use super::{Applied, ApplyError, EventCtx, json_text};
 use crate::db::amount;
 use crate::db::checkpoint::to_i64;
 use enclave_cloud_common::events::ModelEvent;
@@ -106,7 +106,7 @@ pub async fn from_factory(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
     event: &ModelEvent,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     let ModelEvent::ModelCreated {
         model_id,
         token,
@@ -134,7 +134,7 @@ pub async fn from_token(
     ctx: &EventCtx<'_>,
     model_id: &str,
     event: &ModelEvent,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     use ModelEvent::*;
     match event {
         ModelCreated { .. } => return Ok(Applied::Foreign),
@@ -150,7 +150,7 @@ pub async fn from_token(
             sqlx::query("UPDATE models SET name = $2, manifest = $3 WHERE model_id = $1")
                 .bind(model_id)
                 .bind(&manifest.name)
-                .bind(serde_json::to_string(manifest).unwrap_or_default())
+                .bind(json_text(manifest, "manifest")?)
                 .execute(conn)
                 .await?;
         }
@@ -169,7 +169,7 @@ pub async fn from_token(
             .bind(model_id)
             .bind(amount::pad(goal.0))
             .bind(amount::pad(token_price.0))
-            .bind(to_i64(deadline_ns.0))
+            .bind(to_i64(deadline_ns.0, "deadline_ns")?)
             .bind(beneficiary.as_str())
             .execute(conn)
             .await?;
@@ -303,7 +303,7 @@ pub async fn from_token(
                      granted_height = excluded.granted_height, revoked_height = NULL",
             )
             .bind(model_id)
-            .bind(to_i64(node_id.0))
+            .bind(to_i64(node_id.0, "node_id")?)
             .bind(key_hash.to_string())
             .bind(ctx.height)
             .execute(conn)
@@ -315,7 +315,7 @@ pub async fn from_token(
                  ON CONFLICT (model_id, node_id) DO UPDATE SET revoked_height = excluded.revoked_height",
             )
             .bind(model_id)
-            .bind(to_i64(node_id.0))
+            .bind(to_i64(node_id.0, "node_id")?)
             .bind(ctx.height)
             .execute(conn)
             .await?;
@@ -331,7 +331,7 @@ async fn activity(
     event: &ModelEvent,
     account: Option<&str>,
     value: Option<u128>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     let (name, _) = ledger::name_and_data(event);
     sqlx::query(
         "INSERT INTO model_activity (seq, model_id, event, account, amount, block_height, timestamp_ns)
@@ -357,7 +357,7 @@ async fn revenue(
     account: &str,
     asset: &str,
     value: u128,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     sqlx::query(
         "INSERT INTO revenue (seq, model_id, kind, account, asset, amount, block_height, timestamp_ns)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

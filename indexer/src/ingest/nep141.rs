@@ -1,7 +1,7 @@
 //! NEP-141 events of model tokens and allow-listed payment tokens: holder balances.
 
 use super::ledger::{self, BALANCE, Delta, SUPPLY};
-use super::{Applied, EventCtx};
+use super::{Applied, ApplyError, EventCtx};
 use enclave_cloud_common::events::Nep141Event;
 use sqlx::AnyConnection;
 
@@ -11,7 +11,7 @@ pub async fn apply(
     ctx: &EventCtx<'_>,
     model_id: Option<&String>,
     event: &Nep141Event,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     let token = ctx.executor;
     match event {
         Nep141Event::FtMint(mints) => {

@@ -1,9 +1,10 @@
 //! Registry events: operators' stake and the node table.
 
 use super::ledger::{self, Delta, Leg, PayoutRef, SLASHED, STAKED, UNSTAKING};
-use super::{Applied, EventCtx};
+use super::{Applied, ApplyError, EventCtx, json_text};
+use crate::db::BadValue;
 use crate::db::amount;
-use crate::db::checkpoint::to_i64;
+use crate::db::checkpoint::{to_i64, to_u64};
 use enclave_cloud_common::events::RegistryEvent;
 use enclave_cloud_common::{ModelPrice, NodeId, NodeStatus};
 use sqlx::AnyConnection;
@@ -17,15 +18,15 @@ pub fn label<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-fn id(node_id: NodeId) -> i64 {
-    to_i64(node_id.0)
+fn id(node_id: NodeId) -> Result<i64, BadValue> {
+    to_i64(node_id.0, "node_id")
 }
 
 pub async fn apply(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
     event: &RegistryEvent,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     use RegistryEvent::*;
     match event {
         StakeDeposited {
@@ -74,17 +75,17 @@ pub async fn apply(
                      tcb_status = excluded.tcb_status, measurements = excluded.measurements,
                      expires_at_ns = excluded.expires_at_ns",
             )
-            .bind(id(*node_id))
+            .bind(id(*node_id)?)
             .bind(operator.as_str())
             .bind(label(&NodeStatus::Active))
             .bind(label(kind))
             .bind(String::from(signer_key))
             .bind(encryption_key)
             .bind(label(tcb_status))
-            .bind(serde_json::to_string(measurements).unwrap_or_default())
+            .bind(json_text(measurements, "measurements")?)
             .bind(ctx.height)
             .bind(ctx.timestamp_ns)
-            .bind(to_i64(expires_at_ns.0))
+            .bind(to_i64(expires_at_ns.0, "expires_at_ns")?)
             .execute(&mut *conn)
             .await?;
             status_history(conn, ctx, *node_id, NodeStatus::Active).await?;
@@ -97,9 +98,9 @@ pub async fn apply(
             let q = sqlx::query(
                 "UPDATE nodes SET tcb_status = $2, expires_at_ns = $3 WHERE node_id = $1",
             )
-            .bind(id(*node_id))
+            .bind(id(*node_id)?)
             .bind(label(tcb_status))
-            .bind(to_i64(expires_at_ns.0));
+            .bind(to_i64(expires_at_ns.0, "expires_at_ns")?);
             return node_updated(q.execute(conn).await?.rows_affected(), *node_id);
         }
         GpuAdded { node_id, gpu } => {
@@ -112,7 +113,7 @@ pub async fn apply(
                  ON CONFLICT (node_id, device_id) DO UPDATE SET model = excluded.model,
                      driver_version = excluded.driver_version, vbios_version = excluded.vbios_version",
             )
-            .bind(id(*node_id))
+            .bind(id(*node_id)?)
             .bind(gpu.device_id.to_string())
             .bind(&gpu.model)
             .bind(gpu.driver_version.as_deref())
@@ -131,13 +132,13 @@ pub async fn apply(
         }
         NodeHeartbeat { node_id, at_ns } => {
             let q = sqlx::query("UPDATE nodes SET last_heartbeat_ns = $2 WHERE node_id = $1")
-                .bind(id(*node_id))
-                .bind(to_i64(at_ns.0));
+                .bind(id(*node_id)?)
+                .bind(to_i64(at_ns.0, "at_ns")?);
             return node_updated(q.execute(conn).await?.rows_affected(), *node_id);
         }
         NodeStatusChanged { node_id, status } => {
             let q = sqlx::query("UPDATE nodes SET status = $2 WHERE node_id = $1")
-                .bind(id(*node_id))
+                .bind(id(*node_id)?)
                 .bind(label(status));
             if q.execute(&mut *conn).await?.rows_affected() == 0 {
                 return Ok(unknown_node(*node_id));
@@ -177,7 +178,7 @@ pub async fn apply(
                 operator_under_staked(conn, ctx, operator.as_str()).await?;
             }
             let about = PayoutRef {
-                node_id: Some(id(*node_id)),
+                node_id: Some(id(*node_id)?),
                 ..Default::default()
             };
             ledger::payout(
@@ -206,7 +207,7 @@ async fn update_commercials(
     region: &Option<String>,
     prices: &[ModelPrice],
     capacity: u32,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, ApplyError> {
     let min_price = prices
         .iter()
         .map(|p| p.output_per_million.0)
@@ -216,7 +217,7 @@ async fn update_commercials(
         "UPDATE nodes SET endpoint = $2, region = $3, capacity = $4, min_output_price = $5
          WHERE node_id = $1",
     )
-    .bind(id(node_id))
+    .bind(id(node_id)?)
     .bind(endpoint.as_deref())
     .bind(region.as_deref())
     .bind(i64::from(capacity))
@@ -229,7 +230,7 @@ async fn update_commercials(
     }
     // The event carries the full price list: replace, don't merge.
     sqlx::query("DELETE FROM node_prices WHERE node_id = $1")
-        .bind(id(node_id))
+        .bind(id(node_id)?)
         .execute(&mut *conn)
         .await?;
     for p in prices {
@@ -240,7 +241,7 @@ async fn update_commercials(
                  input_per_million = excluded.input_per_million,
                  output_per_million = excluded.output_per_million",
         )
-        .bind(id(node_id))
+        .bind(id(node_id)?)
         .bind(p.model_id.as_str())
         .bind(amount::pad(p.input_per_million.0))
         .bind(amount::pad(p.output_per_million.0))
@@ -259,7 +260,7 @@ async fn operator_under_staked(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
     operator: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     let active = label(&NodeStatus::Active);
     let nodes: Vec<i64> = sqlx::query_scalar(
         "SELECT node_id FROM nodes WHERE operator = $1 AND status = $2 ORDER BY node_id",
@@ -278,7 +279,7 @@ async fn operator_under_staked(
         .execute(&mut *conn)
         .await?;
     for node_id in nodes {
-        let node_id = NodeId(crate::db::checkpoint::to_u64(node_id));
+        let node_id = NodeId(to_u64(node_id, "node_id")?);
         status_history(conn, ctx, node_id, NodeStatus::Inactive).await?;
     }
     Ok(())
@@ -289,12 +290,12 @@ async fn status_history(
     ctx: &EventCtx<'_>,
     node_id: NodeId,
     status: NodeStatus,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ApplyError> {
     sqlx::query(
         "INSERT INTO node_status_history (node_id, seq, status, block_height, timestamp_ns)
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(id(node_id))
+    .bind(id(node_id)?)
     .bind(ctx.seq)
     .bind(label(&status))
     .bind(ctx.height)
@@ -306,7 +307,7 @@ async fn status_history(
 
 pub async fn node_exists(conn: &mut AnyConnection, node_id: NodeId) -> Result<bool, sqlx::Error> {
     let found: Option<i64> = sqlx::query_scalar("SELECT node_id FROM nodes WHERE node_id = $1")
-        .bind(id(node_id))
+        .bind(id(node_id).map_err(BadValue::into_sqlx)?)
         .fetch_optional(conn)
         .await?;
     Ok(found.is_some())
@@ -318,7 +319,7 @@ fn unknown_node(node_id: NodeId) -> Applied {
     ))
 }
 
-fn node_updated(rows: u64, node_id: NodeId) -> Result<Applied, sqlx::Error> {
+fn node_updated(rows: u64, node_id: NodeId) -> Result<Applied, ApplyError> {
     Ok(if rows == 0 {
         unknown_node(node_id)
     } else {
