@@ -13,9 +13,10 @@ use ecloud::config::{Deployment, Network, Overrides, Settings};
 use ecloud::indexer::{Indexer, NodeQuery};
 use ecloud::input::InputSpec;
 use ecloud::jobs::{self, Deadlines, NodeChoice, SubmitArgs};
-use ecloud::models::{self, CreateArgs, Crowdfund};
+use ecloud::models::{self, CreateArgs};
 use ecloud::nodes;
 use ecloud::output::{self, Report};
+use enclave_cloud_common::interfaces::model_token::CrowdfundConfig;
 use enclave_cloud_common::{Asset, JobId, ModelId, NodeId};
 use near_sdk::AccountId;
 use near_sdk::json_types::{U64, U128};
@@ -453,12 +454,13 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
                 (Some(goal), Some(price), Some(duration), Some(beneficiary)) => {
                     let now = jobs::chain_now_ns(&chain).await;
                     let span = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-                    Some(Crowdfund {
+                    Some(CrowdfundConfig {
                         goal: U128(goal.yocto()),
                         token_price: U128(price.yocto()),
                         deadline_ns: U64(now.saturating_add(span)),
                         beneficiary,
                         milestones_bps: c.milestones,
+                        approver: None,
                     })
                 }
                 _ => None,

@@ -7,29 +7,19 @@
 use chain_client::{ChainError, NearToken};
 use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::model_factory::{ModelStatus, ModelView};
+use enclave_cloud_common::interfaces::model_token::{
+    AssetAmount, CrowdfundConfig, CrowdfundStatus, CrowdfundView, FT_METADATA_SPEC,
+    FungibleTokenMetadata, NewModel, RevenuePoolView,
+};
 use enclave_cloud_common::{Asset, ModelId};
 use near_sdk::AccountId;
 use near_sdk::json_types::{U64, U128};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::Error;
 use crate::amount::Near;
 use crate::chain::Chain;
 use crate::output::Report;
-
-/// The crowdfund a model starts with (model-token `CrowdfundConfig`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Crowdfund {
-    /// yoctoNEAR to raise.
-    pub goal: U128,
-    /// yoctoNEAR per whole token.
-    pub token_price: U128,
-    pub deadline_ns: U64,
-    pub beneficiary: AccountId,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub milestones_bps: Vec<u16>,
-}
 
 /// `ecloud model create`.
 #[derive(Debug, Clone)]
@@ -42,37 +32,29 @@ pub struct CreateArgs {
     pub initial_supply: Option<u128>,
     pub owner: Option<AccountId>,
     pub key_service: Option<AccountId>,
-    pub crowdfund: Option<Crowdfund>,
+    pub crowdfund: Option<CrowdfundConfig>,
 }
 
-/// The `args` object of `create_model` (the model-token `ModelInit` without `model_id`,
-/// `registry` and `owner`, which the factory fills in; `owner` defaults to the caller).
-pub fn init_args(a: &CreateArgs) -> Value {
-    let mut args = json!({
-        "manifest": a.manifest,
-        "metadata": {
-            "spec": "ft-1.0.0",
-            "name": a.name,
-            "symbol": a.symbol,
-            "icon": null,
-            "reference": null,
-            "reference_hash": null,
-            "decimals": a.decimals,
+/// The `args` object of `create_model` (the model-token `ModelInit` without `model_id` and
+/// `registry`, which the factory fills in; `owner` defaults to the caller).
+pub fn init_args(a: &CreateArgs) -> NewModel {
+    NewModel {
+        manifest: a.manifest.clone(),
+        metadata: FungibleTokenMetadata {
+            spec: FT_METADATA_SPEC.to_owned(),
+            name: a.name.clone(),
+            symbol: a.symbol.clone(),
+            icon: None,
+            reference: None,
+            reference_hash: None,
+            decimals: a.decimals,
         },
-    });
-    if let Some(supply) = a.initial_supply {
-        args["initial_supply"] = json!(U128(supply));
+        initial_supply: a.initial_supply.map(U128),
+        owner: a.owner.clone(),
+        key_service: a.key_service.clone(),
+        revenue_tokens: Vec::new(),
+        crowdfund: a.crowdfund.clone(),
     }
-    if let Some(owner) = &a.owner {
-        args["owner"] = json!(owner);
-    }
-    if let Some(ks) = &a.key_service {
-        args["key_service"] = json!(ks);
-    }
-    if let Some(cf) = &a.crowdfund {
-        args["crowdfund"] = json!(cf);
-    }
-    args
 }
 
 /// What `model create` prints.
@@ -212,8 +194,8 @@ pub async fn create(
     // caller (views have no predecessor), and the deposit must be computed for these exact
     // arguments.
     let mut args = init_args(a);
-    if a.owner.is_none() {
-        args["owner"] = json!(signer.account_id());
+    if args.owner.is_none() {
+        args.owner = Some(signer.account_id().clone());
     }
     let least = factory.create_deposit(&args).await?.as_yoctonear();
     let deposit = deposit.map_or(least, Near::yocto);
@@ -303,13 +285,6 @@ pub fn units_text(amount: u128, decimals: u8) -> String {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-struct FtMetadata {
-    name: String,
-    symbol: String,
-    decimals: u8,
-}
-
 /// `ecloud model contribute`.
 pub async fn contribute(
     chain: &Chain,
@@ -322,7 +297,7 @@ pub async fn contribute(
     let signer = chain.signer()?;
     let m = listing(chain, model).await?;
     let token = chain.model_token(&m.token);
-    let meta: FtMetadata = token.ft_metadata().await?;
+    let meta = token.ft_metadata().await?;
     let (tokens, outcome) = token
         .contribute(NearToken::from_yoctonear(amount.yocto()))?
         .send_outcome(&signer)
@@ -342,20 +317,18 @@ pub async fn contribute(
 pub struct Finalized {
     pub model_id: ModelId,
     pub token: AccountId,
-    /// The crowdfund's status after the call (`succeeded` or `failed`), as the token reports it.
-    pub status: Value,
+    /// The crowdfund's status after the call, as the token reports it.
+    pub status: CrowdfundStatus,
     pub tx_hash: String,
 }
 
 impl Report for Finalized {
     fn human(&self) -> String {
-        let status = self
-            .status
-            .as_str()
-            .map_or_else(|| self.status.to_string(), str::to_owned);
         format!(
-            "crowdfund of model {} finalized: {status}\n  tx  {}\n",
-            self.model_id, self.tx_hash
+            "crowdfund of model {} finalized: {}\n  tx  {}\n",
+            self.model_id,
+            status_text(self.status),
+            self.tx_hash
         )
     }
 }
@@ -463,9 +436,9 @@ pub struct ModelReport {
     pub symbol: String,
     pub decimals: u8,
     pub total_supply: U128,
-    pub manifest: Option<Value>,
-    pub crowdfund: Option<Value>,
-    pub revenue_pools: Vec<Value>,
+    pub manifest: Option<ModelManifest>,
+    pub crowdfund: Option<CrowdfundView>,
+    pub revenue_pools: Vec<RevenuePoolView>,
     /// With `--account-id`: its balance and what it can claim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<Holder>,
@@ -475,23 +448,23 @@ pub struct ModelReport {
 pub struct Holder {
     pub account_id: AccountId,
     pub balance: U128,
-    pub claimable: Vec<Value>,
+    pub claimable: Vec<AssetAmount>,
 }
 
 /// `ecloud model show`.
 pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> {
     let m = listing(chain, model).await?;
     let t = chain.model_token(&m.token);
-    let meta: FtMetadata = t.ft_metadata().await?;
+    let meta = t.ft_metadata().await?;
     let total_supply = t.ft_total_supply().await?;
-    let manifest: Option<Value> = t.manifest().await?;
-    let crowdfund: Option<Value> = t.crowdfund().await?;
-    let revenue_pools: Vec<Value> = t.revenue_pools().await?;
+    let manifest = t.manifest().await?;
+    let crowdfund = t.crowdfund().await?;
+    let revenue_pools = t.revenue_pools().await?;
     let holder = match chain.settings().account_id.clone() {
         None => None,
         Some(account_id) => {
             let balance = t.ft_balance_of(&account_id).await?;
-            let claimable: Vec<Value> = t.claimable_all(&account_id).await?;
+            let claimable = t.claimable_all(&account_id).await?;
             Some(Holder {
                 account_id,
                 balance,
@@ -517,11 +490,19 @@ pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> 
     })
 }
 
-fn asset_text(asset: &Value, amount: &Value) -> String {
-    let n: u128 = amount.as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-    match asset["token"].as_str() {
-        Some(token) => format!("{n} units of {token}"),
-        None => Near(n).to_string(),
+fn asset_text(asset: &Asset, amount: U128) -> String {
+    match asset {
+        Asset::Ft { token } => format!("{} units of {token}", amount.0),
+        Asset::Near => Near(amount.0).to_string(),
+    }
+}
+
+/// `active`, `succeeded` or `failed`, as the contract writes it.
+fn status_text(status: CrowdfundStatus) -> &'static str {
+    match status {
+        CrowdfundStatus::Active => "active",
+        CrowdfundStatus::Succeeded => "succeeded",
+        CrowdfundStatus::Failed => "failed",
     }
 }
 
@@ -539,26 +520,23 @@ impl Report for ModelReport {
         if let Some(m) = &self.manifest {
             out.push_str(&format!(
                 "  weights      {} (sha256 {})\n  licence      {}\n",
-                m["encrypted_weights_uri"].as_str().unwrap_or("-"),
-                m["weights_hash"].as_str().unwrap_or("-"),
-                m["licence"].as_str().unwrap_or("-")
+                m.encrypted_weights_uri, m.weights_hash, m.licence
             ));
         }
         if let Some(c) = &self.crowdfund {
-            let yocto = |v: &Value| Near(v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0));
             out.push_str(&format!(
                 "  crowdfund    {}: raised {} of {} (token price {})\n",
-                c["status"].as_str().unwrap_or("-"),
-                yocto(&c["raised"]),
-                yocto(&c["config"]["goal"]),
-                yocto(&c["config"]["token_price"])
+                status_text(c.status),
+                Near(c.raised.0),
+                Near(c.config.goal.0),
+                Near(c.config.token_price.0)
             ));
         }
         for p in &self.revenue_pools {
             out.push_str(&format!(
                 "  revenue      {} deposited, {} claimed\n",
-                asset_text(&p["asset"], &p["deposited"]),
-                asset_text(&p["asset"], &p["claimed"])
+                asset_text(&p.asset, p.deposited),
+                asset_text(&p.asset, p.claimed)
             ));
         }
         if let Some(h) = &self.holder {
@@ -570,7 +548,7 @@ impl Report for ModelReport {
             for c in &h.claimable {
                 out.push_str(&format!(
                     "    claimable  {}\n",
-                    asset_text(&c["asset"], &c["amount"])
+                    asset_text(&c.asset, c.amount)
                 ));
             }
         }
@@ -607,22 +585,22 @@ mod tests {
             initial_supply: Some(1000),
             owner: None,
             key_service: None,
-            crowdfund: Some(Crowdfund {
+            crowdfund: Some(CrowdfundConfig {
                 goal: U128(5),
                 token_price: U128(7),
                 deadline_ns: U64(9),
                 beneficiary: "trainer.test.near".parse().unwrap(),
                 milestones_bps: vec![],
+                approver: None,
             }),
         };
-        let v = init_args(&a);
+        let mut v = serde_json::to_value(init_args(&a)).unwrap();
         assert_eq!(v["metadata"]["spec"], "ft-1.0.0");
         assert_eq!(v["metadata"]["decimals"], 18);
         assert_eq!(v["initial_supply"], "1000");
         assert_eq!(v["manifest"]["weights_hash"], hex::encode([1u8; 32]));
         assert_eq!(v["crowdfund"]["goal"], "5");
         assert_eq!(v["crowdfund"]["deadline_ns"], "9");
-        assert!(v["crowdfund"].get("milestones_bps").is_none());
         assert!(
             v.get("owner").is_none(),
             "the factory defaults the owner to the caller"
@@ -631,6 +609,13 @@ mod tests {
             v.get("model_id").is_none(),
             "the factory fills in the model id"
         );
+        // What the factory passes on (with model_id, registry and owner) is the token's init.
+        v["model_id"] = "minilm".into();
+        v["registry"] = "registry.test.near".into();
+        v["owner"] = "alice.test.near".into();
+        let init: enclave_cloud_common::interfaces::model_token::ModelInit =
+            serde_json::from_value(v).unwrap();
+        assert_eq!(init.crowdfund.map(|c| c.token_price), Some(U128(7)));
     }
 
     #[test]

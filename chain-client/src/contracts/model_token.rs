@@ -1,19 +1,21 @@
 //! A model's token contract: NEP-141 views, its manifest, crowdfund and revenue.
 
 use enclave_cloud_common::Asset;
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::interfaces::model_token::methods::{
     self as m, AccountArgs, AssetArgs, ClaimableArgs,
 };
+use enclave_cloud_common::interfaces::model_token::{
+    AssetAmount, CrowdfundStatus, CrowdfundView, FungibleTokenMetadata, RevenuePoolView,
+};
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::U128;
-use serde::de::DeserializeOwned;
 
 use super::{Call, Contract};
 use crate::{ChainClient, Result};
 
-/// The model token contract at `id`. Views whose types belong to the token contract
-/// (manifest, crowdfund, pools) are decoded into the caller's choice of type.
+/// The model token contract at `id`.
 pub struct ModelTokenClient<'a> {
     chain: &'a ChainClient,
     id: AccountId,
@@ -35,7 +37,7 @@ impl<'a> ModelTokenClient<'a> {
         }
     }
 
-    pub async fn ft_metadata<T: DeserializeOwned>(&self) -> Result<T> {
+    pub async fn ft_metadata(&self) -> Result<FungibleTokenMetadata> {
         self.contract().view(m::FT_METADATA, &NoArgs {}).await
     }
 
@@ -50,15 +52,15 @@ impl<'a> ModelTokenClient<'a> {
         self.contract().view(m::FT_BALANCE_OF, &args).await
     }
 
-    pub async fn manifest<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+    pub async fn manifest(&self) -> Result<Option<ModelManifest>> {
         self.contract().view(m::MANIFEST, &NoArgs {}).await
     }
 
-    pub async fn crowdfund<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+    pub async fn crowdfund(&self) -> Result<Option<CrowdfundView>> {
         self.contract().view(m::CROWDFUND, &NoArgs {}).await
     }
 
-    pub async fn revenue_pools<T: DeserializeOwned>(&self) -> Result<Vec<T>> {
+    pub async fn revenue_pools(&self) -> Result<Vec<RevenuePoolView>> {
         self.contract().view(m::REVENUE_POOLS, &NoArgs {}).await
     }
 
@@ -72,7 +74,7 @@ impl<'a> ModelTokenClient<'a> {
     }
 
     /// What `account_id` can claim of every revenue asset.
-    pub async fn claimable_all<T: DeserializeOwned>(&self, account_id: &AccountId) -> Result<T> {
+    pub async fn claimable_all(&self, account_id: &AccountId) -> Result<Vec<AssetAmount>> {
         let args = AccountArgs {
             account_id: account_id.clone(),
         };
@@ -86,7 +88,7 @@ impl<'a> ModelTokenClient<'a> {
     }
 
     /// Ends the crowdfund once its goal or deadline is reached; returns its status.
-    pub fn finalize_crowdfund(&self) -> Result<Call<'a, serde_json::Value>> {
+    pub fn finalize_crowdfund(&self) -> Result<Call<'a, CrowdfundStatus>> {
         self.contract().call(m::FINALIZE_CROWDFUND, &NoArgs {})
     }
 

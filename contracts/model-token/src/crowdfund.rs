@@ -13,7 +13,7 @@
 
 use enclave_cloud_common::events::Nep297;
 use enclave_cloud_common::events::model::ModelEvent;
-use near_sdk::json_types::{U64, U128};
+use near_sdk::json_types::U128;
 use near_sdk::{AccountId, Gas, NearToken, Promise, env, near};
 
 #[allow(unused_imports)] // named by the code #[near] generates
@@ -24,37 +24,14 @@ use crate::fixed::{Mag, mul_div_floor};
 use crate::state::MAX_POOLS;
 use crate::{CrowdfundApi, ModelToken};
 
+pub use enclave_cloud_common::interfaces::model_token::{
+    CrowdfundConfig, CrowdfundStatus, CrowdfundView,
+};
+
 const GAS_FOR_RELEASE_CALLBACK: Gas = Gas::from_tgas(5);
 const GAS_FOR_REFUND_CALLBACK: Gas = Gas::from_tgas(10);
 const BPS: u128 = 10_000;
 const MAX_MILESTONES: usize = 16;
-
-#[near(serializers = [borsh, json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrowdfundConfig {
-    /// yoctoNEAR to raise for success.
-    pub goal: U128,
-    /// yoctoNEAR per whole token (10^decimals base units).
-    pub token_price: U128,
-    pub deadline_ns: U64,
-    /// Receives the funds: the training operator.
-    pub beneficiary: AccountId,
-    /// Release schedule in basis points summing to 10000; empty: everything at success.
-    #[serde(default)]
-    pub milestones_bps: Vec<u16>,
-    /// Releases milestones after the first; default: the owner.
-    #[serde(default)]
-    pub approver: Option<AccountId>,
-}
-
-#[near(serializers = [borsh, json])]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum CrowdfundStatus {
-    Active,
-    Succeeded,
-    Failed,
-}
 
 #[near(serializers = [borsh])]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,19 +59,6 @@ pub struct CrowdfundEarnings {
     /// Each pool's `reward_per_token` when the crowdfund succeeded (zero before, and for
     /// pools added later): crowdfund tokens earn what the accumulator gained since.
     pub reward_per_token_at_success: [Mag; MAX_POOLS],
-}
-
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrowdfundView {
-    pub config: CrowdfundConfig,
-    pub status: CrowdfundStatus,
-    pub raised: U128,
-    pub tokens_minted: U128,
-    pub released: U128,
-    pub next_milestone: u32,
-    pub milestones: u32,
-    pub refunded: U128,
 }
 
 impl Crowdfund {
@@ -467,6 +431,7 @@ mod tests {
     use super::*;
     use crate::test_utils::*;
     use near_sdk::PromiseResult;
+    use near_sdk::json_types::U64;
     use near_sdk::test_utils::{get_created_receipts, get_logs};
 
     const NEAR: u128 = 10u128.pow(24);

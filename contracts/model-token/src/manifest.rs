@@ -1,17 +1,16 @@
 //! Initialisation, the model manifest and the owner's configuration.
 
+use enclave_cloud_common::Asset;
 use enclave_cloud_common::events::Nep297;
 use enclave_cloud_common::events::model::{ModelEvent, ModelManifest};
-use enclave_cloud_common::{Asset, ModelId};
 use near_contract_standards::fungible_token::metadata::{FT_METADATA_SPEC, FungibleTokenMetadata};
-use near_sdk::json_types::U128;
 use near_sdk::store::{IterableMap, LazyOption, LookupMap};
 use near_sdk::{AccountId, NearToken, env, near};
 
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::ModelTokenExt;
 use crate::access::{OrPanic, charge_storage, refund, require_one_yocto};
-use crate::crowdfund::{CrowdfundConfig, CrowdfundEarnings};
+use crate::crowdfund::CrowdfundEarnings;
 use crate::errors::ModelTokenError;
 use crate::rewards::RevenuePool;
 use crate::state::MAX_REVENUE_TOKENS;
@@ -30,26 +29,7 @@ const MAX_TEXT: usize = 512;
 /// Decimals above this would overflow the crowdfund's price arithmetic for no benefit.
 const MAX_DECIMALS: u8 = 24;
 
-/// Everything a model token starts with; the factory passes it through unchanged.
-#[near(serializers = [json])]
-#[derive(Clone)]
-pub struct ModelInit {
-    pub model_id: ModelId,
-    pub owner: AccountId,
-    pub registry: AccountId,
-    pub manifest: ModelManifest,
-    pub metadata: FungibleTokenMetadata,
-    /// Minted to the owner at creation (founders' share); the crowdfund mints the rest.
-    #[serde(default)]
-    pub initial_supply: Option<U128>,
-    #[serde(default)]
-    pub key_service: Option<AccountId>,
-    /// NEP-141 tokens accepted as revenue from the start.
-    #[serde(default)]
-    pub revenue_tokens: Vec<AccountId>,
-    #[serde(default)]
-    pub crowdfund: Option<CrowdfundConfig>,
-}
+pub use enclave_cloud_common::interfaces::model_token::ModelInit;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ModelTokenError {
     ModelTokenError::Invalid {
@@ -277,6 +257,7 @@ impl ModelAdminApi for ModelToken {
 mod tests {
     use super::*;
     use crate::test_utils::*;
+    use near_sdk::json_types::U128;
     use near_sdk::test_utils::get_logs;
 
     #[test]

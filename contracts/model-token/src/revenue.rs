@@ -17,29 +17,11 @@ use crate::errors::ModelTokenError;
 use crate::{ModelToken, RevenueApi};
 
 /// Gas for the token's `ft_transfer` when paying a claim.
+pub use enclave_cloud_common::interfaces::model_token::{AssetAmount, RevenuePoolView};
+
 const GAS_FOR_FT_PAYOUT: Gas = Gas::from_tgas(10);
 /// Gas for `on_revenue_claimed`.
 const GAS_FOR_CLAIM_CALLBACK: Gas = Gas::from_tgas(5);
-
-/// An amount of one asset.
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetAmount {
-    pub asset: Asset,
-    pub amount: U128,
-}
-
-/// One revenue pool as the views show it.
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevenuePoolView {
-    pub asset: Asset,
-    pub deposited: U128,
-    pub claimed: U128,
-    /// Forfeited or returned by holders who left, waiting for the next deposit's earning
-    /// holders (revenue that no token earns goes to the owner instead).
-    pub undistributed: U128,
-}
 
 impl ModelToken {
     pub(crate) fn pool_index(&self, asset: &Asset) -> Result<usize, ModelTokenError> {
