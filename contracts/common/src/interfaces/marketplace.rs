@@ -516,4 +516,32 @@ pub mod methods {
         pub account_id: AccountId,
         pub asset: Asset,
     }
+
+    /// The `#[init]` call (deploy).
+    pub const NEW: Method = Method::call("new", 100);
+    pub const SET_ROYALTY_ACCOUNT: Method = Method::one_yocto("set_royalty_account", 30);
+
+    /// `new`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct NewArgs {
+        pub owner: AccountId,
+        pub registry: AccountId,
+        pub treasury: AccountId,
+    }
+
+    /// `set_royalty_account`'s arguments: `None` goes back to `<model>.<model_factory>`.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct SetRoyaltyAccountArgs {
+        pub model_id: crate::ModelId,
+        pub account: Option<AccountId>,
+    }
+
+    /// `withdraw_fees`' arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct AssetArgs {
+        pub asset: Asset,
+    }
 }

@@ -89,4 +89,18 @@ pub mod methods {
         pub from_index: Option<u32>,
         pub limit: Option<u32>,
     }
+
+    /// The `#[init]` call (deploy).
+    pub const NEW: Method = Method::call("new", 100);
+    /// Owner only. Raw input (not JSON): the model-token wasm. Deposit: the global contract's
+    /// storage cost. About 1 Tgas per 10 KiB of code plus 10 Tgas.
+    pub const PUBLISH_MODEL_CODE: Method = Method::payable("publish_model_code", 300);
+
+    /// `new`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct NewArgs {
+        pub owner: AccountId,
+        pub registry: AccountId,
+    }
 }

@@ -278,4 +278,61 @@ pub mod methods {
         pub from_index: Option<near_sdk::json_types::U64>,
         pub limit: Option<u32>,
     }
+
+    /// The `#[init]` call (deploy).
+    pub const NEW: Method = Method::call("new", 100);
+
+    /// `new`'s arguments. `P` is the policy: [`super::Policy`], or its JSON in clients that
+    /// pass one through. Absent options are left out of the JSON (the contract's defaults).
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct NewArgs<P> {
+        pub owner: AccountId,
+        pub mainnet: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub dev_ca_key: Option<PublicKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub policy: Option<P>,
+    }
+
+    /// Each chain certificate not yet cached costs ~80 Tgas, the report signature another 80.
+    pub const ADD_GPU: Method = Method::call("add_gpu", 300);
+    /// ~80 Tgas per certificate verified (`max_signatures`, default 2, at most 3).
+    pub const CACHE_GPU_CERTIFICATES: Method = Method::call("cache_gpu_certificates", 300);
+    /// Operator (~5 Tgas).
+    pub const REQUEST_UNSTAKE: Method = Method::one_yocto("request_unstake", 30);
+    /// Operator, after the unbonding delay: 10 Tgas and the 5 Tgas callback.
+    pub const WITHDRAW: Method = Method::one_yocto("withdraw", 30);
+
+    pub const IS_GPU_NONCE_USED: &str = "is_gpu_nonce_used";
+    pub const IS_CERTIFICATE_CACHED: &str = "is_certificate_cached";
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct CacheGpuCertificatesArgs {
+        pub node_id: NodeId,
+        /// PEM, leaf first.
+        pub certificate_chain: String,
+        pub max_signatures: Option<u8>,
+    }
+
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct RequestUnstakeArgs {
+        pub amount: near_sdk::NearToken,
+    }
+
+    /// `is_gpu_nonce_used`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct NonceArgs {
+        pub nonce: crate::Hash32,
+    }
+
+    /// `is_certificate_cached`'s arguments: sha256 of the certificate's DER.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct CertificateHashArgs {
+        pub hash: crate::Hash32,
+    }
 }
