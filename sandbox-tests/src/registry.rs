@@ -7,6 +7,13 @@
 //! that ignores it (a real near-sandbox) starts at the wall clock, where the collateral is not
 //! valid, and the registration tests fail saying so.
 
+use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::interfaces::method::{Method, NoArgs};
+use enclave_cloud_common::interfaces::registry::methods::{
+    DEPOSIT_STAKE, GET_NODE, NEW, NOW_NS, NewArgs, NodeArgs, REGISTER_NODE, RegisterNodeArgs,
+};
+use enclave_cloud_common::{NodeId, NodeStatus};
+use near_sdk::json_types::U64;
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{AccessKey, NearToken, SecretKey};
@@ -140,15 +147,20 @@ impl Registry {
     pub async fn start(policy: Value) -> anyhow::Result<Self> {
         let worker = sandbox_at_vector_time().await?;
         let contract = worker.dev_deploy(registry_wasm()).await?;
-        let init = contract
-            .call("new")
-            .args_json(json!({ "owner": contract.id(), "mainnet": true, "policy": policy }))
+        // The policy stays JSON: suites patch it field by field, some into what the contract
+        // must refuse.
+        let init = NewArgs::<Value> {
+            owner: contract.id().clone(),
+            mainnet: true,
+            dev_ca_key: None,
+            policy: Some(policy),
+        };
+        let init = crate::calls::call(contract.as_account(), contract.id(), NEW, &init)
             .transact()
             .await?;
         anyhow::ensure!(init.is_success(), "init failed: {init:?}");
         let operator = worker.dev_create_account().await?;
-        let staked = operator
-            .call(contract.id(), "deposit_stake")
+        let staked = crate::calls::call(&operator, contract.id(), DEPOSIT_STAKE, &NoArgs {})
             .deposit(STAKE)
             .transact()
             .await?;
@@ -176,7 +188,21 @@ impl Registry {
         self.contract.id()
     }
 
-    /// `method` called by `signer` with JSON `args`, all the gas a transaction may have.
+    /// `method` (from the registry's method table) called by `signer` with typed `args`: the
+    /// table's gas and fixed deposit.
+    pub async fn call_method(
+        &self,
+        signer: &Account,
+        method: Method,
+        args: &impl serde::Serialize,
+    ) -> anyhow::Result<ExecutionFinalResult> {
+        Ok(crate::calls::call(signer, self.id(), method, args)
+            .transact()
+            .await?)
+    }
+
+    /// `method` called by `signer` with JSON `args`, all the gas a transaction may have: for
+    /// arguments a client would not send (malformed, extra or wrongly typed fields).
     pub async fn call(
         &self,
         signer: &Account,
@@ -203,35 +229,35 @@ impl Registry {
     }
 
     /// The node registers itself with the dstack bundle; returns the node id.
-    pub async fn register_dstack_node(&self) -> anyhow::Result<String> {
-        let outcome = self
-            .call(
-                &self.node,
-                "register_node",
-                json!({ "bundle": dstack_bundle() }),
-            )
-            .await?;
+    pub async fn register_dstack_node(&self) -> anyhow::Result<NodeId> {
+        let args = RegisterNodeArgs {
+            bundle: dstack_bundle(),
+            details: None,
+        };
+        let outcome = self.call_method(&self.node, REGISTER_NODE, &args).await?;
         anyhow::ensure!(outcome.is_success(), "register_node failed: {outcome:?}");
         Ok(outcome.json()?)
     }
 
-    /// A view's JSON result.
-    pub async fn view(&self, method: &str, args: Value) -> anyhow::Result<Value> {
-        Ok(self.contract.view(method).args_json(args).await?.json()?)
+    /// A view (`name` from the method table) decoded into `T`.
+    pub async fn view<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        args: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        crate::calls::view(&self.worker, self.id(), name, args).await
     }
 
-    /// `get_node(node_id)` (JSON `null` when unknown).
-    pub async fn node_view(&self, node_id: &str) -> anyhow::Result<Value> {
-        self.view("get_node", json!({ "node_id": node_id })).await
+    /// `get_node(node_id)`, `None` when unknown.
+    pub async fn node_view(&self, node_id: NodeId) -> anyhow::Result<Option<NodeView>> {
+        self.view(GET_NODE, &NodeArgs { node_id }).await
     }
 
-    /// The node's computed status (`active`, `inactive`, `expired`, `deregistered`).
-    pub async fn status(&self, node_id: &str) -> anyhow::Result<String> {
+    /// The node's computed status; fails if the node is unknown.
+    pub async fn status(&self, node_id: NodeId) -> anyhow::Result<NodeStatus> {
         let view = self.node_view(node_id).await?;
-        view["status"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no status in {view}"))
+        view.map(|v| v.status)
+            .ok_or_else(|| anyhow::anyhow!("no node {node_id}"))
     }
 
     /// The contract's whole storage, to show a refused call changed nothing.
@@ -248,8 +274,8 @@ impl Registry {
 
     /// The chain's time as the contract sees it, ns.
     pub async fn now_ns(&self) -> anyhow::Result<u64> {
-        let now = self.view("now_ns", json!({})).await?;
-        json_u64(&now)
+        let now: U64 = self.view(NOW_NS, &NoArgs {}).await?;
+        Ok(now.0)
     }
 }
 

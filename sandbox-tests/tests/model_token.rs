@@ -952,7 +952,7 @@ async fn storage_registration_withdrawal_and_unregistration() -> anyhow::Result<
 async fn grant(
     token: &AccountId,
     granter: &Account,
-    node_id: &Value,
+    node_id: &enclave_cloud_common::NodeId,
     deposit: NearToken,
 ) -> anyhow::Result<ExecutionFinalResult> {
     Ok(granter
@@ -1039,9 +1039,9 @@ async fn key_grants_go_to_eligible_nodes_only() -> anyhow::Result<()> {
     )
     .await?;
     for (token, node_id, reason) in [
-        (t, json!("99"), "not in the registry"),
-        (t, gone.id.clone(), "not active"),
-        (strict.id(), node.id.clone(), "not allowed by the manifest"),
+        (t, enclave_cloud_common::NodeId(99), "not in the registry"),
+        (t, gone.id, "not active"),
+        (strict.id(), node.id, "not allowed by the manifest"),
     ] {
         let before = balance(&keys).await?;
         let outcome = grant(token, &keys, &node_id, deposit).await?;
