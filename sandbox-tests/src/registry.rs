@@ -279,25 +279,6 @@ impl Registry {
     }
 }
 
-/// A `U64`/`NearToken` JSON string (or number) as `u64`.
-pub fn json_u64(v: &Value) -> anyhow::Result<u64> {
-    match v {
-        Value::String(s) => Ok(s.parse()?),
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| anyhow::anyhow!("{n} is not a u64")),
-        other => anyhow::bail!("{other} is not a u64"),
-    }
-}
-
-/// A yoctoNEAR JSON string as `u128`.
-pub fn json_yocto(v: &Value) -> anyhow::Result<u128> {
-    v.as_str()
-        .ok_or_else(|| anyhow::anyhow!("{v} is not a yoctoNEAR string"))?
-        .parse()
-        .map_err(Into::into)
-}
-
 /// The failure text of a transaction that must have failed in the contract. Checks that the
 /// contract failed with its own typed message, not a Rust panic with a location.
 pub fn contract_error(outcome: ExecutionFinalResult) -> String {
