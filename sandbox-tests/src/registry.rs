@@ -12,7 +12,8 @@ use enclave_cloud_common::interfaces::method::{Method, NoArgs};
 use enclave_cloud_common::interfaces::registry::methods::{
     DEPOSIT_STAKE, GET_NODE, NEW, NOW_NS, NewArgs, NodeArgs, REGISTER_NODE, RegisterNodeArgs,
 };
-use enclave_cloud_common::{NodeId, NodeStatus};
+use enclave_cloud_common::interfaces::registry::{GpuPolicy, PlatformMeasurements, Policy};
+use enclave_cloud_common::{Hash32, NodeId, NodeStatus};
 use near_sdk::json_types::U64;
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
@@ -106,30 +107,43 @@ pub fn hopper_evidence() -> Value {
 }
 
 /// A mainnet-style policy that allows exactly the dstack node's platform and compose hash;
-/// lifetime 2 h, heartbeats every 5 min (3 may be missed), unbonding 1 day. `patch` replaces
-/// top-level fields.
-pub fn dstack_policy(patch: Value) -> Value {
-    let tcb: Value = serde_json::from_str(&vector("intel-tdx-dstack-node/tcb_info.json"))
-        .unwrap_or_else(|e| panic!("tcb_info.json: {e}"));
-    let mut policy = json!({
-        "platforms": [{ "mrtd": tcb["mrtd"], "rtmr0": tcb["rtmr0"], "rtmr1": tcb["rtmr1"], "rtmr2": tcb["rtmr2"] }],
-        "compose_hashes": [tcb["compose_hash"]],
-        "image_digests": [],
-        "image_digest_event": "image-digest",
-        "tcb_grace": [],
-        "attestation_lifetime_ns": (2 * 3600 * SEC_NS).to_string(),
-        "heartbeat_interval_ns": (300 * SEC_NS).to_string(),
-        "missed_heartbeats": 3,
-        "min_stake": MIN_STAKE,
-        "unbonding_delay_ns": (24 * 3600 * SEC_NS).to_string(),
-        "gpu": { "min_gpus": 0, "max_gpus": 8, "allowed_models": [], "allow_measured_in_rtmr3": false },
-        "dev_mode": false,
-        "dev_ca_key": null
-    });
-    if let (Some(base), Value::Object(fields)) = (policy.as_object_mut(), patch) {
-        base.extend(fields);
+/// lifetime 2 h, heartbeats every 5 min (3 may be missed), unbonding 1 day.
+pub fn dstack_policy() -> Policy {
+    #[derive(serde::Deserialize)]
+    struct TcbInfo {
+        mrtd: String,
+        rtmr0: String,
+        rtmr1: String,
+        rtmr2: String,
+        compose_hash: Hash32,
     }
-    policy
+    let tcb: TcbInfo = serde_json::from_str(&vector("intel-tdx-dstack-node/tcb_info.json"))
+        .unwrap_or_else(|e| panic!("tcb_info.json: {e}"));
+    Policy {
+        platforms: vec![PlatformMeasurements {
+            mrtd: tcb.mrtd,
+            rtmr0: tcb.rtmr0,
+            rtmr1: tcb.rtmr1,
+            rtmr2: tcb.rtmr2,
+        }],
+        compose_hashes: vec![tcb.compose_hash],
+        image_digests: Vec::new(),
+        image_digest_event: "image-digest".to_owned(),
+        tcb_grace: Vec::new(),
+        attestation_lifetime_ns: U64(2 * 3600 * SEC_NS),
+        heartbeat_interval_ns: U64(300 * SEC_NS),
+        missed_heartbeats: 3,
+        min_stake: MIN_STAKE,
+        unbonding_delay_ns: U64(24 * 3600 * SEC_NS),
+        gpu: GpuPolicy {
+            min_gpus: 0,
+            max_gpus: 8,
+            allowed_models: Vec::new(),
+            allow_measured_in_rtmr3: false,
+        },
+        dev_mode: false,
+        dev_ca_key: None,
+    }
 }
 
 /// A deployed registry, its owner, and an operator with [`STAKE`] whose account carries the
@@ -144,12 +158,10 @@ pub struct Registry {
 impl Registry {
     /// Chain at the vectors' time, registry initialised (mainnet) with `policy`, operator
     /// staked, node key added to the operator's account for calls to the registry.
-    pub async fn start(policy: Value) -> anyhow::Result<Self> {
+    pub async fn start(policy: Policy) -> anyhow::Result<Self> {
         let worker = sandbox_at_vector_time().await?;
         let contract = worker.dev_deploy(registry_wasm()).await?;
-        // The policy stays JSON: suites patch it field by field, some into what the contract
-        // must refuse.
-        let init = NewArgs::<Value> {
+        let init = NewArgs {
             owner: contract.id().clone(),
             mainnet: true,
             dev_ca_key: None,

@@ -38,7 +38,7 @@ fn events<S: AsRef<str>>(logs: &[S]) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_dstack_node_registers_with_its_own_key_and_a_copy_is_refused() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let now = r.now_ns().await?;
     assert!(
         (VECTOR_TIME_SECS * SEC_NS..(VECTOR_TIME_SECS + 3600) * SEC_NS).contains(&now),
@@ -127,8 +127,9 @@ async fn the_dstack_node_registers_with_its_own_key_and_a_copy_is_refused() -> a
 
 #[tokio::test]
 async fn a_compose_hash_off_the_allowlist_is_refused() -> anyhow::Result<()> {
-    let other = "11".repeat(32);
-    let r = Registry::start(dstack_policy(json!({ "compose_hashes": [other] }))).await?;
+    let mut policy = dstack_policy();
+    policy.compose_hashes = vec![Hash32([0x11; 32])];
+    let r = Registry::start(policy).await?;
     let before = r.state().await?;
     let args = RegisterNodeArgs {
         bundle: dstack_bundle(),
@@ -152,7 +153,7 @@ async fn a_compose_hash_off_the_allowlist_is_refused() -> anyhow::Result<()> {
 async fn heartbeats_keep_a_node_active_and_reattestation_renews_an_expired_one()
 -> anyhow::Result<()> {
     // Lifetime 2 h; heartbeats every 300 s, 3 may be missed.
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let id = r.register_dstack_node().await?;
     assert_eq!(r.status(id).await?, NodeStatus::Active);
     let first = node(&r, id).await?;
@@ -199,7 +200,7 @@ async fn heartbeats_keep_a_node_active_and_reattestation_renews_an_expired_one()
 
 #[tokio::test]
 async fn stake_covers_the_node_and_unbonds_after_the_delay() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let id = r.register_dstack_node().await?;
     let op = operator(&r).await?;
     assert_eq!(op.stake, STAKE);
@@ -268,7 +269,7 @@ async fn stake_covers_the_node_and_unbonds_after_the_delay() -> anyhow::Result<(
 
 #[tokio::test]
 async fn the_hopper_gpu_is_added_after_its_chain_is_cached() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let id = r.register_dstack_node().await?;
     let evidence = hopper_evidence();
     let chain = evidence["certificate_chain"]
@@ -335,7 +336,7 @@ async fn the_hopper_gpu_is_added_after_its_chain_is_cached() -> anyhow::Result<(
 
 #[tokio::test]
 async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let before = r.state().await?;
 
     let refused = |err: String, expected: &str| {
