@@ -2,8 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use enclave_cloud_common::interfaces::marketplace::TokenRate;
+use enclave_cloud_common::interfaces::marketplace::methods::{
+    SET_ACCEPTED_TOKEN, SetAcceptedTokenArgs, UPDATE_CONFIG, UpdateConfigArgs,
+};
+use enclave_cloud_common::interfaces::method::Method;
+use enclave_cloud_common::interfaces::model_factory::methods::{MODEL_CODE, PUBLISH_MODEL_CODE};
+use enclave_cloud_common::interfaces::registry::methods::{SET_MARKETPLACE, SetMarketplaceArgs};
+use near_sdk::json_types::U128;
 use near_workspaces::network::Testnet;
-use near_workspaces::operations::Function;
+use near_workspaces::operations::{CallTransaction, Function};
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{Gas, NearToken};
 use near_workspaces::{AccessKey, Account, AccountId, Worker};
@@ -53,10 +61,8 @@ pub enum DeployError {
 /// Receives one line per step, as it starts.
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
-const INIT_GAS: Gas = Gas::from_tgas(100);
-const ADMIN_GAS: Gas = Gas::from_tgas(30);
-/// Publishing ~400 KB of code costs about 50 Tgas; the rest is headroom.
-const PUBLISH_GAS: Gas = Gas::from_tgas(300);
+/// The test token's `storage_deposit` (NEP-145; the token is outside the interfaces).
+const TOKEN_STORAGE_GAS: Gas = Gas::from_tgas(30);
 /// NEP-145 registration of the marketplace in the test token.
 const TOKEN_STORAGE: NearToken = NearToken::from_millinear(10);
 /// Transaction fees of the whole deployment, generously.
@@ -81,6 +87,24 @@ fn read_wasm(dir: &Path, file: &str) -> Result<Vec<u8>, DeployError> {
         });
     }
     Ok(code)
+}
+
+/// `method` of one of our contracts with JSON `args`: the name, gas and fixed deposit from
+/// its interface's method table. A payable method's deposit is the caller's to add.
+fn contract_call(
+    signer: &Account,
+    contract: &AccountId,
+    method: Method,
+    args: &impl serde::Serialize,
+) -> CallTransaction {
+    let call = signer
+        .call(contract, method.name)
+        .args_json(args)
+        .gas(method.gas);
+    match method.fixed_deposit() {
+        Some(deposit) if !deposit.is_zero() => call.deposit(deposit),
+        _ => call,
+    }
 }
 
 pub(crate) fn rpc_error(url: &str, e: impl std::fmt::Display) -> DeployError {
@@ -247,13 +271,15 @@ pub async fn deploy(
         let ContractPlan {
             role,
             account,
+            init,
             init_args,
             ..
         } = contract.plan;
         progress(&format!(
-            "{role}: create {account} with {}, deploy {} KB, call new",
+            "{role}: create {account} with {}, deploy {} KB, call {}",
             contract.balance.exact_amount_display(),
-            contract.code.len() / 1024
+            contract.code.len() / 1024,
+            init.name
         ));
         let result = signer
             .batch(account)
@@ -261,22 +287,20 @@ pub async fn deploy(
             .transfer(contract.balance)
             .add_key(signer.secret_key().public_key(), AccessKey::full_access())
             .deploy(&contract.code)
-            .call(Function::new("new").args_json(init_args).gas(INIT_GAS))
+            .call(Function::new(init.name).args_json(init_args).gas(init.gas))
             .transact()
             .await;
         check_outcome(&format!("deploying the {role} at {account}"), result)?;
     }
 
-    let one_yocto = NearToken::from_yoctonear(1);
     progress(&format!(
         "registry: set_marketplace({})",
         plan.marketplace.account
     ));
-    let result = signer
-        .call(&plan.registry.account, "set_marketplace")
-        .args_json(json!({ "marketplace": plan.marketplace.account }))
-        .deposit(one_yocto)
-        .gas(ADMIN_GAS)
+    let args = SetMarketplaceArgs {
+        marketplace: plan.marketplace.account.clone(),
+    };
+    let result = contract_call(&signer, &plan.registry.account, SET_MARKETPLACE, &args)
         .transact()
         .await;
     check_outcome("registry.set_marketplace", result)?;
@@ -286,16 +310,17 @@ pub async fn deploy(
         model_code.len() / 1024,
         publish_cost.exact_amount_display()
     ));
+    // Raw input, not JSON: the code itself.
     let result = signer
-        .call(&plan.factory.account, "publish_model_code")
+        .call(&plan.factory.account, PUBLISH_MODEL_CODE.name)
         .args(model_code)
         .deposit(publish_cost)
-        .gas(PUBLISH_GAS)
+        .gas(PUBLISH_MODEL_CODE.gas)
         .transact()
         .await;
     check_outcome("model_factory.publish_model_code", result)?;
     let model_code_hash: Value = worker
-        .view(&plan.factory.account, "model_code")
+        .view(&plan.factory.account, MODEL_CODE)
         .await
         .map_err(|e| rpc_error(rpc_url, e))?
         .json()
@@ -311,13 +336,12 @@ pub async fn deploy(
 
     progress(&format!(
         "marketplace: update_config {}",
-        plan.marketplace_patch
+        set_fields(&plan.marketplace_patch)
     ));
-    let result = signer
-        .call(&plan.marketplace.account, "update_config")
-        .args_json(json!({ "patch": plan.marketplace_patch }))
-        .deposit(one_yocto)
-        .gas(ADMIN_GAS)
+    let args = UpdateConfigArgs {
+        patch: plan.marketplace_patch.clone(),
+    };
+    let result = contract_call(&signer, &plan.marketplace.account, UPDATE_CONFIG, &args)
         .transact()
         .await;
     check_outcome("marketplace.update_config", result)?;
@@ -327,22 +351,26 @@ pub async fn deploy(
             "marketplace: accept {} ({} units per NEAR); register the marketplace in it",
             token.account, params.units_per_near
         ));
-        let result = signer
-            .call(&plan.marketplace.account, "set_accepted_token")
-            .args_json(json!({
-                "token": token.account,
-                "rate": { "units_per_near": params.units_per_near.to_string() },
-            }))
-            .deposit(one_yocto)
-            .gas(ADMIN_GAS)
-            .transact()
-            .await;
+        let args = SetAcceptedTokenArgs {
+            token: token.account.clone(),
+            rate: Some(TokenRate {
+                units_per_near: U128(params.units_per_near),
+            }),
+        };
+        let result = contract_call(
+            &signer,
+            &plan.marketplace.account,
+            SET_ACCEPTED_TOKEN,
+            &args,
+        )
+        .transact()
+        .await;
         check_outcome("marketplace.set_accepted_token", result)?;
         let result = signer
             .call(&token.account, "storage_deposit")
             .args_json(json!({ "account_id": plan.marketplace.account, "registration_only": true }))
             .deposit(TOKEN_STORAGE)
-            .gas(ADMIN_GAS)
+            .gas(TOKEN_STORAGE_GAS)
             .transact()
             .await;
         check_outcome("test_token.storage_deposit(marketplace)", result)?;
@@ -366,4 +394,18 @@ pub async fn deploy(
             .map(str::to_string),
         start_height,
     })
+}
+
+/// The fields a configuration patch sets, as JSON (the rest stay as they are).
+fn set_fields(patch: &enclave_cloud_common::interfaces::marketplace::ConfigPatch) -> Value {
+    match serde_json::to_value(patch) {
+        Ok(Value::Object(fields)) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(_, value)| !value.is_null())
+                .collect(),
+        ),
+        Ok(other) => other,
+        Err(e) => json!(e.to_string()),
+    }
 }

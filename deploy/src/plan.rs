@@ -2,6 +2,11 @@
 //! anything is sent.
 
 use enclave_cloud_common::deployment;
+use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
+use enclave_cloud_common::interfaces::marketplace::methods as marketplace_api;
+use enclave_cloud_common::interfaces::method::Method;
+use enclave_cloud_common::interfaces::model_factory::methods as factory_api;
+use enclave_cloud_common::interfaces::registry::methods as registry_api;
 use near_workspaces::AccountId;
 use near_workspaces::types::NearToken;
 use serde_json::{Value, json};
@@ -58,6 +63,8 @@ pub struct ContractPlan {
     pub account: AccountId,
     /// File name in the wasm directory (as `scripts/build-contracts.sh` names it).
     pub wasm_file: &'static str,
+    /// The `#[init]` method called in the deploying transaction, and its JSON arguments.
+    pub init: Method,
     pub init_args: Value,
     /// Balance beyond the code's storage: the contract's own state.
     pub state_reserve: NearToken,
@@ -74,7 +81,7 @@ pub struct Plan {
     pub token: Option<(ContractPlan, TestToken)>,
     pub dev_ca_key: Option<String>,
     /// The marketplace configuration set after deployment (`update_config` patch).
-    pub marketplace_patch: Value,
+    pub marketplace_patch: ConfigPatch,
 }
 
 /// Why a plan is refused before anything is sent.
@@ -99,6 +106,14 @@ pub enum PlanError {
 /// The model-token file the factory publishes as a global contract.
 pub const MODEL_TOKEN_WASM: &str = "model_token.wasm";
 
+/// The test token's `new` (a plain NEP-141 example contract, outside the interfaces).
+const TEST_TOKEN_NEW: Method = Method::call("new", 100);
+
+/// Init arguments as the JSON a [`ContractPlan`] carries.
+fn init_json(args: &impl serde::Serialize) -> Value {
+    serde_json::to_value(args).unwrap_or_else(|e| unreachable!("init arguments serialize: {e}"))
+}
+
 impl Plan {
     pub fn new(network: Network, deployer: AccountId, options: Options) -> Result<Self, PlanError> {
         if network.is_production() {
@@ -109,12 +124,16 @@ impl Plan {
                 return Err(PlanError::TestTokenOnMainnet);
             }
         }
-        if let Some(key) = &options.dev_ca_key {
-            match key.parse::<near_crypto::PublicKey>() {
-                Ok(near_crypto::PublicKey::ED25519(_)) => {}
+        let dev_ca_key = match &options.dev_ca_key {
+            Some(key) => match key.parse::<near_crypto::PublicKey>() {
+                Ok(near_crypto::PublicKey::ED25519(_)) => Some(
+                    key.parse::<near_sdk::PublicKey>()
+                        .map_err(|_| PlanError::DevCaKey(key.clone()))?,
+                ),
                 _ => return Err(PlanError::DevCaKey(key.clone())),
-            }
-        }
+            },
+            None => None,
+        };
         if options
             .registry_policy
             .as_ref()
@@ -139,22 +158,20 @@ impl Plan {
         let factory = sub(deployment::MODEL_FACTORY)?;
         let treasury = options.treasury.clone().unwrap_or_else(|| deployer.clone());
 
-        let mut registry_init = json!({
-            "owner": deployer,
-            "mainnet": network.is_production(),
+        // The policy passes through as the JSON the user gave: the contract checks it.
+        let registry_init = init_json(&registry_api::NewArgs::<Value> {
+            owner: deployer.clone(),
+            mainnet: network.is_production(),
+            dev_ca_key,
+            policy: options.registry_policy.clone(),
         });
-        if let Some(key) = &options.dev_ca_key {
-            registry_init["dev_ca_key"] = json!(key);
-        }
-        if let Some(policy) = &options.registry_policy {
-            registry_init["policy"] = policy.clone();
-        }
         let token = match options.test_token {
             Some(t) => Some((
                 ContractPlan {
                     role: "test token (NEP-141)",
                     account: sub(&t.symbol.to_lowercase())?,
                     wasm_file: "test_token.wasm",
+                    init: TEST_TOKEN_NEW,
                     init_args: json!({
                         "owner": deployer,
                         "symbol": t.symbol,
@@ -167,10 +184,11 @@ impl Plan {
             )),
             None => None,
         };
-        let mut marketplace_patch = json!({ "model_factory": factory });
-        if let Some(bytes) = options.max_inline_bytes {
-            marketplace_patch["max_inline_bytes"] = json!(bytes);
-        }
+        let marketplace_patch = ConfigPatch {
+            model_factory: Some(factory.clone()),
+            max_inline_bytes: options.max_inline_bytes,
+            ..ConfigPatch::default()
+        };
         Ok(Self {
             network,
             marketplace_patch,
@@ -178,6 +196,7 @@ impl Plan {
                 role: "registry",
                 account: registry.clone(),
                 wasm_file: "registry.wasm",
+                init: registry_api::NEW,
                 init_args: registry_init,
                 state_reserve: NearToken::from_near(2),
             },
@@ -185,10 +204,11 @@ impl Plan {
                 role: "marketplace",
                 account: marketplace,
                 wasm_file: "marketplace.wasm",
-                init_args: json!({
-                    "owner": deployer,
-                    "registry": registry,
-                    "treasury": treasury,
+                init: marketplace_api::NEW,
+                init_args: init_json(&marketplace_api::NewArgs {
+                    owner: deployer.clone(),
+                    registry: registry.clone(),
+                    treasury: treasury.clone(),
                 }),
                 state_reserve: NearToken::from_near(2),
             },
@@ -196,7 +216,11 @@ impl Plan {
                 role: "model factory",
                 account: factory.clone(),
                 wasm_file: "model_factory.wasm",
-                init_args: json!({ "owner": deployer, "registry": registry }),
+                init: factory_api::NEW,
+                init_args: init_json(&factory_api::NewArgs {
+                    owner: deployer.clone(),
+                    registry: registry.clone(),
+                }),
                 state_reserve: NearToken::from_near(2),
             },
             token,
@@ -323,10 +347,10 @@ mod tests {
             ..Options::default()
         };
         let plan = Plan::new(Network::Testnet, deployer(), ok).unwrap();
-        assert_eq!(plan.marketplace_patch["max_inline_bytes"], 10_240);
+        assert_eq!(plan.marketplace_patch.max_inline_bytes, Some(10_240));
         assert_eq!(
-            plan.marketplace_patch["model_factory"],
-            "models.ops.testnet"
+            plan.marketplace_patch.model_factory,
+            Some("models.ops.testnet".parse().unwrap())
         );
     }
 }

@@ -3,10 +3,18 @@
 //! with a `dev` bundle signed by the CA. One path for every suite that needs a live node.
 
 use anyhow::bail;
+use enclave_cloud_common::NodeId;
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::registry::NodeUpdate;
+use enclave_cloud_common::interfaces::registry::methods::{
+    DEPOSIT_STAKE, REGISTER_NODE, RegisterNodeArgs,
+};
 use near_workspaces::network::Sandbox;
-use near_workspaces::types::{AccessKey, Gas, NearToken, SecretKey};
+use near_workspaces::types::{AccessKey, NearToken, SecretKey};
 use near_workspaces::{Account, AccountId, Worker};
 use serde_json::{Value, json};
+
+use crate::calls::call;
 
 /// How long a dev bundle made here stays valid.
 const DEV_BUNDLE_LIFETIME_SECS: u64 = 24 * 3600;
@@ -47,16 +55,17 @@ pub struct Enrolment<'a> {
     pub enclave_key: &'a SecretKey,
     /// The enclave's x25519 key, bound by the bundle.
     pub tee_key: [u8; 32],
-    /// `NodeDetails` JSON, or `None` for the registry's defaults.
-    pub details: Option<Value>,
+    /// The node's endpoint, region, prices and capacity, or `None` for the registry's
+    /// defaults.
+    pub details: Option<NodeUpdate>,
 }
 
-/// Stakes, adds the enclave key and registers the node; returns the node id as the registry
-/// writes it in JSON and the enclave's account handle.
+/// Stakes, adds the enclave key and registers the node; returns the node id and the
+/// enclave's account handle.
 pub async fn enroll(
     worker: &Worker<Sandbox>,
     enrolment: Enrolment<'_>,
-) -> anyhow::Result<(Value, Account)> {
+) -> anyhow::Result<(NodeId, Account)> {
     let Enrolment {
         registry,
         operator,
@@ -66,8 +75,7 @@ pub async fn enroll(
         tee_key,
         details,
     } = enrolment;
-    operator
-        .call(registry, "deposit_stake")
+    call(operator, registry, DEPOSIT_STAKE, &NoArgs {})
         .deposit(stake)
         .transact()
         .await?
@@ -89,17 +97,15 @@ pub async fn enroll(
         now_secs + DEV_BUNDLE_LIFETIME_SECS,
     )?;
     let enclave = Account::from_secret_key(operator.id().clone(), enclave_key.clone(), worker);
-    let mut args = json!({ "bundle": bundle });
-    if let Some(details) = details {
-        args["details"] = details;
-    }
-    let id: Value = enclave
-        .call(registry, "register_node")
-        .args_json(args)
-        .gas(Gas::from_tgas(100))
-        .transact()
-        .await?
-        .into_result()?
-        .json()?;
+    let id: NodeId = call(
+        &enclave,
+        registry,
+        REGISTER_NODE,
+        &RegisterNodeArgs { bundle, details },
+    )
+    .transact()
+    .await?
+    .into_result()?
+    .json()?;
     Ok((id, enclave))
 }

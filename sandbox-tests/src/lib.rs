@@ -6,6 +6,7 @@
 //! wasm32-unknown-unknown --release`) unless `LOCALNET_PROBE_WASM` names a built wasm.
 //! Both land in `$CARGO_TARGET_DIR` (default `<workspace>/target`).
 
+pub mod calls;
 pub mod dev_node;
 pub mod localnet;
 pub mod marketplace;

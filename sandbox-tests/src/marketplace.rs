@@ -5,14 +5,29 @@
 //! `$CARGO_TARGET_DIR/near`).
 
 use anyhow::{Context, ensure};
-use enclave_cloud_common::{
-    Hash32, JobId, ModelId, NodeId, ReceiptSubject, RequestId, ResultReceipt, Usage,
+use enclave_cloud_common::events::marketplace::JobTarget;
+use enclave_cloud_common::interfaces::marketplace::methods::{
+    CANCEL_JOB, CLAIM_JOB, CREDIT_OF, ClaimJobArgs, CreditArgs, FUNDS, GET_JOB, InputBytesArgs,
+    JOB_STORAGE_DEPOSIT, JobArgs, NEW, RESPOND, RespondArgs, SET_ACCEPTED_TOKEN,
+    SET_ROYALTY_ACCOUNT, STORAGE_DEPOSIT, SUBMIT_JOB, SUBMIT_RESULT, SetAcceptedTokenArgs,
+    SetRoyaltyAccountArgs, StorageDepositArgs, SubmitJobArgs, SubmitResultArgs,
 };
+use enclave_cloud_common::interfaces::marketplace::{FundsReport, JobView, Ledger, TokenRate};
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::registry::NodeUpdate;
+use enclave_cloud_common::interfaces::registry::methods as registry_methods;
+use enclave_cloud_common::{
+    Asset, Hash32, InputRef, JobId, JobSpec, ModelId, ModelPrice, NodeId, ReceiptSubject,
+    RequestId, ResultReceipt, Usage,
+};
+use near_sdk::json_types::{Base64VecU8, U64, U128};
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{Gas, KeyType, NearToken, SecretKey};
 use near_workspaces::{Account, AccountId, Contract, Worker};
 use serde_json::{Value, json};
+
+use crate::calls::{call, view};
 
 /// The model every node of the suite serves.
 pub const MODEL: &str = "llama-3-8b";
@@ -45,12 +60,15 @@ impl Node {
 
 /// An ed25519 signature by `key` (base64) over `receipt`'s signing bytes.
 pub fn sign_receipt(key: &SecretKey, receipt: &ResultReceipt) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(signature(key, receipt).0)
+}
+
+/// An ed25519 signature by `key` over `receipt`'s signing bytes, as the contracts take it.
+pub fn signature(key: &SecretKey, receipt: &ResultReceipt) -> Base64VecU8 {
     let key = crate::crypto_key(key);
     match key.sign(&receipt.signing_bytes()) {
-        near_crypto::Signature::ED25519(sig) => {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
-        }
+        near_crypto::Signature::ED25519(sig) => Base64VecU8(sig.to_bytes().to_vec()),
         other => unreachable!("an ed25519 key signs ed25519, got {other:?}"),
     }
 }
@@ -59,10 +77,11 @@ pub fn sha256(bytes: &[u8]) -> Hash32 {
     Hash32(near_primitives::hash::hash(bytes).0)
 }
 
-/// `{"kind": "inline", "ciphertext": <base64>}`, the JSON of an inline `InputRef`/`OutputRef`.
-pub fn inline(bytes: &[u8]) -> Value {
-    use base64::Engine;
-    json!({ "kind": "inline", "ciphertext": base64::engine::general_purpose::STANDARD.encode(bytes) })
+/// An inline `InputRef`/`OutputRef`: `{"kind": "inline", "ciphertext": <base64>}` in JSON.
+pub fn inline(bytes: &[u8]) -> InputRef {
+    InputRef::Inline {
+        ciphertext: Base64VecU8(bytes.to_vec()),
+    }
 }
 
 pub fn model() -> ModelId {
@@ -203,38 +222,65 @@ impl Suite {
         let caller = deploy("caller", "ai_caller").await?;
 
         let dev_ca = SecretKey::from_seed(KeyType::ED25519, "marketplace-suite-dev-ca");
-        succeeded(registry
-            .call("new")
-            .args_json(json!({ "owner": owner.id(), "mainnet": false, "dev_ca_key": dev_ca.public_key().to_string() }))
-            .transact()
-            .await?)?;
+        let registry_init = registry_methods::NewArgs::<Value> {
+            owner: owner.id().clone(),
+            mainnet: false,
+            dev_ca_key: Some(dev_ca.public_key().to_string().parse()?),
+            policy: None,
+        };
         succeeded(
-            owner
-                .call(registry.id(), "set_marketplace")
-                .args_json(json!({ "marketplace": market.id() }))
-                .deposit(NearToken::from_yoctonear(1))
+            call(
+                registry.as_account(),
+                registry.id(),
+                registry_methods::NEW,
+                &registry_init,
+            )
+            .transact()
+            .await?,
+        )?;
+        let set_marketplace = registry_methods::SetMarketplaceArgs {
+            marketplace: market.id().clone(),
+        };
+        succeeded(
+            call(
+                &owner,
+                registry.id(),
+                registry_methods::SET_MARKETPLACE,
+                &set_marketplace,
+            )
+            .transact()
+            .await?,
+        )?;
+        let market_init = enclave_cloud_common::interfaces::marketplace::methods::NewArgs {
+            owner: owner.id().clone(),
+            registry: registry.id().clone(),
+            treasury: treasury.id().clone(),
+        };
+        succeeded(
+            call(market.as_account(), market.id(), NEW, &market_init)
                 .transact()
                 .await?,
         )?;
-        succeeded(market
-            .call("new")
-            .args_json(json!({ "owner": owner.id(), "registry": registry.id(), "treasury": treasury.id() }))
-            .transact()
-            .await?)?;
+        let royalty_account = SetRoyaltyAccountArgs {
+            model_id: model(),
+            account: Some(royalty.id().clone()),
+        };
         succeeded(
-            owner
-                .call(market.id(), "set_royalty_account")
-                .args_json(json!({ "model_id": MODEL, "account": royalty.id() }))
-                .deposit(NearToken::from_yoctonear(1))
+            call(&owner, market.id(), SET_ROYALTY_ACCOUNT, &royalty_account)
                 .transact()
                 .await?,
         )?;
-        succeeded(owner
-            .call(market.id(), "set_accepted_token")
-            .args_json(json!({ "token": token.id(), "rate": { "units_per_near": TOKEN_UNITS_PER_NEAR.to_string() } }))
-            .deposit(NearToken::from_yoctonear(1))
-            .transact()
-            .await?)?;
+        let accept = SetAcceptedTokenArgs {
+            token: token.id().clone(),
+            rate: Some(TokenRate {
+                units_per_near: U128(TOKEN_UNITS_PER_NEAR),
+            }),
+        };
+        succeeded(
+            call(&owner, market.id(), SET_ACCEPTED_TOKEN, &accept)
+                .transact()
+                .await?,
+        )?;
         succeeded(token
             .call("new")
             .args_json(json!({ "owner": owner.id(), "symbol": "TST", "decimals": 18, "total_supply": (1_000 * TOKEN_UNITS_PER_NEAR).to_string() }))
@@ -287,11 +333,18 @@ impl Suite {
             .key_data()
             .try_into()
             .context("ed25519 public keys are 32 bytes")?;
-        let details = json!({
-            "endpoint": "https://node.example/v1", "region": "eu-west", "capacity": 4,
-            "prices": [{ "model_id": serves, "input_per_million": PRICE_IN.to_string(),
-                         "output_per_million": PRICE_OUT.to_string() }],
-        });
+        let details = NodeUpdate {
+            endpoint: Some("https://node.example/v1".to_owned()),
+            region: Some("eu-west".to_owned()),
+            capacity: Some(4),
+            prices: Some(vec![ModelPrice {
+                model_id: serves
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{serves}: {e:?}"))?,
+                input_per_million: U128(PRICE_IN),
+                output_per_million: U128(PRICE_OUT),
+            }]),
+        };
         let (id, _enclave) = crate::dev_node::enroll(
             &self.worker,
             crate::dev_node::Enrolment {
@@ -307,14 +360,17 @@ impl Suite {
         )
         .await?;
         succeeded(
-            node.operator
-                .call(self.market.id(), "storage_deposit")
-                .args_json(json!({}))
-                .deposit(NearToken::from_millinear(100))
-                .transact()
-                .await?,
+            call(
+                &node.operator,
+                self.market.id(),
+                STORAGE_DEPOSIT,
+                &StorageDepositArgs::default(),
+            )
+            .deposit(NearToken::from_millinear(100))
+            .transact()
+            .await?,
         )?;
-        Ok(serde_json::from_value(id)?)
+        Ok(id)
     }
 
     /// The chain's clock: the latest block's timestamp.
@@ -324,38 +380,43 @@ impl Suite {
 
     /// The marketplace's `funds` report; fails unless it is balanced, and unless the
     /// marketplace's balance in every token equals what its ledger says it holds in it.
-    pub async fn check_funds(&self, step: &str) -> anyhow::Result<Value> {
-        let report: Value = self.market.view("funds").await?.json()?;
+    pub async fn check_funds(&self, step: &str) -> anyhow::Result<FundsReport> {
+        let report: FundsReport = self.view(FUNDS, &NoArgs {}).await?;
         ensure!(
-            report["balanced"] == json!(true),
-            "after {step}: funds are not balanced: {report:#}"
+            report.balanced,
+            "after {step}: funds are not balanced: {report:#?}"
         );
-        for asset in report["assets"].as_array().into_iter().flatten() {
-            if asset["asset"]["kind"] == "ft" {
-                let token: AccountId = asset["asset"]["token"]
-                    .as_str()
-                    .context("token account")?
-                    .parse()?;
-                let held = num(&asset["ledger"]["held"])?;
-                let balance = self.ft_balance(&token, self.market.id()).await?;
+        for asset in &report.assets {
+            if let Asset::Ft { token } = &asset.asset {
+                let held = asset.ledger.held.0;
+                let balance = self.ft_balance(token, self.market.id()).await?;
                 ensure!(
                     balance == held,
-                    "after {step}: the marketplace holds {balance} of {token} but its ledger says {held}: {report:#}"
+                    "after {step}: the marketplace holds {balance} of {token} but its ledger says {held}: {report:#?}"
                 );
             }
         }
         Ok(report)
     }
 
-    /// One bucket of the ledger of `asset` (`"near"` or the token), e.g. `"fees"`.
-    pub async fn ledger(&self, asset: &Value, bucket: &str) -> anyhow::Result<u128> {
-        let report: Value = self.market.view("funds").await?.json()?;
-        let entry = report["assets"]
-            .as_array()
+    /// The ledger of `asset` (all zero if the marketplace never held it).
+    pub async fn ledger(&self, asset: &Asset) -> anyhow::Result<Ledger> {
+        let report: FundsReport = self.view(FUNDS, &NoArgs {}).await?;
+        Ok(report
+            .assets
             .into_iter()
-            .flatten()
-            .find(|a| &a["asset"] == asset);
-        entry.map_or(Ok(0), |a| num(&a["ledger"][bucket]))
+            .find(|a| &a.asset == asset)
+            .map(|a| a.ledger)
+            .unwrap_or_default())
+    }
+
+    /// A marketplace view decoded into `T`.
+    pub async fn view<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        args: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        view(&self.worker, self.market.id(), name, args).await
     }
 
     /// The NEAR balances a settlement pays into (the node's operator, the model's royalty
@@ -387,11 +448,13 @@ impl Suite {
             "royalty account received {}, expected {royalty}",
             now.royalty - before.royalty
         );
-        let near = json!({ "kind": "near" });
-        let fees = self.ledger(&near, "fees").await?;
-        ensure!(fees == fee, "fees ledger {fees}, expected {fee}");
-        let escrow = self.ledger(&near, "escrow").await?;
-        ensure!(escrow == 0, "{escrow} left in escrow");
+        let ledger = self.ledger(&Asset::Near).await?;
+        ensure!(
+            ledger.fees.0 == fee,
+            "fees ledger {}, expected {fee}",
+            ledger.fees.0
+        );
+        ensure!(ledger.escrow.0 == 0, "{} left in escrow", ledger.escrow.0);
         Ok(())
     }
 
@@ -450,28 +513,25 @@ impl Suite {
         Ok(())
     }
 
-    /// The asset JSON of the suite's token.
-    pub fn token_asset(&self) -> Value {
-        json!({ "kind": "ft", "token": self.token.id() })
+    /// The suite's token as an asset.
+    pub fn token_asset(&self) -> Asset {
+        Asset::Ft {
+            token: self.token.id().clone(),
+        }
     }
 
-    pub async fn job(&self, job_id: JobId) -> anyhow::Result<Value> {
-        Ok(self
-            .market
-            .view("get_job")
-            .args_json(json!({ "job_id": job_id }))
-            .await?
-            .json()?)
+    /// `get_job`: the job or its receipt, `None` once gone (cancelled, or never there).
+    pub async fn job(&self, job_id: JobId) -> anyhow::Result<Option<JobView>> {
+        self.view(GET_JOB, &JobArgs { job_id }).await
     }
 
-    pub async fn credit(&self, account: &AccountId, asset: &Value) -> anyhow::Result<u128> {
-        let v: Value = self
-            .market
-            .view("credit_of")
-            .args_json(json!({ "account_id": account, "asset": asset }))
-            .await?
-            .json()?;
-        num(&v)
+    pub async fn credit(&self, account: &AccountId, asset: &Asset) -> anyhow::Result<u128> {
+        let args = CreditArgs {
+            account_id: account.clone(),
+            asset: asset.clone(),
+        };
+        let credit: U128 = self.view(CREDIT_OF, &args).await?;
+        Ok(credit.0)
     }
 
     /// A job spec for `MODEL` open to any node, with `input` inline.
@@ -481,31 +541,36 @@ impl Suite {
         input: &[u8],
         claim_deadline_ns: Option<u64>,
         deadline_ns: u64,
-    ) -> Value {
-        json!({
-            "model_id": MODEL, "price_cap": price_cap.to_string(),
-            "deadline_ns": deadline_ns.to_string(),
-            "claim_deadline_ns": claim_deadline_ns.map(|d| d.to_string()),
-            "target": { "kind": "any", "region": null, "gpu_model": null, "max_price_per_million": null },
-            "input": inline(input), "user_key": "cd".repeat(32),
-        })
+    ) -> JobSpec {
+        JobSpec {
+            model_id: model(),
+            price_cap: U128(price_cap),
+            deadline_ns: U64(deadline_ns),
+            claim_deadline_ns: claim_deadline_ns.map(U64),
+            target: JobTarget::Any {
+                region: None,
+                gpu_model: None,
+                max_price_per_million: None,
+            },
+            input: inline(input),
+            user_key: "cd".repeat(32),
+        }
     }
 
     /// The user submits a NEAR-paid job (cap plus the storage estimate attached).
-    pub async fn submit_near_job(&self, spec: &Value, input_len: u32) -> anyhow::Result<JobId> {
-        let storage: Value = self
-            .market
-            .view("job_storage_deposit")
-            .args_json(json!({ "input_bytes": input_len }))
-            .await?
-            .json()?;
-        let deposit = num(&spec["price_cap"])? + num(&storage)?;
-        let outcome = ok(self
-            .user
-            .call(self.market.id(), "submit_job")
-            .args_json(json!({ "job": spec }))
+    pub async fn submit_near_job(&self, spec: &JobSpec, input_len: u32) -> anyhow::Result<JobId> {
+        let storage: NearToken = self
+            .view(
+                JOB_STORAGE_DEPOSIT,
+                &InputBytesArgs {
+                    input_bytes: input_len,
+                },
+            )
+            .await?;
+        let deposit = spec.price_cap.0 + storage.as_yoctonear();
+        let args = SubmitJobArgs { job: spec.clone() };
+        let outcome = ok(call(&self.user, self.market.id(), SUBMIT_JOB, &args)
             .deposit(NearToken::from_yoctonear(deposit))
-            .gas(Gas::from_tgas(30))
             .transact()
             .await?)?;
         gas_within("submit_job", &outcome, 10)?;
@@ -519,10 +584,8 @@ impl Suite {
         job_id: JobId,
         node_id: NodeId,
     ) -> anyhow::Result<ExecutionFinalResult> {
-        Ok(who
-            .call(self.market.id(), "claim_job")
-            .args_json(json!({ "job_id": job_id, "node_id": node_id }))
-            .gas(Gas::from_tgas(50))
+        let args = ClaimJobArgs { job_id, node_id };
+        Ok(call(who, self.market.id(), CLAIM_JOB, &args)
             .transact()
             .await?)
     }
@@ -536,13 +599,14 @@ impl Suite {
 
     /// The relayer (anyone) asks to cancel `job_id`, with gas for a slash.
     pub async fn cancel(&self, job_id: JobId) -> anyhow::Result<ExecutionFinalResult> {
-        Ok(self
-            .relayer
-            .call(self.market.id(), "cancel_job")
-            .args_json(json!({ "job_id": job_id }))
-            .gas(Gas::from_tgas(60))
-            .transact()
-            .await?)
+        Ok(call(
+            &self.relayer,
+            self.market.id(),
+            CANCEL_JOB,
+            &JobArgs { job_id },
+        )
+        .transact()
+        .await?)
     }
 
     /// The relayer posts `node`'s result for `job_id`, signed with `key`.
@@ -555,14 +619,13 @@ impl Suite {
         used: Usage,
     ) -> anyhow::Result<ExecutionFinalResult> {
         let receipt = result_receipt(ReceiptSubject::Job(job_id), input, output, used);
-        Ok(self
-            .relayer
-            .call(self.market.id(), "submit_result")
-            .args_json(json!({
-                "job_id": job_id, "output": inline(output), "usage": used,
-                "signature": sign_receipt(key, &receipt),
-            }))
-            .gas(Gas::from_tgas(100))
+        let args = SubmitResultArgs {
+            job_id,
+            output: inline(output),
+            usage: used,
+            signature: Some(signature(key, &receipt)),
+        };
+        Ok(call(&self.relayer, self.market.id(), SUBMIT_RESULT, &args)
             .transact()
             .await?)
     }
@@ -577,14 +640,14 @@ impl Suite {
         used: Usage,
     ) -> anyhow::Result<ExecutionFinalResult> {
         let receipt = result_receipt(ReceiptSubject::Request(request_id), input, output, used);
-        Ok(self
-            .relayer
-            .call(self.market.id(), "respond")
-            .args_json(json!({
-                "request_id": request_id, "node_id": node.id, "output": inline(output),
-                "usage": used, "signature": node.sign(&receipt),
-            }))
-            .gas(Gas::from_tgas(50))
+        let args = RespondArgs {
+            request_id,
+            node_id: node.id,
+            output: inline(output),
+            usage: used,
+            signature: Some(signature(&node.enclave_key, &receipt)),
+        };
+        Ok(call(&self.relayer, self.market.id(), RESPOND, &args)
             .transact()
             .await?)
     }

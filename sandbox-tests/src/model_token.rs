@@ -5,6 +5,10 @@
 //! Contracts come from `ECLOUD_WASM_DIR` (default `$CARGO_TARGET_DIR/near`), where
 //! `./scripts/build-contracts.sh` puts them.
 
+use enclave_cloud_common::NodeId;
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::registry::Policy;
+use enclave_cloud_common::interfaces::registry::methods as registry_methods;
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{Gas, KeyType, NearToken, SecretKey};
@@ -165,10 +169,10 @@ pub struct DevRegistry {
     ca: SecretKey,
 }
 
-/// A node registered in a [`DevRegistry`]: its id (as the registry writes it in JSON), the
-/// operator, and the enclave's access key on the operator's account.
+/// A node registered in a [`DevRegistry`]: its id, the operator, and the enclave's access
+/// key on the operator's account.
 pub struct DevNode {
-    pub id: Value,
+    pub id: NodeId,
     pub operator: Account,
     pub enclave: Account,
 }
@@ -178,17 +182,21 @@ impl DevRegistry {
     pub async fn deploy(worker: &Worker<Sandbox>, owner: &Account) -> anyhow::Result<Self> {
         let contract = worker.dev_deploy(&contract_wasm("registry")?).await?;
         let ca = SecretKey::from_random(KeyType::ED25519);
-        contract
-            .call("new")
-            .args_json(json!({
-                "owner": owner.id(),
-                "mainnet": false,
-                "dev_ca_key": ca.public_key().to_string(),
-                "policy": null,
-            }))
-            .transact()
-            .await?
-            .into_result()?;
+        let init = registry_methods::NewArgs::<Policy> {
+            owner: owner.id().clone(),
+            mainnet: false,
+            dev_ca_key: Some(ca.public_key().to_string().parse()?),
+            policy: None,
+        };
+        crate::calls::call(
+            contract.as_account(),
+            contract.id(),
+            registry_methods::NEW,
+            &init,
+        )
+        .transact()
+        .await?
+        .into_result()?;
         Ok(Self { contract, ca })
     }
 
@@ -201,8 +209,14 @@ impl DevRegistry {
         name: &str,
         enclave_key: [u8; 32],
     ) -> anyhow::Result<DevNode> {
-        let policy: Value = self.contract.view("get_policy").await?.json()?;
-        let min_stake: NearToken = serde_json::from_value(policy["min_stake"].clone())?;
+        let policy: Policy = crate::calls::view(
+            worker,
+            self.contract.id(),
+            registry_methods::GET_POLICY,
+            &NoArgs {},
+        )
+        .await?;
+        let min_stake = policy.min_stake;
         // The stake also pays for the operator's records: one NEAR covers them.
         let stake = min_stake.saturating_add(NearToken::from_near(1));
         let operator = account(worker, name, stake.as_near() + 10).await?;

@@ -7,6 +7,14 @@
 //! that ignores it (a real near-sandbox) starts at the wall clock, where the collateral is not
 //! valid, and the registration tests fail saying so.
 
+use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::interfaces::method::{Method, NoArgs};
+use enclave_cloud_common::interfaces::registry::methods::{
+    DEPOSIT_STAKE, GET_NODE, NEW, NOW_NS, NewArgs, NodeArgs, REGISTER_NODE, RegisterNodeArgs,
+};
+use enclave_cloud_common::interfaces::registry::{GpuPolicy, PlatformMeasurements, Policy};
+use enclave_cloud_common::{Hash32, NodeId, NodeStatus};
+use near_sdk::json_types::U64;
 use near_workspaces::network::Sandbox;
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{AccessKey, NearToken, SecretKey};
@@ -99,30 +107,43 @@ pub fn hopper_evidence() -> Value {
 }
 
 /// A mainnet-style policy that allows exactly the dstack node's platform and compose hash;
-/// lifetime 2 h, heartbeats every 5 min (3 may be missed), unbonding 1 day. `patch` replaces
-/// top-level fields.
-pub fn dstack_policy(patch: Value) -> Value {
-    let tcb: Value = serde_json::from_str(&vector("intel-tdx-dstack-node/tcb_info.json"))
-        .unwrap_or_else(|e| panic!("tcb_info.json: {e}"));
-    let mut policy = json!({
-        "platforms": [{ "mrtd": tcb["mrtd"], "rtmr0": tcb["rtmr0"], "rtmr1": tcb["rtmr1"], "rtmr2": tcb["rtmr2"] }],
-        "compose_hashes": [tcb["compose_hash"]],
-        "image_digests": [],
-        "image_digest_event": "image-digest",
-        "tcb_grace": [],
-        "attestation_lifetime_ns": (2 * 3600 * SEC_NS).to_string(),
-        "heartbeat_interval_ns": (300 * SEC_NS).to_string(),
-        "missed_heartbeats": 3,
-        "min_stake": MIN_STAKE,
-        "unbonding_delay_ns": (24 * 3600 * SEC_NS).to_string(),
-        "gpu": { "min_gpus": 0, "max_gpus": 8, "allowed_models": [], "allow_measured_in_rtmr3": false },
-        "dev_mode": false,
-        "dev_ca_key": null
-    });
-    if let (Some(base), Value::Object(fields)) = (policy.as_object_mut(), patch) {
-        base.extend(fields);
+/// lifetime 2 h, heartbeats every 5 min (3 may be missed), unbonding 1 day.
+pub fn dstack_policy() -> Policy {
+    #[derive(serde::Deserialize)]
+    struct TcbInfo {
+        mrtd: String,
+        rtmr0: String,
+        rtmr1: String,
+        rtmr2: String,
+        compose_hash: Hash32,
     }
-    policy
+    let tcb: TcbInfo = serde_json::from_str(&vector("intel-tdx-dstack-node/tcb_info.json"))
+        .unwrap_or_else(|e| panic!("tcb_info.json: {e}"));
+    Policy {
+        platforms: vec![PlatformMeasurements {
+            mrtd: tcb.mrtd,
+            rtmr0: tcb.rtmr0,
+            rtmr1: tcb.rtmr1,
+            rtmr2: tcb.rtmr2,
+        }],
+        compose_hashes: vec![tcb.compose_hash],
+        image_digests: Vec::new(),
+        image_digest_event: "image-digest".to_owned(),
+        tcb_grace: Vec::new(),
+        attestation_lifetime_ns: U64(2 * 3600 * SEC_NS),
+        heartbeat_interval_ns: U64(300 * SEC_NS),
+        missed_heartbeats: 3,
+        min_stake: MIN_STAKE,
+        unbonding_delay_ns: U64(24 * 3600 * SEC_NS),
+        gpu: GpuPolicy {
+            min_gpus: 0,
+            max_gpus: 8,
+            allowed_models: Vec::new(),
+            allow_measured_in_rtmr3: false,
+        },
+        dev_mode: false,
+        dev_ca_key: None,
+    }
 }
 
 /// A deployed registry, its owner, and an operator with [`STAKE`] whose account carries the
@@ -137,18 +158,21 @@ pub struct Registry {
 impl Registry {
     /// Chain at the vectors' time, registry initialised (mainnet) with `policy`, operator
     /// staked, node key added to the operator's account for calls to the registry.
-    pub async fn start(policy: Value) -> anyhow::Result<Self> {
+    pub async fn start(policy: Policy) -> anyhow::Result<Self> {
         let worker = sandbox_at_vector_time().await?;
         let contract = worker.dev_deploy(registry_wasm()).await?;
-        let init = contract
-            .call("new")
-            .args_json(json!({ "owner": contract.id(), "mainnet": true, "policy": policy }))
+        let init = NewArgs {
+            owner: contract.id().clone(),
+            mainnet: true,
+            dev_ca_key: None,
+            policy: Some(policy),
+        };
+        let init = crate::calls::call(contract.as_account(), contract.id(), NEW, &init)
             .transact()
             .await?;
         anyhow::ensure!(init.is_success(), "init failed: {init:?}");
         let operator = worker.dev_create_account().await?;
-        let staked = operator
-            .call(contract.id(), "deposit_stake")
+        let staked = crate::calls::call(&operator, contract.id(), DEPOSIT_STAKE, &NoArgs {})
             .deposit(STAKE)
             .transact()
             .await?;
@@ -176,7 +200,21 @@ impl Registry {
         self.contract.id()
     }
 
-    /// `method` called by `signer` with JSON `args`, all the gas a transaction may have.
+    /// `method` (from the registry's method table) called by `signer` with typed `args`: the
+    /// table's gas and fixed deposit.
+    pub async fn call_method(
+        &self,
+        signer: &Account,
+        method: Method,
+        args: &impl serde::Serialize,
+    ) -> anyhow::Result<ExecutionFinalResult> {
+        Ok(crate::calls::call(signer, self.id(), method, args)
+            .transact()
+            .await?)
+    }
+
+    /// `method` called by `signer` with JSON `args`, all the gas a transaction may have: for
+    /// arguments a client would not send (malformed, extra or wrongly typed fields).
     pub async fn call(
         &self,
         signer: &Account,
@@ -203,35 +241,35 @@ impl Registry {
     }
 
     /// The node registers itself with the dstack bundle; returns the node id.
-    pub async fn register_dstack_node(&self) -> anyhow::Result<String> {
-        let outcome = self
-            .call(
-                &self.node,
-                "register_node",
-                json!({ "bundle": dstack_bundle() }),
-            )
-            .await?;
+    pub async fn register_dstack_node(&self) -> anyhow::Result<NodeId> {
+        let args = RegisterNodeArgs {
+            bundle: dstack_bundle(),
+            details: None,
+        };
+        let outcome = self.call_method(&self.node, REGISTER_NODE, &args).await?;
         anyhow::ensure!(outcome.is_success(), "register_node failed: {outcome:?}");
         Ok(outcome.json()?)
     }
 
-    /// A view's JSON result.
-    pub async fn view(&self, method: &str, args: Value) -> anyhow::Result<Value> {
-        Ok(self.contract.view(method).args_json(args).await?.json()?)
+    /// A view (`name` from the method table) decoded into `T`.
+    pub async fn view<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        args: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        crate::calls::view(&self.worker, self.id(), name, args).await
     }
 
-    /// `get_node(node_id)` (JSON `null` when unknown).
-    pub async fn node_view(&self, node_id: &str) -> anyhow::Result<Value> {
-        self.view("get_node", json!({ "node_id": node_id })).await
+    /// `get_node(node_id)`, `None` when unknown.
+    pub async fn node_view(&self, node_id: NodeId) -> anyhow::Result<Option<NodeView>> {
+        self.view(GET_NODE, &NodeArgs { node_id }).await
     }
 
-    /// The node's computed status (`active`, `inactive`, `expired`, `deregistered`).
-    pub async fn status(&self, node_id: &str) -> anyhow::Result<String> {
+    /// The node's computed status; fails if the node is unknown.
+    pub async fn status(&self, node_id: NodeId) -> anyhow::Result<NodeStatus> {
         let view = self.node_view(node_id).await?;
-        view["status"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no status in {view}"))
+        view.map(|v| v.status)
+            .ok_or_else(|| anyhow::anyhow!("no node {node_id}"))
     }
 
     /// The contract's whole storage, to show a refused call changed nothing.
@@ -248,28 +286,9 @@ impl Registry {
 
     /// The chain's time as the contract sees it, ns.
     pub async fn now_ns(&self) -> anyhow::Result<u64> {
-        let now = self.view("now_ns", json!({})).await?;
-        json_u64(&now)
+        let now: U64 = self.view(NOW_NS, &NoArgs {}).await?;
+        Ok(now.0)
     }
-}
-
-/// A `U64`/`NearToken` JSON string (or number) as `u64`.
-pub fn json_u64(v: &Value) -> anyhow::Result<u64> {
-    match v {
-        Value::String(s) => Ok(s.parse()?),
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| anyhow::anyhow!("{n} is not a u64")),
-        other => anyhow::bail!("{other} is not a u64"),
-    }
-}
-
-/// A yoctoNEAR JSON string as `u128`.
-pub fn json_yocto(v: &Value) -> anyhow::Result<u128> {
-    v.as_str()
-        .ok_or_else(|| anyhow::anyhow!("{v} is not a yoctoNEAR string"))?
-        .parse()
-        .map_err(Into::into)
 }
 
 /// The failure text of a transaction that must have failed in the contract. Checks that the

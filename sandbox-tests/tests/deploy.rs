@@ -3,7 +3,15 @@
 
 use ecloud_deploy::plan::{Options, TestToken};
 use ecloud_deploy::{DeployError, Network, Plan, deploy};
+use enclave_cloud_common::interfaces::marketplace::methods::{ACCEPTED_TOKENS, GET_CONFIG};
+use enclave_cloud_common::interfaces::marketplace::{Config, TokenRate};
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::model_factory::methods::MODEL_CODE;
+use enclave_cloud_common::interfaces::registry::Policy;
+use enclave_cloud_common::interfaces::registry::methods::GET_POLICY;
+use near_workspaces::AccountId;
 use near_workspaces::types::NearToken;
+use sandbox_tests::calls::view;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -51,31 +59,38 @@ async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
     .await?;
     assert!(lines.len() >= 8, "progress lines: {lines:?}");
 
-    let market: Value = worker
-        .view(&deployment.marketplace, "get_config")
-        .await?
-        .json()?;
-    assert_eq!(market["registry"], json!(deployment.registry));
-    assert_eq!(market["model_factory"], json!(deployment.model_factory));
-    assert_eq!(market["owner"], json!(root.id()));
-    let tokens: Value = worker
-        .view(&deployment.marketplace, "accepted_tokens")
-        .await?
-        .json()?;
+    let market: Config = view(&worker, &deployment.marketplace, GET_CONFIG, &NoArgs {}).await?;
+    assert_eq!(market.registry, deployment.registry);
+    assert_eq!(market.model_factory, Some(deployment.model_factory.clone()));
+    assert_eq!(&market.owner, root.id());
+    let tokens: Vec<(AccountId, TokenRate)> = view(
+        &worker,
+        &deployment.marketplace,
+        ACCEPTED_TOKENS,
+        &NoArgs {},
+    )
+    .await?;
     let token = deployment.token.clone().expect("test token deployed");
-    assert_eq!(tokens[0][0], json!(token), "{tokens}");
-    let policy: Value = worker
-        .view(&deployment.registry, "get_policy")
-        .await?
-        .json()?;
-    assert_eq!(policy["dev_mode"], json!(true), "{policy}");
-    assert_eq!(policy["dev_ca_key"], json!(dev_ca.to_string()));
-    let code: Value = worker
-        .view(&deployment.model_factory, "model_code")
-        .await?
-        .json()?;
+    assert_eq!(
+        tokens.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+        vec![&token],
+        "{tokens:?}"
+    );
+    assert_eq!(
+        tokens[0].1.units_per_near.0,
+        TestToken::default().units_per_near
+    );
+    let policy: Policy = view(&worker, &deployment.registry, GET_POLICY, &NoArgs {}).await?;
+    assert!(policy.dev_mode, "{policy:?}");
+    assert_eq!(
+        policy.dev_ca_key.map(|k| k.to_string()),
+        Some(dev_ca.to_string())
+    );
+    // The factory's code id is read as JSON, as the deployment record stores it.
+    let code: Value = view(&worker, &deployment.model_factory, MODEL_CODE, &NoArgs {}).await?;
     assert!(code["hash"].is_string(), "{code}");
     assert_eq!(deployment.model_code_hash.as_deref(), code["hash"].as_str());
+    // The test token is a plain NEP-141 example: its views are written out.
     let supply: Value = worker
         .view(&token, "ft_balance_of")
         .args_json(json!({ "account_id": root.id() }))

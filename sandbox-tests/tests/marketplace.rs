@@ -7,10 +7,23 @@
 //!
 //! Needs the contracts built: `./scripts/build-contracts.sh` (into `$ECLOUD_WASM_DIR`).
 
-use enclave_cloud_common::{JobId, ReceiptSubject, RequestId};
+use enclave_cloud_common::events::marketplace::Settlement;
+use enclave_cloud_common::interfaces::marketplace::methods::{
+    AssetArgs, GET_CONFIG, GET_REQUEST, InputBytesArgs, NodeArgs, REFRESH_NODE, REQUEST_DEPOSIT,
+    RequestArgs, SET_ROYALTY_ACCOUNT, STORAGE_BALANCE_OF, STORAGE_DEPOSIT, SUBMIT_JOB,
+    SetRoyaltyAccountArgs, StorageBalanceArgs, StorageDepositArgs, SubmitJobArgs, WITHDRAW,
+    WITHDRAW_FEES, WithdrawArgs,
+};
+use enclave_cloud_common::interfaces::marketplace::{Config, FtMessage, JobView, Request};
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::registry::OperatorView;
+use enclave_cloud_common::interfaces::registry::methods::{AccountArgs, GET_OPERATOR};
+use enclave_cloud_common::{Asset, JobId, ReceiptSubject, RequestId};
+use near_sdk::json_types::U128;
 use near_workspaces::types::{Gas, NearToken};
+use sandbox_tests::calls::{call, view};
 use sandbox_tests::marketplace::{
-    NEAR, SEC, Suite, TOKEN_UNITS_PER_NEAR, cost_yocto, gas_within, num, ok, refused,
+    NEAR, SEC, Suite, TOKEN_UNITS_PER_NEAR, cost_yocto, gas_within, model, num, ok, refused,
     result_receipt, succeeded, usage,
 };
 use serde_json::{Value, json};
@@ -26,8 +39,18 @@ fn expected_split(escrow: u128, cost: u128) -> (u128, u128, u128, u128) {
     (cost - fee - royalty, royalty, fee, escrow - cost)
 }
 
-fn near() -> Value {
-    json!({ "kind": "near" })
+fn near() -> Asset {
+    Asset::Near
+}
+
+/// `get_job`'s answer, `"open"`, `"claimed"`, `"settled"` or `"gone"`.
+fn status(job: &Option<JobView>) -> &'static str {
+    match job {
+        Some(JobView::Open(_)) => "open",
+        Some(JobView::Claimed(_)) => "claimed",
+        Some(JobView::Settled(_)) => "settled",
+        None => "gone",
+    }
 }
 
 #[tokio::test]
@@ -42,28 +65,29 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
 
     // ----- submit
     let job = s.submit_near_job(&spec, input.len() as u32).await?;
-    assert_eq!(s.job(job).await?["status"], "open");
-    assert_eq!(s.ledger(&near(), "escrow").await?, cap);
+    assert_eq!(status(&s.job(job).await?), "open");
+    assert_eq!(s.ledger(&near()).await?.escrow.0, cap);
     s.check_funds("submit_job").await?;
 
     // ----- a node that does not serve the model: the registry's answer refuses it, the job
     // stays open for others.
     assert!(!s.claim(&s.other_node, job).await?);
-    assert_eq!(s.job(job).await?["status"], "open");
+    assert_eq!(status(&s.job(job).await?), "open");
     s.check_funds("refused claim").await?;
     // Nobody claims with a node that is not theirs (the refused node is cached by now).
     refused(
         s.try_claim(&s.relayer, job, s.other_node.id).await?,
         "not to the caller",
     )?;
-    assert_eq!(s.job(job).await?["status"], "open");
+    assert_eq!(status(&s.job(job).await?), "open");
     s.check_funds("claim by a stranger").await?;
 
     // ----- the eligible node claims it (registry round trip), once.
     assert!(s.claim(&s.node, job).await?);
-    let claimed = s.job(job).await?;
-    assert_eq!(claimed["status"], "claimed");
-    assert_eq!(claimed["claim"]["node_id"], json!(s.node.id));
+    let Some(JobView::Claimed(claimed)) = s.job(job).await? else {
+        anyhow::bail!("job {job} is not claimed");
+    };
+    assert_eq!(claimed.claim.map(|c| c.node_id), Some(s.node.id));
     s.check_funds("claim").await?;
     refused(
         s.try_claim(&s.node.operator, job, s.node.id).await?,
@@ -76,25 +100,25 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
         .submit_result(job, &s.other_node.enclave_key, &input, &output, used)
         .await?;
     refused(wrong, "not signed by node")?;
-    assert_eq!(s.job(job).await?["status"], "claimed");
+    assert_eq!(status(&s.job(job).await?), "claimed");
     s.check_funds("wrong-key result").await?;
 
     // ----- the node's result settles: provider, royalty, fee, refund.
     let user_before = s.settled_near_balance(s.user.id()).await?;
     let payees_before = s.payee_balances().await?;
-    let storage_before = s.ledger(&near(), "storage").await?;
+    let storage_before = s.ledger(&near()).await?.storage.0;
     let outcome = ok(s
         .submit_result(job, &s.node.enclave_key, &input, &output, used)
         .await?)?;
     gas_within("submit_result", &outcome, 20)?;
-    let settlement: Value = outcome.json()?;
+    let settlement: Settlement = outcome.json()?;
     let (provider, royalty, fee, refund) = expected_split(cap, cost_yocto(&used));
-    assert_eq!(num(&settlement["cost"])?, cost_yocto(&used));
-    assert_eq!(num(&settlement["provider"])?, provider);
-    assert_eq!(num(&settlement["royalty"])?, royalty);
-    assert_eq!(num(&settlement["protocol_fee"])?, fee);
-    assert_eq!(num(&settlement["refund"])?, refund);
-    let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
+    assert_eq!(settlement.cost.0, cost_yocto(&used));
+    assert_eq!(settlement.provider.0, provider);
+    assert_eq!(settlement.royalty.0, royalty);
+    assert_eq!(settlement.protocol_fee.0, fee);
+    assert_eq!(settlement.refund.0, refund);
+    let storage_refund = storage_before - s.ledger(&near()).await?.storage.0;
     assert!(storage_refund > 0, "the job's storage is given back");
     assert_eq!(
         s.near_balance(s.user.id()).await? - user_before,
@@ -102,11 +126,12 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
     );
     s.check_near_payouts(&payees_before, provider, royalty, fee)
         .await?;
-    let receipt = s.job(job).await?;
-    assert_eq!(receipt["status"], "settled");
-    assert_eq!(receipt["usage"], json!(used));
+    let Some(JobView::Settled(receipt)) = s.job(job).await? else {
+        anyhow::bail!("job {job} is not settled");
+    };
+    assert_eq!(receipt.usage, used);
     let signed = result_receipt(ReceiptSubject::Job(job), &input, &output, used);
-    assert_eq!(receipt["signature"], json!(s.node.sign(&signed)));
+    assert_eq!(json!(receipt.signature), json!(s.node.sign(&signed)));
     s.check_funds("settlement").await?;
     // Settled once: a second result is refused.
     refused(
@@ -118,28 +143,31 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
     // ----- the protocol fee goes to the treasury.
     let treasury_before = s.near_balance(s.treasury.id()).await?;
     succeeded(
-        s.relayer
-            .call(s.market.id(), "withdraw_fees")
-            .args_json(json!({ "asset": near() }))
-            .gas(Gas::from_tgas(30))
-            .transact()
-            .await?,
+        call(
+            &s.relayer,
+            s.market.id(),
+            WITHDRAW_FEES,
+            &AssetArgs { asset: near() },
+        )
+        .transact()
+        .await?,
     )?;
     assert_eq!(
         s.near_balance(s.treasury.id()).await? - treasury_before,
         fee
     );
-    assert_eq!(s.ledger(&near(), "fees").await?, 0);
+    assert_eq!(s.ledger(&near()).await?.fees.0, 0);
     s.check_funds("withdraw_fees").await?;
 
     // ----- a royalty account that does not exist yet: its transfer fails and becomes a
     // credit, which is paid once the account exists.
     let ghost: near_workspaces::AccountId = format!("ghost.{}", s.root.id()).parse()?;
+    let to_ghost = SetRoyaltyAccountArgs {
+        model_id: model(),
+        account: Some(ghost.clone()),
+    };
     succeeded(
-        s.owner
-            .call(s.market.id(), "set_royalty_account")
-            .args_json(json!({ "model_id": sandbox_tests::marketplace::MODEL, "account": ghost }))
-            .deposit(NearToken::from_yoctonear(1))
+        call(&s.owner, s.market.id(), SET_ROYALTY_ACCOUNT, &to_ghost)
             .transact()
             .await?,
     )?;
@@ -157,14 +185,21 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
         "the transfer to {ghost} fails"
     );
     assert_eq!(s.credit(&ghost, &near()).await?, royalty);
-    assert_eq!(s.ledger(&near(), "credits").await?, royalty);
+    assert_eq!(s.ledger(&near()).await?.credits.0, royalty);
     s.check_funds("failed royalty transfer").await?;
+    let withdraw = |account_id| WithdrawArgs {
+        asset: near(),
+        account_id: Some(account_id),
+    };
     refused(
-        s.relayer
-            .call(s.market.id(), "withdraw")
-            .args_json(json!({ "asset": near(), "account_id": s.relayer.id() }))
-            .transact()
-            .await?,
+        call(
+            &s.relayer,
+            s.market.id(),
+            WITHDRAW,
+            &withdraw(s.relayer.id().clone()),
+        )
+        .transact()
+        .await?,
         "nothing",
     )?;
     let ghost_account = s
@@ -174,18 +209,19 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
         .transact()
         .await?
         .into_result()?;
-    let withdrawn: Value = ok(s
-        .relayer
-        .call(s.market.id(), "withdraw")
-        .args_json(json!({ "asset": near(), "account_id": ghost }))
-        .gas(Gas::from_tgas(30))
-        .transact()
-        .await?)?
+    let withdrawn: U128 = ok(call(
+        &s.relayer,
+        s.market.id(),
+        WITHDRAW,
+        &withdraw(ghost.clone()),
+    )
+    .transact()
+    .await?)?
     .json()?;
-    assert_eq!(num(&withdrawn)?, royalty);
+    assert_eq!(withdrawn.0, royalty);
     assert_eq!(s.near_balance(ghost_account.id()).await?, NEAR + royalty);
     assert_eq!(s.credit(&ghost, &near()).await?, 0);
-    assert_eq!(s.ledger(&near(), "credits").await?, 0);
+    assert_eq!(s.ledger(&near()).await?.credits.0, 0);
     s.check_funds("credit withdrawn").await?;
     Ok(())
 }
@@ -212,12 +248,13 @@ async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Resu
     let sent = cap + TOKEN_UNITS_PER_NEAR / 1_000;
     let now = s.now_ns().await?;
     let spec = s.job_spec(cap, &input, None, now + 3600 * SEC);
+    let msg = serde_json::to_string(&FtMessage::SubmitJob(spec.clone()))?;
+    // The test token is a plain NEP-141 contract: its calls are written out.
     let transfer_call = |amount: u128| {
         s.user
             .call(s.token.id(), "ft_transfer_call")
             .args_json(json!({
-                "receiver_id": s.market.id(), "amount": amount.to_string(),
-                "msg": json!({ "submit_job": spec }).to_string(),
+                "receiver_id": s.market.id(), "amount": amount.to_string(), "msg": msg,
             }))
             .deposit(NearToken::from_yoctonear(1))
             .gas(Gas::from_tgas(100))
@@ -235,26 +272,24 @@ async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Resu
 
     // ----- storage first, then the job: only the cap stays, the rest comes back.
     succeeded(
-        s.user
-            .call(s.market.id(), "storage_deposit")
-            .args_json(json!({}))
-            .deposit(NearToken::from_millinear(100))
-            .transact()
-            .await?,
+        call(
+            &s.user,
+            s.market.id(),
+            STORAGE_DEPOSIT,
+            &StorageDepositArgs::default(),
+        )
+        .deposit(NearToken::from_millinear(100))
+        .transact()
+        .await?,
     )?;
     s.check_funds("storage_deposit").await?;
-    let storage_balance = |s: &Suite| {
-        let market = s.market.clone();
-        let user = s.user.id().clone();
-        async move {
-            let v: Value = market
-                .view("storage_balance_of")
-                .args_json(json!({ "account_id": user }))
-                .await?
-                .json()?;
-            num(&v)
-        }
-    };
+    async fn storage_balance(s: &Suite) -> anyhow::Result<u128> {
+        let args = StorageBalanceArgs {
+            account_id: s.user.id().clone(),
+        };
+        let balance: NearToken = s.view(STORAGE_BALANCE_OF, &args).await?;
+        Ok(balance.as_yoctonear())
+    }
     let balance_before_job = storage_balance(&s).await?;
     let submitted = ok(transfer_call(sent).await?)?;
     assert_eq!(
@@ -268,11 +303,12 @@ async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Resu
     );
     assert_eq!(s.ft_balance(s.token.id(), s.market.id()).await?, cap);
     let job = JobId(1);
-    let open = s.job(job).await?;
-    assert_eq!(open["status"], "open");
-    assert_eq!(open["asset"], token);
+    let Some(JobView::Open(open)) = s.job(job).await? else {
+        anyhow::bail!("job {job} is not open");
+    };
+    assert_eq!(open.asset, token);
     let job_storage = balance_before_job - storage_balance(&s).await?;
-    assert_eq!(num(&open["storage_deposit"])?, job_storage);
+    assert_eq!(open.storage_deposit.as_yoctonear(), job_storage);
     s.check_funds("token submit").await?;
 
     // ----- claim and settle in the token.
@@ -285,11 +321,11 @@ async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Resu
         .await?;
     assert!(outcome.is_success(), "{:?}", outcome.failures());
     gas_within("submit_result (token)", &outcome, 20)?;
-    let settlement: Value = outcome.json()?;
+    let settlement: Settlement = outcome.json()?;
     let cost = cost_yocto(&used) / (NEAR / TOKEN_UNITS_PER_NEAR);
     let (provider, royalty, fee, refund) = expected_split(cap, cost);
-    assert_eq!(num(&settlement["cost"])?, cost);
-    assert_eq!(num(&settlement["provider"])?, provider);
+    assert_eq!(settlement.cost.0, cost);
+    assert_eq!(settlement.provider.0, provider);
     assert_eq!(
         s.ft_balance(s.token.id(), s.user.id()).await? - user_before,
         refund
@@ -297,9 +333,9 @@ async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Resu
     assert_eq!(s.ft_balance(s.token.id(), s.royalty.id()).await?, royalty);
     // The provider's transfer failed (not registered): a credit in the token.
     assert_eq!(s.credit(s.node.operator.id(), &token).await?, provider);
-    assert_eq!(s.ledger(&token, "credits").await?, provider);
-    assert_eq!(s.ledger(&token, "fees").await?, fee);
-    assert_eq!(s.ledger(&token, "escrow").await?, 0);
+    assert_eq!(s.ledger(&token).await?.credits.0, provider);
+    assert_eq!(s.ledger(&token).await?.fees.0, fee);
+    assert_eq!(s.ledger(&token).await?.escrow.0, 0);
     // The job's storage went back to the user's storage balance, less the receipt's bytes.
     let returned = storage_balance(&s).await? - (balance_before_job - job_storage);
     assert!(
@@ -310,22 +346,26 @@ async fn token_job_lifecycle_with_a_failed_token_payout_credit() -> anyhow::Resu
 
     // ----- the fee to the treasury, the credit to the provider once it can receive.
     succeeded(
-        s.relayer
-            .call(s.market.id(), "withdraw_fees")
-            .args_json(json!({ "asset": token }))
-            .gas(Gas::from_tgas(30))
-            .transact()
-            .await?,
+        call(
+            &s.relayer,
+            s.market.id(),
+            WITHDRAW_FEES,
+            &AssetArgs {
+                asset: token.clone(),
+            },
+        )
+        .transact()
+        .await?,
     )?;
     assert_eq!(s.ft_balance(s.token.id(), s.treasury.id()).await?, fee);
     s.check_funds("token withdraw_fees").await?;
     s.register_on_token(s.node.operator.id()).await?;
+    let own_credit = WithdrawArgs {
+        asset: token.clone(),
+        account_id: None,
+    };
     succeeded(
-        s.node
-            .operator
-            .call(s.market.id(), "withdraw")
-            .args_json(json!({ "asset": token }))
-            .gas(Gas::from_tgas(30))
+        call(&s.node.operator, s.market.id(), WITHDRAW, &own_credit)
             .transact()
             .await?,
     )?;
@@ -366,7 +406,7 @@ async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slas
             .await?,
         "deadline",
     )?;
-    assert_eq!(s.job(claimed_job).await?["status"], "claimed");
+    assert_eq!(status(&s.job(claimed_job).await?), "claimed");
     s.check_funds("late result").await?;
     refused(
         s.try_claim(&s.node.operator, unclaimed_job, s.node.id)
@@ -376,27 +416,24 @@ async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slas
 
     // ----- the missed deadline: anyone cancels; the user gets the escrow, the storage and
     // the slashed stake.
-    let stake = |s: &Suite| {
-        let registry = s.registry.clone();
-        let op = s.node.operator.id().clone();
-        async move {
-            let v: Value = registry
-                .view("get_operator")
-                .args_json(json!({ "account_id": op }))
-                .await?
-                .json()?;
-            num(&v["stake"])
-        }
-    };
+    async fn stake(s: &Suite) -> anyhow::Result<u128> {
+        let args = AccountArgs {
+            account_id: s.node.operator.id().clone(),
+        };
+        let operator: Option<OperatorView> =
+            view(&s.worker, s.registry.id(), GET_OPERATOR, &args).await?;
+        let operator = operator.ok_or_else(|| anyhow::anyhow!("no operator"))?;
+        Ok(operator.stake.as_yoctonear())
+    }
     // The user is compensated up to what the job put at risk (audit issue 15, finding 1).
-    let slash: Value = s.market.view("get_config").await?.json()?;
-    let slash = num(&slash["slash_amount"])?.min(cap);
+    let config: Config = s.view(GET_CONFIG, &NoArgs {}).await?;
+    let slash = config.slash_amount.as_yoctonear().min(cap);
     assert_eq!(slash, cap, "the slash is bounded by the cap");
     let stake_before = stake(&s).await?;
     let user_before = s.settled_near_balance(s.user.id()).await?;
-    let storage_before = s.ledger(&near(), "storage").await?;
+    let storage_before = s.ledger(&near()).await?.storage.0;
     let cancelled = ok(s.cancel(claimed_job).await?)?;
-    let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
+    let storage_refund = storage_before - s.ledger(&near()).await?.storage.0;
     assert_eq!(stake_before - stake(&s).await?, slash);
     assert_eq!(
         s.near_balance(s.user.id()).await? - user_before,
@@ -410,19 +447,19 @@ async fn late_results_are_refused_and_missed_jobs_cancelled_with_refund_and_slas
     let event = event.unwrap_or_default();
     assert!(event.contains("deadline_missed"), "{event}");
     assert!(event.contains(&slash.to_string()), "{event}");
-    assert!(s.job(claimed_job).await?.is_null());
+    assert!(s.job(claimed_job).await?.is_none());
     s.check_funds("cancel with slash").await?;
 
     // ----- the unclaimed job: anyone cancels, the user gets everything back.
     let user_before = s.settled_near_balance(s.user.id()).await?;
-    let storage_before = s.ledger(&near(), "storage").await?;
+    let storage_before = s.ledger(&near()).await?.storage.0;
     succeeded(s.cancel(unclaimed_job).await?)?;
-    let storage_refund = storage_before - s.ledger(&near(), "storage").await?;
+    let storage_refund = storage_before - s.ledger(&near()).await?.storage.0;
     assert_eq!(
         s.near_balance(s.user.id()).await? - user_before,
         cap + storage_refund
     );
-    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    assert_eq!(s.ledger(&near()).await?.escrow.0, 0);
     s.check_funds("cancel unclaimed").await?;
     Ok(())
 }
@@ -437,14 +474,15 @@ async fn slash_farming_is_refused_and_a_node_is_held_to_its_capacity() -> anyhow
     let input = b"audit".to_vec();
     let now = s.now_ns().await?;
     let doomed = s.job_spec(1, &input, None, now + 2 * SEC);
-    let outcome = s
-        .user
-        .call(s.market.id(), "submit_job")
-        .args_json(json!({ "job": doomed }))
-        .deposit(NearToken::from_near(1))
-        .gas(Gas::from_tgas(30))
-        .transact()
-        .await?;
+    let outcome = call(
+        &s.user,
+        s.market.id(),
+        SUBMIT_JOB,
+        &SubmitJobArgs { job: doomed },
+    )
+    .deposit(NearToken::from_near(1))
+    .transact()
+    .await?;
     refused(outcome, "answer window")?;
     s.check_funds("a job that could not be answered is refused")
         .await?;
@@ -475,15 +513,10 @@ async fn slash_farming_is_refused_and_a_node_is_held_to_its_capacity() -> anyhow
     Ok(())
 }
 
-async fn request_pending(s: &Suite, id: RequestId) -> anyhow::Result<Value> {
+async fn request_pending(s: &Suite, id: RequestId) -> anyhow::Result<Request> {
     for _ in 0..50 {
-        let request: Value = s
-            .market
-            .view("get_request")
-            .args_json(json!({ "request_id": id }))
-            .await?
-            .json()?;
-        if !request.is_null() {
+        let request: Option<Request> = s.view(GET_REQUEST, &RequestArgs { request_id: id }).await?;
+        if let Some(request) = request {
             return Ok(request);
         }
         s.worker.fast_forward(1).await?;
@@ -522,13 +555,14 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
 {
     let s = Suite::start().await?;
     // The node answers requests from the marketplace's cache.
-    let cached: bool = ok(s
-        .relayer
-        .call(s.market.id(), "refresh_node")
-        .args_json(json!({ "node_id": s.node.id }))
-        .gas(Gas::from_tgas(30))
-        .transact()
-        .await?)?
+    let cached: bool = ok(call(
+        &s.relayer,
+        s.market.id(),
+        REFRESH_NODE,
+        &NodeArgs { node_id: s.node.id },
+    )
+    .transact()
+    .await?)?
     .json()?;
     assert!(cached);
     s.check_funds("refresh_node").await?;
@@ -536,13 +570,15 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     let input = b"what is the answer?".to_vec();
     let output = b"42, encrypted".to_vec();
     let cap = NEAR / 10;
-    let storage: Value = s
-        .market
-        .view("request_deposit")
-        .args_json(json!({ "input_bytes": input.len() }))
-        .await?
-        .json()?;
-    let deposit = cap + num(&storage)?;
+    let storage: NearToken = s
+        .view(
+            REQUEST_DEPOSIT,
+            &InputBytesArgs {
+                input_bytes: u32::try_from(input.len())?,
+            },
+        )
+        .await?;
+    let deposit = cap + storage.as_yoctonear();
     let ask = || {
         s.user
             .call(s.caller.id(), "ask")
@@ -559,8 +595,8 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     let payees_before = s.payee_balances().await?;
     let asked = ask().await?;
     let request = request_pending(&s, RequestId(1)).await?;
-    assert_eq!(request["caller"], json!(s.caller.id()));
-    assert_eq!(s.ledger(&near(), "escrow").await?, cap);
+    assert_eq!(&request.caller, s.caller.id());
+    assert_eq!(s.ledger(&near()).await?.escrow.0, cap);
     s.check_funds("request").await?;
     let used = usage(3_000, 500);
     let responded = ok(s
@@ -577,7 +613,7 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     assert_eq!(num(&answer["response"]["cost"])?, cost);
     assert_eq!(
         answer["response"]["output"],
-        sandbox_tests::marketplace::inline(&output)
+        json!(sandbox_tests::marketplace::inline(&output))
     );
     let (provider, royalty, fee, _refund) = expected_split(cap, cost);
     // The asker paid the cost and gas, nothing else (the rest of its deposit came back).
@@ -588,13 +624,15 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
     );
     s.check_near_payouts(&payees_before, provider, royalty, fee)
         .await?;
-    let gone: Value = s
-        .market
-        .view("get_request")
-        .args_json(json!({ "request_id": "1" }))
-        .await?
-        .json()?;
-    assert!(gone.is_null());
+    let gone: Option<Request> = s
+        .view(
+            GET_REQUEST,
+            &RequestArgs {
+                request_id: RequestId(1),
+            },
+        )
+        .await?;
+    assert!(gone.is_none());
     s.check_funds("answered request").await?;
 
     // ----- nobody answers: after the yield timeout the caller hears `None` and the asker
@@ -618,7 +656,7 @@ async fn agent_requests_are_answered_and_time_out_through_the_example_caller() -
         paid <= gas_cost_bound(&asked, 150),
         "paid {paid} of a {cap} cap"
     );
-    assert_eq!(s.ledger(&near(), "escrow").await?, 0);
+    assert_eq!(s.ledger(&near()).await?.escrow.0, 0);
     s.check_funds("timed-out request").await?;
     // A late answer finds nothing to resume.
     refused(

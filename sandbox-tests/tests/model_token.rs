@@ -4,11 +4,22 @@
 //!
 //! Needs the built contracts (`./scripts/build-contracts.sh`, see `sandbox_tests::model_token`).
 
+use enclave_cloud_common::Asset;
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::model_factory::methods::{
+    CREATE_DEPOSIT, CREATE_MODEL, CreateDepositArgs, CreateModelArgs, MODEL, MODEL_CODE,
+    MODEL_COUNT, MODELS, ModelArgs, ModelsArgs, NEW, NewArgs, PUBLISH_MODEL_CODE,
+};
+use enclave_cloud_common::interfaces::model_factory::{ModelStatus, ModelView};
+use enclave_cloud_common::interfaces::model_token::methods::{
+    AssetArgs, CLAIM_REVENUE, CONTRIBUTE, FINALIZE_CROWDFUND,
+};
 use near_workspaces::network::Sandbox;
 use near_workspaces::operations::Function;
 use near_workspaces::result::ExecutionFinalResult;
 use near_workspaces::types::{Gas, NearToken};
 use near_workspaces::{Account, AccountId, Contract, Worker};
+use sandbox_tests::calls::{call, view as factory_view};
 use sandbox_tests::model_token::{
     CALL_GAS, DevRegistry, account, contract_wasm, deploy_token, ft_balance, ft_transfer, gas_cost,
     gas_without, manifest, model_args, register, storage_min, tgas,
@@ -74,8 +85,7 @@ fn crowdfund(
 /// Contributes `near` NEAR on top of the storage deposit; returns the tokens minted.
 async fn contribute(token: &AccountId, who: &Account, near: u128) -> anyhow::Result<u128> {
     let min = storage_min(token, who).await?;
-    let tokens: String = who
-        .call(token, "contribute")
+    let tokens: String = call(who, token, CONTRIBUTE, &NoArgs {})
         .deposit(min.saturating_add(NearToken::from_near(near)))
         .transact()
         .await?
@@ -142,8 +152,7 @@ async fn crowdfund_success_releases_the_milestones_to_the_beneficiary() -> anyho
         "cannot move until",
     );
     assert_fails_with(
-        bob.call(t, "finalize_crowdfund")
-            .gas(CALL_GAS)
+        call(&bob, t, FINALIZE_CROWDFUND, &NoArgs {})
             .transact()
             .await?,
         "raised 4000000000000000000000000 of 10000000000000000000000000",
@@ -151,9 +160,7 @@ async fn crowdfund_success_releases_the_milestones_to_the_beneficiary() -> anyho
     assert_eq!(contribute(t, &bob, 6).await?, 6);
 
     let trainer_before = balance(&trainer).await?;
-    let status: String = bob
-        .call(t, "finalize_crowdfund")
-        .gas(CALL_GAS)
+    let status: String = call(&bob, t, FINALIZE_CROWDFUND, &NoArgs {})
         .transact()
         .await?
         .into_result()?
@@ -165,8 +172,7 @@ async fn crowdfund_success_releases_the_milestones_to_the_beneficiary() -> anyho
         "first milestone: 30%"
     );
     assert_fails_with(
-        alice
-            .call(t, "contribute")
+        call(&alice, t, CONTRIBUTE, &NoArgs {})
             .deposit(NearToken::from_near(1))
             .transact()
             .await?,
@@ -247,16 +253,13 @@ async fn crowdfund_failure_refunds_every_contributor_and_burns_their_tokens() ->
         worker.fast_forward(20).await?;
     }
     assert_fails_with(
-        alice
-            .call(t, "contribute")
+        call(&alice, t, CONTRIBUTE, &NoArgs {})
             .deposit(NearToken::from_near(1))
             .transact()
             .await?,
         "the crowdfund ended",
     );
-    let status: String = owner
-        .call(t, "finalize_crowdfund")
-        .gas(CALL_GAS)
+    let status: String = call(&owner, t, FINALIZE_CROWDFUND, &NoArgs {})
         .transact()
         .await?
         .into_result()?
@@ -332,13 +335,14 @@ async fn claimable_near(
     Ok(v.parse()?)
 }
 
+/// `claim_revenue`'s arguments for NEAR.
+fn near_asset() -> AssetArgs {
+    AssetArgs { asset: Asset::Near }
+}
+
 /// `claim_revenue` of NEAR by `who`, with the confirming yocto.
 async fn claim_near(token: &AccountId, who: &Account) -> anyhow::Result<ExecutionFinalResult> {
-    Ok(who
-        .call(token, "claim_revenue")
-        .args_json(json!({ "asset": { "kind": "near" } }))
-        .deposit(ONE_YOCTO)
-        .gas(CALL_GAS)
+    Ok(call(who, token, CLAIM_REVENUE, &near_asset())
         .transact()
         .await?)
 }
@@ -409,9 +413,7 @@ async fn a_failed_crowdfund_pays_backers_no_revenue_and_locks_only_their_tokens(
     while now_ns(&worker).await? <= deadline {
         worker.fast_forward(20).await?;
     }
-    let status: String = carol
-        .call(t, "finalize_crowdfund")
-        .gas(CALL_GAS)
+    let status: String = call(&carol, t, FINALIZE_CROWDFUND, &NoArgs {})
         .transact()
         .await?
         .into_result()?
@@ -611,7 +613,11 @@ async fn revenue_in_near_and_a_token_is_claimed_exactly_pro_rata() -> anyhow::Re
 
     let near_shares = shares(&near_history, 1024);
     let ft_shares = shares(&ft_history, 1024);
-    let usdc_asset = json!({ "kind": "ft", "token": usdc.id() });
+    let usdc_asset = AssetArgs {
+        asset: Asset::Ft {
+            token: usdc.id().clone(),
+        },
+    };
     let mut near_claimed = 0;
     let mut ft_claimed = 0;
     for (i, h) in holders.iter().enumerate() {
@@ -630,13 +636,7 @@ async fn revenue_in_near_and_a_token_is_claimed_exactly_pro_rata() -> anyhow::Re
         );
 
         let before = balance(h).await?;
-        let outcome = h
-            .call(t, "claim_revenue")
-            .args_json(json!({ "asset": { "kind": "near" } }))
-            .deposit(ONE_YOCTO)
-            .gas(CALL_GAS)
-            .transact()
-            .await?;
+        let outcome = call(h, t, CLAIM_REVENUE, &near_asset()).transact().await?;
         assert!(outcome.total_gas_burnt <= REVENUE_BUDGET, "{outcome:?}");
         if i == 0 {
             println!(
@@ -656,13 +656,7 @@ async fn revenue_in_near_and_a_token_is_claimed_exactly_pro_rata() -> anyhow::Re
         near_claimed += received;
 
         let before = ft_balance(usdc.id(), h.id(), h).await?;
-        let outcome = h
-            .call(t, "claim_revenue")
-            .args_json(json!({ "asset": usdc_asset }))
-            .deposit(ONE_YOCTO)
-            .gas(CALL_GAS)
-            .transact()
-            .await?;
+        let outcome = call(h, t, CLAIM_REVENUE, &usdc_asset).transact().await?;
         let own = gas_without(&outcome, &[usdc.id()]);
         assert!(own <= REVENUE_BUDGET, "{outcome:?}");
         if i == 0 {
@@ -682,12 +676,7 @@ async fn revenue_in_near_and_a_token_is_claimed_exactly_pro_rata() -> anyhow::Re
         ft_claimed += received;
 
         assert_fails_with(
-            h.call(t, "claim_revenue")
-                .args_json(json!({ "asset": { "kind": "near" } }))
-                .deposit(ONE_YOCTO)
-                .gas(CALL_GAS)
-                .transact()
-                .await?,
+            call(h, t, CLAIM_REVENUE, &near_asset()).transact().await?,
             "nothing to claim",
         );
     }
@@ -747,11 +736,7 @@ async fn revenue_gas(
         .transact()
         .await?;
     let transfer = ft_transfer(token, owner, receiver, 1).await?;
-    let claim = owner
-        .call(token, "claim_revenue")
-        .args_json(json!({ "asset": { "kind": "near" } }))
-        .deposit(ONE_YOCTO)
-        .gas(CALL_GAS)
+    let claim = call(owner, token, CLAIM_REVENUE, &near_asset())
         .transact()
         .await?;
     let gas = [
@@ -952,7 +937,7 @@ async fn storage_registration_withdrawal_and_unregistration() -> anyhow::Result<
 async fn grant(
     token: &AccountId,
     granter: &Account,
-    node_id: &Value,
+    node_id: &enclave_cloud_common::NodeId,
     deposit: NearToken,
 ) -> anyhow::Result<ExecutionFinalResult> {
     Ok(granter
@@ -1039,9 +1024,9 @@ async fn key_grants_go_to_eligible_nodes_only() -> anyhow::Result<()> {
     )
     .await?;
     for (token, node_id, reason) in [
-        (t, json!("99"), "not in the registry"),
-        (t, gone.id.clone(), "not active"),
-        (strict.id(), node.id.clone(), "not allowed by the manifest"),
+        (t, enclave_cloud_common::NodeId(99), "not in the registry"),
+        (t, gone.id, "not active"),
+        (strict.id(), node.id, "not allowed by the manifest"),
     ] {
         let before = balance(&keys).await?;
         let outcome = grant(token, &keys, &node_id, deposit).await?;
@@ -1109,40 +1094,48 @@ async fn the_factory_creates_lists_and_refunds_models() -> anyhow::Result<()> {
         .deploy(&contract_wasm("model_factory")?)
         .await?
         .into_result()?;
-    factory
-        .call("new")
-        .args_json(json!({ "owner": owner.id(), "registry": registry }))
+    let init = NewArgs {
+        owner: owner.id().clone(),
+        registry: registry.clone(),
+    };
+    call(factory.as_account(), factory.id(), NEW, &init)
         .transact()
         .await?
         .into_result()?;
+    // Raw input, not JSON: the code itself.
     let published: bool = owner
-        .call(factory.id(), "publish_model_code")
+        .call(factory.id(), PUBLISH_MODEL_CODE.name)
         .args(contract_wasm("model_token")?)
-        .max_gas()
+        .gas(PUBLISH_MODEL_CODE.gas)
         .transact()
         .await?
         .into_result()?
         .json()?;
     assert!(published);
-    let code: Value = view(&owner, factory.id(), "model_code", json!({})).await?;
+    let code: Value = factory_view(&worker, factory.id(), MODEL_CODE, &NoArgs {}).await?;
     assert!(
         !code.is_null(),
         "the factory uses the published code once it is deployed"
     );
 
     let args = model_args(json!({ "initial_supply": "1000" }));
-    let deposit: NearToken = view(
-        &alice,
+    let deposit: NearToken = factory_view(
+        &worker,
         factory.id(),
-        "create_deposit",
-        json!({ "args": args }),
+        CREATE_DEPOSIT,
+        &CreateDepositArgs { args: args.clone() },
     )
     .await?;
-    let outcome = alice
-        .call(factory.id(), "create_model")
-        .args_json(json!({ "model_id": "llama", "args": args }))
+    let create = |model_id: &str, args: &Value| -> anyhow::Result<CreateModelArgs<Value>> {
+        Ok(CreateModelArgs {
+            model_id: model_id
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{model_id}: {e:?}"))?,
+            args: args.clone(),
+        })
+    };
+    let outcome = call(&alice, factory.id(), CREATE_MODEL, &create("llama", &args)?)
         .deposit(deposit)
-        .gas(Gas::from_tgas(50))
         .transact()
         .await?;
     println!(
@@ -1162,12 +1155,13 @@ async fn the_factory_creates_lists_and_refunds_models() -> anyhow::Result<()> {
 
     // Listed, and the token at <model>.<factory> works.
     let token: AccountId = format!("llama.{}", factory.id()).parse()?;
-    let listed: Vec<Value> = view(&bob, factory.id(), "models", json!({})).await?;
+    let listed: Vec<ModelView> =
+        factory_view(&worker, factory.id(), MODELS, &ModelsArgs::default()).await?;
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["token"], json!(token));
-    assert_eq!(listed[0]["owner"], json!(alice.id()));
-    assert_eq!(listed[0]["status"], "created");
-    let count: u32 = view(&bob, factory.id(), "model_count", json!({})).await?;
+    assert_eq!(listed[0].token, token);
+    assert_eq!(&listed[0].owner, alice.id());
+    assert_eq!(listed[0].status, ModelStatus::Created);
+    let count: u32 = factory_view(&worker, factory.id(), MODEL_COUNT, &NoArgs {}).await?;
     assert_eq!(count, 1);
     let model_id: String = view(&bob, &token, "model_id", json!({})).await?;
     assert_eq!(model_id, "llama");
@@ -1202,32 +1196,39 @@ async fn the_factory_creates_lists_and_refunds_models() -> anyhow::Result<()> {
     // The same id again is refused; a model whose `new` fails is unlisted and its deposit
     // refunded in full.
     assert_fails_with(
-        alice
-            .call(factory.id(), "create_model")
-            .args_json(json!({ "model_id": "llama", "args": args }))
+        call(&alice, factory.id(), CREATE_MODEL, &create("llama", &args)?)
             .deposit(deposit)
-            .gas(Gas::from_tgas(50))
             .transact()
             .await?,
         "already exists",
     );
     let mut bad = model_args(json!({}));
     bad["manifest"]["allowed_enclave_measurements"] = json!(["zz"]);
-    let deposit: NearToken =
-        view(&bob, factory.id(), "create_deposit", json!({ "args": bad })).await?;
+    let deposit: NearToken = factory_view(
+        &worker,
+        factory.id(),
+        CREATE_DEPOSIT,
+        &CreateDepositArgs { args: bad.clone() },
+    )
+    .await?;
     let before = balance(&bob).await?;
-    let outcome = bob
-        .call(factory.id(), "create_model")
-        .args_json(json!({ "model_id": "broken", "args": bad }))
+    let outcome = call(&bob, factory.id(), CREATE_MODEL, &create("broken", &bad)?)
         .deposit(deposit)
-        .gas(Gas::from_tgas(50))
         .transact()
         .await?;
     let cost = gas_cost(&outcome).as_yoctonear();
     assert!(!outcome.into_result()?.json::<bool>()?);
     assert_eq!(before - balance(&bob).await?, cost, "deposit refunded");
-    let broken: Value = view(&bob, factory.id(), "model", json!({ "model_id": "broken" })).await?;
-    assert!(broken.is_null());
+    let broken: Option<ModelView> = factory_view(
+        &worker,
+        factory.id(),
+        MODEL,
+        &ModelArgs {
+            model_id: create("broken", &bad)?.model_id,
+        },
+    )
+    .await?;
+    assert!(broken.is_none());
     let broken_account: AccountId = format!("broken.{}", factory.id()).parse()?;
     assert!(worker.view_account(&broken_account).await.is_err());
     Ok(())

@@ -3,10 +3,23 @@
 //! starts at the vectors' time; the H100 vector is added as its GPU. Needs the registry wasm
 //! (`./scripts/build-contracts.sh registry`, else built on first use).
 
+use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::registry::methods::{
+    ADD_GPU, AccountArgs, AddGpuArgs, CACHE_GPU_CERTIFICATES, CacheGpuCertificatesArgs,
+    CertificateHashArgs, DEPOSIT_STAKE, GET_NODE_BY_SIGNER_KEY, GET_OPERATOR, HEARTBEAT,
+    IS_CERTIFICATE_CACHED, IS_GPU_NONCE_USED, LIST_NODES, ListNodesArgs, NodeArgs, NonceArgs,
+    REATTEST, REGISTER_NODE, REQUEST_UNSTAKE, ReattestArgs, RegisterNodeArgs, RequestUnstakeArgs,
+    SignerKeyArgs, WITHDRAW,
+};
+use enclave_cloud_common::interfaces::registry::{NodePage, NodeUpdate, OperatorView};
+use enclave_cloud_common::{AttestationKind, GpuInfo, Hash32, NodeId, NodeStatus, TcbStatus};
+use near_sdk::json_types::U64;
 use near_workspaces::types::NearToken;
+use sandbox_tests::calls::call;
 use sandbox_tests::registry::{
     GPU_NONCE, MIN_STAKE, Registry, SEC_NS, STAKE, VECTOR_TIME_SECS, contract_error, dstack_bundle,
-    dstack_node_key, dstack_policy, hopper_evidence, json_u64, json_yocto, vector,
+    dstack_node_key, dstack_policy, hopper_evidence, vector,
 };
 use serde_json::{Value, json};
 
@@ -25,7 +38,7 @@ fn events<S: AsRef<str>>(logs: &[S]) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_dstack_node_registers_with_its_own_key_and_a_copy_is_refused() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let now = r.now_ns().await?;
     assert!(
         (VECTOR_TIME_SECS * SEC_NS..(VECTOR_TIME_SECS + 3600) * SEC_NS).contains(&now),
@@ -33,80 +46,79 @@ async fn the_dstack_node_registers_with_its_own_key_and_a_copy_is_refused() -> a
     );
     let before = r.state().await?;
 
+    let bundle_only = || RegisterNodeArgs {
+        bundle: dstack_bundle(),
+        details: None,
+    };
     // The same bundle sent by another key (the operator's full access key) is refused.
     let copied = r
-        .call(
-            &r.operator,
-            "register_node",
-            json!({ "bundle": dstack_bundle() }),
-        )
+        .call_method(&r.operator, REGISTER_NODE, &bundle_only())
         .await?;
     let err = contract_error(copied);
     assert!(err.contains("the bundle binds NEAR key"), "{err}");
     assert_eq!(r.state().await?, before, "a refused call changed the state");
 
     // Signed by the node's own key: verified and active.
-    let outcome = r
-        .call(
-            &r.node,
-            "register_node",
-            json!({ "bundle": dstack_bundle(), "details": { "region": "eu-west", "capacity": 4 } }),
-        )
-        .await?;
+    let args = RegisterNodeArgs {
+        bundle: dstack_bundle(),
+        details: Some(NodeUpdate {
+            region: Some("eu-west".to_owned()),
+            capacity: Some(4),
+            ..NodeUpdate::default()
+        }),
+    };
+    let outcome = r.call_method(&r.node, REGISTER_NODE, &args).await?;
     assert!(outcome.is_success(), "{outcome:?}");
     println!(
         "register_node (dstack TDX) on localnet: {} Tgas burnt in total",
         outcome.total_gas_burnt.as_tgas()
     );
     let logs: Vec<String> = outcome.logs().into_iter().map(str::to_owned).collect();
-    let node_id: String = outcome.json()?;
-    assert_eq!(node_id, "0");
+    let node_id: NodeId = outcome.json()?;
+    assert_eq!(node_id, NodeId(0));
     let registered: Vec<_> = events(&logs)
         .into_iter()
         .filter(|e| e["event"] == "node_registered")
         .collect();
     assert_eq!(registered.len(), 1, "{logs:?}");
 
-    let node = r.node_view(&node_id).await?;
+    let node = node(&r, node_id).await?;
     let node_key = dstack_node_key().public_key().to_string();
     let tcb: Value = serde_json::from_str(&vector("intel-tdx-dstack-node/tcb_info.json"))?;
-    assert_eq!(node["status"], "active", "{node}");
-    assert_eq!(node["kind"], "tdx");
-    assert_eq!(node["tcb_status"], "UpToDate");
-    assert_eq!(node["operator"], r.operator.id().as_str());
-    assert_eq!(node["signer_key"], node_key);
-    assert_eq!(node["measurements"]["mrtd"], tcb["mrtd"]);
-    assert_eq!(node["measurements"]["rtmr3"], tcb["rtmr3"]);
-    assert_eq!(node["measurements"]["compose_hash"], tcb["compose_hash"]);
+    assert_eq!(node.status, NodeStatus::Active, "{node:?}");
+    assert_eq!(node.kind, AttestationKind::Tdx);
+    assert_eq!(node.tcb_status, TcbStatus::UpToDate);
+    assert_eq!(&node.operator, r.operator.id());
+    assert_eq!(node.signer_key.to_string(), node_key);
+    assert_eq!(json!(node.measurements.mrtd), tcb["mrtd"]);
+    assert_eq!(json!(node.measurements.rtmr3), tcb["rtmr3"]);
+    assert_eq!(json!(node.measurements.compose_hash), tcb["compose_hash"]);
     assert_eq!(
-        node["encryption_key"].as_str(),
-        Some(ed25519_hex(&vector("intel-tdx-dstack-node/near_p2p_public_key.pub")).as_str())
+        node.encryption_key,
+        ed25519_hex(&vector("intel-tdx-dstack-node/near_p2p_public_key.pub"))
     );
-    assert_eq!(node["region"], "eu-west");
-    let by_key = r
-        .view("get_node_by_signer_key", json!({ "signer_key": node_key }))
+    assert_eq!(node.region.as_deref(), Some("eu-west"));
+    let by_key: Option<NodeView> = r
+        .view(
+            GET_NODE_BY_SIGNER_KEY,
+            &SignerKeyArgs {
+                signer_key: node.signer_key.clone(),
+            },
+        )
         .await?;
-    assert_eq!(by_key["node_id"], "0");
-    let operator = r
-        .view("get_operator", json!({ "account_id": r.operator.id() }))
-        .await?;
-    assert_eq!(operator["nodes"], json!(["0"]));
+    assert_eq!(by_key.map(|n| n.node_id), Some(NodeId(0)));
+    let operator = operator(&r).await?;
+    assert_eq!(operator.nodes, vec![NodeId(0)]);
 
     // The key already serves a live node: a second registration is refused (with enough
     // stake for two nodes, so the stake check does not refuse it first).
-    let staked = r
-        .operator
-        .call(r.id(), "deposit_stake")
+    let staked = call(&r.operator, r.id(), DEPOSIT_STAKE, &NoArgs {})
         .deposit(STAKE)
         .transact()
         .await?;
     assert!(staked.is_success(), "{staked:?}");
     let again = r
-        .call(
-            &r.node,
-            "register_node",
-            json!({ "bundle": dstack_bundle() }),
-        )
+        .call_method(&r.node, REGISTER_NODE, &bundle_only())
         .await?;
     let err = contract_error(again);
     assert!(err.contains("already belongs to live node 0"), "{err}");
@@ -115,16 +127,15 @@ async fn the_dstack_node_registers_with_its_own_key_and_a_copy_is_refused() -> a
 
 #[tokio::test]
 async fn a_compose_hash_off_the_allowlist_is_refused() -> anyhow::Result<()> {
-    let other = "11".repeat(32);
-    let r = Registry::start(dstack_policy(json!({ "compose_hashes": [other] }))).await?;
+    let mut policy = dstack_policy();
+    policy.compose_hashes = vec![Hash32([0x11; 32])];
+    let r = Registry::start(policy).await?;
     let before = r.state().await?;
-    let outcome = r
-        .call(
-            &r.node,
-            "register_node",
-            json!({ "bundle": dstack_bundle() }),
-        )
-        .await?;
+    let args = RegisterNodeArgs {
+        bundle: dstack_bundle(),
+        details: None,
+    };
+    let outcome = r.call_method(&r.node, REGISTER_NODE, &args).await?;
     let err = contract_error(outcome);
     let tcb: Value = serde_json::from_str(&vector("intel-tdx-dstack-node/tcb_info.json"))?;
     let compose = tcb["compose_hash"].as_str().unwrap_or_default();
@@ -133,8 +144,8 @@ async fn a_compose_hash_off_the_allowlist_is_refused() -> anyhow::Result<()> {
         "{err}"
     );
     assert_eq!(r.state().await?, before);
-    let page = r.view("list_nodes", json!({})).await?;
-    assert_eq!(page["nodes"], json!([]), "{page}");
+    let page: NodePage = r.view(LIST_NODES, &ListNodesArgs::default()).await?;
+    assert!(page.nodes.is_empty(), "{page:?}");
     Ok(())
 }
 
@@ -142,17 +153,16 @@ async fn a_compose_hash_off_the_allowlist_is_refused() -> anyhow::Result<()> {
 async fn heartbeats_keep_a_node_active_and_reattestation_renews_an_expired_one()
 -> anyhow::Result<()> {
     // Lifetime 2 h; heartbeats every 300 s, 3 may be missed.
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let id = r.register_dstack_node().await?;
-    assert_eq!(r.status(&id).await?, "active");
-    let first = r.node_view(&id).await?;
+    assert_eq!(r.status(id).await?, NodeStatus::Active);
+    let first = node(&r, id).await?;
 
     // ~1000 s without a heartbeat: inactive; a heartbeat makes it active again.
     r.worker.fast_forward(1000).await?;
-    assert_eq!(r.status(&id).await?, "inactive");
-    let beat = r
-        .call(&r.node, "heartbeat", json!({ "node_id": id }))
-        .await?;
+    assert_eq!(r.status(id).await?, NodeStatus::Inactive);
+    let heartbeat = NodeArgs { node_id: id };
+    let beat = r.call_method(&r.node, HEARTBEAT, &heartbeat).await?;
     assert!(beat.is_success(), "{beat:?}");
     let kinds: Vec<_> = events(&beat.logs())
         .iter()
@@ -160,65 +170,56 @@ async fn heartbeats_keep_a_node_active_and_reattestation_renews_an_expired_one()
         .collect();
     assert!(kinds.contains(&json!("node_heartbeat")), "{kinds:?}");
     assert!(kinds.contains(&json!("node_status_changed")), "{kinds:?}");
-    assert_eq!(r.status(&id).await?, "active");
-    let beaten = r.node_view(&id).await?;
-    assert!(
-        json_u64(&beaten["last_heartbeat_ns"])?
-            >= json_u64(&first["last_heartbeat_ns"])? + 999 * SEC_NS
-    );
+    assert_eq!(r.status(id).await?, NodeStatus::Active);
+    let beaten = node(&r, id).await?;
+    assert!(beaten.last_heartbeat_ns.0 >= first.last_heartbeat_ns.0 + 999 * SEC_NS);
     // Only the node's key may heartbeat.
-    let err = contract_error(
-        r.call(&r.operator, "heartbeat", json!({ "node_id": id }))
-            .await?,
-    );
+    let err = contract_error(r.call_method(&r.operator, HEARTBEAT, &heartbeat).await?);
     assert!(err.contains("enclave key"), "{err}");
 
     // Past the 2 h lifetime: expired, whatever the heartbeats.
     r.worker.fast_forward(2 * 3600).await?;
-    let beat = r
-        .call(&r.node, "heartbeat", json!({ "node_id": id }))
-        .await?;
+    let beat = r.call_method(&r.node, HEARTBEAT, &heartbeat).await?;
     assert!(beat.is_success(), "{beat:?}");
-    assert_eq!(r.status(&id).await?, "expired");
+    assert_eq!(r.status(id).await?, NodeStatus::Expired);
 
     // A fresh attestation (the same evidence, still inside its collateral window) renews it.
-    let outcome = r
-        .call(
-            &r.node,
-            "reattest",
-            json!({ "node_id": id, "bundle": dstack_bundle() }),
-        )
-        .await?;
+    let args = ReattestArgs {
+        node_id: id,
+        bundle: dstack_bundle(),
+    };
+    let outcome = r.call_method(&r.node, REATTEST, &args).await?;
     assert!(outcome.is_success(), "{outcome:?}");
-    assert_eq!(r.status(&id).await?, "active");
-    let renewed = r.node_view(&id).await?;
-    let expires = json_u64(&renewed["attestation_expires_at_ns"])?;
-    assert!(expires > json_u64(&first["attestation_expires_at_ns"])? + 2 * 3600 * SEC_NS);
+    assert_eq!(r.status(id).await?, NodeStatus::Active);
+    let renewed = node(&r, id).await?;
+    let expires = renewed.attestation_expires_at_ns.0;
+    assert!(expires > first.attestation_expires_at_ns.0 + 2 * 3600 * SEC_NS);
     assert!(expires > r.now_ns().await?);
     Ok(())
 }
 
 #[tokio::test]
 async fn stake_covers_the_node_and_unbonds_after_the_delay() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let id = r.register_dstack_node().await?;
-    let op = r
-        .view("get_operator", json!({ "account_id": r.operator.id() }))
-        .await?;
-    assert_eq!(json_yocto(&op["stake"])?, STAKE.as_yoctonear());
-    assert_eq!(json_yocto(&op["required_stake"])?, MIN_STAKE.as_yoctonear());
-    let storage = json_yocto(&op["storage_cost"])?;
-    assert!(storage > 0, "{op}");
+    let op = operator(&r).await?;
+    assert_eq!(op.stake, STAKE);
+    assert_eq!(op.required_stake, MIN_STAKE);
+    let storage = op.storage_cost.as_yoctonear();
+    assert!(storage > 0, "{op:?}");
 
     // Unstaking into the node's minimum is refused (and needs the 1 yocto confirmation).
     let free = STAKE.as_yoctonear() - storage - MIN_STAKE.as_yoctonear();
     let too_much = NearToken::from_yoctonear(free + 1);
     let unstake = |amount: NearToken, deposit: NearToken| {
-        r.operator
-            .call(r.id(), "request_unstake")
-            .args_json(json!({ "amount": amount }))
-            .deposit(deposit)
-            .transact()
+        call(
+            &r.operator,
+            r.id(),
+            REQUEST_UNSTAKE,
+            &RequestUnstakeArgs { amount },
+        )
+        .deposit(deposit)
+        .transact()
     };
     let err = contract_error(unstake(too_much, NearToken::from_yoctonear(1)).await?);
     assert!(err.contains("may unstake at most"), "{err}");
@@ -228,25 +229,17 @@ async fn stake_covers_the_node_and_unbonds_after_the_delay() -> anyhow::Result<(
     let amount = NearToken::from_near(5);
     let outcome = unstake(amount, NearToken::from_yoctonear(1)).await?;
     assert!(outcome.is_success(), "{outcome:?}");
-    let unlocks: Value = outcome.json()?;
-    let unlocks = json_u64(&unlocks)?;
-    let op = r
-        .view("get_operator", json!({ "account_id": r.operator.id() }))
-        .await?;
-    assert_eq!(json_yocto(&op["unbonding"])?, amount.as_yoctonear());
+    let unlocks: U64 = outcome.json()?;
+    let unlocks = unlocks.0;
+    let op = operator(&r).await?;
+    assert_eq!(op.unbonding, amount);
     assert_eq!(
-        r.status(&id).await?,
-        "active",
+        r.status(id).await?,
+        NodeStatus::Active,
         "the node's minimum stays bonded"
     );
 
-    let withdraw = || {
-        r.operator
-            .call(r.id(), "withdraw")
-            .deposit(NearToken::from_yoctonear(1))
-            .max_gas()
-            .transact()
-    };
+    let withdraw = || call(&r.operator, r.id(), WITHDRAW, &NoArgs {}).transact();
     let err = contract_error(withdraw().await?);
     assert!(err.contains("unlocks at"), "{err}");
 
@@ -263,12 +256,10 @@ async fn stake_covers_the_node_and_unbonds_after_the_delay() -> anyhow::Result<(
         gained > NearToken::from_millinear(4_990).as_yoctonear() as i128,
         "withdrew only {gained} yocto"
     );
-    let op = r
-        .view("get_operator", json!({ "account_id": r.operator.id() }))
-        .await?;
-    assert_eq!(json_yocto(&op["unbonding"])?, 0, "{op}");
+    let op = operator(&r).await?;
+    assert!(op.unbonding.is_zero(), "{op:?}");
     assert_eq!(
-        json_yocto(&op["stake"])?,
+        op.stake.as_yoctonear(),
         STAKE.as_yoctonear() - amount.as_yoctonear()
     );
     let err = contract_error(withdraw().await?);
@@ -278,68 +269,63 @@ async fn stake_covers_the_node_and_unbonds_after_the_delay() -> anyhow::Result<(
 
 #[tokio::test]
 async fn the_hopper_gpu_is_added_after_its_chain_is_cached() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let id = r.register_dstack_node().await?;
     let evidence = hopper_evidence();
+    let chain = evidence["certificate_chain"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
 
     // One call cannot afford the whole chain (one P-384 signature is ~80 Tgas): cache it in
     // steps of two signatures, root side first, until nothing new is verified.
     let mut cached = Vec::new();
     for _ in 0..4 {
+        let args = CacheGpuCertificatesArgs {
+            node_id: id,
+            certificate_chain: chain.clone(),
+            max_signatures: Some(2),
+        };
         let step = r
-            .call(
-                &r.node,
-                "cache_gpu_certificates",
-                json!({ "node_id": id, "certificate_chain": evidence["certificate_chain"], "max_signatures": 2 }),
-            )
+            .call_method(&r.node, CACHE_GPU_CERTIFICATES, &args)
             .await?;
         assert!(step.is_success(), "{step:?}");
-        let new: Vec<String> = step.json()?;
+        let new: Vec<Hash32> = step.json()?;
         if new.is_empty() {
             break;
         }
         cached.extend(new);
     }
     assert_eq!(cached.len(), 4, "the H100 chain below the root: {cached:?}");
-    for hash in &cached {
-        let known = r
-            .view("is_certificate_cached", json!({ "hash": hash }))
+    for &hash in &cached {
+        let known: bool = r
+            .view(IS_CERTIFICATE_CACHED, &CertificateHashArgs { hash })
             .await?;
-        assert_eq!(known, json!(true));
+        assert!(known, "{hash:?} is cached");
     }
 
-    let outcome = r
-        .call(
-            &r.node,
-            "add_gpu",
-            json!({ "node_id": id, "evidence": evidence }),
-        )
-        .await?;
+    let add_gpu = AddGpuArgs {
+        node_id: id,
+        evidence: hopper_evidence(),
+    };
+    let outcome = r.call_method(&r.node, ADD_GPU, &add_gpu).await?;
     assert!(outcome.is_success(), "{outcome:?}");
     println!(
         "add_gpu (H100, chain cached) on localnet: {} Tgas burnt in total",
         outcome.total_gas_burnt.as_tgas()
     );
-    let gpu: Value = outcome.json()?;
-    assert_eq!(gpu["model"], "GH100", "{gpu}");
-    let node = r.node_view(&id).await?;
-    assert_eq!(node["gpus"], json!([gpu]), "{node}");
-    assert_eq!(node["status"], "active");
-    let used = r
-        .view("is_gpu_nonce_used", json!({ "nonce": GPU_NONCE }))
-        .await?;
-    assert_eq!(used, json!(true));
+    let gpu: GpuInfo = outcome.json()?;
+    assert_eq!(gpu.model, "GH100", "{gpu:?}");
+    let node = node(&r, id).await?;
+    assert_eq!(node.gpus, vec![gpu], "{node:?}");
+    assert_eq!(node.status, NodeStatus::Active);
+    let nonce: Hash32 = serde_json::from_value(json!(GPU_NONCE))?;
+    let used: bool = r.view(IS_GPU_NONCE_USED, &NonceArgs { nonce }).await?;
+    assert!(used);
 
     // The same evidence again: its nonce is spent.
     let before = r.state().await?;
-    let err = contract_error(
-        r.call(
-            &r.node,
-            "add_gpu",
-            json!({ "node_id": id, "evidence": hopper_evidence() }),
-        )
-        .await?,
-    );
+    let err = contract_error(r.call_method(&r.node, ADD_GPU, &add_gpu).await?);
     assert!(
         err.contains(&format!("GPU nonce {GPU_NONCE} was used before")),
         "{err}"
@@ -350,7 +336,7 @@ async fn the_hopper_gpu_is_added_after_its_chain_is_cached() -> anyhow::Result<(
 
 #[tokio::test]
 async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Result<()> {
-    let r = Registry::start(dstack_policy(json!({}))).await?;
+    let r = Registry::start(dstack_policy()).await?;
     let before = r.state().await?;
 
     let refused = |err: String, expected: &str| {
@@ -360,7 +346,7 @@ async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Res
     let garbage = (0u8..=255).cycle().take(3000).collect::<Vec<u8>>();
     let err = contract_error(r.call_raw(&r.node, "register_node", garbage).await?);
     refused(err, "arguments are not valid JSON for this method");
-    // JSON of the wrong shape.
+    // JSON of the wrong shape (written out: no typed client can send it).
     for args in [
         json!({ "bundle": 5 }),
         json!({ "bundle": { "version": 1, "kind": "tdx" } }),
@@ -377,8 +363,12 @@ async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Res
         .unwrap_or_default()
         .to_owned();
     bundle["tdx"]["quote"] = json!(&quote[..quote.len() / 2]);
+    let with_bundle = |bundle| RegisterNodeArgs {
+        bundle,
+        details: None,
+    };
     let err = contract_error(
-        r.call(&r.node, "register_node", json!({ "bundle": bundle }))
+        r.call_method(&r.node, REGISTER_NODE, &with_bundle(bundle))
             .await?,
     );
     refused(err, "attestation bundle refused");
@@ -388,7 +378,7 @@ async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Res
     bytes[1000] = if bytes[1000] == b'0' { b'1' } else { b'0' };
     bundle["tdx"]["quote"] = json!(String::from_utf8(bytes)?);
     let err = contract_error(
-        r.call(&r.node, "register_node", json!({ "bundle": bundle }))
+        r.call_method(&r.node, REGISTER_NODE, &with_bundle(bundle))
             .await?,
     );
     refused(err, "attestation bundle refused");
@@ -409,24 +399,23 @@ async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Res
     let mut evidence = hopper_evidence();
     let report = evidence["report"].as_str().unwrap_or_default().to_owned();
     evidence["report"] = json!(&report[..200]);
+    let add_gpu = AddGpuArgs {
+        node_id: id,
+        evidence,
+    };
+    let err = contract_error(r.call_method(&r.node, ADD_GPU, &add_gpu).await?);
+    refused(err, "GPU evidence refused");
+    let not_base64 = CacheGpuCertificatesArgs {
+        node_id: id,
+        certificate_chain: "-----BEGIN CERTIFICATE-----\nnot base64\n".to_owned(),
+        max_signatures: None,
+    };
     let err = contract_error(
-        r.call(
-            &r.node,
-            "add_gpu",
-            json!({ "node_id": id, "evidence": evidence }),
-        )
-        .await?,
+        r.call_method(&r.node, CACHE_GPU_CERTIFICATES, &not_base64)
+            .await?,
     );
     refused(err, "GPU evidence refused");
-    let err = contract_error(
-        r.call(
-            &r.node,
-            "cache_gpu_certificates",
-            json!({ "node_id": id, "certificate_chain": "-----BEGIN CERTIFICATE-----\nnot base64\n" }),
-        )
-        .await?,
-    );
-    refused(err, "GPU evidence refused");
+    // A node id that is not a number: JSON no client would send.
     let err = contract_error(
         r.call(&r.node, "heartbeat", json!({ "node_id": "not a number" }))
             .await?,
@@ -438,4 +427,20 @@ async fn bad_input_fails_with_a_typed_error_and_changes_nothing() -> anyhow::Res
         "refused GPU calls changed the state"
     );
     Ok(())
+}
+
+/// `get_node`, which must know the node.
+async fn node(r: &Registry, node_id: NodeId) -> anyhow::Result<NodeView> {
+    r.node_view(node_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no node {node_id}"))
+}
+
+/// `get_operator` of the suite's operator, which must exist.
+async fn operator(r: &Registry) -> anyhow::Result<OperatorView> {
+    let args = AccountArgs {
+        account_id: r.operator.id().clone(),
+    };
+    let operator: Option<OperatorView> = r.view(GET_OPERATOR, &args).await?;
+    operator.ok_or_else(|| anyhow::anyhow!("no operator {}", r.operator.id()))
 }
