@@ -90,8 +90,9 @@ fn read_wasm(dir: &Path, file: &str) -> Result<Vec<u8>, DeployError> {
 }
 
 /// `method` of one of our contracts with JSON `args`: the name, gas and fixed deposit from
-/// its interface's method table. A payable method's deposit is the caller's to add.
-fn contract_call(
+/// its interface's method table. A payable method's deposit is the caller's to add. The
+/// sandbox tests call our contracts through it too (`sandbox_tests::calls::call`).
+pub fn contract_call(
     signer: &Account,
     contract: &AccountId,
     method: Method,

@@ -6,31 +6,15 @@
 //! Tests that send malformed or hostile arguments on purpose keep building them by hand.
 
 use anyhow::Context;
-use enclave_cloud_common::interfaces::method::Method;
 use near_workspaces::network::NetworkClient;
-use near_workspaces::operations::CallTransaction;
-use near_workspaces::{Account, AccountId, Worker};
+use near_workspaces::{AccountId, Worker};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// `method` on `contract` from `account` with JSON `args`: the table's name and gas, and its
 /// deposit when the table fixes one (none, or one yoctoNEAR). A payable method has no deposit
-/// yet: add it with `.deposit(..)`.
-pub fn call(
-    account: &Account,
-    contract: &AccountId,
-    method: Method,
-    args: &impl Serialize,
-) -> CallTransaction {
-    let tx = account
-        .call(contract, method.name)
-        .args_json(args)
-        .gas(method.gas);
-    match method.fixed_deposit() {
-        Some(deposit) if !deposit.is_zero() => tx.deposit(deposit),
-        _ => tx,
-    }
-}
+/// yet: add it with `.deposit(..)`. The deployment tool's own helper, so both call alike.
+pub use ecloud_deploy::deployer::contract_call as call;
 
 /// A view (`name` from the table) with JSON `args`, its result decoded into `T`.
 pub async fn view<T, N>(
