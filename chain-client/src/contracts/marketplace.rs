@@ -15,31 +15,15 @@ use enclave_cloud_common::{Asset, JobId, JobSpec, ModelId, NodeId, OutputRef, Re
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::{Base64VecU8, U128};
 
-use super::{Call, Contract};
-use crate::{ChainClient, Result};
+use super::Call;
+use crate::Result;
 
-/// The marketplace contract at `id`.
-pub struct MarketplaceClient<'a> {
-    chain: &'a ChainClient,
-    id: AccountId,
-}
+contract_client!(
+    /// The marketplace contract at `id`.
+    MarketplaceClient
+);
 
 impl<'a> MarketplaceClient<'a> {
-    pub fn new(chain: &'a ChainClient, id: AccountId) -> Self {
-        Self { chain, id }
-    }
-
-    pub fn id(&self) -> &AccountId {
-        &self.id
-    }
-
-    fn contract(&self) -> Contract<'a, '_> {
-        Contract {
-            chain: self.chain,
-            id: &self.id,
-        }
-    }
-
     // ----- views
 
     pub async fn get_config(&self) -> Result<Config> {

@@ -15,6 +15,35 @@
 //! # Ok(()) }
 //! ```
 
+/// Declares a typed client of one contract: the chain, the contract's account, `new`, `id`
+/// and the `contract()` its methods go through.
+macro_rules! contract_client {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name<'a> {
+            chain: &'a crate::ChainClient,
+            id: near_primitives::types::AccountId,
+        }
+
+        impl<'a> $name<'a> {
+            pub fn new(chain: &'a crate::ChainClient, id: near_primitives::types::AccountId) -> Self {
+                Self { chain, id }
+            }
+
+            pub fn id(&self) -> &near_primitives::types::AccountId {
+                &self.id
+            }
+
+            fn contract(&self) -> super::Contract<'a, '_> {
+                super::Contract {
+                    chain: self.chain,
+                    id: &self.id,
+                }
+            }
+        }
+    };
+}
+
 mod marketplace;
 mod model_factory;
 mod model_token;

@@ -5,34 +5,18 @@ use enclave_cloud_common::interfaces::model_factory::ModelView;
 use enclave_cloud_common::interfaces::model_factory::methods::{
     self as m, CreateDepositArgs, CreateModelArgs, ModelArgs, ModelsArgs,
 };
-use near_primitives::types::{AccountId, Balance};
+use near_primitives::types::Balance;
 use serde::Serialize;
 
-use super::{Call, Contract};
-use crate::{ChainClient, Result};
+use super::Call;
+use crate::Result;
 
-/// The model factory contract at `id`.
-pub struct ModelFactoryClient<'a> {
-    chain: &'a ChainClient,
-    id: AccountId,
-}
+contract_client!(
+    /// The model factory contract at `id`.
+    ModelFactoryClient
+);
 
 impl<'a> ModelFactoryClient<'a> {
-    pub fn new(chain: &'a ChainClient, id: AccountId) -> Self {
-        Self { chain, id }
-    }
-
-    pub fn id(&self) -> &AccountId {
-        &self.id
-    }
-
-    fn contract(&self) -> Contract<'a, '_> {
-        Contract {
-            chain: self.chain,
-            id: &self.id,
-        }
-    }
-
     /// The model's listing, or `None` if the factory never created it.
     pub async fn model(&self, model_id: &ModelId) -> Result<Option<ModelView>> {
         let args = ModelArgs {

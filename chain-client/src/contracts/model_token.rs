@@ -12,31 +12,15 @@ use enclave_cloud_common::interfaces::model_token::{
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::U128;
 
-use super::{Call, Contract};
-use crate::{ChainClient, Result};
+use super::Call;
+use crate::Result;
 
-/// The model token contract at `id`.
-pub struct ModelTokenClient<'a> {
-    chain: &'a ChainClient,
-    id: AccountId,
-}
+contract_client!(
+    /// The model token contract at `id`.
+    ModelTokenClient
+);
 
 impl<'a> ModelTokenClient<'a> {
-    pub fn new(chain: &'a ChainClient, id: AccountId) -> Self {
-        Self { chain, id }
-    }
-
-    pub fn id(&self) -> &AccountId {
-        &self.id
-    }
-
-    fn contract(&self) -> Contract<'a, '_> {
-        Contract {
-            chain: self.chain,
-            id: &self.id,
-        }
-    }
-
     pub async fn ft_metadata(&self) -> Result<FungibleTokenMetadata> {
         self.contract().view(m::FT_METADATA, &NoArgs {}).await
     }

@@ -14,31 +14,15 @@ use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::U64;
 use serde::Serialize;
 
-use super::{Call, Contract};
-use crate::{ChainClient, Result};
+use super::Call;
+use crate::Result;
 
-/// The registry contract at `id`.
-pub struct RegistryClient<'a> {
-    chain: &'a ChainClient,
-    id: AccountId,
-}
+contract_client!(
+    /// The registry contract at `id`.
+    RegistryClient
+);
 
 impl<'a> RegistryClient<'a> {
-    pub fn new(chain: &'a ChainClient, id: AccountId) -> Self {
-        Self { chain, id }
-    }
-
-    pub fn id(&self) -> &AccountId {
-        &self.id
-    }
-
-    fn contract(&self) -> Contract<'a, '_> {
-        Contract {
-            chain: self.chain,
-            id: &self.id,
-        }
-    }
-
     // ----- views
 
     pub async fn get_node(&self, node_id: NodeId) -> Result<Option<NodeView>> {
