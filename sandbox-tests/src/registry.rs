@@ -12,7 +12,7 @@ use enclave_cloud_common::interfaces::method::{Method, NoArgs};
 use enclave_cloud_common::interfaces::registry::methods::{
     DEPOSIT_STAKE, GET_NODE, NEW, NOW_NS, NewArgs, NodeArgs, REGISTER_NODE, RegisterNodeArgs,
 };
-use enclave_cloud_common::interfaces::registry::{GpuPolicy, PlatformMeasurements, Policy};
+use enclave_cloud_common::interfaces::registry::{PlatformMeasurements, Policy};
 use enclave_cloud_common::{Hash32, NodeId, NodeStatus};
 use near_sdk::json_types::U64;
 use near_workspaces::network::Sandbox;
@@ -127,22 +127,10 @@ pub fn dstack_policy() -> Policy {
             rtmr2: tcb.rtmr2,
         }],
         compose_hashes: vec![tcb.compose_hash],
-        image_digests: Vec::new(),
-        image_digest_event: "image-digest".to_owned(),
-        tcb_grace: Vec::new(),
         attestation_lifetime_ns: U64(2 * 3600 * SEC_NS),
-        heartbeat_interval_ns: U64(300 * SEC_NS),
-        missed_heartbeats: 3,
         min_stake: MIN_STAKE,
         unbonding_delay_ns: U64(24 * 3600 * SEC_NS),
-        gpu: GpuPolicy {
-            min_gpus: 0,
-            max_gpus: 8,
-            allowed_models: Vec::new(),
-            allow_measured_in_rtmr3: false,
-        },
-        dev_mode: false,
-        dev_ca_key: None,
+        ..Policy::default()
     }
 }
 
