@@ -241,3 +241,38 @@ impl DevRegistry {
         })
     }
 }
+
+/// The model factory at `factory.<root>` (100 NEAR), owned by `owner`, with the model-token
+/// code published as its global contract (raw input, not JSON: the code itself).
+pub async fn deploy_factory(
+    worker: &Worker<Sandbox>,
+    owner: &Account,
+    registry: &AccountId,
+) -> anyhow::Result<Contract> {
+    use enclave_cloud_common::interfaces::model_factory::methods::{
+        NEW, NewArgs, PUBLISH_MODEL_CODE,
+    };
+    let factory = account(worker, "factory", 100)
+        .await?
+        .deploy(&contract_wasm("model_factory")?)
+        .await?
+        .into_result()?;
+    let init = NewArgs {
+        owner: owner.id().clone(),
+        registry: registry.clone(),
+    };
+    crate::calls::call(factory.as_account(), factory.id(), NEW, &init)
+        .transact()
+        .await?
+        .into_result()?;
+    let published: bool = owner
+        .call(factory.id(), PUBLISH_MODEL_CODE.name)
+        .args(contract_wasm("model_token")?)
+        .gas(PUBLISH_MODEL_CODE.gas)
+        .transact()
+        .await?
+        .into_result()?
+        .json()?;
+    anyhow::ensure!(published, "the factory refused the model-token code");
+    Ok(factory)
+}

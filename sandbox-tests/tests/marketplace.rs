@@ -513,6 +513,136 @@ async fn slash_farming_is_refused_and_a_node_is_held_to_its_capacity() -> anyhow
     Ok(())
 }
 
+/// A job of NEAR cap for the suite's node, claimed and settled; its settlement.
+async fn settle_job(s: &Suite, input: &[u8], output: &[u8]) -> anyhow::Result<Settlement> {
+    let now = s.now_ns().await?;
+    let spec = s.job_spec(NEAR, input, None, now + 600 * SEC);
+    let job = s.submit_near_job(&spec, input.len() as u32).await?;
+    assert!(s.claim(&s.node, job).await?);
+    let outcome = ok(s
+        .submit_result(
+            job,
+            &s.node.enclave_key,
+            input,
+            output,
+            usage(100_000, 200_000),
+        )
+        .await?)?;
+    Ok(outcome.json()?)
+}
+
+/// Audit finding 2: a model id nobody created earns no royalties for whoever creates it later.
+/// With a model factory and no royalty account, a job's royalty is a protocol fee and nothing
+/// is credited to `<model>.<factory>`; the marketplace refuses to confirm the model before it
+/// exists; once the factory created it, `confirm_model` routes the next royalty to its token.
+#[tokio::test]
+async fn royalties_of_an_uncreated_model_are_fees_until_the_factory_confirms_it()
+-> anyhow::Result<()> {
+    use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
+    use enclave_cloud_common::interfaces::marketplace::methods::{
+        CONFIRM_MODEL, ModelArgs, ROYALTY_ACCOUNT, SET_ROYALTY_ACCOUNT, STORAGE_DEPOSIT,
+        SetRoyaltyAccountArgs, StorageDepositArgs, UPDATE_CONFIG, UpdateConfigArgs,
+    };
+    use enclave_cloud_common::interfaces::model_factory::methods::{
+        CREATE_DEPOSIT, CREATE_MODEL, CreateDepositArgs, CreateModelArgs,
+    };
+    use near_workspaces::AccountId;
+    use sandbox_tests::model_token::{deploy_factory, model_args};
+
+    let s = Suite::start().await?;
+    let factory = deploy_factory(&s.worker, &s.owner, s.registry.id()).await?;
+    let token: AccountId = format!("{}.{}", model(), factory.id()).parse()?;
+    let lift = SetRoyaltyAccountArgs {
+        model_id: model(),
+        account: None,
+    };
+    succeeded(
+        call(&s.owner, s.market.id(), SET_ROYALTY_ACCOUNT, &lift)
+            .transact()
+            .await?,
+    )?;
+    let patch = UpdateConfigArgs {
+        patch: ConfigPatch {
+            model_factory: Some(factory.id().clone()),
+            ..ConfigPatch::default()
+        },
+    };
+    succeeded(
+        call(&s.owner, s.market.id(), UPDATE_CONFIG, &patch)
+            .transact()
+            .await?,
+    )?;
+
+    // 1. The model does not exist: its royalty joins the fees, nobody is credited.
+    let input = b"royalty".to_vec();
+    let output = b"paid".to_vec();
+    let fees_before = s.ledger(&near()).await?.fees.0;
+    let first = settle_job(&s, &input, &output).await?;
+    assert!(first.royalty.0 > 0, "{first:?}");
+    assert_eq!(
+        s.ledger(&near()).await?.fees.0 - fees_before,
+        first.protocol_fee.0 + first.royalty.0,
+        "the royalty of an uncreated model is a protocol fee"
+    );
+    assert_eq!(s.credit(&token, &near()).await?, 0, "nothing set aside");
+    s.check_funds("an uncreated model's royalty").await?;
+
+    // 2. Confirming a model the factory never created is refused.
+    let model_args_ = ModelArgs { model_id: model() };
+    succeeded(
+        call(
+            &s.user,
+            s.market.id(),
+            STORAGE_DEPOSIT,
+            &StorageDepositArgs::default(),
+        )
+        .deposit(NearToken::from_millinear(10))
+        .transact()
+        .await?,
+    )?;
+    let confirm = || call(&s.user, s.market.id(), CONFIRM_MODEL, &model_args_).transact();
+    let refused_confirmation: bool = ok(confirm().await?)?.json()?;
+    assert!(!refused_confirmation);
+    let account: Option<AccountId> = s.view(ROYALTY_ACCOUNT, &model_args_).await?;
+    assert_eq!(account, None);
+
+    // 3. The factory creates it; the marketplace confirms it; the next royalty goes to it.
+    let args = model_args(json!({}));
+    let deposit: NearToken = view(
+        &s.worker,
+        factory.id(),
+        CREATE_DEPOSIT,
+        &CreateDepositArgs { args: args.clone() },
+    )
+    .await?;
+    let create = CreateModelArgs {
+        model_id: model(),
+        args,
+    };
+    let created: bool = ok(call(&s.user, factory.id(), CREATE_MODEL, &create)
+        .deposit(deposit)
+        .transact()
+        .await?)?
+    .json()?;
+    assert!(created);
+    let confirmed: bool = ok(confirm().await?)?.json()?;
+    assert!(confirmed);
+    let account: Option<AccountId> = s.view(ROYALTY_ACCOUNT, &model_args_).await?;
+    assert_eq!(account.as_ref(), Some(&token));
+    s.check_funds("a confirmed model").await?;
+    let token_before = s.near_balance(&token).await?;
+    let second = settle_job(&s, &input, &output).await?;
+    assert!(second.royalty.0 > 0, "{second:?}");
+    let token_after = s.settled_near_balance(&token).await?;
+    assert_eq!(
+        token_after - token_before,
+        second.royalty.0,
+        "the royalty reached the model token as revenue"
+    );
+    s.check_funds("a confirmed model's royalty").await?;
+    Ok(())
+}
+
 async fn request_pending(s: &Suite, id: RequestId) -> anyhow::Result<Request> {
     for _ in 0..50 {
         let request: Option<Request> = s.view(GET_REQUEST, &RequestArgs { request_id: id }).await?;

@@ -8,7 +8,7 @@ use enclave_cloud_common::Asset;
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::interfaces::model_factory::methods::{
     CREATE_DEPOSIT, CREATE_MODEL, CreateDepositArgs, CreateModelArgs, MODEL, MODEL_CODE,
-    MODEL_COUNT, MODELS, ModelArgs, ModelsArgs, NEW, NewArgs, PUBLISH_MODEL_CODE,
+    MODEL_COUNT, MODELS, ModelArgs, ModelsArgs,
 };
 use enclave_cloud_common::interfaces::model_factory::{ModelStatus, ModelView};
 use enclave_cloud_common::interfaces::model_token::methods::{
@@ -21,8 +21,8 @@ use near_workspaces::types::{Gas, NearToken};
 use near_workspaces::{Account, AccountId, Contract, Worker};
 use sandbox_tests::calls::{call, view as factory_view};
 use sandbox_tests::model_token::{
-    CALL_GAS, DevRegistry, account, contract_wasm, deploy_token, ft_balance, ft_transfer, gas_cost,
-    gas_without, manifest, model_args, register, storage_min, tgas,
+    CALL_GAS, DevRegistry, account, deploy_factory, deploy_token, ft_balance, ft_transfer,
+    gas_cost, gas_without, manifest, model_args, register, storage_min, tgas,
 };
 use sandbox_tests::sandbox;
 use serde_json::{Value, json};
@@ -1089,29 +1089,7 @@ async fn the_factory_creates_lists_and_refunds_models() -> anyhow::Result<()> {
     let registry: AccountId = format!("registry.{}", worker.root_account()?.id()).parse()?;
     // The model code is published once, as a global contract paid by the factory (0.0001 NEAR
     // per byte).
-    let factory = account(&worker, "factory", 100).await?;
-    let factory = factory
-        .deploy(&contract_wasm("model_factory")?)
-        .await?
-        .into_result()?;
-    let init = NewArgs {
-        owner: owner.id().clone(),
-        registry: registry.clone(),
-    };
-    call(factory.as_account(), factory.id(), NEW, &init)
-        .transact()
-        .await?
-        .into_result()?;
-    // Raw input, not JSON: the code itself.
-    let published: bool = owner
-        .call(factory.id(), PUBLISH_MODEL_CODE.name)
-        .args(contract_wasm("model_token")?)
-        .gas(PUBLISH_MODEL_CODE.gas)
-        .transact()
-        .await?
-        .into_result()?
-        .json()?;
-    assert!(published);
+    let factory = deploy_factory(&worker, &owner, &registry).await?;
     let code: Value = factory_view(&worker, factory.id(), MODEL_CODE, &NoArgs {}).await?;
     assert!(
         !code.is_null(),
