@@ -176,6 +176,22 @@ mod tests {
         assert_eq!(v.model, "GH100");
         assert!(verify_gpu_evidence(&gpu, 1_786_622_400, &NoCache).is_err());
 
+        // The measured digest covers the report only: the chain the device id comes from
+        // must still have the accepted shape (here: the leaf twice).
+        let mut dup = gpu.clone();
+        let leaf_end = dup
+            .certificate_chain
+            .find("-----END CERTIFICATE-----")
+            .expect("pem")
+            + "-----END CERTIFICATE-----".len();
+        dup.certificate_chain = format!(
+            "{}\n{}",
+            &dup.certificate_chain[..leaf_end],
+            dup.certificate_chain
+        );
+        let err = verify_measured_gpu(&summary.events, &dup).unwrap_err();
+        assert_eq!(err, GpuError::CertDuplicate { index: 1, first: 0 });
+
         let other = hopper();
         let err = verify_measured_gpu(&summary.events, &other).unwrap_err();
         assert_eq!(err.code(), "gpu_not_measured");
