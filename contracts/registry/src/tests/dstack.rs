@@ -448,13 +448,24 @@ fn hopper_evidence_with(certificate_chain: &str) -> String {
 #[test]
 fn a_duplicated_leaf_chain_is_neither_cached_nor_added() {
     let mut r = tdx_registry(|_| {});
-    let id = as_node(&mut r).expect("registers");
     let dup = hopper_chain(&[0, 0, 1, 2, 3]);
+    let duplicate = |e: &RegistryError| matches!(e, RegistryError::Gpu(m) if m.contains("repeats"));
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    bundle["gpus"] =
+        serde_json::json!([
+            serde_json::from_str::<serde_json::Value>(&hopper_evidence_with(&dup)).expect("json")
+        ]);
+    // In a registration bundle (nothing cached).
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .register_node_json(bundle.to_string(), None)
+        .expect_err("a bundle with the duplicated leaf chain is refused");
+    assert!(err.to_string().contains("repeats"), "{err}");
+    let id = as_node(&mut r).expect("registers");
     let step = |r: &mut Registry, chain: &str| {
         Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
         r.try_cache_gpu_certificates(id, chain.to_owned(), Some(3))
     };
-    let duplicate = |e: &RegistryError| matches!(e, RegistryError::Gpu(m) if m.contains("repeats"));
     // Stepwise from nothing cached: the first step already refuses, nothing is cached.
     let err = step(&mut r, &dup).expect_err("the duplicated leaf chain is refused");
     assert!(duplicate(&err), "{err:?}");
@@ -478,6 +489,13 @@ fn a_duplicated_leaf_chain_is_neither_cached_nor_added() {
         .add_gpu_json(id, hopper_evidence_with(&hopper_chain(&[0, 1, 1, 2, 3])))
         .expect_err("add_gpu refuses a repeated BROM");
     assert!(duplicate(&err), "{err:?}");
+    // In a re-attestation bundle, with the honest chain cached.
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .reattest_json(id, bundle.to_string())
+        .expect_err("a re-attestation with the duplicated leaf chain is refused");
+    assert!(err.to_string().contains("repeats"), "{err}");
+    assert!(node(&r, id).gpus.is_empty());
 }
 
 #[test]
