@@ -6,8 +6,8 @@ mod chain;
 mod spdm;
 
 pub use chain::{
-    CertCache, LeafIdentity, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain, leaf_identity,
-    verify_chain, verify_chain_step,
+    CertCache, LeafIdentity, MAX_CHAIN_DEPTH, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain,
+    leaf_identity, verify_chain, verify_chain_step,
 };
 pub use spdm::{SpdmReport, parse_spdm_report};
 
