@@ -83,6 +83,9 @@ pub enum GpuError {
     /// A certificate's issuer name is not its issuer certificate's subject.
     #[error("GPU certificate {index} issuer does not match the next certificate's subject")]
     CertIssuer { index: usize },
+    /// The chain holds the same certificate twice (the pinned root counts as one of them).
+    #[error("GPU certificate {index} repeats certificate {first} of the chain")]
+    CertDuplicate { index: usize, first: usize },
     /// An issuing certificate is not a CA.
     #[error("GPU certificate {index} issues certificates but is not a CA")]
     CertNotCa { index: usize },
@@ -131,6 +134,7 @@ impl GpuError {
             Self::CertSignature { .. } => "gpu_cert_signature",
             Self::CertValidity { .. } => "gpu_cert_validity",
             Self::CertIssuer { .. } => "gpu_cert_issuer",
+            Self::CertDuplicate { .. } => "gpu_cert_duplicate",
             Self::CertNotCa { .. } => "gpu_cert_not_ca",
             Self::Algorithm { .. } => "gpu_algorithm",
             Self::UntrustedRoot => "gpu_untrusted_root",

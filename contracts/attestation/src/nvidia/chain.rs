@@ -1,7 +1,10 @@
 //! NVIDIA device certificate chain: leaf (GPU attestation key) -> ... -> pinned NVIDIA Device
-//! Identity CA. Every link is checked (issuer name, CA flag of the issuer, validity window,
-//! ECDSA P-384 / SHA-384 signature over the exact `tbsCertificate` bytes). A CA certificate
-//! whose SHA-256 is in the [`CertCache`] was verified up to the root before: the walk stops there.
+//! Identity CA. One shape check serves every path (uncached, cached, step by step): no
+//! certificate twice, no extra certificate, every issuer name linked up to the pinned root,
+//! issuers are CAs, every certificate inside its validity window. Then each certificate's
+//! ECDSA P-384 / SHA-384 signature over the exact `tbsCertificate` bytes is verified, unless its
+//! SHA-256 is in the [`CertCache`] (verified against its issuer before; still presented and
+//! rechecked for shape and validity).
 
 use der::Decode;
 use der::oid::ObjectIdentifier;
@@ -21,7 +24,10 @@ const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
-/// Hashes (SHA-256 of DER) of CA certificates already verified up to the pinned root.
+/// Hashes (SHA-256 of DER) of certificates whose signature was already verified against an
+/// issuer trusted up to the pinned root. A hash stands for the exact certificate bytes, so a
+/// cached certificate is still presented in every chain and its validity window is read from
+/// it and checked at every use.
 pub trait CertCache {
     fn contains(&self, sha256_of_der: &[u8; 32]) -> bool;
 }
@@ -86,46 +92,32 @@ fn pinned_root() -> Result<Parsed, GpuError> {
     parse_cert(pem.into_contents(), usize::MAX)
 }
 
+/// Most certificates a chain may hold below the pinned root (NVIDIA's device chains hold 4).
+pub const MAX_CHAIN_DEPTH: usize = 6;
+
 /// Verifies a PEM chain (leaf first; the root may be included) at `now` (unix seconds).
+///
+/// The chain must have the one shape every path accepts (see [`checked_chain`]); then every
+/// certificate that is not in `cache` has its signature verified against its issuer, from the
+/// root down. A cached certificate was verified against its issuer before; it is still
+/// presented, so its validity and its place in the chain are checked again here.
 pub fn verify_chain<K: CertCache + ?Sized>(
     pem_chain: &str,
     now: u64,
     cache: &K,
 ) -> Result<VerifiedChain, GpuError> {
-    let (certs, root) = chain_below_root(pem_chain)?;
-    let leaf = leaf_of(&certs)?;
+    let chain = checked_chain(pem_chain, now)?;
+    let verified = verify_uncached(&chain, cache, usize::MAX)?;
+    let leaf = &chain.certs[0];
     let leaf_key = ec_p384_key(&leaf.cert, 0)?;
     let LeafIdentity { leaf_hash, model } = identity(leaf);
-
-    let mut verified_intermediates = Vec::new();
-    if cache.contains(&leaf_hash) {
-        // This very device was verified up to the root before (the registry cached its
-        // `device_id`): only its validity window is rechecked.
-        check_validity(&leaf.cert, 0, now)?;
-        return Ok(VerifiedChain {
-            leaf_key,
-            leaf_hash,
-            model,
-            verified_intermediates,
-        });
-    }
-    for index in 0..certs.len() {
-        let issuer = verify_certificate(&certs, &root, index, now)?;
-        if index + 1 == certs.len() {
-            break; // reached the pinned root
-        }
-        let issuer_hash = sha256(&issuer.der);
-        if cache.contains(&issuer_hash) {
-            // Verified up to the root before; its validity was checked above (check_link).
-            return Ok(VerifiedChain {
-                leaf_key,
-                leaf_hash,
-                model,
-                verified_intermediates,
-            });
-        }
-        verified_intermediates.push(issuer_hash);
-    }
+    // Intermediates only (the leaf is the device id, not a CA), leaf side first.
+    let verified_intermediates = verified
+        .iter()
+        .rev()
+        .filter(|&&index| index != 0)
+        .map(|&index| chain.hashes[index])
+        .collect();
     Ok(VerifiedChain {
         leaf_key,
         leaf_hash,
@@ -142,10 +134,12 @@ pub struct LeafIdentity {
     pub model: String,
 }
 
-/// The leaf's identity without verifying the chain (for GPUs verified inside the attested VM).
+/// The leaf's identity without verifying signatures or validity (for GPUs verified inside the
+/// attested VM). The chain must still have the accepted shape (no certificate twice, names
+/// linked up to the pinned root, issuers are CAs).
 pub fn leaf_identity(pem_chain: &str) -> Result<LeafIdentity, GpuError> {
-    let certs = parse_pem_certs(pem_chain)?;
-    Ok(identity(leaf_of(&certs)?))
+    let chain = shaped_chain(pem_chain)?;
+    Ok(identity(&chain.certs[0]))
 }
 
 fn parse_pem_certs(pem_chain: &str) -> Result<Vec<Parsed>, GpuError> {
@@ -168,13 +162,6 @@ fn parse_pem_certs(pem_chain: &str) -> Result<Vec<Parsed>, GpuError> {
         .collect()
 }
 
-fn leaf_of(certs: &[Parsed]) -> Result<&Parsed, GpuError> {
-    certs.first().ok_or_else(|| GpuError::CertParse {
-        index: 0,
-        reason: "no certificate below the root".into(),
-    })
-}
-
 fn identity(leaf: &Parsed) -> LeafIdentity {
     LeafIdentity {
         leaf_hash: sha256(&leaf.der),
@@ -190,95 +177,151 @@ fn identity(leaf: &Parsed) -> LeafIdentity {
 /// calls (one P-384 signature costs about 80 Tgas on NEAR): store the returned hashes in the
 /// cache and call again until it returns nothing; then [`super::verify_gpu_evidence`] only
 /// verifies the report signature. The last hash returned is the leaf's, i.e. the `device_id`.
+///
+/// The whole chain is checked first exactly as [`verify_chain`] checks it ([`checked_chain`]:
+/// no certificate twice, no extra certificate, names linked, every certificate valid at `now`),
+/// before any signature and whatever is cached, so a chain refused in one call is refused
+/// step by step too.
 pub fn verify_chain_step<K: CertCache + ?Sized>(
     pem_chain: &str,
     now: u64,
     cache: &K,
     max_signatures: usize,
 ) -> Result<Vec<[u8; 32]>, GpuError> {
-    let (certs, root) = chain_below_root(pem_chain)?;
-    ec_p384_key(&leaf_of(&certs)?.cert, 0)?;
-    let mut verified = Vec::new();
-    for index in (0..certs.len()).rev() {
-        let hash = sha256(&certs[index].der);
-        if cache.contains(&hash) {
-            continue;
-        }
-        if verified.len() == max_signatures {
-            break;
-        }
-        verify_certificate(&certs, &root, index, now)?;
-        verified.push(hash);
-    }
-    Ok(verified)
+    let chain = checked_chain(pem_chain, now)?;
+    let verified = verify_uncached(&chain, cache, max_signatures)?;
+    Ok(verified.iter().map(|&index| chain.hashes[index]).collect())
 }
 
-/// The chain's certificates below the pinned root, and the root. The root may be sent along;
-/// it is trusted only as the pinned copy.
-fn chain_below_root(pem_chain: &str) -> Result<(Vec<Parsed>, Parsed), GpuError> {
+/// A chain of the accepted shape: `certs[0]` is the leaf, each certificate is issued by the
+/// next, the last one by the pinned `root` (not in `certs`).
+struct Chain {
+    certs: Vec<Parsed>,
+    /// SHA-256 of each certificate's DER (the cache key).
+    hashes: Vec<[u8; 32]>,
+    root: Parsed,
+}
+
+/// The one shape check of every path (uncached walk, cached walk, each step, the RTMR3 path),
+/// before any signature: the certificates parse; the pinned root may end the chain and is then
+/// dropped (it is trusted only as the pinned copy); 1 to [`MAX_CHAIN_DEPTH`] certificates remain
+/// below it; none appears twice or is the pinned root; each one's issuer name is the next one's
+/// subject, the last one's the pinned root's; every issuer is a CA; the leaf key is P-384.
+fn shaped_chain(pem_chain: &str) -> Result<Chain, GpuError> {
     let root = pinned_root()?;
     let mut certs = parse_pem_certs(pem_chain)?;
     if certs.last().is_some_and(|c| c.der == root.der) {
         certs.pop();
     }
-    Ok((certs, root))
+    if certs.is_empty() || certs.len() > MAX_CHAIN_DEPTH {
+        return Err(GpuError::CertParse {
+            index: certs.len().saturating_sub(1),
+            reason: format!(
+                "{} certificates below the pinned root, expected 1 to {MAX_CHAIN_DEPTH}",
+                certs.len()
+            ),
+        });
+    }
+    let hashes: Vec<[u8; 32]> = certs.iter().map(|c| sha256(&c.der)).collect();
+    let root_hash = sha256(&root.der);
+    for (index, hash) in hashes.iter().enumerate() {
+        if *hash == root_hash {
+            // The pinned root anywhere but at the end (where it was dropped above).
+            return Err(GpuError::CertDuplicate {
+                index,
+                first: certs.len(),
+            });
+        }
+        if let Some(first) = hashes[..index].iter().position(|h| h == hash) {
+            return Err(GpuError::CertDuplicate { index, first });
+        }
+    }
+    ec_p384_key(&certs[0].cert, 0)?;
+    let chain = Chain {
+        certs,
+        hashes,
+        root,
+    };
+    for index in 0..chain.certs.len() {
+        let (issuer, issuer_index, is_root) = chain.issuer(index);
+        let child = &chain.certs[index];
+        if child.cert.tbs_certificate().issuer() != issuer.cert.tbs_certificate().subject() {
+            return Err(if is_root {
+                GpuError::UntrustedRoot
+            } else {
+                GpuError::CertIssuer { index }
+            });
+        }
+        let is_ca = issuer
+            .cert
+            .tbs_certificate()
+            .get_extension::<BasicConstraints>()
+            .ok()
+            .flatten()
+            .is_some_and(|(_, bc)| bc.ca);
+        if !is_ca {
+            return Err(GpuError::CertNotCa {
+                index: issuer_index,
+            });
+        }
+    }
+    Ok(chain)
 }
 
-/// Checks `certs[index]` (validity, issuer, signature) against its issuer, the next certificate
-/// or the pinned root above the last one; returns the issuer.
-fn verify_certificate<'a>(
-    certs: &'a [Parsed],
-    root: &'a Parsed,
-    index: usize,
-    now: u64,
-) -> Result<&'a Parsed, GpuError> {
-    let child = certs.get(index).ok_or(GpuError::CertParse {
-        index,
-        reason: "no such certificate".into(),
-    })?;
-    check_validity(&child.cert, index, now)?;
-    let issuer_index = index + 1;
-    let issuer = certs.get(issuer_index).unwrap_or(root);
-    check_link(
-        child,
-        issuer,
-        index,
-        issuer_index,
-        issuer_index == certs.len(),
-        now,
-    )?;
-    Ok(issuer)
+/// [`shaped_chain`], and every certificate (cached or not, the pinned root included) valid at
+/// `now`: nothing cached is trusted outside its certificate's validity window.
+fn checked_chain(pem_chain: &str, now: u64) -> Result<Chain, GpuError> {
+    let chain = shaped_chain(pem_chain)?;
+    for (index, c) in chain.certs.iter().enumerate() {
+        check_validity(&c.cert, index, now)?;
+    }
+    check_validity(&chain.root.cert, chain.certs.len(), now)?;
+    Ok(chain)
 }
 
-/// `child` is issued and signed by `issuer`, which is a CA valid at `now`.
-fn check_link(
+impl Chain {
+    /// The issuer of `certs[index]`, its index (`certs.len()` for the root), and whether it is
+    /// the pinned root.
+    fn issuer(&self, index: usize) -> (&Parsed, usize, bool) {
+        let issuer_index = index + 1;
+        match self.certs.get(issuer_index) {
+            Some(issuer) => (issuer, issuer_index, false),
+            None => (&self.root, issuer_index, true),
+        }
+    }
+}
+
+/// Verifies the signature of every certificate of `chain` not in `cache`, from the top (next to
+/// the root) down, at most `max_signatures` of them; returns their indexes, top first. Each one
+/// is verified against an issuer that is the pinned root, cached, or verified just before.
+fn verify_uncached<K: CertCache + ?Sized>(
+    chain: &Chain,
+    cache: &K,
+    max_signatures: usize,
+) -> Result<Vec<usize>, GpuError> {
+    let mut verified = Vec::new();
+    for index in (0..chain.certs.len()).rev() {
+        if cache.contains(&chain.hashes[index]) {
+            continue;
+        }
+        if verified.len() == max_signatures {
+            break;
+        }
+        let (issuer, issuer_index, _) = chain.issuer(index);
+        check_signature(&chain.certs[index], issuer, index, issuer_index)?;
+        verified.push(index);
+    }
+    Ok(verified)
+}
+
+/// `child` is signed (ECDSA P-384 / SHA-384) by `issuer`'s key; names, CA flag and validity
+/// were checked by [`checked_chain`].
+fn check_signature(
     child: &Parsed,
     issuer: &Parsed,
     index: usize,
     issuer_index: usize,
-    is_root: bool,
-    now: u64,
 ) -> Result<(), GpuError> {
-    if child.cert.tbs_certificate().issuer() != issuer.cert.tbs_certificate().subject() {
-        return Err(if is_root {
-            GpuError::UntrustedRoot
-        } else {
-            GpuError::CertIssuer { index }
-        });
-    }
-    check_validity(&issuer.cert, issuer_index, now)?;
-    let is_ca = issuer
-        .cert
-        .tbs_certificate()
-        .get_extension::<BasicConstraints>()
-        .ok()
-        .flatten()
-        .is_some_and(|(_, bc)| bc.ca);
-    if !is_ca {
-        return Err(GpuError::CertNotCa {
-            index: issuer_index,
-        });
-    }
     if child.cert.signature_algorithm().oid != ECDSA_WITH_SHA384 {
         return Err(GpuError::Algorithm {
             index,
@@ -370,4 +413,187 @@ fn common_name(cert: &Certificate) -> Option<String> {
                 })
                 .ok()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::GpuEvidence;
+    use std::collections::BTreeSet;
+
+    /// Inside every certificate's validity window, and after every notBefore of the chain.
+    const NOW: u64 = 1_786_622_400;
+    /// 2021-06-01: after the leaf's and the BROM's notBefore (2020-10-17), before the
+    /// Provisioner ICA's (2022-03-01) and the GH100 Identity's (2022-01-12).
+    const BEFORE_ICA: u64 = 1_622_505_600;
+    /// One second after 9999-12-31T23:59:59Z, every certificate's notAfter.
+    const AFTER_ALL: u64 = 253_402_300_800;
+
+    fn vector(rel: &str) -> String {
+        let p = format!("{}/{rel}", crate::TESTDATA_DIR);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    /// The real H100 chain's PEM blocks: leaf, BROM, Provisioner ICA, GH100 Identity, and the
+    /// pinned root (NVIDIA Device Identity CA).
+    fn blocks() -> Vec<String> {
+        pem::parse_many(vector("nvidia-hopper-single/hopperCertChain.txt"))
+            .expect("pem")
+            .iter()
+            .map(pem::encode)
+            .collect()
+    }
+
+    fn chain(order: &[usize]) -> String {
+        let b = blocks();
+        order.iter().map(|&i| b[i].as_str()).collect()
+    }
+
+    fn honest() -> String {
+        chain(&[0, 1, 2, 3])
+    }
+
+    fn evidence(certificate_chain: String) -> GpuEvidence {
+        GpuEvidence {
+            report: hex::decode(vector("nvidia-hopper-single/hopperAttestationReport.txt").trim())
+                .expect("hex"),
+            nonce: hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
+                .expect("hex"),
+            certificate_chain,
+        }
+    }
+
+    /// Caches a chain the way the registry does: one step at a time, each step's hashes added
+    /// before the next.
+    fn cache_in_steps(pem_chain: &str, max: usize) -> Result<BTreeSet<[u8; 32]>, GpuError> {
+        let mut cache = BTreeSet::new();
+        loop {
+            let step = verify_chain_step(pem_chain, NOW, &cache, max)?;
+            if step.is_empty() {
+                return Ok(cache);
+            }
+            cache.extend(step);
+        }
+    }
+
+    /// Every way to check `pem_chain`: stepwise with each budget from empty and from the
+    /// honest chain fully cached, the walk and the evidence check with and without the cache.
+    fn refused_everywhere(pem_chain: &str, what: &str) -> Vec<GpuError> {
+        let mut errors = Vec::new();
+        let full = cache_in_steps(&honest(), 5).expect("the honest chain caches");
+        for max in 1..=6 {
+            errors.push(
+                cache_in_steps(pem_chain, max)
+                    .map(|_| ())
+                    .expect_err(&format!("{what}: stepwise caching with {max} per step")),
+            );
+            errors.push(
+                verify_chain_step(pem_chain, NOW, &full, max)
+                    .map(|_| ())
+                    .expect_err(&format!("{what}: step {max} over the cached chain")),
+            );
+        }
+        for (cache, name) in [(&BTreeSet::new(), "uncached"), (&full, "cached")] {
+            errors.push(
+                verify_chain(pem_chain, NOW, cache)
+                    .map(|_| ())
+                    .expect_err(&format!("{what}: {name} walk")),
+            );
+            errors.push(
+                crate::nvidia::verify_gpu_evidence(&evidence(pem_chain.into()), NOW, cache)
+                    .map(|_| ())
+                    .expect_err(&format!("{what}: {name} evidence")),
+            );
+        }
+        errors
+    }
+
+    #[test]
+    fn the_honest_chain_verifies_uncached_stepwise_and_cached() {
+        let full = cache_in_steps(&honest(), 1).expect("steps");
+        assert_eq!(full.len(), 4, "leaf and three CAs");
+        for cache in [&BTreeSet::new(), &full] {
+            crate::nvidia::verify_gpu_evidence(&evidence(honest()), NOW, cache).expect("verifies");
+        }
+        // The pinned root may be sent along.
+        let with_root = format!("{}{NVIDIA_DEVICE_ROOT_PEM}", honest());
+        assert_eq!(cache_in_steps(&with_root, 2).expect("steps"), full);
+        verify_chain(&with_root, NOW, &full).expect("cached walk");
+    }
+
+    #[test]
+    fn a_duplicated_leaf_is_refused_on_every_path() {
+        let dup = chain(&[0, 0, 1, 2, 3]);
+        for e in refused_everywhere(&dup, "leaf twice") {
+            assert!(
+                matches!(
+                    e,
+                    GpuError::CertDuplicate { index: 1, first: 0 } | GpuError::CertIssuer { .. }
+                ),
+                "{e:?}"
+            );
+        }
+        // The step path names the duplicate before paying for any signature.
+        let err = verify_chain_step(&dup, NOW, &BTreeSet::new(), 1).unwrap_err();
+        assert_eq!(err, GpuError::CertDuplicate { index: 1, first: 0 });
+        assert_eq!(err.code(), "gpu_cert_duplicate");
+    }
+
+    #[test]
+    fn duplicated_or_extra_certificates_are_refused_on_every_path() {
+        let rim_root = vector("nvidia-hopper-single/verifier_RIM_root.pem");
+        let b = blocks();
+        let cases = [
+            ("BROM twice", chain(&[0, 1, 1, 2, 3])),
+            ("ICA twice", chain(&[0, 1, 2, 2, 3])),
+            ("Identity twice", chain(&[0, 1, 2, 3, 3])),
+            (
+                "unrelated CA in the middle",
+                format!("{}{}{rim_root}{}{}", b[0], b[1], b[2], b[3]),
+            ),
+            ("unrelated CA on top", format!("{}{rim_root}", honest())),
+            (
+                "pinned root twice",
+                format!(
+                    "{}{NVIDIA_DEVICE_ROOT_PEM}{NVIDIA_DEVICE_ROOT_PEM}",
+                    honest()
+                ),
+            ),
+            ("leaf only", chain(&[0])),
+            ("an intermediate missing", chain(&[0, 1, 3])),
+        ];
+        for (what, pem_chain) in cases {
+            for e in refused_everywhere(&pem_chain, what) {
+                assert!(
+                    matches!(
+                        e,
+                        GpuError::CertDuplicate { .. }
+                            | GpuError::CertIssuer { .. }
+                            | GpuError::UntrustedRoot
+                    ),
+                    "{what}: {e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn cached_certificates_are_not_trusted_outside_their_validity() {
+        let full = cache_in_steps(&honest(), 4).expect("steps");
+        let ev = evidence(honest());
+        for now in [BEFORE_ICA, AFTER_ALL] {
+            for cache in [&BTreeSet::new(), &full] {
+                let err = crate::nvidia::verify_gpu_evidence(&ev, now, cache).unwrap_err();
+                assert!(
+                    matches!(err, GpuError::CertValidity { .. }),
+                    "{now}: {err:?}"
+                );
+                let err = verify_chain_step(&honest(), now, cache, 3).unwrap_err();
+                assert!(
+                    matches!(err, GpuError::CertValidity { .. }),
+                    "{now}: {err:?}"
+                );
+            }
+        }
+    }
 }

@@ -6,8 +6,8 @@ mod chain;
 mod spdm;
 
 pub use chain::{
-    CertCache, LeafIdentity, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain, leaf_identity,
-    verify_chain, verify_chain_step,
+    CertCache, LeafIdentity, MAX_CHAIN_DEPTH, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain,
+    leaf_identity, verify_chain, verify_chain_step,
 };
 pub use spdm::{SpdmReport, parse_spdm_report};
 
@@ -175,6 +175,22 @@ mod tests {
         assert!(v.measured_in_rtmr3);
         assert_eq!(v.model, "GH100");
         assert!(verify_gpu_evidence(&gpu, 1_786_622_400, &NoCache).is_err());
+
+        // The measured digest covers the report only: the chain the device id comes from
+        // must still have the accepted shape (here: the leaf twice).
+        let mut dup = gpu.clone();
+        let leaf_end = dup
+            .certificate_chain
+            .find("-----END CERTIFICATE-----")
+            .expect("pem")
+            + "-----END CERTIFICATE-----".len();
+        dup.certificate_chain = format!(
+            "{}\n{}",
+            &dup.certificate_chain[..leaf_end],
+            dup.certificate_chain
+        );
+        let err = verify_measured_gpu(&summary.events, &dup).unwrap_err();
+        assert_eq!(err, GpuError::CertDuplicate { index: 1, first: 0 });
 
         let other = hopper();
         let err = verify_measured_gpu(&summary.events, &other).unwrap_err();

@@ -421,3 +421,109 @@ fn measured_gpu_policy_falls_back_to_full_verification_without_the_event() {
         .expect("full verification");
     assert_eq!(node(&r, id).gpus.len(), 1);
 }
+
+/// The real H100 chain's PEM blocks in the given order (0 = leaf, 1 = BROM, 2 = Provisioner
+/// ICA, 3 = GH100 Identity, 4 = the NVIDIA Device Identity CA root).
+fn hopper_chain(order: &[usize]) -> String {
+    const END: &str = "-----END CERTIFICATE-----";
+    let all = text("nvidia-hopper-single/hopperCertChain.txt");
+    let blocks: Vec<String> = all
+        .split_inclusive(END)
+        .filter(|b| b.contains(END))
+        .map(|b| format!("{}\n", b.trim()))
+        .collect();
+    assert_eq!(blocks.len(), 5, "leaf, BROM, ICA, Identity, root");
+    order.iter().map(|&i| blocks[i].as_str()).collect()
+}
+
+fn hopper_evidence_with(certificate_chain: &str) -> String {
+    serde_json::json!({
+        "report": text("nvidia-hopper-single/hopperAttestationReport.txt"),
+        "nonce": GPU_NONCE,
+        "certificate_chain": certificate_chain,
+    })
+    .to_string()
+}
+
+#[test]
+fn a_duplicated_leaf_chain_is_neither_cached_nor_added() {
+    let mut r = tdx_registry(|_| {});
+    let dup = hopper_chain(&[0, 0, 1, 2, 3]);
+    let duplicate = |e: &RegistryError| matches!(e, RegistryError::Gpu(m) if m.contains("repeats"));
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    bundle["gpus"] =
+        serde_json::json!([
+            serde_json::from_str::<serde_json::Value>(&hopper_evidence_with(&dup)).expect("json")
+        ]);
+    // In a registration bundle (nothing cached).
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .register_node_json(bundle.to_string(), None)
+        .expect_err("a bundle with the duplicated leaf chain is refused");
+    assert!(err.to_string().contains("repeats"), "{err}");
+    let id = as_node(&mut r).expect("registers");
+    let step = |r: &mut Registry, chain: &str| {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        r.try_cache_gpu_certificates(id, chain.to_owned(), Some(3))
+    };
+    // Stepwise from nothing cached: the first step already refuses, nothing is cached.
+    let err = step(&mut r, &dup).expect_err("the duplicated leaf chain is refused");
+    assert!(duplicate(&err), "{err:?}");
+    assert!(events().is_empty(), "nothing cached");
+
+    // With the honest chain cached, neither a step nor add_gpu accepts the duplicated chain.
+    while !step(&mut r, &hopper_chain(&[0, 1, 2, 3]))
+        .expect("honest chain")
+        .is_empty()
+    {}
+    let err = step(&mut r, &dup).expect_err("refused over the cached chain");
+    assert!(duplicate(&err), "{err:?}");
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .add_gpu_json(id, hopper_evidence_with(&dup))
+        .expect_err("add_gpu refuses the duplicated leaf");
+    assert!(duplicate(&err), "{err:?}");
+    // An extra copy of an intermediate is refused the same way.
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .add_gpu_json(id, hopper_evidence_with(&hopper_chain(&[0, 1, 1, 2, 3])))
+        .expect_err("add_gpu refuses a repeated BROM");
+    assert!(duplicate(&err), "{err:?}");
+    // In a re-attestation bundle, with the honest chain cached.
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .reattest_json(id, bundle.to_string())
+        .expect_err("a re-attestation with the duplicated leaf chain is refused");
+    assert!(err.to_string().contains("repeats"), "{err}");
+    assert!(node(&r, id).gpus.is_empty());
+}
+
+#[test]
+fn cached_certificates_are_rechecked_against_their_validity() {
+    // Every certificate of the cached chain is presented again and its validity checked at
+    // the time of use: a cached chain is never trusted outside any of its certificates'
+    // windows. The real chain's notAfter is 9999-12-31 (beyond a NEAR timestamp), so the
+    // window is exercised through notBefore: 2021-06-01 is after the leaf's and the BROM's
+    // notBefore, before the Provisioner ICA's (2022-03-01).
+    const BEFORE_ICA: u64 = 1_622_505_600 * SEC;
+    let mut r = tdx_registry(|_| {});
+    let id = as_node(&mut r).expect("registers");
+    loop {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        let chain = text("nvidia-hopper-single/hopperCertChain.txt");
+        if r.try_cache_gpu_certificates(id, chain, Some(3))
+            .expect("caches")
+            .is_empty()
+        {
+            break;
+        }
+    }
+    Call::by(op()).key(node_key()).at(BEFORE_ICA).set();
+    let err = r
+        .add_gpu_json(id, hopper_evidence())
+        .expect_err("the cached ICA is not valid yet");
+    assert!(
+        matches!(&err, RegistryError::Gpu(m) if m.contains("not valid at")),
+        "{err:?}"
+    );
+}
