@@ -527,3 +527,53 @@ fn cached_certificates_are_rechecked_against_their_validity() {
         "{err:?}"
     );
 }
+
+/// Issue 15, finding 7: every write a GPU path makes (spent nonce, device owner, cached
+/// certificates) is charged to the operator, byte for byte.
+#[test]
+fn gpu_storage_is_charged_to_the_operator() {
+    // Caching the chain step by step, then adding the GPU.
+    let mut r = tdx_registry(|_| {});
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let id = paid(&mut r, "register", |r| {
+        r.register_node_json(dstack_bundle(), None)
+    })
+    .expect("registers");
+    let chain = text("nvidia-hopper-single/hopperCertChain.txt");
+    loop {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        let cached = paid(&mut r, "cache_gpu_certificates", |r| {
+            r.try_cache_gpu_certificates(id, chain.clone(), Some(2))
+        })
+        .expect("caches");
+        if cached.is_empty() {
+            break;
+        }
+    }
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    paid(&mut r, "add_gpu", |r| r.add_gpu_json(id, hopper_evidence())).expect("adds");
+    Call::by(op()).yocto().at(DSTACK_NOW).set();
+    paid(&mut r, "deregister", |r| r.try_deregister(id)).expect("deregisters");
+
+    // Adding the GPU with nothing cached.
+    let mut r = tdx_registry(|_| {});
+    let id = as_node(&mut r).expect("registers");
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    paid(&mut r, "add_gpu, chain verified in full", |r| {
+        r.add_gpu_json(id, hopper_evidence())
+    })
+    .expect("adds");
+
+    // Registering with the GPU in the bundle.
+    let mut r = tdx_registry(|_| {});
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    bundle["gpus"] =
+        serde_json::json!([
+            serde_json::from_str::<serde_json::Value>(&hopper_evidence()).expect("json")
+        ]);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    paid(&mut r, "register with a GPU", |r| {
+        r.register_node_json(bundle.to_string(), None)
+    })
+    .expect("registers with GPU");
+}

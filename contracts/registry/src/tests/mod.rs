@@ -324,3 +324,53 @@ pub fn expect_err<T: std::fmt::Debug>(
     );
     err
 }
+
+/// Where the storage accounting stands: the contract's storage usage with every collection
+/// flushed, and the bytes charged to the operators the tests use. The mocked chain restarts
+/// `storage_usage` with every context, so compare marks taken in the same context only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageMark {
+    pub usage: u64,
+    pub charged: u64,
+}
+
+/// Flushes every collection of the registry (independently of the contract's own flushing,
+/// so a collection the contract forgets shows up here) and reads the accounting.
+pub fn storage_mark(r: &mut Registry) -> StorageMark {
+    r.operators.flush();
+    r.nodes.flush();
+    r.node_by_signer_key.flush();
+    r.gpu_owner.flush();
+    r.credits.flush();
+    // `used_gpu_nonces` and `cert_cache` (store::LookupSet) write through: nothing to flush.
+    let charged = [op(), acc("other.near")]
+        .iter()
+        .filter_map(|a| r.operators.get(a))
+        .map(|o| o.storage_bytes)
+        .sum();
+    StorageMark {
+        usage: near_sdk::env::storage_usage(),
+        charged,
+    }
+}
+
+/// The storage invariant (beside the marketplace's `funds()`): since `before` (same context),
+/// the bytes charged to operators equal the change in the contract's storage usage, once every
+/// pending write is flushed.
+pub fn assert_storage_paid(r: &mut Registry, before: StorageMark, what: &str) {
+    let after = storage_mark(r);
+    let grown = i128::from(after.usage) - i128::from(before.usage);
+    let charged = i128::from(after.charged) - i128::from(before.charged);
+    assert_eq!(
+        charged, grown,
+        "{what}: operators were charged {charged} bytes, storage changed by {grown}"
+    );
+}
+
+/// Runs `call` in the current context and checks the storage invariant around it.
+pub fn paid<T>(r: &mut Registry, what: &str, call: impl FnOnce(&mut Registry) -> T) -> T {
+    let before = storage_mark(r);
+    let out = call(r);
+    assert_storage_paid(r, before, what);
+    out
+}

@@ -525,3 +525,48 @@ fn enclave_key_may_deregister_without_deposit() {
     r.try_deregister(id).expect("enclave deregisters");
     assert_eq!(status(&r, id), NodeStatus::Deregistered);
 }
+
+/// Issue 15, finding 7: every path that charges storage charges exactly what it stores.
+#[test]
+fn every_charging_path_charges_what_it_stores() {
+    let mut r = registry();
+    Call::by(op()).deposit(near(100)).set();
+    paid(&mut r, "first stake", |r| r.try_deposit_stake()).expect("stake");
+    Call::by(op()).deposit(near(1)).set();
+    paid(&mut r, "more stake", |r| r.try_deposit_stake()).expect("stake");
+    Call::by(op()).key(key(1).1).set();
+    let id = paid(&mut r, "register", |r| {
+        r.register_node_json(dev_bundle(1), None)
+    })
+    .expect("register");
+    Call::by(op()).key(key(2).1).set();
+    let second = paid(&mut r, "second node", |r| {
+        r.register_node_json(dev_bundle(2), None)
+    })
+    .expect("register");
+    let update = NodeUpdate {
+        endpoint: Some("https://node.example:8443/v1".into()),
+        region: Some("us-east-1".into()),
+        prices: Some(vec![price("llama-3-8b"), price("qwen-7b")]),
+        capacity: Some(8),
+    };
+    Call::by(op()).key(key(1).1).set();
+    paid(&mut r, "update grows", |r| r.try_update_node(id, update)).expect("update");
+    Call::by(op()).yocto().set();
+    paid(&mut r, "update shrinks", |r| {
+        r.try_update_node(
+            id,
+            NodeUpdate {
+                prices: Some(vec![]),
+                ..Default::default()
+            },
+        )
+    })
+    .expect("update");
+    Call::by(op()).key(key(1).1).at(T0 + SEC).set();
+    paid(&mut r, "reattest", |r| r.reattest_json(id, dev_bundle(1))).expect("reattest");
+    Call::by(op()).yocto().set();
+    paid(&mut r, "deregister", |r| r.try_deregister(second)).expect("deregister");
+    Call::by(op()).yocto().set();
+    paid(&mut r, "deregister the other", |r| r.try_deregister(id)).expect("deregister");
+}
