@@ -49,7 +49,7 @@ impl Registry {
         check_gpu_room(&state.policy, state.next_node_id, &[], &att.gpus)?;
 
         // Verified: from here on only writes.
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         let now = env::block_timestamp();
         let node_id = state.next_node_id;
         state.next_node_id = node_id.next();
@@ -145,7 +145,7 @@ impl Registry {
 
         let operator = node.operator.clone();
         let before = statuses(state, &[node_id]);
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         let now = env::block_timestamp();
         let expires = expiry(&state.policy, now, att.expires_at_ns);
         let node = state
@@ -194,7 +194,7 @@ impl Registry {
         let operator = node.operator.clone();
         let info = gpu.info.clone();
         let before = statuses(state, &[node_id]);
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         apply_gpus(state, node_id, vec![gpu])?;
         state.settle_storage(&operator, usage_before)?;
         emit_status_changes(state, &before);
@@ -217,7 +217,7 @@ impl Registry {
         let operator = node.operator.clone();
         let verified =
             attest::verify_gpu_chain_step(state, &certificate_chain, max_signatures.unwrap_or(2))?;
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         let cached = cache_certificates(state, verified);
         state.settle_storage(&operator, usage_before)?;
         Ok(cached)
@@ -314,7 +314,7 @@ impl Registry {
         let state = self;
         node_caller(node_id, state.node(node_id)?)?;
         let checked = details::check(update)?;
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         let node = state
             .nodes
             .get_mut(&node_id)
@@ -376,7 +376,7 @@ impl Registry {
         affected.retain(|id| *id != node_id);
         affected.push(node_id);
         let before = statuses(state, &affected);
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         state.node_by_signer_key.remove(&signer_key);
         for device in &devices {
             state.gpu_owner.remove(device);

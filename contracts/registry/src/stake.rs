@@ -25,7 +25,7 @@ impl Registry {
         if amount.is_zero() {
             return Err(RegistryError::ZeroStake);
         }
-        let usage_before = env::storage_usage();
+        let usage_before = state.storage_mark();
         let nodes = state
             .operators
             .get(&operator)

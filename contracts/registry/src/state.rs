@@ -150,14 +150,28 @@ impl Registry {
             .ok_or_else(|| RegistryError::UnknownOperator(account.clone()))
     }
 
-    /// Charges `operator` for the storage growth since `usage_before` (or refunds a shrink):
-    /// whoever grows state pays for it, out of their stake.
-    pub fn settle_storage(&mut self, operator: &AccountId, usage_before: u64) -> Result<()> {
-        // Flush first so the usage counter reflects every pending write.
+    /// Writes out every buffered collection, so `env::storage_usage()` counts every pending
+    /// write. (`used_gpu_nonces` and `cert_cache` are `store::LookupSet`s, which write through.)
+    fn flush_collections(&mut self) {
         self.operators.flush();
         self.nodes.flush();
         self.node_by_signer_key.flush();
         self.gpu_owner.flush();
+        self.credits.flush();
+    }
+
+    /// Starts a storage measurement for [`Self::settle_storage`]: the usage with every earlier
+    /// write of the call flushed, so the operator is charged for its own writes only.
+    pub fn storage_mark(&mut self) -> u64 {
+        self.flush_collections();
+        env::storage_usage()
+    }
+
+    /// Charges `operator` for the storage growth since `usage_before` (a [`Self::storage_mark`];
+    /// or refunds a shrink): whoever grows state pays for it, out of their stake. The one path
+    /// by which the registry charges storage.
+    pub fn settle_storage(&mut self, operator: &AccountId, usage_before: u64) -> Result<()> {
+        self.flush_collections();
         let usage_after = env::storage_usage();
         let op = self.operator_mut(operator)?;
         op.storage_bytes = if usage_after >= usage_before {
