@@ -44,8 +44,18 @@ fn builder(predecessor: &str, deposit: NearToken, now: u64, gas: Gas) -> VMConte
         .block_timestamp(now)
         .prepaid_gas(gas)
         // Room for the property test's largest deposits and payouts.
-        .account_balance(NearToken::from_yoctonear(u128::MAX / 4));
+        .account_balance(NearToken::from_yoctonear(u128::MAX / 4))
+        // The mocked chain keeps its trie from one context to the next but restarts the usage
+        // counter from the context: carry it over, so `env::storage_usage()` is the contract's
+        // real usage throughout a test (see `fresh_chain`).
+        .storage_usage(near_sdk::env::storage_usage());
     b
+}
+
+/// An empty chain: no trie, the usage counter at the default context's.
+fn fresh_chain() {
+    near_sdk::mock::with_mocked_blockchain(|b| drop(b.take_storage()));
+    testing_env!(VMContextBuilder::new().build());
 }
 
 pub fn ctx_full(predecessor: &str, deposit: NearToken, now: u64, gas: Gas) {
@@ -113,9 +123,9 @@ pub fn model_init() -> ModelInit {
 }
 
 pub fn setup_with(edit: impl FnOnce(&mut ModelInit)) -> ModelToken {
-    ctx(OWNER, NearToken::from_yoctonear(0));
     // A fresh contract: drop what an earlier run on this thread left in the mocked trie.
-    near_sdk::mock::with_mocked_blockchain(|b| drop(b.take_storage()));
+    fresh_chain();
+    ctx(OWNER, NearToken::from_yoctonear(0));
     let mut init = model_init();
     edit(&mut init);
     ModelToken::new(init).unwrap_or_else(|e| panic!("{e}"))
@@ -146,4 +156,34 @@ pub fn setup_with_holders(holders: &[(&str, u128)]) -> ModelToken {
 pub fn deposit_near(t: &mut ModelToken, amount: u128) {
     ctx(MARKET, NearToken::from_yoctonear(amount));
     t.deposit_revenue();
+}
+
+/// The contract's storage usage with every buffered collection written out (the root state
+/// itself is never written by a unit test).
+pub fn flushed_usage(t: &mut ModelToken) -> u64 {
+    t.holders.flush();
+    t.grants.flush();
+    t.manifest.flush();
+    t.metadata.flush();
+    near_sdk::env::storage_usage()
+}
+
+/// The storage invariant around one call (beside the funds checks): the storage usage changes
+/// by exactly `charged` bytes, what the call made its caller pay for (0 for a call that must
+/// not grow the state). Not for NEP-145 registrations: a holder pays once for its record at
+/// its largest, so its record may take fewer bytes than it paid for.
+pub fn assert_storage_paid<T>(
+    t: &mut ModelToken,
+    what: &str,
+    call: impl FnOnce(&mut ModelToken) -> (T, u64),
+) -> T {
+    let before = flushed_usage(t);
+    let (out, charged) = call(t);
+    let grown = i128::from(flushed_usage(t)) - i128::from(before);
+    assert_eq!(
+        i128::from(charged),
+        grown,
+        "{what}: {charged} bytes were paid for, storage changed by {grown}"
+    );
+    out
 }
