@@ -384,6 +384,38 @@ mod tests {
         );
     }
 
+    /// Issue 15, finding 7: a grant stores exactly the bytes its grantor paid for, a
+    /// replacement or a revocation frees exactly what it refunds.
+    #[test]
+    fn grant_storage_is_paid_byte_for_byte() {
+        let mut t = setup();
+        let byte = env::storage_byte_cost().as_yoctonear();
+        let paid_bytes = |t: &ModelToken| {
+            t.grants
+                .get(&NodeId(7))
+                .map_or(0, |g| (g.storage_deposit / byte) as i64)
+        };
+        let eligible = node(NodeStatus::Active, NOW + 100, allowed());
+        grant(&mut t, KEY_SERVICE);
+        assert!(assert_storage_paid(&mut t, "grant", |t| {
+            let granted = answer(t, Some(eligible.clone()));
+            (granted, paid_bytes(t))
+        }));
+        assert!(paid_bytes(&t) > 0);
+        // A replacement: the old deposit is refunded, the new one charged; net zero here.
+        grant(&mut t, OWNER);
+        assert!(assert_storage_paid(&mut t, "replacement", |t| {
+            (answer(t, Some(eligible)), 0)
+        }));
+        let refunded = paid_bytes(&t);
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        assert_storage_paid(&mut t, "revoke", |t| {
+            t.revoke_key(NodeId(7));
+            ((), -refunded)
+        });
+        assert!(t.key_grant(NodeId(7)).is_none());
+    }
+
     #[test]
     fn ineligible_nodes_are_refused_and_refunded() {
         let cases = [

@@ -169,13 +169,13 @@ pub fn flushed_usage(t: &mut ModelToken) -> u64 {
 }
 
 /// The storage invariant around one call (beside the funds checks): the storage usage changes
-/// by exactly `charged` bytes, what the call made its caller pay for (0 for a call that must
-/// not grow the state). Not for NEP-145 registrations: a holder pays once for its record at
-/// its largest, so its record may take fewer bytes than it paid for.
+/// by exactly `charged` bytes, what the call made its caller pay for (negative: refunded; 0
+/// for a call that must not grow the state). Not for NEP-145 registrations: a holder pays once
+/// for its record at its largest, so its record may take fewer bytes than it paid for.
 pub fn assert_storage_paid<T>(
     t: &mut ModelToken,
     what: &str,
-    call: impl FnOnce(&mut ModelToken) -> (T, u64),
+    call: impl FnOnce(&mut ModelToken) -> (T, i64),
 ) -> T {
     let before = flushed_usage(t);
     let (out, charged) = call(t);
