@@ -22,13 +22,13 @@ pub(crate) fn refund(to: &AccountId, amount: NearToken) {
     }
 }
 
-/// Charges the storage grown since `usage_before` to `attached`, refunding the rest to `payer`.
+/// Charges `grown` bytes (see `ModelToken::storage_grown_since`) to `attached`, refunding the
+/// rest to `payer`.
 pub(crate) fn charge_storage(
-    usage_before: u64,
+    grown: u64,
     attached: NearToken,
     payer: &AccountId,
 ) -> Result<(), ModelTokenError> {
-    let grown = env::storage_usage().saturating_sub(usage_before);
     let required = env::storage_byte_cost().saturating_mul(u128::from(grown));
     let change = attached
         .checked_sub(required)

@@ -190,8 +190,7 @@ impl ModelToken {
                 NearToken::from_yoctonear(old.storage_deposit),
             );
         }
-        self.grants.flush();
-        let before = env::storage_usage();
+        let mark = self.storage_mark();
         let mut grant = KeyGrant {
             encrypted_key,
             key_hash,
@@ -202,9 +201,8 @@ impl ModelToken {
             storage_deposit: 0,
         };
         self.grants.insert(node_id, grant.clone());
-        self.grants.flush();
-        let cost = env::storage_byte_cost()
-            .saturating_mul(u128::from(env::storage_usage().saturating_sub(before)));
+        let cost =
+            env::storage_byte_cost().saturating_mul(u128::from(self.storage_grown_since(mark)));
         let Some(change) = deposit.checked_sub(cost) else {
             self.grants.remove(&node_id);
             return refuse(

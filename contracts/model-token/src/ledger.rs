@@ -316,11 +316,10 @@ impl ModelToken {
 
     /// Bytes one holder record takes at its largest, measured on a 64-character account id.
     pub(crate) fn measure_holder_storage(&mut self) -> u64 {
-        let before = env::storage_usage();
+        let mark = self.storage_mark();
         let probe: AccountId = "a".repeat(64).parse().unwrap_or_else(|_| env::abort());
         self.holders.insert(probe.clone(), Holder::largest());
-        self.holders.flush();
-        let bytes = env::storage_usage().saturating_sub(before);
+        let bytes = self.storage_grown_since(mark);
         self.holders.remove(&probe);
         self.holders.flush();
         bytes

@@ -203,10 +203,10 @@ impl ModelToken {
             return Err(ModelTokenError::OneYoctoRequired(attached));
         }
         let manifest = validate_manifest(manifest)?;
-        let before = env::storage_usage();
+        let mark = self.storage_mark();
         self.manifest.set(Some(manifest));
-        self.manifest.flush();
-        charge_storage(before, attached, &caller)?;
+        let grown = self.storage_grown_since(mark);
+        charge_storage(grown, attached, &caller)?;
         self.emit_manifest();
         Ok(())
     }

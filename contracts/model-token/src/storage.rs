@@ -15,6 +15,28 @@ use crate::crowdfund::CrowdfundStatus;
 use crate::errors::ModelTokenError;
 
 impl ModelToken {
+    /// Writes out every buffered collection, so `env::storage_usage()` counts every write.
+    fn flush_collections(&mut self) {
+        self.holders.flush();
+        self.grants.flush();
+        self.manifest.flush();
+        self.metadata.flush();
+    }
+
+    /// Starts a storage measurement: the usage with every earlier write flushed.
+    pub(crate) fn storage_mark(&mut self) -> u64 {
+        self.flush_collections();
+        env::storage_usage()
+    }
+
+    /// Bytes the state grew since `mark` (0 if it shrank), every write flushed. With
+    /// [`Self::storage_mark`], the one way the contract measures what a caller pays for (the
+    /// NEP-145 deposit is such a measure, taken once at creation: `measure_holder_storage`).
+    pub(crate) fn storage_grown_since(&mut self, mark: u64) -> u64 {
+        self.flush_collections();
+        env::storage_usage().saturating_sub(mark)
+    }
+
     pub(crate) fn storage_cost(&self) -> NearToken {
         env::storage_byte_cost().saturating_mul(u128::from(self.holder_storage_bytes))
     }
