@@ -1,8 +1,8 @@
 //! Governance (the owner; later a DAO account): policy, the marketplace allowed to slash, and
 //! ownership. Every call needs one yocto, i.e. a full access key.
 
-use enclave_cloud_common::OrPanic;
 use enclave_cloud_common::events::{Nep297, RegistryEvent};
+use enclave_cloud_common::{Hash32, OrPanic};
 use near_sdk::serde_json::{self, Value};
 use near_sdk::{AccountId, PublicKey, near};
 
@@ -85,6 +85,37 @@ impl Registry {
     }
 }
 
+/// Most certificates `forget_certificates` takes in one call.
+pub const MAX_FORGET: usize = 100;
+
+impl Registry {
+    pub(crate) fn try_forget_certificates(&mut self, hashes: Vec<Hash32>) -> Result<u32> {
+        let state = self;
+        require_owner(state)?;
+        if hashes.len() > MAX_FORGET {
+            return Err(RegistryError::InvalidInput {
+                field: "hashes",
+                reason: format!(
+                    "{} certificates, at most {MAX_FORGET} per call",
+                    hashes.len()
+                ),
+            });
+        }
+        let mut removed = 0;
+        for hash in &hashes {
+            if state.cert_cache.remove(&hash.0) {
+                removed += 1;
+            }
+        }
+        RegistryEvent::PolicyUpdated {
+            field: "cert_cache.removed".to_owned(),
+            value: serde_json::to_string(&hashes).unwrap_or_default(),
+        }
+        .emit();
+        Ok(removed)
+    }
+}
+
 #[near]
 impl Registry {
     /// Initialises the registry. `mainnet: true` makes the `dev` attestation kind impossible
@@ -131,6 +162,11 @@ impl GovernanceApi for Registry {
     #[payable]
     fn set_policy(&mut self, policy: Policy) {
         self.try_set_policy(policy).or_panic()
+    }
+
+    #[payable]
+    fn forget_certificates(&mut self, hashes: Vec<Hash32>) -> u32 {
+        self.try_forget_certificates(hashes).or_panic()
     }
 
     #[payable]

@@ -56,6 +56,12 @@ pub trait GovernanceApi {
     fn set_marketplace(&mut self, marketplace: AccountId);
     /// Hands governance to another account (e.g. a DAO).
     fn set_owner(&mut self, owner: AccountId);
+    /// Drops certificates (sha256 of their DER) from the cache of verified NVIDIA intermediates,
+    /// e.g. after NVIDIA revoked one: chains through them are verified in full again (and a
+    /// revoked one then fails). Returns how many were cached. Emits one `policy_updated`
+    /// (`cert_cache.removed`). The operators who paid for the entries are not refunded. At most
+    /// 100 per call; ~1 Tgas each.
+    fn forget_certificates(&mut self, hashes: Vec<Hash32>) -> u32;
 }
 
 /// Operators' stake, slashing and slash credits. Implemented in `stake`.

@@ -210,6 +210,8 @@ pub mod methods {
     pub const SET_MARKETPLACE: Method = Method::one_yocto("set_marketplace", 30);
     /// Owner: replaces the whole policy.
     pub const SET_POLICY: Method = Method::one_yocto("set_policy", 30);
+    /// Owner: drops cached certificates (at most 100, ~1 Tgas each).
+    pub const FORGET_CERTIFICATES: Method = Method::one_yocto("forget_certificates", 150);
 
     pub const GET_NODE: &str = "get_node";
     pub const GET_NODE_BY_SIGNER_KEY: &str = "get_node_by_signer_key";
@@ -265,6 +267,13 @@ pub mod methods {
     #[derive(Debug, Clone)]
     pub struct AccountArgs {
         pub account_id: AccountId,
+    }
+
+    /// `forget_certificates`' arguments: sha256 of each certificate's DER.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct ForgetCertificatesArgs {
+        pub hashes: Vec<crate::Hash32>,
     }
 
     /// `set_policy`'s arguments; `P` as in [`NewArgs`].

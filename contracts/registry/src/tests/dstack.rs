@@ -291,6 +291,52 @@ fn real_h100_gpu_is_added_once() {
     assert_eq!(snapshot(&r), before);
 }
 
+/// Issue 16 item 5: governance can drop cached certificates (e.g. one NVIDIA revoked); a
+/// chain through them is verified in full again. Only the owner, with one yocto.
+#[test]
+fn governance_forgets_cached_certificates() {
+    let mut r = tdx_registry(|p| p.gpu.min_gpus = 1);
+    let id = as_node(&mut r).expect("registers");
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    r.add_gpu_json(id, hopper_evidence())
+        .expect("H100 verifies");
+    let cached: Vec<Hash32> = events()
+        .iter()
+        .filter_map(|e| match e {
+            RegistryEvent::CertificateCached { hash } => Some(*hash),
+            _ => None,
+        })
+        .collect();
+    assert!(!cached.is_empty());
+    assert!(cached.iter().all(|h| r.is_certificate_cached(*h)));
+
+    Call::by(op()).yocto().at(DSTACK_NOW).set();
+    assert!(matches!(
+        r.try_forget_certificates(cached.clone()),
+        Err(RegistryError::NotOwner { .. })
+    ));
+    Call::by(owner()).at(DSTACK_NOW).set();
+    assert!(
+        r.try_forget_certificates(cached.clone()).is_err(),
+        "one yocto"
+    );
+    Call::by(owner()).yocto().at(DSTACK_NOW).set();
+    let too_many = vec![Hash32([7; 32]); 101];
+    assert!(r.try_forget_certificates(too_many).is_err());
+    Call::by(owner()).yocto().at(DSTACK_NOW).set();
+    let mut with_unknown = cached.clone();
+    with_unknown.push(Hash32([7; 32]));
+    assert_eq!(
+        r.try_forget_certificates(with_unknown).expect("owner"),
+        cached.len() as u32
+    );
+    assert!(cached.iter().all(|h| !r.is_certificate_cached(*h)));
+    assert!(events().iter().any(|e| matches!(
+        e,
+        RegistryEvent::PolicyUpdated { field, .. } if field == "cert_cache.removed"
+    )));
+}
+
 #[test]
 fn gpu_model_policy() {
     let mut r = tdx_registry(|p| p.gpu.allowed_models = vec!["GB100".into()]);
