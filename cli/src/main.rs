@@ -209,7 +209,7 @@ enum ModelCommand {
     Finalize { model_id: ModelId },
     /// Have the marketplace confirm with the factory that the model exists, so that its
     /// royalties go to its token (until then they are protocol fees; `model create` does this
-    /// itself). Pays ~0.001 NEAR of storage from your marketplace storage balance.
+    /// itself). Costs only the gas.
     Confirm { model_id: ModelId },
     /// Claim your share of a model's revenue.
     Claim {

@@ -92,8 +92,6 @@ pub struct Confirmed {
     pub royalty_account: Option<AccountId>,
     /// The marketplace's reason when it did not confirm the model.
     pub refused: Option<String>,
-    /// Added to your storage balance in the marketplace to pay for the entry.
-    pub storage_deposit: U128,
     pub tx_hash: Option<String>,
 }
 
@@ -116,12 +114,8 @@ impl Report for Confirmed {
     }
 }
 
-/// Storage balance kept in the marketplace to pay for a confirmation (an entry is ~0.001 NEAR).
-const CONFIRM_STORAGE: NearToken = NearToken::from_millinear(10);
-
 /// `model confirm`: has the marketplace ask the factory whether the model was created and, if
-/// so, send its royalties to its token from now on (until then they are protocol fees). Tops
-/// the signer's marketplace storage balance up to pay for the entry.
+/// so, send its royalties to its token from now on (until then they are protocol fees).
 pub async fn confirm(chain: &Chain, model: &ModelId) -> Result<Confirmed, Error> {
     let signer = chain.signer()?;
     let market = chain.marketplace();
@@ -130,18 +124,11 @@ pub async fn confirm(chain: &Chain, model: &ModelId) -> Result<Confirmed, Error>
         marketplace: market.id().clone(),
         royalty_account: None,
         refused: None,
-        storage_deposit: U128(0),
         tx_hash: None,
     };
     if let Some(account) = market.royalty_account(model).await? {
         confirmed.royalty_account = Some(account);
         return Ok(confirmed);
-    }
-    let balance = market.storage_balance_of(signer.account_id()).await?;
-    let missing = CONFIRM_STORAGE.saturating_sub(balance);
-    if !missing.is_zero() {
-        market.storage_deposit(None, missing)?.send(&signer).await?;
-        confirmed.storage_deposit = U128(missing.as_yoctonear());
     }
     let sent = market
         .confirm_model(model.clone())?

@@ -540,8 +540,8 @@ async fn royalties_of_an_uncreated_model_are_fees_until_the_factory_confirms_it(
 -> anyhow::Result<()> {
     use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
     use enclave_cloud_common::interfaces::marketplace::methods::{
-        CONFIRM_MODEL, ModelArgs, ROYALTY_ACCOUNT, SET_ROYALTY_ACCOUNT, STORAGE_DEPOSIT,
-        SetRoyaltyAccountArgs, StorageDepositArgs, UPDATE_CONFIG, UpdateConfigArgs,
+        CONFIRM_MODEL, ModelArgs, ROYALTY_ACCOUNT, SET_ROYALTY_ACCOUNT, SetRoyaltyAccountArgs,
+        UPDATE_CONFIG, UpdateConfigArgs,
     };
     use enclave_cloud_common::interfaces::model_factory::methods::{
         CREATE_DEPOSIT, CREATE_MODEL, CreateDepositArgs, CreateModelArgs,
@@ -589,17 +589,6 @@ async fn royalties_of_an_uncreated_model_are_fees_until_the_factory_confirms_it(
 
     // 2. Confirming a model the factory never created is refused.
     let model_args_ = ModelArgs { model_id: model() };
-    succeeded(
-        call(
-            &s.user,
-            s.market.id(),
-            STORAGE_DEPOSIT,
-            &StorageDepositArgs::default(),
-        )
-        .deposit(NearToken::from_millinear(10))
-        .transact()
-        .await?,
-    )?;
     let confirm = || call(&s.user, s.market.id(), CONFIRM_MODEL, &model_args_).transact();
     let refused_confirmation: bool = ok(confirm().await?)?.json()?;
     assert!(!refused_confirmation);

@@ -170,7 +170,7 @@ impl<'a> MarketplaceClient<'a> {
     }
 
     /// Routes `model_id`'s royalties to its token once the model factory confirms the model
-    /// was created (paid from the signer's storage balance); whether it did.
+    /// was created; whether its royalties now go to its token (or already went to an account).
     pub fn confirm_model(&self, model_id: ModelId) -> Result<Call<'a, bool>> {
         self.contract()
             .call(m::CONFIRM_MODEL, &ModelArgs { model_id })

@@ -175,9 +175,10 @@ pub trait ModelRoyaltyApi {
     /// model's royalties to that token from then on. Until a model is confirmed (or governance
     /// names its royalty account) its royalties are protocol fees: nobody can collect
     /// royalties by creating an id after they accrued. A royalty account already set is kept.
-    /// The entry's storage is paid from the caller's storage balance (`storage_deposit`;
-    /// about 0.001 NEAR). Gas: 15 Tgas (factory `model` + callback). The result is the
-    /// callback's: whether the model's royalties now go to its token.
+    /// The marketplace stores the entry (one per created model; governance may lift it). Gas:
+    /// 10 Tgas (factory `model` + callback); the caller pays it, so asking about ids nobody
+    /// created stores nothing and costs only the caller. The result is the callback's: whether
+    /// the model's royalties now go to its token (or already went to an account).
     fn confirm_model(&mut self, model_id: ModelId) -> Promise;
 }
 

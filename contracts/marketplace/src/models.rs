@@ -2,6 +2,10 @@
 //! model factory confirms that the model was created (`confirm_model`), else the protocol
 //! fees. Confirmation is what stops a squatter: royalties for an id nobody created are never
 //! set aside for whoever creates it first.
+//!
+//! The entry's ~100 bytes are the marketplace's, like an entry governance sets: there is at
+//! most one per model the factory created (creating one costs far more than the entry), and
+//! governance may lift or replace it without any storage balance to settle.
 
 use near_sdk::{AccountId, Promise, PromiseError, env, near};
 
@@ -13,20 +17,17 @@ use enclave_cloud_common::interfaces::model_factory::{ModelView, ext_model_listi
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::MarketplaceExt;
 use crate::errors::MarketplaceError;
-use crate::funds::inc;
 use crate::governance::require_no_deposit;
-use crate::storage::{StorageMeter, bytes_cost};
 use crate::{GAS_MODEL_LISTING, GAS_ON_MODEL_CONFIRMED, Marketplace, ModelRoyaltyApi};
 
 impl Marketplace {
     /// Records `model_id`'s token as its royalty account if `answer` confirms it under
-    /// `factory` (still the configured factory); the entry is paid by `payer`'s storage
-    /// balance. `Ok(false)` when governance already named an account (kept as it is).
+    /// `factory` (still the configured factory). `Ok(false)` when an account is already
+    /// named (kept as it is).
     fn confirm_from_listing(
         &mut self,
         model_id: &ModelId,
         factory: &AccountId,
-        payer: &AccountId,
         answer: Result<Option<ModelView>, PromiseError>,
     ) -> Result<bool, MarketplaceError> {
         let refuse = |reason: &str| MarketplaceError::ModelNotConfirmed {
@@ -51,15 +52,7 @@ impl Marketplace {
         if self.royalty_accounts.get(model_id).is_some() {
             return Ok(false);
         }
-        let meter = StorageMeter::start();
         self.royalty_accounts.insert(model_id, &listing.token);
-        let bytes = u64::try_from(meter.delta()).unwrap_or(0);
-        let cost = bytes_cost(bytes);
-        if let Err(e) = self.charge_storage_balance(payer, cost) {
-            self.royalty_accounts.remove(model_id);
-            return Err(e);
-        }
-        inc(&mut self.locked_storage, cost)?;
         MarketplaceEvent::PolicyUpdated {
             field: format!("royalty_account.{model_id}"),
             value: listing.token.to_string(),
@@ -77,10 +70,9 @@ impl Marketplace {
         &mut self,
         model_id: ModelId,
         factory: AccountId,
-        payer: AccountId,
         #[callback_result] answer: Result<Option<ModelView>, PromiseError>,
     ) -> bool {
-        match self.confirm_from_listing(&model_id, &factory, &payer, answer) {
+        match self.confirm_from_listing(&model_id, &factory, answer) {
             Ok(recorded) => {
                 if !recorded {
                     env::log_str(&format!(
@@ -114,7 +106,7 @@ impl ModelRoyaltyApi for Marketplace {
             .then(
                 Self::ext(env::current_account_id())
                     .with_static_gas(GAS_ON_MODEL_CONFIRMED)
-                    .on_model_confirmed(model_id, factory, env::predecessor_account_id()),
+                    .on_model_confirmed(model_id, factory),
             )
     }
 }

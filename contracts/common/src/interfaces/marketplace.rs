@@ -386,7 +386,7 @@ pub mod methods {
     pub const RESPOND: Method = Method::call("respond", 30);
     /// Registry `get_node` + callback.
     pub const REFRESH_NODE: Method = Method::call("refresh_node", 30);
-    /// Model factory `model` + callback; the entry is paid from the caller's storage balance.
+    /// Model factory `model` + callback (10 Tgas).
     pub const CONFIRM_MODEL: Method = Method::call("confirm_model", 20);
     /// Deposit: the NEAR added to the storage balance.
     pub const STORAGE_DEPOSIT: Method = Method::payable("storage_deposit", 10);

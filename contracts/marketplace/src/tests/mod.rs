@@ -511,14 +511,24 @@ impl Harness {
         .unwrap();
         assert_eq!(self.calls("model").len(), 1, "the factory is asked");
         self.callback(vec![ok_result(&answer)], |c| {
-            c.on_model_confirmed(model(), acc(factory), acc(who), Ok(answer.clone()))
+            c.on_model_confirmed(model(), acc(factory), Ok(answer.clone()))
         })
     }
 
-    /// The factory `factory` confirms `model()` created, its token `<model>.<factory>`; the
-    /// confirmation is paid by the user's storage balance.
+    /// Governance routes royalties by `factory`: the model's royalty account lifted, the
+    /// factory set (royalties are fees until the model is confirmed).
+    pub fn use_model_factory(&mut self, factory: &str) {
+        self.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
+            .unwrap();
+        let patch = crate::state::ConfigPatch {
+            model_factory: Some(acc(factory)),
+            ..Default::default()
+        };
+        self.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
+    }
+
+    /// The factory `factory` confirms `model()` created, its token `<model>.<factory>`.
     pub fn confirm_created_model(&mut self, factory: &str) {
-        self.fund_storage(USER, 10 * MILLI);
         let token = format!("{}.{factory}", model());
         let listing = model_listing(
             enclave_cloud_common::interfaces::model_factory::ModelStatus::Created,

@@ -12,13 +12,7 @@ const MODEL_TOKEN: &str = "llama-3-8b.models.near";
 /// The marketplace with a model factory and no royalty account for the model.
 fn with_factory() -> Harness {
     let mut h = Harness::new();
-    h.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
-        .unwrap();
-    let patch = ConfigPatch {
-        model_factory: Some(acc(FACTORY)),
-        ..Default::default()
-    };
-    h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
+    h.use_model_factory(FACTORY);
     h
 }
 
@@ -73,7 +67,6 @@ fn an_uncreated_models_royalty_is_a_protocol_fee() {
 #[test]
 fn a_confirmed_models_royalty_goes_to_its_token_as_revenue() {
     let mut h = with_factory();
-    h.fund_storage(USER, 10 * MILLI);
     assert!(confirm(
         &mut h,
         USER,
@@ -104,14 +97,12 @@ fn only_a_created_listing_under_the_current_factory_is_confirmed() {
         }),
     ] {
         let mut h = with_factory();
-        h.fund_storage(USER, 10 * MILLI);
         assert!(!confirm(&mut h, USER, answer.clone()), "{answer:?}");
         assert_eq!(royalty_account(&mut h), None, "{answer:?}");
         h.check_funds();
     }
     // The factory changed while the question was in flight: the old factory's answer is void.
     let mut h = with_factory();
-    h.fund_storage(USER, 10 * MILLI);
     h.call(USER, 0, |c| {
         let _ = crate::ModelRoyaltyApi::confirm_model(c, model());
         Ok::<_, MarketplaceError>(())
@@ -124,31 +115,23 @@ fn only_a_created_listing_under_the_current_factory_is_confirmed() {
     h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
     let answer = Some(listing(ModelStatus::Created, MODEL_TOKEN));
     assert!(!h.callback(vec![ok_result(&answer)], |c| {
-        c.on_model_confirmed(model(), acc(FACTORY), acc(USER), Ok(answer.clone()))
+        c.on_model_confirmed(model(), acc(FACTORY), Ok(answer.clone()))
     }));
     assert_eq!(royalty_account(&mut h), None);
 }
 
+/// The marketplace stores the entry: the caller needs no storage balance, and the books
+/// balance before and after.
 #[test]
-fn a_confirmation_is_paid_from_the_callers_storage_balance() {
+fn a_confirmation_needs_no_storage_balance() {
     let mut h = with_factory();
-    // No storage balance: nothing is stored.
-    assert!(!confirm(
-        &mut h,
-        USER,
-        Some(listing(ModelStatus::Created, MODEL_TOKEN))
-    ));
-    assert_eq!(royalty_account(&mut h), None);
-    h.check_funds();
-    h.fund_storage(USER, 10 * MILLI);
-    let before = storage_balance(&mut h, USER);
     assert!(confirm(
         &mut h,
         USER,
         Some(listing(ModelStatus::Created, MODEL_TOKEN))
     ));
-    let paid = before - storage_balance(&mut h, USER);
-    assert!(paid > 0 && paid < MILLI, "{paid}");
+    assert_eq!(royalty_account(&mut h), Some(acc(MODEL_TOKEN)));
+    assert_eq!(storage_balance(&mut h, USER), 0);
     h.check_funds();
 }
 
@@ -159,11 +142,34 @@ fn a_governance_royalty_account_is_not_overwritten_by_a_confirmation() {
         c.try_set_royalty_account(model(), Some(acc(ROYALTY)))
     })
     .unwrap();
-    h.fund_storage(USER, 10 * MILLI);
     assert!(confirm(
         &mut h,
         USER,
         Some(listing(ModelStatus::Created, MODEL_TOKEN))
     ));
     assert_eq!(royalty_account(&mut h), Some(acc(ROYALTY)));
+}
+
+/// Governance lifting or replacing a confirmed model's royalty account must leave nothing
+/// booked for the entry: no NEAR locked as storage nobody can get back, no storage balance
+/// taken for an entry that no longer exists.
+#[test]
+fn governance_lifting_a_confirmation_leaves_nothing_locked() {
+    let mut h = with_factory();
+    h.fund_storage(USER, 10 * MILLI);
+    let ledger = |h: &mut Harness| {
+        h.install(RELAYER, 0, vec![]);
+        h.contract.funds().assets[0].ledger
+    };
+    let before = (ledger(&mut h), storage_balance(&mut h, USER));
+    assert!(confirm(
+        &mut h,
+        USER,
+        Some(listing(ModelStatus::Created, MODEL_TOKEN))
+    ));
+    h.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
+        .unwrap();
+    assert_eq!(royalty_account(&mut h), None);
+    assert_eq!((ledger(&mut h), storage_balance(&mut h, USER)), before);
+    h.check_funds();
 }

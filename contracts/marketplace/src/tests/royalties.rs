@@ -2,7 +2,7 @@
 //! token revenue only in `ft_on_transfer`); what it does not use comes back as its credit.
 
 use super::*;
-use crate::state::{ConfigPatch, Payout, PayoutKind};
+use crate::state::{Payout, PayoutKind};
 use crate::{GAS_FT_TRANSFER_CALL, GAS_MODEL_TOKEN_ON_TRANSFER};
 use near_sdk::PromiseOrValue;
 
@@ -16,13 +16,7 @@ fn usdc() -> Asset {
 /// A job paid in tokens, settled with the royalty going to the model's token contract.
 /// Returns the split and the payouts handed to `on_payouts`.
 fn settle_token_job(h: &mut Harness) -> (Settlement, Vec<Payout>) {
-    h.call(OWNER, 1, |c| c.try_set_royalty_account(model(), None))
-        .unwrap();
-    let patch = ConfigPatch {
-        model_factory: Some(acc(FACTORY)),
-        ..Default::default()
-    };
-    h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap();
+    h.use_model_factory(FACTORY);
     h.confirm_created_model(FACTORY);
     h.fund_storage(USER, 50 * MILLI);
     let msg = near_sdk::serde_json::json!({ "submit_job": spec(3_000_000) }).to_string();
