@@ -215,6 +215,21 @@ fn tampered_quote_is_refused_and_changes_nothing() {
     }
 }
 
+/// A bundle's `gpus` field holding one GPU evidence (JSON text).
+fn gpu_list(evidence: &str) -> serde_json::Value {
+    serde_json::json!([serde_json::from_str::<serde_json::Value>(evidence).expect("json")])
+}
+
+/// The certificates the events say were cached.
+fn cached_certificates(evs: &[RegistryEvent]) -> Vec<Hash32> {
+    evs.iter()
+        .filter_map(|e| match e {
+            RegistryEvent::CertificateCached { hash } => Some(*hash),
+            _ => None,
+        })
+        .collect()
+}
+
 fn flip_hex(h: &str, byte: usize) -> String {
     let mut bytes = hex::decode(h).expect("hex");
     bytes[byte] ^= 1;
@@ -272,13 +287,7 @@ fn real_h100_gpu_is_added_once() {
         status: NodeStatus::Active
     }));
     assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
-    let cached: Vec<Hash32> = evs
-        .iter()
-        .filter_map(|e| match e {
-            RegistryEvent::CertificateCached { hash } => Some(*hash),
-            _ => None,
-        })
-        .collect();
+    let cached = cached_certificates(&evs);
     assert!(cached.iter().all(|h| r.is_certificate_cached(*h)));
 
     // The same evidence again: its nonce is spent.
@@ -300,13 +309,7 @@ fn governance_forgets_cached_certificates() {
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     r.add_gpu_json(id, hopper_evidence())
         .expect("H100 verifies");
-    let cached: Vec<Hash32> = events()
-        .iter()
-        .filter_map(|e| match e {
-            RegistryEvent::CertificateCached { hash } => Some(*hash),
-            _ => None,
-        })
-        .collect();
+    let cached = cached_certificates(&events());
     assert!(!cached.is_empty());
     assert!(cached.iter().all(|h| r.is_certificate_cached(*h)));
 
@@ -351,10 +354,7 @@ fn gpu_model_policy() {
 fn bundle_with_gpu_registers_both() {
     let mut r = tdx_registry(|_| {});
     let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] =
-        serde_json::json!([
-            serde_json::from_str::<serde_json::Value>(&hopper_evidence()).expect("json")
-        ]);
+    bundle["gpus"] = gpu_list(&hopper_evidence());
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let id = r
         .register_node_json(bundle.to_string(), None)
@@ -457,10 +457,7 @@ fn measured_gpu_policy_falls_back_to_full_verification_without_the_event() {
     assert!(err.to_string().contains("GPU 0"), "{err}");
     assert_eq!(snapshot(&r), before);
 
-    bundle["gpus"] =
-        serde_json::json!([
-            serde_json::from_str::<serde_json::Value>(&hopper_evidence()).expect("json")
-        ]);
+    bundle["gpus"] = gpu_list(&hopper_evidence());
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let id = r
         .register_node_json(bundle.to_string(), None)
@@ -497,10 +494,7 @@ fn a_duplicated_leaf_chain_is_neither_cached_nor_added() {
     let dup = hopper_chain(&[0, 0, 1, 2, 3]);
     let duplicate = |e: &RegistryError| matches!(e, RegistryError::Gpu(m) if m.contains("repeats"));
     let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] =
-        serde_json::json!([
-            serde_json::from_str::<serde_json::Value>(&hopper_evidence_with(&dup)).expect("json")
-        ]);
+    bundle["gpus"] = gpu_list(&hopper_evidence_with(&dup));
     // In a registration bundle (nothing cached).
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let err = r
@@ -613,10 +607,7 @@ fn gpu_storage_is_charged_to_the_operator() {
     // Registering with the GPU in the bundle.
     let mut r = tdx_registry(|_| {});
     let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] =
-        serde_json::json!([
-            serde_json::from_str::<serde_json::Value>(&hopper_evidence()).expect("json")
-        ]);
+    bundle["gpus"] = gpu_list(&hopper_evidence());
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     paid(&mut r, "register with a GPU", |r| {
         r.register_node_json(bundle.to_string(), None)
