@@ -7,6 +7,7 @@
 pub mod deployment;
 pub mod errors;
 pub mod events;
+pub mod governance;
 pub mod ids;
 pub mod interfaces;
 pub mod receipt;

@@ -6,6 +6,8 @@ use enclave_cloud_common::{Asset, JobId, ModelId, NodeId, RequestId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarketplaceError {
+    #[error(transparent)]
+    Governance(#[from] enclave_cloud_common::governance::GovernanceError),
     #[error("only the owner {owner} may do this, not {caller}")]
     NotOwner { owner: AccountId, caller: AccountId },
     #[error("the marketplace is paused: no new jobs, claims or requests")]

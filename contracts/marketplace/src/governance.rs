@@ -1,9 +1,13 @@
 //! Owner-controlled configuration: fees, limits, accepted tokens, royalty accounts, pause.
+//! The critical settings go through the timelock of `enclave_cloud_common::governance`
+//! (`propose_change` / `apply_change` / `cancel_change` / `apply_upgrade` / `governance`).
 
 use near_sdk::json_types::U128;
 use near_sdk::{AccountId, NearToken, env, near};
 
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
+use enclave_cloud_common::governance::{self, Change, CodeSource, Governed};
+use enclave_cloud_common::interfaces::marketplace::MarketplaceSetting;
 use enclave_cloud_common::{ModelId, OrPanic};
 
 #[allow(unused_imports)] // named by the code #[near] generates
@@ -90,11 +94,29 @@ impl Marketplace {
         }
     }
 
+    /// The owner, 1 yocto. A patch that touches a critical field is a governance proposal
+    /// (applied at once only while the delay is 0); the rest applies now.
     pub(crate) fn try_update_config(&mut self, patch: ConfigPatch) -> Result<()> {
         self.require_owner()?;
-        let mut next = self.config.clone();
-        let fee = patch.protocol_fee_bps.unwrap_or(next.protocol_fee_bps);
-        let royalty = patch.royalty_bps.unwrap_or(next.royalty_bps);
+        self.check_patch(&patch)?;
+        if patch.is_critical() {
+            let owner = self.config.owner.clone();
+            governance::queue(
+                self,
+                Change::Setting(MarketplaceSetting::UpdateConfig(patch)),
+                owner,
+            )?;
+        } else {
+            self.apply_patch(patch);
+        }
+        Ok(())
+    }
+
+    /// Whether `patch` would leave a consistent configuration.
+    fn check_patch(&self, patch: &ConfigPatch) -> Result<()> {
+        let current = &self.config;
+        let fee = patch.protocol_fee_bps.unwrap_or(current.protocol_fee_bps);
+        let royalty = patch.royalty_bps.unwrap_or(current.royalty_bps);
         if u32::from(fee) + u32::from(royalty) > u32::from(BPS_DENOMINATOR) {
             return Err(invalid(
                 "protocol_fee_bps + royalty_bps",
@@ -109,10 +131,10 @@ impl Marketplace {
         }
         let window = patch
             .min_answer_window_ns
-            .unwrap_or(next.min_answer_window_ns);
+            .unwrap_or(current.min_answer_window_ns);
         let longest = patch
             .max_job_duration_ns
-            .unwrap_or(next.max_job_duration_ns);
+            .unwrap_or(current.max_job_duration_ns);
         if window.0 >= longest.0 {
             return Err(invalid(
                 "min_answer_window_ns",
@@ -122,6 +144,12 @@ impl Marketplace {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Applies a checked patch, one `policy_updated` event per field.
+    fn apply_patch(&mut self, patch: ConfigPatch) {
+        let next = &mut self.config;
         macro_rules! apply {
             ($($field:ident),*) => {$(
                 if let Some(value) = patch.$field {
@@ -149,8 +177,6 @@ impl Marketplace {
             policy("model_factory", &factory);
             next.model_factory = Some(factory);
         }
-        self.config = next;
-        Ok(())
     }
 
     pub(crate) fn try_set_accepted_token(
@@ -175,12 +201,23 @@ impl Marketplace {
         Ok(())
     }
 
+    /// The owner, 1 yocto: a governance proposal.
     pub(crate) fn try_set_royalty_account(
         &mut self,
         model_id: ModelId,
         account: Option<AccountId>,
     ) -> Result<()> {
         self.require_owner()?;
+        let owner = self.config.owner.clone();
+        governance::queue(
+            self,
+            Change::Setting(MarketplaceSetting::SetRoyaltyAccount { model_id, account }),
+            owner,
+        )?;
+        Ok(())
+    }
+
+    fn apply_royalty_account(&mut self, model_id: ModelId, account: Option<AccountId>) {
         match account {
             Some(account) => {
                 self.royalty_accounts.insert(&model_id, &account);
@@ -191,9 +228,41 @@ impl Marketplace {
                 policy(&format!("royalty_account.{model_id}"), "default");
             }
         }
-        Ok(())
     }
 }
+
+impl Governed for Marketplace {
+    type Setting = MarketplaceSetting;
+    const CODE: CodeSource = CodeSource::Deployed;
+
+    fn timelock_key() -> Vec<u8> {
+        near_sdk::borsh::to_vec(&StorageKey::Governance).unwrap_or_default()
+    }
+
+    fn governor(&self) -> &AccountId {
+        &self.config.owner
+    }
+
+    fn check_setting(&self, setting: &MarketplaceSetting) -> std::result::Result<(), String> {
+        match setting {
+            MarketplaceSetting::UpdateConfig(patch) => {
+                self.check_patch(patch).map_err(|e| e.to_string())
+            }
+            MarketplaceSetting::SetRoyaltyAccount { .. } => Ok(()),
+        }
+    }
+
+    fn apply_setting(&mut self, setting: MarketplaceSetting) {
+        match setting {
+            MarketplaceSetting::UpdateConfig(patch) => self.apply_patch(patch),
+            MarketplaceSetting::SetRoyaltyAccount { model_id, account } => {
+                self.apply_royalty_account(model_id, account)
+            }
+        }
+    }
+}
+
+enclave_cloud_common::governed_methods!(Marketplace, MarketplaceSetting);
 
 #[near]
 impl Marketplace {

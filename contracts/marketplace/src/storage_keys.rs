@@ -30,4 +30,6 @@ pub enum StorageKey {
     /// entries under `Nodes` are left behind by the migration.
     NodesV2,
     InFlight,
+    /// The governance timelock (`enclave_cloud_common::governance`).
+    Governance,
 }

@@ -1,6 +1,9 @@
-//! The owner's configuration: the model code (a global contract) and the registry.
+//! The owner's configuration: the model code (a global contract, pinned by hash) and the
+//! registry, both through the timelock of `enclave_cloud_common::governance`.
 
-use enclave_cloud_common::ModelId;
+use enclave_cloud_common::governance::{self, Change, CodeSource, Governed};
+use enclave_cloud_common::interfaces::model_factory::FactorySetting;
+use enclave_cloud_common::{Hash32, ModelId};
 use near_sdk::{AccountId, Gas, GlobalContractId, NearToken, Promise, env, near};
 
 use enclave_cloud_common::OrPanic;
@@ -10,9 +13,39 @@ use crate::errors::FactoryError;
 use crate::state::ModelFactory;
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::state::ModelFactoryExt;
+use crate::storage_keys::StorageKey;
 
 const GAS_FOR_PUBLISH_CALLBACK: Gas = Gas::from_tgas(5);
 const WASM_MAGIC: &[u8] = b"\0asm";
+
+impl Governed for ModelFactory {
+    type Setting = FactorySetting;
+    const CODE: CodeSource = CodeSource::Deployed;
+
+    fn timelock_key() -> Vec<u8> {
+        near_sdk::borsh::to_vec(&StorageKey::Governance).unwrap_or_default()
+    }
+
+    fn governor(&self) -> &AccountId {
+        &self.owner
+    }
+
+    fn check_setting(&self, _setting: &FactorySetting) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn apply_setting(&mut self, setting: FactorySetting) {
+        match setting {
+            FactorySetting::SetModelCode { code_hash } => {
+                self.model_code = Some(GlobalContractId::CodeHash(code_hash.0));
+            }
+            FactorySetting::SetRegistry { registry } => self.registry = registry,
+            FactorySetting::SetOwner { owner } => self.owner = owner,
+        }
+    }
+}
+
+enclave_cloud_common::governed_methods!(ModelFactory, FactorySetting);
 
 impl ModelFactory {
     fn require_owner(&self) -> Result<(), FactoryError> {
@@ -76,6 +109,26 @@ impl ModelFactory {
         Ok(())
     }
 
+    /// The owner, 1 yocto: `setting` as a governance proposal (applied at once only while the
+    /// delay is 0).
+    fn try_propose(&mut self, setting: FactorySetting) -> Result<(), FactoryError> {
+        self.require_owner_one_yocto()?;
+        let owner = self.owner.clone();
+        governance::queue(self, Change::Setting(setting), owner)?;
+        Ok(())
+    }
+
+    /// Model code is pinned by hash: code named by an account would change for every new
+    /// model whenever that account redeployed.
+    fn try_set_model_code(&mut self, code: GlobalContractId) -> Result<(), FactoryError> {
+        match code {
+            GlobalContractId::CodeHash(hash) => self.try_propose(FactorySetting::SetModelCode {
+                code_hash: Hash32(hash),
+            }),
+            GlobalContractId::AccountId(account) => Err(FactoryError::CodeByAccount(account)),
+        }
+    }
+
     fn try_publish(&mut self) -> Result<Promise, FactoryError> {
         self.require_owner()?;
         let code = env::input().unwrap_or_default();
@@ -103,14 +156,13 @@ impl FactoryAdminApi for ModelFactory {
 
     #[payable]
     fn set_model_code(&mut self, code: GlobalContractId) {
-        self.require_owner_one_yocto().or_panic();
-        self.model_code = Some(code);
+        self.try_set_model_code(code).or_panic();
     }
 
     #[payable]
     fn set_registry(&mut self, registry: AccountId) {
-        self.require_owner_one_yocto().or_panic();
-        self.registry = registry;
+        self.try_propose(FactorySetting::SetRegistry { registry })
+            .or_panic();
     }
 
     #[payable]
@@ -137,13 +189,25 @@ impl FactoryAdminApi for ModelFactory {
 
 #[near]
 impl ModelFactory {
-    /// Callback of `publish_model_code` (this contract only): new models use the code only
-    /// once its deployment succeeded.
+    /// Callback of `publish_model_code` (this contract only): once the deployment succeeded,
+    /// the new code is proposed for new models (applied at once while the governance delay is
+    /// 0, else after it: `apply_change`).
     #[private]
     pub fn on_code_published(&mut self, code: GlobalContractId) -> bool {
         let ok = near_sdk::is_promise_success();
         if ok {
-            self.model_code = Some(code);
+            let GlobalContractId::CodeHash(hash) = code else {
+                env::panic_str("published code is always identified by its hash")
+            };
+            let owner = self.owner.clone();
+            governance::queue(
+                self,
+                Change::Setting(FactorySetting::SetModelCode {
+                    code_hash: Hash32(hash),
+                }),
+                owner,
+            )
+            .or_panic();
         } else {
             env::log_str("publishing the model code failed; the previous code stays in use");
         }
@@ -222,5 +286,88 @@ mod tests {
             "1 yoctoNEAR",
         );
         assert_eq!(f.owner(), acc(OWNER));
+    }
+
+    /// Finding 9: code named by an account would change under every new model whenever that
+    /// account redeployed; the factory's docs promise pinned code.
+    #[test]
+    fn model_code_by_account_is_refused() {
+        let mut f = factory_with_code();
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        assert_panics_with(
+            || f.set_model_code(GlobalContractId::AccountId(acc("code.near"))),
+            "pinned by its hash",
+        );
+        assert_eq!(f.model_code(), Some(GlobalContractId::CodeHash([42; 32])));
+    }
+
+    /// Finding 9: once governance set a delay, new model code (and any other setting) is
+    /// announced and only applies after it; the owner may cancel meanwhile.
+    #[test]
+    fn model_code_changes_only_after_the_governance_delay() {
+        use enclave_cloud_common::governance::Change;
+        use near_sdk::json_types::U64;
+        const DELAY: u64 = 3_600_000_000_000;
+        let mut f = factory_with_code();
+        ctx_at(OWNER, NearToken::from_yoctonear(1), 1_000);
+        let set_delay = f.propose_change(Change::SetDelay {
+            delay_ns: U64(DELAY),
+        });
+        assert!(f.governance().pending.is_empty(), "delay 0 applies at once");
+        assert_eq!(f.governance().delay_ns.0, DELAY);
+        assert_eq!(set_delay.applies_at_ns.0, 1_000);
+
+        ctx_at(OWNER, NearToken::from_yoctonear(1), 2_000);
+        f.set_model_code(GlobalContractId::CodeHash([7; 32]));
+        let pending = f.governance().pending;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].applies_at_ns.0, 2_000 + DELAY);
+        assert_eq!(f.model_code(), Some(GlobalContractId::CodeHash([42; 32])));
+
+        let id = pending[0].id;
+        ctx_at(ALICE, NearToken::from_yoctonear(0), 2_000 + DELAY - 1);
+        assert_panics_with(|| drop(f.apply_change(id)), "1 s to go");
+        ctx_at(ALICE, NearToken::from_yoctonear(1), 2_000 + DELAY);
+        assert_panics_with(|| f.cancel_change(id), "only the owner");
+        ctx_at(ALICE, NearToken::from_yoctonear(0), 2_000 + DELAY);
+        drop(f.apply_change(id));
+        assert_eq!(f.model_code(), Some(GlobalContractId::CodeHash([7; 32])));
+        assert!(f.governance().pending.is_empty());
+
+        // A cancelled proposal never applies.
+        ctx_at(OWNER, NearToken::from_yoctonear(1), 3_000 + DELAY);
+        f.set_registry(acc("evil-registry.near"));
+        let id = f.governance().pending[0].id;
+        ctx_at(OWNER, NearToken::from_yoctonear(1), 3_000 + DELAY);
+        f.cancel_change(id);
+        ctx_at(ALICE, NearToken::from_yoctonear(0), 3_000 + 2 * DELAY);
+        assert_panics_with(|| drop(f.apply_change(id)), "no pending change");
+        assert_eq!(f.registry(), acc(REGISTRY));
+    }
+
+    #[test]
+    fn governance_delay_has_a_ceiling_and_code_upgrades_need_the_code() {
+        use enclave_cloud_common::Hash32;
+        use enclave_cloud_common::governance::{Change, MAX_DELAY_NS};
+        use near_sdk::json_types::U64;
+        let mut f = factory();
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        assert_panics_with(
+            || {
+                drop(f.propose_change(Change::SetDelay {
+                    delay_ns: U64(MAX_DELAY_NS + 1),
+                }))
+            },
+            "longer than the most allowed",
+        );
+        ctx(OWNER, NearToken::from_yoctonear(1));
+        let p = f.propose_change(Change::UpgradeCode {
+            code_hash: Hash32([9; 32]),
+        });
+        // Due at once (delay 0), but only apply_upgrade with the code can carry it out.
+        ctx(ALICE, NearToken::from_yoctonear(0));
+        assert_panics_with(|| drop(f.apply_change(p.id)), "call apply_upgrade");
+        publish_ctx(ALICE, CODE);
+        assert_panics_with(|| drop(f.apply_upgrade()), "no upgrade to code");
     }
 }

@@ -574,13 +574,8 @@ mod tests {
     }
 
     #[test]
-    fn explicit_owner_and_by_account_code() {
+    fn explicit_owner() {
         let mut f = factory_with_code();
-        ctx(OWNER, NearToken::from_yoctonear(1));
-        crate::FactoryAdminApi::set_model_code(
-            &mut f,
-            GlobalContractId::AccountId(acc("code.near")),
-        );
         let mut a = args();
         a["owner"] = Value::String(BOB.into());
         ctx(ALICE, f.create_deposit(a.clone()));

@@ -5,6 +5,13 @@ use near_sdk::{AccountId, FunctionError, Gas, NearToken};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, FunctionError)]
 pub enum FactoryError {
+    #[error(
+        "model code must be pinned by its hash, not by account {0} (whose code could change \
+         under every model)"
+    )]
+    CodeByAccount(AccountId),
+    #[error(transparent)]
+    Governance(#[from] enclave_cloud_common::governance::GovernanceError),
     #[error("only the owner {owner} may call this; caller is {caller}")]
     NotOwner { owner: AccountId, caller: AccountId },
     #[error("attach exactly 1 yoctoNEAR to confirm with a full access key (attached {0})")]

@@ -53,13 +53,16 @@ pub trait FactoryApi {
 #[ext_contract(ext_model_factory_admin)]
 pub trait FactoryAdminApi {
     /// Owner only. The call's raw input (not JSON) is the model-token wasm: the factory
-    /// deploys it as a global contract identified by its hash and, once that succeeded, uses
-    /// it for new models. Attach the global-contract storage cost (the runtime burns it from
+    /// deploys it as a global contract identified by its hash and, once that succeeded,
+    /// proposes it for new models (`set_model_code`'s governance delay). Attach the global-contract storage cost (the runtime burns it from
     /// the factory's balance). Gas: about 1 Tgas per 10 KiB of code plus 10 Tgas.
     fn publish_model_code(&mut self) -> Promise;
-    /// Owner only, 1 yocto. Uses already-deployed global code for new models.
+    /// Owner only, 1 yocto: proposes already-deployed global code (by hash only; an account id
+    /// is refused) for new models; applies after the governance delay (`apply_change`), at
+    /// once while it is 0.
     fn set_model_code(&mut self, code: GlobalContractId);
-    /// Owner only, 1 yocto. The registry new models check key grants against.
+    /// Owner only, 1 yocto: proposes the registry new models check key grants against
+    /// (governance delay as above).
     fn set_registry(&mut self, registry: AccountId);
     /// Owner (governance) only. Reserves `model_id` for its rights holder `reserved_for`: from
     /// then on only that account may create it (the model's royalties cannot be captured by

@@ -7,4 +7,6 @@ use near_sdk::{BorshStorageKey, near};
 pub enum StorageKey {
     Models,
     Reservations,
+    /// The governance timelock (`enclave_cloud_common::governance`).
+    Governance,
 }

@@ -32,6 +32,13 @@ pub fn ctx_gas(predecessor: &str, deposit: NearToken, gas: Gas) {
     testing_env!(builder(predecessor, deposit, gas).build());
 }
 
+/// A call at block time `now_ns`.
+pub fn ctx_at(predecessor: &str, deposit: NearToken, now_ns: u64) {
+    let mut b = builder(predecessor, deposit, Gas::from_tgas(300));
+    b.block_timestamp(now_ns);
+    testing_env!(b.build());
+}
+
 pub fn ctx(predecessor: &str, deposit: NearToken) {
     ctx_gas(predecessor, deposit, Gas::from_tgas(300));
 }

@@ -6,6 +6,8 @@ use near_sdk::{AccountId, FunctionError, NearToken};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, FunctionError)]
 pub enum ModelTokenError {
+    #[error(transparent)]
+    Governance(#[from] enclave_cloud_common::governance::GovernanceError),
     #[error("only the owner {owner} may call this; caller is {caller}")]
     NotOwner { owner: AccountId, caller: AccountId },
     #[error(

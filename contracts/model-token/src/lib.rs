@@ -18,6 +18,7 @@ mod crowdfund;
 mod errors;
 mod fixed;
 mod ft;
+mod governance;
 mod keys;
 mod ledger;
 mod manifest;

@@ -10,4 +10,6 @@ pub enum StorageKey {
     Metadata,
     Holders,
     Grants,
+    /// The governance timelock (`enclave_cloud_common::governance`).
+    Governance,
 }

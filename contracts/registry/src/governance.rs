@@ -1,5 +1,7 @@
 //! Governance (the owner; later a DAO account): policy, the marketplace allowed to slash, and
-//! ownership. Every call needs one yocto, i.e. a full access key.
+//! ownership, all through the timelock of `enclave_cloud_common::governance` (proposed,
+//! announced, applied after the delay); `forget_certificates` applies at once (it only makes
+//! verification stricter). Every owner call needs one yocto, i.e. a full access key.
 
 use enclave_cloud_common::events::{Nep297, RegistryEvent};
 use enclave_cloud_common::{Hash32, OrPanic};
@@ -13,6 +15,9 @@ use crate::policy::{Policy, PolicyCheck};
 use crate::state::Registry;
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::state::RegistryExt;
+use crate::storage_keys::StorageKey;
+use enclave_cloud_common::governance::{self, Change, CodeSource, Governed};
+use enclave_cloud_common::interfaces::registry::RegistrySetting;
 
 /// Whether `policy` may be in force on this registry: dev attestations only where the
 /// registry was initialised with them, never on mainnet.
@@ -28,16 +33,84 @@ pub fn check_dev_rules(mainnet: bool, dev_mode_available: bool, policy: &Policy)
 }
 
 impl Registry {
-    pub(crate) fn try_set_policy(&mut self, policy: Policy) -> Result<()> {
-        let state = self;
-        require_owner(state)?;
-        policy.validate()?;
-        check_dev_rules(state.mainnet, state.dev_mode_available, &policy)?;
-        let old = std::mem::replace(&mut state.policy, policy);
-        emit_changes(&old, &state.policy);
+    /// The owner, 1 yocto: `setting` as a governance proposal (applied at once only while the
+    /// delay is 0). The old setter methods are this, so existing clients keep working.
+    pub(crate) fn try_propose(&mut self, setting: RegistrySetting) -> Result<()> {
+        require_owner(self)?;
+        let owner = self.owner.clone();
+        governance::queue(self, Change::Setting(setting), owner)?;
         Ok(())
     }
+
+    pub(crate) fn try_set_policy(&mut self, policy: Policy) -> Result<()> {
+        require_owner(self)?;
+        // Checked here too for the typed error; the timelock checks again when it applies.
+        self.check_policy(&policy)?;
+        self.try_propose(RegistrySetting::SetPolicy(Box::new(policy)))
+    }
+
+    pub(crate) fn try_set_marketplace(&mut self, marketplace: AccountId) -> Result<()> {
+        self.try_propose(RegistrySetting::SetMarketplace { marketplace })
+    }
+
+    pub(crate) fn try_set_owner(&mut self, owner: AccountId) -> Result<()> {
+        self.try_propose(RegistrySetting::SetOwner { owner })
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<()> {
+        policy.validate()?;
+        check_dev_rules(self.mainnet, self.dev_mode_available, policy)
+    }
 }
+
+impl Governed for Registry {
+    type Setting = RegistrySetting;
+    const CODE: CodeSource = CodeSource::Deployed;
+
+    fn timelock_key() -> Vec<u8> {
+        near_sdk::borsh::to_vec(&StorageKey::Governance).unwrap_or_default()
+    }
+
+    fn governor(&self) -> &AccountId {
+        &self.owner
+    }
+
+    fn check_setting(&self, setting: &RegistrySetting) -> std::result::Result<(), String> {
+        match setting {
+            RegistrySetting::SetPolicy(policy) => {
+                self.check_policy(policy).map_err(|e| e.to_string())
+            }
+            RegistrySetting::SetMarketplace { .. } | RegistrySetting::SetOwner { .. } => Ok(()),
+        }
+    }
+
+    fn apply_setting(&mut self, setting: RegistrySetting) {
+        let (field, value) = match setting {
+            RegistrySetting::SetPolicy(policy) => {
+                let old = std::mem::replace(&mut self.policy, *policy);
+                emit_changes(&old, &self.policy);
+                return;
+            }
+            RegistrySetting::SetMarketplace { marketplace } => {
+                let value = marketplace.to_string();
+                self.marketplace = Some(marketplace);
+                ("marketplace", value)
+            }
+            RegistrySetting::SetOwner { owner } => {
+                let value = owner.to_string();
+                self.owner = owner;
+                ("owner", value)
+            }
+        };
+        RegistryEvent::PolicyUpdated {
+            field: field.to_owned(),
+            value,
+        }
+        .emit();
+    }
+}
+
+enclave_cloud_common::governed_methods!(Registry, RegistrySetting);
 
 /// One `PolicyUpdated` per top-level field that changed, with its new value as JSON.
 fn emit_changes(old: &Policy, new: &Policy) {
@@ -54,34 +127,6 @@ fn emit_changes(old: &Policy, new: &Policy) {
             }
             .emit();
         }
-    }
-}
-
-impl Registry {
-    pub(crate) fn try_set_marketplace(&mut self, marketplace: AccountId) -> Result<()> {
-        let state = self;
-        require_owner(state)?;
-        RegistryEvent::PolicyUpdated {
-            field: "marketplace".to_owned(),
-            value: marketplace.to_string(),
-        }
-        .emit();
-        state.marketplace = Some(marketplace);
-        Ok(())
-    }
-}
-
-impl Registry {
-    pub(crate) fn try_set_owner(&mut self, owner: AccountId) -> Result<()> {
-        let state = self;
-        require_owner(state)?;
-        RegistryEvent::PolicyUpdated {
-            field: "owner".to_owned(),
-            value: owner.to_string(),
-        }
-        .emit();
-        state.owner = owner;
-        Ok(())
     }
 }
 

@@ -13,4 +13,6 @@ pub enum StorageKey {
     UsedGpuNonces,
     CertCache,
     Credits,
+    /// The governance timelock (`enclave_cloud_common::governance`).
+    Governance,
 }

@@ -20,6 +20,8 @@ pub use model::ModelEvent;
 pub use nep141::Nep141Event;
 pub use registry::RegistryEvent;
 
+pub use crate::governance::GovernanceEvent;
+
 /// The prefix NEAR tooling looks for in logs.
 pub const EVENT_JSON_PREFIX: &str = "EVENT_JSON:";
 
@@ -91,6 +93,7 @@ pub enum AnyEvent {
     Marketplace(MarketplaceEvent),
     Model(ModelEvent),
     Nep141(Nep141Event),
+    Governance(GovernanceEvent),
 }
 
 impl AnyEvent {
@@ -112,6 +115,11 @@ impl AnyEvent {
             (Nep141Event::STANDARD, v) if Nep141Event::reads_version(v) => {
                 Self::Nep141(body(json)?)
             }
+            (GovernanceEvent::<near_sdk::serde_json::Value>::STANDARD, v)
+                if GovernanceEvent::<near_sdk::serde_json::Value>::reads_version(v) =>
+            {
+                Self::Governance(body(json)?)
+            }
             (standard, version) => {
                 return Err(EventError::UnknownStandard {
                     standard: standard.to_owned(),
@@ -129,6 +137,7 @@ impl AnyEvent {
             Self::Marketplace(e) => e.to_log_line(),
             Self::Model(e) => e.to_log_line(),
             Self::Nep141(e) => e.to_log_line(),
+            Self::Governance(e) => e.to_log_line(),
         }
     }
 }

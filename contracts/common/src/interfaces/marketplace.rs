@@ -86,8 +86,8 @@ impl Config {
 }
 
 /// A change to the configuration; absent fields stay as they are.
-#[near(serializers = [json])]
-#[derive(Debug, Clone, Default)]
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigPatch {
     pub owner: Option<AccountId>,
     pub registry: Option<AccountId>,
@@ -103,6 +103,37 @@ pub struct ConfigPatch {
     pub paused: Option<bool>,
     pub min_answer_window_ns: Option<U64>,
     pub default_node_capacity: Option<u32>,
+}
+
+impl ConfigPatch {
+    /// Whether the patch touches a setting that moves money or trust (the owner, the links to
+    /// the registry and the factory, the treasury, fees, royalties, the slash rules): such a
+    /// patch is a governance proposal, applied only after the delay. The rest (pause, limits,
+    /// windows, the cache) applies at once.
+    pub fn is_critical(&self) -> bool {
+        self.owner.is_some()
+            || self.registry.is_some()
+            || self.treasury.is_some()
+            || self.model_factory.is_some()
+            || self.protocol_fee_bps.is_some()
+            || self.royalty_bps.is_some()
+            || self.slash_amount.is_some()
+            || self.min_answer_window_ns.is_some()
+    }
+}
+
+/// A critical setting of the marketplace: proposed, announced, applied after the delay
+/// (`crate::governance`).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketplaceSetting {
+    UpdateConfig(ConfigPatch),
+    /// Where `model_id`'s royalties go (`None`: back to the confirmed token or fees).
+    SetRoyaltyAccount {
+        model_id: ModelId,
+        account: Option<AccountId>,
+    },
 }
 
 /// An accepted NEP-141 token and how node prices (yoctoNEAR) convert into it.

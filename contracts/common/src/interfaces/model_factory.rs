@@ -5,7 +5,27 @@
 use near_sdk::json_types::U64;
 use near_sdk::{AccountId, GlobalContractId, ext_contract, near};
 
-use crate::ModelId;
+use crate::{Hash32, ModelId};
+
+/// A critical setting of the factory: proposed, announced, applied after the delay
+/// (`crate::governance`).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorySetting {
+    /// New models use the global contract of this hash. Only a hash: code referenced by an
+    /// account would change whenever that account redeployed.
+    SetModelCode {
+        code_hash: Hash32,
+    },
+    SetRegistry {
+        registry: AccountId,
+    },
+    /// Hands governance to another account (e.g. a DAO).
+    SetOwner {
+        owner: AccountId,
+    },
+}
 
 /// Where a model's creation stands.
 #[near(serializers = [borsh, json])]

@@ -13,6 +13,20 @@ use near_sdk::{AccountId, near};
 use crate::events::model::ModelManifest;
 use crate::{Asset, ModelId};
 
+/// A critical setting of a model token: proposed by its owner, announced, applied after the
+/// delay (`crate::governance`); its code moves only by its owner's `upgrade_code` proposal.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTokenSetting {
+    /// Hands the model to another account (e.g. its community's DAO).
+    SetOwner { owner: AccountId },
+}
+
+/// The governance delay a model token starts with: its holders and backers get three days'
+/// notice of a new owner or new code.
+pub const DEFAULT_GOVERNANCE_DELAY_NS: u64 = 3 * 24 * 60 * 60 * 1_000_000_000;
+
 /// Everything a model token starts with; the factory passes it through unchanged.
 #[near(serializers = [json])]
 #[derive(Clone)]

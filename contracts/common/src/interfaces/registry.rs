@@ -82,6 +82,20 @@ pub struct Policy {
     pub dev_ca_key: Option<PublicKey>,
 }
 
+/// A critical setting of the registry: proposed, announced, applied after the delay
+/// (`crate::governance`).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrySetting {
+    /// Replaces the whole policy.
+    SetPolicy(Box<Policy>),
+    /// The only account allowed to slash.
+    SetMarketplace { marketplace: AccountId },
+    /// Hands governance to another account (e.g. a DAO).
+    SetOwner { owner: AccountId },
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Self {

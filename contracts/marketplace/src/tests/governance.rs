@@ -206,3 +206,68 @@ fn migrate_reads_the_current_layout_and_refuses_unknown_ones() {
     let err = Marketplace::try_migrate().err().unwrap();
     assert!(err.to_string().contains("unknown state version 9"), "{err}");
 }
+
+/// Finding 9: the owner pointed `registry` at a fake registry and settled every escrow to
+/// fake nodes. Once governance set a delay, a new registry (or treasury, fee, factory, owner)
+/// is only announced; users have the delay to cancel their jobs before it applies.
+#[test]
+fn a_new_registry_applies_only_after_the_delay_and_users_can_leave_meanwhile() {
+    use enclave_cloud_common::governance::{self as gov, Change};
+    use near_sdk::json_types::U64;
+    const DELAY: u64 = 24 * 3_600 * 1_000_000_000;
+    let mut h = Harness::new();
+    h.call(OWNER, 1, |c| {
+        gov::propose(
+            c,
+            Change::SetDelay {
+                delay_ns: U64(DELAY),
+            },
+        )
+        .map_err(Into::into)
+    })
+    .unwrap();
+    let job_id = h.submit(spec(NEAR));
+    h.check_funds();
+
+    let fake = ConfigPatch {
+        registry: Some(acc("fake-registry.near")),
+        ..Default::default()
+    };
+    h.call(OWNER, 1, |c| c.try_update_config(fake)).unwrap();
+    h.check_funds();
+    h.install(USER, 0, vec![]);
+    assert_eq!(h.contract.get_config().registry, acc(REGISTRY));
+    let pending = h.contract.governance().pending;
+    assert_eq!(pending.len(), 1);
+    let change = pending[0].id.0;
+
+    // The user leaves while the change is pending.
+    h.call(USER, 1, |c| c.try_cancel_job(job_id)).unwrap();
+    h.check_funds();
+    h.advance(DELAY - 1);
+    assert!(
+        h.call(RELAYER, 0, |c| gov::apply(c, change)
+            .map(drop)
+            .map_err(Into::into))
+            .unwrap_err()
+            .to_string()
+            .contains("to go")
+    );
+    h.advance(1);
+    h.call(RELAYER, 0, |c| {
+        gov::apply(c, change).map(drop).map_err(Into::into)
+    })
+    .unwrap();
+    h.check_funds();
+    h.install(USER, 0, vec![]);
+    assert_eq!(h.contract.get_config().registry, acc("fake-registry.near"));
+
+    // Operational settings (pause, limits) still apply at once.
+    let pause = ConfigPatch {
+        paused: Some(true),
+        ..Default::default()
+    };
+    h.call(OWNER, 1, |c| c.try_update_config(pause)).unwrap();
+    h.install(USER, 0, vec![]);
+    assert!(h.contract.get_config().paused);
+}

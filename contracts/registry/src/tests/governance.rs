@@ -348,3 +348,49 @@ fn tcb_grace_ends_a_node_at_its_deadline() {
         NodeStatus::Expired
     );
 }
+
+/// Finding 9: the owner named itself the marketplace and slashed every operator to itself.
+/// Once governance set a delay, the new marketplace is announced and holds no power until the
+/// delay has passed (operators see the `change_proposed` event and can unstake meanwhile).
+#[test]
+fn a_new_marketplace_can_slash_only_after_the_governance_delay() {
+    use enclave_cloud_common::governance::{self as gov, Change, GovernanceError, TimelockError};
+    use near_sdk::json_types::U64;
+    const DELAY: u64 = 2 * 24 * 3_600 * 1_000_000_000;
+    let (mut r, id) = with_node();
+    Call::by(owner()).yocto().set();
+    r.try_set_marketplace(market())
+        .expect("delay 0: wiring applies at once");
+    gov::propose(
+        &mut r,
+        Change::SetDelay {
+            delay_ns: U64(DELAY),
+        },
+    )
+    .expect("set delay");
+
+    let t0 = 1_000_000_000_000;
+    Call::by(owner()).yocto().at(t0).set();
+    r.try_set_marketplace(owner()).expect("proposed");
+    assert_eq!(r.get_config().marketplace, Some(market()));
+    let pending = gov::timelock::<Registry>().expect("stored").pending;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].applies_at_ns.0, t0 + DELAY);
+    let change = pending[0].id.0;
+
+    Call::by(owner()).at(t0 + DELAY - 1).set();
+    let before = snapshot(&r);
+    assert!(matches!(
+        r.try_slash(id, near(1), owner()),
+        Err(RegistryError::NotMarketplace { .. })
+    ));
+    assert!(matches!(
+        gov::apply(&mut r, change),
+        Err(GovernanceError::Timelock(TimelockError::TooEarly { .. }))
+    ));
+    assert_eq!(snapshot(&r), before);
+
+    Call::by(op()).at(t0 + DELAY).set();
+    assert!(gov::apply(&mut r, change).expect("due").is_none());
+    assert_eq!(r.get_config().marketplace, Some(owner()));
+}
