@@ -62,6 +62,32 @@ pub fn contract_wasm(name: &str) -> anyhow::Result<Vec<u8>> {
     })
 }
 
+/// Which build of our contracts a test deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// What `scripts/build-contracts.sh` built from this checkout ([`contract_wasm`]).
+    Current,
+    /// A release kept in `contracts/archive/<name>/` (its wasm files, committed), to test
+    /// upgrades from it.
+    Archived(&'static str),
+}
+
+impl Build {
+    /// The wasm of contract `name` (e.g. `marketplace`) in this build.
+    pub fn wasm(self, name: &str) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Self::Current => contract_wasm(name),
+            Self::Archived(release) => {
+                let path = workspace_root()
+                    .join("contracts/archive")
+                    .join(release)
+                    .join(format!("{name}.wasm"));
+                std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+        }
+    }
+}
+
 /// The node binary near-workspaces will start: `NEAR_SANDBOX_BIN_PATH`, or a fresh localnet.
 pub fn sandbox_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -186,6 +186,12 @@ pub struct PayeeBalances {
 impl Suite {
     /// A fresh chain with everything deployed and configured, both nodes registered.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(crate::Build::Current).await
+    }
+
+    /// [`Suite::start`] with the registry and the marketplace of `build` (the example token
+    /// and caller are always the current build's).
+    pub async fn start_with(build: crate::Build) -> anyhow::Result<Self> {
         let worker = crate::sandbox().await?;
         let root = worker.root_account()?;
         let account = |name: &'static str, near: u128| {
@@ -206,8 +212,13 @@ impl Suite {
         let relayer = account("relayer", 50).await?;
         let deploy = |name: &'static str, wasm: &'static str| {
             let account = account(name, 50);
+            let ours = matches!(wasm, "registry" | "marketplace");
             async move {
-                let code = contract_wasm(wasm)?;
+                let code = if ours {
+                    build.wasm(wasm)?
+                } else {
+                    contract_wasm(wasm)?
+                };
                 account
                     .await?
                     .deploy(&code)
@@ -371,6 +382,26 @@ impl Suite {
             .await?,
         )?;
         Ok(id)
+    }
+
+    /// A heartbeat of `node` to the registry, signed by its enclave key (after the chain's
+    /// clock was moved past the heartbeat interval).
+    pub async fn heartbeat(&self, node: &Node) -> anyhow::Result<()> {
+        let enclave = Account::from_secret_key(
+            node.operator.id().clone(),
+            node.enclave_key.clone(),
+            &self.worker,
+        );
+        succeeded(
+            call(
+                &enclave,
+                self.registry.id(),
+                registry_methods::HEARTBEAT,
+                &registry_methods::NodeArgs { node_id: node.id },
+            )
+            .transact()
+            .await?,
+        )
     }
 
     /// The chain's clock: the latest block's timestamp.

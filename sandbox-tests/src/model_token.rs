@@ -249,12 +249,22 @@ pub async fn deploy_factory(
     owner: &Account,
     registry: &AccountId,
 ) -> anyhow::Result<Contract> {
+    deploy_factory_with(crate::Build::Current, worker, owner, registry).await
+}
+
+/// [`deploy_factory`] with the factory and model-token code of `build`.
+pub async fn deploy_factory_with(
+    build: crate::Build,
+    worker: &Worker<Sandbox>,
+    owner: &Account,
+    registry: &AccountId,
+) -> anyhow::Result<Contract> {
     use enclave_cloud_common::interfaces::model_factory::methods::{
         NEW, NewArgs, PUBLISH_MODEL_CODE,
     };
     let factory = account(worker, "factory", 100)
         .await?
-        .deploy(&contract_wasm("model_factory")?)
+        .deploy(&build.wasm("model_factory")?)
         .await?
         .into_result()?;
     let init = NewArgs {
@@ -267,7 +277,7 @@ pub async fn deploy_factory(
         .into_result()?;
     let published: bool = owner
         .call(factory.id(), PUBLISH_MODEL_CODE.name)
-        .args(contract_wasm("model_token")?)
+        .args(build.wasm("model_token")?)
         .gas(PUBLISH_MODEL_CODE.gas)
         .transact()
         .await?
