@@ -263,6 +263,19 @@ check_withdraw-stake() {
     echo "   ok: the operator's 100 NEAR came back"
 }
 
+check_governance() {
+    local governance
+    governance=$(view "$MARKETPLACE" governance '{}')
+    expect "the marketplace's governance delay" "$(jq -r .delay_ns <<<"$governance")" 3600000000000
+    expect "the pending change's treasury" \
+        "$(jq -r '.pending[0].change.setting.update_config.treasury' <<<"$governance")" "$BACKER"
+    expect "the treasury before the delay" "$(view "$MARKETPLACE" get_config '{}' | jq -r .treasury)" "$ROOT"
+}
+check_governance-cancel() {
+    expect "pending changes after cancel_change" "$(view "$MARKETPLACE" governance '{}' | jq -r '.pending | length')" 0
+    expect "the treasury" "$(view "$MARKETPLACE" get_config '{}' | jq -r .treasury)" "$ROOT"
+}
+
 # ---------------------------------------------------------------- the README's blocks
 
 step "4/6 extracting the README's near-cli examples"
