@@ -45,8 +45,9 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Deploy the registry, the marketplace and the model factory (which publishes the
-    /// model-token code as a NEAR global contract), initialise and wire them, and write a
-    /// deployment record for the indexer, workers and ecloud.
+    /// model-token code as a NEAR global contract), initialise and wire them, set their
+    /// governance delay, delete the deployer's full-access keys from their accounts, and write
+    /// a deployment record for the indexer, workers and ecloud.
     Contracts(ContractsArgs),
     /// Create funded accounts `<name>.<account-id>` with fresh keys, saved as near-cli
     /// credentials files. localnet and testnet only.
