@@ -50,7 +50,8 @@ case "$network" in
     mainnet)
         echo "mainnet: dev attestation and the test token are refused; the registry starts with"
         echo "the contract's default policy (no TDX platform or compose hash allowed yet):"
-        echo "set yours with --policy FILE or registry.set_policy after the deployment."
+        echo "set yours with --policy FILE; after the deployment a new policy is a governance"
+        echo "proposal that applies after --governance-delay (24h by default on mainnet)."
         ;;
 esac
 

@@ -142,7 +142,9 @@ start_localnet() {
 # new development CA, secret in DIR/dev-ca.hex), marketplace, model factory and a NEP-141
 # test token (USDT), writes DIR/deployment.json, and creates <NAME>.test.near with 200 NEAR
 # each. Every key is a near-cli credentials file in DIR/credentials/localnet/; ecloud-deploy's
-# report (with the near-cli commands that check the deployment) is in DIR/deploy.log.
+# report (with the near-cli commands that check the deployment) is in DIR/deploy.log. The
+# contract accounts keep no key (ecloud-deploy deletes the deployer's): nothing here signs as
+# them, so --keep-access-keys is not needed.
 deploy_localnet() {
     local dir=$1 rpc=$2 names=$3
     shift 3

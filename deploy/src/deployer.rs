@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use enclave_cloud_common::governance::methods::{GOVERNANCE, PROPOSE_CHANGE, ProposeChangeArgs};
+use enclave_cloud_common::governance::{Change, Timelock};
 use enclave_cloud_common::interfaces::marketplace::TokenRate;
 use enclave_cloud_common::interfaces::marketplace::methods::{
     SET_ACCEPTED_TOKEN, SetAcceptedTokenArgs, UPDATE_CONFIG, UpdateConfigArgs,
@@ -9,14 +11,15 @@ use enclave_cloud_common::interfaces::marketplace::methods::{
 use enclave_cloud_common::interfaces::method::Method;
 use enclave_cloud_common::interfaces::model_factory::methods::{MODEL_CODE, PUBLISH_MODEL_CODE};
 use enclave_cloud_common::interfaces::registry::methods::{SET_MARKETPLACE, SetMarketplaceArgs};
-use near_sdk::json_types::U128;
+use near_sdk::json_types::{U64, U128};
 use near_workspaces::network::Testnet;
 use near_workspaces::operations::{CallTransaction, Function};
 use near_workspaces::result::ExecutionFinalResult;
-use near_workspaces::types::{Gas, NearToken};
+use near_workspaces::types::{AccessKeyPermission, Gas, NearToken, PublicKey};
 use near_workspaces::{AccessKey, Account, AccountId, Worker};
 use serde_json::{Value, json};
 
+use crate::duration::format_duration_ns;
 use crate::network::{Network, ProtocolCheck};
 use crate::plan::{ContractPlan, MODEL_TOKEN_WASM, Plan};
 use crate::record::Deployment;
@@ -377,6 +380,28 @@ pub async fn deploy(
         check_outcome("test_token.storage_deposit(marketplace)", result)?;
     }
 
+    // Last, once every owner call of the wiring is done: governance's delay, then the keys.
+    let governed = [&plan.registry, &plan.marketplace, &plan.factory];
+    set_governance_delay(
+        &worker,
+        &signer,
+        rpc_url,
+        &governed,
+        plan.governance_delay_ns,
+        progress,
+    )
+    .await?;
+    if plan.remove_access_keys {
+        for contract in governed {
+            remove_full_access_keys(&worker, &signer, rpc_url, contract, progress).await?;
+        }
+    } else {
+        progress(
+            "keeping the deployer's full-access keys on the registry, marketplace and model \
+             factory accounts (--keep-access-keys): they can still replace the code at once",
+        );
+    }
+
     Ok(Deployment {
         network: plan.network.name().to_string(),
         rpc_url: rpc_url.to_string(),
@@ -394,7 +419,142 @@ pub async fn deploy(
             .and_then(Value::as_str)
             .map(str::to_string),
         start_height,
+        governance_delay_ns: plan.governance_delay_ns,
+        access_keys_removed: plan.remove_access_keys,
     })
+}
+
+/// Proposes `set_delay` to each of `contracts` (applied at once: their delay is still the 0
+/// they start with), then reads every `governance()` back.
+async fn set_governance_delay(
+    worker: &Worker<Testnet>,
+    signer: &Account,
+    rpc_url: &str,
+    contracts: &[&ContractPlan],
+    delay_ns: u64,
+    progress: Progress<'_>,
+) -> Result<(), DeployError> {
+    let delay = format_duration_ns(delay_ns);
+    if delay_ns == 0 {
+        progress(
+            "governance delay 0s (registry, marketplace, model factory): a proposed change \
+             applies at once",
+        );
+    }
+    for contract in contracts {
+        if delay_ns != 0 {
+            progress(&format!(
+                "{}: governance delay {delay} (propose_change set_delay; critical changes then \
+                 apply {delay} after they are proposed)",
+                contract.role
+            ));
+            let args = ProposeChangeArgs {
+                change: Change::<Value>::SetDelay {
+                    delay_ns: U64(delay_ns),
+                },
+            };
+            let result = contract_call(signer, &contract.account, PROPOSE_CHANGE, &args)
+                .transact()
+                .await;
+            check_outcome(
+                &format!("{}.propose_change(set_delay)", contract.role),
+                result,
+            )?;
+        }
+        let timelock: Timelock<Change<Value>> = worker
+            .view(&contract.account, GOVERNANCE)
+            .await
+            .map_err(|e| rpc_error(rpc_url, e))?
+            .json()
+            .map_err(|e| rpc_error(rpc_url, e))?;
+        if timelock.delay_ns.0 != delay_ns {
+            return Err(DeployError::Transaction {
+                step: format!("{}.propose_change(set_delay)", contract.role),
+                reason: format!(
+                    "{} reports a governance delay of {}, not {delay}",
+                    contract.account,
+                    format_duration_ns(timelock.delay_ns.0)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The full-access keys of `account`.
+async fn full_access_keys(
+    worker: &Worker<Testnet>,
+    rpc_url: &str,
+    account: &AccountId,
+) -> Result<Vec<PublicKey>, DeployError> {
+    let keys = worker
+        .view_access_keys(account)
+        .await
+        .map_err(|e| rpc_error(rpc_url, e))?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| matches!(k.access_key.permission, AccessKeyPermission::FullAccess))
+        .map(|k| k.public_key)
+        .collect())
+}
+
+/// Deletes every full-access key of `contract`'s account, signing as that account with the
+/// deployer's key (the one the deploying transaction added), then checks none is left: from
+/// then on only the contract's own code, so governance with its delay, changes the account.
+async fn remove_full_access_keys(
+    worker: &Worker<Testnet>,
+    signer: &Account,
+    rpc_url: &str,
+    contract: &ContractPlan,
+    progress: Progress<'_>,
+) -> Result<(), DeployError> {
+    let step = format!("deleting the full-access keys of {}", contract.account);
+    let own = signer.secret_key().public_key();
+    let keys = full_access_keys(worker, rpc_url, &contract.account).await?;
+    if keys.is_empty() {
+        progress(&format!(
+            "{}: {} has no full-access key",
+            contract.role, contract.account
+        ));
+        return Ok(());
+    }
+    if !keys.contains(&own) {
+        return Err(DeployError::Transaction {
+            step,
+            reason: format!(
+                "the deployer's key {own} is not among them ({}): delete them by hand",
+                keys.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    progress(&format!(
+        "{}: delete the full-access key {own} of {} (the deployer's; governance alone changes \
+         the contract now)",
+        contract.role, contract.account
+    ));
+    let account = Account::from_secret_key(
+        contract.account.clone(),
+        signer.secret_key().clone(),
+        worker,
+    );
+    // The signing key goes last (a transaction may delete the key that signed it).
+    let mut batch = account.batch(&contract.account);
+    for key in keys.iter().filter(|k| **k != own) {
+        batch = batch.delete_key(key.clone());
+    }
+    let result = batch.delete_key(own).transact().await;
+    check_outcome(&step, result)?;
+    let left = full_access_keys(worker, rpc_url, &contract.account).await?;
+    if !left.is_empty() {
+        return Err(DeployError::Transaction {
+            step,
+            reason: format!("{} full-access key(s) still on the account", left.len()),
+        });
+    }
+    Ok(())
 }
 
 /// The fields a configuration patch sets, as JSON (the rest stay as they are).

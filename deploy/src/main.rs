@@ -5,7 +5,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::Parser;
+use ecloud_deploy::duration::{format_duration_ns, parse_duration};
 use ecloud_deploy::plan::{Options, TestToken};
 use ecloud_deploy::{Network, Plan, create_accounts, deploy};
 use near_workspaces::AccountId;
@@ -42,8 +45,9 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Deploy the registry, the marketplace and the model factory (which publishes the
-    /// model-token code as a NEAR global contract), initialise and wire them, and write a
-    /// deployment record for the indexer, workers and ecloud.
+    /// model-token code as a NEAR global contract), initialise and wire them, set their
+    /// governance delay, delete the deployer's full-access keys from their accounts, and write
+    /// a deployment record for the indexer, workers and ecloud.
     Contracts(ContractsArgs),
     /// Create funded accounts `<name>.<account-id>` with fresh keys, saved as near-cli
     /// credentials files. localnet and testnet only.
@@ -81,6 +85,17 @@ struct ContractsArgs {
     /// 10240, one sealed embedding; at most 11000). Larger outputs go by hash + URI.
     #[arg(long)]
     max_inline_bytes: Option<u32>,
+    /// Governance delay set on the registry, marketplace and model factory once they are
+    /// wired: the owner's critical changes (code, links, treasury, fees, owner, the delay
+    /// itself) apply only this long after they are proposed. E.g. 24h, 90m, 1h30m, 0s; at most
+    /// 30 days [default: 24h on mainnet, 0s on testnet and localnet].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    governance_delay: Option<Duration>,
+    /// Keep the deployer's full-access keys on the registry, marketplace and model factory
+    /// accounts (by default they are deleted at the end, so only governance changes the
+    /// contracts). For development: refused on mainnet.
+    #[arg(long)]
+    keep_access_keys: bool,
     /// Where to write the deployment record.
     #[arg(long, default_value = "deployment.json")]
     out: PathBuf,
@@ -171,8 +186,13 @@ fn print_step() -> impl FnMut(&str) {
     }
 }
 
-async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result<(), CliError> {
-    let (account_id, credentials) = signer(cli)?;
+/// The deployment options of `contracts`, checked against the network before anything (a
+/// dev CA file included) is written or sent.
+fn contracts_options(
+    cli: &Cli,
+    args: &ContractsArgs,
+    account_id: &AccountId,
+) -> Result<Options, CliError> {
     let registry_policy = match &args.policy {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -190,7 +210,7 @@ async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result
                 .into(),
         ));
     }
-    let mut options = Options {
+    let options = Options {
         prefix: args.prefix.clone(),
         treasury: args.treasury.clone(),
         dev_ca_key: args.dev_ca_key.clone(),
@@ -200,10 +220,18 @@ async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result
             symbol,
             ..TestToken::default()
         }),
+        governance_delay: args.governance_delay,
+        keep_access_keys: args.keep_access_keys,
     };
-    // Check the plan before a key file is written.
     Plan::new(cli.network, account_id.clone(), options.clone())
         .map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(options)
+}
+
+async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result<(), CliError> {
+    let (account_id, credentials) = signer(cli)?;
+    // Checked before a key file is written.
+    let mut options = contracts_options(cli, args, &account_id)?;
     if let Some(path) = &args.new_dev_ca {
         let (public, created) = dev_ca(path)?;
         options.dev_ca_key = Some(public);
@@ -237,6 +265,18 @@ async fn run_contracts(cli: &Cli, args: &ContractsArgs, rpc_url: &str) -> Result
     println!("  model factory {}", deployment.model_factory);
     if let Some(token) = &deployment.token {
         println!("  test token    {token}");
+    }
+    println!(
+        "governance delay {} (critical changes apply that long after the owner proposes them)",
+        format_duration_ns(deployment.governance_delay_ns)
+    );
+    if deployment.access_keys_removed {
+        println!("full-access keys: none left on the registry, marketplace and model factory");
+    } else {
+        println!(
+            "full-access keys: the deployer's key still controls the registry, marketplace and \
+             model factory accounts (--keep-access-keys)"
+        );
     }
     println!(
         "record: {} (indexer start height {})",
@@ -331,5 +371,55 @@ mod tests {
         let err = dev_ca(&junk).unwrap_err().to_string();
         assert!(err.contains("not a development CA key"), "{err}");
         assert_eq!(std::fs::read_to_string(&junk).unwrap(), "not hex");
+    }
+
+    /// `ecloud-deploy --network NETWORK --account-id ops.near contracts EXTRA...`: its checked
+    /// options.
+    fn contracts_options_of(network: &str, extra: &[&str]) -> Result<Options, CliError> {
+        let mut argv = vec![
+            "ecloud-deploy",
+            "--network",
+            network,
+            "--account-id",
+            "ops.near",
+            "contracts",
+        ];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Contracts(args) = &cli.command else {
+            panic!("not the contracts command")
+        };
+        contracts_options(&cli, args, &"ops.near".parse().unwrap())
+    }
+
+    #[test]
+    fn keep_access_keys_is_refused_on_mainnet_only() {
+        let err = contracts_options_of("mainnet", &["--keep-access-keys"]).unwrap_err();
+        assert!(matches!(err, CliError::Usage(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("--keep-access-keys is refused on mainnet"),
+            "{err}"
+        );
+        let options = contracts_options_of("testnet", &["--keep-access-keys"]).unwrap();
+        assert!(options.keep_access_keys);
+        // By default the keys go, on every network.
+        let options = contracts_options_of("mainnet", &[]).unwrap();
+        assert!(!options.keep_access_keys);
+        assert_eq!(options.governance_delay, None, "the network's default");
+    }
+
+    #[test]
+    fn governance_delay_takes_a_duration() {
+        let options = contracts_options_of("localnet", &["--governance-delay", "1h"]).unwrap();
+        assert_eq!(options.governance_delay, Some(Duration::from_secs(3_600)));
+        let options = contracts_options_of("mainnet", &["--governance-delay", "0s"]).unwrap();
+        assert_eq!(options.governance_delay, Some(Duration::ZERO));
+        let err = Cli::try_parse_from(["ecloud-deploy", "contracts", "--governance-delay", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a duration"), "{err}");
+        let err = contracts_options_of("testnet", &["--governance-delay", "31d"]).unwrap_err();
+        assert!(err.to_string().contains("30 days"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Where to deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,16 @@ impl Network {
     /// only: on mainnet a node must prove real hardware.
     pub fn is_production(self) -> bool {
         self == Network::Mainnet
+    }
+
+    /// The governance delay a deployment sets unless told otherwise: a day on mainnet, so
+    /// users, operators and token holders see every critical change a day before it applies;
+    /// none on development networks, where changes apply when proposed.
+    pub fn default_governance_delay(self) -> Duration {
+        match self {
+            Network::Mainnet => Duration::from_secs(24 * 60 * 60),
+            Network::Localnet | Network::Testnet => Duration::ZERO,
+        }
     }
 
     /// The chain id neard reports for this network (localnet reports its genesis chain id,

@@ -1,7 +1,10 @@
 //! What gets deployed where, with which initialisation arguments: pure data, checked before
 //! anything is sent.
 
+use std::time::Duration;
+
 use enclave_cloud_common::deployment;
+use enclave_cloud_common::governance::MAX_DELAY_NS;
 use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
 use enclave_cloud_common::interfaces::marketplace::methods as marketplace_api;
 use enclave_cloud_common::interfaces::method::Method;
@@ -50,6 +53,11 @@ pub struct Options {
     /// The marketplace's largest inline input/output ciphertext (contract default
     /// [`enclave_cloud_common::DEFAULT_MAX_INLINE_BYTES`]).
     pub max_inline_bytes: Option<u32>,
+    /// The governance delay set on the registry, the marketplace and the factory once they are
+    /// wired [default: [`Network::default_governance_delay`]].
+    pub governance_delay: Option<Duration>,
+    /// Leave the deployer's full-access keys on the contract accounts (refused on mainnet).
+    pub keep_access_keys: bool,
 }
 
 /// A settled job's output ciphertext travels in its `job_settled` event (base64, in one log
@@ -82,6 +90,12 @@ pub struct Plan {
     pub dev_ca_key: Option<String>,
     /// The marketplace configuration set after deployment (`update_config` patch).
     pub marketplace_patch: ConfigPatch,
+    /// Set on the registry, marketplace and factory after wiring (`propose_change` of
+    /// `set_delay`, applied at once while their delay is still 0).
+    pub governance_delay_ns: u64,
+    /// Delete the deployer's full-access key of each of those contract accounts at the end,
+    /// so only their own code (and governance through the owner) changes them.
+    pub remove_access_keys: bool,
 }
 
 /// Why a plan is refused before anything is sent.
@@ -89,6 +103,16 @@ pub struct Plan {
 pub enum PlanError {
     #[error("--dev-ca-key is refused on mainnet: mainnet nodes must attest real TDX hardware")]
     DevAttestationOnMainnet,
+    #[error(
+        "--keep-access-keys is refused on mainnet: a full-access key on a contract account \
+         could replace its code or drain it without governance's delay"
+    )]
+    KeepAccessKeysOnMainnet,
+    #[error(
+        "governance delay {}s is longer than the contracts allow (30 days)",
+        .0.as_secs()
+    )]
+    GovernanceDelayTooLong(Duration),
     #[error("the test token is refused on mainnet (its owner can mint without limit)")]
     TestTokenOnMainnet,
     #[error("{name:?} is not a valid account id: {reason}")]
@@ -123,7 +147,17 @@ impl Plan {
             if options.test_token.is_some() {
                 return Err(PlanError::TestTokenOnMainnet);
             }
+            if options.keep_access_keys {
+                return Err(PlanError::KeepAccessKeysOnMainnet);
+            }
         }
+        let governance_delay = options
+            .governance_delay
+            .unwrap_or_else(|| network.default_governance_delay());
+        let governance_delay_ns = u64::try_from(governance_delay.as_nanos())
+            .ok()
+            .filter(|&ns| ns <= MAX_DELAY_NS)
+            .ok_or(PlanError::GovernanceDelayTooLong(governance_delay))?;
         let dev_ca_key = match &options.dev_ca_key {
             Some(key) => match key.parse::<near_crypto::PublicKey>() {
                 Ok(near_crypto::PublicKey::ED25519(_)) => Some(
@@ -192,6 +226,8 @@ impl Plan {
         Ok(Self {
             network,
             marketplace_patch,
+            governance_delay_ns,
+            remove_access_keys: !options.keep_access_keys,
             registry: ContractPlan {
                 role: "registry",
                 account: registry.clone(),
@@ -302,6 +338,62 @@ mod tests {
         let plan = Plan::new(Network::Mainnet, deployer(), Options::default()).unwrap();
         assert_eq!(plan.registry.init_args["mainnet"], true);
         assert!(plan.registry.init_args.get("dev_ca_key").is_none());
+    }
+
+    #[test]
+    fn governance_delay_and_key_removal_default_by_network() {
+        const HOUR_NS: u64 = 3_600 * 1_000_000_000;
+        let mainnet = Plan::new(Network::Mainnet, deployer(), Options::default()).unwrap();
+        assert_eq!(mainnet.governance_delay_ns, 24 * HOUR_NS);
+        assert!(mainnet.remove_access_keys);
+        for network in [Network::Testnet, Network::Localnet] {
+            let plan = Plan::new(network, deployer(), Options::default()).unwrap();
+            assert_eq!(plan.governance_delay_ns, 0, "{network}");
+            assert!(plan.remove_access_keys, "{network}");
+        }
+        let custom = Options {
+            governance_delay: Some(Duration::from_secs(3_600)),
+            keep_access_keys: true,
+            ..Options::default()
+        };
+        let plan = Plan::new(Network::Testnet, deployer(), custom).unwrap();
+        assert_eq!(plan.governance_delay_ns, HOUR_NS);
+        assert!(!plan.remove_access_keys);
+        // A zero delay on mainnet is the operator's choice; keeping the keys is not.
+        let zero = Options {
+            governance_delay: Some(Duration::ZERO),
+            ..Options::default()
+        };
+        assert_eq!(
+            Plan::new(Network::Mainnet, deployer(), zero)
+                .unwrap()
+                .governance_delay_ns,
+            0
+        );
+    }
+
+    #[test]
+    fn mainnet_refuses_to_keep_access_keys_and_delays_beyond_the_contracts_limit() {
+        let keep = Options {
+            keep_access_keys: true,
+            ..Options::default()
+        };
+        let err = Plan::new(Network::Mainnet, deployer(), keep).unwrap_err();
+        assert_eq!(err, PlanError::KeepAccessKeysOnMainnet);
+        assert!(err.to_string().contains("--keep-access-keys"), "{err}");
+        let long = Options {
+            governance_delay: Some(Duration::from_secs(31 * 24 * 3_600)),
+            ..Options::default()
+        };
+        assert!(matches!(
+            Plan::new(Network::Testnet, deployer(), long),
+            Err(PlanError::GovernanceDelayTooLong(_))
+        ));
+        let limit = Options {
+            governance_delay: Some(Duration::from_nanos(MAX_DELAY_NS)),
+            ..Options::default()
+        };
+        assert!(Plan::new(Network::Testnet, deployer(), limit).is_ok());
     }
 
     #[test]

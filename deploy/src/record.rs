@@ -6,6 +6,8 @@ use std::path::Path;
 use near_workspaces::AccountId;
 use serde::{Deserialize, Serialize};
 
+use enclave_cloud_common::governance::methods::GOVERNANCE;
+
 use crate::network::Network;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +30,14 @@ pub struct Deployment {
     pub model_code_hash: Option<String>,
     /// The chain head before the deployment began: where an indexer starts.
     pub start_height: u64,
+    /// The governance delay of the registry, the marketplace and the factory: a critical change
+    /// proposed by the owner applies this long after. 0 in records older than governance.
+    #[serde(default)]
+    pub governance_delay_ns: u64,
+    /// Whether the deployer's full-access keys were deleted from those contract accounts
+    /// (false in records older than this field: those kept them).
+    #[serde(default)]
+    pub access_keys_removed: bool,
 }
 
 impl Deployment {
@@ -60,6 +70,9 @@ impl Deployment {
             view(&self.marketplace, "funds"),
             view(&self.model_factory, "model_code"),
         ];
+        for contract in [&self.registry, &self.marketplace, &self.model_factory] {
+            out.push(view(contract, GOVERNANCE));
+        }
         if let Some(token) = &self.token {
             out.push(view(token, "ft_metadata"));
         }
@@ -87,13 +100,19 @@ mod tests {
             dev_ca_key: None,
             model_code_hash: Some("abc".into()),
             start_height: 7,
+            governance_delay_ns: 3_600_000_000_000,
+            access_keys_removed: true,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deployment.json");
         d.save(&path).unwrap();
         assert_eq!(Deployment::load(&path).unwrap(), d);
         let checks = d.near_cli_checks();
-        assert_eq!(checks.len(), 5);
+        assert_eq!(checks.len(), 8);
+        assert!(
+            checks[4].contains("registry.test.near governance"),
+            "{checks:?}"
+        );
         assert!(
             checks[0].starts_with(
                 "near contract call-function as-read-only registry.test.near get_policy"
@@ -104,5 +123,22 @@ mod tests {
                 .unwrap_err()
                 .contains("cannot read")
         );
+    }
+
+    #[test]
+    fn a_record_older_than_governance_still_loads() {
+        let old = r#"{
+            "network": "testnet", "rpc_url": "https://rpc.testnet.near.org",
+            "chain_id": "testnet", "protocol_version": 80, "owner": "ops.testnet",
+            "registry": "registry.ops.testnet", "marketplace": "marketplace.ops.testnet",
+            "model_factory": "models.ops.testnet", "token": null, "treasury": "ops.testnet",
+            "dev_ca_key": null, "model_code_hash": null, "start_height": 1
+        }"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.json");
+        std::fs::write(&path, old).unwrap();
+        let d = Deployment::load(&path).unwrap();
+        assert_eq!(d.governance_delay_ns, 0);
+        assert!(!d.access_keys_removed, "an old deployment kept its keys");
     }
 }

@@ -1,19 +1,25 @@
-//! `ecloud-deploy` against a fresh chain: every contract deployed, initialised and wired, and
-//! the refusals a wrong invocation gets.
+//! `ecloud-deploy` against a fresh chain: every contract deployed, initialised and wired, its
+//! governance delay set and the deployer's keys gone from the contract accounts (or kept, when
+//! asked), and the refusals a wrong invocation gets.
 
 use ecloud_deploy::plan::{Options, TestToken};
-use ecloud_deploy::{DeployError, Network, Plan, deploy};
+use ecloud_deploy::{DeployError, Deployment, Network, Plan, deploy};
+use enclave_cloud_common::governance::methods::GOVERNANCE;
+use enclave_cloud_common::governance::{Change, Timelock};
 use enclave_cloud_common::interfaces::marketplace::methods::{ACCEPTED_TOKENS, GET_CONFIG};
-use enclave_cloud_common::interfaces::marketplace::{Config, TokenRate};
+use enclave_cloud_common::interfaces::marketplace::{Config, MarketplaceSetting, TokenRate};
 use enclave_cloud_common::interfaces::method::NoArgs;
+use enclave_cloud_common::interfaces::model_factory::FactorySetting;
 use enclave_cloud_common::interfaces::model_factory::methods::MODEL_CODE;
-use enclave_cloud_common::interfaces::registry::Policy;
 use enclave_cloud_common::interfaces::registry::methods::GET_POLICY;
-use near_workspaces::AccountId;
-use near_workspaces::types::NearToken;
+use enclave_cloud_common::interfaces::registry::{Policy, RegistrySetting};
+use near_workspaces::network::Sandbox;
+use near_workspaces::types::{AccessKeyPermission, NearToken, PublicKey};
+use near_workspaces::{AccountId, Worker};
 use sandbox_tests::calls::view;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn credentials_file(dir: &Path, account: &near_workspaces::Account) -> PathBuf {
     let path = dir.join(format!("{}.json", account.id()));
@@ -35,6 +41,44 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 fn quiet(_: &str) {}
 
+const HOUR_NS: u64 = 3_600 * 1_000_000_000;
+
+/// The full-access keys of `account`, from the chain's access key list.
+async fn full_access_keys(
+    worker: &Worker<Sandbox>,
+    account: &AccountId,
+) -> anyhow::Result<Vec<PublicKey>> {
+    Ok(worker
+        .view_access_keys(account)
+        .await?
+        .into_iter()
+        .filter(|k| matches!(k.access_key.permission, AccessKeyPermission::FullAccess))
+        .map(|k| k.public_key)
+        .collect())
+}
+
+/// The governance delay each of the registry, marketplace and factory reports, read through
+/// each contract's own `Change` type.
+async fn governance_delays(
+    worker: &Worker<Sandbox>,
+    deployment: &Deployment,
+) -> anyhow::Result<[u64; 3]> {
+    let registry: Timelock<Change<RegistrySetting>> =
+        view(worker, &deployment.registry, GOVERNANCE, &NoArgs {}).await?;
+    let market: Timelock<Change<MarketplaceSetting>> =
+        view(worker, &deployment.marketplace, GOVERNANCE, &NoArgs {}).await?;
+    let factory: Timelock<Change<FactorySetting>> =
+        view(worker, &deployment.model_factory, GOVERNANCE, &NoArgs {}).await?;
+    for pending in [
+        registry.pending.len(),
+        market.pending.len(),
+        factory.pending.len(),
+    ] {
+        assert_eq!(pending, 0, "the wiring left no pending proposal");
+    }
+    Ok([registry.delay_ns.0, market.delay_ns.0, factory.delay_ns.0])
+}
+
 #[tokio::test]
 async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
     let worker = sandbox_tests::sandbox().await?;
@@ -45,6 +89,7 @@ async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
     let options = Options {
         dev_ca_key: Some(dev_ca.to_string()),
         test_token: Some(TestToken::default()),
+        governance_delay: Some(Duration::from_secs(3_600)),
         ..Options::default()
     };
     let plan = Plan::new(Network::Localnet, root.id().clone(), options.clone())?;
@@ -58,6 +103,27 @@ async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
     )
     .await?;
     assert!(lines.len() >= 8, "progress lines: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("registry: governance delay 1h")),
+        "progress names the delay: {lines:?}"
+    );
+
+    // The delay asked for is in force on all three, and the record says so.
+    assert_eq!(governance_delays(&worker, &deployment).await?, [HOUR_NS; 3]);
+    assert_eq!(deployment.governance_delay_ns, HOUR_NS);
+    // By default no full-access key is left on the contract accounts: only their code, so
+    // governance, changes them now. The test token keeps the deployer's key.
+    for contract in [
+        &deployment.registry,
+        &deployment.marketplace,
+        &deployment.model_factory,
+    ] {
+        let keys = full_access_keys(&worker, contract).await?;
+        assert!(keys.is_empty(), "{contract} still has {keys:?}");
+    }
+    assert!(deployment.access_keys_removed);
 
     let market: Config = view(&worker, &deployment.marketplace, GET_CONFIG, &NoArgs {}).await?;
     assert_eq!(market.registry, deployment.registry);
@@ -128,6 +194,49 @@ async fn deploys_initialises_and_wires_every_contract() -> anyhow::Result<()> {
         matches!(&again, Err(DeployError::AccountExists(a)) if *a == plan.registry.account),
         "{again:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keep_access_keys_leaves_the_deployers_key_on_every_contract() -> anyhow::Result<()> {
+    let worker = sandbox_tests::sandbox().await?;
+    let root = worker.root_account()?;
+    let dir = scratch_dir("keep-keys");
+    let credentials = credentials_file(&dir, &root);
+    let options = Options {
+        keep_access_keys: true,
+        ..Options::default()
+    };
+    let plan = Plan::new(Network::Localnet, root.id().clone(), options)?;
+    let mut lines = Vec::new();
+    let deployment = deploy(
+        &plan,
+        &worker.rpc_addr(),
+        &credentials,
+        &sandbox_tests::wasm_dir(),
+        &mut |line: &str| lines.push(line.to_string()),
+    )
+    .await?;
+    assert!(
+        lines.iter().any(|l| l.contains("--keep-access-keys")),
+        "progress says the keys stay: {lines:?}"
+    );
+    let deployer_key = root.secret_key().public_key();
+    for contract in [
+        &deployment.registry,
+        &deployment.marketplace,
+        &deployment.model_factory,
+    ] {
+        assert_eq!(
+            full_access_keys(&worker, contract).await?,
+            vec![deployer_key.clone()],
+            "{contract}"
+        );
+    }
+    assert!(!deployment.access_keys_removed);
+    // Localnet's default delay: none, every change applies when proposed.
+    assert_eq!(governance_delays(&worker, &deployment).await?, [0; 3]);
+    assert_eq!(deployment.governance_delay_ns, 0);
     Ok(())
 }
 

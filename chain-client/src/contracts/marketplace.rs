@@ -8,7 +8,8 @@ use enclave_cloud_common::interfaces::marketplace::methods::{
     WithdrawArgs,
 };
 use enclave_cloud_common::interfaces::marketplace::{
-    Config, ConfigPatch, FtMessage, FundsReport, Job, JobView, Request, TokenRate,
+    Config, ConfigPatch, FtMessage, FundsReport, Job, JobView, MarketplaceSetting, Request,
+    TokenRate,
 };
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::{Asset, JobId, JobSpec, ModelId, NodeId, OutputRef, RequestId, Usage};
@@ -20,7 +21,8 @@ use crate::Result;
 
 contract_client!(
     /// The marketplace contract at `id`.
-    MarketplaceClient
+    MarketplaceClient,
+    governed: MarketplaceSetting
 );
 
 impl<'a> MarketplaceClient<'a> {

@@ -16,8 +16,64 @@
 //! ```
 
 /// Declares a typed client of one contract: the chain, the contract's account, `new`, `id`
-/// and the `contract()` its methods go through.
+/// and the `contract()` its methods go through. `governed: Setting` adds the governance
+/// methods every timelocked contract has (`crate::governance::methods`), typed with the
+/// contract's own `Change<Setting>`.
 macro_rules! contract_client {
+    ($(#[$doc:meta])* $name:ident, governed: $setting:ty) => {
+        contract_client!($(#[$doc])* $name);
+
+        impl<'a> $name<'a> {
+            /// View: the governance delay and the pending changes.
+            pub async fn governance(
+                &self,
+            ) -> crate::Result<
+                enclave_cloud_common::governance::Timelock<
+                    enclave_cloud_common::governance::Change<$setting>,
+                >,
+            > {
+                self.contract().governance().await
+            }
+
+            /// The owner, 1 yocto: queues `change` (applied at once while the delay is 0);
+            /// returns the proposal, with its id and when it may be applied.
+            pub fn propose_change(
+                &self,
+                change: enclave_cloud_common::governance::Change<$setting>,
+            ) -> crate::Result<
+                super::Call<
+                    'a,
+                    enclave_cloud_common::governance::Proposal<
+                        enclave_cloud_common::governance::Change<$setting>,
+                    >,
+                >,
+            > {
+                self.contract().propose_change(change)
+            }
+
+            /// Anyone, once due: applies pending change `id`.
+            pub fn apply_change(
+                &self,
+                id: near_sdk::json_types::U64,
+            ) -> crate::Result<super::Call<'a, ()>> {
+                self.contract().apply_change(id)
+            }
+
+            /// The owner, 1 yocto: withdraws pending change `id`.
+            pub fn cancel_change(
+                &self,
+                id: near_sdk::json_types::U64,
+            ) -> crate::Result<super::Call<'a, ()>> {
+                self.contract().cancel_change(id)
+            }
+
+            /// Anyone, once due: deploys `code` (its SHA-256 must be a due `upgrade_code`
+            /// proposal) and runs `migrate`. The call's input is the raw wasm.
+            pub fn apply_upgrade(&self, code: Vec<u8>) -> super::Call<'a, ()> {
+                self.contract().apply_upgrade(code)
+            }
+        }
+    };
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         pub struct $name<'a> {
@@ -51,9 +107,14 @@ mod registry;
 
 use std::marker::PhantomData;
 
-use enclave_cloud_common::interfaces::method::Method;
+use enclave_cloud_common::governance::methods::{
+    self as governance_api, ChangeIdArgs, ProposeChangeArgs,
+};
+use enclave_cloud_common::governance::{Change, Proposal, Timelock};
+use enclave_cloud_common::interfaces::method::{Method, NoArgs};
 use near_primitives::gas::Gas;
 use near_primitives::types::{AccountId, Balance};
+use near_sdk::json_types::U64;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -84,6 +145,47 @@ impl<'c> Contract<'c, '_> {
             call,
             returns: PhantomData,
         })
+    }
+
+    /// A call of `method` whose input is `args` as given (not JSON), e.g. a wasm module.
+    fn raw_call<R>(&self, method: Method, args: Vec<u8>) -> Call<'c, R> {
+        let call = FunctionCall::new(self.id.clone(), method.name)
+            .args_raw(args)
+            .gas(Gas::from_gas(method.gas.as_gas()))
+            .deposit(method.fixed_deposit().unwrap_or(Balance::ZERO));
+        Call {
+            chain: self.chain,
+            call,
+            returns: PhantomData,
+        }
+    }
+
+    // ----- governance (the same methods on every timelocked contract)
+
+    async fn governance<S: DeserializeOwned>(&self) -> Result<Timelock<Change<S>>> {
+        self.view(governance_api::GOVERNANCE, &NoArgs {}).await
+    }
+
+    fn propose_change<S: Serialize>(
+        &self,
+        change: Change<S>,
+    ) -> Result<Call<'c, Proposal<Change<S>>>> {
+        self.call(
+            governance_api::PROPOSE_CHANGE,
+            &ProposeChangeArgs { change },
+        )
+    }
+
+    fn apply_change(&self, id: U64) -> Result<Call<'c, ()>> {
+        self.call(governance_api::APPLY_CHANGE, &ChangeIdArgs { id })
+    }
+
+    fn cancel_change(&self, id: U64) -> Result<Call<'c, ()>> {
+        self.call(governance_api::CANCEL_CHANGE, &ChangeIdArgs { id })
+    }
+
+    fn apply_upgrade(&self, code: Vec<u8>) -> Call<'c, ()> {
+        self.raw_call(governance_api::APPLY_UPGRADE, code)
     }
 
     /// A call of `method` with `deposit` attached.

@@ -1,10 +1,10 @@
 //! The model factory: creating models and their listing.
 
 use enclave_cloud_common::ModelId;
-use enclave_cloud_common::interfaces::model_factory::ModelView;
 use enclave_cloud_common::interfaces::model_factory::methods::{
     self as m, CreateDepositArgs, CreateModelArgs, ModelArgs, ModelsArgs,
 };
+use enclave_cloud_common::interfaces::model_factory::{FactorySetting, ModelView};
 use near_primitives::types::Balance;
 use serde::Serialize;
 
@@ -13,7 +13,8 @@ use crate::Result;
 
 contract_client!(
     /// The model factory contract at `id`.
-    ModelFactoryClient
+    ModelFactoryClient,
+    governed: FactorySetting
 );
 
 impl<'a> ModelFactoryClient<'a> {

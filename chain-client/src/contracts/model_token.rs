@@ -7,7 +7,8 @@ use enclave_cloud_common::interfaces::model_token::methods::{
     self as m, AccountArgs, AssetArgs, ClaimableArgs,
 };
 use enclave_cloud_common::interfaces::model_token::{
-    AssetAmount, CrowdfundStatus, CrowdfundView, FungibleTokenMetadata, RevenuePoolView,
+    AssetAmount, CrowdfundStatus, CrowdfundView, FungibleTokenMetadata, ModelTokenSetting,
+    RevenuePoolView,
 };
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::U128;
@@ -17,7 +18,8 @@ use crate::Result;
 
 contract_client!(
     /// The model token contract at `id`.
-    ModelTokenClient
+    ModelTokenClient,
+    governed: ModelTokenSetting
 );
 
 impl<'a> ModelTokenClient<'a> {

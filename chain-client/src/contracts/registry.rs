@@ -8,7 +8,7 @@ use enclave_cloud_common::interfaces::registry::methods::{
     SetMarketplaceArgs, SetPolicyArgs, SignerKeyArgs,
 };
 use enclave_cloud_common::interfaces::registry::{
-    ConfigView, NodeFilter, NodePage, NodeUpdate, OperatorView, Policy,
+    ConfigView, NodeFilter, NodePage, NodeUpdate, OperatorView, Policy, RegistrySetting,
 };
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::U64;
@@ -19,7 +19,8 @@ use crate::Result;
 
 contract_client!(
     /// The registry contract at `id`.
-    RegistryClient
+    RegistryClient,
+    governed: RegistrySetting
 );
 
 impl<'a> RegistryClient<'a> {

@@ -489,6 +489,9 @@ impl<C: Clone> GovernanceEvent<C> {
 
 /// The governance methods every contract with a timelock exposes, under the same names.
 pub mod methods {
+    use near_sdk::json_types::U64;
+    use near_sdk::near;
+
     use super::Method;
 
     /// Owner, 1 yocto: `{"change": <the contract's change>}`; returns the proposal's id.
@@ -506,6 +509,20 @@ pub mod methods {
     pub const MIGRATE_TGAS: u64 = 30;
     /// View: the pending proposals and the delay.
     pub const GOVERNANCE: &str = "governance";
+
+    /// `propose_change({"change"})`. `C` is the contract's `Change<Setting>`.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ProposeChangeArgs<C> {
+        pub change: C,
+    }
+
+    /// `apply_change({"id"})` and `cancel_change({"id"})`.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ChangeIdArgs {
+        pub id: U64,
+    }
 }
 
 #[cfg(test)]
@@ -547,6 +564,24 @@ mod tests {
             Ok(MAX_PENDING as u64 + 1)
         );
         assert_eq!(t.find_ready(0, |c| *c == 200), Some(MAX_PENDING as u64 + 1));
+    }
+
+    #[test]
+    fn arguments_are_the_json_the_methods_take() {
+        let propose = methods::ProposeChangeArgs {
+            change: Change::<u8>::SetDelay {
+                delay_ns: U64(3_600_000_000_000),
+            },
+        };
+        assert_eq!(
+            near_sdk::serde_json::to_string(&propose).ok().as_deref(),
+            Some(r#"{"change":{"set_delay":{"delay_ns":"3600000000000"}}}"#)
+        );
+        let id = methods::ChangeIdArgs { id: U64(7) };
+        assert_eq!(
+            near_sdk::serde_json::to_string(&id).ok().as_deref(),
+            Some(r#"{"id":"7"}"#)
+        );
     }
 
     #[test]
