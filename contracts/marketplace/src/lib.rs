@@ -230,17 +230,23 @@ pub trait StorageBalanceApi {
     fn storage_withdraw(&mut self, amount: Option<U128>) -> U128;
 }
 
-/// Governance: the owner, 1 yoctoNEAR, 5 Tgas each. Implemented in `governance`.
+/// Governance: the owner, 1 yoctoNEAR, 5 Tgas each. Implemented in `governance`. The
+/// timelock methods (`propose_change`, `apply_change`, `cancel_change`, `apply_upgrade`, view
+/// `governance`) are `enclave_cloud_common::governed_methods!`, documented there.
 #[ext_contract(ext_marketplace_governance)]
 pub trait GovernanceApi {
-    /// Changes configuration fields; emits `policy_updated` per field.
+    /// Changes configuration fields; emits `policy_updated` per field. A patch touching a
+    /// critical field (`ConfigPatch::is_critical`: owner, registry, treasury, factory, fees,
+    /// royalties, slash amount, answer window) is a governance proposal instead, applied after
+    /// the delay (at once while it is 0); the rest applies now.
     fn update_config(&mut self, patch: ConfigPatch);
 
     /// Accepts a NEP-141 token at a conversion rate, or stops accepting it (`rate: None`).
     fn set_accepted_token(&mut self, token: AccountId, rate: Option<TokenRate>);
 
-    /// Sends a model's royalties to an account, or (`account: None`) to the protocol fees
-    /// until the model is confirmed again (`confirm_model`).
+    /// Proposes (governance delay, as for critical `update_config` fields) sending a model's
+    /// royalties to an account, or (`account: None`) to the protocol fees until the model is
+    /// confirmed again (`confirm_model`).
     fn set_royalty_account(&mut self, model_id: ModelId, account: Option<AccountId>);
 }
 

@@ -45,7 +45,9 @@ pub use state::{Registry, RegistryExt, STATE_VERSION};
 pub use views::{ConfigView, NodeFilter, NodePage, OperatorView};
 
 /// Governance: the owner (later a DAO account), 1 yocto, ~5 Tgas. Implemented in
-/// `governance`.
+/// `governance`. `set_policy`, `set_marketplace` and `set_owner` are governance proposals,
+/// applied after the delay (at once while it is 0) by `apply_change`; the timelock methods are
+/// `enclave_cloud_common::governed_methods!`, documented there.
 #[ext_contract(ext_registry_governance)]
 pub trait GovernanceApi {
     /// Replaces the whole policy (read it with `get_policy`, change, send). Emits one
