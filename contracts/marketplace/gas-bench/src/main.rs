@@ -11,6 +11,8 @@
 //! BENCH marketplace.request.gas <Tgas> Tgas               (the request receipt, yield created)
 //! BENCH marketplace.respond.gas <Tgas> Tgas               (tx total)
 //! BENCH marketplace.on_request_done.gas <Tgas> Tgas       (yield callback + payouts + caller callback)
+//! BENCH marketplace.propose_change.gas <Tgas> Tgas        (a critical update_config, queued)
+//! BENCH marketplace.apply_change.gas <Tgas> Tgas          (applied after the delay)
 //! BENCH marketplace.storage.open_job <bytes> bytes
 //! BENCH marketplace.storage.settled_job <bytes> bytes
 //! ```
@@ -285,5 +287,32 @@ fn main() -> Result<()> {
     let payouts = settle_payouts(&vm, &mut market, &done, t + 13 * SEC)?;
     // Without the caller's own on_ai_response, which depends on the caller's code.
     bench("on_request_done", sum(&[done.gas, payouts]));
+
+    // ----- governance: a delay, then a critical change proposed, announced and applied after it
+    let day = 24 * 3600 * SEC;
+    let set_delay = json!({ "change": { "set_delay": { "delay_ns": day.to_string() } } });
+    market.call(&vm, owner().at(t + 20 * SEC), "propose_change", &set_delay)?;
+    let patch = json!({ "patch": { "treasury": "dao-treasury.test.near" } });
+    let proposed = market.call(&vm, owner().at(t + 21 * SEC), "update_config", &patch)?;
+    bench(
+        "propose_change",
+        tx_total(&vm, "update_config", &patch, &[proposed.gas]),
+    );
+    let pending = view(&vm, &mut market, "governance", &json!({}))?;
+    let apply = json!({ "id": pending["pending"][0]["id"] });
+    let applied = market.call(
+        &vm,
+        Call::by("anyone.test.near").at(t + 21 * SEC + day),
+        "apply_change",
+        &apply,
+    )?;
+    bench(
+        "apply_change",
+        tx_total(&vm, "apply_change", &apply, &[applied.gas]),
+    );
+    let config = view(&vm, &mut market, "get_config", &json!({}))?;
+    if config["treasury"] != json!("dao-treasury.test.near") {
+        bail!("the governed change did not apply: {config}");
+    }
     Ok(())
 }
