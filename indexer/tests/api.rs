@@ -497,6 +497,7 @@ async fn openapi_metrics_and_cors(postgres: bool) {
         "/v1/models",
         "/v1/models/{id}",
         "/v1/accounts/{id}",
+        "/v1/governance",
         "/v1/stats",
         "/v1/status",
     ] {
@@ -1054,6 +1055,7 @@ async fn unknown_parameters_and_odd_ids_are_refused_everywhere(postgres: bool) {
         "/v1/nodes",
         "/v1/jobs",
         "/v1/models",
+        "/v1/governance",
         "/v1/nodes/2/offers",
         "/",
         "/openapi.json",

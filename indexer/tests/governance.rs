@@ -1,13 +1,17 @@
 //! Governance events (`ecloud_governance`): every contract we follow announces the changes of
-//! its own timelock; the indexer keeps them per (contract, change id) with their status.
-//! Only our contracts' events count.
+//! its own timelock; the indexer keeps them per (contract, change id) with their status and
+//! serves them at `/v1/governance`. Only our contracts' events count.
 //! Every test runs on SQLite and, with `ECLOUD_TEST_POSTGRES_URL`, on PostgreSQL.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 mod common;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use common::*;
 use enclave_cloud_common::events::{GovernanceEvent, ModelEvent, Nep297};
+use http_body_util::BodyExt;
+use indexer::api::{self, ApiContext};
 use indexer::block::StreamerMessage;
 use indexer::db::Db;
 use indexer::db::checkpoint::counter;
@@ -18,7 +22,9 @@ use indexer::fixture::scenario::{
 use indexer::ingest::{BlockReport, Ingestor};
 use indexer::metrics::Metrics;
 use near_sdk::json_types::U64;
+use protocol::indexer::{GovernanceChange, Page};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 const OWNER: &str = "dao.test";
 const APPLIES_AT: u64 = 1_800_000_000_000_000_000;
@@ -316,4 +322,171 @@ async fn out_of_range_ids_and_times_are_bad_values(postgres: bool) {
 storage_test!(
     governance_bad_values_on,
     out_of_range_ids_and_times_are_bad_values
+);
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+/// `(contract, change_id)` of a page's items, in order.
+fn keys(page: &Page<GovernanceChange>) -> Vec<(String, String)> {
+    page.items
+        .iter()
+        .map(|c| (c.contract.clone(), c.change_id.clone()))
+        .collect()
+}
+
+fn key(contract: &str, id: &str) -> (String, String) {
+    (contract.to_owned(), id.to_owned())
+}
+
+async fn the_endpoint_filters_by_contract_and_status(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((db, _)) = fresh_db(dir.path(), postgres).await else {
+        return;
+    };
+    let mut chain = ChainBuilder::new(FIRST_HEIGHT);
+    let blocks = [
+        chain.block(&[
+            (
+                REGISTRY,
+                vec![proposed(1, delay(60)), proposed(2, delay(61))],
+            ),
+            (MARKETPLACE, vec![proposed(1, delay(90))]),
+        ]),
+        chain.block(&[
+            (MARKETPLACE, vec![proposed(2, delay(91))]),
+            (REGISTRY, vec![proposed(3, delay(62))]),
+        ]),
+        chain.block(&[
+            (REGISTRY, vec![applied(1, delay(60)), cancelled(2)]),
+            (MARKETPLACE, vec![applied(2, delay(91))]),
+        ]),
+    ];
+    let (metrics, _) = ingest(&db, &blocks).await;
+    let app = api::router(ApiContext {
+        db: db.clone(),
+        status: status(),
+        metrics,
+        node_pages: Default::default(),
+    });
+    let page = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let (code, body) = get(&app, uri).await;
+            assert_eq!(code, StatusCode::OK, "{uri}: {body}");
+            serde_json::from_value::<Page<GovernanceChange>>(body).unwrap()
+        }
+    };
+
+    // Newest proposal first, across contracts.
+    let all = page("/v1/governance").await;
+    assert_eq!(
+        keys(&all),
+        [
+            key(REGISTRY, "3"),
+            key(MARKETPLACE, "2"),
+            key(MARKETPLACE, "1"),
+            key(REGISTRY, "2"),
+            key(REGISTRY, "1"),
+        ]
+    );
+    assert_eq!(all.next_cursor, None);
+    let r1 = &all.items[4];
+    assert_eq!(r1.status, "applied");
+    assert_eq!(r1.change, delay(60));
+    assert_eq!(r1.proposed_by, OWNER);
+    assert_eq!(r1.applies_at_ns, APPLIES_AT.to_string());
+    assert_eq!(r1.proposed_height, blocks[0].height());
+    assert_eq!(
+        r1.proposed_at_ns,
+        blocks[0].block.header.timestamp_nanosec.to_string()
+    );
+    assert_eq!(r1.resolved_height, Some(blocks[2].height()));
+    assert_eq!(
+        r1.resolved_at_ns,
+        Some(blocks[2].block.header.timestamp_nanosec.to_string())
+    );
+    let r3 = &all.items[0];
+    assert_eq!((r3.status.as_str(), r3.resolved_height), ("pending", None));
+    assert_eq!(r3.resolved_at_ns, None);
+
+    for (uri, expect) in [
+        (
+            "/v1/governance?contract=registry.test",
+            vec![key(REGISTRY, "3"), key(REGISTRY, "2"), key(REGISTRY, "1")],
+        ),
+        (
+            "/v1/governance?status=pending",
+            vec![key(REGISTRY, "3"), key(MARKETPLACE, "1")],
+        ),
+        (
+            "/v1/governance?contract=market.test&status=pending",
+            vec![key(MARKETPLACE, "1")],
+        ),
+        (
+            "/v1/governance?contract=registry.test&status=cancelled",
+            vec![key(REGISTRY, "2")],
+        ),
+        (
+            "/v1/governance?status=applied",
+            vec![key(MARKETPLACE, "2"), key(REGISTRY, "1")],
+        ),
+        ("/v1/governance?contract=usdc.test", vec![]),
+    ] {
+        assert_eq!(keys(&page(uri).await), expect, "{uri}");
+    }
+
+    // Pages: the cursor continues below the last item.
+    let first = page("/v1/governance?contract=registry.test&limit=2").await;
+    assert_eq!(keys(&first), [key(REGISTRY, "3"), key(REGISTRY, "2")]);
+    let cursor = first.next_cursor.clone().unwrap();
+    let uri = format!("/v1/governance?contract=registry.test&limit=2&cursor={cursor}");
+    let (code, body) = get(&app, &uri).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let second: Page<GovernanceChange> = serde_json::from_value(body).unwrap();
+    assert_eq!(keys(&second), [key(REGISTRY, "1")]);
+    assert_eq!(second.next_cursor, None);
+
+    for (uri, code, needle) in [
+        ("/v1/governance?status=open", "bad_parameter", "status"),
+        (
+            "/v1/governance?contract=NOT%20AN%20ACCOUNT",
+            "bad_parameter",
+            "contract",
+        ),
+        ("/v1/governance?limit=0", "bad_parameter", "limit"),
+        ("/v1/governance?cursor=01", "bad_cursor", "01"),
+        ("/v1/governance?colour=red", "bad_parameter", "colour"),
+    ] {
+        let (status, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["error"], code, "{uri}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{uri}: {message}");
+    }
+
+    // A stored change that does not read is a 500, not a null.
+    sqlx::query("UPDATE governance_changes SET change = '{bad' WHERE contract = $1")
+        .bind(MARKETPLACE)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (code, body) = get(&app, "/v1/governance?contract=market.test").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let (code, body) = get(&app, "/v1/governance?contract=registry.test").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+storage_test!(
+    governance_endpoint_on,
+    the_endpoint_filters_by_contract_and_status
 );
