@@ -242,7 +242,7 @@ def indexer_routes(target):
     except (OSError, TimeoutError, ValueError, KeyError):
         pass
     return {
-        "list": ["/v1/nodes", "/v1/jobs", "/v1/models"],
+        "list": ["/v1/nodes", "/v1/jobs", "/v1/models", "/v1/governance"],
         "single": [
             "/v1/stats",
             "/v1/status",

@@ -105,8 +105,9 @@ pub fn write_block(dir: &Path, msg: &StreamerMessage) -> std::io::Result<()> {
 }
 
 /// A small but complete story on the fixture chain: two nodes register, a model is
-/// created and crowdfunded, jobs and an agent request run through, and a few lines that
-/// must be refused (malformed, foreign, from a failed receipt) are mixed in.
+/// created and crowdfunded, jobs and an agent request run through, governance changes are
+/// proposed (one applied at once), and a few lines that must be refused (malformed,
+/// foreign, from a failed receipt) are mixed in.
 pub mod scenario {
     use super::ChainBuilder;
     use crate::block::StreamerMessage;
@@ -115,8 +116,9 @@ pub mod scenario {
     use enclave_cloud_common::events::model::ModelManifest;
     use enclave_cloud_common::events::nep141::{FtMint, FtTransfer};
     use enclave_cloud_common::events::{
-        MarketplaceEvent, ModelEvent, Nep141Event, Nep297, RegistryEvent,
+        GovernanceEvent, MarketplaceEvent, ModelEvent, Nep141Event, Nep297, RegistryEvent,
     };
+    use enclave_cloud_common::governance::Change;
     use enclave_cloud_common::{
         Asset, AttestationKind, GpuInfo, Hash32, InputRef, JobId, Measurements, ModelId,
         ModelPrice, NodeId, NodeStatus, RequestId, TcbStatus, Usage,
@@ -133,6 +135,8 @@ pub mod scenario {
     pub const OPERATOR: &str = "op.test";
     pub const USER: &str = "alice.test";
     pub const AGENT: &str = "agent.test";
+    /// The owner (a DAO) of the contracts' timelocks.
+    pub const GOVERNOR: &str = "dao.test";
 
     /// The accounts the scenario's contracts live at.
     pub fn contracts() -> Contracts {
@@ -254,6 +258,22 @@ pub mod scenario {
             output_hash: Hash32([4; 32]),
             signature: Base64VecU8(vec![9; 64]),
             settlement: settlement(cost, cap),
+        }
+    }
+
+    /// `change_proposed` of a new delay, as a contract's timelock writes it.
+    pub fn delay_proposed(
+        id: u64,
+        delay_ns: u64,
+        applies_at_ns: u64,
+    ) -> GovernanceEvent<Change<()>> {
+        GovernanceEvent::ChangeProposed {
+            id: U64(id),
+            change: Change::SetDelay {
+                delay_ns: U64(delay_ns),
+            },
+            proposed_by: acc(GOVERNOR),
+            applies_at_ns: U64(applies_at_ns),
         }
     }
 
@@ -433,6 +453,28 @@ pub mod scenario {
                 },
             ]),
         )]));
+        // Governance: the registry's change 1 waits for its delay; the marketplace's change
+        // 1, proposed while its delay is 0, is applied at once.
+        let applied = GovernanceEvent::ChangeApplied {
+            id: U64(1),
+            change: Change::SetDelay {
+                delay_ns: U64(3_600_000_000_000),
+            },
+        };
+        out.push(chain.block(&[
+            (
+                REGISTRY,
+                lines(&[delay_proposed(
+                    1,
+                    86_400_000_000_000,
+                    9_000_000_000_000_000_000,
+                )]),
+            ),
+            (
+                MARKETPLACE,
+                lines(&[delay_proposed(1, 3_600_000_000_000, 0), applied]),
+            ),
+        ]));
         out
     }
 }

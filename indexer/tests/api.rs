@@ -480,6 +480,51 @@ async fn models_accounts_stats_status(postgres: bool) {
     let _ = &f.status;
 }
 
+/// The scenario's governance: the registry's change waits, the marketplace's (proposed while
+/// its delay was 0) was applied in the same receipt.
+async fn governance_changes_of_the_scenario(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
+    let all = ok(&f.app, "/v1/governance").await;
+    let items = all["items"].as_array().unwrap();
+    let keys: Vec<(&str, &str, &str)> = items
+        .iter()
+        .map(|c| {
+            (
+                c["contract"].as_str().unwrap(),
+                c["change_id"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (scenario::MARKETPLACE, "1", "applied"),
+            (scenario::REGISTRY, "1", "pending"),
+        ]
+    );
+    let applied = &items[0];
+    assert_eq!(
+        applied["change"],
+        serde_json::json!({ "set_delay": { "delay_ns": "3600000000000" } })
+    );
+    assert_eq!(applied["proposed_by"], scenario::GOVERNOR);
+    assert_eq!(applied["resolved_height"], applied["proposed_height"]);
+    assert_eq!(items[1]["resolved_height"], Value::Null);
+    let pending = ok(
+        &f.app,
+        "/v1/governance?status=pending&contract=registry.test",
+    )
+    .await;
+    assert_eq!(pending["items"].as_array().unwrap().len(), 1, "{pending}");
+}
+storage_test!(
+    governance_changes_of_the_scenario_on,
+    governance_changes_of_the_scenario
+);
+
 async fn openapi_metrics_and_cors(postgres: bool) {
     let Some(f) = indexed_scenario(postgres).await else {
         return;
@@ -497,6 +542,7 @@ async fn openapi_metrics_and_cors(postgres: bool) {
         "/v1/models",
         "/v1/models/{id}",
         "/v1/accounts/{id}",
+        "/v1/governance",
         "/v1/stats",
         "/v1/status",
     ] {
@@ -1054,6 +1100,7 @@ async fn unknown_parameters_and_odd_ids_are_refused_everywhere(postgres: bool) {
         "/v1/nodes",
         "/v1/jobs",
         "/v1/models",
+        "/v1/governance",
         "/v1/nodes/2/offers",
         "/",
         "/openapi.json",

@@ -2,7 +2,9 @@
 //! marketplace wasm. A dev node registers, a job is submitted, claimed and settled with the
 //! node's signature; the API shows each step and the worker feed delivers the job within
 //! one block of the block that created it. The JSON-RPC source must read the same events
-//! from the same chain as the neardata source.
+//! from the same chain as the neardata source. The contracts' settings made at deployment
+//! (timelocked governance changes, applied at once while the delay is 0) are in
+//! `/v1/governance`.
 //!
 //! Needs the localnet binary and the contracts (see `chain/mod.rs`): `scripts/test.sh`
 //! builds both before `cargo test`.
@@ -244,6 +246,34 @@ async fn a_job_runs_through_on_localnet_and_the_api_and_feed_follow_it() {
     assert_eq!(status["events_orphan"], 0, "{status}");
     assert!(status["events_applied"].as_i64().unwrap() >= 6, "{status}");
 
+    // The deployment's settings went through each contract's timelock (delay 0: applied in
+    // the call that proposed them); the indexer keeps them per contract.
+    let gov = api
+        .get(&format!("/v1/governance?contract={REGISTRY}"))
+        .await;
+    let items = gov["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{gov}");
+    assert_eq!(items[0]["change_id"], "1", "{gov}");
+    assert_eq!(items[0]["status"], "applied", "{gov}");
+    assert_eq!(
+        items[0]["change"],
+        serde_json::json!({ "setting": { "set_marketplace": { "marketplace": MARKET } } }),
+        "{gov}"
+    );
+    assert_eq!(
+        items[0]["resolved_height"], items[0]["proposed_height"],
+        "{gov}"
+    );
+    let gov = api
+        .get(&format!("/v1/governance?contract={MARKET}&status=applied"))
+        .await;
+    assert_eq!(
+        gov["items"][0]["change"]["setting"]["set_royalty_account"]["model_id"], MODEL,
+        "{gov}"
+    );
+    let pending = api.get("/v1/governance?status=pending").await;
+    assert_eq!(pending["items"], serde_json::json!([]), "{pending}");
+
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), indexer)
         .await
@@ -335,6 +365,14 @@ async fn a_model_created_through_the_real_factory_has_its_metadata_in_the_api() 
     assert_eq!(cf["beneficiary"], USER, "{m}");
     assert_eq!(status["events_orphan"], 0, "{status}");
     assert_eq!(status["events_foreign"], 0, "{status}");
+    // Publishing the token code set the factory's model code through its timelock.
+    let gov = api.get(&format!("/v1/governance?contract={FACTORY}")).await;
+    let code = &gov["items"][0];
+    assert_eq!(code["status"], "applied", "{gov}");
+    assert!(
+        code["change"]["setting"]["set_model_code"]["code_hash"].is_string(),
+        "{gov}"
+    );
 
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), indexer)

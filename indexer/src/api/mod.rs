@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod error;
 pub mod feed;
+pub mod governance;
 pub mod jobs;
 pub mod models;
 pub mod node_json;
@@ -43,13 +44,14 @@ pub struct ApiContext {
 /// The OpenAPI document, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "enclave-cloud indexer", description = "Nodes, jobs, agent requests, models and accounts of the enclave-cloud contracts, and the worker feed."),
+    info(title = "enclave-cloud indexer", description = "Nodes, jobs, agent requests, models, accounts and governance changes of the enclave-cloud contracts, and the worker feed."),
     paths(
         nodes::list_nodes, nodes::get_node,
         feed::feed, feed::offers,
         jobs::list_jobs, jobs::get_job, jobs::get_request,
         models::list_models, models::get_model,
         accounts::get_account,
+        governance::list_governance,
         stats::stats, stats::status,
     ),
     components(schemas(error::ErrorBody)),
@@ -59,6 +61,7 @@ pub struct ApiContext {
         (name = "jobs", description = "Jobs and agent requests"),
         (name = "models", description = "Models, crowdfunds, holders, revenue"),
         (name = "accounts", description = "One account's activity"),
+        (name = "governance", description = "Timelocked changes of the contracts"),
         (name = "status", description = "Network totals and indexer progress"),
     )
 )]
@@ -80,6 +83,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(jobs::router())
         .merge(models::router())
         .merge(accounts::router())
+        .merge(governance::router())
         .merge(stats::router())
         .route("/", get(index))
         .route("/openapi.json", get(openapi))

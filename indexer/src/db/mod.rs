@@ -141,6 +141,13 @@ fn migrator() -> Migrator {
             )),
             false,
         ),
+        Migration::new(
+            4,
+            Cow::Borrowed("governance changes"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0004_governance_changes.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -2,6 +2,7 @@
 //! transaction: a crash before the commit leaves nothing of the block behind, a crash after
 //! it leaves the checkpoint past the block, so no event is ever lost or applied twice.
 
+pub(crate) mod governance;
 mod ledger;
 mod marketplace;
 mod model;
@@ -482,6 +483,14 @@ impl Ingestor {
             (AnyEvent::Nep141(e), Emitter::PaymentToken) => {
                 ("nep141", nep141::apply(conn, ctx, None, e).await?)
             }
+            // Each of our contracts announces its own timelock; a payment token has none.
+            (
+                AnyEvent::Governance(e),
+                Emitter::Registry
+                | Emitter::Marketplace
+                | Emitter::Factory
+                | Emitter::ModelToken(_),
+            ) => ("governance", governance::apply(conn, ctx, e).await?),
             _ => ("foreign", Applied::Foreign),
         })
     }

@@ -95,6 +95,7 @@ pub const TABLES: &[&str] = &[
     "credits",
     "totals",
     "pending_token_events",
+    "governance_changes",
 ];
 
 /// Every row of every table, as text, sorted: two databases with the same dump hold the

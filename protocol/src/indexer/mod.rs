@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod feed;
+pub mod governance;
 pub mod jobs;
 pub mod models;
 pub mod nodes;
@@ -12,6 +13,7 @@ pub mod stats;
 
 pub use accounts::{Account, Claimable, Earning, Holding};
 pub use feed::FeedItem;
+pub use governance::GovernanceChange;
 pub use jobs::{Job, JobDetail, Request, RequestDetail, Settlement, Target, TimelineEntry, Usage};
 pub use models::{Crowdfund, Holder, Model, ModelDetail, RevenueEntry, RevenueTotal};
 pub use nodes::{Gpu, KeyGrant, Node, NodeDetail, Price, Stake, StatusChange};
