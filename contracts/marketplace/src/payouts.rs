@@ -16,10 +16,20 @@ use crate::MarketplaceExt;
 use crate::errors::{MarketplaceError, Result};
 use crate::funds::{dec, inc};
 use crate::state::{CreditKey, Payout, PayoutKind};
+use crate::storage::{StorageMeter, bytes_cost};
+use crate::storage_keys::StorageKey;
+use near_sdk::collections::LookupMap;
 
 use crate::{
     GAS_DEPOSIT_REVENUE, GAS_FT_TRANSFER, GAS_FT_TRANSFER_CALL, GAS_ON_PAYOUTS, Marketplace,
 };
+
+/// What each self-paid NEAR credit entry locked for its storage (`Marketplace::add_credit`).
+/// A collection of its own (not in the root state): entries from before it existed locked
+/// nothing and release nothing.
+fn credit_locks() -> LookupMap<CreditKey, U128> {
+    LookupMap::new(StorageKey::CreditLocks)
+}
 
 /// Longest payout result read: a JSON U128 string (at most 41 bytes) fits.
 const MAX_RESULT_LEN: usize = 64;
@@ -179,7 +189,12 @@ impl Marketplace {
         }
     }
 
-    /// Books `amount` as owed to `account` (the funds are already counted in `held`).
+    /// Books `amount` as owed to `account` (the funds are already counted in `held`). A new
+    /// NEAR credit pays for its own entry out of `amount`: that part is locked (in the storage
+    /// bucket, recorded in `credit_locks`) while the entry exists and goes back to the owner
+    /// with the withdrawal. A token credit, or a NEAR amount too small to pay for its entry,
+    /// is stored at the marketplace's cost: one entry per account and asset, which only a
+    /// failed transfer to an account that cannot receive creates.
     pub(crate) fn add_credit(
         &mut self,
         account: AccountId,
@@ -190,14 +205,33 @@ impl Marketplace {
             account: account.clone(),
             asset: asset.clone(),
         };
-        let mut total = self.credits.get(&key).unwrap_or(U128(0));
+        let existing = self.credits.get(&key);
+        let meter = StorageMeter::start();
+        let mut total = existing.unwrap_or(U128(0));
         inc(&mut total, amount)?;
-        inc(&mut self.ledger_mut(&asset).credits, amount)?;
         self.credits.insert(&key, &total);
+        let mut lock = 0;
+        if existing.is_none() && asset == Asset::Near {
+            let mut locks = credit_locks();
+            // The lock's own record is part of what the entry costs.
+            locks.insert(&key, &U128(0));
+            let cost = bytes_cost(u64::try_from(meter.delta()).unwrap_or(0));
+            if cost < amount {
+                lock = cost;
+                locks.insert(&key, &U128(cost));
+                self.credits.insert(&key, &U128(amount - cost));
+                inc(&mut self.locked_storage, cost)?;
+                inc(&mut self.ledger_mut(&Asset::Near).storage, cost)?;
+            } else {
+                locks.remove(&key);
+            }
+        }
+        let credited = amount - lock;
+        inc(&mut self.ledger_mut(&asset).credits, credited)?;
         MarketplaceEvent::CreditAdded {
             account,
             asset,
-            amount: U128(amount),
+            amount: U128(credited),
         }
         .emit();
         Ok(())
@@ -218,6 +252,10 @@ impl Marketplace {
             return Err(MarketplaceError::NothingToWithdraw { account, asset });
         }
         dec(&mut self.ledger_mut(&asset).credits, amount)?;
+        // The storage the entry paid for comes back with it.
+        let lock = credit_locks().remove(&key).map_or(0, |l| l.0);
+        dec(&mut self.locked_storage, lock)?;
+        dec(&mut self.ledger_mut(&Asset::Near).storage, lock)?;
         MarketplaceEvent::CreditWithdrawn {
             account: account.clone(),
             asset: asset.clone(),
@@ -228,7 +266,7 @@ impl Marketplace {
         self.pay(vec![Payout {
             account,
             asset,
-            amount: U128(amount),
+            amount: U128(amount + lock),
             kind,
         }])?;
         Ok(U128(amount))

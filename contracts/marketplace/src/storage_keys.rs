@@ -32,4 +32,6 @@ pub enum StorageKey {
     InFlight,
     /// The governance timelock (`enclave_cloud_common::governance`).
     Governance,
+    /// What each self-paid NEAR credit entry locked for its storage.
+    CreditLocks,
 }

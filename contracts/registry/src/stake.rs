@@ -13,6 +13,7 @@ use crate::events::{emit_status_changes, statuses};
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::state::RegistryExt;
 use crate::state::{Operator, Registry};
+use crate::storage_keys::StorageKey;
 
 /// Gas for the callbacks that settle a transfer (they only touch one record).
 pub const CALLBACK_GAS: Gas = Gas::from_tgas(5);
@@ -200,19 +201,44 @@ fn pay(beneficiary: AccountId, amount: NearToken) {
 impl Registry {
     #[private]
     pub fn on_payout(&mut self, beneficiary: AccountId, amount: NearToken) {
-        let state = self;
-        let transferred = near_sdk::is_promise_success();
-        if !transferred {
-            let credit = state
-                .credits
-                .entry(beneficiary)
-                .or_insert(NearToken::from_yoctonear(0));
-            *credit = credit.saturating_add(amount);
+        if !near_sdk::is_promise_success() {
+            self.add_credit(beneficiary, amount);
         }
     }
 }
 
+/// What each self-paid credit entry locked for its storage. A collection of its own (not in
+/// the root state): entries from before it existed locked nothing and release nothing.
+fn credit_locks() -> near_sdk::collections::LookupMap<AccountId, NearToken> {
+    near_sdk::collections::LookupMap::new(StorageKey::CreditLocks)
+}
+
 impl Registry {
+    /// Books a payout that did not arrive. A new entry pays for its own storage out of
+    /// `amount` (locked while the entry exists, paid back with the claim); an amount too small
+    /// for that is stored at the registry's cost (one entry per beneficiary).
+    fn add_credit(&mut self, beneficiary: AccountId, amount: NearToken) {
+        let before = self.storage_mark();
+        let existing = self.credits.get(&beneficiary).copied();
+        let total = existing.unwrap_or_default().saturating_add(amount);
+        self.credits.insert(beneficiary.clone(), total);
+        if existing.is_some() {
+            return;
+        }
+        let mut locks = credit_locks();
+        // The lock's own record is part of what the entry costs.
+        locks.insert(&beneficiary, &NearToken::from_yoctonear(0));
+        let grown = self.storage_mark().saturating_sub(before);
+        let cost = env::storage_byte_cost().saturating_mul(u128::from(grown));
+        if cost < amount {
+            locks.insert(&beneficiary, &cost);
+            self.credits
+                .insert(beneficiary, amount.saturating_sub(cost));
+        } else {
+            locks.remove(&beneficiary);
+        }
+    }
+
     pub(crate) fn try_claim_credit(&mut self) -> Result<NearToken> {
         let state = self;
         let account = env::predecessor_account_id();
@@ -220,7 +246,9 @@ impl Registry {
             .credits
             .remove(&account)
             .ok_or_else(|| RegistryError::NoCredit(account.clone()))?;
-        pay(account, amount);
+        // The storage the entry paid for comes back with it.
+        let lock = credit_locks().remove(&account).unwrap_or_default();
+        pay(account, amount.saturating_add(lock));
         Ok(amount)
     }
 }

@@ -15,4 +15,6 @@ pub enum StorageKey {
     Credits,
     /// The governance timelock (`enclave_cloud_common::governance`).
     Governance,
+    /// What each self-paid credit entry locked for its storage.
+    CreditLocks,
 }

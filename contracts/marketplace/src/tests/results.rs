@@ -169,8 +169,11 @@ fn zero_usage_refunds_everything_and_usage_over_the_cap_charges_the_cap() {
     h.check_funds();
 }
 
+/// Audit finding 7: a failed payout's credit entry was stored at the marketplace's expense.
+/// A NEAR credit now pays for its own entry out of the amount (locked while the entry exists)
+/// and gets it back with the withdrawal, so the owner still receives every yocto.
 #[test]
-fn failed_payouts_become_credits_that_can_be_withdrawn() {
+fn failed_payouts_become_credits_that_pay_for_their_entry_and_are_withdrawn_in_full() {
     let mut h = Harness::new();
     let job_id = h.claimed_job(NEAR);
     h.settle(job_id, b"out", usage(100_000, 200_000)).unwrap();
@@ -181,28 +184,37 @@ fn failed_payouts_become_credits_that_can_be_withdrawn() {
     // The operator's account rejected the transfer; the others went through.
     let provider = payouts[1].amount.0;
     h.bounce(provider);
-    h.callback(
+    let stored_bytes = h.callback(
         vec![
             PromiseResult::Successful(vec![]),
             PromiseResult::Failed,
             PromiseResult::Successful(vec![]),
         ],
-        |c| c.on_payouts(payouts),
+        |c| {
+            let before = env::storage_usage();
+            c.on_payouts(payouts);
+            env::storage_usage() - before
+        },
     );
+    assert!(stored_bytes > 0);
+    let entry_cost = u128::from(stored_bytes) * env::storage_byte_cost().as_yoctonear();
+    let credited = provider - entry_cost;
     assert!(
         matches!(&h.events[..], [MarketplaceEvent::CreditAdded { account, amount, .. }]
-        if account.as_str() == OPERATOR && amount.0 == provider)
+        if account.as_str() == OPERATOR && amount.0 == credited),
+        "{:?}",
+        h.events
     );
     h.install(OPERATOR, 0, vec![]);
-    assert_eq!(h.contract.credit_of(acc(OPERATOR), Asset::Near).0, provider);
+    assert_eq!(h.contract.credit_of(acc(OPERATOR), Asset::Near).0, credited);
     h.check_funds();
-    // Anyone may push it out to its owner.
+    // Anyone may push it out to its owner: the credit and its entry's storage.
     assert_eq!(
         h.call(RELAYER, 0, |c| c
             .try_withdraw(Asset::Near, Some(acc(OPERATOR))))
             .unwrap()
             .0,
-        provider
+        credited
     );
     assert_eq!(h.sent_near(OPERATOR), provider);
     h.check_funds();

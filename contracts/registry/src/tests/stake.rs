@@ -247,8 +247,20 @@ fn slash_takes_bonded_then_unbonding_stake_but_never_storage() {
     }));
 }
 
+/// What `on_payout` stored for a failed payout, and what those bytes cost.
+fn failed_payout(r: &mut Registry, user: &AccountId, amount: NearToken) -> NearToken {
+    Call::by(acc("registry.near")).set_callback(vec![PromiseResult::Failed]);
+    let before = r.storage_mark();
+    r.on_payout(user.clone(), amount);
+    let grown = r.storage_mark() - before;
+    near_sdk::env::storage_byte_cost().saturating_mul(u128::from(grown))
+}
+
+/// Audit finding 7: a failed slash payout's credit entry was stored at the registry's
+/// expense. The credit now pays for its own entry (that part is locked while it exists) and
+/// the claim pays everything back, so the beneficiary still receives every yocto.
 #[test]
-fn failed_payout_becomes_a_claimable_credit() {
+fn failed_payout_becomes_a_claimable_credit_that_pays_for_its_entry() {
     let mut r = registry();
     let user = acc("user.near");
     Call::by(user.clone()).set();
@@ -257,27 +269,44 @@ fn failed_payout_becomes_a_claimable_credit() {
         RegistryError::NoCredit(user.clone())
     );
 
-    Call::by(acc("registry.near")).set_callback(vec![PromiseResult::Failed]);
-    r.on_payout(user.clone(), near(3));
-    assert_eq!(r.get_credit(user.clone()), near(3));
+    let entry_cost = failed_payout(&mut r, &user, near(3));
+    assert!(!entry_cost.is_zero(), "a new entry stores bytes");
+    let credited = near(3).saturating_sub(entry_cost);
+    assert_eq!(r.get_credit(user.clone()), credited);
     Call::by(acc("registry.near")).set_callback(vec![PromiseResult::Successful(vec![])]);
     r.on_payout(user.clone(), near(2));
     assert_eq!(
         r.get_credit(user.clone()),
-        near(3),
+        credited,
         "a successful payout adds no credit"
     );
+    // A second failure adds to the entry, which costs nothing more.
+    assert!(failed_payout(&mut r, &user, near(1)).is_zero());
+    let credited = credited.saturating_add(near(1));
+    assert_eq!(r.get_credit(user.clone()), credited);
 
     Call::by(user.clone()).set();
-    assert_eq!(r.try_claim_credit().expect("claim"), near(3));
+    assert_eq!(r.try_claim_credit().expect("claim"), credited);
+    let transferred: Vec<NearToken> = near_sdk::test_utils::get_created_receipts()
+        .iter()
+        .flat_map(|receipt| receipt.actions.iter())
+        .filter_map(|action| match action {
+            near_sdk::mock::MockAction::Transfer { deposit, .. } => Some(*deposit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        transferred,
+        vec![near(4)],
+        "the credit and its entry's storage"
+    );
     assert!(
         r.get_credit(user.clone()).is_zero(),
         "removed before the transfer"
     );
-    // The claim's own transfer fails: the credit comes back.
-    Call::by(acc("registry.near")).set_callback(vec![PromiseResult::Failed]);
-    r.on_payout(user.clone(), near(3));
-    assert_eq!(r.get_credit(user), near(3));
+    // The claim's own transfer fails: the credit comes back, paying for its entry again.
+    let entry_cost = failed_payout(&mut r, &user, near(4));
+    assert_eq!(r.get_credit(user), near(4).saturating_sub(entry_cost));
 }
 
 /// One `slash` by the marketplace that leaves an operator of `nodes` active dev nodes
