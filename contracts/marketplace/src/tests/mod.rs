@@ -425,6 +425,7 @@ impl Harness {
         self.install(RELAYER, 0, vec![]);
         let report = self.contract.funds();
         assert!(report.balanced, "books do not balance: {report:#?}");
+        self.check_storage_paid();
         assert_eq!(report.near_balance.0, self.balance);
         let surplus = report.near_surplus.0;
         assert!(
@@ -440,6 +441,73 @@ impl Harness {
                 );
             }
         }
+    }
+
+    /// Audit finding 7's invariant, beside `funds()`: every byte the marketplace stores for
+    /// someone is paid for (the NEAR ledger's storage bucket: job deposits, storage balances,
+    /// locked storage), except what it stores for itself by design: governance's settings
+    /// (accepted tokens, royalty accounts, the timelock) and the credits that cannot pay for
+    /// their entry (token credits, dust). Job deposits are upper bounds, so paid >= stored.
+    fn check_storage_paid(&self) {
+        use crate::storage::{RECORD_OVERHEAD_BYTES, bytes_cost};
+        use crate::storage_keys::StorageKey;
+        let prefix = |k: StorageKey| borsh::to_vec(&k).unwrap();
+        let own = [
+            prefix(StorageKey::AcceptedTokens),
+            prefix(StorageKey::RoyaltyAccounts),
+            prefix(StorageKey::Governance),
+        ];
+        let credits = prefix(StorageKey::Credits);
+        let locks = prefix(StorageKey::CreditLocks);
+        // The credit a record of the credits map (an UnorderedMap: index `i`, keys `k`,
+        // values `v`) belongs to, as its borsh key.
+        let credit_of = |key: &[u8], value: &[u8]| -> Vec<u8> {
+            let rest = &key[credits.len() + 1..];
+            match key[credits.len()] {
+                b'i' => rest.to_vec(),
+                b'k' => value.to_vec(),
+                _ => {
+                    let mut k = credits.clone();
+                    k.push(b'k');
+                    k.extend_from_slice(rest);
+                    self.storage.get(&k).cloned().unwrap_or_default()
+                }
+            }
+        };
+        let mut paid = 0u64;
+        let mut own_bytes = 0u64;
+        for (key, value) in &self.storage {
+            let bytes = (key.len() + value.len()) as u64 + RECORD_OVERHEAD_BYTES;
+            let self_paid = if own.iter().any(|p| key.starts_with(p)) {
+                false
+            } else if key.starts_with(&credits) {
+                let mut lock = locks.clone();
+                lock.extend(credit_of(key, value));
+                self.storage.contains_key(&lock)
+            } else {
+                true
+            };
+            if self_paid {
+                paid += bytes;
+            } else {
+                own_bytes += bytes;
+            }
+        }
+        // What pays for stored bytes: the storage bucket without the storage balances' unspent
+        // deposits (they pay for nothing yet).
+        let unspent: u128 = self.contract.storage_balances.values().map(|b| b.0).sum();
+        let bucket = self
+            .contract
+            .ledgers
+            .get(&Asset::Near)
+            .map_or(0, |l| l.storage.0)
+            - unspent;
+        assert!(
+            bytes_cost(paid) <= bucket,
+            "{paid} stored bytes cost {} but only {bucket} was paid for storage \
+             ({own_bytes} bytes are the marketplace's own)",
+            bytes_cost(paid)
+        );
     }
 
     pub fn advance(&mut self, ns: u64) {
