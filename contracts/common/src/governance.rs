@@ -83,12 +83,14 @@ impl<C> Timelock<C> {
         }
     }
 
-    /// Queues `change`; it may be applied `delay_ns` (as of now) after `now_ns`.
+    /// Queues `change`; it may be applied `delay_ns` (as of now), or `min_wait_ns` if that is
+    /// longer, after `now_ns`.
     pub fn propose(
         &mut self,
         change: C,
         proposed_by: AccountId,
         now_ns: u64,
+        min_wait_ns: u64,
     ) -> Result<&Proposal<C>, TimelockError> {
         if self.pending.len() >= MAX_PENDING {
             return Err(TimelockError::TooMany);
@@ -100,7 +102,7 @@ impl<C> Timelock<C> {
             change,
             proposed_by,
             proposed_at_ns: U64(now_ns),
-            applies_at_ns: U64(now_ns.saturating_add(self.delay_ns.0)),
+            applies_at_ns: U64(now_ns.saturating_add(self.delay_ns.0.max(min_wait_ns))),
         });
         // Just pushed: the list is not empty.
         self.pending.last().ok_or(TimelockError::NotFound(id.0))
@@ -193,6 +195,12 @@ pub trait Governed {
     fn check_setting(&self, setting: &Self::Setting) -> Result<(), String>;
     /// Applies a checked setting (and emits the contract's own events about it).
     fn apply_setting(&mut self, setting: Self::Setting);
+    /// The least time `setting` waits after its proposal, whatever the delay (even 0): e.g.
+    /// the registry gives operators their unbonding delay to leave before a new marketplace
+    /// can slash them.
+    fn min_wait_ns(&self, _setting: &Self::Setting) -> u64 {
+        0
+    }
 }
 
 /// Why a governance call was refused.
@@ -296,8 +304,12 @@ pub fn queue<G: Governed>(
 ) -> Result<Proposal<Change<G::Setting>>, GovernanceError> {
     check(contract, &change)?;
     let now = env::block_timestamp();
+    let min_wait = match &change {
+        Change::Setting(setting) => contract.min_wait_ns(setting),
+        Change::SetDelay { .. } | Change::UpgradeCode { .. } => 0,
+    };
     let mut timelock = timelock::<G>()?;
-    let proposal = timelock.propose(change, proposer, now)?.clone();
+    let proposal = timelock.propose(change, proposer, now, min_wait)?.clone();
     GovernanceEvent::proposed(&proposal).emit();
     if proposal.applies_at_ns.0 <= now && !needs_code::<G>(&proposal.change) {
         let due = timelock.remove(proposal.id.0)?;
@@ -536,7 +548,7 @@ mod tests {
     #[test]
     fn a_change_is_due_only_after_the_delay_of_its_proposal() {
         let mut t = Timelock::<u8>::new(100);
-        let id = t.propose(7, owner(), 1_000).map(|p| p.id.0).ok();
+        let id = t.propose(7, owner(), 1_000, 0).map(|p| p.id.0).ok();
         assert_eq!(id, Some(1));
         // Shortening the delay later does not speed up what is already pending.
         t.delay_ns = U64(0);
@@ -546,21 +558,24 @@ mod tests {
         ));
         assert_eq!(t.take_ready(1, 1_100).map(|p| p.change), Ok(7));
         assert_eq!(t.take_ready(1, 1_100), Err(TimelockError::NotFound(1)));
+        // A change's own least wait beats a shorter delay.
+        let id = t.propose(8, owner(), 2_000, 500).map(|p| p.applies_at_ns.0);
+        assert_eq!(id, Ok(2_500));
     }
 
     #[test]
     fn ids_are_never_reused_and_pending_is_bounded() {
         let mut t = Timelock::<u8>::new(0);
         for i in 0..MAX_PENDING {
-            assert!(t.propose(i as u8, owner(), 0).is_ok());
+            assert!(t.propose(i as u8, owner(), 0, 0).is_ok());
         }
         assert_eq!(
-            t.propose(0, owner(), 0).map(|p| p.id),
+            t.propose(0, owner(), 0, 0).map(|p| p.id),
             Err(TimelockError::TooMany)
         );
         assert!(t.remove(3).is_ok());
         assert_eq!(
-            t.propose(200, owner(), 0).map(|p| p.id.0),
+            t.propose(200, owner(), 0, 0).map(|p| p.id.0),
             Ok(MAX_PENDING as u64 + 1)
         );
         assert_eq!(t.find_ready(0, |c| *c == 200), Some(MAX_PENDING as u64 + 1));
@@ -588,7 +603,7 @@ mod tests {
     fn events_carry_the_change_as_json() {
         let mut t = Timelock::<String>::new(5);
         let line = t
-            .propose("set_treasury".to_owned(), owner(), 10)
+            .propose("set_treasury".to_owned(), owner(), 10, 0)
             .map(|p| GovernanceEvent::proposed(p).to_log_line())
             .unwrap_or_default();
         assert!(line.contains(r#""standard":"ecloud_governance""#), "{line}");

@@ -63,6 +63,9 @@ impl Registry {
     }
 }
 
+/// How long after the unbonding delay a new marketplace takes over.
+pub const MARKETPLACE_CHANGE_MARGIN_NS: u64 = 3_600 * 1_000_000_000;
+
 impl Governed for Registry {
     type Setting = RegistrySetting;
     const CODE: CodeSource = CodeSource::Deployed;
@@ -81,6 +84,21 @@ impl Governed for Registry {
                 self.check_policy(policy).map_err(|e| e.to_string())
             }
             RegistrySetting::SetMarketplace { .. } | RegistrySetting::SetOwner { .. } => Ok(()),
+        }
+    }
+
+    /// Replacing the marketplace (the only account that can slash) waits at least the
+    /// unbonding delay plus an hour, whatever the governance delay: operators who start
+    /// unbonding when it is announced have withdrawn before the new marketplace can slash
+    /// them. Naming the first marketplace (deployment) does not wait.
+    fn min_wait_ns(&self, setting: &RegistrySetting) -> u64 {
+        match setting {
+            RegistrySetting::SetMarketplace { .. } if self.marketplace.is_some() => self
+                .policy
+                .unbonding_delay_ns
+                .0
+                .saturating_add(MARKETPLACE_CHANGE_MARGIN_NS),
+            _ => 0,
         }
     }
 

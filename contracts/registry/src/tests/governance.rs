@@ -394,3 +394,45 @@ fn a_new_marketplace_can_slash_only_after_the_governance_delay() {
     assert!(gov::apply(&mut r, change).expect("due").is_none());
     assert_eq!(r.get_config().marketplace, Some(owner()));
 }
+
+/// Finding 9, the operators' side: whatever the governance delay (even 0), replacing the
+/// marketplace waits the unbonding delay plus an hour, so an operator who starts unbonding
+/// when the change is announced has withdrawn before the new marketplace can slash.
+#[test]
+fn replacing_the_marketplace_waits_out_the_unbonding_delay_whatever_the_governance_delay() {
+    use crate::governance::MARKETPLACE_CHANGE_MARGIN_NS;
+    use enclave_cloud_common::governance::{self as gov, GovernanceError, TimelockError};
+    let mut r = registry();
+    Call::by(owner()).yocto().set();
+    r.try_set_marketplace(market())
+        .expect("the first marketplace applies at once");
+    stake(&mut r, op(), near(50));
+
+    let t0 = 1_000_000_000_000;
+    Call::by(owner()).yocto().at(t0).set();
+    r.try_set_marketplace(owner()).expect("proposed");
+    assert_eq!(r.get_config().marketplace, Some(market()));
+    let pending = gov::timelock::<Registry>().expect("stored").pending;
+    let unbonding = r.get_policy().unbonding_delay_ns.0;
+    let wait = unbonding + MARKETPLACE_CHANGE_MARGIN_NS;
+    assert_eq!(pending[0].applies_at_ns.0, t0 + wait);
+    let change = pending[0].id.0;
+
+    // The operator leaves as soon as it is announced, and is out in time.
+    Call::by(op()).yocto().at(t0).set();
+    r.try_request_unstake(near(40)).expect("unstake");
+    Call::by(op()).yocto().at(t0 + unbonding).set();
+    drop(
+        r.try_withdraw()
+            .expect("withdrawn before the new marketplace applies"),
+    );
+
+    Call::by(acc("anyone.near")).at(t0 + wait - 1).set();
+    assert!(matches!(
+        gov::apply(&mut r, change),
+        Err(GovernanceError::Timelock(TimelockError::TooEarly { .. }))
+    ));
+    Call::by(acc("anyone.near")).at(t0 + wait).set();
+    assert!(gov::apply(&mut r, change).expect("due").is_none());
+    assert_eq!(r.get_config().marketplace, Some(owner()));
+}
