@@ -31,11 +31,11 @@ const STORAGE: u128 = 11 * NEAR / 1000;
 const BIG_TOKEN: u128 = 123_456_789 * 10u128.pow(15) + 1;
 
 fn acc(s: &str) -> AccountId {
-    s.parse().unwrap()
+    s.parse().expect("account id")
 }
 
 fn model() -> ModelId {
-    "llama".parse().unwrap()
+    "llama".parse().expect("model id")
 }
 
 fn usdc() -> Asset {
@@ -168,7 +168,7 @@ fn model_report() -> ModelReport {
                 },
             ],
         }),
-        token_formats: vec![(usdc(), usdc_format().unwrap())],
+        token_formats: vec![(usdc(), usdc_format().expect("format"))],
     }
 }
 
