@@ -51,17 +51,16 @@ fn usdc_format() -> Option<TokenFormat> {
     })
 }
 
-/// The longest run of ASCII digits in `text`.
-fn longest_digit_run(text: &str) -> usize {
-    text.split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0)
+/// A word of `text` that is a raw amount: 19 to 39 digits (a u128 has at most 39; a hex hash
+/// is longer or has letters).
+fn raw_amount(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| (19..=39).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn assert_readable(what: &str, text: &str) {
     assert!(
-        longest_digit_run(text) < 19,
+        raw_amount(text).is_none(),
         "{what}: a raw amount in the text output:\n{text}"
     );
     assert!(
@@ -310,6 +309,22 @@ fn text_output_has_no_raw_yocto() {
         text("nodes").contains("llama 0.000275/0.011"),
         "{}",
         text("nodes")
+    );
+}
+
+#[test]
+fn the_check_finds_raw_amounts() {
+    assert_eq!(
+        raw_amount("claimed 274999999999999999999 of x"),
+        Some("274999999999999999999")
+    );
+    // The old exact display: 24 decimals are a raw amount too.
+    assert!(raw_amount("claimed 0.000274999999999999999999 NEAR").is_some());
+    assert_eq!(raw_amount("claimed 0.000275 NEAR, 123456.789 USDC"), None);
+    assert_eq!(raw_amount(&"1".repeat(64)), None);
+    assert_eq!(
+        raw_amount("deadline 1700000000000000000"),
+        Some("1700000000000000000")
     );
 }
 
