@@ -10,11 +10,14 @@
 //!   decoded ([`TxOutcome`]) or a typed [`ChainError`] (a contract's panic message in
 //!   [`ChainError::ContractPanic`]).
 //! * [`FunctionCall`]: receiver, method, JSON arguments, gas, deposit.
+//! * [`amount`]: NEAR and token amounts for people (`0.011 NEAR`, `0.000275 NEAR`), shared by
+//!   `ecloud`'s text output, the worker's logs and the deploy tool.
 //! * `testkit` (feature): localnet, contracts, indexer and worker as processes, for tests,
 //!   benchmarks and the demo.
 //!
 //! The wire types are nearcore's (near-primitives / near-crypto 0.38), re-exported below.
 
+pub mod amount;
 mod call;
 mod client;
 pub mod contracts;
@@ -25,6 +28,7 @@ mod signer;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use amount::{format_amount, format_near};
 pub use call::{DEFAULT_CALL_GAS, FunctionCall};
 pub use client::{ChainClient, ClientConfig, outcome_of, sign};
 pub use error::{ChainError, PANIC_PREFIX, Result};

@@ -1,10 +1,16 @@
 //! Amounts on the command line: NEAR as a decimal (`1.5`, `0.001 NEAR`) or exact yoctoNEAR
 //! (`25yocto`), token amounts in the token's smallest units; durations as `90s`, `10m`, `2h`,
 //! `7d`.
+//!
+//! Output: [`Near`]'s `Display` and [`asset_amount`] write amounts for people, rounded by
+//! [`chain_client::amount`] (`0.011 NEAR`, `0.000275 NEAR`, `1.5 USDC`); `--json` output keeps
+//! the exact integer strings of the smallest unit.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use enclave_cloud_common::Asset;
 
 /// yoctoNEAR in one NEAR.
 pub const YOCTO_PER_NEAR: u128 = 1_000_000_000_000_000_000_000_000;
@@ -34,6 +40,37 @@ pub enum AmountError {
 impl Near {
     pub fn yocto(self) -> u128 {
         self.0
+    }
+
+    /// `1.5 NEAR`, `0 NEAR`, `0.000000000000000000000001 NEAR`: exact, trailing zeros dropped
+    /// (parses back to the same amount).
+    pub fn exact(self) -> String {
+        let whole = self.0 / YOCTO_PER_NEAR;
+        let frac = self.0 % YOCTO_PER_NEAR;
+        if frac == 0 {
+            format!("{whole} NEAR")
+        } else {
+            let frac = format!("{frac:0>NEAR_DECIMALS$}");
+            format!("{whole}.{} NEAR", frac.trim_end_matches('0'))
+        }
+    }
+}
+
+/// How a NEP-141 token's amounts are written: its `ft_metadata` symbol and decimals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFormat {
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+/// `units` of `asset` for people: NEAR with its 24 decimals, a token with its metadata's
+/// decimals and symbol. A token whose metadata could not be read shows its smallest units and
+/// its account (`12 units of usdc.test.near`): exact, since nothing says how to round it.
+pub fn asset_amount(asset: &Asset, units: u128, token: Option<&TokenFormat>) -> String {
+    match (asset, token) {
+        (Asset::Near, _) => chain_client::format_near(units),
+        (Asset::Ft { .. }, Some(t)) => chain_client::format_amount(units, t.decimals, &t.symbol),
+        (Asset::Ft { token }, None) => format!("{units} units of {token}"),
     }
 }
 
@@ -89,16 +126,10 @@ impl FromStr for Near {
 }
 
 impl fmt::Display for Near {
-    /// `1.5 NEAR`, `0 NEAR`, `0.000000000000000000000001 NEAR`: exact, trailing zeros dropped.
+    /// For people: `1.5 NEAR`, `0.000275 NEAR`, `<0.000001 NEAR` ([`chain_client::format_near`]);
+    /// [`Near::exact`] for the exact value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let whole = self.0 / YOCTO_PER_NEAR;
-        let frac = self.0 % YOCTO_PER_NEAR;
-        if frac == 0 {
-            write!(f, "{whole} NEAR")
-        } else {
-            let frac = format!("{frac:0>NEAR_DECIMALS$}");
-            write!(f, "{whole}.{} NEAR", frac.trim_end_matches('0'))
-        }
+        f.write_str(&chain_client::format_near(self.0))
     }
 }
 
@@ -171,14 +202,46 @@ mod tests {
     }
 
     #[test]
-    fn near_displays_exactly() {
-        assert_eq!(Near(0).to_string(), "0 NEAR");
-        assert_eq!(Near(YOCTO_PER_NEAR / 2 * 3).to_string(), "1.5 NEAR");
-        assert_eq!(Near(1).to_string(), "0.000000000000000000000001 NEAR");
+    fn near_exact_text_parses_back() {
+        assert_eq!(Near(0).exact(), "0 NEAR");
+        assert_eq!(Near(YOCTO_PER_NEAR / 2 * 3).exact(), "1.5 NEAR");
+        assert_eq!(Near(1).exact(), "0.000000000000000000000001 NEAR");
         for text in ["3", "0.125", "12.000000000000000000000007"] {
             let n: Near = text.parse().unwrap();
-            assert_eq!(n.to_string().parse::<Near>().unwrap(), n);
+            assert_eq!(n.exact().parse::<Near>().unwrap(), n);
         }
+    }
+
+    #[test]
+    fn near_displays_for_people() {
+        assert_eq!(Near(0).to_string(), "0 NEAR");
+        assert_eq!(Near(1).to_string(), "<0.000001 NEAR");
+        assert_eq!(
+            Near(274_999_999_999_999_999_999).to_string(),
+            "0.000275 NEAR"
+        );
+        assert_eq!(
+            Near(11_000_000_000_000_000_000_000).to_string(),
+            "0.011 NEAR"
+        );
+        assert_eq!(Near(YOCTO_PER_NEAR / 2 * 3).to_string(), "1.5 NEAR");
+    }
+
+    #[test]
+    fn asset_amounts_use_the_token_metadata() {
+        let usdc = TokenFormat {
+            symbol: "USDC".into(),
+            decimals: 6,
+        };
+        let ft = Asset::Ft {
+            token: "usdc.test.near".parse().unwrap(),
+        };
+        assert_eq!(asset_amount(&ft, 1_500_000, Some(&usdc)), "1.5 USDC");
+        assert_eq!(asset_amount(&ft, 12, None), "12 units of usdc.test.near");
+        assert_eq!(
+            asset_amount(&Asset::Near, YOCTO_PER_NEAR / 1000 * 11, Some(&usdc)),
+            "0.011 NEAR"
+        );
     }
 
     #[test]

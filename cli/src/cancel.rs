@@ -19,7 +19,7 @@ use near_sdk::json_types::U128;
 use serde::Serialize;
 
 use crate::Error;
-use crate::amount::Near;
+use crate::amount::{Near, TokenFormat, asset_amount};
 use crate::chain::Chain;
 use crate::jobs::chain_now_ns;
 use crate::output::Report;
@@ -102,14 +102,14 @@ pub struct Cancelled {
     /// Stake slashed from the node to the user (missed deadlines), yoctoNEAR.
     pub slashed: Option<U128>,
     pub tx_hash: String,
+    /// The token's symbol and decimals for the text output (not in the JSON).
+    #[serde(skip)]
+    pub token_format: Option<TokenFormat>,
 }
 
 impl Report for Cancelled {
     fn human(&self) -> String {
-        let amount = |v: u128| match &self.asset {
-            Asset::Near => Near(v).to_string(),
-            Asset::Ft { token } => format!("{v} units of {token}"),
-        };
+        let amount = |v: u128| asset_amount(&self.asset, v, self.token_format.as_ref());
         let why = match self.reason {
             CancelReason::ByUser => "by its user",
             CancelReason::Unclaimed => "unclaimed",
@@ -168,6 +168,7 @@ pub async fn cancel(chain: &Chain, job_id: JobId) -> Result<Cancelled, Error> {
         .await?;
     let (reason, refund, slashed) =
         cancelled_event(&outcome.logs, job_id).unwrap_or((plan.reason, job.price_cap, None));
+    let token_format = chain.token_format(&job.asset).await;
     Ok(Cancelled {
         job_id,
         reason,
@@ -176,6 +177,7 @@ pub async fn cancel(chain: &Chain, job_id: JobId) -> Result<Cancelled, Error> {
         refund,
         slashed,
         tx_hash: outcome.tx_hash.to_string(),
+        token_format,
     })
 }
 
@@ -260,6 +262,7 @@ mod tests {
             refund: U128(10u128.pow(24)),
             slashed: Some(U128(10u128.pow(24))),
             tx_hash: "abc".into(),
+            token_format: None,
         };
         let text = c.human();
         assert!(

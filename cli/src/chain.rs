@@ -7,10 +7,12 @@ use chain_client::contracts::{
     MarketplaceClient, ModelFactoryClient, ModelTokenClient, RegistryClient,
 };
 use chain_client::{Account, ChainClient, ChainError, FunctionCall, NearToken, TxOutcome};
+use enclave_cloud_common::Asset;
 use near_sdk::AccountId;
 use near_sdk::json_types::U128;
 
 use crate::Error;
+use crate::amount::TokenFormat;
 use crate::config::Settings;
 
 /// Gas for `ft_transfer_call` to a NEP-141 token (not one of our contracts): the token's own
@@ -68,6 +70,20 @@ impl Chain {
     /// A model's token contract (the `token` of its factory listing).
     pub fn model_token(&self, token: &AccountId) -> ModelTokenClient<'_> {
         ModelTokenClient::new(&self.client, token.clone())
+    }
+
+    /// How amounts of `asset` are written: a NEP-141 token's `ft_metadata` symbol and
+    /// decimals (`None` for NEAR, or when the token does not answer: the text then shows its
+    /// smallest units; the command does not fail over its display).
+    pub async fn token_format(&self, asset: &Asset) -> Option<TokenFormat> {
+        let Asset::Ft { token } = asset else {
+            return None;
+        };
+        let m = self.model_token(token).ft_metadata().await.ok()?;
+        Some(TokenFormat {
+            symbol: m.symbol,
+            decimals: m.decimals,
+        })
     }
 
     /// The signer: `--account-id` with its near-cli credentials for this network.

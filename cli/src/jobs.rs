@@ -27,7 +27,7 @@ use protocol::receipt::verify_receipt;
 use serde::Serialize;
 
 use crate::Error;
-use crate::amount::Near;
+use crate::amount::{TokenFormat, asset_amount};
 use crate::chain::Chain;
 use crate::indexer::{Indexer, NodeQuery};
 use crate::nodes::{self, NodeInfo};
@@ -178,14 +178,14 @@ pub struct Submitted {
     pub user_key: String,
     pub key_file: PathBuf,
     pub tx_hash: String,
+    /// The token's symbol and decimals for the text output (not in the JSON).
+    #[serde(skip)]
+    pub token_format: Option<TokenFormat>,
 }
 
 impl Report for Submitted {
     fn human(&self) -> String {
-        let cap = match &self.asset {
-            Asset::Near => Near(self.price_cap.0).to_string(),
-            Asset::Ft { token } => format!("{} units of {token}", self.price_cap.0),
-        };
+        let cap = asset_amount(&self.asset, self.price_cap.0, self.token_format.as_ref());
         format!(
             "job {} submitted to node {} (model {})\n  price cap  {cap}\n  input      {} bytes sealed to the node's attested key\n  your key   {} ({})\n  tx         {}\n",
             self.job_id,
@@ -341,6 +341,7 @@ pub async fn submit(
             )
         }
     };
+    let token_format = chain.token_format(&asset).await;
     Ok(Submitted {
         job_id,
         node_id: node.node_id,
@@ -354,6 +355,7 @@ pub async fn submit(
         user_key: user.public_hex(),
         key_file: user.path,
         tx_hash,
+        token_format,
     })
 }
 
@@ -407,9 +409,22 @@ pub struct JobStatusReport {
     pub settlement: Option<serde_json::Value>,
     pub cancel_reason: Option<String>,
     pub refund: Option<String>,
+    /// A token job's symbol and decimals for the text output (not in the JSON).
+    #[serde(skip)]
+    pub token_format: Option<TokenFormat>,
 }
 
 impl JobStatusReport {
+    /// The job's asset from its `near` / `ft:<token>` name.
+    pub fn asset(&self) -> Option<Asset> {
+        match self.asset.as_deref()? {
+            "near" => Some(Asset::Near),
+            other => Some(Asset::Ft {
+                token: other.strip_prefix("ft:")?.parse().ok()?,
+            }),
+        }
+    }
+
     /// From the indexer's record of job `id`.
     fn from_indexer(id: JobId, j: &JobDetail) -> Self {
         let j = &j.job;
@@ -430,6 +445,7 @@ impl JobStatusReport {
                 .and_then(|s| serde_json::to_value(s).ok()),
             cancel_reason: j.cancel_reason.clone(),
             refund: j.refund.clone(),
+            token_format: None,
         }
     }
 
@@ -459,6 +475,7 @@ impl JobStatusReport {
                 settlement: None,
                 cancel_reason: None,
                 refund: None,
+                token_format: None,
             },
             JobView::Settled(r) => Self {
                 source: "marketplace",
@@ -474,6 +491,7 @@ impl JobStatusReport {
                 settlement: serde_json::to_value(&r.settlement).ok(),
                 cancel_reason: None,
                 refund: Some(r.settlement.refund.0.to_string()),
+                token_format: None,
             },
         }
     }
@@ -482,9 +500,9 @@ impl JobStatusReport {
 impl Report for JobStatusReport {
     fn human(&self) -> String {
         let mut out = format!("job {}: {}\n", self.job_id, self.status);
-        let near_asset = self.asset.as_deref() == Some("near");
-        let amount = |v: &str| match (near_asset, v.parse::<u128>()) {
-            (true, Ok(y)) => Near(y).to_string(),
+        let asset = self.asset();
+        let amount = |v: &str| match (&asset, v.parse::<u128>()) {
+            (Some(a), Ok(units)) => asset_amount(a, units, self.token_format.as_ref()),
             _ => v.to_owned(),
         };
         let mut row = |k: &str, v: Option<String>| {
@@ -527,12 +545,20 @@ impl Report for JobStatusReport {
     }
 }
 
+/// The report with its token's symbol and decimals (token jobs).
+async fn with_token_format(chain: &Chain, mut report: JobStatusReport) -> JobStatusReport {
+    if let Some(asset) = report.asset() {
+        report.token_format = chain.token_format(&asset).await;
+    }
+    report
+}
+
 /// `ecloud job status`: the indexer, or the marketplace view when the indexer is down or has
 /// not seen the job yet.
 pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobStatusReport, Error> {
     let indexed = indexer.job(id).await;
     if let Ok(Some(job)) = &indexed {
-        return Ok(JobStatusReport::from_indexer(id, job));
+        return Ok(with_token_format(chain, JobStatusReport::from_indexer(id, job)).await);
     }
     let marketplace = chain.marketplace();
     let market = marketplace.id();
@@ -549,7 +575,7 @@ pub async fn status(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobSt
         }
     };
     match view {
-        Some(v) => Ok(JobStatusReport::from_marketplace(id, &v)),
+        Some(v) => Ok(with_token_format(chain, JobStatusReport::from_marketplace(id, &v)).await),
         // The marketplace keeps open, claimed and settled jobs; a cancelled job is gone from it
         // and only the indexer remembers it.
         None => Err(Error::NotFound(format!(

@@ -17,7 +17,7 @@ use near_sdk::json_types::{U64, U128};
 use serde::Serialize;
 
 use crate::Error;
-use crate::amount::Near;
+use crate::amount::{Near, TokenFormat, asset_amount};
 use crate::chain::Chain;
 use crate::output::Report;
 
@@ -189,8 +189,8 @@ pub async fn create(
     if deposit < least {
         return Err(Error::BadInput(format!(
             "--deposit {} is less than the {} the factory needs for this model",
-            Near(deposit),
-            Near(least)
+            Near(deposit).exact(),
+            Near(least).exact()
         )));
     }
     let (created, outcome) = factory
@@ -257,19 +257,10 @@ impl Report for Contributed {
     }
 }
 
-/// `amount` smallest units with `decimals`, as a decimal number.
+/// `amount` smallest units with `decimals`, as a decimal number for people (rounded like every
+/// amount: [`chain_client::amount`]).
 pub fn units_text(amount: u128, decimals: u8) -> String {
-    if decimals == 0 {
-        return amount.to_string();
-    }
-    let s = format!("{amount:0>width$}", width = usize::from(decimals) + 1);
-    let (whole, frac) = s.split_at(s.len() - usize::from(decimals));
-    let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
-        whole.to_owned()
-    } else {
-        format!("{whole}.{frac}")
-    }
+    chain_client::amount::format_number(amount, decimals)
 }
 
 /// `ecloud model contribute`.
@@ -353,14 +344,14 @@ pub struct Claimed {
     /// What was claimable and paid out (zero: nothing was sent).
     pub amount: U128,
     pub tx_hash: Option<String>,
+    /// The token's symbol and decimals for the text output (not in the JSON).
+    #[serde(skip)]
+    pub token_format: Option<TokenFormat>,
 }
 
 impl Report for Claimed {
     fn human(&self) -> String {
-        let amount = match &self.asset {
-            Asset::Near => Near(self.amount.0).to_string(),
-            Asset::Ft { token } => format!("{} units of {token}", self.amount.0),
-        };
+        let amount = asset_amount(&self.asset, self.amount.0, self.token_format.as_ref());
         match &self.tx_hash {
             None => {
                 let asset = match &self.asset {
@@ -389,6 +380,7 @@ pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claim
             asset,
             amount: U128(0),
             tx_hash: None,
+            token_format: None,
         });
     }
     let (_, outcome) = token
@@ -401,11 +393,13 @@ pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claim
             outcome.tx_hash
         )));
     }
+    let token_format = chain.token_format(&asset).await;
     Ok(Claimed {
         model_id: model.clone(),
         asset,
         amount: claimable,
         tx_hash: Some(outcome.tx_hash.to_string()),
+        token_format,
     })
 }
 
@@ -429,6 +423,10 @@ pub struct ModelReport {
     /// With `--account-id`: its balance and what it can claim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<Holder>,
+    /// Symbols and decimals of the payment tokens in its pools, for the text output (not in
+    /// the JSON).
+    #[serde(skip)]
+    pub token_formats: Vec<(Asset, TokenFormat)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -459,6 +457,20 @@ pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> 
             })
         }
     };
+    let mut token_formats = Vec::new();
+    let assets = revenue_pools.iter().map(|p| &p.asset).chain(
+        holder
+            .iter()
+            .flat_map(|h| h.claimable.iter().map(|c| &c.asset)),
+    );
+    for asset in assets {
+        if token_formats.iter().any(|(a, _)| a == asset) {
+            continue;
+        }
+        if let Some(f) = chain.token_format(asset).await {
+            token_formats.push((asset.clone(), f));
+        }
+    }
     Ok(ModelReport {
         model_id: m.model_id,
         token: m.token,
@@ -474,14 +486,8 @@ pub async fn show(chain: &Chain, model: &ModelId) -> Result<ModelReport, Error> 
         crowdfund,
         revenue_pools,
         holder,
+        token_formats,
     })
-}
-
-fn asset_text(asset: &Asset, amount: U128) -> String {
-    match asset {
-        Asset::Ft { token } => format!("{} units of {token}", amount.0),
-        Asset::Near => Near(amount.0).to_string(),
-    }
 }
 
 /// `active`, `succeeded` or `failed`, as the contract writes it.
@@ -495,6 +501,13 @@ fn status_text(status: CrowdfundStatus) -> &'static str {
 
 impl Report for ModelReport {
     fn human(&self) -> String {
+        let asset_text = |asset: &Asset, amount: U128| {
+            let format = self
+                .token_formats
+                .iter()
+                .find_map(|(a, f)| (a == asset).then_some(f));
+            asset_amount(asset, amount.0, format)
+        };
         let mut out = format!(
             "model {} ({} {}): token {}\n  owner        {}\n  supply       {}\n",
             self.model_id,
@@ -512,11 +525,12 @@ impl Report for ModelReport {
         }
         if let Some(c) = &self.crowdfund {
             out.push_str(&format!(
-                "  crowdfund    {}: raised {} of {} (token price {})\n",
+                "  crowdfund    {}: raised {} of {} (token price {} per {})\n",
                 status_text(c.status),
                 Near(c.raised.0),
                 Near(c.config.goal.0),
-                Near(c.config.token_price.0)
+                Near(c.config.token_price.0),
+                self.symbol
             ));
         }
         for p in &self.revenue_pools {
@@ -612,5 +626,7 @@ mod tests {
         assert_eq!(units_text(5, 3), "0.005");
         assert_eq!(units_text(2_000, 3), "2");
         assert_eq!(units_text(12, 0), "12");
+        assert_eq!(units_text(1, 18), "<0.000001");
+        assert_eq!(units_text(1_000_000 * 10u128.pow(18), 18), "1000000");
     }
 }

@@ -10,6 +10,7 @@ use crate::Error;
 use crate::amount::Near;
 use crate::indexer::{Indexer, NodeQuery};
 use crate::output::Report;
+use chain_client::amount::NEAR_DECIMALS;
 
 /// One attested GPU (what the listing shows of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -283,12 +284,8 @@ pub fn table(nodes: &[NodeInfo], model: Option<&ModelId>) -> String {
                 format!(
                     "{} {}/{}",
                     p.model_id,
-                    Near(p.input_per_million.0)
-                        .to_string()
-                        .trim_end_matches(" NEAR"),
-                    Near(p.output_per_million.0)
-                        .to_string()
-                        .trim_end_matches(" NEAR"),
+                    chain_client::amount::format_number(p.input_per_million.0, NEAR_DECIMALS),
+                    chain_client::amount::format_number(p.output_per_million.0, NEAR_DECIMALS),
                 )
             })
             .collect::<Vec<_>>()
@@ -468,10 +465,13 @@ pub(crate) mod tests {
     #[test]
     fn table_lists_prices_in_near() {
         let t = table(&[node(1, "active")], None);
-        assert!(
-            t.contains("minilm 0.000000000000000000001/0.000000000000000000002"),
-            "{t}"
-        );
+        // 1000 and 2000 yoctoNEAR per million tokens: below the smallest decimal shown.
+        assert!(t.contains("minilm <0.000001/<0.000001"), "{t}");
+        let mut n = node(1, "active");
+        n.prices[0].input_per_million = U128(275 * 10u128.pow(18) - 1);
+        n.prices[0].output_per_million = U128(15 * 10u128.pow(23));
+        let t = table(&[n], None);
+        assert!(t.contains("minilm 0.000275/1.5"), "{t}");
         assert!(t.contains("H100"));
         assert_eq!(table(&[], None), "no nodes match\n");
     }

@@ -28,7 +28,25 @@ use serde_json::{Value, json};
 const DEV_CA: [u8; 32] = [0x5a; 32];
 const MODEL: &str = "minilm";
 
+/// Runs `ecloud`; a text (not `--json`) answer must show amounts for people: no raw
+/// yoctoNEAR (a number of 19 to 39 digits, the most a u128 has; hashes are longer) and no
+/// "yocto".
 fn ecloud(env: &Env, args: &[&str]) -> Output {
+    let o = run_ecloud(env, args);
+    if !args.contains(&"--json") {
+        let out = String::from_utf8_lossy(&o.stdout);
+        let raw = out
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .find(|w| (19..=39).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_digit()));
+        assert!(
+            raw.is_none() && !out.to_lowercase().contains("yocto"),
+            "ecloud {args:?}: a raw amount ({raw:?}) in the text output:\n{out}"
+        );
+    }
+    o
+}
+
+fn run_ecloud(env: &Env, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ecloud"))
         .args(["--network", "localnet", "--rpc-url", &env.rpc_url])
         .args(["--indexer-url", &env.dead_indexer])
@@ -586,6 +604,13 @@ async fn models_and_jobs_on_localnet() {
     assert_eq!(paid_status["status"], "open");
     assert_eq!(paid_status["asset"], format!("ft:{}", usdt.account_id()));
     assert_eq!(paid_status["price_cap"], "5000000");
+    // The text shows the token's amount with its metadata's decimals and symbol.
+    let text = ecloud(
+        &env,
+        &["job", "status", paid["job_id"].as_str().expect("id")],
+    );
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(out.contains("price cap   5 USDT"), "{out}");
     let left: String = client
         .view(
             usdt.account_id(),

@@ -50,7 +50,7 @@ pub async fn create_accounts(
     for (account, path) in &planned {
         progress(&format!(
             "create {account} with {}",
-            balance.exact_amount_display()
+            chain_client::format_near(balance.as_yoctonear())
         ));
         let key = chain_client::SecretKey::from_random(chain_client::KeyType::ED25519);
         // The file first: a key that reaches the chain must already be saved; it is removed

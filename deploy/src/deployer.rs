@@ -49,7 +49,11 @@ pub enum DeployError {
     Wasm { path: PathBuf, reason: String },
     #[error("{0} already exists: choose another --prefix, or delete it first")]
     AccountExists(AccountId),
-    #[error("{account} holds {available}, the deployment needs about {needed}")]
+    #[error(
+        "{account} holds {}, the deployment needs about {}",
+        chain_client::format_near(.available.as_yoctonear()),
+        chain_client::format_near(.needed.as_yoctonear())
+    )]
     InsufficientBalance {
         account: AccountId,
         available: NearToken,
@@ -281,7 +285,7 @@ pub async fn deploy(
         } = contract.plan;
         progress(&format!(
             "{role}: create {account} with {}, deploy {} KB, call {}",
-            contract.balance.exact_amount_display(),
+            chain_client::format_near(contract.balance.as_yoctonear()),
             contract.code.len() / 1024,
             init.name
         ));
@@ -312,7 +316,7 @@ pub async fn deploy(
     progress(&format!(
         "model factory: publish the model-token code as a global contract ({} KB, burns {})",
         model_code.len() / 1024,
-        publish_cost.exact_amount_display()
+        chain_client::format_near(publish_cost.as_yoctonear())
     ));
     // Raw input, not JSON: the code itself.
     let result = signer

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use chain_client::contracts::{MarketplaceClient, RegistryClient};
+use chain_client::contracts::{MarketplaceClient, ModelTokenClient, RegistryClient};
 use chain_client::near_crypto::{ED25519PublicKey, PublicKey, Signature};
 use chain_client::{Account, AccountId, ChainClient, ChainError, TxSigner};
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -18,7 +18,7 @@ use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{Job, JobView, Request};
 use enclave_cloud_common::interfaces::registry::NodeUpdate;
-use enclave_cloud_common::{JobId, NodeId, OutputRef, RequestId, Usage};
+use enclave_cloud_common::{Asset, JobId, NodeId, OutputRef, RequestId, Usage};
 
 use crate::keys::EnclaveKeys;
 
@@ -110,6 +110,24 @@ impl NodeChain {
             .heartbeat(node_id)?
             .send(&self.enclave)
             .await
+    }
+
+    /// `units` of `asset` for the logs: NEAR with its decimals (`0.000275 NEAR`), a token with
+    /// its `ft_metadata` decimals and symbol (its smallest units and account when the token
+    /// does not answer).
+    pub async fn amount_text(&self, asset: &Asset, units: u128) -> String {
+        match asset {
+            Asset::Near => chain_client::format_near(units),
+            Asset::Ft { token } => {
+                match ModelTokenClient::new(&self.client, token.clone())
+                    .ft_metadata()
+                    .await
+                {
+                    Ok(m) => chain_client::format_amount(units, m.decimals, &m.symbol),
+                    Err(_) => format!("{units} units of {token}"),
+                }
+            }
+        }
     }
 
     /// The chain's clock: the timestamp of the block a view runs in (the registry's `now_ns`).

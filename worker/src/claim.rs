@@ -54,15 +54,33 @@ pub struct JobTerms<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Decline {
     #[error(
-        "the cap {cap} does not cover the least this job costs ({cost}, {tokens} tokens at this node's price)"
+        "the cap {} does not cover the least this job costs ({}, {tokens} tokens at this node's price)",
+        amount_text(*.cap, *.token_job),
+        amount_text(*.cost, *.token_job)
     )]
-    Underpaid { cap: u128, cost: u128, tokens: u64 },
+    Underpaid {
+        cap: u128,
+        cost: u128,
+        tokens: u64,
+        /// Amounts in a token's smallest units (else yoctoNEAR).
+        token_job: bool,
+    },
     #[error("only {left_secs} s left before the deadline, the margin is {margin_secs} s")]
     TooLate { left_secs: u64, margin_secs: u64 },
     #[error("its claim window closed")]
     ClaimWindowClosed,
     #[error("this node has no price for the job's model")]
     NoPrice,
+}
+
+/// A NEAR amount for people (`0.000275 NEAR`); a token job's amount in the token's smallest
+/// units (the worker does not read the token's decimals to decline a job).
+fn amount_text(units: u128, token_job: bool) -> String {
+    if token_job {
+        format!("{units} smallest units of the job's token")
+    } else {
+        chain_client::format_near(units)
+    }
 }
 
 impl ClaimPolicy {
@@ -98,6 +116,7 @@ impl ClaimPolicy {
                 cap: offer.price_cap,
                 cost: cost.unwrap_or(u128::MAX),
                 tokens: input.saturating_add(output),
+                token_job: offer.units_per_near.is_some(),
             });
         }
         Ok(())
@@ -250,8 +269,16 @@ mod tests {
         let now = 100 * SEC;
         assert!(matches!(
             policy.check(&offer(1, &request), Some(&p), now),
-            Err(Decline::Underpaid { cap: 1, cost, tokens: 27 }) if cost == 27 * NEAR / 1_000_000
+            Err(Decline::Underpaid { cap: 1, cost, tokens: 27, token_job: false }) if cost == 27 * NEAR / 1_000_000
         ));
+        let why = policy
+            .check(&offer(1, &request), Some(&p), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            why.contains("the cap <0.000001 NEAR does not cover the least this job costs (0.000027 NEAR, 27 tokens"),
+            "{why}"
+        );
         let enough = 27 * NEAR / 1_000_000;
         assert_eq!(
             policy.check(&offer(enough, &request), Some(&p), now),

@@ -557,7 +557,12 @@ async fn attempt_job(ctx: &Ctx, job: &Job, task: &JobTask) -> Result<(), Attempt
     {
         Ok(settlement) => {
             ctx.metrics.jobs_settled.inc();
-            tracing::info!(job_id = %job.job_id, cost = %settlement.cost.0, provider = %settlement.provider.0, "result settled");
+            let cost = ctx.chain.amount_text(&job.asset, settlement.cost.0).await;
+            let provider = ctx
+                .chain
+                .amount_text(&job.asset, settlement.provider.0)
+                .await;
+            tracing::info!(job_id = %job.job_id, %cost, %provider, "result settled");
             finish(ctx, task.subject);
             Ok(())
         }

@@ -143,7 +143,11 @@ async fn top_up_stake(
         return Ok(NearToken::ZERO);
     }
     let total = registry.deposit_stake(needed)?.send(operator).await?;
-    tracing::info!(deposit = %needed, %total, "stake deposited");
+    tracing::info!(
+        deposit = %chain_client::format_near(needed.as_yoctonear()),
+        total = %chain_client::format_near(total.as_yoctonear()),
+        "stake deposited"
+    );
     Ok(needed)
 }
 
@@ -163,7 +167,10 @@ async fn top_up_market_storage(
         .storage_deposit(Some(operator.account_id().clone()), missing)?
         .send(operator)
         .await?;
-    tracing::info!(deposit = %missing, "marketplace storage balance topped up");
+    tracing::info!(
+        deposit = %chain_client::format_near(missing.as_yoctonear()),
+        "marketplace storage balance topped up"
+    );
     Ok(missing)
 }
 
