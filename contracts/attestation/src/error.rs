@@ -92,6 +92,10 @@ pub enum GpuError {
     /// Unsupported key or signature algorithm (NVIDIA uses ECDSA P-384 / SHA-384).
     #[error("GPU certificate {index}: unsupported algorithm ({what})")]
     Algorithm { index: usize, what: &'static str },
+    /// The evidence is of a device that is not a confidential-computing GPU (an NVSwitch, a
+    /// consumer chip).
+    #[error("NVIDIA device {model} is not a GPU (only Hopper and Blackwell GPUs count)")]
+    NotAGpu { model: String },
     /// No `nvidia-gpu-evidence` event in RTMR3 carries this GPU's evidence digest.
     #[error("GPU evidence {digest} is not measured in RTMR3")]
     NotMeasured { digest: String },
@@ -139,6 +143,7 @@ impl GpuError {
             Self::Algorithm { .. } => "gpu_algorithm",
             Self::UntrustedRoot => "gpu_untrusted_root",
             Self::NotMeasured { .. } => "gpu_not_measured",
+            Self::NotAGpu { .. } => "gpu_not_a_gpu",
         }
     }
 }

@@ -311,7 +311,7 @@ fn registry_gpu(
     let nonce = hex32(&g.nonce, "GPU nonce").map_err(RegistryError::Gpu)?;
     check_nonce_fresh(state, &nonce, &mut seen.nonces)?;
     let allowed = &state.policy.gpu.allowed_models;
-    if !allowed.is_empty() && !allowed.contains(&g.model) {
+    if !allowed.contains(&g.model) {
         return Err(RegistryError::GpuModelNotAllowed(g.model.clone()));
     }
     let device_id = Hash32(hex32(&g.device_id, "GPU device id").map_err(RegistryError::Gpu)?);

@@ -42,6 +42,30 @@ pub struct GpuVerdict {
     pub measured_in_rtmr3: bool,
 }
 
+/// What kind of NVIDIA device an evidence's leaf certificate names (its chip, the first word
+/// of the leaf's common name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceClass {
+    /// A confidential-computing data-center GPU: Hopper (`GH1..`, H100/H200) or Blackwell
+    /// (`GB1..`, B100/B200).
+    Gpu,
+    /// An NVSwitch (`LS10`): the same certificate chain and report format, but no GPU.
+    Switch,
+    /// Anything else (consumer chips, future parts): never counted as a GPU.
+    Unknown,
+}
+
+/// The class of chip `model` (e.g. "GH100").
+pub fn device_class(model: &str) -> DeviceClass {
+    if model.starts_with("GH1") || model.starts_with("GB1") {
+        DeviceClass::Gpu
+    } else if model.starts_with("LS") {
+        DeviceClass::Switch
+    } else {
+        DeviceClass::Unknown
+    }
+}
+
 /// Name of the dstack runtime event a worker emits after verifying a GPU inside the attested VM;
 /// its payload is [`gpu_evidence_digest`] of that GPU's evidence.
 pub const GPU_EVIDENCE_EVENT: &str = "nvidia-gpu-evidence";
@@ -72,7 +96,7 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
         leaf_hash: chain.leaf_hash,
         model: chain.model,
     };
-    Ok(gpu_verdict(&report, leaf, &chain.verified_intermediates))
+    gpu_verdict(&report, leaf, &chain.verified_intermediates)
 }
 
 /// The cheaper binding, for registries whose policy allows it: a GPU whose evidence the
@@ -94,7 +118,7 @@ pub fn verify_measured_gpu(
     }
     let report = parse_with_nonce(ev)?;
     let leaf = leaf_identity(&ev.certificate_chain)?;
-    let mut v = gpu_verdict(&report, leaf, &[]);
+    let mut v = gpu_verdict(&report, leaf, &[])?;
     v.measured_in_rtmr3 = true;
     Ok(v)
 }
@@ -110,8 +134,17 @@ fn parse_with_nonce(ev: &GpuEvidence) -> Result<SpdmReport<'_>, GpuError> {
     Ok(report)
 }
 
-fn gpu_verdict(report: &SpdmReport<'_>, leaf: LeafIdentity, verified: &[[u8; 32]]) -> GpuVerdict {
-    GpuVerdict {
+/// The verdict of a GPU's verified report; evidence of anything but a GPU (an NVSwitch) is
+/// refused, on every path.
+fn gpu_verdict(
+    report: &SpdmReport<'_>,
+    leaf: LeafIdentity,
+    verified: &[[u8; 32]],
+) -> Result<GpuVerdict, GpuError> {
+    if device_class(&leaf.model) != DeviceClass::Gpu {
+        return Err(GpuError::NotAGpu { model: leaf.model });
+    }
+    Ok(GpuVerdict {
         model: leaf.model,
         device_id: to_hex(&leaf.leaf_hash),
         nonce: to_hex(&report.nonce),
@@ -123,7 +156,7 @@ fn gpu_verdict(report: &SpdmReport<'_>, leaf: LeafIdentity, verified: &[[u8; 32]
         measurements: report.measurements.iter().map(|m| to_hex(m)).collect(),
         verified_intermediates: verified.iter().map(|h| to_hex(h)).collect(),
         measured_in_rtmr3: false,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -199,5 +232,64 @@ mod tests {
         wrong_nonce.nonce[0] ^= 1;
         let err = verify_measured_gpu(&summary.events, &wrong_nonce).unwrap_err();
         assert_eq!(err.code(), "gpu_nonce");
+    }
+
+    #[test]
+    fn device_classes() {
+        assert_eq!(device_class("GH100"), DeviceClass::Gpu);
+        assert_eq!(device_class("GB100"), DeviceClass::Gpu);
+        assert_eq!(device_class("LS10"), DeviceClass::Switch);
+        assert_eq!(device_class("AD102"), DeviceClass::Unknown);
+        assert_eq!(device_class(""), DeviceClass::Unknown);
+    }
+
+    /// Issue 16: NVSwitch evidence (LS10) chains to the same NVIDIA Device Identity CA and has
+    /// the same report format; it was accepted as a GPU of model "LS_10". Here the H100's leaf
+    /// is renamed to a switch (its subject only: the chain's linkage still holds) and presented
+    /// through the measured path, which checks the chain's shape but not its signatures.
+    #[test]
+    fn switch_evidence_is_never_a_gpu() {
+        let mut gpu = hopper();
+        let digest = gpu_evidence_digest(&gpu);
+        let event = EventLogEntry {
+            imr: 3,
+            event_type: DSTACK_RUNTIME_EVENT_TYPE,
+            digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, GPU_EVIDENCE_EVENT, &digest)
+                .to_vec(),
+            event: GPU_EVIDENCE_EVENT.into(),
+            event_payload: digest.to_vec(),
+        };
+        let log = std::slice::from_ref(&event);
+        let rtmr3 = crate::replay_rtmr3(log).expect("replay");
+        let summary =
+            crate::dstack::verify_event_log(log, &rtmr3, None, false, &RustCrypto).expect("log");
+        assert_eq!(
+            verify_measured_gpu(&summary.events, &gpu).map(|v| v.model),
+            Ok("GH100".to_owned())
+        );
+
+        let pems = pem::parse_many(gpu.certificate_chain.as_bytes()).expect("pem");
+        let mut leaf = pems[0].contents().to_vec();
+        // The subject comes after the issuer in the certificate: rename the last common name
+        // (OID 2.5.4.3, a UTF8String of length n) that starts with "GH100".
+        let at = leaf
+            .windows(12)
+            .rposition(|w| {
+                w[..5] == [0x06, 0x03, 0x55, 0x04, 0x03] && w[5] == 0x0c && &w[7..] == b"GH100"
+            })
+            .expect("the leaf names its chip")
+            + 7;
+        leaf[at..at + 5].copy_from_slice(b"LS10 ");
+        let mut chain = pem::encode(&pem::Pem::new("CERTIFICATE", leaf));
+        for p in &pems[1..] {
+            chain.push_str(&pem::encode(p));
+        }
+        gpu.certificate_chain = chain;
+        assert_eq!(
+            verify_measured_gpu(&summary.events, &gpu).map(|v| v.model),
+            Err(GpuError::NotAGpu {
+                model: "LS10".to_owned()
+            })
+        );
     }
 }

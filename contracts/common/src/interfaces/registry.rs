@@ -43,12 +43,19 @@ pub struct GpuPolicy {
     pub min_gpus: u32,
     /// Upper bound on GPUs per node (keeps a node's record bounded).
     pub max_gpus: u32,
-    /// GPU models accepted as the evidence names them (e.g. "GH100"); empty: any.
+    /// GPU chips accepted as the evidence names them (e.g. "GH100"); empty: none (never
+    /// "any": a new chip is admitted by governance). NVSwitches and other non-GPU devices are
+    /// refused whatever this lists (`attestation::nvidia::device_class`).
     pub allowed_models: Vec<String>,
     /// Accept GPUs of a TDX bundle that the attested VM verified itself and measured into
     /// RTMR3 (`nvidia-gpu-evidence` event): no chain or signature work on chain. Trusts the
     /// allowlisted worker image to verify GPUs correctly.
     pub allow_measured_in_rtmr3: bool,
+}
+
+impl GpuPolicy {
+    /// The chips a new registry accepts: Hopper (H100/H200) and Blackwell (B100/B200).
+    pub const DEFAULT_MODELS: &'static [&'static str] = &["GH100", "GB100"];
 }
 
 #[near(serializers = [borsh, json])]
@@ -112,7 +119,10 @@ impl Default for Policy {
             gpu: GpuPolicy {
                 min_gpus: 0,
                 max_gpus: 8,
-                allowed_models: Vec::new(),
+                allowed_models: GpuPolicy::DEFAULT_MODELS
+                    .iter()
+                    .map(|m| (*m).to_owned())
+                    .collect(),
                 allow_measured_in_rtmr3: false,
             },
             dev_mode: false,

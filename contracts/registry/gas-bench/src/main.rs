@@ -97,7 +97,7 @@ fn tdx_policy() -> Result<Value> {
         "missed_heartbeats": 3,
         "min_stake": "10000000000000000000000000",
         "unbonding_delay_ns": (24 * 3600 * SEC).to_string(),
-        "gpu": { "min_gpus": 0, "max_gpus": 8, "allowed_models": [], "allow_measured_in_rtmr3": false },
+        "gpu": { "min_gpus": 0, "max_gpus": 8, "allowed_models": ["GH100"], "allow_measured_in_rtmr3": false },
         "dev_mode": false,
         "dev_ca_key": null
     }))

@@ -350,6 +350,23 @@ fn gpu_model_policy() {
     assert!(!r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
 }
 
+/// Issue 16: an empty GPU allowlist admitted every model the evidence named; now it admits
+/// none (a registry starts with Hopper and Blackwell).
+#[test]
+fn an_empty_gpu_allowlist_admits_no_gpu() {
+    let mut r = tdx_registry(|p| p.gpu.allowed_models = Vec::new());
+    let id = as_node(&mut r).expect("registers");
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .add_gpu_json(id, hopper_evidence())
+        .expect_err("no model allowed");
+    assert!(matches!(err, RegistryError::GpuModelNotAllowed(_)), "{err}");
+    assert_eq!(
+        crate::Policy::default().gpu.allowed_models,
+        vec!["GH100".to_owned(), "GB100".to_owned()]
+    );
+}
+
 #[test]
 fn bundle_with_gpu_registers_both() {
     let mut r = tdx_registry(|_| {});
