@@ -127,9 +127,9 @@ pub fn verify_registration(
     if bundle.kind == BundleKind::Dev && !dev_enabled(state) {
         return Err(RegistryError::DevModeDisabled);
     }
-    let mut nonces = BTreeSet::new();
+    let mut nonce = None;
     for gpu in &bundle.gpus {
-        check_nonce_fresh(state, &gpu.nonce, &mut nonces)?;
+        check_nonce_fresh(state, &gpu.nonce, &mut nonce)?;
     }
     let cache = Cache(&state.cert_cache);
     // With the cheaper binding allowed, GPUs are checked after the quote, against its events.
@@ -284,20 +284,64 @@ fn hex32(s: &str, what: &str) -> std::result::Result<[u8; 32], String> {
     Ok(out)
 }
 
-/// Nonces and devices already taken by earlier GPUs of the same call.
+/// What earlier GPUs of the same call took: their shared nonce and their devices.
 #[derive(Default)]
 struct Seen {
-    nonces: BTreeSet<[u8; 32]>,
+    nonce: Option<[u8; 32]>,
     devices: BTreeSet<Hash32>,
 }
 
-fn check_nonce_fresh(state: &Registry, nonce: &[u8], seen: &mut BTreeSet<[u8; 32]>) -> Result<()> {
+/// A node's GPUs (NVIDIA's multi-GPU evidence, nvtrust's verifier, our worker) answer one
+/// nonce: every GPU of a call must carry the same one, and no earlier call may have used it.
+fn check_nonce_fresh(state: &Registry, nonce: &[u8], seen: &mut Option<[u8; 32]>) -> Result<()> {
     let nonce = <[u8; 32]>::try_from(nonce)
         .map_err(|_| RegistryError::Gpu(format!("nonce must be 32 bytes, got {}", nonce.len())))?;
-    if state.used_gpu_nonces.contains(&nonce) || !seen.insert(nonce) {
-        return Err(RegistryError::NonceReused(hex::encode(nonce)));
+    match seen {
+        Some(shared) if *shared == nonce => Ok(()),
+        Some(shared) => Err(RegistryError::NonceNotShared {
+            first: hex::encode(*shared),
+            found: hex::encode(nonce),
+        }),
+        None if state.used_gpu_nonces.contains(&nonce) => {
+            Err(RegistryError::NonceReused(hex::encode(nonce)))
+        }
+        None => {
+            *seen = Some(nonce);
+            Ok(())
+        }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod nonce_tests {
+    use super::*;
+
+    /// Issue 16 item 2: a node with 2 or more GPUs presents one nonce for all of them; the
+    /// registry refused the second GPU (`NonceReused`).
+    #[test]
+    fn every_gpu_of_a_call_shares_one_fresh_nonce() {
+        near_sdk::testing_env!(near_sdk::test_utils::VMContextBuilder::new().build());
+        let mut r = Registry::try_new(
+            "owner.near".parse().unwrap_or_else(|_| unreachable!()),
+            false,
+            None,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut seen = None;
+        for _ in 0..8 {
+            assert_eq!(check_nonce_fresh(&r, &[1; 32], &mut seen), Ok(()));
+        }
+        assert!(matches!(
+            check_nonce_fresh(&r, &[2; 32], &mut seen),
+            Err(RegistryError::NonceNotShared { .. })
+        ));
+        r.used_gpu_nonces.insert([1; 32]);
+        assert!(matches!(
+            check_nonce_fresh(&r, &[1; 32], &mut None),
+            Err(RegistryError::NonceReused(_))
+        ));
+    }
 }
 
 /// Registry-side checks of one verified GPU: fresh nonce, allowed model, device not attached to
@@ -309,7 +353,7 @@ fn registry_gpu(
     seen: &mut Seen,
 ) -> Result<VerifiedGpu> {
     let nonce = hex32(&g.nonce, "GPU nonce").map_err(RegistryError::Gpu)?;
-    check_nonce_fresh(state, &nonce, &mut seen.nonces)?;
+    check_nonce_fresh(state, &nonce, &mut seen.nonce)?;
     let allowed = &state.policy.gpu.allowed_models;
     if !allowed.contains(&g.model) {
         return Err(RegistryError::GpuModelNotAllowed(g.model.clone()));
@@ -373,7 +417,7 @@ pub fn verify_gpu_chain_step(
 /// Verifies one more GPU for `node` from its evidence.
 pub fn verify_gpu(state: &Registry, node: NodeId, evidence: &GpuEvidence) -> Result<VerifiedGpu> {
     // A replayed nonce is refused before paying for any signature check.
-    check_nonce_fresh(state, &evidence.nonce, &mut BTreeSet::new())?;
+    check_nonce_fresh(state, &evidence.nonce, &mut None)?;
     let verdict = verify_gpu_evidence(evidence, now_secs(), &Cache(&state.cert_cache))
         .map_err(|e| RegistryError::Gpu(e.to_string()))?;
     registry_gpu(state, &verdict, Some(node), &mut Seen::default())

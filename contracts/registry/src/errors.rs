@@ -102,6 +102,8 @@ pub enum RegistryError {
     ImageDigestMissing,
     #[error("GPU nonce {0} was used before")]
     NonceReused(String),
+    #[error("the GPUs of one attestation share one nonce: {first}, then {found}")]
+    NonceNotShared { first: String, found: String },
     #[error("GPU {device_id} is already attached to node {node}")]
     GpuInUse { device_id: String, node: NodeId },
     #[error("GPU {0} appears twice in the evidence")]
