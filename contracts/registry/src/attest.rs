@@ -312,38 +312,6 @@ fn check_nonce_fresh(state: &Registry, nonce: &[u8], seen: &mut Option<[u8; 32]>
     }
 }
 
-#[cfg(test)]
-mod nonce_tests {
-    use super::*;
-
-    /// Issue 16 item 2: a node with 2 or more GPUs presents one nonce for all of them; the
-    /// registry refused the second GPU (`NonceReused`).
-    #[test]
-    fn every_gpu_of_a_call_shares_one_fresh_nonce() {
-        near_sdk::testing_env!(near_sdk::test_utils::VMContextBuilder::new().build());
-        let mut r = Registry::try_new(
-            "owner.near".parse().unwrap_or_else(|_| unreachable!()),
-            false,
-            None,
-            None,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let mut seen = None;
-        for _ in 0..8 {
-            assert_eq!(check_nonce_fresh(&r, &[1; 32], &mut seen), Ok(()));
-        }
-        assert!(matches!(
-            check_nonce_fresh(&r, &[2; 32], &mut seen),
-            Err(RegistryError::NonceNotShared { .. })
-        ));
-        r.used_gpu_nonces.insert([1; 32]);
-        assert!(matches!(
-            check_nonce_fresh(&r, &[1; 32], &mut None),
-            Err(RegistryError::NonceReused(_))
-        ));
-    }
-}
-
 /// Registry-side checks of one verified GPU: fresh nonce, allowed model, device not attached to
 /// another live node.
 fn registry_gpu(
@@ -421,4 +389,36 @@ pub fn verify_gpu(state: &Registry, node: NodeId, evidence: &GpuEvidence) -> Res
     let verdict = verify_gpu_evidence(evidence, now_secs(), &Cache(&state.cert_cache))
         .map_err(|e| RegistryError::Gpu(e.to_string()))?;
     registry_gpu(state, &verdict, Some(node), &mut Seen::default())
+}
+
+#[cfg(test)]
+mod nonce_tests {
+    use super::*;
+
+    /// Issue 16 item 2: a node with 2 or more GPUs presents one nonce for all of them; the
+    /// registry refused the second GPU (`NonceReused`).
+    #[test]
+    fn every_gpu_of_a_call_shares_one_fresh_nonce() {
+        near_sdk::testing_env!(near_sdk::test_utils::VMContextBuilder::new().build());
+        let mut r = Registry::try_new(
+            "owner.near".parse().unwrap_or_else(|_| unreachable!()),
+            false,
+            None,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut seen = None;
+        for _ in 0..8 {
+            assert_eq!(check_nonce_fresh(&r, &[1; 32], &mut seen), Ok(()));
+        }
+        assert!(matches!(
+            check_nonce_fresh(&r, &[2; 32], &mut seen),
+            Err(RegistryError::NonceNotShared { .. })
+        ));
+        r.used_gpu_nonces.insert([1; 32]);
+        assert!(matches!(
+            check_nonce_fresh(&r, &[1; 32], &mut None),
+            Err(RegistryError::NonceReused(_))
+        ));
+    }
 }
