@@ -335,6 +335,9 @@ fn registry_gpu(
             node: *owner,
         });
     }
+    if crate::governance::revoked_gpus().contains(&device_id) {
+        return Err(RegistryError::GpuRevoked(device_id.to_string()));
+    }
     if !seen.devices.insert(device_id) {
         return Err(RegistryError::DuplicateGpu(device_id.to_string()));
     }

@@ -106,6 +106,8 @@ pub enum RegistryError {
     NonceNotShared { first: String, found: String },
     #[error("GPU {device_id} is already attached to node {node}")]
     GpuInUse { device_id: String, node: NodeId },
+    #[error("GPU {0} was revoked by governance")]
+    GpuRevoked(String),
     #[error("GPU {0} appears twice in the evidence")]
     DuplicateGpu(String),
     #[error("GPU model {0} is not allowed by policy")]

@@ -11,11 +11,13 @@ use near_sdk::{AccountId, PublicKey, near};
 use crate::GovernanceApi;
 use crate::access::require_owner;
 use crate::errors::{RegistryError, Result};
+use crate::events::{emit_status_changes, statuses};
 use crate::policy::{Policy, PolicyCheck};
 use crate::state::Registry;
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::state::RegistryExt;
 use crate::storage_keys::StorageKey;
+use enclave_cloud_common::NodeId;
 use enclave_cloud_common::governance::{self, Change, CodeSource, Governed};
 use enclave_cloud_common::interfaces::registry::RegistrySetting;
 
@@ -148,6 +150,61 @@ fn emit_changes(old: &Policy, new: &Policy) {
     }
 }
 
+/// The GPU devices governance revoked. A collection of its own (not in the root state).
+pub fn revoked_gpus() -> near_sdk::collections::LookupSet<Hash32> {
+    near_sdk::collections::LookupSet::new(StorageKey::RevokedGpus)
+}
+
+impl Registry {
+    pub(crate) fn try_revoke_gpus(&mut self, device_ids: Vec<Hash32>) -> Result<u32> {
+        require_owner(self)?;
+        if device_ids.len() > MAX_FORGET {
+            return Err(RegistryError::InvalidInput {
+                field: "device_ids",
+                reason: format!(
+                    "{} devices, at most {MAX_FORGET} per call",
+                    device_ids.len()
+                ),
+            });
+        }
+        let mut detached = 0;
+        for device in &device_ids {
+            if let Some(node_id) = self.gpu_owner.get(device).copied() {
+                self.detach_gpu(node_id, *device)?;
+                detached += 1;
+            }
+        }
+        // The denylist is governance's record, stored at the registry's cost.
+        let mut revoked = revoked_gpus();
+        for device in &device_ids {
+            revoked.insert(device);
+        }
+        RegistryEvent::PolicyUpdated {
+            field: "gpu.revoked".to_owned(),
+            value: serde_json::to_string(&device_ids).unwrap_or_default(),
+        }
+        .emit();
+        Ok(detached)
+    }
+
+    /// Removes `device` from node `node_id`; the operator gets the freed storage back.
+    fn detach_gpu(&mut self, node_id: NodeId, device: Hash32) -> Result<()> {
+        let operator = self.node(node_id)?.operator.clone();
+        let affected = self.operator(&operator)?.nodes.clone();
+        let before = statuses(self, &affected);
+        let usage_before = self.storage_mark();
+        self.gpu_owner.remove(&device);
+        let node = self
+            .nodes
+            .get_mut(&node_id)
+            .ok_or(RegistryError::UnknownNode(node_id))?;
+        node.gpus.retain(|g| g.device_id != device);
+        self.settle_storage(&operator, usage_before)?;
+        emit_status_changes(self, &before);
+        Ok(())
+    }
+}
+
 /// Most certificates `forget_certificates` takes in one call.
 pub const MAX_FORGET: usize = 100;
 
@@ -230,6 +287,11 @@ impl GovernanceApi for Registry {
     #[payable]
     fn forget_certificates(&mut self, hashes: Vec<Hash32>) -> u32 {
         self.try_forget_certificates(hashes).or_panic()
+    }
+
+    #[payable]
+    fn revoke_gpus(&mut self, device_ids: Vec<Hash32>) -> u32 {
+        self.try_revoke_gpus(device_ids).or_panic()
     }
 
     #[payable]

@@ -64,6 +64,13 @@ pub trait GovernanceApi {
     /// (`cert_cache.removed`). The operators who paid for the entries are not refunded. At most
     /// 100 per call; ~1 Tgas each.
     fn forget_certificates(&mut self, hashes: Vec<Hash32>) -> u32;
+    /// Revokes GPU devices (their `device_id`, sha256 of the leaf certificate), e.g. one whose
+    /// key leaked: a revoked device is removed from the node holding it (which may then go
+    /// inactive below `gpu.min_gpus`) and can never be added again. Applies at once, like
+    /// `forget_certificates` (it only makes verification stricter). Returns how many were
+    /// attached to a node. Emits one `policy_updated` (`gpu.revoked`) and the status changes.
+    /// At most 100 per call; ~2 Tgas each.
+    fn revoke_gpus(&mut self, device_ids: Vec<Hash32>) -> u32;
 }
 
 /// Operators' stake, slashing and slash credits. Implemented in `stake`.
@@ -157,6 +164,8 @@ pub trait RegistryViewApi {
     fn is_gpu_nonce_used(&self, nonce: Hash32) -> bool;
     /// Whether an NVIDIA CA certificate (sha256 of DER) is in the verified cache.
     fn is_certificate_cached(&self, hash: Hash32) -> bool;
+    /// Whether a GPU device id was revoked by governance (`revoke_gpus`).
+    fn is_gpu_revoked(&self, device_id: Hash32) -> bool;
     /// A beneficiary's unclaimed slash payout.
     fn get_credit(&self, account_id: AccountId) -> NearToken;
     /// Block time the contract sees, ns (handy for clients computing expiry).

@@ -17,4 +17,6 @@ pub enum StorageKey {
     Governance,
     /// What each self-paid credit entry locked for its storage.
     CreditLocks,
+    /// GPU devices governance revoked.
+    RevokedGpus,
 }

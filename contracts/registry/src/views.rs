@@ -147,6 +147,10 @@ impl RegistryViewApi for Registry {
         self.cert_cache.contains(&hash.0)
     }
 
+    fn is_gpu_revoked(&self, device_id: Hash32) -> bool {
+        crate::governance::revoked_gpus().contains(&device_id)
+    }
+
     fn get_credit(&self, account_id: AccountId) -> NearToken {
         self.credits.get(&account_id).copied().unwrap_or_default()
     }

@@ -236,6 +236,8 @@ pub mod methods {
     pub const SET_POLICY: Method = Method::one_yocto("set_policy", 30);
     /// Owner: drops cached certificates (at most 100, ~1 Tgas each).
     pub const FORGET_CERTIFICATES: Method = Method::one_yocto("forget_certificates", 150);
+    /// Owner: revokes GPU device ids (at most 100, ~2 Tgas each).
+    pub const REVOKE_GPUS: Method = Method::one_yocto("revoke_gpus", 250);
 
     pub const GET_NODE: &str = "get_node";
     pub const GET_NODE_BY_SIGNER_KEY: &str = "get_node_by_signer_key";
@@ -348,6 +350,7 @@ pub mod methods {
 
     pub const IS_GPU_NONCE_USED: &str = "is_gpu_nonce_used";
     pub const IS_CERTIFICATE_CACHED: &str = "is_certificate_cached";
+    pub const IS_GPU_REVOKED: &str = "is_gpu_revoked";
 
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]

@@ -631,3 +631,37 @@ fn gpu_storage_is_charged_to_the_operator() {
     })
     .expect("registers with GPU");
 }
+
+/// Issue 16 item 5: governance removes a GPU device id (e.g. a leaked device key): it leaves
+/// the node holding it and can never be attached again.
+#[test]
+fn a_revoked_gpu_leaves_its_node_and_cannot_come_back() {
+    let mut r = tdx_registry(|_| {});
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    bundle["gpus"] = gpu_list(&hopper_evidence());
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let id = r
+        .register_node_json(bundle.to_string(), None)
+        .expect("registers with GPU");
+    let device = node(&r, id).gpus[0].device_id;
+
+    Call::by(op()).yocto().at(DSTACK_NOW).set();
+    assert!(matches!(
+        r.try_revoke_gpus(vec![device]),
+        Err(RegistryError::NotOwner { .. })
+    ));
+    Call::by(owner()).yocto().at(DSTACK_NOW).set();
+    assert_eq!(r.try_revoke_gpus(vec![device]).expect("owner"), 1);
+    assert!(node(&r, id).gpus.is_empty());
+    assert!(r.is_gpu_revoked(device));
+
+    // A registry that revoked it first refuses it in a registration.
+    let mut fresh = tdx_registry(|_| {});
+    Call::by(owner()).yocto().at(DSTACK_NOW).set();
+    assert_eq!(fresh.try_revoke_gpus(vec![device]).expect("owner"), 0);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = fresh
+        .register_node_json(bundle.to_string(), None)
+        .expect_err("revoked");
+    assert!(matches!(err, RegistryError::GpuRevoked(_)), "{err}");
+}
