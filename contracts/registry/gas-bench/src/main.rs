@@ -10,6 +10,7 @@
 //! BENCH registry.cache_gpu_certificates.step1.gas <Tgas> Tgas (2 chain signatures)
 //! BENCH registry.cache_gpu_certificates.step2.gas <Tgas> Tgas (2 more: chain cached)
 //! BENCH registry.add_gpu.chain_cached.gas <Tgas> Tgas         (H100: report signature)
+//! BENCH registry.revoke_gpus.one.gas <Tgas> Tgas              (governance removes that GPU)
 //! BENCH registry.reattest.tdx.gas <Tgas> Tgas
 //! BENCH registry.register_node.dev.gas <Tgas> Tgas      (dev kind, localnet registry)
 //! ```
@@ -194,6 +195,18 @@ fn main() -> Result<()> {
             node(t + 3600 * SEC),
             "reattest",
             json!({ "node_id": "0", "bundle": bundle }),
+        )?,
+    );
+    // Governance revokes the GPU (a leaked device key): it leaves the node.
+    let device = attestation::nvidia::leaf_identity(&chain_pem)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .leaf_hash;
+    bench(
+        "revoke_gpus.one",
+        chain.call(
+            owner().deposit(1).at(t + 3601 * SEC),
+            "revoke_gpus",
+            json!({ "device_ids": [hex::encode(device)] }),
         )?,
     );
 
