@@ -70,12 +70,31 @@ pub fn device_class(model: &str) -> DeviceClass {
 /// its payload is [`gpu_evidence_digest`] of that GPU's evidence.
 pub const GPU_EVIDENCE_EVENT: &str = "nvidia-gpu-evidence";
 
-/// SHA-256 of a GPU's SPDM report (request with the nonce, response, signature): what the
-/// [`GPU_EVIDENCE_EVENT`] carries.
-pub fn gpu_evidence_digest(ev: &GpuEvidence) -> [u8; 32] {
+/// What the [`GPU_EVIDENCE_EVENT`] carries: SHA-256 over a domain tag, the SPDM report
+/// (request with the nonce, response, signature) and every certificate of the chain (DER),
+/// each length-prefixed. The chain is covered because the device id comes from its leaf: a
+/// measured report must not be presented with another device's certificates. The DER, not the
+/// PEM text, is measured, so the chain's encoding does not matter.
+pub fn gpu_evidence_digest(ev: &GpuEvidence) -> Result<[u8; 32], GpuError> {
     use sha2::Digest;
-    sha2::Sha256::digest(&ev.report).into()
+    let certificates =
+        pem::parse_many(ev.certificate_chain.as_bytes()).map_err(|e| GpuError::CertParse {
+            index: 0,
+            reason: e.to_string(),
+        })?;
+    let mut h = sha2::Sha256::new();
+    h.update(GPU_EVIDENCE_DIGEST_TAG);
+    for part in
+        std::iter::once(ev.report.as_slice()).chain(certificates.iter().map(|c| c.contents()))
+    {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    Ok(h.finalize().into())
 }
+
+/// Domain tag of [`gpu_evidence_digest`].
+pub const GPU_EVIDENCE_DIGEST_TAG: &[u8] = b"enclave-cloud-gpu-evidence-v2";
 
 /// Verifies one GPU's evidence at `now` (unix seconds): nonce, chain to the pinned root (stopping
 /// at a cached intermediate), report signature by the leaf key.
@@ -109,7 +128,7 @@ pub fn verify_measured_gpu(
     events: &[crate::dstack::NamedEvent],
     ev: &GpuEvidence,
 ) -> Result<GpuVerdict, GpuError> {
-    let digest = to_hex(&gpu_evidence_digest(ev));
+    let digest = to_hex(&gpu_evidence_digest(ev)?);
     if !events
         .iter()
         .any(|e| e.name == GPU_EVIDENCE_EVENT && e.payload == digest)
@@ -191,7 +210,7 @@ mod tests {
         // A broken signature: acceptable only through the RTMR3 path.
         let n = gpu.report.len();
         gpu.report[n - 1] ^= 1;
-        let digest = gpu_evidence_digest(&gpu);
+        let digest = gpu_evidence_digest(&gpu).expect("digest");
         let event = EventLogEntry {
             imr: 3,
             event_type: DSTACK_RUNTIME_EVENT_TYPE,
@@ -209,8 +228,8 @@ mod tests {
         assert_eq!(v.model, "GH100");
         assert!(verify_gpu_evidence(&gpu, 1_786_622_400, &NoCache).is_err());
 
-        // The measured digest covers the report only: the chain the device id comes from
-        // must still have the accepted shape (here: the leaf twice).
+        // The chain the device id comes from must have the accepted shape (here: the leaf
+        // twice), even when it is the one measured.
         let mut dup = gpu.clone();
         let leaf_end = dup
             .certificate_chain
@@ -222,7 +241,8 @@ mod tests {
             &dup.certificate_chain[..leaf_end],
             dup.certificate_chain
         );
-        let err = verify_measured_gpu(&summary.events, &dup).unwrap_err();
+        // (Measured as it is: the digest covers the chain, so it must be the chain measured.)
+        let err = verify_measured_gpu(&measured(&dup).events, &dup).unwrap_err();
         assert_eq!(err, GpuError::CertDuplicate { index: 1, first: 0 });
 
         let other = hopper();
@@ -232,6 +252,70 @@ mod tests {
         wrong_nonce.nonce[0] ^= 1;
         let err = verify_measured_gpu(&summary.events, &wrong_nonce).unwrap_err();
         assert_eq!(err.code(), "gpu_nonce");
+    }
+
+    /// `chain` with the leaf's chip (the start of its subject's common name, "GH100") replaced
+    /// by `chip` (5 bytes): the issuer side is untouched, so the chain's linkage still holds;
+    /// its signatures do not.
+    fn with_leaf_chip(chain: &str, chip: &[u8; 5]) -> String {
+        let pems = pem::parse_many(chain.as_bytes()).expect("pem");
+        let mut leaf = pems[0].contents().to_vec();
+        // The subject comes after the issuer in the certificate: rename the last common name
+        // (OID 2.5.4.3, a UTF8String) that starts with "GH100".
+        let at = leaf
+            .windows(12)
+            .rposition(|w| {
+                w[..5] == [0x06, 0x03, 0x55, 0x04, 0x03] && w[5] == 0x0c && &w[7..] == b"GH100"
+            })
+            .expect("the leaf names its chip")
+            + 7;
+        leaf[at..at + 5].copy_from_slice(chip);
+        let mut out = pem::encode(&pem::Pem::new("CERTIFICATE", leaf));
+        for p in &pems[1..] {
+            out.push_str(&pem::encode(p));
+        }
+        out
+    }
+
+    /// The measured event as a verified event log would list it.
+    fn measured(gpu: &GpuEvidence) -> crate::dstack::EventLogSummary {
+        let digest = gpu_evidence_digest(gpu).expect("digest");
+        let event = EventLogEntry {
+            imr: 3,
+            event_type: DSTACK_RUNTIME_EVENT_TYPE,
+            digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, GPU_EVIDENCE_EVENT, &digest)
+                .to_vec(),
+            event: GPU_EVIDENCE_EVENT.into(),
+            event_payload: digest.to_vec(),
+        };
+        let log = std::slice::from_ref(&event);
+        let rtmr3 = crate::replay_rtmr3(log).expect("replay");
+        crate::dstack::verify_event_log(log, &rtmr3, None, false, &RustCrypto).expect("log")
+    }
+
+    /// Issue 16 item 5: the RTMR3 payload covered the report only, so a node could present
+    /// its measured report with another certificate chain of the same shape and claim another
+    /// device id (here: the leaf renamed, a different certificate).
+    #[test]
+    fn the_measured_digest_covers_the_certificate_chain() {
+        let gpu = hopper();
+        let summary = measured(&gpu);
+        let honest = verify_measured_gpu(&summary.events, &gpu).expect("measured");
+        let mut swapped = gpu.clone();
+        swapped.certificate_chain = with_leaf_chip(&gpu.certificate_chain, b"GH101");
+        let err = verify_measured_gpu(&summary.events, &swapped)
+            .map(|v| v.device_id)
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            "gpu_not_measured",
+            "device {}",
+            honest.device_id
+        );
+        // The PEM text is not what is measured: the same certificates re-encoded still match.
+        let mut reencoded = gpu.clone();
+        reencoded.certificate_chain = gpu.certificate_chain.replace('\n', "\r\n");
+        assert!(verify_measured_gpu(&summary.events, &reencoded).is_ok());
     }
 
     #[test]
@@ -250,41 +334,8 @@ mod tests {
     #[test]
     fn switch_evidence_is_never_a_gpu() {
         let mut gpu = hopper();
-        let digest = gpu_evidence_digest(&gpu);
-        let event = EventLogEntry {
-            imr: 3,
-            event_type: DSTACK_RUNTIME_EVENT_TYPE,
-            digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, GPU_EVIDENCE_EVENT, &digest)
-                .to_vec(),
-            event: GPU_EVIDENCE_EVENT.into(),
-            event_payload: digest.to_vec(),
-        };
-        let log = std::slice::from_ref(&event);
-        let rtmr3 = crate::replay_rtmr3(log).expect("replay");
-        let summary =
-            crate::dstack::verify_event_log(log, &rtmr3, None, false, &RustCrypto).expect("log");
-        assert_eq!(
-            verify_measured_gpu(&summary.events, &gpu).map(|v| v.model),
-            Ok("GH100".to_owned())
-        );
-
-        let pems = pem::parse_many(gpu.certificate_chain.as_bytes()).expect("pem");
-        let mut leaf = pems[0].contents().to_vec();
-        // The subject comes after the issuer in the certificate: rename the last common name
-        // (OID 2.5.4.3, a UTF8String of length n) that starts with "GH100".
-        let at = leaf
-            .windows(12)
-            .rposition(|w| {
-                w[..5] == [0x06, 0x03, 0x55, 0x04, 0x03] && w[5] == 0x0c && &w[7..] == b"GH100"
-            })
-            .expect("the leaf names its chip")
-            + 7;
-        leaf[at..at + 5].copy_from_slice(b"LS10 ");
-        let mut chain = pem::encode(&pem::Pem::new("CERTIFICATE", leaf));
-        for p in &pems[1..] {
-            chain.push_str(&pem::encode(p));
-        }
-        gpu.certificate_chain = chain;
+        gpu.certificate_chain = with_leaf_chip(&gpu.certificate_chain, b"LS10 ");
+        let summary = measured(&gpu);
         assert_eq!(
             verify_measured_gpu(&summary.events, &gpu).map(|v| v.model),
             Err(GpuError::NotAGpu {
