@@ -285,9 +285,11 @@ async fn the_previous_release_upgrades_with_its_state_and_funds_then_governance_
 
     // ----- governance takes over: a delay, then a critical setting waits for it.
     const DELAY_S: u64 = 3_600;
-    let set_delay = json!({ "change": Change::<MarketplaceSetting>::SetDelay {
-        delay_ns: (DELAY_S * SEC).into(),
-    }});
+    let set_delay = gov::ProposeChangeArgs {
+        change: Change::<MarketplaceSetting>::SetDelay {
+            delay_ns: (DELAY_S * SEC).into(),
+        },
+    };
     succeeded(
         call(&s.owner, s.market.id(), gov::PROPOSE_CHANGE, &set_delay)
             .transact()
@@ -324,7 +326,7 @@ async fn the_previous_release_upgrades_with_its_state_and_funds_then_governance_
         anyhow::Ok(config["treasury"].clone())
     };
     assert_eq!(treasury().await?, json!(s.treasury.id()));
-    let apply = json!({ "id": id.to_string() });
+    let apply = gov::ChangeIdArgs { id: id.into() };
     refused(
         call(&s.user, s.market.id(), gov::APPLY_CHANGE, &apply)
             .transact()
@@ -342,9 +344,11 @@ async fn the_previous_release_upgrades_with_its_state_and_funds_then_governance_
 
     // ----- a governed code upgrade: proposed by hash, applied after the delay by anyone.
     let next = next_release(&Build::Current.wasm("marketplace")?);
-    let upgrade = json!({ "change": Change::<MarketplaceSetting>::UpgradeCode {
-        code_hash: Hash32(sha256(&next).0),
-    }});
+    let upgrade = gov::ProposeChangeArgs {
+        change: Change::<MarketplaceSetting>::UpgradeCode {
+            code_hash: Hash32(sha256(&next).0),
+        },
+    };
     succeeded(
         call(&s.owner, s.market.id(), gov::PROPOSE_CHANGE, &upgrade)
             .transact()
@@ -431,9 +435,11 @@ async fn a_model_token_changes_code_only_by_its_owners_proposal_after_the_delay(
     );
 
     // m1's owner proposes it; nobody else can, and it waits three days.
-    let propose = json!({ "change": Change::<ModelTokenSetting>::UpgradeCode {
-        code_hash: Hash32(sha256(&next).0),
-    }});
+    let propose = gov::ProposeChangeArgs {
+        change: Change::<ModelTokenSetting>::UpgradeCode {
+            code_hash: Hash32(sha256(&next).0),
+        },
+    };
     refused(
         call(&stranger, &token, gov::PROPOSE_CHANGE, &propose)
             .transact()
@@ -449,7 +455,7 @@ async fn a_model_token_changes_code_only_by_its_owners_proposal_after_the_delay(
         view(&worker, &token, gov::GOVERNANCE, &NoArgs {}).await?;
     assert_eq!(timelock.delay_ns.0, DEFAULT_GOVERNANCE_DELAY_NS);
     let id = only_pending(&timelock)?;
-    let apply = json!({ "id": id.to_string() });
+    let apply = gov::ChangeIdArgs { id: id.into() };
     refused(
         call(&stranger, &token, gov::APPLY_CHANGE, &apply)
             .transact()
