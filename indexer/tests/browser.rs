@@ -106,6 +106,20 @@ async fn explorer_page_renders_live_data_in_chromium() {
         !dom.contains("class=\"error\""),
         "the page reports an API error: {dom}"
     );
+    // Amounts for people (the settled job's 1,000 yocto, the nodes' prices), never raw yocto.
+    assert!(
+        dom.contains("0.000001 NEAR"),
+        "amounts are not shown in NEAR: {dom}"
+    );
+    let longest_digit_run = dom
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_digit_run < 19,
+        "a raw amount ({longest_digit_run} digits) on the page: {dom}"
+    );
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), app)
         .await
