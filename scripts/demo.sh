@@ -7,6 +7,7 @@
 #   scripts/demo.sh --keep     leave it all running for exploration until Ctrl-C
 #
 # Ctrl-C stops every process it started. Logs and keys: $ECLOUD_DEMO_DIR (default .demo/).
+# At its end it fails if its output or the worker's log shows a raw yocto amount.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -14,13 +15,20 @@ keep=0
 for arg in "$@"; do
     case "$arg" in
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) fail "unknown argument $arg (try --help)" ;;
     esac
 done
 
 demo="${ECLOUD_DEMO_DIR:-$REPO_ROOT/.demo}"
 stop_on_exit
+
+# Everything the demo prints (stdout and stderr) also goes to a transcript, checked at the end
+# for raw amounts; fds 3 and 4 keep the terminal.
+transcript=$(mktemp)
+exec 3>&1 4>&2
+exec > >(tee "$transcript") 2>&1
+transcript_pid=$!
 
 step "1/9 toolchain and system packages"
 ensure_rust
@@ -84,9 +92,9 @@ attest=(--provider dev --dev-ca-key-file "$demo/dev-ca.hex")
 "${worker[@]}" init >/dev/null
 "${worker[@]}" register --rpc-url "$rpc" --operator "$operator" --registry "$registry" \
     --marketplace "$market" --credentials "$demo/credentials/localnet/$operator.json" "${attest[@]}" \
-    --region local --price "$model:$price_per_million:0" | tee "$demo/register.json" | sed 's/^/   /'
+    --region local --price "$model:$price_per_million:0" | sed 's/^/   /'
 # The registration is final on chain; the indexer lists the node once it has followed that block.
-node_id=$(json_field "$demo/register.json" node_id)
+node_id=$(json_field "$demo/worker/node.json" node_id)
 wait_for "$indexer/v1/nodes/$node_id" "node $node_id in the indexer" "$demo/indexer.log"
 start_bg "$demo/worker.log" "${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" \
     --model "$model=all-MiniLM-L6-v2" --backend embedded --model-dir "$ECLOUD_MINILM_DIR" \
@@ -112,14 +120,11 @@ done
 step "9/9 payouts: provider, treasury, and the model's holders (bob and carol claim their royalty share)"
 curl -fsS "$indexer/v1/jobs/$job" | python3 -c '
 import json, sys
-job = json.load(sys.stdin); s = job["settlement"]
-near = lambda y: "%.6f NEAR" % (int(y) / 1e24)
-print("   job %s %s on node %s: %s input tokens; the indexer timeline: %s" % (job["job_id"], job["status"],
-      job["node_id"], job["usage"]["input_tokens"], " -> ".join(e["event"] for e in job["timeline"])))
-print("   cost %s of a %s cap: provider %s (operator %s), model royalty %s, protocol fee %s, refund %s" % (
-      near(s["cost"]), near(job["price_cap"]), near(s["provider"]), job["operator"], near(s["royalty"]),
-      near(s["protocol_fee"]), near(s["refund"])))
+job = json.load(sys.stdin)
+print("   job %s in the indexer: %s; the provider share goes to operator %s" % (job["job_id"],
+      " -> ".join(e["event"] for e in job["timeline"]), job["operator"]))
 '
+"${ecloud[@]}" job status "$job" | sed 's/^/   /'
 for backer in "${backers[@]}"; do
     "${ecloud[@]}" --account-id "$backer" model claim "$model" | sed 's/^/   /'
 done
@@ -136,6 +141,14 @@ $(printf '\033[1;32m')enclave-cloud demo: done$(printf '\033[0m')
   worker outputs       http://127.0.0.1:$outputs_port/v1/outputs/{job_id}   (outputs over the inline limit, by hash + URI)
   accounts             $demo/credentials (near-cli format), deployment record $demo/deployment.json
 EOF
+
+# The check: the transcript so far (the tee ends once fds 1 and 2 leave its pipe) and the
+# worker's log.
+exec 1>&3 2>&4
+for _ in $(seq 1 50); do kill -0 "$transcript_pid" 2>/dev/null || break; sleep 0.1; done
+check_no_raw_amounts "$transcript" "$demo/worker.log"
+echo "no raw amounts in the demo's output or the worker's log"
+rm -f "$transcript"
 
 if [[ $keep -eq 1 ]]; then
     echo

@@ -109,6 +109,18 @@ free_port() { free_ports 1; }
 # json_field FILE KEY: a top-level field of a JSON file ("" for null).
 json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[sys.argv[2]] or "")' "$1" "$2"; }
 
+# A raw amount in text meant for people: a standalone number of 19 to 39 digits (a u128 has at
+# most 39; a hex hash is longer or has letters) or the word "yocto" (any case). The same rule
+# as cli/tests/text_amounts.rs; amounts for people go through chain_client::format_near.
+RAW_AMOUNT_RE='(^|[^[:alnum:]])[0-9]{19,39}([^[:alnum:]]|$)|[Yy][Oo][Cc][Tt][Oo]'
+# check_no_raw_amounts FILE...: fails listing every line (FILE:LINE: text) with a raw amount.
+check_no_raw_amounts() {
+    local found
+    found=$(grep -HnE "$RAW_AMOUNT_RE" "$@" | sed 's/\x1b\[[0-9;]*m//g') || true
+    [[ -z "$found" ]] || fail "raw amounts (19-39 digit numbers or 'yocto') in text meant for people; format them with chain_client::format_near:
+$found"
+}
+
 # wait_for URL WHAT LOG: polls until the URL answers (up to 60 s).
 wait_for() {
     for _ in $(seq 1 120); do

@@ -531,13 +531,21 @@ impl Report for JobStatusReport {
                 )
             }),
         );
-        row(
-            "cost",
-            self.settlement
-                .as_ref()
-                .and_then(|s| s["cost"].as_str())
-                .map(amount),
-        );
+        // The settlement: the cost and how it was split (provider, model royalty, protocol fee).
+        for (label, key) in [
+            ("cost", "cost"),
+            ("provider", "provider"),
+            ("royalty", "royalty"),
+            ("fee", "protocol_fee"),
+        ] {
+            row(
+                label,
+                self.settlement
+                    .as_ref()
+                    .and_then(|s| s[key].as_str())
+                    .map(amount),
+            );
+        }
         row("cancelled", self.cancel_reason.clone());
         row("refund", self.refund.as_deref().map(amount));
         row("source", Some(self.source.to_owned()));

@@ -298,6 +298,10 @@ fn text_output_has_no_raw_yocto() {
     assert!(text("job submit (NEAR)").contains("price cap  0.000275 NEAR"));
     assert!(text("job status (NEAR)").contains("price cap   0.011 NEAR"));
     assert!(text("job status (NEAR)").contains("cost        0.000275 NEAR"));
+    // The split of the settlement: 1 yoctoNEAR each reads as under a millionth.
+    assert!(text("job status (NEAR)").contains("provider    <0.000001 NEAR"));
+    assert!(text("job status (NEAR)").contains("royalty     <0.000001 NEAR"));
+    assert!(text("job status (NEAR)").contains("fee         <0.000001 NEAR"));
     assert!(text("job cancel").contains("0.011 NEAR refunded"));
     let show = text("model show");
     assert!(

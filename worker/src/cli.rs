@@ -67,7 +67,8 @@ pub enum Command {
         #[arg(long, env = "ECLOUD_WORKER_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
-    /// Operator: stakes, adds the enclave's keys to the operator account, registers the node.
+    /// Operator: stakes, adds the enclave's keys to the operator account, registers the node;
+    /// prints a report (text, or JSON with --json).
     Register(Box<RegisterArgs>),
     /// Takes jobs from the feed, runs them and settles them on chain until Ctrl-C.
     Run(Box<RunArgs>),
@@ -119,6 +120,9 @@ pub struct RegisterArgs {
     pub key_allowance_near: u128,
     #[command(flatten)]
     pub attestation: AttestArgs,
+    /// Print the report as JSON (amounts in yoctoNEAR as strings) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -539,7 +543,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Register(args) => {
             let report = crate::node::register_command(&cli.data_dir, &args).await?;
-            println!("{report:#}");
+            if args.json {
+                let json = serde_json::to_string_pretty(&report)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                println!("{json}");
+            } else {
+                print!("{}", report.human());
+            }
         }
         Command::Run(args) => crate::node::run_command(&cli.data_dir, &args).await?,
     }

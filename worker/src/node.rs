@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use chain_client::{Account, AccountId, ChainClient, NearToken};
 use enclave_cloud_common::ModelPrice;
+use enclave_cloud_common::NodeId;
 use enclave_cloud_common::interfaces::registry::NodeUpdate;
 use near_sdk::json_types::U128;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::attest::now_unix_secs;
@@ -105,11 +106,60 @@ fn operator_account(args: &RegisterArgs, operator: &AccountId) -> Result<Account
     Ok(account)
 }
 
-/// `worker register`: the registration report as JSON.
+/// What `worker register` prints: text for people by default, this JSON with `--json`
+/// (amounts in yoctoNEAR as strings).
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisterReport {
+    pub node_id: NodeId,
+    /// Whether this run registered the node (false: it was registered already).
+    pub created: bool,
+    /// Stake deposited by this run.
+    pub staked: NearToken,
+    /// Added to the operator's storage balance in the marketplace by this run.
+    pub storage_deposit: NearToken,
+    pub keys_added: Vec<String>,
+    pub enclave_key: String,
+    pub marketplace_key: String,
+}
+
+impl RegisterReport {
+    /// The report for people: amounts through [`chain_client::format_near`].
+    pub fn human(&self) -> String {
+        let mut out = if self.created {
+            format!("node {} registered\n", self.node_id)
+        } else {
+            format!("node {} was registered already\n", self.node_id)
+        };
+        let amount = |yocto: NearToken| {
+            if yocto.is_zero() {
+                "none needed".to_string()
+            } else {
+                chain_client::format_near(yocto.as_yoctonear())
+            }
+        };
+        out += &format!("stake deposited: {}\n", amount(self.staked));
+        out += &format!(
+            "marketplace storage deposit: {}\n",
+            amount(self.storage_deposit)
+        );
+        if self.keys_added.is_empty() {
+            out += "keys added: none (the operator has them already)\n";
+        } else {
+            for key in &self.keys_added {
+                out += &format!("key added: {key}\n");
+            }
+        }
+        out += &format!("enclave key (registry): {}\n", self.enclave_key);
+        out += &format!("marketplace key: {}\n", self.marketplace_key);
+        out
+    }
+}
+
+/// `worker register`: registers (or updates) the node and records it in node.json.
 pub async fn register_command(
     data_dir: &Path,
     args: &RegisterArgs,
-) -> Result<serde_json::Value, CliError> {
+) -> Result<RegisterReport, CliError> {
     let keys = Arc::new(load_keys(data_dir)?);
     let (operator_id, registry, marketplace) = contracts(&args.chain, None)?;
     let operator = operator_account(args, &operator_id)?;
@@ -141,15 +191,15 @@ pub async fn register_command(
         marketplace: chain.marketplace.clone(),
     };
     record.save(data_dir).map_err(CliError::Usage)?;
-    Ok(json!({
-        "node_id": done.node_id,
-        "created": done.created,
-        "staked": done.staked,
-        "storage_deposit": done.storage_deposit,
-        "keys_added": done.keys_added,
-        "enclave_key": chain.enclave.public_key(),
-        "marketplace_key": chain.market.public_key(),
-    }))
+    Ok(RegisterReport {
+        node_id: done.node_id,
+        created: done.created,
+        staked: done.staked,
+        storage_deposit: done.storage_deposit,
+        keys_added: done.keys_added,
+        enclave_key: chain.enclave.public_key().to_string(),
+        marketplace_key: chain.market.public_key().to_string(),
+    })
 }
 
 /// `worker run`: until Ctrl-C / SIGTERM.
@@ -279,4 +329,48 @@ async fn serve(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_register_report_shows_near_in_text_and_yocto_strings_in_json() {
+        let report = RegisterReport {
+            node_id: NodeId(7),
+            created: true,
+            staked: NearToken::from_millinear(5_100),
+            storage_deposit: NearToken::from_millinear(100),
+            keys_added: vec!["ed25519:Abc -> registry.test.near".into()],
+            enclave_key: "ed25519:Abc".into(),
+            marketplace_key: "ed25519:Def".into(),
+        };
+        let text = report.human();
+        assert!(text.contains("node 7 registered"), "{text}");
+        assert!(text.contains("stake deposited: 5.1 NEAR"), "{text}");
+        assert!(
+            text.contains("marketplace storage deposit: 0.1 NEAR"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("yocto") && !text.contains("000000"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["staked"], "5100000000000000000000000");
+        assert_eq!(json["storage_deposit"], "100000000000000000000000");
+        assert_eq!(json["node_id"], serde_json::to_value(NodeId(7)).unwrap());
+
+        let again = RegisterReport {
+            created: false,
+            staked: NearToken::ZERO,
+            storage_deposit: NearToken::ZERO,
+            keys_added: vec![],
+            ..report
+        };
+        let text = again.human();
+        assert!(text.contains("was registered already"), "{text}");
+        assert!(text.contains("stake deposited: none needed"), "{text}");
+    }
 }

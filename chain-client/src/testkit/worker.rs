@@ -95,7 +95,7 @@ impl WorkerNode {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `worker register` with a dev bundle and the test price for `suite.config.model_id`.
+    /// `worker register --json` with a dev bundle and the test price for `suite.config.model_id`.
     /// Returns the node id.
     pub fn register(&mut self, suite: &Suite) -> TestkitResult<u64> {
         let price = format!(
@@ -120,6 +120,7 @@ impl WorkerNode {
             "dev",
             "--dev-ca-key-file",
             &self.dev_ca_file.display().to_string(),
+            "--json",
         ])?;
         let report: serde_json::Value = serde_json::from_str(&out)
             .map_err(|e| TestkitError::Setup(format!("register printed {out:?}: {e}")))?;
