@@ -210,19 +210,7 @@ mod tests {
         // A broken signature: acceptable only through the RTMR3 path.
         let n = gpu.report.len();
         gpu.report[n - 1] ^= 1;
-        let digest = gpu_evidence_digest(&gpu).expect("digest");
-        let event = EventLogEntry {
-            imr: 3,
-            event_type: DSTACK_RUNTIME_EVENT_TYPE,
-            digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, GPU_EVIDENCE_EVENT, &digest)
-                .to_vec(),
-            event: GPU_EVIDENCE_EVENT.into(),
-            event_payload: digest.to_vec(),
-        };
-        let log = std::slice::from_ref(&event);
-        let rtmr3 = crate::replay_rtmr3(log).expect("replay");
-        let summary =
-            crate::dstack::verify_event_log(log, &rtmr3, None, false, &RustCrypto).expect("log");
+        let summary = measured(&gpu);
         let v = verify_measured_gpu(&summary.events, &gpu).expect("measured");
         assert!(v.measured_in_rtmr3);
         assert_eq!(v.model, "GH100");

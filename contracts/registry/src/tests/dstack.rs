@@ -367,11 +367,17 @@ fn an_empty_gpu_allowlist_admits_no_gpu() {
     );
 }
 
+/// The dstack node's bundle with the real H100 in its `gpus`.
+fn bundle_with_hopper() -> serde_json::Value {
+    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
+    bundle["gpus"] = gpu_list(&hopper_evidence());
+    bundle
+}
+
 #[test]
 fn bundle_with_gpu_registers_both() {
     let mut r = tdx_registry(|_| {});
-    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] = gpu_list(&hopper_evidence());
+    let bundle = bundle_with_hopper();
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let id = r
         .register_node_json(bundle.to_string(), None)
@@ -623,8 +629,7 @@ fn gpu_storage_is_charged_to_the_operator() {
 
     // Registering with the GPU in the bundle.
     let mut r = tdx_registry(|_| {});
-    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] = gpu_list(&hopper_evidence());
+    let bundle = bundle_with_hopper();
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     paid(&mut r, "register with a GPU", |r| {
         r.register_node_json(bundle.to_string(), None)
@@ -637,8 +642,7 @@ fn gpu_storage_is_charged_to_the_operator() {
 #[test]
 fn a_revoked_gpu_leaves_its_node_and_cannot_come_back() {
     let mut r = tdx_registry(|_| {});
-    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] = gpu_list(&hopper_evidence());
+    let bundle = bundle_with_hopper();
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let id = r
         .register_node_json(bundle.to_string(), None)
