@@ -384,6 +384,27 @@ impl Suite {
         Ok(id)
     }
 
+    /// Sends the suite model's royalties to `ghost.<root>`, an account that does not exist:
+    /// each royalty transfer then fails into a credit. Returns that account.
+    pub async fn royalties_to_a_missing_account(&self) -> anyhow::Result<AccountId> {
+        let ghost: AccountId = format!("ghost.{}", self.root.id()).parse()?;
+        let to_ghost = SetRoyaltyAccountArgs {
+            model_id: model(),
+            account: Some(ghost.clone()),
+        };
+        succeeded(
+            call(
+                &self.owner,
+                self.market.id(),
+                SET_ROYALTY_ACCOUNT,
+                &to_ghost,
+            )
+            .transact()
+            .await?,
+        )?;
+        Ok(ghost)
+    }
+
     /// A heartbeat of `node` to the registry, signed by its enclave key (after the chain's
     /// clock was moved past the heartbeat interval).
     pub async fn heartbeat(&self, node: &Node) -> anyhow::Result<()> {

@@ -10,9 +10,8 @@
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::marketplace::methods::{
     AssetArgs, GET_CONFIG, GET_REQUEST, InputBytesArgs, NodeArgs, REFRESH_NODE, REQUEST_DEPOSIT,
-    RequestArgs, SET_ROYALTY_ACCOUNT, STORAGE_BALANCE_OF, STORAGE_DEPOSIT, SUBMIT_JOB,
-    SetRoyaltyAccountArgs, StorageBalanceArgs, StorageDepositArgs, SubmitJobArgs, WITHDRAW,
-    WITHDRAW_FEES, WithdrawArgs,
+    RequestArgs, STORAGE_BALANCE_OF, STORAGE_DEPOSIT, SUBMIT_JOB, StorageBalanceArgs,
+    StorageDepositArgs, SubmitJobArgs, WITHDRAW, WITHDRAW_FEES, WithdrawArgs,
 };
 use enclave_cloud_common::interfaces::marketplace::{Config, FtMessage, JobView, Request};
 use enclave_cloud_common::interfaces::method::NoArgs;
@@ -161,16 +160,7 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
 
     // ----- a royalty account that does not exist yet: its transfer fails and becomes a
     // credit, which is paid once the account exists.
-    let ghost: near_workspaces::AccountId = format!("ghost.{}", s.root.id()).parse()?;
-    let to_ghost = SetRoyaltyAccountArgs {
-        model_id: model(),
-        account: Some(ghost.clone()),
-    };
-    succeeded(
-        call(&s.owner, s.market.id(), SET_ROYALTY_ACCOUNT, &to_ghost)
-            .transact()
-            .await?,
-    )?;
+    let ghost = s.royalties_to_a_missing_account().await?;
     let job2 = s.submit_near_job(&spec, input.len() as u32).await?;
     s.check_funds("second submit").await?;
     assert!(s.claim(&s.node, job2).await?, "claimed from the node cache");

@@ -15,8 +15,7 @@ use anyhow::ensure;
 use enclave_cloud_common::governance::{Change, Timelock, methods as gov};
 use enclave_cloud_common::interfaces::marketplace::methods::{
     CREDIT_OF, CreditArgs, FUNDS, GET_CONFIG, GET_JOB, JobArgs, ModelArgs, ROYALTY_ACCOUNT,
-    SET_ROYALTY_ACCOUNT, STORAGE_BALANCE_OF, SetRoyaltyAccountArgs, StorageBalanceArgs,
-    UPDATE_CONFIG, UpdateConfigArgs,
+    STORAGE_BALANCE_OF, StorageBalanceArgs, UPDATE_CONFIG, UpdateConfigArgs,
 };
 use enclave_cloud_common::interfaces::marketplace::{ConfigPatch, FundsReport, MarketplaceSetting};
 use enclave_cloud_common::interfaces::method::NoArgs;
@@ -222,16 +221,7 @@ async fn the_previous_release_upgrades_with_its_state_and_funds_then_governance_
 
     let settled = settled_job(&s, b"settled before the upgrade").await?;
     // A royalty account that does not exist: the royalty's transfer fails into a credit.
-    let ghost: AccountId = format!("ghost.{}", s.root.id()).parse()?;
-    let to_ghost = SetRoyaltyAccountArgs {
-        model_id: model(),
-        account: Some(ghost.clone()),
-    };
-    succeeded(
-        call(&s.owner, s.market.id(), SET_ROYALTY_ACCOUNT, &to_ghost)
-            .transact()
-            .await?,
-    )?;
+    let ghost = s.royalties_to_a_missing_account().await?;
     let credited = settled_job(&s, b"a royalty that becomes a credit").await?;
     let now = s.now_ns().await?;
     let open_spec = s.job_spec(NEAR, b"open", None, now + 3_600 * SEC);
