@@ -135,7 +135,11 @@ impl ResponseSigner {
         request_body: &[u8],
         response_body: &[u8],
     ) -> ResponseSignature {
-        let text = signed_text(request_body, response_body);
+        self.sign_text(algo, signed_text(request_body, response_body))
+    }
+
+    /// Signs a given text (for [`ResponseSigner::sign`], the `text` of an exchange).
+    pub fn sign_text(&self, algo: SigningAlgo, text: String) -> ResponseSignature {
         let signature = match algo {
             SigningAlgo::Ed25519 => hex::encode(self.ed25519.sign(text.as_bytes()).to_bytes()),
             SigningAlgo::Ecdsa => self.sign_ecdsa(text.as_bytes()),
