@@ -53,7 +53,9 @@ fn whole_exchange(key: &GatewayKey, client: &SealedClient, limits: &Limits) {
         body: vec![b'b'; 1024],
     });
     sealed_api::padding::pad_message(&mut msg);
-    let res = pending.open(&sealer.seal(&msg).expect("seal response")).expect("open response");
+    let res = pending
+        .open(&sealer.seal(&msg).expect("seal response"))
+        .expect("open response");
     assert_eq!(res.body.len(), 1024);
 }
 
@@ -66,7 +68,10 @@ fn stream_exchange(key: &GatewayKey, client: &SealedClient, limits: &Limits) -> 
         status: 200,
         headers: vec![("content-type".into(), "text/event-stream".into())],
     };
-    let mut events = opener.feed(&sealer.head(&head).expect("head")).expect("open head").len();
+    let mut events = opener
+        .feed(&sealer.head(&head).expect("head"))
+        .expect("open head")
+        .len();
     let mut carried = 0;
     for i in 0..EVENTS {
         let event = format!(
@@ -100,9 +105,18 @@ fn main() {
     }
     let total = start.elapsed();
     times.sort_unstable();
-    println!("BENCH sealed_api.request_1k.p50 {:.1} us", percentile(&times, 0.5).as_secs_f64() * 1e6);
-    println!("BENCH sealed_api.request_1k.p99 {:.1} us", percentile(&times, 0.99).as_secs_f64() * 1e6);
-    println!("BENCH sealed_api.request_1k.rate {:.0} req/s", REQUESTS as f64 / total.as_secs_f64());
+    println!(
+        "BENCH sealed_api.request_1k.p50 {:.1} us",
+        percentile(&times, 0.5).as_secs_f64() * 1e6
+    );
+    println!(
+        "BENCH sealed_api.request_1k.p99 {:.1} us",
+        percentile(&times, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "BENCH sealed_api.request_1k.rate {:.0} req/s",
+        REQUESTS as f64 / total.as_secs_f64()
+    );
 
     let mut times = Vec::with_capacity(STREAMS);
     let mut carried = 0usize;
@@ -114,8 +128,14 @@ fn main() {
     }
     let total = start.elapsed();
     times.sort_unstable();
-    println!("BENCH sealed_api.stream_200.p50 {:.2} ms", percentile(&times, 0.5).as_secs_f64() * 1e3);
-    println!("BENCH sealed_api.stream_200.p99 {:.2} ms", percentile(&times, 0.99).as_secs_f64() * 1e3);
+    println!(
+        "BENCH sealed_api.stream_200.p50 {:.2} ms",
+        percentile(&times, 0.5).as_secs_f64() * 1e3
+    );
+    println!(
+        "BENCH sealed_api.stream_200.p99 {:.2} ms",
+        percentile(&times, 0.99).as_secs_f64() * 1e3
+    );
     println!(
         "BENCH sealed_api.stream_200.chunk_rate {:.0} chunks/s",
         (STREAMS * EVENTS) as f64 / total.as_secs_f64()

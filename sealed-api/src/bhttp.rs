@@ -385,6 +385,9 @@ mod tests {
         let mut wire = vec![0, 0, 0, 0, 0];
         put_bytes(&mut wire, &many);
         assert_eq!(decode_request(&wire), Err(BhttpError::TooManyFields));
-        assert_eq!(decode_response(&[1, 0x43, 0xe8]), Err(BhttpError::Status(1000)));
+        assert_eq!(
+            decode_response(&[1, 0x43, 0xe8]),
+            Err(BhttpError::Status(1000))
+        );
     }
 }

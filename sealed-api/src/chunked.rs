@@ -87,10 +87,7 @@ pub(crate) fn seal_frame(
             max: MAX_FRAME_PAYLOAD,
         });
     }
-    let ct = cipher.seal_chunk(
-        &padding::frame(payload),
-        if last { FINAL_AAD } else { b"" },
-    )?;
+    let ct = cipher.seal_chunk(&padding::frame(payload), if last { FINAL_AAD } else { b"" })?;
     let mut out = Vec::with_capacity(ct.len() + 4);
     varint::put(&mut out, if last { 0 } else { ct.len() as u64 });
     out.extend_from_slice(&ct);
@@ -239,7 +236,12 @@ pub fn open_chunked_request(
     wire: &[u8],
     limits: &Limits,
 ) -> Result<(Vec<u8>, ChunkedResponseWriter), OhttpError> {
-    let (hdr, aead, enc, chunks) = ohttp::parse_header(key, wire)?;
+    let ohttp::Parsed {
+        header: hdr,
+        aead,
+        enc,
+        body: chunks,
+    } = ohttp::parse_header(key, wire)?;
     let ctx = crypto::setup_receiver(
         aead,
         &key.secret,
@@ -330,7 +332,8 @@ impl ChunkedResponseReader {
             if nonce.len() < need {
                 return Ok(Vec::new());
             }
-            let cipher = ResponseCipher::new(self.keys.aead, &self.keys.secret, &self.keys.enc, nonce)?;
+            let cipher =
+                ResponseCipher::new(self.keys.aead, &self.keys.secret, &self.keys.enc, nonce)?;
             self.state = ReaderState::Chunks(ChunkReader::new(cipher, self.max_chunk));
         }
         match &mut self.state {

@@ -49,9 +49,7 @@ impl SealedClient {
         limits: Limits,
     ) -> Result<Self, OhttpError> {
         if config.public_key.as_slice() != attested_enclave_key {
-            return Err(OhttpError::Malformed(
-                "key configuration does not carry the attested enclave key",
-            ));
+            return Err(OhttpError::NotAttestedKey);
         }
         Ok(Self::new(config, limits))
     }
@@ -68,13 +66,15 @@ impl SealedClient {
 
     /// Seals a request whose response comes whole: body for [`CONTENT_TYPE_REQUEST`].
     pub fn seal(&self, req: &Request) -> Result<(Vec<u8>, PendingResponse), OhttpError> {
-        let (wire, opener) = ohttp::encapsulate_request(&self.config, &Self::encode(req), &self.limits)?;
+        let (wire, opener) =
+            ohttp::encapsulate_request(&self.config, &Self::encode(req), &self.limits)?;
         Ok((wire, PendingResponse { opener }))
     }
 
     /// Seals a request whose response streams: body for [`CONTENT_TYPE_CHUNKED_REQUEST`].
     pub fn seal_streaming(&self, req: &Request) -> Result<(Vec<u8>, StreamOpener), OhttpError> {
-        let (wire, reader) = chunked::seal_chunked_request(&self.config, &Self::encode(req), &self.limits)?;
+        let (wire, reader) =
+            chunked::seal_chunked_request(&self.config, &Self::encode(req), &self.limits)?;
         Ok((wire, StreamOpener::new(reader)))
     }
 }

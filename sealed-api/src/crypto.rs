@@ -17,13 +17,13 @@ pub const ENC_LEN: usize = 32;
 
 /// The sender's HPKE context (client side of a request).
 pub(crate) enum SenderCtx {
-    Aes(hpke::aead::AeadCtxS<Aes, Kdf, Kem>),
+    Aes(Box<hpke::aead::AeadCtxS<Aes, Kdf, Kem>>),
     ChaCha(hpke::aead::AeadCtxS<ChaCha, Kdf, Kem>),
 }
 
 /// The recipient's HPKE context (gateway side of a request).
 pub(crate) enum ReceiverCtx {
-    Aes(hpke::aead::AeadCtxR<Aes, Kdf, Kem>),
+    Aes(Box<hpke::aead::AeadCtxR<Aes, Kdf, Kem>>),
     ChaCha(hpke::aead::AeadCtxR<ChaCha, Kdf, Kem>),
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn setup_sender(
         AeadId::Aes128Gcm => {
             let (enc, ctx) = hpke::setup_sender::<Aes, Kdf, Kem>(&OpModeS::Base, pk, info)
                 .map_err(|_| OhttpError::Crypto)?;
-            Ok((enc_bytes(enc)?, SenderCtx::Aes(ctx)))
+            Ok((enc_bytes(enc)?, SenderCtx::Aes(Box::new(ctx))))
         }
         AeadId::ChaCha20Poly1305 => {
             let (enc, ctx) = hpke::setup_sender::<ChaCha, Kdf, Kem>(&OpModeS::Base, pk, info)
@@ -60,10 +60,10 @@ pub(crate) fn setup_receiver(
 ) -> Result<ReceiverCtx, OhttpError> {
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| OhttpError::Decrypt)?;
     Ok(match aead {
-        AeadId::Aes128Gcm => ReceiverCtx::Aes(
+        AeadId::Aes128Gcm => ReceiverCtx::Aes(Box::new(
             hpke::setup_receiver::<Aes, Kdf, Kem>(&OpModeR::Base, sk, &enc, info)
                 .map_err(|_| OhttpError::Decrypt)?,
-        ),
+        )),
         AeadId::ChaCha20Poly1305 => ReceiverCtx::ChaCha(
             hpke::setup_receiver::<ChaCha, Kdf, Kem>(&OpModeR::Base, sk, &enc, info)
                 .map_err(|_| OhttpError::Decrypt)?,

@@ -25,6 +25,8 @@ pub enum OhttpError {
     TooLarge { max: usize },
     #[error("the stream already failed or ended")]
     Closed,
+    #[error("the key configuration does not carry the attested enclave key")]
+    NotAttestedKey,
     #[error("encryption failed")]
     Crypto,
     #[error(transparent)]

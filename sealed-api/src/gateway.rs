@@ -1,7 +1,7 @@
 //! The gateway (worker side): an axum router in front of the worker's existing routes that
 //! opens OHTTP requests, runs them through the inner router, and seals the responses.
 //!
-//! ```ignore
+//! ```text
 //! let app = Gateway::new(enclave_key, Limits::default()).router(inner_routes);
 //! ```
 //!
@@ -111,7 +111,11 @@ impl Gateway {
         };
         let wire = match axum::body::to_bytes(request.into_body(), self.max_wire_bytes()).await {
             Ok(b) => b,
-            Err(_) => return envelope_error(&OhttpError::TooLarge { max: self.max_wire_bytes() }),
+            Err(_) => {
+                return envelope_error(&OhttpError::TooLarge {
+                    max: self.max_wire_bytes(),
+                });
+            }
         };
         if streaming {
             match chunked::open_chunked_request(&self.key, &wire, &self.limits) {

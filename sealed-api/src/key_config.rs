@@ -242,7 +242,10 @@ mod tests {
         let cfg = key.config().clone();
         assert_eq!(KeyConfig::decode(&cfg.encode()), Ok(cfg.clone()));
         let list = KeyConfig::encode_list(&[cfg.clone(), cfg.clone()]);
-        assert_eq!(KeyConfig::decode_list(&list), Ok(vec![cfg.clone(), cfg.clone()]));
+        assert_eq!(
+            KeyConfig::decode_list(&list),
+            Ok(vec![cfg.clone(), cfg.clone()])
+        );
         assert_eq!(
             KeyConfig::decode_list(&list[..list.len() - 1]),
             Err(KeyConfigError::Malformed)

@@ -41,13 +41,21 @@ pub(crate) fn info(label: &[u8], header: &[u8; HEADER_LEN]) -> Vec<u8> {
     info
 }
 
+/// The front of an encapsulated request.
+pub(crate) struct Parsed<'a> {
+    pub(crate) header: [u8; HEADER_LEN],
+    pub(crate) aead: AeadId,
+    pub(crate) enc: &'a [u8],
+    /// The ciphertext (or the chunks) after `enc`.
+    pub(crate) body: &'a [u8],
+}
+
 /// Reads and checks the header and `enc` at the front of an encapsulated request.
-pub(crate) fn parse_header<'a>(
-    key: &GatewayKey,
-    wire: &'a [u8],
-) -> Result<([u8; HEADER_LEN], AeadId, &'a [u8], &'a [u8]), OhttpError> {
+pub(crate) fn parse_header<'a>(key: &GatewayKey, wire: &'a [u8]) -> Result<Parsed<'a>, OhttpError> {
     if wire.len() < HEADER_LEN + ENC_LEN {
-        return Err(OhttpError::Malformed("shorter than header and encapsulated key"));
+        return Err(OhttpError::Malformed(
+            "shorter than header and encapsulated key",
+        ));
     }
     let (hdr, rest) = wire.split_at(HEADER_LEN);
     let (enc, body) = rest.split_at(ENC_LEN);
@@ -69,9 +77,14 @@ pub(crate) fn parse_header<'a>(
             kdf,
             aead: aead_id,
         })?;
-    let mut h = [0u8; HEADER_LEN];
-    h.copy_from_slice(hdr);
-    Ok((h, aead, enc, body))
+    let mut header = [0u8; HEADER_LEN];
+    header.copy_from_slice(hdr);
+    Ok(Parsed {
+        header,
+        aead,
+        enc,
+        body,
+    })
 }
 
 /// What the client keeps to open the response to a request it sealed.
@@ -112,11 +125,8 @@ pub fn encapsulate_request(
     }
     let aead = config.preferred_aead();
     let hdr = header(config.key_id, aead);
-    let (enc, mut ctx) = crypto::setup_sender(
-        aead,
-        &config.hpke_public_key()?,
-        &info(REQUEST_LABEL, &hdr),
-    )?;
+    let (enc, mut ctx) =
+        crypto::setup_sender(aead, &config.hpke_public_key()?, &info(REQUEST_LABEL, &hdr))?;
     let ct = ctx.seal(bhttp, b"")?;
     let secret = export_secret(aead, RESPONSE_LABEL, |l, o| ctx.export(l, o))?;
     let mut wire = Vec::with_capacity(HEADER_LEN + ENC_LEN + ct.len());
@@ -146,7 +156,12 @@ pub fn decapsulate_request(
             max: limits.max_request_bytes,
         });
     }
-    let (hdr, aead, enc, ct) = parse_header(key, wire)?;
+    let Parsed {
+        header: hdr,
+        aead,
+        enc,
+        body: ct,
+    } = parse_header(key, wire)?;
     let mut ctx: ReceiverCtx =
         crypto::setup_receiver(aead, &key.secret, enc, &info(REQUEST_LABEL, &hdr))?;
     let plaintext = ctx.open(ct, b"")?;

@@ -117,7 +117,10 @@ impl ResponseSigner {
     /// From 32-byte secrets; `None` if the secp256k1 secret is zero or over the group order.
     pub fn from_secrets(ed25519: &[u8; 32], ecdsa: &[u8; 32]) -> Option<Self> {
         let ecdsa = SigningKey::from_slice(ecdsa).ok()?;
-        Some(Self::new(ed25519_dalek::SigningKey::from_bytes(ed25519), ecdsa))
+        Some(Self::new(
+            ed25519_dalek::SigningKey::from_bytes(ed25519),
+            ecdsa,
+        ))
     }
 
     /// `signing_address` for `algo`.
@@ -250,7 +253,8 @@ pub fn recover_signer(message: &[u8], signature: &str) -> Result<String, Signatu
     }
     let v = if *v >= 27 { v - 27 } else { *v };
     let recid = RecoveryId::from_byte(v).ok_or(SignatureError::Encoding("ecdsa recovery id"))?;
-    let sig = EcdsaSignature::from_slice(rs).map_err(|_| SignatureError::Encoding("ecdsa signature"))?;
+    let sig =
+        EcdsaSignature::from_slice(rs).map_err(|_| SignatureError::Encoding("ecdsa signature"))?;
     let key = VerifyingKey::recover_from_prehash(&personal_sign_hash(message), &sig, recid)
         .map_err(|_| SignatureError::Invalid("ecdsa signature".into()))?;
     Ok(ethereum_address(&key))

@@ -14,7 +14,9 @@ use futures_util::stream;
 use sealed_api::bhttp::Request;
 use sealed_api::client::{CONTENT_TYPE_CHUNKED_REQUEST, CONTENT_TYPE_REQUEST};
 use sealed_api::gateway::{GATEWAY_PATH, KEYS_PATH};
-use sealed_api::{Gateway, GatewayKey, KeyConfig, Limits, SealedClient, SealedRequest, StreamEvent};
+use sealed_api::{
+    Gateway, GatewayKey, KeyConfig, Limits, SealedClient, SealedRequest, StreamEvent,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -34,7 +36,10 @@ fn chat_route(acks: Arc<tokio::sync::Mutex<mpsc::Receiver<usize>>>) -> Router {
             "/v1/chat/completions",
             post(
                 move |sealed: Option<Extension<SealedRequest>>, body: String| async move {
-                    assert!(sealed.is_some_and(|s| s.streaming), "came through the gateway");
+                    assert!(
+                        sealed.is_some_and(|s| s.streaming),
+                        "came through the gateway"
+                    );
                     assert!(body.contains(PROMPT));
                     let acks = acks.clone();
                     let events = stream::unfold(0usize, move |i| {
@@ -47,7 +52,8 @@ fn chat_route(acks: Arc<tokio::sync::Mutex<mpsc::Receiver<usize>>>) -> Router {
                                 let got = acks.lock().await.recv().await;
                                 assert_eq!(got, Some(i - 1), "client acked the previous event");
                             }
-                            let ev = Event::default().data(format!("{{\"token\":\"{}\"}}", token(i)));
+                            let ev =
+                                Event::default().data(format!("{{\"token\":\"{}\"}}", token(i)));
                             Some((Ok::<_, std::convert::Infallible>(ev), i + 1))
                         }
                     });
@@ -57,10 +63,12 @@ fn chat_route(acks: Arc<tokio::sync::Mutex<mpsc::Receiver<usize>>>) -> Router {
         )
         .route(
             "/v1/echo",
-            post(|sealed: Option<Extension<SealedRequest>>, body: String| async move {
-                assert!(sealed.is_some_and(|s| !s.streaming));
-                format!("echo: {body}")
-            }),
+            post(
+                |sealed: Option<Extension<SealedRequest>>, body: String| async move {
+                    assert!(sealed.is_some_and(|s| !s.streaming));
+                    format!("echo: {body}")
+                },
+            ),
         )
         .route(
             "/v1/broken",
@@ -82,7 +90,10 @@ fn chat_route(acks: Arc<tokio::sync::Mutex<mpsc::Receiver<usize>>>) -> Router {
 }
 
 /// Relays TCP connections to `upstream`, recording every byte in both directions.
-async fn forwarder(upstream: std::net::SocketAddr, seen: Arc<Mutex<Vec<u8>>>) -> std::net::SocketAddr {
+async fn forwarder(
+    upstream: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<u8>>>,
+) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
@@ -127,8 +138,10 @@ fn inner_request(path: &str) -> Request {
         authority: "node.example".into(),
         path: path.into(),
         headers: vec![("content-type".into(), "application/json".into())],
-        body: format!(r#"{{"model":"toy","stream":true,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#)
-            .into_bytes(),
+        body: format!(
+            r#"{{"model":"toy","stream":true,"messages":[{{"role":"user","content":"{PROMPT}"}}]}}"#
+        )
+        .into_bytes(),
     }
 }
 
@@ -156,17 +169,25 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
         .expect("client");
 
     // The key configuration, checked against the attested key.
-    let keys = http.get(format!("{base}{KEYS_PATH}")).send().await.expect("keys");
+    let keys = http
+        .get(format!("{base}{KEYS_PATH}"))
+        .send()
+        .await
+        .expect("keys");
     let configs = KeyConfig::decode_list(&keys.bytes().await.expect("body")).expect("decode");
-    let client = SealedClient::for_attested_key(configs[0].clone(), &attested_key, Limits::default())
-        .expect("attested key");
-    assert!(
-        SealedClient::for_attested_key(configs[0].clone(), &[7; 32], Limits::default()).is_err(),
+    let client =
+        SealedClient::for_attested_key(configs[0].clone(), &attested_key, Limits::default())
+            .expect("attested key");
+    assert_eq!(
+        SealedClient::for_attested_key(configs[0].clone(), &[7; 32], Limits::default()).err(),
+        Some(sealed_api::OhttpError::NotAttestedKey),
         "a configuration with another key is refused"
     );
 
     // Streaming: each event opens as it arrives (the route waits for our ack of each).
-    let (wire, mut opener) = client.seal_streaming(&inner_request("/v1/chat/completions")).expect("seal");
+    let (wire, mut opener) = client
+        .seal_streaming(&inner_request("/v1/chat/completions"))
+        .expect("seal");
     let mut response = http
         .post(format!("{base}{GATEWAY_PATH}"))
         .header("content-type", CONTENT_TYPE_CHUNKED_REQUEST)
@@ -185,7 +206,10 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
                     StreamEvent::Head(h) => head = Some(h),
                     StreamEvent::Data(d) => {
                         let text = String::from_utf8(d.clone()).expect("utf8");
-                        assert!(text.contains(&token(data_events)), "event {data_events} in order: {text}");
+                        assert!(
+                            text.contains(&token(data_events)),
+                            "event {data_events} in order: {text}"
+                        );
                         sse_text.extend_from_slice(&d);
                         ack_tx.send(data_events).await.expect("ack");
                         data_events += 1;
@@ -203,8 +227,16 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
     assert_eq!(data_events, EVENTS);
     let head = head.expect("head");
     assert_eq!(head.status, 200);
-    assert!(head.headers.iter().any(|(n, v)| n == "content-type" && v == "text/event-stream"));
-    assert!(String::from_utf8(sse_text).expect("utf8").starts_with("data: {\"token\":\"tok-secret-00\"}\n\n"));
+    assert!(
+        head.headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v == "text/event-stream")
+    );
+    assert!(
+        String::from_utf8(sse_text)
+            .expect("utf8")
+            .starts_with("data: {\"token\":\"tok-secret-00\"}\n\n")
+    );
 
     // A whole request and response.
     let (wire, pending) = client.seal(&inner_request("/v1/echo")).expect("seal");
@@ -216,12 +248,20 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
         .await
         .expect("post");
     assert_eq!(response.status(), 200);
-    let res = pending.open(&response.bytes().await.expect("body")).expect("opens");
+    let res = pending
+        .open(&response.bytes().await.expect("body"))
+        .expect("opens");
     assert_eq!(res.status, 200);
-    assert!(String::from_utf8(res.body).expect("utf8").starts_with(&format!("echo: {{\"model\"")));
+    assert!(
+        String::from_utf8(res.body)
+            .expect("utf8")
+            .starts_with("echo: {\"model\"")
+    );
 
     // A backend that dies mid-stream: the client sees a truncated stream, not a short one.
-    let (wire, mut opener) = client.seal_streaming(&inner_request("/v1/broken")).expect("seal");
+    let (wire, mut opener) = client
+        .seal_streaming(&inner_request("/v1/broken"))
+        .expect("seal");
     let mut response = http
         .post(format!("{base}{GATEWAY_PATH}"))
         .header("content-type", CONTENT_TYPE_CHUNKED_REQUEST)
@@ -268,13 +308,34 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
         .send()
         .await
         .expect("post");
-    assert_eq!(response.status(), 415, "plaintext is never accepted at the gateway");
+    assert_eq!(
+        response.status(),
+        415,
+        "plaintext is never accepted at the gateway"
+    );
 
     // The proxy relayed everything and saw none of it.
     let seen = seen.lock().expect("lock").clone();
-    assert!(seen.len() > 20 * 256, "the proxy carried the traffic ({} bytes)", seen.len());
-    assert!(contains(&seen, b"message/ohttp-chunked-res"), "the recording is the traffic");
-    for secret in [PROMPT.as_bytes(), b"tok-secret", b"text/event-stream", b"/v1/chat", b"echo:"] {
-        assert!(!contains(&seen, secret), "the proxy saw {:?}", String::from_utf8_lossy(secret));
+    assert!(
+        seen.len() > 20 * 256,
+        "the proxy carried the traffic ({} bytes)",
+        seen.len()
+    );
+    assert!(
+        contains(&seen, b"message/ohttp-chunked-res"),
+        "the recording is the traffic"
+    );
+    for secret in [
+        PROMPT.as_bytes(),
+        b"tok-secret",
+        b"text/event-stream",
+        b"/v1/chat",
+        b"echo:",
+    ] {
+        assert!(
+            !contains(&seen, secret),
+            "the proxy saw {:?}",
+            String::from_utf8_lossy(secret)
+        );
     }
 }

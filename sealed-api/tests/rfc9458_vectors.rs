@@ -1,18 +1,19 @@
 //! RFC 9458 Appendix A: the published key configuration, encapsulated request and
 //! encapsulated response decode with our code.
 
+use sealed_api::OhttpError;
 use sealed_api::bhttp;
 use sealed_api::key_config::{AeadId, GatewayKey, KeyConfig};
 use sealed_api::limits::Limits;
 use sealed_api::ohttp;
-use sealed_api::OhttpError;
 
 fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).expect("test vector hex")
 }
 
 const SK_R: &str = "3c168975674b2fa8e465970b79c8dcf09f1c741626480bd4c6162fc5b6a98e1a";
-const KEY_CONFIG: &str = "01002031e1f05a740102115220e9af918f738674aec95f54db6e04eb705aae8e79815500080001000100010003";
+const KEY_CONFIG: &str =
+    "01002031e1f05a740102115220e9af918f738674aec95f54db6e04eb705aae8e79815500080001000100010003";
 const REQUEST: &str = "00034745540568747470730b6578616d706c652e636f6d012f";
 const ENC_REQUEST: &str = "010020000100014b28f881333e7c164ffc499ad9796f877f4e1051ee6d31bad19dec96c208b4726374e469135906992e1268c594d2a10c695d858c40a026e7965e7d86b83dd440b2c0185204b4d63525";
 const RESPONSE: &str = "0140c8";
@@ -35,7 +36,7 @@ fn key_configuration_decodes_and_our_key_encodes_to_the_same_bytes() {
     assert_eq!(cfg.aeads, vec![AeadId::Aes128Gcm, AeadId::ChaCha20Poly1305]);
     // The same secret gives the same public configuration.
     assert_eq!(gateway_key().config().encode(), unhex(KEY_CONFIG));
-    let list = KeyConfig::encode_list(&[cfg.clone()]);
+    let list = KeyConfig::encode_list(std::slice::from_ref(&cfg));
     assert_eq!(hex::encode(&list), format!("002d{KEY_CONFIG}"));
 }
 
@@ -48,7 +49,12 @@ fn published_request_decapsulates_to_get_https_example_com() {
     // Its Binary HTTP is truncated after the path (RFC 9292 §3.8): no headers, no body.
     let req = bhttp::decode_request(&plaintext).expect("binary HTTP");
     assert_eq!(
-        (req.method.as_str(), req.scheme.as_str(), req.authority.as_str(), req.path.as_str()),
+        (
+            req.method.as_str(),
+            req.scheme.as_str(),
+            req.authority.as_str(),
+            req.path.as_str()
+        ),
         ("GET", "https", "example.com", "/")
     );
     assert!(req.headers.is_empty() && req.body.is_empty());

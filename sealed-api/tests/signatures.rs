@@ -43,17 +43,28 @@ fn eth_account_recover(text: &str, signature: &str) -> String {
     )
     .expect("recovers");
     let point = key.to_sec1_point(false);
-    format!("0x{}", hex::encode(&Keccak256::digest(&point.as_bytes()[1..])[12..]))
+    format!(
+        "0x{}",
+        hex::encode(&Keccak256::digest(&point.as_bytes()[1..])[12..])
+    )
 }
 
 /// `verify_chat`'s checks on a `/v1/signature/{id}` payload: (request hash matches,
 /// response hash matches, signature valid).
-fn nearai_verify_chat(payload: &serde_json::Value, request_body: &str, response_text: &str) -> (bool, bool, bool) {
+fn nearai_verify_chat(
+    payload: &serde_json::Value,
+    request_body: &str,
+    response_text: &str,
+) -> (bool, bool, bool) {
     let sha = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
     let text = payload["text"].as_str().expect("text");
     let parts: Vec<&str> = text.split(':').collect();
     assert!(parts.len() == 2 || parts.len() == 3, "text format");
-    let (req, res) = if parts.len() == 3 { (parts[1], parts[2]) } else { (parts[0], parts[1]) };
+    let (req, res) = if parts.len() == 3 {
+        (parts[1], parts[2])
+    } else {
+        (parts[0], parts[1])
+    };
     let recovered = eth_account_recover(text, payload["signature"].as_str().expect("signature"));
     let address = payload["signing_address"].as_str().expect("address");
     (
@@ -71,7 +82,10 @@ fn ecdsa_signing_matches_the_published_personal_sign_vector() {
         hex::encode(personal_sign_hash(b"Some data")),
         "1da44b586eb0729ff70a73c326926f6ed5a25f5b056e7f47fbc6e58d86871655"
     );
-    assert_eq!(recover_signer(b"Some data", WEB3_SOME_DATA), Ok(WEB3_ADDRESS.into()));
+    assert_eq!(
+        recover_signer(b"Some data", WEB3_SOME_DATA),
+        Ok(WEB3_ADDRESS.into())
+    );
     // Our signature over "Some data" is the published one (RFC 6979, low s, v = 27 + id).
     let sig = s.sign_text(SigningAlgo::Ecdsa, "Some data".into());
     assert_eq!(sig.signature, WEB3_SOME_DATA);
@@ -105,30 +119,61 @@ fn our_signatures_pass_near_ai_clouds_verifier_steps() {
 
     // The JSON shape of /v1/signature/{id}, field for field.
     let payload = serde_json::to_value(&ecdsa).expect("json");
-    let mut keys: Vec<&str> = payload.as_object().expect("object").keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = payload
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["signature", "signing_address", "signing_algo", "text"]);
+    assert_eq!(
+        keys,
+        ["signature", "signing_address", "signing_algo", "text"]
+    );
     assert_eq!(payload["signing_algo"], "ecdsa");
-    assert!(payload["signature"].as_str().is_some_and(|s| s.starts_with("0x") && s.len() == 132));
-    assert_eq!(nearai_verify_chat(&payload, request_body, response_text), (true, true, true));
+    assert!(
+        payload["signature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("0x") && s.len() == 132)
+    );
+    assert_eq!(
+        nearai_verify_chat(&payload, request_body, response_text),
+        (true, true, true)
+    );
     // A different response body, or a signature by another key, fails their checks.
-    assert_eq!(nearai_verify_chat(&payload, request_body, "data: [DONE]\n\n"), (true, false, true));
+    assert_eq!(
+        nearai_verify_chat(&payload, request_body, "data: [DONE]\n\n"),
+        (true, false, true)
+    );
     let mut forged = payload.clone();
     forged["signing_address"] = serde_json::json!("0x0000000000000000000000000000000000000001");
-    assert_eq!(nearai_verify_chat(&forged, request_body, response_text).2, false);
+    assert!(!nearai_verify_chat(&forged, request_body, response_text).2);
 
     // ed25519: hex signature over the text's bytes, hex public key as the address.
     let ed = serde_json::to_value(&ed25519).expect("json");
     assert_eq!(ed["signing_algo"], "ed25519");
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key32(ed["signing_address"].as_str().expect("a")))
-        .expect("key");
-    let sig: [u8; 64] = hex::decode(ed["signature"].as_str().expect("s")).expect("hex").try_into().expect("64");
-    assert!(vk.verify_strict(ed["text"].as_str().expect("t").as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig)).is_ok());
+    let vk =
+        ed25519_dalek::VerifyingKey::from_bytes(&key32(ed["signing_address"].as_str().expect("a")))
+            .expect("key");
+    let sig: [u8; 64] = hex::decode(ed["signature"].as_str().expect("s"))
+        .expect("hex")
+        .try_into()
+        .expect("64");
+    assert!(
+        vk.verify_strict(
+            ed["text"].as_str().expect("t").as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&sig)
+        )
+        .is_ok()
+    );
 
     // The crate's own client-side check agrees, and refuses every mismatch.
     for sig in [&ecdsa, &ed25519] {
         let attested = s.address(sig.signing_algo);
-        assert_eq!(sig.verify_exchange(request_body.as_bytes(), response_text.as_bytes(), &attested), Ok(()));
+        assert_eq!(
+            sig.verify_exchange(request_body.as_bytes(), response_text.as_bytes(), &attested),
+            Ok(())
+        );
         assert!(matches!(
             sig.verify_exchange(b"{}", response_text.as_bytes(), &attested),
             Err(SignatureError::RequestHash { .. })
@@ -177,10 +222,17 @@ fn nearai_check_report_data(report: &serde_json::Value, nonce: &str) -> (bool, b
     let rd = hex::decode(report["report_data"].as_str().expect("report_data")).expect("hex");
     let algo = report["signing_algo"].as_str().unwrap_or("ecdsa");
     let addr = report["signing_address"].as_str().expect("address");
-    let addr_hex = if algo == "ecdsa" { addr.trim_start_matches("0x") } else { addr };
+    let addr_hex = if algo == "ecdsa" {
+        addr.trim_start_matches("0x")
+    } else {
+        addr
+    };
     let mut padded = hex::decode(addr_hex).expect("hex");
     padded.resize(32, 0);
-    (rd[..32] == padded[..], rd[32..64] == hex::decode(nonce).expect("nonce")[..])
+    (
+        rd[..32] == padded[..],
+        rd[32..64] == hex::decode(nonce).expect("nonce")[..],
+    )
 }
 
 #[test]
@@ -204,12 +256,22 @@ fn the_attestation_report_binds_signer_nonce_and_ohttp_key() {
         };
         assert_eq!(report.check_binding(&nonce), Ok(()));
         let json = serde_json::to_value(&report).expect("json");
-        assert_eq!(nearai_check_report_data(&json, &nonce), (true, true), "{algo}");
-        assert!(json.get("model_attestations").is_none(), "flat, as the verifier reads it");
+        assert_eq!(
+            nearai_check_report_data(&json, &nonce),
+            (true, true),
+            "{algo}"
+        );
+        assert!(
+            json.get("model_attestations").is_none(),
+            "flat, as the verifier reads it"
+        );
         let back: AttestationReport = serde_json::from_value(json).expect("round trip");
         assert_eq!(back, report);
 
-        assert_eq!(report.check_binding(&"cd".repeat(32)), Err(ReportError::NonceNotBound));
+        assert_eq!(
+            report.check_binding(&"cd".repeat(32)),
+            Err(ReportError::NonceNotBound)
+        );
         let mut other_key = report.clone();
         other_key.attestation.enclave_key = vec![5; 32];
         assert_eq!(other_key.check_binding(&nonce), Err(ReportError::OhttpKey));
@@ -220,5 +282,8 @@ fn the_attestation_report_binds_signer_nonce_and_ohttp_key() {
         });
         assert!(other_signer.check_binding(&nonce).is_err());
     }
-    assert_eq!(report_data("0x00", SigningAlgo::Ecdsa, "ab"), Err(ReportError::Nonce));
+    assert_eq!(
+        report_data("0x00", SigningAlgo::Ecdsa, "ab"),
+        Err(ReportError::Nonce)
+    );
 }
