@@ -81,7 +81,7 @@ fn stream_exchange(key: &GatewayKey, client: &SealedClient, limits: &Limits) -> 
         carried += sealed.len();
         events += opener.feed(&sealed).expect("open event").len();
     }
-    let end = sealer.end().expect("end");
+    let end = sealer.end(&[]).expect("end");
     events += opener.feed(&end).expect("feed end").len();
     events += opener.finish().expect("finish").len();
     assert_eq!(events, EVENTS + 2);

@@ -105,6 +105,7 @@ pub fn encode_response(res: &Response) -> Vec<u8> {
 }
 
 /// The first piece of a streamed (Indeterminate-Length) response: status and header fields.
+/// (Field lines of an indeterminate section end with an empty name.)
 pub fn encode_streamed_head(head: &ResponseHead) -> Vec<u8> {
     let mut out = Vec::new();
     varint::put(&mut out, INDETERMINATE_RESPONSE);
@@ -124,9 +125,13 @@ pub fn encode_content_chunk(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The end of a streamed response: end of content, empty trailer section.
-pub fn encode_streamed_end() -> Vec<u8> {
-    vec![0, 0]
+/// The end of a streamed response: end of content, then the trailer fields (the node's
+/// response signature travels here, in the final sealed chunk, after the body it signs).
+pub fn encode_streamed_end(trailers: &[Field]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&field_lines(trailers));
+    out.push(0);
+    out
 }
 
 /// A cursor over a message being decoded.
@@ -262,55 +267,68 @@ pub fn decode_streamed_head(buf: &[u8]) -> Result<ResponseHead, BhttpError> {
         return Err(BhttpError::Framing(framing));
     }
     let status = status(r.varint("status")?)?;
-    let mut headers = Vec::new();
-    loop {
-        let name = r.text("field name", false)?;
-        if name.is_empty() {
-            break;
-        }
-        if headers.len() == MAX_FIELDS {
-            return Err(BhttpError::TooManyFields);
-        }
-        headers.push((name, r.text("field value", false)?));
-    }
+    let headers = indeterminate_fields(&mut r)?;
     if !r.is_empty() {
         return Err(BhttpError::Truncated("head (trailing bytes)"));
     }
     Ok(ResponseHead { status, headers })
 }
 
+/// Field lines up to an empty name (an Indeterminate-Length field section).
+fn indeterminate_fields(r: &mut Reader<'_>) -> Result<Vec<Field>, BhttpError> {
+    let mut fields = Vec::new();
+    loop {
+        let name = r.text("field name", false)?;
+        if name.is_empty() {
+            return Ok(fields);
+        }
+        if fields.len() == MAX_FIELDS {
+            return Err(BhttpError::TooManyFields);
+        }
+        fields.push((name, r.text("field value", false)?));
+    }
+}
+
 /// What a body piece of a streamed response held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentPiece {
     pub data: Vec<u8>,
-    /// The piece ended the content (and carried the empty trailer section).
-    pub end: bool,
+    /// `Some(trailer fields)` when the piece ended the message.
+    pub trailers: Option<Vec<Field>>,
 }
 
 /// Decodes a body piece: at most one content chunk, optionally followed by the end of the
-/// content and an empty trailer section.
+/// content and the trailer section.
 pub fn decode_content_piece(buf: &[u8]) -> Result<ContentPiece, BhttpError> {
     let mut r = Reader { buf };
     let mut data = Vec::new();
     if r.is_empty() {
-        return Ok(ContentPiece { data, end: false });
+        return Ok(ContentPiece {
+            data,
+            trailers: None,
+        });
     }
     let chunk = r.bytes("content chunk", false)?;
     if !chunk.is_empty() {
         data.extend_from_slice(chunk);
         if r.is_empty() {
-            return Ok(ContentPiece { data, end: false });
+            return Ok(ContentPiece {
+                data,
+                trailers: None,
+            });
         }
         if !r.bytes("end of content", false)?.is_empty() {
             return Err(BhttpError::Truncated("end of content"));
         }
     }
-    // The trailer section (indeterminate: field lines up to an empty name); we send none.
-    let trailers = r.text("trailer name", false)?;
-    if !trailers.is_empty() || !r.is_empty() {
-        return Err(BhttpError::Truncated("trailer section"));
+    let trailers = indeterminate_fields(&mut r)?;
+    if !r.is_empty() {
+        return Err(BhttpError::Truncated("trailer section (trailing bytes)"));
     }
-    Ok(ContentPiece { data, end: true })
+    Ok(ContentPiece {
+        data,
+        trailers: Some(trailers),
+    })
 }
 
 #[cfg(test)]
@@ -354,19 +372,23 @@ mod tests {
             decode_content_piece(&piece),
             Ok(ContentPiece {
                 data: b"data: 1\n\n".to_vec(),
-                end: false
+                trailers: None
             })
         );
         let mut last = encode_content_chunk(b"data: 2\n\n");
-        last.extend_from_slice(&encode_streamed_end());
+        let sig: Vec<Field> = vec![("x-signature".into(), "0xabc".into())];
+        last.extend_from_slice(&encode_streamed_end(&sig));
         assert_eq!(
             decode_content_piece(&last),
             Ok(ContentPiece {
                 data: b"data: 2\n\n".to_vec(),
-                end: true
+                trailers: Some(sig)
             })
         );
-        assert!(decode_content_piece(&encode_streamed_end()).is_ok_and(|p| p.end));
+        assert!(
+            decode_content_piece(&encode_streamed_end(&[]))
+                .is_ok_and(|p| p.trailers == Some(vec![]))
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! * `POST /ohttp` with `message/ohttp-chunked-req` answers `message/ohttp-chunked-res`: the
 //!   inner response streams, one sealed frame per body frame the inner route yields (axum's
 //!   `Sse` yields one per event), each sent as soon as it is sealed, and the final chunk after
-//!   the inner body ends. If the inner body fails the gateway stops without a final chunk, so
+//!   the inner body ends, carrying the inner body's trailers (HTTP trailer frames): the place
+//!   for the response signature, sealed, after the exact body it signs. If the inner body fails the gateway stops without a final chunk, so
 //!   the client sees a truncated stream rather than a short one.
 //!
 //! The inner request carries a [`SealedRequest`] extension, so a route can insist that it
@@ -208,6 +209,7 @@ impl Gateway {
             first: Some(first),
             body: Some(body),
             sealer: Some(sealer),
+            trailers: Vec::new(),
         };
         let chunks = stream::unfold(state, next_chunk);
         let mut response = Response::new(Body::from_stream(chunks));
@@ -227,11 +229,13 @@ struct StreamState {
     first: Option<Vec<u8>>,
     body: Option<Body>,
     sealer: Option<StreamSealer>,
+    trailers: Vec<Field>,
 }
 
 /// The next sealed bytes of a streamed response: the head, one item per inner body frame,
-/// then the final chunk. An inner body error ends the stream with an error and no final
-/// chunk (the client reports truncation).
+/// then the final chunk with the inner body's trailers (where the worker puts the response
+/// signature). An inner body error ends the stream with an error and no final chunk (the
+/// client reports truncation).
 async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes, OhttpError>, StreamState)> {
     if let Some(first) = st.first.take() {
         return Some((Ok(Bytes::from(first)), st));
@@ -240,8 +244,14 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes, OhttpError>, S
     loop {
         match body.frame().await {
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue; // trailers: not forwarded
+                let data = match frame.into_data() {
+                    Ok(data) => data,
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            st.trailers.extend(fields(&trailers));
+                        }
+                        continue;
+                    }
                 };
                 if data.is_empty() {
                     continue;
@@ -256,7 +266,7 @@ async fn next_chunk(mut st: StreamState) -> Option<(Result<Bytes, OhttpError>, S
             }
             None => {
                 st.body = None;
-                let end = st.sealer.take()?.end();
+                let end = st.sealer.take()?.end(&st.trailers);
                 return Some(finish_item(end, st));
             }
         }

@@ -3,7 +3,7 @@
 //! route streams events), and the end of the message in the final chunk. Stripping the frames
 //! leaves one Indeterminate-Length Binary HTTP response (RFC 9292 §3.2).
 
-use crate::bhttp::{self, ResponseHead};
+use crate::bhttp::{self, Field, ResponseHead};
 use crate::chunked::{ChunkedResponseReader, ChunkedResponseWriter, MAX_FRAME_PAYLOAD};
 use crate::error::OhttpError;
 
@@ -35,9 +35,11 @@ impl StreamSealer {
         Ok(out)
     }
 
-    /// The end of the response: the final chunk, which a client needs to accept the stream.
-    pub fn end(self) -> Result<Vec<u8>, OhttpError> {
-        self.writer.finish(&bhttp::encode_streamed_end())
+    /// The end of the response, with its trailer fields (e.g. the response signature): the
+    /// final chunk, which a client needs to accept the stream. The trailers must fit in one
+    /// frame ([`MAX_FRAME_PAYLOAD`] bytes encoded).
+    pub fn end(self, trailers: &[Field]) -> Result<Vec<u8>, OhttpError> {
+        self.writer.finish(&bhttp::encode_streamed_end(trailers))
     }
 }
 
@@ -48,8 +50,9 @@ pub enum StreamEvent {
     Head(ResponseHead),
     /// Body bytes as the gateway flushed them (for an SSE route, one event).
     Data(Vec<u8>),
-    /// The response ended with its final chunk: the body is complete.
-    End,
+    /// The response ended with its final chunk: the body is complete. Carries the trailer
+    /// fields sent with it (the node's signature over the exact body, for instance).
+    End { trailers: Vec<Field> },
 }
 
 /// Client: opens a streamed response as its bytes arrive. Produced by
@@ -82,9 +85,9 @@ impl StreamOpener {
         if !piece.data.is_empty() {
             out.push(StreamEvent::Data(piece.data));
         }
-        if piece.end {
+        if let Some(trailers) = piece.trailers {
             self.ended = true;
-            out.push(StreamEvent::End);
+            out.push(StreamEvent::End { trailers });
         }
         Ok(())
     }

@@ -49,7 +49,7 @@ fn respond(writer: ChunkedResponseWriter) -> Vec<Vec<u8>> {
     for e in events() {
         pieces.push(sealer.data(&e).expect("data"));
     }
-    pieces.push(sealer.end().expect("end"));
+    pieces.push(sealer.end(&[]).expect("end"));
     pieces
 }
 
@@ -68,7 +68,7 @@ fn expected_events() -> Vec<StreamEvent> {
         headers: vec![("content-type".into(), "text/event-stream".into())],
     })];
     v.extend(events().into_iter().map(StreamEvent::Data));
-    v.push(StreamEvent::End);
+    v.push(StreamEvent::End { trailers: vec![] });
     v
 }
 

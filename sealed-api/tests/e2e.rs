@@ -6,11 +6,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::Extension;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, Sse};
 use axum::routing::post;
 use futures_util::stream;
+use http_body::Frame;
+use http_body_util::StreamBody;
+use sealed_api::ResponseSigner;
+use sealed_api::SigningAlgo;
 use sealed_api::bhttp::Request;
 use sealed_api::client::{CONTENT_TYPE_CHUNKED_REQUEST, CONTENT_TYPE_REQUEST};
 use sealed_api::gateway::{GATEWAY_PATH, KEYS_PATH};
@@ -28,36 +36,73 @@ fn token(i: usize) -> String {
     format!("tok-secret-{i:02}")
 }
 
-/// The toy streaming route: one event per token; it sends event i+1 only after the client
+/// The node's response-signing keys in this test.
+fn signer() -> ResponseSigner {
+    ResponseSigner::from_secrets(&[3; 32], &[4; 32]).expect("keys")
+}
+
+/// The trailer that carries the response signature in the final sealed chunk.
+const SIGNATURE_TRAILER: &str = "x-response-signature";
+
+/// One step of the toy stream: the SSE text sent so far.
+struct Toy {
+    i: usize,
+    request: String,
+    sent: String,
+    acks: Arc<tokio::sync::Mutex<mpsc::Receiver<usize>>>,
+}
+
+/// The toy streaming route: one SSE event per token, then the signature over the exact
+/// request body and the full SSE text as a trailer. It sends event i+1 only after the client
 /// said it opened event i, so the test deadlocks (and times out) if anything buffers.
 fn chat_route(acks: Arc<tokio::sync::Mutex<mpsc::Receiver<usize>>>) -> Router {
     Router::new()
         .route(
             "/v1/chat/completions",
             post(
-                move |sealed: Option<Extension<SealedRequest>>, body: String| async move {
+                move |sealed: Option<Extension<SealedRequest>>, request: String| async move {
                     assert!(
                         sealed.is_some_and(|s| s.streaming),
                         "came through the gateway"
                     );
-                    assert!(body.contains(PROMPT));
-                    let acks = acks.clone();
-                    let events = stream::unfold(0usize, move |i| {
-                        let acks = acks.clone();
-                        async move {
-                            if i == EVENTS {
-                                return None;
-                            }
-                            if i > 0 {
-                                let got = acks.lock().await.recv().await;
-                                assert_eq!(got, Some(i - 1), "client acked the previous event");
-                            }
-                            let ev =
-                                Event::default().data(format!("{{\"token\":\"{}\"}}", token(i)));
-                            Some((Ok::<_, std::convert::Infallible>(ev), i + 1))
+                    assert!(request.contains(PROMPT));
+                    let toy = Toy {
+                        i: 0,
+                        request,
+                        sent: String::new(),
+                        acks: acks.clone(),
+                    };
+                    let frames = stream::unfold(Some(toy), |toy| async move {
+                        let mut toy = toy?;
+                        if toy.i == EVENTS {
+                            let sig = signer().sign(
+                                SigningAlgo::Ecdsa,
+                                toy.request.as_bytes(),
+                                toy.sent.as_bytes(),
+                            );
+                            let mut trailers = HeaderMap::new();
+                            trailers.insert(
+                                SIGNATURE_TRAILER,
+                                serde_json::to_string(&sig)
+                                    .expect("json")
+                                    .parse()
+                                    .expect("header value"),
+                            );
+                            return Some((Ok::<_, Infallible>(Frame::trailers(trailers)), None));
                         }
+                        if toy.i > 0 {
+                            let got = toy.acks.lock().await.recv().await;
+                            assert_eq!(got, Some(toy.i - 1), "client acked the previous event");
+                        }
+                        let event = format!("data: {{\"token\":\"{}\"}}\n\n", token(toy.i));
+                        toy.sent.push_str(&event);
+                        toy.i += 1;
+                        Some((Ok(Frame::data(Bytes::from(event))), Some(toy)))
                     });
-                    Sse::new(events)
+                    (
+                        [(header::CONTENT_TYPE, "text/event-stream")],
+                        Body::new(StreamBody::new(frames)),
+                    )
                 },
             ),
         )
@@ -214,7 +259,7 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
                         ack_tx.send(data_events).await.expect("ack");
                         data_events += 1;
                     }
-                    StreamEvent::End => panic!("the end comes with the final chunk"),
+                    StreamEvent::End { .. } => panic!("the end comes with the final chunk"),
                 }
             }
         }
@@ -223,7 +268,25 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
     let last = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("events arrive one by one (nothing buffers the stream)");
-    assert_eq!(last, vec![StreamEvent::End]);
+    // The final sealed chunk carries the node's signature over the exact request body and the
+    // full SSE text, which the client checks against what it received.
+    let [StreamEvent::End { trailers }] = &last[..] else {
+        panic!("one final event: {last:?}");
+    };
+    let (_, sig) = trailers
+        .iter()
+        .find(|(n, _)| n == SIGNATURE_TRAILER)
+        .expect("signature trailer");
+    let sig: sealed_api::ResponseSignature = serde_json::from_str(sig).expect("signature json");
+    let request_body = inner_request("/v1/chat/completions").body;
+    assert_eq!(
+        sig.verify_exchange(
+            &request_body,
+            &sse_text,
+            &signer().address(SigningAlgo::Ecdsa)
+        ),
+        Ok(())
+    );
     assert_eq!(data_events, EVENTS);
     let head = head.expect("head");
     assert_eq!(head.status, 200);
@@ -233,7 +296,7 @@ async fn sealed_streaming_through_a_proxy_that_sees_no_plaintext() {
             .any(|(n, v)| n == "content-type" && v == "text/event-stream")
     );
     assert!(
-        String::from_utf8(sse_text)
+        String::from_utf8(sse_text.clone())
             .expect("utf8")
             .starts_with("data: {\"token\":\"tok-secret-00\"}\n\n")
     );
