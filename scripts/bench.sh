@@ -46,6 +46,7 @@ run "indexer ingest" --profile bench --no-default-features -p indexer --example 
 run "indexer API and feed" --profile bench --no-default-features -p indexer --example api_bench
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 run "worker inference" --profile bench -p worker --example worker_bench
+run "sealed API (OHTTP seal/open, response signatures)" --profile bench -p sealed-api --example bench
 
 # End to end on localnet: localnet, indexer and worker as optimised processes (the `bench`
 # profile writes to target/release), sealed embedding jobs from submit to settlement.
