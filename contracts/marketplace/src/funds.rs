@@ -71,7 +71,7 @@ impl Marketplace {
                 request.storage_deposit.as_yoctonear(),
             );
         }
-        for channel in crate::channels::channels().values() {
+        for channel in crate::channels::live_channels() {
             add(
                 &mut entry(&mut assets, &channel.asset).escrow_recomputed,
                 channel.unsettled(),

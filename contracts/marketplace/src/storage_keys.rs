@@ -46,4 +46,6 @@ pub enum StorageKey {
     },
     /// The channels' id counter and settings (`channels::ChannelBook`).
     ChannelBook,
+    /// The live channels' ids (the set's handle is in the book).
+    LiveChannels,
 }

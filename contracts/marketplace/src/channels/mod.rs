@@ -12,11 +12,11 @@
 //! the records); each settlement releases the difference through the same split and payout
 //! code as a job (`settlement::split`, `Marketplace::book_split`).
 
-mod open;
+pub(crate) mod open;
 mod settle;
 mod views;
 
-use near_sdk::collections::{LookupMap, UnorderedMap, UnorderedSet};
+use near_sdk::collections::{LookupMap, UnorderedSet};
 use near_sdk::{AccountId, borsh, env, near};
 
 use enclave_cloud_common::{ChannelId, NodeId};
@@ -38,13 +38,16 @@ pub fn channel_storage_cost() -> u128 {
     bytes_cost(CHANNEL_STORAGE_BYTES)
 }
 
-/// The channels' id counter and settings: one small record under its own key.
+/// The channels' id counter, settings and the set of live (open or closing) channels: one
+/// small record under its own key. The set's handle lives here because a legacy collection
+/// keeps its length in its handle, which must be stored.
 #[near(serializers = [borsh])]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelBook {
     /// Never reused: closed channels are removed, their ids are not given again.
     pub next_channel_id: ChannelId,
     pub settings: ChannelSettings,
+    /// Open and closing channels (what `funds` recomputes the escrow from).
+    pub live: UnorderedSet<ChannelId>,
 }
 
 impl Default for ChannelBook {
@@ -52,6 +55,7 @@ impl Default for ChannelBook {
         Self {
             next_channel_id: ChannelId(1),
             settings: ChannelSettings::default(),
+            live: UnorderedSet::new(StorageKey::LiveChannels),
         }
     }
 }
@@ -74,8 +78,18 @@ impl ChannelBook {
 }
 
 /// The channel records, by id.
-pub fn channels() -> UnorderedMap<ChannelId, Channel> {
-    UnorderedMap::new(StorageKey::Channels)
+pub fn channels() -> LookupMap<ChannelId, Channel> {
+    LookupMap::new(StorageKey::Channels)
+}
+
+/// Every live channel (for `funds`: tests and audits).
+pub fn live_channels() -> Vec<Channel> {
+    let all = channels();
+    ChannelBook::load()
+        .live
+        .iter()
+        .filter_map(|id| all.get(&id))
+        .collect()
 }
 
 fn by_user() -> LookupMap<AccountId, UnorderedSet<ChannelId>> {
@@ -87,8 +101,10 @@ fn by_node() -> LookupMap<NodeId, UnorderedSet<ChannelId>> {
 }
 
 /// Stores a new channel and its index entries.
-fn insert_channel(channel: &Channel) {
+fn insert_channel(book: &mut ChannelBook, channel: &Channel) {
     channels().insert(&channel.channel_id, channel);
+    book.live.insert(&channel.channel_id);
+    book.save();
     index_insert(
         &mut by_user(),
         &channel.user,
@@ -110,6 +126,9 @@ fn insert_channel(channel: &Channel) {
 /// Removes a closed channel and its index entries (all the storage it was charged for).
 fn remove_channel(channel: &Channel) {
     channels().remove(&channel.channel_id);
+    let mut book = ChannelBook::load();
+    book.live.remove(&channel.channel_id);
+    book.save();
     index_remove(&mut by_user(), &channel.user, channel.channel_id);
     index_remove(&mut by_node(), &channel.node_id, channel.channel_id);
 }

@@ -202,7 +202,6 @@ impl Marketplace {
         let channel_id = book.next_channel_id;
         book.next_channel_id = channel_id.next();
         let challenge_period_ns = book.settings.challenge_period_ns;
-        book.save();
         let channel = Channel {
             channel_id,
             user: user.clone(),
@@ -221,7 +220,7 @@ impl Marketplace {
             opened_ns: U64(now),
             state: ChannelState::Open,
         };
-        insert_channel(&channel);
+        insert_channel(&mut book, &channel);
         MarketplaceEvent::ChannelOpened {
             channel_id,
             user: user.clone(),
@@ -315,7 +314,7 @@ impl Marketplace {
     pub fn on_node_for_near_channel(
         &mut self,
         opening: Opening,
-        #[callback_result] answer: std::result::Result<Option<NodeView>, PromiseError>,
+        #[callback_result] answer: Result<Option<NodeView>, PromiseError>,
     ) -> Option<ChannelId> {
         let user = opening.user.clone();
         let attached = opening.attached.map_or(0, |a| a.0);
@@ -349,7 +348,7 @@ impl Marketplace {
     pub fn on_node_for_token_channel(
         &mut self,
         opening: Opening,
-        #[callback_result] answer: std::result::Result<Option<NodeView>, PromiseError>,
+        #[callback_result] answer: Result<Option<NodeView>, PromiseError>,
     ) -> U128 {
         let amount = opening.deposit;
         match self.open_from_registry(opening, answer) {
