@@ -18,11 +18,11 @@ pub mod voucher;
 pub use errors::OrPanic;
 pub use ids::{ChannelId, IdError, JobId, ModelId, NodeId, RequestId};
 pub use receipt::{ReceiptSubject, ResultReceipt};
-pub use voucher::Voucher;
 pub use types::{
     Asset, AttestationKind, DEFAULT_MAX_INLINE_BYTES, GpuInfo, Hash32, InputRef, JobSpec,
     Measurements, ModelPrice, NodeStatus, OutputRef, TcbStatus, Usage,
 };
+pub use voucher::Voucher;
 
 /// The JSON schema of the types whose JSON is a string by hand-written serde. Only near-sdk's
 /// `abi` feature asks for schemas, and only the contracts' state-layout tests turn it on

@@ -13,6 +13,10 @@ use near_sdk::{AccountId, near};
 
 use crate::{Asset, ChannelId};
 
+/// The channel key's signing key, for clients that sign vouchers ([`Voucher::sign`]).
+#[cfg(feature = "voucher-signing")]
+pub use ed25519_dalek::SigningKey as ChannelSigningKey;
+
 /// The first 32 bytes of every signed voucher.
 ///
 /// The channel key is an ed25519 key the user holds; if it were also (or became) a NEAR access

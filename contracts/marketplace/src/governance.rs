@@ -12,9 +12,9 @@ use enclave_cloud_common::{ModelId, OrPanic};
 
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::MarketplaceExt;
+use crate::channels::ChannelBook;
 use crate::errors::{MarketplaceError, Result, invalid};
 use crate::settlement::BPS_DENOMINATOR;
-use crate::channels::ChannelBook;
 use crate::state::{ChannelSettings, Config, ConfigPatch, TokenRate};
 use crate::storage_keys::StorageKey;
 use crate::{GovernanceApi, Marketplace, STATE_VERSION};

@@ -384,7 +384,9 @@ pub enum FtMessage {
     /// Opens a payment channel with the whole amount transferred as its deposit.
     OpenChannel(OpenChannelSpec),
     /// Adds the whole amount transferred to an open channel in the same token.
-    TopUpChannel { channel_id: ChannelId },
+    TopUpChannel {
+        channel_id: ChannelId,
+    },
 }
 
 /// What a user names to open a payment channel.

@@ -289,7 +289,10 @@ impl Marketplace {
             return Err(MarketplaceError::ChannelClosing(channel_id));
         }
         if amount == 0 {
-            return Err(crate::errors::invalid("deposit", "attach the amount to add"));
+            return Err(crate::errors::invalid(
+                "deposit",
+                "attach the amount to add",
+            ));
         }
         inc(&mut channel.deposit, amount)?;
         let ledger = self.ledger_mut(&paid);
@@ -321,18 +324,19 @@ impl Marketplace {
         match self.open_from_registry(opening, answer) {
             Ok(id) => Some(id),
             Err(e) => {
-                env::log_str(&format!("channel not opened, {attached} yoctoNEAR refunded: {e}"));
+                env::log_str(&format!(
+                    "channel not opened, {attached} yoctoNEAR refunded: {e}"
+                ));
                 // The NEAR arrived with the call; it enters the books only to leave at once.
-                let refunded = inc(&mut self.ledger_mut(&Asset::Near).held, attached).and_then(
-                    |()| {
+                let refunded =
+                    inc(&mut self.ledger_mut(&Asset::Near).held, attached).and_then(|()| {
                         self.pay(vec![Payout {
                             account: user,
                             asset: Asset::Near,
                             amount: U128(attached),
                             kind: PayoutKind::Transfer,
                         }])
-                    },
-                );
+                    });
                 if let Err(e) = refunded {
                     env::log_str(&format!("ledger error: refund not sent: {e}"));
                 }

@@ -293,8 +293,13 @@ impl ChannelApi for Marketplace {
     fn top_up_channel(&mut self, channel_id: ChannelId) -> U128 {
         let payer = env::predecessor_account_id();
         let amount = env::attached_deposit().as_yoctonear();
-        self.try_top_up(channel_id, &payer, enclave_cloud_common::Asset::Near, amount)
-            .or_panic()
+        self.try_top_up(
+            channel_id,
+            &payer,
+            enclave_cloud_common::Asset::Near,
+            amount,
+        )
+        .or_panic()
     }
 
     fn settle_channel(

@@ -13,7 +13,9 @@ use enclave_cloud_common::{Asset, ChannelId, Voucher};
 use super::*;
 use crate::ChannelViewApi;
 use crate::channels::{CHANNEL_STORAGE_BYTES, channel_storage_cost};
-use crate::state::{Channel, ChannelSettings, ChannelState, ConfigPatch, FtMessage, OpenChannelSpec};
+use crate::state::{
+    Channel, ChannelSettings, ChannelState, ConfigPatch, FtMessage, OpenChannelSpec,
+};
 
 fn channel_key() -> SigningKey {
     SigningKey::from_bytes(&[42u8; 32])
@@ -92,9 +94,14 @@ impl Harness {
             self.fund_storage(OPERATOR, 100 * MILLI);
         }
         let attached = DEPOSIT + self.storage_cost();
-        match self.open_near(USER, open_spec(), DEPOSIT, attached).unwrap() {
+        match self
+            .open_near(USER, open_spec(), DEPOSIT, attached)
+            .unwrap()
+        {
             Some(id) => id,
-            None => self.answer_near_opening(Some(active_node())).expect("opened"),
+            None => self
+                .answer_near_opening(Some(active_node()))
+                .expect("opened"),
         }
     }
 
@@ -115,7 +122,12 @@ impl Harness {
     }
 
     fn settle_near(&mut self, id: ChannelId, amount: u128) -> Result<Settlement, MarketplaceError> {
-        self.settle_voucher(OPERATOR, id, voucher(id, Asset::Near, amount), &channel_key())
+        self.settle_voucher(
+            OPERATOR,
+            id,
+            voucher(id, Asset::Near, amount),
+            &channel_key(),
+        )
     }
 
     fn close_near(&mut self, id: ChannelId, amount: u128) -> Result<Settlement, MarketplaceError> {
@@ -160,7 +172,10 @@ fn a_near_channel_opens_through_the_registry_then_from_the_cache() {
     assert_eq!(storage, channel_storage_cost());
     // The excess (here 0.5 NEAR) comes back; nothing is stored before the registry answers.
     let attached = DEPOSIT + storage + NEAR / 2;
-    assert_eq!(h.open_near(USER, open_spec(), DEPOSIT, attached).unwrap(), None);
+    assert_eq!(
+        h.open_near(USER, open_spec(), DEPOSIT, attached).unwrap(),
+        None
+    );
     assert_eq!(h.channel(ChannelId(1)), None);
     h.check_funds_pending(attached);
     let id = h.answer_near_opening(Some(active_node())).unwrap();
@@ -191,9 +206,15 @@ fn a_near_channel_opens_through_the_registry_then_from_the_cache() {
     h.check_funds();
     h.install(USER, 0, vec![]);
     let mine = h.contract.channels_by_user(acc(USER), None, None);
-    assert_eq!(mine.iter().map(|c| c.channel_id).collect::<Vec<_>>(), [id, second]);
+    assert_eq!(
+        mine.iter().map(|c| c.channel_id).collect::<Vec<_>>(),
+        [id, second]
+    );
     let page = h.contract.channels_by_node(NODE, Some(1), Some(5));
-    assert_eq!(page.iter().map(|c| c.channel_id).collect::<Vec<_>>(), [second]);
+    assert_eq!(
+        page.iter().map(|c| c.channel_id).collect::<Vec<_>>(),
+        [second]
+    );
 }
 
 impl Harness {
@@ -222,13 +243,20 @@ fn a_refused_opening_refunds_everything() {
     h.open_near(USER, open_spec(), DEPOSIT, attached).unwrap();
     assert_eq!(h.answer_near_opening(Some(other)), None);
     assert_eq!(h.sent_near(USER), attached);
-    assert!(h.logs.iter().any(|l| l.contains("does not serve model")), "{:?}", h.logs);
+    assert!(
+        h.logs.iter().any(|l| l.contains("does not serve model")),
+        "{:?}",
+        h.logs
+    );
     h.check_funds();
     // The node is cached now (without the model): refused at once, nothing to refund.
     let err = h
         .open_near(USER, open_spec(), DEPOSIT, attached)
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::ModelNotServed { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::ModelNotServed { .. }),
+        "{err}"
+    );
     // The registry call failed (the cache expired: the registry is asked again).
     h.advance(crate::state::Config::DEFAULT_NODE_CACHE_TTL_NS);
     h.open_near(USER, open_spec(), DEPOSIT, attached).unwrap();
@@ -252,17 +280,25 @@ fn openings_are_refused_before_any_registry_call() {
     let err = h
         .open_near(USER, open_spec(), DEPOSIT, DEPOSIT + storage - 1)
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::InsufficientDeposit { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::InsufficientDeposit { .. }),
+        "{err}"
+    );
     // Below the minimum deposit.
     let tiny = ChannelSettings::DEFAULT_MIN_DEPOSIT.as_yoctonear() - 1;
     let err = h
         .open_near(USER, open_spec(), tiny, tiny + storage)
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::DepositBelowMinimum { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::DepositBelowMinimum { .. }),
+        "{err}"
+    );
     // A channel key that is not ed25519.
     let mut spec = open_spec();
     spec.channel_key = PublicKey::from_parts(CurveType::SECP256K1, vec![1; 64]).unwrap();
-    let err = h.open_near(USER, spec, DEPOSIT, DEPOSIT + storage).unwrap_err();
+    let err = h
+        .open_near(USER, spec, DEPOSIT, DEPOSIT + storage)
+        .unwrap_err();
     assert_eq!(err, MarketplaceError::ChannelKeyNotEd25519);
     // Paused: no new channels.
     let pause = ConfigPatch {
@@ -328,11 +364,19 @@ fn vouchers_are_refused_with_typed_errors() {
     );
     for stale in [NEAR / 10, NEAR / 20] {
         let err = h.settle_near(id, stale).unwrap_err();
-        assert!(matches!(err, MarketplaceError::VoucherNotAboveSettled { .. }), "{err}");
+        assert!(
+            matches!(err, MarketplaceError::VoucherNotAboveSettled { .. }),
+            "{err}"
+        );
     }
     // A voucher of another channel, even signed by the same key.
     let err = h
-        .settle_voucher(OPERATOR, id, voucher(other, Asset::Near, NEAR / 5), &channel_key())
+        .settle_voucher(
+            OPERATOR,
+            id,
+            voucher(other, Asset::Near, NEAR / 5),
+            &channel_key(),
+        )
         .unwrap_err();
     assert_eq!(
         err,
@@ -347,18 +391,27 @@ fn vouchers_are_refused_with_typed_errors() {
     let err = h
         .settle_voucher(OPERATOR, id, elsewhere, &channel_key())
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::VoucherForAnotherContract { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::VoucherForAnotherContract { .. }),
+        "{err}"
+    );
     // Another asset.
     let err = h
         .settle_voucher(OPERATOR, id, voucher(id, token(), NEAR / 5), &channel_key())
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::VoucherWrongAsset { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::VoucherWrongAsset { .. }),
+        "{err}"
+    );
     // Signed by any other key: the node's own, a stranger's.
     for key in [node_signing_key(), SigningKey::from_bytes(&[1; 32])] {
         let err = h
             .settle_voucher(OPERATOR, id, voucher(id, Asset::Near, NEAR / 5), &key)
             .unwrap_err();
-        assert_eq!(err, MarketplaceError::BadVoucherSignature { channel_id: id });
+        assert_eq!(
+            err,
+            MarketplaceError::BadVoucherSignature { channel_id: id }
+        );
     }
     // A signature of the wrong length, and a valid signature over a different amount.
     let v = voucher(id, Asset::Near, NEAR / 5);
@@ -367,18 +420,27 @@ fn vouchers_are_refused_with_typed_errors() {
             c.try_settle_channel(id, v.clone(), Base64VecU8(vec![0; 63]))
         })
         .unwrap_err();
-    assert_eq!(err, MarketplaceError::BadVoucherSignature { channel_id: id });
+    assert_eq!(
+        err,
+        MarketplaceError::BadVoucherSignature { channel_id: id }
+    );
     let sig = signed(&channel_key(), &voucher(id, Asset::Near, NEAR / 6));
     let err = h
         .call(OPERATOR, 0, |c| c.try_settle_channel(id, v.clone(), sig))
         .unwrap_err();
-    assert_eq!(err, MarketplaceError::BadVoucherSignature { channel_id: id });
+    assert_eq!(
+        err,
+        MarketplaceError::BadVoucherSignature { channel_id: id }
+    );
     // Only the node settles: not the user, not a relayer with a valid voucher.
     for who in [USER, RELAYER] {
         let err = h
             .settle_voucher(who, id, v.clone(), &channel_key())
             .unwrap_err();
-        assert!(matches!(err, MarketplaceError::NotChannelNode { .. }), "{err}");
+        assert!(
+            matches!(err, MarketplaceError::NotChannelNode { .. }),
+            "{err}"
+        );
     }
     // Unknown channel.
     let err = h.settle_near(ChannelId(99), NEAR / 5).unwrap_err();
@@ -388,7 +450,10 @@ fn vouchers_are_refused_with_typed_errors() {
     let err = h
         .call(OPERATOR, 1, |c| c.try_settle_channel(id, v.clone(), sig))
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::UnexpectedDeposit(_)), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::UnexpectedDeposit(_)),
+        "{err}"
+    );
     assert_eq!(h.channel(id).unwrap().settled.0, NEAR / 10, "nothing moved");
     h.check_funds();
 }
@@ -398,7 +463,9 @@ fn top_ups_come_from_the_user_and_stop_when_closing() {
     let mut h = Harness::new();
     let id = h.near_channel();
     let deposit = h
-        .call(USER, NEAR, |c| c.try_top_up(id, &acc(USER), Asset::Near, NEAR))
+        .call(USER, NEAR, |c| {
+            c.try_top_up(id, &acc(USER), Asset::Near, NEAR)
+        })
         .unwrap();
     assert_eq!(deposit.0, 2 * DEPOSIT);
     assert!(matches!(
@@ -410,21 +477,33 @@ fn top_ups_come_from_the_user_and_stop_when_closing() {
     h.settle_near(id, DEPOSIT + NEAR / 2).unwrap();
     h.check_funds();
     let err = h
-        .call(RELAYER, NEAR, |c| c.try_top_up(id, &acc(RELAYER), Asset::Near, NEAR))
+        .call(RELAYER, NEAR, |c| {
+            c.try_top_up(id, &acc(RELAYER), Asset::Near, NEAR)
+        })
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::NotChannelUser { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::NotChannelUser { .. }),
+        "{err}"
+    );
     let err = h
         .call(USER, 0, |c| c.try_top_up(id, &acc(USER), Asset::Near, 0))
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::InvalidArgument { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::InvalidArgument { .. }),
+        "{err}"
+    );
     h.call(USER, 1, |c| c.try_start_close(id)).unwrap();
     h.check_funds();
     let err = h
-        .call(USER, NEAR, |c| c.try_top_up(id, &acc(USER), Asset::Near, NEAR))
+        .call(USER, NEAR, |c| {
+            c.try_top_up(id, &acc(USER), Asset::Near, NEAR)
+        })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::ChannelClosing(id));
     let err = h
-        .call(USER, NEAR, |c| c.try_top_up(ChannelId(9), &acc(USER), Asset::Near, NEAR))
+        .call(USER, NEAR, |c| {
+            c.try_top_up(ChannelId(9), &acc(USER), Asset::Near, NEAR)
+        })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::ChannelNotFound(ChannelId(9)));
     h.check_funds();
@@ -439,18 +518,28 @@ fn the_node_closes_with_its_final_voucher() {
     let storage = h.storage_cost();
     // Below what was settled: refused; only the node closes cooperatively.
     let err = h.close_near(id, NEAR / 20).unwrap_err();
-    assert!(matches!(err, MarketplaceError::VoucherNotAboveSettled { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::VoucherNotAboveSettled { .. }),
+        "{err}"
+    );
     let v = voucher(id, Asset::Near, NEAR / 5);
     let sig = signed(&channel_key(), &v);
     let err = h
         .call(USER, 0, |c| c.try_close_channel(id, v, sig))
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::NotChannelNode { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::NotChannelNode { .. }),
+        "{err}"
+    );
     let last = h.close_near(id, NEAR / 4).unwrap();
     assert_eq!(last.cost.0, NEAR / 4 - NEAR / 10);
     assert_eq!(last.refund.0, DEPOSIT - NEAR / 4);
     assert_eq!(h.sent_near(OPERATOR), last.provider.0);
-    assert_eq!(h.sent_near(USER), last.refund.0 + storage, "rest and storage back");
+    assert_eq!(
+        h.sent_near(USER),
+        last.refund.0 + storage,
+        "rest and storage back"
+    );
     assert!(matches!(
         h.events.as_slice(),
         [
@@ -460,7 +549,11 @@ fn the_node_closes_with_its_final_voucher() {
     ));
     assert_eq!(h.channel(id), None);
     h.install(USER, 0, vec![]);
-    assert!(h.contract.channels_by_user(acc(USER), None, None).is_empty());
+    assert!(
+        h.contract
+            .channels_by_user(acc(USER), None, None)
+            .is_empty()
+    );
     assert!(h.contract.channels_by_node(NODE, None, None).is_empty());
     h.check_funds();
     let err = h.settle_near(id, NEAR / 2).unwrap_err();
@@ -488,7 +581,10 @@ fn the_user_closes_alone_after_the_challenge_period() {
     let storage = h.storage_cost();
     // Only the user starts a close, with one yoctoNEAR.
     let err = h.call(OPERATOR, 1, |c| c.try_start_close(id)).unwrap_err();
-    assert!(matches!(err, MarketplaceError::NotChannelUser { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::NotChannelUser { .. }),
+        "{err}"
+    );
     let err = h.call(USER, 0, |c| c.try_start_close(id)).unwrap_err();
     assert_eq!(err, MarketplaceError::OneYoctoRequired);
     let err = h.call(USER, 0, |c| c.try_finish_close(id)).unwrap_err();
@@ -496,7 +592,10 @@ fn the_user_closes_alone_after_the_challenge_period() {
     let ends = h.call(USER, 1, |c| c.try_start_close(id)).unwrap();
     let period = ChannelSettings::DEFAULT_CHALLENGE_PERIOD_NS;
     assert_eq!(ends.0, h.now + period);
-    assert!(matches!(h.channel(id).unwrap().state, ChannelState::Closing { .. }));
+    assert!(matches!(
+        h.channel(id).unwrap().state,
+        ChannelState::Closing { .. }
+    ));
     let err = h.call(USER, 1, |c| c.try_start_close(id)).unwrap_err();
     assert_eq!(err, MarketplaceError::ChannelClosing(id));
     h.check_funds();
@@ -505,21 +604,33 @@ fn the_user_closes_alone_after_the_challenge_period() {
     h.settle_near(id, NEAR / 5).unwrap();
     h.check_funds();
     let err = h.call(RELAYER, 0, |c| c.try_finish_close(id)).unwrap_err();
-    assert!(matches!(err, MarketplaceError::ChallengePeriodNotOver { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::ChallengePeriodNotOver { .. }),
+        "{err}"
+    );
     // After it, the node no longer settles and anyone may finish: the user gets the deposit
     // minus what was settled, and the storage.
     h.advance(period / 2);
     let err = h.settle_near(id, NEAR / 4).unwrap_err();
-    assert!(matches!(err, MarketplaceError::ChallengePeriodOver { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::ChallengePeriodOver { .. }),
+        "{err}"
+    );
     let err = h.close_near(id, NEAR / 4).unwrap_err();
-    assert!(matches!(err, MarketplaceError::ChallengePeriodOver { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::ChallengePeriodOver { .. }),
+        "{err}"
+    );
     let refund = h.call(RELAYER, 0, |c| c.try_finish_close(id)).unwrap();
     assert_eq!(refund.0, DEPOSIT - NEAR / 5);
     assert_eq!(h.sent_near(USER), DEPOSIT - NEAR / 5 + storage);
     assert_eq!(h.sent_near(OPERATOR), 0);
     assert!(matches!(
         h.events.as_slice(),
-        [MarketplaceEvent::ChannelClosed { reason: ChannelCloseReason::Unilateral, .. }]
+        [MarketplaceEvent::ChannelClosed {
+            reason: ChannelCloseReason::Unilateral,
+            ..
+        }]
     ));
     assert_eq!(h.channel(id), None);
     h.check_funds();
@@ -535,7 +646,13 @@ fn a_channel_keeps_the_challenge_period_it_opened_with() {
     let hour = 3600 * SECOND;
     use enclave_cloud_common::governance::{self as gov, Change};
     h.call(OWNER, 1, |c| {
-        gov::propose(c, Change::SetDelay { delay_ns: U64(hour) }).map_err(Into::into)
+        gov::propose(
+            c,
+            Change::SetDelay {
+                delay_ns: U64(hour),
+            },
+        )
+        .map_err(Into::into)
     })
     .unwrap();
     let patch = ConfigPatch {
@@ -565,8 +682,13 @@ fn a_channel_keeps_the_challenge_period_it_opened_with() {
             channel_challenge_period_ns: Some(U64(bad)),
             ..Default::default()
         };
-        let err = h.call(OWNER, 1, |c| c.try_update_config(patch)).unwrap_err();
-        assert!(matches!(err, MarketplaceError::InvalidArgument { .. }), "{err}");
+        let err = h
+            .call(OWNER, 1, |c| c.try_update_config(patch))
+            .unwrap_err();
+        assert!(
+            matches!(err, MarketplaceError::InvalidArgument { .. }),
+            "{err}"
+        );
     }
     let patch = ConfigPatch {
         channel_challenge_period_ns: Some(U64(hour)),
@@ -586,7 +708,10 @@ fn a_token_channel_opens_settles_tops_up_and_closes_in_the_token() {
     let msg = FtMessage::OpenChannel(open_spec());
     // The storage comes from the user's storage balance.
     let err = h.ft_channel_call(USER, units, &msg).unwrap_err();
-    assert!(matches!(err, MarketplaceError::InsufficientStorageBalance { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::InsufficientStorageBalance { .. }),
+        "{err}"
+    );
     let storage = h.storage_cost();
     h.fund_storage(USER, storage + 10 * MILLI);
     h.install(USER, 0, vec![]);
@@ -610,32 +735,62 @@ fn a_token_channel_opens_settles_tops_up_and_closes_in_the_token() {
     );
     // Below the minimum at the token's rate (0.01 NEAR = 30_000 units); the node is cached now.
     let err = h.ft_channel_call(USER, 29_999, &msg).unwrap_err();
-    assert!(matches!(err, MarketplaceError::DepositBelowMinimum { minimum: 30_000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            MarketplaceError::DepositBelowMinimum {
+                minimum: 30_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let key = channel_key();
     let s = h
         .settle_voucher(OPERATOR, id, voucher(id, token(), 1_000_000), &key)
         .unwrap();
-    assert_eq!((s.protocol_fee.0, s.royalty.0, s.provider.0), (20_000, 50_000, 930_000));
+    assert_eq!(
+        (s.protocol_fee.0, s.royalty.0, s.provider.0),
+        (20_000, 50_000, 930_000)
+    );
     let paid: Vec<_> = h.calls("ft_transfer");
-    assert_eq!(paid.len(), 2, "provider and royalty, in the token: {paid:?}");
+    assert_eq!(
+        paid.len(),
+        2,
+        "provider and royalty, in the token: {paid:?}"
+    );
     h.check_funds();
     // A NEAR voucher for a token channel is refused.
     let err = h
         .settle_voucher(OPERATOR, id, voucher(id, Asset::Near, 2_000_000), &key)
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::VoucherWrongAsset { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::VoucherWrongAsset { .. }),
+        "{err}"
+    );
     // Top-up in the token; NEAR to a token channel is refused.
     let top = FtMessage::TopUpChannel { channel_id: id };
-    assert_eq!(h.ft_channel_call(USER, 1_000_000, &top).unwrap(), Some(U128(0)));
+    assert_eq!(
+        h.ft_channel_call(USER, 1_000_000, &top).unwrap(),
+        Some(U128(0))
+    );
     assert_eq!(h.channel(id).unwrap().deposit.0, units + 1_000_000);
     h.check_funds();
     let err = h
-        .call(USER, NEAR, |c| c.try_top_up(id, &acc(USER), Asset::Near, NEAR))
+        .call(USER, NEAR, |c| {
+            c.try_top_up(id, &acc(USER), Asset::Near, NEAR)
+        })
         .unwrap_err();
-    assert!(matches!(err, MarketplaceError::WrongChannelAsset { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::WrongChannelAsset { .. }),
+        "{err}"
+    );
     let err = h.ft_channel_call(RELAYER, 10, &top).unwrap_err();
-    assert!(matches!(err, MarketplaceError::NotChannelUser { .. }), "{err}");
+    assert!(
+        matches!(err, MarketplaceError::NotChannelUser { .. }),
+        "{err}"
+    );
     // Close: the rest in the token to the user, the storage back to the storage balance.
     let v = voucher(id, token(), 1_500_000);
     let sig = signed(&key, &v);
@@ -660,7 +815,8 @@ fn a_refused_token_opening_returns_the_tokens() {
     // Meanwhile the user withdrew the storage balance: refused in the callback, all returned.
     h.install(USER, 0, vec![]);
     let all = h.contract.storage_balance_of(acc(USER));
-    h.call(USER, 1, |c| c.try_storage_withdraw(Some(all))).unwrap();
+    h.call(USER, 1, |c| c.try_storage_withdraw(Some(all)))
+        .unwrap();
     let unused = h.callback(vec![ok_result(&Some(active_node()))], |c| {
         c.on_node_for_token_channel(opening, Ok(Some(active_node())))
     });
@@ -684,11 +840,17 @@ fn many_accounts_opening_tiny_channels_pay_for_everything() {
         let err = h
             .open_near(who, open_spec(), minimum - 1, minimum - 1 + storage)
             .unwrap_err();
-        assert!(matches!(err, MarketplaceError::DepositBelowMinimum { .. }), "{err}");
+        assert!(
+            matches!(err, MarketplaceError::DepositBelowMinimum { .. }),
+            "{err}"
+        );
         let err = h
             .open_near(who, open_spec(), minimum, minimum + storage - 1)
             .unwrap_err();
-        assert!(matches!(err, MarketplaceError::InsufficientDeposit { .. }), "{err}");
+        assert!(
+            matches!(err, MarketplaceError::InsufficientDeposit { .. }),
+            "{err}"
+        );
         h.open_near(who, open_spec(), minimum, minimum + storage)
             .unwrap()
             .expect("the node is cached");
@@ -698,7 +860,10 @@ fn many_accounts_opening_tiny_channels_pay_for_everything() {
     }
     h.install(USER, 0, vec![]);
     assert_eq!(h.contract.channels_by_node(NODE, None, None).len(), 21);
-    assert_eq!(h.contract.channels_by_node(NODE, Some(0), Some(500)).len(), 21);
+    assert_eq!(
+        h.contract.channels_by_node(NODE, Some(0), Some(500)).len(),
+        21
+    );
     // Each gets exactly its deposit and storage back when it closes (the node is away).
     for (i, who) in attackers.iter().enumerate() {
         let id = ChannelId(i as u64 + 2);
@@ -737,7 +902,8 @@ fn the_storage_charge_covers_the_longest_channel() {
     h.fund_storage(&long_user, NEAR);
     let msg = near_sdk::serde_json::to_string(&FtMessage::OpenChannel(open_spec())).unwrap();
     h.call(&long_token, 0, |c| {
-        c.try_ft_on_transfer(acc(&long_user), U128(NEAR), msg).map(|_| ())
+        c.try_ft_on_transfer(acc(&long_user), U128(NEAR), msg)
+            .map(|_| ())
     })
     .unwrap();
     let opening = h.pending_opening("on_node_for_token_channel");
@@ -756,8 +922,11 @@ fn the_storage_charge_covers_the_longest_channel() {
     let used = env::storage_usage() - before;
     assert!(cache > 0);
     // The book record (first channel) is the marketplace's own; the rest is the channel's.
-    let book =
-        (borsh::to_vec(&crate::channels::ChannelBook::default()).unwrap().len() + 1 + 40) as u64;
+    let book = (borsh::to_vec(&crate::channels::ChannelBook::default())
+        .unwrap()
+        .len()
+        + 1
+        + 40) as u64;
     assert!(
         used - book <= CHANNEL_STORAGE_BYTES,
         "a channel used {} bytes, {CHANNEL_STORAGE_BYTES} are charged",
