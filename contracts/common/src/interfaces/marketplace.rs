@@ -109,10 +109,12 @@ pub struct ConfigPatch {
     /// the borsh form (the governance timelock stores critical patches in the layout they had
     /// before channels existed).
     #[borsh(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_challenge_period_ns: Option<U64>,
     /// The least deposit of a new payment channel, in NEAR ([`ChannelSettings`]); applied at
     /// once like `channel_challenge_period_ns`.
     #[borsh(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_channel_deposit: Option<NearToken>,
 }
 

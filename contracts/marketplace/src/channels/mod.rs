@@ -65,11 +65,14 @@ fn book_key() -> Vec<u8> {
 }
 
 impl ChannelBook {
-    /// The stored book, or the defaults before the first channel or setting.
+    /// The stored book, or the defaults before the first channel or setting. A stored book
+    /// that does not decode stops the call: starting over would reuse channel ids.
     pub fn load() -> Self {
-        env::storage_read(&book_key())
-            .and_then(|raw| borsh::from_slice(&raw).ok())
-            .unwrap_or_default()
+        match env::storage_read(&book_key()) {
+            None => Self::default(),
+            Some(raw) => borsh::from_slice(&raw)
+                .unwrap_or_else(|e| env::panic_str(&format!("the channel book is corrupt: {e}"))),
+        }
     }
 
     pub fn save(&self) {
