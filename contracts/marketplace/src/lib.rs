@@ -1,10 +1,13 @@
-//! Marketplace contract: escrowed inference jobs, settlement, and agent requests.
+//! Marketplace contract: escrowed inference jobs, settlement, agent requests and payment
+//! channels.
 //!
 //! A user escrows a price cap (NEAR, or an allow-listed NEP-141 token) for a job; an eligible
 //! node (checked with the registry once and cached) claims it and posts a result signed by its
 //! attested key; settlement pays the provider, the model's royalty and the protocol fee in the
 //! same call and refunds the rest. Contracts call AI with `request`, which yields until a node
 //! `respond`s or the yield times out; the caller's `on_ai_response` gets the answer either way.
+//! A payment channel (`channels`) holds a user's deposit for one node and model; the node
+//! settles the channel key's cumulative vouchers with the same split and payouts as a job.
 //!
 //! Money rules: state is updated before any promise; every payout that fails becomes a credit
 //! (`withdraw`); `funds` recomputes `held == escrow + credits + fees + storage` per asset.
@@ -389,7 +392,8 @@ pub trait MarketplaceViewApi {
     fn request_deposit(&self, input_bytes: u32) -> U128;
     /// Recomputes every asset's obligations from the records and compares them with the
     /// ledger: `held == escrow + credits + fees + storage`, and NEAR held <= the balance.
-    /// Iterates all open jobs, requests, credits and storage balances: for tests and audits.
+    /// Iterates all open jobs, requests, live channels, credits and storage balances: for tests
+    /// and audits.
     fn funds(&self) -> FundsReport;
 }
 

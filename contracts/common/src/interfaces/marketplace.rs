@@ -336,14 +336,15 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ledger {
     pub held: U128,
-    /// Price caps of open/claimed jobs and pending requests.
+    /// Price caps of open/claimed jobs and pending requests; live channels' unsettled
+    /// deposits.
     pub escrow: U128,
     /// Payouts that failed and wait for `withdraw`.
     pub credits: U128,
     /// Protocol fees not yet withdrawn to the treasury.
     pub fees: U128,
-    /// NEAR only: storage deposits of jobs/requests, storage balances, and storage locked by
-    /// receipts and node caches.
+    /// NEAR only: storage deposits of jobs/requests/channels, storage balances, and storage
+    /// locked by receipts and node caches.
     pub storage: U128,
 }
 
@@ -526,7 +527,8 @@ pub mod methods {
     use crate::{Asset, ChannelId, JobId, JobSpec, NodeId, OutputRef, RequestId, Usage, Voucher};
 
     /// Deposit: the channel's deposit plus `channel_storage_deposit` (the excess comes back).
-    /// 20 Tgas documented (registry `get_node` + callback when the node is not cached).
+    /// 10 Tgas documented with the node cached, 25 through the registry (`get_node` +
+    /// callback); room for the refunds.
     pub const OPEN_CHANNEL: Method = Method::payable("open_channel", 50);
     /// Deposit: the NEAR added to the channel (a NEAR channel; a token channel is topped up
     /// by `ft_transfer_call` with `FtMessage::TopUpChannel`).

@@ -935,3 +935,31 @@ fn the_storage_charge_covers_the_longest_channel() {
     // Closing states a few bytes larger still fit.
     assert!(used - book + 16 <= CHANNEL_STORAGE_BYTES);
 }
+
+/// Pausing stops new money (openings, top-ups), never the way out: the node still settles and
+/// closes, the user still closes alone.
+#[test]
+fn a_paused_marketplace_still_settles_and_closes_channels() {
+    let mut h = Harness::new();
+    let coop = h.near_channel();
+    let alone = h.near_channel();
+    let pause = ConfigPatch {
+        paused: Some(true),
+        ..Default::default()
+    };
+    h.call(OWNER, 1, |c| c.try_update_config(pause)).unwrap();
+    let err = h
+        .call(USER, NEAR, |c| {
+            c.try_top_up(coop, &acc(USER), Asset::Near, NEAR)
+        })
+        .unwrap_err();
+    assert_eq!(err, MarketplaceError::Paused);
+    h.settle_near(coop, NEAR / 10).unwrap();
+    h.close_near(coop, NEAR / 5).unwrap();
+    h.check_funds();
+    h.call(USER, 1, |c| c.try_start_close(alone)).unwrap();
+    h.advance(ChannelSettings::DEFAULT_CHALLENGE_PERIOD_NS);
+    let refund = h.call(USER, 0, |c| c.try_finish_close(alone)).unwrap();
+    assert_eq!(refund.0, DEPOSIT);
+    h.check_funds();
+}
