@@ -37,6 +37,14 @@ cargo build --locked --quiet -p localnet --bin localnet >&2
 NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet" \
     cargo test --locked --quiet -p sandbox-tests --test model_token -- --nocapture --test-threads 1 \
     2>/dev/null | grep '^BENCH '
+# Payment channels as a real chain charges them: open (registry and token paths), settle
+# (the budget: <= 15 Tgas whatever the requests a voucher covers; the suite fails
+# above it), close, start_close / finish_close. The marketplace gas report above prints the
+# same methods in nearcore's VM (marketplace.{open,settle,close}_channel.gas).
+step "channel gas on localnet (sandbox suite)" >&2
+NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet" \
+    cargo test --locked --quiet -p sandbox-tests --test channels -- --nocapture --test-threads 1 \
+    2>/dev/null | grep '^BENCH '
 
 # Throughput and latency: optimised host builds (the `bench` profile: release without the
 # contract-sized opt-level/LTO).

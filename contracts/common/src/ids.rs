@@ -70,6 +70,10 @@ numeric_id!(
     /// An agent request (a contract calling AI through yield/resume).
     RequestId
 );
+numeric_id!(
+    /// A payment channel in the marketplace: ids are sequential and never reused.
+    ChannelId
+);
 
 /// A model's id: a short slug that is also the sub-account of its token contract
 /// (`<model>.<factory>`), hence the account-id friendly alphabet.

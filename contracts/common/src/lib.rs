@@ -13,14 +13,16 @@ pub mod interfaces;
 pub mod receipt;
 pub mod state_version;
 pub mod types;
+pub mod voucher;
 
 pub use errors::OrPanic;
-pub use ids::{IdError, JobId, ModelId, NodeId, RequestId};
+pub use ids::{ChannelId, IdError, JobId, ModelId, NodeId, RequestId};
 pub use receipt::{ReceiptSubject, ResultReceipt};
 pub use types::{
     Asset, AttestationKind, DEFAULT_MAX_INLINE_BYTES, GpuInfo, Hash32, InputRef, JobSpec,
     Measurements, ModelPrice, NodeStatus, OutputRef, TcbStatus, Usage,
 };
+pub use voucher::Voucher;
 
 /// The JSON schema of the types whose JSON is a string by hand-written serde. Only near-sdk's
 /// `abi` feature asks for schemas, and only the contracts' state-layout tests turn it on
@@ -42,4 +44,4 @@ macro_rules! json_schema_as_string {
     )*};
 }
 
-json_schema_as_string!(NodeId, JobId, RequestId, ModelId, Hash32);
+json_schema_as_string!(NodeId, JobId, RequestId, ChannelId, ModelId, Hash32);

@@ -2,7 +2,7 @@
 
 use near_sdk::{AccountId, NearToken, env};
 
-use enclave_cloud_common::{Asset, JobId, ModelId, NodeId, RequestId};
+use enclave_cloud_common::{Asset, ChannelId, JobId, ModelId, NodeId, RequestId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarketplaceError {
@@ -40,7 +40,7 @@ pub enum MarketplaceError {
     },
     #[error("token {0} is not accepted for payment")]
     TokenNotAccepted(AccountId),
-    #[error("ft_on_transfer message is not a job: {0}")]
+    #[error("ft_on_transfer message is not a job or channel message: {0}")]
     BadTransferMessage(String),
     #[error("job {0} does not exist or is already finished")]
     JobNotFound(JobId),
@@ -111,6 +111,84 @@ pub enum MarketplaceError {
     Overflow(&'static str),
     #[error("no model factory is configured: royalties are protocol fees")]
     NoModelFactory,
+    #[error("channel {0} does not exist or is closed")]
+    ChannelNotFound(ChannelId),
+    #[error("only channel {channel_id}'s user {user} may do this, not {caller}")]
+    NotChannelUser {
+        channel_id: ChannelId,
+        user: AccountId,
+        caller: AccountId,
+    },
+    #[error(
+        "only channel {channel_id}'s node (its operator {operator} or its enclave key) may do this, not {caller}"
+    )]
+    NotChannelNode {
+        channel_id: ChannelId,
+        operator: AccountId,
+        caller: AccountId,
+    },
+    #[error("channel {0} is closing: no top-ups, and its close has already started")]
+    ChannelClosing(ChannelId),
+    #[error("channel {0} is open: its user must start_close first")]
+    ChannelNotClosing(ChannelId),
+    #[error(
+        "channel {channel_id}'s challenge period ends at {ends_ns} ns (now {now_ns} ns): finish_close after it"
+    )]
+    ChallengePeriodNotOver {
+        channel_id: ChannelId,
+        ends_ns: u64,
+        now_ns: u64,
+    },
+    #[error(
+        "channel {channel_id}'s challenge period ended at {ended_ns} ns (now {now_ns} ns): it can only be finished"
+    )]
+    ChallengePeriodOver {
+        channel_id: ChannelId,
+        ended_ns: u64,
+        now_ns: u64,
+    },
+    #[error("the voucher of {amount} is over channel {channel_id}'s deposit of {deposit}")]
+    VoucherOverDeposit {
+        channel_id: ChannelId,
+        amount: u128,
+        deposit: u128,
+    },
+    #[error(
+        "the voucher of {amount} is not above the {settled} channel {channel_id} already settled"
+    )]
+    VoucherNotAboveSettled {
+        channel_id: ChannelId,
+        amount: u128,
+        settled: u128,
+    },
+    #[error("the voucher is for channel {voucher_channel}, not channel {channel_id}")]
+    VoucherForAnotherChannel {
+        channel_id: ChannelId,
+        voucher_channel: ChannelId,
+    },
+    #[error("the voucher is for the marketplace {marketplace}, not this one ({this})")]
+    VoucherForAnotherContract {
+        marketplace: AccountId,
+        this: AccountId,
+    },
+    #[error("the voucher is in {voucher:?}, channel {channel_id} is in {channel:?}")]
+    VoucherWrongAsset {
+        channel_id: ChannelId,
+        voucher: Asset,
+        channel: Asset,
+    },
+    #[error("the voucher is not signed by channel {channel_id}'s key")]
+    BadVoucherSignature { channel_id: ChannelId },
+    #[error("the channel key must be an ed25519 key")]
+    ChannelKeyNotEd25519,
+    #[error("a channel's deposit must be at least {minimum} (in its asset), got {deposit}")]
+    DepositBelowMinimum { deposit: u128, minimum: u128 },
+    #[error("channel {channel_id} is in {channel:?}, the transfer is in {paid:?}")]
+    WrongChannelAsset {
+        channel_id: ChannelId,
+        channel: Asset,
+        paid: Asset,
+    },
     #[error("the model factory {factory} does not confirm model {model_id}: {reason}")]
     ModelNotConfirmed {
         model_id: ModelId,

@@ -71,6 +71,16 @@ impl Marketplace {
                 request.storage_deposit.as_yoctonear(),
             );
         }
+        for channel in crate::channels::live_channels() {
+            add(
+                &mut entry(&mut assets, &channel.asset).escrow_recomputed,
+                channel.unsettled(),
+            );
+            add(
+                &mut entry(&mut assets, &Asset::Near).storage_recomputed,
+                channel.storage_deposit.as_yoctonear(),
+            );
+        }
         for (key, amount) in self.credits.iter() {
             add(
                 &mut entry(&mut assets, &key.asset).credits_recomputed,

@@ -12,9 +12,10 @@ use enclave_cloud_common::{ModelId, OrPanic};
 
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::MarketplaceExt;
+use crate::channels::ChannelBook;
 use crate::errors::{MarketplaceError, Result, invalid};
 use crate::settlement::BPS_DENOMINATOR;
-use crate::state::{Config, ConfigPatch, TokenRate};
+use crate::state::{ChannelSettings, Config, ConfigPatch, TokenRate};
 use crate::storage_keys::StorageKey;
 use crate::{GovernanceApi, Marketplace, STATE_VERSION};
 
@@ -96,9 +97,12 @@ impl Marketplace {
 
     /// The owner, 1 yocto. A patch that touches a critical field is a governance proposal
     /// (applied at once only while the delay is 0); the rest applies now.
-    pub(crate) fn try_update_config(&mut self, patch: ConfigPatch) -> Result<()> {
+    pub(crate) fn try_update_config(&mut self, mut patch: ConfigPatch) -> Result<()> {
         self.require_owner()?;
         self.check_patch(&patch)?;
+        // The channel settings apply at once and are never queued (they are not part of a
+        // queued patch's borsh form): a channel keeps the settings it was opened with.
+        self.apply_channel_settings(&mut patch);
         if patch.is_critical() {
             let owner = self.config.owner.clone();
             governance::queue(
@@ -135,6 +139,21 @@ impl Marketplace {
         let longest = patch
             .max_job_duration_ns
             .unwrap_or(current.max_job_duration_ns);
+        if let Some(period) = patch.channel_challenge_period_ns
+            && (period.0 == 0 || period.0 > ChannelSettings::MAX_CHALLENGE_PERIOD_NS)
+        {
+            return Err(invalid(
+                "channel_challenge_period_ns",
+                format!(
+                    "{} must be in 1..={}",
+                    period.0,
+                    ChannelSettings::MAX_CHALLENGE_PERIOD_NS
+                ),
+            ));
+        }
+        if patch.min_channel_deposit.is_some_and(|d| d.is_zero()) {
+            return Err(invalid("min_channel_deposit", "must be more than 0"));
+        }
         if window.0 >= longest.0 {
             return Err(invalid(
                 "min_answer_window_ns",
@@ -145,6 +164,26 @@ impl Marketplace {
             ));
         }
         Ok(())
+    }
+
+    /// Takes the channel settings out of a checked patch and applies them, one
+    /// `policy_updated` event per field.
+    fn apply_channel_settings(&mut self, patch: &mut ConfigPatch) {
+        let period = patch.channel_challenge_period_ns.take();
+        let minimum = patch.min_channel_deposit.take();
+        if period.is_none() && minimum.is_none() {
+            return;
+        }
+        let mut book = ChannelBook::load();
+        if let Some(period) = period {
+            policy("channel_challenge_period_ns", period.0);
+            book.settings.challenge_period_ns = period;
+        }
+        if let Some(minimum) = minimum {
+            policy("min_channel_deposit", minimum.as_yoctonear());
+            book.settings.min_deposit = minimum;
+        }
+        book.save();
     }
 
     /// Applies a checked patch, one `policy_updated` event per field.

@@ -1,6 +1,6 @@
 //! Submitting jobs (NEAR or token), cancelling them, and retiring their records.
 
-use near_sdk::borsh::BorshSerialize;
+use near_sdk::borsh::{BorshDeserialize, BorshSerialize};
 use near_sdk::collections::{LookupMap, UnorderedSet};
 use near_sdk::json_types::{Base64VecU8, U64, U128};
 use near_sdk::{AccountId, IntoStorageKey, NearToken, PromiseOrValue, env, near};
@@ -25,12 +25,12 @@ use crate::storage::{JOB_RESERVE_BYTES, StorageMeter, apply_delta, bytes_cost};
 use crate::storage_keys::StorageKey;
 use crate::{GAS_ON_SLASHED, GAS_SLASH, JobApi, Marketplace};
 
-/// Adds `job_id` to the set of `key` in a per-key index.
-pub fn index_insert<K: BorshSerialize>(
-    index: &mut LookupMap<K, UnorderedSet<JobId>>,
+/// Adds `job_id` (a job or channel id) to the set of `key` in a per-key index.
+pub fn index_insert<K: BorshSerialize, T: BorshSerialize + BorshDeserialize>(
+    index: &mut LookupMap<K, UnorderedSet<T>>,
     key: &K,
     prefix: impl IntoStorageKey,
-    job_id: JobId,
+    job_id: T,
 ) {
     let mut set = index.get(key).unwrap_or_else(|| UnorderedSet::new(prefix));
     set.insert(&job_id);
@@ -39,10 +39,10 @@ pub fn index_insert<K: BorshSerialize>(
 
 /// Removes `job_id` from a per-key index, dropping the key's set when it empties (so the
 /// storage of a cancelled job is freed completely).
-pub fn index_remove<K: BorshSerialize>(
-    index: &mut LookupMap<K, UnorderedSet<JobId>>,
+pub fn index_remove<K: BorshSerialize, T: BorshSerialize + BorshDeserialize>(
+    index: &mut LookupMap<K, UnorderedSet<T>>,
     key: &K,
-    job_id: JobId,
+    job_id: T,
 ) {
     let Some(mut set) = index.get(key) else {
         return;
@@ -126,8 +126,18 @@ impl Marketplace {
             .accepted_tokens
             .get(&token)
             .ok_or_else(|| MarketplaceError::TokenNotAccepted(token.clone()))?;
-        let FtMessage::SubmitJob(spec) = near_sdk::serde_json::from_str(&msg)
-            .map_err(|e| MarketplaceError::BadTransferMessage(e.to_string()))?;
+        let spec = match near_sdk::serde_json::from_str(&msg)
+            .map_err(|e| MarketplaceError::BadTransferMessage(e.to_string()))?
+        {
+            FtMessage::SubmitJob(spec) => spec,
+            FtMessage::OpenChannel(spec) => {
+                return self.try_ft_open_channel(sender, token, rate, amount, spec);
+            }
+            FtMessage::TopUpChannel { channel_id } => {
+                self.try_top_up(channel_id, &sender, Asset::Ft { token }, amount.0)?;
+                return Ok(PromiseOrValue::Value(U128(0)));
+            }
+        };
         let cap = spec.price_cap.0;
         let unused = amount.0.checked_sub(cap).ok_or_else(|| {
             invalid(

@@ -1,10 +1,13 @@
-//! Marketplace contract: escrowed inference jobs, settlement, and agent requests.
+//! Marketplace contract: escrowed inference jobs, settlement, agent requests and payment
+//! channels.
 //!
 //! A user escrows a price cap (NEAR, or an allow-listed NEP-141 token) for a job; an eligible
 //! node (checked with the registry once and cached) claims it and posts a result signed by its
 //! attested key; settlement pays the provider, the model's royalty and the protocol fee in the
 //! same call and refunds the rest. Contracts call AI with `request`, which yields until a node
 //! `respond`s or the yield times out; the caller's `on_ai_response` gets the answer either way.
+//! A payment channel (`channels`) holds a user's deposit for one node and model; the node
+//! settles the channel key's cumulative vouchers with the same split and payouts as a job.
 //!
 //! Money rules: state is updated before any promise; every payout that fails becomes a credit
 //! (`withdraw`); `funds` recomputes `held == escrow + credits + fees + storage` per asset.
@@ -16,6 +19,7 @@
 //! [`errors::MarketplaceError`]s,
 //! raised with [`enclave_cloud_common::OrPanic`].
 
+mod channels;
 pub mod errors;
 mod funds;
 mod governance;
@@ -40,11 +44,14 @@ use near_sdk::json_types::{Base64VecU8, U128};
 use near_sdk::{AccountId, Gas, PanicOnDefault, Promise, PromiseOrValue, ext_contract, near};
 
 use enclave_cloud_common::events::marketplace::Settlement;
-use enclave_cloud_common::{Asset, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage};
+use enclave_cloud_common::{
+    Asset, ChannelId, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage, Voucher,
+};
+use near_sdk::json_types::U64;
 
 use crate::state::{
-    CachedNode, Config, ConfigPatch, CreditKey, Job, JobSpec, JobStatus, JobView, Ledger, Receipt,
-    Request, TokenRate,
+    CachedNode, Channel, ChannelSettings, Config, ConfigPatch, CreditKey, Job, JobSpec, JobStatus,
+    JobView, Ledger, OpenChannelSpec, Receipt, Request, TokenRate,
 };
 
 pub use crate::state::{AssetFunds, FtMessage, FundsReport};
@@ -78,6 +85,8 @@ pub const GAS_FT_TRANSFER_CALL: Gas = Gas::from_tgas(30 + 2 * 5);
 pub const GAS_ON_PAYOUTS: Gas = Gas::from_tgas(4);
 /// Gas reserved for the yield callback of an agent request (settlement + caller callback).
 pub const GAS_ON_REQUEST_DONE: Gas = Gas::from_tgas(30);
+/// Gas of the callback that opens a channel once the registry answered (or refunds).
+pub const GAS_ON_NODE_FOR_CHANNEL: Gas = Gas::from_tgas(10);
 /// Gas the caller's `on_ai_response` gets.
 pub const GAS_AI_CALLBACK: Gas = Gas::from_tgas(10);
 
@@ -155,6 +164,92 @@ pub trait JobApi {
     /// 1 yoctoNEAR attached. Refunds the escrow and storage. Gas: 10 Tgas; attach 40 Tgas for
     /// a missed deadline (registry `slash` + callback).
     fn cancel_job(&mut self, job_id: JobId);
+}
+
+/// Payment channels: a user's deposit for one node and one model, paid out by the channel
+/// key's cumulative vouchers (`enclave_cloud_common::Voucher`), any number of requests per
+/// settlement. Implemented in `channels`. Amounts are in the channel's asset.
+#[ext_contract(ext_marketplace_channels)]
+pub trait ChannelApi {
+    /// Anyone, paying in NEAR (a token channel opens by `ft_transfer_call` with
+    /// `FtMessage::OpenChannel`). Deposit: `deposit` (at least `channel_settings().min_deposit`)
+    /// plus `channel_storage_deposit()`; the excess is refunded. The node must serve the model;
+    /// its price is frozen in the channel. With the node fresh in the cache this is
+    /// synchronous and returns the channel id; otherwise the registry is asked (`get_node`,
+    /// the cache entry paid from the operator's storage balance as for claims) and
+    /// `on_node_for_near_channel` opens it, or refunds everything and returns `None`.
+    /// Gas: 10 Tgas cached, 25 Tgas through the registry.
+    fn open_channel(
+        &mut self,
+        channel: OpenChannelSpec,
+        deposit: U128,
+    ) -> PromiseOrValue<Option<ChannelId>>;
+
+    /// The channel's user, while the channel is open (not closing), paying in NEAR (a token
+    /// channel is topped up by `ft_transfer_call` with `FtMessage::TopUpChannel`). Adds the
+    /// attached NEAR to the deposit and returns the new deposit. Gas: 5 Tgas.
+    fn top_up_channel(&mut self, channel_id: ChannelId) -> U128;
+
+    /// The channel's node: its operator, or its enclave key (an access key of the operator's
+    /// account), as results are submitted. No deposit. Settles the newest `voucher` (signed by
+    /// the channel key): the difference to what was settled before is split like a job's cost
+    /// (provider, model royalty, protocol fee). As often as the node likes, while the channel
+    /// is open or within its challenge period. A voucher not above what was settled is refused
+    /// (`VoucherNotAboveSettled`: it would pay nothing; a node retrying learns it is stale).
+    /// Gas: <= 15 Tgas whatever the number of requests the voucher covers (one signature
+    /// check, one record, the payouts); 80 Tgas for a token channel whose royalty goes to a
+    /// model token (`ft_transfer_call`).
+    fn settle_channel(
+        &mut self,
+        channel_id: ChannelId,
+        voucher: Voucher,
+        signature: Base64VecU8,
+    ) -> Settlement;
+
+    /// The channel's node, no deposit, with its final voucher (which may equal what was
+    /// settled): settles it and refunds the rest of the deposit and the storage to the user,
+    /// open or closing. Returns the last split (`refund`: what went back). Gas as settle.
+    fn close_channel(
+        &mut self,
+        channel_id: ChannelId,
+        voucher: Voucher,
+        signature: Base64VecU8,
+    ) -> Settlement;
+
+    /// The channel's user, 1 yoctoNEAR: starts a unilateral close. The node may still settle
+    /// until the returned time (now plus the channel's challenge period). Gas: 5 Tgas.
+    fn start_close(&mut self, channel_id: ChannelId) -> U64;
+
+    /// Anyone (the refund goes to the user), no deposit, once the challenge period is over:
+    /// refunds the deposit minus what was settled, and the storage. Returns the refund.
+    /// Gas: 10 Tgas.
+    fn finish_close(&mut self, channel_id: ChannelId) -> U128;
+}
+
+/// Views of payment channels: anyone, free. Pages hold at most 100 channels. Implemented in
+/// `channels::views`.
+#[ext_contract(ext_marketplace_channel_views)]
+pub trait ChannelViewApi {
+    /// An open or closing channel (`None`: unknown or closed).
+    fn get_channel(&self, channel_id: ChannelId) -> Option<Channel>;
+    /// A user's open and closing channels.
+    fn channels_by_user(
+        &self,
+        account_id: AccountId,
+        from_index: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<Channel>;
+    /// A node's open and closing channels.
+    fn channels_by_node(
+        &self,
+        node_id: NodeId,
+        from_index: Option<u64>,
+        limit: Option<u64>,
+    ) -> Vec<Channel>;
+    fn channel_settings(&self) -> ChannelSettings;
+    /// NEAR to attach to `open_channel` beyond the deposit (or to hold in the storage balance
+    /// for a token channel): refunded when the channel closes.
+    fn channel_storage_deposit(&self) -> U128;
 }
 
 /// The marketplace's cache of registry nodes. Implemented in `nodes`.
@@ -297,7 +392,8 @@ pub trait MarketplaceViewApi {
     fn request_deposit(&self, input_bytes: u32) -> U128;
     /// Recomputes every asset's obligations from the records and compares them with the
     /// ledger: `held == escrow + credits + fees + storage`, and NEAR held <= the balance.
-    /// Iterates all open jobs, requests, credits and storage balances: for tests and audits.
+    /// Iterates all open jobs, requests, live channels, credits and storage balances: for tests
+    /// and audits.
     fn funds(&self) -> FundsReport;
 }
 

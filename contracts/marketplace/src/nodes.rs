@@ -262,7 +262,7 @@ impl Marketplace {
 
     /// Turns the registry's answer into a cache entry (or an eviction). The entry's storage is
     /// paid from the operator's storage balance.
-    fn cache_from_registry(
+    pub(crate) fn cache_from_registry(
         &mut self,
         node_id: NodeId,
         answer: std::result::Result<Option<NodeView>, PromiseError>,

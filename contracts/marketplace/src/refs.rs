@@ -49,6 +49,14 @@ pub fn check_user_key(key: &str) -> Result<()> {
     }
 }
 
+/// The 32 key bytes of an ed25519 public key (`None` for any other curve).
+pub fn ed25519_key(key: &PublicKey) -> Option<&[u8; 32]> {
+    match key.as_bytes().split_first() {
+        Some((0, data)) => data.try_into().ok(),
+        _ => None,
+    }
+}
+
 /// Accepts a result if either `signature` is a valid ed25519 signature by `signer_key` over the
 /// receipt, or (no signature) the transaction was signed by `signer_key` as an access key of
 /// `operator` calling directly.
@@ -61,13 +69,7 @@ pub fn verify_node_signature(
 ) -> Result<()> {
     match signature {
         Some(signature) => {
-            let key = signer_key.as_bytes();
-            let key: &[u8; 32] = match key.split_first() {
-                Some((0, data)) => data
-                    .try_into()
-                    .map_err(|_| MarketplaceError::SignerKeyNotEd25519)?,
-                _ => return Err(MarketplaceError::SignerKeyNotEd25519),
-            };
+            let key = ed25519_key(signer_key).ok_or(MarketplaceError::SignerKeyNotEd25519)?;
             let signature: &[u8; 64] = signature
                 .try_into()
                 .map_err(|_| MarketplaceError::BadSignature { node_id })?;

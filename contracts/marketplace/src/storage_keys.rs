@@ -34,4 +34,18 @@ pub enum StorageKey {
     Governance,
     /// What each self-paid NEAR credit entry locked for its storage.
     CreditLocks,
+    /// Payment channels (`channels`): the records, by id.
+    Channels,
+    ChannelsByUser,
+    UserChannels {
+        account_hash: CryptoHash,
+    },
+    ChannelsByNode,
+    NodeChannels {
+        node_id: NodeId,
+    },
+    /// The channels' id counter and settings (`channels::ChannelBook`).
+    ChannelBook,
+    /// The live channels' ids (the set's handle is in the book).
+    LiveChannels,
 }

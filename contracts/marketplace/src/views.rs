@@ -16,13 +16,17 @@ use crate::{FundsReport, Marketplace, MarketplaceViewApi};
 /// Most items one page returns.
 pub const MAX_PAGE: u64 = 100;
 
-fn page(from_index: Option<u64>, limit: Option<u64>, len: u64) -> std::ops::Range<u64> {
+pub(crate) fn page(from_index: Option<u64>, limit: Option<u64>, len: u64) -> std::ops::Range<u64> {
     let from = from_index.unwrap_or(0).min(len);
     let limit = limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     from..from.saturating_add(limit).min(len)
 }
 
-fn set_page(set: &UnorderedSet<JobId>, from_index: Option<u64>, limit: Option<u64>) -> Vec<JobId> {
+pub(crate) fn set_page<T: near_sdk::borsh::BorshSerialize + near_sdk::borsh::BorshDeserialize>(
+    set: &UnorderedSet<T>,
+    from_index: Option<u64>,
+    limit: Option<u64>,
+) -> Vec<T> {
     let ids = set.as_vector();
     page(from_index, limit, ids.len())
         .filter_map(|i| ids.get(i))

@@ -4,7 +4,12 @@ use near_sdk::json_types::{Base64VecU8, U64, U128};
 use near_sdk::{AccountId, near};
 
 use super::Nep297;
-use crate::{Asset, Hash32, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage};
+use near_sdk::PublicKey;
+
+use crate::interfaces::marketplace::{NodePrice, TokenRate};
+use crate::{
+    Asset, ChannelId, Hash32, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage,
+};
 
 /// Which node may take a job.
 #[near(serializers = [borsh, json])]
@@ -117,9 +122,62 @@ pub enum MarketplaceEvent {
         field: String,
         value: String,
     },
+    /// A payment channel was opened (amounts in its asset).
+    ChannelOpened {
+        channel_id: ChannelId,
+        user: AccountId,
+        node_id: NodeId,
+        operator: AccountId,
+        model_id: ModelId,
+        asset: Asset,
+        deposit: U128,
+        channel_key: PublicKey,
+        price: NodePrice,
+        token_rate: Option<TokenRate>,
+        challenge_period_ns: U64,
+    },
+    ChannelToppedUp {
+        channel_id: ChannelId,
+        amount: U128,
+        /// The channel's deposit afterwards.
+        deposit: U128,
+    },
+    /// A voucher was settled: `settlement` splits the difference to the previous one
+    /// (`settlement.cost`); `settled` is the voucher's cumulative amount.
+    ChannelSettled {
+        channel_id: ChannelId,
+        node_id: NodeId,
+        settled: U128,
+        settlement: Settlement,
+    },
+    /// The user started a unilateral close; the node may settle until `ends_ns`.
+    ChannelCloseStarted {
+        channel_id: ChannelId,
+        ends_ns: U64,
+    },
+    /// The channel ended: `settled` went to the node (in total), `refund` back to the user.
+    ChannelClosed {
+        channel_id: ChannelId,
+        reason: ChannelCloseReason,
+        settled: U128,
+        refund: U128,
+    },
+}
+
+/// How a channel ended.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelCloseReason {
+    /// The node closed it with its final voucher.
+    Cooperative,
+    /// The user closed it after the challenge period.
+    Unilateral,
 }
 
 impl Nep297 for MarketplaceEvent {
     const STANDARD: &'static str = "ecloud_marketplace";
-    const VERSION: &'static str = "1.0.0";
+    /// 1.1.0 added the channel events; 1.0.0's events are unchanged.
+    const VERSION: &'static str = "1.1.0";
+    const OLDER_VERSIONS: &'static [&'static str] = &["1.0.0"];
 }

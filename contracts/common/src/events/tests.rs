@@ -192,7 +192,7 @@ fn marketplace_samples() -> Vec<MarketplaceEvent> {
             request_id: RequestId(7),
             node_id: NodeId(3),
             usage,
-            settlement,
+            settlement: settlement.clone(),
         },
         RequestTimedOut {
             request_id: RequestId(8),
@@ -212,6 +212,45 @@ fn marketplace_samples() -> Vec<MarketplaceEvent> {
             field: "protocol_fee_bps".into(),
             value: "100".into(),
         },
+        ChannelOpened {
+            channel_id: ChannelId(4),
+            user: acc("user.near"),
+            node_id: NodeId(3),
+            operator: acc("op.near"),
+            model_id: "llama".parse().unwrap(),
+            asset: Asset::Near,
+            deposit: U128(1_000),
+            channel_key: "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp"
+                .parse()
+                .unwrap(),
+            price: crate::interfaces::marketplace::NodePrice {
+                input_per_million: U128(1),
+                output_per_million: U128(2),
+            },
+            token_rate: None,
+            challenge_period_ns: U64(86_400_000_000_000),
+        },
+        ChannelToppedUp {
+            channel_id: ChannelId(4),
+            amount: U128(10),
+            deposit: U128(1_010),
+        },
+        ChannelSettled {
+            channel_id: ChannelId(4),
+            node_id: NodeId(3),
+            settled: U128(10),
+            settlement: settlement.clone(),
+        },
+        ChannelCloseStarted {
+            channel_id: ChannelId(4),
+            ends_ns: U64(9),
+        },
+        ChannelClosed {
+            channel_id: ChannelId(4),
+            reason: crate::events::marketplace::ChannelCloseReason::Unilateral,
+            settled: U128(10),
+            refund: U128(1_000),
+        },
     ]
 }
 
@@ -228,6 +267,11 @@ fn marketplace_variant(e: &MarketplaceEvent) -> usize {
         CreditAdded { .. } => 7,
         CreditWithdrawn { .. } => 8,
         PolicyUpdated { .. } => 9,
+        ChannelOpened { .. } => 10,
+        ChannelToppedUp { .. } => 11,
+        ChannelSettled { .. } => 12,
+        ChannelCloseStarted { .. } => 13,
+        ChannelClosed { .. } => 14,
     }
 }
 
@@ -370,11 +414,11 @@ fn every_marketplace_event_round_trips() {
     let covered: BTreeSet<usize> = samples.iter().map(marketplace_variant).collect();
     assert_eq!(
         covered.len(),
-        10,
+        15,
         "a marketplace event variant has no sample"
     );
     for e in samples {
-        check_round_trip(AnyEvent::Marketplace(e), "ecloud_marketplace", "1.0.0");
+        check_round_trip(AnyEvent::Marketplace(e), "ecloud_marketplace", "1.1.0");
     }
 }
 
@@ -414,7 +458,7 @@ fn exact_wire_form() {
     .to_log_line();
     assert_eq!(
         line,
-        r#"EVENT_JSON:{"standard":"ecloud_marketplace","version":"1.0.0","event":"job_claimed","data":{"job_id":"1","node_id":"3","operator":"op.near"}}"#
+        r#"EVENT_JSON:{"standard":"ecloud_marketplace","version":"1.1.0","event":"job_claimed","data":{"job_id":"1","node_id":"3","operator":"op.near"}}"#
     );
 }
 

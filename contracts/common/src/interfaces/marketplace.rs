@@ -11,7 +11,8 @@ use near_sdk::{AccountId, NearToken, PublicKey, YieldId, near};
 
 use crate::events::marketplace::{JobTarget, Settlement};
 use crate::{
-    Asset, Hash32, InputRef, JobId, ModelId, ModelPrice, NodeId, OutputRef, RequestId, Usage,
+    Asset, ChannelId, Hash32, InputRef, JobId, ModelId, ModelPrice, NodeId, OutputRef, RequestId,
+    Usage,
 };
 
 /// Governance-controlled parameters.
@@ -103,6 +104,18 @@ pub struct ConfigPatch {
     pub paused: Option<bool>,
     pub min_answer_window_ns: Option<U64>,
     pub default_node_capacity: Option<u32>,
+    /// The payment channels' challenge period ([`ChannelSettings`]). Not critical: a channel
+    /// keeps the period it was opened with. Applied at once, never queued: it is not part of
+    /// the borsh form (the governance timelock stores critical patches in the layout they had
+    /// before channels existed).
+    #[borsh(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_challenge_period_ns: Option<U64>,
+    /// The least deposit of a new payment channel, in NEAR ([`ChannelSettings`]); applied at
+    /// once like `channel_challenge_period_ns`.
+    #[borsh(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_channel_deposit: Option<NearToken>,
 }
 
 impl ConfigPatch {
@@ -323,14 +336,15 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ledger {
     pub held: U128,
-    /// Price caps of open/claimed jobs and pending requests.
+    /// Price caps of open/claimed jobs and pending requests; live channels' unsettled
+    /// deposits.
     pub escrow: U128,
     /// Payouts that failed and wait for `withdraw`.
     pub credits: U128,
     /// Protocol fees not yet withdrawn to the treasury.
     pub fees: U128,
-    /// NEAR only: storage deposits of jobs/requests, storage balances, and storage locked by
-    /// receipts and node caches.
+    /// NEAR only: storage deposits of jobs/requests/channels, storage balances, and storage
+    /// locked by receipts and node caches.
     pub storage: U128,
 }
 
@@ -370,6 +384,110 @@ pub struct Payout {
 #[serde(rename_all = "snake_case")]
 pub enum FtMessage {
     SubmitJob(JobSpec),
+    /// Opens a payment channel with the whole amount transferred as its deposit.
+    OpenChannel(OpenChannelSpec),
+    /// Adds the whole amount transferred to an open channel in the same token.
+    TopUpChannel {
+        channel_id: ChannelId,
+    },
+}
+
+/// What a user names to open a payment channel.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenChannelSpec {
+    /// The only node that may settle the channel (its operator, or its enclave key, an access
+    /// key of the operator's account).
+    pub node_id: NodeId,
+    /// The model the channel pays for: the node's price for it is frozen at opening, and its
+    /// royalty goes to the model's token.
+    pub model_id: ModelId,
+    /// The ed25519 key that signs the channel's vouchers ([`crate::Voucher`]).
+    pub channel_key: PublicKey,
+}
+
+/// Governance-controlled parameters of payment channels (stored apart from [`Config`], whose
+/// layout predates channels; changed with `update_config`, shown by `channel_settings`).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelSettings {
+    /// Time between a user's `start_close` and `finish_close`, in which the node may still
+    /// settle its newest voucher. A channel keeps the period it was opened with.
+    pub challenge_period_ns: U64,
+    /// The least deposit a channel opens with, in yoctoNEAR (a token deposit is converted at
+    /// the token's rate): with the storage the opener pays, it makes flooding a node with
+    /// tiny channels cost real money.
+    pub min_deposit: NearToken,
+}
+
+impl ChannelSettings {
+    pub const DEFAULT_CHALLENGE_PERIOD_NS: u64 = 24 * 60 * 60 * 1_000_000_000;
+    /// Longest challenge period governance may set: a user's money is never locked longer.
+    pub const MAX_CHALLENGE_PERIOD_NS: u64 = 30 * 24 * 60 * 60 * 1_000_000_000;
+    pub const DEFAULT_MIN_DEPOSIT: NearToken = NearToken::from_millinear(10);
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        Self {
+            challenge_period_ns: U64(Self::DEFAULT_CHALLENGE_PERIOD_NS),
+            min_deposit: Self::DEFAULT_MIN_DEPOSIT,
+        }
+    }
+}
+
+/// Where a channel is in its life. A closed channel is removed (its storage refunded); its
+/// history is in the events.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChannelState {
+    /// The node serves and settles; the user may top up.
+    Open,
+    /// The user started a unilateral close: no top-ups; the node may settle until `ends_ns`,
+    /// then anyone may `finish_close`.
+    Closing { started_ns: U64, ends_ns: U64 },
+}
+
+/// A payment channel: a user's deposit for one node and one model, paid out to the node by
+/// vouchers of the channel key.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Channel {
+    pub channel_id: ChannelId,
+    /// The opener: tops up, closes unilaterally, gets the rest back.
+    pub user: AccountId,
+    pub node_id: NodeId,
+    /// The node's operator at opening: receives the provider share; the only account (with its
+    /// enclave key) that may settle or close cooperatively.
+    pub operator: AccountId,
+    pub model_id: ModelId,
+    /// ed25519: signs the vouchers.
+    pub channel_key: PublicKey,
+    pub asset: Asset,
+    /// The node's price for the model at opening, yoctoNEAR per million tokens: what the node
+    /// may charge per request, converted into the asset at `token_rate`.
+    pub price: NodePrice,
+    /// The token's rate at opening (`None` for NEAR).
+    pub token_rate: Option<TokenRate>,
+    /// Everything deposited (opening and top-ups), in the asset.
+    pub deposit: U128,
+    /// The newest voucher amount settled: paid out to provider, royalty and fee.
+    pub settled: U128,
+    /// NEAR paid for the channel's storage, refunded when it closes.
+    pub storage_deposit: NearToken,
+    pub storage_source: StorageSource,
+    /// The challenge period at opening.
+    pub challenge_period_ns: U64,
+    pub opened_ns: U64,
+    pub state: ChannelState,
+}
+
+impl Channel {
+    /// What the channel still holds in escrow: the deposit not yet settled.
+    pub fn unsettled(&self) -> u128 {
+        self.deposit.0.saturating_sub(self.settled.0)
+    }
 }
 
 /// One asset's obligations: the ledger next to the same figures recomputed from the records.
@@ -404,9 +522,67 @@ pub mod methods {
     use near_sdk::json_types::Base64VecU8;
     use near_sdk::{AccountId, near};
 
-    use super::{ConfigPatch, TokenRate};
+    use super::{ConfigPatch, OpenChannelSpec, TokenRate};
     use crate::interfaces::method::Method;
-    use crate::{Asset, JobId, JobSpec, NodeId, OutputRef, RequestId, Usage};
+    use crate::{Asset, ChannelId, JobId, JobSpec, NodeId, OutputRef, RequestId, Usage, Voucher};
+
+    /// Deposit: the channel's deposit plus `channel_storage_deposit` (the excess comes back).
+    /// 10 Tgas documented with the node cached, 25 through the registry (`get_node` +
+    /// callback); room for the refunds.
+    pub const OPEN_CHANNEL: Method = Method::payable("open_channel", 50);
+    /// Deposit: the NEAR added to the channel (a NEAR channel; a token channel is topped up
+    /// by `ft_transfer_call` with `FtMessage::TopUpChannel`).
+    pub const TOP_UP_CHANNEL: Method = Method::payable("top_up_channel", 20);
+    /// The node; <= 15 Tgas measured whatever the number of requests the voucher covers.
+    /// 80 Tgas for a token channel whose royalty goes to a model token (`ft_transfer_call`).
+    pub const SETTLE_CHANNEL: Method = Method::call("settle_channel", 100);
+    /// The node, with its final voucher: settles and refunds the rest to the user.
+    pub const CLOSE_CHANNEL: Method = Method::call("close_channel", 100);
+    /// The channel's user, 1 yoctoNEAR: starts the challenge period.
+    pub const START_CLOSE: Method = Method::one_yocto("start_close", 20);
+    /// Anyone once the challenge period is over: refunds the deposit minus what was settled.
+    pub const FINISH_CLOSE: Method = Method::call("finish_close", 30);
+
+    pub const GET_CHANNEL: &str = "get_channel";
+    pub const CHANNELS_BY_USER: &str = "channels_by_user";
+    pub const CHANNELS_BY_NODE: &str = "channels_by_node";
+    pub const CHANNEL_SETTINGS: &str = "channel_settings";
+    pub const CHANNEL_STORAGE_DEPOSIT: &str = "channel_storage_deposit";
+
+    /// `open_channel`'s arguments: the deposit is in NEAR (the rest of the attached NEAR pays
+    /// the storage; the excess comes back).
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct OpenChannelArgs {
+        pub channel: OpenChannelSpec,
+        pub deposit: near_sdk::json_types::U128,
+    }
+
+    /// `get_channel`, `top_up_channel`, `start_close` and `finish_close`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct ChannelArgs {
+        pub channel_id: ChannelId,
+    }
+
+    /// `settle_channel` and `close_channel`'s arguments: the newest voucher and the channel
+    /// key's ed25519 signature over its `signing_bytes`.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct VoucherArgs {
+        pub channel_id: ChannelId,
+        pub voucher: Voucher,
+        pub signature: Base64VecU8,
+    }
+
+    /// `channels_by_user`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct UserChannelsArgs {
+        pub account_id: AccountId,
+        pub from_index: Option<u64>,
+        pub limit: Option<u64>,
+    }
 
     /// Deposit: price cap plus `job_storage_deposit` (10 Tgas measured; room for the refund).
     pub const SUBMIT_JOB: Method = Method::payable("submit_job", 30);

@@ -11,6 +11,12 @@
 //! BENCH marketplace.request.gas <Tgas> Tgas               (the request receipt, yield created)
 //! BENCH marketplace.respond.gas <Tgas> Tgas               (tx total)
 //! BENCH marketplace.on_request_done.gas <Tgas> Tgas       (yield callback + payouts + caller callback)
+//! BENCH marketplace.open_channel.gas <Tgas> Tgas          (NEAR, the node cached)
+//! BENCH marketplace.settle_channel.gas <Tgas> Tgas        (tx total incl. payouts + on_payouts)
+//! BENCH marketplace.close_channel.gas <Tgas> Tgas         (final voucher: payouts and refund)
+//! BENCH marketplace.start_close.gas <Tgas> Tgas
+//! BENCH marketplace.finish_close.gas <Tgas> Tgas          (refund + storage)
+//! BENCH marketplace.storage.channel <bytes> bytes         (stored; a flat CHANNEL_STORAGE_BYTES is charged)
 //! BENCH marketplace.propose_change.gas <Tgas> Tgas        (a critical update_config, queued)
 //! BENCH marketplace.apply_change.gas <Tgas> Tgas          (applied after the delay)
 //! BENCH marketplace.storage.open_job <bytes> bytes
@@ -25,7 +31,9 @@
 //! (default: `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/{marketplace,registry}.wasm`).
 
 use anyhow::{Result, anyhow, bail};
-use enclave_cloud_common::{Hash32, JobId, ReceiptSubject, RequestId, ResultReceipt, Usage};
+use enclave_cloud_common::{
+    Asset, ChannelId, Hash32, JobId, ReceiptSubject, RequestId, ResultReceipt, Usage, Voucher,
+};
 use gas_harness::{
     Call, Contract, Gas, NEAR, Outcome, PromiseResult, SEC, T0, Vm, print_bench, print_gas, sum,
     wasm_arg,
@@ -88,6 +96,88 @@ fn sign(key: &SecretKey, receipt: &ResultReceipt) -> Result<String> {
 
 fn sha256(bytes: &[u8]) -> Hash32 {
     Hash32(near_primitives_core::hash::hash(bytes).0)
+}
+
+/// The channel key's signature (base64) over `voucher`.
+fn sign_voucher(key: &SecretKey, voucher: &Voucher) -> Result<String> {
+    let Signature::ED25519(sig) = key.sign(&voucher.signing_bytes()) else {
+        bail!("ed25519 signs ed25519")
+    };
+    Ok(near_primitives_core::serialize::to_base64(&sig.to_bytes()))
+}
+
+/// Payment channels with the node cached: open (NEAR), settle, close cooperatively, then a
+/// second channel closed unilaterally.
+fn channels(vm: &Vm, market: &mut Contract, t: u64) -> Result<()> {
+    let key = SecretKey::from_seed(KeyType::ED25519, "channel-key");
+    let storage: String =
+        serde_json::from_value(view(vm, market, "channel_storage_deposit", &json!({}))?)?;
+    let deposit = NEAR;
+    let open = json!({ "channel": { "node_id": "0", "model_id": MODEL, "channel_key": key.public_key().to_string() }, "deposit": deposit.to_string() });
+    let user = |now_ns| {
+        Call::by("alice.test.near")
+            .deposit(deposit + storage.parse::<u128>().unwrap_or(0))
+            .at(now_ns)
+    };
+    let before = market.storage_usage();
+    let opened = market.call(vm, user(t), "open_channel", &open)?;
+    if opened.value != b"\"1\"" {
+        bail!(
+            "channel not opened: {}",
+            String::from_utf8_lossy(&opened.value)
+        );
+    }
+    let stored = market.storage_usage() - before;
+    bench(
+        "open_channel",
+        tx_total(vm, "open_channel", &open, &[opened.gas]),
+    );
+    print_bench("marketplace.storage.channel", stored, "bytes");
+
+    let voucher_args = |id: u64, amount: u128| -> Result<Value> {
+        let voucher = Voucher {
+            marketplace: "market.test.near".parse()?,
+            channel_id: ChannelId(id),
+            asset: Asset::Near,
+            amount: amount.into(),
+        };
+        let signature = sign_voucher(&key, &voucher)?;
+        Ok(json!({ "channel_id": id.to_string(), "voucher": voucher, "signature": signature }))
+    };
+    let node = |now_ns| Call::by("op.test.near").at(now_ns);
+    // The same cost whatever the number of requests the voucher covers: one amount.
+    let args = voucher_args(1, NEAR / 10)?;
+    let settled = market.call(vm, node(t + SEC), "settle_channel", &args)?;
+    let payouts = settle_payouts(vm, market, &settled, t + SEC)?;
+    bench(
+        "settle_channel",
+        tx_total(vm, "settle_channel", &args, &[settled.gas, payouts]),
+    );
+    let args = voucher_args(1, NEAR / 4)?;
+    let closed = market.call(vm, node(t + 2 * SEC), "close_channel", &args)?;
+    let payouts = settle_payouts(vm, market, &closed, t + 2 * SEC)?;
+    bench(
+        "close_channel",
+        tx_total(vm, "close_channel", &args, &[closed.gas, payouts]),
+    );
+
+    market.call(vm, user(t + 3 * SEC), "open_channel", &open)?;
+    let channel = json!({ "channel_id": "2" });
+    let start = Call::by("alice.test.near").deposit(1).at(t + 4 * SEC);
+    let started = market.call(vm, start, "start_close", &channel)?;
+    bench(
+        "start_close",
+        tx_total(vm, "start_close", &channel, &[started.gas]),
+    );
+    let after = t + 5 * SEC + 24 * 3600 * SEC;
+    let anyone = Call::by("anyone.test.near").at(after);
+    let finished = market.call(vm, anyone, "finish_close", &channel)?;
+    let payouts = settle_payouts(vm, market, &finished, after)?;
+    bench(
+        "finish_close",
+        tx_total(vm, "finish_close", &channel, &[finished.gas, payouts]),
+    );
+    Ok(())
 }
 
 fn inline(bytes: &[u8]) -> Value {
@@ -287,6 +377,8 @@ fn main() -> Result<()> {
     let payouts = settle_payouts(&vm, &mut market, &done, t + 13 * SEC)?;
     // Without the caller's own on_ai_response, which depends on the caller's code.
     bench("on_request_done", sum(&[done.gas, payouts]));
+
+    channels(&vm, &mut market, t + 14 * SEC)?;
 
     // ----- governance: a delay, then a critical change proposed, announced and applied after it
     let day = 24 * 3600 * SEC;

@@ -3,6 +3,7 @@
 //! taken off a modelled balance, and `check_funds` asserts the funds invariant after a step.
 
 mod audit;
+mod channels;
 mod claims;
 mod governance;
 mod jobs;
@@ -456,6 +457,8 @@ impl Harness {
             prefix(StorageKey::AcceptedTokens),
             prefix(StorageKey::RoyaltyAccounts),
             prefix(StorageKey::Governance),
+            // The channels' id counter and settings.
+            prefix(StorageKey::ChannelBook),
         ];
         let credits = prefix(StorageKey::Credits);
         let locks = prefix(StorageKey::CreditLocks);
