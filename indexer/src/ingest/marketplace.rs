@@ -221,6 +221,12 @@ pub async fn apply(
             Applied::Stored
         }
         PolicyUpdated { .. } => Applied::Stored,
+        // Payment channels: kept in the event log; their own tables come with the channel API.
+        ChannelOpened { .. }
+        | ChannelToppedUp { .. }
+        | ChannelSettled { .. }
+        | ChannelCloseStarted { .. }
+        | ChannelClosed { .. } => Applied::Stored,
     };
     if outcome == Applied::Stored
         && let Some((entity, entity_id)) = timeline_entity(event)?
@@ -243,7 +249,14 @@ fn timeline_entity(event: &MarketplaceEvent) -> Result<Option<(&'static str, i64
         | RequestTimedOut { request_id, .. } => {
             Some(("request", to_i64(request_id.0, "request_id")?))
         }
-        CreditAdded { .. } | CreditWithdrawn { .. } | PolicyUpdated { .. } => None,
+        CreditAdded { .. }
+        | CreditWithdrawn { .. }
+        | PolicyUpdated { .. }
+        | ChannelOpened { .. }
+        | ChannelToppedUp { .. }
+        | ChannelSettled { .. }
+        | ChannelCloseStarted { .. }
+        | ChannelClosed { .. } => None,
     })
 }
 
