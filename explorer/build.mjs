@@ -15,6 +15,10 @@ const result = await build({
   outfile: `${out}/explorer.js`,
   legalComments: "none",
   metafile: true,
+  // A browser has no Node built-ins; the JSON-schema validator @near-js/accounts bundles
+  // for contract ABIs asks for `util` (formatting only).
+  alias: { util: "./src/shims/util.js" },
+  inject: ["./src/shims/buffer.js"],
   logLevel: "warning",
 });
 await copyFile("src/index.html", `${out}/index.html`);

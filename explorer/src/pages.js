@@ -81,6 +81,7 @@ export async function node(id) {
         ["signing key", h("code", { title: n.signer_key }, short(n.signer_key, 16))], ["encryption key (x25519)", h("code", { title: n.encryption_key }, short(n.encryption_key))],
         ...Object.entries(m).map(([k, v]) => [k === "compose_hash" ? "compose hash" : k, h("code", { title: typeof v === "string" ? v : JSON.stringify(v) }, typeof v === "string" ? short(v, 16) : JSON.stringify(v))])])),
     section("GPUs", table(["model", "driver", "VBIOS", "device (certificate SHA-256)"], n.gpus.map((g) => [g.model, g.driver_version, g.vbios_version, h("code", { title: g.device_id }, short(g.device_id))]), "no attested GPUs")),
+    actionsFor("node", { node: n }),
     section("Prices (per million tokens)", table(["model", "input", "output"], n.prices.map((p) => [modelLink(p.model_id), amount(near(p.input_per_million)), amount(near(p.output_per_million))]), "unpriced")),
     h("div", { class: "charts" }, nearChart("earnings (provider share, NEAR)", earnings)),
     section("Jobs served", jobsTable(jobs.items)),

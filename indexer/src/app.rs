@@ -147,6 +147,7 @@ fn network(config: &Config) -> protocol::indexer::explorer::Network {
         marketplace: c.marketplace.to_string(),
         factory: c.factory.as_ref().map(ToString::to_string),
         payment_tokens: c.payment_tokens.iter().map(ToString::to_string).collect(),
+        methods: api::site::contract_methods(),
     }
 }
 

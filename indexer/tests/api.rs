@@ -49,6 +49,7 @@ async fn indexed_scenario(postgres: bool) -> Option<Fixture> {
             marketplace: scenario::MARKETPLACE.into(),
             factory: Some(scenario::FACTORY.into()),
             payment_tokens: vec![scenario::USDC.into()],
+            methods: api::site::contract_methods(),
         }),
     };
     let app = api::router_with_site(

@@ -4,41 +4,24 @@
 //! scenario's figures, link to the others, and never show a raw yocto amount. A screenshot
 //! of every page is written under `$CARGO_TARGET_DIR/explorer-screenshots` (printed).
 //!
-//! Without a browser the test says so loudly and passes; `scripts/test.sh` installs
+//! The wallet flows run against localnet with the real contracts (see `chain/`): the page
+//! connects with the imported-key wallet module (the same wallet-selector code path as
+//! production wallets), backs a model's crowdfund, claims its revenue, submits a job paid in
+//! NEAR and cancels it; each change is checked on chain through JSON-RPC views.
+//!
+//! Without a browser the tests say so loudly and pass; `scripts/test.sh` installs
 //! `chromium` and builds the bundle first.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 mod cdp;
+mod chain;
 mod common;
 
-use cdp::{Browser, Tab};
+use cdp::{Browser, Tab, explorer_bundle, screenshot_dir};
 use common::*;
-use indexer::config::{Config, ExplorerConfig, SourceKind, default_explorer_dir};
+use indexer::config::{Config, ExplorerConfig, SourceKind};
 use indexer::fixture::scenario;
-use std::path::PathBuf;
 use std::time::Duration;
-
-/// The built pages; a clear failure when they are missing.
-pub fn explorer_bundle() -> PathBuf {
-    let dir =
-        std::env::var_os("ECLOUD_EXPLORER_DIR").map_or_else(default_explorer_dir, PathBuf::from);
-    assert!(
-        dir.join("index.html").is_file() && dir.join("explorer.js").is_file(),
-        "no explorer bundle in {}: run explorer/build.sh first (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
-}
-
-pub fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let dir = target.join("explorer-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Opens `#/route`, waits for `page` to render, checks what every page must hold (no
 /// console errors, no error banner, no raw amount), saves a screenshot, returns the text.
@@ -310,4 +293,282 @@ async fn explorer_pages_render_the_scenario_link_to_each_other_and_update_live()
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// Submits the form `#id` after filling `fields` (input name, value) and waits for its outcome;
+/// returns the outcome's text, panicking with it when the action failed.
+async fn act(
+    browser: &Browser,
+    tab: &Tab<'_>,
+    id: &str,
+    fields: &[(&str, &str)],
+    shot: &str,
+) -> String {
+    tab.wait_for(
+        &format!("document.getElementById({id:?})"),
+        30,
+        &format!("the {id} form"),
+    )
+    .await;
+    let fill = fields
+        .iter()
+        .map(|(name, value)| format!("f.elements[{name:?}].value = {value:?};"))
+        .collect::<String>();
+    tab.eval(&format!(
+        "(() => {{ const f = document.getElementById({id:?}); {fill} f.requestSubmit(); }})()"
+    ))
+    .await;
+    let result = format!("document.querySelector('[data-result={id:?}]')");
+    tab.wait_for(
+        &format!("{result} && {result}.dataset.ok"),
+        60,
+        &format!("the outcome of {id}"),
+    )
+    .await;
+    let text = tab
+        .eval(&format!("{result}.textContent"))
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tab.screenshot(&screenshot_dir().join(format!("{shot}.png")))
+        .await;
+    let ok = tab.eval(&format!("{result}.dataset.ok")).await;
+    assert_eq!(ok, "true", "{id} failed: {text}");
+    let problems = browser.take_problems();
+    assert!(problems.is_empty(), "{id}: console errors {problems:#?}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_flows_on_the_pages_change_the_chain() {
+    use chain::*;
+    use serde_json::json;
+    let Some(chromium) = cdp::browser() else {
+        eprintln!(
+            "SKIPPED (loudly): no chromium found (install Debian 'chromium' or set ECLOUD_CHROMIUM)"
+        );
+        return;
+    };
+    let bundle = explorer_bundle();
+    let node = Localnet::start(300).await;
+    let chain = Chain::new(&node.url);
+    let suite = deploy(&chain, &node).await;
+    deploy_factory(&chain, &node).await;
+    let (_, now_ns) = chain.final_head().await;
+    let goal = 2 * NEAR;
+    let args = json!({
+        "manifest": { "name": "MiniLM on localnet", "weights_hash": "11".repeat(32), "encrypted_weights_uri": "ipfs://weights",
+            "training_data_manifest_hash": "22".repeat(32), "training_data_manifest_uri": "ipfs://data",
+            "training_image_measurement": "33".repeat(48), "allowed_enclave_measurements": ["dev"], "licence": "apache-2.0" },
+        "metadata": { "spec": "ft-1.0.0", "name": "MiniLM token", "symbol": "MINI", "decimals": 6 },
+        "crowdfund": { "goal": goal.to_string(), "token_price": NEAR.to_string(),
+            "deadline_ns": (now_ns + 3_600 * 1_000_000_000).to_string(), "beneficiary": OPERATOR },
+    });
+    create_model(&chain, &node, "minilm", &args).await;
+    let token = format!("minilm.{FACTORY}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = Config {
+        database_url: indexer::db::sqlite_url_in(dir.path()),
+        listen,
+        source: SourceKind::Neardata,
+        source_url: node.url.clone(),
+        follow: indexer::follower::FollowConfig {
+            start_height: 0,
+            poll_interval: Duration::from_millis(20),
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            stop_at: None,
+        },
+        contracts: indexer::ingest::Contracts {
+            registry: REGISTRY.parse().unwrap(),
+            marketplace: MARKET.parse().unwrap(),
+            factory: Some(FACTORY.parse().unwrap()),
+            payment_tokens: vec![],
+        },
+        explorer: ExplorerConfig {
+            dir: Some(bundle),
+            rpc_url: Some(node.url.clone()),
+            network_id: None,
+        },
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = tokio::spawn(indexer::app::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{listen}");
+    let browser = Browser::launch(&chromium);
+    let tab = browser.tab().await;
+
+    // The model page, once indexed (a page about what the indexer has not seen yet loads a
+    // 404 the browser logs), then connect with the user's key.
+    indexed(&format!("{base}/v1/models/minilm")).await;
+    let shows_model = "document.querySelector('#page [data-page=\"model\"]')";
+    tab.goto(&format!("{base}/#/model/minilm")).await;
+    tab.wait_for(shows_model, 60, "the indexed model page")
+        .await;
+    let near_crypto::Signer::InMemory(user) = &suite.user else {
+        panic!("the user signs in memory")
+    };
+    tab.eval("document.getElementById('connect').click()").await;
+    let filled = json!({ "account": USER, "secret": user.secret_key.to_string() });
+    act_connect(&tab, &filled).await;
+    tab.wait_for(
+        &format!("document.querySelector('[data-account={USER:?}]')"),
+        20,
+        "signed in",
+    )
+    .await;
+    checked_page(
+        &browser,
+        &tab,
+        "#/model/minilm",
+        "model",
+        "wallet-connected",
+    )
+    .await;
+
+    // Back the crowdfund with 2 NEAR: the page adds the NEP-145 storage for a new holder.
+    let text = act(&browser, &tab, "back", &[("amount", "2")], "wallet-backed").await;
+    assert!(
+        text.contains("backed with 2 NEAR (+ ") && text.contains("storage"),
+        "{text}"
+    );
+    let contribution = chain
+        .view(&token, "contribution", json!({ "account_id": USER }))
+        .await;
+    assert_eq!(
+        contribution[0],
+        (2 * NEAR).to_string(),
+        "on chain: {contribution}"
+    );
+
+    // The goal is met: finalize (anyone), then 1 NEAR of royalties arrives; the user claims.
+    chain
+        .call(&suite.root, &token, "finalize_crowdfund", json!({}), 0)
+        .await;
+    chain
+        .call(&suite.root, &token, "deposit_revenue", json!({}), NEAR)
+        .await;
+    let claimable = |v: serde_json::Value| v.as_str().unwrap().parse::<u128>().unwrap();
+    let asset = json!({ "account_id": USER, "asset": { "kind": "near" } });
+    let before = claimable(chain.view(&token, "claimable", asset.clone()).await);
+    assert!(
+        before > NEAR / 2,
+        "the user should earn the deposit: {before}"
+    );
+    let text = act(&browser, &tab, "claim", &[], "wallet-claimed").await;
+    assert!(
+        text.starts_with("claimed ") && text.contains("NEAR"),
+        "{text}"
+    );
+    assert_eq!(
+        claimable(chain.view(&token, "claimable", asset).await),
+        0,
+        "claimed on chain"
+    );
+
+    // Submit a job paid in NEAR to the node, from its page.
+    tab.goto(&format!("{base}/#/node/{}", suite.node_id)).await;
+    checked_page(
+        &browser,
+        &tab,
+        &format!("#/node/{}", suite.node_id),
+        "node",
+        "wallet-node",
+    )
+    .await;
+    let hash = "ab".repeat(32);
+    let key = "cd".repeat(32);
+    let text = act(
+        &browser,
+        &tab,
+        "submit-job",
+        &[
+            ("cap", "0.5"),
+            ("uri", "https://inputs.example/1"),
+            ("hash", &hash),
+            ("user_key", &key),
+        ],
+        "wallet-submitted",
+    )
+    .await;
+    let job_id: String = tab
+        .eval("document.querySelector('[data-job]').dataset.job")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.contains(&format!("submitted job {job_id}")) && text.contains("cap 0.5 NEAR"),
+        "{text}"
+    );
+    let job = chain
+        .view(MARKET, "get_job", json!({ "job_id": job_id }))
+        .await;
+    assert_ne!(job, serde_json::Value::Null, "the job is on chain");
+    assert!(
+        job.to_string().contains(USER) && job.to_string().contains("500000000000000000000000"),
+        "{job}"
+    );
+
+    // Its page (once indexed) offers the cancel; cancelling removes it from the chain.
+    indexed(&format!("{base}/v1/jobs/{job_id}")).await;
+    tab.eval(&format!(
+        "document.querySelector('a[data-job=\"{job_id}\"]').click()"
+    ))
+    .await;
+    act(&browser, &tab, "cancel", &[], "wallet-cancelled").await;
+    assert_eq!(
+        chain
+            .view(MARKET, "get_job", json!({ "job_id": job_id }))
+            .await,
+        serde_json::Value::Null,
+        "cancelled on chain"
+    );
+    tab.wait_for(
+        "document.body.innerText.includes('cancelled')",
+        30,
+        "the indexed cancellation",
+    )
+    .await;
+
+    drop(tab);
+    drop(browser);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), app)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// Waits until the indexer answers `url` with 200.
+async fn indexed(url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the indexer never served {url}");
+}
+
+/// Fills the imported-key form (account id, secret key) and submits it.
+async fn act_connect(tab: &Tab<'_>, fields: &serde_json::Value) {
+    tab.eval(&format!(
+        "(() => {{ const f = document.getElementById('import-key'); const v = {fields}; f.elements.account.value = v.account; f.elements.secret.value = v.secret; f.requestSubmit(); }})()"
+    ))
+    .await;
 }

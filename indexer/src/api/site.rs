@@ -8,7 +8,11 @@ use axum::Json;
 use axum::extract::{Extension, Path};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use protocol::indexer::explorer::Network;
+use enclave_cloud_common::interfaces::marketplace::methods as market;
+use enclave_cloud_common::interfaces::method::{Deposit, Method};
+use enclave_cloud_common::interfaces::model_token::methods as token;
+use protocol::indexer::explorer::{ContractMethod, Network};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -90,4 +94,49 @@ pub async fn network(
         .clone()
         .map(Json)
         .ok_or_else(|| ApiError::NoRoute("/v1/network".to_owned()))
+}
+
+/// The methods the pages call, from the contracts' shared interface constants.
+pub fn contract_methods() -> BTreeMap<String, ContractMethod> {
+    let call = |m: Method| ContractMethod {
+        name: m.name.to_owned(),
+        gas: m.gas.as_gas().to_string(),
+        deposit: match m.deposit {
+            Deposit::None => "none",
+            Deposit::OneYocto => "one_yocto",
+            Deposit::Payable => "payable",
+        }
+        .to_owned(),
+    };
+    let view = |name: &str| ContractMethod {
+        name: name.to_owned(),
+        gas: "0".to_owned(),
+        deposit: "view".to_owned(),
+    };
+    // NEP-145's view names, which the model token implements: the standard's own spelling
+    // (contracts/common exports only the marketplace's copy of the first).
+    const NEP145_BALANCE_OF: &str = market::STORAGE_BALANCE_OF;
+    const NEP145_BOUNDS: &str = "storage_balance_bounds";
+    [
+        ("marketplace.submit_job", call(market::SUBMIT_JOB)),
+        ("marketplace.cancel_job", call(market::CANCEL_JOB)),
+        ("marketplace.withdraw", call(market::WITHDRAW)),
+        (
+            "marketplace.job_storage_deposit",
+            view(market::JOB_STORAGE_DEPOSIT),
+        ),
+        ("marketplace.get_job", view(market::GET_JOB)),
+        ("marketplace.credit_of", view(market::CREDIT_OF)),
+        ("model_token.contribute", call(token::CONTRIBUTE)),
+        ("model_token.claim_revenue", call(token::CLAIM_REVENUE)),
+        ("model_token.claimable", view(token::CLAIMABLE)),
+        ("model_token.crowdfund", view(token::CROWDFUND)),
+        ("model_token.ft_metadata", view(token::FT_METADATA)),
+        ("model_token.ft_balance_of", view(token::FT_BALANCE_OF)),
+        ("model_token.storage_balance_of", view(NEP145_BALANCE_OF)),
+        ("model_token.storage_balance_bounds", view(NEP145_BOUNDS)),
+    ]
+    .into_iter()
+    .map(|(k, m)| (k.to_owned(), m))
+    .collect()
 }

@@ -33,6 +33,29 @@ pub fn browser() -> Option<String> {
         })
 }
 
+/// The built pages (`explorer/build.sh`); a clear failure when they are missing.
+pub fn explorer_bundle() -> PathBuf {
+    let dir = std::env::var_os("ECLOUD_EXPLORER_DIR")
+        .map_or_else(indexer::config::default_explorer_dir, PathBuf::from);
+    assert!(
+        dir.join("index.html").is_file() && dir.join("explorer.js").is_file(),
+        "no explorer bundle in {}: run explorer/build.sh first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Where the page tests write their screenshots: `$CARGO_TARGET_DIR/explorer-screenshots`.
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let dir = target.join("explorer-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
 pub struct Browser {

@@ -5,6 +5,7 @@
 
 use super::nodes::{Node, Stake};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One bucket of a time series: its start and the value in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,4 +95,19 @@ pub struct Network {
     pub marketplace: String,
     pub factory: Option<String>,
     pub payment_tokens: Vec<String>,
+    /// The contract methods the pages call, by `<contract>.<method>` (`marketplace.submit_job`,
+    /// `model_token.contribute`, ...), from the constants in `contracts/common/src/interfaces`:
+    /// the page never restates a method name, its gas or its deposit rule.
+    pub methods: BTreeMap<String, ContractMethod>,
+}
+
+/// A method as a client calls it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ContractMethod {
+    pub name: String,
+    /// Gas to attach (gas units, decimal); `0` for a view.
+    pub gas: String,
+    /// `none`, `one_yocto`, `payable` (the caller computes it) or `view`.
+    pub deposit: String,
 }

@@ -13,7 +13,9 @@ pub mod nodes;
 pub mod stats;
 
 pub use accounts::{Account, Claimable, Earning, Holding};
-pub use explorer::{ModelGrant, Network, Operator, Point, SearchHit, SearchResult, Series, Slash};
+pub use explorer::{
+    ContractMethod, ModelGrant, Network, Operator, Point, SearchHit, SearchResult, Series, Slash,
+};
 pub use feed::FeedItem;
 pub use governance::GovernanceChange;
 pub use jobs::{Job, JobDetail, Request, RequestDetail, Settlement, Target, TimelineEntry, Usage};
