@@ -3,7 +3,8 @@
 import { get, maybe } from "./api.js";
 import { barChart, nearChart } from "./chart.js";
 import { accountLink, amount, badge, facts, h, jobLink, link, modelLink, nodeLink, operatorLink, section, table } from "./dom.js";
-import { countdown, inAsset, near, short, when } from "./format.js";
+import { countdown, formatUnits, inAsset, near, short, when } from "./format.js";
+import { tokenMeta } from "./wallet.js";
 import { actionsFor } from "./wallet-ui.js";
 
 const enc = encodeURIComponent;
@@ -139,7 +140,10 @@ export async function model(id) {
   const d = await maybe(`/v1/models/${enc(id)}`);
   if (!d) return notFound("model", id);
   const m = d, cf = m.crowdfund; // ModelDetail: the model flattened, plus manifest, holders, revenue
-  const [revenue, grants] = await Promise.all([series(`metric=model_revenue&model=${enc(id)}`), get(`/v1/models/${enc(id)}/grants`)]);
+  const [revenue, grants, meta] = await Promise.all([series(`metric=model_revenue&model=${enc(id)}`), get(`/v1/models/${enc(id)}/grants`),
+    m.token ? tokenMeta(m.token) : null]);
+  // Token amounts with the token's decimals when the chain can be asked, else in units.
+  const tokens = (units) => (meta ? formatUnits(units, meta.decimals, meta.symbol) : { text: `${units} units`, exact: `${units} (smallest units)` });
   let progress = null;
   if (cf) {
     const goal = BigInt(cf.goal ?? "0"), raised = BigInt(cf.raised);
@@ -153,13 +157,13 @@ export async function model(id) {
   return h("div", { class: "page", "data-page": "model" },
     h("h1", {}, `Model ${m.name ?? m.model_id}`),
     facts([["id", m.model_id], ["token", m.token ? accountLink(m.token) : "—"], ["owner", accountLink(m.owner)], ["created at block", m.created_height],
-      ["total supply", amount(m.total_supply == null ? null : { text: `${m.total_supply} tokens`, exact: m.total_supply })], ["holders", m.holders]]),
+      ["total supply", amount(tokens(m.total_supply))], ["holders", m.holders]]),
     section("Crowdfund", progress ?? h("p", { class: "empty" }, "no crowdfund")),
     actionsFor("model", { model: m }),
     section("Manifest", d.manifest ? facts(Object.entries(d.manifest).map(([k, v]) => { const t = typeof v === "string" ? v : JSON.stringify(v); return [k.replaceAll("_", " "), t === "" || t === "[]" || t === "null" ? "—" : h("code", { title: t }, short(t, 12))]; })) : h("p", { class: "empty" }, "none")),
     h("div", { class: "charts" }, nearChart("royalty revenue (NEAR)", revenue)),
     section("Revenue", table(["kind", "asset", "total"], d.revenue.map((r) => [r.kind, r.asset, amount(inAsset(r.amount, r.asset))]), "none yet")),
-    section("Holders", table(["account", "balance"], d.top_holders.map((x) => [accountLink(x.account), x.balance]), "none")),
+    section("Holders", table(["account", "balance"], d.top_holders.map((x) => [accountLink(x.account), amount(tokens(x.balance))]), "none")),
     section("Key grants", table(["node", "key hash", "granted at block", "revoked at block"], grants.map((g) => [nodeLink(g.node_id), h("code", {}, short(g.key_hash)), g.granted_height, g.revoked_height]), "none")));
 }
 

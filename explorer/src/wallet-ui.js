@@ -2,9 +2,9 @@
 // import on localnet), back a model's crowdfund, claim its revenue, submit a job paid in NEAR,
 // cancel it, withdraw credits. Every action goes through wallet.js's `call`.
 import { h } from "./dom.js";
-import { near, parseNear } from "./format.js";
+import { formatUnits, near, parseNear } from "./format.js";
 import { IMPORTED_KEY_ID, importKey } from "./imported-key.js";
-import { call, returned, signedInAccount, txHash, view, wallet } from "./wallet.js";
+import { call, returned, signedInAccount, tokenMeta, txHash, view, wallet } from "./wallet.js";
 
 let rerender = () => {};
 let ready = null; // the wallet state, once set up (null: read-only pages)
@@ -115,8 +115,9 @@ function modelActions(m, me) {
       const registered = await view(m.token, "model_token.storage_balance_of", { account_id: me });
       const storage = registered ? 0n : BigInt((await view(m.token, "model_token.storage_balance_bounds")).min);
       const out = await call(m.token, "model_token.contribute", {}, (contribution + storage).toString());
-      const tokens = returned(out);
-      return `backed with ${near(contribution.toString()).text}${storage ? ` (+ ${near(storage.toString()).text} storage)` : ""}${tokens ? `, ${tokens} tokens minted` : ""} · tx ${txHash(out)}`;
+      const minted = returned(out), meta = await tokenMeta(m.token);
+      const tokens = minted == null ? "" : `, ${meta ? formatUnits(minted, meta.decimals, meta.symbol).text : `${minted} token units`} minted`;
+      return `backed with ${near(contribution.toString()).text}${storage ? ` (+ ${near(storage.toString()).text} storage)` : ""}${tokens} · tx ${txHash(out)}`;
     }));
   }
   parts.push(actionForm("claim", "Claim revenue", [], async () => {

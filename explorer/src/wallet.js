@@ -64,3 +64,12 @@ export function returned(outcome) {
 }
 
 export const txHash = (outcome) => outcome?.transaction?.hash ?? outcome?.transaction_outcome?.id ?? "";
+
+// A model token's decimals and symbol (NEP-148 `ft_metadata`) when the page has an RPC URL;
+// `null` otherwise (amounts then show in the token's smallest units). Cached per token.
+const metas = new Map();
+export async function tokenMeta(token) {
+  if (!state) return null;
+  if (!metas.has(token)) metas.set(token, view(token, "model_token.ft_metadata").catch(() => null));
+  return metas.get(token);
+}

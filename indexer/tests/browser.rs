@@ -436,7 +436,7 @@ async fn wallet_flows_on_the_pages_change_the_chain() {
     // Back the crowdfund with 2 NEAR: the page adds the NEP-145 storage for a new holder.
     let text = act(&browser, &tab, "back", &[("amount", "2")], "wallet-backed").await;
     assert!(
-        text.contains("backed with 2 NEAR (+ ") && text.contains("storage"),
+        text.contains("backed with 2 NEAR (+ ") && text.contains("storage), 2 MINI minted"),
         "{text}"
     );
     let contribution = chain
@@ -447,6 +447,14 @@ async fn wallet_flows_on_the_pages_change_the_chain() {
         (2 * NEAR).to_string(),
         "on chain: {contribution}"
     );
+
+    // The page follows the chain: the user is a holder of 2 MINI (the token's decimals).
+    tab.wait_for(
+        "[...document.querySelectorAll('#page td')].some(td => td.textContent === '2 MINI')",
+        30,
+        "the new holding",
+    )
+    .await;
 
     // The goal is met: finalize (anyone), then 1 NEAR of royalties arrives; the user claims.
     chain
