@@ -62,6 +62,12 @@ export async function overview() {
       modelLink(m.model_id), m.name, m.token, m.holders, m.crowdfund ? badge(m.crowdfund.state) : "none"]))));
 }
 
+// A hash or value as code (shortened, whole on hover); "—" when empty.
+function codeOrDash(v, keep) {
+  const t = typeof v === "string" ? v : JSON.stringify(v);
+  return t === "" || t === "[]" || t === "null" || t == null ? "—" : h("code", { title: t }, short(t, keep));
+}
+
 const card = (label, value, id) => h("div", { class: "card", "data-figure": id }, h("div", { class: "value" }, value), h("div", { class: "label" }, label));
 
 export async function node(id) {
@@ -76,11 +82,13 @@ export async function node(id) {
       ["registered", `${when(n.registered_at_ns)} (block ${n.registered_height})`], ["last heartbeat", `${when(n.last_heartbeat_ns)} (${countdown(n.last_heartbeat_ns)})`],
       ["jobs settled", n.jobs_settled], ["agent requests answered", n.requests_answered]]),
     section("Verified attestation",
-      h("p", { class: "note" }, "Verified by the registry contract on chain at registration: the quote's certificate chain to Intel's root, the TCB status under policy, the measurements against the governance allowlists, and each GPU's chain to NVIDIA's root."),
+      h("p", { class: "note" }, n.kind === "dev"
+        ? "A dev attestation (localnet and testnet only, never on a mainnet deployment): the registry checked its signature by the dev CA key set at init; there is no TEE evidence behind it."
+        : "Verified by the registry contract on chain at registration: the quote's certificate chain to Intel's root, the TCB status under policy, the measurements against the governance allowlists, and each GPU's chain to NVIDIA's root."),
       facts([["kind", badge(n.kind, n.kind === "dev" ? "warn" : "ok")], ["TCB status", badge(n.tcb_status, n.tcb_status === "UpToDate" ? "ok" : "warn")],
         ["expires", h("span", { class: expired ? "expired" : "", title: when(n.attestation_expires_at_ns) }, `${countdown(n.attestation_expires_at_ns)}`)],
         ["signing key", h("code", { title: n.signer_key }, short(n.signer_key, 16))], ["encryption key (x25519)", h("code", { title: n.encryption_key }, short(n.encryption_key))],
-        ...Object.entries(m).map(([k, v]) => [k === "compose_hash" ? "compose hash" : k, h("code", { title: typeof v === "string" ? v : JSON.stringify(v) }, typeof v === "string" ? short(v, 16) : JSON.stringify(v))])])),
+        ...Object.entries(m).map(([k, v]) => [k.replaceAll("_", " "), codeOrDash(v, 16)])])),
     section("GPUs", table(["model", "driver", "VBIOS", "device (certificate SHA-256)"], n.gpus.map((g) => [g.model, g.driver_version, g.vbios_version, h("code", { title: g.device_id }, short(g.device_id))]), "no attested GPUs")),
     actionsFor("node", { node: n }),
     section("Prices (per million tokens)", table(["model", "input", "output"], n.prices.map((p) => [modelLink(p.model_id), amount(near(p.input_per_million)), amount(near(p.output_per_million))]), "unpriced")),
@@ -160,7 +168,7 @@ export async function model(id) {
       ["total supply", amount(tokens(m.total_supply))], ["holders", m.holders]]),
     section("Crowdfund", progress ?? h("p", { class: "empty" }, "no crowdfund")),
     actionsFor("model", { model: m }),
-    section("Manifest", d.manifest ? facts(Object.entries(d.manifest).map(([k, v]) => { const t = typeof v === "string" ? v : JSON.stringify(v); return [k.replaceAll("_", " "), t === "" || t === "[]" || t === "null" ? "—" : h("code", { title: t }, short(t, 12))]; })) : h("p", { class: "empty" }, "none")),
+    section("Manifest", d.manifest ? facts(Object.entries(d.manifest).map(([k, v]) => [k.replaceAll("_", " "), codeOrDash(v, 12)])) : h("p", { class: "empty" }, "none")),
     h("div", { class: "charts" }, nearChart("royalty revenue (NEAR)", revenue)),
     section("Revenue", table(["kind", "asset", "total"], d.revenue.map((r) => [r.kind, r.asset, amount(inAsset(r.amount, r.asset))]), "none yet")),
     section("Holders", table(["account", "balance"], d.top_holders.map((x) => [accountLink(x.account), amount(tokens(x.balance))]), "none")),
@@ -169,12 +177,14 @@ export async function model(id) {
 
 export async function account(id) {
   const a = await get(`/v1/accounts/${enc(id)}`);
+  const metas = await Promise.all(a.holdings.map((x) => tokenMeta(x.token)));
+  const holding = (x, i) => (metas[i] ? formatUnits(x.balance, metas[i].decimals, metas[i].symbol) : { text: `${x.balance} units`, exact: `${x.balance} (smallest units)` });
   return h("div", { class: "page", "data-page": "account" },
     h("h1", {}, `Account ${a.account_id}`),
     facts([["jobs submitted", a.jobs_submitted], ["agent requests", a.requests_made],
       ["operates", a.nodes.length ? [operatorLink(a.account_id), ` (${a.nodes.length} nodes)`] : "no nodes"]]),
     section("Earnings", table(["kind", "total"], a.earnings.map((e) => [e.kind, amount(inAsset(e.amount, e.asset))]), "none")),
-    section("Holdings", table(["token", "model", "balance"], a.holdings.map((x) => [x.token, modelLink(x.model_id), x.balance]), "none")),
+    section("Holdings", table(["token", "model", "balance"], a.holdings.map((x, i) => [x.token, modelLink(x.model_id), amount(holding(x, i))]), "none")),
     section("Credits to withdraw", table(["asset", "amount"], a.claimable.map((c) => [c.asset, amount(inAsset(c.amount, c.asset))]), "none")),
     actionsFor("account", { account: a }),
     section("Recent jobs", jobsTable(a.recent_jobs)));
