@@ -4,7 +4,7 @@
 
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::params::{Q, parse, path_id};
+use super::params::{Filter, Q, parse, path_id};
 use super::rows;
 use crate::db::{BadValue, amount, checkpoint};
 use axum::Json;
@@ -62,19 +62,19 @@ pub async fn series(
         what.map(str::to_owned)
             .ok_or_else(|| ApiError::bad(name, format!("metric '{}' needs '{name}'", q.metric)))
     };
+    let mut f = Filter::default();
     let (unit, samples) = match q.metric.as_str() {
         "jobs" => {
-            let mut sql = "SELECT created_ns AS t FROM jobs WHERE 1 = 1".to_owned();
-            let mut binds = Vec::new();
             if let Some(n) = node {
-                sql.push_str(" AND node_id = $1");
-                binds.push(Bind::Int(n));
+                let p = f.int(n);
+                f.push(format!("node_id = {p}"));
             }
             if let Some(m) = &q.model {
-                sql.push_str(&format!(" AND model_id = ${}", binds.len() + 1));
-                binds.push(Bind::Text(m.clone()));
+                let p = f.text(m.clone());
+                f.push(format!("model_id = {p}"));
             }
-            let rows = bound(&sql, &binds).fetch_all(&ctx.db.read).await?;
+            let sql = format!("SELECT created_ns AS t FROM jobs{}", f.where_sql());
+            let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.read).await?;
             let samples = rows
                 .iter()
                 .map(|r| Ok((rows::height(r, "t")?, 1)))
@@ -82,34 +82,35 @@ pub async fn series(
             ("count".to_owned(), Samples::Sums(samples))
         }
         "volume" | "node_earnings" => {
-            let (kinds, node) = if q.metric == "volume" {
-                ("'provider', 'royalty', 'protocol_fee'", node)
+            if q.metric == "volume" {
+                f.push("kind IN ('provider', 'royalty', 'protocol_fee')".to_owned());
             } else {
                 needs(q.node.as_deref(), "node")?;
-                ("'provider'", node)
-            };
-            let mut sql = format!(
-                "SELECT timestamp_ns AS t, amount FROM payouts WHERE kind IN ({kinds}) AND asset = $1"
-            );
-            let mut binds = vec![Bind::Text(asset.clone())];
-            if let Some(n) = node {
-                sql.push_str(" AND node_id = $2");
-                binds.push(Bind::Int(n));
+                f.push("kind = 'provider'".to_owned());
             }
-            (
-                asset.clone(),
-                Samples::Sums(amounts(&ctx, &sql, &binds).await?),
-            )
+            let p = f.text(asset.clone());
+            f.push(format!("asset = {p}"));
+            if let Some(n) = node {
+                let p = f.int(n);
+                f.push(format!("node_id = {p}"));
+            }
+            let sql = format!(
+                "SELECT timestamp_ns AS t, amount FROM payouts{}",
+                f.where_sql()
+            );
+            (asset.clone(), Samples::Sums(amounts(&ctx, &sql, &f).await?))
         }
         "model_revenue" => {
-            let model = needs(q.model.as_deref(), "model")?;
-            let sql = "SELECT timestamp_ns AS t, amount FROM revenue
-                       WHERE model_id = $1 AND kind = 'deposit' AND asset = $2";
-            let binds = [Bind::Text(model), Bind::Text(asset.clone())];
-            (
-                asset.clone(),
-                Samples::Sums(amounts(&ctx, sql, &binds).await?),
-            )
+            let model = f.text(needs(q.model.as_deref(), "model")?);
+            let p = f.text(asset.clone());
+            f.push(format!(
+                "model_id = {model} AND kind = 'deposit' AND asset = {p}"
+            ));
+            let sql = format!(
+                "SELECT timestamp_ns AS t, amount FROM revenue{}",
+                f.where_sql()
+            );
+            (asset.clone(), Samples::Sums(amounts(&ctx, &sql, &f).await?))
         }
         "nodes" | "gpus" => {
             let changes = sqlx::query(
@@ -158,27 +159,9 @@ pub async fn series(
     Ok(Json(bucketed(q.metric, unit, samples, now, buckets)))
 }
 
-enum Bind {
-    Int(i64),
-    Text(String),
-}
-
-fn bound<'q>(
-    sql: &'q str,
-    binds: &'q [Bind],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    binds.iter().fold(sqlx::query(sql), |q, b| match b {
-        Bind::Int(v) => q.bind(*v),
-        Bind::Text(v) => q.bind(v.as_str()),
-    })
-}
-
-async fn amounts(
-    ctx: &ApiContext,
-    sql: &str,
-    binds: &[Bind],
-) -> Result<Vec<(u64, u128)>, sqlx::Error> {
-    bound(sql, binds)
+/// (time, amount) rows of a query with columns `t` and `amount`.
+async fn amounts(ctx: &ApiContext, sql: &str, f: &Filter) -> Result<Vec<(u64, u128)>, sqlx::Error> {
+    f.bind(sqlx::query(sql))
         .fetch_all(&ctx.db.read)
         .await?
         .iter()
