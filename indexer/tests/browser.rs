@@ -331,8 +331,10 @@ async fn act(
         .as_str()
         .unwrap()
         .to_owned();
-    tab.screenshot(&screenshot_dir().join(format!("{shot}.png")))
+    let path = tab
+        .screenshot(&screenshot_dir().join(format!("{shot}.png")))
         .await;
+    println!("screenshot: {}", path.display());
     let ok = tab.eval(&format!("{result}.dataset.ok")).await;
     assert_eq!(ok, "true", "{id} failed: {text}");
     let problems = browser.take_problems();
