@@ -147,10 +147,13 @@ function jobActions(j, me) {
 function accountActions(a, me) {
   if (a.account_id !== me) return null;
   const credits = a.claimable.filter((c) => BigInt(c.amount) > 0n);
-  if (!credits.length) return box("Your credits", h("p", { class: "note" }, "No marketplace credits to withdraw."));
+  if (!credits.length) {
+    const past = [...outcomes.keys()].filter((id) => id.startsWith("withdraw-")).map(pastOutcome);
+    return box("Your credits", h("p", { class: "note" }, "No marketplace credits to withdraw."), ...past);
+  }
   return box("Your credits", ...credits.map((c) => actionForm(`withdraw-${c.asset}`, `Withdraw ${c.asset === "near" ? near(c.amount).text : c.asset}`, [], async () => {
     const out = await call(ready.network.marketplace, "marketplace.withdraw", { asset: assetOf(c.asset), account_id: null });
-    return `withdrawn · tx ${txHash(out)}`;
+    return `withdrawn ${c.asset === "near" ? near(c.amount).text : `${c.amount} units of ${c.asset}`} · tx ${txHash(out)}`;
   })));
 }
 

@@ -7,7 +7,8 @@
 //! The wallet flows run against localnet with the real contracts (see `chain/`): the page
 //! connects with the imported-key wallet module (the same wallet-selector code path as
 //! production wallets), backs a model's crowdfund, claims its revenue, submits a job paid in
-//! NEAR and cancels it; each change is checked on chain through JSON-RPC views.
+//! NEAR, cancels it and withdraws a credit; each change is checked on chain through JSON-RPC
+//! views.
 //!
 //! Without a browser the tests say so loudly and pass; `scripts/test.sh` installs
 //! `chromium` and builds the bundle first.
@@ -547,6 +548,100 @@ async fn wallet_flows_on_the_pages_change_the_chain() {
         "the indexed cancellation",
     )
     .await;
+
+    // Withdraw a credit: a refund that could not be paid (bob deleted his account before
+    // his unclaimed job was cancelled) waits in the marketplace; bob, back under the same
+    // name, withdraws it from his account page.
+    let bob_id = "bob.test.near";
+    let bob = chain
+        .create_account(&suite.root, bob_id, 10, None, vec![])
+        .await;
+    let storage = chain
+        .view(
+            MARKET,
+            "job_storage_deposit",
+            json!({ "input_bytes": INPUT.len() }),
+        )
+        .await;
+    let storage: u128 = storage.as_str().unwrap().parse().unwrap();
+    let (_, now_ns) = chain.final_head().await;
+    let job = json!({ "job": {
+        "model_id": MODEL, "price_cap": NEAR.to_string(),
+        "deadline_ns": (now_ns + 3600 * 1_000_000_000).to_string(),
+        "claim_deadline_ns": (now_ns + 2 * 1_000_000_000).to_string(),
+        "target": { "kind": "any", "region": null, "gpu_model": null, "max_price_per_million": null },
+        "input": inline(INPUT), "user_key": "cd".repeat(32) } });
+    let bobs_job = chain
+        .call(&bob, MARKET, "submit_job", job, NEAR + storage)
+        .await
+        .json();
+    let delete = near_primitives::transaction::Action::DeleteAccount(
+        near_primitives::transaction::DeleteAccountAction {
+            beneficiary_id: suite.root.get_account_id(),
+        },
+    );
+    chain.send(&bob, bob_id, vec![delete]).await;
+    loop {
+        let (_, now) = chain.final_head().await;
+        if now > now_ns + 3 * 1_000_000_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The refund's transfer to the deleted account fails: the marketplace keeps it as a credit.
+    let cancelled = chain
+        .send_settled(
+            &suite.root,
+            MARKET,
+            vec![function_call(
+                "cancel_job",
+                &json!({ "job_id": bobs_job }),
+                0,
+                100,
+            )],
+        )
+        .await;
+    assert_eq!(
+        cancelled.failed_receipts().count(),
+        1,
+        "{:#?}",
+        cancelled.logs()
+    );
+    let credit = |v: serde_json::Value| v.as_str().unwrap().parse::<u128>().unwrap();
+    let bobs_credit = json!({ "account_id": bob_id, "asset": { "kind": "near" } });
+    let owed = credit(chain.view(MARKET, "credit_of", bobs_credit.clone()).await);
+    assert!(owed >= NEAR, "the failed refund is a credit: {owed}");
+    let bob = chain
+        .create_account(&suite.root, bob_id, 1, None, vec![])
+        .await;
+    let near_crypto::Signer::InMemory(bob) = &bob else {
+        panic!("bob signs in memory")
+    };
+    tab.eval("document.querySelector('#wallet-bar button').click()")
+        .await; // disconnect alice
+    tab.wait_for("document.getElementById('connect')", 20, "signed out")
+        .await;
+    tab.eval("document.getElementById('connect').click()").await;
+    act_connect(
+        &tab,
+        &json!({ "account": bob_id, "secret": bob.secret_key.to_string() }),
+    )
+    .await;
+    tab.wait_for(
+        &format!("document.querySelector('[data-account={bob_id:?}]')"),
+        20,
+        "bob signed in",
+    )
+    .await;
+    indexed(&format!("{base}/v1/accounts/{bob_id}")).await;
+    tab.goto(&format!("{base}/#/account/{bob_id}")).await;
+    let text = act(&browser, &tab, "withdraw-near", &[], "wallet-withdrawn").await;
+    assert!(text.starts_with("withdrawn 1"), "{text}");
+    assert_eq!(
+        credit(chain.view(MARKET, "credit_of", bobs_credit).await),
+        0,
+        "withdrawn on chain"
+    );
 
     drop(tab);
     drop(browser);
