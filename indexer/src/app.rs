@@ -75,12 +75,25 @@ async fn serve<S: BlockSource>(
         .await
         .with_context(|| format!("binding the API to {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "API listening");
-    let app = api::router(ApiContext {
-        db,
-        status: status.clone(),
-        metrics,
-        node_pages: Default::default(),
-    });
+    let site = api::site::Site {
+        dir: config.explorer.dir.clone(),
+        network: Some(network(&config)),
+    };
+    match &site.dir {
+        Some(dir) => tracing::info!(dir = %dir.display(), "serving the explorer pages"),
+        None => tracing::warn!(
+            "no explorer bundle (explorer/build.sh, --explorer-dir): / says how to build it"
+        ),
+    }
+    let app = api::router_with_site(
+        ApiContext {
+            db,
+            status: status.clone(),
+            metrics,
+            node_pages: Default::default(),
+        },
+        site,
+    );
 
     // One signal stops everything: the external shutdown, or the follower finishing.
     let (done_tx, mut done_rx) = watch::channel(false);
@@ -118,6 +131,24 @@ async fn serve<S: BlockSource>(
         .context("follower")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/v1/network` tells the explorer's wallet.
+fn network(config: &Config) -> protocol::indexer::explorer::Network {
+    let c = &config.contracts;
+    protocol::indexer::explorer::Network {
+        rpc_url: config.explorer.rpc_url.clone(),
+        network_id: config
+            .explorer
+            .network_id
+            .clone()
+            .unwrap_or_else(|| "localnet".to_owned()),
+        registry: c.registry.to_string(),
+        marketplace: c.marketplace.to_string(),
+        factory: c.factory.as_ref().map(ToString::to_string),
+        payment_tokens: c.payment_tokens.iter().map(ToString::to_string).collect(),
+        methods: api::site::contract_methods(),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

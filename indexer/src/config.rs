@@ -67,6 +67,18 @@ pub struct Cli {
     /// Comma-separated NEP-141 token accounts accepted for payment.
     #[arg(long, env = "ECLOUD_INDEXER_PAYMENT_TOKENS", value_delimiter = ',')]
     pub payment_tokens: Option<Vec<String>>,
+    /// Directory of the built explorer pages (`explorer/build.sh` writes `explorer/dist`),
+    /// served at `/`; default: the `explorer/dist` of the source tree the indexer was built
+    /// from, when it exists.
+    #[arg(long, env = "ECLOUD_INDEXER_EXPLORER_DIR")]
+    pub explorer_dir: Option<PathBuf>,
+    /// NEAR JSON-RPC URL the explorer's wallet sends transactions to (`/v1/network`);
+    /// default: the source URL when the source is `jsonrpc`, else none (read-only pages).
+    #[arg(long, env = "ECLOUD_INDEXER_RPC_URL")]
+    pub rpc_url: Option<String>,
+    /// `mainnet`, `testnet` or `localnet`: the network the explorer's wallets sign for.
+    #[arg(long, env = "ECLOUD_INDEXER_NETWORK_ID")]
+    pub network_id: Option<String>,
 }
 
 /// The same settings as a TOML file.
@@ -85,6 +97,25 @@ pub struct FileConfig {
     pub marketplace: Option<String>,
     pub factory: Option<String>,
     pub payment_tokens: Option<Vec<String>>,
+    pub explorer_dir: Option<PathBuf>,
+    pub rpc_url: Option<String>,
+    pub network_id: Option<String>,
+}
+
+/// What the explorer pages are served from and sign against.
+#[derive(Debug, Clone, Default)]
+pub struct ExplorerConfig {
+    /// The built bundle (`index.html`, `explorer.js`, ...); `None`: `/` answers a page that
+    /// says how to build it.
+    pub dir: Option<PathBuf>,
+    pub rpc_url: Option<String>,
+    /// `localnet` when not set.
+    pub network_id: Option<String>,
+}
+
+/// `explorer/dist` of the source tree this binary was built from.
+pub fn default_explorer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../explorer/dist")
 }
 
 /// Everything the indexer needs, validated.
@@ -96,6 +127,7 @@ pub struct Config {
     pub source_url: String,
     pub follow: FollowConfig,
     pub contracts: Contracts,
+    pub explorer: ExplorerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +190,19 @@ impl Config {
         if let Some(ms) = cli.poll_interval_ms.or(file.poll_interval_ms) {
             follow.poll_interval = Duration::from_millis(ms);
         }
+        let explorer = ExplorerConfig {
+            dir: cli
+                .explorer_dir
+                .or(file.explorer_dir)
+                .or_else(|| Some(default_explorer_dir()).filter(|d| d.is_dir())),
+            rpc_url: cli
+                .rpc_url
+                .or(file.rpc_url)
+                .or_else(|| (source == SourceKind::Jsonrpc).then(|| source_url.clone())),
+            network_id: cli.network_id.or(file.network_id),
+        };
         Ok(Self {
+            explorer,
             database_url,
             listen,
             source,

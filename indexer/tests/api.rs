@@ -39,12 +39,28 @@ async fn indexed_scenario(postgres: bool) -> Option<Fixture> {
         .head
         .store(blocks.last().unwrap().height() + 3, Ordering::Relaxed);
     let node_pages = Arc::new(indexer::api::page_cache::PageCache::default());
-    let app = api::router(ApiContext {
-        db,
-        status: status.clone(),
-        metrics,
-        node_pages: node_pages.clone(),
-    });
+    // The pages' network view as the binary configures it; no bundle (`/` says how to build it).
+    let site = api::site::Site {
+        dir: None,
+        network: Some(protocol::indexer::Network {
+            rpc_url: Some("http://127.0.0.1:3030".into()),
+            network_id: "localnet".into(),
+            registry: scenario::REGISTRY.into(),
+            marketplace: scenario::MARKETPLACE.into(),
+            factory: Some(scenario::FACTORY.into()),
+            payment_tokens: vec![scenario::USDC.into()],
+            methods: api::site::contract_methods(),
+        }),
+    };
+    let app = api::router_with_site(
+        ApiContext {
+            db,
+            status: status.clone(),
+            metrics,
+            node_pages: node_pages.clone(),
+        },
+        site,
+    );
     Some(Fixture {
         _dir: dir,
         app,
@@ -545,6 +561,12 @@ async fn openapi_metrics_and_cors(postgres: bool) {
         "/v1/governance",
         "/v1/stats",
         "/v1/status",
+        "/v1/series",
+        "/v1/operators/{id}",
+        "/v1/models/{id}/grants",
+        "/v1/search",
+        "/v1/events",
+        "/v1/network",
     ] {
         assert!(
             paths.iter().any(|p| *p == route),
@@ -559,13 +581,21 @@ async fn openapi_metrics_and_cors(postgres: bool) {
                 scenario::MODEL
             } else if path.starts_with("/v1/accounts") {
                 "a.test"
+            } else if path.starts_with("/v1/operators") {
+                scenario::OPERATOR
             } else {
                 "1"
             },
         );
-        if concrete.ends_with("/feed") {
-            continue; // an endless stream; covered by the feed test
+        if concrete.ends_with("/feed") || concrete == "/v1/events" {
+            continue; // an endless stream; covered by the feed and browser tests
         }
+        // The routes with a required parameter.
+        let concrete = match concrete.as_str() {
+            "/v1/series" => "/v1/series?metric=jobs".to_owned(),
+            "/v1/search" => "/v1/search?q=op.test".to_owned(),
+            _ => concrete,
+        };
         ok(&f.app, &concrete).await;
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
@@ -582,20 +612,15 @@ async fn openapi_metrics_and_cors(postgres: bool) {
         "openapi.json is stale"
     );
 
-    // The explorer page is served and reads the endpoints it claims to.
+    // Without a bundle (an API-only router) `/` says how to build the explorer pages
+    // (tests/browser.rs serves and drives the real ones).
     let page = f
         .app
         .clone()
         .oneshot(Request::get("/").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(
-        page.headers()[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
     let html = String::from_utf8(
         page.into_body()
             .collect()
@@ -605,13 +630,14 @@ async fn openapi_metrics_and_cors(postgres: bool) {
             .to_vec(),
     )
     .unwrap();
+    assert!(html.contains("explorer/build.sh"), "{html}");
+    // The read-only views the pages use.
     for endpoint in [
-        "/v1/status",
-        "/v1/nodes?limit=100",
-        "/v1/jobs?limit=50",
-        "/v1/models?limit=100",
+        "/v1/series?metric=jobs",
+        "/v1/series?metric=volume&buckets=10",
+        "/v1/series?metric=gpus",
+        "/v1/search?q=1",
     ] {
-        assert!(html.contains(endpoint), "page does not read {endpoint}");
         ok(&f.app, endpoint).await;
     }
 
@@ -1102,7 +1128,9 @@ async fn unknown_parameters_and_odd_ids_are_refused_everywhere(postgres: bool) {
         "/v1/models",
         "/v1/governance",
         "/v1/nodes/2/offers",
-        "/",
+        "/v1/operators/op.test",
+        "/v1/models/llama-3-8b/grants",
+        "/v1/network",
         "/openapi.json",
         "/metrics",
     ] {
@@ -1119,6 +1147,8 @@ async fn unknown_parameters_and_odd_ids_are_refused_everywhere(postgres: bool) {
         )
         .await;
     }
+    // The page route (503 without a bundle) refuses parameters too.
+    err(&f.app, "/?colour=red", bad, "bad_parameter", "colour").await;
     for id in ["%2B1", "01", "+1", "%201", "1.0", "-1"] {
         for route in ["/v1/jobs", "/v1/requests", "/v1/nodes"] {
             err(&f.app, &format!("{route}/{id}"), bad, "bad_parameter", "id").await;
@@ -1171,3 +1201,150 @@ storage_test!(
     node_pages_per_parsed_query_on,
     node_pages_are_cached_per_parsed_query
 );
+
+/// The explorer's views over the scenario: charts' series, the operator, search, grants and
+/// the network the pages sign against.
+async fn explorer_views_of_the_scenario(postgres: bool) {
+    let Some(f) = indexed_scenario(postgres).await else {
+        return;
+    };
+    let total = |s: &Value| -> u128 {
+        s["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_str().unwrap().parse::<u128>().unwrap())
+            .sum()
+    };
+    let jobs = ok(&f.app, "/v1/series?metric=jobs&buckets=10").await;
+    assert_eq!(
+        (
+            jobs["unit"].as_str(),
+            jobs["points"].as_array().unwrap().len()
+        ),
+        (Some("count"), 10)
+    );
+    assert_eq!(total(&jobs), Expect::JOBS as u128);
+    // The settled job's cost went to provider, royalty and fee: the volume is the cost.
+    let volume = ok(&f.app, "/v1/series?metric=volume").await;
+    assert_eq!(total(&volume), Expect::SETTLED_COST, "{volume}");
+    let earned = ok(&f.app, "/v1/series?metric=node_earnings&node=2").await;
+    assert!(
+        total(&earned) > 0 && total(&earned) < Expect::SETTLED_COST,
+        "{earned}"
+    );
+    assert_eq!(
+        total(&ok(&f.app, "/v1/series?metric=node_earnings&node=1").await),
+        0
+    );
+    let revenue = ok(
+        &f.app,
+        &format!("/v1/series?metric=model_revenue&model={}", scenario::MODEL),
+    )
+    .await;
+    assert_eq!(total(&revenue), 100, "{revenue}");
+    // Both nodes (one GPU each) are active at the end.
+    for metric in ["nodes", "gpus"] {
+        let s = ok(&f.app, &format!("/v1/series?metric={metric}")).await;
+        let last = s["points"].as_array().unwrap().last().unwrap()["value"].clone();
+        assert_eq!(last, "2", "{metric}: {s}");
+    }
+    let bad = StatusCode::BAD_REQUEST;
+    err(
+        &f.app,
+        "/v1/series?metric=colour",
+        bad,
+        "bad_parameter",
+        "metric",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/series?metric=node_earnings",
+        bad,
+        "bad_parameter",
+        "node",
+    )
+    .await;
+    err(
+        &f.app,
+        "/v1/series?metric=jobs&buckets=0",
+        bad,
+        "bad_parameter",
+        "buckets",
+    )
+    .await;
+
+    let op = ok(&f.app, &format!("/v1/operators/{}", scenario::OPERATOR)).await;
+    assert_eq!(op["stake"]["staked"], "10000000000000000000000000");
+    let nodes: Vec<&str> = op["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["1", "2"]);
+    assert_eq!(op["nodes"][1]["gpus"][0]["model"], "H200");
+    err(
+        &f.app,
+        "/v1/operators/nobody.test",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "nobody.test",
+    )
+    .await;
+
+    let hits = |v: Value| -> Vec<String> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {}",
+                    h["kind"].as_str().unwrap(),
+                    h["id"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        hits(ok(&f.app, "/v1/search?q=1").await),
+        ["node 1", "job 1", "request 1"]
+    );
+    assert_eq!(
+        hits(ok(&f.app, &format!("/v1/search?q={}", scenario::OPERATOR)).await),
+        ["operator op.test", "account op.test"]
+    );
+    // The token account is a model and an account (it paid royalties out).
+    assert_eq!(
+        hits(ok(&f.app, &format!("/v1/search?q={}", scenario::MODEL_TOKEN)).await)[0],
+        "model llama-3-8b"
+    );
+    assert_eq!(
+        hits(ok(&f.app, "/v1/search?q=Llama%203%208B").await),
+        ["model llama-3-8b"]
+    );
+    assert!(hits(ok(&f.app, "/v1/search?q=nobody.test").await).is_empty());
+    err(&f.app, "/v1/search?q=", bad, "bad_parameter", "q").await;
+
+    assert_eq!(
+        ok(&f.app, &format!("/v1/models/{}/grants", scenario::MODEL)).await,
+        serde_json::json!([])
+    );
+    err(
+        &f.app,
+        "/v1/models/nope/grants",
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "nope",
+    )
+    .await;
+    let net = ok(&f.app, "/v1/network").await;
+    assert_eq!(
+        (net["marketplace"].as_str(), net["network_id"].as_str()),
+        (Some(scenario::MARKETPLACE), Some("localnet"))
+    );
+}
+
+storage_test!(explorer_views_on, explorer_views_of_the_scenario);

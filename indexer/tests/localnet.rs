@@ -133,6 +133,7 @@ async fn a_job_runs_through_on_localnet_and_the_api_and_feed_follow_it() {
         source_url: node.url.clone(),
         follow: follow_config(None),
         contracts: contracts(),
+        explorer: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let indexer = tokio::spawn(app::run(config, async {
@@ -301,6 +302,7 @@ async fn a_model_created_through_the_real_factory_has_its_metadata_in_the_api() 
             factory: Some(FACTORY.parse().unwrap()),
             ..contracts()
         },
+        explorer: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let indexer = tokio::spawn(app::run(config, async {

@@ -130,6 +130,7 @@ fn config(blocks_dir: &std::path::Path, data: &std::path::Path, stop_at: Option<
         source_url: blocks_dir.display().to_string(),
         follow: fast_config(stop_at),
         contracts: scenario::contracts(),
+        explorer: Default::default(),
     };
     c.follow.start_height = FIRST_HEIGHT;
     c

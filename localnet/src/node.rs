@@ -251,7 +251,18 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health", get(|| async { "" }))
         .merge(crate::neardata::routes())
         .layer(DefaultBodyLimit::max(limit))
+        .layer(cors())
         .with_state(node)
+}
+
+/// Any origin may call, as neard's JSON-RPC allows (actix-cors): a wallet on a web page (the
+/// explorer, served by the indexer on another port) sends its transactions here.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE, header::ACCEPT])
 }
 
 /// Serves `node` on `addr` until the process is stopped.

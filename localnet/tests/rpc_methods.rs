@@ -329,3 +329,34 @@ async fn a_body_over_the_payload_limit_is_a_json_rpc_parse_error() {
     assert!(reply["result"]["sync_info"].is_object(), "{reply}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// Any origin may call the JSON-RPC, as neard allows: a browser wallet on another origin (the
+/// explorer pages) first sends a CORS preflight, then the POST.
+#[tokio::test]
+async fn the_json_rpc_answers_cors_preflights_from_any_origin() {
+    use tower::ServiceExt;
+    let home = std::env::temp_dir().join(format!("localnet-rpc-cors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    localnet::home::init(&home, true).unwrap();
+    let node = Node::open(&home).unwrap();
+    let preflight = axum::http::Request::builder()
+        .method("OPTIONS")
+        .uri("/")
+        .header("origin", "http://127.0.0.1:8090")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = localnet::node::router(node)
+        .oneshot(preflight)
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("content-type"), "{allowed}");
+    let _ = std::fs::remove_dir_all(&home);
+}

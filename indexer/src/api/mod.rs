@@ -13,7 +13,10 @@ pub mod nodes;
 pub mod page_cache;
 pub mod params;
 mod rows;
+pub mod series;
+pub mod site;
 pub mod stats;
+pub mod views;
 
 use crate::db::Db;
 use crate::follower::ChainStatus;
@@ -53,6 +56,8 @@ pub struct ApiContext {
         accounts::get_account,
         governance::list_governance,
         stats::stats, stats::status,
+        series::series, views::get_operator, views::model_grants, views::search, views::events,
+        site::network,
     ),
     components(schemas(error::ErrorBody)),
     tags(
@@ -62,13 +67,19 @@ pub struct ApiContext {
         (name = "models", description = "Models, crowdfunds, holders, revenue"),
         (name = "accounts", description = "One account's activity"),
         (name = "governance", description = "Timelocked changes of the contracts"),
-        (name = "status", description = "Network totals and indexer progress"),
+        (name = "status", description = "Network totals, time series, search and indexer progress"),
     )
 )]
 pub struct ApiDoc;
 
-/// The whole HTTP surface.
+/// The whole HTTP surface, without the explorer pages' bundle or network (`/` says how to
+/// build them).
 pub fn router(ctx: ApiContext) -> Router {
+    router_with_site(ctx, site::Site::default())
+}
+
+/// The whole HTTP surface with the explorer pages.
+pub fn router_with_site(ctx: ApiContext, site: site::Site) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
@@ -85,19 +96,22 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(accounts::router())
         .merge(governance::router())
         .merge(stats::router())
-        .route("/", get(index))
+        .route("/v1/series", get(series::series))
+        .route("/v1/operators/{id}", get(views::get_operator))
+        .route("/v1/models/{id}/grants", get(views::model_grants))
+        .route("/v1/search", get(views::search))
+        .route("/v1/events", get(views::events))
+        .route("/v1/network", get(site::network))
+        .route("/", get(site::index))
+        .route("/assets/{file}", get(site::asset))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(ctx.clone(), track))
         .layer(cors)
+        .layer(axum::Extension(std::sync::Arc::new(site)))
         .with_state(ctx)
-}
-
-/// A small read-only page over the API: nodes, jobs and models, refreshed live.
-async fn index(_: Q<NoParams>) -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("index.html"))
 }
 
 async fn openapi(_: Q<NoParams>) -> Json<utoipa::openapi::OpenApi> {

@@ -374,7 +374,7 @@ pub async fn load_node(ctx: &ApiContext, node_id: i64) -> Result<Option<Node>, s
 }
 
 /// Builds nodes from `nodes` rows, loading all their GPUs and prices in two queries.
-async fn nodes_from_rows(
+pub(super) async fn nodes_from_rows(
     conn: &mut AnyConnection,
     rows: &[AnyRow],
 ) -> Result<Vec<Node>, sqlx::Error> {

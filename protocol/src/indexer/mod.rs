@@ -4,6 +4,7 @@
 //! With the `openapi` feature every type derives utoipa's `ToSchema` for the OpenAPI document.
 
 pub mod accounts;
+pub mod explorer;
 pub mod feed;
 pub mod governance;
 pub mod jobs;
@@ -12,6 +13,9 @@ pub mod nodes;
 pub mod stats;
 
 pub use accounts::{Account, Claimable, Earning, Holding};
+pub use explorer::{
+    ContractMethod, ModelGrant, Network, Operator, Point, SearchHit, SearchResult, Series, Slash,
+};
 pub use feed::FeedItem;
 pub use governance::GovernanceChange;
 pub use jobs::{Job, JobDetail, Request, RequestDetail, Settlement, Target, TimelineEntry, Usage};
