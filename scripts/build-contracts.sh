@@ -36,6 +36,8 @@ for c in "${contracts[@]}"; do
     name="${c//-/_}"
     src="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$name.wasm"
     out="$ECLOUD_WASM_DIR/$name.wasm"
+    # A new file, not an overwrite: a target dir copied with hard links must not change its twin.
+    rm -f "$out"
     [[ -f "$src" ]] || fail "cargo did not produce $src"
     if command -v wasm-opt >/dev/null; then
         wasm-opt -Oz "${WASM_OPT_FEATURES[@]}" "$src" -o "$out" || fail "wasm-opt failed on $src"

@@ -36,6 +36,7 @@ apt_install binaryen pkg-config python3-pip curl
 
 step "2/9 building the contracts and the binaries (first run: many minutes)"
 build_stack localnet ecloud-deploy indexer worker ecloud
+"$REPO_ROOT/explorer/build.sh"
 bin="$CARGO_TARGET_DIR/debug"
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 
@@ -64,7 +65,7 @@ step "5/9 indexer on $indexer"
 start_bg "$demo/indexer.log" "$bin/indexer" --source neardata --source-url "$rpc" \
     --data-dir "$demo/indexer" --registry "$registry" --marketplace "$market" \
     --factory "$factory" --payment-tokens "$token" --start-height "$start_height" \
-    --listen "127.0.0.1:$indexer_port"
+    --listen "127.0.0.1:$indexer_port" --explorer-dir "$REPO_ROOT/explorer/dist" --rpc-url "$rpc"
 wait_for "$indexer/v1/status" indexer "$demo/indexer.log"
 
 model=minilm
@@ -133,7 +134,7 @@ cat <<EOF
 
 $(printf '\033[1;32m')enclave-cloud demo: done$(printf '\033[0m')
   chain (JSON-RPC)     $rpc            contracts: $registry, $market, $factory, $token
-  explorer page        $indexer/
+  explorer page        $indexer/   (wallet: Connect wallet -> imported key: an account id and the private_key of $demo/credentials/localnet/<account>.json)
   REST API             $indexer/v1/nodes   $indexer/v1/jobs/$job   $indexer/v1/models/$model
   OpenAPI              $indexer/openapi.json
   worker               log $demo/worker.log, keys sealed in $demo/worker

