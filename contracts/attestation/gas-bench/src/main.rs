@@ -67,7 +67,11 @@ fn hopper_p384_vectors(gpu: &GpuEvidence) -> Result<(Vec<u8>, Vec<u8>)> {
         .collect::<Result<Vec<_>, _>>()?;
     let key = |cert: &x509_cert::Certificate| -> Result<Vec<u8>> {
         let spki = cert.tbs_certificate().subject_public_key_info();
-        Ok(spki.subject_public_key.as_bytes().context("key bits")?.to_vec())
+        Ok(spki
+            .subject_public_key
+            .as_bytes()
+            .context("key bits")?
+            .to_vec())
     };
     let (leaf, issuer) = (&certs[0], &certs[1]);
     let cert_sig =
@@ -142,7 +146,10 @@ fn main() -> Result<()> {
 
     let (ca, device) = hopper_p384_vectors(&gpu)?;
     bench("p384_verify_ca_key", call(&vm, &code, "verify_p384", ca)?);
-    bench("p384_verify_device_key", call(&vm, &code, "verify_p384", device)?);
+    bench(
+        "p384_verify_device_key",
+        call(&vm, &code, "verify_p384", device)?,
+    );
 
     bundle.gpus.push(gpu);
     match call(&vm, &code, "verify_bundle", serde_json::to_vec(&bundle)?) {
