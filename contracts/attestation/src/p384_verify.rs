@@ -446,7 +446,7 @@ fn double_mul(u1_be: &[u8], u2_be: &[u8], q: &Affine) -> Jacobian {
     let g_digits = wnaf(u1_be, G_WINDOW);
     let q_digits = wnaf(u2_be, Q_WINDOW);
     let q_table = odd_multiples(&Jacobian::from_affine(q));
-    let g_table = generator_table();
+    let g_table = &G_TABLE_MONTGOMERY;
     let top = (0..DIGITS)
         .rev()
         .find(|&i| g_digits[i] != 0 || q_digits[i] != 0);
@@ -499,12 +499,49 @@ const fn hex_literal_96(hex: &str) -> [u8; 96] {
     out
 }
 
-fn generator_table() -> [Affine; G_TABLE_LEN] {
-    G_TABLE.map(|xy| Affine {
-        x: Fe::from_be_bytes(&xy[..48]).expect("G table: x below p"),
-        y: Fe::from_be_bytes(&xy[48..]).expect("G table: y below p"),
-    })
-}
+/// [`G_TABLE`] in fiat's Montgomery domain, converted at compile time.
+const G_TABLE_MONTGOMERY: [Affine; G_TABLE_LEN] = {
+    const fn coordinate(be: &[u8]) -> Fe {
+        let mut limbs = [0u32; 12];
+        let mut i = 0;
+        while i < 12 {
+            let at = 48 - 4 * (i + 1);
+            limbs[i] = u32::from_be_bytes([be[at], be[at + 1], be[at + 2], be[at + 3]]);
+            i += 1;
+        }
+        // fiat's precondition: below p.
+        let mut j = 12;
+        let mut below = false;
+        while j > 0 {
+            j -= 1;
+            if limbs[j] != MODULUS[j] {
+                below = limbs[j] < MODULUS[j];
+                break;
+            }
+        }
+        assert!(below, "G table: coordinate not below p");
+        let mut out = Fe::ZERO;
+        fiat::fiat_p384_to_montgomery(
+            &mut out.0,
+            &fiat::fiat_p384_non_montgomery_domain_field_element(limbs),
+        );
+        out
+    }
+    let mut table = [Affine {
+        x: Fe::ZERO,
+        y: Fe::ZERO,
+    }; G_TABLE_LEN];
+    let mut i = 0;
+    while i < G_TABLE_LEN {
+        let (x, y) = G_TABLE[i].split_at(48);
+        table[i] = Affine {
+            x: coordinate(x),
+            y: coordinate(y),
+        };
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
