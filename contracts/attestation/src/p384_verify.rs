@@ -752,6 +752,22 @@ mod tests {
     }
 
     #[test]
+    fn keys_off_the_curve_or_the_identity_never_become_verifying_keys() {
+        // `verify` takes a VerifyingKey: p384 refuses these when parsing, the only way in.
+        let g = table_entry(&ProjectivePoint::GENERATOR);
+        let mut off_curve = [0x04; 97];
+        off_curve[1..].copy_from_slice(&g);
+        off_curve[96] ^= 1;
+        assert!(VerifyingKey::from_sec1_bytes(&off_curve).is_err());
+        assert!(VerifyingKey::from_sec1_bytes(&[0x00]).is_err());
+        let mut above_p = [0xff; 97];
+        above_p[0] = 0x04;
+        assert!(VerifyingKey::from_sec1_bytes(&above_p).is_err());
+        off_curve[96] ^= 1;
+        assert!(VerifyingKey::from_sec1_bytes(&off_curve).is_ok());
+    }
+
+    #[test]
     fn r_plus_n_is_a_candidate_only_below_p() {
         // x(R) in [n, p) has probability about 2^-190, so no test vector reaches that branch;
         // its arithmetic is checked here: r + n for small r is in [n, p), for r = n it is not.
