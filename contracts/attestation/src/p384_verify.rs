@@ -600,7 +600,7 @@ mod tests {
         );
     }
 
-    fn to_projective(p: &Jacobian) -> Option<([u8; 48], [u8; 48])> {
+    fn affine_xy(p: &Jacobian) -> Option<([u8; 48], [u8; 48])> {
         if p.is_identity() {
             return None;
         }
@@ -663,7 +663,7 @@ mod tests {
             };
             let ours = double_mul(&a.to_bytes(), &b.to_bytes(), &q_fe);
             let theirs = g * a + q * b;
-            assert_eq!(to_projective(&ours), p384_xy(&theirs), "case {case}");
+            assert_eq!(affine_xy(&ours), p384_xy(&theirs), "case {case}");
         }
     }
 
