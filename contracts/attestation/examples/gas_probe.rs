@@ -7,6 +7,7 @@
 //! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the device id.
 //! * `verify_gpu_cached({evidence, cache: [hex sha256]})`: one GPU with cached certificates.
 //! * `verify_ca_step({evidence, cache})`: verifies the next certificate of the chain.
+//! * `verify_p384({key_sec1_hex, msg_hex, sig_hex})`: one P-384 signature (`sig` = `r || s`).
 
 use attestation::{GpuEvidence, NearCrypto, NoCache, VerifyPolicy};
 use near_sdk::env;
@@ -83,5 +84,33 @@ pub extern "C" fn verify_ca_step() {
     match attestation::nvidia::verify_chain_step(&ev.certificate_chain, now_secs(), &cache, 1) {
         Ok(v) => env::value_return(hex::encode(v.concat()).as_bytes()),
         Err(e) => env::panic_str(&e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct P384Input {
+    /// SEC1 public key, hex.
+    key_sec1_hex: String,
+    /// The signed message (hashed with SHA-384 inside), hex.
+    msg_hex: String,
+    /// `r || s`, hex.
+    sig_hex: String,
+}
+
+/// Exactly one ECDSA P-384 / SHA-384 verification (what each certificate and report costs).
+#[unsafe(no_mangle)]
+pub extern "C" fn verify_p384() {
+    let input: P384Input = match serde_json::from_slice(&input()) {
+        Ok(i) => i,
+        Err(e) => env::panic_str(&e.to_string()),
+    };
+    let decode = |h: &str| hex::decode(h).unwrap_or_else(|e| env::panic_str(&e.to_string()));
+    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&decode(&input.key_sec1_hex))
+        .unwrap_or_else(|_| env::panic_str("bad key"));
+    let sig = p384::ecdsa::Signature::from_slice(&decode(&input.sig_hex))
+        .unwrap_or_else(|_| env::panic_str("bad signature encoding"));
+    match attestation::p384_verify::verify(&key, &decode(&input.msg_hex), &sig) {
+        Ok(()) => env::value_return(b"ok"),
+        Err(_) => env::panic_str("signature does not verify"),
     }
 }

@@ -21,6 +21,7 @@ mod error;
 mod hexser;
 mod keys;
 pub mod nvidia;
+pub mod p384_verify;
 mod policy;
 mod quote_layout;
 pub mod tdx;

@@ -9,6 +9,8 @@
 //! BENCH attestation.verify_gpu_cached_intermediates.gas <Tgas> Tgas
 //! BENCH attestation.verify_gpu_known_device.gas <Tgas> Tgas
 //! BENCH attestation.verify_gpu_ca_step.gas <Tgas> Tgas
+//! BENCH attestation.p384_verify_ca_key.gas <Tgas> Tgas
+//! BENCH attestation.p384_verify_device_key.gas <Tgas> Tgas
 //! BENCH attestation.gas_probe.wasm_size <bytes> bytes
 //! ```
 //!
@@ -44,6 +46,41 @@ fn hopper() -> Result<GpuEvidence> {
         nonce: hex::decode(GPU_NONCE)?,
         certificate_chain: String::from_utf8(read("nvidia-hopper-single/hopperCertChain.txt")?)?,
     })
+}
+
+/// One P-384 verification as `verify_p384` takes it.
+fn p384_input(key_sec1: &[u8], msg: &[u8], sig: &p384::ecdsa::Signature) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "key_sec1_hex": hex::encode(key_sec1),
+        "msg_hex": hex::encode(msg),
+        "sig_hex": hex::encode(sig.to_bytes()),
+    }))?)
+}
+
+/// The two kinds of P-384 signature of the H100 evidence: the leaf certificate signed by its
+/// issuing CA's key, and the SPDM report signed by the device (leaf) key.
+fn hopper_p384_vectors(gpu: &GpuEvidence) -> Result<(Vec<u8>, Vec<u8>)> {
+    use der::{Decode, Encode};
+    let certs = pem::parse_many(&gpu.certificate_chain)?
+        .iter()
+        .map(|p| x509_cert::Certificate::from_der(p.contents()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = |cert: &x509_cert::Certificate| -> Result<Vec<u8>> {
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        Ok(spki
+            .subject_public_key
+            .as_bytes()
+            .context("key bits")?
+            .to_vec())
+    };
+    let (leaf, issuer) = (&certs[0], &certs[1]);
+    let cert_sig =
+        p384::ecdsa::Signature::from_der(leaf.signature().as_bytes().context("sig bits")?)?;
+    let ca = p384_input(&key(issuer)?, &leaf.tbs_certificate().to_der()?, &cert_sig)?;
+    let report = attestation::nvidia::parse_spdm_report(&gpu.report)?;
+    let report_sig = p384::ecdsa::Signature::from_slice(report.signature)?;
+    let device = p384_input(&key(leaf)?, report.signed, &report_sig)?;
+    Ok((ca, device))
 }
 
 /// Calls `method` with `input` (the exact bytes: re-serialising them would reorder keys and
@@ -106,6 +143,13 @@ fn main() -> Result<()> {
     bench("verify_gpu_known_device", gas);
     let gas = call(&vm, &code, "verify_ca_step", cached(Vec::new())?)?;
     bench("verify_gpu_ca_step", gas);
+
+    let (ca, device) = hopper_p384_vectors(&gpu)?;
+    bench("p384_verify_ca_key", call(&vm, &code, "verify_p384", ca)?);
+    bench(
+        "p384_verify_device_key",
+        call(&vm, &code, "verify_p384", device)?,
+    );
 
     bundle.gpus.push(gpu);
     match call(&vm, &code, "verify_bundle", serde_json::to_vec(&bundle)?) {

@@ -8,7 +8,6 @@
 
 use der::Decode;
 use der::oid::ObjectIdentifier;
-use p384::ecdsa::signature::Verifier;
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::BasicConstraints;
@@ -336,7 +335,7 @@ fn check_signature(
         .ok_or(GpuError::CertSignature { index })?;
     let sig =
         p384::ecdsa::Signature::from_der(sig_der).map_err(|_| GpuError::CertSignature { index })?;
-    key.verify(tbs_bytes(&child.der, index)?, &sig)
+    crate::p384_verify::verify(&key, tbs_bytes(&child.der, index)?, &sig)
         .map_err(|_| GpuError::CertSignature { index })
 }
 

@@ -11,7 +11,6 @@ pub use chain::{
 };
 pub use spdm::{SpdmReport, parse_spdm_report};
 
-use p384::ecdsa::signature::Verifier;
 use serde::{Deserialize, Serialize};
 
 use crate::GpuError;
@@ -107,9 +106,7 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
     let chain = verify_chain(&ev.certificate_chain, now, cache)?;
     let signature = p384::ecdsa::Signature::from_slice(report.signature)
         .map_err(|_| GpuError::ReportSignature)?;
-    chain
-        .leaf_key
-        .verify(report.signed, &signature)
+    crate::p384_verify::verify(&chain.leaf_key, report.signed, &signature)
         .map_err(|_| GpuError::ReportSignature)?;
     let leaf = LeafIdentity {
         leaf_hash: chain.leaf_hash,
