@@ -4,11 +4,12 @@
 //!
 //! Methods (input = JSON, block time = the chain's):
 //! * `verify_bundle(bundle)`: the whole bundle with the default policy; returns the verdict.
-//! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the device id.
+//! * `verify_gpu(gpu_evidence)`: one GPU, full chain; returns the device id. The probe measures
+//!   cost, not binding: the expected nonce is the evidence's own (`nonce` field).
 //! * `verify_gpu_cached({evidence, cache: [hex sha256]})`: one GPU with cached certificates.
 //! * `verify_ca_step({evidence, cache})`: verifies the next certificate of the chain.
 
-use attestation::{GpuEvidence, NearCrypto, NoCache, VerifyPolicy};
+use attestation::{GpuEvidence, GpuRoots, NearCrypto, NoCache, VerifyPolicy};
 use near_sdk::env;
 use std::collections::BTreeSet;
 
@@ -18,6 +19,14 @@ fn now_secs() -> u64 {
 
 fn input() -> Vec<u8> {
     env::input().unwrap_or_default()
+}
+
+/// The nonce the evidence claims (the probe measures cost; binding is the callers' job).
+fn own_nonce(ev: &GpuEvidence) -> [u8; 32] {
+    match ev.nonce.as_slice().try_into() {
+        Ok(n) => n,
+        Err(_) => env::panic_str("nonce is not 32 bytes"),
+    }
 }
 
 /// Verifies a bundle; panics with the error's message when invalid.
@@ -40,7 +49,13 @@ pub extern "C" fn verify_gpu() {
         Ok(ev) => ev,
         Err(e) => env::panic_str(&e.to_string()),
     };
-    match attestation::verify_gpu_evidence(&ev, now_secs(), &NoCache) {
+    match attestation::verify_gpu_evidence(
+        &ev,
+        &own_nonce(&ev),
+        now_secs(),
+        &NoCache,
+        &GpuRoots::NVIDIA,
+    ) {
         Ok(v) => env::value_return(v.device_id.as_bytes()),
         Err(e) => env::panic_str(&e.to_string()),
     }
@@ -70,7 +85,13 @@ fn cached_input() -> (GpuEvidence, BTreeSet<[u8; 32]>) {
 #[unsafe(no_mangle)]
 pub extern "C" fn verify_gpu_cached() {
     let (ev, cache) = cached_input();
-    match attestation::verify_gpu_evidence(&ev, now_secs(), &cache) {
+    match attestation::verify_gpu_evidence(
+        &ev,
+        &own_nonce(&ev),
+        now_secs(),
+        &cache,
+        &GpuRoots::NVIDIA,
+    ) {
         Ok(v) => env::value_return(v.device_id.as_bytes()),
         Err(e) => env::panic_str(&e.to_string()),
     }
@@ -80,7 +101,13 @@ pub extern "C" fn verify_gpu_cached() {
 #[unsafe(no_mangle)]
 pub extern "C" fn verify_ca_step() {
     let (ev, cache) = cached_input();
-    match attestation::nvidia::verify_chain_step(&ev.certificate_chain, now_secs(), &cache, 1) {
+    match attestation::nvidia::verify_chain_step(
+        &ev.certificate_chain,
+        now_secs(),
+        &cache,
+        1,
+        &GpuRoots::NVIDIA,
+    ) {
         Ok(v) => env::value_return(hex::encode(v.concat()).as_bytes()),
         Err(e) => env::panic_str(&e.to_string()),
     }

@@ -101,6 +101,8 @@ fn verify_policy(state: &Registry) -> Result<VerifyPolicy> {
         tcb: TcbPolicy { grace },
         dev_ca_public_key,
         require_compose_hash: true,
+        // Minimal compile fix (gpu-lib): the dev GPU root policy is gpu-binding's.
+        dev_gpu_root: None,
     })
 }
 
@@ -132,6 +134,15 @@ pub fn verify_registration(
         check_nonce_fresh(state, &gpu.nonce, &mut nonce)?;
     }
     let cache = Cache(&state.cert_cache);
+    // Minimal compile fix (gpu-lib): the bundle's binding nonce, for the measured GPUs taken
+    // out below (gpu-binding redoes this flow).
+    let enclave_key: [u8; 32] = bundle
+        .enclave_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| refused("enclave_key is not 32 bytes"))?;
+    let gpu_nonce =
+        attestation::bundle_gpu_nonce(&bundle, &enclave_key, &bound).map_err(refused)?;
     // With the cheaper binding allowed, GPUs are checked after the quote, against its events.
     let measured_gpus =
         if state.policy.gpu.allow_measured_in_rtmr3 && bundle.kind == BundleKind::Tdx {
@@ -149,7 +160,7 @@ pub fn verify_registration(
     .map_err(refused)?;
     for (index, gpu) in measured_gpus.iter().enumerate() {
         verdict.gpus.push(
-            measured_or_verified(&verdict, gpu, &cache)
+            measured_or_verified(&verdict, gpu, gpu_nonce.as_ref(), &cache)
                 .map_err(|e| refused(format!("GPU {index}: {e}")))?,
         );
     }
@@ -161,10 +172,15 @@ pub fn verify_registration(
 fn measured_or_verified(
     verdict: &Verdict,
     gpu: &GpuEvidence,
+    nonce: Option<&[u8; 32]>,
     cache: &Cache<'_>,
 ) -> Result<GpuVerdict, GpuError> {
-    match verify_measured_gpu(&verdict.events, gpu) {
-        Err(GpuError::NotMeasured { .. }) => verify_gpu_evidence(gpu, now_secs(), cache),
+    let nonce = nonce.ok_or_else(|| GpuError::Report("bundle has no GPU challenge".into()))?;
+    let roots = attestation::GpuRoots::NVIDIA;
+    match verify_measured_gpu(&verdict.events, gpu, nonce, &roots) {
+        Err(GpuError::NotMeasured { .. }) => {
+            verify_gpu_evidence(gpu, nonce, now_secs(), cache, &roots)
+        }
         other => other,
     }
 }
@@ -381,6 +397,7 @@ pub fn verify_gpu_chain_step(
         now_secs(),
         &Cache(&state.cert_cache),
         usize::from(max_signatures),
+        &attestation::GpuRoots::NVIDIA,
     )
     .map_err(|e| RegistryError::Gpu(e.to_string()))
 }
@@ -389,8 +406,21 @@ pub fn verify_gpu_chain_step(
 pub fn verify_gpu(state: &Registry, node: NodeId, evidence: &GpuEvidence) -> Result<VerifiedGpu> {
     // A replayed nonce is refused before paying for any signature check.
     check_nonce_fresh(state, &evidence.nonce, &mut None)?;
-    let verdict = verify_gpu_evidence(evidence, now_secs(), &Cache(&state.cert_cache))
-        .map_err(|e| RegistryError::Gpu(e.to_string()))?;
+    // Minimal compile fix (gpu-lib): the evidence's own nonce, as before; gpu-binding replaces it
+    // with the node's binding nonce (enclave key, NEAR key, pending challenge).
+    let own_nonce: [u8; 32] = evidence
+        .nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| RegistryError::Gpu("nonce is not 32 bytes".into()))?;
+    let verdict = verify_gpu_evidence(
+        evidence,
+        &own_nonce,
+        now_secs(),
+        &Cache(&state.cert_cache),
+        &attestation::GpuRoots::NVIDIA,
+    )
+    .map_err(|e| RegistryError::Gpu(e.to_string()))?;
     registry_gpu(state, &verdict, Some(node), &mut Seen::default())
 }
 

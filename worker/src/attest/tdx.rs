@@ -168,6 +168,9 @@ impl AttestationProvider for TdxProvider {
             }),
             dev: None,
             gpus,
+            // The binding challenge comes with the registry's flow (helper gpu-binding).
+            switches: Vec::new(),
+            gpu_challenge: None,
         })
     }
 }

@@ -89,7 +89,14 @@ fn main() -> Result<()> {
 
     // Cached CA certificates (what add_gpu pays once the registry has seen this GPU model),
     // a known device (re-attestation), and one CA certificate per call.
-    let full = attestation::verify_gpu_evidence(&gpu, DSTACK_NOW_NS / SEC, &attestation::NoCache)?;
+    let nonce: [u8; 32] = gpu.nonce.clone().try_into().expect("32-byte nonce");
+    let full = attestation::verify_gpu_evidence(
+        &gpu,
+        &nonce,
+        DSTACK_NOW_NS / SEC,
+        &attestation::NoCache,
+        &attestation::GpuRoots::NVIDIA,
+    )?;
     let cached = |cache: Vec<String>| {
         serde_json::to_vec(&serde_json::json!({ "evidence": &gpu, "cache": cache }))
     };

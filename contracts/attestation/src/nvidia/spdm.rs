@@ -14,11 +14,26 @@ const MEASUREMENTS: u8 = 0x60;
 const SIGNATURE_LEN: usize = 96;
 const DMTF_SPEC: u8 = 1;
 
+// Opaque field ids: nvtrust's local GPU verifier (`OpaqueData.OPAQUE_DATA_TYPES` in
+// `verifier/attestation/spdm_msrt_resp_msg.py`) and its NVSwitch verifier.
 pub const OPAQUE_DRIVER_VERSION: u16 = 3;
 pub const OPAQUE_VBIOS_VERSION: u16 = 6;
 pub const OPAQUE_CHIP_SKU: u16 = 15;
 pub const OPAQUE_PROJECT: u16 = 17;
 pub const OPAQUE_PROJECT_SKU: u16 = 18;
+/// `OPAQUE_FIELD_ID_PROTECTED_PCIE_STATUS` (GPUs and switches): non-zero in protected-PCIe mode.
+pub const OPAQUE_PROTECTED_PCIE_STATUS: u16 = 21;
+/// GPUs: `OPAQUE_FIELD_ID_SWITCH_PDI`, the PDI (8 bytes, little-endian) of the NVSwitch at the
+/// end of each of the GPU's NVLinks, zero for a disabled link.
+pub const OPAQUE_SWITCH_PDI: u16 = 22;
+/// NVSwitches: the same id is `OPAQUE_FIELD_ID_DEVICE_PDI`, the switch's own PDI (8 bytes,
+/// printed in byte order by NVIDIA's topology check).
+pub const OPAQUE_DEVICE_PDI: u16 = 22;
+/// NVSwitches: `OPAQUE_FIELD_ID_SWITCH_GPU_PDIS`, the PDIs of the 8 GPUs it connects (8 bytes
+/// each), then port ids.
+pub const OPAQUE_SWITCH_GPU_PDIS: u16 = 26;
+/// Size of one PDI.
+pub const PDI_LEN: usize = 8;
 
 /// A parsed (not yet verified) GPU report, borrowing from the raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +194,48 @@ impl SpdmReport<'_> {
         let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
         let s = core::str::from_utf8(&v[..end]).ok()?;
         (!s.is_empty()).then(|| s.to_owned())
+    }
+
+    /// Protected-PCIe mode: the PROTECTED_PCIE_STATUS field is present and not all zero.
+    pub fn protected_pcie(&self) -> bool {
+        self.opaque_field(OPAQUE_PROTECTED_PCIE_STATUS)
+            .is_some_and(|v| v.iter().any(|&b| b != 0))
+    }
+
+    /// A GPU's switch PDIs: each 8-byte entry read little-endian (as NVIDIA's topology check
+    /// reads them), zero entries (disabled links) dropped, distinct, sorted, hex.
+    pub fn switch_pdis(&self) -> Result<Vec<String>, GpuError> {
+        let Some(v) = self.opaque_field(OPAQUE_SWITCH_PDI) else {
+            return Ok(Vec::new());
+        };
+        if v.len() % PDI_LEN != 0 {
+            return Err(GpuError::Report(format!(
+                "SWITCH_PDI field of {} bytes is not a list of {PDI_LEN}-byte PDIs",
+                v.len()
+            )));
+        }
+        let mut out: Vec<String> = v
+            .chunks(PDI_LEN)
+            .filter(|pdi| pdi.iter().any(|&b| b != 0))
+            .map(|pdi| pdi.iter().rev().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// A switch's own PDI (DEVICE_PDI, 8 bytes), hex in byte order.
+    pub fn device_pdi(&self) -> Result<String, GpuError> {
+        match self.opaque_field(OPAQUE_DEVICE_PDI) {
+            Some(v) if v.len() == PDI_LEN && v.iter().any(|&b| b != 0) => {
+                Ok(v.iter().map(|b| format!("{b:02x}")).collect())
+            }
+            Some(v) => Err(GpuError::Report(format!(
+                "DEVICE_PDI field is {} bytes, expected a non-zero {PDI_LEN}-byte PDI",
+                v.len()
+            ))),
+            None => Err(GpuError::Report("no DEVICE_PDI field".into())),
+        }
     }
 
     pub fn driver_version(&self) -> Option<String> {
