@@ -15,6 +15,8 @@ mod collateral_json;
 mod crypto;
 mod der_tlv;
 mod dev;
+#[cfg(feature = "dev-gpu")]
+pub mod dev_gpu;
 pub mod dstack;
 mod dstack_import;
 mod error;
