@@ -29,11 +29,9 @@ use crate::nvidia::{
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
 };
 
-/// SHA-256 of the dev root certificate's DER (what a dev policy pins).
-pub const DEV_GPU_ROOT_SHA256: [u8; 32] = [
-    0xc4, 0x10, 0x7d, 0xbd, 0x27, 0xbf, 0x67, 0x92, 0x73, 0x12, 0xb3, 0x23, 0x94, 0xbb, 0xb8, 0x13,
-    0xe0, 0xf9, 0xb2, 0xf9, 0x31, 0x3f, 0xa1, 0xdd, 0xb4, 0xfb, 0x42, 0x2a, 0x19, 0xd2, 0xfd, 0x23,
-];
+/// SHA-256 of the dev root certificate's DER (what a dev policy pins); defined at the crate
+/// root so verifiers built without this feature (the registry contract) can pin it.
+pub use crate::DEV_GPU_ROOT_SHA256;
 
 /// Constant seed of the dev root and intermediates' keys.
 const DEV_CA_SEED: &[u8] = b"enclave-cloud dev GPU CA v1";

@@ -55,6 +55,13 @@ pub use policy::{GraceStatus, TcbGrace, TcbPolicy, VerifyPolicy};
 pub use quote_layout::INTEL_SGX_ROOT_CA_PEM;
 pub use verdict::{BoundKeys, Measurements, Verdict};
 
+/// SHA-256 of the development GPU root certificate's DER (`dev_gpu`, feature `dev-gpu`):
+/// what a verifier pins where, and only where, dev attestation is enabled.
+pub const DEV_GPU_ROOT_SHA256: [u8; 32] = [
+    0xc4, 0x10, 0x7d, 0xbd, 0x27, 0xbf, 0x67, 0x92, 0x73, 0x12, 0xb3, 0x23, 0x94, 0xbb, 0xb8, 0x13,
+    0xe0, 0xf9, 0xb2, 0xf9, 0x31, 0x3f, 0xa1, 0xdd, 0xb4, 0xfb, 0x42, 0x2a, 0x19, 0xd2, 0xfd, 0x23,
+];
+
 use bundle::fixed;
 use hexser::to_hex;
 
