@@ -27,6 +27,7 @@ use crate::bundle::GpuEvidence;
 use crate::nvidia::{
     OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
+    STATUS_DISABLED, STATUS_ENABLED,
 };
 
 /// SHA-256 of the dev root certificate's DER (what a dev policy pins).
@@ -283,7 +284,11 @@ fn firmware_fields(class: Class, protected_pcie: bool) -> Vec<(u16, Vec<u8>)> {
         (OPAQUE_PROJECT_SKU, text(sku)),
         (
             OPAQUE_PROTECTED_PCIE_STATUS,
-            u32::from(protected_pcie).to_le_bytes().to_vec(),
+            vec![if protected_pcie {
+                STATUS_ENABLED
+            } else {
+                STATUS_DISABLED
+            }],
         ),
     ]
 }

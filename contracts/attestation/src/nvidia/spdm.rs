@@ -21,8 +21,13 @@ pub const OPAQUE_VBIOS_VERSION: u16 = 6;
 pub const OPAQUE_CHIP_SKU: u16 = 15;
 pub const OPAQUE_PROJECT: u16 = 17;
 pub const OPAQUE_PROJECT_SKU: u16 = 18;
-/// `OPAQUE_FIELD_ID_PROTECTED_PCIE_STATUS` (GPUs and switches): non-zero in protected-PCIe mode.
+/// `OPAQUE_FIELD_ID_PROTECTED_PCIE_STATUS` (GPUs and switches): one status byte,
+/// [`STATUS_ENABLED`] in protected-PCIe mode.
 pub const OPAQUE_PROTECTED_PCIE_STATUS: u16 = 21;
+/// NVIDIA's status byte values (nvtrust `config.py`: `NVDEC_STATUS` ENABLED 0xAA, DISABLED
+/// 0x55); NVIDIA's single-H100 sample, not in protected-PCIe mode, reports 0x55 here.
+pub const STATUS_ENABLED: u8 = 0xAA;
+pub const STATUS_DISABLED: u8 = 0x55;
 /// GPUs: `OPAQUE_FIELD_ID_SWITCH_PDI`, the PDI (8 bytes, little-endian) of the NVSwitch at the
 /// end of each of the GPU's NVLinks, zero for a disabled link.
 pub const OPAQUE_SWITCH_PDI: u16 = 22;
@@ -196,10 +201,17 @@ impl SpdmReport<'_> {
         (!s.is_empty()).then(|| s.to_owned())
     }
 
-    /// Protected-PCIe mode: the PROTECTED_PCIE_STATUS field is present and not all zero.
-    pub fn protected_pcie(&self) -> bool {
-        self.opaque_field(OPAQUE_PROTECTED_PCIE_STATUS)
-            .is_some_and(|v| v.iter().any(|&b| b != 0))
+    /// Protected-PCIe mode: the PROTECTED_PCIE_STATUS byte is [`STATUS_ENABLED`]; absent or
+    /// [`STATUS_DISABLED`] is off; anything else is refused rather than guessed.
+    pub fn protected_pcie(&self) -> Result<bool, GpuError> {
+        match self.opaque_field(OPAQUE_PROTECTED_PCIE_STATUS) {
+            None | Some([STATUS_DISABLED]) => Ok(false),
+            Some([STATUS_ENABLED]) => Ok(true),
+            Some(v) => Err(GpuError::Report(format!(
+                "PROTECTED_PCIE_STATUS is {}, expected {STATUS_ENABLED:#04x} or {STATUS_DISABLED:#04x}",
+                crate::hexser::to_hex(v)
+            ))),
+        }
     }
 
     /// A GPU's switch PDIs: each 8-byte entry read little-endian (as NVIDIA's topology check
@@ -257,5 +269,65 @@ impl SpdmReport<'_> {
                 .collect::<Vec<_>>()
                 .join("."),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_opaque(opaque: Vec<(u16, &[u8])>) -> SpdmReport<'_> {
+        SpdmReport {
+            nonce: [0; 32],
+            measurements: Vec::new(),
+            opaque,
+            signed: &[],
+            signature: &[],
+        }
+    }
+
+    #[test]
+    fn protected_pcie_status_is_nvidias_status_byte() {
+        assert_eq!(with_opaque(vec![]).protected_pcie(), Ok(false));
+        let on = [STATUS_ENABLED];
+        let off = [STATUS_DISABLED];
+        let field = OPAQUE_PROTECTED_PCIE_STATUS;
+        assert_eq!(with_opaque(vec![(field, &on)]).protected_pcie(), Ok(true));
+        assert_eq!(with_opaque(vec![(field, &off)]).protected_pcie(), Ok(false));
+        for odd in [&[0x01][..], &[0x00], &[0xAA, 0x00], &[]] {
+            assert!(
+                with_opaque(vec![(field, odd)]).protected_pcie().is_err(),
+                "{odd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn switch_pdis_are_read_little_endian_without_disabled_links() {
+        let pdi_a = 0x1122_3344_5566_7788u64.to_le_bytes();
+        let pdi_b = 0x0000_0000_0000_0001u64.to_le_bytes();
+        let links = [pdi_a, [0; 8], pdi_b, pdi_a].concat();
+        let r = with_opaque(vec![(OPAQUE_SWITCH_PDI, &links)]);
+        assert_eq!(
+            r.switch_pdis(),
+            Ok(vec!["0000000000000001".into(), "1122334455667788".into()])
+        );
+        assert!(
+            with_opaque(vec![(OPAQUE_SWITCH_PDI, &links[..7])])
+                .switch_pdis()
+                .is_err()
+        );
+        // A switch's own PDI is printed in byte order.
+        let own = 0x1122_3344_5566_7788u64.to_be_bytes();
+        assert_eq!(
+            with_opaque(vec![(OPAQUE_DEVICE_PDI, &own)]).device_pdi(),
+            Ok("1122334455667788".into())
+        );
+        assert!(
+            with_opaque(vec![(OPAQUE_DEVICE_PDI, &[0; 8])])
+                .device_pdi()
+                .is_err()
+        );
+        assert!(with_opaque(vec![]).device_pdi().is_err());
     }
 }

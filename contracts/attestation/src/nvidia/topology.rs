@@ -53,7 +53,7 @@ pub fn verify_switch_evidence<K: CertCache + ?Sized>(
         device_id: to_hex(&leaf.leaf_hash),
         nonce: to_hex(&report.nonce),
         pdi: report.device_pdi()?,
-        protected_pcie: report.protected_pcie(),
+        protected_pcie: report.protected_pcie()?,
         measurements: report.measurements.iter().map(|m| to_hex(m)).collect(),
         verified_intermediates: verified.iter().map(|h| to_hex(h)).collect(),
     })
