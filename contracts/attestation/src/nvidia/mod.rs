@@ -15,7 +15,7 @@ pub use chain::{
 pub use spdm::{
     OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
-    PDI_LEN, STATUS_DISABLED, STATUS_ENABLED, SpdmReport, parse_spdm_report,
+    PDI_LEN, STATUS_DISABLED, STATUS_ENABLED, SWITCH_GPU_SLOTS, SpdmReport, parse_spdm_report,
 };
 pub use topology::{SwitchVerdict, check_topology, verify_switch_evidence};
 

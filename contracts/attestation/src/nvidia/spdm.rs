@@ -35,8 +35,10 @@ pub const OPAQUE_SWITCH_PDI: u16 = 22;
 /// printed in byte order by NVIDIA's topology check).
 pub const OPAQUE_DEVICE_PDI: u16 = 22;
 /// NVSwitches: `OPAQUE_FIELD_ID_SWITCH_GPU_PDIS`, the PDIs of the 8 GPUs it connects (8 bytes
-/// each), then port ids.
+/// each, [`SWITCH_GPU_SLOTS`] of them), then one-byte port ids.
 pub const OPAQUE_SWITCH_GPU_PDIS: u16 = 26;
+/// GPU PDI slots of a switch's SWITCH_GPU_PDIS field (nvtrust's `TOTAL_NUMBER_OF_PDI`).
+pub const SWITCH_GPU_SLOTS: usize = 8;
 /// Size of one PDI.
 pub const PDI_LEN: usize = 8;
 
@@ -248,6 +250,28 @@ impl SpdmReport<'_> {
             ))),
             None => Err(GpuError::Report("no DEVICE_PDI field".into())),
         }
+    }
+
+    /// A switch's GPU PDIs (SWITCH_GPU_PDIS: 8 slots of 8 bytes, then port ids), hex in byte
+    /// order, zero slots dropped, distinct, sorted.
+    pub fn switch_gpu_pdis(&self) -> Result<Vec<String>, GpuError> {
+        let v = self
+            .opaque_field(OPAQUE_SWITCH_GPU_PDIS)
+            .ok_or_else(|| GpuError::Report("no SWITCH_GPU_PDIS field".into()))?;
+        let slots = v.get(..SWITCH_GPU_SLOTS * PDI_LEN).ok_or_else(|| {
+            GpuError::Report(format!(
+                "SWITCH_GPU_PDIS field of {} bytes is shorter than {SWITCH_GPU_SLOTS} PDIs",
+                v.len()
+            ))
+        })?;
+        let mut out: Vec<String> = slots
+            .chunks(PDI_LEN)
+            .filter(|pdi| pdi.iter().any(|&b| b != 0))
+            .map(crate::hexser::to_hex)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     pub fn driver_version(&self) -> Option<String> {
