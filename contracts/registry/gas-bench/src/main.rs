@@ -198,7 +198,7 @@ fn main() -> Result<()> {
         )?,
     );
     // Governance revokes the GPU (a leaked device key): it leaves the node.
-    let device = attestation::nvidia::leaf_identity(&chain_pem)
+    let device = attestation::nvidia::leaf_identity(&chain_pem, &attestation::GpuRoots::NVIDIA)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .leaf_hash;
     bench(
