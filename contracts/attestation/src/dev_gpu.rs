@@ -27,6 +27,7 @@ use crate::bundle::GpuEvidence;
 use crate::nvidia::{
     OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
+    STATUS_DISABLED, STATUS_ENABLED, SWITCH_GPU_SLOTS,
 };
 
 /// SHA-256 of the dev root certificate's DER (what a dev policy pins); defined at the crate
@@ -141,7 +142,8 @@ pub struct DevEvidence {
 
 impl DevGpuFleet {
     /// `gpus` GPUs and `switches` NVSwitches; with switches, the node runs in protected-PCIe
-    /// mode and every GPU's NVLinks reach all of them.
+    /// mode, every GPU's NVLinks reach all of them and every switch lists the GPUs (8 slots, as
+    /// on an HGX board: a node with switches and more than 8 GPUs fails the topology check).
     pub fn new(seed: [u8; 32], gpus: usize, switches: usize) -> Self {
         let root = root();
         let make = |class: Class, count: usize| -> Vec<Device> {
@@ -205,10 +207,7 @@ impl DevGpuFleet {
                 let mut opaque = firmware_fields(Class::Switch, protected);
                 // The switch's own PDI in byte order, as NVIDIA's topology check prints it.
                 opaque.push((OPAQUE_DEVICE_PDI, d.pdi.to_be_bytes().to_vec()));
-                opaque.push((
-                    OPAQUE_SWITCH_GPU_PDIS,
-                    gpu_pdis.iter().flat_map(|p| p.to_le_bytes()).collect(),
-                ));
+                opaque.push((OPAQUE_SWITCH_GPU_PDIS, switch_gpu_pdis(&gpu_pdis)));
                 self.report(d, Class::Switch, nonce, opaque)
             })
             .collect();
@@ -237,6 +236,17 @@ impl DevGpuFleet {
             certificate_chain: device.chain.clone(),
         }
     }
+}
+
+/// A switch's SWITCH_GPU_PDIS field: [`SWITCH_GPU_SLOTS`] 8-byte slots (the first GPUs' PDIs,
+/// zero for unused slots: a node with switches has at most 8 GPUs, like an HGX board), then one
+/// port id per slot.
+fn switch_gpu_pdis(gpu_pdis: &[u64]) -> Vec<u8> {
+    let mut field: Vec<u8> = (0..SWITCH_GPU_SLOTS)
+        .flat_map(|slot| gpu_pdis.get(slot).copied().unwrap_or(0).to_le_bytes())
+        .collect();
+    field.extend((0..SWITCH_GPU_SLOTS as u8).map(|port| port * 2));
+    field
 }
 
 /// A device's PDI: 8 non-zero bytes derived from the seed, class and index.
@@ -281,7 +291,11 @@ fn firmware_fields(class: Class, protected_pcie: bool) -> Vec<(u16, Vec<u8>)> {
         (OPAQUE_PROJECT_SKU, text(sku)),
         (
             OPAQUE_PROTECTED_PCIE_STATUS,
-            u32::from(protected_pcie).to_le_bytes().to_vec(),
+            vec![if protected_pcie {
+                STATUS_ENABLED
+            } else {
+                STATUS_DISABLED
+            }],
         ),
     ]
 }

@@ -82,7 +82,11 @@ fn a_bound_dev_node_with_8_gpus_and_4_switches_verifies() {
             .iter()
             .all(|g| g.model == "GH100" && g.protected_pcie)
     );
-    assert!(v.switches.iter().all(|s| s.model == "LS10"));
+    assert!(
+        v.switches
+            .iter()
+            .all(|s| s.model == "LS10" && s.gpu_pdis.len() == 8)
+    );
     let pdis: BTreeSet<&str> = v.switches.iter().map(|s| s.pdi.as_str()).collect();
     for g in &v.gpus {
         assert_eq!(g.nonce, hex::encode(nonce()));

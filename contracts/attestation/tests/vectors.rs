@@ -333,6 +333,9 @@ fn hopper_evidence_verifies() {
     assert_eq!(v.vbios_version.as_deref(), Some("96.00.9f.00.01"));
     assert_eq!(v.measurements.len(), 64);
     assert!(v.measurements.iter().all(|m| m.len() == 96));
+    // A single GPU: PROTECTED_PCIE_STATUS is 0x55 (disabled), no NVSwitch links.
+    assert!(!v.protected_pcie);
+    assert!(v.switch_pdis.is_empty());
     // Three CA certificates below the root: BROM, Provisioner ICA, GH100 Identity.
     assert_eq!(v.verified_intermediates.len(), 3);
 }

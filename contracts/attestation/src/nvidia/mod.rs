@@ -15,7 +15,7 @@ pub use chain::{
 pub use spdm::{
     OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
-    PDI_LEN, SpdmReport, parse_spdm_report,
+    PDI_LEN, STATUS_DISABLED, STATUS_ENABLED, SWITCH_GPU_SLOTS, SpdmReport, parse_spdm_report,
 };
 pub use topology::{SwitchVerdict, check_topology, verify_switch_evidence};
 
@@ -231,7 +231,7 @@ fn gpu_verdict(
         measurements: report.measurements.iter().map(|m| to_hex(m)).collect(),
         verified_intermediates: verified.iter().map(|h| to_hex(h)).collect(),
         measured_in_rtmr3: false,
-        protected_pcie: report.protected_pcie(),
+        protected_pcie: report.protected_pcie()?,
         switch_pdis: report.switch_pdis()?,
     })
 }

@@ -29,6 +29,8 @@ pub struct SwitchVerdict {
     pub pdi: String,
     /// The switch is in protected-PCIe mode.
     pub protected_pcie: bool,
+    /// The PDIs of the GPUs it connects (opaque SWITCH_GPU_PDIS, non-zero slots), hex, sorted.
+    pub gpu_pdis: Vec<String>,
     /// Measurement values in block order, hex.
     pub measurements: Vec<String>,
     /// SHA-256 (hex) of the CA certificates verified by this call.
@@ -53,7 +55,8 @@ pub fn verify_switch_evidence<K: CertCache + ?Sized>(
         device_id: to_hex(&leaf.leaf_hash),
         nonce: to_hex(&report.nonce),
         pdi: report.device_pdi()?,
-        protected_pcie: report.protected_pcie(),
+        protected_pcie: report.protected_pcie()?,
+        gpu_pdis: report.switch_gpu_pdis()?,
         measurements: report.measurements.iter().map(|m| to_hex(m)).collect(),
         verified_intermediates: verified.iter().map(|h| to_hex(h)).collect(),
     })
@@ -63,6 +66,8 @@ pub fn verify_switch_evidence<K: CertCache + ?Sized>(
 /// * no switch twice (device id or PDI);
 /// * when any GPU is in protected-PCIe mode, all are, each lists at least one switch, and
 ///   each one's switch PDIs equal the set of the presented switches' PDIs;
+/// * every switch is in protected-PCIe mode and connects the same GPUs, as many as the node
+///   presents (NVIDIA's switch check: the same 8 GPU PDIs on every switch);
 /// * switches are only presented with protected-PCIe GPUs.
 pub fn check_topology(gpus: &[GpuVerdict], switches: &[SwitchVerdict]) -> Result<(), GpuError> {
     let topology = |m: String| Err(GpuError::Topology(m));
@@ -95,6 +100,24 @@ pub fn check_topology(gpus: &[GpuVerdict], switches: &[SwitchVerdict]) -> Result
             "{protected} of {} GPUs are in protected-PCIe mode: a node runs all or none",
             gpus.len()
         ));
+    }
+    for (i, s) in switches.iter().enumerate() {
+        if !s.protected_pcie {
+            return topology(format!("switch {i} is not in protected-PCIe mode"));
+        }
+        if s.gpu_pdis != switches[0].gpu_pdis {
+            return topology(format!(
+                "switch {i} connects GPUs {:?}, switch 0 connects {:?}",
+                s.gpu_pdis, switches[0].gpu_pdis
+            ));
+        }
+        if s.gpu_pdis.len() != gpus.len() {
+            return topology(format!(
+                "switch {i} connects {} GPUs, the node presents {}",
+                s.gpu_pdis.len(),
+                gpus.len()
+            ));
+        }
     }
     for (i, g) in gpus.iter().enumerate() {
         if g.switch_pdis.is_empty() {
@@ -158,6 +181,7 @@ mod tests {
             nonce: String::new(),
             pdi: pdi.into(),
             protected_pcie: true,
+            gpu_pdis: vec!["a1".into(), "a2".into()],
             measurements: Vec::new(),
             verified_intermediates: Vec::new(),
         }
@@ -205,6 +229,29 @@ mod tests {
             &ppcie,
             &[switch("a", "01"), switch("b", "01")],
             "two switches with one PDI",
+        );
+        let mut other_gpus = switch("b", "02");
+        other_gpus.gpu_pdis = vec!["a1".into(), "a3".into()];
+        refused(
+            &ppcie,
+            &[switch("a", "01"), other_gpus],
+            "switches of other GPUs",
+        );
+        let mut fewer = [switch("a", "01"), switch("b", "02")];
+        for s in &mut fewer {
+            s.gpu_pdis.pop();
+        }
+        refused(
+            &ppcie,
+            &fewer,
+            "switches connecting fewer GPUs than presented",
+        );
+        let mut off = switch("b", "02");
+        off.protected_pcie = false;
+        refused(
+            &ppcie,
+            &[switch("a", "01"), off],
+            "a switch not in PPCIe mode",
         );
     }
 }
