@@ -24,8 +24,8 @@ use chain_client::near_primitives::account::{
 };
 use chain_client::near_primitives::action::{Action, AddKeyAction};
 use chain_client::{Account, AccountId, ChainClient, ChainError, NearToken};
-use enclave_cloud_common::NodeId;
 use enclave_cloud_common::interfaces::registry::{AttestationPurpose, NodeUpdate};
+use enclave_cloud_common::{NodeId, NodeStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
@@ -134,11 +134,15 @@ pub async fn register(
     };
     if let Some(node) = chain.node_of_this_enclave().await? {
         done.node_id = Some(node.node_id);
-        // A registration with devices may have stopped half-way: continue it.
+        // A registration with devices may have stopped half-way: continue it (or, if its
+        // challenge expired, begin again: the registry then drops the half-registered node).
         let resumable = match &devices {
-            Some(d) => d.pending().await?.is_some_and(|p| {
-                p.node_id == Some(node.node_id) && p.purpose == AttestationPurpose::Register
-            }),
+            Some(d) => {
+                node.status == NodeStatus::Pending
+                    || d.pending().await?.is_some_and(|p| {
+                        p.node_id == Some(node.node_id) && p.purpose == AttestationPurpose::Register
+                    })
+            }
             None => false,
         };
         if let (true, Some(d)) = (resumable, &devices) {
@@ -185,7 +189,7 @@ pub async fn register(
 }
 
 fn record_devices(done: &mut Registration, outcome: &DevicesOutcome) {
-    done.node_id = done.node_id.or(outcome.node_id);
+    done.node_id = outcome.node_id.or(done.node_id);
     done.complete = outcome.complete;
     done.gpus = outcome.gpus;
     done.switches = outcome.switches;

@@ -252,7 +252,8 @@ pub fn check_node_topology(gpus: &[PendingGpu], switches: &[SwitchInfo]) -> Resu
             device_id: s.device_id.to_string(),
             nonce: String::new(),
             pdi: s.pdi.clone(),
-            protected_pcie: true,
+            protected_pcie: s.protected_pcie,
+            gpu_pdis: s.gpu_pdis.clone(),
             measurements: Vec::new(),
             verified_intermediates: Vec::new(),
         })
@@ -444,6 +445,8 @@ fn registry_switch(
             model: s.model.clone(),
             device_id,
             pdi: s.pdi.clone(),
+            protected_pcie: s.protected_pcie,
+            gpu_pdis: s.gpu_pdis.clone(),
         },
         new_certs: cert_hashes(&s.verified_intermediates)?,
     })

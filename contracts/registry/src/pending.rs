@@ -67,6 +67,20 @@ impl Registry {
         let signer_key = env::signer_account_pk();
         let signer = attest::signer_ed25519()?;
         state.operator(&operator)?;
+        let now = env::block_timestamp();
+        // An expired entry of this key goes first: a half-registered node it leaves is
+        // deregistered, so the key can register again.
+        if let Some(old) = state.pending.get(&signer_key) {
+            if !old.is_expired(now) {
+                return Err(RegistryError::AttestationInProgress {
+                    expires_at_ns: old.expires_at_ns,
+                });
+            }
+            let old_operator = old.operator.clone();
+            let before = state.storage_mark();
+            drop_pending(state, &signer_key)?;
+            state.settle_storage(&old_operator, before)?;
+        }
         let purpose = match node_id {
             Some(id) => {
                 require_enclave(id, state.node(id)?)?;
@@ -97,18 +111,6 @@ impl Registry {
                 "switches",
                 format!("{switches} exceeds {MAX_SWITCHES}"),
             ));
-        }
-        let now = env::block_timestamp();
-        if let Some(old) = state.pending.get(&signer_key) {
-            if !old.is_expired(now) {
-                return Err(RegistryError::AttestationInProgress {
-                    expires_at_ns: old.expires_at_ns,
-                });
-            }
-            let old_operator = old.operator.clone();
-            let before = state.storage_mark();
-            drop_pending(state, &signer_key)?;
-            state.settle_storage(&old_operator, before)?;
         }
         let usage_before = state.storage_mark();
         let pending = PendingAttestation {

@@ -88,6 +88,10 @@ pub struct SwitchInfo {
     pub device_id: Hash32,
     /// The switch's PDI (platform device identity), hex, as the GPUs' topology lists it.
     pub pdi: String,
+    /// The switch reports protected-PCIe mode.
+    pub protected_pcie: bool,
+    /// The PDIs (hex) of the GPUs the switch connects.
+    pub gpu_pdis: Vec<String>,
 }
 
 /// A verified GPU as a pending attestation keeps it until the topology check at completion.

@@ -622,3 +622,20 @@ fn deregistering_a_pending_node_frees_its_reservations() {
     assert!(r.get_pending_attestation(key(1).1).is_none());
     assert_eq!(r.gpu_owner.get(&node_device(&ev.gpus[0])), None);
 }
+
+#[test]
+fn the_next_begin_replaces_an_expired_half_registration() {
+    let mut r = dev_registry();
+    let first = begin(&mut r, 1, 2, 0, None, NOW).expect("begins");
+    let ev = evidence(&DevGpuFleet::new(FLEET, 2, 0), 1, first.challenge);
+    let old = register(&mut r, 1, Some(first.challenge), &ev.gpus[..1], &[], NOW)
+        .expect("registers half");
+    let later = first.expires_at_ns.0;
+    let second = begin(&mut r, 1, 2, 0, None, later).expect("the key may register again");
+    assert_eq!(status(&r, old), NodeStatus::Deregistered);
+    assert_eq!(r.gpu_owner.get(&node_device(&ev.gpus[0])), None);
+    let ev = evidence(&DevGpuFleet::new(FLEET, 2, 0), 1, second.challenge);
+    let new = register(&mut r, 1, Some(second.challenge), &ev.gpus, &[], later).expect("registers");
+    assert_ne!(new, old);
+    assert_eq!(status(&r, new), NodeStatus::Active);
+}
