@@ -46,6 +46,13 @@ NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet" \
     cargo test --locked --quiet -p sandbox-tests --test channels -- --nocapture --test-threads 1 \
     2>/dev/null | grep '^BENCH '
 
+# Registering an 8-GPU + 4-NVSwitch dev node through the worker's register flow on localnet:
+# its transactions and their gas (issue 16; the sandbox suite prints them as BENCH lines).
+step "GPU node registration on localnet (sandbox suite)" >&2
+NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet" \
+    cargo test --locked --quiet -p sandbox-tests --test gpu_registration -- --nocapture --test-threads 1 \
+    2>/dev/null | grep '^BENCH '
+
 # Throughput and latency: optimised host builds (the `bench` profile: release without the
 # contract-sized opt-level/LTO).
 cargo build --locked --quiet -p localnet-probe --target wasm32-unknown-unknown --release >&2

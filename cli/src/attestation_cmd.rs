@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use attestation::{
-    AttestationBundle, GpuEvidence, RustCrypto, Verdict, VerifyPolicy,
-    bundle_from_dstack_public_data, parse_bundle, verify_bundle,
+    AttestationBundle, AttestationError, GpuEvidence, RustCrypto, Verdict, VerifyPolicy,
+    bundle_from_dstack_public_data, bundle_gpu_nonce, parse_bundle, parse_near_ed25519_key,
+    verify_bundle,
 };
 use serde::Serialize;
 
@@ -17,6 +18,9 @@ pub enum VerifyOutput {
     Valid {
         valid: bool,
         verified_at: u64,
+        /// How the GPUs and switches are bound to this enclave (absent without devices).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gpu_binding: Option<GpuBinding>,
         #[serde(flatten)]
         verdict: Box<Verdict>,
     },
@@ -26,6 +30,26 @@ pub enum VerifyOutput {
         error: ErrorOutput,
     },
 }
+
+/// The binding verdict: every GPU and switch of the bundle answered this nonce in its signed
+/// report.
+#[derive(Debug, Serialize)]
+pub struct GpuBinding {
+    /// The registry's challenge the bundle names (hex).
+    pub challenge: String,
+    /// SHA-256("enclave-cloud-gpu-v1" || enclave key || NEAR key || challenge), hex.
+    pub nonce: String,
+    pub gpus: usize,
+    pub switches: usize,
+    /// What the binding proves, and what it does not.
+    pub meaning: &'static str,
+}
+
+/// What a verified binding means (printed with the verdict).
+pub const GPU_BINDING_MEANING: &str = "every GPU and NVSwitch signed a report answering this \
+enclave's binding nonce, so the evidence was made for this enclave and this challenge; that the \
+devices sit in this VM rests on the measured worker reading its local GPUs, and on a device \
+never being in two live nodes (the registry's check)";
 
 #[derive(Debug, Serialize)]
 pub struct ErrorOutput {
@@ -61,11 +85,15 @@ pub fn verify_file(
         path: bundle_path.to_owned(),
         message: format!("not JSON, so not an attestation bundle: {e}"),
     })?;
-    let result = parse_bundle(&bytes).and_then(|b| verify_bundle(&b, at, &policy, &RustCrypto));
+    let result = parse_bundle(&bytes).and_then(|b| {
+        let verdict = verify_bundle(&b, at, &policy, &RustCrypto)?;
+        Ok((gpu_binding(&b)?, verdict))
+    });
     Ok(match result {
-        Ok(verdict) => VerifyOutput::Valid {
+        Ok((gpu_binding, verdict)) => VerifyOutput::Valid {
             valid: true,
             verified_at: at,
+            gpu_binding,
             verdict: Box::new(verdict),
         },
         Err(e) => VerifyOutput::Invalid {
@@ -79,6 +107,29 @@ pub fn verify_file(
     })
 }
 
+/// The binding of a verified bundle's devices (the nonce `verify_bundle` checked them against).
+fn gpu_binding(b: &AttestationBundle) -> Result<Option<GpuBinding>, AttestationError> {
+    let enclave_key: [u8; 32] =
+        b.enclave_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| AttestationError::Malformed {
+                what: "enclave_key",
+                reason: "not 32 bytes".into(),
+            })?;
+    let near_key = parse_near_ed25519_key(&b.near_public_key)?;
+    let Some(nonce) = bundle_gpu_nonce(b, &enclave_key, &near_key)? else {
+        return Ok(None);
+    };
+    Ok(Some(GpuBinding {
+        challenge: b.gpu_challenge.clone().unwrap_or_default(),
+        nonce: hex::encode(nonce),
+        gpus: b.gpus.len(),
+        switches: b.switches.len(),
+        meaning: GPU_BINDING_MEANING,
+    }))
+}
+
 /// GPU evidence files to attach to a bundle.
 #[derive(Debug, Clone)]
 pub struct GpuFiles {
@@ -86,8 +137,10 @@ pub struct GpuFiles {
     pub report_hex: PathBuf,
     /// PEM certificate chain, leaf first.
     pub chain_pem: PathBuf,
-    /// Expected nonce, 64 hex characters.
+    /// The nonce the report claims to answer, 64 hex characters.
     pub nonce_hex: String,
+    /// The registry's challenge the GPU is bound with, 64 hex characters.
+    pub challenge_hex: Option<String>,
 }
 
 /// Builds a bundle from a dstack node's `public_data.json`, optionally with one GPU.
@@ -102,6 +155,13 @@ pub fn bundle_from_dstack(
         })?;
     if let Some(g) = gpu {
         bundle.gpus.push(gpu_evidence(g)?);
+        if let Some(challenge) = &g.challenge_hex {
+            attestation::parse_challenge(challenge.trim()).map_err(|e| Error::Invalid {
+                path: PathBuf::from("--gpu-challenge"),
+                message: e.to_string(),
+            })?;
+            bundle.gpu_challenge = Some(challenge.trim().to_owned());
+        }
     }
     Ok(bundle)
 }

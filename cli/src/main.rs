@@ -278,7 +278,9 @@ enum AttestationCommand {
         /// Verification time in unix seconds (default: now).
         #[arg(long)]
         at: Option<u64>,
-        /// Policy JSON file (default: only UpToDate TCB, no dev CA, compose hash required).
+        /// Policy JSON file (default: only UpToDate TCB, no dev CA, no dev GPU root, compose
+        /// hash required). GPUs and switches must answer the bundle's binding nonce
+        /// (enclave key, NEAR key, gpu_challenge); public GPU evidence is refused.
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -295,9 +297,14 @@ enum AttestationCommand {
         /// The GPU's PEM certificate chain, leaf first.
         #[arg(long, requires = "gpu_report")]
         gpu_chain: Option<PathBuf>,
-        /// The GPU report's nonce, 64 hex characters.
+        /// The nonce the GPU report claims to answer, 64 hex characters.
         #[arg(long, requires = "gpu_report")]
         gpu_nonce: Option<String>,
+        /// The registry's challenge the GPU's nonce is bound with, 64 hex characters (the
+        /// report must answer SHA-256("enclave-cloud-gpu-v1" || enclave key || NEAR key ||
+        /// challenge) to verify).
+        #[arg(long, requires = "gpu_report")]
+        gpu_challenge: Option<String>,
     },
 }
 
@@ -513,12 +520,14 @@ fn attestation_command(a: AttestationCommand) -> Result<ExitCode, Error> {
             gpu_report,
             gpu_chain,
             gpu_nonce,
+            gpu_challenge,
         } => {
             let gpu = match (gpu_report, gpu_chain, gpu_nonce) {
                 (Some(report_hex), Some(chain_pem), Some(nonce_hex)) => Some(GpuFiles {
                     report_hex,
                     chain_pem,
                     nonce_hex,
+                    challenge_hex: gpu_challenge,
                 }),
                 _ => None,
             };

@@ -209,6 +209,7 @@ pub fn status_name(s: NodeStatus) -> &'static str {
         NodeStatus::Inactive => "inactive",
         NodeStatus::Expired => "expired",
         NodeStatus::Deregistered => "deregistered",
+        NodeStatus::Pending => "pending",
     }
 }
 

@@ -28,6 +28,12 @@ fn s(p: &Path) -> &str {
 }
 
 fn build_bundle(name: &str, with_gpu: bool) -> PathBuf {
+    build_bundle_with(name, with_gpu, None)
+}
+
+/// The dstack vector's bundle, with NVIDIA's public H100 evidence when `with_gpu` (and the
+/// challenge, if any).
+fn build_bundle_with(name: &str, with_gpu: bool, challenge: Option<&str>) -> PathBuf {
     let out = tmp(name);
     let public_data = vectors().join("intel-tdx-dstack-node/public_data.json");
     let report = vectors().join("nvidia-hopper-single/hopperAttestationReport.txt");
@@ -48,6 +54,9 @@ fn build_bundle(name: &str, with_gpu: bool) -> PathBuf {
             "--gpu-nonce",
             GPU_NONCE,
         ]);
+        if let Some(c) = challenge {
+            args.extend(["--gpu-challenge", c]);
+        }
     }
     let o = ecloud(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -64,8 +73,8 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 #[test]
-fn dstack_bundle_with_gpu_verifies_end_to_end() {
-    let bundle = build_bundle("node-gpu.json", true);
+fn dstack_bundle_verifies_end_to_end() {
+    let bundle = build_bundle("node-plain.json", false);
     let o = ecloud(&["attestation", "verify", s(&bundle), "--at", DSTACK_NOW]);
     assert_eq!(
         o.status.code(),
@@ -84,8 +93,130 @@ fn dstack_bundle_with_gpu_verifies_end_to_end() {
         v["bound_keys"]["near_public_key"],
         "ed25519:J992NeWhuaJXeUVJcDCVwfS5j1G26B5aJDUZ8iuBCYdc"
     );
-    assert_eq!(v["gpus"][0]["model"], "GH100");
-    assert_eq!(v["gpus"][0]["nonce"], GPU_NONCE);
+    assert!(v.get("gpu_binding").is_none(), "{v}");
+}
+
+/// Issue 16: NVIDIA's public H100 evidence attached to the dstack node verified as its GPU. It
+/// answers no enclave's binding nonce: refused with the clear error, whatever the challenge.
+#[test]
+fn public_gpu_evidence_is_refused_with_a_clear_error() {
+    for (name, challenge) in [
+        ("node-gpu.json", Some("07".repeat(32))),
+        (
+            "node-gpu-nonce-as-challenge.json",
+            Some(GPU_NONCE.to_owned()),
+        ),
+    ] {
+        let bundle = build_bundle_with(name, true, challenge.as_deref());
+        let o = ecloud(&["attestation", "verify", s(&bundle), "--at", DSTACK_NOW]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let v = json(&o);
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["error"]["code"], "gpu_not_bound");
+        let message = v["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with("GPU 0: GPU nonce not bound to this enclave"),
+            "{message}"
+        );
+    }
+    // Without a challenge the bundle names no binding at all.
+    let bundle = build_bundle("node-gpu-no-challenge.json", true);
+    let o = ecloud(&["attestation", "verify", s(&bundle), "--at", DSTACK_NOW]);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    assert_eq!(v["error"]["code"], "malformed");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("gpu_challenge"),
+        "{v}"
+    );
+    // A challenge that is not 32 bytes of hex is bad input.
+    let o = ecloud(&[
+        "attestation",
+        "bundle-from-dstack",
+        s(&vectors().join("intel-tdx-dstack-node/public_data.json")),
+        "--gpu-report",
+        s(&vectors().join("nvidia-hopper-single/hopperAttestationReport.txt")),
+        "--gpu-chain",
+        s(&vectors().join("nvidia-hopper-single/hopperCertChain.txt")),
+        "--gpu-nonce",
+        GPU_NONCE,
+        "--gpu-challenge",
+        "abc",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--gpu-challenge"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The dstack node with 8 dev GPUs and 4 dev NVSwitches answering its binding nonce: valid
+/// under a policy naming the dev GPU root (and only then); the verdict prints the binding.
+#[test]
+fn bound_dev_gpus_verify_and_print_the_binding() {
+    use attestation::dev_gpu::{DEV_GPU_ROOT_SHA256, DevGpuFleet};
+    let plain = build_bundle("node-for-dev-gpus.json", false);
+    let mut b = attestation::parse_bundle(&std::fs::read(&plain).expect("read")).expect("bundle");
+    let enclave: [u8; 32] = b.enclave_key.clone().try_into().expect("32 bytes");
+    let near = attestation::parse_near_ed25519_key(&b.near_public_key).expect("key");
+    let challenge = [0x5a; 32];
+    let nonce = attestation::gpu_binding_nonce(&enclave, &near, &challenge);
+    let ev = DevGpuFleet::new([3; 32], 8, 4).evidence(&nonce);
+    b.gpus = ev.gpus;
+    b.switches = ev.switches;
+    b.gpu_challenge = Some(hex::encode(challenge));
+    let bundle = tmp("node-dev-gpus.json");
+    std::fs::write(&bundle, serde_json::to_vec(&b).expect("json")).expect("write");
+    let policy = tmp("dev-gpu-policy.json");
+    std::fs::write(
+        &policy,
+        serde_json::json!({ "dev_gpu_root": hex::encode(DEV_GPU_ROOT_SHA256) }).to_string(),
+    )
+    .expect("write");
+
+    let o = ecloud(&[
+        "attestation",
+        "verify",
+        s(&bundle),
+        "--at",
+        DSTACK_NOW,
+        "--policy",
+        s(&policy),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v = json(&o);
+    assert_eq!(v["gpu_binding"]["nonce"], hex::encode(nonce));
+    assert_eq!(v["gpu_binding"]["challenge"], hex::encode(challenge));
+    assert_eq!(v["gpu_binding"]["gpus"], 8);
+    assert_eq!(v["gpu_binding"]["switches"], 4);
+    assert!(
+        v["gpu_binding"]["meaning"]
+            .as_str()
+            .unwrap_or("")
+            .contains("two live nodes"),
+        "{v}"
+    );
+    assert_eq!(v["gpus"].as_array().map(Vec::len), Some(8));
+    assert_eq!(v["switches"][0]["model"], "LS10");
+
+    // The default policy trusts NVIDIA's root only.
+    let o = ecloud(&["attestation", "verify", s(&bundle), "--at", DSTACK_NOW]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json(&o)["error"]["code"], "gpu_untrusted_root");
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub fn dev_bundle(
             signature: ca.sign(&message).to_bytes().to_vec(),
         }),
         gpus: Vec::new(),
+        switches: Vec::new(),
+        gpu_challenge: None,
     }
 }
 

@@ -184,6 +184,11 @@ pub struct PayeeBalances {
 }
 
 impl Suite {
+    /// The registry's development CA (its key signs `dev` attestations).
+    pub fn dev_ca(&self) -> &SecretKey {
+        &self.dev_ca
+    }
+
     /// A fresh chain with everything deployed and configured, both nodes registered.
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(crate::Build::Current).await

@@ -251,7 +251,17 @@ async fn the_previous_release_upgrades_with_its_state_and_funds_then_governance_
     upgrade_with_key(&s.registry, &Build::Current.wasm("registry")?).await?;
     upgrade_with_key(&s.market, &Build::Current.wasm("marketplace")?).await?;
     upgrade_with_key(&factory, &Build::Current.wasm("model_factory")?).await?;
-    let after = snapshot(&s, &factory, &model_token, &holders, &jobs, &ghost).await?;
+    let mut after = snapshot(&s, &factory, &model_token, &holders, &jobs, &ghost).await?;
+    // The one addition (registry layout 3, issue 16): the policy's challenge lifetime, at its
+    // default of one hour.
+    let lifetime = after["registry.policy"]
+        .as_object_mut()
+        .and_then(|p| p.remove("challenge_lifetime_ns"));
+    assert_eq!(
+        lifetime,
+        Some(json!("3600000000000")),
+        "the new policy field"
+    );
     assert_eq!(before, after, "the upgrade changed the state");
     s.check_funds("upgraded").await?;
     // The model token created by the previous release keeps its code: nobody can change it.

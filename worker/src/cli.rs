@@ -13,6 +13,7 @@ use enclave_cloud_common::{ModelId, NodeId};
 
 use crate::api::{ApiState, router};
 use crate::attest::dev::{DEFAULT_DEV_VALIDITY_SECS, DevProvider};
+use crate::attest::dev_gpu::DevGpus;
 use crate::attest::tdx::{
     ConfigfsTsm, DEFAULT_TSM_ENTRY, DEFAULT_TSM_ROOT, TdxEvidenceFiles, TdxProvider,
 };
@@ -118,6 +119,10 @@ pub struct RegisterArgs {
     /// Gas allowance of each of the node's function-call keys, in NEAR (0: unlimited).
     #[arg(long, default_value_t = 10)]
     pub key_allowance_near: u128,
+    /// Stop after this many device transactions (`begin_attestation`, `register_node`,
+    /// `add_gpu`); running `worker register` again continues from the chain's pending entry.
+    #[arg(long)]
+    pub max_transactions: Option<u32>,
     #[command(flatten)]
     pub attestation: AttestArgs,
     /// Print the report as JSON (amounts in yoctoNEAR as strings) instead of text.
@@ -270,9 +275,30 @@ pub struct AttestArgs {
     /// tdx: the app compose file whose hash is measured.
     #[arg(long)]
     pub app_compose: Option<PathBuf>,
-    /// tdx: add NVIDIA GPU evidence through NVML (build with feature `nvml`).
-    #[arg(long)]
+    /// Collect every GPU's evidence through NVML over the registry's bound nonce (build with
+    /// feature `nvml`).
+    #[arg(long, conflicts_with = "gpu_provider")]
     pub nvml: bool,
+    /// `dev`: the dev GPU fleet (P-384 chains under the dev root, real SPDM reports); only
+    /// with `--provider dev`.
+    #[arg(long, value_enum)]
+    pub gpu_provider: Option<GpuProviderKind>,
+    /// dev GPU provider: number of GPUs.
+    #[arg(long, default_value_t = 8)]
+    pub dev_gpus: u32,
+    /// dev GPU provider: number of NVSwitches (0: no protected-PCIe topology).
+    #[arg(long, default_value_t = 4)]
+    pub dev_switches: u32,
+    /// dev GPU provider: 64 hex characters from which the devices derive (default: from the
+    /// enclave's NEAR key, so every node has its own devices).
+    #[arg(long)]
+    pub dev_gpu_seed: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GpuProviderKind {
+    /// The attestation library's dev GPUs and NVSwitches (localnet/testnet).
+    Dev,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -357,11 +383,6 @@ pub fn provider(args: &AttestArgs) -> Result<Box<dyn AttestationProvider>, CliEr
             let collateral = args.collateral.clone().ok_or_else(|| {
                 CliError::Usage("--collateral is required with --provider tdx".into())
             })?;
-            let gpus = if args.nvml {
-                Some(nvml_source()?)
-            } else {
-                None
-            };
             Ok(Box::new(TdxProvider::new(
                 ConfigfsTsm::new(&args.tsm_root, &args.tsm_entry),
                 TdxEvidenceFiles {
@@ -369,8 +390,51 @@ pub fn provider(args: &AttestArgs) -> Result<Box<dyn AttestationProvider>, CliEr
                     event_log: args.event_log.clone(),
                     app_compose: args.app_compose.clone(),
                 },
-                gpus,
             )))
+        }
+    }
+}
+
+/// The node's GPUs (and NVSwitches), if it declares any: NVML, or the dev fleet (only with
+/// dev attestation: registries trust its root only where dev attestation is enabled).
+pub fn device_source(
+    args: &AttestArgs,
+    keys: &EnclaveKeys,
+) -> Result<Option<Box<dyn GpuEvidenceSource>>, CliError> {
+    if args.nvml {
+        return nvml_source().map(Some);
+    }
+    match args.gpu_provider {
+        None => Ok(None),
+        Some(GpuProviderKind::Dev) => {
+            if args.provider != ProviderKind::Dev {
+                return Err(CliError::Usage(
+                    "--gpu-provider dev is only allowed with dev attestation (--provider dev)"
+                        .into(),
+                ));
+            }
+            let seed = match &args.dev_gpu_seed {
+                Some(hex_seed) => {
+                    let mut seed = [0u8; 32];
+                    hex::decode_to_slice(hex_seed.trim(), &mut seed).map_err(|e| {
+                        CliError::Usage(format!("--dev-gpu-seed must be 64 hex characters: {e}"))
+                    })?;
+                    seed
+                }
+                None => {
+                    use sha2::Digest;
+                    sha2::Sha256::new()
+                        .chain_update(b"enclave-cloud dev GPUs of ")
+                        .chain_update(keys.public().near_key)
+                        .finalize()
+                        .into()
+                }
+            };
+            Ok(Some(Box::new(DevGpus::new(
+                seed,
+                args.dev_gpus,
+                args.dev_switches,
+            ))))
         }
     }
 }

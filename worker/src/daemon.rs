@@ -26,9 +26,10 @@ use enclave_cloud_common::{InputRef, JobId, NodeId, OutputRef, ReceiptSubject, R
 use near_sdk::json_types::Base64VecU8;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::attest::{AttestationProvider, now_unix_secs};
+use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
 use crate::chain::NodeChain;
 use crate::claim::{ClaimPolicy, JobTerms};
+use crate::devices::{DeviceAttestation, Limits, Purpose};
 use crate::feed::{self, FeedConfig, Offer};
 use crate::job::JobTask;
 use crate::journal::ReadyResult;
@@ -131,7 +132,7 @@ pub async fn run(
     config: RunConfig,
     chain: NodeChain,
     runner: JobRunner,
-    provider: Box<dyn AttestationProvider>,
+    attester: Attester,
     keys: Arc<EnclaveKeys>,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
@@ -183,7 +184,7 @@ pub async fn run(
     let liveness = tokio::spawn(liveness(
         chain.clone(),
         config.clone(),
-        provider,
+        attester,
         keys,
         metrics.clone(),
         shutdown.clone(),
@@ -267,7 +268,7 @@ async fn held_jobs(chain: &NodeChain, node_id: NodeId) -> Vec<JobId> {
 async fn liveness(
     chain: NodeChain,
     config: RunConfig,
-    provider: Box<dyn AttestationProvider>,
+    attester: Attester,
     keys: Arc<EnclaveKeys>,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
@@ -293,7 +294,7 @@ async fn liveness(
             &chain,
             config.node_id,
             reattest_before,
-            provider.as_ref(),
+            &attester,
             &keys,
             &metrics,
         )
@@ -318,13 +319,21 @@ async fn liveness(
     }
 }
 
+/// What re-attests the node: its TEE evidence, and its GPUs and NVSwitches if it has any.
+pub struct Attester {
+    pub provider: Box<dyn AttestationProvider>,
+    pub devices: Option<Box<dyn GpuEvidenceSource>>,
+}
+
 /// Re-attests if the attestation expires within `before`. Returns the new attestation's
-/// remaining lifetime when it re-attested.
+/// remaining lifetime when it re-attested. A node with devices goes through the same flow as
+/// its registration ([`crate::devices`]), with fresh evidence over a new challenge (resumed
+/// if an earlier attempt stopped half-way).
 async fn reattest_if_due(
     chain: &NodeChain,
     node_id: NodeId,
     before: Duration,
-    provider: &dyn AttestationProvider,
+    attester: &Attester,
     keys: &EnclaveKeys,
     metrics: &Metrics,
 ) -> Result<Option<Duration>, String> {
@@ -333,14 +342,41 @@ async fn reattest_if_due(
     if now_ns < expires_ns.saturating_sub(before.as_nanos()) {
         return Ok(None);
     }
-    let bundle = provider
-        .attest(&keys.public(), now_unix_secs())
-        .map_err(|e| e.to_string())?;
-    let bundle = serde_json::to_value(&bundle).map_err(|e| e.to_string())?;
-    chain
-        .reattest(node_id, &bundle)
-        .await
-        .map_err(|e| e.to_string())?;
+    match &attester.devices {
+        Some(source) => {
+            let flow = DeviceAttestation {
+                chain,
+                keys,
+                provider: attester.provider.as_ref(),
+                source: source.as_ref(),
+            };
+            let outcome = flow
+                .run(
+                    Purpose::Reattest { node_id },
+                    Limits::default(),
+                    &mut |line| tracing::info!(%node_id, "re-attestation: {line}"),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                %node_id,
+                transactions = outcome.transactions,
+                gas_tgas = outcome.gas_burnt.as_teragas(),
+                "devices re-attested"
+            );
+        }
+        None => {
+            let bundle = attester
+                .provider
+                .attest(&keys.public(), now_unix_secs())
+                .map_err(|e| e.to_string())?;
+            let bundle = serde_json::to_value(&bundle).map_err(|e| e.to_string())?;
+            chain
+                .reattest(node_id, &bundle)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
     metrics.reattestations.inc();
     // The marketplace caches the node until its attestation expires: show it the new one.
     if let Err(e) = chain.refresh_node(node_id).await {

@@ -13,6 +13,8 @@
 //! * [`runner`]: exactly-once processing of claimed jobs (journal + executor).
 //! * [`chain`]: the node's registry and marketplace calls (chain-client), its two signers.
 //! * [`register`]: `worker register` (stake, function-call keys, `register_node`).
+//! * [`devices`]: GPUs and NVSwitches bound to a registry challenge (begin, evidence,
+//!   `register_node` / `reattest`, `add_gpu`), resumable.
 //! * [`feed`]: offers from the indexer stream, its pages, or the contract.
 //! * [`daemon`]: `worker run` (claim, run, submit; heartbeats, re-attestation, shutdown).
 //! * [`metrics`]: Prometheus metrics of `worker run`.
@@ -25,6 +27,7 @@ pub mod chain;
 pub mod claim;
 pub mod cli;
 pub mod daemon;
+pub mod devices;
 pub mod feed;
 pub mod inference;
 pub mod job;

@@ -14,19 +14,20 @@ use near_sdk::json_types::U128;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::attest::now_unix_secs;
 use crate::chain::{NodeChain, node_accounts};
 use crate::claim::ClaimPolicy;
 use crate::cli::{
-    ChainArgs, CliError, RegisterArgs, RunArgs, backend, load_keys, provider, shutdown_signal,
+    ChainArgs, CliError, RegisterArgs, RunArgs, backend, device_source, load_keys, provider,
+    shutdown_signal,
 };
-use crate::daemon::{self, RunConfig};
+use crate::daemon::{self, Attester, RunConfig};
+use crate::devices::{DeviceError, Limits};
 use crate::job::Executor;
 use crate::journal::Journal;
 use crate::keys::EnclaveKeys;
 use crate::metrics::Metrics;
 use crate::outputs::{self, OutputStore};
-use crate::register::{NodeRecord, register};
+use crate::register::{NodeAttestation, NodeRecord, register};
 use crate::runner::JobRunner;
 
 /// The journal of in-flight jobs in the data dir.
@@ -110,9 +111,20 @@ fn operator_account(args: &RegisterArgs, operator: &AccountId) -> Result<Account
 /// (amounts in yoctoNEAR as strings).
 #[derive(Debug, Clone, Serialize)]
 pub struct RegisterReport {
-    pub node_id: NodeId,
+    /// `None` only when a run with devices stopped (`--max-transactions`) before
+    /// `register_node`.
+    pub node_id: Option<NodeId>,
     /// Whether this run registered the node (false: it was registered already).
     pub created: bool,
+    /// Whether every declared GPU and switch is verified (the node takes jobs); run again to
+    /// continue otherwise.
+    pub complete: bool,
+    pub gpus: u32,
+    pub switches: u32,
+    /// Device transactions this run sent (`begin_attestation`, `register_node`, `add_gpu`)
+    /// and the gas they burnt.
+    pub device_transactions: u32,
+    pub device_gas_tgas: u64,
     /// Stake deposited by this run.
     pub staked: NearToken,
     /// Added to the operator's storage balance in the marketplace by this run.
@@ -125,11 +137,22 @@ pub struct RegisterReport {
 impl RegisterReport {
     /// The report for people: amounts through [`chain_client::format_near`].
     pub fn human(&self) -> String {
-        let mut out = if self.created {
-            format!("node {} registered\n", self.node_id)
-        } else {
-            format!("node {} was registered already\n", self.node_id)
+        let node = self
+            .node_id
+            .map_or_else(|| "the node".to_owned(), |id| format!("node {id}"));
+        let mut out = match (self.created, self.complete) {
+            (_, false) => format!(
+                "{node}: registration in progress (run `worker register` again to continue)\n"
+            ),
+            (true, true) => format!("{node} registered\n"),
+            (false, true) => format!("{node} was registered already\n"),
         };
+        if self.gpus + self.switches > 0 {
+            out += &format!(
+                "devices: {} GPUs, {} switches; this run: {} transactions, {} Tgas\n",
+                self.gpus, self.switches, self.device_transactions, self.device_gas_tgas
+            );
+        }
         let amount = |yocto: NearToken| {
             if yocto.is_zero() {
                 "none needed".to_string()
@@ -165,8 +188,8 @@ pub async fn register_command(
     let operator = operator_account(args, &operator_id)?;
     let client = Arc::new(ChainClient::new(&args.chain.rpc_url));
     let chain = node_chain(client.clone(), &keys, &operator_id, registry, marketplace);
-    let bundle = provider(&args.attestation)?.attest(&keys.public(), now_unix_secs())?;
-    let bundle = serde_json::to_value(&bundle).map_err(|e| CliError::Usage(e.to_string()))?;
+    let provider = provider(&args.attestation)?;
+    let devices = device_source(&args.attestation, &keys)?;
     let details = NodeUpdate {
         endpoint: args.endpoint.clone(),
         region: args.region.clone(),
@@ -183,23 +206,56 @@ pub async fn register_command(
         capacity: Some(args.capacity),
     };
     let allowance = NearToken::from_near(args.key_allowance_near);
-    let done = register(&client, &operator, &chain, &bundle, details, allowance).await?;
-    let record = NodeRecord {
-        node_id: done.node_id,
-        operator: operator_id,
-        registry: chain.registry.clone(),
-        marketplace: chain.marketplace.clone(),
+    let limits = Limits {
+        max_transactions: args.max_transactions,
     };
-    record.save(data_dir).map_err(CliError::Usage)?;
+    let done = register(
+        &client,
+        &operator,
+        &chain,
+        NodeAttestation {
+            keys: &keys,
+            provider: provider.as_ref(),
+            devices: devices.as_deref(),
+        },
+        details,
+        allowance,
+        limits,
+        &mut |line| eprintln!("{line}"),
+    )
+    .await
+    .map_err(device_error)?;
+    if let Some(node_id) = done.node_id {
+        let record = NodeRecord {
+            node_id,
+            operator: operator_id,
+            registry: chain.registry.clone(),
+            marketplace: chain.marketplace.clone(),
+        };
+        record.save(data_dir).map_err(CliError::Usage)?;
+    }
     Ok(RegisterReport {
         node_id: done.node_id,
         created: done.created,
+        complete: done.complete,
+        gpus: done.gpus,
+        switches: done.switches,
+        device_transactions: done.device_transactions,
+        device_gas_tgas: done.device_gas_tgas,
         staked: done.staked,
         storage_deposit: done.storage_deposit,
         keys_added: done.keys_added,
         enclave_key: chain.enclave.public_key().to_string(),
         marketplace_key: chain.market.public_key().to_string(),
     })
+}
+
+fn device_error(e: DeviceError) -> CliError {
+    match e {
+        DeviceError::Chain(e) => CliError::Chain(e),
+        DeviceError::Attest(e) => CliError::Attest(e),
+        other => CliError::Usage(other.to_string()),
+    }
 }
 
 /// `worker run`: until Ctrl-C / SIGTERM.
@@ -283,16 +339,11 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         },
         outputs,
     };
-    daemon::run(
-        config,
-        chain,
-        runner,
-        provider(&args.attestation)?,
-        keys,
-        metrics,
-        stop_rx,
-    )
-    .await;
+    let attester = Attester {
+        provider: provider(&args.attestation)?,
+        devices: device_source(&args.attestation, &keys)?,
+    };
+    daemon::run(config, chain, runner, attester, keys, metrics, stop_rx).await;
     Ok(())
 }
 
@@ -338,8 +389,13 @@ mod tests {
     #[test]
     fn the_register_report_shows_near_in_text_and_yocto_strings_in_json() {
         let report = RegisterReport {
-            node_id: NodeId(7),
+            node_id: Some(NodeId(7)),
             created: true,
+            complete: true,
+            gpus: 8,
+            switches: 4,
+            device_transactions: 4,
+            device_gas_tgas: 2_400,
             staked: NearToken::from_millinear(5_100),
             storage_deposit: NearToken::from_millinear(100),
             keys_added: vec!["ed25519:Abc -> registry.test.near".into()],
@@ -348,6 +404,10 @@ mod tests {
         };
         let text = report.human();
         assert!(text.contains("node 7 registered"), "{text}");
+        assert!(
+            text.contains("devices: 8 GPUs, 4 switches; this run: 4 transactions, 2400 Tgas"),
+            "{text}"
+        );
         assert!(text.contains("stake deposited: 5.1 NEAR"), "{text}");
         assert!(
             text.contains("marketplace storage deposit: 0.1 NEAR"),
@@ -372,5 +432,14 @@ mod tests {
         let text = again.human();
         assert!(text.contains("was registered already"), "{text}");
         assert!(text.contains("stake deposited: none needed"), "{text}");
+        let partial = RegisterReport {
+            complete: false,
+            ..again
+        };
+        assert!(
+            partial
+                .human()
+                .contains("registration in progress (run `worker register` again to continue)")
+        );
     }
 }

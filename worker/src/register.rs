@@ -8,10 +8,13 @@
 //!    an allowance (a NEAR key has one receiver; see [`crate::chain`]).
 //! 3. The operator keeps a storage balance in the marketplace, which pays for the marketplace's
 //!    cache entry of the node (taken on the first claim).
-//! 4. The enclave signs `register_node({bundle, details})` with its attested key.
+//! 4. The enclave signs `register_node({bundle, details})` with its attested key. A node with
+//!    GPUs (and NVSwitches) goes through [`crate::devices`]: `begin_attestation`, evidence
+//!    bound to its challenge, `register_node` with the first devices, `add_gpu` for the rest.
 //!
-//! Every step is skipped when already done, so running it again is safe. The node's id and
-//! contracts go to `<data dir>/node.json` for `worker run`.
+//! Every step is skipped when already done, so running it again is safe: an interrupted
+//! registration is continued from the pending entry on chain. The node's id and contracts go
+//! to `<data dir>/node.json` for `worker run`.
 
 use std::path::{Path, PathBuf};
 
@@ -21,11 +24,14 @@ use chain_client::near_primitives::account::{
 };
 use chain_client::near_primitives::action::{Action, AddKeyAction};
 use chain_client::{Account, AccountId, ChainClient, ChainError, NearToken};
-use enclave_cloud_common::NodeId;
-use enclave_cloud_common::interfaces::registry::NodeUpdate;
+use enclave_cloud_common::interfaces::registry::{AttestationPurpose, NodeUpdate};
+use enclave_cloud_common::{NodeId, NodeStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
 use crate::chain::NodeChain;
+use crate::devices::{DeviceAttestation, DeviceError, DevicesOutcome, Limits, Purpose};
+use crate::keys::EnclaveKeys;
 
 /// Where `worker register` records the node for `worker run`.
 pub const NODE_FILE: &str = "node.json";
@@ -65,8 +71,16 @@ impl NodeRecord {
 /// What `register` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Registration {
-    pub node_id: NodeId,
+    /// `None` only when a registration with devices stopped before `register_node`.
+    pub node_id: Option<NodeId>,
     pub created: bool,
+    /// Every declared device is verified (always true without devices).
+    pub complete: bool,
+    /// Devices declared, and the transactions and gas this run spent on them.
+    pub gpus: u32,
+    pub switches: u32,
+    pub device_transactions: u32,
+    pub device_gas_tgas: u64,
     pub staked: NearToken,
     /// Added to the operator's storage balance in the marketplace.
     pub storage_deposit: NearToken,
@@ -80,46 +94,107 @@ pub const MARKET_STORAGE_BALANCE: NearToken = NearToken::from_millinear(50);
 /// Margin over the stake one more node needs: the node record's storage is paid from it.
 const STAKE_MARGIN: NearToken = NearToken::from_near(1);
 
-/// Runs the three steps. `bundle` is the attestation bundle (JSON object), `details` the
-/// registry's `NodeUpdate` (endpoint, region, prices, capacity).
+/// How the enclave attests: its keys, the TEE evidence, and its devices if it has any.
+pub struct NodeAttestation<'a> {
+    pub keys: &'a EnclaveKeys,
+    pub provider: &'a dyn AttestationProvider,
+    pub devices: Option<&'a dyn GpuEvidenceSource>,
+}
+
+/// Runs the steps. `details` is the registry's `NodeUpdate` (endpoint, region, prices,
+/// capacity); `progress` gets a line per device transaction.
+#[allow(clippy::too_many_arguments)] // the steps' inputs, each used once
 pub async fn register(
     client: &ChainClient,
     operator: &Account,
     chain: &NodeChain,
-    bundle: &serde_json::Value,
+    attestation: NodeAttestation<'_>,
     details: NodeUpdate,
     key_allowance: NearToken,
-) -> Result<Registration, ChainError> {
+    limits: Limits,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Registration, DeviceError> {
+    let devices = attestation.devices.map(|source| DeviceAttestation {
+        chain,
+        keys: attestation.keys,
+        provider: attestation.provider,
+        source,
+    });
+    let mut done = Registration {
+        node_id: None,
+        created: false,
+        complete: true,
+        gpus: 0,
+        switches: 0,
+        device_transactions: 0,
+        device_gas_tgas: 0,
+        staked: NearToken::ZERO,
+        storage_deposit: NearToken::ZERO,
+        keys_added: Vec::new(),
+    };
     if let Some(node) = chain.node_of_this_enclave().await? {
-        tracing::info!(node_id = %node.node_id, "this enclave is already registered");
-        let storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
-        return Ok(Registration {
-            node_id: node.node_id,
-            created: false,
-            staked: NearToken::ZERO,
-            storage_deposit,
-            keys_added: Vec::new(),
-        });
+        done.node_id = Some(node.node_id);
+        // A registration with devices may have stopped half-way: continue it (or, if its
+        // challenge expired, begin again: the registry then drops the half-registered node).
+        let resumable = match &devices {
+            Some(d) => {
+                node.status == NodeStatus::Pending
+                    || d.pending().await?.is_some_and(|p| {
+                        p.node_id == Some(node.node_id) && p.purpose == AttestationPurpose::Register
+                    })
+            }
+            None => false,
+        };
+        if let (true, Some(d)) = (resumable, &devices) {
+            let outcome = d
+                .run(Purpose::Register { details }, limits, progress)
+                .await?;
+            record_devices(&mut done, &outcome);
+        } else {
+            tracing::info!(node_id = %node.node_id, "this enclave is already registered");
+        }
+        done.storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
+        return Ok(done);
     }
-    let staked = top_up_stake(client, operator, &chain.registry).await?;
-    let mut keys_added = Vec::new();
+    done.staked = top_up_stake(client, operator, &chain.registry).await?;
     for (key, receiver) in [
         (chain.enclave.public_key(), &chain.registry),
         (chain.market.public_key(), &chain.marketplace),
     ] {
         if add_function_call_key(client, operator, key, receiver, key_allowance).await? {
-            keys_added.push(format!("{key} -> {receiver}"));
+            done.keys_added.push(format!("{key} -> {receiver}"));
         }
     }
-    let storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
-    let node_id = chain.register_node(bundle, details).await?;
-    Ok(Registration {
-        node_id,
-        created: true,
-        staked,
-        storage_deposit,
-        keys_added,
-    })
+    done.storage_deposit = top_up_market_storage(client, operator, &chain.marketplace).await?;
+    match &devices {
+        Some(d) => {
+            let outcome = d
+                .run(Purpose::Register { details }, limits, progress)
+                .await?;
+            done.node_id = outcome.node_id;
+            done.created = outcome.node_id.is_some();
+            record_devices(&mut done, &outcome);
+        }
+        None => {
+            let bundle = attestation
+                .provider
+                .attest(&attestation.keys.public(), now_unix_secs())?;
+            let bundle =
+                serde_json::to_value(&bundle).map_err(|e| DeviceError::Evidence(e.to_string()))?;
+            done.node_id = Some(chain.register_node(&bundle, details).await?);
+            done.created = true;
+        }
+    }
+    Ok(done)
+}
+
+fn record_devices(done: &mut Registration, outcome: &DevicesOutcome) {
+    done.node_id = outcome.node_id.or(done.node_id);
+    done.complete = outcome.complete;
+    done.gpus = outcome.gpus;
+    done.switches = outcome.switches;
+    done.device_transactions = outcome.transactions;
+    done.device_gas_tgas = outcome.gas_burnt.as_teragas();
 }
 
 /// Deposits what the operator's free stake lacks for one more node. Returns the deposit.

@@ -4,11 +4,13 @@ use enclave_cloud_common::NodeId;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::interfaces::registry::methods::{
-    self as m, AccountArgs, ListNodesArgs, NodeArgs, ReattestArgs, RegisterNodeArgs,
-    SetMarketplaceArgs, SetPolicyArgs, SignerKeyArgs,
+    self as m, AccountArgs, AddGpuArgs, BeginAttestationArgs, ListNodesArgs, NodeArgs,
+    PrunePendingArgs, ReattestArgs, RegisterNodeArgs, SetMarketplaceArgs, SetPolicyArgs,
+    SignerKeyArgs,
 };
 use enclave_cloud_common::interfaces::registry::{
-    ConfigView, NodeFilter, NodePage, NodeUpdate, OperatorView, Policy, RegistrySetting,
+    AttestationProgress, ConfigView, NodeFilter, NodePage, NodeUpdate, OperatorView,
+    PendingAttestationView, Policy, RegistrySetting,
 };
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::U64;
@@ -96,6 +98,63 @@ impl<'a> RegistryClient<'a> {
     pub fn reattest<B: Serialize>(&self, node_id: NodeId, bundle: B) -> Result<Call<'a, ()>> {
         self.contract()
             .call(m::REATTEST, &ReattestArgs { node_id, bundle })
+    }
+
+    /// Signed by the enclave key: begins a registration (`node_id` `None`) or a
+    /// re-attestation declaring its GPUs and switches; returns the challenge.
+    pub fn begin_attestation(
+        &self,
+        gpus: u32,
+        switches: u32,
+        node_id: Option<NodeId>,
+    ) -> Result<Call<'a, PendingAttestationView>> {
+        self.contract().call(
+            m::BEGIN_ATTESTATION,
+            &BeginAttestationArgs {
+                gpus,
+                switches,
+                node_id,
+            },
+        )
+    }
+
+    /// Signed by the enclave key: more devices of its attestation in progress (`E`: the
+    /// evidence's JSON form).
+    pub fn add_gpu<E: Serialize>(
+        &self,
+        node_id: NodeId,
+        gpus: Vec<E>,
+        switches: Vec<E>,
+    ) -> Result<Call<'a, AttestationProgress>> {
+        self.contract().call(
+            m::ADD_GPU,
+            &AddGpuArgs {
+                node_id,
+                gpus,
+                switches,
+            },
+        )
+    }
+
+    /// Anyone: removes expired attestations in progress of these enclave keys.
+    pub fn prune_pending(&self, signer_keys: Vec<near_sdk::PublicKey>) -> Result<Call<'a, u32>> {
+        self.contract()
+            .call(m::PRUNE_PENDING, &PrunePendingArgs { signer_keys })
+    }
+
+    /// The attestation in progress begun by `signer_key`.
+    pub async fn get_pending_attestation(
+        &self,
+        signer_key: &near_sdk::PublicKey,
+    ) -> Result<Option<PendingAttestationView>> {
+        self.contract()
+            .view(
+                m::GET_PENDING_ATTESTATION,
+                &SignerKeyArgs {
+                    signer_key: signer_key.clone(),
+                },
+            )
+            .await
     }
 
     pub fn heartbeat(&self, node_id: NodeId) -> Result<Call<'a, ()>> {

@@ -50,6 +50,13 @@ pub struct AttestationBundle {
     /// One entry per GPU.
     #[serde(default)]
     pub gpus: Vec<GpuEvidence>,
+    /// One entry per NVSwitch (protected-PCIe nodes), the same shape as a GPU's.
+    #[serde(default)]
+    pub switches: Vec<GpuEvidence>,
+    /// The registry's challenge (32 bytes, 64 hex) the GPU binding nonce is derived from
+    /// ([`crate::gpu_binding_nonce`]); required when `gpus` or `switches` is not empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_challenge: Option<String>,
 }
 
 fn default_version() -> u32 {
@@ -100,14 +107,15 @@ pub struct DevEvidence {
     pub signature: Vec<u8>,
 }
 
-/// One GPU's SPDM evidence and certificate chain.
+/// One GPU's (or NVSwitch's) SPDM evidence and certificate chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuEvidence {
     /// SPDM GET_MEASUREMENTS request (37 bytes) followed by the signed response.
     #[serde(with = "crate::hexser")]
     pub report: Vec<u8>,
-    /// The 32-byte nonce the verifier expects in the request.
+    /// The 32-byte nonce the report claims to answer. Never trusted on its own: verifiers
+    /// compare the signed request's nonce with the binding nonce they compute.
     #[serde(with = "crate::hexser")]
     pub nonce: Vec<u8>,
     /// PEM certificates, leaf first; the pinned root may be included or left out.

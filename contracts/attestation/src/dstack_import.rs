@@ -84,5 +84,7 @@ pub fn bundle_from_dstack_public_data(json: &[u8]) -> Result<AttestationBundle, 
         }),
         dev: None,
         gpus: Vec::new(),
+        switches: Vec::new(),
+        gpu_challenge: None,
     })
 }

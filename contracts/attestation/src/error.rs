@@ -52,6 +52,12 @@ pub enum AttestationError {
     /// A GPU's evidence was refused.
     #[error("GPU {index}: {error}")]
     Gpu { index: usize, error: GpuError },
+    /// An NVSwitch's evidence was refused.
+    #[error("NVSwitch {index}: {error}")]
+    Switch { index: usize, error: GpuError },
+    /// The GPUs and switches verified one by one, but do not form one protected-PCIe node.
+    #[error("GPU topology: {0}")]
+    Topology(GpuError),
 }
 
 /// Why one GPU's evidence was refused.
@@ -60,9 +66,17 @@ pub enum GpuError {
     /// The SPDM request/response does not parse.
     #[error("malformed GPU report: {0}")]
     Report(String),
-    /// The nonce in the signed request differs from the expected one.
-    #[error("GPU report nonce mismatch: expected {expected}, report has {found}")]
+    /// The evidence's `nonce` field differs from the nonce in its signed request.
+    #[error("GPU report nonce mismatch: the evidence claims {expected}, the report has {found}")]
     Nonce { expected: String, found: String },
+    /// The signed request's nonce is not the binding nonce of this enclave, NEAR key and
+    /// challenge ([`crate::gpu_binding_nonce`]): evidence made for someone else (e.g. NVIDIA's
+    /// public samples) or for another challenge.
+    #[error(
+        "GPU nonce not bound to this enclave: expected {expected} (enclave key, NEAR key and \
+         challenge), the report answers {found}"
+    )]
+    NotBound { expected: String, found: String },
     /// The report's signature does not verify with the leaf certificate's key.
     #[error("GPU report signature is invalid")]
     ReportSignature,
@@ -96,6 +110,12 @@ pub enum GpuError {
     /// consumer chip).
     #[error("NVIDIA device {model} is not a GPU (only Hopper and Blackwell GPUs count)")]
     NotAGpu { model: String },
+    /// Evidence presented as an NVSwitch is of another device (a GPU, an unknown chip).
+    #[error("NVIDIA device {model} is not an NVSwitch")]
+    NotASwitch { model: String },
+    /// The GPUs' and switches' protected-PCIe data do not match (NVIDIA's topology check).
+    #[error("{0}")]
+    Topology(String),
     /// No `nvidia-gpu-evidence` event in RTMR3 carries this GPU's evidence digest.
     #[error("GPU evidence {digest} is not measured in RTMR3")]
     NotMeasured { digest: String },
@@ -122,7 +142,9 @@ impl AttestationError {
             Self::DevNotAllowed => "dev_not_allowed",
             Self::DevExpired { .. } => "dev_expired",
             Self::DevSignature => "dev_signature",
-            Self::Gpu { error, .. } => error.code(),
+            Self::Gpu { error, .. } | Self::Switch { error, .. } | Self::Topology(error) => {
+                error.code()
+            }
         }
     }
 }
@@ -133,6 +155,9 @@ impl GpuError {
         match self {
             Self::Report(_) => "gpu_report_malformed",
             Self::Nonce { .. } => "gpu_nonce",
+            Self::NotBound { .. } => "gpu_not_bound",
+            Self::NotASwitch { .. } => "gpu_not_a_switch",
+            Self::Topology(_) => "gpu_topology",
             Self::ReportSignature => "gpu_report_signature",
             Self::CertParse { .. } => "gpu_cert_parse",
             Self::CertSignature { .. } => "gpu_cert_signature",

@@ -15,6 +15,8 @@ mod collateral_json;
 mod crypto;
 mod der_tlv;
 mod dev;
+#[cfg(feature = "dev-gpu")]
+pub mod dev_gpu;
 pub mod dstack;
 mod dstack_import;
 mod error;
@@ -46,12 +48,20 @@ pub use dstack_import::bundle_from_dstack_public_data;
 pub use error::{AttestationError, GpuError};
 pub use keys::{format_near_ed25519_key, parse_near_ed25519_key};
 pub use nvidia::{
-    CertCache, GPU_EVIDENCE_EVENT, GpuVerdict, NoCache, gpu_evidence_digest, verify_gpu_evidence,
-    verify_measured_gpu,
+    CertCache, GPU_BINDING_TAG, GPU_EVIDENCE_EVENT, GpuRoots, GpuVerdict, NoCache, SwitchVerdict,
+    check_topology, gpu_binding_nonce, gpu_evidence_digest, verify_gpu_evidence,
+    verify_measured_gpu, verify_switch_evidence,
 };
 pub use policy::{GraceStatus, TcbGrace, TcbPolicy, VerifyPolicy};
 pub use quote_layout::INTEL_SGX_ROOT_CA_PEM;
 pub use verdict::{BoundKeys, Measurements, Verdict};
+
+/// SHA-256 of the development GPU root certificate's DER (`dev_gpu`, feature `dev-gpu`):
+/// what a verifier pins where, and only where, dev attestation is enabled.
+pub const DEV_GPU_ROOT_SHA256: [u8; 32] = [
+    0xc4, 0x10, 0x7d, 0xbd, 0x27, 0xbf, 0x67, 0x92, 0x73, 0x12, 0xb3, 0x23, 0x94, 0xbb, 0xb8, 0x13,
+    0xe0, 0xf9, 0xb2, 0xf9, 0x31, 0x3f, 0xa1, 0xdd, 0xb4, 0xfb, 0x42, 0x2a, 0x19, 0xd2, 0xfd, 0x23,
+];
 
 use bundle::fixed;
 use hexser::to_hex;
@@ -68,9 +78,26 @@ pub fn verify_bundle<C: Crypto>(
 
 /// [`verify_bundle`] with a cache of NVIDIA CA certificates verified earlier.
 ///
-/// Cheap structural checks run first (keys, quote header, key binding, event log), the DCAP
-/// verification after them, the GPUs last.
+/// Cheap structural checks run first (keys, GPU nonce binding, quote header, key binding,
+/// event log), the DCAP verification after them, the GPUs and switches last, then the
+/// protected-PCIe topology of the whole node ([`check_topology`]).
 pub fn verify_bundle_with_cache<C: Crypto, K: CertCache + ?Sized>(
+    bundle: &AttestationBundle,
+    now_unix_secs: u64,
+    policy: &VerifyPolicy,
+    crypto: &C,
+    cache: &K,
+) -> Result<Verdict, AttestationError> {
+    let verdict = verify_bundle_partial(bundle, now_unix_secs, policy, crypto, cache)?;
+    check_topology(&verdict.gpus, &verdict.switches).map_err(AttestationError::Topology)?;
+    Ok(verdict)
+}
+
+/// [`verify_bundle_with_cache`] without the topology check: for a registry that receives a
+/// node's devices over several calls (the same challenge, so the same binding nonce) and runs
+/// [`check_topology`] once all of them are verified. Every device in `bundle` is verified and
+/// bound.
+pub fn verify_bundle_partial<C: Crypto, K: CertCache + ?Sized>(
     bundle: &AttestationBundle,
     now_unix_secs: u64,
     policy: &VerifyPolicy,
@@ -92,6 +119,19 @@ pub fn verify_bundle_with_cache<C: Crypto, K: CertCache + ?Sized>(
         enclave_key: to_hex(&enclave_key),
         near_public_key: format_near_ed25519_key(&near_key),
     };
+    // Unbound GPU evidence (public samples, another node's) is refused before any expensive
+    // check: only the reports' signed requests are parsed here.
+    let gpu_nonce = bundle_gpu_nonce(bundle, &enclave_key, &near_key)?;
+    if let Some(nonce) = &gpu_nonce {
+        for (index, gpu) in bundle.gpus.iter().enumerate() {
+            nvidia::check_bound(gpu, nonce)
+                .map_err(|error| AttestationError::Gpu { index, error })?;
+        }
+        for (index, switch) in bundle.switches.iter().enumerate() {
+            nvidia::check_bound(switch, nonce)
+                .map_err(|error| AttestationError::Switch { index, error })?;
+        }
+    }
     let mut verdict = match bundle.kind {
         AttestationKind::Tdx => {
             let tdx = bundle
@@ -134,15 +174,56 @@ pub fn verify_bundle_with_cache<C: Crypto, K: CertCache + ?Sized>(
                 bound_keys,
                 expires_at: Some(expires_at),
                 gpus: Vec::new(),
+                switches: Vec::new(),
             }
         }
     };
-    for (index, gpu) in bundle.gpus.iter().enumerate() {
-        let v = verify_gpu_evidence(gpu, now_unix_secs, cache)
-            .map_err(|error| AttestationError::Gpu { index, error })?;
-        verdict.gpus.push(v);
+    if let Some(nonce) = &gpu_nonce {
+        let roots = policy.gpu_roots();
+        for (index, gpu) in bundle.gpus.iter().enumerate() {
+            let v = verify_gpu_evidence(gpu, nonce, now_unix_secs, cache, &roots)
+                .map_err(|error| AttestationError::Gpu { index, error })?;
+            verdict.gpus.push(v);
+        }
+        for (index, switch) in bundle.switches.iter().enumerate() {
+            let v = verify_switch_evidence(switch, nonce, now_unix_secs, cache, &roots)
+                .map_err(|error| AttestationError::Switch { index, error })?;
+            verdict.switches.push(v);
+        }
     }
     Ok(verdict)
+}
+
+/// The binding nonce every GPU and switch of `bundle` must answer
+/// ([`gpu_binding_nonce`] of its enclave key, NEAR key and `gpu_challenge`); `None` for a bundle
+/// without devices. A bundle with devices and no (or a malformed) challenge is refused.
+pub fn bundle_gpu_nonce(
+    bundle: &AttestationBundle,
+    enclave_key: &[u8; 32],
+    near_key: &[u8; 32],
+) -> Result<Option<[u8; 32]>, AttestationError> {
+    if bundle.gpus.is_empty() && bundle.switches.is_empty() {
+        return Ok(None);
+    }
+    let challenge = bundle
+        .gpu_challenge
+        .as_deref()
+        .ok_or(AttestationError::Malformed {
+            what: "gpu_challenge",
+            reason: "a bundle with GPUs or switches must carry the registry's challenge".into(),
+        })?;
+    let challenge = parse_challenge(challenge)?;
+    Ok(Some(gpu_binding_nonce(enclave_key, near_key, &challenge)))
+}
+
+/// A GPU challenge: 64 hex characters.
+pub fn parse_challenge(hex_challenge: &str) -> Result<[u8; 32], AttestationError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_challenge, &mut out).map_err(|e| AttestationError::Malformed {
+        what: "gpu_challenge",
+        reason: format!("expected 64 hex characters: {e}"),
+    })?;
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -190,5 +271,6 @@ fn verify_tdx_part<C: Crypto>(
         bound_keys,
         expires_at: None,
         gpus: Vec::new(),
+        switches: Vec::new(),
     })
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::AttestationError;
+use crate::nvidia::GpuRoots;
 
 /// Verification policy (the registry derives it from its governance settings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +16,20 @@ pub struct VerifyPolicy {
     /// Require a `compose-hash` event in RTMR3 (dstack). Default true.
     #[serde(default = "yes")]
     pub require_compose_hash: bool,
+    /// SHA-256 (hex) of a development GPU root certificate trusted besides NVIDIA's pinned
+    /// Device Identity CA (`attestation::dev_gpu`). Set only where dev attestation is enabled;
+    /// `None`: only NVIDIA's root.
+    #[serde(default, with = "opt_hex32")]
+    pub dev_gpu_root: Option<[u8; 32]>,
+}
+
+impl VerifyPolicy {
+    /// The GPU certificate roots this policy trusts.
+    pub fn gpu_roots(&self) -> GpuRoots {
+        GpuRoots {
+            dev_root_sha256: self.dev_gpu_root,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -27,6 +42,7 @@ impl Default for VerifyPolicy {
             tcb: TcbPolicy::default(),
             dev_ca_public_key: None,
             require_compose_hash: true,
+            dev_gpu_root: None,
         }
     }
 }
@@ -104,7 +120,7 @@ mod opt_hex32 {
         };
         let mut out = [0u8; 32];
         hex::decode_to_slice(&s, &mut out)
-            .map_err(|e| serde::de::Error::custom(format_args!("dev_ca_public_key: {e}")))?;
+            .map_err(|e| serde::de::Error::custom(format_args!("32 bytes of hex: {e}")))?;
         Ok(Some(out))
     }
 }
@@ -147,6 +163,7 @@ mod tests {
     fn policy_json_roundtrip() {
         let p = VerifyPolicy {
             dev_ca_public_key: Some([3; 32]),
+            dev_gpu_root: Some([4; 32]),
             ..VerifyPolicy::default()
         };
         let json = serde_json::to_string(&p).expect("serializes");

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AttestationKind;
 use crate::dstack::NamedEvent;
-use crate::nvidia::GpuVerdict;
+use crate::nvidia::{GpuVerdict, SwitchVerdict};
 
 /// TDX measurements, hex; same JSON shape as `enclave_cloud_common::Measurements`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,4 +44,7 @@ pub struct Verdict {
     /// Unix seconds: the dev attestation's signed expiry; `None` for tdx (registry policy).
     pub expires_at: Option<u64>,
     pub gpus: Vec<GpuVerdict>,
+    /// The NVSwitches of a protected-PCIe node (empty otherwise).
+    #[serde(default)]
+    pub switches: Vec<SwitchVerdict>,
 }

@@ -15,6 +15,13 @@ const OUTDATED_NOW: u64 = 1_772_323_200; // 2026-03-01
 /// Any time inside the NVIDIA chain's validity (certificates valid until 9999).
 const GPU_NOW: u64 = DSTACK_NOW;
 const GPU_NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+/// The nonce NVIDIA's public H100 sample answers: bound to no enclave. The GPU functions are
+/// called with it as the expected nonce to test the sample's signature and chain; in a bundle
+/// the sample is refused (`public_hopper_evidence_is_refused_in_any_bundle`).
+const HOPPER_NONCE: [u8; 32] = [
+    0x93, 0x1d, 0x8d, 0xd0, 0xad, 0xd2, 0x03, 0xac, 0x3d, 0x8b, 0x4f, 0xbd, 0xe7, 0x5e, 0x11, 0x52,
+    0x78, 0xee, 0xfc, 0xdc, 0xea, 0xc5, 0xb8, 0x76, 0x71, 0xa7, 0x48, 0xf3, 0x23, 0x64, 0xdf, 0xcb,
+];
 
 fn vectors() -> PathBuf {
     PathBuf::from(attestation::TESTDATA_DIR)
@@ -312,26 +319,44 @@ fn dstack_flipped_quote_bytes_are_rejected() {
 
 #[test]
 fn hopper_evidence_verifies() {
-    let v = verify_gpu_evidence(&hopper(), GPU_NOW, &NoCache).expect("hopper verifies");
+    let v = verify_gpu_evidence(
+        &hopper(),
+        &HOPPER_NONCE,
+        GPU_NOW,
+        &NoCache,
+        &GpuRoots::NVIDIA,
+    )
+    .expect("hopper verifies");
     assert_eq!(v.model, "GH100");
     assert_eq!(v.nonce, GPU_NONCE);
     assert_eq!(v.driver_version.as_deref(), Some("550.90.07"));
     assert_eq!(v.vbios_version.as_deref(), Some("96.00.9f.00.01"));
     assert_eq!(v.measurements.len(), 64);
     assert!(v.measurements.iter().all(|m| m.len() == 96));
+    // A single GPU: PROTECTED_PCIE_STATUS is 0x55 (disabled), no NVSwitch links.
+    assert!(!v.protected_pcie);
+    assert!(v.switch_pdis.is_empty());
     // Three CA certificates below the root: BROM, Provisioner ICA, GH100 Identity.
     assert_eq!(v.verified_intermediates.len(), 3);
 }
 
 #[test]
 fn hopper_cache_skips_known_intermediates() {
-    let first = verify_gpu_evidence(&hopper(), GPU_NOW, &NoCache).expect("first");
+    let first = verify_gpu_evidence(
+        &hopper(),
+        &HOPPER_NONCE,
+        GPU_NOW,
+        &NoCache,
+        &GpuRoots::NVIDIA,
+    )
+    .expect("first");
     let cache: BTreeSet<[u8; 32]> = first
         .verified_intermediates
         .iter()
         .map(|h| hex::decode(h).expect("hex").try_into().expect("32"))
         .collect();
-    let second = verify_gpu_evidence(&hopper(), GPU_NOW, &cache).expect("second");
+    let second = verify_gpu_evidence(&hopper(), &HOPPER_NONCE, GPU_NOW, &cache, &GpuRoots::NVIDIA)
+        .expect("second");
     assert!(second.verified_intermediates.is_empty());
     assert_eq!(second.device_id, first.device_id);
 }
@@ -342,9 +367,14 @@ fn hopper_chain_verified_in_steps_then_leaf_and_report() {
     let mut cache = BTreeSet::new();
     let mut steps = Vec::new();
     loop {
-        let step =
-            attestation::nvidia::verify_chain_step(&ev.certificate_chain, GPU_NOW, &cache, 1)
-                .expect("CA step");
+        let step = attestation::nvidia::verify_chain_step(
+            &ev.certificate_chain,
+            GPU_NOW,
+            &cache,
+            1,
+            &GpuRoots::NVIDIA,
+        )
+        .expect("CA step");
         if step.is_empty() {
             break;
         }
@@ -356,13 +386,15 @@ fn hopper_chain_verified_in_steps_then_leaf_and_report() {
         4,
         "three CA certificates and the leaf, one per call"
     );
-    let full = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect("full");
+    let full = verify_gpu_evidence(&ev, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+        .expect("full");
     // Top first: the leaf (the device id) comes last, the CA next to it before.
     let mut bottom_up: Vec<String> = steps.iter().map(|s| hex::encode(s[0])).collect();
     bottom_up.reverse();
     assert_eq!(bottom_up[0], full.device_id);
     assert_eq!(bottom_up[1..], full.verified_intermediates[..]);
-    let v = verify_gpu_evidence(&ev, GPU_NOW, &cache).expect("cached chain");
+    let v = verify_gpu_evidence(&ev, &HOPPER_NONCE, GPU_NOW, &cache, &GpuRoots::NVIDIA)
+        .expect("cached chain");
     assert!(v.verified_intermediates.is_empty());
 
     // A tampered CA certificate is caught by the step that reaches it.
@@ -373,32 +405,36 @@ fn hopper_chain_verified_in_steps_then_leaf_and_report() {
     der[n - 70] ^= 1;
     tampered[2] = pem::Pem::new("CERTIFICATE", der);
     let chain = pem::encode_many(&tampered);
-    let err = attestation::nvidia::verify_chain_step(&chain, GPU_NOW, &NoCache, 4)
-        .expect_err("tampered CA");
+    let err =
+        attestation::nvidia::verify_chain_step(&chain, GPU_NOW, &NoCache, 4, &GpuRoots::NVIDIA)
+            .expect_err("tampered CA");
     assert!(err.to_string().contains("certificate"), "{err}");
 }
 
 #[test]
 fn known_device_pays_only_for_its_report() {
     let ev = hopper();
-    let first = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect("first");
+    let first = verify_gpu_evidence(&ev, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+        .expect("first");
     let device: [u8; 32] = hex::decode(&first.device_id)
         .expect("hex")
         .try_into()
         .expect("32 bytes");
     let cache = BTreeSet::from([device]);
-    verify_gpu_evidence(&ev, GPU_NOW, &cache).expect("known device");
+    verify_gpu_evidence(&ev, &HOPPER_NONCE, GPU_NOW, &cache, &GpuRoots::NVIDIA)
+        .expect("known device");
     // The report signature is still checked.
     let mut t = ev.clone();
     let n = t.report.len();
     t.report[n - 3] ^= 1;
     assert_eq!(
-        verify_gpu_evidence(&t, GPU_NOW, &cache).expect_err("bad report"),
+        verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &cache, &GpuRoots::NVIDIA)
+            .expect_err("bad report"),
         GpuError::ReportSignature
     );
     // And the leaf's validity window.
     assert!(matches!(
-        verify_gpu_evidence(&ev, 1_500_000_000, &cache),
+        verify_gpu_evidence(&ev, &HOPPER_NONCE, 1_500_000_000, &cache, &GpuRoots::NVIDIA),
         Err(GpuError::CertValidity { index: 0, .. })
     ));
 }
@@ -407,8 +443,24 @@ fn known_device_pays_only_for_its_report() {
 fn hopper_wrong_nonce_is_rejected() {
     let mut ev = hopper();
     ev.nonce[0] ^= 1;
-    let err = verify_gpu_evidence(&ev, GPU_NOW, &NoCache).expect_err("nonce");
+    let err = verify_gpu_evidence(&ev, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+        .expect_err("nonce");
     assert!(matches!(err, GpuError::Nonce { .. }), "{err}");
+    // Any other expected nonce: the sample is not bound to it, whatever it claims.
+    let mut expected = HOPPER_NONCE;
+    expected[31] ^= 1;
+    for claimed in [hopper().nonce, expected.to_vec()] {
+        let mut ev = hopper();
+        ev.nonce = claimed;
+        let err = verify_gpu_evidence(&ev, &expected, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+            .expect_err("not bound");
+        assert!(matches!(err, GpuError::NotBound { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("GPU nonce not bound to this enclave"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -437,9 +489,11 @@ fn hopper_flipped_report_bytes_are_rejected() {
         let mut t = ev.clone();
         t.report[pos] ^= 0x01;
         if (4..36).contains(&pos) {
-            t.nonce[pos - 4] ^= 0x01; // keep the nonce check passing: the signature must fail
+            t.nonce[pos - 4] ^= 0x01; // keep the nonce checks passing: the signature must fail
         }
-        let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("tampered report");
+        let expected: [u8; 32] = t.nonce.clone().try_into().expect("32 bytes");
+        let err = verify_gpu_evidence(&t, &expected, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+            .expect_err("tampered report");
         assert!(
             matches!(err, GpuError::ReportSignature | GpuError::Report(_)),
             "byte {pos}: {err}"
@@ -460,7 +514,8 @@ fn hopper_flipped_certificate_bytes_are_rejected() {
             tampered[ci] = pem::Pem::new("CERTIFICATE", der);
             let mut t = ev.clone();
             t.certificate_chain = pem::encode_many(&tampered);
-            let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("tampered cert");
+            let err = verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+                .expect_err("tampered cert");
             let msg = err.to_string();
             assert!(
                 msg.contains("certificate") || msg.contains("signature"),
@@ -478,44 +533,113 @@ fn hopper_chain_must_reach_the_pinned_root() {
     // Without the two top CAs the walk ends at the pinned root with a wrong issuer.
     let mut t = ev.clone();
     t.certificate_chain = pem::encode_many(&blocks[..2]);
-    let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("short chain");
+    let err = verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+        .expect_err("short chain");
     assert_eq!(err, GpuError::UntrustedRoot);
     // A missing middle certificate breaks the issuer link below it.
     t.certificate_chain =
         pem::encode_many(&[blocks[0].clone(), blocks[2].clone(), blocks[3].clone()]);
-    let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("gap");
+    let err = verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+        .expect_err("gap");
     assert_eq!(err, GpuError::CertIssuer { index: 0 });
     // Leaf only, swapped order.
     let mut swapped = blocks.clone();
     swapped.swap(0, 1);
     t.certificate_chain = pem::encode_many(&swapped);
-    assert!(verify_gpu_evidence(&t, GPU_NOW, &NoCache).is_err());
+    assert!(verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA).is_err());
 }
 
 #[test]
 fn hopper_chain_time_window() {
     // The leaf's notBefore is 2020-10-17.
-    let err = verify_gpu_evidence(&hopper(), 1_500_000_000, &NoCache).expect_err("before");
+    let err = verify_gpu_evidence(
+        &hopper(),
+        &HOPPER_NONCE,
+        1_500_000_000,
+        &NoCache,
+        &GpuRoots::NVIDIA,
+    )
+    .expect_err("before");
     assert!(
         matches!(err, GpuError::CertValidity { index: 0, .. }),
         "{err}"
     );
-    let err = verify_gpu_evidence(&hopper(), 253_402_300_800, &NoCache).expect_err("after 9999");
+    let err = verify_gpu_evidence(
+        &hopper(),
+        &HOPPER_NONCE,
+        253_402_300_800,
+        &NoCache,
+        &GpuRoots::NVIDIA,
+    )
+    .expect_err("after 9999");
     assert!(matches!(err, GpuError::CertValidity { .. }), "{err}");
 }
 
+/// Issue 16: NVIDIA's public H100 evidence verified inside any bundle, so a node without a GPU
+/// registered it as its own. Its nonce is no enclave's binding nonce: refused in every bundle,
+/// as a GPU or as a switch, with or without a challenge, before any signature is checked.
 #[test]
-fn bundle_with_gpu_verifies_and_reports_it() {
-    let mut b = dstack_bundle();
-    b.gpus.push(hopper());
-    let v = verify_bundle(&b, DSTACK_NOW, &policy(), &RustCrypto).expect("verifies");
-    assert_eq!(v.gpus.len(), 1);
-    b.gpus[0].report[100] ^= 1;
-    let err = verify_bundle(&b, DSTACK_NOW, &policy(), &RustCrypto).expect_err("gpu");
+fn public_hopper_evidence_is_refused_in_any_bundle() {
+    let b = dstack_bundle();
+    for challenge in [[0u8; 32], [7; 32], HOPPER_NONCE] {
+        for as_switch in [false, true] {
+            let mut t = b.clone();
+            t.gpu_challenge = Some(hex::encode(challenge));
+            if as_switch {
+                t.switches.push(hopper());
+            } else {
+                t.gpus.push(hopper());
+            }
+            let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("public");
+            let GpuError::NotBound { .. } = (match &err {
+                AttestationError::Gpu { index: 0, error } if !as_switch => error,
+                AttestationError::Switch { index: 0, error } if as_switch => error,
+                other => panic!("{other}"),
+            }) else {
+                panic!("{err}");
+            };
+            assert!(
+                err.to_string()
+                    .contains("GPU nonce not bound to this enclave"),
+                "{err}"
+            );
+            assert_eq!(err.code(), "gpu_not_bound");
+        }
+    }
+    // Without a challenge the bundle cannot name a binding nonce at all.
+    let mut t = b.clone();
+    t.gpus.push(hopper());
+    let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("no challenge");
     assert!(
-        matches!(err, AttestationError::Gpu { index: 0, .. }),
+        matches!(
+            err,
+            AttestationError::Malformed {
+                what: "gpu_challenge",
+                ..
+            }
+        ),
         "{err}"
     );
+    t.gpu_challenge = Some("zz".into());
+    let err = verify_bundle(&t, DSTACK_NOW, &policy(), &RustCrypto).expect_err("bad challenge");
+    assert!(
+        matches!(
+            err,
+            AttestationError::Malformed {
+                what: "gpu_challenge",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The refusal costs no DCAP verification: a bundle out of its quote's window fails on the
+    // binding first.
+    let mut t = b.clone();
+    t.gpu_challenge = Some(hex::encode([1u8; 32]));
+    t.gpus.push(hopper());
+    let err =
+        verify_bundle(&t, DSTACK_NOW + 400 * 86_400, &policy(), &RustCrypto).expect_err("public");
+    assert_eq!(err.code(), "gpu_not_bound");
 }
 
 // ---------------------------------------------------------------- dev kind
@@ -536,6 +660,8 @@ fn dev_bundle(ca: &ed25519_dalek::SigningKey, expires_at: u64) -> AttestationBun
             signature: sig.to_bytes().to_vec(),
         }),
         gpus: Vec::new(),
+        switches: Vec::new(),
+        gpu_challenge: None,
     }
 }
 
@@ -628,29 +754,32 @@ fn garbage_and_truncated_input_gives_typed_errors() {
     for n in [0, 10, 36, 37, 41, 1000, ev.report.len() - 1] {
         let mut t = ev.clone();
         t.report.truncate(n);
-        let err = verify_gpu_evidence(&t, GPU_NOW, &NoCache).expect_err("truncated");
+        let err = verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA)
+            .expect_err("truncated");
         assert!(matches!(err, GpuError::Report(_)), "len {n}: {err}");
     }
     let mut t = ev.clone();
     t.report.push(0);
     assert!(matches!(
-        verify_gpu_evidence(&t, GPU_NOW, &NoCache),
+        verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA),
         Err(GpuError::Report(_))
     ));
     let mut t = ev.clone();
     t.certificate_chain = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into();
     assert!(matches!(
-        verify_gpu_evidence(&t, GPU_NOW, &NoCache),
+        verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA),
         Err(GpuError::CertParse { index: 0, .. })
     ));
     t.certificate_chain = String::new();
-    assert!(verify_gpu_evidence(&t, GPU_NOW, &NoCache).is_err());
+    assert!(verify_gpu_evidence(&t, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA).is_err());
 }
 
 #[test]
 fn bundle_json_roundtrip() {
     let mut b = dstack_bundle();
     b.gpus.push(hopper());
+    b.switches.push(hopper());
+    b.gpu_challenge = Some(hex::encode([9u8; 32]));
     let json = serde_json::to_vec(&b).expect("serializes");
     assert_eq!(parse_bundle(&json).expect("parses"), b);
 }
@@ -715,6 +844,6 @@ fn random_mutations_never_panic() {
         chain[i] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\n-"[rng.below(66)];
         g.certificate_chain = String::from_utf8(chain).expect("ascii");
-        let _ = verify_gpu_evidence(&g, GPU_NOW, &NoCache);
+        let _ = verify_gpu_evidence(&g, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA);
     }
 }

@@ -129,6 +129,9 @@ pub enum NodeStatus {
     Expired,
     /// Removed by its operator.
     Deregistered,
+    /// Registered, but not every GPU and switch it declared is verified yet (`add_gpu`): takes
+    /// no jobs. Removed (deregistered) if the registration's challenge expires first.
+    Pending,
 }
 
 /// How a node proved it runs in a TEE.

@@ -1,11 +1,15 @@
-//! The bridge to the `attestation` library: turns a bundle (or a GPU's evidence) into what the
-//! registry stores, after checking the registry's own policy (allowlists, nonces, devices).
+//! The bridge to the `attestation` library: turns a bundle (or devices' evidence) into what the
+//! registry stores, after checking the registry's own policy (allowlists, devices). Every
+//! device answers the binding nonce of the pending attestation's challenge.
 //! Nothing here writes state: a refused bundle changes nothing.
 
+use attestation::dstack::NamedEvent;
+use attestation::nvidia::{GpuRoots, SwitchVerdict, check_topology, verify_switch_evidence};
 use attestation::{
-    AttestationBundle, AttestationKind as BundleKind, CertCache, DefaultCrypto, GpuError,
-    GpuEvidence, GpuVerdict, GraceStatus, TcbGrace as LibGrace, TcbPolicy, Verdict, VerifyPolicy,
-    parse_near_ed25519_key, verify_bundle_with_cache, verify_gpu_evidence, verify_measured_gpu,
+    AttestationBundle, AttestationKind as BundleKind, CertCache, DEV_GPU_ROOT_SHA256,
+    DefaultCrypto, GpuError, GpuEvidence, GpuVerdict, GraceStatus, TcbGrace as LibGrace, TcbPolicy,
+    Verdict, VerifyPolicy, gpu_binding_nonce, parse_near_ed25519_key, verify_bundle_with_cache,
+    verify_gpu_evidence, verify_measured_gpu,
 };
 use enclave_cloud_common::{AttestationKind, GpuInfo, Hash32, Measurements, NodeId, TcbStatus};
 use near_sdk::store::LookupSet;
@@ -14,7 +18,7 @@ use std::collections::BTreeSet;
 
 use crate::errors::{RegistryError, Result};
 use crate::policy::{NANOS_PER_SEC, Policy};
-use crate::state::Registry;
+use crate::state::{PendingGpu, Registry, SwitchInfo};
 
 /// A bundle that passed the library and the registry's policy.
 #[derive(Debug, Clone)]
@@ -26,16 +30,30 @@ pub struct Attested {
     pub encryption_key: [u8; 32],
     /// The dev attestation's own signed expiry, ns.
     pub expires_at_ns: Option<u64>,
-    pub gpus: Vec<VerifiedGpu>,
+    /// RTMR3 events (GPUs verified inside the VM are found there).
+    pub events: Vec<NamedEvent>,
 }
 
-/// A GPU whose evidence verified and whose nonce and device are new.
+/// A GPU whose evidence verified (bound to the challenge) and whose device is free.
 #[derive(Debug, Clone)]
 pub struct VerifiedGpu {
-    pub info: GpuInfo,
-    pub nonce: [u8; 32],
-    /// NVIDIA CA certificates verified by this call: cached for the next GPU.
+    pub gpu: PendingGpu,
+    /// NVIDIA CA certificates verified by this call: cached for the next device.
     pub new_certs: Vec<[u8; 32]>,
+}
+
+/// An NVSwitch whose evidence verified and whose device is free.
+#[derive(Debug, Clone)]
+pub struct VerifiedSwitch {
+    pub switch: SwitchInfo,
+    pub new_certs: Vec<[u8; 32]>,
+}
+
+/// The devices one call verified.
+#[derive(Debug, Clone, Default)]
+pub struct VerifiedDevices {
+    pub gpus: Vec<VerifiedGpu>,
+    pub switches: Vec<VerifiedSwitch>,
 }
 
 /// The registry's certificate cache as the library reads it.
@@ -101,6 +119,7 @@ fn verify_policy(state: &Registry) -> Result<VerifyPolicy> {
         tcb: TcbPolicy { grace },
         dev_ca_public_key,
         require_compose_hash: true,
+        dev_gpu_root: gpu_roots(state).dev_root_sha256,
     })
 }
 
@@ -108,13 +127,18 @@ fn dev_enabled(state: &Registry) -> bool {
     state.policy.dev_mode && state.dev_mode_available && !state.mainnet
 }
 
+/// NVIDIA's pinned root, and the fixed development GPU root only where dev attestation is
+/// enabled (never on mainnet).
+fn gpu_roots(state: &Registry) -> GpuRoots {
+    GpuRoots {
+        dev_root_sha256: dev_enabled(state).then_some(DEV_GPU_ROOT_SHA256),
+    }
+}
+
 /// Verifies a registration or re-attestation bundle signed by the current transaction's key.
-/// `node` is the node being re-attested (its own GPUs may not count as "in use").
-pub fn verify_registration(
-    state: &Registry,
-    mut bundle: AttestationBundle,
-    node: Option<NodeId>,
-) -> Result<Attested> {
+/// Its GPUs and switches are left to [`verify_devices`] (the caller knows the challenge):
+/// a bundle with devices must carry a challenge, checked against the pending one by the caller.
+pub fn verify_registration(state: &Registry, bundle: &mut AttestationBundle) -> Result<Attested> {
     // Cheap checks first: a bundle replayed by another key fails before any crypto.
     let signer = signer_ed25519()?;
     let bound = parse_near_ed25519_key(&bundle.near_public_key).map_err(refused)?;
@@ -127,49 +151,117 @@ pub fn verify_registration(
     if bundle.kind == BundleKind::Dev && !dev_enabled(state) {
         return Err(RegistryError::DevModeDisabled);
     }
-    let mut nonce = None;
-    for gpu in &bundle.gpus {
-        check_nonce_fresh(state, &gpu.nonce, &mut nonce)?;
-    }
-    let cache = Cache(&state.cert_cache);
-    // With the cheaper binding allowed, GPUs are checked after the quote, against its events.
-    let measured_gpus =
-        if state.policy.gpu.allow_measured_in_rtmr3 && bundle.kind == BundleKind::Tdx {
-            std::mem::take(&mut bundle.gpus)
-        } else {
-            Vec::new()
-        };
-    let mut verdict = verify_bundle_with_cache(
-        &bundle,
+    let gpus = std::mem::take(&mut bundle.gpus);
+    let switches = std::mem::take(&mut bundle.switches);
+    let verdict = verify_bundle_with_cache(
+        bundle,
         now_secs(),
         &verify_policy(state)?,
         &DefaultCrypto::default(),
-        &cache,
+        &Cache(&state.cert_cache),
     )
     .map_err(refused)?;
-    for (index, gpu) in measured_gpus.iter().enumerate() {
-        verdict.gpus.push(
-            measured_or_verified(&verdict, gpu, &cache)
-                .map_err(|e| refused(format!("GPU {index}: {e}")))?,
-        );
-    }
-    attested_from(state, verdict, node)
+    bundle.gpus = gpus;
+    bundle.switches = switches;
+    attested_from(state, verdict)
 }
 
-/// A GPU the attested VM verified and measured into RTMR3 (the quote authenticates the event)
-/// costs no signature here; any other GPU gets the full chain and report verification.
-fn measured_or_verified(
-    verdict: &Verdict,
-    gpu: &GpuEvidence,
-    cache: &Cache<'_>,
-) -> Result<GpuVerdict, GpuError> {
-    match verify_measured_gpu(&verdict.events, gpu) {
-        Err(GpuError::NotMeasured { .. }) => verify_gpu_evidence(gpu, now_secs(), cache),
-        other => other,
-    }
+/// The nonce every device of this attestation answers.
+pub fn binding_nonce(encryption_key: &[u8; 32], challenge: &[u8; 32]) -> Result<[u8; 32]> {
+    Ok(gpu_binding_nonce(
+        encryption_key,
+        &signer_ed25519()?,
+        challenge,
+    ))
 }
 
-fn attested_from(state: &Registry, verdict: Verdict, node: Option<NodeId>) -> Result<Attested> {
+/// Where devices are verified: the binding nonce, the node they join (its own devices are not
+/// "in use") and the devices the pending attestation already holds.
+pub struct DeviceContext<'a> {
+    pub nonce: [u8; 32],
+    pub node: Option<NodeId>,
+    pub already: &'a [Hash32],
+    /// The bundle's RTMR3 events, when its GPUs may have been verified inside the VM.
+    pub events: Option<&'a [NamedEvent]>,
+}
+
+/// Verifies GPUs and switches bound to `ctx.nonce` and checks the registry's policy on each:
+/// allowed GPU model, device not in another live or pending node, not revoked, not twice.
+pub fn verify_devices(
+    state: &Registry,
+    ctx: &DeviceContext<'_>,
+    gpus: &[GpuEvidence],
+    switches: &[GpuEvidence],
+) -> Result<VerifiedDevices> {
+    let cache = Cache(&state.cert_cache);
+    let roots = gpu_roots(state);
+    let mut seen: BTreeSet<Hash32> = ctx.already.iter().copied().collect();
+    let measured = match ctx.events {
+        Some(events) if state.policy.gpu.allow_measured_in_rtmr3 => Some(events),
+        _ => None,
+    };
+    let mut out = VerifiedDevices::default();
+    for (index, ev) in gpus.iter().enumerate() {
+        let verdict = match measured {
+            Some(events) => match verify_measured_gpu(events, ev, &ctx.nonce, &roots) {
+                Err(GpuError::NotMeasured { .. }) => {
+                    verify_gpu_evidence(ev, &ctx.nonce, now_secs(), &cache, &roots)
+                }
+                other => other,
+            },
+            None => verify_gpu_evidence(ev, &ctx.nonce, now_secs(), &cache, &roots),
+        }
+        .map_err(|e| RegistryError::Gpu(format!("GPU {index}: {e}")))?;
+        out.gpus
+            .push(registry_gpu(state, &verdict, ctx.node, &mut seen)?);
+    }
+    for (index, ev) in switches.iter().enumerate() {
+        let verdict = verify_switch_evidence(ev, &ctx.nonce, now_secs(), &cache, &roots)
+            .map_err(|e| RegistryError::Gpu(format!("switch {index}: {e}")))?;
+        out.switches
+            .push(registry_switch(state, &verdict, ctx.node, &mut seen)?);
+    }
+    Ok(out)
+}
+
+/// NVIDIA's topology check over every device of a complete attestation (they may have been
+/// verified over several calls: the verdicts are rebuilt from what was recorded).
+pub fn check_node_topology(gpus: &[PendingGpu], switches: &[SwitchInfo]) -> Result<()> {
+    let gpus: Vec<GpuVerdict> = gpus
+        .iter()
+        .map(|g| GpuVerdict {
+            model: g.info.model.clone(),
+            device_id: g.info.device_id.to_string(),
+            nonce: String::new(),
+            driver_version: g.info.driver_version.clone(),
+            vbios_version: g.info.vbios_version.clone(),
+            project: None,
+            project_sku: None,
+            chip_sku: None,
+            measurements: Vec::new(),
+            verified_intermediates: Vec::new(),
+            measured_in_rtmr3: false,
+            protected_pcie: g.protected_pcie,
+            switch_pdis: g.switch_pdis.clone(),
+        })
+        .collect();
+    let switches: Vec<SwitchVerdict> = switches
+        .iter()
+        .map(|s| SwitchVerdict {
+            model: s.model.clone(),
+            device_id: s.device_id.to_string(),
+            nonce: String::new(),
+            pdi: s.pdi.clone(),
+            protected_pcie: s.protected_pcie,
+            gpu_pdis: s.gpu_pdis.clone(),
+            measurements: Vec::new(),
+            verified_intermediates: Vec::new(),
+        })
+        .collect();
+    check_topology(&gpus, &switches).map_err(|e| RegistryError::Topology(e.to_string()))
+}
+
+fn attested_from(state: &Registry, verdict: Verdict) -> Result<Attested> {
     let encryption_key = hex32(&verdict.bound_keys.enclave_key, "enclave_key").map_err(refused)?;
     let (kind, tcb_status, measurements, image_digest) = match verdict.kind {
         BundleKind::Dev => (
@@ -202,12 +294,6 @@ fn attested_from(state: &Registry, verdict: Verdict, node: Option<NodeId>) -> Re
             (AttestationKind::Tdx, tcb, measurements, image_digest)
         }
     };
-    let mut seen = Seen::default();
-    let gpus = verdict
-        .gpus
-        .iter()
-        .map(|g| registry_gpu(state, g, node, &mut seen))
-        .collect::<Result<Vec<_>>>()?;
     Ok(Attested {
         kind,
         tcb_status,
@@ -215,7 +301,7 @@ fn attested_from(state: &Registry, verdict: Verdict, node: Option<NodeId>) -> Re
         image_digest,
         encryption_key,
         expires_at_ns: verdict.expires_at.map(|s| s.saturating_mul(NANOS_PER_SEC)),
-        gpus,
+        events: verdict.events,
     })
 }
 
@@ -284,49 +370,14 @@ fn hex32(s: &str, what: &str) -> std::result::Result<[u8; 32], String> {
     Ok(out)
 }
 
-/// What earlier GPUs of the same call took: their shared nonce and their devices.
-#[derive(Default)]
-struct Seen {
-    nonce: Option<[u8; 32]>,
-    devices: BTreeSet<Hash32>,
-}
-
-/// A node's GPUs (NVIDIA's multi-GPU evidence, nvtrust's verifier, our worker) answer one
-/// nonce: every GPU of a call must carry the same one, and no earlier call may have used it.
-fn check_nonce_fresh(state: &Registry, nonce: &[u8], seen: &mut Option<[u8; 32]>) -> Result<()> {
-    let nonce = <[u8; 32]>::try_from(nonce)
-        .map_err(|_| RegistryError::Gpu(format!("nonce must be 32 bytes, got {}", nonce.len())))?;
-    match seen {
-        Some(shared) if *shared == nonce => Ok(()),
-        Some(shared) => Err(RegistryError::NonceNotShared {
-            first: hex::encode(*shared),
-            found: hex::encode(nonce),
-        }),
-        None if state.used_gpu_nonces.contains(&nonce) => {
-            Err(RegistryError::NonceReused(hex::encode(nonce)))
-        }
-        None => {
-            *seen = Some(nonce);
-            Ok(())
-        }
-    }
-}
-
-/// Registry-side checks of one verified GPU: fresh nonce, allowed model, device not attached to
-/// another live node.
-fn registry_gpu(
+/// Registry-side checks of a verified device: not attached to or reserved by another node,
+/// not revoked, not twice in this attestation.
+fn check_device(
     state: &Registry,
-    g: &GpuVerdict,
+    device_id: Hash32,
     node: Option<NodeId>,
-    seen: &mut Seen,
-) -> Result<VerifiedGpu> {
-    let nonce = hex32(&g.nonce, "GPU nonce").map_err(RegistryError::Gpu)?;
-    check_nonce_fresh(state, &nonce, &mut seen.nonce)?;
-    let allowed = &state.policy.gpu.allowed_models;
-    if !allowed.contains(&g.model) {
-        return Err(RegistryError::GpuModelNotAllowed(g.model.clone()));
-    }
-    let device_id = Hash32(hex32(&g.device_id, "GPU device id").map_err(RegistryError::Gpu)?);
+    seen: &mut BTreeSet<Hash32>,
+) -> Result<()> {
     if let Some(owner) = state.gpu_owner.get(&device_id)
         && Some(*owner) != node
     {
@@ -338,23 +389,66 @@ fn registry_gpu(
     if crate::governance::revoked_gpus().contains(&device_id) {
         return Err(RegistryError::GpuRevoked(device_id.to_string()));
     }
-    if !seen.devices.insert(device_id) {
+    if !seen.insert(device_id) {
         return Err(RegistryError::DuplicateGpu(device_id.to_string()));
     }
-    let new_certs = g
-        .verified_intermediates
+    Ok(())
+}
+
+fn cert_hashes(hex_hashes: &[String]) -> Result<Vec<[u8; 32]>> {
+    hex_hashes
         .iter()
         .map(|h| hex32(h, "certificate hash").map_err(RegistryError::Gpu))
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// Registry-side checks of one verified GPU: allowed model, and [`check_device`].
+fn registry_gpu(
+    state: &Registry,
+    g: &GpuVerdict,
+    node: Option<NodeId>,
+    seen: &mut BTreeSet<Hash32>,
+) -> Result<VerifiedGpu> {
+    let allowed = &state.policy.gpu.allowed_models;
+    if !allowed.contains(&g.model) {
+        return Err(RegistryError::GpuModelNotAllowed(g.model.clone()));
+    }
+    let device_id = Hash32(hex32(&g.device_id, "GPU device id").map_err(RegistryError::Gpu)?);
+    check_device(state, device_id, node, seen)?;
     Ok(VerifiedGpu {
-        info: GpuInfo {
-            model: g.model.clone(),
-            device_id,
-            driver_version: g.driver_version.clone(),
-            vbios_version: g.vbios_version.clone(),
+        gpu: PendingGpu {
+            info: GpuInfo {
+                model: g.model.clone(),
+                device_id,
+                driver_version: g.driver_version.clone(),
+                vbios_version: g.vbios_version.clone(),
+            },
+            protected_pcie: g.protected_pcie,
+            switch_pdis: g.switch_pdis.clone(),
         },
-        nonce,
-        new_certs,
+        new_certs: cert_hashes(&g.verified_intermediates)?,
+    })
+}
+
+/// Registry-side checks of one verified NVSwitch ([`check_device`]; the library refuses a
+/// leaf that is not a switch).
+fn registry_switch(
+    state: &Registry,
+    s: &SwitchVerdict,
+    node: Option<NodeId>,
+    seen: &mut BTreeSet<Hash32>,
+) -> Result<VerifiedSwitch> {
+    let device_id = Hash32(hex32(&s.device_id, "switch device id").map_err(RegistryError::Gpu)?);
+    check_device(state, device_id, node, seen)?;
+    Ok(VerifiedSwitch {
+        switch: SwitchInfo {
+            model: s.model.clone(),
+            device_id,
+            pdi: s.pdi.clone(),
+            protected_pcie: s.protected_pcie,
+            gpu_pdis: s.gpu_pdis.clone(),
+        },
+        new_certs: cert_hashes(&s.verified_intermediates)?,
     })
 }
 
@@ -381,47 +475,7 @@ pub fn verify_gpu_chain_step(
         now_secs(),
         &Cache(&state.cert_cache),
         usize::from(max_signatures),
+        &gpu_roots(state),
     )
     .map_err(|e| RegistryError::Gpu(e.to_string()))
-}
-
-/// Verifies one more GPU for `node` from its evidence.
-pub fn verify_gpu(state: &Registry, node: NodeId, evidence: &GpuEvidence) -> Result<VerifiedGpu> {
-    // A replayed nonce is refused before paying for any signature check.
-    check_nonce_fresh(state, &evidence.nonce, &mut None)?;
-    let verdict = verify_gpu_evidence(evidence, now_secs(), &Cache(&state.cert_cache))
-        .map_err(|e| RegistryError::Gpu(e.to_string()))?;
-    registry_gpu(state, &verdict, Some(node), &mut Seen::default())
-}
-
-#[cfg(test)]
-mod nonce_tests {
-    use super::*;
-
-    /// Issue 16 item 2: a node with 2 or more GPUs presents one nonce for all of them; the
-    /// registry refused the second GPU (`NonceReused`).
-    #[test]
-    fn every_gpu_of_a_call_shares_one_fresh_nonce() {
-        near_sdk::testing_env!(near_sdk::test_utils::VMContextBuilder::new().build());
-        let mut r = Registry::try_new(
-            "owner.near".parse().unwrap_or_else(|_| unreachable!()),
-            false,
-            None,
-            None,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let mut seen = None;
-        for _ in 0..8 {
-            assert_eq!(check_nonce_fresh(&r, &[1; 32], &mut seen), Ok(()));
-        }
-        assert!(matches!(
-            check_nonce_fresh(&r, &[2; 32], &mut seen),
-            Err(RegistryError::NonceNotShared { .. })
-        ));
-        r.used_gpu_nonces.insert([1; 32]);
-        assert!(matches!(
-            check_nonce_fresh(&r, &[1; 32], &mut None),
-            Err(RegistryError::NonceReused(_))
-        ));
-    }
 }

@@ -100,10 +100,37 @@ pub enum RegistryError {
     ImageDigestNotAllowed(String),
     #[error("the bundle carries no OS image digest event but the allowlist requires one")]
     ImageDigestMissing,
-    #[error("GPU nonce {0} was used before")]
-    NonceReused(String),
-    #[error("the GPUs of one attestation share one nonce: {first}, then {found}")]
-    NonceNotShared { first: String, found: String },
+    #[error(
+        "no attestation in progress for key {0}: call begin_attestation first (devices must answer its challenge)"
+    )]
+    NoPendingAttestation(String),
+    #[error("the challenge of this attestation expired at {expired_at_ns} ns: begin again")]
+    ChallengeExpired { expired_at_ns: u64 },
+    #[error("the bundle answers challenge {got}, the registry handed out {expected}")]
+    WrongChallenge { expected: String, got: String },
+    #[error(
+        "an attestation begun by this key is in progress until {expires_at_ns} ns: complete it (add_gpu) or let it expire"
+    )]
+    AttestationInProgress { expires_at_ns: u64 },
+    #[error("the pending attestation is for {expected}, not for this call")]
+    WrongPendingAttestation { expected: String },
+    #[error(
+        "the bundle of this attestation was already verified: send the remaining devices with add_gpu"
+    )]
+    BundleAlreadyVerified,
+    #[error("register_node or reattest must verify the bundle before add_gpu")]
+    BundleNotVerified,
+    #[error(
+        "{gpus} GPUs and {switches} switches exceed what the attestation declared ({gpus_declared} and {switches_declared})"
+    )]
+    TooManyDevices {
+        gpus: usize,
+        switches: usize,
+        gpus_declared: u32,
+        switches_declared: u32,
+    },
+    #[error("topology refused: {0}")]
+    Topology(String),
     #[error("GPU {device_id} is already attached to node {node}")]
     GpuInUse { device_id: String, node: NodeId },
     #[error("GPU {0} was revoked by governance")]

@@ -17,7 +17,11 @@ pub fn statuses(state: &Registry, nodes: &[NodeId]) -> Vec<(NodeId, NodeStatus)>
         .filter_map(|id| {
             let node = state.nodes.get(id)?;
             let operator = state.operators.get(&node.operator);
-            Some((*id, node_status(node, operator, &state.policy, now)))
+            let registering = state.is_registering(*id, node);
+            Some((
+                *id,
+                node_status(node, operator, &state.policy, now, registering),
+            ))
         })
         .collect()
 }

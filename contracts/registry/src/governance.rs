@@ -187,7 +187,8 @@ impl Registry {
         Ok(detached)
     }
 
-    /// Removes `device` from node `node_id`; the operator gets the freed storage back.
+    /// Removes `device` from node `node_id` (a GPU, a switch, or a device reserved by its
+    /// attestation in progress); the operator gets the freed storage back.
     fn detach_gpu(&mut self, node_id: NodeId, device: Hash32) -> Result<()> {
         let operator = self.node(node_id)?.operator.clone();
         let affected = self.operator(&operator)?.nodes.clone();
@@ -199,6 +200,15 @@ impl Registry {
             .get_mut(&node_id)
             .ok_or(RegistryError::UnknownNode(node_id))?;
         node.gpus.retain(|g| g.device_id != device);
+        let signer_key = node.signer_key.clone();
+        // A switch of the node, or a device an attestation in progress reserved for it.
+        if let Some(switches) = self.node_switches.get_mut(&node_id) {
+            switches.retain(|s| s.device_id != device);
+        }
+        if let Some(p) = self.pending.get_mut(&signer_key) {
+            p.gpus.retain(|g| g.info.device_id != device);
+            p.switches.retain(|s| s.device_id != device);
+        }
         self.settle_storage(&operator, usage_before)?;
         emit_status_changes(self, &before);
         Ok(())

@@ -22,6 +22,7 @@ mod errors;
 mod events;
 mod governance;
 mod nodes;
+mod pending;
 pub mod policy;
 mod stake;
 mod state;
@@ -34,7 +35,8 @@ pub mod views;
 mod tests;
 
 use enclave_cloud_common::interfaces::NodeView;
-use enclave_cloud_common::{GpuInfo, Hash32, NodeId};
+use enclave_cloud_common::interfaces::registry::{AttestationProgress, PendingAttestationView};
+use enclave_cloud_common::{Hash32, NodeId};
 use near_sdk::json_types::U64;
 use near_sdk::{AccountId, NearToken, Promise, PublicKey, ext_contract};
 
@@ -101,25 +103,46 @@ pub trait StakeApi {
 }
 
 /// Nodes: registration, attestation, GPUs, liveness. Implemented in `nodes`.
+///
+/// A node with GPUs (and, in protected-PCIe mode, NVSwitches) first calls
+/// `begin_attestation` ([`PendingApi`]) for a challenge; every device's evidence must answer
+/// `attestation::gpu_binding_nonce(enclave_key, near_key, challenge)` and the bundle carries
+/// the challenge (`gpu_challenge`). The devices come in `register_node` / `reattest` and then
+/// `add_gpu` calls, as many per call as fit in the 1 PGas per-call limit; the attestation
+/// completes (topology check, the node takes its devices) with the last declared one. A node
+/// without devices may register and re-attest without a challenge.
 #[ext_contract(ext_registry_nodes)]
 pub trait NodeApi {
     /// Enclave key of the operator's account, no deposit. Arguments
     /// `{"bundle": <attestation bundle JSON object (attestation crate README)>, "details":
     /// <NodeUpdate>?}`, read from the raw input so the bundle is parsed once (malformed JSON:
     /// `BadArguments`). The bundle must bind the transaction's signing key. The operator's free
-    /// stake must cover one more node (storage is paid from it). Gas: ~21 Tgas for the real
-    /// dstack TDX node (of which 16.5 the DCAP verification), +~85 Tgas per GPU with its chain
-    /// cached.
+    /// stake must cover one more node (storage is paid from it). With a pending registration
+    /// of this key, `bundle.gpu_challenge` must be its challenge (`WrongChallenge`,
+    /// `ChallengeExpired`) and the devices within the declared counts (`TooManyDevices`); the
+    /// node is created with status `pending` until every declared device is verified. Devices
+    /// or a challenge without a pending registration: `NoPendingAttestation`. Gas: ~21 Tgas for
+    /// the real dstack TDX node (of which 16.5 the DCAP verification), ~5 for dev, plus each
+    /// device (as `add_gpu`).
     fn register_node(&mut self) -> NodeId;
     /// Enclave key, no deposit. Arguments `{"node_id", "bundle"}` (raw input, as
-    /// `register_node`): a fresh bundle from the same enclave (same enclave key) renews the
-    /// attestation lifetime; GPUs in the bundle are added or refreshed. Gas: ~21 Tgas (TDX).
+    /// `register_node`): a fresh bundle from the same enclave (same enclave key). Without
+    /// devices and without a pending re-attestation (only for a node that has no devices) it
+    /// renews the attestation at once. Otherwise it needs the pending re-attestation of this
+    /// node (`begin_attestation` with `node_id`): its challenge, the devices within the declared
+    /// counts; the new attestation and device set replace the node's once every declared device
+    /// is verified (until then the node keeps its current one). Gas as `register_node`.
     fn reattest(&mut self);
-    /// Enclave key, no deposit. Arguments `{"node_id", "evidence": {report, nonce,
-    /// certificate_chain}}` (raw input) for one GPU whose nonce was never used. Gas: each chain
-    /// certificate not yet cached costs about 80 Tgas (P-384 in wasm), the report signature
-    /// another 80: cache the chain first with `cache_gpu_certificates` (then ~90 Tgas).
-    fn add_gpu(&mut self) -> GpuInfo;
+    /// Enclave key, no deposit. Arguments `{"node_id", "gpus": [evidence], "switches":
+    /// [evidence]}` (raw input; evidence `{report, nonce, certificate_chain}`): more devices of
+    /// the pending registration or re-attestation of `node_id` begun by this key, after its
+    /// bundle was verified (`BundleNotVerified`). Each must answer the binding nonce (library
+    /// error "GPU nonce not bound to this enclave"), be an allowed GPU model or an NVSwitch,
+    /// and not be in another live or pending node (`GpuInUse`). Completes the attestation with
+    /// the last declared device (then the topology check: `Topology`). Gas per device: one
+    /// P-384 verification for the report plus one per chain certificate not yet cached (see the
+    /// README's gas table).
+    fn add_gpu(&mut self) -> AttestationProgress;
     /// Enclave key, no deposit. Verifies up to `max_signatures` (default 2, at most 3; about
     /// 80 Tgas each) not yet cached certificates of a GPU's NVIDIA chain (PEM, leaf first),
     /// from the pinned root down, and caches them. Repeat until it returns nothing; then
@@ -142,7 +165,36 @@ pub trait NodeApi {
     fn deregister(&mut self, node_id: NodeId);
 }
 
+/// Registrations and re-attestations in progress (issue 16). Implemented in `pending`.
+#[ext_contract(ext_registry_pending)]
+pub trait PendingApi {
+    /// Enclave key, no deposit. Begins a registration (`node_id` absent: the key must not
+    /// belong to a live node, and the operator's free stake must cover one more node) or a
+    /// re-attestation of `node_id` (signed by its enclave key), declaring the `gpus` (at most
+    /// the policy's `max_gpus`) and `switches` (at most 8) it will present. Returns the pending
+    /// entry with its challenge, from the block's random seed, the enclave key and the block
+    /// height. The entry lives `challenge_lifetime_ns` (policy, default 1 h); its storage (and
+    /// that of the devices it reserves) is paid from the operator's stake and refunded when it
+    /// completes or expires. An expired entry of this key is removed first; a live one is
+    /// `AttestationInProgress`. Gas: ~5 Tgas.
+    fn begin_attestation(
+        &mut self,
+        gpus: u32,
+        switches: u32,
+        node_id: Option<NodeId>,
+    ) -> PendingAttestationView;
+    /// Anyone, no deposit. Removes the expired pending attestations of these enclave keys (at
+    /// most 20; live or unknown ones are skipped): the devices they reserved are freed, a
+    /// half-registered node is deregistered, and the storage is refunded to the operator's
+    /// stake. Returns how many were removed. Gas: ~5 Tgas each.
+    fn prune_pending(&mut self, signer_keys: Vec<PublicKey>) -> u32;
+    /// View, free: the attestation in progress begun by `signer_key` (expired ones included
+    /// until removed), e.g. for a worker resuming after an interruption.
+    fn get_pending_attestation(&self, signer_key: PublicKey) -> Option<PendingAttestationView>;
+}
+
 /// Read-only views: anyone, free (view calls). Implemented in `views`.
+
 #[ext_contract(ext_registry_views)]
 pub trait RegistryViewApi {
     /// A node with its current status, or `None`.
@@ -160,8 +212,8 @@ pub trait RegistryViewApi {
     fn get_operator(&self, account_id: AccountId) -> Option<OperatorView>;
     fn get_policy(&self) -> Policy;
     fn get_config(&self) -> ConfigView;
-    /// Whether a GPU evidence nonce (64 hex) was already used.
-    fn is_gpu_nonce_used(&self, nonce: Hash32) -> bool;
+    /// Device ids of a node's NVSwitches (its GPUs are in the node view).
+    fn get_node_switches(&self, node_id: NodeId) -> Vec<Hash32>;
     /// Whether an NVIDIA CA certificate (sha256 of DER) is in the verified cache.
     fn is_certificate_cached(&self, hash: Hash32) -> bool;
     /// Whether a GPU device id was revoked by governance (`revoke_gpus`).

@@ -5,21 +5,23 @@
 use attestation::{AttestationBundle, GpuEvidence};
 use enclave_cloud_common::OrPanic;
 use enclave_cloud_common::events::{Nep297, RegistryEvent};
-use enclave_cloud_common::{GpuInfo, Hash32, NodeId};
+use enclave_cloud_common::interfaces::registry::{AttestationProgress, AttestationPurpose};
+use enclave_cloud_common::{Hash32, NodeId};
 use near_sdk::json_types::U64;
-use near_sdk::{AccountId, env, near};
+use near_sdk::{AccountId, PublicKey, env, near};
 
 use crate::NodeApi;
 use crate::access::{direct_caller, node_caller, require_enclave};
 use crate::args::{self, AddGpuArgs, ReattestArgs, RegisterArgs};
-use crate::attest::{self, Attested, VerifiedGpu};
+use crate::attest::{self, Attested, DeviceContext, VerifiedDevices};
 use crate::details::{self, CheckedUpdate, NodeUpdate};
 use crate::errors::{RegistryError, Result};
 use crate::events::{emit_status_changes, statuses};
+use crate::pending;
 use crate::policy::Policy;
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::state::RegistryExt;
-use crate::state::{Node, Operator, Registry};
+use crate::state::{NewAttestation, Node, Operator, Registry};
 
 /// When an attestation made at `now` expires: the policy's lifetime, or earlier if the
 /// evidence itself says so (dev).
@@ -31,7 +33,7 @@ fn expiry(policy: &Policy, now: u64, evidence_expiry_ns: Option<u64>) -> u64 {
 impl Registry {
     pub(crate) fn register(
         &mut self,
-        bundle: AttestationBundle,
+        mut bundle: AttestationBundle,
         details: NodeUpdate,
     ) -> Result<NodeId> {
         let state = self;
@@ -45,13 +47,33 @@ impl Registry {
                 *id,
             ));
         }
-        let att = attest::verify_registration(state, bundle, None)?;
-        check_gpu_room(&state.policy, state.next_node_id, &[], &att.gpus)?;
+        let challenge = expected_challenge(
+            state,
+            &signer_key,
+            &operator,
+            AttestationPurpose::Register,
+            &bundle,
+        )?;
+        let att = attest::verify_registration(state, &mut bundle)?;
+        let node_id = state.next_node_id;
+        let devices = match challenge {
+            Some(challenge) => attest::verify_devices(
+                state,
+                &DeviceContext {
+                    nonce: attest::binding_nonce(&att.encryption_key, &challenge)?,
+                    node: Some(node_id),
+                    already: &[],
+                    events: Some(&att.events),
+                },
+                &bundle.gpus,
+                &bundle.switches,
+            )?,
+            None => VerifiedDevices::default(),
+        };
 
         // Verified: from here on only writes.
         let usage_before = state.storage_mark();
         let now = env::block_timestamp();
-        let node_id = state.next_node_id;
         state.next_node_id = node_id.next();
         let Attested {
             kind,
@@ -60,7 +82,7 @@ impl Registry {
             image_digest,
             encryption_key,
             expires_at_ns,
-            gpus,
+            events: _,
         } = att;
         let mut node = Node {
             operator: operator.clone(),
@@ -97,9 +119,17 @@ impl Registry {
             emit_updated(node_id, &node);
         }
         state.nodes.insert(node_id, node);
-        state.node_by_signer_key.insert(signer_key, node_id);
+        state.node_by_signer_key.insert(signer_key.clone(), node_id);
         state.operator_mut(&operator)?.nodes.push(node_id);
-        apply_gpus(state, node_id, gpus)?;
+        if challenge.is_some() {
+            let p = state
+                .pending
+                .get_mut(&signer_key)
+                .ok_or_else(|| RegistryError::NoPendingAttestation(String::from(&signer_key)))?;
+            p.node_id = Some(node_id);
+            p.encryption_key = Some(encryption_key);
+            pending::record_devices(state, &signer_key, node_id, devices)?;
+        }
         state.settle_storage(&operator, usage_before)?;
         // Storage is paid from the stake: the node must still be covered once it is stored.
         ensure_stake_for(state, &operator, 0)?;
@@ -107,8 +137,41 @@ impl Registry {
     }
 }
 
+/// The challenge the bundle must answer: the pending attestation's (checked here, with the
+/// declared device counts), or none for a node without GPUs that began nothing.
+fn expected_challenge(
+    state: &Registry,
+    signer_key: &PublicKey,
+    operator: &AccountId,
+    purpose: AttestationPurpose,
+    bundle: &AttestationBundle,
+) -> Result<Option<[u8; 32]>> {
+    match pending::live_pending(state, signer_key, purpose)? {
+        Some(p) if p.operator == *operator => {
+            if p.encryption_key.is_some() {
+                return Err(RegistryError::BundleAlreadyVerified);
+            }
+            pending::check_challenge(p, bundle.gpu_challenge.as_deref())?;
+            pending::check_room(p, bundle.gpus.len(), bundle.switches.len())?;
+            Ok(Some(p.challenge))
+        }
+        Some(_) => Err(RegistryError::NoPendingAttestation(String::from(
+            signer_key,
+        ))),
+        None => {
+            let has_devices = !bundle.gpus.is_empty() || !bundle.switches.is_empty();
+            if has_devices || bundle.gpu_challenge.is_some() {
+                return Err(RegistryError::NoPendingAttestation(String::from(
+                    signer_key,
+                )));
+            }
+            Ok(None)
+        }
+    }
+}
+
 /// The operator's free stake covers its live nodes plus `extra` more.
-fn ensure_stake_for(state: &Registry, operator: &AccountId, extra: usize) -> Result<()> {
+pub(crate) fn ensure_stake_for(state: &Registry, operator: &AccountId, extra: usize) -> Result<()> {
     let op = state.operator(operator)?;
     let nodes = op.nodes.len() + extra;
     let required = Operator::required_stake(&state.policy, nodes);
@@ -127,12 +190,27 @@ impl Registry {
     pub(crate) fn reattest_bundle(
         &mut self,
         node_id: NodeId,
-        bundle: AttestationBundle,
+        mut bundle: AttestationBundle,
     ) -> Result<()> {
         let state = self;
         let node = state.node(node_id)?;
         require_enclave(node_id, node)?;
-        let att = attest::verify_registration(state, bundle, Some(node_id))?;
+        let operator = node.operator.clone();
+        let signer_key = env::signer_account_pk();
+        let challenge = expected_challenge(
+            state,
+            &signer_key,
+            &operator,
+            AttestationPurpose::Reattest { node_id },
+            &bundle,
+        )?;
+        // A node with devices re-attests them all, with fresh evidence: a challenge is needed.
+        if challenge.is_none() && state.has_devices(node_id)? {
+            return Err(RegistryError::NoPendingAttestation(String::from(
+                &signer_key,
+            )));
+        }
+        let att = attest::verify_registration(state, &mut bundle)?;
         let node = state.node(node_id)?;
         if att.encryption_key != node.encryption_key {
             return Err(RegistryError::EnclaveKeyMismatch {
@@ -141,64 +219,131 @@ impl Registry {
                 got: hex::encode(att.encryption_key),
             });
         }
-        check_gpu_room(&state.policy, node_id, &node.gpus, &att.gpus)?;
+        let devices = match challenge {
+            Some(challenge) => attest::verify_devices(
+                state,
+                &DeviceContext {
+                    nonce: attest::binding_nonce(&att.encryption_key, &challenge)?,
+                    node: Some(node_id),
+                    already: &[],
+                    events: Some(&att.events),
+                },
+                &bundle.gpus,
+                &bundle.switches,
+            )?,
+            None => VerifiedDevices::default(),
+        };
 
-        let operator = node.operator.clone();
         let before = statuses(state, &[node_id]);
         let usage_before = state.storage_mark();
         let now = env::block_timestamp();
-        let expires = expiry(&state.policy, now, att.expires_at_ns);
-        let node = state
-            .nodes
-            .get_mut(&node_id)
-            .ok_or(RegistryError::UnknownNode(node_id))?;
-        node.kind = att.kind;
-        node.tcb_status = att.tcb_status;
-        node.measurements = att.measurements;
-        node.image_digest = att.image_digest;
-        node.attested_at_ns = now;
-        node.attestation_expires_at_ns = expires;
-        // The enclave just proved it is alive.
-        node.last_heartbeat_ns = now;
-        RegistryEvent::NodeReattested {
-            node_id,
+        let new = NewAttestation {
+            kind: att.kind,
             tcb_status: att.tcb_status,
-            expires_at_ns: U64(expires),
+            measurements: att.measurements,
+            image_digest: att.image_digest,
+            attested_at_ns: now,
+            expires_at_ns: expiry(&state.policy, now, att.expires_at_ns),
+        };
+        if challenge.is_some() {
+            // Applied once every declared device is verified (`pending::record_devices`).
+            let p = state
+                .pending
+                .get_mut(&signer_key)
+                .ok_or_else(|| RegistryError::NoPendingAttestation(String::from(&signer_key)))?;
+            p.encryption_key = Some(att.encryption_key);
+            p.attestation = Some(new);
+            pending::record_devices(state, &signer_key, node_id, devices)?;
+        } else {
+            let node = state
+                .nodes
+                .get_mut(&node_id)
+                .ok_or(RegistryError::UnknownNode(node_id))?;
+            node.kind = new.kind;
+            node.tcb_status = new.tcb_status;
+            node.measurements = new.measurements;
+            node.image_digest = new.image_digest;
+            node.attested_at_ns = now;
+            node.attestation_expires_at_ns = new.expires_at_ns;
+            // The enclave just proved it is alive.
+            node.last_heartbeat_ns = now;
+            RegistryEvent::NodeReattested {
+                node_id,
+                tcb_status: new.tcb_status,
+                expires_at_ns: U64(new.expires_at_ns),
+            }
+            .emit();
         }
-        .emit();
-        apply_gpus(state, node_id, att.gpus)?;
         state.settle_storage(&operator, usage_before)?;
         emit_status_changes(state, &before);
         Ok(())
     }
+
+    /// Whether the node holds GPUs or NVSwitches.
+    fn has_devices(&self, node_id: NodeId) -> Result<bool> {
+        Ok(!self.node(node_id)?.gpus.is_empty() || self.node_switches.get(&node_id).is_some())
+    }
 }
 
 impl Registry {
-    pub(crate) fn add_gpu_evidence(
+    /// More devices of the pending attestation of the signing key (which must be for
+    /// `node_id`, its bundle already verified).
+    pub(crate) fn add_devices(
         &mut self,
         node_id: NodeId,
-        evidence: &GpuEvidence,
-    ) -> Result<GpuInfo> {
+        gpus: &[GpuEvidence],
+        switches: &[GpuEvidence],
+    ) -> Result<AttestationProgress> {
         let state = self;
         let node = state.node(node_id)?;
         require_enclave(node_id, node)?;
-        let gpu = attest::verify_gpu(state, node_id, evidence)?;
-        let node = state.node(node_id)?;
-        check_gpu_room(
-            &state.policy,
-            node_id,
-            &node.gpus,
-            std::slice::from_ref(&gpu),
-        )?;
-
         let operator = node.operator.clone();
-        let info = gpu.info.clone();
+        let signer_key = env::signer_account_pk();
+        let p = state
+            .pending
+            .get(&signer_key)
+            .ok_or_else(|| RegistryError::NoPendingAttestation(String::from(&signer_key)))?;
+        if p.node_id != Some(node_id) {
+            return Err(RegistryError::WrongPendingAttestation {
+                expected: format!("{:?}", p.purpose),
+            });
+        }
+        if p.is_expired(env::block_timestamp()) {
+            return Err(RegistryError::ChallengeExpired {
+                expired_at_ns: p.expires_at_ns,
+            });
+        }
+        let encryption_key = p.encryption_key.ok_or(RegistryError::BundleNotVerified)?;
+        if gpus.is_empty() && switches.is_empty() {
+            return Err(RegistryError::invalid("gpus", "no device to add"));
+        }
+        pending::check_room(p, gpus.len(), switches.len())?;
+        let already = pending::held_devices(p);
+        let devices = attest::verify_devices(
+            state,
+            &DeviceContext {
+                nonce: attest::binding_nonce(&encryption_key, &p.challenge)?,
+                node: Some(node_id),
+                already: &already,
+                events: None,
+            },
+            gpus,
+            switches,
+        )?;
+        let mut progress = AttestationProgress {
+            gpus_verified: (p.gpus.len() + devices.gpus.len()) as u32,
+            gpus_declared: p.gpus_declared,
+            switches_verified: (p.switches.len() + devices.switches.len()) as u32,
+            switches_declared: p.switches_declared,
+            complete: false,
+        };
+
         let before = statuses(state, &[node_id]);
         let usage_before = state.storage_mark();
-        apply_gpus(state, node_id, vec![gpu])?;
+        progress.complete = pending::record_devices(state, &signer_key, node_id, devices)?;
         state.settle_storage(&operator, usage_before)?;
         emit_status_changes(state, &before);
-        Ok(info)
+        Ok(progress)
     }
 }
 
@@ -225,7 +370,7 @@ impl Registry {
 }
 
 /// Adds verified certificate hashes to the cache; returns (and announces) the new ones.
-fn cache_certificates(state: &mut Registry, hashes: Vec<[u8; 32]>) -> Vec<Hash32> {
+pub(crate) fn cache_certificates(state: &mut Registry, hashes: Vec<[u8; 32]>) -> Vec<Hash32> {
     let mut cached = Vec::new();
     for hash in hashes {
         if state.cert_cache.insert(hash) {
@@ -234,55 +379,6 @@ fn cache_certificates(state: &mut Registry, hashes: Vec<[u8; 32]>) -> Vec<Hash32
         }
     }
     cached
-}
-
-/// A node holds at most `max_gpus`; a GPU it already has is refreshed, not added.
-fn check_gpu_room(
-    policy: &Policy,
-    node_id: NodeId,
-    existing: &[GpuInfo],
-    new: &[VerifiedGpu],
-) -> Result<()> {
-    let added = new
-        .iter()
-        .filter(|g| !existing.iter().any(|e| e.device_id == g.info.device_id))
-        .count();
-    let count = existing.len() + added;
-    if count > policy.gpu.max_gpus as usize {
-        return Err(RegistryError::TooManyGpus {
-            node: node_id,
-            count: existing.len(),
-        });
-    }
-    Ok(())
-}
-
-/// Records verified GPUs: the nonce is spent, the device is bound to the node, and newly
-/// verified NVIDIA CA certificates join the cache.
-fn apply_gpus(state: &mut Registry, node_id: NodeId, gpus: Vec<VerifiedGpu>) -> Result<()> {
-    for gpu in gpus {
-        state.used_gpu_nonces.insert(gpu.nonce);
-        state.gpu_owner.insert(gpu.info.device_id, node_id);
-        cache_certificates(state, gpu.new_certs);
-        let node = state
-            .nodes
-            .get_mut(&node_id)
-            .ok_or(RegistryError::UnknownNode(node_id))?;
-        match node
-            .gpus
-            .iter_mut()
-            .find(|g| g.device_id == gpu.info.device_id)
-        {
-            Some(existing) => *existing = gpu.info.clone(),
-            None => node.gpus.push(gpu.info.clone()),
-        }
-        RegistryEvent::GpuAdded {
-            node_id,
-            gpu: gpu.info,
-        }
-        .emit();
-    }
-    Ok(())
 }
 
 impl Registry {
@@ -371,16 +467,47 @@ impl Registry {
         let node = state.node(node_id)?;
         let operator = node.operator.clone();
         let signer_key = node.signer_key.clone();
-        let devices: Vec<_> = node.gpus.iter().map(|g| g.device_id).collect();
+        let usage_before = state.storage_mark();
+        // An attestation in progress ends with the node (its reservations are freed).
+        if state
+            .pending
+            .get(&signer_key)
+            .is_some_and(|p| p.node_id == Some(node_id))
+        {
+            pending::drop_pending(state, &signer_key)?;
+        }
+        if !state.node(node_id)?.deregistered {
+            state.remove_node(node_id)?;
+        }
+        state.settle_storage(&operator, usage_before)
+    }
+
+    /// Tombstones a node: frees its signing key and devices, leaves its operator's live nodes;
+    /// announces the status changes (its own, and siblings the freed stake covers again). The
+    /// caller settles storage.
+    pub(crate) fn remove_node(&mut self, node_id: NodeId) -> Result<()> {
+        let state = self;
+        let node = state.node(node_id)?;
+        let operator = node.operator.clone();
+        let signer_key = node.signer_key.clone();
+        let mut devices: Vec<_> = node.gpus.iter().map(|g| g.device_id).collect();
+        devices.extend(
+            state
+                .node_switches
+                .get(&node_id)
+                .into_iter()
+                .flatten()
+                .map(|s| s.device_id),
+        );
         let mut affected = state.operator(&operator)?.nodes.clone();
         affected.retain(|id| *id != node_id);
         affected.push(node_id);
         let before = statuses(state, &affected);
-        let usage_before = state.storage_mark();
         state.node_by_signer_key.remove(&signer_key);
         for device in &devices {
             state.gpu_owner.remove(device);
         }
+        state.node_switches.remove(&node_id);
         let node = state
             .nodes
             .get_mut(&node_id)
@@ -394,7 +521,6 @@ impl Registry {
             .operator_mut(&operator)?
             .nodes
             .retain(|id| *id != node_id);
-        state.settle_storage(&operator, usage_before)?;
         // Emits `Deregistered` for this node, and `Active` for siblings the freed stake now covers.
         emit_status_changes(state, &before);
         Ok(())
@@ -412,9 +538,9 @@ impl Registry {
         self.reattest_bundle(args.node_id, args.bundle)
     }
 
-    pub(crate) fn try_add_gpu(&mut self) -> Result<GpuInfo> {
+    pub(crate) fn try_add_gpu(&mut self) -> Result<AttestationProgress> {
         let args: AddGpuArgs = args::read()?;
-        self.add_gpu_evidence(args.node_id, &args.evidence)
+        self.add_devices(args.node_id, &args.gpus, &args.switches)
     }
 }
 
@@ -428,7 +554,7 @@ impl NodeApi for Registry {
         self.try_reattest().or_panic()
     }
 
-    fn add_gpu(&mut self) -> GpuInfo {
+    fn add_gpu(&mut self) -> AttestationProgress {
         self.try_add_gpu().or_panic()
     }
 

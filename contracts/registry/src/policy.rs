@@ -76,6 +76,11 @@ impl PolicyCheck for Policy {
                 "dev mode needs a dev CA key".to_owned(),
             ));
         }
+        if self.challenge_lifetime_ns.0 == 0 {
+            return Err(RegistryError::InvalidPolicy(
+                "challenge_lifetime_ns must be positive".to_owned(),
+            ));
+        }
         if self.image_digest_event.is_empty() || self.image_digest_event.len() > 64 {
             return Err(RegistryError::InvalidPolicy(
                 "image_digest_event must be 1-64 characters".to_owned(),

@@ -2,6 +2,7 @@
 //! (`enclave_cloud_common::state_version`): the root starts with its layout version, and
 //! `upgrade` converts older layouts.
 
+use enclave_cloud_common::interfaces::registry::AttestationPurpose;
 use enclave_cloud_common::{
     AttestationKind, GpuInfo, Hash32, Measurements, ModelPrice, NodeId, TcbStatus,
 };
@@ -77,8 +78,88 @@ pub struct Node {
     pub deregistered: bool,
 }
 
+/// An NVSwitch of a node (protected-PCIe HGX systems attest their switches with the GPUs).
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchInfo {
+    /// Chip, e.g. "LS10".
+    pub model: String,
+    /// SHA-256 of the switch's leaf certificate.
+    pub device_id: Hash32,
+    /// The switch's PDI (platform device identity), hex, as the GPUs' topology lists it.
+    pub pdi: String,
+    /// The switch reports protected-PCIe mode.
+    pub protected_pcie: bool,
+    /// The PDIs (hex) of the GPUs the switch connects.
+    pub gpu_pdis: Vec<String>,
+}
+
+/// A verified GPU as a pending attestation keeps it until the topology check at completion.
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingGpu {
+    pub info: GpuInfo,
+    /// The GPU runs in protected-PCIe mode (multi-GPU CC behind NVSwitches).
+    pub protected_pcie: bool,
+    /// The switch PDIs (hex) the GPU reports.
+    pub switch_pdis: Vec<String>,
+}
+
+/// What a verified re-attestation bundle will set on the node once every device is verified.
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttestation {
+    pub kind: AttestationKind,
+    pub tcb_status: TcbStatus,
+    pub measurements: Measurements,
+    pub image_digest: Option<Hash32>,
+    pub attested_at_ns: u64,
+    pub expires_at_ns: u64,
+}
+
+/// A registration or re-attestation in progress, keyed by the enclave key that began it
+/// (`begin_attestation`). Its storage is paid from the operator's stake until it completes or
+/// expires.
+#[near(serializers = [borsh])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAttestation {
+    pub operator: AccountId,
+    pub purpose: AttestationPurpose,
+    /// Random: every device nonce is bound to it (`attestation::gpu_binding_nonce`).
+    pub challenge: [u8; 32],
+    pub gpus_declared: u32,
+    pub switches_declared: u32,
+    pub expires_at_ns: u64,
+    /// The node created by `register_node` (registration) or being re-attested.
+    pub node_id: Option<NodeId>,
+    /// The enclave's x25519 key from the verified bundle (devices' nonces bind it);
+    /// `None` until `register_node` / `reattest` verified the bundle.
+    pub encryption_key: Option<[u8; 32]>,
+    /// Re-attestation only: applied to the node at completion.
+    pub attestation: Option<NewAttestation>,
+    pub gpus: Vec<PendingGpu>,
+    pub switches: Vec<SwitchInfo>,
+}
+
+impl PendingAttestation {
+    pub fn is_expired(&self, now_ns: u64) -> bool {
+        now_ns >= self.expires_at_ns
+    }
+
+    /// Every declared device is verified.
+    pub fn is_complete(&self) -> bool {
+        self.gpus.len() == self.gpus_declared as usize
+            && self.switches.len() == self.switches_declared as usize
+    }
+
+    /// A registration whose node exists (status `pending` until complete).
+    pub fn registering(&self, node_id: NodeId) -> bool {
+        self.purpose == AttestationPurpose::Register && self.node_id == Some(node_id)
+    }
+}
+
 /// Layout version of [`Registry`]'s state (see `upgrade`).
-pub const STATE_VERSION: u16 = 2;
+pub const STATE_VERSION: u16 = 3;
 
 /// The contract.
 #[near(contract_state)]
@@ -99,14 +180,17 @@ pub struct Registry {
     pub next_node_id: NodeId,
     /// Enclave signing key -> live node.
     pub node_by_signer_key: LookupMap<PublicKey, NodeId>,
-    /// GPU device id (sha256 of its leaf certificate) -> live node it is attached to.
+    /// Device id (sha256 of its leaf certificate; GPUs and NVSwitches) -> the live node it is
+    /// attached to or reserved for by a pending attestation: never two nodes.
     pub gpu_owner: LookupMap<Hash32, NodeId>,
-    /// Every GPU evidence nonce ever accepted: replayed evidence is refused.
-    pub used_gpu_nonces: LookupSet<[u8; 32]>,
     /// NVIDIA intermediate certificates already verified to the root (sha256 of DER).
     pub cert_cache: LookupSet<[u8; 32]>,
     /// Slashed amounts whose transfer failed, claimable by the beneficiary.
     pub credits: LookupMap<AccountId, NearToken>,
+    /// Registrations and re-attestations in progress, by the enclave key that began them.
+    pub pending: LookupMap<PublicKey, PendingAttestation>,
+    /// The NVSwitches of each node that has some.
+    pub node_switches: LookupMap<NodeId, Vec<SwitchInfo>>,
 }
 
 impl Registry {
@@ -128,10 +212,18 @@ impl Registry {
             next_node_id: NodeId(0),
             node_by_signer_key: LookupMap::new(StorageKey::NodeBySignerKey),
             gpu_owner: LookupMap::new(StorageKey::GpuOwner),
-            used_gpu_nonces: LookupSet::new(StorageKey::UsedGpuNonces),
             cert_cache: LookupSet::new(StorageKey::CertCache),
             credits: LookupMap::new(StorageKey::Credits),
+            pending: LookupMap::new(StorageKey::PendingAttestations),
+            node_switches: LookupMap::new(StorageKey::NodeSwitches),
         }
+    }
+
+    /// Whether `node` (id `id`) is still in its registration (status `pending`).
+    pub fn is_registering(&self, id: NodeId, node: &Node) -> bool {
+        self.pending
+            .get(&node.signer_key)
+            .is_some_and(|p| p.registering(id))
     }
 
     pub fn node(&self, id: NodeId) -> Result<&Node> {
@@ -151,13 +243,15 @@ impl Registry {
     }
 
     /// Writes out every buffered collection, so `env::storage_usage()` counts every pending
-    /// write. (`used_gpu_nonces` and `cert_cache` are `store::LookupSet`s, which write through.)
+    /// write. (`cert_cache` is a `store::LookupSet`, which writes through.)
     fn flush_collections(&mut self) {
         self.operators.flush();
         self.nodes.flush();
         self.node_by_signer_key.flush();
         self.gpu_owner.flush();
         self.credits.flush();
+        self.pending.flush();
+        self.node_switches.flush();
     }
 
     /// Starts a storage measurement for [`Self::settle_storage`]: the usage with every earlier

@@ -8,15 +8,19 @@ use crate::policy::{NANOS_PER_SEC, Policy};
 use crate::state::{Node, Operator};
 
 /// Status of `node` at `now_ns`. `operator` is `None` only for a deregistered node whose
-/// operator record was removed.
+/// operator record was removed. `registering`: its registration still waits for devices.
 pub fn node_status(
     node: &Node,
     operator: Option<&Operator>,
     policy: &Policy,
     now_ns: u64,
+    registering: bool,
 ) -> NodeStatus {
     if node.deregistered {
         return NodeStatus::Deregistered;
+    }
+    if registering {
+        return NodeStatus::Pending;
     }
     if now_ns >= node.attestation_expires_at_ns || !still_allowed(node, policy, now_ns) {
         return NodeStatus::Expired;

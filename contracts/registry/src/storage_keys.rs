@@ -10,6 +10,8 @@ pub enum StorageKey {
     Nodes,
     NodeBySignerKey,
     GpuOwner,
+    /// Reserved: the set of used GPU nonces (layout versions 1-2). Device nonces are now bound
+    /// to a challenge (`PendingAttestations`); the old entries stay under this prefix.
     UsedGpuNonces,
     CertCache,
     Credits,
@@ -19,4 +21,8 @@ pub enum StorageKey {
     CreditLocks,
     /// GPU devices governance revoked.
     RevokedGpus,
+    /// Registrations and re-attestations in progress, by enclave key.
+    PendingAttestations,
+    /// The NVSwitches of each node (its GPUs are in the node record).
+    NodeSwitches,
 }

@@ -26,7 +26,13 @@ pub fn node_view(state: &Registry, node_id: NodeId, node: &Node) -> NodeView {
     NodeView {
         node_id,
         operator: node.operator.clone(),
-        status: node_status(node, operator, &state.policy, env::block_timestamp()),
+        status: node_status(
+            node,
+            operator,
+            &state.policy,
+            env::block_timestamp(),
+            state.is_registering(node_id, node),
+        ),
         kind: node.kind,
         signer_key: node.signer_key.clone(),
         encryption_key: hex::encode(node.encryption_key),
@@ -139,8 +145,11 @@ impl RegistryViewApi for Registry {
         }
     }
 
-    fn is_gpu_nonce_used(&self, nonce: Hash32) -> bool {
-        self.used_gpu_nonces.contains(&nonce.0)
+    fn get_node_switches(&self, node_id: NodeId) -> Vec<Hash32> {
+        self.node_switches
+            .get(&node_id)
+            .map(|s| s.iter().map(|s| s.device_id).collect())
+            .unwrap_or_default()
     }
 
     fn is_certificate_cached(&self, hash: Hash32) -> bool {

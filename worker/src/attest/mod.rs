@@ -6,8 +6,15 @@
 //!   `report_data` commits to both keys, plus DCAP collateral, the dstack event log and GPU
 //!   evidence from a [`GpuEvidenceSource`].
 //! * `nvml::NvmlGpus` (feature `nvml`): NVIDIA confidential-computing evidence per GPU.
+//! * [`dev_gpu::DevGpus`]: the library's dev GPU fleet (GPUs and NVSwitches under the dev
+//!   root), only with dev attestation.
+//!
+//! Device evidence is not part of [`AttestationProvider::attest`]: every GPU and switch
+//! answers the binding nonce of a registry challenge (`attestation::gpu_binding_nonce`),
+//! which [`crate::devices`] obtains and hands to a [`GpuEvidenceSource`].
 
 pub mod dev;
+pub mod dev_gpu;
 #[cfg(feature = "nvml")]
 pub mod nvml;
 pub mod tdx;
@@ -65,16 +72,19 @@ pub trait AttestationProvider: Send + Sync {
     ) -> Result<AttestationBundle, AttestError>;
 }
 
-/// Local GPUs' evidence over a verifier's fresh nonce.
-pub trait GpuEvidenceSource: Send + Sync {
-    fn evidence(&self, nonce: [u8; 32]) -> Result<Vec<GpuEvidence>, AttestError>;
+/// Every local GPU's and NVSwitch's evidence for one nonce.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceEvidence {
+    pub gpus: Vec<GpuEvidence>,
+    pub switches: Vec<GpuEvidence>,
 }
 
-/// A fresh 32-byte nonce from the operating system's CSPRNG.
-pub fn fresh_nonce() -> Result<[u8; 32], AttestError> {
-    let mut nonce = [0u8; 32];
-    getrandom::fill(&mut nonce).map_err(|e| AttestError::Rng(e.to_string()))?;
-    Ok(nonce)
+/// The local GPUs (and NVSwitches): how many, and their evidence over a nonce.
+pub trait GpuEvidenceSource: Send + Sync {
+    /// How many GPUs and NVSwitches the node has (what a registration declares).
+    fn counts(&self) -> Result<(u32, u32), AttestError>;
+    /// Evidence of every device answering `nonce` (the binding nonce).
+    fn evidence(&self, nonce: [u8; 32]) -> Result<DeviceEvidence, AttestError>;
 }
 
 /// Seconds since the Unix epoch.

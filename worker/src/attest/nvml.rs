@@ -7,7 +7,7 @@
 use attestation::GpuEvidence;
 use nvml_wrapper::Nvml;
 
-use super::{AttestError, GpuEvidenceSource};
+use super::{AttestError, DeviceEvidence, GpuEvidenceSource};
 
 pub struct NvmlGpus {
     nvml: Nvml,
@@ -30,15 +30,26 @@ fn prefix(bytes: &[u8], size: u32, what: &str) -> Result<Vec<u8>, AttestError> {
         .ok_or_else(|| AttestError::Gpu(format!("{what}: size {size} exceeds the buffer")))
 }
 
+impl NvmlGpus {
+    fn gpu_count(&self) -> Result<u32, AttestError> {
+        self.nvml
+            .device_count()
+            .map_err(|e| AttestError::Gpu(format!("device count: {e}")))
+    }
+}
+
+/// Every GPU NVML sees (NVSwitch evidence comes through NVIDIA's NSCQ library, which this
+/// source does not read: a protected-PCIe node needs another switch source).
 impl GpuEvidenceSource for NvmlGpus {
-    fn evidence(&self, nonce: [u8; 32]) -> Result<Vec<GpuEvidence>, AttestError> {
+    fn counts(&self) -> Result<(u32, u32), AttestError> {
+        Ok((self.gpu_count()?, 0))
+    }
+
+    fn evidence(&self, nonce: [u8; 32]) -> Result<DeviceEvidence, AttestError> {
         let gpu = |i: u32, what: &str, e: nvml_wrapper::error::NvmlError| {
             AttestError::Gpu(format!("GPU {i}: {what}: {e}"))
         };
-        let count = self
-            .nvml
-            .device_count()
-            .map_err(|e| AttestError::Gpu(format!("device count: {e}")))?;
+        let count = self.gpu_count()?;
         let mut out = Vec::new();
         for i in 0..count {
             let device = self
@@ -67,6 +78,9 @@ impl GpuEvidenceSource for NvmlGpus {
                     .map_err(|_| AttestError::Gpu(format!("GPU {i}: chain is not PEM text")))?,
             });
         }
-        Ok(out)
+        Ok(DeviceEvidence {
+            gpus: out,
+            switches: Vec::new(),
+        })
     }
 }

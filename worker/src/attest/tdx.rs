@@ -21,7 +21,7 @@ use attestation::{
     TdxEvidence,
 };
 
-use super::{AttestError, AttestationProvider, GpuEvidenceSource, fresh_nonce};
+use super::{AttestError, AttestationProvider};
 use crate::keys::PublicKeys;
 
 /// Where the kernel exposes TSM reports.
@@ -102,19 +102,16 @@ pub struct TdxEvidenceFiles {
     pub app_compose: Option<PathBuf>,
 }
 
+/// The TDX bundle without devices: GPUs and NVSwitches answer a registry challenge and are
+/// added by [`crate::devices`].
 pub struct TdxProvider {
     tsm: ConfigfsTsm,
     files: TdxEvidenceFiles,
-    gpus: Option<Box<dyn GpuEvidenceSource>>,
 }
 
 impl TdxProvider {
-    pub fn new(
-        tsm: ConfigfsTsm,
-        files: TdxEvidenceFiles,
-        gpus: Option<Box<dyn GpuEvidenceSource>>,
-    ) -> Self {
-        Self { tsm, files, gpus }
+    pub fn new(tsm: ConfigfsTsm, files: TdxEvidenceFiles) -> Self {
+        Self { tsm, files }
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(
@@ -151,10 +148,6 @@ impl AttestationProvider for TdxProvider {
             Some(path) => Some(fs::read_to_string(path).map_err(io_err(path))?),
             None => None,
         };
-        let gpus = match &self.gpus {
-            Some(source) => source.evidence(fresh_nonce()?)?,
-            None => Vec::new(),
-        };
         Ok(AttestationBundle {
             version: BUNDLE_VERSION,
             kind: AttestationKind::Tdx,
@@ -167,7 +160,9 @@ impl AttestationProvider for TdxProvider {
                 app_compose,
             }),
             dev: None,
-            gpus,
+            gpus: Vec::new(),
+            switches: Vec::new(),
+            gpu_challenge: None,
         })
     }
 }
@@ -249,7 +244,6 @@ mod tests {
         let provider = TdxProvider::new(
             ConfigfsTsm::new(tmp.path(), DEFAULT_TSM_ENTRY),
             evidence_files(tmp.path()),
-            None,
         );
         let bundle = provider.attest(&keys, 0).unwrap();
         kernel.join().unwrap();
@@ -299,7 +293,7 @@ mod tests {
             enclave_key: reference.enclave_key.as_slice().try_into().unwrap(),
             near_key: attestation::parse_near_ed25519_key(&reference.near_public_key).unwrap(),
         };
-        let provider = TdxProvider::new(ConfigfsTsm::new(tmp.path(), "e"), files, None);
+        let provider = TdxProvider::new(ConfigfsTsm::new(tmp.path(), "e"), files);
         let bundle = provider.attest(&keys, 0).unwrap();
         kernel.join().unwrap();
         assert_eq!(bundle, reference);

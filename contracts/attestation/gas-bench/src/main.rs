@@ -12,7 +12,18 @@
 //! BENCH attestation.p384_verify_ca_key.gas <Tgas> Tgas
 //! BENCH attestation.p384_verify_device_key.gas <Tgas> Tgas
 //! BENCH attestation.gas_probe.wasm_size <bytes> bytes
+//! BENCH attestation.dev_gpu.verify_gpu.gas <Tgas> Tgas            (dev chain, nothing cached)
+//! BENCH attestation.dev_gpu.ca_step.gas <Tgas> Tgas               (one chain step)
+//! BENCH attestation.dev_gpu.known_device.gas <Tgas> Tgas          (report signature only)
+//! BENCH attestation.dev_gpu.parse_only.gas <Tgas> Tgas            (no signature)
+//! BENCH attestation.p384_verify.ca_key.gas <Tgas> Tgas            (dev chain, by difference)
+//! BENCH attestation.p384_verify.device_key.gas <Tgas> Tgas        (dev chain, by difference)
 //! ```
+//!
+//! The two `p384_verify` figures isolate one P-384 verification on the dev chain (the same code
+//! as for NVIDIA's): with a CA key, the leaf certificate checked with the intermediate's key
+//! (intermediate cached minus known device); with a device key, the report checked with the
+//! leaf's key (known device minus parsing only).
 //!
 //! Usage: `attestation-gas-bench [PROBE.wasm]` (default: the release example in
 //! `$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/examples/gas_probe.wasm`). Gas is
@@ -126,7 +137,14 @@ fn main() -> Result<()> {
 
     // Cached CA certificates (what add_gpu pays once the registry has seen this GPU model),
     // a known device (re-attestation), and one CA certificate per call.
-    let full = attestation::verify_gpu_evidence(&gpu, DSTACK_NOW_NS / SEC, &attestation::NoCache)?;
+    let nonce: [u8; 32] = gpu.nonce.clone().try_into().expect("32-byte nonce");
+    let full = attestation::verify_gpu_evidence(
+        &gpu,
+        &nonce,
+        DSTACK_NOW_NS / SEC,
+        &attestation::NoCache,
+        &attestation::GpuRoots::NVIDIA,
+    )?;
     let cached = |cache: Vec<String>| {
         serde_json::to_vec(&serde_json::json!({ "evidence": &gpu, "cache": cache }))
     };
@@ -151,10 +169,66 @@ fn main() -> Result<()> {
         call(&vm, &code, "verify_p384", device)?,
     );
 
+    // The dstack node with one dev GPU bound to it is refused by the probe's default policy (no
+    // dev root); the bundle's GPU cost is measured with the dev chain below.
     bundle.gpus.push(gpu);
-    match call(&vm, &code, "verify_bundle", serde_json::to_vec(&bundle)?) {
-        Ok(gas) => bench("verify_bundle_tdx_gpu", gas),
-        Err(e) => eprintln!("verify_bundle with a GPU: {e}"),
+    bundle.gpu_challenge = Some(hex::encode([7u8; 32]));
+    if let Ok(gas) = call(&vm, &code, "verify_bundle", serde_json::to_vec(&bundle)?) {
+        bench("verify_bundle_tdx_gpu", gas);
+    } else {
+        eprintln!("verify_bundle with NVIDIA's public GPU: refused (not bound), as it must be");
     }
+    dev_gpu_figures(&vm, &code)
+}
+
+/// One P-384 verification with a CA key and with a device key, on the dev chain.
+fn dev_gpu_figures(vm: &Vm, code: &[u8]) -> Result<()> {
+    use attestation::dev_gpu::{DEV_GPU_ROOT_SHA256, DevGpuFleet};
+    let nonce = [9u8; 32];
+    let gpu = DevGpuFleet::new([1; 32], 1, 0)
+        .evidence(&nonce)
+        .gpus
+        .remove(0);
+    let roots = attestation::GpuRoots {
+        dev_root_sha256: Some(DEV_GPU_ROOT_SHA256),
+    };
+    let full = attestation::verify_gpu_evidence(
+        &gpu,
+        &nonce,
+        DSTACK_NOW_NS / SEC,
+        &attestation::NoCache,
+        &roots,
+    )?;
+    let input = |cache: &[String]| {
+        serde_json::to_vec(&serde_json::json!({
+            "evidence": &gpu,
+            "cache": cache,
+            "dev_root": hex::encode(DEV_GPU_ROOT_SHA256),
+        }))
+    };
+    let mut known = full.verified_intermediates.clone();
+    known.push(full.device_id.clone());
+    let uncached = call(vm, code, "verify_gpu_cached", input(&[])?)?;
+    let ca_step = call(vm, code, "verify_ca_step", input(&[])?)?;
+    let intermediate = call(
+        vm,
+        code,
+        "verify_gpu_cached",
+        input(&full.verified_intermediates)?,
+    )?;
+    let known_device = call(vm, code, "verify_gpu_cached", input(&known)?)?;
+    let parse_only = call(vm, code, "parse_gpu", input(&[])?)?;
+    bench("dev_gpu.verify_gpu", uncached);
+    bench("dev_gpu.ca_step", ca_step);
+    bench("dev_gpu.known_device", known_device);
+    bench("dev_gpu.parse_only", parse_only);
+    bench(
+        "p384_verify.ca_key",
+        Gas::from_gas(intermediate.as_gas().saturating_sub(known_device.as_gas())),
+    );
+    bench(
+        "p384_verify.device_key",
+        Gas::from_gas(known_device.as_gas().saturating_sub(parse_only.as_gas())),
+    );
     Ok(())
 }

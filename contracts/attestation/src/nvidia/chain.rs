@@ -23,6 +23,23 @@ const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.84
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
+/// The roots a chain may end at. NVIDIA's Device Identity CA is always trusted (pinned); a
+/// development root only when the caller names it here (its SHA-256), which a verifier does only
+/// where dev attestation is enabled ([`crate::VerifyPolicy::dev_gpu_root`]). A chain ending at
+/// the dev root must present it as its last certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuRoots {
+    /// SHA-256 of the DER of a development root certificate (`attestation::dev_gpu`).
+    pub dev_root_sha256: Option<[u8; 32]>,
+}
+
+impl GpuRoots {
+    /// NVIDIA's pinned root only.
+    pub const NVIDIA: GpuRoots = GpuRoots {
+        dev_root_sha256: None,
+    };
+}
+
 /// Hashes (SHA-256 of DER) of certificates whose signature was already verified against an
 /// issuer trusted up to the pinned root. A hash stands for the exact certificate bytes, so a
 /// cached certificate is still presented in every chain and its validity window is read from
@@ -104,8 +121,9 @@ pub fn verify_chain<K: CertCache + ?Sized>(
     pem_chain: &str,
     now: u64,
     cache: &K,
+    roots: &GpuRoots,
 ) -> Result<VerifiedChain, GpuError> {
-    let chain = checked_chain(pem_chain, now)?;
+    let chain = checked_chain(pem_chain, now, roots)?;
     let verified = verify_uncached(&chain, cache, usize::MAX)?;
     let leaf = &chain.certs[0];
     let leaf_key = ec_p384_key(&leaf.cert, 0)?;
@@ -136,8 +154,8 @@ pub struct LeafIdentity {
 /// The leaf's identity without verifying signatures or validity (for GPUs verified inside the
 /// attested VM). The chain must still have the accepted shape (no certificate twice, names
 /// linked up to the pinned root, issuers are CAs).
-pub fn leaf_identity(pem_chain: &str) -> Result<LeafIdentity, GpuError> {
-    let chain = shaped_chain(pem_chain)?;
+pub fn leaf_identity(pem_chain: &str, roots: &GpuRoots) -> Result<LeafIdentity, GpuError> {
+    let chain = shaped_chain(pem_chain, roots)?;
     Ok(identity(&chain.certs[0]))
 }
 
@@ -186,8 +204,9 @@ pub fn verify_chain_step<K: CertCache + ?Sized>(
     now: u64,
     cache: &K,
     max_signatures: usize,
+    roots: &GpuRoots,
 ) -> Result<Vec<[u8; 32]>, GpuError> {
-    let chain = checked_chain(pem_chain, now)?;
+    let chain = checked_chain(pem_chain, now, roots)?;
     let verified = verify_uncached(&chain, cache, max_signatures)?;
     Ok(verified.iter().map(|&index| chain.hashes[index]).collect())
 }
@@ -206,12 +225,26 @@ struct Chain {
 /// dropped (it is trusted only as the pinned copy); 1 to [`MAX_CHAIN_DEPTH`] certificates remain
 /// below it; none appears twice or is the pinned root; each one's issuer name is the next one's
 /// subject, the last one's the pinned root's; every issuer is a CA; the leaf key is P-384.
-fn shaped_chain(pem_chain: &str) -> Result<Chain, GpuError> {
-    let root = pinned_root()?;
+/// With a dev root in `roots`, a chain whose last certificate is that root ends there instead.
+fn shaped_chain(pem_chain: &str, roots: &GpuRoots) -> Result<Chain, GpuError> {
     let mut certs = parse_pem_certs(pem_chain)?;
-    if certs.last().is_some_and(|c| c.der == root.der) {
-        certs.pop();
-    }
+    let dev_root = roots.dev_root_sha256.and_then(|pinned| {
+        certs
+            .last()
+            .is_some_and(|c| sha256(&c.der) == pinned)
+            .then(|| certs.pop())
+            .flatten()
+    });
+    let root = match dev_root {
+        Some(dev) => dev,
+        None => {
+            let root = pinned_root()?;
+            if certs.last().is_some_and(|c| c.der == root.der) {
+                certs.pop();
+            }
+            root
+        }
+    };
     if certs.is_empty() || certs.len() > MAX_CHAIN_DEPTH {
         return Err(GpuError::CertParse {
             index: certs.len().saturating_sub(1),
@@ -269,8 +302,8 @@ fn shaped_chain(pem_chain: &str) -> Result<Chain, GpuError> {
 
 /// [`shaped_chain`], and every certificate (cached or not, the pinned root included) valid at
 /// `now`: nothing cached is trusted outside its certificate's validity window.
-fn checked_chain(pem_chain: &str, now: u64) -> Result<Chain, GpuError> {
-    let chain = shaped_chain(pem_chain)?;
+fn checked_chain(pem_chain: &str, now: u64, roots: &GpuRoots) -> Result<Chain, GpuError> {
+    let chain = shaped_chain(pem_chain, roots)?;
     for (index, c) in chain.certs.iter().enumerate() {
         check_validity(&c.cert, index, now)?;
     }
@@ -427,6 +460,9 @@ mod tests {
     const BEFORE_ICA: u64 = 1_622_505_600;
     /// One second after 9999-12-31T23:59:59Z, every certificate's notAfter.
     const AFTER_ALL: u64 = 253_402_300_800;
+    /// The nonce NVIDIA's public sample answers (bound to no enclave: verified here as the
+    /// expected nonce, to test the chain and signature).
+    const HOPPER_NONCE: [u8; 32] = crate::nvidia::tests::HOPPER_NONCE;
 
     fn vector(rel: &str) -> String {
         let p = format!("{}/{rel}", crate::TESTDATA_DIR);
@@ -467,7 +503,7 @@ mod tests {
     fn cache_in_steps(pem_chain: &str, max: usize) -> Result<BTreeSet<[u8; 32]>, GpuError> {
         let mut cache = BTreeSet::new();
         loop {
-            let step = verify_chain_step(pem_chain, NOW, &cache, max)?;
+            let step = verify_chain_step(pem_chain, NOW, &cache, max, &GpuRoots::NVIDIA)?;
             if step.is_empty() {
                 return Ok(cache);
             }
@@ -487,21 +523,27 @@ mod tests {
                     .expect_err(&format!("{what}: stepwise caching with {max} per step")),
             );
             errors.push(
-                verify_chain_step(pem_chain, NOW, &full, max)
+                verify_chain_step(pem_chain, NOW, &full, max, &GpuRoots::NVIDIA)
                     .map(|_| ())
                     .expect_err(&format!("{what}: step {max} over the cached chain")),
             );
         }
         for (cache, name) in [(&BTreeSet::new(), "uncached"), (&full, "cached")] {
             errors.push(
-                verify_chain(pem_chain, NOW, cache)
+                verify_chain(pem_chain, NOW, cache, &GpuRoots::NVIDIA)
                     .map(|_| ())
                     .expect_err(&format!("{what}: {name} walk")),
             );
             errors.push(
-                crate::nvidia::verify_gpu_evidence(&evidence(pem_chain.into()), NOW, cache)
-                    .map(|_| ())
-                    .expect_err(&format!("{what}: {name} evidence")),
+                crate::nvidia::verify_gpu_evidence(
+                    &evidence(pem_chain.into()),
+                    &HOPPER_NONCE,
+                    NOW,
+                    cache,
+                    &GpuRoots::NVIDIA,
+                )
+                .map(|_| ())
+                .expect_err(&format!("{what}: {name} evidence")),
             );
         }
         errors
@@ -512,12 +554,19 @@ mod tests {
         let full = cache_in_steps(&honest(), 1).expect("steps");
         assert_eq!(full.len(), 4, "leaf and three CAs");
         for cache in [&BTreeSet::new(), &full] {
-            crate::nvidia::verify_gpu_evidence(&evidence(honest()), NOW, cache).expect("verifies");
+            crate::nvidia::verify_gpu_evidence(
+                &evidence(honest()),
+                &HOPPER_NONCE,
+                NOW,
+                cache,
+                &GpuRoots::NVIDIA,
+            )
+            .expect("verifies");
         }
         // The pinned root may be sent along.
         let with_root = format!("{}{NVIDIA_DEVICE_ROOT_PEM}", honest());
         assert_eq!(cache_in_steps(&with_root, 2).expect("steps"), full);
-        verify_chain(&with_root, NOW, &full).expect("cached walk");
+        verify_chain(&with_root, NOW, &full, &GpuRoots::NVIDIA).expect("cached walk");
     }
 
     #[test]
@@ -533,7 +582,7 @@ mod tests {
             );
         }
         // The step path names the duplicate before paying for any signature.
-        let err = verify_chain_step(&dup, NOW, &BTreeSet::new(), 1).unwrap_err();
+        let err = verify_chain_step(&dup, NOW, &BTreeSet::new(), 1, &GpuRoots::NVIDIA).unwrap_err();
         assert_eq!(err, GpuError::CertDuplicate { index: 1, first: 0 });
         assert_eq!(err.code(), "gpu_cert_duplicate");
     }
@@ -582,12 +631,20 @@ mod tests {
         let ev = evidence(honest());
         for now in [BEFORE_ICA, AFTER_ALL] {
             for cache in [&BTreeSet::new(), &full] {
-                let err = crate::nvidia::verify_gpu_evidence(&ev, now, cache).unwrap_err();
+                let err = crate::nvidia::verify_gpu_evidence(
+                    &ev,
+                    &HOPPER_NONCE,
+                    now,
+                    cache,
+                    &GpuRoots::NVIDIA,
+                )
+                .unwrap_err();
                 assert!(
                     matches!(err, GpuError::CertValidity { .. }),
                     "{now}: {err:?}"
                 );
-                let err = verify_chain_step(&honest(), now, cache, 3).unwrap_err();
+                let err =
+                    verify_chain_step(&honest(), now, cache, 3, &GpuRoots::NVIDIA).unwrap_err();
                 assert!(
                     matches!(err, GpuError::CertValidity { .. }),
                     "{now}: {err:?}"

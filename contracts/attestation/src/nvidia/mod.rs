@@ -2,14 +2,22 @@
 //! GET_MEASUREMENTS request/response signed by the GPU's attestation key (ECDSA P-384), and the
 //! device certificate chain up to NVIDIA's Device Identity CA.
 
+mod binding;
 mod chain;
 mod spdm;
+mod topology;
 
+pub use binding::{GPU_BINDING_TAG, gpu_binding_nonce};
 pub use chain::{
-    CertCache, LeafIdentity, MAX_CHAIN_DEPTH, NVIDIA_DEVICE_ROOT_PEM, NoCache, VerifiedChain,
-    leaf_identity, verify_chain, verify_chain_step,
+    CertCache, GpuRoots, LeafIdentity, MAX_CHAIN_DEPTH, NVIDIA_DEVICE_ROOT_PEM, NoCache,
+    VerifiedChain, leaf_identity, verify_chain, verify_chain_step,
 };
-pub use spdm::{SpdmReport, parse_spdm_report};
+pub use spdm::{
+    OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
+    OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
+    PDI_LEN, STATUS_DISABLED, STATUS_ENABLED, SWITCH_GPU_SLOTS, SpdmReport, parse_spdm_report,
+};
+pub use topology::{SwitchVerdict, check_topology, verify_switch_evidence};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +47,14 @@ pub struct GpuVerdict {
     /// True when the GPU was accepted through its RTMR3 measurement (verified inside the
     /// attested VM) instead of a chain and signature check here.
     pub measured_in_rtmr3: bool,
+    /// The GPU runs in protected-PCIe mode (opaque field PROTECTED_PCIE_STATUS set): its
+    /// NVSwitches must be attested with it ([`check_topology`]).
+    #[serde(default)]
+    pub protected_pcie: bool,
+    /// The distinct non-zero PDIs of the NVSwitches its NVLinks reach (opaque field
+    /// SWITCH_PDI), hex as NVIDIA's verifier prints them, sorted.
+    #[serde(default)]
+    pub switch_pdis: Vec<String>,
 }
 
 /// What kind of NVIDIA device an evidence's leaf certificate names (its chip, the first word
@@ -95,15 +111,32 @@ pub fn gpu_evidence_digest(ev: &GpuEvidence) -> Result<[u8; 32], GpuError> {
 /// Domain tag of [`gpu_evidence_digest`].
 pub const GPU_EVIDENCE_DIGEST_TAG: &[u8] = b"enclave-cloud-gpu-evidence-v2";
 
-/// Verifies one GPU's evidence at `now` (unix seconds): nonce, chain to the pinned root (stopping
-/// at a cached intermediate), report signature by the leaf key.
+/// Verifies one GPU's evidence at `now` (unix seconds): the signed request answers
+/// `expected_nonce` (the binding nonce, [`gpu_binding_nonce`]), the chain reaches a trusted root
+/// of `roots` (stopping at a cached certificate), the report is signed by the leaf key, and the
+/// leaf names a GPU.
 pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
     ev: &GpuEvidence,
+    expected_nonce: &[u8; 32],
     now: u64,
     cache: &K,
+    roots: &GpuRoots,
 ) -> Result<GpuVerdict, GpuError> {
-    let report = parse_with_nonce(ev)?;
-    let chain = verify_chain(&ev.certificate_chain, now, cache)?;
+    let (report, leaf, verified) = verify_device(ev, expected_nonce, now, cache, roots)?;
+    gpu_verdict(&report, leaf, &verified)
+}
+
+/// The checks every device (GPU or switch) passes: bound nonce, chain, report signature.
+/// Returns the parsed report, the leaf's identity and the CA certificates verified.
+fn verify_device<'a, K: CertCache + ?Sized>(
+    ev: &'a GpuEvidence,
+    expected_nonce: &[u8; 32],
+    now: u64,
+    cache: &K,
+    roots: &GpuRoots,
+) -> Result<(SpdmReport<'a>, LeafIdentity, Vec<[u8; 32]>), GpuError> {
+    let report = parse_bound(ev, expected_nonce)?;
+    let chain = verify_chain(&ev.certificate_chain, now, cache, roots)?;
     let signature = p384::ecdsa::Signature::from_slice(report.signature)
         .map_err(|_| GpuError::ReportSignature)?;
     crate::p384_verify::verify(&chain.leaf_key, report.signed, &signature)
@@ -112,7 +145,7 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
         leaf_hash: chain.leaf_hash,
         model: chain.model,
     };
-    gpu_verdict(&report, leaf, &chain.verified_intermediates)
+    Ok((report, leaf, chain.verified_intermediates))
 }
 
 /// The cheaper binding, for registries whose policy allows it: a GPU whose evidence the
@@ -120,10 +153,12 @@ pub fn verify_gpu_evidence<K: CertCache + ?Sized>(
 /// (authenticated by the quote); one must be a [`GPU_EVIDENCE_EVENT`] whose payload is
 /// [`gpu_evidence_digest`] of `ev`. The report is parsed and nonce-checked; no chain or
 /// signature work is done here. Verify such a bundle with its `gpus` left out of
-/// `verify_bundle`, then call this per GPU.
+/// `verify_bundle`, then call this per GPU with the bundle's binding nonce.
 pub fn verify_measured_gpu(
     events: &[crate::dstack::NamedEvent],
     ev: &GpuEvidence,
+    expected_nonce: &[u8; 32],
+    roots: &GpuRoots,
 ) -> Result<GpuVerdict, GpuError> {
     let digest = to_hex(&gpu_evidence_digest(ev)?);
     if !events
@@ -132,15 +167,36 @@ pub fn verify_measured_gpu(
     {
         return Err(GpuError::NotMeasured { digest });
     }
-    let report = parse_with_nonce(ev)?;
-    let leaf = leaf_identity(&ev.certificate_chain)?;
+    let report = parse_bound(ev, expected_nonce)?;
+    let leaf = leaf_identity(&ev.certificate_chain, roots)?;
     let mut v = gpu_verdict(&report, leaf, &[])?;
     v.measured_in_rtmr3 = true;
     Ok(v)
 }
 
-fn parse_with_nonce(ev: &GpuEvidence) -> Result<SpdmReport<'_>, GpuError> {
+/// The nonce a report answers, from its signed request, without verifying anything (to refuse
+/// unbound evidence before paying for signatures).
+pub fn report_nonce(ev: &GpuEvidence) -> Result<[u8; 32], GpuError> {
+    Ok(parse_spdm_report(&ev.report)?.nonce)
+}
+
+/// Refuses a report whose signed request does not answer `expected_nonce` (not bound), or
+/// whose claimed `nonce` field differs from the signed one.
+pub fn check_bound(ev: &GpuEvidence, expected_nonce: &[u8; 32]) -> Result<(), GpuError> {
+    parse_bound(ev, expected_nonce).map(|_| ())
+}
+
+fn parse_bound<'a>(
+    ev: &'a GpuEvidence,
+    expected_nonce: &[u8; 32],
+) -> Result<SpdmReport<'a>, GpuError> {
     let report = parse_spdm_report(&ev.report)?;
+    if &report.nonce != expected_nonce {
+        return Err(GpuError::NotBound {
+            expected: to_hex(expected_nonce),
+            found: to_hex(&report.nonce),
+        });
+    }
     if ev.nonce.as_slice() != report.nonce.as_slice() {
         return Err(GpuError::Nonce {
             expected: to_hex(&ev.nonce),
@@ -172,11 +228,13 @@ fn gpu_verdict(
         measurements: report.measurements.iter().map(|m| to_hex(m)).collect(),
         verified_intermediates: verified.iter().map(|h| to_hex(h)).collect(),
         measured_in_rtmr3: false,
+        protected_pcie: report.protected_pcie()?,
+        switch_pdis: report.switch_pdis()?,
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::RustCrypto;
     use crate::bundle::EventLogEntry;
@@ -186,6 +244,13 @@ mod tests {
         let p = format!("{}/{rel}", crate::TESTDATA_DIR);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
     }
+
+    /// The nonce NVIDIA's public H100 sample answers.
+    pub(crate) const HOPPER_NONCE: [u8; 32] = [
+        0x93, 0x1d, 0x8d, 0xd0, 0xad, 0xd2, 0x03, 0xac, 0x3d, 0x8b, 0x4f, 0xbd, 0xe7, 0x5e, 0x11,
+        0x52, 0x78, 0xee, 0xfc, 0xdc, 0xea, 0xc5, 0xb8, 0x76, 0x71, 0xa7, 0x48, 0xf3, 0x23, 0x64,
+        0xdf, 0xcb,
+    ];
 
     fn hopper() -> GpuEvidence {
         let report = String::from_utf8(vector("nvidia-hopper-single/hopperAttestationReport.txt"))
@@ -208,10 +273,20 @@ mod tests {
         let n = gpu.report.len();
         gpu.report[n - 1] ^= 1;
         let summary = measured(&gpu);
-        let v = verify_measured_gpu(&summary.events, &gpu).expect("measured");
+        let v = verify_measured_gpu(&summary.events, &gpu, &HOPPER_NONCE, &GpuRoots::NVIDIA)
+            .expect("measured");
         assert!(v.measured_in_rtmr3);
         assert_eq!(v.model, "GH100");
-        assert!(verify_gpu_evidence(&gpu, 1_786_622_400, &NoCache).is_err());
+        assert!(
+            verify_gpu_evidence(
+                &gpu,
+                &HOPPER_NONCE,
+                1_786_622_400,
+                &NoCache,
+                &GpuRoots::NVIDIA
+            )
+            .is_err()
+        );
 
         // The chain the device id comes from must have the accepted shape (here: the leaf
         // twice), even when it is the one measured.
@@ -227,15 +302,28 @@ mod tests {
             dup.certificate_chain
         );
         // (Measured as it is: the digest covers the chain, so it must be the chain measured.)
-        let err = verify_measured_gpu(&measured(&dup).events, &dup).unwrap_err();
+        let err = verify_measured_gpu(
+            &measured(&dup).events,
+            &dup,
+            &HOPPER_NONCE,
+            &GpuRoots::NVIDIA,
+        )
+        .unwrap_err();
         assert_eq!(err, GpuError::CertDuplicate { index: 1, first: 0 });
 
         let other = hopper();
-        let err = verify_measured_gpu(&summary.events, &other).unwrap_err();
+        let err = verify_measured_gpu(&summary.events, &other, &HOPPER_NONCE, &GpuRoots::NVIDIA)
+            .unwrap_err();
         assert_eq!(err.code(), "gpu_not_measured");
         let mut wrong_nonce = gpu.clone();
         wrong_nonce.nonce[0] ^= 1;
-        let err = verify_measured_gpu(&summary.events, &wrong_nonce).unwrap_err();
+        let err = verify_measured_gpu(
+            &summary.events,
+            &wrong_nonce,
+            &HOPPER_NONCE,
+            &GpuRoots::NVIDIA,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "gpu_nonce");
     }
 
@@ -285,10 +373,11 @@ mod tests {
     fn the_measured_digest_covers_the_certificate_chain() {
         let gpu = hopper();
         let summary = measured(&gpu);
-        let honest = verify_measured_gpu(&summary.events, &gpu).expect("measured");
+        let honest = verify_measured_gpu(&summary.events, &gpu, &HOPPER_NONCE, &GpuRoots::NVIDIA)
+            .expect("measured");
         let mut swapped = gpu.clone();
         swapped.certificate_chain = with_leaf_chip(&gpu.certificate_chain, b"GH101");
-        let err = verify_measured_gpu(&summary.events, &swapped)
+        let err = verify_measured_gpu(&summary.events, &swapped, &HOPPER_NONCE, &GpuRoots::NVIDIA)
             .map(|v| v.device_id)
             .unwrap_err();
         assert_eq!(
@@ -300,7 +389,15 @@ mod tests {
         // The PEM text is not what is measured: the same certificates re-encoded still match.
         let mut reencoded = gpu.clone();
         reencoded.certificate_chain = gpu.certificate_chain.replace('\n', "\r\n");
-        assert!(verify_measured_gpu(&summary.events, &reencoded).is_ok());
+        assert!(
+            verify_measured_gpu(
+                &summary.events,
+                &reencoded,
+                &HOPPER_NONCE,
+                &GpuRoots::NVIDIA
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -322,7 +419,8 @@ mod tests {
         gpu.certificate_chain = with_leaf_chip(&gpu.certificate_chain, b"LS10 ");
         let summary = measured(&gpu);
         assert_eq!(
-            verify_measured_gpu(&summary.events, &gpu).map(|v| v.model),
+            verify_measured_gpu(&summary.events, &gpu, &HOPPER_NONCE, &GpuRoots::NVIDIA)
+                .map(|v| v.model),
             Err(GpuError::NotAGpu {
                 model: "LS10".to_owned()
             })

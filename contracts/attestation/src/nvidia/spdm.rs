@@ -14,11 +14,33 @@ const MEASUREMENTS: u8 = 0x60;
 const SIGNATURE_LEN: usize = 96;
 const DMTF_SPEC: u8 = 1;
 
+// Opaque field ids: nvtrust's local GPU verifier (`OpaqueData.OPAQUE_DATA_TYPES` in
+// `verifier/attestation/spdm_msrt_resp_msg.py`) and its NVSwitch verifier.
 pub const OPAQUE_DRIVER_VERSION: u16 = 3;
 pub const OPAQUE_VBIOS_VERSION: u16 = 6;
 pub const OPAQUE_CHIP_SKU: u16 = 15;
 pub const OPAQUE_PROJECT: u16 = 17;
 pub const OPAQUE_PROJECT_SKU: u16 = 18;
+/// `OPAQUE_FIELD_ID_PROTECTED_PCIE_STATUS` (GPUs and switches): one status byte,
+/// [`STATUS_ENABLED`] in protected-PCIe mode.
+pub const OPAQUE_PROTECTED_PCIE_STATUS: u16 = 21;
+/// NVIDIA's status byte values (nvtrust `config.py`: `NVDEC_STATUS` ENABLED 0xAA, DISABLED
+/// 0x55); NVIDIA's single-H100 sample, not in protected-PCIe mode, reports 0x55 here.
+pub const STATUS_ENABLED: u8 = 0xAA;
+pub const STATUS_DISABLED: u8 = 0x55;
+/// GPUs: `OPAQUE_FIELD_ID_SWITCH_PDI`, the PDI (8 bytes, little-endian) of the NVSwitch at the
+/// end of each of the GPU's NVLinks, zero for a disabled link.
+pub const OPAQUE_SWITCH_PDI: u16 = 22;
+/// NVSwitches: the same id is `OPAQUE_FIELD_ID_DEVICE_PDI`, the switch's own PDI (8 bytes,
+/// printed in byte order by NVIDIA's topology check).
+pub const OPAQUE_DEVICE_PDI: u16 = 22;
+/// NVSwitches: `OPAQUE_FIELD_ID_SWITCH_GPU_PDIS`, the PDIs of the 8 GPUs it connects (8 bytes
+/// each, [`SWITCH_GPU_SLOTS`] of them), then one-byte port ids.
+pub const OPAQUE_SWITCH_GPU_PDIS: u16 = 26;
+/// GPU PDI slots of a switch's SWITCH_GPU_PDIS field (nvtrust's `TOTAL_NUMBER_OF_PDI`).
+pub const SWITCH_GPU_SLOTS: usize = 8;
+/// Size of one PDI.
+pub const PDI_LEN: usize = 8;
 
 /// A parsed (not yet verified) GPU report, borrowing from the raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +203,77 @@ impl SpdmReport<'_> {
         (!s.is_empty()).then(|| s.to_owned())
     }
 
+    /// Protected-PCIe mode: the PROTECTED_PCIE_STATUS byte is [`STATUS_ENABLED`]; absent or
+    /// [`STATUS_DISABLED`] is off; anything else is refused rather than guessed.
+    pub fn protected_pcie(&self) -> Result<bool, GpuError> {
+        match self.opaque_field(OPAQUE_PROTECTED_PCIE_STATUS) {
+            None | Some([STATUS_DISABLED]) => Ok(false),
+            Some([STATUS_ENABLED]) => Ok(true),
+            Some(v) => Err(GpuError::Report(format!(
+                "PROTECTED_PCIE_STATUS is {}, expected {STATUS_ENABLED:#04x} or {STATUS_DISABLED:#04x}",
+                crate::hexser::to_hex(v)
+            ))),
+        }
+    }
+
+    /// A GPU's switch PDIs: each 8-byte entry read little-endian (as NVIDIA's topology check
+    /// reads them), zero entries (disabled links) dropped, distinct, sorted, hex.
+    pub fn switch_pdis(&self) -> Result<Vec<String>, GpuError> {
+        let Some(v) = self.opaque_field(OPAQUE_SWITCH_PDI) else {
+            return Ok(Vec::new());
+        };
+        if v.len() % PDI_LEN != 0 {
+            return Err(GpuError::Report(format!(
+                "SWITCH_PDI field of {} bytes is not a list of {PDI_LEN}-byte PDIs",
+                v.len()
+            )));
+        }
+        let mut out: Vec<String> = v
+            .chunks(PDI_LEN)
+            .filter(|pdi| pdi.iter().any(|&b| b != 0))
+            .map(|pdi| pdi.iter().rev().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// A switch's own PDI (DEVICE_PDI, 8 bytes), hex in byte order.
+    pub fn device_pdi(&self) -> Result<String, GpuError> {
+        match self.opaque_field(OPAQUE_DEVICE_PDI) {
+            Some(v) if v.len() == PDI_LEN && v.iter().any(|&b| b != 0) => {
+                Ok(v.iter().map(|b| format!("{b:02x}")).collect())
+            }
+            Some(v) => Err(GpuError::Report(format!(
+                "DEVICE_PDI field is {} bytes, expected a non-zero {PDI_LEN}-byte PDI",
+                v.len()
+            ))),
+            None => Err(GpuError::Report("no DEVICE_PDI field".into())),
+        }
+    }
+
+    /// A switch's GPU PDIs (SWITCH_GPU_PDIS: 8 slots of 8 bytes, then port ids), hex in byte
+    /// order, zero slots dropped, distinct, sorted.
+    pub fn switch_gpu_pdis(&self) -> Result<Vec<String>, GpuError> {
+        let v = self
+            .opaque_field(OPAQUE_SWITCH_GPU_PDIS)
+            .ok_or_else(|| GpuError::Report("no SWITCH_GPU_PDIS field".into()))?;
+        let slots = v.get(..SWITCH_GPU_SLOTS * PDI_LEN).ok_or_else(|| {
+            GpuError::Report(format!(
+                "SWITCH_GPU_PDIS field of {} bytes is shorter than {SWITCH_GPU_SLOTS} PDIs",
+                v.len()
+            ))
+        })?;
+        let mut out: Vec<String> = slots
+            .chunks(PDI_LEN)
+            .filter(|pdi| pdi.iter().any(|&b| b != 0))
+            .map(crate::hexser::to_hex)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     pub fn driver_version(&self) -> Option<String> {
         self.opaque_string(OPAQUE_DRIVER_VERSION)
     }
@@ -200,5 +293,65 @@ impl SpdmReport<'_> {
                 .collect::<Vec<_>>()
                 .join("."),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_opaque(opaque: Vec<(u16, &[u8])>) -> SpdmReport<'_> {
+        SpdmReport {
+            nonce: [0; 32],
+            measurements: Vec::new(),
+            opaque,
+            signed: &[],
+            signature: &[],
+        }
+    }
+
+    #[test]
+    fn protected_pcie_status_is_nvidias_status_byte() {
+        assert_eq!(with_opaque(vec![]).protected_pcie(), Ok(false));
+        let on = [STATUS_ENABLED];
+        let off = [STATUS_DISABLED];
+        let field = OPAQUE_PROTECTED_PCIE_STATUS;
+        assert_eq!(with_opaque(vec![(field, &on)]).protected_pcie(), Ok(true));
+        assert_eq!(with_opaque(vec![(field, &off)]).protected_pcie(), Ok(false));
+        for odd in [&[0x01][..], &[0x00], &[0xAA, 0x00], &[]] {
+            assert!(
+                with_opaque(vec![(field, odd)]).protected_pcie().is_err(),
+                "{odd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn switch_pdis_are_read_little_endian_without_disabled_links() {
+        let pdi_a = 0x1122_3344_5566_7788u64.to_le_bytes();
+        let pdi_b = 0x0000_0000_0000_0001u64.to_le_bytes();
+        let links = [pdi_a, [0; 8], pdi_b, pdi_a].concat();
+        let r = with_opaque(vec![(OPAQUE_SWITCH_PDI, &links)]);
+        assert_eq!(
+            r.switch_pdis(),
+            Ok(vec!["0000000000000001".into(), "1122334455667788".into()])
+        );
+        assert!(
+            with_opaque(vec![(OPAQUE_SWITCH_PDI, &links[..7])])
+                .switch_pdis()
+                .is_err()
+        );
+        // A switch's own PDI is printed in byte order.
+        let own = 0x1122_3344_5566_7788u64.to_be_bytes();
+        assert_eq!(
+            with_opaque(vec![(OPAQUE_DEVICE_PDI, &own)]).device_pdi(),
+            Ok("1122334455667788".into())
+        );
+        assert!(
+            with_opaque(vec![(OPAQUE_DEVICE_PDI, &[0; 8])])
+                .device_pdi()
+                .is_err()
+        );
+        assert!(with_opaque(vec![]).device_pdi().is_err());
     }
 }

@@ -10,6 +10,12 @@ use crate::{Hash32, Measurements, ModelId, ModelPrice, NodeId, NodeStatus, TcbSt
 
 pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 const DAY_NS: u64 = 24 * 3600 * NANOS_PER_SEC;
+/// How long a registration or re-attestation challenge stays open by default.
+pub const DEFAULT_CHALLENGE_LIFETIME_NS: u64 = 3600 * NANOS_PER_SEC;
+
+fn default_challenge_lifetime() -> U64 {
+    U64(DEFAULT_CHALLENGE_LIFETIME_NS)
+}
 
 // ---------------------------------------------------------------- policy (governance)
 
@@ -87,6 +93,11 @@ pub struct Policy {
     pub dev_mode: bool,
     /// Development CA whose ed25519 signature makes a `dev` attestation.
     pub dev_ca_key: Option<PublicKey>,
+    /// How long a challenge handed out by `begin_attestation` stays valid: the registration or
+    /// re-attestation (every declared GPU and switch verified) must complete before, or its
+    /// pending entry is removed (storage refunded; a half-registered node is deregistered).
+    #[serde(default = "default_challenge_lifetime")]
+    pub challenge_lifetime_ns: U64,
 }
 
 /// A critical setting of the registry: proposed, announced, applied after the delay
@@ -127,6 +138,7 @@ impl Default for Policy {
             },
             dev_mode: false,
             dev_ca_key: None,
+            challenge_lifetime_ns: default_challenge_lifetime(),
         }
     }
 }
@@ -203,6 +215,58 @@ pub struct OperatorView {
     pub nodes: Vec<NodeId>,
 }
 
+/// What a pending attestation is for.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AttestationPurpose {
+    /// A new node: created (status `pending`) by `register_node`, active once complete.
+    Register,
+    /// A fresh attestation of this live node: applied (new expiry, the new device set) once
+    /// complete; until then the node keeps its current attestation.
+    Reattest { node_id: NodeId },
+}
+
+/// A registration or re-attestation in progress (`begin_attestation`,
+/// `get_pending_attestation`): the challenge every device nonce is bound to and what is
+/// verified so far.
+#[near(serializers = [json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAttestationView {
+    /// The enclave key that began it (and signs every call of it).
+    pub signer_key: PublicKey,
+    pub operator: AccountId,
+    pub purpose: AttestationPurpose,
+    /// The bundle's `gpu_challenge` must be this; every device nonce is
+    /// `gpu_binding_nonce(enclave_key, near_key, challenge)`.
+    pub challenge: Hash32,
+    pub gpus_declared: u32,
+    pub switches_declared: u32,
+    /// Device ids (sha256 of the leaf certificate) verified so far.
+    pub gpus_verified: Vec<Hash32>,
+    pub switches_verified: Vec<Hash32>,
+    /// The node `register_node` created, or the node being re-attested; `None` before the
+    /// bundle of a registration is verified.
+    pub node_id: Option<NodeId>,
+    /// Whether `register_node` / `reattest` already verified the bundle: from then on only
+    /// `add_gpu` calls remain. The entry's storage (and the devices it reserves) is paid from
+    /// the operator's stake until it completes or expires.
+    pub bundle_verified: bool,
+    pub expires_at_ns: U64,
+}
+
+/// What `add_gpu` leaves: how many devices are verified, and whether that completed the
+/// attestation (the node then has its devices; a registered node leaves `pending`).
+#[near(serializers = [json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttestationProgress {
+    pub gpus_verified: u32,
+    pub gpus_declared: u32,
+    pub switches_verified: u32,
+    pub switches_declared: u32,
+    pub complete: bool,
+}
+
 #[near(serializers = [json])]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigView {
@@ -224,7 +288,8 @@ pub mod methods {
     use crate::NodeId;
     use crate::interfaces::method::Method;
 
-    /// Dev bundle ~5 Tgas, TDX ~28, +90 per GPU.
+    /// Dev bundle ~5 Tgas, TDX ~28, plus each device's verification: clients attach what the
+    /// devices they send need (`Method::with_tgas`), up to `MAX_CALL_TGAS`.
     pub const REGISTER_NODE: Method = Method::call("register_node", 300);
     pub const REATTEST: Method = Method::call("reattest", 300);
     /// 1.45 Tgas measured.
@@ -267,14 +332,53 @@ pub mod methods {
         pub bundle: B,
     }
 
-    /// `add_gpu({"node_id", "evidence"})`; `E` as `B` above.
+    /// `add_gpu({"node_id", "gpus", "switches"})`: more devices of the pending attestation;
+    /// `E` (a device's evidence) as `B` above.
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]
     #[serde(deny_unknown_fields)]
+    // An absent list is empty, whatever `E` is (serde would otherwise ask `E: Default`).
+    #[serde(bound(
+        serialize = "E: near_sdk::serde::Serialize",
+        deserialize = "E: near_sdk::serde::Deserialize<'de>"
+    ))]
     pub struct AddGpuArgs<E> {
         pub node_id: NodeId,
-        pub evidence: E,
+        #[serde(default)]
+        pub gpus: Vec<E>,
+        #[serde(default)]
+        pub switches: Vec<E>,
     }
+
+    /// `begin_attestation({"gpus", "switches", "node_id"?})`: a registration (no node) or a
+    /// re-attestation of `node_id`, declaring the devices it will present.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct BeginAttestationArgs {
+        pub gpus: u32,
+        pub switches: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub node_id: Option<NodeId>,
+    }
+
+    /// `prune_pending({"signer_keys"})`.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct PrunePendingArgs {
+        pub signer_keys: Vec<PublicKey>,
+    }
+
+    /// A challenge: one storage write (~5 Tgas).
+    pub const BEGIN_ATTESTATION: Method = Method::call("begin_attestation", 30);
+    /// Anyone: removes expired pending attestations (~5 Tgas each, at most 20).
+    pub const PRUNE_PENDING: Method = Method::call("prune_pending", 150);
+    /// `get_pending_attestation({"signer_key"})`.
+    pub const GET_PENDING_ATTESTATION: &str = "get_pending_attestation";
+    /// `get_node_switches({"node_id"})`.
+    pub const GET_NODE_SWITCHES: &str = "get_node_switches";
+    /// The most gas one function call may use (protocol 83+: 1 PGas). Clients pack as many
+    /// devices into one `register_node` / `reattest` / `add_gpu` as fit under it.
+    pub const MAX_CALL_TGAS: u64 = 1_000;
 
     /// `heartbeat`, `get_node`: one node.
     #[near(serializers = [json])]
@@ -339,7 +443,8 @@ pub mod methods {
         pub policy: Option<P>,
     }
 
-    /// Each chain certificate not yet cached costs ~80 Tgas, the report signature another 80.
+    /// Per device: each chain certificate not yet cached, and the report signature, one P-384
+    /// verification each.
     pub const ADD_GPU: Method = Method::call("add_gpu", 300);
     /// ~80 Tgas per certificate verified (`max_signatures`, default 2, at most 3).
     pub const CACHE_GPU_CERTIFICATES: Method = Method::call("cache_gpu_certificates", 300);
@@ -348,7 +453,6 @@ pub mod methods {
     /// Operator, after the unbonding delay: 10 Tgas and the 5 Tgas callback.
     pub const WITHDRAW: Method = Method::one_yocto("withdraw", 30);
 
-    pub const IS_GPU_NONCE_USED: &str = "is_gpu_nonce_used";
     pub const IS_CERTIFICATE_CACHED: &str = "is_certificate_cached";
     pub const IS_GPU_REVOKED: &str = "is_gpu_revoked";
 
@@ -365,13 +469,6 @@ pub mod methods {
     #[derive(Debug, Clone)]
     pub struct RequestUnstakeArgs {
         pub amount: near_sdk::NearToken,
-    }
-
-    /// `is_gpu_nonce_used`'s arguments.
-    #[near(serializers = [json])]
-    #[derive(Debug, Clone, Copy)]
-    pub struct NonceArgs {
-        pub nonce: crate::Hash32,
     }
 
     /// `is_certificate_cached`'s arguments: sha256 of the certificate's DER.

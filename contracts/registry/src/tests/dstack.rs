@@ -236,68 +236,67 @@ fn flip_hex(h: &str, byte: usize) -> String {
     hex::encode(bytes)
 }
 
+/// Issue 16 item 1: NVIDIA's public H100 sample (a real, correctly signed report) answers a
+/// nonce no enclave key hashes to: refused in a bundle without a challenge, in a bundle with
+/// the registry's challenge and in `add_gpu`, and nothing changes.
 #[test]
-fn real_h100_gpu_is_added_once() {
-    let mut r = tdx_registry(|p| p.gpu.min_gpus = 1);
-    let id = as_node(&mut r).expect("registers");
-    assert_eq!(status(&r, id), NodeStatus::Inactive, "no GPU yet");
-
-    // Only the enclave key adds GPUs.
-    Call::by(op()).at(DSTACK_NOW).set();
-    assert!(matches!(
-        r.add_gpu_json(id, hopper_evidence()),
-        Err(RegistryError::NotNodeKey { .. })
-    ));
-    for (bad, message) in [
-        ("garbage", "not valid JSON for this method"),
-        ("{\"report\":\"00\"}", "not valid JSON for this method"),
-    ] {
-        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-        let before = snapshot(&r);
-        let err = expect_err(r.add_gpu_json(id, bad.into()), message);
-        assert!(matches!(err, RegistryError::BadArguments(_)));
-        assert_eq!(snapshot(&r), before);
-    }
-    let mut flipped: serde_json::Value = serde_json::from_str(&hopper_evidence()).expect("json");
-    let report = flipped["report"].as_str().expect("hex").to_owned();
-    flipped["report"] = flip_hex(&report, report.len() / 2 - 10).into();
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    assert!(matches!(
-        r.add_gpu_json(id, flipped.to_string()),
-        Err(RegistryError::Gpu(_))
-    ));
-
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let gpu = r
-        .add_gpu_json(id, hopper_evidence())
-        .expect("H100 verifies");
-    assert_eq!(node(&r, id).gpus, vec![gpu.clone()]);
-    assert_eq!(status(&r, id), NodeStatus::Active);
-    let evs = events();
-    assert!(
-        evs.iter()
-            .any(|e| matches!(e, RegistryEvent::GpuAdded { gpu: g, .. } if *g == gpu))
-    );
-    assert!(
-        evs.iter()
-            .any(|e| matches!(e, RegistryEvent::CertificateCached { .. }))
-    );
-    assert!(evs.contains(&RegistryEvent::NodeStatusChanged {
-        node_id: id,
-        status: NodeStatus::Active
-    }));
-    assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
-    let cached = cached_certificates(&evs);
-    assert!(cached.iter().all(|h| r.is_certificate_cached(*h)));
-
-    // The same evidence again: its nonce is spent.
+fn public_h100_evidence_is_never_bound_to_a_node() {
+    let mut r = tdx_registry(|_| {});
+    // Devices without a challenge.
     Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
     let before = snapshot(&r);
-    assert_eq!(
-        r.add_gpu_json(id, hopper_evidence()).expect_err("replay"),
-        RegistryError::NonceReused(GPU_NONCE.into())
+    let err = r
+        .register_node_json(bundle_with_hopper().to_string(), None)
+        .expect_err("no challenge");
+    assert!(
+        matches!(err, RegistryError::NoPendingAttestation(_)),
+        "{err}"
     );
     assert_eq!(snapshot(&r), before);
+    // With the registry's challenge: the report does not answer the binding nonce.
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let challenge = r
+        .try_begin_attestation(2, 0, None)
+        .expect("begins")
+        .challenge;
+    let mut bundle = bundle_with_hopper();
+    bundle["gpu_challenge"] = challenge.to_string().into();
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let before = snapshot(&r);
+    let err = r
+        .register_node_json(bundle.to_string(), None)
+        .expect_err("not bound");
+    assert!(
+        err.to_string()
+            .contains("GPU nonce not bound to this enclave"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&r), before);
+    // Registered without it, then in add_gpu.
+    bundle["gpus"] = serde_json::json!([]);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let id = r
+        .register_node_json(bundle.to_string(), None)
+        .expect("registers, pending");
+    assert_eq!(status(&r, id), NodeStatus::Pending);
+    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+    let err = r
+        .add_gpu_json(id, gpu_list(&hopper_evidence()).to_string(), "[]".into())
+        .expect_err("not bound");
+    assert!(
+        err.to_string()
+            .contains("GPU nonce not bound to this enclave"),
+        "{err}"
+    );
+    // Malformed arguments are typed errors.
+    for bad in ["garbage", "[{\"report\":\"00\"}]"] {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        let err = expect_err(
+            r.add_gpu_json(id, bad.into(), "[]".into()),
+            "not valid JSON for this method",
+        );
+        assert!(matches!(err, RegistryError::BadArguments(_)));
+    }
 }
 
 /// Issue 16 item 5: governance can drop cached certificates (e.g. one NVIDIA revoked); a
@@ -306,10 +305,18 @@ fn real_h100_gpu_is_added_once() {
 fn governance_forgets_cached_certificates() {
     let mut r = tdx_registry(|p| p.gpu.min_gpus = 1);
     let id = as_node(&mut r).expect("registers");
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    r.add_gpu_json(id, hopper_evidence())
-        .expect("H100 verifies");
-    let cached = cached_certificates(&events());
+    let chain = text("nvidia-hopper-single/hopperCertChain.txt");
+    let mut cached = Vec::new();
+    loop {
+        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
+        let step = r
+            .try_cache_gpu_certificates(id, chain.clone(), Some(3))
+            .expect("caches");
+        if step.is_empty() {
+            break;
+        }
+        cached.extend(cached_certificates(&events()));
+    }
     assert!(!cached.is_empty());
     assert!(cached.iter().all(|h| r.is_certificate_cached(*h)));
 
@@ -340,50 +347,11 @@ fn governance_forgets_cached_certificates() {
     )));
 }
 
-#[test]
-fn gpu_model_policy() {
-    let mut r = tdx_registry(|p| p.gpu.allowed_models = vec!["GB100".into()]);
-    let id = as_node(&mut r).expect("registers");
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r.add_gpu_json(id, hopper_evidence()).expect_err("model");
-    assert!(matches!(err, RegistryError::GpuModelNotAllowed(_)), "{err}");
-    assert!(!r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
-}
-
-/// Issue 16: an empty GPU allowlist admitted every model the evidence named; now it admits
-/// none (a registry starts with Hopper and Blackwell).
-#[test]
-fn an_empty_gpu_allowlist_admits_no_gpu() {
-    let mut r = tdx_registry(|p| p.gpu.allowed_models = Vec::new());
-    let id = as_node(&mut r).expect("registers");
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r
-        .add_gpu_json(id, hopper_evidence())
-        .expect_err("no model allowed");
-    assert!(matches!(err, RegistryError::GpuModelNotAllowed(_)), "{err}");
-    assert_eq!(
-        crate::Policy::default().gpu.allowed_models,
-        vec!["GH100".to_owned(), "GB100".to_owned()]
-    );
-}
-
 /// The dstack node's bundle with the real H100 in its `gpus`.
 fn bundle_with_hopper() -> serde_json::Value {
     let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
     bundle["gpus"] = gpu_list(&hopper_evidence());
     bundle
-}
-
-#[test]
-fn bundle_with_gpu_registers_both() {
-    let mut r = tdx_registry(|_| {});
-    let bundle = bundle_with_hopper();
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let id = r
-        .register_node_json(bundle.to_string(), None)
-        .expect("registers with GPU");
-    assert_eq!(node(&r, id).gpus.len(), 1);
-    assert!(r.is_gpu_nonce_used(GPU_NONCE.parse().expect("nonce")));
 }
 
 /// A change of policy that revokes what the dstack node attested.
@@ -450,42 +418,6 @@ fn gpu_chain_is_cached_in_steps_then_only_the_report_is_verified() {
     let second = step(&mut r, None).expect("the rest");
     assert_eq!(second.len(), 2, "device CA and leaf");
     assert!(step(&mut r, None).expect("nothing left").is_empty());
-
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let gpu = r
-        .add_gpu_json(id, hopper_evidence())
-        .expect("report verifies against the cached leaf");
-    assert_eq!(
-        Some(&gpu.device_id),
-        second.last(),
-        "the leaf hash is the device id"
-    );
-}
-
-#[test]
-fn measured_gpu_policy_falls_back_to_full_verification_without_the_event() {
-    // The dstack vector has no `nvidia-gpu-evidence` event: with the cheaper binding allowed,
-    // its GPU is still verified in full (and a tampered report still fails).
-    let mut r = tdx_registry(|p| p.gpu.allow_measured_in_rtmr3 = true);
-    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    let mut gpu: serde_json::Value = serde_json::from_str(&hopper_evidence()).expect("json");
-    let report = gpu["report"].as_str().expect("hex").to_owned();
-    gpu["report"] = flip_hex(&report, report.len() / 2 - 10).into();
-    bundle["gpus"] = serde_json::json!([gpu]);
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let before = snapshot(&r);
-    let err = r
-        .register_node_json(bundle.to_string(), None)
-        .expect_err("tampered GPU");
-    assert!(err.to_string().contains("GPU 0"), "{err}");
-    assert_eq!(snapshot(&r), before);
-
-    bundle["gpus"] = gpu_list(&hopper_evidence());
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let id = r
-        .register_node_json(bundle.to_string(), None)
-        .expect("full verification");
-    assert_eq!(node(&r, id).gpus.len(), 1);
 }
 
 /// The real H100 chain's PEM blocks in the given order (0 = leaf, 1 = BROM, 2 = Provisioner
@@ -502,28 +434,13 @@ fn hopper_chain(order: &[usize]) -> String {
     order.iter().map(|&i| blocks[i].as_str()).collect()
 }
 
-fn hopper_evidence_with(certificate_chain: &str) -> String {
-    serde_json::json!({
-        "report": text("nvidia-hopper-single/hopperAttestationReport.txt"),
-        "nonce": GPU_NONCE,
-        "certificate_chain": certificate_chain,
-    })
-    .to_string()
-}
-
+/// The duplicated-leaf chain on the registry's chain-caching path (the library's tests cover
+/// the bundle and device paths, where an unbound report is refused before its chain).
 #[test]
-fn a_duplicated_leaf_chain_is_neither_cached_nor_added() {
+fn a_duplicated_leaf_chain_is_never_cached() {
     let mut r = tdx_registry(|_| {});
     let dup = hopper_chain(&[0, 0, 1, 2, 3]);
     let duplicate = |e: &RegistryError| matches!(e, RegistryError::Gpu(m) if m.contains("repeats"));
-    let mut bundle: serde_json::Value = serde_json::from_str(&dstack_bundle()).expect("json");
-    bundle["gpus"] = gpu_list(&hopper_evidence_with(&dup));
-    // In a registration bundle (nothing cached).
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r
-        .register_node_json(bundle.to_string(), None)
-        .expect_err("a bundle with the duplicated leaf chain is refused");
-    assert!(err.to_string().contains("repeats"), "{err}");
     let id = as_node(&mut r).expect("registers");
     let step = |r: &mut Registry, chain: &str| {
         Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
@@ -534,31 +451,16 @@ fn a_duplicated_leaf_chain_is_neither_cached_nor_added() {
     assert!(duplicate(&err), "{err:?}");
     assert!(events().is_empty(), "nothing cached");
 
-    // With the honest chain cached, neither a step nor add_gpu accepts the duplicated chain.
+    // With the honest chain cached, a step still refuses the duplicated chain, and an extra
+    // copy of an intermediate.
     while !step(&mut r, &hopper_chain(&[0, 1, 2, 3]))
         .expect("honest chain")
         .is_empty()
     {}
     let err = step(&mut r, &dup).expect_err("refused over the cached chain");
     assert!(duplicate(&err), "{err:?}");
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r
-        .add_gpu_json(id, hopper_evidence_with(&dup))
-        .expect_err("add_gpu refuses the duplicated leaf");
+    let err = step(&mut r, &hopper_chain(&[0, 1, 1, 2, 3])).expect_err("a repeated BROM");
     assert!(duplicate(&err), "{err:?}");
-    // An extra copy of an intermediate is refused the same way.
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r
-        .add_gpu_json(id, hopper_evidence_with(&hopper_chain(&[0, 1, 1, 2, 3])))
-        .expect_err("add_gpu refuses a repeated BROM");
-    assert!(duplicate(&err), "{err:?}");
-    // In a re-attestation bundle, with the honest chain cached.
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = r
-        .reattest_json(id, bundle.to_string())
-        .expect_err("a re-attestation with the duplicated leaf chain is refused");
-    assert!(err.to_string().contains("repeats"), "{err}");
-    assert!(node(&r, id).gpus.is_empty());
 }
 
 #[test]
@@ -582,90 +484,12 @@ fn cached_certificates_are_rechecked_against_their_validity() {
         }
     }
     Call::by(op()).key(node_key()).at(BEFORE_ICA).set();
+    let chain = text("nvidia-hopper-single/hopperCertChain.txt");
     let err = r
-        .add_gpu_json(id, hopper_evidence())
+        .try_cache_gpu_certificates(id, chain, Some(3))
         .expect_err("the cached ICA is not valid yet");
     assert!(
         matches!(&err, RegistryError::Gpu(m) if m.contains("not valid at")),
         "{err:?}"
     );
-}
-
-/// Issue 15, finding 7: every write a GPU path makes (spent nonce, device owner, cached
-/// certificates) is charged to the operator, byte for byte.
-#[test]
-fn gpu_storage_is_charged_to_the_operator() {
-    // Caching the chain step by step, then adding the GPU.
-    let mut r = tdx_registry(|_| {});
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let id = paid(&mut r, "register", |r| {
-        r.register_node_json(dstack_bundle(), None)
-    })
-    .expect("registers");
-    let chain = text("nvidia-hopper-single/hopperCertChain.txt");
-    loop {
-        Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-        let cached = paid(&mut r, "cache_gpu_certificates", |r| {
-            r.try_cache_gpu_certificates(id, chain.clone(), Some(2))
-        })
-        .expect("caches");
-        if cached.is_empty() {
-            break;
-        }
-    }
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    paid(&mut r, "add_gpu", |r| r.add_gpu_json(id, hopper_evidence())).expect("adds");
-    Call::by(op()).yocto().at(DSTACK_NOW).set();
-    paid(&mut r, "deregister", |r| r.try_deregister(id)).expect("deregisters");
-
-    // Adding the GPU with nothing cached.
-    let mut r = tdx_registry(|_| {});
-    let id = as_node(&mut r).expect("registers");
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    paid(&mut r, "add_gpu, chain verified in full", |r| {
-        r.add_gpu_json(id, hopper_evidence())
-    })
-    .expect("adds");
-
-    // Registering with the GPU in the bundle.
-    let mut r = tdx_registry(|_| {});
-    let bundle = bundle_with_hopper();
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    paid(&mut r, "register with a GPU", |r| {
-        r.register_node_json(bundle.to_string(), None)
-    })
-    .expect("registers with GPU");
-}
-
-/// Issue 16 item 5: governance removes a GPU device id (e.g. a leaked device key): it leaves
-/// the node holding it and can never be attached again.
-#[test]
-fn a_revoked_gpu_leaves_its_node_and_cannot_come_back() {
-    let mut r = tdx_registry(|_| {});
-    let bundle = bundle_with_hopper();
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let id = r
-        .register_node_json(bundle.to_string(), None)
-        .expect("registers with GPU");
-    let device = node(&r, id).gpus[0].device_id;
-
-    Call::by(op()).yocto().at(DSTACK_NOW).set();
-    assert!(matches!(
-        r.try_revoke_gpus(vec![device]),
-        Err(RegistryError::NotOwner { .. })
-    ));
-    Call::by(owner()).yocto().at(DSTACK_NOW).set();
-    assert_eq!(r.try_revoke_gpus(vec![device]).expect("owner"), 1);
-    assert!(node(&r, id).gpus.is_empty());
-    assert!(r.is_gpu_revoked(device));
-
-    // A registry that revoked it first refuses it in a registration.
-    let mut fresh = tdx_registry(|_| {});
-    Call::by(owner()).yocto().at(DSTACK_NOW).set();
-    assert_eq!(fresh.try_revoke_gpus(vec![device]).expect("owner"), 0);
-    Call::by(op()).key(node_key()).at(DSTACK_NOW).set();
-    let err = fresh
-        .register_node_json(bundle.to_string(), None)
-        .expect_err("revoked");
-    assert!(matches!(err, RegistryError::GpuRevoked(_)), "{err}");
 }

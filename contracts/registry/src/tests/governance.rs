@@ -239,24 +239,73 @@ fn migrate_keeps_the_state() {
     assert_eq!(node(&migrated, id).node_id, id);
 }
 
+/// The layout version 2 stored for the state of `r` (its collections are under the same
+/// prefixes; the set of used GPU nonces was one more collection).
+fn as_version_2(r: &Registry) -> Vec<u8> {
+    use crate::storage_keys::StorageKey;
+    use crate::upgrade::legacy;
+    use near_sdk::store::{LookupMap, LookupSet};
+    let p = r.policy.clone();
+    let v2 = legacy::Registry {
+        state_version: 2,
+        owner: r.owner.clone(),
+        mainnet: r.mainnet,
+        dev_mode_available: r.dev_mode_available,
+        marketplace: r.marketplace.clone(),
+        policy: legacy::Policy {
+            platforms: p.platforms,
+            compose_hashes: p.compose_hashes,
+            image_digests: p.image_digests,
+            image_digest_event: p.image_digest_event,
+            tcb_grace: p.tcb_grace,
+            attestation_lifetime_ns: p.attestation_lifetime_ns,
+            heartbeat_interval_ns: p.heartbeat_interval_ns,
+            missed_heartbeats: p.missed_heartbeats,
+            min_stake: p.min_stake,
+            unbonding_delay_ns: p.unbonding_delay_ns,
+            gpu: p.gpu,
+            dev_mode: p.dev_mode,
+            dev_ca_key: p.dev_ca_key,
+        },
+        operators: LookupMap::new(StorageKey::Operators),
+        nodes: LookupMap::new(StorageKey::Nodes),
+        next_node_id: r.next_node_id,
+        node_by_signer_key: LookupMap::new(StorageKey::NodeBySignerKey),
+        gpu_owner: LookupMap::new(StorageKey::GpuOwner),
+        used_gpu_nonces: LookupSet::new(StorageKey::UsedGpuNonces),
+        cert_cache: LookupSet::new(StorageKey::CertCache),
+        credits: LookupMap::new(StorageKey::Credits),
+    };
+    near_sdk::borsh::to_vec(&v2).expect("borsh")
+}
+
 #[test]
-fn migrate_reads_the_version_1_enum_layout() {
+fn migrate_reads_the_version_1_and_2_layouts() {
     use enclave_cloud_common::state_version::STATE_KEY;
-    let (r, id) = with_node();
+    let (mut r, id) = with_node();
     let before = snapshot(&r);
-    // What the previous code stored: `enum Registry { V1(StateV1) }`, i.e. the borsh tag 0
-    // and then the same fields the current layout keeps behind its u16 version.
-    let current = near_sdk::borsh::to_vec(&r).expect("borsh");
-    assert_eq!(current[..2], crate::STATE_VERSION.to_le_bytes());
-    let mut old = vec![0u8];
-    old.extend_from_slice(&current[2..]);
+    r.policy.challenge_lifetime_ns = near_sdk::json_types::U64(1);
+    let v2 = as_version_2(&r);
+    assert_eq!(v2[..2], 2u16.to_le_bytes());
+    // Version 1: `enum Registry { V1(StateV1) }`, i.e. the borsh tag 0 and then the same
+    // fields version 2 keeps behind its u16 version.
+    let mut v1 = vec![0u8];
+    v1.extend_from_slice(&v2[2..]);
     drop(r);
-    near_sdk::env::storage_write(STATE_KEY, &old);
-    Call::by(acc("registry.near")).set();
-    let migrated = Registry::try_migrate().expect("migrates from version 1");
-    assert_eq!(migrated.state_version, crate::STATE_VERSION);
-    assert_eq!(snapshot(&migrated), before);
-    assert_eq!(node(&migrated, id).node_id, id);
+    for (version, bytes) in [(2, v2), (1, v1)] {
+        near_sdk::env::storage_write(STATE_KEY, &bytes);
+        Call::by(acc("registry.near")).set();
+        let migrated = Registry::try_migrate()
+            .unwrap_or_else(|e| panic!("migrates from version {version}: {e}"));
+        assert_eq!(migrated.state_version, crate::STATE_VERSION);
+        assert_eq!(snapshot(&migrated), before, "version {version}");
+        assert_eq!(
+            migrated.policy.challenge_lifetime_ns.0,
+            3600 * SEC,
+            "the new policy field takes its default"
+        );
+        assert_eq!(node(&migrated, id).node_id, id);
+    }
     // Bytes of no known layout are refused, not misread.
     near_sdk::env::storage_write(STATE_KEY, &[9, 9, 9]);
     assert!(matches!(
@@ -332,11 +381,11 @@ fn tcb_grace_ends_a_node_at_its_deadline() {
         ..Default::default()
     };
     assert_eq!(
-        node_status(&node, Some(&operator), &policy, T0 + 60 * SEC),
+        node_status(&node, Some(&operator), &policy, T0 + 60 * SEC, false),
         NodeStatus::Active
     );
     assert_eq!(
-        node_status(&node, Some(&operator), &policy, T0 + 61 * SEC),
+        node_status(&node, Some(&operator), &policy, T0 + 61 * SEC, false),
         NodeStatus::Expired
     );
     let no_grace = Policy {
@@ -344,7 +393,7 @@ fn tcb_grace_ends_a_node_at_its_deadline() {
         ..policy
     };
     assert_eq!(
-        node_status(&node, Some(&operator), &no_grace, T0),
+        node_status(&node, Some(&operator), &no_grace, T0, false),
         NodeStatus::Expired
     );
 }

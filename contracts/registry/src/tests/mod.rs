@@ -1,5 +1,6 @@
 //! Unit tests (`testing_env!`). Helpers here; one module per concern.
 
+mod binding;
 mod dstack;
 mod governance;
 mod nodes;
@@ -9,12 +10,13 @@ mod views;
 use ed25519_dalek::{Signer, SigningKey};
 use enclave_cloud_common::events::{AnyEvent, RegistryEvent};
 use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::interfaces::registry::AttestationProgress;
 use enclave_cloud_common::{NodeId, NodeStatus};
 use near_sdk::json_types::U64;
 use near_sdk::test_utils::{VMContextBuilder, get_logs};
 use near_sdk::{AccountId, CurveType, Gas, NearToken, PublicKey, testing_env};
 
-pub use crate::{Policy, Registry, RegistryError, RegistryViewApi};
+pub use crate::{PendingApi, Policy, Registry, RegistryError, RegistryViewApi};
 
 pub const SEC: u64 = 1_000_000_000;
 pub const DAY: u64 = 24 * 3600 * SEC;
@@ -162,11 +164,13 @@ pub trait JsonCalls {
         details: Option<crate::NodeUpdate>,
     ) -> Result<NodeId, RegistryError>;
     fn reattest_json(&mut self, node_id: NodeId, bundle: String) -> Result<(), RegistryError>;
+    /// `gpus` and `switches`: JSON arrays of evidence.
     fn add_gpu_json(
         &mut self,
         node_id: NodeId,
-        evidence: String,
-    ) -> Result<enclave_cloud_common::GpuInfo, RegistryError>;
+        gpus: String,
+        switches: String,
+    ) -> Result<AttestationProgress, RegistryError>;
 }
 
 impl JsonCalls for Registry {
@@ -186,10 +190,11 @@ impl JsonCalls for Registry {
     fn add_gpu_json(
         &mut self,
         node_id: NodeId,
-        evidence: String,
-    ) -> Result<enclave_cloud_common::GpuInfo, RegistryError> {
+        gpus: String,
+        switches: String,
+    ) -> Result<AttestationProgress, RegistryError> {
         with_input(format!(
-            r#"{{"node_id":"{node_id}","evidence":{evidence}}}"#
+            r#"{{"node_id":"{node_id}","gpus":{gpus},"switches":{switches}}}"#
         ));
         self.try_add_gpu()
     }
@@ -342,7 +347,9 @@ pub fn storage_mark(r: &mut Registry) -> StorageMark {
     r.node_by_signer_key.flush();
     r.gpu_owner.flush();
     r.credits.flush();
-    // `used_gpu_nonces` and `cert_cache` (store::LookupSet) write through: nothing to flush.
+    r.pending.flush();
+    r.node_switches.flush();
+    // `cert_cache` (store::LookupSet) writes through: nothing to flush.
     let charged = [op(), acc("other.near")]
         .iter()
         .filter_map(|a| r.operators.get(a))

@@ -177,7 +177,6 @@ fn views_of_unknown_things_are_empty() {
     assert!(r.get_node(NodeId(99)).is_none());
     assert!(r.get_operator(acc("nobody.near")).is_none());
     assert!(r.get_node_by_signer_key(key(99).1).is_none());
-    assert!(!r.is_gpu_nonce_used(enclave_cloud_common::Hash32([0; 32])));
     assert!(r.get_credit(acc("nobody.near")).is_zero());
     let config = r.get_config();
     assert_eq!(
