@@ -22,6 +22,7 @@
 pub mod api;
 pub mod attest;
 pub mod chain;
+pub mod chat_api;
 pub mod claim;
 pub mod cli;
 pub mod daemon;
