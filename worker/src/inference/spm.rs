@@ -46,7 +46,7 @@ impl TokenKind {
     }
 
     /// Pieces that text may turn into (merges and whole symbols).
-    fn from_text(self) -> bool {
+    fn text_may_produce(self) -> bool {
         matches!(self, Self::Normal | Self::UserDefined)
     }
 }
@@ -255,7 +255,7 @@ impl Vocab {
     /// The id of `text` if text may produce that piece.
     fn text_piece(&self, text: &str) -> Option<TokenId> {
         self.token_id(text)
-            .filter(|&id| self.pieces[id as usize].kind.from_text())
+            .filter(|&id| self.pieces[id as usize].kind.text_may_produce())
     }
 
     /// SentencePiece BPE on one fragment: merge the best-scoring adjacent pair until none is a
@@ -439,7 +439,7 @@ impl Utf8Decoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn piece(text: &str, score: f32, kind: TokenKind) -> Piece {
@@ -451,7 +451,7 @@ mod tests {
     }
 
     /// A small Gemma-like vocabulary: specials, 256 byte tokens, a few merges.
-    fn vocab() -> Vocab {
+    pub(crate) fn vocab() -> Vocab {
         let mut pieces = vec![
             piece("<pad>", 0.0, TokenKind::Control),
             piece("<eos>", 0.0, TokenKind::Control),
