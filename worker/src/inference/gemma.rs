@@ -411,3 +411,58 @@ impl InferenceBackend for GemmaBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decoding with the KV cache (what requests do) picks the same greedy tokens as
+    /// recomputing the whole sequence from scratch at every step.
+    #[test]
+    fn cached_decoding_matches_recomputing_from_scratch() {
+        let Some(path) = GemmaBackend::path_from_env() else {
+            eprintln!(
+                "SKIPPED: {GGUF_ENV} is not set; run eval \"$(worker/scripts/fetch-gemma.sh)\""
+            );
+            return;
+        };
+        let backend = GemmaBackend::load(&path).unwrap();
+        let request = ChatCompletionRequest {
+            model: MODEL_ID.into(),
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "List three colours.".into(),
+            }],
+            max_tokens: Some(6),
+            temperature: Some(0.0),
+            ..ChatCompletionRequest::default()
+        };
+        let prepared = backend.prepare(&request).unwrap();
+        let mut text = String::new();
+        backend
+            .generate_blocking(&prepared, &mut |event| {
+                if let GenerationEvent::Text(t) = event {
+                    text.push_str(&t);
+                }
+                true
+            })
+            .unwrap();
+        let mut sequence = prepared.prompt.clone();
+        let mut generated = Vec::new();
+        for _ in 0..prepared.max_tokens {
+            let mut model = backend.inner.weights.clone();
+            let input = Tensor::new(sequence.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let logits = model.forward(&input, 0).unwrap().squeeze(0).unwrap();
+            let token = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+            if backend.inner.template.is_stop(&backend.inner.vocab, token) {
+                break;
+            }
+            generated.push(token);
+            sequence.push(token);
+        }
+        assert_eq!(backend.vocab().decode(&generated), text);
+    }
+}
