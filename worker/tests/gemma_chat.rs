@@ -356,6 +356,16 @@ async fn bad_requests_are_openai_errors_and_models_are_listed() {
     };
     let hi = serde_json::json!([{"role": "user", "content": "hi"}]);
 
+    // Embeddings: not this model's job; another model is unknown here.
+    let embed = |model: &str| {
+        client
+            .post(format!("{base}/v1/embeddings"))
+            .json(&serde_json::json!({"model": model, "input": "x"}))
+            .send()
+    };
+    assert_eq!(embed(MODEL_ID).await.unwrap().status(), 400);
+    assert_eq!(embed("all-minilm-l6-v2").await.unwrap().status(), 404);
+
     let e = refused(404, serde_json::json!({"model": "gpt-4", "messages": hi})).await;
     assert_eq!(e.code.as_deref(), Some("model_not_found"));
     assert_eq!(e.param.as_deref(), Some("model"));

@@ -402,8 +402,11 @@ impl InferenceBackend for GemmaBackend {
         })
     }
 
-    fn embed(&self, _request: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
+    fn embed(&self, request: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
         Box::pin(async move {
+            if !Self::serves_model(&request.model) {
+                return Err(InferenceError::UnknownModel(request.model));
+            }
             Err(InferenceError::Unsupported {
                 backend: self.name(),
                 what: "embeddings (gemma-3-270m is a chat model)",
