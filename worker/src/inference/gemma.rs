@@ -302,8 +302,9 @@ impl GemmaBackend {
     }
 }
 
-/// Tensor types candle has no x86 SIMD dot product for: its scalar fallback made decoding about
-/// ten times slower (Q4_K_M stores gemma-3-270m's 640-wide q/k/gate/up projections as Q5_0).
+/// Tensor types candle has no x86 SIMD dot product for (Q4_K_M stores gemma-3-270m's 640-wide
+/// q/k/gate/up projections as Q5_0): with its scalar fallback the first token took 5x and each
+/// next one 2x as long (measured with worker/examples/gemma_bench.rs).
 const SLOW_TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
 
 /// The GGUF in memory, with the [`SLOW_TYPES`] tensors dequantized to f32 (exact: the model
