@@ -421,9 +421,9 @@ mod tests {
     use super::*;
 
     /// Decoding with the KV cache (what requests do) picks the same greedy tokens as
-    /// recomputing the whole sequence from scratch at every step.
+    /// recomputing the whole sequence from scratch at every step. (One test: one model load.)
     #[test]
-    fn cached_decoding_matches_recomputing_from_scratch() {
+    fn cached_decoding_matches_recomputing_from_scratch_and_a_gone_client_stops_it() {
         let Some(path) = GemmaBackend::path_from_env() else {
             eprintln!(
                 "SKIPPED: {GGUF_ENV} is not set; run eval \"$(worker/scripts/fetch-gemma.sh)\""
@@ -468,5 +468,17 @@ mod tests {
             sequence.push(token);
         }
         assert_eq!(backend.vocab().decode(&generated), text);
+
+        // A client that goes away (emit returns false) stops the generation at once.
+        let mut long = prepared.clone();
+        long.max_tokens = 200;
+        let mut events = 0;
+        backend
+            .generate_blocking(&long, &mut |_| {
+                events += 1;
+                false
+            })
+            .unwrap();
+        assert_eq!(events, 1);
     }
 }
