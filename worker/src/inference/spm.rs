@@ -33,7 +33,8 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    fn from_gguf(value: i32) -> Result<Self, VocabError> {
+    /// From a `tokenizer.ggml.token_type` value.
+    pub fn from_gguf(value: i32) -> Result<Self, VocabError> {
         Ok(match value {
             1 => Self::Normal,
             2 => Self::Unknown,
