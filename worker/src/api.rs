@@ -1,33 +1,38 @@
 //! The worker's own OpenAI-compatible endpoint, so a client can verify the enclave and talk to
 //! it directly:
 //!
-//! * `POST /v1/chat/completions`, `POST /v1/embeddings`: OpenAI request and response shapes,
-//!   served by the configured [`InferenceBackend`];
+//! * `POST /v1/chat/completions` (with `stream: true` as server-sent events, see
+//!   [`crate::chat_api`]), `POST /v1/embeddings`, `GET /v1/models`: OpenAI request and response
+//!   shapes, served by the configured [`InferenceBackend`];
 //! * `GET /v1/attestation`: the current attestation bundle (verify it with
 //!   `ecloud attestation verify`, then trust `enclave_key`).
 //!
-//! Errors use OpenAI's body, `{"error": {"message", "type", "code"}}`, so OpenAI SDKs surface
-//! them; `code` is a stable machine-readable name.
+//! Errors use OpenAI's body, `{"error": {"message", "type", "param", "code"}}`, so OpenAI SDKs
+//! surface them; `code` is a stable machine-readable name. Request bodies are bounded by
+//! [`MAX_REQUEST_BYTES`] (413 beyond).
 
 use std::sync::{Arc, RwLock};
 
 use attestation::AttestationBundle;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::inference::{
-    ChatCompletionRequest, ChatCompletionResponse, EmbeddingsRequest, EmbeddingsResponse,
-    InferenceBackend, InferenceError, OpenAiError, OpenAiErrorBody,
+    EmbeddingsRequest, EmbeddingsResponse, InferenceBackend, InferenceError, OpenAiError,
+    OpenAiErrorBody,
 };
+
+/// The largest request body accepted (an embeddings batch of 64 inputs fits many times over).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Shared state of the endpoint.
 #[derive(Clone)]
 pub struct ApiState {
-    backend: Arc<dyn InferenceBackend>,
+    pub(crate) backend: Arc<dyn InferenceBackend>,
     bundle: Arc<RwLock<AttestationBundle>>,
 }
 
@@ -58,7 +63,7 @@ impl ApiState {
 /// An error answered to the client.
 #[derive(Debug)]
 pub enum ApiError {
-    BadJson(String),
+    BadJson { status: StatusCode, message: String },
     Inference(InferenceError),
 }
 
@@ -70,59 +75,77 @@ impl From<InferenceError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        Self::BadJson(e.body_text())
+        Self::BadJson {
+            status: e.status(),
+            message: e.body_text(),
+        }
     }
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    /// Status, OpenAI `type`, the request field at fault, and our `code`.
+    fn parts(&self) -> (StatusCode, &'static str, Option<&'static str>, &'static str) {
         use InferenceError as E;
+        let invalid = "invalid_request_error";
         match self {
-            Self::BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "bad_json"),
+            Self::BadJson { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                (*status, invalid, None, "request_too_large")
+            }
+            Self::BadJson { .. } => (StatusCode::BAD_REQUEST, invalid, None, "bad_json"),
             Self::Inference(e) => match e {
-                E::Unsupported { .. } => (
+                E::Unsupported { .. } => (StatusCode::BAD_REQUEST, invalid, None, "unsupported"),
+                E::BadRequest(_) => (StatusCode::BAD_REQUEST, invalid, None, "bad_request"),
+                E::InvalidParam { param, .. } => (
                     StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "unsupported",
+                    invalid,
+                    Some(*param),
+                    "invalid_value",
                 ),
-                E::BadRequest(_) => (
+                E::ContextTooLong { .. } => (
                     StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "bad_request",
+                    invalid,
+                    Some("messages"),
+                    "context_length_exceeded",
                 ),
                 E::UnknownModel(_) => (
                     StatusCode::NOT_FOUND,
-                    "invalid_request_error",
+                    invalid,
+                    Some("model"),
                     "model_not_found",
                 ),
-                E::Upstream { .. } => {
-                    (StatusCode::BAD_GATEWAY, "upstream_error", "upstream_status")
-                }
+                E::Upstream { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    None,
+                    "upstream_status",
+                ),
                 E::Transport(_) => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
+                    None,
                     "upstream_unreachable",
                 ),
                 E::Protocol(_) => (
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
+                    None,
                     "upstream_protocol",
                 ),
                 E::Model(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
+                    None,
                     "model_failure",
                 ),
             },
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, kind, code) = self.parts();
-        let message = match &self {
-            Self::BadJson(m) => m.clone(),
+    /// The status and OpenAI error body (also sent as the last event of a failed stream).
+    pub(crate) fn body(&self) -> (StatusCode, OpenAiErrorBody) {
+        let (status, kind, param, code) = self.parts();
+        let message = match self {
+            Self::BadJson { message, .. } => message.clone(),
             Self::Inference(e) => e.to_string(),
         };
         if status.is_server_error() {
@@ -132,19 +155,19 @@ impl IntoResponse for ApiError {
             error: OpenAiError {
                 message,
                 kind: kind.into(),
+                param: param.map(str::to_owned),
                 code: Some(code.into()),
             },
         };
-        (status, Json(body)).into_response()
+        (status, body)
     }
 }
 
-async fn chat(
-    State(state): State<ApiState>,
-    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
-) -> Result<Json<ChatCompletionResponse>, ApiError> {
-    let Json(request) = body?;
-    Ok(Json(state.backend.chat(request).await?))
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.body();
+        (status, Json(body)).into_response()
+    }
 }
 
 async fn embeddings(
@@ -162,9 +185,11 @@ async fn attestation(State(state): State<ApiState>) -> Json<AttestationBundle> {
 /// The endpoint's routes.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions", post(crate::chat_api::chat))
+        .route("/v1/models", get(crate::chat_api::models))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/attestation", get(attestation))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
 }
 

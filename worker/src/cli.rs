@@ -303,7 +303,7 @@ pub enum GpuProviderKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
-    /// all-MiniLM-L6-v2 on the CPU.
+    /// all-MiniLM-L6-v2 (embeddings) and/or gemma-3-270m (chat) on the CPU.
     Embedded,
     /// An OpenAI-compatible server (vLLM, SGLang, llama.cpp, Ollama).
     Openai,
@@ -313,9 +313,13 @@ pub enum BackendKind {
 pub struct BackendArgs {
     #[arg(long, value_enum, env = "ECLOUD_BACKEND", default_value = "embedded")]
     pub backend: BackendKind,
-    /// embedded: the model directory (config.json, tokenizer.json, model.safetensors).
+    /// embedded: the all-MiniLM-L6-v2 directory (config.json, tokenizer.json,
+    /// model.safetensors), for embeddings.
     #[arg(long, env = MODEL_DIR_ENV)]
     pub model_dir: Option<PathBuf>,
+    /// embedded: the gemma-3-270m GGUF file (worker/scripts/fetch-gemma.sh), for chat.
+    #[arg(long, env = "ECLOUD_GEMMA_GGUF")]
+    pub gemma_gguf: Option<PathBuf>,
     /// openai: base URL including the API prefix, e.g. http://127.0.0.1:8000/v1.
     #[arg(long, env = "ECLOUD_UPSTREAM_URL")]
     pub upstream_url: Option<String>,
@@ -455,12 +459,13 @@ fn nvml_source() -> Result<Box<dyn GpuEvidenceSource>, CliError> {
 pub fn backend(args: &BackendArgs) -> Result<Arc<dyn InferenceBackend>, CliError> {
     match args.backend {
         BackendKind::Embedded => {
-            let dir = args.model_dir.as_deref().ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--model-dir (or {MODEL_DIR_ENV}) is required with --backend embedded"
-                ))
-            })?;
-            embedded_backend(dir)
+            if args.model_dir.is_none() && args.gemma_gguf.is_none() {
+                return Err(CliError::Usage(format!(
+                    "--model-dir (or {MODEL_DIR_ENV}) and/or --gemma-gguf (or ECLOUD_GEMMA_GGUF) \
+                     is required with --backend embedded"
+                )));
+            }
+            embedded_backend(args.model_dir.as_deref(), args.gemma_gguf.as_deref())
         }
         BackendKind::Openai => {
             let url = args.upstream_url.as_deref().ok_or_else(|| {
@@ -475,15 +480,31 @@ pub fn backend(args: &BackendArgs) -> Result<Arc<dyn InferenceBackend>, CliError
     }
 }
 
+/// MiniLM for embeddings and/or Gemma for chat, each request to the one serving its model.
 #[cfg(feature = "embedded")]
-fn embedded_backend(dir: &Path) -> Result<Arc<dyn InferenceBackend>, CliError> {
-    Ok(Arc::new(crate::inference::embedded::MiniLmBackend::load(
-        dir,
-    )?))
+fn embedded_backend(
+    minilm_dir: Option<&Path>,
+    gemma_gguf: Option<&Path>,
+) -> Result<Arc<dyn InferenceBackend>, CliError> {
+    use crate::inference::{embedded::MiniLmBackend, gemma::GemmaBackend, routed::Routed};
+    let mut backends: Vec<Arc<dyn InferenceBackend>> = Vec::new();
+    if let Some(dir) = minilm_dir {
+        backends.push(Arc::new(MiniLmBackend::load(dir)?));
+    }
+    if let Some(gguf) = gemma_gguf {
+        backends.push(Arc::new(GemmaBackend::load(gguf)?));
+    }
+    Ok(match backends.len() {
+        1 => backends.remove(0),
+        _ => Arc::new(Routed::new(backends)),
+    })
 }
 
 #[cfg(not(feature = "embedded"))]
-fn embedded_backend(_dir: &Path) -> Result<Arc<dyn InferenceBackend>, CliError> {
+fn embedded_backend(
+    _minilm_dir: Option<&Path>,
+    _gemma_gguf: Option<&Path>,
+) -> Result<Arc<dyn InferenceBackend>, CliError> {
     Err(CliError::Usage(
         "--backend embedded needs a worker built with the `embedded` feature".into(),
     ))

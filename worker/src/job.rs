@@ -67,6 +67,7 @@ impl Answer {
             error: OpenAiError {
                 message,
                 kind: kind.into(),
+                param: None,
                 code: None,
             },
         };
@@ -229,9 +230,10 @@ impl Executor {
         match result {
             Ok(answer) => Ok(answer),
             Err(e) => match &e {
-                InferenceError::BadRequest(_) | InferenceError::Unsupported { .. } => {
-                    Ok(bad(e.to_string()))
-                }
+                InferenceError::BadRequest(_)
+                | InferenceError::InvalidParam { .. }
+                | InferenceError::ContextTooLong { .. }
+                | InferenceError::Unsupported { .. } => Ok(bad(e.to_string())),
                 InferenceError::UnknownModel(_) => {
                     Ok(Answer::refused(404, "invalid_request_error", e.to_string()))
                 }

@@ -4,8 +4,10 @@
 //! * [`envelope`]: HPKE envelopes for job inputs and outputs ([`protocol::envelope`], shared
 //!   with the `ecloud` client).
 //! * [`attest`]: attestation providers (dev, Intel TDX configfs-tsm, NVIDIA NVML).
-//! * [`inference`]: inference backends (OpenAI-compatible HTTP, embedded candle MiniLM).
-//! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`.
+//! * [`inference`]: inference backends (OpenAI-compatible HTTP, embedded candle MiniLM and
+//!   gemma-3-270m).
+//! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`; its chat and
+//!   models routes (streaming as server-sent events) in [`chat_api`].
 //! * [`job`]: one job inside the enclave (open, infer, seal, sign).
 //! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
 //! * [`claim`]: which open jobs are worth claiming (cap covers the input, time left).
@@ -24,6 +26,7 @@
 pub mod api;
 pub mod attest;
 pub mod chain;
+pub mod chat_api;
 pub mod claim;
 pub mod cli;
 pub mod daemon;

@@ -144,7 +144,7 @@ impl MiniLmBackend {
         Ok((vectors, tokens))
     }
 
-    fn serves(model: &str) -> bool {
+    fn serves_model(model: &str) -> bool {
         MODEL_ALIASES.iter().any(|a| a.eq_ignore_ascii_case(model))
     }
 }
@@ -152,6 +152,14 @@ impl MiniLmBackend {
 impl InferenceBackend for MiniLmBackend {
     fn name(&self) -> &'static str {
         "embedded-minilm"
+    }
+
+    fn models(&self) -> BackendFuture<'_, Vec<String>> {
+        Box::pin(async { Ok(vec![MODEL_ALIASES[0].to_owned()]) })
+    }
+
+    fn serves(&self, model: &str) -> bool {
+        Self::serves_model(model)
     }
 
     fn chat(&self, _request: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
@@ -165,7 +173,7 @@ impl InferenceBackend for MiniLmBackend {
 
     fn embed(&self, request: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
         Box::pin(async move {
-            if !Self::serves(&request.model) {
+            if !Self::serves_model(&request.model) {
                 return Err(InferenceError::UnknownModel(request.model));
             }
             if let Some(format) = request.encoding_format.as_deref()
@@ -379,10 +387,7 @@ pub(crate) mod tests {
         let chat = ChatCompletionRequest {
             model: "all-minilm-l6-v2".into(),
             messages: vec![],
-            max_tokens: None,
-            temperature: None,
-            seed: None,
-            stream: None,
+            ..ChatCompletionRequest::default()
         };
         assert!(matches!(
             backend.chat(chat).await,

@@ -6,9 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::stream::chunks_of_sse;
 use super::{
-    BackendFuture, ChatCompletionRequest, ChatCompletionResponse, EmbeddingsRequest,
-    EmbeddingsResponse, InferenceBackend, InferenceError, OpenAiErrorBody,
+    BackendFuture, ChatCompletionRequest, ChatCompletionResponse, ChunkStream, EmbeddingsRequest,
+    EmbeddingsResponse, InferenceBackend, InferenceError, ModelList, OpenAiErrorBody,
 };
 
 #[derive(Debug, Clone)]
@@ -35,37 +36,57 @@ impl OpenAiHttpBackend {
         })
     }
 
-    async fn post<B: Serialize + Sync, R: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<R, InferenceError> {
-        let mut request = self
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self
             .client
-            .post(format!("{}{path}", self.base_url))
-            .json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+            .request(method, format!("{}{path}", self.base_url));
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
         }
+    }
+
+    /// Sends `request`; a non-2xx answer becomes [`InferenceError::Upstream`] with the
+    /// upstream's OpenAI error message.
+    async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, InferenceError> {
         let response = request
             .send()
             .await
             .map_err(|e| InferenceError::Transport(e.to_string()))?;
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let bytes = response
             .bytes()
             .await
             .map_err(|e| InferenceError::Transport(e.to_string()))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<OpenAiErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(500).collect());
-            return Err(InferenceError::Upstream {
-                status: status.as_u16(),
-                message,
-            });
-        }
+        let message = serde_json::from_slice::<OpenAiErrorBody>(&bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(500).collect());
+        Err(InferenceError::Upstream {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    async fn json<R: DeserializeOwned>(
+        request: reqwest::RequestBuilder,
+    ) -> Result<R, InferenceError> {
+        let bytes = Self::send(request)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| InferenceError::Transport(e.to_string()))?;
         serde_json::from_slice(&bytes).map_err(|e| InferenceError::Protocol(e.to_string()))
+    }
+
+    async fn post<B: Serialize + Sync, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, InferenceError> {
+        Self::json(self.request(reqwest::Method::POST, path).json(body)).await
     }
 }
 
@@ -74,15 +95,45 @@ impl InferenceBackend for OpenAiHttpBackend {
         "openai-http"
     }
 
-    fn chat(&self, request: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
+    /// The upstream's `GET /models`.
+    fn models(&self) -> BackendFuture<'_, Vec<String>> {
         Box::pin(async move {
-            if request.stream == Some(true) {
-                return Err(InferenceError::Unsupported {
-                    backend: self.name(),
-                    what: "streaming",
-                });
-            }
+            let list: ModelList = Self::json(self.request(reqwest::Method::GET, "/models")).await?;
+            Ok(list.data.into_iter().map(|m| m.id).collect())
+        })
+    }
+
+    fn chat(
+        &self,
+        mut request: ChatCompletionRequest,
+    ) -> BackendFuture<'_, ChatCompletionResponse> {
+        Box::pin(async move {
+            // One JSON answer: streaming goes through chat_stream.
+            request.stream = None;
+            request.stream_options = None;
             self.post("/chat/completions", &request).await
+        })
+    }
+
+    /// The upstream's own stream, chunk by chunk as its events arrive.
+    fn chat_stream(&self, mut request: ChatCompletionRequest) -> BackendFuture<'_, ChunkStream> {
+        Box::pin(async move {
+            request.stream = Some(true);
+            let response = Self::send(
+                self.request(reqwest::Method::POST, "/chat/completions")
+                    .header(reqwest::header::ACCEPT, "text/event-stream")
+                    .json(&request),
+            )
+            .await?;
+            let body = futures_util::stream::unfold(Some(response), |response| async move {
+                let mut response = response?;
+                match response.chunk().await {
+                    Ok(Some(bytes)) => Some((Ok(bytes.to_vec()), Some(response))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(InferenceError::Transport(e.to_string())), None)),
+                }
+            });
+            Ok(chunks_of_sse(Box::pin(body)))
         })
     }
 
@@ -97,7 +148,13 @@ mod tests {
     use crate::inference::{
         ChatChoice, ChatMessage, EmbeddingData, EmbeddingInput, OpenAiError, Usage,
     };
+    use axum::body::Body;
     use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use futures_util::StreamExt;
+
+    /// Releases the events of the "gated" model's stream.
+    static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
     use axum::routing::post;
     use axum::{Json, Router};
 
@@ -110,6 +167,7 @@ mod tests {
             error: OpenAiError {
                 message: message.into(),
                 kind: "invalid_request_error".into(),
+                param: None,
                 code: None,
             },
         };
@@ -123,7 +181,7 @@ mod tests {
         async fn chat(
             headers: HeaderMap,
             Json(req): Json<ChatCompletionRequest>,
-        ) -> Result<Json<ChatCompletionResponse>, (StatusCode, Json<serde_json::Value>)> {
+        ) -> Result<Response, (StatusCode, Json<serde_json::Value>)> {
             if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer k") {
                 return Err(error(StatusCode::UNAUTHORIZED, "bad key"));
             }
@@ -137,6 +195,9 @@ mod tests {
                 .map(|m| m.content.clone())
                 .unwrap_or_default();
             let answer: Vec<&str> = last.split_whitespace().rev().collect();
+            if req.stream == Some(true) {
+                return Ok(stream_words(&req.model, &answer));
+            }
             let answer = answer.join(" ");
             Ok(Json(ChatCompletionResponse {
                 id: "chatcmpl-1".into(),
@@ -152,7 +213,52 @@ mod tests {
                     },
                     finish_reason: Some("stop".into()),
                 }],
-            }))
+            })
+            .into_response())
+        }
+        /// The words as chunks, like vLLM: each event written separately; model "gated" sends
+        /// the first event, then each further one when the test adds a GATE permit; model
+        /// "cut" ends without `[DONE]`.
+        fn stream_words(model: &str, words: &[&str]) -> Response {
+            let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                format!(
+                    "data: {}\r\n\r\n",
+                    serde_json::json!({"id": "chatcmpl-up", "object": "chat.completion.chunk",
+                        "created": 1, "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                )
+            };
+            let mut events = vec![chunk(serde_json::json!({"role": "assistant"}), None)];
+            for (i, w) in words.iter().enumerate() {
+                let text = if i == 0 {
+                    w.to_string()
+                } else {
+                    format!(" {w}")
+                };
+                events.push(chunk(serde_json::json!({"content": text}), None));
+            }
+            events.push(chunk(serde_json::json!({}), Some("stop")));
+            if model != "cut" {
+                events.push("data: [DONE]\n\n".into());
+            }
+            let gated = model == "gated";
+            let body = futures_util::stream::iter(events.into_iter().enumerate()).then(
+                move |(i, event)| async move {
+                    if gated && i > 0 {
+                        GATE.acquire().await.unwrap().forget();
+                    }
+                    Ok::<_, std::convert::Infallible>(event)
+                },
+            );
+            (
+                [("content-type", "text/event-stream")],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
+        async fn models() -> Json<serde_json::Value> {
+            Json(serde_json::json!({"object": "list", "data": [
+                {"id": "llama", "object": "model", "created": 1, "owned_by": "me"}]}))
         }
         async fn embeddings(Json(req): Json<EmbeddingsRequest>) -> Json<serde_json::Value> {
             let inputs = req.input.into_vec();
@@ -177,6 +283,7 @@ mod tests {
         }
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", axum::routing::get(models))
             .route("/v1/embeddings", post(embeddings))
             .route("/bad/embeddings", post(garbage));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -203,9 +310,7 @@ mod tests {
                 },
             ],
             max_tokens: Some(16),
-            temperature: None,
-            seed: None,
-            stream: None,
+            ..ChatCompletionRequest::default()
         }
     }
 
@@ -233,6 +338,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streams_pass_through_chunk_by_chunk_and_models_are_listed() {
+        let base = upstream().await;
+        let b = backend(&format!("{base}/v1"), Some("k"));
+        assert_eq!(b.models().await.unwrap(), ["llama"]);
+        let mut stream = b
+            .chat_stream(chat_request("gated", "one two three"))
+            .await
+            .unwrap();
+        // The first chunk arrives while the upstream holds back the rest: nothing is buffered.
+        let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the first chunk was held back")
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.choices[0].delta.role.as_deref(), Some("assistant"));
+        GATE.add_permits(10);
+        let mut text = String::new();
+        let mut finish = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            assert_eq!(chunk.object, "chat.completion.chunk");
+            text.extend(chunk.choices[0].delta.content.clone());
+            finish = finish.or(chunk.choices[0].finish_reason.clone());
+        }
+        assert_eq!(text, "three two one");
+        assert_eq!(finish.as_deref(), Some("stop"));
+        // The non-streaming call of a streaming request still gets one JSON answer.
+        let mut whole = chat_request("llama", "one two");
+        whole.stream = Some(true);
+        assert_eq!(
+            b.chat(whole).await.unwrap().choices[0].message.content,
+            "two one"
+        );
+    }
+
+    #[tokio::test]
     async fn upstream_errors_are_typed() {
         let base = upstream().await;
         let b = backend(&format!("{base}/v1"), Some("k"));
@@ -248,12 +389,18 @@ mod tests {
             unauth.chat(chat_request("llama", "x")).await,
             Err(InferenceError::Upstream { status: 401, .. })
         ));
-        let mut streaming = chat_request("llama", "x");
-        streaming.stream = Some(true);
+        // A refused stream is refused before any chunk.
         assert!(matches!(
-            b.chat(streaming).await,
-            Err(InferenceError::Unsupported { .. })
+            b.chat_stream(chat_request("missing", "x")).await,
+            Err(InferenceError::Upstream { status: 404, .. })
         ));
+        // A stream cut before [DONE] ends in an error, never silently.
+        let mut cut = b.chat_stream(chat_request("cut", "a b")).await.unwrap();
+        let mut last = None;
+        while let Some(item) = cut.next().await {
+            last = Some(item);
+        }
+        assert!(matches!(last, Some(Err(InferenceError::Protocol(_)))));
         let bad = backend(&format!("{base}/bad"), None);
         let req = EmbeddingsRequest {
             model: "e5".into(),
