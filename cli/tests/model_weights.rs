@@ -1,5 +1,7 @@
 //! `ecloud model encrypt | decrypt` through the binary on temporary files.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};

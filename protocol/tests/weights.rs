@@ -1,5 +1,7 @@
 //! The encrypted weights format: round trips and every refusal the format promises.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::fs;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;

@@ -2,6 +2,8 @@
 //! through both, under a counting allocator, never has more than a few chunks' worth allocated.
 //! (One test in this binary: the allocator counts the whole process.)
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
