@@ -75,6 +75,8 @@ pub const KEY_HASH_DOMAIN: &[u8] = b"ecloud-model-key-v1";
 pub enum WeightsError {
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
+    #[error("the file ends inside the {HEADER_LEN}-byte header")]
+    ShortHeader,
     #[error("not an encrypted weights file (bad magic)")]
     BadMagic,
     #[error("unsupported encrypted weights format version {0} (expected {FORMAT_VERSION})")]
@@ -512,7 +514,7 @@ impl<R: Read> Decryptor<R> {
     ) -> Result<Self, WeightsError> {
         let mut header_bytes = [0u8; HEADER_LEN];
         if read_full(&mut reader, &mut header_bytes)? < HEADER_LEN {
-            return Err(WeightsError::Truncated { chunk: 0, total: 0 });
+            return Err(WeightsError::ShortHeader);
         }
         let header = Header::parse(&header_bytes)?;
         let mut cipher_hash = Sha256::new();

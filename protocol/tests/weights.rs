@@ -164,13 +164,17 @@ fn truncations_are_refused() {
     );
     assert_eq!(got, plain[..5000]);
 
-    // Cut in the middle of a chunk, of the final chunk, and of the header.
-    for cut in [r[3].start + 10, file.len() - 1, HEADER_LEN - 1, 0] {
+    // Cut in the middle of a chunk, of the final chunk, right after the header, and in it.
+    for cut in [r[3].start + 10, file.len() - 1, HEADER_LEN] {
         let (_, e) = open_all(&file[..cut], &k);
         assert!(
             matches!(e, Err(WeightsError::Truncated { .. })),
             "{cut}: {e:?}"
         );
+    }
+    for cut in [HEADER_LEN - 1, 0] {
+        let (_, e) = open_all(&file[..cut], &k);
+        assert!(matches!(e, Err(WeightsError::ShortHeader)), "{cut}: {e:?}");
     }
 }
 
