@@ -10,6 +10,7 @@ use std::io::{self, BufReader, BufWriter, Read};
 use std::time::Instant;
 
 use protocol::weights::{DEFAULT_CHUNK_SIZE, Decryptor, ModelKey, encrypt};
+use sha2::{Digest as _, Sha256};
 
 /// Weights stand-in: a byte pattern made on demand.
 struct Pattern(u64);
@@ -21,6 +22,19 @@ impl Read for Pattern {
             self.0 += 1;
         }
         Ok(buf.len())
+    }
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -79,6 +93,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let decrypt_s = t.elapsed().as_secs_f64();
     let done = d.summary().ok_or("decryption did not complete")?;
+
+    // What one SHA-256 pass over the file costs (decryption hashes the ciphertext and the
+    // plaintext as it goes).
+    let t = Instant::now();
+    let mut hasher = Sha256::new();
+    io::copy(&mut File::open(&enc)?, &mut HashWriter(&mut hasher))?;
+    let digest: [u8; 32] = hasher.finalize().into();
+    let sha_s = t.elapsed().as_secs_f64();
+    assert_eq!(digest, done.ciphertext_sha256.0);
     assert_eq!(done.plaintext_sha256, summary.plaintext_sha256);
     assert_eq!(sum, len);
     eprintln!("({mib} MiB, 1 MiB chunks, read checksum {check})");
@@ -95,6 +118,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "BENCH weights.decrypt_throughput {:.0} MB/s",
         mb_s(cipher_len, decrypt_s)
+    );
+    println!(
+        "BENCH weights.sha256_throughput {:.0} MB/s",
+        mb_s(cipher_len, sha_s)
     );
     println!(
         "BENCH weights.decrypt_vs_plain_read {:.3} ratio",
