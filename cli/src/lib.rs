@@ -7,6 +7,8 @@
 //!   open the result (fetched by URI and checked against its hash when it is not inline).
 //! * [`cancel`]: cancel a job under the marketplace's rules and get its escrow back.
 //! * [`models`]: model tokens: create through the factory, contribute, claim revenue, show.
+//! * [`model_weights`]: encrypt and decrypt model weights ([`protocol::weights`]), point a
+//!   manifest at them.
 //! * [`indexer`], [`chain`]: the two sources the commands read (REST API, NEAR RPC).
 //! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file;
 //!   [`protocol::user_key`]).
@@ -21,6 +23,7 @@ pub mod config;
 pub mod indexer;
 pub mod input;
 pub mod jobs;
+pub mod model_weights;
 pub mod models;
 pub mod nodes;
 pub mod output;

@@ -13,11 +13,12 @@ use ecloud::config::{Deployment, Network, Overrides, Settings};
 use ecloud::indexer::{Indexer, NodeQuery};
 use ecloud::input::InputSpec;
 use ecloud::jobs::{self, Deadlines, NodeChoice, SubmitArgs};
+use ecloud::model_weights::{self, KeySource};
 use ecloud::models::{self, CreateArgs};
 use ecloud::nodes;
 use ecloud::output::{self, Report};
 use enclave_cloud_common::interfaces::model_token::CrowdfundConfig;
-use enclave_cloud_common::{Asset, JobId, ModelId, NodeId};
+use enclave_cloud_common::{Asset, Hash32, JobId, ModelId, NodeId};
 use near_sdk::AccountId;
 use near_sdk::json_types::{U64, U128};
 
@@ -87,7 +88,7 @@ enum Command {
     /// Encrypted inference jobs: submit, status, result, cancel.
     #[command(subcommand)]
     Job(JobCommand),
-    /// Model tokens: create, contribute, claim revenue, show.
+    /// Model tokens: create, contribute, claim revenue, show; encrypted weights.
     #[command(subcommand)]
     Model(ModelCommand),
     /// Node attestations: verify bundles, build them from dstack evidence.
@@ -221,6 +222,74 @@ enum ModelCommand {
     /// A model's listing, manifest, supply, crowdfund and revenue (and your balance with
     /// --account-id).
     Show { model_id: ModelId },
+    /// Encrypt weights for publication (chunked XChaCha20-Poly1305, constant memory); prints
+    /// the plaintext and ciphertext SHA-256 (the ciphertext's is the manifest's weights_hash).
+    /// Local files only.
+    Encrypt(EncryptCli),
+    /// Decrypt encrypted weights and verify every chunk and both hashes (operators' check).
+    /// The output appears only once all of it verified. Local files only.
+    Decrypt(DecryptCli),
+    /// Point the model's manifest at encrypted weights (owner only): sets
+    /// encrypted_weights_uri and weights_hash, keeping the other fields.
+    SetWeights(SetWeightsCli),
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("model_key").required(true).args(["key", "new_key"])))]
+struct EncryptCli {
+    /// The plaintext weights file.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Where to write the encrypted weights.
+    #[arg(long)]
+    out: PathBuf,
+    /// Use this model key file (32 bytes, mode 0600).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Generate a model key into this new file (mode 0600; an existing file is refused).
+    #[arg(long)]
+    new_key: Option<PathBuf>,
+    /// Plaintext bytes per chunk.
+    #[arg(long, default_value_t = protocol::weights::DEFAULT_CHUNK_SIZE)]
+    chunk_size: u32,
+}
+
+#[derive(Args)]
+struct DecryptCli {
+    /// The encrypted weights file.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the plaintext weights.
+    #[arg(long)]
+    out: PathBuf,
+    /// The model key file (mode 0600).
+    #[arg(long)]
+    key: PathBuf,
+    /// Refuse unless the encrypted file has this SHA-256 (the manifest's weights_hash).
+    #[arg(long)]
+    ciphertext_sha256: Option<Hash32>,
+    /// Refuse unless the weights have this SHA-256.
+    #[arg(long)]
+    plaintext_sha256: Option<Hash32>,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("hashes").required(true).args(["summary", "ciphertext_sha256"])))]
+struct SetWeightsCli {
+    #[arg(long = "model")]
+    model_id: ModelId,
+    /// Where nodes download the encrypted weights: http(s):// or file://.
+    #[arg(long)]
+    uri: String,
+    /// The JSON `ecloud model encrypt --json` printed (its ciphertext_sha256).
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// SHA-256 of the encrypted weights file.
+    #[arg(long)]
+    ciphertext_sha256: Option<Hash32>,
+    /// NEAR to attach for storage growth (the rest is refunded).
+    #[arg(long, default_value = "0.01")]
+    deposit: Near,
 }
 
 #[derive(Args)]
@@ -358,8 +427,14 @@ fn done<R: Report>(report: &R, json: bool) -> Result<ExitCode, Error> {
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let json = cli.global.json;
     let s = settings(&cli.global)?;
-    // Attestation commands read local files only: the endpoints do not matter to them.
-    if !matches!(cli.command, Command::Attestation(_)) {
+    // Attestation commands and weight encryption read local files only: the endpoints do not
+    // matter to them.
+    let local = matches!(
+        cli.command,
+        Command::Attestation(_)
+            | Command::Model(ModelCommand::Encrypt(_) | ModelCommand::Decrypt(_))
+    );
+    if !local {
         s.check_urls()?;
     }
     let indexer = Indexer::new(&s.indexer_url);
@@ -499,6 +574,49 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
             done(&models::claim(&chain, &model_id, asset).await?, json)
         }
         ModelCommand::Show { model_id } => done(&models::show(&chain, &model_id).await?, json),
+        ModelCommand::Encrypt(e) => {
+            let key = match (e.key, e.new_key) {
+                (Some(path), _) => KeySource::Existing(path),
+                (None, Some(path)) => KeySource::New(path),
+                (None, None) => return Err(Error::BadInput("--key or --new-key".into())),
+            };
+            done(
+                &model_weights::encrypt(&e.weights, &e.out, &key, e.chunk_size)?,
+                json,
+            )
+        }
+        ModelCommand::Decrypt(d) => {
+            let expected = protocol::weights::Expected {
+                ciphertext_sha256: d.ciphertext_sha256,
+                plaintext_sha256: d.plaintext_sha256,
+            };
+            done(
+                &model_weights::decrypt(&d.input, &d.out, &d.key, expected)?,
+                json,
+            )
+        }
+        ModelCommand::SetWeights(w) => {
+            let (ciphertext, plaintext) = match (w.summary, w.ciphertext_sha256) {
+                (Some(path), _) => {
+                    let s = model_weights::read_summary(&path)?;
+                    (s.ciphertext_sha256, Some(s.plaintext_sha256))
+                }
+                (None, Some(c)) => (c, None),
+                (None, None) => {
+                    return Err(Error::BadInput("--summary or --ciphertext-sha256".into()));
+                }
+            };
+            let report = model_weights::set_weights(
+                &chain,
+                &w.model_id,
+                &w.uri,
+                ciphertext,
+                plaintext,
+                w.deposit,
+            )
+            .await?;
+            done(&report, json)
+        }
     }
 }
 

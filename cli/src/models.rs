@@ -159,7 +159,7 @@ pub async fn confirm(chain: &Chain, model: &ModelId) -> Result<Confirmed, Error>
     Ok(confirmed)
 }
 
-async fn listing(chain: &Chain, model: &ModelId) -> Result<ModelView, Error> {
+pub(crate) async fn listing(chain: &Chain, model: &ModelId) -> Result<ModelView, Error> {
     let factory = chain.factory();
     factory.model(model).await?.ok_or_else(|| {
         Error::NotFound(format!(

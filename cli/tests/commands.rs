@@ -60,7 +60,7 @@ fn help_names_every_command_and_flag() {
     ] {
         assert!(h.contains(word), "--help lacks {word}:\n{h}");
     }
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 11] = [
         (
             &["nodes", "--help"],
             &[
@@ -107,6 +107,24 @@ fn help_names_every_command_and_flag() {
         (
             &["model", "show", "--help"],
             &["<MODEL_ID>", "--account-id"],
+        ),
+        (
+            &["model", "encrypt", "--help"],
+            &["--weights", "--out", "--key", "--new-key", "--chunk-size"],
+        ),
+        (
+            &["model", "decrypt", "--help"],
+            &["--input", "--out", "--key", "--ciphertext-sha256"],
+        ),
+        (
+            &["model", "set-weights", "--help"],
+            &[
+                "--model",
+                "--uri",
+                "--summary",
+                "--ciphertext-sha256",
+                "--deposit",
+            ],
         ),
     ];
     for (args, words) in cases {

@@ -1,7 +1,7 @@
 //! `ecloud` against localnet and the real contracts (registry, marketplace, model factory and
-//! model token): `model create` / `contribute` / `show` / `claim`, and `job submit` / `status`
-//! up to the point where a worker takes over (an open job whose sealed input the node's
-//! enclave key opens).
+//! model token): `model create` / `contribute` / `show` / `claim`, `model encrypt` /
+//! `set-weights`, and `job submit` / `status` up to the point where a worker takes over (an
+//! open job whose sealed input the node's enclave key opens).
 //!
 //! Needs the localnet binary (`NEAR_SANDBOX_BIN_PATH`, default `$CARGO_TARGET_DIR/debug/localnet`)
 //! and the contracts (`ECLOUD_WASM_DIR`, default `$CARGO_TARGET_DIR/near`, built by
@@ -353,6 +353,70 @@ async fn models_and_jobs_on_localnet() {
         "{:?}",
         text
     );
+
+    // ----- encrypted weights: encrypt locally, point the manifest at them -----
+    let weights = dir.path().join("weights.bin");
+    std::fs::write(&weights, vec![5u8; 100_000]).expect("weights");
+    let enc = dir.path().join("weights.enc");
+    let model_key = dir.path().join("model.key");
+    let encrypted = ecloud(
+        &env,
+        &[
+            "--json",
+            "model",
+            "encrypt",
+            "--weights",
+            s(&weights),
+            "--out",
+            s(&enc),
+            "--new-key",
+            s(&model_key),
+        ],
+    );
+    let summary = ok_json(&encrypted);
+    let summary_file = dir.path().join("weights.summary.json");
+    std::fs::write(&summary_file, &encrypted.stdout).expect("summary");
+    let uri = format!("file://{}", enc.display());
+    let set = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "model",
+            "set-weights",
+            "--model",
+            MODEL,
+            "--uri",
+            &uri,
+            "--summary",
+            s(&summary_file),
+        ],
+    ));
+    assert_eq!(set["weights_hash"], summary["ciphertext_sha256"]);
+    assert_eq!(set["plaintext_sha256"], summary["plaintext_sha256"]);
+    let shown = ok_json(&ecloud(&env, &["--json", "model", "show", MODEL]));
+    assert_eq!(
+        shown["manifest"]["weights_hash"],
+        summary["ciphertext_sha256"]
+    );
+    assert_eq!(shown["manifest"]["encrypted_weights_uri"], uri.as_str());
+    assert_eq!(
+        shown["manifest"]["licence"], "apache-2.0",
+        "other fields kept"
+    );
+    let bad_uri = ecloud(
+        &env,
+        &[
+            "model",
+            "set-weights",
+            "--model",
+            MODEL,
+            "--uri",
+            "s3://bucket/w.enc",
+            "--summary",
+            s(&summary_file),
+        ],
+    );
+    assert_eq!(bad_uri.status.code(), Some(2));
 
     let claimed = ok_json(&ecloud(&env, &["--json", "model", "claim", MODEL]));
     assert_eq!(claimed["amount"], "0", "no job has paid royalties yet");

@@ -20,6 +20,7 @@
 //! ```text
 //! job input  (user -> node): "ecloud-envelope-v1|input|model:<model id>|user:<user x25519 key, 64 hex>"
 //! job output (node -> user): "ecloud-envelope-v1|output|job:<job id>|model:<model id>"
+//! model key  (keeper -> node): "ecloud-envelope-v1|model-key|model:<model id>|node:<node id>"
 //! ```
 //!
 //! The input cannot name the job: its id is assigned by the marketplace when the ciphertext is
@@ -33,7 +34,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use enclave_cloud_common::{ModelId, ReceiptSubject};
+use enclave_cloud_common::{ModelId, NodeId, ReceiptSubject};
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
@@ -82,6 +83,9 @@ pub enum EnvelopeContext {
         subject: ReceiptSubject,
         model_id: ModelId,
     },
+    /// Model owner's keeper to node: the model's weight key, for this model and this node
+    /// only (the `encrypted_key` of a `grant_key`, see [`crate::weights`]).
+    ModelKey { model_id: ModelId, node_id: NodeId },
 }
 
 impl EnvelopeContext {
@@ -99,6 +103,12 @@ impl EnvelopeContext {
                     ReceiptSubject::Request(id) => format!("request:{id}"),
                 };
                 format!("{INFO_PREFIX}|output|{subject}|model:{}", model_id.as_str())
+            }
+            Self::ModelKey { model_id, node_id } => {
+                format!(
+                    "{INFO_PREFIX}|model-key|model:{}|node:{node_id}",
+                    model_id.as_str()
+                )
             }
         }
         .into_bytes()
@@ -386,6 +396,14 @@ mod tests {
         assert_eq!(
             output(ReceiptSubject::Request(RequestId(3)), "m2").info(),
             b"ecloud-envelope-v1|output|request:3|model:m2"
+        );
+        assert_eq!(
+            EnvelopeContext::ModelKey {
+                model_id: "m2".parse().unwrap(),
+                node_id: NodeId(4)
+            }
+            .info(),
+            b"ecloud-envelope-v1|model-key|model:m2|node:4"
         );
         let mut expected = b"ecloud-envelope-v1|input|model:minilm|user:".to_vec();
         expected.extend(hex::encode([1u8; 32]).as_bytes());

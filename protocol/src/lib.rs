@@ -9,6 +9,8 @@
 //! * [`openai`]: the OpenAI request and response bodies inside those plaintexts.
 //! * [`receipt`]: the result receipt a node signs, and its check.
 //! * [`keys`]: key files (sealed node secrets) and [`user_key`]: the user's x25519 key file.
+//! * [`weights`]: encrypted model weights (chunked AEAD file format), the model key and its
+//!   grant envelope.
 //! * [`dev_attestation`]: the `dev` attestation bundle (development CA instead of a TEE).
 //! * [`indexer`]: the indexer's REST API response types (`utoipa` schemas with `openapi`).
 
@@ -20,3 +22,4 @@ pub mod keys;
 pub mod openai;
 pub mod receipt;
 pub mod user_key;
+pub mod weights;

@@ -4,7 +4,7 @@ use enclave_cloud_common::Asset;
 use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::interfaces::model_token::methods::{
-    self as m, AccountArgs, AssetArgs, ClaimableArgs,
+    self as m, AccountArgs, AssetArgs, ClaimableArgs, ManifestArgs,
 };
 use enclave_cloud_common::interfaces::model_token::{
     AssetAmount, CrowdfundStatus, CrowdfundView, FungibleTokenMetadata, ModelTokenSetting,
@@ -76,6 +76,17 @@ impl<'a> ModelTokenClient<'a> {
     /// Ends the crowdfund once its goal or deadline is reached; returns its status.
     pub fn finalize_crowdfund(&self) -> Result<Call<'a, CrowdfundStatus>> {
         self.contract().call(m::FINALIZE_CROWDFUND, &NoArgs {})
+    }
+
+    /// Replaces the manifest (owner only); `deposit` covers its storage growth, the rest is
+    /// refunded.
+    pub fn update_manifest(
+        &self,
+        manifest: ModelManifest,
+        deposit: Balance,
+    ) -> Result<Call<'a, ()>> {
+        self.contract()
+            .paid_call(m::UPDATE_MANIFEST, &ManifestArgs { manifest }, deposit)
     }
 
     /// Pays the signer's claimable revenue in `asset`.

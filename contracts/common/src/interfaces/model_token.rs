@@ -141,6 +141,9 @@ pub mod methods {
     pub const FINALIZE_CROWDFUND: Method = Method::call("finalize_crowdfund", 30);
     /// ≤ 10 Tgas burnt; 10 for an FT payout and 5 for the callback.
     pub const CLAIM_REVENUE: Method = Method::one_yocto("claim_revenue", 30);
+    /// Owner only. Deposit: at least 1 yocto and the storage a larger manifest takes; the
+    /// rest is refunded. ~5 Tgas.
+    pub const UPDATE_MANIFEST: Method = Method::payable("update_manifest", 30);
 
     pub const FT_METADATA: &str = "ft_metadata";
     pub const FT_TOTAL_SUPPLY: &str = "ft_total_supply";
@@ -150,6 +153,13 @@ pub mod methods {
     pub const REVENUE_POOLS: &str = "revenue_pools";
     pub const CLAIMABLE: &str = "claimable";
     pub const CLAIMABLE_ALL: &str = "claimable_all";
+
+    /// `update_manifest`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct ManifestArgs {
+        pub manifest: crate::events::model::ModelManifest,
+    }
 
     /// `claim_revenue`'s arguments.
     #[near(serializers = [json])]
