@@ -62,6 +62,7 @@ run "indexer API and feed" --profile bench --no-default-features -p indexer --ex
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 run "worker inference" --profile bench -p worker --example worker_bench
 run "sealed API (OHTTP seal/open, response signatures)" --profile bench -p sealed-api --example bench
+run "encrypted weights (decryption vs plain read)" --profile bench -p protocol --example weights_bench
 
 # End to end on localnet: localnet, indexer and worker as optimised processes (the `bench`
 # profile writes to target/release), sealed embedding jobs from submit to settlement.

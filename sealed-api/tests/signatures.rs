@@ -213,6 +213,8 @@ fn dev_bundle(enclave_key: [u8; 32]) -> AttestationBundle {
         tdx: None,
         dev: None,
         gpus: Vec::new(),
+        gpu_challenge: None,
+        switches: Vec::new(),
     }
 }
 
