@@ -63,6 +63,14 @@ pub struct TokenFormat {
     pub decimals: u8,
 }
 
+/// `near`, or `ft:<token>` (the names the job records use).
+pub fn asset_name(asset: &Asset) -> String {
+    match asset {
+        Asset::Near => "near".to_owned(),
+        Asset::Ft { token } => format!("ft:{token}"),
+    }
+}
+
 /// `units` of `asset` for people: NEAR with its 24 decimals, a token with its metadata's
 /// decimals and symbol. A token whose metadata could not be read shows its smallest units and
 /// its account (`12 units of usdc.test.near`): exact, since nothing says how to round it.

@@ -162,10 +162,13 @@ pub async fn cancel(chain: &Chain, job_id: JobId) -> Result<Cancelled, Error> {
         JobView::Open(job) | JobView::Claimed(job) => job,
         JobView::Settled(_) => return Err(settled(job_id)),
     };
-    let ((), outcome) = marketplace
-        .cancel_job(job_id, NearToken::from_yoctonear(plan.deposit))?
-        .send_outcome(&signer)
-        .await?;
+    let ((), outcome) = crate::progress::waiting(
+        &format!("cancelling job {job_id}"),
+        marketplace
+            .cancel_job(job_id, NearToken::from_yoctonear(plan.deposit))?
+            .send_outcome(&signer),
+    )
+    .await?;
     let (reason, refund, slashed) =
         cancelled_event(&outcome.logs, job_id).unwrap_or((plan.reason, job.price_cap, None));
     let token_format = chain.token_format(&job.asset).await;

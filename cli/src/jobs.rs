@@ -303,10 +303,13 @@ pub async fn submit(
                 .price_cap
                 .checked_add(storage)
                 .ok_or_else(|| Error::BadInput("--max-cost is too large".into()))?;
-            let (id, outcome) = marketplace
-                .submit_job(&job.spec, NearToken::from_yoctonear(attached))?
-                .send_outcome(&signer)
-                .await?;
+            let (id, outcome) = crate::progress::waiting(
+                "submitting the job (submit_job)",
+                marketplace
+                    .submit_job(&job.spec, NearToken::from_yoctonear(attached))?
+                    .send_outcome(&signer),
+            )
+            .await?;
             (Asset::Near, attached, id, outcome.tx_hash.to_string())
         }
         Some(token) => {
@@ -316,15 +319,20 @@ pub async fn submit(
                 .await?
                 .as_yoctonear();
             if balance < storage {
-                marketplace
-                    .storage_deposit(None, NearToken::from_yoctonear(storage - balance))?
-                    .send(&signer)
-                    .await?;
+                crate::progress::waiting(
+                    "paying the job's storage at the marketplace",
+                    marketplace
+                        .storage_deposit(None, NearToken::from_yoctonear(storage - balance))?
+                        .send(&signer),
+                )
+                .await?;
             }
             let msg = MarketplaceClient::submit_job_message(&job.spec);
-            let outcome = chain
-                .ft_transfer_call(&signer, token, &market, args.price_cap, msg)
-                .await?;
+            let outcome = crate::progress::waiting(
+                &format!("submitting the job (ft_transfer_call to {token})"),
+                chain.ft_transfer_call(&signer, token, &market, args.price_cap, msg),
+            )
+            .await?;
             let id = submitted_job_id(&outcome.logs, signer.account_id()).ok_or_else(|| {
                 Error::Chain(format!(
                     "{token} took the transfer but the marketplace created no job (tx {}): is the token accepted? the amount was refunded",
@@ -451,10 +459,7 @@ impl JobStatusReport {
 
     /// From the marketplace's `get_job`.
     pub fn from_marketplace(id: JobId, view: &JobView) -> Self {
-        let asset = |a: &Asset| match a {
-            Asset::Near => "near".to_owned(),
-            Asset::Ft { token } => format!("ft:{token}"),
-        };
+        let asset = crate::amount::asset_name;
         match view {
             JobView::Open(j) | JobView::Claimed(j) => Self {
                 source: "marketplace",
@@ -934,7 +939,11 @@ pub async fn result(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobRe
     };
     let mut settled = settled_from_indexer(&job)?;
     if let InputRef::Remote { hash, uri } = &settled.settled.output {
-        let bytes = fetch_output(uri, hash).await?;
+        let bytes = crate::progress::waiting(
+            &format!("fetching job {id}'s output from {uri}"),
+            fetch_output(uri, hash),
+        )
+        .await?;
         settled.settled.output = InputRef::Inline {
             ciphertext: Base64VecU8(bytes),
         };

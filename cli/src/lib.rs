@@ -13,7 +13,8 @@
 //! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file;
 //!   [`protocol::user_key`]).
 //! * [`input`]: the job plaintext (one OpenAI Batch API line) from a prompt, texts or a file.
-//! * [`output`]: readable or `--json` output and exit codes.
+//! * [`output`]: readable or `--json` output (tables for lists) and exit codes.
+//! * [`progress`]: progress of long waits on stderr.
 
 pub mod amount;
 pub mod attestation_cmd;
@@ -27,6 +28,7 @@ pub mod model_weights;
 pub mod models;
 pub mod nodes;
 pub mod output;
+pub mod progress;
 
 pub use protocol::user_key;
 

@@ -396,13 +396,16 @@ pub async fn set_weights(
         .await?
         .ok_or_else(|| Error::NotFound(format!("model '{model}' has no manifest to update")))?;
     let manifest = with_weights(manifest, uri, ciphertext_sha256);
-    let ((), outcome) = token
-        .update_manifest(
-            manifest,
-            chain_client::NearToken::from_yoctonear(deposit.yocto()),
-        )?
-        .send_outcome(&signer)
-        .await?;
+    let ((), outcome) = crate::progress::waiting(
+        &format!("updating the manifest of model {model}"),
+        token
+            .update_manifest(
+                manifest,
+                chain_client::NearToken::from_yoctonear(deposit.yocto()),
+            )?
+            .send_outcome(&signer),
+    )
+    .await?;
     Ok(WeightsSet {
         model_id: model.clone(),
         token: listing.token,

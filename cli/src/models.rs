@@ -17,9 +17,9 @@ use near_sdk::json_types::{U64, U128};
 use serde::Serialize;
 
 use crate::Error;
-use crate::amount::{Near, TokenFormat, asset_amount};
+use crate::amount::{Near, TokenFormat, asset_amount, asset_name};
 use crate::chain::Chain;
-use crate::output::Report;
+use crate::output::{Align, Report, Table};
 
 /// `ecloud model create`.
 #[derive(Debug, Clone)]
@@ -130,10 +130,11 @@ pub async fn confirm(chain: &Chain, model: &ModelId) -> Result<Confirmed, Error>
         confirmed.royalty_account = Some(account);
         return Ok(confirmed);
     }
-    let sent = market
-        .confirm_model(model.clone())?
-        .send_outcome(&signer)
-        .await;
+    let sent = crate::progress::waiting(
+        &format!("confirming model {model} with the marketplace"),
+        market.confirm_model(model.clone())?.send_outcome(&signer),
+    )
+    .await;
     let logs = match sent {
         Ok((_, outcome)) => {
             confirmed.tx_hash = Some(outcome.tx_hash.to_string());
@@ -193,14 +194,17 @@ pub async fn create(
             Near(least).exact()
         )));
     }
-    let (created, outcome) = factory
-        .create_model(
-            a.model_id.clone(),
-            &args,
-            NearToken::from_yoctonear(deposit),
-        )?
-        .send_outcome(&signer)
-        .await?;
+    let (created, outcome) = crate::progress::waiting(
+        &format!("creating model {}", a.model_id),
+        factory
+            .create_model(
+                a.model_id.clone(),
+                &args,
+                NearToken::from_yoctonear(deposit),
+            )?
+            .send_outcome(&signer),
+    )
+    .await?;
     // The callback's answer: false when creating the account or `new` failed (refunded).
     let created: bool = serde_json::from_value(created).map_err(|e| {
         Error::Chain(format!(
@@ -276,10 +280,13 @@ pub async fn contribute(
     let m = listing(chain, model).await?;
     let token = chain.model_token(&m.token);
     let meta = token.ft_metadata().await?;
-    let (tokens, outcome) = token
-        .contribute(NearToken::from_yoctonear(amount.yocto()))?
-        .send_outcome(&signer)
-        .await?;
+    let (tokens, outcome) = crate::progress::waiting(
+        &format!("contributing {amount} to model {model}"),
+        token
+            .contribute(NearToken::from_yoctonear(amount.yocto()))?
+            .send_outcome(&signer),
+    )
+    .await?;
     Ok(Contributed {
         model_id: model.clone(),
         token: m.token,
@@ -317,11 +324,14 @@ impl Report for Finalized {
 pub async fn finalize(chain: &Chain, model: &ModelId) -> Result<Finalized, Error> {
     let signer = chain.signer()?;
     let m = listing(chain, model).await?;
-    let (status, outcome) = chain
-        .model_token(&m.token)
-        .finalize_crowdfund()?
-        .send_outcome(&signer)
-        .await?;
+    let (status, outcome) = crate::progress::waiting(
+        &format!("finalizing the crowdfund of model {model}"),
+        chain
+            .model_token(&m.token)
+            .finalize_crowdfund()?
+            .send_outcome(&signer),
+    )
+    .await?;
     if let Some((who, e)) = outcome.failed_receipts.first() {
         return Err(Error::Chain(format!(
             "the release to the beneficiary failed ({who}: {e}) (tx {})",
@@ -383,10 +393,11 @@ pub async fn claim(chain: &Chain, model: &ModelId, asset: Asset) -> Result<Claim
             token_format: None,
         });
     }
-    let (_, outcome) = token
-        .claim_revenue(asset.clone())?
-        .send_outcome(&signer)
-        .await?;
+    let (_, outcome) = crate::progress::waiting(
+        &format!("claiming revenue of model {model}"),
+        token.claim_revenue(asset.clone())?.send_outcome(&signer),
+    )
+    .await?;
     if let Some((who, e)) = outcome.failed_receipts.first() {
         return Err(Error::Chain(format!(
             "the payout failed ({who}: {e}); the amount stays claimable (tx {})",
@@ -533,12 +544,21 @@ impl Report for ModelReport {
                 self.symbol
             ));
         }
-        for p in &self.revenue_pools {
-            out.push_str(&format!(
-                "  revenue      {} deposited, {} claimed\n",
-                asset_text(&p.asset, p.deposited),
-                asset_text(&p.asset, p.claimed)
-            ));
+        if !self.revenue_pools.is_empty() {
+            out.push_str("  revenue\n");
+            let mut t = Table::new(&[
+                ("ASSET", Align::Left),
+                ("DEPOSITED", Align::Right),
+                ("CLAIMED", Align::Right),
+            ]);
+            for p in &self.revenue_pools {
+                t.row([
+                    asset_name(&p.asset),
+                    asset_text(&p.asset, p.deposited),
+                    asset_text(&p.asset, p.claimed),
+                ]);
+            }
+            out.push_str(&t.render("    "));
         }
         if let Some(h) = &self.holder {
             out.push_str(&format!(
@@ -546,11 +566,12 @@ impl Report for ModelReport {
                 h.account_id,
                 units_text(h.balance.0, self.decimals)
             ));
-            for c in &h.claimable {
-                out.push_str(&format!(
-                    "    claimable  {}\n",
-                    asset_text(&c.asset, c.amount)
-                ));
+            if !h.claimable.is_empty() {
+                let mut t = Table::new(&[("ASSET", Align::Left), ("CLAIMABLE", Align::Right)]);
+                for c in &h.claimable {
+                    t.row([asset_name(&c.asset), asset_text(&c.asset, c.amount)]);
+                }
+                out.push_str(&t.render("    "));
             }
         }
         out

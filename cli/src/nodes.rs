@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::amount::Near;
 use crate::indexer::{Indexer, NodeQuery};
-use crate::output::Report;
+use crate::output::{Align, Report, Table};
 use chain_client::amount::NEAR_DECIMALS;
 
 /// One attested GPU (what the listing shows of it).
@@ -258,54 +258,58 @@ pub fn price_text(p: &ModelPrice) -> String {
     )
 }
 
-/// The listing as a table.
+/// The listing as a table: a row per node and model price (the node's columns repeated), only
+/// `model`'s prices when given; prices in NEAR per million tokens, right-aligned.
 pub fn table(nodes: &[NodeInfo], model: Option<&ModelId>) -> String {
     if nodes.is_empty() {
         return "no nodes match\n".into();
     }
-    let mut out = format!(
-        "{:<6} {:<13} {:<4} {:<12} {:<14} {}\n",
-        "NODE", "STATUS", "KIND", "REGION", "GPUS", "PRICES (NEAR per 1M tokens, in/out)"
-    );
+    let mut t = Table::new(&[
+        ("NODE", Align::Left),
+        ("STATUS", Align::Left),
+        ("KIND", Align::Left),
+        ("REGION", Align::Left),
+        ("GPUS", Align::Left),
+        ("MODEL", Align::Left),
+        ("IN NEAR/1M", Align::Right),
+        ("OUT NEAR/1M", Align::Right),
+    ]);
     for n in nodes {
-        let gpus = if n.gpus.is_empty() {
-            "-".to_owned()
-        } else {
-            n.gpus
-                .iter()
-                .map(|g| g.model.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let prices = n
-            .prices
+        let gpus = n
+            .gpus
             .iter()
-            .filter(|p| model.is_none_or(|m| &p.model_id == m))
-            .map(|p| {
-                format!(
-                    "{} {}/{}",
-                    p.model_id,
-                    chain_client::amount::format_number(p.input_per_million.0, NEAR_DECIMALS),
-                    chain_client::amount::format_number(p.output_per_million.0, NEAR_DECIMALS),
-                )
-            })
+            .map(|g| g.model.as_str())
             .collect::<Vec<_>>()
-            .join(", ");
+            .join(",");
         let kind = match n.kind {
             AttestationKind::Tdx => "tdx",
             AttestationKind::Dev => "dev",
         };
-        out.push_str(&format!(
-            "{:<6} {:<13} {:<4} {:<12} {:<14} {}\n",
+        let node = [
             n.node_id.to_string(),
-            status_name(n.status),
-            kind,
-            n.region.as_deref().unwrap_or("-"),
+            status_name(n.status).to_owned(),
+            kind.to_owned(),
+            n.region.clone().unwrap_or_default(),
             gpus,
-            if prices.is_empty() { "-" } else { &prices }
-        ));
+        ];
+        let prices: Vec<&ModelPrice> = n
+            .prices
+            .iter()
+            .filter(|p| model.is_none_or(|m| &p.model_id == m))
+            .collect();
+        if prices.is_empty() {
+            t.row(node.clone());
+        }
+        for p in prices {
+            let near = |v: u128| chain_client::amount::format_number(v, NEAR_DECIMALS);
+            t.row(node.iter().cloned().chain([
+                p.model_id.to_string(),
+                near(p.input_per_million.0),
+                near(p.output_per_million.0),
+            ]));
+        }
     }
-    out
+    t.render("")
 }
 
 /// What `ecloud nodes` prints.

@@ -415,7 +415,7 @@ fn nodes_lists_what_the_indexer_serves_with_the_filters_passed_on() {
     let out = stdout(&o);
     assert!(out.contains("NODE"), "{out}");
     assert!(
-        out.contains("1      active        dev  eu-west      H100           llama 0.001/0.002"),
+        out.contains("1     active  dev   eu-west  H100  llama       0.001        0.002"),
         "{out}"
     );
     assert!(out.contains("more: --cursor c2"), "{out}");
