@@ -475,7 +475,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             done(&result, json)
         }
         Command::Model(m) => model_command(&s, m, json).await,
-        Command::Attestation(a) => attestation_command(a),
+        Command::Attestation(a) => attestation_command(a, json),
     }
 }
 
@@ -620,7 +620,7 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
     }
 }
 
-fn attestation_command(a: AttestationCommand) -> Result<ExitCode, Error> {
+fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Error> {
     match a {
         AttestationCommand::Verify { bundle, at, policy } => {
             let at = at.unwrap_or_else(now_unix_secs);
@@ -650,11 +650,22 @@ fn attestation_command(a: AttestationCommand) -> Result<ExitCode, Error> {
                 _ => None,
             };
             let bundle = attestation_cmd::bundle_from_dstack(&public_data, gpu.as_ref())?;
-            let json = output::to_json(&bundle);
+            let text = output::to_json(&bundle);
             match output {
-                Some(path) => std::fs::write(&path, json + "\n")
-                    .map_err(|source| Error::Write { path, source })?,
-                None => println!("{json}"),
+                Some(path) => {
+                    std::fs::write(&path, text + "\n").map_err(|source| Error::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    // With --json stdout still holds one document: where the bundle went.
+                    if json {
+                        println!(
+                            "{}",
+                            output::to_json(&serde_json::json!({ "output": path }))
+                        );
+                    }
+                }
+                None => println!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
         }

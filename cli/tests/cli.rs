@@ -288,3 +288,37 @@ fn bad_files_give_clear_errors_without_panics() {
         "{err}"
     );
 }
+
+/// `bundle-from-dstack -o FILE` prints nothing in text; with `--json` stdout still holds one
+/// JSON document (where the bundle went), and the file holds the bundle.
+#[test]
+fn bundle_written_to_a_file_still_answers_json() {
+    let out = tmp("bundle-json.json");
+    let public_data = vectors().join("intel-tdx-dstack-node/public_data.json");
+    let o = ecloud(&[
+        "--json",
+        "attestation",
+        "bundle-from-dstack",
+        s(&public_data),
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o), serde_json::json!({ "output": s(&out) }));
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("bundle")).expect("bundle json");
+    assert!(bundle.is_object());
+    let o = ecloud(&[
+        "attestation",
+        "bundle-from-dstack",
+        s(&public_data),
+        "-o",
+        s(&out),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
