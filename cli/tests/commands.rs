@@ -634,6 +634,13 @@ async fn job_result_fetches_a_remote_output_and_checks_its_hash() {
         "{}",
         stdout(&o)
     );
+    // The download's progress goes to stderr only: stdout is the answer.
+    assert!(
+        stderr(&o).contains("fetching job 11's output from"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("fetching"), "{}", stdout(&o));
     let o = run("12");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("does not hash to"), "{}", stderr(&o));

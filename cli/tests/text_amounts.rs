@@ -483,7 +483,7 @@ fn node(
     n.prices = prices
         .iter()
         .map(|(m, i, o)| ModelPrice {
-            model_id: m.parse().unwrap(),
+            model_id: m.parse().expect("model id"),
             input_per_million: U128(*i),
             output_per_million: U128(*o),
         })
@@ -491,8 +491,11 @@ fn node(
     n
 }
 
-/// Every report, with values of uneven widths, and whether its text has tables.
-fn every_report() -> Vec<(&'static str, Box<dyn Fn() -> (String, String)>, usize)> {
+/// A report's text and `--json` forms.
+type Render = Box<dyn Fn() -> (String, String)>;
+
+/// Every report, with values of uneven widths, and how many tables its text has.
+fn every_report() -> Vec<(&'static str, Render, usize)> {
     fn both<R: Report>(r: R) -> (String, String) {
         (r.human(), to_json(&r))
     }
@@ -622,7 +625,7 @@ fn every_report() -> Vec<(&'static str, Box<dyn Fn() -> (String, String)>, usize
                     key_file: PathBuf::from("w.key"),
                     key_created: true,
                     key_hash: Hash32([5; 32]),
-                    summary: summary.clone(),
+                    summary,
                     seconds: 0.5,
                 })
             }),
