@@ -455,7 +455,7 @@ fn check_aligned(table: &[&str]) -> Result<(), String> {
                 .unwrap_or_default()
                 .iter()
                 .collect();
-            if cell.trim().is_empty() || cell.contains("  ") && cell.trim().contains("  ") {
+            if cell.trim().is_empty() || cell.trim().contains("  ") {
                 return Err(format!("no single cell in {start}..{end} of {line:?}"));
             }
         }
