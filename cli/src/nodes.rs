@@ -471,12 +471,12 @@ pub(crate) mod tests {
     fn table_lists_prices_in_near() {
         let t = table(&[node(1, "active")], None);
         // 1000 and 2000 yoctoNEAR per million tokens: below the smallest decimal shown.
-        assert!(t.contains("minilm <0.000001/<0.000001"), "{t}");
+        assert!(t.contains("minilm   <0.000001    <0.000001\n"), "{t}");
         let mut n = node(1, "active");
         n.prices[0].input_per_million = U128(275 * 10u128.pow(18) - 1);
         n.prices[0].output_per_million = U128(15 * 10u128.pow(23));
         let t = table(&[n], None);
-        assert!(t.contains("minilm 0.000275/1.5"), "{t}");
+        assert!(t.contains("minilm    0.000275          1.5\n"), "{t}");
         assert!(t.contains("H100"));
         assert_eq!(table(&[], None), "no nodes match\n");
     }
