@@ -56,20 +56,7 @@ impl Registry {
         )?;
         let att = attest::verify_registration(state, &mut bundle)?;
         let node_id = state.next_node_id;
-        let devices = match challenge {
-            Some(challenge) => attest::verify_devices(
-                state,
-                &DeviceContext {
-                    nonce: attest::binding_nonce(&att.encryption_key, &challenge)?,
-                    node: Some(node_id),
-                    already: &[],
-                    events: Some(&att.events),
-                },
-                &bundle.gpus,
-                &bundle.switches,
-            )?,
-            None => VerifiedDevices::default(),
-        };
+        let devices = bundle_devices(state, &att, challenge, node_id, &bundle)?;
 
         // Verified: from here on only writes.
         let usage_before = state.storage_mark();
@@ -135,6 +122,31 @@ impl Registry {
         ensure_stake_for(state, &operator, 0)?;
         Ok(node_id)
     }
+}
+
+/// The devices a registration or re-attestation bundle carries, verified against the nonce its
+/// challenge binds (none without a challenge).
+fn bundle_devices(
+    state: &Registry,
+    att: &Attested,
+    challenge: Option<[u8; 32]>,
+    node_id: NodeId,
+    bundle: &AttestationBundle,
+) -> Result<VerifiedDevices> {
+    let Some(challenge) = challenge else {
+        return Ok(VerifiedDevices::default());
+    };
+    attest::verify_devices(
+        state,
+        &DeviceContext {
+            nonce: attest::binding_nonce(&att.encryption_key, &challenge)?,
+            node: Some(node_id),
+            already: &[],
+            events: Some(&att.events),
+        },
+        &bundle.gpus,
+        &bundle.switches,
+    )
 }
 
 /// The challenge the bundle must answer: the pending attestation's (checked here, with the
@@ -219,20 +231,7 @@ impl Registry {
                 got: hex::encode(att.encryption_key),
             });
         }
-        let devices = match challenge {
-            Some(challenge) => attest::verify_devices(
-                state,
-                &DeviceContext {
-                    nonce: attest::binding_nonce(&att.encryption_key, &challenge)?,
-                    node: Some(node_id),
-                    already: &[],
-                    events: Some(&att.events),
-                },
-                &bundle.gpus,
-                &bundle.switches,
-            )?,
-            None => VerifiedDevices::default(),
-        };
+        let devices = bundle_devices(state, &att, challenge, node_id, &bundle)?;
 
         let before = statuses(state, &[node_id]);
         let usage_before = state.storage_mark();
