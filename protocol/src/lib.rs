@@ -3,6 +3,8 @@
 //! can never drift. On-chain types (ids, events, the receipt's signing bytes) stay in
 //! `enclave-cloud-common`; this crate builds on them.
 //!
+//! * [`channel_api`]: the paid, private API between `ecloud proxy` and a node: payment
+//!   headers, paths, billing.
 //! * [`envelope`]: the HPKE envelope of job inputs and outputs, and its context binding.
 //! * [`job`]: job plaintexts (an OpenAI Batch API line in, a status and body out) and the
 //!   user's half of a job: seal the input, open the output.
@@ -14,6 +16,7 @@
 //! * [`dev_attestation`]: the `dev` attestation bundle (development CA instead of a TEE).
 //! * [`indexer`]: the indexer's REST API response types (`utoipa` schemas with `openapi`).
 
+pub mod channel_api;
 pub mod dev_attestation;
 pub mod envelope;
 pub mod indexer;

@@ -10,6 +10,7 @@ pub mod events;
 pub mod governance;
 pub mod ids;
 pub mod interfaces;
+pub mod pricing;
 pub mod receipt;
 pub mod state_version;
 pub mod types;
@@ -22,7 +23,7 @@ pub use types::{
     Asset, AttestationKind, DEFAULT_MAX_INLINE_BYTES, GpuInfo, Hash32, InputRef, JobSpec,
     Measurements, ModelPrice, NodeStatus, OutputRef, TcbStatus, Usage,
 };
-pub use voucher::Voucher;
+pub use voucher::{RequestAuthorization, Voucher};
 
 /// The JSON schema of the types whose JSON is a string by hand-written serde. Only near-sdk's
 /// `abi` feature asks for schemas, and only the contracts' state-layout tests turn it on

@@ -33,15 +33,15 @@ pub use ed25519_dalek::SigningKey as ChannelSigningKey;
 ///   (0x65...): it can never be read as a voucher nor a voucher as a receipt.
 ///
 /// Bumping `-v1` (a new layout) changes the tag, so old signatures never verify new layouts.
-pub const VOUCHER_TAG: [u8; 32] = voucher_tag();
+pub const VOUCHER_TAG: [u8; 32] = tag(VOUCHER_PREFIX, b"ecloud-channel-voucher-v1");
 
 /// NEP-461 style prefix of the tag: an off-chain message (>= 2^31), our number 10_017.
 pub const VOUCHER_PREFIX: u32 = (1 << 31) + 10_017;
 
-const fn voucher_tag() -> [u8; 32] {
+/// A 32-byte tag: the u32 prefix in little endian, then the name padded with zeros.
+const fn tag(prefix: u32, name: &[u8]) -> [u8; 32] {
     let mut tag = [0u8; 32];
-    let prefix = VOUCHER_PREFIX.to_le_bytes();
-    let name = b"ecloud-channel-voucher-v1";
+    let prefix = prefix.to_le_bytes();
     let mut i = 0;
     while i < 4 {
         tag[i] = prefix[i];
@@ -90,16 +90,79 @@ impl Voucher {
     /// node checks before it serves a request paid by this voucher.
     #[cfg(feature = "voucher-signing")]
     pub fn verify(&self, public_key: &[u8; 32], signature: &[u8; 64]) -> bool {
-        use ed25519_dalek::Verifier;
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
-            return false;
-        };
-        key.verify(
-            &self.signing_bytes(),
-            &ed25519_dalek::Signature::from_bytes(signature),
-        )
-        .is_ok()
+        verify_ed25519(&self.signing_bytes(), public_key, signature)
     }
+}
+
+/// The first 32 bytes of a request authorization ([`RequestAuthorization`]): NEP-461 style
+/// off-chain prefix 2^31 + 10_018, then `ecloud-channel-request-v1` padded with zeros. The same
+/// argument as [`VOUCHER_TAG`]: no transaction, delegate action, voucher or receipt starts
+/// with these bytes, and a voucher signature never verifies as a request's or the other way.
+pub const REQUEST_TAG: [u8; 32] = tag(REQUEST_PREFIX, b"ecloud-channel-request-v1");
+
+/// NEP-461 style prefix of [`REQUEST_TAG`].
+pub const REQUEST_PREFIX: u32 = (1 << 31) + 10_018;
+
+/// What the channel key signs for each request it sends a node (inside the sealed request):
+/// the channel, a sequence number the node serves once, and the SHA-256 of the exact request
+/// body. A voucher carried by a request pays the node; this signature is what stops a captured
+/// voucher from buying anyone else's request. Never verified on chain.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAuthorization {
+    pub marketplace: AccountId,
+    pub channel_id: ChannelId,
+    /// Unique per channel; the node refuses a sequence number it has served.
+    pub sequence: u64,
+    /// SHA-256 of the exact (plaintext) request body.
+    #[serde(with = "hex_bytes32")]
+    pub request_sha256: [u8; 32],
+}
+
+mod hex_bytes32 {
+    use near_sdk::serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(&s)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| D::Error::custom("expected 64 hex digits"))
+    }
+}
+
+impl RequestAuthorization {
+    /// `REQUEST_TAG || borsh(self)`.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = REQUEST_TAG.to_vec();
+        out.extend(borsh::to_vec(self).unwrap_or_default());
+        out
+    }
+
+    #[cfg(feature = "voucher-signing")]
+    pub fn sign(&self, channel_key: &ed25519_dalek::SigningKey) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        channel_key.sign(&self.signing_bytes()).to_bytes()
+    }
+
+    #[cfg(feature = "voucher-signing")]
+    pub fn verify(&self, public_key: &[u8; 32], signature: &[u8; 64]) -> bool {
+        verify_ed25519(&self.signing_bytes(), public_key, signature)
+    }
+}
+
+#[cfg(feature = "voucher-signing")]
+fn verify_ed25519(message: &[u8], public_key: &[u8; 32], signature: &[u8; 64]) -> bool {
+    use ed25519_dalek::Verifier;
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
+        return false;
+    };
+    key.verify(message, &ed25519_dalek::Signature::from_bytes(signature))
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -137,6 +200,30 @@ mod tests {
         assert_ne!(len, (1 << 31) + 413, "NEP-413");
         assert_ne!(len, (1 << 30) + 366, "NEP-366");
         assert!(!VOUCHER_TAG.starts_with(&crate::ResultReceipt::DOMAIN[..4]));
+        assert_eq!(&REQUEST_TAG[..4], &REQUEST_PREFIX.to_le_bytes());
+        assert_ne!(REQUEST_TAG, VOUCHER_TAG);
+        assert_eq!(&REQUEST_TAG[4..29], b"ecloud-channel-request-v1");
+    }
+
+    #[cfg(feature = "voucher-signing")]
+    #[test]
+    fn a_voucher_signature_is_not_a_request_signature() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let public = key.verifying_key().to_bytes();
+        let auth = RequestAuthorization {
+            marketplace: "market.near".parse().unwrap(),
+            channel_id: ChannelId(7),
+            sequence: 1,
+            request_sha256: [3; 32],
+        };
+        let sig = auth.sign(&key);
+        assert!(auth.verify(&public, &sig));
+        assert!(!voucher().verify(&public, &sig));
+        let replay = RequestAuthorization {
+            sequence: 2,
+            ..auth.clone()
+        };
+        assert!(!replay.verify(&public, &sig));
     }
 
     #[cfg(feature = "voucher-signing")]

@@ -1,16 +1,15 @@
 //! Settlement arithmetic, pure and checked: no amount can wrap, and the parts of a split
 //! always add up to the escrow.
 
-use enclave_cloud_common::Usage;
 use enclave_cloud_common::events::marketplace::Settlement;
 use near_sdk::json_types::U128;
 
 use crate::errors::{MarketplaceError, Result};
-use crate::state::{NodePrice, TokenRate};
 
 pub const BPS_DENOMINATOR: u16 = 10_000;
-const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
-pub const YOCTO_PER_NEAR: u128 = 1_000_000_000_000_000_000_000_000;
+pub use enclave_cloud_common::pricing::{
+    YOCTO_PER_NEAR, mul_div, to_asset_units, usage_cost_yocto,
+};
 
 /// `amount * bps / 10_000`, rounded down, without an intermediate overflow.
 pub fn mul_bps(amount: u128, bps: u16) -> u128 {
@@ -18,54 +17,6 @@ pub fn mul_bps(amount: u128, bps: u16) -> u128 {
     let denominator = u128::from(BPS_DENOMINATOR);
     // (q*d + r) * bps / d == q*bps + r*bps/d; q*bps <= amount and r*bps < d^2: neither wraps.
     (amount / denominator) * bps + (amount % denominator) * bps / denominator
-}
-
-// The macro's expansion is not ours to lint.
-#[allow(clippy::all)]
-mod wide {
-    uint::construct_uint! {
-        /// Wide enough for the product of two u128 amounts.
-        pub struct U256(4);
-    }
-}
-use wide::U256;
-
-/// `a * b / d` rounded down, or `None` if the result does not fit in u128. The product is
-/// taken in 256 bits: `(a % d) * b` alone overflows u128 for ordinary amounts (a 0.005 NEAR
-/// job in an 18-decimals token is 5e21 * 1e18).
-pub fn mul_div(a: u128, b: u128, d: u128) -> Option<u128> {
-    if d == 0 {
-        return None;
-    }
-    let result = U256::from(a) * U256::from(b) / U256::from(d);
-    (result <= U256::from(u128::MAX)).then(|| result.as_u128())
-}
-
-/// Cost of `usage` at `price` in yoctoNEAR, rounded down; `None` when it exceeds u128 (any
-/// cap is then the cost).
-pub fn usage_cost_yocto(usage: &Usage, price: &NodePrice) -> Option<u128> {
-    let input = mul_div(
-        u128::from(usage.input_tokens.0),
-        price.input_per_million.0,
-        TOKENS_PER_PRICE_UNIT,
-    )?;
-    let output = mul_div(
-        u128::from(usage.output_tokens.0),
-        price.output_per_million.0,
-        TOKENS_PER_PRICE_UNIT,
-    )?;
-    // Sum before dividing would round less, but each part is exact to one unit already and
-    // the split stays conservative for the user.
-    input.checked_add(output)
-}
-
-/// A yoctoNEAR amount in the job's asset: NEAR as is, a token through its rate.
-pub fn to_asset_units(yocto: Option<u128>, rate: Option<&TokenRate>) -> Option<u128> {
-    let yocto = yocto?;
-    match rate {
-        None => Some(yocto),
-        Some(rate) => mul_div(yocto, rate.units_per_near.0, YOCTO_PER_NEAR),
-    }
 }
 
 /// Splits `min(cap, cost)` into fee, royalty and provider share; the rest of the escrow is
@@ -101,6 +52,8 @@ pub fn split(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{NodePrice, TokenRate};
+    use enclave_cloud_common::Usage;
     use near_sdk::json_types::U64;
 
     fn usage(i: u64, o: u64) -> Usage {
