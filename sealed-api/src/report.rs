@@ -34,6 +34,32 @@ pub struct AttestationReport {
     /// Hex of the OHTTP key configuration (RFC 9458 §3.1) of the enclave key, as NEAR AI
     /// Cloud's `ohttp_key_config`.
     pub ohttp_key_config: String,
+    /// Hex of the 64-byte ed25519 signature of the bundle's NEAR key over
+    /// [`signer_binding_message`] (the ecdsa address and this nonce): binds the secp256k1
+    /// signing key to the attested enclave, and proves the enclave answered this nonce. The
+    /// ed25519 signing address *is* the bundle's NEAR key, bound by the evidence itself.
+    pub signer_binding: String,
+}
+
+/// Domain tag of [`signer_binding_message`] (never the start of a voucher, a request
+/// authorization, a receipt or a NEAR transaction: ASCII, and longer than an account id's u32
+/// length prefix could make it).
+pub const SIGNER_BINDING_TAG: &[u8] = b"ecloud-signer-binding-v1";
+
+/// What the NEAR key signs in a report: tag || 20-byte ecdsa address || 32-byte nonce.
+pub fn signer_binding_message(
+    ecdsa_address: &str,
+    nonce_hex: &str,
+) -> Result<Vec<u8>, ReportError> {
+    let addr = address_bytes(ecdsa_address, SigningAlgo::Ecdsa)?;
+    if addr.len() != 20 {
+        return Err(ReportError::Address);
+    }
+    let nonce = nonce_bytes(nonce_hex)?;
+    let mut out = SIGNER_BINDING_TAG.to_vec();
+    out.extend(addr);
+    out.extend(nonce);
+    Ok(out)
 }
 
 /// The node's signing addresses (`signing_address` for each `signing_algo`).
@@ -56,6 +82,10 @@ pub enum ReportError {
     NonceNotBound,
     #[error("the OHTTP key configuration does not carry the attested enclave key")]
     OhttpKey,
+    #[error("the ed25519 signing address is not the bundle's NEAR key")]
+    Ed25519NotNearKey,
+    #[error("the signer binding is not the NEAR key's signature over the ecdsa address and nonce")]
+    SignerBinding,
 }
 
 fn address_bytes(address: &str, algo: SigningAlgo) -> Result<Vec<u8>, ReportError> {
@@ -112,6 +142,29 @@ impl AttestationReport {
         if config.public_key.as_slice() != self.attestation.enclave_key.as_slice() {
             return Err(ReportError::OhttpKey);
         }
-        Ok(())
+        self.check_signers(expected_nonce)
+    }
+
+    /// The ed25519 signing address is the bundle's NEAR key, and that key signed the ecdsa
+    /// address with this nonce ([`signer_binding_message`]).
+    fn check_signers(&self, nonce_hex: &str) -> Result<(), ReportError> {
+        let near_key = attestation::parse_near_ed25519_key(&self.attestation.near_public_key)
+            .map_err(|_| ReportError::Ed25519NotNearKey)?;
+        if !self
+            .signing_addresses
+            .ed25519
+            .eq_ignore_ascii_case(&hex::encode(near_key))
+        {
+            return Err(ReportError::Ed25519NotNearKey);
+        }
+        let message = signer_binding_message(&self.signing_addresses.ecdsa, nonce_hex)?;
+        let sig: [u8; 64] = hex::decode(&self.signer_binding)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(ReportError::SignerBinding)?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&near_key)
+            .map_err(|_| ReportError::Ed25519NotNearKey)?;
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+            .map_err(|_| ReportError::SignerBinding)
     }
 }

@@ -163,6 +163,20 @@ impl ResponseSigner {
         ]
     }
 
+    /// The report's `signer_binding` for `nonce_hex`: the ed25519 key (the node's attested
+    /// NEAR key) signs the ecdsa address and the nonce
+    /// ([`crate::report::signer_binding_message`]).
+    pub fn signer_binding(&self, nonce_hex: &str) -> Result<String, crate::report::ReportError> {
+        let message =
+            crate::report::signer_binding_message(&self.address(SigningAlgo::Ecdsa), nonce_hex)?;
+        Ok(hex::encode(self.ed25519.sign(&message).to_bytes()))
+    }
+
+    /// The ed25519 public key (the node's NEAR key).
+    pub fn ed25519_public(&self) -> [u8; 32] {
+        self.ed25519.verifying_key().to_bytes()
+    }
+
     fn sign_ecdsa(&self, message: &[u8]) -> String {
         let hash = personal_sign_hash(message);
         // RFC 6979 deterministic signing over a 32-byte prehash.

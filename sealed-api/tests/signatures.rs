@@ -204,12 +204,12 @@ fn our_signatures_pass_near_ai_clouds_verifier_steps() {
     }
 }
 
-fn dev_bundle(enclave_key: [u8; 32]) -> AttestationBundle {
+fn dev_bundle(enclave_key: [u8; 32], near_key: [u8; 32]) -> AttestationBundle {
     AttestationBundle {
         version: 1,
         kind: AttestationKind::Dev,
         enclave_key: enclave_key.to_vec(),
-        near_public_key: format!("ed25519:{}", "1".repeat(32)),
+        near_public_key: attestation::format_near_ed25519_key(&near_key),
         tdx: None,
         dev: None,
         gpus: Vec::new(),
@@ -249,12 +249,13 @@ fn the_attestation_report_binds_signer_nonce_and_ohttp_key() {
             signing_address: address,
             signing_algo: algo,
             request_nonce: nonce.clone(),
-            attestation: dev_bundle(key.config().public_key),
+            attestation: dev_bundle(key.config().public_key, s.ed25519_public()),
             signing_addresses: SigningAddresses {
                 ecdsa: s.address(SigningAlgo::Ecdsa),
                 ed25519: s.address(SigningAlgo::Ed25519),
             },
             ohttp_key_config: hex::encode(key.config().encode()),
+            signer_binding: s.signer_binding(&nonce).expect("binding"),
         };
         assert_eq!(report.check_binding(&nonce), Ok(()));
         let json = serde_json::to_value(&report).expect("json");
@@ -283,6 +284,26 @@ fn the_attestation_report_binds_signer_nonce_and_ohttp_key() {
             SigningAlgo::Ed25519 => SigningAlgo::Ecdsa,
         });
         assert!(other_signer.check_binding(&nonce).is_err());
+
+        // A binding for another nonce (a replayed report) or by another key is refused.
+        let mut replayed = report.clone();
+        replayed.signer_binding = s.signer_binding(&"cd".repeat(32)).expect("binding");
+        assert_eq!(
+            replayed.check_binding(&nonce),
+            Err(ReportError::SignerBinding)
+        );
+        let mut foreign_ecdsa = report.clone();
+        foreign_ecdsa.signing_addresses.ecdsa = format!("0x{}", "11".repeat(20));
+        assert_eq!(
+            foreign_ecdsa.check_binding(&nonce),
+            Err(ReportError::SignerBinding)
+        );
+        let mut not_near = report.clone();
+        not_near.attestation.near_public_key = attestation::format_near_ed25519_key(&[4; 32]);
+        assert_eq!(
+            not_near.check_binding(&nonce),
+            Err(ReportError::Ed25519NotNearKey)
+        );
     }
     assert_eq!(
         report_data("0x00", SigningAlgo::Ecdsa, "ab"),
