@@ -42,6 +42,20 @@ ensure_rust() {
         || (cd "$REPO_ROOT" && rustup target add wasm32-unknown-unknown)
 }
 
+# ensure_openai_sdk: the official OpenAI Python SDK (PyPI, pinned) in a virtualenv kept with the
+# build cache (outside the clone); exports ECLOUD_OPENAI_PYTHON, the interpreter that has it.
+OPENAI_SDK_VERSION=3.63.0
+ensure_openai_sdk() {
+    apt_install python3-venv
+    local venv="${ECLOUD_VENV_DIR:-$CARGO_TARGET_DIR/openai-venv}"
+    if ! "$venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_SDK_VERSION')" 2>/dev/null; then
+        step "installing the openai Python SDK $OPENAI_SDK_VERSION (pip, into $venv)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_SDK_VERSION"
+    fi
+    export ECLOUD_OPENAI_PYTHON="$venv/bin/python"
+}
+
 # start_test_postgres: PostgreSQL on loopback for the indexer's storage tests; exports
 # ECLOUD_TEST_POSTGRES_URL. Debian's package creates and owns the cluster.
 start_test_postgres() {

@@ -98,11 +98,17 @@ impl WorkerNode {
     /// `worker register --json` with a dev bundle and the test price for `suite.config.model_id`.
     /// Returns the node id.
     pub fn register(&mut self, suite: &Suite) -> TestkitResult<u64> {
+        self.register_with(suite, &[])
+    }
+
+    /// [`Self::register`] with more `worker register` arguments, e.g. `--price
+    /// MODEL:INPUT:OUTPUT` for another model this node offers, or `--endpoint URL`.
+    pub fn register_with(&mut self, suite: &Suite, extra_args: &[&str]) -> TestkitResult<u64> {
         let price = format!(
             "{}:{}:{}",
             suite.config.model_id, TEST_PRICE_PER_MILLION.0, TEST_PRICE_PER_MILLION.1
         );
-        let out = self.command_output(&[
+        let args = [
             "register",
             "--rpc-url",
             &self.rpc_url,
@@ -121,7 +127,8 @@ impl WorkerNode {
             "--dev-ca-key-file",
             &self.dev_ca_file.display().to_string(),
             "--json",
-        ])?;
+        ];
+        let out = self.command_output(&[&args[..], extra_args].concat())?;
         let report: serde_json::Value = serde_json::from_str(&out)
             .map_err(|e| TestkitError::Setup(format!("register printed {out:?}: {e}")))?;
         let node_id = report["node_id"]
@@ -141,14 +148,32 @@ impl WorkerNode {
         model_dir: &Path,
         extra: &[&str],
     ) -> TestkitResult<()> {
+        let model_dir = model_dir.display().to_string();
+        let model = format!("{}=all-minilm-l6-v2", suite.config.model_id);
+        let backend = [
+            "--backend",
+            "embedded",
+            "--model-dir",
+            &model_dir,
+            "--model",
+            &model,
+        ];
+        self.start_with_backend(indexer, &backend, extra)
+    }
+
+    /// Starts `worker run` with the given backend arguments (`--backend ...`, its models and
+    /// their `--model ID=BACKEND_MODEL` mappings) and `extra` arguments.
+    pub fn start_with_backend(
+        &mut self,
+        indexer: Option<&IndexerProcess>,
+        backend: &[&str],
+        extra: &[&str],
+    ) -> TestkitResult<()> {
         let mut cmd = self.base();
         cmd.args(["run", "--rpc-url", &self.rpc_url])
             .args(["--provider", "dev", "--dev-ca-key-file"])
             .arg(&self.dev_ca_file)
-            .args(["--backend", "embedded", "--model-dir"])
-            .arg(model_dir)
-            .arg("--model")
-            .arg(format!("{}=all-minilm-l6-v2", suite.config.model_id))
+            .args(backend)
             .args(["--poll-interval-ms", "500", "--retry-delay-ms", "500"])
             .args(extra)
             .env(

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod paid_stack;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
