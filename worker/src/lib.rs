@@ -31,6 +31,7 @@ pub mod claim;
 pub mod cli;
 pub mod daemon;
 pub mod devices;
+pub mod encrypted_weights;
 pub mod feed;
 pub mod inference;
 pub mod job;

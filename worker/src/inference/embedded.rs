@@ -61,6 +61,12 @@ fn check_config(config: &BertConfig) -> Result<(), InferenceError> {
 impl MiniLmBackend {
     /// Loads the model from `dir`.
     pub fn load(dir: &Path) -> Result<Self, InferenceError> {
+        Self::load_with_weights(dir, None)
+    }
+
+    /// Loads the model from `dir`, its `model.safetensors` from `weights` when given (weights
+    /// decrypted in the enclave's memory, see [`crate::encrypted_weights`]).
+    pub fn load_with_weights(dir: &Path, weights: Option<&[u8]>) -> Result<Self, InferenceError> {
         let config_path = dir.join("config.json");
         let config: BertConfig = serde_json::from_slice(
             &std::fs::read(&config_path)
@@ -79,8 +85,11 @@ impl MiniLmBackend {
         tokenizer.with_padding(Some(PaddingParams::default()));
         // The embedded backend runs on the CPU only (GPU models go through the HTTP backend).
         let device = Device::Cpu;
-        let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
-            .map_err(|e| model_err("model.safetensors", e))?;
+        let weights = match weights {
+            Some(bytes) => candle_core::safetensors::load_buffer(bytes, &device),
+            None => candle_core::safetensors::load(dir.join("model.safetensors"), &device),
+        }
+        .map_err(|e| model_err("model.safetensors", e))?;
         let vb = VarBuilder::from_tensors(weights, DTYPE, &device);
         let model = BertModel::load(vb, &config).map_err(|e| model_err("weights", e))?;
         Ok(Self {

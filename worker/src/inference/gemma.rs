@@ -18,7 +18,7 @@
 //! window (512 tokens for 270m) would therefore compute something other than Gemma, so prompt
 //! plus completion is bounded by the window (`gemma3.attention.sliding_window`).
 
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,18 +117,25 @@ impl GemmaBackend {
     /// Loads the GGUF at `path` (weights, tokenizer, context size).
     pub fn load(path: &Path) -> Result<Self, InferenceError> {
         let shown = path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(|e| model_err(&shown, e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| model_err(&shown, e))?;
+        let bytes = std::fs::read(path).map_err(|e| model_err(&shown, e))?;
+        Self::from_gguf_bytes(bytes, &shown)
+    }
+
+    /// Loads a GGUF held in memory (weights decrypted inside the enclave, which never touch
+    /// the disk); `shown` names it in errors.
+    pub fn from_gguf_bytes(bytes: Vec<u8>, shown: &str) -> Result<Self, InferenceError> {
+        let mut gguf = Cursor::new(bytes);
+        let content = gguf_file::Content::read(&mut gguf).map_err(|e| model_err(shown, e))?;
         let vocab = Vocab::from_gguf(&content.metadata).map_err(|e| model_err("tokenizer", e))?;
         let template = GemmaTemplate::new(&vocab).map_err(|e| model_err("chat template", e))?;
         let window = content
             .metadata
             .get("gemma3.attention.sliding_window")
             .and_then(|v| v.to_u32().ok())
-            .ok_or_else(|| model_err(&shown, "no gemma3.attention.sliding_window"))?;
+            .ok_or_else(|| model_err(shown, "no gemma3.attention.sliding_window"))?;
         let mut content = content;
         let mut weights_file =
-            widen_slow_tensors(&mut content, file).map_err(|e| model_err(&shown, e))?;
+            widen_slow_tensors(&mut content, gguf.into_inner()).map_err(|e| model_err(shown, e))?;
         let weights = ModelWeights::from_gguf(content, &mut weights_file, &Device::Cpu)
             .map_err(|e| model_err("weights", e))?;
         Ok(Self {
@@ -312,11 +319,8 @@ const SLOW_TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType:
 /// them as f32 matmuls (gemm, SIMD chosen at run time). Costs about 250 MB for 270m.
 fn widen_slow_tensors(
     content: &mut gguf_file::Content,
-    mut file: std::fs::File,
+    bytes: Vec<u8>,
 ) -> candle_core::Result<Cursor<Vec<u8>>> {
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))?;
-    file.read_to_end(&mut bytes)?;
     let mut gguf = Cursor::new(bytes);
     let slow: Vec<String> = content
         .tensor_infos
