@@ -4,6 +4,7 @@
 import { h } from "./dom.js";
 import { formatUnits, near, parseNear } from "./format.js";
 import { IMPORTED_KEY_ID, importKey } from "./imported-key.js";
+import { fromBase64, generateUserKey, openJobOutput, sealJobInput, toBase64 } from "./seal.js";
 import { call, returned, signedInAccount, tokenMeta, txHash, view, wallet } from "./wallet.js";
 
 let rerender = () => {};
@@ -137,11 +138,25 @@ function pastOutcome(id) {
 
 function jobActions(j, me) {
   if (j.user !== me) return null;
+  if (j.status === "settled" && j.output?.kind === "inline") return box("Your job", openOutputForm(j, me));
   if (j.status !== "open") return outcomes.has("cancel") ? box("Your job", pastOutcome("cancel")) : null;
   return box("Your job", actionForm("cancel", "Cancel job", [h("span", {}, "before a node claims it; the escrow and storage come back ")], async () => {
     const out = await call(ready.network.marketplace, "marketplace.cancel_job", { job_id: j.job_id }, "1");
     return `cancelled · tx ${txHash(out)}`;
   }));
+}
+
+// Opens a settled job's inline output with the key this browser sealed the job with.
+function openOutputForm(j, me) {
+  return actionForm("open-output", "Open the answer", [h("span", {}, "decrypted here with your browser's key ")], async () => {
+    const keys = JSON.parse(localStorage.getItem(userKeyId(me)) ?? "null");
+    if (!keys || keys.public !== j.user_key) throw new Error("this job was sealed to a key this browser does not hold");
+    const answer = await openJobOutput(keys.secret, j.job_id, j.model_id, fromBase64(j.output.ciphertext));
+    const b = answer.body ?? {};
+    const shown = b.choices?.[0]?.message?.content
+      ?? (b.data?.[0]?.embedding ? `embedding of ${b.data[0].embedding.length} dimensions: [${b.data[0].embedding.slice(0, 4).map((x) => x.toFixed(4)).join(", ")}, …]` : JSON.stringify(b));
+    return h("span", { "data-answer": String(answer.status_code) }, `HTTP ${answer.status_code}: ${shown}`);
+  });
 }
 
 function accountActions(a, me) {
@@ -157,30 +172,47 @@ function accountActions(a, me) {
   })));
 }
 
+// The user's x25519 key for job outputs, kept in this browser per account (the secret never
+// leaves it; the public half goes into each job as `user_key`).
+const userKeyId = (me) => `ecloud-user-x25519:${ready.network.marketplace}:${me}`;
+async function userKey(me) {
+  const stored = JSON.parse(localStorage.getItem(userKeyId(me)) ?? "null");
+  if (stored) return stored;
+  const fresh = await generateUserKey();
+  localStorage.setItem(userKeyId(me), JSON.stringify(fresh));
+  return fresh;
+}
+
+const JOB_KINDS = { embeddings: "/v1/embeddings", chat: "/v1/chat/completions" };
+
 function nodeActions(n) {
   if (n.status !== "active" || !n.prices.length) return null;
+  const me = signedInAccount();
   const model = h("select", { name: "model", "aria-label": "model" }, n.prices.map((p) => h("option", { value: p.model_id }, p.model_id)));
+  const kind = h("select", { name: "kind", "aria-label": "request kind" }, Object.keys(JOB_KINDS).map((k) => h("option", { value: k }, k)));
+  const text = h("textarea", { name: "text", rows: 2, cols: 40, placeholder: "text to embed, or your message", "aria-label": "job input text" });
   const cap = h("input", { name: "cap", placeholder: "price cap, NEAR", "aria-label": "price cap in NEAR", size: 10 });
   const minutes = h("input", { name: "minutes", value: "60", "aria-label": "deadline in minutes", size: 4 });
-  const uri = h("input", { name: "uri", placeholder: "input URI (ciphertext)", "aria-label": "input URI", size: 28 });
-  const hash = h("input", { name: "hash", placeholder: "SHA-256 of the ciphertext (hex)", "aria-label": "input SHA-256", size: 30 });
-  const userKey = h("input", { name: "user_key", placeholder: "your x25519 key (hex)", "aria-label": "your x25519 public key", size: 30 });
   return box("Submit a job to this node (paid in NEAR)",
-    h("p", { class: "note" }, "The input travels by hash and URI: encrypt it to this node's x25519 key first (ecloud job submit does it for you)."),
-    actionForm("submit-job", "Submit job", [model, cap, h("span", {}, "NEAR, deadline in "), minutes, h("span", {}, "min"), uri, hash, userKey], async () => {
+    h("p", { class: "note" }, "Your input is sealed in this page to the node's attested key before the transaction is built; the answer comes back sealed to a key kept in this browser."),
+    actionForm("submit-job", "Submit job", [model, kind, text, cap, h("span", {}, "NEAR, deadline in "), minutes, h("span", {}, "min")], async () => {
       const capYocto = parseNear(cap.value);
-      if (!/^[0-9a-f]{64}$/.test(hash.value.trim())) throw new Error("the input hash must be 64 hex characters");
-      if (!/^[0-9a-f]{64}$/.test(userKey.value.trim())) throw new Error("your key must be 64 hex characters");
+      if (!text.value.trim()) throw new Error("write the text to embed or your message");
       const mins = Number(minutes.value);
       if (!(mins > 0)) throw new Error("the deadline must be a positive number of minutes");
-      const input = { kind: "remote", hash: hash.value.trim(), uri: uri.value.trim() };
-      // An upper bound of the stored input (the excess is refunded).
-      const storage = await view(ready.network.marketplace, "marketplace.job_storage_deposit", { input_bytes: input.uri.length + 64 });
+      if (!/^[0-9a-f]{64}$/.test(n.encryption_key ?? "")) throw new Error("this node has no attested x25519 key");
+      const body = kind.value === "chat"
+        ? { model: model.value, messages: [{ role: "user", content: text.value }], max_tokens: 64 }
+        : { model: model.value, input: [text.value] };
+      const keys = await userKey(me);
+      const sealed = await sealJobInput(n.encryption_key, model.value, keys.public, { method: "POST", url: JOB_KINDS[kind.value], body });
+      const input = { kind: "inline", ciphertext: toBase64(sealed) };
+      const storage = await view(ready.network.marketplace, "marketplace.job_storage_deposit", { input_bytes: sealed.length });
       const deadline = (BigInt(Date.now()) + BigInt(Math.round(mins * 60000))) * 1000000n;
       const job = { model_id: model.value, price_cap: capYocto, deadline_ns: deadline.toString(), claim_deadline_ns: null,
-        target: { kind: "node", node_id: n.node_id }, input, user_key: userKey.value.trim() };
+        target: { kind: "node", node_id: n.node_id }, input, user_key: keys.public };
       const out = await call(ready.network.marketplace, "marketplace.submit_job", { job }, (BigInt(capYocto) + BigInt(storage)).toString());
       const id = returned(out);
-      return h("span", {}, `submitted job ${id} (cap ${near(capYocto).text} + ${near(storage).text} storage) · tx ${txHash(out)} · `, h("a", { href: `#/job/${id}`, "data-job": id }, `job ${id}`));
+      return h("span", {}, `submitted job ${id}, input sealed (${sealed.length} bytes; cap ${near(capYocto).text} + ${near(storage).text} storage) · tx ${txHash(out)} · `, h("a", { href: `#/job/${id}`, "data-job": id }, `job ${id}`));
     }));
 }

@@ -18,6 +18,7 @@ mod cdp;
 mod chain;
 mod common;
 
+use base64::Engine as _;
 use cdp::{Browser, Tab, explorer_bundle, screenshot_dir};
 use common::*;
 use indexer::config::{Config, ExplorerConfig, SourceKind};
@@ -494,17 +495,15 @@ async fn wallet_flows_on_the_pages_change_the_chain() {
         "wallet-node",
     )
     .await;
-    let hash = "ab".repeat(32);
-    let key = "cd".repeat(32);
+    // The page seals the input to the node's attested key itself.
     let text = act(
         &browser,
         &tab,
         "submit-job",
         &[
             ("cap", "0.5"),
-            ("uri", "https://inputs.example/1"),
-            ("hash", &hash),
-            ("user_key", &key),
+            ("kind", "embeddings"),
+            ("text", "a private text"),
         ],
         "wallet-submitted",
     )
@@ -527,6 +526,31 @@ async fn wallet_flows_on_the_pages_change_the_chain() {
         job.to_string().contains(USER) && job.to_string().contains("500000000000000000000000"),
         "{job}"
     );
+    // Only the enclave opens it: the chain holds a ciphertext, never the text.
+    assert!(!job.to_string().contains("a private text"), "{job}");
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(
+            job["input"]["ciphertext"]
+                .as_str()
+                .expect("an inline input"),
+        )
+        .unwrap();
+    let user_key: [u8; 32] = hex::decode(job["user_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let opened = protocol::envelope::open(
+        &chain::tee_secret(),
+        &protocol::envelope::Envelope::from_bytes(&sealed).unwrap(),
+        &protocol::envelope::EnvelopeContext::JobInput {
+            model_id: MODEL.parse().unwrap(),
+            user_key,
+        },
+    )
+    .expect("the node's enclave opens what the page sealed");
+    let request: serde_json::Value = serde_json::from_slice(&opened).unwrap();
+    assert_eq!(request["url"], "/v1/embeddings");
+    assert_eq!(request["body"]["input"][0], "a private text");
 
     // Its page (once indexed) offers the cancel; cancelling removes it from the chain.
     indexed(&format!("{base}/v1/jobs/{job_id}")).await;

@@ -375,6 +375,11 @@ pub struct Suite {
     pub registered_height: u64,
 }
 
+/// The registered node's x25519 secret (its attested `enclave_key` is the public half).
+pub fn tee_secret() -> protocol::envelope::EncryptionSecret {
+    protocol::envelope::EncryptionSecret::from_bytes(&[7u8; 32]).expect("x25519 secret")
+}
+
 fn sha256(bytes: &[u8]) -> Hash32 {
     Hash32(near_primitives::hash::hash(bytes).0)
 }
@@ -471,7 +476,8 @@ pub async fn deploy(chain: &Chain, localnet: &Localnet) -> Suite {
     // A dev attestation: the CA signs (enclave key, NEAR key, expiry).
     let (_, now_ns) = chain.final_head().await;
     let expires = now_ns / 1_000_000_000 + 24 * 3600;
-    let tee_key = [7u8; 32];
+    // The enclave's x25519 key: a known secret, so tests can open what the page seals to it.
+    let tee_key = tee_secret().public_key();
     let PublicKey::ED25519(near_key) = enclave_secret.public_key() else {
         panic!("ed25519 key")
     };
