@@ -38,7 +38,7 @@ fn page(args: &[&str]) -> Result<String, String> {
 }
 
 fn model() -> ModelId {
-    "minilm".parse().unwrap()
+    "minilm".parse().expect("model id")
 }
 
 #[test]
