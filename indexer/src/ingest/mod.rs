@@ -3,6 +3,7 @@
 //! it leaves the checkpoint past the block, so no event is ever lost or applied twice.
 
 pub(crate) mod governance;
+pub(crate) mod channels;
 mod ledger;
 mod marketplace;
 mod model;
