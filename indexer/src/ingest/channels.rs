@@ -257,9 +257,8 @@ async fn settled_voucher(
         channel_id: Some(cid),
         ..Default::default()
     };
-    let node = enclave_cloud_common::NodeId(
-        crate::db::checkpoint::to_u64(channel.node_id, "node_id")?,
-    );
+    let node =
+        enclave_cloud_common::NodeId(crate::db::checkpoint::to_u64(channel.node_id, "node_id")?);
     settle(conn, ctx, contracts, node, &parties, &without_refund, about).await?;
     Ok(Applied::Stored)
 }
