@@ -1329,7 +1329,11 @@ async fn explorer_views_of_the_scenario(postgres: bool) {
     };
     assert_eq!(
         hits(ok(&f.app, "/v1/search?q=1").await),
-        ["node 1", "job 1", "request 1"]
+        ["node 1", "job 1", "request 1", "channel 1"]
+    );
+    assert_eq!(
+        hits(ok(&f.app, "/v1/search?q=3").await),
+        ["job 3", "channel 3"]
     );
     assert_eq!(
         hits(ok(&f.app, &format!("/v1/search?q={}", scenario::OPERATOR)).await),
