@@ -24,6 +24,7 @@ export const amount = (a) => (a == null ? "—" : h("span", { class: "amount", t
 export const link = (href, text) => h("a", { href }, text ?? "—");
 export const nodeLink = (id) => (id == null ? "—" : link(`#/node/${id}`, `node ${id}`));
 export const jobLink = (id) => link(`#/job/${id}`, `job ${id}`);
+export const channelLink = (id) => link(`#/channel/${id}`, `channel ${id}`);
 export const modelLink = (id, name) => (id == null ? "—" : link(`#/model/${encodeURIComponent(id)}`, name ?? id));
 export const accountLink = (id) => (id == null ? "—" : link(`#/account/${encodeURIComponent(id)}`, id));
 export const operatorLink = (id) => (id == null ? "—" : link(`#/operator/${encodeURIComponent(id)}`, id));

@@ -54,4 +54,16 @@ export function countdown(ns, nowMs = Date.now()) {
   return ms >= 0 ? `in ${text}` : `${text} ago`;
 }
 
+// A duration in nanoseconds for people: "24 h", "1 d 12 h", "90 s".
+export function duration(ns) {
+  let s = Number(BigInt(ns) / 1000000000n);
+  const units = [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]];
+  const parts = [];
+  for (const [u, name] of units) {
+    const n = Math.floor(s / u);
+    if (n > 0 && parts.length < 2) { parts.push(`${n} ${name}`); s -= n * u; }
+  }
+  return parts.length ? parts.join(" ") : "0 s";
+}
+
 export const short = (hex, n = 10) => (hex && hex.length > 2 * n + 1 ? `${hex.slice(0, n)}…${hex.slice(-n)}` : hex ?? "—");

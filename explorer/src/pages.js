@@ -2,8 +2,8 @@
 // the indexer's API. They are re-rendered on every indexed block (see main.js).
 import { get, maybe } from "./api.js";
 import { barChart, nearChart } from "./chart.js";
-import { accountLink, amount, badge, facts, h, jobLink, link, modelLink, nodeLink, operatorLink, section, table } from "./dom.js";
-import { countdown, formatUnits, inAsset, near, short, when } from "./format.js";
+import { accountLink, amount, badge, channelLink, facts, h, jobLink, link, modelLink, nodeLink, operatorLink, section, table } from "./dom.js";
+import { countdown, duration, formatUnits, inAsset, near, short, when } from "./format.js";
 import { tokenMeta } from "./wallet.js";
 import { actionsFor } from "./wallet-ui.js";
 
@@ -18,6 +18,31 @@ function jobsTable(jobs) {
     jobLink(j.job_id), accountLink(j.user), modelLink(j.model_id), badge(j.status), nodeLink(j.node_id),
     amount(inAsset(j.settlement?.cost, j.asset)),
   ]));
+}
+
+// A channel's state; a closing channel says when its challenge period ends.
+function channelState(c) {
+  if (c.state === "closing") {
+    const ends = BigInt(c.close_ends_ns ?? "0") / 1000000n;
+    const note = ends > BigInt(Date.now()) ? `challenge ends ${countdown(c.close_ends_ns)}` : `challenge over (${countdown(c.close_ends_ns)}): the user may finish the close`;
+    return [badge("closing", "warn"), ` ${note}`];
+  }
+  if (c.state === "closed") return [badge("closed"), c.close_reason ? ` (${c.close_reason})` : ""];
+  return badge(c.state, "ok");
+}
+
+function channelsTable(channels, empty = "no payment channels") {
+  return table(["channel", "user", "node", "model", "state", "deposit", "settled", "remaining", "settlements"], channels.map((c) => [
+    channelLink(c.channel_id), accountLink(c.user), nodeLink(c.node_id), modelLink(c.model_id), channelState(c),
+    amount(inAsset(c.deposit, c.asset)), amount(inAsset(c.settled, c.asset)), amount(inAsset(c.remaining, c.asset)), c.settlement_count,
+  ]), empty);
+}
+
+// A section listing the newest channels of one user, node or operator (`query`).
+async function channelsSection(query) {
+  const page = await get(`/v1/channels?${query}&limit=20`);
+  return section("Payment channels", channelsTable(page.items),
+    page.next_cursor ? h("p", { class: "note" }, link("#/channels", "all payment channels")) : null);
 }
 
 function nodesTable(nodes) {
@@ -73,7 +98,8 @@ const card = (label, value, id) => h("div", { class: "card", "data-figure": id }
 export async function node(id) {
   const n = await maybe(`/v1/nodes/${enc(id)}`);
   if (!n) return notFound("node", id);
-  const [jobs, earnings] = await Promise.all([get(`/v1/jobs?node=${enc(id)}&limit=20`), series(`metric=node_earnings&node=${enc(id)}`)]);
+  const [jobs, earnings, channels] = await Promise.all([get(`/v1/jobs?node=${enc(id)}&limit=20`), series(`metric=node_earnings&node=${enc(id)}`),
+    channelsSection(`node=${enc(id)}`)]);
   const m = n.measurements ?? {};
   const expired = BigInt(n.attestation_expires_at_ns) / 1000000n < BigInt(Date.now());
   return h("div", { class: "page", "data-page": "node" },
@@ -94,6 +120,7 @@ export async function node(id) {
     section("Prices (per million tokens)", table(["model", "input", "output"], n.prices.map((p) => [modelLink(p.model_id), amount(near(p.input_per_million)), amount(near(p.output_per_million))]), "unpriced")),
     h("div", { class: "charts" }, nearChart("earnings (provider share, NEAR)", earnings)),
     section("Jobs served", jobsTable(jobs.items)),
+    channels,
     section("Heartbeats and status", table(["status", "block", "time"], n.status_history.map((s) => [badge(s.status), s.block_height, when(s.timestamp_ns)]))),
     section("Model keys granted", table(["model", "key hash", "granted at block", "revoked at block"], n.key_grants.map((g) => [modelLink(g.model_id), h("code", {}, short(g.key_hash)), g.granted_height, g.revoked_height]), "none")));
 }
@@ -101,11 +128,13 @@ export async function node(id) {
 export async function operator(id) {
   const o = await maybe(`/v1/operators/${enc(id)}`);
   if (!o) return notFound("operator", id);
+  const channels = await channelsSection(`operator=${enc(id)}`);
   return h("div", { class: "page", "data-page": "operator" },
     h("h1", {}, `Operator ${o.operator}`),
     facts([["staked", amount(near(o.stake?.staked ?? "0"))], ["unstaking", amount(near(o.stake?.unstaking ?? "0"))], ["slashed", amount(near(o.stake?.slashed ?? "0"))],
       ["account", accountLink(o.operator)]]),
     section("Nodes", nodesTable(o.nodes)),
+    channels,
     section("Slashes", table(["job", "node", "paid to", "amount", "block"], o.slashes.map((s) => [jobLink(s.job_id), nodeLink(s.node_id), accountLink(s.user), amount(near(s.amount)), s.block_height]), "none")));
 }
 
@@ -131,6 +160,47 @@ export async function job(id) {
       : h("p", { class: "empty" }, "no result yet")),
     section("Timeline", table(["event", "block", "time", "receipt"], d.timeline.map((t) => [t.event, t.block_height, when(t.timestamp_ns), h("code", {}, short(t.receipt_id))]))),
     actionsFor("job", { job: j }));
+}
+
+const CHANNEL_STATES = ["open", "closing", "closed"];
+
+// Every payment channel, newest first, optionally of one state (`#/channels/<state>`).
+export async function channels(state) {
+  const filter = CHANNEL_STATES.includes(state) ? state : undefined;
+  const page = await get(`/v1/channels?limit=200${filter ? `&state=${filter}` : ""}`);
+  const tab = (s, label) => (s === filter ? h("strong", { "data-state": s ?? "all" }, label) : link(s ? `#/channels/${s}` : "#/channels", label));
+  return h("div", { class: "page", "data-page": "channels" },
+    h("h1", {}, "Payment channels"),
+    h("p", { class: "note" }, "A user deposits into a channel to one node for one model and pays per request with vouchers (signed cumulative amounts); the node settles the newest voucher on chain, each settlement split like a job's cost. The user can close alone after a challenge period in which the node may still settle."),
+    h("p", { class: "filters" }, "state: ", [tab(undefined, "all"), ...CHANNEL_STATES.map((s) => tab(s, s))].flatMap((x, i) => (i ? [" · ", x] : [x]))),
+    channelsTable(page.items, filter ? `no ${filter} channels` : "no payment channels yet"),
+    page.next_cursor ? h("p", { class: "note" }, "the newest 200 are shown") : null);
+}
+
+// One payment channel: its deposit, settled vouchers, what was paid out, its events.
+export async function channel(id) {
+  const c = await maybe(`/v1/channels/${enc(id)}`);
+  if (!c) return notFound("channel", id);
+  const money = (v) => amount(inAsset(v, c.asset));
+  const paid = [["provider", c.paid.provider], ["model royalty", c.paid.royalty], ["protocol fee", c.paid.protocol_fee]];
+  if (c.refund != null) paid.push(["refund to the user", c.refund]);
+  return h("div", { class: "page", "data-page": "channel" },
+    h("h1", {}, `Channel ${c.channel_id} `, channelState(c)),
+    facts([["user", accountLink(c.user)], ["node", nodeLink(c.node_id)], ["operator", operatorLink(c.operator)], ["model", modelLink(c.model_id)],
+      ["paid in", c.asset === "near" ? "NEAR" : c.asset],
+      ["deposit", money(c.deposit)], ["settled", money(c.settled)], ["remaining", money(c.remaining)],
+      ["price at opening (per million tokens)", [amount(near(c.price.input_per_million)), " input, ", amount(near(c.price.output_per_million)), " output"]],
+      c.units_per_near && ["token rate at opening", `${c.units_per_near} units per NEAR`],
+      ["challenge period", duration(c.challenge_period_ns)],
+      c.close_ends_ns && ["challenge period ends", `${when(c.close_ends_ns)} (${countdown(c.close_ends_ns)})`],
+      c.close_reason && ["closed", c.close_reason === "cooperative" ? "cooperatively, by the node with its final voucher" : "by the user after the challenge period"],
+      ["channel key", h("code", { title: c.channel_key }, short(c.channel_key, 12))],
+      ["opened", `${when(c.opened_at_ns)} (block ${c.opened_height})`], ["last change", `${when(c.updated_at_ns)} (block ${c.updated_height})`]]),
+    section("Paid out", table(["to", "amount"], paid.map(([k, v]) => [k, money(v)]))),
+    section(`Settlements (${c.settlement_count})`, table(["block", "time", "voucher total", "this settlement", "provider", "royalty", "fee", "receipt"],
+      c.settlements.map((s) => [s.block_height, when(s.timestamp_ns), money(s.settled), money(s.cost), money(s.provider), money(s.royalty), money(s.protocol_fee),
+        h("code", { title: s.receipt_id }, short(s.receipt_id))]), "no voucher settled yet")),
+    section("Timeline", table(["event", "block", "time", "receipt"], c.timeline.map((t) => [t.event, t.block_height, when(t.timestamp_ns), h("code", {}, short(t.receipt_id))]))));
 }
 
 function costSplit(s, asset) {
@@ -176,7 +246,7 @@ export async function model(id) {
 }
 
 export async function account(id) {
-  const a = await get(`/v1/accounts/${enc(id)}`);
+  const [a, channels] = await Promise.all([get(`/v1/accounts/${enc(id)}`), channelsSection(`user=${enc(id)}`)]);
   const metas = await Promise.all(a.holdings.map((x) => tokenMeta(x.token)));
   const holding = (x, i) => (metas[i] ? formatUnits(x.balance, metas[i].decimals, metas[i].symbol) : { text: `${x.balance} units`, exact: `${x.balance} (smallest units)` });
   return h("div", { class: "page", "data-page": "account" },
@@ -187,7 +257,8 @@ export async function account(id) {
     section("Holdings", table(["token", "model", "balance"], a.holdings.map((x, i) => [x.token, modelLink(x.model_id), amount(holding(x, i))]), "none")),
     section("Credits to withdraw", table(["asset", "amount"], a.claimable.map((c) => [c.asset, amount(inAsset(c.amount, c.asset))]), "none")),
     actionsFor("account", { account: a }),
-    section("Recent jobs", jobsTable(a.recent_jobs)));
+    section("Recent jobs", jobsTable(a.recent_jobs)),
+    channels);
 }
 
 export async function search(q) {
@@ -198,11 +269,11 @@ export async function search(q) {
   const href = (hit) => `#/${hit.kind === "request" ? "job" : hit.kind}/${enc(hit.id)}`;
   return h("div", { class: "page", "data-page": "search" }, h("h1", {}, `Search: ${term}`), form,
     r.hits.length ? h("ul", { class: "hits" }, r.hits.map((hit) => h("li", {}, link(href(hit), `${hit.kind} ${hit.id}`), ` — ${hit.label}`)))
-      : h("p", { class: "empty" }, "nothing found (ids are matched exactly: a node, job or request id, a model id, token or name, an account)"));
+      : h("p", { class: "empty" }, "nothing found (ids are matched exactly: a node, job, request or channel id, a model id, token or name, an account)"));
 }
 
 export function searchForm(value = "") {
-  const input = h("input", { type: "search", name: "q", placeholder: "node, job, model or account id", value, "aria-label": "search" });
+  const input = h("input", { type: "search", name: "q", placeholder: "node, job, channel, model or account id", value, "aria-label": "search" });
   return h("form", { class: "search", onsubmit: (e) => { e.preventDefault(); location.hash = `#/search/${enc(input.value.trim())}`; } }, input, h("button", { type: "submit" }, "Search"));
 }
 

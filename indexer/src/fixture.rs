@@ -106,21 +106,22 @@ pub fn write_block(dir: &Path, msg: &StreamerMessage) -> std::io::Result<()> {
 
 /// A small but complete story on the fixture chain: two nodes register, a model is
 /// created and crowdfunded, jobs and an agent request run through, governance changes are
-/// proposed (one applied at once), and a few lines that must be refused (malformed,
-/// foreign, from a failed receipt) are mixed in.
+/// proposed (one applied at once), payment channels are opened, settled and closed, and a
+/// few lines that must be refused (malformed, foreign, from a failed receipt) are mixed in.
 pub mod scenario {
     use super::ChainBuilder;
     use crate::block::StreamerMessage;
     use crate::ingest::Contracts;
-    use enclave_cloud_common::events::marketplace::{JobTarget, Settlement};
+    use enclave_cloud_common::events::marketplace::{ChannelCloseReason, JobTarget, Settlement};
     use enclave_cloud_common::events::model::ModelManifest;
     use enclave_cloud_common::events::nep141::{FtMint, FtTransfer};
     use enclave_cloud_common::events::{
         GovernanceEvent, MarketplaceEvent, ModelEvent, Nep141Event, Nep297, RegistryEvent,
     };
     use enclave_cloud_common::governance::Change;
+    use enclave_cloud_common::interfaces::marketplace::NodePrice;
     use enclave_cloud_common::{
-        Asset, AttestationKind, GpuInfo, Hash32, InputRef, JobId, Measurements, ModelId,
+        Asset, AttestationKind, ChannelId, GpuInfo, Hash32, InputRef, JobId, Measurements, ModelId,
         ModelPrice, NodeId, NodeStatus, RequestId, TcbStatus, Usage,
     };
     use near_sdk::json_types::{Base64VecU8, U64, U128};
@@ -285,6 +286,84 @@ pub mod scenario {
         }
     }
 
+    /// The user of the scenario's payment channels.
+    pub const CHANNEL_USER: &str = "carol.test";
+    /// The scenario's channels are to node 1.
+    pub const CHANNEL_NODE: u64 = 1;
+    /// One NEAR in yoctoNEAR.
+    pub const NEAR: u128 = 1_000_000_000_000_000_000_000_000;
+    /// The challenge period of the scenario's channels: 24 h.
+    pub const CHALLENGE_NS: u64 = 86_400 * 1_000_000_000;
+
+    /// `channel_opened` of a NEAR channel from [`CHANNEL_USER`] to [`CHANNEL_NODE`].
+    pub fn channel_opened(channel: u64, deposit: u128) -> MarketplaceEvent {
+        MarketplaceEvent::ChannelOpened {
+            channel_id: ChannelId(channel),
+            user: acc(CHANNEL_USER),
+            node_id: NodeId(CHANNEL_NODE),
+            operator: acc(OPERATOR),
+            model_id: model(),
+            asset: Asset::Near,
+            deposit: U128(deposit),
+            channel_key: near_sdk::PublicKey::from_parts(
+                near_sdk::CurveType::ED25519,
+                vec![channel as u8; 32],
+            )
+            .unwrap_or_else(|_| panic!("32 bytes make an ed25519 key")),
+            price: NodePrice {
+                input_per_million: U128(1),
+                output_per_million: U128(2_000),
+            },
+            token_rate: None,
+            challenge_period_ns: U64(CHALLENGE_NS),
+        }
+    }
+
+    /// `channel_settled` of a voucher for `settled` in all, `cost` more than the previous
+    /// one; `refund` is what a close returns (0 for a plain settlement).
+    pub fn channel_settled(
+        channel: u64,
+        settled: u128,
+        cost: u128,
+        refund: u128,
+    ) -> MarketplaceEvent {
+        MarketplaceEvent::ChannelSettled {
+            channel_id: ChannelId(channel),
+            node_id: NodeId(CHANNEL_NODE),
+            settled: U128(settled),
+            settlement: settlement(cost, cost + refund),
+        }
+    }
+
+    pub fn channel_topped_up(channel: u64, amount: u128, deposit: u128) -> MarketplaceEvent {
+        MarketplaceEvent::ChannelToppedUp {
+            channel_id: ChannelId(channel),
+            amount: U128(amount),
+            deposit: U128(deposit),
+        }
+    }
+
+    pub fn channel_close_started(channel: u64, ends_ns: u64) -> MarketplaceEvent {
+        MarketplaceEvent::ChannelCloseStarted {
+            channel_id: ChannelId(channel),
+            ends_ns: U64(ends_ns),
+        }
+    }
+
+    pub fn channel_closed(
+        channel: u64,
+        reason: ChannelCloseReason,
+        settled: u128,
+        refund: u128,
+    ) -> MarketplaceEvent {
+        MarketplaceEvent::ChannelClosed {
+            channel_id: ChannelId(channel),
+            reason,
+            settled: U128(settled),
+            refund: U128(refund),
+        }
+    }
+
     fn lines<E: Nep297>(events: &[E]) -> Vec<String> {
         events.iter().map(Nep297::to_log_line).collect()
     }
@@ -301,6 +380,17 @@ pub mod scenario {
         pub const SETTLED_COST: u128 = 1_000;
         pub const HOLDER_A: u128 = 70;
         pub const HOLDER_B: u128 = 30;
+        /// Channel 1 (open): 1 NEAR, topped up by 0.5, two vouchers settled.
+        pub const CHANNEL_1_DEPOSIT: u128 = 3 * NEAR / 2;
+        pub const CHANNEL_1_SETTLED: u128 = 30 * NEAR / 1_000;
+        /// Channel 2 (closing): 0.5 NEAR, one voucher settled, the user's close started.
+        pub const CHANNEL_2_SETTLED: u128 = NEAR / 10;
+        /// Channel 3 (closed cooperatively with its final voucher): 0.2 NEAR.
+        pub const CHANNEL_3_SETTLED: u128 = NEAR / 20;
+        pub const CHANNEL_3_REFUND: u128 = 3 * NEAR / 20;
+        /// What the channels' settlements cost in all (provider, royalty and fee).
+        pub const CHANNEL_COST: u128 =
+            Self::CHANNEL_1_SETTLED + Self::CHANNEL_2_SETTLED + Self::CHANNEL_3_SETTLED;
     }
 
     /// The scenario's blocks, from `first_height`, with one skipped height in the middle.
@@ -475,6 +565,50 @@ pub mod scenario {
                 lines(&[delay_proposed(1, 3_600_000_000_000, 0), applied]),
             ),
         ]));
+        // Payment channels to node 1: 1 stays open (a top-up, two settlements), 2 is closing
+        // (the user's close started), 3 closed cooperatively with its final voucher.
+        out.push(chain.block(&[(
+            MARKETPLACE,
+            lines(&[
+                channel_opened(1, NEAR),
+                channel_opened(2, NEAR / 2),
+                channel_opened(3, NEAR / 5),
+            ]),
+        )]));
+        let first = 11 * NEAR / 1_000;
+        out.push(chain.block(&[(
+            MARKETPLACE,
+            lines(&[
+                channel_topped_up(1, NEAR / 2, Expect::CHANNEL_1_DEPOSIT),
+                channel_settled(1, first, first, 0),
+                channel_settled(2, Expect::CHANNEL_2_SETTLED, Expect::CHANNEL_2_SETTLED, 0),
+            ]),
+        )]));
+        let closes_at = super::GENESIS_NS + chain.height * 1_000_000_000 + CHALLENGE_NS;
+        out.push(chain.block(&[(
+            MARKETPLACE,
+            lines(&[
+                channel_settled(
+                    1,
+                    Expect::CHANNEL_1_SETTLED,
+                    Expect::CHANNEL_1_SETTLED - first,
+                    0,
+                ),
+                channel_close_started(2, closes_at),
+                channel_settled(
+                    3,
+                    Expect::CHANNEL_3_SETTLED,
+                    Expect::CHANNEL_3_SETTLED,
+                    Expect::CHANNEL_3_REFUND,
+                ),
+                channel_closed(
+                    3,
+                    ChannelCloseReason::Cooperative,
+                    Expect::CHANNEL_3_SETTLED,
+                    Expect::CHANNEL_3_REFUND,
+                ),
+            ]),
+        )]));
         out
     }
 }

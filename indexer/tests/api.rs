@@ -465,7 +465,13 @@ async fn models_accounts_stats_status(postgres: bool) {
     let operator = ok(&f.app, &format!("/v1/accounts/{}", scenario::OPERATOR)).await;
     assert_eq!(operator["nodes"], serde_json::json!(["1", "2"]));
     assert_eq!(operator["earnings"][0]["kind"], "provider");
-    assert_eq!(operator["earnings"][0]["amount"], s.provider.0.to_string());
+    // Job 1's provider share and that of the channels' settlements (all of whose costs split
+    // exactly, so their shares sum to the share of their sum).
+    let channels = scenario::settlement(Expect::CHANNEL_COST, Expect::CHANNEL_COST);
+    assert_eq!(
+        operator["earnings"][0]["amount"],
+        (s.provider.0 + channels.provider.0).to_string()
+    );
     let holder = ok(&f.app, "/v1/accounts/a.test").await;
     assert_eq!(holder["holdings"][0]["model_id"], scenario::MODEL);
     assert_eq!(
@@ -483,7 +489,7 @@ async fn models_accounts_stats_status(postgres: bool) {
     assert_eq!(stats["models"], 1);
     assert_eq!(
         stats["totals"]["volume:near"],
-        Expect::SETTLED_COST.to_string()
+        (Expect::SETTLED_COST + Expect::CHANNEL_COST).to_string()
     );
 
     let status = ok(&f.app, "/v1/status").await;
@@ -555,6 +561,8 @@ async fn openapi_metrics_and_cors(postgres: bool) {
         "/v1/jobs",
         "/v1/jobs/{id}",
         "/v1/requests/{id}",
+        "/v1/channels",
+        "/v1/channels/{id}",
         "/v1/models",
         "/v1/models/{id}",
         "/v1/accounts/{id}",
@@ -1090,6 +1098,10 @@ async fn responses_are_the_shared_protocol_types(postgres: bool) {
         round_trips_as::<JobDetail>(app, &format!("/v1/jobs/{id}")).await;
     }
     round_trips_as::<RequestDetail>(app, "/v1/requests/1").await;
+    round_trips_as::<Page<Channel>>(app, "/v1/channels").await;
+    for id in 1..=3 {
+        round_trips_as::<ChannelDetail>(app, &format!("/v1/channels/{id}")).await;
+    }
     round_trips_as::<Page<Model>>(app, "/v1/models").await;
     round_trips_as::<ModelDetail>(app, &format!("/v1/models/{}", scenario::MODEL)).await;
     for account in [scenario::USER, scenario::OPERATOR, "a.test"] {
@@ -1225,17 +1237,24 @@ async fn explorer_views_of_the_scenario(postgres: bool) {
         (Some("count"), 10)
     );
     assert_eq!(total(&jobs), Expect::JOBS as u128);
-    // The settled job's cost went to provider, royalty and fee: the volume is the cost.
+    // The settled job's and the channel settlements' costs went to provider, royalty and
+    // fee: the volume is their sum.
     let volume = ok(&f.app, "/v1/series?metric=volume").await;
-    assert_eq!(total(&volume), Expect::SETTLED_COST, "{volume}");
+    assert_eq!(
+        total(&volume),
+        Expect::SETTLED_COST + Expect::CHANNEL_COST,
+        "{volume}"
+    );
     let earned = ok(&f.app, "/v1/series?metric=node_earnings&node=2").await;
     assert!(
         total(&earned) > 0 && total(&earned) < Expect::SETTLED_COST,
         "{earned}"
     );
+    // Node 1 earned only through the channels.
+    let channels = scenario::settlement(Expect::CHANNEL_COST, Expect::CHANNEL_COST);
     assert_eq!(
         total(&ok(&f.app, "/v1/series?metric=node_earnings&node=1").await),
-        0
+        channels.provider.0
     );
     let revenue = ok(
         &f.app,
@@ -1310,7 +1329,11 @@ async fn explorer_views_of_the_scenario(postgres: bool) {
     };
     assert_eq!(
         hits(ok(&f.app, "/v1/search?q=1").await),
-        ["node 1", "job 1", "request 1"]
+        ["node 1", "job 1", "request 1", "channel 1"]
+    );
+    assert_eq!(
+        hits(ok(&f.app, "/v1/search?q=3").await),
+        ["job 3", "channel 3"]
     );
     assert_eq!(
         hits(ok(&f.app, &format!("/v1/search?q={}", scenario::OPERATOR)).await),

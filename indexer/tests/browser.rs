@@ -113,7 +113,7 @@ async fn explorer_pages_render_the_scenario_link_to_each_other_and_update_live()
     let dir = tempfile::tempdir().unwrap();
     let blocks_dir = dir.path().join("blocks");
     std::fs::create_dir_all(&blocks_dir).unwrap();
-    write_scenario(&blocks_dir);
+    let last_height = write_scenario(&blocks_dir).last().unwrap().height();
     let listen = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -138,13 +138,21 @@ async fn explorer_pages_render_the_scenario_link_to_each_other_and_update_live()
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
+    // The whole scenario indexed (its last blocks are the channels').
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Ok(resp) = client.get(format!("http://{listen}/v1/jobs")).send().await else {
+        let Ok(resp) = client
+            .get(format!("http://{listen}/v1/status"))
+            .send()
+            .await
+        else {
             continue;
         };
-        let page: serde_json::Value = resp.json().await.unwrap();
-        if page["items"].as_array().is_some_and(|i| i.len() == 4) {
+        let status: serde_json::Value = resp.json().await.unwrap();
+        if status["indexed_height"]
+            .as_u64()
+            .is_some_and(|h| h >= last_height)
+        {
             break;
         }
     }
@@ -254,6 +262,106 @@ async fn explorer_pages_render_the_scenario_link_to_each_other_and_update_live()
         &["Operator op.test", "10 NEAR", "node 1", "node 2", "Slashes"],
     );
 
+    // Payment channels: the list with its state filter, a channel with its settlements,
+    // reached from its node; the user's channels on the account page.
+    let text = visit(&browser, &tab, &base, "channels", "channels", "channels").await;
+    assert_shows(
+        &text,
+        "channels",
+        &[
+            "Payment channels",
+            "channel 1",
+            "channel 2",
+            "channel 3",
+            "carol.test",
+            "node 1",
+            "closing",
+            "challenge over",
+            "closed (cooperative)",
+            "1.5 NEAR",
+            "0.03 NEAR",
+            "1.47 NEAR",
+            "0.15 NEAR",
+        ],
+    );
+    let text = follow(
+        &browser,
+        &tab,
+        "#/channels/closing",
+        "channels",
+        "channels-closing",
+    )
+    .await;
+    assert_shows(&text, "channels", &["channel 2", "0.4 NEAR"]);
+    assert!(
+        !text.contains("channel 1") && !text.contains("channel 3"),
+        "the closing filter shows other channels:\n{text}"
+    );
+    let text = visit(&browser, &tab, &base, "node/1", "node", "node-1-channels").await;
+    assert_shows(&text, "node", &["Payment channels", "channel 1"]);
+    let text = follow(&browser, &tab, "#/channel/1", "channel", "channel").await;
+    assert_shows(
+        &text,
+        "channel",
+        &[
+            "Channel 1",
+            "open",
+            "carol.test",
+            "op.test",
+            "llama-3-8b",
+            "1.5 NEAR",
+            "1.47 NEAR",
+            "challenge period",
+            "1 d",
+            "Paid out",
+            "model royalty",
+            "Settlements (2)",
+            "0.011 NEAR",
+            "0.019 NEAR",
+            "0.03 NEAR",
+            "channel_topped_up",
+        ],
+    );
+    let text = visit(
+        &browser,
+        &tab,
+        &base,
+        "channel/3",
+        "channel",
+        "channel-closed",
+    )
+    .await;
+    assert_shows(
+        &text,
+        "channel",
+        &[
+            "Channel 3",
+            "cooperatively",
+            "refund to the user",
+            "0.15 NEAR",
+            "channel_closed",
+        ],
+    );
+    let text = visit(
+        &browser,
+        &tab,
+        &base,
+        "account/carol.test",
+        "account",
+        "account-channels",
+    )
+    .await;
+    assert_shows(
+        &text,
+        "account",
+        &[
+            "Account carol.test",
+            "Payment channels",
+            "channel 3",
+            "channel 1",
+        ],
+    );
+
     // An account, and search by account and by id.
     let text = visit(
         &browser,
@@ -272,7 +380,7 @@ async fn explorer_pages_render_the_scenario_link_to_each_other_and_update_live()
     let text = visit(&browser, &tab, &base, "search/op.test", "search", "search").await;
     assert_shows(&text, "search", &["operator op.test", "account op.test"]);
     let text = visit(&browser, &tab, &base, "search/1", "search", "search-id").await;
-    assert_shows(&text, "search", &["node 1", "job 1"]);
+    assert_shows(&text, "search", &["node 1", "job 1", "channel 1"]);
     follow(&browser, &tab, "#/job/1", "job", "job-from-search").await;
 
     // The search box in the header leads to the results.

@@ -137,7 +137,7 @@ pub async fn get_request(
     }))
 }
 
-async fn load_timeline(
+pub(super) async fn load_timeline(
     ctx: &ApiContext,
     entity: &str,
     id: i64,

@@ -3,6 +3,7 @@
 //! enum ([`error::ApiError`]) turned into `{error, message}` responses.
 
 pub mod accounts;
+pub mod channels;
 pub mod error;
 pub mod feed;
 pub mod governance;
@@ -47,11 +48,12 @@ pub struct ApiContext {
 /// The OpenAPI document, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "enclave-cloud indexer", description = "Nodes, jobs, agent requests, models, accounts and governance changes of the enclave-cloud contracts, and the worker feed."),
+    info(title = "enclave-cloud indexer", description = "Nodes, jobs, agent requests, payment channels, models, accounts and governance changes of the enclave-cloud contracts, and the worker feed."),
     paths(
         nodes::list_nodes, nodes::get_node,
         feed::feed, feed::offers,
         jobs::list_jobs, jobs::get_job, jobs::get_request,
+        channels::list_channels, channels::get_channel,
         models::list_models, models::get_model,
         accounts::get_account,
         governance::list_governance,
@@ -64,6 +66,7 @@ pub struct ApiContext {
         (name = "nodes", description = "Attested nodes"),
         (name = "feed", description = "What a node may take"),
         (name = "jobs", description = "Jobs and agent requests"),
+        (name = "channels", description = "Payment channels: deposits, settled vouchers, closes"),
         (name = "models", description = "Models, crowdfunds, holders, revenue"),
         (name = "accounts", description = "One account's activity"),
         (name = "governance", description = "Timelocked changes of the contracts"),
@@ -92,6 +95,7 @@ pub fn router_with_site(ctx: ApiContext, site: site::Site) -> Router {
         .merge(nodes::router())
         .merge(feed::router())
         .merge(jobs::router())
+        .merge(channels::router())
         .merge(models::router())
         .merge(accounts::router())
         .merge(governance::router())

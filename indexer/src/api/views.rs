@@ -178,6 +178,20 @@ pub async fn search(
             );
             hits.push(hit("request", term.clone(), label));
         }
+        if let Some(r) =
+            sqlx::query("SELECT user_id, node_id, state FROM channels WHERE channel_id = $1")
+                .bind(n)
+                .fetch_optional(pool)
+                .await?
+        {
+            let label = format!(
+                "payment channel of {} to node {}, {}",
+                rows::text(&r, "user_id")?,
+                rows::u64_text(&r, "node_id")?,
+                rows::text(&r, "state")?
+            );
+            hits.push(hit("channel", term.clone(), label));
+        }
     }
     for r in sqlx::query(
         "SELECT model_id, name FROM models WHERE model_id = $1 OR token = $1 OR LOWER(name) = LOWER($1)

@@ -148,6 +148,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0004_governance_changes.sql")),
             false,
         ),
+        Migration::new(
+            5,
+            Cow::Borrowed("payment channels"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0005_channels.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

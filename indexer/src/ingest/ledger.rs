@@ -299,6 +299,7 @@ pub struct PayoutRef {
     pub job_id: Option<i64>,
     pub request_id: Option<i64>,
     pub node_id: Option<i64>,
+    pub channel_id: Option<i64>,
 }
 
 /// One movement of money to an account.
@@ -321,6 +322,7 @@ const PAYOUT_COLUMNS: &[&str] = &[
     "job_id",
     "request_id",
     "node_id",
+    "channel_id",
     "block_height",
     "timestamp_ns",
 ];
@@ -370,6 +372,7 @@ pub async fn payouts(
             Value::Int(about.job_id),
             Value::Int(about.request_id),
             Value::Int(about.node_id),
+            Value::Int(about.channel_id),
             Value::Int(Some(ctx.height)),
             Value::Int(Some(ctx.timestamp_ns)),
         ];

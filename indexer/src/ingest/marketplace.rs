@@ -77,6 +77,7 @@ pub async fn apply(
             };
             let parties = Parties {
                 payer: &job.user,
+                provider: None,
                 model_id: &job.model_id,
                 asset: &job.asset,
             };
@@ -164,6 +165,7 @@ pub async fn apply(
             };
             let parties = Parties {
                 payer: &caller,
+                provider: None,
                 model_id: &model_id,
                 asset: "near",
             };
@@ -221,12 +223,11 @@ pub async fn apply(
             Applied::Stored
         }
         PolicyUpdated { .. } => Applied::Stored,
-        // Payment channels: kept in the event log; their own tables come with the channel API.
         ChannelOpened { .. }
         | ChannelToppedUp { .. }
         | ChannelSettled { .. }
         | ChannelCloseStarted { .. }
-        | ChannelClosed { .. } => Applied::Stored,
+        | ChannelClosed { .. } => super::channels::apply(conn, ctx, contracts, event).await?,
     };
     if outcome == Applied::Stored
         && let Some((entity, entity_id)) = timeline_entity(event)?
@@ -236,7 +237,7 @@ pub async fn apply(
     Ok(outcome)
 }
 
-/// The job or request an event belongs to.
+/// The job, request or payment channel an event belongs to.
 fn timeline_entity(event: &MarketplaceEvent) -> Result<Option<(&'static str, i64)>, BadValue> {
     use MarketplaceEvent::*;
     Ok(match event {
@@ -249,14 +250,14 @@ fn timeline_entity(event: &MarketplaceEvent) -> Result<Option<(&'static str, i64
         | RequestTimedOut { request_id, .. } => {
             Some(("request", to_i64(request_id.0, "request_id")?))
         }
-        CreditAdded { .. }
-        | CreditWithdrawn { .. }
-        | PolicyUpdated { .. }
-        | ChannelOpened { .. }
-        | ChannelToppedUp { .. }
-        | ChannelSettled { .. }
-        | ChannelCloseStarted { .. }
-        | ChannelClosed { .. } => None,
+        ChannelOpened { channel_id, .. }
+        | ChannelToppedUp { channel_id, .. }
+        | ChannelSettled { channel_id, .. }
+        | ChannelCloseStarted { channel_id, .. }
+        | ChannelClosed { channel_id, .. } => {
+            Some(("channel", to_i64(channel_id.0, "channel_id")?))
+        }
+        CreditAdded { .. } | CreditWithdrawn { .. } | PolicyUpdated { .. } => None,
     })
 }
 
@@ -350,14 +351,17 @@ async fn request_answered(
 }
 
 /// Who a settlement pays.
-struct Parties<'a> {
-    payer: &'a str,
-    model_id: &'a str,
-    asset: &'a str,
+pub(super) struct Parties<'a> {
+    pub payer: &'a str,
+    /// The provider's account when the event's subject names it (a channel's operator);
+    /// otherwise the node's operator as indexed.
+    pub provider: Option<&'a str>,
+    pub model_id: &'a str,
+    pub asset: &'a str,
 }
 
 /// Records the four legs of a settlement and the running totals.
-async fn settle(
+pub(super) async fn settle(
     conn: &mut AnyConnection,
     ctx: &EventCtx<'_>,
     contracts: &Contracts,
@@ -375,9 +379,12 @@ async fn settle(
     .bind(parties.model_id)
     .fetch_one(&mut *conn)
     .await?;
-    let provider = row
-        .try_get::<Option<String>, _>("operator")?
-        .unwrap_or_else(|| format!("node:{node_id}"));
+    let provider = match parties.provider {
+        Some(p) => p.to_owned(),
+        None => row
+            .try_get::<Option<String>, _>("operator")?
+            .unwrap_or_else(|| format!("node:{node_id}")),
+    };
     let royalty_to = row
         .try_get::<Option<String>, _>("token")?
         .unwrap_or_else(|| format!("model:{}", parties.model_id));
@@ -468,7 +475,7 @@ fn found(rows: u64, what: &str, id: u64) -> Applied {
     }
 }
 
-fn missing(what: &str, id: u64) -> Applied {
+pub(super) fn missing(what: &str, id: u64) -> Applied {
     Applied::Orphan(format!(
         "{what} {id} was never created in the indexed range"
     ))

@@ -2,6 +2,7 @@
 //! transaction: a crash before the commit leaves nothing of the block behind, a crash after
 //! it leaves the checkpoint past the block, so no event is ever lost or applied twice.
 
+pub(crate) mod channels;
 pub(crate) mod governance;
 mod ledger;
 mod marketplace;

@@ -96,6 +96,8 @@ pub const TABLES: &[&str] = &[
     "totals",
     "pending_token_events",
     "governance_changes",
+    "channels",
+    "channel_settlements",
 ];
 
 /// Every row of every table, as text, sorted: two databases with the same dump hold the

@@ -68,7 +68,7 @@ pub struct ModelGrant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
-    /// `node`, `job`, `request`, `model`, `operator` or `account`.
+    /// `node`, `job`, `request`, `channel`, `model`, `operator` or `account`.
     pub kind: String,
     pub id: String,
     /// A few words for the result list.

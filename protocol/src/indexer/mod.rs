@@ -4,6 +4,7 @@
 //! With the `openapi` feature every type derives utoipa's `ToSchema` for the OpenAPI document.
 
 pub mod accounts;
+pub mod channels;
 pub mod explorer;
 pub mod feed;
 pub mod governance;
@@ -13,6 +14,7 @@ pub mod nodes;
 pub mod stats;
 
 pub use accounts::{Account, Claimable, Earning, Holding};
+pub use channels::{Channel, ChannelDetail, ChannelPaid, ChannelPrice, ChannelSettlement};
 pub use explorer::{
     ContractMethod, ModelGrant, Network, Operator, Point, SearchHit, SearchResult, Series, Slash,
 };
