@@ -452,7 +452,7 @@ fn registry_switch(
     })
 }
 
-/// Most P-384 signatures one `cache_gpu_certificates` call verifies (about 80 Tgas each).
+/// Most P-384 signatures one `cache_gpu_certificates` call verifies (about 29 Tgas each).
 pub const MAX_CHAIN_STEP_SIGNATURES: u8 = 3;
 
 /// Verifies up to `max_signatures` not yet cached certificates of a GPU's NVIDIA chain (PEM,

@@ -144,7 +144,7 @@ pub trait NodeApi {
     /// README's gas table).
     fn add_gpu(&mut self) -> AttestationProgress;
     /// Enclave key, no deposit. Verifies up to `max_signatures` (default 2, at most 3; about
-    /// 80 Tgas each) not yet cached certificates of a GPU's NVIDIA chain (PEM, leaf first),
+    /// 30 Tgas each) not yet cached certificates of a GPU's NVIDIA chain (PEM, leaf first),
     /// from the pinned root down, and caches them. Repeat until it returns nothing; then
     /// `add_gpu` for that GPU only verifies the report signature. Returns the new hashes.
     fn cache_gpu_certificates(
