@@ -103,6 +103,12 @@ pub enum GpuError {
     /// An issuing certificate is not a CA.
     #[error("GPU certificate {index} issues certificates but is not a CA")]
     CertNotCa { index: usize },
+    /// The GPU's measurements or versions are off its pinned reference (golden) sets.
+    #[error("golden measurements: {0}")]
+    Golden(String),
+    /// A reference integrity manifest (RIM) does not parse or does not verify.
+    #[error("RIM: {0}")]
+    Rim(String),
     /// Unsupported key or signature algorithm (NVIDIA uses ECDSA P-384 / SHA-384).
     #[error("GPU certificate {index}: unsupported algorithm ({what})")]
     Algorithm { index: usize, what: &'static str },
@@ -165,6 +171,8 @@ impl GpuError {
             Self::CertIssuer { .. } => "gpu_cert_issuer",
             Self::CertDuplicate { .. } => "gpu_cert_duplicate",
             Self::CertNotCa { .. } => "gpu_cert_not_ca",
+            Self::Golden(_) => "gpu_golden_measurements",
+            Self::Rim(_) => "gpu_rim",
             Self::Algorithm { .. } => "gpu_algorithm",
             Self::UntrustedRoot => "gpu_untrusted_root",
             Self::NotMeasured { .. } => "gpu_not_measured",

@@ -19,6 +19,11 @@ use crate::der_tlv;
 /// (`verifier_device_root.pem`, SHA-256 fingerprint 10:2B:F6:59:...:7B:48).
 pub const NVIDIA_DEVICE_ROOT_PEM: &str = include_str!("verifier_device_root.pem");
 
+/// NVIDIA's RIM signing root (P-384), pinned: reference integrity manifests (signed SWID tags of
+/// VBIOS and driver measurements) chain up to it. From nvtrust's local GPU verifier
+/// (`verifier_RIM_root.pem`).
+pub const NVIDIA_RIM_ROOT_PEM: &str = include_str!("verifier_rim_root.pem");
+
 const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
@@ -101,7 +106,11 @@ fn sha256(b: &[u8]) -> [u8; 32] {
 }
 
 fn pinned_root() -> Result<Parsed, GpuError> {
-    let pem = pem::parse(NVIDIA_DEVICE_ROOT_PEM).map_err(|e| GpuError::CertParse {
+    parse_root(NVIDIA_DEVICE_ROOT_PEM)
+}
+
+fn parse_root(root_pem: &str) -> Result<Parsed, GpuError> {
+    let pem = pem::parse(root_pem).map_err(|e| GpuError::CertParse {
         index: usize::MAX,
         reason: format!("pinned root: {e}"),
     })?;
@@ -123,8 +132,27 @@ pub fn verify_chain<K: CertCache + ?Sized>(
     cache: &K,
     roots: &GpuRoots,
 ) -> Result<VerifiedChain, GpuError> {
-    let chain = checked_chain(pem_chain, now, roots)?;
-    let verified = verify_uncached(&chain, cache, usize::MAX)?;
+    let chain = checked_chain(pem_chain, now, roots, pinned_root()?)?;
+    verified_chain(&chain, cache)
+}
+
+/// [`verify_chain`] up to another pinned NVIDIA root (`root_pem`, e.g. [`NVIDIA_RIM_ROOT_PEM`]
+/// for the certificates that sign reference integrity manifests): the same shape, validity and
+/// signature checks, nothing cached.
+pub fn verify_chain_to_root(
+    pem_chain: &str,
+    root_pem: &str,
+    now: u64,
+) -> Result<VerifiedChain, GpuError> {
+    let chain = checked_chain(pem_chain, now, &GpuRoots::NVIDIA, parse_root(root_pem)?)?;
+    verified_chain(&chain, &NoCache)
+}
+
+fn verified_chain<K: CertCache + ?Sized>(
+    chain: &Chain,
+    cache: &K,
+) -> Result<VerifiedChain, GpuError> {
+    let verified = verify_uncached(chain, cache, usize::MAX)?;
     let leaf = &chain.certs[0];
     let leaf_key = ec_p384_key(&leaf.cert, 0)?;
     let LeafIdentity { leaf_hash, model } = identity(leaf);
@@ -155,7 +183,7 @@ pub struct LeafIdentity {
 /// attested VM). The chain must still have the accepted shape (no certificate twice, names
 /// linked up to the pinned root, issuers are CAs).
 pub fn leaf_identity(pem_chain: &str, roots: &GpuRoots) -> Result<LeafIdentity, GpuError> {
-    let chain = shaped_chain(pem_chain, roots)?;
+    let chain = shaped_chain(pem_chain, roots, pinned_root()?)?;
     Ok(identity(&chain.certs[0]))
 }
 
@@ -206,7 +234,7 @@ pub fn verify_chain_step<K: CertCache + ?Sized>(
     max_signatures: usize,
     roots: &GpuRoots,
 ) -> Result<Vec<[u8; 32]>, GpuError> {
-    let chain = checked_chain(pem_chain, now, roots)?;
+    let chain = checked_chain(pem_chain, now, roots, pinned_root()?)?;
     let verified = verify_uncached(&chain, cache, max_signatures)?;
     Ok(verified.iter().map(|&index| chain.hashes[index]).collect())
 }
@@ -226,7 +254,7 @@ struct Chain {
 /// below it; none appears twice or is the pinned root; each one's issuer name is the next one's
 /// subject, the last one's the pinned root's; every issuer is a CA; the leaf key is P-384.
 /// With a dev root in `roots`, a chain whose last certificate is that root ends there instead.
-fn shaped_chain(pem_chain: &str, roots: &GpuRoots) -> Result<Chain, GpuError> {
+fn shaped_chain(pem_chain: &str, roots: &GpuRoots, pinned: Parsed) -> Result<Chain, GpuError> {
     let mut certs = parse_pem_certs(pem_chain)?;
     let dev_root = roots.dev_root_sha256.and_then(|pinned| {
         certs
@@ -238,7 +266,7 @@ fn shaped_chain(pem_chain: &str, roots: &GpuRoots) -> Result<Chain, GpuError> {
     let root = match dev_root {
         Some(dev) => dev,
         None => {
-            let root = pinned_root()?;
+            let root = pinned;
             if certs.last().is_some_and(|c| c.der == root.der) {
                 certs.pop();
             }
@@ -302,8 +330,13 @@ fn shaped_chain(pem_chain: &str, roots: &GpuRoots) -> Result<Chain, GpuError> {
 
 /// [`shaped_chain`], and every certificate (cached or not, the pinned root included) valid at
 /// `now`: nothing cached is trusted outside its certificate's validity window.
-fn checked_chain(pem_chain: &str, now: u64, roots: &GpuRoots) -> Result<Chain, GpuError> {
-    let chain = shaped_chain(pem_chain, roots)?;
+fn checked_chain(
+    pem_chain: &str,
+    now: u64,
+    roots: &GpuRoots,
+    pinned: Parsed,
+) -> Result<Chain, GpuError> {
+    let chain = shaped_chain(pem_chain, roots, pinned)?;
     for (index, c) in chain.certs.iter().enumerate() {
         check_validity(&c.cert, index, now)?;
     }

@@ -4,14 +4,19 @@
 
 mod binding;
 mod chain;
+pub mod golden;
+#[cfg(feature = "rim")]
+pub mod rim;
 mod spdm;
 mod topology;
 
 pub use binding::{GPU_BINDING_TAG, gpu_binding_nonce};
 pub use chain::{
-    CertCache, GpuRoots, LeafIdentity, MAX_CHAIN_DEPTH, NVIDIA_DEVICE_ROOT_PEM, NoCache,
-    VerifiedChain, leaf_identity, verify_chain, verify_chain_step,
+    CertCache, GpuRoots, LeafIdentity, MAX_CHAIN_DEPTH, NVIDIA_DEVICE_ROOT_PEM,
+    NVIDIA_RIM_ROOT_PEM, NoCache, VerifiedChain, leaf_identity, verify_chain, verify_chain_step,
+    verify_chain_to_root,
 };
+pub use golden::{GoldenMeasurement, GoldenSet, ReferenceKind, check_golden_measurements};
 pub use spdm::{
     OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,

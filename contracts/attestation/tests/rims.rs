@@ -1,0 +1,124 @@
+//! NVIDIA's signed reference integrity manifests (testdata/nvidia-rims, from nvtrust's local GPU
+//! verifier samples): they verify up to the pinned RIM root and yield golden sets; a byte
+//! changed in a measurement, the signature or the chain is refused; the golden comparison
+//! accepts measurements built from a real RIM and refuses one off it.
+
+use attestation::nvidia::rim::verify_rim;
+use attestation::nvidia::{GoldenSet, ReferenceKind, check_golden_measurements};
+
+/// Inside the sample RIMs' certificates' validity (2024-01-01).
+const NOW: u64 = 1_704_067_200;
+
+fn rim(name: &str) -> String {
+    let path = format!("{}/testdata/nvidia-rims/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+const VBIOS: &str = "1010_0200_882_96005E0001_PROD.swidtag";
+const DRIVER: &str = "Driver_RIM_test_no_gpu.swidtag";
+const VBIOS_H20: &str = "g520_0200_885_9600740001_PROD.swidtag";
+
+#[test]
+fn real_rims_verify_and_yield_golden_sets() {
+    let vbios = verify_rim(&rim(VBIOS), ReferenceKind::Vbios, NOW).expect("VBIOS RIM verifies");
+    assert_eq!(vbios.kind, ReferenceKind::Vbios);
+    assert_eq!(vbios.product, "GH100");
+    assert_eq!(vbios.version, "96.00.5e.00.01");
+    let fsp = vbios
+        .measurements
+        .iter()
+        .find(|m| m.index == 1)
+        .expect("index 1");
+    assert!(fsp.active);
+    assert_eq!(
+        fsp.alternatives,
+        [
+            "c3f65ef79a19c029868cd7ce54b10e44f192444edb3506dde29cef2aac4e916c90a4f438e55aa7581a9e384c74d82db6"
+        ]
+    );
+    let driver = verify_rim(&rim(DRIVER), ReferenceKind::Driver, NOW).expect("driver RIM verifies");
+    assert_eq!(driver.kind, ReferenceKind::Driver);
+    assert_eq!(driver.version, "545.00");
+    verify_rim(&rim(VBIOS_H20), ReferenceKind::Vbios, NOW).expect("another chip's RIM verifies");
+}
+
+#[test]
+fn a_changed_byte_in_a_measurement_the_signature_or_the_chain_is_refused() {
+    let xml = rim(VBIOS);
+    let measurement = xml.replacen("c3f65ef79a19", "c3f65ef79a18", 1);
+    assert!(
+        verify_rim(&measurement, ReferenceKind::Vbios, NOW).is_err(),
+        "measurement"
+    );
+    let at = xml.find("<ds:SignatureValue>").expect("signature") + 25;
+    let mut sig = xml.clone();
+    let flipped = if &sig[at..at + 1] == "A" { "B" } else { "A" };
+    sig.replace_range(at..at + 1, flipped);
+    assert!(
+        verify_rim(&sig, ReferenceKind::Vbios, NOW).is_err(),
+        "signature"
+    );
+    let at = xml.find("<ds:X509Certificate>").expect("certificate") + 120;
+    let mut cert = xml.clone();
+    let flipped = if &cert[at..at + 1] == "A" { "B" } else { "A" };
+    cert.replace_range(at..at + 1, flipped);
+    assert!(
+        verify_rim(&cert, ReferenceKind::Vbios, NOW).is_err(),
+        "certificate"
+    );
+    let unsigned = {
+        let a = xml.find("<ds:Signature").expect("signature");
+        let b = xml.find("</ds:Signature>").expect("end") + "</ds:Signature>".len();
+        format!("{}{}", &xml[..a], &xml[b..])
+    };
+    assert!(
+        verify_rim(&unsigned, ReferenceKind::Vbios, NOW).is_err(),
+        "unsigned"
+    );
+    assert!(verify_rim("<not xml", ReferenceKind::Vbios, NOW).is_err());
+    // Certificates outside their validity window.
+    assert!(
+        verify_rim(&xml, ReferenceKind::Vbios, 4_102_444_800).is_err(),
+        "2100"
+    );
+}
+
+#[test]
+fn measurements_built_from_a_real_rim_pass_and_one_off_it_does_not() {
+    // No published RIM matches our GPU evidence vector (VBIOS 96.00.9f.00.01, driver 550.90.07,
+    // served by NVIDIA's online RIM service), so the GPU side is built from the real RIMs.
+    let vbios: GoldenSet = verify_rim(&rim(VBIOS), ReferenceKind::Vbios, NOW).expect("vbios");
+    let driver: GoldenSet = verify_rim(&rim(DRIVER), ReferenceKind::Driver, NOW).expect("driver");
+    let top = vbios
+        .measurements
+        .iter()
+        .chain(&driver.measurements)
+        .map(|m| m.index)
+        .max()
+        .expect("indexes");
+    let mut measured = vec!["00".repeat(48); usize::from(top) + 1];
+    for m in vbios.measurements.iter().chain(&driver.measurements) {
+        if m.active {
+            measured[usize::from(m.index)] = m.alternatives[0].clone();
+        }
+    }
+    let check = |measured: &[String]| {
+        check_golden_measurements(
+            "GH100",
+            measured,
+            Some("96.00.5e.00.01"),
+            Some("545.00"),
+            &vbios,
+            &driver,
+        )
+    };
+    assert_eq!(check(&measured), Ok(()));
+    let active = vbios
+        .measurements
+        .iter()
+        .find(|m| m.active)
+        .expect("an active index");
+    let mut off = measured.clone();
+    off[usize::from(active.index)] = "11".repeat(48);
+    assert!(check(&off).is_err());
+}
