@@ -16,10 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use attestation::{
-    AttestationBundle, AttestationKind as BundleKind, DevEvidence, VerifyPolicy,
-    dev_attestation_message, format_near_ed25519_key,
-};
+use attestation::{AttestationBundle, VerifyPolicy};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -29,7 +26,6 @@ use axum::routing::{get, post};
 use ecloud::channels::{ChannelRecord, ChannelStore};
 use ecloud::proxy::market::Market;
 use ecloud::proxy::{Options, Proxy};
-use ed25519_dalek::Signer as _;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{
     Channel, ChannelState, NodePrice, OpenChannelSpec, StorageSource,
@@ -45,6 +41,7 @@ use near_sdk::{AccountId, CurveType, PublicKey};
 use protocol::channel_api::{
     BilledUsage, ChannelPayment, VoucherUpdate, authorization, headers, response_cost,
 };
+use protocol::dev_attestation::dev_bundle;
 use sealed_api::report::{SigningAddresses, report_data};
 use sealed_api::{AttestationReport, Gateway, GatewayKey, Limits, ResponseSigner, SigningAlgo};
 use serde_json::{Value, json};
@@ -116,24 +113,10 @@ impl FakeNode {
         self.signer.ed25519_public()
     }
 
+    /// The dev bundle the worker's dev provider makes (`protocol::dev_attestation`).
     fn bundle(&self) -> AttestationBundle {
         let enclave: [u8; 32] = self.key.config().public_key.as_slice().try_into().unwrap();
-        let expires_at = now_secs() + 3600;
-        let message = dev_attestation_message(&enclave, &self.near_key(), expires_at);
-        AttestationBundle {
-            version: attestation::BUNDLE_VERSION,
-            kind: BundleKind::Dev,
-            enclave_key: enclave.to_vec(),
-            near_public_key: format_near_ed25519_key(&self.near_key()),
-            tdx: None,
-            dev: Some(DevEvidence {
-                expires_at,
-                signature: dev_ca().sign(&message).to_bytes().to_vec(),
-            }),
-            gpus: Vec::new(),
-            switches: Vec::new(),
-            gpu_challenge: None,
-        }
+        dev_bundle(&dev_ca(), &enclave, &self.near_key(), now_secs() + 3600)
     }
 
     fn report(&self, nonce: &str) -> AttestationReport {
