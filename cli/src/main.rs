@@ -74,7 +74,8 @@ struct Global {
     /// [default: ~/.near-credentials].
     #[arg(long, global = true, env = "ECLOUD_CREDENTIALS_DIR")]
     credentials_dir: Option<PathBuf>,
-    /// Where your x25519 job keys live (<dir>/<network>/<account>.x25519, mode 0600)
+    /// Where your keys live, mode 0600: x25519 job keys (<dir>/<network>/<account>.x25519) and
+    /// payment channel states with their channel keys (<dir>/<network>/channels/)
     /// [default: ~/.ecloud].
     #[arg(long, global = true, env = "ECLOUD_KEYS_DIR")]
     keys_dir: Option<PathBuf>,
@@ -156,7 +157,7 @@ struct ProxyCli {
     /// model that verifies; another one after a node fails).
     #[arg(long)]
     node: Option<NodeId>,
-    /// Prefer nodes in this region.
+    /// Only nodes in this region.
     #[arg(long, conflicts_with = "node")]
     region: Option<String>,
     /// Deposit of each channel the proxy opens, and of each top-up (when less than a tenth of

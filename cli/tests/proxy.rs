@@ -13,7 +13,6 @@
 #![allow(clippy::unwrap_used)] // the fake node and market are test helpers outside #[test]
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use attestation::{AttestationBundle, VerifyPolicy};
@@ -84,6 +83,10 @@ enum Fault {
     WrongNonce,
     /// Names another OHTTP key than its attested enclave key.
     WrongOhttpKey,
+    /// Signs its answers with a key its attestation does not name.
+    ForeignSigner,
+    /// Its backend dies in the middle of a stream (no final sealed chunk).
+    Truncates,
 }
 
 /// What a fake node saw.
@@ -189,6 +192,15 @@ impl FakeNode {
         Ok(channel)
     }
 
+    /// The answer's signatures: by the attested keys, or by others for `ForeignSigner`.
+    fn sign(&self, request: &[u8], response: &[u8]) -> [sealed_api::ResponseSignature; 2] {
+        if self.fault == Fault::ForeignSigner {
+            let other = ResponseSigner::from_secrets(&[200; 32], &[201; 32]).unwrap();
+            return other.sign_both(request, response);
+        }
+        self.signer.sign_both(request, response)
+    }
+
     fn bill(&self, channel: &Channel, max_tokens: u64) -> BilledUsage {
         let completion = match self.fault {
             Fault::OverReports => max_tokens + 5,
@@ -230,7 +242,7 @@ async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes
                       "total_tokens": bill.prompt_tokens + bill.completion_tokens},
         })
         .to_string();
-        let sigs = node.signer.sign_both(&body, response.as_bytes());
+        let sigs = node.sign(&body, response.as_bytes());
         return (
             [
                 (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -260,7 +272,7 @@ async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes
     events.push(format!("data: {usage}\n\n"));
     events.push("data: [DONE]\n\n".into());
     let full: String = events.concat();
-    let sigs = node.signer.sign_both(&body, full.as_bytes());
+    let sigs = node.sign(&body, full.as_bytes());
     let mut trailers = HeaderMap::new();
     trailers.insert(
         headers::BILL,
@@ -270,13 +282,26 @@ async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes
         headers::SIGNATURES,
         serde_json::to_string(&sigs).unwrap().parse().unwrap(),
     );
-    let frames = events
+    let mut frames: Vec<Result<Frame<Bytes>, std::io::Error>> = events
         .into_iter()
-        .map(|e| Ok::<_, Infallible>(Frame::data(Bytes::from(e))))
-        .chain([Ok(Frame::trailers(trailers))]);
+        .map(|e| Ok(Frame::data(Bytes::from(e))))
+        .chain([Ok(Frame::trailers(trailers))])
+        .collect();
+    if node.fault == Fault::Truncates {
+        // Two events, then (once they surely went out) the backend dies.
+        frames.truncate(2);
+        frames.push(Err(std::io::Error::other("backend died")));
+    }
+    let frames = futures_util::stream::unfold(frames.into_iter(), |mut frames| async move {
+        let frame = frames.next()?;
+        if frame.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Some((frame, frames))
+    });
     (
         [(header::CONTENT_TYPE, "text/event-stream")],
-        Body::new(StreamBody::new(futures_util::stream::iter(frames))),
+        Body::new(StreamBody::new(frames)),
     )
         .into_response()
 }
@@ -300,7 +325,7 @@ async fn embeddings(
         "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25]}],
         "usage": {"prompt_tokens": 4, "total_tokens": 4}})
     .to_string();
-    let sigs = node.signer.sign_both(&body, response.as_bytes());
+    let sigs = node.sign(&body, response.as_bytes());
     (
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -747,6 +772,95 @@ async fn an_over_reporting_node_is_not_paid_and_the_next_request_moves_on() {
     let store = ChannelStore::new(h._dir.path());
     let record = store.get(&market_account(), ChannelId(0)).unwrap().unwrap();
     assert_eq!(record.owed.0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_signature_or_a_cut_stream_is_not_paid() {
+    // A cut stream shows either as a transport error (the gateway drops the connection) or
+    // as a stream without its final sealed chunk, depending on when the cut lands.
+    for (fault, stream, why) in [
+        (Fault::ForeignSigner, false, &["is not the attested"][..]),
+        (Fault::ForeignSigner, true, &["is not the attested"][..]),
+        (
+            Fault::Truncates,
+            true,
+            &["the stream broke", "the stream was cut"][..],
+        ),
+    ] {
+        let (h, nodes) = harness(&[(fault, 1_000_000_000_000_000_000)]).await;
+        let (status, text) = h.chat(stream, false).await;
+        if stream {
+            assert_eq!(status, 200, "{text}");
+            assert!(!text.contains("[DONE]"), "{fault:?}: {text}");
+        } else {
+            assert_eq!(status, 502, "{text}");
+        }
+        assert!(
+            text.contains("not paid") && why.iter().any(|w| text.contains(w)),
+            "{fault:?}: {text}"
+        );
+        if fault == Fault::Truncates {
+            assert!(text.contains("t1 "), "what arrived was passed on: {text}");
+        }
+        let store = ChannelStore::new(h._dir.path());
+        let record = store.get(&market_account(), ChannelId(0)).unwrap().unwrap();
+        assert_eq!(record.owed.0, 0, "{fault:?}: nothing owed");
+        assert!(h.proxy.bad_nodes().contains(&NodeId(0)), "{fault:?}");
+        assert!(nodes[0].seen.lock().unwrap().vouchers.is_empty());
+        // The only node is bad: the next request finds none.
+        let (status, body) = h.chat(false, false).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("failed earlier"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proxy_reuses_its_channel_and_never_reuses_a_sequence_number() {
+    let (h, nodes) = harness(&[(Fault::None, 3_000_000_000_000_000_000)]).await;
+    for _ in 0..2 {
+        assert_eq!(h.chat(false, false).await.0, 200);
+    }
+    let before = h.record().await;
+    assert_eq!(before.next_sequence.0, 2);
+    // A second proxy on the same state files (the first one stopped).
+    let opts = Options {
+        default_model: Some(model()),
+        node: None,
+        region: None,
+        asset: Asset::Near,
+        deposit: None,
+    };
+    let again = Arc::new(Proxy::new(
+        Shared(h.chain.clone()),
+        ChannelStore::new(h._dir.path()),
+        opts,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(ecloud::proxy::serve(listener, again.clone()));
+    let response = h
+        .http
+        .post(format!("{url}/chat/completions"))
+        .json(&json!({"model": MODEL, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "again"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        h.chain.channels.lock().unwrap().len(),
+        1,
+        "no second channel"
+    );
+    let after = again.session(&model()).await.unwrap().record();
+    assert_eq!(after.channel_id, before.channel_id);
+    assert_eq!(after.next_sequence.0, 3);
+    let cost = response_cost(&h.channel(0), PROMPT_TOKENS, TOKENS);
+    assert_eq!(after.owed.0, 3 * cost, "owed carried over and grew");
+    let seen = nodes[0].seen.lock().unwrap();
+    assert_eq!(seen.sequences, vec![(0, 0), (0, 1), (0, 2)]);
+    // The restarted proxy's request carried the voucher the first one signed last.
+    assert!(seen.vouchers.contains(&(2 * cost)), "{:?}", seen.vouchers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

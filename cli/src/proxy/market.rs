@@ -195,3 +195,46 @@ impl Market for ChainMarket {
         self.chain.top_up_channel(&signer, channel, amount).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enclave_cloud_common::interfaces::registry::{Policy, TcbGrace};
+    use near_sdk::json_types::U64;
+
+    #[test]
+    fn the_dev_ca_counts_only_where_the_registry_enables_dev_attestation() {
+        let policy = Policy {
+            dev_mode: true,
+            dev_ca_key: Some(
+                "ed25519:11111111111111111111111111111112"
+                    .parse()
+                    .expect("key"),
+            ),
+            tcb_grace: vec![TcbGrace {
+                status: TcbStatus::OutOfDate,
+                until: U64(99),
+            }],
+            ..Policy::default()
+        };
+        let dev = verify_policy_of(&policy, true).expect("policy");
+        assert!(dev.dev_ca_public_key.is_some() && dev.dev_gpu_root.is_some());
+        assert_eq!(dev.tcb.grace.len(), 1);
+        assert_eq!(dev.tcb.grace[0].until, 99);
+        let mainnet = verify_policy_of(&policy, false).expect("policy");
+        assert_eq!(mainnet.dev_ca_public_key, None);
+        assert_eq!(mainnet.dev_gpu_root, None);
+        assert!(mainnet.require_compose_hash);
+        let odd = Policy {
+            tcb_grace: vec![TcbGrace {
+                status: TcbStatus::Revoked,
+                until: U64(1),
+            }],
+            ..Policy::default()
+        };
+        assert!(
+            verify_policy_of(&odd, false).is_err(),
+            "no grace for a revoked TCB"
+        );
+    }
+}

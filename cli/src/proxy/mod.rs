@@ -54,7 +54,7 @@ pub struct Options {
     pub default_model: Option<ModelId>,
     /// Only this node.
     pub node: Option<NodeId>,
-    /// Prefer nodes in this region.
+    /// Only nodes in this region.
     pub region: Option<String>,
     /// The asset new channels are opened in.
     pub asset: Asset,
@@ -165,7 +165,12 @@ impl<M: Market> Proxy<M> {
             market,
             store,
             opts,
-            http: reqwest::Client::new(),
+            // A node that does not accept a connection in time is as good as down; answers
+            // themselves may take as long as the model needs.
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
             bad: Mutex::new(HashSet::new()),
         }
