@@ -8,6 +8,8 @@
 //! and the contracts (`ECLOUD_WASM_DIR`, default `$CARGO_TARGET_DIR/near`, built by
 //! `./scripts/build-contracts.sh`); fails with the command to run when they are missing.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -745,6 +747,67 @@ async fn models_and_jobs_on_localnet() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not serve model 'llama'"));
 }
 
+/// What `ecloud proxy` checks before it sends a node anything, against this registry's record
+/// and policy (read through `ChainMarket`, as the proxy does): a report of the registered keys
+/// passes; the same report against a record with another enclave key does not.
+async fn proxy_accepts_the_registered_node(
+    localnet: &Localnet,
+    suite: &Suite,
+    enclave: &EncryptionSecret,
+) {
+    use ecloud::proxy::attest::{check_report, fresh_nonce};
+    use ecloud::proxy::market::{ChainMarket, Market as _};
+    let settings = ecloud::config::Settings::resolve(
+        ecloud::config::Network::Localnet,
+        ecloud::config::Overrides {
+            rpc_url: Some(localnet.rpc_url.clone()),
+            registry: Some(suite.registry_id().clone()),
+            marketplace: Some(suite.marketplace_id().clone()),
+            ..ecloud::config::Overrides::default()
+        },
+    );
+    let market = ChainMarket {
+        chain: ecloud::chain::Chain::new(&settings),
+        indexer: ecloud::indexer::Indexer::new(&dead_indexer()),
+    };
+    let policy = market.verify_policy().await.expect("the registry's policy");
+    assert!(
+        policy.dev_ca_public_key.is_some(),
+        "localnet enables dev attestation"
+    );
+    let node = market
+        .node(enclave_cloud_common::NodeId(0))
+        .await
+        .expect("get_node")
+        .expect("node 0");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // The keys register_node used: the enclave's NEAR key seed and its x25519 secret.
+    let signer = sealed_api::ResponseSigner::from_secrets(&[0x42; 32], &[0x43; 32]).expect("keys");
+    let gateway = sealed_api::GatewayKey::from_secret(1, &enclave.to_bytes()).expect("x25519");
+    let bundle = dev_bundle(
+        &SigningKey::from_bytes(&DEV_CA),
+        &enclave.public_key(),
+        &signer.ed25519_public(),
+        now + 3600,
+    );
+    let nonce = fresh_nonce().expect("nonce");
+    let report = support::attestation_report(&signer, gateway.config(), bundle, &nonce);
+    let attested = check_report(&report, &nonce, &node, "http://node".into(), &policy, now)
+        .expect("the registered node verifies");
+    assert_eq!(
+        attested.ed25519_address,
+        hex::encode(signer.ed25519_public())
+    );
+    let mut other = node.clone();
+    other.encryption_key = hex::encode([7u8; 32]);
+    let refused = check_report(&report, &nonce, &other, "http://node".into(), &policy, now)
+        .expect_err("another enclave key");
+    assert!(refused.contains("not the registry's"), "{refused}");
+}
+
 /// `ecloud channel open | list | top-up | close | finish-close` against the real marketplace:
 /// the channel key's state file is written (0600) with the channel's id, the chain and the
 /// local state are listed together, and a unilateral close refunds the whole deposit after the
@@ -778,7 +841,8 @@ async fn channels_on_localnet() {
         .send(&root)
         .await
         .expect("a short challenge period");
-    register_node(&client, &root, &registry).await;
+    let enclave = register_node(&client, &root, &registry).await;
+    proxy_accepts_the_registered_node(&localnet, &suite, &enclave).await;
     // The marketplace caches the node on the first channel: its operator pays that storage
     // (the worker does this at startup).
     market

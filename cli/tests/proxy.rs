@@ -12,6 +12,8 @@
 
 #![allow(clippy::unwrap_used)] // the fake node and market are test helpers outside #[test]
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -41,8 +43,7 @@ use protocol::channel_api::{
     BilledUsage, ChannelPayment, VoucherUpdate, authorization, headers, response_cost,
 };
 use protocol::dev_attestation::dev_bundle;
-use sealed_api::report::{SigningAddresses, report_data};
-use sealed_api::{AttestationReport, Gateway, GatewayKey, Limits, ResponseSigner, SigningAlgo};
+use sealed_api::{AttestationReport, Gateway, GatewayKey, Limits, ResponseSigner};
 use serde_json::{Value, json};
 
 const MODEL: &str = "llm";
@@ -128,25 +129,13 @@ impl FakeNode {
         } else {
             nonce.to_owned()
         };
-        let ecdsa = self.signer.address(SigningAlgo::Ecdsa);
+        let other = GatewayKey::generate(1);
         let config = if self.fault == Fault::WrongOhttpKey {
-            GatewayKey::generate(1).config().encode()
+            other.config()
         } else {
-            self.key.config().encode()
+            self.key.config()
         };
-        AttestationReport {
-            signing_address: ecdsa.clone(),
-            signing_algo: SigningAlgo::Ecdsa,
-            request_nonce: nonce.clone(),
-            report_data: hex::encode(report_data(&ecdsa, SigningAlgo::Ecdsa, &nonce).unwrap()),
-            attestation: self.bundle(),
-            signing_addresses: SigningAddresses {
-                ecdsa,
-                ed25519: hex::encode(self.near_key()),
-            },
-            ohttp_key_config: hex::encode(config),
-            signer_binding: self.signer.signer_binding(&nonce).unwrap(),
-        }
+        support::attestation_report(&self.signer, config, self.bundle(), &nonce)
     }
 
     /// Checks the payment like the worker: the channel is this node's, the request
