@@ -23,14 +23,6 @@ pub struct AttestedNode {
     pub ed25519_address: String,
 }
 
-/// Why a node was refused (the text goes to the OpenAI SDK as the error message).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node {node}: {reason}")]
-pub struct Refused {
-    pub node: String,
-    pub reason: String,
-}
-
 /// A fresh 32-byte nonce, hex.
 pub fn fresh_nonce() -> Result<String, getrandom::Error> {
     let mut nonce = [0u8; 32];
