@@ -52,6 +52,11 @@ impl Chain {
         &self.settings
     }
 
+    /// The RPC client itself (views and calls the typed clients do not cover yet).
+    pub fn client(&self) -> &ChainClient {
+        &self.client
+    }
+
     /// The deployment's marketplace (`--marketplace`).
     pub fn marketplace(&self) -> MarketplaceClient<'_> {
         MarketplaceClient::new(&self.client, self.settings.marketplace.clone())

@@ -15,11 +15,15 @@
 //! * [`input`]: the job plaintext (one OpenAI Batch API line) from a prompt, texts or a file.
 //! * [`output`]: readable or `--json` output (tables for lists) and exit codes.
 //! * [`progress`]: progress of long waits on stderr.
+//! * [`channels`]: payment channels (local state with the channel key, marketplace calls,
+//!   `ecloud channel ...`).
+//! * [`proxy`]: `ecloud proxy`, the local OpenAI-compatible endpoint paying attested nodes.
 
 pub mod amount;
 pub mod attestation_cmd;
 pub mod cancel;
 pub mod chain;
+pub mod channels;
 pub mod config;
 pub mod indexer;
 pub mod input;
@@ -29,6 +33,7 @@ pub mod models;
 pub mod nodes;
 pub mod output;
 pub mod progress;
+pub mod proxy;
 
 pub use protocol::user_key;
 

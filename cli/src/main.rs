@@ -9,6 +9,7 @@ use ecloud::amount::{self, Near};
 use ecloud::attestation_cmd::{self, GpuFiles};
 use ecloud::cancel;
 use ecloud::chain::Chain;
+use ecloud::channels::commands as channel_cmd;
 use ecloud::config::{Deployment, Network, Overrides, Settings};
 use ecloud::indexer::{Indexer, NodeQuery};
 use ecloud::input::InputSpec;
@@ -17,8 +18,9 @@ use ecloud::model_weights::{self, KeySource};
 use ecloud::models::{self, CreateArgs};
 use ecloud::nodes;
 use ecloud::output::{self, Report};
+use ecloud::proxy;
 use enclave_cloud_common::interfaces::model_token::CrowdfundConfig;
-use enclave_cloud_common::{Asset, Hash32, JobId, ModelId, NodeId};
+use enclave_cloud_common::{Asset, ChannelId, Hash32, JobId, ModelId, NodeId};
 use near_sdk::AccountId;
 use near_sdk::json_types::{U64, U128};
 
@@ -30,7 +32,7 @@ Exit codes: 0 ok; 1 a check failed (attestation, receipt signature, decryption);
 #[command(
     name = "ecloud",
     version,
-    about = "enclave-cloud client: nodes, encrypted inference jobs, model tokens, attestations",
+    about = "enclave-cloud client: nodes, encrypted inference jobs, payment channels and a private OpenAI-compatible proxy, model tokens, attestations",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -72,7 +74,8 @@ struct Global {
     /// [default: ~/.near-credentials].
     #[arg(long, global = true, env = "ECLOUD_CREDENTIALS_DIR")]
     credentials_dir: Option<PathBuf>,
-    /// Where your x25519 job keys live (<dir>/<network>/<account>.x25519, mode 0600)
+    /// Where your keys live, mode 0600: x25519 job keys (<dir>/<network>/<account>.x25519) and
+    /// payment channel states with their channel keys (<dir>/<network>/channels/)
     /// [default: ~/.ecloud].
     #[arg(long, global = true, env = "ECLOUD_KEYS_DIR")]
     keys_dir: Option<PathBuf>,
@@ -94,6 +97,77 @@ enum Command {
     /// Node attestations: verify bundles, build them from dstack evidence.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Payment channels for the private API: open, list, top up, close.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// A local OpenAI-compatible endpoint that pays attested nodes through payment channels.
+    Proxy(ProxyCli),
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Open a channel to a node for a model. The channel key is generated here and kept with
+    /// the channel's state in <keys-dir>/<network>/channels/ (mode 0600), written before the
+    /// transaction is sent.
+    Open {
+        #[arg(long)]
+        node: NodeId,
+        #[arg(long)]
+        model: ModelId,
+        /// The deposit: NEAR (e.g. 0.5 or "0.5 NEAR"), or the token's smallest units with
+        /// --token. A NEAR channel also attaches the channel's storage (refunded at close).
+        #[arg(long)]
+        deposit: String,
+        /// Open the channel in this NEP-141 token (ft_transfer_call; the storage is paid into
+        /// your storage balance at the marketplace first).
+        #[arg(long)]
+        token: Option<AccountId>,
+    },
+    /// Your open and closing channels (chain) with the local state: deposit, settled, owed
+    /// (the newest voucher you signed), state.
+    List,
+    /// Add to an open channel's deposit.
+    TopUp {
+        channel_id: ChannelId,
+        /// NEAR, or the token's smallest units for a token channel.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Start a unilateral close (start_close, 1 yoctoNEAR): the node may still settle during
+    /// the challenge period; then `close ID --finish` refunds the rest.
+    Close {
+        channel_id: ChannelId,
+        /// Finish the close (finish_close) once the challenge period is over.
+        #[arg(long)]
+        finish: bool,
+    },
+    /// Finish a close after the challenge period (the same as `close ID --finish`).
+    FinishClose { channel_id: ChannelId },
+}
+
+#[derive(Args)]
+struct ProxyCli {
+    /// Where to listen, e.g. 127.0.0.1:8000 (point OPENAI_BASE_URL at http://ADDR/v1).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: std::net::SocketAddr,
+    /// The model of requests that name none (requests' own `model` wins).
+    #[arg(long)]
+    model: Option<ModelId>,
+    /// Use only this node (default: the cheapest active node the indexer lists for the
+    /// model that verifies; another one after a node fails).
+    #[arg(long)]
+    node: Option<NodeId>,
+    /// Only nodes in this region.
+    #[arg(long, conflicts_with = "node")]
+    region: Option<String>,
+    /// Deposit of each channel the proxy opens, and of each top-up (when less than a tenth of
+    /// it is left): NEAR, or the token's smallest units with --token. Without it the proxy
+    /// only uses channels already open (`ecloud channel open`).
+    #[arg(long)]
+    deposit: Option<String>,
+    /// Open channels in this NEP-141 token instead of NEAR.
+    #[arg(long)]
+    token: Option<AccountId>,
 }
 
 #[derive(Args)]
@@ -476,7 +550,72 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Model(m) => model_command(&s, m, json).await,
         Command::Attestation(a) => attestation_command(a, json),
+        Command::Channel(c) => channel_command(&s, c, json).await,
+        Command::Proxy(p) => proxy_command(&s, indexer, p).await,
     }
+}
+
+async fn channel_command(s: &Settings, c: ChannelCommand, json: bool) -> Result<ExitCode, Error> {
+    let chain = Chain::new(s);
+    match c {
+        ChannelCommand::Open {
+            node,
+            model,
+            deposit,
+            token,
+        } => {
+            let asset = token.map_or(Asset::Near, |token| Asset::Ft { token });
+            let deposit = channel_cmd::parse_amount(&asset, &deposit, "--deposit")?;
+            done(
+                &channel_cmd::open(&chain, node, &model, &asset, deposit).await?,
+                json,
+            )
+        }
+        ChannelCommand::List => done(&channel_cmd::list(&chain).await?, json),
+        ChannelCommand::TopUp { channel_id, amount } => done(
+            &channel_cmd::top_up(&chain, channel_id, &amount).await?,
+            json,
+        ),
+        ChannelCommand::Close { channel_id, finish } => {
+            done(&channel_cmd::close(&chain, channel_id, finish).await?, json)
+        }
+        ChannelCommand::FinishClose { channel_id } => {
+            done(&channel_cmd::close(&chain, channel_id, true).await?, json)
+        }
+    }
+}
+
+async fn proxy_command(s: &Settings, indexer: Indexer, p: ProxyCli) -> Result<ExitCode, Error> {
+    s.signer()?;
+    let asset = p.token.map_or(Asset::Near, |token| Asset::Ft { token });
+    let deposit = p
+        .deposit
+        .as_deref()
+        .map(|d| channel_cmd::parse_amount(&asset, d, "--deposit"))
+        .transpose()?;
+    let chain = Chain::new(s);
+    let store = channel_cmd::store(&chain);
+    let opts = proxy::Options {
+        default_model: p.model,
+        node: p.node,
+        region: p.region,
+        asset,
+        deposit,
+    };
+    let listener = tokio::net::TcpListener::bind(p.listen)
+        .await
+        .map_err(|e| Error::BadInput(format!("cannot listen on {}: {e}", p.listen)))?;
+    eprintln!(
+        "ecloud proxy: OpenAI-compatible endpoint at http://{}/v1 (channel state in {})",
+        p.listen,
+        store.dir().display()
+    );
+    let market = proxy::market::ChainMarket { chain, indexer };
+    let proxy = std::sync::Arc::new(proxy::Proxy::new(market, store, opts));
+    proxy::serve(listener, proxy)
+        .await
+        .map_err(|e| Error::BadInput(format!("the proxy stopped: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn submit_args(a: SubmitCli) -> Result<SubmitArgs, Error> {

@@ -1,11 +1,14 @@
 //! `ecloud` against localnet and the real contracts (registry, marketplace, model factory and
 //! model token): `model create` / `contribute` / `show` / `claim`, `model encrypt` /
 //! `set-weights`, and `job submit` / `status` up to the point where a worker takes over (an
-//! open job whose sealed input the node's enclave key opens).
+//! open job whose sealed input the node's enclave key opens); `channel open` / `list` /
+//! `top-up` / `close` / `finish-close`.
 //!
 //! Needs the localnet binary (`NEAR_SANDBOX_BIN_PATH`, default `$CARGO_TARGET_DIR/debug/localnet`)
 //! and the contracts (`ECLOUD_WASM_DIR`, default `$CARGO_TARGET_DIR/near`, built by
 //! `./scripts/build-contracts.sh`); fails with the command to run when they are missing.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -183,6 +186,32 @@ async fn register_node(client: &ChainClient, root: &Account, registry: &str) -> 
     x25519
 }
 
+/// Alice, with 100 NEAR and her near-cli credentials in `<dir>/near-credentials`.
+async fn user_with_credentials(
+    client: &ChainClient,
+    root: &Account,
+    dir: &Path,
+) -> (Account, PathBuf) {
+    let (alice, alice_key) =
+        create_account_with_key(client, root, "alice", NearToken::from_near(100))
+            .await
+            .expect("alice");
+    let credentials = dir.join("near-credentials");
+    chain_client::write_credentials_file(
+        &credentials_path(&credentials, "localnet", alice.account_id()),
+        alice.account_id(),
+        &alice_key,
+    )
+    .expect("credentials");
+    (alice, credentials)
+}
+
+/// An address nothing listens on: commands that must not need the indexer get it.
+fn dead_indexer() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("http://{}", l.local_addr().expect("addr"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn models_and_jobs_on_localnet() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -223,27 +252,14 @@ async fn models_and_jobs_on_localnet() {
         .await
         .expect("set the model factory");
     let enclave = register_node(&client, &root, &registry).await;
-    let (alice, alice_key) =
-        create_account_with_key(&client, &root, "alice", NearToken::from_near(100))
-            .await
-            .expect("alice");
+    let (alice, credentials) = user_with_credentials(&client, &root, dir.path()).await;
     let trainer = create_account(&client, &root, "trainer", NearToken::from_near(1))
         .await
         .expect("trainer");
-    let credentials = dir.path().join("near-credentials");
-    chain_client::write_credentials_file(
-        &credentials_path(&credentials, "localnet", alice.account_id()),
-        alice.account_id(),
-        &alice_key,
-    )
-    .expect("credentials");
     let env = Env {
         rpc_url: localnet.rpc_url.clone(),
         // No indexer: every command must get what it needs from the chain.
-        dead_indexer: {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            format!("http://{}", l.local_addr().expect("addr"))
-        },
+        dead_indexer: dead_indexer(),
         registry,
         market: suite.marketplace_id().to_string(),
         factory: factory.account_id().to_string(),
@@ -729,4 +745,206 @@ async fn models_and_jobs_on_localnet() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not serve model 'llama'"));
+}
+
+/// What `ecloud proxy` checks before it sends a node anything, against this registry's record
+/// and policy (read through `ChainMarket`, as the proxy does): a report of the registered keys
+/// passes; the same report against a record with another enclave key does not.
+async fn proxy_accepts_the_registered_node(
+    localnet: &Localnet,
+    suite: &Suite,
+    enclave: &EncryptionSecret,
+) {
+    use ecloud::proxy::attest::{check_report, fresh_nonce};
+    use ecloud::proxy::market::{ChainMarket, Market as _};
+    let settings = ecloud::config::Settings::resolve(
+        ecloud::config::Network::Localnet,
+        ecloud::config::Overrides {
+            rpc_url: Some(localnet.rpc_url.clone()),
+            registry: Some(suite.registry_id().clone()),
+            marketplace: Some(suite.marketplace_id().clone()),
+            ..ecloud::config::Overrides::default()
+        },
+    );
+    let market = ChainMarket {
+        chain: ecloud::chain::Chain::new(&settings),
+        indexer: ecloud::indexer::Indexer::new(&dead_indexer()),
+    };
+    let policy = market.verify_policy().await.expect("the registry's policy");
+    assert!(
+        policy.dev_ca_public_key.is_some(),
+        "localnet enables dev attestation"
+    );
+    let node = market
+        .node(enclave_cloud_common::NodeId(0))
+        .await
+        .expect("get_node")
+        .expect("node 0");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // The keys register_node used: the enclave's NEAR key seed and its x25519 secret.
+    let signer = sealed_api::ResponseSigner::from_secrets(&[0x42; 32], &[0x43; 32]).expect("keys");
+    let gateway = sealed_api::GatewayKey::from_secret(1, &enclave.to_bytes()).expect("x25519");
+    let bundle = dev_bundle(
+        &SigningKey::from_bytes(&DEV_CA),
+        &enclave.public_key(),
+        &signer.ed25519_public(),
+        now + 3600,
+    );
+    let nonce = fresh_nonce().expect("nonce");
+    let report = support::attestation_report(&signer, gateway.config(), bundle, &nonce);
+    let attested = check_report(&report, &nonce, &node, "http://node".into(), &policy, now)
+        .expect("the registered node verifies");
+    assert_eq!(
+        attested.ed25519_address,
+        hex::encode(signer.ed25519_public())
+    );
+    let mut other = node.clone();
+    other.encryption_key = hex::encode([7u8; 32]);
+    let refused = check_report(&report, &nonce, &other, "http://node".into(), &policy, now)
+        .expect_err("another enclave key");
+    assert!(refused.contains("not the registry's"), "{refused}");
+}
+
+/// `ecloud channel open | list | top-up | close | finish-close` against the real marketplace:
+/// the channel key's state file is written (0600) with the channel's id, the chain and the
+/// local state are listed together, and a unilateral close refunds the whole deposit after the
+/// challenge period (nothing was settled).
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_on_localnet() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let localnet = Localnet::start(dir.path()).await.expect("localnet");
+    let client = localnet.client();
+    let root = localnet.root.clone();
+    let suite = Suite::deploy(
+        &client,
+        &root,
+        SuiteConfig {
+            model_id: MODEL.into(),
+            dev_ca: chain_client::testkit::DevCa::new(DEV_CA),
+            ..SuiteConfig::default()
+        },
+    )
+    .await
+    .expect("registry and marketplace");
+    let registry = suite.registry_id().to_string();
+    let market = MarketplaceClient::new(&client, suite.marketplace_id().clone());
+    let patch = ConfigPatch {
+        channel_challenge_period_ns: Some(near_sdk::json_types::U64(3_000_000_000)),
+        ..ConfigPatch::default()
+    };
+    market
+        .update_config(patch)
+        .expect("args")
+        .send(&root)
+        .await
+        .expect("a short challenge period");
+    let enclave = register_node(&client, &root, &registry).await;
+    proxy_accepts_the_registered_node(&localnet, &suite, &enclave).await;
+    // The marketplace caches the node on the first channel: its operator pays that storage
+    // (the worker does this at startup).
+    market
+        .storage_deposit(
+            Some("operator.test.near".parse().expect("id")),
+            NearToken::from_millinear(100),
+        )
+        .expect("args")
+        .send(&root)
+        .await
+        .expect("the operator's storage balance");
+    let (alice, credentials) = user_with_credentials(&client, &root, dir.path()).await;
+    let env = Env {
+        rpc_url: localnet.rpc_url.clone(),
+        dead_indexer: dead_indexer(),
+        registry,
+        market: suite.marketplace_id().to_string(),
+        factory: "models.test.near".into(),
+        alice: alice.account_id().to_string(),
+        credentials,
+        keys: dir.path().join("ecloud-keys"),
+    };
+    const HALF: &str = "500000000000000000000000";
+
+    let opened = ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "channel",
+            "open",
+            "--node",
+            "0",
+            "--model",
+            MODEL,
+            "--deposit",
+            "0.5",
+        ],
+    ));
+    let id = opened["channel_id"]
+        .as_str()
+        .expect("channel id")
+        .to_owned();
+    let id = id.as_str();
+    assert_eq!(opened["deposit"], HALF, "{opened}");
+    let state = PathBuf::from(opened["state_file"].as_str().expect("state file"));
+    assert!(
+        state.starts_with(env.keys.join("localnet").join("channels")),
+        "{state:?}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&state)
+            .expect("state file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let listed = ok_json(&ecloud(&env, &["--json", "channel", "list"]));
+    let row = &listed["channels"][0];
+    assert_eq!(
+        (
+            &row["state"],
+            &row["deposit"],
+            &row["owed"],
+            &row["settled"]
+        ),
+        (&json!("open"), &json!(HALF), &json!("0"), &json!("0")),
+        "{listed}"
+    );
+    // Text output: a table with amounts for people.
+    let text = ecloud(&env, &["channel", "list"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("0.5 NEAR"));
+
+    ok_json(&ecloud(
+        &env,
+        &["--json", "channel", "top-up", id, "--amount", "0.25"],
+    ));
+    let listed = ok_json(&ecloud(&env, &["--json", "channel", "list"]));
+    assert_eq!(listed["channels"][0]["deposit"], "750000000000000000000000");
+
+    let closing = ok_json(&ecloud(&env, &["--json", "channel", "close", id]));
+    assert_eq!(closing["action"], "closing", "{closing}");
+    let listed = ok_json(&ecloud(&env, &["--json", "channel", "list"]));
+    assert_eq!(listed["channels"][0]["state"], "closing");
+    // Too early: the marketplace refuses (exit 4 with its message), then it succeeds.
+    let mut refund = None;
+    for _ in 0..30 {
+        let o = run_ecloud(&env, &["--json", "channel", "finish-close", id]);
+        if o.status.success() {
+            refund = Some(ok_json(&o));
+            break;
+        }
+        assert_eq!(
+            o.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let refund = refund.expect("finish_close after the challenge period");
+    assert_eq!(refund["amount"], "750000000000000000000000", "{refund}");
+    let listed = ok_json(&ecloud(&env, &["--json", "channel", "list"]));
+    assert_eq!(listed["channels"][0]["state"], "closed", "{listed}");
 }

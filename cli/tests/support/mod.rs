@@ -380,3 +380,31 @@ pub fn dead_url() -> String {
     drop(l);
     format!("http://127.0.0.1:{port}")
 }
+
+/// The attestation report a node serves for `nonce` (`GET /v1/attestation/report`), as the
+/// worker makes it: its bundle, both signing addresses, the NEAR key's signer binding of the
+/// ecdsa address, and the OHTTP key configuration `ohttp_config`.
+pub fn attestation_report(
+    signer: &sealed_api::ResponseSigner,
+    ohttp_config: &sealed_api::KeyConfig,
+    bundle: attestation::AttestationBundle,
+    nonce: &str,
+) -> sealed_api::AttestationReport {
+    use sealed_api::SigningAlgo;
+    let ecdsa = signer.address(SigningAlgo::Ecdsa);
+    sealed_api::AttestationReport {
+        signing_address: ecdsa.clone(),
+        signing_algo: SigningAlgo::Ecdsa,
+        request_nonce: nonce.to_owned(),
+        report_data: hex::encode(
+            sealed_api::report::report_data(&ecdsa, SigningAlgo::Ecdsa, nonce).expect("nonce"),
+        ),
+        attestation: bundle,
+        signing_addresses: sealed_api::report::SigningAddresses {
+            ecdsa,
+            ed25519: hex::encode(signer.ed25519_public()),
+        },
+        ohttp_key_config: hex::encode(ohttp_config.encode()),
+        signer_binding: signer.signer_binding(nonce).expect("nonce"),
+    }
+}
