@@ -187,3 +187,32 @@ fn gpu_evidence(g: &GpuFiles) -> Result<GpuEvidence, Error> {
         certificate_chain: chain,
     })
 }
+
+/// One RIM given to `ecloud attestation gpu-reference`: its file and which firmware it is for.
+#[derive(Debug, Clone)]
+pub struct RimFile {
+    pub path: PathBuf,
+    pub kind: attestation::nvidia::ReferenceKind,
+}
+
+/// Verifies NVIDIA RIMs (signature, chain to the pinned RIM root, validity at `at`) and returns
+/// their golden measurement sets, in the order given. A RIM that does not verify is an
+/// `Error::Invalid` naming the file (exit 2), never a set.
+pub fn gpu_reference(
+    rims: &[RimFile],
+    at: u64,
+) -> Result<Vec<attestation::nvidia::GoldenSet>, Error> {
+    rims.iter()
+        .map(|rim| {
+            let bytes = read_file(&rim.path)?;
+            let xml = String::from_utf8(bytes).map_err(|_| Error::Invalid {
+                path: rim.path.clone(),
+                message: "not UTF-8, so not a RIM (SWID tag XML)".into(),
+            })?;
+            attestation::nvidia::rim::verify_rim(&xml, rim.kind, at).map_err(|e| Error::Invalid {
+                path: rim.path.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}

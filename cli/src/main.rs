@@ -449,6 +449,24 @@ enum AttestationCommand {
         #[arg(long, requires = "gpu_report")]
         gpu_challenge: Option<String>,
     },
+    /// Golden GPU measurements from NVIDIA's signed RIMs (SWID tags): verifies each RIM's XML
+    /// signature and its certificate chain up to NVIDIA's pinned RIM root (validity checked;
+    /// revocation is not: NVIDIA's OCSP is online only), then prints the reference sets
+    /// (index, active, accepted SHA-384 values) for governance to pin.
+    GpuReference {
+        /// A VBIOS RIM file (repeat).
+        #[arg(long)]
+        vbios: Vec<PathBuf>,
+        /// A driver RIM file (repeat).
+        #[arg(long)]
+        driver: Vec<PathBuf>,
+        /// Verification time in unix seconds (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+        /// Write the reference sets (JSON) here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -761,6 +779,53 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
 
 fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Error> {
     match a {
+        AttestationCommand::GpuReference {
+            vbios,
+            driver,
+            at,
+            output,
+        } => {
+            use attestation::nvidia::ReferenceKind;
+            let rims: Vec<attestation_cmd::RimFile> = vbios
+                .into_iter()
+                .map(|path| (path, ReferenceKind::Vbios))
+                .chain(driver.into_iter().map(|path| (path, ReferenceKind::Driver)))
+                .map(|(path, kind)| attestation_cmd::RimFile { path, kind })
+                .collect();
+            if rims.is_empty() {
+                return Err(Error::BadInput(
+                    "give at least one RIM: --vbios FILE and/or --driver FILE".into(),
+                ));
+            }
+            let sets = attestation_cmd::gpu_reference(&rims, at.unwrap_or_else(now_unix_secs))?;
+            let text = output::to_json(&sets);
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text + "\n").map_err(|source| Error::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    for s in &sets {
+                        eprintln!(
+                            "verified {:?} RIM {} {} ({} measurements, {} active)",
+                            s.kind,
+                            s.product,
+                            s.version,
+                            s.measurements.len(),
+                            s.measurements.iter().filter(|m| m.active).count()
+                        );
+                    }
+                    if json {
+                        println!(
+                            "{}",
+                            output::to_json(&serde_json::json!({ "written": path }))
+                        );
+                    }
+                }
+                None => println!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AttestationCommand::Verify { bundle, at, policy } => {
             let at = at.unwrap_or_else(now_unix_secs);
             let out = attestation_cmd::verify_file(&bundle, policy.as_deref(), at)?;

@@ -648,3 +648,55 @@ async fn job_result_fetches_a_remote_output_and_checks_its_hash() {
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 }
+
+#[test]
+fn gpu_reference_turns_signed_rims_into_golden_sets_and_refuses_bad_ones() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contracts/attestation/testdata/nvidia-rims"
+    );
+    let vbios = format!("{dir}/1010_0200_882_96005E0001_PROD.swidtag");
+    let driver = format!("{dir}/Driver_RIM_test_no_gpu.swidtag");
+    // Inside the sample RIMs' certificate validity.
+    let at = "1704067200";
+    let o = ecloud(&[
+        "attestation",
+        "gpu-reference",
+        "--vbios",
+        &vbios,
+        "--driver",
+        &driver,
+        "--at",
+        at,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sets: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(sets[0]["kind"], "vbios");
+    assert_eq!(sets[0]["version"], "96.00.5e.00.01");
+    assert_eq!(sets[1]["kind"], "driver");
+    assert_eq!(sets[1]["version"], "545.00");
+
+    // Today the sample certificates have expired: refused, naming the file.
+    let o = ecloud(&["attestation", "gpu-reference", "--vbios", &vbios]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not valid at"), "{}", stderr(&o));
+
+    // One changed hex digit of a measurement: the signed digest no longer matches.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bad = tmp.path().join("bad.swidtag");
+    let xml = std::fs::read_to_string(&vbios).expect("rim");
+    std::fs::write(&bad, xml.replacen("c3f65ef79a19", "c3f65ef79a18", 1)).expect("write");
+    let o = ecloud(&[
+        "attestation",
+        "gpu-reference",
+        "--vbios",
+        s(&bad),
+        "--at",
+        at,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("signed digest"), "{}", stderr(&o));
+
+    let o = ecloud(&["attestation", "gpu-reference"]);
+    assert_eq!(o.status.code(), Some(2));
+}
