@@ -309,17 +309,51 @@ fn spdm_request(nonce: &[u8; 32]) -> Vec<u8> {
     r
 }
 
+/// The value of measurement block `index` (1-based) of a dev device's "firmware".
+fn dev_measurement(class: Class, index: u8) -> [u8; 48] {
+    Sha384::new()
+        .chain_update(b"enclave-cloud dev firmware")
+        .chain_update(class.label())
+        .chain_update([index])
+        .finalize()
+        .into()
+}
+
+/// Golden sets of the dev GPUs' firmware, as `ecloud attestation gpu-reference` would make
+/// them from RIMs: the VBIOS set covers RIM indexes 0-31, the driver set 32-63 (RIM index `i`
+/// is block `i + 1`), for [`DEV_VBIOS_VERSION`] and [`DEV_DRIVER_VERSION`] of chip GH100.
+pub fn dev_gpu_golden_sets() -> (crate::nvidia::GoldenSet, crate::nvidia::GoldenSet) {
+    use crate::nvidia::{GoldenMeasurement, GoldenSet, ReferenceKind};
+    let set = |kind, version: &str, indexes: std::ops::Range<u8>| GoldenSet {
+        kind,
+        product: Class::Gpu.chip().to_owned(),
+        version: version.to_owned(),
+        tag_id: format!("dev-{version}"),
+        measurements: indexes
+            .map(|i| GoldenMeasurement {
+                index: u16::from(i),
+                name: format!("dev_{i}"),
+                active: true,
+                alternatives: vec![hex::encode(dev_measurement(Class::Gpu, i + 1))],
+            })
+            .collect(),
+    };
+    (
+        set(ReferenceKind::Vbios, DEV_VBIOS_VERSION, 0..32),
+        set(
+            ReferenceKind::Driver,
+            DEV_DRIVER_VERSION,
+            32..MEASUREMENT_BLOCKS,
+        ),
+    )
+}
+
 /// MEASUREMENTS (SPDM 1.1) up to the signature: header, blocks (DMTF, SHA-384 digests of the
 /// class's dev firmware), responder nonce, opaque data.
 fn spdm_response(class: Class, responder_nonce: &[u8; 32], opaque: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let mut record = Vec::new();
     for index in 1..=MEASUREMENT_BLOCKS {
-        let value: [u8; 48] = Sha384::new()
-            .chain_update(b"enclave-cloud dev firmware")
-            .chain_update(class.label())
-            .chain_update([index])
-            .finalize()
-            .into();
+        let value = dev_measurement(class, index);
         record.push(index);
         record.push(0x01); // DMTF measurement specification
         record.extend_from_slice(&(3 + value.len() as u16).to_le_bytes());

@@ -413,6 +413,7 @@ fn registry_gpu(
     if !allowed.contains(&g.model) {
         return Err(RegistryError::GpuModelNotAllowed(g.model.clone()));
     }
+    crate::golden::check_gpu(g)?;
     let device_id = Hash32(hex32(&g.device_id, "GPU device id").map_err(RegistryError::Gpu)?);
     check_device(state, device_id, node, seen)?;
     Ok(VerifiedGpu {

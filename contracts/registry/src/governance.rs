@@ -19,7 +19,7 @@ use crate::state::RegistryExt;
 use crate::storage_keys::StorageKey;
 use enclave_cloud_common::NodeId;
 use enclave_cloud_common::governance::{self, Change, CodeSource, Governed};
-use enclave_cloud_common::interfaces::registry::RegistrySetting;
+use enclave_cloud_common::interfaces::registry::{GoldenKind, GoldenReference, RegistrySetting};
 
 /// Whether `policy` may be in force on this registry: dev attestations only where the
 /// registry was initialised with them, never on mainnet.
@@ -85,7 +85,12 @@ impl Governed for Registry {
             RegistrySetting::SetPolicy(policy) => {
                 self.check_policy(policy).map_err(|e| e.to_string())
             }
-            RegistrySetting::SetMarketplace { .. } | RegistrySetting::SetOwner { .. } => Ok(()),
+            RegistrySetting::PinGoldenSet(set) => {
+                crate::golden::validate(set).map_err(|e| e.to_string())
+            }
+            RegistrySetting::SetMarketplace { .. }
+            | RegistrySetting::SetOwner { .. }
+            | RegistrySetting::UnpinGoldenSet { .. } => Ok(()),
         }
     }
 
@@ -120,6 +125,25 @@ impl Governed for Registry {
                 let value = owner.to_string();
                 self.owner = owner;
                 ("owner", value)
+            }
+            RegistrySetting::PinGoldenSet(set) => {
+                let value = format!("{:?} {} {}", set.kind, set.product, set.version);
+                // Checked when proposed and again by `check_setting` before applying.
+                if crate::golden::pin(*set).is_err() {
+                    return;
+                }
+                ("gpu.golden.pinned", value)
+            }
+            RegistrySetting::UnpinGoldenSet {
+                kind,
+                product,
+                version,
+            } => {
+                crate::golden::unpin(kind, &product, &version);
+                (
+                    "gpu.golden.unpinned",
+                    format!("{kind:?} {product} {version}"),
+                )
             }
         };
         RegistryEvent::PolicyUpdated {
@@ -302,6 +326,23 @@ impl GovernanceApi for Registry {
     #[payable]
     fn revoke_gpus(&mut self, device_ids: Vec<Hash32>) -> u32 {
         self.try_revoke_gpus(device_ids).or_panic()
+    }
+
+    #[payable]
+    fn pin_golden_set(&mut self, set: GoldenReference) {
+        crate::golden::validate(&set)
+            .and_then(|()| self.try_propose(RegistrySetting::PinGoldenSet(Box::new(set))))
+            .or_panic()
+    }
+
+    #[payable]
+    fn unpin_golden_set(&mut self, kind: GoldenKind, product: String, version: String) {
+        self.try_propose(RegistrySetting::UnpinGoldenSet {
+            kind,
+            product,
+            version,
+        })
+        .or_panic()
     }
 
     #[payable]

@@ -20,6 +20,7 @@ mod attest;
 pub mod details;
 mod errors;
 mod events;
+mod golden;
 mod governance;
 mod nodes;
 mod pending;
@@ -35,7 +36,9 @@ pub mod views;
 mod tests;
 
 use enclave_cloud_common::interfaces::NodeView;
-use enclave_cloud_common::interfaces::registry::{AttestationProgress, PendingAttestationView};
+use enclave_cloud_common::interfaces::registry::{
+    AttestationProgress, GoldenKind, GoldenReference, PendingAttestationView,
+};
 use enclave_cloud_common::{Hash32, NodeId};
 use near_sdk::json_types::U64;
 use near_sdk::{AccountId, NearToken, Promise, PublicKey, ext_contract};
@@ -73,6 +76,14 @@ pub trait GovernanceApi {
     /// attached to a node. Emits one `policy_updated` (`gpu.revoked`) and the status changes.
     /// At most 100 per call; ~2 Tgas each.
     fn revoke_gpus(&mut self, device_ids: Vec<Hash32>) -> u32;
+    /// Pins (or replaces) a golden measurement set (`ecloud attestation gpu-reference`'s JSON,
+    /// from NVIDIA's signed RIMs) through the governance timelock. Once a chip has a pinned
+    /// set, every GPU of that chip registered or re-attested must match the VBIOS set of its
+    /// VBIOS version and the driver set of its driver version; a GPU without both is refused.
+    /// At most 256 indexes of at most 8 alternatives each. ~5 Tgas.
+    fn pin_golden_set(&mut self, set: GoldenReference);
+    /// Unpins one set (through the timelock). A chip with no set left is not compared.
+    fn unpin_golden_set(&mut self, kind: GoldenKind, product: String, version: String);
 }
 
 /// Operators' stake, slashing and slash credits. Implemented in `stake`.
@@ -211,6 +222,8 @@ pub trait RegistryViewApi {
     ) -> NodePage;
     fn get_operator(&self, account_id: AccountId) -> Option<OperatorView>;
     fn get_policy(&self) -> Policy;
+    /// The golden measurement sets pinned for a chip (e.g. "GH100"); empty: not compared.
+    fn golden_sets(&self, product: String) -> Vec<GoldenReference>;
     fn get_config(&self) -> ConfigView;
     /// Device ids of a node's NVSwitches (its GPUs are in the node view).
     fn get_node_switches(&self, node_id: NodeId) -> Vec<Hash32>;

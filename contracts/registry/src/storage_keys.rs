@@ -25,4 +25,6 @@ pub enum StorageKey {
     PendingAttestations,
     /// The NVSwitches of each node (its GPUs are in the node record).
     NodeSwitches,
+    /// Golden GPU measurement sets pinned by governance, by chip.
+    GoldenSets,
 }

@@ -1,6 +1,7 @@
 //! Read-only views. Status is computed at the current block time.
 
 use enclave_cloud_common::interfaces::NodeView;
+use enclave_cloud_common::interfaces::registry::GoldenReference;
 use enclave_cloud_common::{Hash32, NodeId};
 use near_sdk::json_types::U64;
 use near_sdk::{AccountId, NearToken, PublicKey, env, near};
@@ -132,6 +133,13 @@ impl RegistryViewApi for Registry {
 
     fn get_policy(&self) -> Policy {
         self.policy.clone()
+    }
+
+    fn golden_sets(&self, product: String) -> Vec<GoldenReference> {
+        crate::golden::golden_sets()
+            .get(&product)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn get_config(&self) -> ConfigView {

@@ -102,6 +102,41 @@ pub struct Policy {
 
 /// A critical setting of the registry: proposed, announced, applied after the delay
 /// (`crate::governance`).
+/// Which firmware a golden measurement set describes.
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GoldenKind {
+    Vbios,
+    Driver,
+}
+
+/// One index of a golden set: the RIM's index (SPDM block `index + 1`), whether it is
+/// compared, and the accepted SHA-384 values (lowercase hex).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoldenIndex {
+    pub index: u16,
+    pub name: String,
+    pub active: bool,
+    pub alternatives: Vec<String>,
+}
+
+/// Golden GPU measurements of one VBIOS or driver version of one chip, as
+/// `ecloud attestation gpu-reference` prints them from NVIDIA's signed RIMs (the same JSON).
+/// Pinned by governance (`pin_golden_set`); once a chip has any pinned set, each of its GPUs
+/// must match the pinned VBIOS set of its VBIOS version and the driver set of its driver
+/// version (`attestation::nvidia::check_golden_measurements`).
+#[near(serializers = [borsh, json])]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoldenReference {
+    pub kind: GoldenKind,
+    pub product: String,
+    pub version: String,
+    pub tag_id: String,
+    pub measurements: Vec<GoldenIndex>,
+}
+
 #[near(serializers = [borsh, json])]
 #[derive(Debug, Clone, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +147,14 @@ pub enum RegistrySetting {
     SetMarketplace { marketplace: AccountId },
     /// Hands governance to another account (e.g. a DAO).
     SetOwner { owner: AccountId },
+    /// Pins (or replaces) the golden set of its (kind, product, version).
+    PinGoldenSet(Box<GoldenReference>),
+    /// Unpins the golden set of (kind, product, version).
+    UnpinGoldenSet {
+        kind: GoldenKind,
+        product: String,
+        version: String,
+    },
 }
 
 impl Default for Policy {
@@ -303,6 +346,12 @@ pub mod methods {
     pub const FORGET_CERTIFICATES: Method = Method::one_yocto("forget_certificates", 150);
     /// Owner: revokes GPU device ids (at most 100, ~2 Tgas each).
     pub const REVOKE_GPUS: Method = Method::one_yocto("revoke_gpus", 250);
+    /// The owner, 1 yocto: `pin_golden_set({set})` / `unpin_golden_set({kind, product,
+    /// version})`, through the governance timelock.
+    pub const PIN_GOLDEN_SET: Method = Method::one_yocto("pin_golden_set", 30);
+    pub const UNPIN_GOLDEN_SET: Method = Method::one_yocto("unpin_golden_set", 30);
+    /// `golden_sets({product})`: the sets pinned for a chip.
+    pub const GOLDEN_SETS: &str = "golden_sets";
 
     pub const GET_NODE: &str = "get_node";
     pub const GET_NODE_BY_SIGNER_KEY: &str = "get_node_by_signer_key";

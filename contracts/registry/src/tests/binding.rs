@@ -4,10 +4,13 @@
 
 use attestation::dev_gpu::{DevEvidence, DevGpuFleet};
 use attestation::{GpuEvidence, gpu_binding_nonce};
-use enclave_cloud_common::interfaces::registry::{AttestationPurpose, PendingAttestationView};
+use enclave_cloud_common::interfaces::registry::{
+    AttestationPurpose, GoldenKind, GoldenReference, PendingAttestationView, RegistrySetting,
+};
 use enclave_cloud_common::{Hash32, NodeId, NodeStatus};
 
 use super::*;
+use crate::GovernanceApi as _;
 
 /// Inside the dev certificates' validity (2025..2049).
 const NOW_S: u64 = 1_786_622_400;
@@ -638,4 +641,75 @@ fn the_next_begin_replaces_an_expired_half_registration() {
     let new = register(&mut r, 1, Some(second.challenge), &ev.gpus, &[], later).expect("registers");
     assert_ne!(new, old);
     assert_eq!(status(&r, new), NodeStatus::Active);
+}
+
+/// The dev golden sets as governance pins them (the JSON `ecloud attestation gpu-reference`
+/// prints is the same shape).
+fn dev_golden() -> (GoldenReference, GoldenReference) {
+    let (vbios, driver) = attestation::dev_gpu::dev_gpu_golden_sets();
+    let to_ref = |s: attestation::nvidia::GoldenSet| -> GoldenReference {
+        serde_json::from_value(serde_json::to_value(s).expect("json")).expect("same shape")
+    };
+    (to_ref(vbios), to_ref(driver))
+}
+
+fn pin(r: &mut Registry, set: GoldenReference) {
+    Call::by(owner()).yocto().at(NOW).set();
+    r.pin_golden_set(set);
+}
+
+#[test]
+fn pinned_golden_sets_admit_matching_gpus_and_refuse_the_rest() {
+    let mut r = dev_registry();
+    let (vbios, driver) = dev_golden();
+    // Nothing pinned for GH100: not compared (what a registry without sets does).
+    assert!(r.golden_sets("GH100".into()).is_empty());
+
+    // Only the VBIOS set pinned: a GPU without a pinned driver set is refused.
+    pin(&mut r, vbios.clone());
+    assert_eq!(r.golden_sets("GH100".into()).len(), 1);
+    let pending = begin(&mut r, 1, 1, 0, None, NOW).expect("begins");
+    let ev = evidence(&DevGpuFleet::new(FLEET, 1, 0), 1, pending.challenge);
+    let err = register(&mut r, 1, Some(pending.challenge), &ev.gpus, &[], NOW)
+        .expect_err("no driver set");
+    assert!(err.to_string().contains("no golden driver set"), "{err}");
+
+    // A driver set whose one value is off: refused, naming the index.
+    let mut off = driver.clone();
+    off.measurements[3].alternatives = vec!["11".repeat(48)];
+    pin(&mut r, off);
+    let err =
+        register(&mut r, 1, Some(pending.challenge), &ev.gpus, &[], NOW).expect_err("off the set");
+    assert!(err.to_string().contains("not a golden value"), "{err}");
+
+    // The right driver set replaces it (same kind, chip and version): the GPU is admitted.
+    pin(&mut r, driver.clone());
+    assert_eq!(r.golden_sets("GH100".into()).len(), 2);
+    register(&mut r, 1, Some(pending.challenge), &ev.gpus, &[], NOW).expect("matches");
+
+    // Unpinned: back to not compared.
+    Call::by(owner()).yocto().at(NOW).set();
+    r.unpin_golden_set(GoldenKind::Vbios, "GH100".into(), vbios.version.clone());
+    Call::by(owner()).yocto().at(NOW).set();
+    r.unpin_golden_set(GoldenKind::Driver, "GH100".into(), driver.version.clone());
+    assert!(r.golden_sets("GH100".into()).is_empty());
+}
+
+#[test]
+fn malformed_golden_sets_and_strangers_are_refused() {
+    let mut r = dev_registry();
+    let (vbios, _) = dev_golden();
+    let mut bad = vbios.clone();
+    bad.measurements[0].alternatives = vec!["zz".into()];
+    Call::by(owner()).yocto().at(NOW).set();
+    let err = crate::golden::validate(&bad).expect_err("not hex");
+    assert!(err.to_string().contains("96 hex digits"), "{err}");
+    let mut empty = vbios.clone();
+    empty.measurements.clear();
+    assert!(crate::golden::validate(&empty).is_err());
+    Call::by(op()).yocto().at(NOW).set();
+    let err = r
+        .try_propose(RegistrySetting::PinGoldenSet(Box::new(vbios)))
+        .expect_err("not the owner");
+    assert!(matches!(err, RegistryError::NotOwner { .. }), "{err}");
 }
