@@ -99,6 +99,8 @@ struct Seen {
     vouchers: Vec<u128>,
     /// Requests that reached the inner routes.
     requests: usize,
+    /// The exact (request, response) bodies signed under each response id.
+    signed: HashMap<String, (Vec<u8>, Vec<u8>)>,
 }
 
 struct FakeNode {
@@ -182,7 +184,17 @@ impl FakeNode {
     }
 
     /// The answer's signatures: by the attested keys, or by others for `ForeignSigner`.
-    fn sign(&self, request: &[u8], response: &[u8]) -> [sealed_api::ResponseSignature; 2] {
+    fn sign(
+        &self,
+        id: &str,
+        request: &[u8],
+        response: &[u8],
+    ) -> [sealed_api::ResponseSignature; 2] {
+        self.seen
+            .lock()
+            .unwrap()
+            .signed
+            .insert(id.to_owned(), (request.to_vec(), response.to_vec()));
         if self.fault == Fault::ForeignSigner {
             let other = ResponseSigner::from_secrets(&[200; 32], &[201; 32]).unwrap();
             return other.sign_both(request, response);
@@ -212,7 +224,11 @@ fn refuse(why: String) -> Response {
 }
 
 async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes) -> Response {
-    node.seen.lock().unwrap().requests += 1;
+    let nth = {
+        let mut seen = node.seen.lock().unwrap();
+        seen.requests += 1;
+        seen.requests
+    };
     let channel = match node.check_payment(&headers, &body) {
         Ok(c) => c,
         Err(why) => return refuse(why),
@@ -220,7 +236,7 @@ async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes
     let request: Value = serde_json::from_slice(&body).unwrap();
     let max_tokens = request["max_tokens"].as_u64().unwrap_or(64);
     let bill = node.bill(&channel, max_tokens);
-    let id = format!("chatcmpl-{}", node.id);
+    let id = format!("chatcmpl-{}-{nth}", node.id);
     let content_chunks = TOKENS.min(max_tokens);
     if request["stream"].as_bool() != Some(true) {
         let text: String = (0..content_chunks).map(|i| format!("t{i} ")).collect();
@@ -231,7 +247,7 @@ async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes
                       "total_tokens": bill.prompt_tokens + bill.completion_tokens},
         })
         .to_string();
-        let sigs = node.sign(&body, response.as_bytes());
+        let sigs = node.sign(&id, &body, response.as_bytes());
         return (
             [
                 (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -261,8 +277,9 @@ async fn chat(State(node): State<Arc<FakeNode>>, headers: HeaderMap, body: Bytes
     events.push(format!("data: {usage}\n\n"));
     events.push("data: [DONE]\n\n".into());
     let full: String = events.concat();
-    let sigs = node.sign(&body, full.as_bytes());
+    let sigs = node.sign(&id, &body, full.as_bytes());
     let mut trailers = HeaderMap::new();
+    trailers.insert(headers::RESPONSE_ID, id.parse().unwrap());
     trailers.insert(
         headers::BILL,
         serde_json::to_string(&bill).unwrap().parse().unwrap(),
@@ -300,7 +317,11 @@ async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    node.seen.lock().unwrap().requests += 1;
+    let nth = {
+        let mut seen = node.seen.lock().unwrap();
+        seen.requests += 1;
+        seen.requests
+    };
     let channel = match node.check_payment(&headers, &body) {
         Ok(c) => c,
         Err(why) => return refuse(why),
@@ -314,7 +335,8 @@ async fn embeddings(
         "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25]}],
         "usage": {"prompt_tokens": 4, "total_tokens": 4}})
     .to_string();
-    let sigs = node.sign(&body, response.as_bytes());
+    let id = format!("emb-{nth}");
+    let sigs = node.sign(&id, &body, response.as_bytes());
     (
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -326,6 +348,7 @@ async fn embeddings(
                 header::HeaderName::from_static(headers::SIGNATURES),
                 serde_json::to_string(&sigs).unwrap(),
             ),
+            (header::HeaderName::from_static(headers::RESPONSE_ID), id),
         ],
         response,
     )
@@ -881,4 +904,61 @@ async fn a_report_that_does_not_bind_is_refused_before_anything_is_sent() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not the registry's"), "{body}");
     assert_eq!(nodes[0].seen.lock().unwrap().requests, 0);
+}
+
+/// What the caller sent and got, and the node's response id header.
+async fn raw_exchange(h: &Harness, path: &str, body: &'static [u8]) -> (Option<String>, Vec<u8>) {
+    let response = h
+        .http
+        .post(format!("{}{path}", h.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response
+        .headers()
+        .get(headers::RESPONSE_ID)
+        .map(|v| v.to_str().unwrap().to_owned());
+    (id, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_gets_the_response_id_and_the_exact_bytes_the_node_signed() {
+    let (h, nodes) = harness(&[(Fault::None, 3_000_000_000_000_000_000)]).await;
+    let signed = |id: &str| nodes[0].seen.lock().unwrap().signed.get(id).cloned();
+    // Odd spacing and key order, as an SDK may send: the node must sign these very bytes.
+    let cases: [(&str, &[u8]); 3] = [
+        (
+            "/chat/completions",
+            b"{ \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\n  \"model\":\"llm\", \"max_tokens\":16}",
+        ),
+        (
+            "/chat/completions",
+            b"{\"stream\":true,\"stream_options\":{\"include_usage\":true},  \"model\":\"llm\",\"max_tokens\":16,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+        ),
+        ("/embeddings", b"{\"input\": \"hi\",\"model\": \"llm\"}"),
+    ];
+    for (path, body) in cases {
+        let (id, got) = raw_exchange(&h, path, body).await;
+        let id = id.unwrap_or_else(|| panic!("{path}: no {} header", headers::RESPONSE_ID));
+        let (request, response) = signed(&id).unwrap_or_else(|| panic!("{id} was not signed"));
+        assert_eq!(request, body, "{path}: the node got the caller's bytes");
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(response).unwrap(),
+            "{path}: the caller got the signed bytes"
+        );
+    }
+    // Without include_usage the stream still names its id (the usage chunk is dropped, so
+    // these bytes are not the signed ones).
+    let (id, got) = raw_exchange(
+        &h,
+        "/chat/completions",
+        b"{\"stream\":true,\"model\":\"llm\",\"max_tokens\":16,\"messages\":[]}",
+    )
+    .await;
+    assert!(signed(&id.unwrap()).is_some());
+    assert!(!String::from_utf8(got).unwrap().contains("usage"));
 }

@@ -33,6 +33,7 @@ use axum::routing::{get, post};
 use enclave_cloud_common::interfaces::marketplace::{Channel, ChannelState, OpenChannelSpec};
 use enclave_cloud_common::voucher::ChannelSigningKey;
 use enclave_cloud_common::{Asset, ModelId, NodeId};
+use futures_util::StreamExt as _;
 use near_sdk::json_types::Base64VecU8;
 use protocol::channel_api::{self, BilledUsage, ChannelPayment, VoucherUpdate, headers, paths};
 use sealed_api::bhttp::{Field, Request};
@@ -585,7 +586,11 @@ impl<M: Market> Proxy<M> {
         match self.verify(&s, &response.headers, &body, &response.body, &seen) {
             Ok(cost) => {
                 self.pay(&s, cost)?;
-                Ok(passthrough(200, response.body))
+                let mut ok = passthrough(200, response.body);
+                if let Some(id) = field(&response.headers, headers::RESPONSE_ID) {
+                    set_response_id(&mut ok, id);
+                }
+                Ok(ok)
             }
             Err(why) => {
                 self.mark_bad(&s, &why).await;
@@ -635,20 +640,27 @@ impl<M: Market> Proxy<M> {
         tokio::spawn(job.run(response, opener, tx));
         match rx.recv().await {
             Some(Out::Head(200)) => {
+                // The response id (what the node keeps the signatures under) is the
+                // completion's `id`, which every chunk carries: the head waits for the first
+                // event to name it.
+                let first = next_data(&mut rx).await;
+                let id = first.as_deref().and_then(sse::chunk_id);
                 let events = futures_util::stream::unfold(rx, |mut rx| async move {
-                    loop {
-                        match rx.recv().await? {
-                            Out::Data(b) => return Some((Ok::<_, Infallible>(b), rx)),
-                            Out::Head(_) | Out::Fail(_) => continue,
-                        }
-                    }
+                    next_data(&mut rx).await.map(|b| (b, rx))
                 });
-                Ok(Response::builder()
+                let events = futures_util::stream::iter(first)
+                    .chain(events)
+                    .map(Ok::<_, Infallible>);
+                let mut ok = Response::builder()
                     .status(StatusCode::OK)
                     .header(header::CONTENT_TYPE, "text/event-stream")
                     .header(header::CACHE_CONTROL, "no-cache")
                     .body(Body::from_stream(events))
-                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                if let Some(id) = id {
+                    set_response_id(&mut ok, &id);
+                }
+                Ok(ok)
             }
             Some(Out::Head(status)) => {
                 let mut body = Vec::new();
@@ -662,6 +674,26 @@ impl<M: Market> Proxy<M> {
                 "node {node_id}: the stream ended before its head"
             ))),
         }
+    }
+}
+
+/// The next bytes for the caller of a stream that began.
+async fn next_data(rx: &mut mpsc::Receiver<Out>) -> Option<Bytes> {
+    loop {
+        match rx.recv().await? {
+            Out::Data(b) => return Some(b),
+            Out::Head(_) | Out::Fail(_) => continue,
+        }
+    }
+}
+
+/// Names the node's response id to the caller (`x-ecloud-response-id`), so it can fetch the
+/// signatures (`GET /v1/signature/{id}`) and check them over the bytes it sent and received.
+fn set_response_id(response: &mut Response, id: &str) {
+    if let Ok(value) = header::HeaderValue::from_str(id) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static(headers::RESPONSE_ID), value);
     }
 }
 
@@ -753,6 +785,12 @@ impl<M: Market> StreamJob<M> {
                 }
                 Err(e) => fail = Some(format!("the stream was cut ({e})")),
             }
+        }
+        // Bytes after the last complete event (a stream that ends without its blank line)
+        // still reach the caller: it gets every byte the signatures cover.
+        if head == Some(200) && !splitter.rest().is_empty() {
+            let rest = Bytes::copy_from_slice(splitter.rest());
+            let _ = tx.send(Out::Data(rest)).await;
         }
         let s = &self.session;
         let Some(status) = head else {

@@ -43,6 +43,16 @@ pub fn data_of(event: &[u8]) -> Option<String> {
     Some(lines.collect::<Vec<_>>().join("\n"))
 }
 
+/// The `id` of the chunk(s) in the first event of `events` (the node's response id).
+pub fn chunk_id(events: &[u8]) -> Option<String> {
+    let end = events
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map_or(events.len(), |p| p + 2);
+    let chunk: Value = serde_json::from_str(&data_of(&events[..end])?).ok()?;
+    chunk.get("id")?.as_str().map(str::to_owned)
+}
+
 /// What the proxy learns from a stream, and what it forwards.
 #[derive(Debug, Default)]
 pub struct StreamFilter {
@@ -130,6 +140,9 @@ mod tests {
         assert_eq!(s.rest(), b"da");
         assert_eq!(data_of(b"data: [DONE]\n\n").as_deref(), Some("[DONE]"));
         assert_eq!(data_of(b": keep-alive\n\n"), None);
+        let two = b"data: {\"id\":\"chatcmpl-1\",\"choices\":[]}\n\ndata: {\"id\":\"x\"}\n\n";
+        assert_eq!(chunk_id(two).as_deref(), Some("chatcmpl-1"));
+        assert_eq!(chunk_id(b": keep-alive\n\n"), None);
     }
 
     #[test]
