@@ -47,6 +47,7 @@ pub mod outputs;
 pub mod paid_api;
 pub mod register;
 pub mod runner;
+pub mod serve;
 
 /// The HPKE envelope (the shared wire format), where the worker's modules have always found it.
 pub use protocol::envelope;

@@ -44,7 +44,7 @@ fn required(value: Option<AccountId>, flag: &str) -> Result<AccountId, CliError>
 }
 
 /// Flags first, then node.json.
-fn contracts(
+pub(crate) fn contracts(
     args: &ChainArgs,
     record: Option<&NodeRecord>,
 ) -> Result<(AccountId, AccountId, AccountId), CliError> {
@@ -69,7 +69,7 @@ fn contracts(
     Ok((operator, registry, marketplace))
 }
 
-fn node_chain(
+pub(crate) fn node_chain(
     client: Arc<ChainClient>,
     keys: &Arc<EnclaveKeys>,
     operator: &AccountId,
@@ -258,6 +258,24 @@ fn device_error(e: DeviceError) -> CliError {
     }
 }
 
+/// The node id: the flag, else node.json, else the registry's node of this enclave.
+pub(crate) async fn node_id(
+    chain: &NodeChain,
+    flag: Option<NodeId>,
+    record: Option<&NodeRecord>,
+) -> Result<NodeId, CliError> {
+    match flag.or(record.map(|r| r.node_id)) {
+        Some(id) => Ok(id),
+        None => Ok(chain
+            .node_of_this_enclave()
+            .await?
+            .ok_or_else(|| {
+                CliError::Usage("this enclave is not registered: run `worker register`".into())
+            })?
+            .node_id),
+    }
+}
+
 /// `worker run`: until Ctrl-C / SIGTERM.
 pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError> {
     let keys = Arc::new(load_keys(data_dir)?);
@@ -265,18 +283,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     let (operator, registry, marketplace) = contracts(&args.chain, record.as_ref())?;
     let client = Arc::new(ChainClient::new(&args.chain.rpc_url));
     let chain = node_chain(client.clone(), &keys, &operator, registry, marketplace);
-    let node_id = match args.node_id.or(record.as_ref().map(|r| r.node_id)) {
-        Some(id) => id,
-        None => {
-            chain
-                .node_of_this_enclave()
-                .await?
-                .ok_or_else(|| {
-                    CliError::Usage("this enclave is not registered: run `worker register`".into())
-                })?
-                .node_id
-        }
-    };
+    let node_id = node_id(&chain, args.node_id, record.as_ref()).await?;
     let heartbeat_interval = match args.heartbeat_secs {
         0 => {
             let ns = chain

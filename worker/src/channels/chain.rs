@@ -35,11 +35,7 @@ pub trait ChannelSource: Send + Sync {
 /// Settles vouchers on chain.
 pub trait Settler: Send + Sync {
     /// `settle_channel` with `voucher` and its signature.
-    fn settle(
-        &self,
-        voucher: Voucher,
-        signature: [u8; 64],
-    ) -> ChainFuture<'_, Settlement>;
+    fn settle(&self, voucher: Voucher, signature: [u8; 64]) -> ChainFuture<'_, Settlement>;
 }
 
 /// The real marketplace, through the worker's chain client.
@@ -63,11 +59,7 @@ impl ChannelSource for MarketplaceChannels {
 }
 
 impl Settler for MarketplaceChannels {
-    fn settle(
-        &self,
-        voucher: Voucher,
-        signature: [u8; 64],
-    ) -> ChainFuture<'_, Settlement> {
+    fn settle(&self, voucher: Voucher, signature: [u8; 64]) -> ChainFuture<'_, Settlement> {
         Box::pin(async move {
             let args = VoucherArgs {
                 channel_id: voucher.channel_id,
@@ -79,4 +71,3 @@ impl Settler for MarketplaceChannels {
         })
     }
 }
-

@@ -28,8 +28,7 @@ use enclave_cloud_common::{ChannelId, NodeId};
 use near_sdk::AccountId;
 use near_sdk::json_types::U128;
 use protocol::channel_api::{
-    BilledUsage, ChannelPayment, PaymentHeaderError, VoucherUpdate, max_request_cost,
-    response_cost,
+    BilledUsage, ChannelPayment, PaymentHeaderError, VoucherUpdate, max_request_cost, response_cost,
 };
 use tokio::sync::Notify;
 
@@ -424,7 +423,12 @@ impl Payments {
         Ok(book.record.paid())
     }
 
-    fn finish(&self, channel_id: ChannelId, reserved: u128, cost: Option<u128>) -> Result<(), StoreError> {
+    fn finish(
+        &self,
+        channel_id: ChannelId,
+        reserved: u128,
+        cost: Option<u128>,
+    ) -> Result<(), StoreError> {
         let book = self.book(channel_id);
         let mut book = lock(&book);
         book.reserved = book.reserved.saturating_sub(reserved);

@@ -77,3 +77,6 @@ pub fn app(
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));
     inner.clone().merge(gateway.router(inner))
 }
+
+#[cfg(test)]
+mod tests;

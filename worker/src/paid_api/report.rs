@@ -108,8 +108,8 @@ impl ReportSource {
         }
         let signer = self.keys.response_signer();
         let address = signer.address(algo);
-        let data = report_data(&address, algo, &nonce)
-            .map_err(|e| ApiError::Evidence(e.to_string()))?;
+        let data =
+            report_data(&address, algo, &nonce).map_err(|e| ApiError::Evidence(e.to_string()))?;
         Ok(AttestationReport {
             signing_address: address,
             signing_algo: algo,

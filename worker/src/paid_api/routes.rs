@@ -48,10 +48,9 @@ fn paid_request<T: DeserializeOwned>(
     let Some(Extension(sealed)) = sealed else {
         return Err(ApiError::SealedOnly);
     };
-    let payment = ChannelPayment::from_headers(|name| {
-        headers.get(name).and_then(|v| v.to_str().ok())
-    })
-    .map_err(|e| ApiError::Payment(e.into()))?;
+    let payment =
+        ChannelPayment::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+            .map_err(|e| ApiError::Payment(e.into()))?;
     let request = serde_json::from_slice(body).map_err(|e| ApiError::BadJson {
         status: axum::http::StatusCode::BAD_REQUEST,
         message: format!("request body: {e}"),
@@ -90,7 +89,8 @@ pub(crate) async fn chat(
         return Ok(paid_sse(chunks, reservation, state.signing.clone(), body));
     }
     let response = state.api.backend.chat(request).await?;
-    let response_body = serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;
+    let response_body =
+        serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;
     let bill = reservation.bill(
         response.usage.prompt_tokens,
         response.usage.completion_tokens,
@@ -113,7 +113,8 @@ pub(crate) async fn embeddings(
         .authorize(&payment, &body, prompt_bound(&body), 0)
         .await?;
     let response = state.api.backend.embed(request).await?;
-    let response_body = serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;
+    let response_body =
+        serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;
     let bill = reservation.bill(response.usage.prompt_tokens, 0)?;
     let id = response_id("emb");
     let fields = state

@@ -82,7 +82,9 @@ pub(crate) async fn get_signature(
     };
     match store.get(&id, algo) {
         Some(sig) => Json(sig).into_response(),
-        None => ApiError::NotFound(format!("no signature kept for response '{id}'")).into_response(),
+        None => {
+            ApiError::NotFound(format!("no signature kept for response '{id}'")).into_response()
+        }
     }
 }
 
@@ -97,14 +99,20 @@ mod tests {
         for i in 0..=MAX_KEPT {
             store.insert(&format!("r{i}"), signer.sign_both(b"q", b"a"));
         }
-        assert!(store.get("r0", SigningAlgo::Ecdsa).is_none(), "oldest dropped");
+        assert!(
+            store.get("r0", SigningAlgo::Ecdsa).is_none(),
+            "oldest dropped"
+        );
         let last = format!("r{MAX_KEPT}");
         assert_eq!(
             store.get(&last, SigningAlgo::Ed25519).unwrap().signing_algo,
             SigningAlgo::Ed25519
         );
         assert_eq!(
-            store.get(&last, SigningAlgo::Ecdsa).unwrap().signing_address,
+            store
+                .get(&last, SigningAlgo::Ecdsa)
+                .unwrap()
+                .signing_address,
             signer.address(SigningAlgo::Ecdsa)
         );
         assert!(signing_algo(Some("rsa")).is_err());

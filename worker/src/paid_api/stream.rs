@@ -134,7 +134,9 @@ impl Drop for PaidStream {
                     cost = bill.cost.0,
                     "paid stream abandoned by the client; billed what was sent"
                 ),
-                Err(e) => tracing::error!(error = %e, "an abandoned stream's bill was not recorded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "an abandoned stream's bill was not recorded")
+                }
             }
         }
     }
