@@ -37,6 +37,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generates and seals the enclave keys (once); prints the public keys as JSON.

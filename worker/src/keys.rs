@@ -259,7 +259,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
-        for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME] {
+        for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME, ECDSA_KEY_NAME] {
             let meta = fs::metadata(dir.path().join("data").join(name)).unwrap();
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
             assert_eq!(meta.len(), 32);
@@ -280,6 +280,45 @@ mod tests {
         assert_ne!(market.verifying_key().to_bytes(), keys.public().near_key);
         let other = EnclaveKeys::generate().unwrap().marketplace_signing_key();
         assert_ne!(market.verifying_key(), other.verifying_key());
+    }
+
+    #[test]
+    fn the_response_signer_is_the_near_key_plus_a_sealed_secp256k1_key() {
+        use sealed_api::SigningAlgo;
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = FileSealer::new(dir.path());
+        let (keys, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        let signer = keys.response_signer();
+        assert_eq!(signer.ed25519_public(), keys.public().near_key);
+        assert_eq!(
+            signer.address(SigningAlgo::Ed25519),
+            hex::encode(keys.public().near_key)
+        );
+        let ecdsa = signer.address(SigningAlgo::Ecdsa);
+        let (again, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert_eq!(again.response_signer().address(SigningAlgo::Ecdsa), ecdsa);
+
+        // A key directory from before the secp256k1 key: one is generated and sealed, the
+        // other keys stay.
+        fs::remove_file(dir.path().join(ECDSA_KEY_NAME)).unwrap();
+        let (upgraded, created) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert!(!created);
+        assert_eq!(upgraded.public(), keys.public());
+        let new_address = upgraded.response_signer().address(SigningAlgo::Ecdsa);
+        assert_ne!(new_address, ecdsa);
+        assert!(dir.path().join(ECDSA_KEY_NAME).exists());
+        let (reloaded, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert_eq!(
+            reloaded.response_signer().address(SigningAlgo::Ecdsa),
+            new_address
+        );
+
+        // A sealed secret that is not a secp256k1 scalar is refused.
+        sealer.seal(ECDSA_KEY_NAME, &[0u8; 32]).unwrap();
+        assert!(matches!(
+            EnclaveKeys::load(&sealer),
+            Err(KeyError::Length { .. })
+        ));
     }
 
     #[test]

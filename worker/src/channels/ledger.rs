@@ -515,3 +515,30 @@ impl Drop for Reservation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_affordable_completion_is_the_largest_that_fits() {
+        let json = serde_json::json!({
+            "channel_id": "1", "user": "u.near", "node_id": "1", "operator": "o.near",
+            "model_id": "gemma", "channel_key": "ed25519:11111111111111111111111111111111",
+            "asset": {"kind": "near"},
+            "price": {"input_per_million": "1000000", "output_per_million": "2000000"},
+            "token_rate": null, "deposit": "1000", "settled": "0", "storage_deposit": "0",
+            "storage_source": "attached", "challenge_period_ns": "1", "opened_ns": "1",
+            "state": {"kind": "open"}
+        });
+        let channel: Channel = serde_json::from_value(json).unwrap();
+        // 1 unit per prompt token, 2 per completion token.
+        assert_eq!(max_request_cost(&channel, 10, 5), 20);
+        assert_eq!(affordable_tokens(&channel, 10, 100, 1_000), Some(100));
+        assert_eq!(affordable_tokens(&channel, 10, 100, 31), Some(10));
+        assert_eq!(affordable_tokens(&channel, 10, 100, 12), Some(1));
+        assert_eq!(affordable_tokens(&channel, 10, 100, 11), None);
+        assert_eq!(affordable_tokens(&channel, 10, 0, 10), Some(0));
+        assert_eq!(affordable_tokens(&channel, 10, 0, 9), None);
+    }
+}

@@ -130,3 +130,57 @@ pub async fn run(payments: Arc<Payments>, settler: Arc<dyn Settler>, policy: Set
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::store::{ChannelRecord, StoredVoucher, VoucherSignature};
+
+    fn channel(settled: u128) -> Channel {
+        let json = serde_json::json!({
+            "channel_id": "1", "user": "u.near", "node_id": "1", "operator": "o.near",
+            "model_id": "gemma", "channel_key": "ed25519:11111111111111111111111111111111",
+            "asset": {"kind": "near"},
+            "price": {"input_per_million": "1", "output_per_million": "1"},
+            "token_rate": null, "deposit": "1000", "settled": settled.to_string(),
+            "storage_deposit": "0", "storage_source": "attached", "challenge_period_ns": "1",
+            "opened_ns": "1", "state": {"kind": "open"}
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn book(paid: u128, since: Option<Instant>) -> Book {
+        let mut record = ChannelRecord::new(ChannelId(1));
+        record.offer_voucher(StoredVoucher {
+            amount: U128(paid),
+            signature: VoucherSignature([0; 64]),
+        });
+        Book {
+            record,
+            reserved: 0,
+            closing: false,
+            settle_now: false,
+            unsettled_since: since,
+        }
+    }
+
+    #[test]
+    fn settles_by_amount_by_age_on_close_and_never_below_the_chain() {
+        let policy = SettlePolicy {
+            min_amount_yocto: 100,
+            interval: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        };
+        let now = Instant::now();
+        assert_eq!(due(&book(99, Some(now)), &channel(0), &policy, now), None);
+        assert_eq!(due(&book(100, Some(now)), &channel(0), &policy, now), Some(100));
+        let later = now + Duration::from_secs(61);
+        assert_eq!(due(&book(5, Some(now)), &channel(0), &policy, later), Some(5));
+        let mut closing = book(5, Some(now));
+        closing.closing = true;
+        assert_eq!(due(&closing, &channel(0), &policy, now), Some(5));
+        // What the chain already settled is never settled again.
+        assert_eq!(due(&closing, &channel(5), &policy, now), None);
+        assert_eq!(due(&book(300, Some(now)), &channel(250), &policy, now), None);
+    }
+}

@@ -96,7 +96,7 @@ impl ChannelRecord {
         self.served.insert(sequence);
         while self.served.len() > MAX_TRACKED_SEQUENCES {
             if let Some(lowest) = self.served.pop_first() {
-                self.sequence_floor = lowest.saturating_add(1);
+                self.sequence_floor = self.sequence_floor.max(lowest.saturating_add(1));
             }
         }
     }

@@ -791,3 +791,39 @@ async fn the_attestation_report_binds_the_nonce_and_both_signers_and_is_rate_lim
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn an_abandoned_stream_is_billed_for_what_was_sent() {
+    use http_body_util::BodyExt as _;
+    let node = start(DEPOSIT).await;
+    let key = channel_key(1);
+    let price = channel(1, 7, &key);
+    let p = pay(1, 1, &key, CHAT_STREAM, None);
+    let reservation = node
+        .payments
+        .authorize(&p, CHAT_STREAM, CHAT_STREAM.len() as u64, 16)
+        .await
+        .unwrap();
+    let request: ChatCompletionRequest = serde_json::from_slice(CHAT_STREAM).unwrap();
+    let chunks = FakeModel.chat_stream(request).await.unwrap();
+    let signing = Signing {
+        keys: node.keys.clone(),
+        signatures: SignatureStore::new(),
+    };
+    let response = stream::paid_sse(
+        chunks,
+        reservation,
+        signing,
+        axum::body::Bytes::from_static(CHAT_STREAM),
+    );
+    let mut body = response.into_body();
+    // The role chunk and two content chunks reach the client, then it goes away.
+    for _ in 0..3 {
+        body.frame().await.unwrap().unwrap();
+    }
+    drop(body);
+    let book = node.payments.book(ChannelId(1));
+    let book = book.lock().unwrap();
+    assert_eq!(book.record.billed.0, response_cost(&price, 0, 2));
+    assert_eq!(book.reserved, 0, "the reservation was released");
+}
