@@ -173,14 +173,23 @@ mod tests {
         };
         let now = Instant::now();
         assert_eq!(due(&book(99, Some(now)), &channel(0), &policy, now), None);
-        assert_eq!(due(&book(100, Some(now)), &channel(0), &policy, now), Some(100));
+        assert_eq!(
+            due(&book(100, Some(now)), &channel(0), &policy, now),
+            Some(100)
+        );
         let later = now + Duration::from_secs(61);
-        assert_eq!(due(&book(5, Some(now)), &channel(0), &policy, later), Some(5));
+        assert_eq!(
+            due(&book(5, Some(now)), &channel(0), &policy, later),
+            Some(5)
+        );
         let mut closing = book(5, Some(now));
         closing.closing = true;
         assert_eq!(due(&closing, &channel(0), &policy, now), Some(5));
         // What the chain already settled is never settled again.
         assert_eq!(due(&closing, &channel(5), &policy, now), None);
-        assert_eq!(due(&book(300, Some(now)), &channel(250), &policy, now), None);
+        assert_eq!(
+            due(&book(300, Some(now)), &channel(250), &policy, now),
+            None
+        );
     }
 }
