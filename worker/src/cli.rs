@@ -80,16 +80,11 @@ pub struct ServeArgs {
     pub backend: BackendArgs,
     #[arg(long, env = "ECLOUD_WORKER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Development and benchmarks only: serve /v1/chat/completions and /v1/embeddings plain
-    /// and unpaid (also through the gateway), with no chain. Without it inference is sealed
-    /// and paid, and a plain request gets a 401.
-    #[arg(long)]
-    pub unpaid_api: bool,
     #[command(flatten)]
     pub channels: ChannelArgs,
 }
 
-/// The paid API's chain and payment settings (not used with --unpaid-api).
+/// `worker serve`'s chain (not used with --unpaid-api) and payment settings.
 #[derive(Debug, Args)]
 pub struct ChannelArgs {
     #[command(flatten)]
@@ -97,6 +92,18 @@ pub struct ChannelArgs {
     /// The node id (default: from node.json, else asked from the registry).
     #[arg(long, env = "ECLOUD_NODE_ID")]
     pub node_id: Option<NodeId>,
+    #[command(flatten)]
+    pub payment: PaymentArgs,
+}
+
+/// How the API listener (`serve`, `run --api-listen`) is paid.
+#[derive(Debug, Args)]
+pub struct PaymentArgs {
+    /// Development and benchmarks only: serve /v1/chat/completions and /v1/embeddings plain
+    /// and unpaid (also through the gateway), with no channel. Without it inference is sealed
+    /// and paid, and a plain request gets a 401.
+    #[arg(long)]
+    pub unpaid_api: bool,
     /// Most unpaid work per channel: billed responses no voucher covers yet plus the maximum
     /// cost of requests in flight. NEAR (`0.5`, `0.5 NEAR`, `1000yocto`); a token channel's
     /// limit is converted at its rate. A client that stops paying gets 402 beyond it.
@@ -106,7 +113,7 @@ pub struct ChannelArgs {
     /// as --channel-credit-limit).
     #[arg(long, default_value = "0.5", value_parser = near_amount)]
     pub settle_min_amount: u128,
-    /// Settle a smaller amount once it has waited this long (90s, 10m, 2h, 1d). Channels
+    /// Settle a smaller amount once it has waited this long (2s, 90s, 10m, 2h, 1d). Channels
     /// that start closing are settled at once, and vouchers found after a restart on the
     /// first pass.
     #[arg(long, default_value = "10m", value_parser = ecloud::amount::parse_duration)]
@@ -228,6 +235,15 @@ pub struct RunArgs {
     /// time).
     #[arg(long, default_value_t = ClaimPolicy::default().deadline_margin.as_secs())]
     pub deadline_margin_secs: u64,
+    /// Serve the private, paid OpenAI-compatible API here (the address registered as the
+    /// node's `--endpoint`): GET /v1/models, /v1/attestation, /v1/attestation/report,
+    /// /v1/signature/{id}, /.well-known/ohttp-gateway; POST /ohttp (the OHTTP gateway) in
+    /// front of /v1/chat/completions, /v1/embeddings and /v1/channels/voucher, paid by this
+    /// node's payment channels (request models are the --model ids).
+    #[arg(long, env = "ECLOUD_WORKER_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub payment: PaymentArgs,
     #[command(flatten)]
     pub attestation: AttestArgs,
     #[command(flatten)]

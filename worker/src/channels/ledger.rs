@@ -349,6 +349,16 @@ impl Payments {
         let book = self.book(channel_id);
         let mut book = lock(&book);
         if book.closing {
+            // Not served, but a voucher it carries is still earnings to settle.
+            if let Some(v) = voucher {
+                let mut record = book.record.clone();
+                if record.offer_voucher(v) {
+                    self.store.save(&record)?;
+                    book.record = record;
+                    book.settle_now = true;
+                    self.wake_settlement.notify_one();
+                }
+            }
             return Err(PaymentError::Closing(channel_id));
         }
         if book.record.was_served(payment.sequence) {

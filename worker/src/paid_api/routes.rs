@@ -3,6 +3,7 @@
 //! `POST /v1/channels/voucher`. Each request carries its payment
 //! (`protocol::channel_api::ChannelPayment`); see [`crate::channels::ledger`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -17,8 +18,9 @@ use serde::de::DeserializeOwned;
 use super::exchange::{Signing, response_id};
 use super::stream::paid_sse;
 use crate::api::{ApiError, ApiState};
-use crate::channels::Payments;
-use crate::inference::{ChatCompletionRequest, EmbeddingsRequest, StreamOptions};
+use crate::channels::{Payments, Reservation};
+use crate::inference::{ChatCompletionRequest, EmbeddingsRequest, InferenceError, StreamOptions};
+use enclave_cloud_common::ModelId;
 
 /// The completion bound reserved when a request sets none (the embedded Gemma's default).
 pub const DEFAULT_MAX_TOKENS: u64 = 256;
@@ -29,6 +31,43 @@ pub struct PaidState {
     pub api: ApiState,
     pub payments: Arc<Payments>,
     pub signing: Signing,
+    /// Marketplace model id → backend model (`run --model`). With it a request names the
+    /// channel's model by its marketplace id; without it (`serve`) by the backend's name.
+    pub models: Option<Arc<BTreeMap<ModelId, String>>>,
+}
+
+impl PaidState {
+    /// The backend model serving `requested`, refused before any payment if this node does
+    /// not serve it.
+    fn backend_model(&self, requested: &str) -> Result<String, ApiError> {
+        let Some(models) = &self.models else {
+            return Ok(requested.to_owned());
+        };
+        requested
+            .parse::<ModelId>()
+            .ok()
+            .and_then(|id| models.get(&id).cloned())
+            .ok_or_else(|| ApiError::Inference(InferenceError::UnknownModel(requested.into())))
+    }
+
+    /// A channel pays for its own model only.
+    fn check_channel_model(
+        &self,
+        reservation: &Reservation,
+        requested: &str,
+    ) -> Result<(), ApiError> {
+        let channel = reservation.channel();
+        if self.models.is_some() && channel.model_id.as_str() != requested {
+            return Err(ApiError::Invalid {
+                param: "model",
+                message: format!(
+                    "channel {} pays for model '{}', not '{requested}'",
+                    channel.channel_id, channel.model_id
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// An upper bound of a request's prompt tokens, known before inference: its body length in
@@ -70,6 +109,7 @@ pub(crate) async fn chat(
     if stream && !sealed.streaming {
         return Err(ApiError::StreamNeedsChunked);
     }
+    let backend_model = state.backend_model(&request.model)?;
     let wanted = request
         .max_completion_tokens()
         .map_or(DEFAULT_MAX_TOKENS, u64::from);
@@ -77,6 +117,8 @@ pub(crate) async fn chat(
         .payments
         .authorize(&payment, &body, prompt_bound(&body), wanted)
         .await?;
+    state.check_channel_model(&reservation, &request.model)?;
+    request.model = backend_model;
     // The backend gets the bound the reservation allows (the signature stays over the
     // client's exact body).
     request.max_completion_tokens = None;
@@ -107,11 +149,15 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, payment, request): (_, _, EmbeddingsRequest) = paid_request(sealed, &headers, &body)?;
+    let (_, payment, mut request): (_, _, EmbeddingsRequest) =
+        paid_request(sealed, &headers, &body)?;
+    let backend_model = state.backend_model(&request.model)?;
     let reservation = state
         .payments
         .authorize(&payment, &body, prompt_bound(&body), 0)
         .await?;
+    state.check_channel_model(&reservation, &request.model)?;
+    request.model = backend_model;
     let response = state.api.backend.embed(request).await?;
     let response_body =
         serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;

@@ -192,6 +192,14 @@ struct Node {
 }
 
 async fn start(credit_limit: u128) -> Node {
+    start_with(credit_limit, None).await
+}
+
+/// A node whose API maps marketplace model ids to backend models (`run --model`) if `models`.
+async fn start_with(
+    credit_limit: u128,
+    models: Option<std::collections::BTreeMap<enclave_cloud_common::ModelId, String>>,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let keys = Arc::new(EnclaveKeys::generate().unwrap());
     let dev = DevProvider::new(&[9; 32], 3600);
@@ -233,6 +241,7 @@ async fn start(credit_limit: u128) -> Node {
             keys: keys.clone(),
             signatures: signatures.clone(),
         },
+        models: models.map(Arc::new),
     };
     let app = app(api, Inference::Paid(paid), report, signatures, gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -826,4 +835,59 @@ async fn an_abandoned_stream_is_billed_for_what_was_sent() {
     let book = book.lock().unwrap();
     assert_eq!(book.record.billed.0, response_cost(&price, 0, 2));
     assert_eq!(book.reserved, 0, "the reservation was released");
+}
+
+#[tokio::test]
+async fn requests_name_marketplace_models_and_a_channel_pays_for_its_own_model_only() {
+    let models = [("gemma", "gemma-3-270m"), ("minilm", "all-minilm-l6-v2")]
+        .into_iter()
+        .map(|(id, backend)| (id.parse().unwrap(), backend.to_owned()))
+        .collect();
+    let node = start_with(DEPOSIT, Some(models)).await;
+    let key = channel_key(1);
+
+    // The channel's model by its marketplace id, run by the backend model it maps to.
+    let res = node
+        .whole(
+            "/v1/chat/completions",
+            CHAT,
+            Some(&pay(1, 1, &key, CHAT, None)),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    node.check_signed(&res.headers, CHAT, &res.body).await;
+    let chat: ChatCompletionResponse = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(chat.model, "gemma-3-270m");
+    let (status, text, trailers) = node
+        .stream(CHAT_STREAM, &pay(1, 2, &key, CHAT_STREAM, None))
+        .await;
+    assert_eq!(status, 200);
+    node.check_signed(&trailers, CHAT_STREAM, &text).await;
+
+    // A model this node does not serve: refused before the payment is looked at, so the
+    // sequence stays unused.
+    let unknown = br#"{"model":"llama","messages":[{"role":"user","content":"hi"}]}"#;
+    let res = node
+        .whole(
+            "/v1/chat/completions",
+            unknown,
+            Some(&pay(1, 3, &key, unknown, None)),
+        )
+        .await;
+    assert_eq!(res.status, 404, "{}", String::from_utf8_lossy(&res.body));
+    let book = node.payments.book(ChannelId(1));
+    assert!(!book.lock().unwrap().record.was_served(3));
+
+    // Another model the node serves, on the gemma channel: refused and not billed.
+    let res = node
+        .whole("/v1/embeddings", EMBED, Some(&pay(1, 4, &key, EMBED, None)))
+        .await;
+    assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
+    let book = book.lock().unwrap();
+    assert_eq!(book.reserved, 0);
+    let price = channel(1, 7, &key);
+    assert_eq!(
+        book.record.billed.0,
+        2 * response_cost(&price, PROMPT_TOKENS, ANSWER_TOKENS)
+    );
 }
