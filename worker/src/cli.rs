@@ -792,6 +792,49 @@ mod tests {
     }
 
     #[test]
+    fn run_and_serve_take_the_api_listener_and_payment_flags() {
+        let cli = parse(&[
+            "run",
+            "--model",
+            "gemma=gemma-3-270m",
+            "--api-listen",
+            "127.0.0.1:9000",
+            "--settle-interval",
+            "2s",
+            "--channel-credit-limit",
+            "0.5",
+            "--settle-min-amount",
+            "1000yocto",
+        ]);
+        let Command::Run(args) = &cli.command else {
+            panic!("parsed {:?}", cli.command)
+        };
+        assert_eq!(args.api_listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(args.payment.settle_interval, Duration::from_secs(2));
+        assert_eq!(
+            args.payment.channel_credit_limit,
+            500_000_000_000_000_000_000_000
+        );
+        assert_eq!(args.payment.settle_min_amount, 1000);
+        assert!(!args.payment.unpaid_api);
+
+        let cli = parse(&["serve", "--unpaid-api", "--settle-interval", "90s"]);
+        let Command::Serve(args) = &cli.command else {
+            panic!("parsed {:?}", cli.command)
+        };
+        assert!(args.channels.payment.unpaid_api);
+        assert_eq!(
+            args.channels.payment.settle_interval,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            args.channels.payment.channel_credit_limit,
+            1_000_000_000_000_000_000_000_000
+        );
+        assert!(Cli::try_parse_from(["worker", "serve", "--settle-interval", "soon"]).is_err());
+    }
+
+    #[test]
     fn missing_keys_and_options_are_reported() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().to_str().unwrap();

@@ -50,8 +50,22 @@ pub fn app(
     signatures: Arc<SignatureStore>,
     gateway: Gateway,
 ) -> Router {
+    let models = match &inference {
+        // The marketplace ids requests name (`run --model`).
+        Inference::Paid(PaidState {
+            models: Some(models),
+            ..
+        }) => {
+            let ids: Vec<String> = models.keys().map(ToString::to_string).collect();
+            get(move || {
+                let ids = ids.clone();
+                async move { axum::Json(crate::chat_api::model_list(ids)) }
+            })
+        }
+        _ => get(crate::chat_api::models),
+    };
     let public = Router::new()
-        .route(paths::MODELS, get(crate::chat_api::models))
+        .route(paths::MODELS, models)
         .route("/v1/attestation", get(crate::api::attestation))
         .with_state(api.clone())
         .merge(

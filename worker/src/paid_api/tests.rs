@@ -845,6 +845,22 @@ async fn requests_name_marketplace_models_and_a_channel_pays_for_its_own_model_o
         .collect();
     let node = start_with(DEPOSIT, Some(models)).await;
     let key = channel_key(1);
+    let listed: serde_json::Value = node
+        .http
+        .get(format!("{}/v1/models", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gemma", "minilm"]);
 
     // The channel's model by its marketplace id, run by the backend model it maps to.
     let res = node
