@@ -1,6 +1,7 @@
 //! The `worker` command line: `init` (make and seal the enclave keys), `attest` (produce the
 //! attestation bundle), `serve` (the OpenAI-compatible endpoint), `register` (stake, add the
-//! node's keys, register the enclave) and `run` (take, run and settle jobs).
+//! node's keys, register the enclave) and `run` (take, run and settle jobs; with
+//! `--api-listen` also the paid API).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,7 +68,8 @@ pub enum Command {
     /// Operator: stakes, adds the enclave's keys to the operator account, registers the node;
     /// prints a report (text, or JSON with --json).
     Register(Box<RegisterArgs>),
-    /// Takes jobs from the feed, runs them and settles them on chain until Ctrl-C.
+    /// Takes jobs from the feed, runs them and settles them on chain until Ctrl-C; with
+    /// --api-listen also serves the private, paid API (as `serve`) and settles its channels.
     Run(Box<RunArgs>),
 }
 
