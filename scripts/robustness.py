@@ -661,8 +661,8 @@ def spawn_worker(binary, scratch):
     closed = f"http://127.0.0.1:{closed_port}"
     attest = ["--provider", "dev", "--dev-ca-key-file", ca]
     backend = ["--backend", "openai", "--upstream-url", closed + "/v1"]
-    serve = Spawned("worker serve", [binary, "--data-dir", data_dir, "serve", *attest, *backend,
-                                     "--listen", f"127.0.0.1:{api}"],
+    serve = Spawned("worker serve", [binary, "--data-dir", data_dir, "serve", "--unpaid-api", *attest,
+                                     *backend, "--listen", f"127.0.0.1:{api}"],
                     os.path.join(scratch, "worker-serve.log"))
     run = Spawned("worker run", [
         binary, "--data-dir", data_dir, "run", "--rpc-url", closed, "--node-id", "1",

@@ -63,8 +63,40 @@ impl ApiState {
 /// An error answered to the client.
 #[derive(Debug)]
 pub enum ApiError {
-    BadJson { status: StatusCode, message: String },
+    BadJson {
+        status: StatusCode,
+        message: String,
+    },
     Inference(InferenceError),
+    /// A query or body field the route refuses.
+    Invalid {
+        param: &'static str,
+        message: String,
+    },
+    NotFound(String),
+    /// `/v1/attestation/report` beyond its rate.
+    RateLimited,
+    /// Fresh evidence could not be produced.
+    Evidence(String),
+    /// A paid route's payment was refused (401 / 402 / 409), or not recorded (5xx).
+    Payment(crate::channels::PaymentError),
+    /// An inference route of a paid node reached without the sealed API.
+    SealedOnly,
+    /// `stream: true` in a whole (not chunked) sealed request: a stream's signature travels
+    /// in the final chunk.
+    StreamNeedsChunked,
+}
+
+impl From<crate::channels::PaymentError> for ApiError {
+    fn from(e: crate::channels::PaymentError) -> Self {
+        Self::Payment(e)
+    }
+}
+
+impl From<crate::channels::store::StoreError> for ApiError {
+    fn from(e: crate::channels::store::StoreError) -> Self {
+        Self::Payment(e.into())
+    }
 }
 
 impl From<InferenceError> for ApiError {
@@ -92,6 +124,49 @@ impl ApiError {
                 (*status, invalid, None, "request_too_large")
             }
             Self::BadJson { .. } => (StatusCode::BAD_REQUEST, invalid, None, "bad_json"),
+            Self::Invalid { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some(*param),
+                "invalid_value",
+            ),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, invalid, None, "not_found"),
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                None,
+                "rate_limited",
+            ),
+            Self::Evidence(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                "attestation_failed",
+            ),
+            Self::Payment(e) => {
+                let (status, code) = e.status_and_code();
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let kind = match status.as_u16() {
+                    401 => "authentication_error",
+                    402 => "insufficient_quota",
+                    s if s >= 500 => "server_error",
+                    _ => invalid,
+                };
+                (status, kind, None, code)
+            }
+            Self::SealedOnly => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                None,
+                "sealed_api_required",
+            ),
+            Self::StreamNeedsChunked => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some("stream"),
+                "stream_needs_chunked_request",
+            ),
             Self::Inference(e) => match e {
                 E::Unsupported { .. } => (StatusCode::BAD_REQUEST, invalid, None, "unsupported"),
                 E::BadRequest(_) => (StatusCode::BAD_REQUEST, invalid, None, "bad_request"),
@@ -147,6 +222,19 @@ impl ApiError {
         let message = match self {
             Self::BadJson { message, .. } => message.clone(),
             Self::Inference(e) => e.to_string(),
+            Self::Invalid { param, message } => format!("invalid '{param}': {message}"),
+            Self::NotFound(m) | Self::Evidence(m) => m.clone(),
+            Self::RateLimited => "too many attestation reports: at most one per second (bursts \
+                of five); retry shortly"
+                .into(),
+            Self::Payment(e) => e.to_string(),
+            Self::SealedOnly => "this node serves inference only through its sealed, paid API: \
+                POST an Oblivious HTTP request (key configuration at /.well-known/ohttp-gateway) \
+                to /ohttp, paid by a payment channel (`ecloud proxy` does both)"
+                .into(),
+            Self::StreamNeedsChunked => "stream: true needs a chunked sealed request \
+                (message/ohttp-chunked-req): the stream's signature travels in its final chunk"
+                .into(),
         };
         if status.is_server_error() {
             tracing::warn!(%status, code, %message, "request failed");
@@ -178,19 +266,27 @@ async fn embeddings(
     Ok(Json(state.backend.embed(request).await?))
 }
 
-async fn attestation(State(state): State<ApiState>) -> Json<AttestationBundle> {
+pub(crate) async fn attestation(State(state): State<ApiState>) -> Json<AttestationBundle> {
     Json(state.bundle())
 }
 
-/// The endpoint's routes.
-pub fn router(state: ApiState) -> Router {
+/// The plain, unpaid inference routes (`--unpaid-api`, in-process tests).
+pub fn inference_routes(state: ApiState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(crate::chat_api::chat))
-        .route("/v1/models", get(crate::chat_api::models))
         .route("/v1/embeddings", post(embeddings))
-        .route("/v1/attestation", get(attestation))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state)
+}
+
+/// The plain, unpaid endpoint's routes (no gateway, no payment): what `worker serve
+/// --unpaid-api` serves besides the gateway and the report, and what in-process tests use.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/models", get(crate::chat_api::models))
+        .route("/v1/attestation", get(attestation))
+        .with_state(state.clone())
+        .merge(inference_routes(state))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
 }
 
 #[cfg(test)]

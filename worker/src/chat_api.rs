@@ -70,11 +70,13 @@ fn sse_response(chunks: ChunkStream) -> Response {
 }
 
 pub(crate) async fn models(State(state): State<ApiState>) -> Result<Json<ModelList>, ApiError> {
+    Ok(Json(model_list(state.backend.models().await?)))
+}
+
+/// `GET /v1/models`'s answer listing `ids`.
+pub(crate) fn model_list(ids: Vec<String>) -> ModelList {
     let created = now_unix_secs();
-    let data = state
-        .backend
-        .models()
-        .await?
+    let data = ids
         .into_iter()
         .map(|id| ModelCard {
             id,
@@ -83,8 +85,8 @@ pub(crate) async fn models(State(state): State<ApiState>) -> Result<Json<ModelLi
             owned_by: "enclave-cloud".into(),
         })
         .collect();
-    Ok(Json(ModelList {
+    ModelList {
         object: "list".into(),
         data,
-    }))
+    }
 }

@@ -1,6 +1,7 @@
 //! The `worker` command line: `init` (make and seal the enclave keys), `attest` (produce the
 //! attestation bundle), `serve` (the OpenAI-compatible endpoint), `register` (stake, add the
-//! node's keys, register the enclave) and `run` (take, run and settle jobs).
+//! node's keys, register the enclave) and `run` (take, run and settle jobs; with
+//! `--api-listen` also the paid API).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,6 @@ use chain_client::AccountId;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enclave_cloud_common::{ModelId, NodeId};
 
-use crate::api::{ApiState, router};
 use crate::attest::dev::{DEFAULT_DEV_VALIDITY_SECS, DevProvider};
 use crate::attest::dev_gpu::DevGpus;
 use crate::attest::tdx::{
@@ -38,6 +38,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generates and seals the enclave keys (once); prints the public keys as JSON.
@@ -59,20 +61,71 @@ pub enum Command {
         #[arg(long, requires = "export_near_key")]
         operator: Option<AccountId>,
     },
-    /// Serves /v1/chat/completions, /v1/embeddings and /v1/attestation.
-    Serve {
-        #[command(flatten)]
-        attestation: AttestArgs,
-        #[command(flatten)]
-        backend: BackendArgs,
-        #[arg(long, env = "ECLOUD_WORKER_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-    },
+    /// Serves the OpenAI-compatible API: sealed (OHTTP at /ohttp) and paid by payment
+    /// channels, signed (/v1/signature/{id}), with /v1/models, /v1/attestation and
+    /// /v1/attestation/report public; settles the channels' vouchers in the background.
+    Serve(Box<ServeArgs>),
     /// Operator: stakes, adds the enclave's keys to the operator account, registers the node;
     /// prints a report (text, or JSON with --json).
     Register(Box<RegisterArgs>),
-    /// Takes jobs from the feed, runs them and settles them on chain until Ctrl-C.
+    /// Takes jobs from the feed, runs them and settles them on chain until Ctrl-C; with
+    /// --api-listen also serves the private, paid API (as `serve`) and settles its channels.
     Run(Box<RunArgs>),
+}
+
+/// `worker serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub attestation: AttestArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[arg(long, env = "ECLOUD_WORKER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub channels: ChannelArgs,
+}
+
+/// `worker serve`'s chain (not used with --unpaid-api) and payment settings.
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// The node id (default: from node.json, else asked from the registry).
+    #[arg(long, env = "ECLOUD_NODE_ID")]
+    pub node_id: Option<NodeId>,
+    #[command(flatten)]
+    pub payment: PaymentArgs,
+}
+
+/// How the API listener (`serve`, `run --api-listen`) is paid.
+#[derive(Debug, Args)]
+pub struct PaymentArgs {
+    /// Development and benchmarks only: serve /v1/chat/completions and /v1/embeddings plain
+    /// and unpaid (also through the gateway), with no channel. Without it inference is sealed
+    /// and paid, and a plain request gets a 401.
+    #[arg(long)]
+    pub unpaid_api: bool,
+    /// Most unpaid work per channel: billed responses no voucher covers yet plus the maximum
+    /// cost of requests in flight. NEAR (`0.5`, `0.5 NEAR`, `1000yocto`); a token channel's
+    /// limit is converted at its rate. A client that stops paying gets 402 beyond it.
+    #[arg(long, default_value = "1", value_parser = near_amount)]
+    pub channel_credit_limit: u128,
+    /// Settle a channel once its newest voucher is this much above what was settled (NEAR,
+    /// as --channel-credit-limit).
+    #[arg(long, default_value = "0.5", value_parser = near_amount)]
+    pub settle_min_amount: u128,
+    /// Settle a smaller amount once it has waited this long (2s, 90s, 10m, 2h, 1d). Channels
+    /// that start closing are settled at once, and vouchers found after a restart on the
+    /// first pass.
+    #[arg(long, default_value = "10m", value_parser = ecloud::amount::parse_duration)]
+    pub settle_interval: Duration,
+}
+
+fn near_amount(s: &str) -> Result<u128, String> {
+    s.parse::<ecloud::amount::Near>()
+        .map(|n| n.yocto())
+        .map_err(|e| e.to_string())
 }
 
 /// Where the chain and the contracts are.
@@ -184,6 +237,15 @@ pub struct RunArgs {
     /// time).
     #[arg(long, default_value_t = ClaimPolicy::default().deadline_margin.as_secs())]
     pub deadline_margin_secs: u64,
+    /// Serve the private, paid OpenAI-compatible API here (the address registered as the
+    /// node's `--endpoint`): GET /v1/models, /v1/attestation, /v1/attestation/report,
+    /// /v1/signature/{id}, /.well-known/ohttp-gateway; POST /ohttp (the OHTTP gateway) in
+    /// front of /v1/chat/completions, /v1/embeddings and /v1/channels/voucher, paid by this
+    /// node's payment channels (request models are the --model ids).
+    #[arg(long, env = "ECLOUD_WORKER_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub payment: PaymentArgs,
     #[command(flatten)]
     pub attestation: AttestArgs,
     #[command(flatten)]
@@ -356,6 +418,8 @@ pub enum CliError {
     Journal(#[from] crate::journal::JournalError),
     #[error(transparent)]
     Outputs(#[from] crate::outputs::OutputStoreError),
+    #[error(transparent)]
+    Channels(#[from] crate::channels::store::StoreError),
 }
 
 pub(crate) fn load_keys(data_dir: &Path) -> Result<EnclaveKeys, CliError> {
@@ -599,33 +663,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 None => println!("{json}"),
             }
         }
-        Command::Serve {
-            attestation,
-            backend: backend_args,
-            listen,
-        } => {
-            let keys = load_keys(&cli.data_dir)?;
-            let bundle = provider(&attestation)?.attest(&keys.public(), now_unix_secs())?;
-            let state = ApiState::new(backend(&backend_args)?, bundle);
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|source| CliError::Io {
-                    path: PathBuf::from(listen.to_string()),
-                    source,
-                })?;
-            tracing::info!(%listen, "serving the OpenAI-compatible endpoint");
-            http_serve::serve(
-                listener,
-                router(state),
-                ENDPOINT_TIMEOUTS,
-                shutdown_signal(),
-            )
-            .await
-            .map_err(|source| CliError::Io {
-                path: PathBuf::from(listen.to_string()),
-                source,
-            })?;
-        }
+        Command::Serve(args) => crate::serve::serve_command(&cli.data_dir, &args).await?,
         Command::Register(args) => {
             let report = crate::node::register_command(&cli.data_dir, &args).await?;
             if args.json {
@@ -753,6 +791,49 @@ mod tests {
         assert!(!tdx_file.exists());
         let no_operator = ["worker", "attest", "--export-near-key", "k.json"];
         assert!(Cli::try_parse_from(no_operator).is_err());
+    }
+
+    #[test]
+    fn run_and_serve_take_the_api_listener_and_payment_flags() {
+        let cli = parse(&[
+            "run",
+            "--model",
+            "gemma=gemma-3-270m",
+            "--api-listen",
+            "127.0.0.1:9000",
+            "--settle-interval",
+            "2s",
+            "--channel-credit-limit",
+            "0.5",
+            "--settle-min-amount",
+            "1000yocto",
+        ]);
+        let Command::Run(args) = &cli.command else {
+            panic!("parsed {:?}", cli.command)
+        };
+        assert_eq!(args.api_listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(args.payment.settle_interval, Duration::from_secs(2));
+        assert_eq!(
+            args.payment.channel_credit_limit,
+            500_000_000_000_000_000_000_000
+        );
+        assert_eq!(args.payment.settle_min_amount, 1000);
+        assert!(!args.payment.unpaid_api);
+
+        let cli = parse(&["serve", "--unpaid-api", "--settle-interval", "90s"]);
+        let Command::Serve(args) = &cli.command else {
+            panic!("parsed {:?}", cli.command)
+        };
+        assert!(args.channels.payment.unpaid_api);
+        assert_eq!(
+            args.channels.payment.settle_interval,
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            args.channels.payment.channel_credit_limit,
+            1_000_000_000_000_000_000_000_000
+        );
+        assert!(Cli::try_parse_from(["worker", "serve", "--settle-interval", "soon"]).is_err());
     }
 
     #[test]

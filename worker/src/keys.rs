@@ -1,5 +1,8 @@
-//! The enclave's keys: the x25519 key users encrypt job inputs to, and the ed25519 NEAR access
-//! key that signs the registration, heartbeats and result receipts.
+//! The enclave's keys: the x25519 key users encrypt job inputs to (and the paid API's OHTTP
+//! key), the ed25519 NEAR access key that signs the registration, heartbeats, result receipts
+//! and (as the `ed25519` signer) paid API responses, and the secp256k1 key that signs paid API
+//! responses as the `ecdsa` signer (NEAR AI Cloud's default), bound to the NEAR key by the
+//! attestation report's `signer_binding`.
 //!
 //! Both are generated inside the enclave from the operating system's CSPRNG and stored through
 //! a [`Sealer`] (the key file format, [`protocol::keys`]). Secrets are never printed: `Debug`
@@ -12,6 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::envelope::EncryptionSecret;
 pub use protocol::keys::{ENCRYPTION_KEY_NAME, FileSealer, KeyError, NEAR_KEY_NAME, Sealer};
+
+/// Sealed item holding the secp256k1 response-signing secret (32 bytes). Key directories made
+/// before it existed get one generated on the next load.
+pub const ECDSA_KEY_NAME: &str = "response-secp256k1.key";
 
 /// The public halves, safe to publish and to bind in the attestation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +45,22 @@ impl PublicKeys {
 pub struct EnclaveKeys {
     encryption: EncryptionSecret,
     near: SigningKey,
+    /// A valid secp256k1 secret (non-zero, below the group order), kept to seal it.
+    ecdsa: Zeroizing<[u8; 32]>,
+    /// `near` and `ecdsa` as the paid API's response signer.
+    signer: sealed_api::ResponseSigner,
+}
+
+/// A fresh secp256k1 secret: 32 random bytes, drawn again in the (2^-128) case they are not a
+/// valid scalar.
+fn generate_ecdsa_secret() -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    loop {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut *secret).map_err(|e| KeyError::Rng(e.to_string()))?;
+        if sealed_api::ResponseSigner::from_secrets(&[0; 32], &secret).is_some() {
+            return Ok(secret);
+        }
+    }
 }
 
 impl EnclaveKeys {
@@ -45,13 +68,15 @@ impl EnclaveKeys {
     pub fn generate() -> Result<Self, KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(&mut *seed).map_err(|e| KeyError::Rng(e.to_string()))?;
-        Ok(Self {
-            encryption: EncryptionSecret::generate(),
-            near: SigningKey::from_bytes(&seed),
-        })
+        Self::assemble(
+            EncryptionSecret::generate(),
+            SigningKey::from_bytes(&seed),
+            generate_ecdsa_secret()?,
+        )
     }
 
-    /// Loads the sealed keys; `None` if none were sealed yet.
+    /// Loads the sealed keys; `None` if none were sealed yet. A key directory without the
+    /// secp256k1 key (made before it existed) gets one generated and sealed.
     pub fn load(sealer: &dyn Sealer) -> Result<Option<Self>, KeyError> {
         let enc = sealer.unseal(ENCRYPTION_KEY_NAME)?;
         let near = sealer.unseal(NEAR_KEY_NAME)?;
@@ -77,18 +102,49 @@ impl EnclaveKeys {
                         len: enc.len(),
                     });
                 }
-                Ok(Some(Self {
-                    encryption: EncryptionSecret::from_bytes(&enc)?,
-                    near: SigningKey::from_bytes(&near),
-                }))
+                Self::assemble(
+                    EncryptionSecret::from_bytes(&enc)?,
+                    SigningKey::from_bytes(&near),
+                    load_or_seal_ecdsa(sealer)?,
+                )
+                .map(Some)
             }
         }
     }
 
-    /// Seals both keys.
+    fn assemble(
+        encryption: EncryptionSecret,
+        near: SigningKey,
+        ecdsa: Zeroizing<[u8; 32]>,
+    ) -> Result<Self, KeyError> {
+        let signer = sealed_api::ResponseSigner::from_secrets(near.as_bytes(), &ecdsa)
+            .ok_or_else(|| invalid_ecdsa_secret(ecdsa.len()))?;
+        Ok(Self {
+            encryption,
+            near,
+            ecdsa,
+            signer,
+        })
+    }
+
+    /// Seals the three keys.
     pub fn seal(&self, sealer: &dyn Sealer) -> Result<(), KeyError> {
         sealer.seal(ENCRYPTION_KEY_NAME, &*self.encryption.to_bytes())?;
+        sealer.seal(ECDSA_KEY_NAME, &*self.ecdsa)?;
         sealer.seal(NEAR_KEY_NAME, self.near.as_bytes())
+    }
+
+    /// The paid API's response signer: the NEAR key (`ed25519`, attested by the bundle) and
+    /// the secp256k1 key (`ecdsa`).
+    pub fn response_signer(&self) -> &sealed_api::ResponseSigner {
+        &self.signer
+    }
+
+    /// The x25519 secret as the OHTTP gateway's key (key id 1).
+    pub fn gateway_key(
+        &self,
+    ) -> Result<sealed_api::GatewayKey, sealed_api::key_config::KeyConfigError> {
+        sealed_api::GatewayKey::from_secret(1, &self.encryption.to_bytes())
     }
 
     /// Loads the sealed keys, or generates and seals new ones. Returns whether they are new.
@@ -143,6 +199,31 @@ impl EnclaveKeys {
     }
 }
 
+/// The sealed secp256k1 secret, or a new one sealed now.
+fn load_or_seal_ecdsa(sealer: &dyn Sealer) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    match sealer.unseal(ECDSA_KEY_NAME)? {
+        Some(bytes) => {
+            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::Length {
+                name: ECDSA_KEY_NAME.into(),
+                len: bytes.len(),
+            })?;
+            Ok(Zeroizing::new(secret))
+        }
+        None => {
+            let secret = generate_ecdsa_secret()?;
+            sealer.seal(ECDSA_KEY_NAME, &*secret)?;
+            Ok(secret)
+        }
+    }
+}
+
+fn invalid_ecdsa_secret(len: usize) -> KeyError {
+    KeyError::Length {
+        name: format!("{ECDSA_KEY_NAME} (not a secp256k1 scalar)"),
+        len,
+    }
+}
+
 /// Domain tag of [`EnclaveKeys::marketplace_signing_key`].
 const MARKETPLACE_KEY_DOMAIN: &[u8] = b"ecloud-worker-marketplace-key-v1:";
 
@@ -178,7 +259,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
-        for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME] {
+        for name in [ENCRYPTION_KEY_NAME, NEAR_KEY_NAME, ECDSA_KEY_NAME] {
             let meta = fs::metadata(dir.path().join("data").join(name)).unwrap();
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
             assert_eq!(meta.len(), 32);
@@ -199,6 +280,45 @@ mod tests {
         assert_ne!(market.verifying_key().to_bytes(), keys.public().near_key);
         let other = EnclaveKeys::generate().unwrap().marketplace_signing_key();
         assert_ne!(market.verifying_key(), other.verifying_key());
+    }
+
+    #[test]
+    fn the_response_signer_is_the_near_key_plus_a_sealed_secp256k1_key() {
+        use sealed_api::SigningAlgo;
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = FileSealer::new(dir.path());
+        let (keys, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        let signer = keys.response_signer();
+        assert_eq!(signer.ed25519_public(), keys.public().near_key);
+        assert_eq!(
+            signer.address(SigningAlgo::Ed25519),
+            hex::encode(keys.public().near_key)
+        );
+        let ecdsa = signer.address(SigningAlgo::Ecdsa);
+        let (again, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert_eq!(again.response_signer().address(SigningAlgo::Ecdsa), ecdsa);
+
+        // A key directory from before the secp256k1 key: one is generated and sealed, the
+        // other keys stay.
+        fs::remove_file(dir.path().join(ECDSA_KEY_NAME)).unwrap();
+        let (upgraded, created) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert!(!created);
+        assert_eq!(upgraded.public(), keys.public());
+        let new_address = upgraded.response_signer().address(SigningAlgo::Ecdsa);
+        assert_ne!(new_address, ecdsa);
+        assert!(dir.path().join(ECDSA_KEY_NAME).exists());
+        let (reloaded, _) = EnclaveKeys::load_or_generate(&sealer).unwrap();
+        assert_eq!(
+            reloaded.response_signer().address(SigningAlgo::Ecdsa),
+            new_address
+        );
+
+        // A sealed secret that is not a secp256k1 scalar is refused.
+        sealer.seal(ECDSA_KEY_NAME, &[0u8; 32]).unwrap();
+        assert!(matches!(
+            EnclaveKeys::load(&sealer),
+            Err(KeyError::Length { .. })
+        ));
     }
 
     #[test]

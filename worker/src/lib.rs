@@ -8,6 +8,10 @@
 //!   gemma-3-270m).
 //! * [`api`]: the worker's own OpenAI-compatible endpoint plus `/v1/attestation`; its chat and
 //!   models routes (streaming as server-sent events) in [`chat_api`].
+//! * [`paid_api`]: the sealed (OHTTP), paid and signed API on the same listener: gateway,
+//!   paid chat and embeddings, `/v1/signature/{id}`, `/v1/attestation/report`.
+//! * [`channels`]: payment channels on the node's side (checks, reservations, bills, durable
+//!   vouchers, settlement).
 //! * [`job`]: one job inside the enclave (open, infer, seal, sign).
 //! * [`journal`]: in-flight jobs, so a restart resumes without losing or double-charging.
 //! * [`claim`]: which open jobs are worth claiming (cap covers the input, time left).
@@ -26,6 +30,7 @@
 pub mod api;
 pub mod attest;
 pub mod chain;
+pub mod channels;
 pub mod chat_api;
 pub mod claim;
 pub mod cli;
@@ -40,8 +45,10 @@ pub mod keys;
 pub mod metrics;
 pub mod node;
 pub mod outputs;
+pub mod paid_api;
 pub mod register;
 pub mod runner;
+pub mod serve;
 
 /// The HPKE envelope (the shared wire format), where the worker's modules have always found it.
 pub use protocol::envelope;

@@ -7,18 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chain_client::{Account, AccountId, ChainClient, NearToken};
-use enclave_cloud_common::ModelPrice;
 use enclave_cloud_common::NodeId;
 use enclave_cloud_common::interfaces::registry::NodeUpdate;
+use enclave_cloud_common::{ModelId, ModelPrice};
 use near_sdk::json_types::U128;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::api::ApiState;
+use crate::attest::now_unix_secs;
 use crate::chain::{NodeChain, node_accounts};
 use crate::claim::ClaimPolicy;
 use crate::cli::{
-    ChainArgs, CliError, RegisterArgs, RunArgs, backend, device_source, load_keys, provider,
-    shutdown_signal,
+    ChainArgs, CliError, ENDPOINT_TIMEOUTS, RegisterArgs, RunArgs, backend, device_source,
+    load_keys, provider, shutdown_signal,
 };
 use crate::daemon::{self, Attester, RunConfig};
 use crate::devices::{DeviceError, Limits};
@@ -29,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::outputs::{self, OutputStore};
 use crate::register::{NodeAttestation, NodeRecord, register};
 use crate::runner::JobRunner;
+use crate::serve::{ApiNode, PaidChain, api_app};
 
 /// The journal of in-flight jobs in the data dir.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -44,7 +47,7 @@ fn required(value: Option<AccountId>, flag: &str) -> Result<AccountId, CliError>
 }
 
 /// Flags first, then node.json.
-fn contracts(
+pub(crate) fn contracts(
     args: &ChainArgs,
     record: Option<&NodeRecord>,
 ) -> Result<(AccountId, AccountId, AccountId), CliError> {
@@ -69,7 +72,7 @@ fn contracts(
     Ok((operator, registry, marketplace))
 }
 
-fn node_chain(
+pub(crate) fn node_chain(
     client: Arc<ChainClient>,
     keys: &Arc<EnclaveKeys>,
     operator: &AccountId,
@@ -258,6 +261,24 @@ fn device_error(e: DeviceError) -> CliError {
     }
 }
 
+/// The node id: the flag, else node.json, else the registry's node of this enclave.
+pub(crate) async fn node_id(
+    chain: &NodeChain,
+    flag: Option<NodeId>,
+    record: Option<&NodeRecord>,
+) -> Result<NodeId, CliError> {
+    match flag.or(record.map(|r| r.node_id)) {
+        Some(id) => Ok(id),
+        None => Ok(chain
+            .node_of_this_enclave()
+            .await?
+            .ok_or_else(|| {
+                CliError::Usage("this enclave is not registered: run `worker register`".into())
+            })?
+            .node_id),
+    }
+}
+
 /// `worker run`: until Ctrl-C / SIGTERM.
 pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError> {
     let keys = Arc::new(load_keys(data_dir)?);
@@ -265,18 +286,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     let (operator, registry, marketplace) = contracts(&args.chain, record.as_ref())?;
     let client = Arc::new(ChainClient::new(&args.chain.rpc_url));
     let chain = node_chain(client.clone(), &keys, &operator, registry, marketplace);
-    let node_id = match args.node_id.or(record.as_ref().map(|r| r.node_id)) {
-        Some(id) => id,
-        None => {
-            chain
-                .node_of_this_enclave()
-                .await?
-                .ok_or_else(|| {
-                    CliError::Usage("this enclave is not registered: run `worker register`".into())
-                })?
-                .node_id
-        }
-    };
+    let node_id = node_id(&chain, args.node_id, record.as_ref()).await?;
     let heartbeat_interval = match args.heartbeat_secs {
         0 => {
             let ns = chain
@@ -294,7 +304,21 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         .iter()
         .map(|m| (m.model_id.clone(), m.backend_model.clone()))
         .collect();
-    let executor = Executor::new(keys.clone(), backend(&args.backend)?, models);
+    let backend = backend(&args.backend)?;
+    if let Some(listen) = args.api_listen {
+        serve_api(
+            data_dir,
+            args,
+            &keys,
+            backend.clone(),
+            &models,
+            &chain,
+            node_id,
+            listen,
+        )
+        .await?;
+    }
+    let executor = Executor::new(keys.clone(), backend, models);
     let journal = Journal::open(&data_dir.join(JOURNAL_FILE))?;
     let runner = JobRunner::new(executor, journal);
     let metrics = Metrics::new();
@@ -312,6 +336,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
                 listen,
                 outputs::router(store.clone()),
                 "outputs at /v1/outputs/{job_id}",
+                http_serve::Timeouts::default(),
             )
             .await?;
             Some(store)
@@ -347,6 +372,45 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     Ok(())
 }
 
+/// `run --api-listen`: the private, paid API (or `--unpaid-api`) on the job runner's backend,
+/// its channels read and settled with the node's chain client.
+#[allow(clippy::too_many_arguments)]
+async fn serve_api(
+    data_dir: &Path,
+    args: &RunArgs,
+    keys: &Arc<EnclaveKeys>,
+    backend: Arc<dyn crate::inference::InferenceBackend>,
+    models: &BTreeMap<ModelId, String>,
+    chain: &NodeChain,
+    node_id: NodeId,
+    listen: std::net::SocketAddr,
+) -> Result<(), CliError> {
+    let provider: Arc<dyn crate::attest::AttestationProvider> =
+        Arc::from(provider(&args.attestation)?);
+    let gpus: Option<Arc<dyn crate::attest::GpuEvidenceSource>> =
+        device_source(&args.attestation, keys)?.map(Arc::from);
+    let bundle = provider.attest(&keys.public(), now_unix_secs())?;
+    let node = ApiNode {
+        keys: keys.clone(),
+        provider,
+        gpus,
+        api: ApiState::new(backend, bundle),
+        models: Some(Arc::new(models.clone())),
+    };
+    let paid = PaidChain {
+        chain: chain.clone(),
+        node_id,
+    };
+    let app = api_app(data_dir, node, &args.payment, Some(paid))?;
+    serve(
+        listen,
+        app,
+        "the OpenAI-compatible API (sealed at /ohttp)",
+        ENDPOINT_TIMEOUTS,
+    )
+    .await
+}
+
 async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result<(), CliError> {
     let app = axum::Router::new().route(
         "/metrics",
@@ -355,7 +419,13 @@ async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result
             async move { metrics.render() }
         }),
     );
-    serve(listen, app, "metrics at /metrics").await
+    serve(
+        listen,
+        app,
+        "metrics at /metrics",
+        http_serve::Timeouts::default(),
+    )
+    .await
 }
 
 /// Binds `listen` (an error if taken) and serves `app` in the background.
@@ -363,6 +433,7 @@ async fn serve(
     listen: std::net::SocketAddr,
     app: axum::Router,
     what: &'static str,
+    timeouts: http_serve::Timeouts,
 ) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -373,9 +444,7 @@ async fn serve(
     tracing::info!(%listen, "{what}");
     tokio::spawn(async move {
         let never = std::future::pending::<()>();
-        if let Err(e) =
-            http_serve::serve(listener, app, http_serve::Timeouts::default(), never).await
-        {
+        if let Err(e) = http_serve::serve(listener, app, timeouts, never).await {
             tracing::warn!(error = %e, "{what}: server stopped");
         }
     });

@@ -82,6 +82,7 @@ fn init_attest_and_serve() {
             "--data-dir",
             data,
             "serve",
+            "--unpaid-api",
             "--dev-ca-key-file",
             ca.to_str().unwrap(),
             "--backend",
