@@ -6,7 +6,7 @@
 //!
 //! Needs, with the same CARGO_TARGET_DIR: the localnet and worker binaries, the contracts
 //! (`./scripts/build-contracts.sh`) and MiniLM (`worker/scripts/fetch-model.sh`); then
-//! `cargo test -p worker --test localnet_paid_api`.
+//! `cargo test -p worker --features localnet-e2e --test localnet_paid_api`.
 
 mod support;
 
