@@ -2,7 +2,8 @@
 //! with the contracts and `worker run --api-listen` (dev attestation, embedded MiniLM). A user
 //! opens a payment channel on chain, sends a sealed, paid embeddings request through the
 //! node's OHTTP gateway, hands over the voucher for its bill, and the node's settlement task
-//! settles exactly that amount on chain (`settle_channel`, through the worker's chain client).
+//! settles exactly that amount on chain (`settle_channel`, through the worker's chain client);
+//! after a re-attestation the API serves the new bundle.
 //!
 //! Needs, with the same CARGO_TARGET_DIR: the localnet and worker binaries, the contracts
 //! (`./scripts/build-contracts.sh`) and MiniLM (`worker/scripts/fetch-model.sh`); then
@@ -69,6 +70,11 @@ async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_
         "20",
         "--settle-interval",
         "1s",
+        // Short attestations: the node re-attests while the test runs.
+        "--dev-validity-secs",
+        "30",
+        "--heartbeat-secs",
+        "1",
     ];
     worker
         .start(&suite, None, &support::model_dir(), &run_args)
@@ -91,6 +97,15 @@ async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_
         .await
         .unwrap();
     assert_eq!(models["data"][0]["id"], suite.config.model_id.as_str());
+    let attestation_url = format!("{base}/v1/attestation");
+    let first_bundle = http
+        .get(&attestation_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
     // The user opens a channel to the node for the suite's model.
     let user = create_account(&client, &node.root, "user", NearToken::from_near(100))
@@ -228,6 +243,26 @@ async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_
         assert!(
             started.elapsed() < SETTLE_TIMEOUT,
             "not settled: {settled}\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // After a re-attestation `/v1/attestation` serves the new attestation's bundle.
+    let started = Instant::now();
+    while http
+        .get(&attestation_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        == first_bundle
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the served bundle never changed\n{}",
             worker.log()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
