@@ -323,6 +323,9 @@ async fn liveness(
 pub struct Attester {
     pub provider: Box<dyn AttestationProvider>,
     pub devices: Option<Box<dyn GpuEvidenceSource>>,
+    /// The API listener (`run --api-listen`), whose `/v1/attestation` then serves a bundle
+    /// of the new attestation.
+    pub api: Option<crate::api::ApiState>,
 }
 
 /// Re-attests if the attestation expires within `before`. Returns the new attestation's
@@ -378,6 +381,12 @@ async fn reattest_if_due(
         }
     }
     metrics.reattestations.inc();
+    if let Some(api) = &attester.api {
+        match attester.provider.attest(&keys.public(), now_unix_secs()) {
+            Ok(bundle) => api.set_bundle(bundle),
+            Err(e) => tracing::warn!(error = %e, "the API's /v1/attestation keeps the old bundle"),
+        }
+    }
     // The marketplace caches the node until its attestation expires: show it the new one.
     if let Err(e) = chain.refresh_node(node_id).await {
         tracing::warn!(error = %e, "refresh_node after re-attestation failed");

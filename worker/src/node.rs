@@ -305,19 +305,22 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         .map(|m| (m.model_id.clone(), m.backend_model.clone()))
         .collect();
     let backend = backend(&args.backend)?;
-    if let Some(listen) = args.api_listen {
-        serve_api(
-            data_dir,
-            args,
-            &keys,
-            backend.clone(),
-            &models,
-            &chain,
-            node_id,
-            listen,
-        )
-        .await?;
-    }
+    let api = match args.api_listen {
+        Some(listen) => Some(
+            serve_api(
+                data_dir,
+                args,
+                &keys,
+                backend.clone(),
+                &models,
+                &chain,
+                node_id,
+                listen,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let executor = Executor::new(keys.clone(), backend, models);
     let journal = Journal::open(&data_dir.join(JOURNAL_FILE))?;
     let runner = JobRunner::new(executor, journal);
@@ -367,13 +370,15 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     let attester = Attester {
         provider: provider(&args.attestation)?,
         devices: device_source(&args.attestation, &keys)?,
+        api,
     };
     daemon::run(config, chain, runner, attester, keys, metrics, stop_rx).await;
     Ok(())
 }
 
 /// `run --api-listen`: the private, paid API (or `--unpaid-api`) on the job runner's backend,
-/// its channels read and settled with the node's chain client.
+/// its channels read and settled with the node's chain client. Returns its state (for the
+/// bundle after a re-attestation).
 #[allow(clippy::too_many_arguments)]
 async fn serve_api(
     data_dir: &Path,
@@ -384,17 +389,18 @@ async fn serve_api(
     chain: &NodeChain,
     node_id: NodeId,
     listen: std::net::SocketAddr,
-) -> Result<(), CliError> {
+) -> Result<ApiState, CliError> {
     let provider: Arc<dyn crate::attest::AttestationProvider> =
         Arc::from(provider(&args.attestation)?);
     let gpus: Option<Arc<dyn crate::attest::GpuEvidenceSource>> =
         device_source(&args.attestation, keys)?.map(Arc::from);
     let bundle = provider.attest(&keys.public(), now_unix_secs())?;
+    let api = ApiState::new(backend, bundle);
     let node = ApiNode {
         keys: keys.clone(),
         provider,
         gpus,
-        api: ApiState::new(backend, bundle),
+        api: api.clone(),
         models: Some(Arc::new(models.clone())),
     };
     let paid = PaidChain {
@@ -408,7 +414,8 @@ async fn serve_api(
         "the OpenAI-compatible API (sealed at /ohttp)",
         ENDPOINT_TIMEOUTS,
     )
-    .await
+    .await?;
+    Ok(api)
 }
 
 async fn serve_metrics(listen: std::net::SocketAddr, metrics: Metrics) -> Result<(), CliError> {
