@@ -116,6 +116,8 @@ pub struct RequestAuthorization {
     pub sequence: u64,
     /// SHA-256 of the exact (plaintext) request body.
     #[serde(with = "hex_bytes32")]
+    // The schema (host builds with `near-sdk/abi`) of the hex string `with` writes.
+    #[cfg_attr(feature = "state-schema", schemars(with = "String"))]
     pub request_sha256: [u8; 32],
 }
 
