@@ -383,6 +383,9 @@ pub async fn run(
     indexer: &Indexer,
     options: KeeperOptions,
 ) -> Result<KeeperSummary, Error> {
+    if options.interval.is_zero() && !options.once {
+        return Err(Error::BadInput("--interval must be at least 1 s".into()));
+    }
     let key = load_key(&options.key_file)?;
     let signer = chain.signer()?;
     let listing = crate::models::listing(chain, &options.model).await?;
