@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chain_client::contracts::MarketplaceClient;
+use chain_client::contracts::{MarketplaceClient, ModelTokenClient};
 use chain_client::near_primitives::account::{AccessKey, AccessKeyPermission};
 use chain_client::near_primitives::action::{Action, AddKeyAction};
 use chain_client::testkit::{
@@ -19,10 +19,15 @@ use chain_client::testkit::{
 };
 use chain_client::{Account, ChainClient, FunctionCall, NearToken, credentials_path};
 use ed25519_dalek::SigningKey;
-use enclave_cloud_common::ModelId;
+use std::os::unix::fs::PermissionsExt as _;
+
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::marketplace::ConfigPatch;
+use enclave_cloud_common::interfaces::model_token::key_grants::DEV_MEASUREMENT;
+use enclave_cloud_common::{Hash32, ModelId, NodeId};
 use protocol::dev_attestation::dev_bundle;
 use protocol::envelope::{EncryptionSecret, Envelope, EnvelopeContext, open};
+use protocol::weights::{ModelKey, open_model_key, write_new_key_file};
 use serde_json::{Value, json};
 
 const DEV_CA: [u8; 32] = [0x5a; 32];
@@ -124,11 +129,47 @@ async fn deploy_factory(client: &ChainClient, root: &Account, registry: &str) ->
     factory
 }
 
-/// A node as `worker register` makes one: an operator with stake, the enclave's NEAR key as an
-/// access key of the operator, and `register_node` signed by that key with a dev bundle.
-/// Returns the enclave's x25519 secret (job inputs are sealed to it).
-async fn register_node(client: &ChainClient, root: &Account, registry: &str) -> EncryptionSecret {
-    let operator = create_account(client, root, "operator", NearToken::from_near(500))
+/// A node registered by [`register_node`].
+struct Node {
+    node_id: u64,
+    /// The enclave's x25519 secret (job inputs and model keys are sealed to it).
+    x25519: EncryptionSecret,
+    /// The enclave's NEAR key, an access key of the operator's account: it signs as the node.
+    enclave: Account,
+    seed: [u8; 32],
+}
+
+impl Node {
+    /// A dev attestation of this enclave, valid for `valid_for` seconds from now.
+    fn bundle(&self, valid_for: u64) -> attestation::AttestationBundle {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let near_key = SigningKey::from_bytes(&self.seed)
+            .verifying_key()
+            .to_bytes();
+        dev_bundle(
+            &SigningKey::from_bytes(&DEV_CA),
+            &self.x25519.public_key(),
+            &near_key,
+            now + valid_for,
+        )
+    }
+}
+
+/// A node as `worker register` makes one: an operator `operator_name` with stake, the
+/// enclave's NEAR key (from `seed`) as an access key of the operator, and `register_node`
+/// signed by that key with a dev bundle, pricing `model`.
+async fn register_node(
+    client: &ChainClient,
+    root: &Account,
+    registry: &str,
+    operator_name: &str,
+    seed: [u8; 32],
+    model: &str,
+) -> Node {
+    let operator = create_account(client, root, operator_name, NearToken::from_near(500))
         .await
         .expect("operator");
     let stake = FunctionCall::new(registry.parse().expect("id"), "deposit_stake")
@@ -136,7 +177,6 @@ async fn register_node(client: &ChainClient, root: &Account, registry: &str) -> 
     client.call::<Value>(&operator, stake).await.expect("stake");
 
     // The enclave keys, with a seed we know so the test can sign as the enclave.
-    let seed = [0x42u8; 32];
     let x25519 = EncryptionSecret::generate();
     let enclave = Account::from_ed25519_seed(operator.account_id().clone(), &seed);
     let add_key = Action::AddKey(Box::new(AddKeyAction {
@@ -150,24 +190,18 @@ async fn register_node(client: &ChainClient, root: &Account, registry: &str) -> 
         .send_actions(&operator, operator.account_id(), vec![add_key])
         .await
         .expect("add the enclave key");
-
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let near_key = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
-    let bundle = dev_bundle(
-        &SigningKey::from_bytes(&DEV_CA),
-        &x25519.public_key(),
-        &near_key,
-        now + 86_400,
-    );
+    let mut node = Node {
+        node_id: 0,
+        x25519,
+        enclave,
+        seed,
+    };
     let args = json!({
-        "bundle": bundle,
+        "bundle": node.bundle(86_400),
         "details": {
             "region": "eu-west",
             "capacity": 4,
-            "prices": [{"model_id": MODEL, "input_per_million": "1000000000000000000000",
+            "prices": [{"model_id": model, "input_per_million": "1000000000000000000000",
                         "output_per_million": "2000000000000000000000"}],
         },
     });
@@ -176,22 +210,23 @@ async fn register_node(client: &ChainClient, root: &Account, registry: &str) -> 
         .expect("args")
         .gas_tgas(100);
     let node_id: Value = client
-        .call(&enclave, register)
+        .call(&node.enclave, register)
         .await
         .expect("register_node");
-    assert_eq!(node_id, json!("0"), "first node");
-    x25519
+    node.node_id = node_id
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("node id");
+    node
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn models_and_jobs_on_localnet() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let localnet = Localnet::start(dir.path()).await.expect("localnet");
-    let client = localnet.client();
-    let root = localnet.root.clone();
+/// Registry and marketplace, and the model factory the marketplace trusts for model
+/// royalties (the suite's own royalty account for the model is lifted: royalties follow
+/// the factory).
+async fn deploy_suite(client: &ChainClient, root: &Account) -> (Suite, Account) {
     let suite = Suite::deploy(
-        &client,
-        &root,
+        client,
+        root,
         SuiteConfig {
             model_id: MODEL.into(),
             dev_ca: chain_client::testkit::DevCa::new(DEV_CA),
@@ -200,16 +235,13 @@ async fn models_and_jobs_on_localnet() {
     )
     .await
     .expect("registry and marketplace");
-    let registry = suite.registry_id().to_string();
-    let factory = deploy_factory(&client, &root, &registry).await;
-    // Royalties follow the factory: the suite's own royalty account for the model is lifted,
-    // so the model's royalties are protocol fees until the marketplace confirms it exists.
-    let market = MarketplaceClient::new(&client, suite.marketplace_id().clone());
+    let factory = deploy_factory(client, root, suite.registry_id().as_str()).await;
+    let market = MarketplaceClient::new(client, suite.marketplace_id().clone());
     let model_id: ModelId = MODEL.parse().expect("model id");
     market
         .set_royalty_account(model_id, None)
         .expect("args")
-        .send(&root)
+        .send(root)
         .await
         .expect("lift the royalty account");
     let patch = ConfigPatch {
@@ -219,18 +251,20 @@ async fn models_and_jobs_on_localnet() {
     market
         .update_config(patch)
         .expect("args")
-        .send(&root)
+        .send(root)
         .await
         .expect("set the model factory");
-    let enclave = register_node(&client, &root, &registry).await;
+    (suite, factory)
+}
+
+/// Alice, whose credentials `ecloud` uses, and the settings it runs with.
+async fn user(dir: &Path, localnet: &Localnet, suite: &Suite, factory: &Account) -> (Account, Env) {
+    let client = localnet.client();
     let (alice, alice_key) =
-        create_account_with_key(&client, &root, "alice", NearToken::from_near(100))
+        create_account_with_key(&client, &localnet.root, "alice", NearToken::from_near(100))
             .await
             .expect("alice");
-    let trainer = create_account(&client, &root, "trainer", NearToken::from_near(1))
-        .await
-        .expect("trainer");
-    let credentials = dir.path().join("near-credentials");
+    let credentials = dir.join("near-credentials");
     chain_client::write_credentials_file(
         &credentials_path(&credentials, "localnet", alice.account_id()),
         alice.account_id(),
@@ -244,13 +278,31 @@ async fn models_and_jobs_on_localnet() {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             format!("http://{}", l.local_addr().expect("addr"))
         },
-        registry,
+        registry: suite.registry_id().to_string(),
         market: suite.marketplace_id().to_string(),
         factory: factory.account_id().to_string(),
         alice: alice.account_id().to_string(),
         credentials,
-        keys: dir.path().join("ecloud-keys"),
+        keys: dir.join("ecloud-keys"),
     };
+    (alice, env)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_and_jobs_on_localnet() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let localnet = Localnet::start(dir.path()).await.expect("localnet");
+    let client = localnet.client();
+    let root = localnet.root.clone();
+    let (suite, factory) = deploy_suite(&client, &root).await;
+    let registry = suite.registry_id().to_string();
+    let node = register_node(&client, &root, &registry, "operator", [0x42; 32], MODEL).await;
+    assert_eq!(node.node_id, 0, "first node");
+    let enclave = node.x25519;
+    let (alice, env) = user(dir.path(), &localnet, &suite, &factory).await;
+    let trainer = create_account(&client, &root, "trainer", NearToken::from_near(1))
+        .await
+        .expect("trainer");
 
     // ----- models -----
     let manifest = dir.path().join("manifest.json");
@@ -729,4 +781,280 @@ async fn models_and_jobs_on_localnet() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not serve model 'llama'"));
+}
+
+/// `ecloud model keeper --once --json` as alice (the model's owner), with its stderr.
+fn keeper_pass(env: &Env, key_file: &Path) -> (Value, String) {
+    let o = ecloud(
+        env,
+        &[
+            "--json",
+            "model",
+            "keeper",
+            "--model",
+            MODEL,
+            "--key-file",
+            s(key_file),
+            "--once",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let report = ok_json(&o);
+    // The indexer is down: the only error is that, and the registry's list serves.
+    for e in report["last_pass"]["errors"].as_array().expect("errors") {
+        assert!(
+            e.as_str().is_some_and(|e| e.starts_with("indexer")),
+            "{report}\n{stderr}"
+        );
+    }
+    (report, stderr)
+}
+
+fn ids(report: &Value, field: &str) -> Vec<u64> {
+    report["last_pass"][field]
+        .as_array()
+        .expect("node ids")
+        .iter()
+        .map(|id| id.as_str().and_then(|id| id.parse().ok()).expect("node id"))
+        .collect()
+}
+
+/// Every node's verdict in the last pass, as `(node, action)`.
+fn actions(report: &Value) -> Vec<(u64, String)> {
+    report["last_pass"]["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .map(|d| {
+            (
+                d["node_id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .expect("node id"),
+                d["verdict"]["action"].as_str().expect("action").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The keeper against the real registry and model token: it grants the model key only to
+/// nodes the manifest allows, sealed so that the node's x25519 secret opens it, revokes the
+/// grant of a node that left, grants again on re-attestation, and a repeated run (a restarted
+/// keeper) finds nothing to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_keeper_on_localnet() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let localnet = Localnet::start(dir.path()).await.expect("localnet");
+    let client = localnet.client();
+    let root = localnet.root.clone();
+    let (suite, factory) = deploy_suite(&client, &root).await;
+    let registry = suite.registry_id().to_string();
+    let (alice, env) = user(dir.path(), &localnet, &suite, &factory).await;
+    let a = register_node(&client, &root, &registry, "op-a", [0x41; 32], MODEL).await;
+    let b = register_node(&client, &root, &registry, "op-b", [0x42; 32], MODEL).await;
+    // Node c serves another model only: never the key of this one.
+    let c = register_node(&client, &root, &registry, "op-c", [0x43; 32], "llama").await;
+
+    // The manifest allows no enclave yet.
+    let mut manifest = ModelManifest {
+        name: "all-MiniLM-L6-v2".into(),
+        weights_hash: Hash32([0x11; 32]),
+        encrypted_weights_uri: "https://example.org/minilm.enc".into(),
+        training_data_manifest_hash: Hash32([0x22; 32]),
+        training_data_manifest_uri: String::new(),
+        training_image_measurement: String::new(),
+        allowed_enclave_measurements: vec![],
+        licence: "apache-2.0".into(),
+    };
+    let manifest_file = dir.path().join("manifest.json");
+    std::fs::write(
+        &manifest_file,
+        serde_json::to_string(&manifest).expect("json"),
+    )
+    .expect("manifest");
+    ok_json(&ecloud(
+        &env,
+        &[
+            "--json",
+            "model",
+            "create",
+            MODEL,
+            "--manifest",
+            s(&manifest_file),
+            "--name",
+            "MiniLM revenue",
+            "--symbol",
+            "MINI",
+        ],
+    ));
+    let token_id: chain_client::AccountId = format!("{MODEL}.{}", env.factory).parse().expect("id");
+    let token = ModelTokenClient::new(&client, token_id);
+    let model_id: ModelId = MODEL.parse().expect("model id");
+
+    // The key file: refused while others may read it.
+    let key = ModelKey::from_bytes([0x77; 32]);
+    let key_file = dir.path().join("model.key");
+    write_new_key_file(&key_file, &key).expect("key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let open_key = ecloud(
+        &env,
+        &[
+            "model",
+            "keeper",
+            "--model",
+            MODEL,
+            "--key-file",
+            s(&key_file),
+            "--once",
+        ],
+    );
+    assert_eq!(open_key.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&open_key.stderr);
+    assert!(
+        err.contains("readable by others") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // Not allowed by the manifest: no grant for anyone.
+    let (report, _) = keeper_pass(&env, &key_file);
+    assert_eq!(
+        actions(&report),
+        vec![
+            (a.node_id, "skip".to_owned()),
+            (b.node_id, "skip".to_owned()),
+        ],
+        "{report}"
+    );
+    assert!(token.key_grants().await.expect("grants").is_empty());
+
+    // The manifest allows dev enclaves: a and b get the key, c (another model) does not.
+    manifest.allowed_enclave_measurements = vec![DEV_MEASUREMENT.to_owned()];
+    token
+        .update_manifest(manifest.clone(), NearToken::from_millinear(10))
+        .expect("args")
+        .send(&alice)
+        .await
+        .expect("allow dev enclaves");
+    let (report, stderr) = keeper_pass(&env, &key_file);
+    assert_eq!(
+        ids(&report, "granted"),
+        vec![a.node_id, b.node_id],
+        "{report}"
+    );
+    assert!(stderr.contains("keeper: "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("granted node={}", a.node_id)),
+        "{stderr}"
+    );
+    let grants = token.key_grants().await.expect("grants");
+    assert_eq!(
+        grants.iter().map(|g| g.node_id.0).collect::<Vec<_>>(),
+        vec![a.node_id, b.node_id]
+    );
+    assert!(
+        token
+            .key_grant(NodeId(c.node_id))
+            .await
+            .expect("view")
+            .is_none()
+    );
+    for (node, grant) in [&a, &b].into_iter().zip(&grants) {
+        let opened = open_model_key(
+            &node.x25519,
+            &model_id,
+            NodeId(node.node_id),
+            &grant.encrypted_key.0,
+            &grant.key_hash,
+        )
+        .expect("the node's enclave opens its grant");
+        assert_eq!(opened.as_bytes(), key.as_bytes());
+        assert_eq!(grant.key_hash, key.key_hash());
+        assert_eq!(grant.granted_by, *alice.account_id());
+    }
+    // Sealed to one enclave: the other's secret does not open it.
+    assert!(
+        open_model_key(
+            &b.x25519,
+            &model_id,
+            NodeId(a.node_id),
+            &grants[0].encrypted_key.0,
+            &grants[0].key_hash,
+        )
+        .is_err()
+    );
+
+    // Run again (a restarted keeper): nothing to do, no transaction, the grants unchanged.
+    let (report, _) = keeper_pass(&env, &key_file);
+    assert!(ids(&report, "granted").is_empty(), "{report}");
+    assert!(ids(&report, "revoked").is_empty(), "{report}");
+    assert_eq!(
+        actions(&report),
+        vec![
+            (a.node_id, "keep".to_owned()),
+            (b.node_id, "keep".to_owned()),
+        ]
+    );
+    assert_eq!(token.key_grants().await.expect("grants"), grants);
+
+    // b leaves the registry: its grant is revoked, and it gets no new one.
+    let deregister = FunctionCall::new(registry.parse().expect("id"), "deregister")
+        .args_json(&json!({ "node_id": b.node_id.to_string() }))
+        .expect("args");
+    client
+        .call::<()>(&b.enclave, deregister)
+        .await
+        .expect("deregister b");
+    let (report, stderr) = keeper_pass(&env, &key_file);
+    assert_eq!(ids(&report, "revoked"), vec![b.node_id], "{report}");
+    assert!(
+        stderr.contains(&format!("revoked node={}", b.node_id)),
+        "{stderr}"
+    );
+    assert!(
+        token
+            .key_grant(NodeId(b.node_id))
+            .await
+            .expect("view")
+            .is_none()
+    );
+    let (report, _) = keeper_pass(&env, &key_file);
+    assert!(ids(&report, "granted").is_empty(), "{report}");
+    assert!(
+        token
+            .key_grant(NodeId(b.node_id))
+            .await
+            .expect("view")
+            .is_none()
+    );
+
+    // a re-attests (a later expiry): its grant belongs to the old attestation, so it gets a
+    // fresh one, which its enclave opens.
+    let reattest = FunctionCall::new(registry.parse().expect("id"), "reattest")
+        .args_json(&json!({ "node_id": a.node_id.to_string(), "bundle": a.bundle(2 * 86_400) }))
+        .expect("args")
+        .gas_tgas(100);
+    client
+        .call::<()>(&a.enclave, reattest)
+        .await
+        .expect("reattest a");
+    let (report, _) = keeper_pass(&env, &key_file);
+    assert_eq!(ids(&report, "granted"), vec![a.node_id], "{report}");
+    let fresh = token
+        .key_grant(NodeId(a.node_id))
+        .await
+        .expect("view")
+        .expect("a's grant");
+    assert!(fresh.expires_at_ns.0 > grants[0].expires_at_ns.0);
+    let opened = open_model_key(
+        &a.x25519,
+        &model_id,
+        NodeId(a.node_id),
+        &fresh.encrypted_key.0,
+        &fresh.key_hash,
+    )
+    .expect("a opens its fresh grant");
+    assert_eq!(opened.as_bytes(), key.as_bytes());
+    let (report, _) = keeper_pass(&env, &key_file);
+    assert!(ids(&report, "granted").is_empty(), "{report}");
 }
