@@ -126,6 +126,16 @@ fn help_names_every_command_and_flag() {
                 "--deposit",
             ],
         ),
+        (
+            &["model", "keeper", "--help"],
+            &[
+                "--model",
+                "--key-file",
+                "--interval",
+                "--once",
+                "--metrics-listen",
+            ],
+        ),
     ];
     for (args, words) in cases {
         let o = ecloud(args);
