@@ -60,7 +60,7 @@ fn help_names_every_command_and_flag() {
     ] {
         assert!(h.contains(word), "--help lacks {word}:\n{h}");
     }
-    let cases: [(&[&str], &[&str]); 11] = [
+    let cases: [(&[&str], &[&str]); 12] = [
         (
             &["nodes", "--help"],
             &[
