@@ -241,6 +241,7 @@ enum ModelCommand {
 
 #[derive(Args)]
 struct KeeperCli {
+    /// The model whose key to keep (its id at the factory).
     #[arg(long = "model")]
     model_id: ModelId,
     /// The model key file (32 bytes; refused unless only its owner may read it, mode 0600).
