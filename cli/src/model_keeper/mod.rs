@@ -164,14 +164,14 @@ impl<'a> Keeper<'a> {
         for d in &report.decisions {
             self.log_decision(d);
             let done = match &d.verdict {
-                Verdict::Grant { encryption_key, .. } => {
-                    self.grant(d.node_id, encryption_key).await.map(|stored| {
+                Verdict::Grant { encryption_key, .. } => self
+                    .grant(d.node_id, encryption_key)
+                    .await
+                    .inspect(|&stored| {
                         if stored {
                             report.granted.push(d.node_id);
                         }
-                        stored
-                    })
-                }
+                    }),
                 Verdict::Revoke(_) => self.revoke(d.node_id).await.map(|()| {
                     report.revoked.push(d.node_id);
                     true
@@ -241,9 +241,8 @@ impl<'a> Keeper<'a> {
             }
         }
         for id in others {
-            if !nodes.contains_key(&id) {
-                let node = registry.get_node(id).await?;
-                nodes.insert(id, node);
+            if let std::collections::btree_map::Entry::Vacant(entry) = nodes.entry(id) {
+                entry.insert(registry.get_node(id).await?);
             }
         }
         Ok(ChainState {
