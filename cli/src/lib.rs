@@ -9,6 +9,8 @@
 //! * [`models`]: model tokens: create through the factory, contribute, claim revenue, show.
 //! * [`model_weights`]: encrypt and decrypt model weights ([`protocol::weights`]), point a
 //!   manifest at them.
+//! * [`model_keeper`]: the owner's key keeper: grants the model key to every node the
+//!   manifest allows, once per attestation, and revokes it when the node may no longer hold it.
 //! * [`indexer`], [`chain`]: the two sources the commands read (REST API, NEAR RPC).
 //! * [`user_key`]: the user's x25519 key that job outputs are sealed to (a 0600 file;
 //!   [`protocol::user_key`]).
@@ -28,6 +30,7 @@ pub mod config;
 pub mod indexer;
 pub mod input;
 pub mod jobs;
+pub mod model_keeper;
 pub mod model_weights;
 pub mod models;
 pub mod nodes;

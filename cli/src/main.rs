@@ -306,6 +306,30 @@ enum ModelCommand {
     /// Point the model's manifest at encrypted weights (owner only): sets
     /// encrypted_weights_uri and weights_hash, keeping the other fields.
     SetWeights(SetWeightsCli),
+    /// Keep the model key (owner or key service): grant it, sealed to each node's attested
+    /// x25519 key, to every node that offers the model and that the manifest allows, once per
+    /// attestation; revoke it on expiry, deregistration or a manifest change. Runs until
+    /// Ctrl-C; decisions are logged on stderr.
+    Keeper(KeeperCli),
+}
+
+#[derive(Args)]
+struct KeeperCli {
+    /// The model whose key to keep (its id at the factory).
+    #[arg(long = "model")]
+    model_id: ModelId,
+    /// The model key file (32 bytes; refused unless only its owner may read it, mode 0600).
+    #[arg(long)]
+    key_file: PathBuf,
+    /// Time between passes over the chain.
+    #[arg(long, default_value = "30s", value_parser = amount::parse_duration)]
+    interval: std::time::Duration,
+    /// One pass, then exit (prints what it did).
+    #[arg(long)]
+    once: bool,
+    /// Serve Prometheus metrics (grants, revocations, errors) at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -749,6 +773,20 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
             };
             done(
                 &model_weights::decrypt(&d.input, &d.out, &d.key, expected)?,
+                json,
+            )
+        }
+        ModelCommand::Keeper(k) => {
+            let options = ecloud::model_keeper::KeeperOptions {
+                model: k.model_id,
+                key_file: k.key_file,
+                interval: k.interval,
+                once: k.once,
+                metrics_listen: k.metrics_listen,
+            };
+            let indexer = Indexer::new(&s.indexer_url);
+            done(
+                &ecloud::model_keeper::run(&chain, &indexer, options).await?,
                 json,
             )
         }

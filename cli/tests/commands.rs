@@ -60,7 +60,7 @@ fn help_names_every_command_and_flag() {
     ] {
         assert!(h.contains(word), "--help lacks {word}:\n{h}");
     }
-    let cases: [(&[&str], &[&str]); 11] = [
+    let cases: [(&[&str], &[&str]); 12] = [
         (
             &["nodes", "--help"],
             &[
@@ -124,6 +124,16 @@ fn help_names_every_command_and_flag() {
                 "--summary",
                 "--ciphertext-sha256",
                 "--deposit",
+            ],
+        ),
+        (
+            &["model", "keeper", "--help"],
+            &[
+                "--model",
+                "--key-file",
+                "--interval",
+                "--once",
+                "--metrics-listen",
             ],
         ),
     ];

@@ -3,8 +3,12 @@
 
 use enclave_cloud_common::events::Nep297;
 use enclave_cloud_common::events::model::{ModelEvent, ModelManifest};
+pub use enclave_cloud_common::interfaces::model_token::key_grants::KeyGrantView;
+use enclave_cloud_common::interfaces::model_token::key_grants::{
+    MAX_KEY_GRANTS_PAGE, key_grant_eligibility,
+};
 use enclave_cloud_common::interfaces::{NodeView, ext_registry};
-use enclave_cloud_common::{AttestationKind, Hash32, NodeId, NodeStatus};
+use enclave_cloud_common::{Hash32, NodeId};
 use near_sdk::json_types::{Base64VecU8, U64, U128};
 use near_sdk::{AccountId, Gas, NearToken, Promise, PromiseError, env, near};
 
@@ -12,7 +16,6 @@ use near_sdk::{AccountId, Gas, NearToken, Promise, PromiseError, env, near};
 use crate::ModelTokenExt;
 use crate::access::{OrPanic, refund, require_one_yocto};
 use crate::errors::ModelTokenError;
-use crate::manifest::DEV_MEASUREMENT;
 use crate::{KeyGrantApi, ModelToken};
 
 /// Largest encrypted key accepted (an HPKE-sealed 32-byte key is well under 200 bytes).
@@ -22,7 +25,6 @@ const GRANT_BASE_BYTES: u64 = 500;
 const GAS_FOR_GET_NODE: Gas = Gas::from_tgas(10);
 const GAS_FOR_GRANT_CALLBACK: Gas = Gas::from_tgas(15);
 const MIN_GAS_FOR_GRANT: Gas = Gas::from_tgas(35);
-const MAX_PAGE: u32 = 100;
 
 #[near(serializers = [borsh])]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,71 +41,26 @@ pub struct KeyGrant {
     pub storage_deposit: u128,
 }
 
-#[near(serializers = [json])]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyGrantView {
-    pub node_id: NodeId,
-    pub encrypted_key: Base64VecU8,
-    pub key_hash: Hash32,
-    pub encryption_key: String,
-    pub granted_by: AccountId,
-    pub granted_at_ns: U64,
-    pub expires_at_ns: U64,
-}
-
-impl KeyGrantView {
-    fn new(node_id: NodeId, g: &KeyGrant) -> Self {
-        Self {
-            node_id,
-            encrypted_key: Base64VecU8(g.encrypted_key.clone()),
-            key_hash: g.key_hash,
-            encryption_key: g.encryption_key.clone(),
-            granted_by: g.granted_by.clone(),
-            granted_at_ns: U64(g.granted_at_ns),
-            expires_at_ns: U64(g.expires_at_ns),
-        }
+fn grant_view(node_id: NodeId, g: &KeyGrant) -> KeyGrantView {
+    KeyGrantView {
+        node_id,
+        encrypted_key: Base64VecU8(g.encrypted_key.clone()),
+        key_hash: g.key_hash,
+        encryption_key: g.encryption_key.clone(),
+        granted_by: g.granted_by.clone(),
+        granted_at_ns: U64(g.granted_at_ns),
+        expires_at_ns: U64(g.expires_at_ns),
     }
 }
 
-/// Why a node may not receive the key, or `Ok` if it may.
+/// Why a node may not receive the key, or `Ok` if it may (the shared check of
+/// [`key_grant_eligibility`], which the owner's keeper plans with too).
 pub(crate) fn check_node(
     node: &NodeView,
     manifest: &ModelManifest,
     now_ns: u64,
 ) -> Result<(), String> {
-    if node.status != NodeStatus::Active {
-        return Err(format!(
-            "node {} is {:?}, not active",
-            node.node_id, node.status
-        ));
-    }
-    if node.attestation_expires_at_ns.0 <= now_ns {
-        return Err(format!(
-            "node {}'s attestation expired at {} ns",
-            node.node_id, node.attestation_expires_at_ns.0
-        ));
-    }
-    if node.encryption_key.is_empty() {
-        return Err(format!("node {} has no encryption key", node.node_id));
-    }
-    let compose = node.measurements.compose_hash.map(|h| h.to_string());
-    let rtmr3 = node.measurements.rtmr3.to_ascii_lowercase();
-    let dev = node.kind == AttestationKind::Dev;
-    // A dev node's measurements are empty: it matches only the explicit `dev` entry.
-    let allowed = manifest.allowed_enclave_measurements.iter().any(|m| {
-        if m == DEV_MEASUREMENT {
-            dev
-        } else {
-            !dev && (Some(m) == compose.as_ref() || *m == rtmr3)
-        }
-    });
-    if !allowed {
-        return Err(format!(
-            "node {} ({:?} attestation)'s compose hash {:?} and rtmr3 '{}' are not allowed by the manifest",
-            node.node_id, node.kind, compose, rtmr3
-        ));
-    }
-    Ok(())
+    key_grant_eligibility(node, manifest, now_ns).map_err(|refusal| refusal.to_string())
 }
 
 fn grant_deposit_for(len: usize) -> NearToken {
@@ -259,17 +216,19 @@ impl KeyGrantApi for ModelToken {
     }
 
     fn key_grant(&self, node_id: NodeId) -> Option<KeyGrantView> {
-        self.grants
-            .get(&node_id)
-            .map(|g| KeyGrantView::new(node_id, g))
+        self.grants.get(&node_id).map(|g| grant_view(node_id, g))
     }
 
     fn key_grants(&self, from_index: Option<u32>, limit: Option<u32>) -> Vec<KeyGrantView> {
         self.grants
             .iter()
             .skip(from_index.unwrap_or(0) as usize)
-            .take(limit.unwrap_or(MAX_PAGE).min(MAX_PAGE) as usize)
-            .map(|(id, g)| KeyGrantView::new(*id, g))
+            .take(
+                limit
+                    .unwrap_or(MAX_KEY_GRANTS_PAGE)
+                    .min(MAX_KEY_GRANTS_PAGE) as usize,
+            )
+            .map(|(id, g)| grant_view(*id, g))
             .collect()
     }
 }
@@ -308,7 +267,7 @@ impl ModelToken {
 mod tests {
     use super::*;
     use crate::test_utils::*;
-    use enclave_cloud_common::{Measurements, TcbStatus};
+    use enclave_cloud_common::{AttestationKind, Measurements, NodeStatus, TcbStatus};
     use near_sdk::test_utils::{get_created_receipts, get_logs};
 
     pub(crate) fn node(status: NodeStatus, expires: u64, compose: Hash32) -> NodeView {

@@ -20,11 +20,7 @@ use crate::{ModelAdminApi, ModelToken};
 
 /// Largest number of enclave measurements a manifest may allow.
 pub const MAX_ALLOWED_MEASUREMENTS: usize = 32;
-/// The entry of `allowed_enclave_measurements` that admits nodes of the `dev` attestation
-/// kind. A dev attestation measures nothing (the registry records empty measurements), so no
-/// hex entry can ever match one; only registries initialised with a development CA (never
-/// mainnet) have such nodes, so the entry is harmless elsewhere.
-pub const DEV_MEASUREMENT: &str = "dev";
+pub use enclave_cloud_common::interfaces::model_token::key_grants::DEV_MEASUREMENT;
 const MAX_TEXT: usize = 512;
 /// Decimals above this would overflow the crowdfund's price arithmetic for no benefit.
 const MAX_DECIMALS: u8 = 24;

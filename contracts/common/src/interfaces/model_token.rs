@@ -154,6 +154,47 @@ pub mod methods {
     pub const CLAIMABLE: &str = "claimable";
     pub const CLAIMABLE_ALL: &str = "claimable_all";
 
+    /// The owner or its key service. Deposit: at least `grant_deposit` for the encrypted
+    /// key's length (the excess, or all of it when the registry refuses the node, comes
+    /// back). Returns whether the grant was stored. ~40 Tgas with the registry's `get_node`.
+    pub const GRANT_KEY: Method = Method::payable("grant_key", 40);
+    /// The owner or its key service, 1 yocto. ~5 Tgas.
+    pub const REVOKE_KEY: Method = Method::one_yocto("revoke_key", 30);
+    pub const KEY_GRANT: &str = "key_grant";
+    pub const KEY_GRANTS: &str = "key_grants";
+    pub const GRANT_DEPOSIT: &str = "grant_deposit";
+
+    /// `grant_key`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone)]
+    pub struct GrantKeyArgs {
+        pub node_id: crate::NodeId,
+        pub encrypted_key: near_sdk::json_types::Base64VecU8,
+        pub key_hash: crate::Hash32,
+    }
+
+    /// `revoke_key`'s and `key_grant`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct NodeArgs {
+        pub node_id: crate::NodeId,
+    }
+
+    /// `key_grants`' arguments (a page in node order, at most 100).
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct KeyGrantsArgs {
+        pub from_index: Option<u32>,
+        pub limit: Option<u32>,
+    }
+
+    /// `grant_deposit`'s arguments.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, Copy)]
+    pub struct GrantDepositArgs {
+        pub encrypted_len: u32,
+    }
+
     /// `update_manifest`'s arguments.
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]
@@ -181,5 +222,153 @@ pub mod methods {
     #[derive(Debug, Clone)]
     pub struct AccountArgs {
         pub account_id: AccountId,
+    }
+}
+
+/// Weight-key grants: who may hold the model key, and the grants as the views show them. The
+/// model token checks a node with [`key_grant_eligibility`] before it stores a grant; the
+/// owner's key keeper (`ecloud model keeper`) plans its grants and revocations with the same
+/// checks, so the two never disagree about a node.
+pub mod key_grants {
+    use std::fmt;
+
+    use near_sdk::json_types::{Base64VecU8, U64};
+    use near_sdk::{AccountId, near};
+
+    use crate::events::model::ModelManifest;
+    use crate::interfaces::NodeView;
+    use crate::{AttestationKind, Hash32, NodeId, NodeStatus};
+
+    /// The entry of `allowed_enclave_measurements` that admits nodes of the `dev` attestation
+    /// kind. A dev attestation measures nothing (the registry records empty measurements), so
+    /// no hex entry can ever match one; only registries initialised with a development CA
+    /// (never mainnet) have such nodes, so the entry is harmless elsewhere.
+    pub const DEV_MEASUREMENT: &str = "dev";
+    /// Most grants one `key_grants` page holds.
+    pub const MAX_KEY_GRANTS_PAGE: u32 = 100;
+
+    /// One grant as `key_grant` and `key_grants` show it.
+    #[near(serializers = [json])]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct KeyGrantView {
+        pub node_id: NodeId,
+        pub encrypted_key: Base64VecU8,
+        pub key_hash: Hash32,
+        /// The node's x25519 key the ciphertext is for (from the registry at grant time).
+        pub encryption_key: String,
+        pub granted_by: AccountId,
+        pub granted_at_ns: U64,
+        /// The node's attestation expiry at grant time; a re-attested node gets a new grant.
+        pub expires_at_ns: U64,
+    }
+
+    /// Why a node may not receive the model key.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum KeyGrantRefusal {
+        /// Not active (inactive, expired, deregistered or pending).
+        NotActive {
+            node_id: NodeId,
+            status: NodeStatus,
+        },
+        AttestationExpired {
+            node_id: NodeId,
+            expired_at_ns: u64,
+        },
+        NoEncryptionKey {
+            node_id: NodeId,
+        },
+        /// Neither its compose hash nor its RTMR3 (nor `dev` for a dev node) is in the
+        /// manifest's `allowed_enclave_measurements`.
+        NotAllowed {
+            node_id: NodeId,
+            kind: AttestationKind,
+            compose_hash: Option<String>,
+            rtmr3: String,
+        },
+    }
+
+    impl fmt::Display for KeyGrantRefusal {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Self::NotActive { node_id, status } => {
+                    write!(f, "node {node_id} is {status:?}, not active")
+                }
+                Self::AttestationExpired {
+                    node_id,
+                    expired_at_ns,
+                } => write!(
+                    f,
+                    "node {node_id}'s attestation expired at {expired_at_ns} ns"
+                ),
+                Self::NoEncryptionKey { node_id } => {
+                    write!(f, "node {node_id} has no encryption key")
+                }
+                Self::NotAllowed {
+                    node_id,
+                    kind,
+                    compose_hash,
+                    rtmr3,
+                } => write!(
+                    f,
+                    "node {node_id} ({kind:?} attestation)'s compose hash {compose_hash:?} and rtmr3 '{rtmr3}' are not allowed by the manifest"
+                ),
+            }
+        }
+    }
+
+    /// Whether the manifest allows the node's enclave (its measurements and its x25519 key),
+    /// whatever the node's status: the part of [`key_grant_eligibility`] a manifest change
+    /// can alter.
+    pub fn manifest_allows(
+        node: &NodeView,
+        manifest: &ModelManifest,
+    ) -> Result<(), KeyGrantRefusal> {
+        if node.encryption_key.is_empty() {
+            return Err(KeyGrantRefusal::NoEncryptionKey {
+                node_id: node.node_id,
+            });
+        }
+        let compose = node.measurements.compose_hash.map(|h| h.to_string());
+        let rtmr3 = node.measurements.rtmr3.to_ascii_lowercase();
+        let dev = node.kind == AttestationKind::Dev;
+        // A dev node's measurements are empty: it matches only the explicit `dev` entry.
+        let allowed = manifest.allowed_enclave_measurements.iter().any(|m| {
+            if m == DEV_MEASUREMENT {
+                dev
+            } else {
+                !dev && (Some(m) == compose.as_ref() || *m == rtmr3)
+            }
+        });
+        if !allowed {
+            return Err(KeyGrantRefusal::NotAllowed {
+                node_id: node.node_id,
+                kind: node.kind,
+                compose_hash: compose,
+                rtmr3,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `node` may receive the model key at `now_ns`: active, attestation unexpired,
+    /// and allowed by the manifest ([`manifest_allows`]).
+    pub fn key_grant_eligibility(
+        node: &NodeView,
+        manifest: &ModelManifest,
+        now_ns: u64,
+    ) -> Result<(), KeyGrantRefusal> {
+        if node.status != NodeStatus::Active {
+            return Err(KeyGrantRefusal::NotActive {
+                node_id: node.node_id,
+                status: node.status,
+            });
+        }
+        if node.attestation_expires_at_ns.0 <= now_ns {
+            return Err(KeyGrantRefusal::AttestationExpired {
+                node_id: node.node_id,
+                expired_at_ns: node.attestation_expires_at_ns.0,
+            });
+        }
+        manifest_allows(node, manifest)
     }
 }
