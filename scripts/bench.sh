@@ -73,3 +73,15 @@ ECLOUD_LOCALNET_BIN="$CARGO_TARGET_DIR/release/localnet" \
     ECLOUD_INDEXER_BIN="$CARGO_TARGET_DIR/release/indexer" \
     ECLOUD_WORKER_BIN="$CARGO_TARGET_DIR/release/worker" \
     run "worker end to end" -p worker --example e2e_bench
+
+# The private, paid API on localnet: what `ecloud proxy` + the node's OHTTP gateway, payment
+# and signatures add over calling an instant upstream directly; time to first token, tokens/s
+# through a stream, requests/s with vouchers (issue 17; the channels suite above prints the
+# gas of open / settle / close).
+step "paid API (ecloud proxy -> worker -> upstream, processes on localnet)" >&2
+cargo build --locked --quiet --profile bench -p ecloud --bin ecloud >&2
+ECLOUD_LOCALNET_BIN="$CARGO_TARGET_DIR/release/localnet" \
+    ECLOUD_INDEXER_BIN="$CARGO_TARGET_DIR/release/indexer" \
+    ECLOUD_WORKER_BIN="$CARGO_TARGET_DIR/release/worker" \
+    ECLOUD_BIN="$CARGO_TARGET_DIR/release/ecloud" \
+    run "paid API" --profile bench -p worker --example paid_api_bench

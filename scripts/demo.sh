@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # enclave-cloud end to end on one machine: a local NEAR chain, the contracts, the indexer, a
-# worker (dev attestation, embedded all-MiniLM-L6-v2) and a user whose encrypted job is
-# answered and paid for.
+# worker (dev attestation, embedded all-MiniLM-L6-v2 and gemma-3-270m) and a user whose
+# encrypted job is answered and paid for, then a streamed chat through `ecloud proxy` with the
+# official OpenAI Python SDK, paid through a payment channel.
 #
 #   scripts/demo.sh            run the demo, print a summary, stop everything
 #   scripts/demo.sh --keep     leave it all running for exploration until Ctrl-C
@@ -30,25 +31,27 @@ exec 3>&1 4>&2
 exec > >(tee "$transcript") 2>&1
 transcript_pid=$!
 
-step "1/9 toolchain and system packages"
+step "1/10 toolchain and system packages"
 ensure_rust
 apt_install binaryen pkg-config python3-pip curl
 
-step "2/9 building the contracts and the binaries (first run: many minutes)"
+step "2/10 building the contracts and the binaries (first run: many minutes)"
 build_stack localnet ecloud-deploy indexer worker ecloud
 "$REPO_ROOT/explorer/build.sh"
 bin="$CARGO_TARGET_DIR/debug"
 eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
+eval "$("$REPO_ROOT/worker/scripts/fetch-gemma.sh")"
+ensure_openai_sdk
 
 rm -rf "$demo" && mkdir -p "$demo/credentials"
-read -r rpc_port indexer_port metrics_port outputs_port <<<"$(free_ports 4)"
+read -r rpc_port indexer_port metrics_port outputs_port api_port proxy_port <<<"$(free_ports 6)"
 rpc="http://127.0.0.1:$rpc_port"
 indexer="http://127.0.0.1:$indexer_port"
 
-step "3/9 localnet on $rpc"
+step "3/10 localnet on $rpc"
 start_localnet "$demo" "$rpc_port"
 
-step "4/9 deploying the registry, marketplace, model factory and a NEP-141 test token"
+step "4/10 deploying the registry, marketplace, model factory and a NEP-141 test token"
 root=test.near
 deploy_localnet "$demo" "$rpc" "operator trainer alice bob carol" --max-inline-bytes 10240
 registry=$(json_field "$demo/deployment.json" registry)
@@ -60,8 +63,11 @@ operator="operator.$root"; trainer="trainer.$root"; user="alice.$root"
 backers=("bob.$root" "carol.$root")
 # 1000 NEAR per million input tokens: a short text costs about 0.01 NEAR.
 price_per_million=1000000000000000000000000000
+# gemma-3-270m: 10 NEAR per million tokens in, 20 out (a short chat costs about 0.001 NEAR).
+chat_model=gemma
+chat_price="$chat_model:10000000000000000000000000:20000000000000000000000000"
 
-step "5/9 indexer on $indexer"
+step "5/10 indexer on $indexer"
 start_bg "$demo/indexer.log" "$bin/indexer" --source neardata --source-url "$rpc" \
     --data-dir "$demo/indexer" --registry "$registry" --marketplace "$market" \
     --factory "$factory" --payment-tokens "$token" --start-height "$start_height" \
@@ -71,7 +77,7 @@ wait_for "$indexer/v1/status" indexer "$demo/indexer.log"
 model=minilm
 ecloud=("$bin/ecloud" --deployment "$demo/deployment.json" --rpc-url "$rpc" --indexer-url "$indexer"
         --credentials-dir "$demo/credentials" --keys-dir "$demo/keys")
-step "6/9 model '$model': created through the factory with a 10 NEAR crowdfund; bob and carol back it (5 NEAR each + their token storage)"
+step "6/10 model '$model': created through the factory with a 10 NEAR crowdfund; bob and carol back it (5 NEAR each + their token storage)"
 weights_hash=$(sha256sum "$ECLOUD_MINILM_DIR/model.safetensors" | cut -d' ' -f1)
 cat >"$demo/manifest.json" <<JSON
 {"name": "all-MiniLM-L6-v2", "weights_hash": "$weights_hash",
@@ -87,23 +93,26 @@ for backer in "${backers[@]}"; do
 done
 "${ecloud[@]}" --account-id "$root" model finalize "$model" | sed 's/^/   /'
 
-step "7/9 worker: keys sealed in $demo/worker, dev attestation, registered by $operator"
+step "7/10 worker: keys sealed in $demo/worker, dev attestation, registered by $operator"
 worker=("$bin/worker" --data-dir "$demo/worker")
 attest=(--provider dev --dev-ca-key-file "$demo/dev-ca.hex")
 "${worker[@]}" init >/dev/null
 "${worker[@]}" register --rpc-url "$rpc" --operator "$operator" --registry "$registry" \
     --marketplace "$market" --credentials "$demo/credentials/localnet/$operator.json" "${attest[@]}" \
-    --region local --price "$model:$price_per_million:0" | sed 's/^/   /'
+    --region local --price "$model:$price_per_million:0" --price "$chat_price" \
+    --endpoint "http://127.0.0.1:$api_port" | sed 's/^/   /'
 # The registration is final on chain; the indexer lists the node once it has followed that block.
 node_id=$(json_field "$demo/worker/node.json" node_id)
 wait_for "$indexer/v1/nodes/$node_id" "node $node_id in the indexer" "$demo/indexer.log"
 start_bg "$demo/worker.log" "${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" \
     --model "$model=all-MiniLM-L6-v2" --backend embedded --model-dir "$ECLOUD_MINILM_DIR" \
+    --model "$chat_model=gemma-3-270m" --gemma-gguf "$ECLOUD_GEMMA_GGUF" \
+    --api-listen "127.0.0.1:$api_port" --settle-interval 2s \
     --metrics-listen "127.0.0.1:$metrics_port" --outputs-listen "127.0.0.1:$outputs_port" \
     "${attest[@]}"
 wait_for "http://127.0.0.1:$metrics_port/metrics" "worker metrics" "$demo/worker.log"
 
-step "8/9 alice submits an encrypted embeddings job; the worker answers; alice decrypts it"
+step "8/10 alice submits an encrypted embeddings job; the worker answers; alice decrypts it"
 job=$("${ecloud[@]}" --account-id "$user" --json job submit --model "$model" \
     --embed "enclave-cloud runs AI inside attested enclaves" --max-cost 0.5 \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
@@ -118,7 +127,7 @@ done
 [[ "$status" == settled ]] || { tail -n 30 "$demo/worker.log" >&2; fail "job $job is '$status' after 2 minutes (worker log: $demo/worker.log)"; }
 "${ecloud[@]}" --account-id "$user" job result "$job" | sed 's/^/   /'
 
-step "9/9 payouts: provider, treasury, and the model's holders (bob and carol claim their royalty share)"
+step "9/10 payouts: provider, treasury, and the model's holders (bob and carol claim their royalty share)"
 curl -fsS "$indexer/v1/jobs/$job" | python3 -c '
 import json, sys
 job = json.load(sys.stdin)
@@ -130,6 +139,21 @@ for backer in "${backers[@]}"; do
     "${ecloud[@]}" --account-id "$backer" model claim "$model" | sed 's/^/   /'
 done
 
+step "10/10 alice chats with gemma-3-270m through 'ecloud proxy' and the OpenAI Python SDK: streamed, sealed to the enclave, signed, paid by a channel"
+start_bg "$demo/proxy.log" "${ecloud[@]}" --account-id "$user" proxy \
+    --listen "127.0.0.1:$proxy_port" --deposit 0.5
+wait_for "http://127.0.0.1:$proxy_port/v1/models" "ecloud proxy" "$demo/proxy.log"
+printf '   gemma: '
+"$ECLOUD_OPENAI_PYTHON" "$REPO_ROOT/examples/openai_chat.py" "http://127.0.0.1:$proxy_port/v1" \
+    "$chat_model" "Name three colours." | sed 's/^/   /'
+echo "   the node settles the channel's newest voucher on chain within seconds:"
+for _ in $(seq 1 60); do
+    "${ecloud[@]}" --account-id "$user" --json channel list >"$demo/channels.json" 2>/dev/null || true
+    python3 -c 'import json,sys; cs=json.load(open(sys.argv[1]))["channels"]; sys.exit(0 if cs and all(c.get("owed") and c.get("settled") == c["owed"] for c in cs) else 1)' "$demo/channels.json" 2>/dev/null && break
+    sleep 1
+done
+"${ecloud[@]}" --account-id "$user" channel list | sed 's/^/   /'
+
 cat <<EOF
 
 $(printf '\033[1;32m')enclave-cloud demo: done$(printf '\033[0m')
@@ -138,6 +162,8 @@ $(printf '\033[1;32m')enclave-cloud demo: done$(printf '\033[0m')
   REST API             $indexer/v1/nodes   $indexer/v1/jobs/$job   $indexer/v1/models/$model
   OpenAPI              $indexer/openapi.json
   worker               log $demo/worker.log, keys sealed in $demo/worker
+  worker API (OHTTP)   http://127.0.0.1:$api_port/.well-known/ohttp-gateway   /v1/attestation/report?nonce=<64 hex>   /v1/signature/{id}
+  OpenAI endpoint      http://127.0.0.1:$proxy_port/v1   (ecloud proxy: any OpenAI SDK; log $demo/proxy.log)
   worker metrics       http://127.0.0.1:$metrics_port/metrics
   worker outputs       http://127.0.0.1:$outputs_port/v1/outputs/{job_id}   (outputs over the inline limit, by hash + URI)
   accounts             $demo/credentials (near-cli format), deployment record $demo/deployment.json

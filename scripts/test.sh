@@ -34,6 +34,8 @@ gemma_gguf="$("$REPO_ROOT/worker/scripts/fetch-gemma.sh")"
 gemma_gguf="${gemma_gguf#export ECLOUD_GEMMA_GGUF=}"
 # candle's spinning thread pool loses to one thread on a shared 2-core runner (about 3x in tokens/s).
 export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
+# The official OpenAI Python SDK for the paid API's acceptance test (ECLOUD_OPENAI_PYTHON).
+ensure_openai_sdk
 
 step "explorer pages (npm ci + esbuild into explorer/dist; the browser tests serve it)"
 "$REPO_ROOT/explorer/build.sh"
@@ -45,7 +47,11 @@ export NEAR_SANDBOX_BIN_PATH="$CARGO_TARGET_DIR/debug/localnet"
 ECLOUD_GEMMA_GGUF="$gemma_gguf" cargo test --locked --workspace
 # Tiers behind features: they start localnet, the indexer and the worker as processes.
 cargo test --locked -p chain-client --features testkit --test localnet
-cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust
+cargo build --locked --quiet -p ecloud --bin ecloud
+cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust --test localnet_paid_api
+# The private, paid API: the openai SDK through `ecloud proxy` to a worker serving gemma.
+ECLOUD_GEMMA_GGUF="$gemma_gguf" \
+    cargo test --locked -p worker --features localnet-e2e --test paid_api_e2e
 
 step "robustness: hostile inputs to a running indexer and worker (scripts/robustness.py --quick)"
 # The worker runs without a chain: its API (`worker serve`), metrics and outputs servers.

@@ -183,17 +183,71 @@ impl EmbeddingInput {
 pub struct EmbeddingsRequest {
     pub model: String,
     pub input: EmbeddingInput,
-    /// Only `"float"` is supported.
+    /// `"float"` (the default) or `"base64"` (what the OpenAI SDKs ask for by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding_format: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EmbeddingData {
     #[serde(default = "embedding_object")]
     pub object: String,
     pub index: u32,
+    /// Read from a JSON array or from OpenAI's base64 form.
+    #[serde(deserialize_with = "floats_or_base64")]
     pub embedding: Vec<f32>,
+    /// Written as base64 of the little-endian f32 values (`encoding_format: "base64"`).
+    #[serde(skip)]
+    pub base64: bool,
+}
+
+impl Serialize for EmbeddingData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("EmbeddingData", 3)?;
+        st.serialize_field("object", &self.object)?;
+        st.serialize_field("index", &self.index)?;
+        if self.base64 {
+            use base64::Engine as _;
+            let bytes: Vec<u8> = self
+                .embedding
+                .iter()
+                .flat_map(|f| f.to_le_bytes())
+                .collect();
+            st.serialize_field(
+                "embedding",
+                &base64::engine::general_purpose::STANDARD.encode(bytes),
+            )?;
+        } else {
+            st.serialize_field("embedding", &self.embedding)?;
+        }
+        st.end()
+    }
+}
+
+fn floats_or_base64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Floats(Vec<f32>),
+        Base64(String),
+    }
+    match Form::deserialize(d)? {
+        Form::Floats(v) => Ok(v),
+        Form::Base64(s) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(serde::de::Error::custom)?;
+            if bytes.len() % 4 != 0 {
+                return Err(serde::de::Error::custom("base64 embedding is not f32s"));
+            }
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        }
+    }
 }
 
 fn embedding_object() -> String {

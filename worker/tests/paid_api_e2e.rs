@@ -32,6 +32,10 @@ use support::paid_stack::{NodeSetup, PaidStack, gemma_gguf};
 /// The chat model's id on chain and its price: 1 NEAR in / 2 NEAR out per million tokens.
 const CHAT_MODEL: &str = "gemma";
 const CHAT_PRICE: &str = "gemma:1000000000000000000000000:2000000000000000000000000";
+/// The embeddings model served over the paid API, 1 NEAR per million tokens (the suite's own
+/// model is priced for jobs at 0.1 NEAR a token, over any test channel's deposit).
+const EMBED_MODEL: &str = "embed";
+const EMBED_PRICE: &str = "embed:1000000000000000000000000:1000000000000000000000000";
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn openai_python() -> PathBuf {
@@ -70,9 +74,11 @@ async fn the_openai_sdk_through_ecloud_proxy_is_private_signed_and_settled_exact
                 "--model".into(),
                 "minilm=all-minilm-l6-v2".into(),
                 "--model".into(),
+                format!("{EMBED_MODEL}=all-minilm-l6-v2"),
+                "--model".into(),
                 format!("{CHAT_MODEL}=gemma-3-270m"),
             ],
-            prices: &[CHAT_PRICE],
+            prices: &[CHAT_PRICE, EMBED_PRICE],
             worker_extra: &["--settle-interval", "2s"],
             proxy_extra: &["--deposit", "3 NEAR"],
         },
@@ -87,7 +93,7 @@ async fn the_openai_sdk_through_ecloud_proxy_is_private_signed_and_settled_exact
             env!("CARGO_MANIFEST_DIR"),
             "/tests/openai_sdk_client.py"
         ))
-        .args([&stack.proxy_url, CHAT_MODEL, suite.config.model_id.as_str()])
+        .args([&stack.proxy_url, CHAT_MODEL, EMBED_MODEL])
         .output()
         .expect("python");
     assert!(

@@ -114,6 +114,7 @@ impl TestNode {
                             object: "embedding".into(),
                             index: i as u32,
                             embedding: vec![0.5, -0.25, i as f32],
+                            base64: false,
                         })
                         .collect(),
                     model: r.model,

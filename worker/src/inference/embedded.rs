@@ -185,13 +185,15 @@ impl InferenceBackend for MiniLmBackend {
             if !Self::serves_model(&request.model) {
                 return Err(InferenceError::UnknownModel(request.model));
             }
-            if let Some(format) = request.encoding_format.as_deref()
-                && format != "float"
-            {
-                return Err(InferenceError::BadRequest(format!(
-                    "encoding_format '{format}' is not supported, use 'float'"
-                )));
-            }
+            let base64 = match request.encoding_format.as_deref() {
+                None | Some("float") => false,
+                Some("base64") => true,
+                Some(format) => {
+                    return Err(InferenceError::BadRequest(format!(
+                        "encoding_format '{format}' is not supported, use 'float' or 'base64'"
+                    )));
+                }
+            };
             let texts = request.input.into_vec();
             let this = self.clone();
             // The forward pass is CPU-bound: keep it off the async workers.
@@ -208,6 +210,7 @@ impl InferenceBackend for MiniLmBackend {
                         object: "embedding".into(),
                         index: i as u32,
                         embedding,
+                        base64,
                     })
                     .collect(),
                 model: request.model,
@@ -379,10 +382,23 @@ pub(crate) mod tests {
         ));
         assert!(matches!(
             backend
-                .embed(req("all-minilm-l6-v2", vec!["x".into()], Some("base64")))
+                .embed(req("all-minilm-l6-v2", vec!["x".into()], Some("binary")))
                 .await,
             Err(InferenceError::BadRequest(_))
         ));
+        // OpenAI SDKs ask for base64 by default: the same vector, as little-endian f32s.
+        let float = backend
+            .embed(req("all-minilm-l6-v2", vec!["x".into()], None))
+            .await
+            .expect("float");
+        let b64 = backend
+            .embed(req("all-minilm-l6-v2", vec!["x".into()], Some("base64")))
+            .await
+            .expect("base64");
+        let wire = serde_json::to_value(&b64).expect("json");
+        assert!(wire["data"][0]["embedding"].is_string(), "{wire}");
+        let back: EmbeddingsResponse = serde_json::from_value(wire).expect("reads base64");
+        assert_eq!(back.data[0].embedding, float.data[0].embedding);
         assert!(matches!(
             backend
                 .embed(req(

@@ -270,6 +270,7 @@ mod tests {
                     object: "embedding".into(),
                     index: i as u32,
                     embedding: vec![s.len() as f32, words(s) as f32],
+                    base64: false,
                 })
                 .collect();
             // Like vLLM: no completion_tokens in embedding usage.

@@ -105,6 +105,7 @@ impl InferenceBackend for FakeModel {
                     object: "embedding".into(),
                     index: 0,
                     embedding: vec![0.25, -0.5],
+                    base64: false,
                 }],
                 model: request.model,
                 usage: Usage::new(4, 0),
