@@ -426,6 +426,12 @@ enum AttestationCommand {
         /// (enclave key, NEAR key, gpu_challenge); public GPU evidence is refused.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Golden measurement sets (JSON, as `gpu-reference` writes them): every GPU of the
+        /// bundle must have the VBIOS set of its chip and VBIOS version and the driver set of
+        /// its driver version in the file, and each active index must equal one of the set's
+        /// values. Without it, measurements are not compared.
+        #[arg(long)]
+        golden: Option<PathBuf>,
     },
     /// Build a bundle from a dstack node's public_data.json (near/mpc endpoint output).
     BundleFromDstack {
@@ -826,9 +832,15 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
             }
             Ok(ExitCode::SUCCESS)
         }
-        AttestationCommand::Verify { bundle, at, policy } => {
+        AttestationCommand::Verify {
+            bundle,
+            at,
+            policy,
+            golden,
+        } => {
             let at = at.unwrap_or_else(now_unix_secs);
-            let out = attestation_cmd::verify_file(&bundle, policy.as_deref(), at)?;
+            let out =
+                attestation_cmd::verify_file(&bundle, policy.as_deref(), golden.as_deref(), at)?;
             println!("{}", output::to_json(&out));
             Ok(if out.is_valid() {
                 ExitCode::SUCCESS
