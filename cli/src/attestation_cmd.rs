@@ -237,13 +237,21 @@ pub struct RimFile {
     pub kind: attestation::nvidia::ReferenceKind,
 }
 
-/// Verifies NVIDIA RIMs (signature, chain to the pinned RIM root, validity at `at`) and returns
-/// their golden measurement sets, in the order given. A RIM that does not verify is an
-/// `Error::Invalid` naming the file (exit 2), never a set.
+/// Verifies NVIDIA RIMs (signature, chain to the pinned RIM root or to `root_pem_path`'s
+/// certificate, validity at `at`) and returns their golden measurement sets, in the order given.
+/// A RIM that does not verify is an `Error::Invalid` naming the file (exit 2), never a set.
 pub fn gpu_reference(
     rims: &[RimFile],
+    root_pem_path: Option<&Path>,
     at: u64,
 ) -> Result<Vec<attestation::nvidia::GoldenSet>, Error> {
+    let root = match root_pem_path {
+        None => attestation::nvidia::NVIDIA_RIM_ROOT_PEM.to_owned(),
+        Some(p) => String::from_utf8(read_file(p)?).map_err(|_| Error::Invalid {
+            path: p.to_owned(),
+            message: "not UTF-8, so not a PEM root certificate".into(),
+        })?,
+    };
     rims.iter()
         .map(|rim| {
             let bytes = read_file(&rim.path)?;
@@ -251,9 +259,11 @@ pub fn gpu_reference(
                 path: rim.path.clone(),
                 message: "not UTF-8, so not a RIM (SWID tag XML)".into(),
             })?;
-            attestation::nvidia::rim::verify_rim(&xml, rim.kind, at).map_err(|e| Error::Invalid {
-                path: rim.path.clone(),
-                message: e.to_string(),
+            attestation::nvidia::rim::verify_rim_with_root(&xml, rim.kind, &root, at).map_err(|e| {
+                Error::Invalid {
+                    path: rim.path.clone(),
+                    message: e.to_string(),
+                }
             })
         })
         .collect()

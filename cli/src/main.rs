@@ -469,6 +469,10 @@ enum AttestationCommand {
         /// Verification time in unix seconds (default: now).
         #[arg(long)]
         at: Option<u64>,
+        /// Trust this PEM root certificate instead of NVIDIA's RIM root built into ecloud
+        /// (e.g. after NVIDIA rotates it); the sets are only as trustworthy as this root.
+        #[arg(long)]
+        root: Option<PathBuf>,
         /// Write the reference sets (JSON) here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -789,6 +793,7 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
             vbios,
             driver,
             at,
+            root,
             output,
         } => {
             use attestation::nvidia::ReferenceKind;
@@ -803,7 +808,11 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
                     "give at least one RIM: --vbios FILE and/or --driver FILE".into(),
                 ));
             }
-            let sets = attestation_cmd::gpu_reference(&rims, at.unwrap_or_else(now_unix_secs))?;
+            let sets = attestation_cmd::gpu_reference(
+                &rims,
+                root.as_deref(),
+                at.unwrap_or_else(now_unix_secs),
+            )?;
             let text = output::to_json(&sets);
             match output {
                 Some(path) => {
