@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use attestation::nvidia::{GoldenSet, check_gpu_against_sets};
 use attestation::{
     AttestationBundle, AttestationError, GpuEvidence, RustCrypto, Verdict, VerifyPolicy,
     bundle_from_dstack_public_data, bundle_gpu_nonce, parse_bundle, parse_near_ed25519_key,
@@ -21,6 +22,9 @@ pub enum VerifyOutput {
         /// How the GPUs and switches are bound to this enclave (absent without devices).
         #[serde(skip_serializing_if = "Option::is_none")]
         gpu_binding: Option<GpuBinding>,
+        /// The golden measurement comparison (absent without `--golden`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        golden: Option<GoldenCheck>,
         #[serde(flatten)]
         verdict: Box<Verdict>,
     },
@@ -29,6 +33,15 @@ pub enum VerifyOutput {
         verified_at: u64,
         error: ErrorOutput,
     },
+}
+
+/// Every GPU of a valid bundle matched the golden sets of its chip and firmware versions.
+#[derive(Debug, Serialize)]
+pub struct GoldenCheck {
+    /// The reference sets file (`ecloud attestation gpu-reference` output).
+    pub sets: PathBuf,
+    /// GPUs compared (all of the bundle's).
+    pub gpus_matched: usize,
 }
 
 /// The binding verdict: every GPU and switch of the bundle answered this nonce in its signed
@@ -70,6 +83,7 @@ impl VerifyOutput {
 pub fn verify_file(
     bundle_path: &Path,
     policy_path: Option<&Path>,
+    golden_path: Option<&Path>,
     at: u64,
 ) -> Result<VerifyOutput, Error> {
     let policy = match policy_path {
@@ -79,6 +93,17 @@ pub fn verify_file(
             message: format!("not a verification policy: {e}"),
         })?,
     };
+    let golden: Option<Vec<GoldenSet>> = match golden_path {
+        None => None,
+        Some(p) => Some(
+            serde_json::from_slice(&read_file(p)?).map_err(|e| Error::Invalid {
+                path: p.to_owned(),
+                message: format!(
+                    "not golden measurement sets (ecloud attestation gpu-reference output): {e}"
+                ),
+            })?,
+        ),
+    };
     let bytes = read_file(bundle_path)?;
     // A file that is not JSON at all is bad input (exit 2), not a bundle that failed a check.
     serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| Error::Invalid {
@@ -87,6 +112,9 @@ pub fn verify_file(
     })?;
     let result = parse_bundle(&bytes).and_then(|b| {
         let verdict = verify_bundle(&b, at, &policy, &RustCrypto)?;
+        if let Some(sets) = &golden {
+            check_golden(&verdict, sets)?;
+        }
         Ok((gpu_binding(&b)?, verdict))
     });
     Ok(match result {
@@ -94,6 +122,10 @@ pub fn verify_file(
             valid: true,
             verified_at: at,
             gpu_binding,
+            golden: golden_path.map(|p| GoldenCheck {
+                sets: p.to_owned(),
+                gpus_matched: verdict.gpus.len(),
+            }),
             verdict: Box::new(verdict),
         },
         Err(e) => VerifyOutput::Invalid {
@@ -105,6 +137,16 @@ pub fn verify_file(
             },
         },
     })
+}
+
+/// Every verified GPU against the reference sets (`attestation::nvidia::check_gpu_against_sets`,
+/// the comparison the registry makes with its pinned sets).
+fn check_golden(verdict: &Verdict, sets: &[GoldenSet]) -> Result<(), AttestationError> {
+    for (index, gpu) in verdict.gpus.iter().enumerate() {
+        check_gpu_against_sets(gpu, sets)
+            .map_err(|error| AttestationError::Gpu { index, error })?;
+    }
+    Ok(())
 }
 
 /// The binding of a verified bundle's devices (the nonce `verify_bundle` checked them against).
@@ -195,13 +237,21 @@ pub struct RimFile {
     pub kind: attestation::nvidia::ReferenceKind,
 }
 
-/// Verifies NVIDIA RIMs (signature, chain to the pinned RIM root, validity at `at`) and returns
-/// their golden measurement sets, in the order given. A RIM that does not verify is an
-/// `Error::Invalid` naming the file (exit 2), never a set.
+/// Verifies NVIDIA RIMs (signature, chain to the pinned RIM root or to `root_pem_path`'s
+/// certificate, validity at `at`) and returns their golden measurement sets, in the order given.
+/// A RIM that does not verify is an `Error::Invalid` naming the file (exit 2), never a set.
 pub fn gpu_reference(
     rims: &[RimFile],
+    root_pem_path: Option<&Path>,
     at: u64,
 ) -> Result<Vec<attestation::nvidia::GoldenSet>, Error> {
+    let root = match root_pem_path {
+        None => attestation::nvidia::NVIDIA_RIM_ROOT_PEM.to_owned(),
+        Some(p) => String::from_utf8(read_file(p)?).map_err(|_| Error::Invalid {
+            path: p.to_owned(),
+            message: "not UTF-8, so not a PEM root certificate".into(),
+        })?,
+    };
     rims.iter()
         .map(|rim| {
             let bytes = read_file(&rim.path)?;
@@ -209,9 +259,11 @@ pub fn gpu_reference(
                 path: rim.path.clone(),
                 message: "not UTF-8, so not a RIM (SWID tag XML)".into(),
             })?;
-            attestation::nvidia::rim::verify_rim(&xml, rim.kind, at).map_err(|e| Error::Invalid {
-                path: rim.path.clone(),
-                message: e.to_string(),
+            attestation::nvidia::rim::verify_rim_with_root(&xml, rim.kind, &root, at).map_err(|e| {
+                Error::Invalid {
+                    path: rim.path.clone(),
+                    message: e.to_string(),
+                }
             })
         })
         .collect()

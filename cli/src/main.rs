@@ -450,6 +450,12 @@ enum AttestationCommand {
         /// (enclave key, NEAR key, gpu_challenge); public GPU evidence is refused.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Golden measurement sets (JSON, as `gpu-reference` writes them): every GPU of the
+        /// bundle must have the VBIOS set of its chip and VBIOS version and the driver set of
+        /// its driver version in the file, and each active index must equal one of the set's
+        /// values. Without it, measurements are not compared.
+        #[arg(long)]
+        golden: Option<PathBuf>,
     },
     /// Build a bundle from a dstack node's public_data.json (near/mpc endpoint output).
     BundleFromDstack {
@@ -487,6 +493,10 @@ enum AttestationCommand {
         /// Verification time in unix seconds (default: now).
         #[arg(long)]
         at: Option<u64>,
+        /// Trust this PEM root certificate instead of NVIDIA's RIM root built into ecloud
+        /// (e.g. after NVIDIA rotates it); the sets are only as trustworthy as this root.
+        #[arg(long)]
+        root: Option<PathBuf>,
         /// Write the reference sets (JSON) here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -821,6 +831,7 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
             vbios,
             driver,
             at,
+            root,
             output,
         } => {
             use attestation::nvidia::ReferenceKind;
@@ -835,7 +846,11 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
                     "give at least one RIM: --vbios FILE and/or --driver FILE".into(),
                 ));
             }
-            let sets = attestation_cmd::gpu_reference(&rims, at.unwrap_or_else(now_unix_secs))?;
+            let sets = attestation_cmd::gpu_reference(
+                &rims,
+                root.as_deref(),
+                at.unwrap_or_else(now_unix_secs),
+            )?;
             let text = output::to_json(&sets);
             match output {
                 Some(path) => {
@@ -864,9 +879,15 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
             }
             Ok(ExitCode::SUCCESS)
         }
-        AttestationCommand::Verify { bundle, at, policy } => {
+        AttestationCommand::Verify {
+            bundle,
+            at,
+            policy,
+            golden,
+        } => {
             let at = at.unwrap_or_else(now_unix_secs);
-            let out = attestation_cmd::verify_file(&bundle, policy.as_deref(), at)?;
+            let out =
+                attestation_cmd::verify_file(&bundle, policy.as_deref(), golden.as_deref(), at)?;
             println!("{}", output::to_json(&out));
             Ok(if out.is_valid() {
                 ExitCode::SUCCESS

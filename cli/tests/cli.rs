@@ -159,12 +159,11 @@ fn public_gpu_evidence_is_refused_with_a_clear_error() {
     );
 }
 
-/// The dstack node with 8 dev GPUs and 4 dev NVSwitches answering its binding nonce: valid
-/// under a policy naming the dev GPU root (and only then); the verdict prints the binding.
-#[test]
-fn bound_dev_gpus_verify_and_print_the_binding() {
+/// The dstack node with 8 dev GPUs and 4 dev NVSwitches answering its binding nonce (`name`
+/// prefixes the files): (bundle, policy trusting the dev GPU root, challenge, nonce).
+fn dev_gpu_bundle(name: &str) -> (PathBuf, PathBuf, [u8; 32], [u8; 32]) {
     use attestation::dev_gpu::{DEV_GPU_ROOT_SHA256, DevGpuFleet};
-    let plain = build_bundle("node-for-dev-gpus.json", false);
+    let plain = build_bundle(&format!("{name}-plain.json"), false);
     let mut b = attestation::parse_bundle(&std::fs::read(&plain).expect("read")).expect("bundle");
     let enclave: [u8; 32] = b.enclave_key.clone().try_into().expect("32 bytes");
     let near = attestation::parse_near_ed25519_key(&b.near_public_key).expect("key");
@@ -174,14 +173,22 @@ fn bound_dev_gpus_verify_and_print_the_binding() {
     b.gpus = ev.gpus;
     b.switches = ev.switches;
     b.gpu_challenge = Some(hex::encode(challenge));
-    let bundle = tmp("node-dev-gpus.json");
+    let bundle = tmp(&format!("{name}.json"));
     std::fs::write(&bundle, serde_json::to_vec(&b).expect("json")).expect("write");
-    let policy = tmp("dev-gpu-policy.json");
+    let policy = tmp(&format!("{name}-policy.json"));
     std::fs::write(
         &policy,
         serde_json::json!({ "dev_gpu_root": hex::encode(DEV_GPU_ROOT_SHA256) }).to_string(),
     )
     .expect("write");
+    (bundle, policy, challenge, nonce)
+}
+
+/// The dstack node with 8 dev GPUs and 4 dev NVSwitches answering its binding nonce: valid
+/// under a policy naming the dev GPU root (and only then); the verdict prints the binding.
+#[test]
+fn bound_dev_gpus_verify_and_print_the_binding() {
+    let (bundle, policy, challenge, nonce) = dev_gpu_bundle("node-dev-gpus");
 
     let o = ecloud(&[
         "attestation",
@@ -321,4 +328,123 @@ fn bundle_written_to_a_file_still_answers_json() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+}
+
+/// `verify --golden FILE`: every GPU must match the sets of its chip and firmware versions.
+/// The dev GPUs' own measurements as sets pass; one value changed, or sets of other firmware
+/// (NVIDIA's real RIMs through `gpu-reference`, whose output `--golden` reads), are refused.
+#[test]
+fn verify_compares_every_gpu_with_golden_sets() {
+    let (bundle, policy, _, _) = dev_gpu_bundle("node-golden");
+    let verify = |golden: &Path| {
+        ecloud(&[
+            "attestation",
+            "verify",
+            s(&bundle),
+            "--at",
+            DSTACK_NOW,
+            "--policy",
+            s(&policy),
+            "--golden",
+            s(golden),
+        ])
+    };
+    let plain = ecloud(&[
+        "attestation",
+        "verify",
+        s(&bundle),
+        "--at",
+        DSTACK_NOW,
+        "--policy",
+        s(&policy),
+    ]);
+    let v = json(&plain);
+    assert!(v.get("golden").is_none(), "not compared without --golden");
+    let gpu = &v["gpus"][0];
+    let measured: Vec<String> = serde_json::from_value(gpu["measurements"].clone()).expect("hex");
+    // VBIOS set: RIM indexes 0-31, driver set: 32-63 (as NVIDIA splits them), all active.
+    let set = |kind: &str, version: &serde_json::Value, range: std::ops::Range<usize>| {
+        serde_json::json!({
+            "kind": kind,
+            "product": gpu["model"],
+            "version": version,
+            "tag_id": format!("dev-{kind}"),
+            "measurements": range.map(|i| serde_json::json!({
+                "index": i,
+                "name": format!("dev_{i}"),
+                "active": true,
+                "alternatives": ["00".repeat(48), measured[i].clone()],
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let mut sets = serde_json::json!([
+        set("vbios", &gpu["vbios_version"], 0..32),
+        set("driver", &gpu["driver_version"], 32..measured.len()),
+    ]);
+    let golden = tmp("golden.json");
+    std::fs::write(&golden, sets.to_string()).expect("write");
+    let o = verify(&golden);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(json(&o)["golden"]["gpus_matched"], 8);
+
+    // One hex digit of one golden value changed: every dev GPU is off the set.
+    let value = sets[1]["measurements"][5]["alternatives"][1]
+        .as_str()
+        .expect("hex")
+        .to_owned();
+    let flipped = format!(
+        "{}{}",
+        if value.starts_with('0') { "1" } else { "0" },
+        &value[1..]
+    );
+    sets[1]["measurements"][5]["alternatives"][1] = flipped.into();
+    std::fs::write(&golden, sets.to_string()).expect("write");
+    let o = verify(&golden);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    assert_eq!(v["error"]["code"], "gpu_golden_measurements", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("measurement 37"),
+        "{v}"
+    );
+
+    // NVIDIA's real RIMs (other firmware): no set for the dev GPUs' versions.
+    let rims = vectors().join("nvidia-rims");
+    let real = tmp("golden-real.json");
+    let o = ecloud(&[
+        "attestation",
+        "gpu-reference",
+        "--vbios",
+        s(&rims.join("1010_0200_882_96005E0001_PROD.swidtag")),
+        "--driver",
+        s(&rims.join("Driver_RIM_test_no_gpu.swidtag")),
+        "--at",
+        "1704067200",
+        "--output",
+        s(&real),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = verify(&real);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    assert_eq!(v["error"]["code"], "gpu_golden_measurements", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no Vbios reference set for GH100"),
+        "{v}"
+    );
+
+    // Not reference sets at all: bad input (exit 2).
+    let o = verify(&policy);
+    assert_eq!(o.status.code(), Some(2));
 }

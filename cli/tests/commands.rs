@@ -710,3 +710,36 @@ fn gpu_reference_turns_signed_rims_into_golden_sets_and_refuses_bad_ones() {
     let o = ecloud(&["attestation", "gpu-reference"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `gpu-reference --root PEM`: the RIM root file itself verifies the RIMs as the built-in root
+/// does; another root (NVIDIA's device identity root) refuses them, naming the file.
+#[test]
+fn gpu_reference_root_option_decides_which_root_the_rims_must_chain_to() {
+    let att = concat!(env!("CARGO_MANIFEST_DIR"), "/../contracts/attestation");
+    let vbios = format!("{att}/testdata/nvidia-rims/1010_0200_882_96005E0001_PROD.swidtag");
+    let run = |root: &str| {
+        ecloud(&[
+            "attestation",
+            "gpu-reference",
+            "--vbios",
+            &vbios,
+            "--at",
+            "1704067200",
+            "--root",
+            root,
+        ])
+    };
+    let o = run(&format!("{att}/src/nvidia/verifier_rim_root.pem"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sets: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(sets[0]["version"], "96.00.5e.00.01");
+
+    let o = run(&format!("{att}/src/nvidia/verifier_device_root.pem"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("1010_0200_882_96005E0001_PROD"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).is_empty(), "no set printed: {}", stdout(&o));
+}

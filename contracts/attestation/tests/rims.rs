@@ -17,6 +17,7 @@ fn rim(name: &str) -> String {
 const VBIOS: &str = "1010_0200_882_96005E0001_PROD.swidtag";
 const DRIVER: &str = "Driver_RIM_test_no_gpu.swidtag";
 const VBIOS_H20: &str = "g520_0200_885_9600740001_PROD.swidtag";
+const VBIOS_TEST: &str = "1010_0200_882_96005E0001_test_no_gpu.swidtag";
 
 #[test]
 fn real_rims_verify_and_yield_golden_sets() {
@@ -121,4 +122,41 @@ fn measurements_built_from_a_real_rim_pass_and_one_off_it_does_not() {
     let mut off = measured.clone();
     off[usize::from(active.index)] = "11".repeat(48);
     assert!(check(&off).is_err());
+}
+
+/// NVIDIA's RIM PKI has signed two different value sets under one identity: nvtrust's
+/// test-mode VBIOS RIM and the production one have the same tagId, chip and VBIOS version, both
+/// verify up to the RIM root, and their hashes differ. Nothing in a verified set says which one
+/// it is, so whoever pins a set must take it from NVIDIA's RIM service (the contract cannot
+/// tell); a GPU measured against the production values is refused by the test set.
+#[test]
+fn two_validly_signed_rims_share_an_identity_with_different_values() {
+    let prod = verify_rim(&rim(VBIOS), ReferenceKind::Vbios, NOW).expect("production RIM");
+    let test = verify_rim(&rim(VBIOS_TEST), ReferenceKind::Vbios, NOW).expect("test-mode RIM");
+    assert_eq!(
+        (&prod.product, &prod.version, &prod.tag_id),
+        (&test.product, &test.version, &test.tag_id)
+    );
+    assert_ne!(prod.measurements, test.measurements);
+
+    let driver = verify_rim(&rim(DRIVER), ReferenceKind::Driver, NOW).expect("driver");
+    let mut measured = vec!["00".repeat(48); 64];
+    for m in prod.measurements.iter().chain(&driver.measurements) {
+        if m.active {
+            measured[usize::from(m.index)] = m.alternatives[0].clone();
+        }
+    }
+    let check = |vbios: &GoldenSet| {
+        check_golden_measurements(
+            "GH100",
+            &measured,
+            Some("96.00.5e.00.01"),
+            Some("545.00"),
+            vbios,
+            &driver,
+        )
+    };
+    assert_eq!(check(&prod), Ok(()));
+    let e = check(&test).expect_err("production values are off the test set");
+    assert!(e.to_string().contains("not a golden value"), "{e}");
 }

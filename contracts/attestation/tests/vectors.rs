@@ -847,3 +847,51 @@ fn random_mutations_never_panic() {
         let _ = verify_gpu_evidence(&g, &HOPPER_NONCE, GPU_NOW, &NoCache, &GpuRoots::NVIDIA);
     }
 }
+
+/// The real Hopper evidence against golden sets from NVIDIA's real signed RIMs
+/// (testdata/nvidia-rims). No published RIM is for this GPU's firmware (VBIOS 96.00.9f.00.01,
+/// driver 550.90.07: NVIDIA serves those from its online RIM service only), so: the GPU is
+/// refused for want of a set of its versions, and the real 96.00.5e.00.01 / 545.00 values,
+/// relabelled with this GPU's versions, do not match its measurements (other firmware).
+#[test]
+fn hopper_evidence_is_refused_by_golden_sets_of_other_firmware() {
+    use attestation::nvidia::rim::verify_rim;
+    use attestation::nvidia::{ReferenceKind, check_gpu_against_sets};
+    const RIM_NOW: u64 = 1_704_067_200; // inside the sample RIMs' certificates' validity
+    let rim =
+        |name: &str| String::from_utf8(read(&format!("nvidia-rims/{name}"))).expect("utf8 RIM");
+    let vbios = verify_rim(
+        &rim("1010_0200_882_96005E0001_PROD.swidtag"),
+        ReferenceKind::Vbios,
+        RIM_NOW,
+    )
+    .expect("vbios RIM verifies");
+    let driver = verify_rim(
+        &rim("Driver_RIM_test_no_gpu.swidtag"),
+        ReferenceKind::Driver,
+        RIM_NOW,
+    )
+    .expect("driver RIM verifies");
+    let gpu = verify_gpu_evidence(
+        &hopper(),
+        &HOPPER_NONCE,
+        GPU_NOW,
+        &NoCache,
+        &GpuRoots::NVIDIA,
+    )
+    .expect("hopper verifies");
+
+    let sets = [vbios.clone(), driver.clone()];
+    let e = check_gpu_against_sets(&gpu, &sets).expect_err("no set for 96.00.9f.00.01");
+    assert!(
+        e.to_string()
+            .contains("no Vbios reference set for GH100 version 96.00.9f.00.01"),
+        "{e}"
+    );
+
+    let mut relabelled = sets;
+    relabelled[0].version = "96.00.9f.00.01".into();
+    relabelled[1].version = "550.90.07".into();
+    let e = check_gpu_against_sets(&gpu, &relabelled).expect_err("other firmware's values");
+    assert!(e.to_string().contains("not a golden value"), "{e}");
+}

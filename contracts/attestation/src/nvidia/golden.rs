@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::GpuVerdict;
 use crate::GpuError;
 
 /// Which firmware a reference set describes.
@@ -121,6 +122,40 @@ pub fn check_golden_measurements(
     Ok(())
 }
 
+/// Checks a verified GPU against a list of reference sets (a file written by `ecloud
+/// attestation gpu-reference`, or what governance pinned): the VBIOS set for the GPU's chip and
+/// reported VBIOS version and the driver set for its chip and driver version must both be in
+/// `sets`, and its measurements must match them ([`check_golden_measurements`]). A GPU whose
+/// firmware has no set in the list is refused: the caller decides whether to compare at all.
+pub fn check_gpu_against_sets(gpu: &GpuVerdict, sets: &[GoldenSet]) -> Result<(), GpuError> {
+    let find = |kind: ReferenceKind, version: Option<&str>| {
+        let found = version.and_then(|v| {
+            sets.iter().find(|s| {
+                s.kind == kind
+                    && s.product.eq_ignore_ascii_case(&gpu.model)
+                    && s.version.eq_ignore_ascii_case(v)
+            })
+        });
+        found.ok_or_else(|| {
+            GpuError::Golden(format!(
+                "no {kind:?} reference set for {} version {}",
+                gpu.model,
+                version.unwrap_or("(none reported)")
+            ))
+        })
+    };
+    let vbios = find(ReferenceKind::Vbios, gpu.vbios_version.as_deref())?;
+    let driver = find(ReferenceKind::Driver, gpu.driver_version.as_deref())?;
+    check_golden_measurements(
+        &gpu.model,
+        &gpu.measurements,
+        gpu.vbios_version.as_deref(),
+        gpu.driver_version.as_deref(),
+        vbios,
+        driver,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +207,53 @@ mod tests {
             check(&["aa", "zz"], &vbios, &driver).is_err(),
             "missing index 2"
         );
+    }
+
+    fn gpu(measurements: &[&str]) -> GpuVerdict {
+        GpuVerdict {
+            model: "GH100".into(),
+            device_id: "d".into(),
+            nonce: "n".into(),
+            driver_version: Some("550.90.07".into()),
+            vbios_version: Some("96.00.9F.00.01".into()),
+            project: None,
+            project_sku: None,
+            chip_sku: None,
+            measurements: measurements.iter().map(|m| (*m).to_owned()).collect(),
+            verified_intermediates: vec![],
+            measured_in_rtmr3: false,
+            protected_pcie: false,
+            switch_pdis: vec![],
+        }
+    }
+
+    #[test]
+    fn a_gpu_is_checked_against_the_sets_of_its_chip_and_versions() {
+        let vbios = set(
+            ReferenceKind::Vbios,
+            "96.00.9f.00.01",
+            &[(0, true, &["aa"])],
+        );
+        let other_vbios = set(
+            ReferenceKind::Vbios,
+            "96.00.5e.00.01",
+            &[(0, true, &["ee"])],
+        );
+        let driver = set(ReferenceKind::Driver, "550.90.07", &[(1, true, &["bb"])]);
+        let all = [other_vbios.clone(), vbios.clone(), driver.clone()];
+        assert_eq!(check_gpu_against_sets(&gpu(&["aa", "bb"]), &all), Ok(()));
+        assert!(
+            check_gpu_against_sets(&gpu(&["ee", "bb"]), &all).is_err(),
+            "another VBIOS version's value"
+        );
+        let no_vbios = [other_vbios, driver.clone()];
+        let e = check_gpu_against_sets(&gpu(&["aa", "bb"]), &no_vbios).unwrap_err();
+        assert!(e.to_string().contains("no Vbios reference set"), "{e}");
+        let e = check_gpu_against_sets(&gpu(&["aa", "bb"]), &[vbios]).unwrap_err();
+        assert!(e.to_string().contains("no Driver reference set"), "{e}");
+        let mut unversioned = gpu(&["aa", "bb"]);
+        unversioned.vbios_version = None;
+        assert!(check_gpu_against_sets(&unversioned, &all).is_err());
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub use chain::{
     NVIDIA_RIM_ROOT_PEM, NoCache, VerifiedChain, leaf_identity, verify_chain, verify_chain_step,
     verify_chain_to_root,
 };
-pub use golden::{GoldenMeasurement, GoldenSet, ReferenceKind, check_golden_measurements};
+pub use golden::{
+    GoldenMeasurement, GoldenSet, ReferenceKind, check_golden_measurements, check_gpu_against_sets,
+};
 pub use spdm::{
     OPAQUE_CHIP_SKU, OPAQUE_DEVICE_PDI, OPAQUE_DRIVER_VERSION, OPAQUE_PROJECT, OPAQUE_PROJECT_SKU,
     OPAQUE_PROTECTED_PCIE_STATUS, OPAQUE_SWITCH_GPU_PDIS, OPAQUE_SWITCH_PDI, OPAQUE_VBIOS_VERSION,
