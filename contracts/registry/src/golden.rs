@@ -5,7 +5,7 @@
 //! in a collection of its own (not in the root state), like the revoked GPUs.
 
 use attestation::nvidia::{
-    GoldenMeasurement, GoldenSet, GpuVerdict, ReferenceKind, check_golden_measurements,
+    GoldenMeasurement, GoldenSet, GpuVerdict, ReferenceKind, check_gpu_against_sets,
 };
 use enclave_cloud_common::interfaces::registry::{GoldenKind, GoldenReference};
 use near_sdk::store::LookupMap;
@@ -114,32 +114,12 @@ fn to_set(r: &GoldenReference) -> GoldenSet {
 
 /// A verified GPU against its chip's pinned sets: nothing pinned for the chip passes; else it
 /// needs the VBIOS set of its VBIOS version and the driver set of its driver version, and its
-/// measurements must match both.
+/// measurements must match both (`attestation::nvidia::check_gpu_against_sets`, the check
+/// `ecloud attestation verify --golden` runs too).
 pub fn check_gpu(g: &GpuVerdict) -> Result<()> {
-    let Some(sets) = golden_sets().get(&g.model).cloned() else {
+    let Some(pinned) = golden_sets().get(&g.model).cloned() else {
         return Ok(());
     };
-    let find = |kind: GoldenKind, version: Option<&String>| {
-        version.and_then(|v| sets.iter().find(|s| same_slot(s, kind, &g.model, v)))
-    };
-    let missing = |what: &str, version: Option<&String>| {
-        RegistryError::Gpu(format!(
-            "no golden {what} set is pinned for {} {}",
-            g.model,
-            version.map_or("(no version reported)", String::as_str)
-        ))
-    };
-    let vbios = find(GoldenKind::Vbios, g.vbios_version.as_ref())
-        .ok_or_else(|| missing("VBIOS", g.vbios_version.as_ref()))?;
-    let driver = find(GoldenKind::Driver, g.driver_version.as_ref())
-        .ok_or_else(|| missing("driver", g.driver_version.as_ref()))?;
-    check_golden_measurements(
-        &g.model,
-        &g.measurements,
-        g.vbios_version.as_deref(),
-        g.driver_version.as_deref(),
-        &to_set(vbios),
-        &to_set(driver),
-    )
-    .map_err(|e| RegistryError::Gpu(e.to_string()))
+    let sets: Vec<GoldenSet> = pinned.iter().map(to_set).collect();
+    check_gpu_against_sets(g, &sets).map_err(|e| RegistryError::Gpu(e.to_string()))
 }

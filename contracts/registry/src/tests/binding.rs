@@ -672,7 +672,7 @@ fn pinned_golden_sets_admit_matching_gpus_and_refuse_the_rest() {
     let ev = evidence(&DevGpuFleet::new(FLEET, 1, 0), 1, pending.challenge);
     let err = register(&mut r, 1, Some(pending.challenge), &ev.gpus, &[], NOW)
         .expect_err("no driver set");
-    assert!(err.to_string().contains("no golden driver set"), "{err}");
+    assert!(err.to_string().contains("no Driver reference set"), "{err}");
 
     // A driver set whose one value is off: refused, naming the index.
     let mut off = driver.clone();
