@@ -9,6 +9,9 @@ export REPO_ROOT
 if [[ -z "${CARGO_TARGET_DIR:-}" ]]; then
     if [[ "${CI:-}" == "true" ]]; then
         export CARGO_TARGET_DIR="$HOME/.cache/enclave-cloud/target"
+        # A clone built once gains nothing from incremental state, and that state only grows
+        # the cache CI keeps between runs (42 GB of it filled a CI machine's disk).
+        export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
     else
         export CARGO_TARGET_DIR="$REPO_ROOT/target"
     fi
