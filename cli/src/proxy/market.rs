@@ -4,12 +4,11 @@
 
 use std::future::Future;
 
-use attestation::{
-    DEV_GPU_ROOT_SHA256, GraceStatus, TcbGrace as LibGrace, TcbPolicy, VerifyPolicy,
-};
+use attestation::VerifyPolicy;
+use enclave_cloud_common::attestation_policy::{dev_attestation_enabled, verify_policy};
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{Channel, OpenChannelSpec};
-use enclave_cloud_common::{Asset, ChannelId, ModelId, NodeId, TcbStatus};
+use enclave_cloud_common::{Asset, ChannelId, ModelId, NodeId};
 use near_sdk::AccountId;
 
 use crate::Error;
@@ -64,47 +63,6 @@ pub struct ChainMarket {
     pub indexer: Indexer,
 }
 
-/// The library policy from the registry's governance policy, as the registry derives it
-/// (`registry::attest::verify_policy`): TCB grace, the dev CA and the dev GPU root only where
-/// the registry enables dev attestation (never on mainnet).
-pub fn verify_policy_of(
-    policy: &enclave_cloud_common::interfaces::registry::Policy,
-    dev_enabled: bool,
-) -> Result<VerifyPolicy, Error> {
-    let grace = policy
-        .tcb_grace
-        .iter()
-        .map(|g| {
-            let status = match g.status {
-                TcbStatus::OutOfDate => GraceStatus::OutOfDate,
-                TcbStatus::SWHardeningNeeded => GraceStatus::SWHardeningNeeded,
-                other => {
-                    return Err(Error::Chain(format!(
-                        "the registry's policy grants grace to {other:?}"
-                    )));
-                }
-            };
-            Ok(LibGrace {
-                status,
-                until: g.until.0,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let dev_ca_public_key = match (&policy.dev_ca_key, dev_enabled) {
-        (Some(key), true) => key
-            .as_bytes()
-            .get(1..)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok()),
-        _ => None,
-    };
-    Ok(VerifyPolicy {
-        tcb: TcbPolicy { grace },
-        dev_ca_public_key,
-        require_compose_hash: true,
-        dev_gpu_root: dev_enabled.then_some(DEV_GPU_ROOT_SHA256),
-    })
-}
-
 impl Market for ChainMarket {
     async fn candidates(
         &self,
@@ -137,8 +95,9 @@ impl Market for ChainMarket {
         let registry = self.chain.registry();
         let policy = registry.get_policy().await?;
         let config = registry.get_config().await?;
-        let dev_enabled = policy.dev_mode && config.dev_mode_available && !config.mainnet;
-        verify_policy_of(&policy, dev_enabled)
+        let dev_enabled =
+            dev_attestation_enabled(&policy, config.dev_mode_available, config.mainnet);
+        verify_policy(&policy, dev_enabled).map_err(|e| Error::Chain(e.to_string()))
     }
 
     async fn models(&self) -> Result<Vec<ModelId>, Error> {
@@ -193,48 +152,5 @@ impl Market for ChainMarket {
     async fn top_up(&self, channel: &Channel, amount: u128) -> Result<(), Error> {
         let signer = self.chain.signer()?;
         self.chain.top_up_channel(&signer, channel, amount).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use enclave_cloud_common::interfaces::registry::{Policy, TcbGrace};
-    use near_sdk::json_types::U64;
-
-    #[test]
-    fn the_dev_ca_counts_only_where_the_registry_enables_dev_attestation() {
-        let policy = Policy {
-            dev_mode: true,
-            dev_ca_key: Some(
-                "ed25519:11111111111111111111111111111112"
-                    .parse()
-                    .expect("key"),
-            ),
-            tcb_grace: vec![TcbGrace {
-                status: TcbStatus::OutOfDate,
-                until: U64(99),
-            }],
-            ..Policy::default()
-        };
-        let dev = verify_policy_of(&policy, true).expect("policy");
-        assert!(dev.dev_ca_public_key.is_some() && dev.dev_gpu_root.is_some());
-        assert_eq!(dev.tcb.grace.len(), 1);
-        assert_eq!(dev.tcb.grace[0].until, 99);
-        let mainnet = verify_policy_of(&policy, false).expect("policy");
-        assert_eq!(mainnet.dev_ca_public_key, None);
-        assert_eq!(mainnet.dev_gpu_root, None);
-        assert!(mainnet.require_compose_hash);
-        let odd = Policy {
-            tcb_grace: vec![TcbGrace {
-                status: TcbStatus::Revoked,
-                until: U64(1),
-            }],
-            ..Policy::default()
-        };
-        assert!(
-            verify_policy_of(&odd, false).is_err(),
-            "no grace for a revoked TCB"
-        );
     }
 }

@@ -4,6 +4,8 @@
 //! same types, so an event can never drift between the writer and the reader. The identifiers
 //! in [`ids`] are semantic newtypes: a `JobId` cannot be passed where a `NodeId` is expected.
 
+#[cfg(feature = "attestation-policy")]
+pub mod attestation_policy;
 pub mod deployment;
 pub mod errors;
 pub mod events;

@@ -7,10 +7,10 @@ use attestation::dstack::NamedEvent;
 use attestation::nvidia::{GpuRoots, SwitchVerdict, check_topology, verify_switch_evidence};
 use attestation::{
     AttestationBundle, AttestationKind as BundleKind, CertCache, DEV_GPU_ROOT_SHA256,
-    DefaultCrypto, GpuError, GpuEvidence, GpuVerdict, GraceStatus, TcbGrace as LibGrace, TcbPolicy,
-    Verdict, VerifyPolicy, gpu_binding_nonce, parse_near_ed25519_key, verify_bundle_with_cache,
-    verify_gpu_evidence, verify_measured_gpu,
+    DefaultCrypto, GpuError, GpuEvidence, GpuVerdict, Verdict, VerifyPolicy, gpu_binding_nonce,
+    parse_near_ed25519_key, verify_bundle_with_cache, verify_gpu_evidence, verify_measured_gpu,
 };
+use enclave_cloud_common::attestation_policy;
 use enclave_cloud_common::{AttestationKind, GpuInfo, Hash32, Measurements, NodeId, TcbStatus};
 use near_sdk::store::LookupSet;
 use near_sdk::{CurveType, env};
@@ -88,43 +88,16 @@ pub fn signer_ed25519() -> Result<[u8; 32]> {
 
 /// The library's policy, derived from governance settings.
 fn verify_policy(state: &Registry) -> Result<VerifyPolicy> {
-    let grace = state
-        .policy
-        .tcb_grace
-        .iter()
-        .map(|g| {
-            let status = match g.status {
-                TcbStatus::OutOfDate => GraceStatus::OutOfDate,
-                TcbStatus::SWHardeningNeeded => GraceStatus::SWHardeningNeeded,
-                other => {
-                    return Err(RegistryError::InvalidPolicy(format!(
-                        "no grace for {other:?}"
-                    )));
-                }
-            };
-            Ok(LibGrace {
-                status,
-                until: g.until.0,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let dev_ca_public_key = match (&state.policy.dev_ca_key, dev_enabled(state)) {
-        (Some(key), true) => key
-            .as_bytes()
-            .get(1..)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok()),
-        _ => None,
-    };
-    Ok(VerifyPolicy {
-        tcb: TcbPolicy { grace },
-        dev_ca_public_key,
-        require_compose_hash: true,
-        dev_gpu_root: gpu_roots(state).dev_root_sha256,
-    })
+    attestation_policy::verify_policy(&state.policy, dev_enabled(state))
+        .map_err(|e| RegistryError::InvalidPolicy(e.to_string()))
 }
 
 fn dev_enabled(state: &Registry) -> bool {
-    state.policy.dev_mode && state.dev_mode_available && !state.mainnet
+    attestation_policy::dev_attestation_enabled(
+        &state.policy,
+        state.dev_mode_available,
+        state.mainnet,
+    )
 }
 
 /// NVIDIA's pinned root, and the fixed development GPU root only where dev attestation is
