@@ -18,6 +18,7 @@
 //! The wire types are nearcore's (near-primitives / near-crypto 0.38), re-exported below.
 
 pub mod amount;
+pub mod args;
 mod call;
 mod client;
 pub mod contracts;

@@ -21,7 +21,8 @@
 //!   `ecloud channel ...`).
 //! * [`proxy`]: `ecloud proxy`, the local OpenAI-compatible endpoint paying attested nodes.
 
-pub mod amount;
+/// NEAR amounts, token units and durations on the command line (shared with the worker).
+pub use chain_client::args as amount;
 pub mod attestation_cmd;
 pub mod cancel;
 pub mod chain;

@@ -19,10 +19,10 @@ use near_workspaces::types::{AccessKeyPermission, Gas, NearToken, PublicKey};
 use near_workspaces::{AccessKey, Account, AccountId, Worker};
 use serde_json::{Value, json};
 
-use crate::duration::format_duration_ns;
 use crate::network::{Network, ProtocolCheck};
 use crate::plan::{ContractPlan, MODEL_TOKEN_WASM, Plan};
 use crate::record::Deployment;
+use chain_client::args::format_duration_ns;
 
 /// Why a deployment stopped. Every variant names what to fix; nothing after the failing step
 /// was sent.

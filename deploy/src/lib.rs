@@ -11,7 +11,6 @@
 
 pub mod accounts;
 pub mod deployer;
-pub mod duration;
 pub mod network;
 pub mod plan;
 pub mod record;

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
+use chain_client::args::{format_duration_ns, parse_duration_or_zero};
 use clap::Parser;
-use ecloud_deploy::duration::{format_duration_ns, parse_duration};
 use ecloud_deploy::plan::{Options, TestToken};
 use ecloud_deploy::{Network, Plan, create_accounts, deploy};
 use near_workspaces::AccountId;
@@ -89,7 +89,7 @@ struct ContractsArgs {
     /// wired: the owner's critical changes (code, links, treasury, fees, owner, the delay
     /// itself) apply only this long after they are proposed. E.g. 24h, 90m, 1h30m, 0s; at most
     /// 30 days [default: 24h on mainnet, 0s on testnet and localnet].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_or_zero)]
     governance_delay: Option<Duration>,
     /// Keep the deployer's full-access keys on the registry, marketplace and model factory
     /// accounts (by default they are deleted at the end, so only governance changes the

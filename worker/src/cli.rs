@@ -118,12 +118,12 @@ pub struct PaymentArgs {
     /// Settle a smaller amount once it has waited this long (2s, 90s, 10m, 2h, 1d). Channels
     /// that start closing are settled at once, and vouchers found after a restart on the
     /// first pass.
-    #[arg(long, default_value = "10m", value_parser = ecloud::amount::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = chain_client::args::parse_duration)]
     pub settle_interval: Duration,
 }
 
 fn near_amount(s: &str) -> Result<u128, String> {
-    s.parse::<ecloud::amount::Near>()
+    s.parse::<chain_client::args::Near>()
         .map(|n| n.yocto())
         .map_err(|e| e.to_string())
 }

@@ -1,9 +1,10 @@
-//! Amounts on the command line: NEAR as a decimal (`1.5`, `0.001 NEAR`) or exact yoctoNEAR
+//! Amounts and durations as people type them on a command line (`ecloud`, `worker`, the deploy
+//! tool share these parsers): NEAR as a decimal (`1.5`, `0.001 NEAR`) or exact yoctoNEAR
 //! (`25yocto`), token amounts in the token's smallest units; durations as `90s`, `10m`, `2h`,
 //! `7d`.
 //!
 //! Output: [`Near`]'s `Display` and [`asset_amount`] write amounts for people, rounded by
-//! [`chain_client::amount`] (`0.011 NEAR`, `0.000275 NEAR`, `1.5 USDC`); `--json` output keeps
+//! [`crate::amount`] (`0.011 NEAR`, `0.000275 NEAR`, `1.5 USDC`); `--json` output keeps
 //! the exact integer strings of the smallest unit.
 
 use std::fmt;
@@ -33,7 +34,9 @@ pub enum AmountError {
     Overflow(String),
     #[error("'{0}' is not a token amount: use a whole number of the token's smallest units")]
     BadUnits(String),
-    #[error("'{0}' is not a duration: use a number with s, m, h or d (e.g. 90s, 10m, 2h, 7d)")]
+    #[error(
+        "'{0}' is not a duration: use numbers with d, h, m or s (e.g. 90s, 10m, 2h, 7d, 1h30m)"
+    )]
     BadDuration(String),
 }
 
@@ -76,8 +79,8 @@ pub fn asset_name(asset: &Asset) -> String {
 /// its account (`12 units of usdc.test.near`): exact, since nothing says how to round it.
 pub fn asset_amount(asset: &Asset, units: u128, token: Option<&TokenFormat>) -> String {
     match (asset, token) {
-        (Asset::Near, _) => chain_client::format_near(units),
-        (Asset::Ft { .. }, Some(t)) => chain_client::format_amount(units, t.decimals, &t.symbol),
+        (Asset::Near, _) => crate::format_near(units),
+        (Asset::Ft { .. }, Some(t)) => crate::format_amount(units, t.decimals, &t.symbol),
         (Asset::Ft { token }, None) => format!("{units} units of {token}"),
     }
 }
@@ -134,10 +137,10 @@ impl FromStr for Near {
 }
 
 impl fmt::Display for Near {
-    /// For people: `1.5 NEAR`, `0.000275 NEAR`, `<0.000001 NEAR` ([`chain_client::format_near`]);
+    /// For people: `1.5 NEAR`, `0.000275 NEAR`, `<0.000001 NEAR` ([`crate::format_near`]);
     /// [`Near::exact`] for the exact value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&chain_client::format_near(self.0))
+        f.write_str(&crate::format_near(self.0))
     }
 }
 
@@ -150,24 +153,73 @@ pub fn parse_units(s: &str) -> Result<u128, AmountError> {
     t.parse().map_err(|_| AmountError::Overflow(s.to_owned()))
 }
 
-/// `90s`, `10m`, `2h`, `7d` (a bare number is seconds).
+/// A positive duration: [`parse_duration_or_zero`] refusing zero (intervals, deadlines and
+/// windows where zero means nothing sensible).
 pub fn parse_duration(s: &str) -> Result<Duration, AmountError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
+    parse_duration_or_zero(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| AmountError::BadDuration(s.to_owned()))
+}
+
+/// `<number><unit>` terms with units `d`, `h`, `m`, `s`, added up (`90s`, `10m`, `24h`, `7d`,
+/// `1h30m`, `1h 30m`); a number alone is seconds (`45`, `0`).
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, AmountError> {
     let bad = || AmountError::BadDuration(s.to_owned());
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let secs_per = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(secs_per)
-        .filter(|&secs| secs > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().map(Duration::from_secs).map_err(|_| bad());
+    }
+    let mut rest = t;
+    let mut secs: u64 = 0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let per = match rest[..unit_len].trim() {
+            "d" => 86_400,
+            "h" => 3_600,
+            "m" => 60,
+            "s" => 1,
+            _ => return Err(bad()),
+        };
+        secs = number
+            .checked_mul(per)
+            .and_then(|n| secs.checked_add(n))
+            .ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `ns` in hours, minutes and seconds: `24h`, `1h30m`, `72h`, `0s` (a remainder below a
+/// second is shown in ns). Parses back with [`parse_duration_or_zero`].
+pub fn format_duration_ns(ns: u64) -> String {
+    const NS: u64 = 1_000_000_000;
+    if !ns.is_multiple_of(NS) {
+        return format!("{ns}ns");
+    }
+    let mut secs = ns / NS;
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, per) in [("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= per {
+            out.push_str(&format!("{}{unit}", secs / per));
+            secs %= per;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -262,8 +314,61 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        for bad in ["", "0m", "h", "5w", "-5m", "1.5h"] {
+        for bad in ["", "0m", "0", "h", "5w", "-5m", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_add_up_their_terms_and_may_be_zero() {
+        let cases = [
+            ("24h", 86_400),
+            ("90s", 90),
+            ("3d", 3 * 86_400),
+            ("1h30m", 5_400),
+            ("1h 30m", 5_400),
+            (" 2h ", 7_200),
+            ("0s", 0),
+            ("0", 0),
+            ("10", 10),
+        ];
+        for (text, secs) in cases {
+            assert_eq!(
+                parse_duration_or_zero(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "h",
+            "10x",
+            "-1h",
+            "1.5h",
+            "1h30",
+            "99999999999999999999d",
+        ] {
+            let err = parse_duration_or_zero(bad).expect_err(bad).to_string();
+            assert!(err.contains("not a duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn formats_in_the_largest_exact_units() {
+        const S: u64 = 1_000_000_000;
+        assert_eq!(format_duration_ns(0), "0s");
+        assert_eq!(format_duration_ns(86_400 * S), "24h");
+        assert_eq!(format_duration_ns(3 * 86_400 * S), "72h");
+        assert_eq!(format_duration_ns(5_400 * S), "1h30m");
+        assert_eq!(format_duration_ns(90 * S), "1m30s");
+        assert_eq!(format_duration_ns(1_500), "1500ns");
+        for ns in [0, 86_400 * S, 5_400 * S, 90 * S] {
+            let text = format_duration_ns(ns);
+            assert_eq!(
+                parse_duration_or_zero(&text).map(|d| d.as_nanos()),
+                Ok(u128::from(ns)),
+                "{text}"
+            );
         }
     }
 }
