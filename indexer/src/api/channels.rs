@@ -4,7 +4,7 @@
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::load_timeline;
-use super::params::{Filter, NoParams, Page, Q, int_cursor, limit, parse, path_id};
+use super::params::{Filter, NoParams, Page, Q, limit, parse, path_id};
 use super::rows;
 use crate::db::{BadValue, amount};
 use crate::ingest::channels::{CLOSED, CLOSING, OPEN};
@@ -60,41 +60,12 @@ pub async fn list_channels(
     let model = parse::<ModelId>("model", q.model.as_deref())?;
     let limit = limit(q.limit.as_deref())?;
     let mut f = Filter::default();
-    if let Some(user) = user {
-        let p = f.text(user.as_str());
-        f.push(format!("user_id = {p}"));
-    }
-    if let Some(node) = node {
-        let p = f.int(node);
-        f.push(format!("node_id = {p}"));
-    }
-    if let Some(operator) = operator {
-        let p = f.text(operator.as_str());
-        f.push(format!("operator = {p}"));
-    }
-    if let Some(model) = model {
-        let p = f.text(model.as_str());
-        f.push(format!("model_id = {p}"));
-    }
-    if let Some(state) = q.state.as_deref() {
-        if !STATES.contains(&state) {
-            return Err(ApiError::bad(
-                "state",
-                format!("'{state}': expected {}", STATES.join(", ")),
-            ));
-        }
-        let p = f.text(state);
-        f.push(format!("state = {p}"));
-    }
-    if let Some(before) = int_cursor(q.cursor.as_deref())? {
-        let p = f.int(before);
-        f.push(format!("channel_id < {p}"));
-    }
-    let lim = f.int(limit + 1);
-    let sql = format!(
-        "SELECT * FROM channels{} ORDER BY channel_id DESC LIMIT {lim}",
-        f.where_sql()
-    );
+    f.eq_text("user_id", user.as_ref().map(|a| a.as_str()));
+    f.eq_int("node_id", node);
+    f.eq_text("operator", operator.as_ref().map(|a| a.as_str()));
+    f.eq_text("model_id", model.as_ref().map(|m| m.as_str()));
+    f.eq_one_of("state", "state", q.state.as_deref(), &STATES)?;
+    let sql = f.newest_first_sql("channels", "channel_id", q.cursor.as_deref(), limit)?;
     let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.read).await?;
     let channels = rows
         .iter()

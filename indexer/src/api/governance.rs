@@ -1,8 +1,8 @@
 //! `/v1/governance`: the timelocked changes of the contracts the indexer follows.
 
 use super::ApiContext;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::params::{Filter, Page, Q, int_cursor, limit, parse};
+use super::error::{ApiResult, ErrorBody};
+use super::params::{Filter, Page, Q, limit, parse};
 use super::rows;
 use crate::ingest::governance::{APPLIED, CANCELLED, PENDING};
 use axum::extract::State;
@@ -45,29 +45,14 @@ pub async fn list_governance(
     let contract = parse::<AccountId>("contract", q.contract.as_deref())?;
     let limit = limit(q.limit.as_deref())?;
     let mut f = Filter::default();
-    if let Some(contract) = contract {
-        let p = f.text(contract.as_str());
-        f.push(format!("contract = {p}"));
-    }
-    if let Some(status) = q.status.as_deref() {
-        if !STATUSES.contains(&status) {
-            return Err(ApiError::bad(
-                "status",
-                format!("'{status}': expected {}", STATUSES.join(", ")),
-            ));
-        }
-        let p = f.text(status);
-        f.push(format!("status = {p}"));
-    }
-    if let Some(before) = int_cursor(q.cursor.as_deref())? {
-        let p = f.int(before);
-        f.push(format!("proposed_seq < {p}"));
-    }
-    let lim = f.int(limit + 1);
-    let sql = format!(
-        "SELECT * FROM governance_changes{} ORDER BY proposed_seq DESC LIMIT {lim}",
-        f.where_sql()
-    );
+    f.eq_text("contract", contract.as_ref().map(|a| a.as_str()));
+    f.eq_one_of("status", "status", q.status.as_deref(), &STATUSES)?;
+    let sql = f.newest_first_sql(
+        "governance_changes",
+        "proposed_seq",
+        q.cursor.as_deref(),
+        limit,
+    )?;
     let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.read).await?;
     // The cursor is the position of the proposal in the chain (unique, unlike an id).
     let changes = rows

@@ -2,7 +2,7 @@
 
 use super::ApiContext;
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::params::{Filter, NoParams, Page, Q, int_cursor, limit, parse, path_id};
+use super::params::{Filter, NoParams, Page, Q, limit, parse, path_id};
 use super::rows;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -54,37 +54,14 @@ pub async fn list_jobs(
     let model = parse::<ModelId>("model", q.model.as_deref())?;
     let limit = limit(q.limit.as_deref())?;
     let mut f = Filter::default();
-    if let Some(user) = user {
-        let p = f.text(user.as_str());
-        f.push(format!("user_id = {p}"));
-    }
+    f.eq_text("user_id", user.as_ref().map(|a| a.as_str()));
     if let Some(node) = node {
         let p = f.int(node);
         f.push(format!("(node_id = {p} OR target_node = {p})"));
     }
-    if let Some(model) = model {
-        let p = f.text(model.as_str());
-        f.push(format!("model_id = {p}"));
-    }
-    if let Some(status) = q.status.as_deref() {
-        if !JOB_STATUSES.contains(&status) {
-            return Err(ApiError::bad(
-                "status",
-                format!("'{status}': expected {}", JOB_STATUSES.join(", ")),
-            ));
-        }
-        let p = f.text(status);
-        f.push(format!("status = {p}"));
-    }
-    if let Some(before) = int_cursor(q.cursor.as_deref())? {
-        let p = f.int(before);
-        f.push(format!("job_id < {p}"));
-    }
-    let lim = f.int(limit + 1);
-    let sql = format!(
-        "SELECT * FROM jobs{} ORDER BY job_id DESC LIMIT {lim}",
-        f.where_sql()
-    );
+    f.eq_text("model_id", model.as_ref().map(|m| m.as_str()));
+    f.eq_one_of("status", "status", q.status.as_deref(), &JOB_STATUSES)?;
+    let sql = f.newest_first_sql("jobs", "job_id", q.cursor.as_deref(), limit)?;
     let rows = f.bind(sqlx::query(&sql)).fetch_all(&ctx.db.read).await?;
     let jobs = rows
         .iter()

@@ -182,6 +182,64 @@ impl Filter {
         self.clauses.push(clause);
     }
 
+    /// `column = value` when a value was given (text columns: account ids, model ids).
+    pub fn eq_text(&mut self, column: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            let p = self.text(v);
+            self.push(format!("{column} = {p}"));
+        }
+    }
+
+    /// `column = value` when a value was given (integer columns: node ids).
+    pub fn eq_int(&mut self, column: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            let p = self.int(v);
+            self.push(format!("{column} = {p}"));
+        }
+    }
+
+    /// `column = value` for a query parameter `name` that takes one of `allowed` (a status or a
+    /// state); anything else is a 400 that lists them.
+    pub fn eq_one_of(
+        &mut self,
+        name: &'static str,
+        column: &str,
+        value: Option<&str>,
+        allowed: &[&str],
+    ) -> ApiResult<()> {
+        match value {
+            Some(v) if !allowed.contains(&v) => Err(ApiError::bad(
+                name,
+                format!("'{v}': expected {}", allowed.join(", ")),
+            )),
+            v => {
+                self.eq_text(column, v);
+                Ok(())
+            }
+        }
+    }
+
+    /// `SELECT * FROM table` with these clauses, newest (largest `id_column`) first, below the
+    /// numeric `cursor`, one row more than `limit` so [`Page::from_rows`] knows a next page
+    /// exists.
+    pub fn newest_first_sql(
+        &mut self,
+        table: &str,
+        id_column: &str,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> ApiResult<String> {
+        if let Some(before) = int_cursor(cursor)? {
+            let p = self.int(before);
+            self.push(format!("{id_column} < {p}"));
+        }
+        let lim = self.int(limit + 1);
+        Ok(format!(
+            "SELECT * FROM {table}{} ORDER BY {id_column} DESC LIMIT {lim}",
+            self.where_sql()
+        ))
+    }
+
     /// ` WHERE a AND b`, or nothing.
     pub fn where_sql(&self) -> String {
         if self.clauses.is_empty() {
