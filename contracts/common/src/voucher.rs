@@ -73,17 +73,13 @@ pub struct Voucher {
 impl Voucher {
     /// The exact bytes the channel key signs: `VOUCHER_TAG || borsh(self)`.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut out = VOUCHER_TAG.to_vec();
-        // Borsh into a Vec cannot fail.
-        out.extend(borsh::to_vec(self).unwrap_or_default());
-        out
+        tagged_bytes(&VOUCHER_TAG, self)
     }
 
     /// The channel key's ed25519 signature over [`Self::signing_bytes`] (64 bytes).
     #[cfg(feature = "voucher-signing")]
     pub fn sign(&self, channel_key: &ed25519_dalek::SigningKey) -> [u8; 64] {
-        use ed25519_dalek::Signer;
-        channel_key.sign(&self.signing_bytes()).to_bytes()
+        sign_ed25519(&self.signing_bytes(), channel_key)
     }
 
     /// Whether `signature` is `public_key`'s (32 raw ed25519 bytes) over this voucher: what the
@@ -140,21 +136,33 @@ mod hex_bytes32 {
 impl RequestAuthorization {
     /// `REQUEST_TAG || borsh(self)`.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let mut out = REQUEST_TAG.to_vec();
-        out.extend(borsh::to_vec(self).unwrap_or_default());
-        out
+        tagged_bytes(&REQUEST_TAG, self)
     }
 
     #[cfg(feature = "voucher-signing")]
     pub fn sign(&self, channel_key: &ed25519_dalek::SigningKey) -> [u8; 64] {
-        use ed25519_dalek::Signer;
-        channel_key.sign(&self.signing_bytes()).to_bytes()
+        sign_ed25519(&self.signing_bytes(), channel_key)
     }
 
     #[cfg(feature = "voucher-signing")]
     pub fn verify(&self, public_key: &[u8; 32], signature: &[u8; 64]) -> bool {
         verify_ed25519(&self.signing_bytes(), public_key, signature)
     }
+}
+
+/// `tag || borsh(message)`: what a channel key signs. The tag keeps each kind of message from
+/// ever verifying as another (or as a transaction).
+fn tagged_bytes<T: borsh::BorshSerialize>(tag: &[u8; 32], message: &T) -> Vec<u8> {
+    let mut out = tag.to_vec();
+    // Borsh into a Vec cannot fail.
+    out.extend(borsh::to_vec(message).unwrap_or_default());
+    out
+}
+
+#[cfg(feature = "voucher-signing")]
+fn sign_ed25519(bytes: &[u8], key: &ed25519_dalek::SigningKey) -> [u8; 64] {
+    use ed25519_dalek::Signer;
+    key.sign(bytes).to_bytes()
 }
 
 #[cfg(feature = "voucher-signing")]
