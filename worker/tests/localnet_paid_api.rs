@@ -1,9 +1,10 @@
 //! The node's side of the paid API on localnet, every component a separate process: localnet
 //! with the contracts and `worker run --api-listen` (dev attestation, embedded MiniLM). A user
 //! opens a payment channel on chain, sends a sealed, paid embeddings request through the
-//! node's OHTTP gateway, hands over the voucher for its bill, and the node's settlement task
-//! settles exactly that amount on chain (`settle_channel`, through the worker's chain client);
-//! after a re-attestation the API serves the new bundle.
+//! node's OHTTP gateway, hands over the voucher for its bill; the node is killed (SIGKILL)
+//! before it settles, and once restarted its settlement task settles exactly that amount on
+//! chain (`settle_channel`, through the worker's chain client); after a re-attestation the API
+//! serves the new bundle.
 //!
 //! Needs, with the same CARGO_TARGET_DIR: the localnet and worker binaries, the contracts
 //! (`./scripts/build-contracts.sh`) and MiniLM (`worker/scripts/fetch-model.sh`); then
@@ -45,6 +46,43 @@ fn sealed_post(path: &str, body: &[u8], extra_headers: Vec<(String, String)>) ->
     }
 }
 
+/// `worker run` serving the paid API on `listen` and settling every `settle_interval` (a
+/// voucher below the 1000 NEAR threshold waits that long); returns once the API answers.
+async fn start_worker(
+    worker: &mut WorkerNode,
+    suite: &Suite,
+    listen: &str,
+    settle_interval: &str,
+) -> Result<(), String> {
+    // The test price is 0.1 NEAR a token and a request reserves a token per body byte.
+    let args = [
+        "--api-listen",
+        listen,
+        "--channel-credit-limit",
+        "20",
+        "--settle-interval",
+        settle_interval,
+        "--settle-min-amount",
+        "1000",
+        // Short attestations: the node re-attests while the test runs.
+        "--dev-validity-secs",
+        "30",
+        "--heartbeat-secs",
+        "1",
+    ];
+    worker
+        .start(suite, None, &support::model_dir(), &args)
+        .map_err(|e| e.to_string())?;
+    let process = worker.process.as_mut().expect("started");
+    chain_client::testkit::wait_for_http(
+        &format!("http://{listen}{}", paths::MODELS),
+        process,
+        Duration::from_secs(120),
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_chain() {
     let mut dir = tempfile::tempdir().unwrap();
@@ -62,31 +100,11 @@ async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_
     let port = free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
     let base = format!("http://{listen}");
-    // The test price is 0.1 NEAR a token and a request reserves a token per body byte.
-    let run_args = [
-        "--api-listen",
-        &listen,
-        "--channel-credit-limit",
-        "20",
-        "--settle-interval",
-        "1s",
-        // Short attestations: the node re-attests while the test runs.
-        "--dev-validity-secs",
-        "30",
-        "--heartbeat-secs",
-        "1",
-    ];
-    worker
-        .start(&suite, None, &support::model_dir(), &run_args)
-        .unwrap();
-    let process = worker.process.as_mut().unwrap();
-    chain_client::testkit::wait_for_http(
-        &format!("{base}{}", paths::MODELS),
-        process,
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("the worker's API: {e}\n{}", worker.log()));
+    // The first run settles nothing small (an hour's interval): it is killed holding an
+    // unsettled voucher, and the second run settles it.
+    start_worker(&mut worker, &suite, &listen, "1h")
+        .await
+        .unwrap_or_else(|e| panic!("the worker's API: {e}\n{}", worker.log()));
     let http = reqwest::Client::new();
     let models: serde_json::Value = http
         .get(format!("{base}{}", paths::MODELS))
@@ -225,8 +243,7 @@ async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_
     ))
     .await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    let started = Instant::now();
-    loop {
+    let settled = || async {
         let channel: Option<Channel> = client
             .view(
                 suite.marketplace_id(),
@@ -235,7 +252,25 @@ async fn a_paid_request_on_localnet_is_served_sealed_and_its_voucher_settled_on_
             )
             .await
             .unwrap();
-        let settled = channel.expect("the channel is open").settled.0;
+        channel.expect("the channel is open").settled.0
+    };
+
+    // The node is killed after serving and before settling (below its threshold, within its
+    // interval): nothing is settled, and the restarted node settles the voucher it kept.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        settled().await,
+        0,
+        "settled before its interval\n{}",
+        worker.log()
+    );
+    worker.kill();
+    start_worker(&mut worker, &suite, &listen, "1s")
+        .await
+        .unwrap_or_else(|e| panic!("the restarted worker's API: {e}\n{}", worker.log()));
+    let started = Instant::now();
+    loop {
+        let settled = settled().await;
         if settled == bill.cost.0 {
             break;
         }
