@@ -647,6 +647,7 @@ async fn proxy_command(s: &Settings, indexer: Indexer, p: ProxyCli) -> Result<Ex
         .transpose()?;
     let chain = Chain::new(s);
     let store = channel_cmd::store(&chain);
+    let _channels_lock = store.lock()?;
     let opts = proxy::Options {
         default_model: p.model,
         node: p.node,

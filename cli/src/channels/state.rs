@@ -13,8 +13,8 @@
 //! `next_sequence` is below the one on disk.
 //!
 //! A channel being opened is kept as `pending-<key>.json` until the marketplace returned its
-//! id, then as `<marketplace>-<id>.json`. One process at a time uses a channel (the proxy holds
-//! its state in memory and writes each change through).
+//! id, then as `<marketplace>-<id>.json`. One proxy at a time uses them
+//! ([`ChannelStore::lock`]); it holds their state in memory and writes each change through.
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +53,17 @@ pub enum StateError {
     },
     #[error("no randomness from the operating system: {0}")]
     Rng(String),
+    #[error(
+        "another ecloud proxy is using the channels in {dir}: stop it first, or give this one its own --keys-dir"
+    )]
+    Busy { dir: String },
+}
+
+/// Held by the one process that may send requests on this network's channels (see
+/// [`ChannelStore::lock`]); released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct ChannelsLock {
+    _file: std::fs::File,
 }
 
 /// One channel's client state (the file's JSON).
@@ -216,6 +227,33 @@ impl ChannelStore {
         &self.dir
     }
 
+    /// The exclusive lock a proxy holds while it runs: two proxies on the same channels would
+    /// each hand the node sequence numbers and vouchers from their own copy of the state (the
+    /// node refuses one's sequences, and a voucher below the other's is never settled). An OS
+    /// file lock, so a killed proxy never leaves it behind.
+    pub fn lock(&self) -> Result<ChannelsLock, StateError> {
+        let io = |source| {
+            StateError::File(KeyError::Io {
+                path: self.dir.clone(),
+                source,
+            })
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".lock"))
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(ChannelsLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Busy {
+                dir: self.dir.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
     fn read(&self, name: &str) -> Result<Option<ChannelRecord>, StateError> {
         let Some(bytes) = self.files.unseal(name)? else {
             return Ok(None);
@@ -309,6 +347,20 @@ impl ChannelStore {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn one_proxy_at_a_time_per_channels_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChannelStore::new(dir.path());
+        let held = store.lock().expect("the first lock");
+        let err = ChannelStore::new(dir.path())
+            .lock()
+            .expect_err("a second proxy");
+        assert!(matches!(err, StateError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("another ecloud proxy"), "{err}");
+        drop(held);
+        store.lock().expect("free again once the first is gone");
+    }
 
     fn record() -> ChannelRecord {
         ChannelRecord::generate(
