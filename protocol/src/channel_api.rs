@@ -220,6 +220,15 @@ pub fn response_cost(channel: &Channel, prompt_tokens: u64, completion_tokens: u
     .unwrap_or(u128::MAX)
 }
 
+/// An upper bound of a request's prompt tokens, known before inference and without the
+/// model's tokenizer: its body length in bytes. Every tokenizer we serve (SentencePiece with
+/// byte fallback, WordPiece) makes at most one token per byte of text, and the JSON around
+/// each message (`{"role":"user","content":""}`, 28 bytes) outweighs the chat template's tokens
+/// around it. The node reserves for this many; the client refuses a bill above it.
+pub fn prompt_token_bound(body: &[u8]) -> u64 {
+    body.len() as u64
+}
+
 /// The most a request may cost: its prompt (at most `prompt_token_bound` tokens) and
 /// `max_tokens` completion tokens. What the node reserves before it serves.
 pub fn max_request_cost(channel: &Channel, prompt_token_bound: u64, max_tokens: u64) -> u128 {

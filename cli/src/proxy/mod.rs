@@ -35,7 +35,9 @@ use enclave_cloud_common::voucher::ChannelSigningKey;
 use enclave_cloud_common::{Asset, ModelId, NodeId};
 use futures_util::StreamExt as _;
 use near_sdk::json_types::Base64VecU8;
-use protocol::channel_api::{self, BilledUsage, ChannelPayment, VoucherUpdate, headers, paths};
+use protocol::channel_api::{
+    self, BilledUsage, ChannelPayment, VoucherUpdate, headers, paths, prompt_token_bound,
+};
 use sealed_api::bhttp::{Field, Request};
 use sealed_api::client::{CONTENT_TYPE_CHUNKED_REQUEST, CONTENT_TYPE_REQUEST};
 use sealed_api::gateway::GATEWAY_PATH;
@@ -577,6 +579,7 @@ impl<M: Market> Proxy<M> {
         }
         let seen = Observed {
             max_tokens: usage::max_tokens_of(request),
+            prompt_bound: prompt_token_bound(&body),
             content_chunks: 0,
             body_usage: serde_json::from_slice(&response.body)
                 .ok()
@@ -808,6 +811,7 @@ impl<M: Market> StreamJob<M> {
             (None, Some(fields)) => {
                 let seen = Observed {
                     max_tokens: self.max_tokens,
+                    prompt_bound: prompt_token_bound(&self.request),
                     content_chunks: filter.content_chunks,
                     body_usage: filter.usage,
                 };

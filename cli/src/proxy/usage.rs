@@ -1,7 +1,9 @@
 //! What a response may be billed, checked before the next voucher is signed: the bill is the
 //! marketplace's own arithmetic on the reported usage (`protocol::channel_api::response_cost`),
-//! the usage in the body (when there is one) is the billed usage, completion tokens are at most
-//! the request's `max_tokens` and at least the content chunks the client received.
+//! the usage in the body (when there is one) is the billed usage, prompt tokens are at most the
+//! request's tokenizer-free bound (`protocol::channel_api::prompt_token_bound`, what the node
+//! reserved for), completion tokens are at most the request's `max_tokens` and at least the
+//! content chunks the client received.
 
 use enclave_cloud_common::interfaces::marketplace::Channel;
 use protocol::channel_api::{BilledUsage, response_cost};
@@ -11,6 +13,9 @@ use protocol::channel_api::{BilledUsage, response_cost};
 pub struct Observed {
     /// The request's `max_tokens` (or `max_completion_tokens`).
     pub max_tokens: Option<u64>,
+    /// The most prompt tokens the request can have
+    /// (`protocol::channel_api::prompt_token_bound` of its body).
+    pub prompt_bound: u64,
     /// Content chunks received (streams): each carries at least one token.
     pub content_chunks: u64,
     /// `usage` in the response body or the stream's usage chunk: (prompt, completion).
@@ -22,6 +27,8 @@ pub struct Observed {
 pub enum UsageError {
     #[error("billed {billed} but the usage costs {expected} on this channel")]
     Cost { billed: u128, expected: u128 },
+    #[error("billed {prompt} prompt tokens for a request that can have at most {bound}")]
+    OverPromptBound { prompt: u64, bound: u64 },
     #[error("billed {completion} completion tokens, over the request's max_tokens {max}")]
     OverMaxTokens { completion: u64, max: u64 },
     #[error("billed {completion} completion tokens for {chunks} content chunks")]
@@ -46,6 +53,12 @@ pub fn check_bill(
         && body != billed
     {
         return Err(UsageError::NotTheBodyUsage { billed, body });
+    }
+    if bill.prompt_tokens > seen.prompt_bound {
+        return Err(UsageError::OverPromptBound {
+            prompt: bill.prompt_tokens,
+            bound: seen.prompt_bound,
+        });
     }
     if let Some(max) = seen.max_tokens
         && bill.completion_tokens > max
@@ -138,6 +151,7 @@ mod tests {
     fn an_honest_bill_is_paid_at_the_channel_price() {
         let seen = Observed {
             max_tokens: Some(16),
+            prompt_bound: 10,
             content_chunks: 5,
             body_usage: Some((10, 7)),
         };
@@ -151,9 +165,17 @@ mod tests {
     fn over_reporting_is_refused() {
         let seen = Observed {
             max_tokens: Some(16),
+            prompt_bound: 40,
             content_chunks: 5,
             body_usage: None,
         };
+        assert!(matches!(
+            check_bill(&channel(), &bill(41, 7), &seen),
+            Err(UsageError::OverPromptBound {
+                prompt: 41,
+                bound: 40
+            })
+        ));
         assert!(matches!(
             check_bill(&channel(), &bill(10, 17), &seen),
             Err(UsageError::OverMaxTokens {

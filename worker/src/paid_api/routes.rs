@@ -70,14 +70,6 @@ impl PaidState {
     }
 }
 
-/// An upper bound of a request's prompt tokens, known before inference: its body length in
-/// bytes. Every tokenizer we serve (SentencePiece with byte fallback, WordPiece) makes at most
-/// one token per byte of text, and the JSON around each message (`{"role":"user",
-/// "content":""}`, 28 bytes) outweighs the chat template's tokens around it.
-pub fn prompt_bound(body: &[u8]) -> u64 {
-    body.len() as u64
-}
-
 /// The sealed request's payment and JSON body, or why not.
 fn paid_request<T: DeserializeOwned>(
     sealed: Option<Extension<SealedRequest>>,
@@ -115,7 +107,12 @@ pub(crate) async fn chat(
         .map_or(DEFAULT_MAX_TOKENS, u64::from);
     let reservation = state
         .payments
-        .authorize(&payment, &body, prompt_bound(&body), wanted)
+        .authorize(
+            &payment,
+            &body,
+            protocol::channel_api::prompt_token_bound(&body),
+            wanted,
+        )
         .await?;
     state.check_channel_model(&reservation, &request.model)?;
     request.model = backend_model;
@@ -154,7 +151,12 @@ pub(crate) async fn embeddings(
     let backend_model = state.backend_model(&request.model)?;
     let reservation = state
         .payments
-        .authorize(&payment, &body, prompt_bound(&body), 0)
+        .authorize(
+            &payment,
+            &body,
+            protocol::channel_api::prompt_token_bound(&body),
+            0,
+        )
         .await?;
     state.check_channel_model(&reservation, &request.model)?;
     request.model = backend_model;
