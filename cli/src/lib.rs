@@ -35,6 +35,7 @@ pub mod model_keeper;
 pub mod model_weights;
 pub mod models;
 pub mod nodes;
+pub mod ocsp;
 pub mod output;
 pub mod progress;
 pub mod proxy;
