@@ -100,9 +100,10 @@ impl Error {
             | Self::NoAccount
             | Self::Key(_) => 2,
             Self::NotFound(_) | Self::NotReady(_) => 3,
-            Self::Indexer { .. } | Self::Chain(_) | Self::Fetch { .. } | Self::Revocation { .. } => {
-                4
-            }
+            Self::Indexer { .. }
+            | Self::Chain(_)
+            | Self::Fetch { .. }
+            | Self::Revocation { .. } => 4,
         }
     }
 

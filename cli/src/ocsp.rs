@@ -18,12 +18,12 @@ use x509_cert::Certificate;
 use x509_cert::der::asn1::{ObjectIdentifier, OctetString, UintRef};
 use x509_cert::der::{Decode, Encode, Header, Reader, SliceReader, Tag};
 use x509_cert::ext::Extension;
-use x509_cert::ext::pkix::{AuthorityInfoAccessSyntax, ExtendedKeyUsage};
 use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{AuthorityInfoAccessSyntax, ExtendedKeyUsage};
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_ocsp::{
-    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus,
-    Request, TbsRequest, Version,
+    BasicOcspResponse, CertId, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus, Request,
+    TbsRequest, Version,
 };
 
 /// NVIDIA's OCSP responder, asked when a certificate names none in its AIA extension (NVIDIA's
@@ -130,7 +130,10 @@ impl Pair {
             .subject
             .to_der()
             .map_err(|e| self.bad(format!("issuer name: {e}")))?;
-        let key = issuer.subject_public_key_info.subject_public_key.raw_bytes();
+        let key = issuer
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes();
         let octets = |bytes: &[u8]| {
             OctetString::new(bytes).map_err(|e| self.bad(format!("CertID hash: {e}")))
         };
@@ -161,7 +164,8 @@ pub fn responder_url(cert: &Certificate) -> Option<String> {
     aia.0.iter().find_map(|ad| match &ad.access_location {
         GeneralName::UniformResourceIdentifier(uri)
             if ad.access_method == ID_AD_OCSP
-                && (uri.as_str().starts_with("http://") || uri.as_str().starts_with("https://")) =>
+                && (uri.as_str().starts_with("http://")
+                    || uri.as_str().starts_with("https://")) =>
         {
             Some(uri.as_str().to_owned())
         }
@@ -334,10 +338,7 @@ fn check_signer(
             .and_then(|key| verify_ecdsa(key, algorithm, tbs, signature))
         {
             Ok(()) => return Ok(()),
-            Err(why) => refusals.push(format!(
-                "{}: {why}",
-                responder.tbs_certificate.subject
-            )),
+            Err(why) => refusals.push(format!("{}: {why}", responder.tbs_certificate.subject)),
         }
     }
     Err(pair.bad(if refusals.is_empty() {

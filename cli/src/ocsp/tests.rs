@@ -47,7 +47,10 @@ fn pki() -> Pki {
     let ca_key = key();
     let mut ca = params("Test RIM CA", 1);
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_der = ca.self_signed(&ca_key).expect("CA").der().to_vec();
     let ca_pkcs8 = ca_key.serialize_der();
     let issuer = Issuer::new(ca, ca_key);
@@ -220,7 +223,10 @@ fn revoked_is_refused_naming_the_certificate_the_time_and_the_reason() {
         ..Answer::good(q, &pki.ca_key)
     }));
     assert!(message.contains("CN=Test RIM Signer"), "{message}");
-    assert!(message.contains("REVOKED since 2025-12-31T00:00:00Z"), "{message}");
+    assert!(
+        message.contains("REVOKED since 2025-12-31T00:00:00Z"),
+        "{message}"
+    );
     assert!(message.contains("KeyCompromise"), "{message}");
 }
 
@@ -252,7 +258,10 @@ fn unknown_is_refused() {
 fn a_response_signed_by_an_unrelated_key_is_refused() {
     let pki = pki();
     let message = refusal(check(&pki, |q| Answer::good(q, &pki.stranger_key)));
-    assert!(message.contains("not signed by the certificate's issuer"), "{message}");
+    assert!(
+        message.contains("not signed by the certificate's issuer"),
+        "{message}"
+    );
     // The stranger includes the genuine responder's certificate: it does not sign for it.
     let message = refusal(check(&pki, |q| Answer {
         certs: vec![&pki.responder],
@@ -318,7 +327,10 @@ fn a_status_for_another_certificate_is_refused() {
     let other_id = request(&other, [7; NONCE_LEN]).expect("other").cert_id;
     let response = respond(&pair, &other_id, Answer::good(&query, &pki.ca_key));
     let message = refusal(check_response(&pair, &query, &response, NOW));
-    assert!(message.contains("no status for this certificate"), "{message}");
+    assert!(
+        message.contains("no status for this certificate"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -337,7 +349,10 @@ fn a_flipped_byte_in_the_signed_response_data_is_refused() {
     let mut flipped = response.clone();
     flipped[at + 5] ^= 1;
     let message = refusal(check_response(&pair, &query, &flipped, NOW));
-    assert!(message.contains("not signed by the certificate's issuer"), "{message}");
+    assert!(
+        message.contains("not signed by the certificate's issuer"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -171,7 +171,9 @@ fn the_verified_chain_is_handed_back_for_revocation_leaf_first_ending_with_the_r
     // HCC RIM L4 Signer, Reference Value L3 GH100 001, Reference Value GH100 CA, the root
     // (which this RIM's KeyInfo also carries: it is not repeated).
     assert_eq!(rim.chain.len(), 4);
-    let root = pem::parse(NVIDIA_RIM_ROOT_PEM).expect("pem").into_contents();
+    let root = pem::parse(NVIDIA_RIM_ROOT_PEM)
+        .expect("pem")
+        .into_contents();
     assert_eq!(rim.chain.last(), Some(&root));
     assert_eq!(rim.chain.iter().filter(|c| **c == root).count(), 1);
 }
