@@ -237,13 +237,34 @@ pub struct RimFile {
     pub kind: attestation::nvidia::ReferenceKind,
 }
 
+/// `gpu-reference --revocation`: whether the RIM chains' revocation is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Revocation {
+    /// Ask the OCSP responder about every certificate below the root.
+    Online,
+    /// Do not check revocation (warned about on stderr).
+    Skip,
+}
+
+/// How `gpu_reference` checks revocation.
+#[derive(Debug, Clone)]
+pub enum RevocationCheck {
+    /// By OCSP, at this responder (or each certificate's own).
+    Online(crate::ocsp::Responder),
+    Skip,
+}
+
 /// Verifies NVIDIA RIMs (signature, chain to the pinned RIM root or to `root_pem_path`'s
-/// certificate, validity at `at`) and returns their golden measurement sets, in the order given.
-/// A RIM that does not verify is an `Error::Invalid` naming the file (exit 2), never a set.
-pub fn gpu_reference(
+/// certificate, validity at `at`, and, unless skipped, every chain certificate below the root
+/// `good` by OCSP at `at`) and returns their golden measurement sets, in the order given.
+/// A RIM that does not verify, or whose chain holds a revoked or unknown certificate, is an
+/// `Error::Invalid` naming the file (exit 2), never a set; a responder that cannot be asked is
+/// an `Error::Revocation` (exit 4) that says how to proceed.
+pub async fn gpu_reference(
     rims: &[RimFile],
     root_pem_path: Option<&Path>,
     at: u64,
+    revocation: &RevocationCheck,
 ) -> Result<Vec<attestation::nvidia::GoldenSet>, Error> {
     let root = match root_pem_path {
         None => attestation::nvidia::NVIDIA_RIM_ROOT_PEM.to_owned(),
@@ -252,19 +273,34 @@ pub fn gpu_reference(
             message: "not UTF-8, so not a PEM root certificate".into(),
         })?,
     };
-    rims.iter()
-        .map(|rim| {
-            let bytes = read_file(&rim.path)?;
-            let xml = String::from_utf8(bytes).map_err(|_| Error::Invalid {
+    let http = reqwest::Client::new();
+    let mut sets = Vec::with_capacity(rims.len());
+    for rim in rims {
+        let bytes = read_file(&rim.path)?;
+        let xml = String::from_utf8(bytes).map_err(|_| Error::Invalid {
+            path: rim.path.clone(),
+            message: "not UTF-8, so not a RIM (SWID tag XML)".into(),
+        })?;
+        let verified = attestation::nvidia::rim::verify_rim_chain(&xml, rim.kind, &root, at)
+            .map_err(|e| Error::Invalid {
                 path: rim.path.clone(),
-                message: "not UTF-8, so not a RIM (SWID tag XML)".into(),
+                message: e.to_string(),
             })?;
-            attestation::nvidia::rim::verify_rim_with_root(&xml, rim.kind, &root, at).map_err(|e| {
-                Error::Invalid {
-                    path: rim.path.clone(),
-                    message: e.to_string(),
-                }
-            })
-        })
-        .collect()
+        if let RevocationCheck::Online(responder) = revocation {
+            crate::ocsp::check_chain(&http, responder, &verified.chain, at)
+                .await
+                .map_err(|e| match e {
+                    crate::ocsp::OcspError::Unreachable { .. } => Error::Revocation {
+                        path: rim.path.clone(),
+                        message: e.to_string(),
+                    },
+                    _ => Error::Invalid {
+                        path: rim.path.clone(),
+                        message: format!("revocation: {e}"),
+                    },
+                })?;
+        }
+        sets.push(verified.set);
+    }
+    Ok(sets)
 }

@@ -35,6 +35,7 @@ pub mod model_keeper;
 pub mod model_weights;
 pub mod models;
 pub mod nodes;
+pub mod ocsp;
 pub mod output;
 pub mod progress;
 pub mod proxy;
@@ -81,11 +82,14 @@ pub enum Error {
     /// A signature, hash or ciphertext did not check out.
     #[error("verification failed: {0}")]
     Verification(String),
+    /// The revocation of a RIM's certificates could not be checked (OCSP responder down).
+    #[error("{path}: {message}")]
+    Revocation { path: PathBuf, message: String },
 }
 
 impl Error {
     /// 1: a check failed (attestation, receipt, decryption); 2: bad input or local files;
-    /// 3: not found or not ready; 4: the indexer or the chain failed.
+    /// 3: not found or not ready; 4: the indexer, the chain or an OCSP responder failed.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Verification(_) => 1,
@@ -96,7 +100,10 @@ impl Error {
             | Self::NoAccount
             | Self::Key(_) => 2,
             Self::NotFound(_) | Self::NotReady(_) => 3,
-            Self::Indexer { .. } | Self::Chain(_) | Self::Fetch { .. } => 4,
+            Self::Indexer { .. }
+            | Self::Chain(_)
+            | Self::Fetch { .. }
+            | Self::Revocation { .. } => 4,
         }
     }
 
@@ -115,6 +122,7 @@ impl Error {
             Self::Chain(_) => "chain",
             Self::Fetch { .. } => "output_fetch",
             Self::Verification(_) => "verification_failed",
+            Self::Revocation { .. } => "revocation_unchecked",
         }
     }
 }

@@ -480,9 +480,10 @@ enum AttestationCommand {
         gpu_challenge: Option<String>,
     },
     /// Golden GPU measurements from NVIDIA's signed RIMs (SWID tags): verifies each RIM's XML
-    /// signature and its certificate chain up to NVIDIA's pinned RIM root (validity checked;
-    /// revocation is not: NVIDIA's OCSP is online only), then prints the reference sets
-    /// (index, active, accepted SHA-384 values) for governance to pin.
+    /// signature, its certificate chain up to NVIDIA's pinned RIM root (validity at --at) and,
+    /// by OCSP, that no certificate of the chain below the root is revoked (as NVIDIA's own
+    /// verifier asks its responder), then prints the reference sets (index, active, accepted
+    /// SHA-384 values) for governance to pin.
     GpuReference {
         /// A VBIOS RIM file (repeat).
         #[arg(long)]
@@ -500,6 +501,18 @@ enum AttestationCommand {
         /// Write the reference sets (JSON) here instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// `online`: ask the OCSP responder about every certificate of each RIM's chain below
+        /// the root (signer and intermediates; SHA-384 CertID, fresh nonce); a revoked or
+        /// unknown certificate, or a response that is not signed by its issuer (or a responder
+        /// it delegated), not fresh at --at or without the nonce, refuses the RIM. `skip`: no
+        /// revocation check, with a warning on stderr (offline use; the sets are then only as
+        /// good as certificates that may have been revoked).
+        #[arg(long, value_enum, default_value_t = attestation_cmd::Revocation::Online)]
+        revocation: attestation_cmd::Revocation,
+        /// Ask this OCSP responder instead of the one each certificate names (NVIDIA's:
+        /// http://ocsp.ndis.nvidia.com).
+        #[arg(long, value_name = "URL")]
+        ocsp_url: Option<String>,
     },
 }
 
@@ -601,7 +614,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             done(&result, json)
         }
         Command::Model(m) => model_command(&s, m, json).await,
-        Command::Attestation(a) => attestation_command(a, json),
+        Command::Attestation(a) => attestation_command(a, json).await,
         Command::Channel(c) => channel_command(&s, c, json).await,
         Command::Proxy(p) => proxy_command(&s, indexer, p).await,
     }
@@ -826,7 +839,7 @@ async fn model_command(s: &Settings, m: ModelCommand, json: bool) -> Result<Exit
     }
 }
 
-fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Error> {
+async fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Error> {
     match a {
         AttestationCommand::GpuReference {
             vbios,
@@ -834,6 +847,8 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
             at,
             root,
             output,
+            revocation,
+            ocsp_url,
         } => {
             use attestation::nvidia::ReferenceKind;
             let rims: Vec<attestation_cmd::RimFile> = vbios
@@ -847,11 +862,33 @@ fn attestation_command(a: AttestationCommand, json: bool) -> Result<ExitCode, Er
                     "give at least one RIM: --vbios FILE and/or --driver FILE".into(),
                 ));
             }
+            let revocation = match revocation {
+                attestation_cmd::Revocation::Online => {
+                    attestation_cmd::RevocationCheck::Online(ecloud::ocsp::Responder {
+                        url_override: ocsp_url,
+                    })
+                }
+                attestation_cmd::Revocation::Skip => {
+                    if ocsp_url.is_some() {
+                        return Err(Error::BadInput(
+                            "--ocsp-url is for --revocation online".into(),
+                        ));
+                    }
+                    eprintln!(
+                        "warning: --revocation skip: the revocation of the RIMs' signing \
+                         certificates was NOT checked; a RIM signed with a revoked key would be \
+                         accepted. Check online before governance pins these sets."
+                    );
+                    attestation_cmd::RevocationCheck::Skip
+                }
+            };
             let sets = attestation_cmd::gpu_reference(
                 &rims,
                 root.as_deref(),
                 at.unwrap_or_else(now_unix_secs),
-            )?;
+                &revocation,
+            )
+            .await?;
             let text = output::to_json(&sets);
             match output {
                 Some(path) => {

@@ -428,6 +428,8 @@ fn verify_compares_every_gpu_with_golden_sets() {
         s(&rims.join("Driver_RIM_test_no_gpu.swidtag")),
         "--at",
         "1704067200",
+        "--revocation",
+        "skip",
         "--output",
         s(&real),
     ]);
@@ -447,4 +449,50 @@ fn verify_compares_every_gpu_with_golden_sets() {
     // Not reference sets at all: bad input (exit 2).
     let o = verify(&policy);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// `gpu-reference` checks the RIM chains' revocation online by default: with no responder
+/// answering it refuses (exit 4) and says how to proceed, printing no set; `--revocation skip`
+/// produces the sets with a warning on stderr.
+#[test]
+fn gpu_reference_needs_the_ocsp_responder_unless_revocation_is_skipped() {
+    let rim = vectors().join("nvidia-rims/1010_0200_882_96005E0001_PROD.swidtag");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", closed.local_addr().expect("addr"));
+    drop(closed);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "attestation",
+            "gpu-reference",
+            "--vbios",
+            s(&rim),
+            "--at",
+            "1704067200",
+        ];
+        args.extend_from_slice(extra);
+        ecloud(&args)
+    };
+
+    let o = run(&["--ocsp-url", &url]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("cannot check the revocation"), "{err}");
+    assert!(err.contains("CN=HCC RIM L4 Signer"), "{err}");
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("--revocation skip"), "{err}");
+    assert!(o.stdout.is_empty(), "no set printed");
+
+    let o = run(&["--json", "--ocsp-url", &url]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).expect("a JSON error on stderr");
+    assert_eq!(v["error"], "revocation_unchecked", "{v}");
+
+    let o = run(&["--revocation", "skip"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("warning: --revocation skip"), "{err}");
+    let sets: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON sets");
+    assert_eq!(sets[0]["version"], "96.00.5e.00.01");
+
+    let o = run(&["--revocation", "skip", "--ocsp-url", &url]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", o);
 }

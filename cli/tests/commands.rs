@@ -678,6 +678,9 @@ fn gpu_reference_turns_signed_rims_into_golden_sets_and_refuses_bad_ones() {
         &driver,
         "--at",
         at,
+        // Offline: cli.rs tests the revocation check itself.
+        "--revocation",
+        "skip",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let sets: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
@@ -727,6 +730,8 @@ fn gpu_reference_root_option_decides_which_root_the_rims_must_chain_to() {
             "1704067200",
             "--root",
             root,
+            "--revocation",
+            "skip",
         ])
     };
     let o = run(&format!("{att}/src/nvidia/verifier_rim_root.pem"));

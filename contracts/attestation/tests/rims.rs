@@ -160,3 +160,20 @@ fn two_validly_signed_rims_share_an_identity_with_different_values() {
     let e = check(&test).expect_err("production values are off the test set");
     assert!(e.to_string().contains("not a golden value"), "{e}");
 }
+
+#[test]
+fn the_verified_chain_is_handed_back_for_revocation_leaf_first_ending_with_the_root() {
+    use attestation::nvidia::NVIDIA_RIM_ROOT_PEM;
+    use attestation::nvidia::rim::verify_rim_chain;
+    let rim = verify_rim_chain(&rim(VBIOS), ReferenceKind::Vbios, NVIDIA_RIM_ROOT_PEM, NOW)
+        .expect("VBIOS RIM verifies");
+    assert_eq!(rim.set.product, "GH100");
+    // HCC RIM L4 Signer, Reference Value L3 GH100 001, Reference Value GH100 CA, the root
+    // (which this RIM's KeyInfo also carries: it is not repeated).
+    assert_eq!(rim.chain.len(), 4);
+    let root = pem::parse(NVIDIA_RIM_ROOT_PEM)
+        .expect("pem")
+        .into_contents();
+    assert_eq!(rim.chain.last(), Some(&root));
+    assert_eq!(rim.chain.iter().filter(|c| **c == root).count(), 1);
+}

@@ -11,8 +11,10 @@
 //!   same shape, CA, validity and signature checks as device chains
 //!   ([`super::verify_chain_to_root`]).
 //!
-//! Not checked here: revocation (NVIDIA's OCSP responder is online only); the caller passes
-//! RIMs it fetched from NVIDIA's RIM service or nvtrust. Only the algorithms the RIMs use are
+//! Not checked here: revocation, which needs NVIDIA's online OCSP responder. [`verify_rim_chain`]
+//! returns the verified chain so that an online caller (`ecloud attestation gpu-reference`)
+//! can ask the responder about every certificate below the root. The caller passes RIMs it
+//! fetched from NVIDIA's RIM service or nvtrust. Only the algorithms the RIMs use are
 //! accepted (C14N 1.1 without comments, enveloped signature, ECDSA-SHA384, SHA-384); anything
 //! else is refused rather than guessed.
 
@@ -52,6 +54,26 @@ pub fn verify_rim_with_root(
     root_pem: &str,
     now: u64,
 ) -> Result<GoldenSet, GpuError> {
+    verify_rim_chain(xml, kind, root_pem, now).map(|rim| rim.set)
+}
+
+/// A RIM whose signature and chain verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedRim {
+    pub set: GoldenSet,
+    /// The verified certificate chain, DER, signing certificate first, each certificate
+    /// followed by its issuer and ending with the trusted root (whether or not the RIM's
+    /// `KeyInfo` carried it): what a revocation check walks.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// [`verify_rim_with_root`], also returning the chain it verified (for a revocation check).
+pub fn verify_rim_chain(
+    xml: &str,
+    kind: ReferenceKind,
+    root_pem: &str,
+    now: u64,
+) -> Result<VerifiedRim, GpuError> {
     let doc = parse(xml)?;
     let sig = doc
         .signature
@@ -93,7 +115,24 @@ pub fn verify_rim_with_root(
         .leaf_key
         .verify(signed_info.as_bytes(), &signature)
         .map_err(|_| err("the signature does not verify with the RIM's certificate"))?;
-    doc.golden_set(kind)
+    // `verify_chain_to_root` accepted this order (leaf first, the root optional at the end).
+    let root = pem::parse(root_pem)
+        .map_err(|e| err(format!("root certificate: {e}")))?
+        .into_contents();
+    let mut certs = sig
+        .certificates
+        .iter()
+        .map(|c| {
+            B64.decode(c.split_whitespace().collect::<String>())
+                .map_err(|_| err("X509Certificate is not base64"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    certs.retain(|c| *c != root);
+    certs.push(root);
+    Ok(VerifiedRim {
+        set: doc.golden_set(kind)?,
+        chain: certs,
+    })
 }
 
 /// What the parse keeps of a RIM.
