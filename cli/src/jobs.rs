@@ -895,7 +895,7 @@ pub async fn fetch_output(uri: &str, hash: &Hash32) -> Result<Vec<u8>, Error> {
         .timeout(FETCH_TIMEOUT)
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    let mut response = client
+    let response = client
         .get(uri)
         .send()
         .await
@@ -903,19 +903,9 @@ pub async fn fetch_output(uri: &str, hash: &Hash32) -> Result<Vec<u8>, Error> {
     if !response.status().is_success() {
         return Err(fail(format!("answered HTTP {}", response.status())));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = crate::http_read::read_limited(response, MAX_REMOTE_OUTPUT_BYTES)
         .await
-        .map_err(|e| fail(format!("reading the output: {e}")))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_REMOTE_OUTPUT_BYTES {
-            return Err(fail(format!(
-                "the output is over {MAX_REMOTE_OUTPUT_BYTES} bytes"
-            )));
-        }
-    }
+        .map_err(|e| fail(e.to_string()))?;
     if sha256(&body) != *hash {
         return Err(Error::Verification(format!(
             "the output fetched from {uri} does not hash to the receipt's {hash}"

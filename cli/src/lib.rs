@@ -28,6 +28,7 @@ pub mod cancel;
 pub mod chain;
 pub mod channels;
 pub mod config;
+pub mod http_read;
 pub mod indexer;
 pub mod input;
 pub mod jobs;

@@ -499,12 +499,14 @@ async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<Vec<u8
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
-    Ok(response
-        .bytes()
+    crate::http_read::read_limited(response, MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| error_chain(&e))?
-        .to_vec())
+        .map_err(|e| error_chain(&e))
 }
+
+/// Largest OCSP response read: NVIDIA's are about 2 KB (a signature, perhaps a responder
+/// certificate); a responder sending more is not believed.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
 /// `e` and its sources ("error sending request: ... Connection refused").
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -450,3 +450,37 @@ async fn an_unreachable_responder_says_how_to_proceed() {
     assert!(message.contains(&url), "{message}");
     assert!(message.contains("--revocation skip"), "{message}");
 }
+
+#[tokio::test]
+async fn a_responder_that_never_stops_talking_is_cut_off_at_the_limit() {
+    let pki = pki();
+    // A streamed body with no Content-Length, far over the limit: read chunk by chunk and
+    // abandoned, never held whole.
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(|| async {
+            let chunks = (0..1024).map(|_| Ok::<_, std::io::Error>(vec![0u8; 64 << 10]));
+            axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let error = check_chain(
+        &reqwest::Client::new(),
+        &Responder {
+            url_override: Some(url),
+        },
+        &[pki.signer.clone(), pki.ca.clone()],
+        NOW,
+    )
+    .await
+    .expect_err("too large");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("over {MAX_RESPONSE_BYTES} bytes")),
+        "{message}"
+    );
+}
