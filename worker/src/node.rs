@@ -19,11 +19,12 @@ use crate::attest::now_unix_secs;
 use crate::chain::{NodeChain, node_accounts};
 use crate::claim::ClaimPolicy;
 use crate::cli::{
-    ChainArgs, CliError, ENDPOINT_TIMEOUTS, RegisterArgs, RunArgs, backend, device_source,
-    load_keys, provider, shutdown_signal,
+    ChainArgs, CliError, ENDPOINT_TIMEOUTS, RegisterArgs, RunArgs, device_source, load_keys,
+    provider, run_backend, shutdown_signal,
 };
 use crate::daemon::{self, Attester, RunConfig};
 use crate::devices::{DeviceError, Limits};
+use crate::inference::routed::Routed;
 use crate::job::Executor;
 use crate::journal::Journal;
 use crate::keys::EnclaveKeys;
@@ -32,11 +33,14 @@ use crate::outputs::{self, OutputStore};
 use crate::register::{NodeAttestation, NodeRecord, register};
 use crate::runner::JobRunner;
 use crate::serve::{ApiNode, PaidChain, api_app};
+use crate::served_weights::{self, GrantPolling, ServedWeights, TokenGrants, WeightsState};
 
 /// The journal of in-flight jobs in the data dir.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// Stored outputs (served with `--outputs-listen`) in the data dir.
 pub const OUTPUTS_DIR: &str = "outputs";
+/// Downloaded encrypted weights (public ciphertext, by hash) in the data dir.
+pub const WEIGHTS_DIR: &str = "weights";
 
 fn required(value: Option<AccountId>, flag: &str) -> Result<AccountId, CliError> {
     value.ok_or_else(|| {
@@ -304,7 +308,9 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         .iter()
         .map(|m| (m.model_id.clone(), m.backend_model.clone()))
         .collect();
-    let backend = backend(&args.backend)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let weights = start_weights(data_dir, args, &keys, &client, &models, node_id, &stop_rx).await?;
+    let backend: Arc<dyn crate::inference::InferenceBackend> = weights.backend;
     let api = match args.api_listen {
         Some(listen) => Some(
             serve_api(
@@ -346,7 +352,6 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         }
         None => None,
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -366,6 +371,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
             deadline_margin: Duration::from_secs(args.deadline_margin_secs),
         },
         outputs,
+        weights: weights.served,
     };
     let attester = Attester {
         provider: provider(&args.attestation)?,
@@ -374,6 +380,63 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
     };
     daemon::run(config, chain, runner, attester, keys, metrics, stop_rx).await;
     Ok(())
+}
+
+/// `worker run`'s models: the backend and, for each model whose manifest names encrypted
+/// weights (with `--factory`), a task that fetches, waits for the grant, decrypts, checks and
+/// adds it ([`crate::served_weights`]).
+struct RunWeights {
+    backend: Arc<Routed>,
+    served: Arc<ServedWeights>,
+}
+
+async fn start_weights(
+    data_dir: &Path,
+    args: &RunArgs,
+    keys: &Arc<EnclaveKeys>,
+    client: &Arc<ChainClient>,
+    models: &BTreeMap<ModelId, String>,
+    node_id: NodeId,
+    stop: &watch::Receiver<bool>,
+) -> Result<RunWeights, CliError> {
+    let encrypted = match &args.factory {
+        Some(factory) => served_weights::resolve(client, factory, models).await?,
+        None => Vec::new(),
+    };
+    let (models_only, tokens): (Vec<_>, Vec<_>) = encrypted.into_iter().unzip();
+    let (backend, loaders) = run_backend(&args.backend, &models_only)?;
+    let served = Arc::new(ServedWeights::new(models.keys().map(|id| {
+        let state = if models_only.iter().any(|m| &m.model_id == id) {
+            WeightsState::Pending("starting".into())
+        } else {
+            WeightsState::Plain
+        };
+        (id.clone(), state)
+    })));
+    let polling = GrantPolling {
+        max: Duration::from_secs(args.grant_poll_max_secs.max(1)),
+        ..GrantPolling::default()
+    };
+    for ((model, token), load) in models_only.into_iter().zip(tokens).zip(loaders) {
+        let grants = TokenGrants {
+            client: client.clone(),
+            token,
+        };
+        let routed = backend.clone();
+        tokio::spawn(served_weights::prepare(
+            model,
+            node_id,
+            keys.clone(),
+            grants,
+            data_dir.join(WEIGHTS_DIR),
+            polling,
+            stop.clone(),
+            served.clone(),
+            load,
+            move |b| routed.add(b),
+        ));
+    }
+    Ok(RunWeights { backend, served })
 }
 
 /// `run --api-listen`: the private, paid API (or `--unpaid-api`) on the job runner's backend,
