@@ -567,7 +567,8 @@ mod tests {
             c[header..header + chunk].copy_from_slice(&second);
             c[header + chunk..header + 2 * chunk].copy_from_slice(&first);
         };
-        let cases: [(&str, &dyn Fn(&mut Vec<u8>)); 3] = [
+        type Damage<'a> = &'a dyn Fn(&mut Vec<u8>);
+        let cases: [(&str, Damage); 3] = [
             ("tampered", &tamper),
             ("truncated", &truncate),
             ("reordered", &reorder),
