@@ -318,6 +318,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
                 args,
                 &keys,
                 backend.clone(),
+                weights.served.clone(),
                 &models,
                 &chain,
                 node_id,
@@ -448,6 +449,7 @@ async fn serve_api(
     args: &RunArgs,
     keys: &Arc<EnclaveKeys>,
     backend: Arc<dyn crate::inference::InferenceBackend>,
+    weights: Arc<ServedWeights>,
     models: &BTreeMap<ModelId, String>,
     chain: &NodeChain,
     node_id: NodeId,
@@ -465,6 +467,7 @@ async fn serve_api(
         gpus,
         api: api.clone(),
         models: Some(Arc::new(models.clone())),
+        weights: Some(weights),
     };
     let paid = PaidChain {
         chain: chain.clone(),

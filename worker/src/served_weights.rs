@@ -142,13 +142,10 @@ impl EncryptedModel {
         backend_model: String,
         manifest: &ModelManifest,
     ) -> Option<Self> {
-        if manifest.encrypted_weights_uri.trim().is_empty() || manifest.weights_hash.0 == [0; 32] {
-            return None;
-        }
         Some(Self {
             model_id,
             backend_model,
-            weights_hash: manifest.weights_hash,
+            weights_hash: manifest.encrypted_weights_hash()?,
             uri: manifest.encrypted_weights_uri.trim().to_owned(),
         })
     }
