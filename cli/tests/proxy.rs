@@ -88,7 +88,14 @@ enum Fault {
     ForeignSigner,
     /// Its backend dies in the middle of a stream (no final sealed chunk).
     Truncates,
+    /// Signs its answers as served by the encrypted weights [`WEIGHTS`].
+    ServesWeights,
+    /// Signs its answers as served by other weights than [`WEIGHTS`].
+    OtherWeights,
 }
+
+/// The encrypted weights of the manifest in the weights tests.
+const WEIGHTS: [u8; 32] = [0xab; 32];
 
 /// What a fake node saw.
 #[derive(Default)]
@@ -199,7 +206,12 @@ impl FakeNode {
             let other = ResponseSigner::from_secrets(&[200; 32], &[201; 32]).unwrap();
             return other.sign_both(request, response);
         }
-        self.signer.sign_both(request, response)
+        let weights = match self.fault {
+            Fault::ServesWeights => Some(&WEIGHTS),
+            Fault::OtherWeights => Some(&[0xcd; 32]),
+            _ => None,
+        };
+        self.signer.sign_both_served(request, response, weights)
     }
 
     fn bill(&self, channel: &Channel, max_tokens: u64) -> BilledUsage {
@@ -418,6 +430,8 @@ async fn start_node(chain: &Arc<FakeChain>, id: u64, fault: Fault) -> (Arc<FakeN
 struct FakeChain {
     nodes: Mutex<Vec<NodeView>>,
     channels: Mutex<HashMap<ChannelId, Channel>>,
+    /// The encrypted weights the model's manifest names.
+    weights: Mutex<Option<enclave_cloud_common::Hash32>>,
 }
 
 fn price(input: u128, output: u128) -> NodePrice {
@@ -496,6 +510,13 @@ impl Market for Shared {
         Ok(vec![model()])
     }
 
+    async fn weights_hash(
+        &self,
+        _model: &ModelId,
+    ) -> Result<Option<enclave_cloud_common::Hash32>, ecloud::Error> {
+        Ok(*self.0.weights.lock().unwrap())
+    }
+
     fn marketplace(&self) -> AccountId {
         market_account()
     }
@@ -570,6 +591,7 @@ async fn harness(nodes: &[(Fault, u128)]) -> (Harness, Vec<Arc<FakeNode>>) {
     let chain = Arc::new(FakeChain {
         nodes: Mutex::default(),
         channels: Mutex::default(),
+        weights: Mutex::default(),
     });
     let mut fakes = Vec::new();
     for (i, (fault, output_price)) in nodes.iter().enumerate() {
@@ -961,4 +983,58 @@ async fn the_caller_gets_the_response_id_and_the_exact_bytes_the_node_signed() {
     .await;
     assert!(signed(&id.unwrap()).is_some());
     assert!(!String::from_utf8(got).unwrap().contains("usage"));
+}
+
+/// A model whose manifest names encrypted weights: an answer signed as served by other
+/// weights, or by plain weights, is not paid and its node is dropped; the node that signs the
+/// manifest's weights is paid and the caller is told which weights answered. A plain model's
+/// client refuses a signature naming weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_must_name_the_manifests_encrypted_weights() {
+    let (h, nodes) = harness(&[
+        (Fault::OtherWeights, 1_000_000_000_000_000_000),
+        (Fault::None, 2_000_000_000_000_000_000),
+        (Fault::ServesWeights, 3_000_000_000_000_000_000),
+    ])
+    .await;
+    *h.chain.weights.lock().unwrap() = Some(enclave_cloud_common::Hash32(WEIGHTS));
+    for (bad, stream) in [(0, false), (1, true)] {
+        let (status, text) = h.chat(stream, false).await;
+        assert!(
+            text.contains("not paid") && text.contains("weights"),
+            "node {bad}: {status} {text}"
+        );
+        assert!(h.proxy.bad_nodes().contains(&NodeId(bad)), "node {bad}");
+        assert!(nodes[bad as usize].seen.lock().unwrap().vouchers.is_empty());
+    }
+    let response = h
+        .http
+        .post(format!("{}/chat/completions", h.url))
+        .json(&json!({"model": MODEL, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[headers::WEIGHTS_HASH].to_str().unwrap(),
+        hex::encode(WEIGHTS)
+    );
+    let record = h.record().await;
+    assert_eq!(record.node_id, NodeId(2));
+    let cost = response_cost(
+        &h.channel(record.channel_id.unwrap().0),
+        PROMPT_TOKENS,
+        TOKENS,
+    );
+    voucher_arrives(&nodes[2], cost).await;
+    let (status, text) = h.chat(true, true).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("[DONE]"), "{text}");
+
+    // Plain manifest: a node naming weights is refused.
+    let (h, _nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;
+    let (status, text) = h.chat(false, false).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("weights"), "{text}");
 }

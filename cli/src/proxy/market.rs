@@ -9,7 +9,7 @@ use attestation::{
 };
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{Channel, OpenChannelSpec};
-use enclave_cloud_common::{Asset, ChannelId, ModelId, NodeId, TcbStatus};
+use enclave_cloud_common::{Asset, ChannelId, Hash32, ModelId, NodeId, TcbStatus};
 use near_sdk::AccountId;
 
 use crate::Error;
@@ -31,6 +31,13 @@ pub trait Market: Send + Sync + 'static {
     fn verify_policy(&self) -> impl Future<Output = Result<VerifyPolicy, Error>> + Send;
     /// Models some active node serves.
     fn models(&self) -> impl Future<Output = Result<Vec<ModelId>, Error>> + Send;
+    /// The hash of the encrypted weights `model`'s manifest names
+    /// (`ModelManifest::encrypted_weights_hash`): every response must be signed as served by
+    /// them. `None`: plain weights (or a model the factory does not list).
+    fn weights_hash(
+        &self,
+        model: &ModelId,
+    ) -> impl Future<Output = Result<Option<Hash32>, Error>> + Send;
     fn marketplace(&self) -> AccountId;
     /// The account that opens and pays the channels.
     fn user(&self) -> Result<AccountId, Error>;
@@ -158,6 +165,14 @@ impl Market for ChainMarket {
         models.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         models.dedup();
         Ok(models)
+    }
+
+    async fn weights_hash(&self, model: &ModelId) -> Result<Option<Hash32>, Error> {
+        let Some(listing) = self.chain.factory().model(model).await? else {
+            return Ok(None);
+        };
+        let manifest = self.chain.model_token(&listing.token).manifest().await?;
+        Ok(manifest.and_then(|m| m.encrypted_weights_hash()))
     }
 
     fn marketplace(&self) -> AccountId {
