@@ -327,7 +327,7 @@ async fn liveness(
 
 /// What re-attests the node: its TEE evidence, and its GPUs and NVSwitches if it has any.
 pub struct Attester {
-    pub provider: Box<dyn AttestationProvider>,
+    pub provider: Arc<dyn AttestationProvider>,
     pub devices: Option<Box<dyn GpuEvidenceSource>>,
     /// The API listener (`run --api-listen`), whose `/v1/attestation` then serves a bundle
     /// of the new attestation.

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::api::ApiState;
+use crate::attest::AttestationProvider;
 use crate::attest::now_unix_secs;
 use crate::chain::{NodeChain, node_accounts};
 use crate::claim::ClaimPolicy;
@@ -33,7 +34,9 @@ use crate::outputs::{self, OutputStore};
 use crate::register::{NodeAttestation, NodeRecord, register};
 use crate::runner::JobRunner;
 use crate::serve::{ApiNode, PaidChain, api_app};
-use crate::served_weights::{self, GrantPolling, ServedWeights, TokenGrants, WeightsState};
+use crate::served_weights::{
+    self, GrantPolling, Preparation, ServedWeights, TokenGrants, WeightsState,
+};
 
 /// The journal of in-flight jobs in the data dir.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -309,7 +312,20 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         .map(|m| (m.model_id.clone(), m.backend_model.clone()))
         .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let weights = start_weights(data_dir, args, &keys, &client, &models, node_id, &stop_rx).await?;
+    // One provider for the API's reports, re-attestation and the weights' measurements, so
+    // every bundle carries what was measured.
+    let attestation: Arc<dyn AttestationProvider> = Arc::from(provider(&args.attestation)?);
+    let weights = start_weights(
+        data_dir,
+        args,
+        &keys,
+        &client,
+        &models,
+        node_id,
+        &attestation,
+        &stop_rx,
+    )
+    .await?;
     let backend: Arc<dyn crate::inference::InferenceBackend> = weights.backend;
     let api = match args.api_listen {
         Some(listen) => Some(
@@ -317,6 +333,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
                 data_dir,
                 args,
                 &keys,
+                attestation.clone(),
                 backend.clone(),
                 weights.served.clone(),
                 &models,
@@ -375,7 +392,7 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         weights: weights.served,
     };
     let attester = Attester {
-        provider: provider(&args.attestation)?,
+        provider: attestation,
         devices: device_source(&args.attestation, &keys)?,
         api,
     };
@@ -398,6 +415,7 @@ async fn start_weights(
     client: &Arc<ChainClient>,
     models: &BTreeMap<ModelId, String>,
     node_id: NodeId,
+    attestation: &Arc<dyn AttestationProvider>,
     stop: &watch::Receiver<bool>,
 ) -> Result<RunWeights, CliError> {
     let encrypted = match &args.factory {
@@ -414,9 +432,17 @@ async fn start_weights(
         };
         (id.clone(), state)
     })));
-    let polling = GrantPolling {
-        max: Duration::from_secs(args.grant_poll_max_secs.max(1)),
-        ..GrantPolling::default()
+    let preparation = Preparation {
+        node_id,
+        keys: keys.clone(),
+        attestation: attestation.clone(),
+        cache_dir: data_dir.join(WEIGHTS_DIR),
+        polling: GrantPolling {
+            max: Duration::from_secs(args.grant_poll_max_secs.max(1)),
+            ..GrantPolling::default()
+        },
+        shutdown: stop.clone(),
+        served: served.clone(),
     };
     for ((model, token), load) in models_only.into_iter().zip(tokens).zip(loaders) {
         let grants = TokenGrants {
@@ -425,14 +451,9 @@ async fn start_weights(
         };
         let routed = backend.clone();
         tokio::spawn(served_weights::prepare(
+            preparation.clone(),
             model,
-            node_id,
-            keys.clone(),
             grants,
-            data_dir.join(WEIGHTS_DIR),
-            polling,
-            stop.clone(),
-            served.clone(),
             load,
             move |b| routed.add(b),
         ));
@@ -448,6 +469,7 @@ async fn serve_api(
     data_dir: &Path,
     args: &RunArgs,
     keys: &Arc<EnclaveKeys>,
+    provider: Arc<dyn AttestationProvider>,
     backend: Arc<dyn crate::inference::InferenceBackend>,
     weights: Arc<ServedWeights>,
     models: &BTreeMap<ModelId, String>,
@@ -455,8 +477,6 @@ async fn serve_api(
     node_id: NodeId,
     listen: std::net::SocketAddr,
 ) -> Result<ApiState, CliError> {
-    let provider: Arc<dyn crate::attest::AttestationProvider> =
-        Arc::from(provider(&args.attestation)?);
     let gpus: Option<Arc<dyn crate::attest::GpuEvidenceSource>> =
         device_source(&args.attestation, keys)?.map(Arc::from);
     let bundle = provider.attest(&keys.public(), now_unix_secs())?;

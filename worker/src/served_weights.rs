@@ -26,6 +26,7 @@ use protocol::weights::{DecryptSummary, Expected};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
+use crate::attest::AttestationProvider;
 use crate::encrypted_weights::{
     EncryptedWeightsError, decrypt_in_memory, fetch_ciphertext, open_grant,
 };
@@ -183,6 +184,8 @@ pub enum PrepareError {
     Weights(#[from] EncryptedWeightsError),
     #[error("loading the decrypted weights: {0}")]
     Load(#[from] InferenceError),
+    #[error(transparent)]
+    Measure(#[from] crate::attest::AttestError),
     #[error("stopped while {0}")]
     Stopped(&'static str),
 }
@@ -276,32 +279,42 @@ pub async fn fetch_and_decrypt(
 pub type Loader =
     Box<dyn FnOnce(Decrypted) -> Result<Arc<dyn InferenceBackend>, InferenceError> + Send>;
 
-/// The whole preparation of one model: [`fetch_and_decrypt`], `load`, then `add` the backend
-/// and mark the model ready. A failure marks it refused and logs why, once.
-#[allow(clippy::too_many_arguments)]
+/// What every model's preparation shares: the node, its keys and attestation, where the
+/// ciphertext is cached, how grants are polled, when to stop, and the models' states.
+#[derive(Clone)]
+pub struct Preparation {
+    pub node_id: NodeId,
+    pub keys: Arc<crate::keys::EnclaveKeys>,
+    /// Measures the weights into RTMR3 (`ecloud-model-weights`) before they are served.
+    pub attestation: Arc<dyn AttestationProvider>,
+    pub cache_dir: PathBuf,
+    pub polling: GrantPolling,
+    pub shutdown: watch::Receiver<bool>,
+    pub served: Arc<ServedWeights>,
+}
+
+/// The whole preparation of one model: [`fetch_and_decrypt`], `load`, measure the weights hash
+/// into the attestation (RTMR3 event `ecloud-model-weights`), then `add` the backend and mark
+/// the model ready. A failure marks it refused and logs why, once.
 pub async fn prepare(
+    p: Preparation,
     model: EncryptedModel,
-    node_id: NodeId,
-    secret: Arc<crate::keys::EnclaveKeys>,
     grants: impl GrantSource,
-    cache_dir: PathBuf,
-    polling: GrantPolling,
-    shutdown: watch::Receiver<bool>,
-    served: Arc<ServedWeights>,
     load: Loader,
     add: impl FnOnce(Arc<dyn InferenceBackend>),
 ) {
     let id = model.model_id.clone();
+    let served = p.served.clone();
     let stage = |s: &str| served.set(&id, WeightsState::Pending(s.to_owned()));
     let result = async {
         let decrypted = fetch_and_decrypt(
             &model,
-            node_id,
-            secret.encryption(),
+            p.node_id,
+            p.keys.encryption(),
             &grants,
-            cache_dir,
-            polling,
-            shutdown,
+            p.cache_dir.clone(),
+            p.polling,
+            p.shutdown.clone(),
             stage,
         )
         .await?;
@@ -309,6 +322,10 @@ pub async fn prepare(
         let backend = tokio::task::spawn_blocking(move || load(decrypted))
             .await
             .map_err(|e| InferenceError::Model(e.to_string()))??;
+        p.attestation
+            .measure(attestation::MODEL_WEIGHTS_EVENT, &model.weights_hash.0)?;
+        tracing::info!(model = %id, weights_hash = %model.weights_hash,
+            event = attestation::MODEL_WEIGHTS_EVENT, "encrypted weights: measured into RTMR3");
         Ok::<_, PrepareError>((backend, plaintext_hash))
     }
     .await;
@@ -413,6 +430,7 @@ mod tests {
 
     struct Fixture {
         keys: Arc<crate::keys::EnclaveKeys>,
+        attestation: Arc<dyn AttestationProvider>,
         model: EncryptedModel,
         grant: KeyGrantView,
         plain: Vec<u8>,
@@ -464,6 +482,7 @@ mod tests {
             .expect("encrypted");
         Fixture {
             keys,
+            attestation: Arc::new(crate::attest::dev::DevProvider::new(&[5; 32], 3600)),
             model,
             grant,
             plain,
@@ -512,21 +531,25 @@ mod tests {
         let added = Arc::new(Mutex::new(false));
         let added2 = added.clone();
         let (_tx, rx) = watch::channel(false);
-        prepare(
-            f.model.clone(),
-            NodeId(3),
-            f.keys.clone(),
-            grants,
-            f.dir.path().join("cache"),
-            fast(),
-            rx,
-            served.clone(),
-            load,
-            move |_| *added2.lock().unwrap() = true,
-        )
+        let p = Preparation {
+            node_id: NodeId(3),
+            keys: f.keys.clone(),
+            attestation: f.attestation.clone(),
+            cache_dir: f.dir.path().join("cache"),
+            polling: fast(),
+            shutdown: rx,
+            served: served.clone(),
+        };
+        prepare(p, f.model.clone(), grants, load, move |_| {
+            *added2.lock().unwrap() = true
+        })
         .await;
         let got = loaded.lock().unwrap().clone();
-        assert_eq!(*added.lock().unwrap(), got.is_some(), "added iff loaded");
+        assert_eq!(
+            *added.lock().unwrap(),
+            served.readiness(&f.model.model_id) == Readiness::Ready,
+            "added iff ready"
+        );
         (served, got)
     }
 
@@ -542,6 +565,20 @@ mod tests {
         assert_eq!(loaded.as_deref(), Some(f.plain.as_slice()));
         let id = &f.model.model_id;
         assert_eq!(served.readiness(id), Readiness::Ready);
+        // Measured: the node's attestations now carry the weights, the verifier shows them.
+        let bundle = f.attestation.attest(&f.keys.public(), 1_000).unwrap();
+        let policy = attestation::VerifyPolicy {
+            dev_ca_public_key: Some(
+                crate::attest::dev::DevProvider::new(&[5; 32], 1).ca_public_key(),
+            ),
+            ..attestation::VerifyPolicy::default()
+        };
+        let verdict =
+            attestation::verify_bundle(&bundle, 1_000, &policy, &attestation::RustCrypto).unwrap();
+        assert_eq!(
+            verdict.model_weights,
+            vec![f.model.weights_hash.to_string()]
+        );
         assert_eq!(served.weights_hash(id), Some(f.model.weights_hash));
         assert_eq!(
             served.state(id),
@@ -549,6 +586,45 @@ mod tests {
                 weights_hash: f.model.weights_hash,
                 plaintext_hash: Hash32(Sha256::digest(&f.plain).into()),
             })
+        );
+    }
+
+    /// A provider that cannot measure (a TDX node without dstack's guest agent): refused
+    /// rather than served unmeasured.
+    struct CannotMeasure;
+    impl AttestationProvider for CannotMeasure {
+        fn kind(&self) -> attestation::AttestationKind {
+            attestation::AttestationKind::Tdx
+        }
+        fn attest(
+            &self,
+            _keys: &crate::keys::PublicKeys,
+            _now: u64,
+        ) -> Result<attestation::AttestationBundle, crate::attest::AttestError> {
+            Err(crate::attest::AttestError::Rng("none".into()))
+        }
+        fn measure(&self, event: &str, _p: &[u8]) -> Result<(), crate::attest::AttestError> {
+            Err(crate::attest::AttestError::Measure {
+                event: event.into(),
+                reason: "no RTMR3".into(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn weights_that_cannot_be_measured_are_not_served() {
+        let mut f = fixture(|_| {}, false);
+        f.attestation = Arc::new(CannotMeasure);
+        let grants = Delayed {
+            grant: f.grant.clone(),
+            after: 0,
+            polls: Mutex::new(0),
+        };
+        let (served, _loaded) = run(&f, grants).await;
+        assert!(
+            matches!(served.readiness(&f.model.model_id), Readiness::Never(ref why) if why.contains("RTMR3")),
+            "{:?}",
+            served.state(&f.model.model_id)
         );
     }
 
