@@ -42,7 +42,7 @@ use near_sdk::{AccountId, CurveType, PublicKey};
 use protocol::channel_api::{
     BilledUsage, ChannelPayment, VoucherUpdate, authorization, headers, response_cost,
 };
-use protocol::dev_attestation::dev_bundle;
+use protocol::dev_attestation::dev_bundle_with_events;
 use sealed_api::{AttestationReport, Gateway, GatewayKey, Limits, ResponseSigner};
 use serde_json::{Value, json};
 
@@ -90,8 +90,12 @@ enum Fault {
     Truncates,
     /// Signs its answers as served by the encrypted weights [`WEIGHTS`].
     ServesWeights,
-    /// Signs its answers as served by other weights than [`WEIGHTS`].
+    /// Signs its answers as served by other weights than [`WEIGHTS`] (and measured those).
     OtherWeights,
+    /// Signs its answers as served by [`WEIGHTS`] but its attestation does not measure them.
+    UnmeasuredWeights,
+    /// Measures [`WEIGHTS`] but signs its answers as served by others.
+    SignsOtherWeights,
 }
 
 /// The encrypted weights of the manifest in the weights tests.
@@ -126,10 +130,36 @@ impl FakeNode {
         self.signer.ed25519_public()
     }
 
-    /// The dev bundle the worker's dev provider makes (`protocol::dev_attestation`).
+    /// The weights it serves the model from, if it says so.
+    fn weights(&self) -> Option<&'static [u8; 32]> {
+        match self.fault {
+            Fault::ServesWeights | Fault::UnmeasuredWeights => Some(&WEIGHTS),
+            Fault::OtherWeights | Fault::SignsOtherWeights => Some(&[0xcd; 32]),
+            _ => None,
+        }
+    }
+
+    /// The dev bundle the worker's dev provider makes (`protocol::dev_attestation`), with the
+    /// weights it measured.
     fn bundle(&self) -> AttestationBundle {
         let enclave: [u8; 32] = self.key.config().public_key.as_slice().try_into().unwrap();
-        dev_bundle(&dev_ca(), &enclave, &self.near_key(), now_secs() + 3600)
+        let measured = match self.fault {
+            Fault::UnmeasuredWeights => None,
+            Fault::SignsOtherWeights => Some(&WEIGHTS),
+            _ => self.weights(),
+        };
+        let events = measured
+            .map(|w| attestation::runtime_event(attestation::MODEL_WEIGHTS_EVENT, w))
+            .into_iter()
+            .collect();
+        dev_bundle_with_events(
+            &dev_ca(),
+            &enclave,
+            &self.near_key(),
+            now_secs() + 3600,
+            events,
+        )
+        .unwrap()
     }
 
     fn report(&self, nonce: &str) -> AttestationReport {
@@ -206,12 +236,8 @@ impl FakeNode {
             let other = ResponseSigner::from_secrets(&[200; 32], &[201; 32]).unwrap();
             return other.sign_both(request, response);
         }
-        let weights = match self.fault {
-            Fault::ServesWeights => Some(&WEIGHTS),
-            Fault::OtherWeights => Some(&[0xcd; 32]),
-            _ => None,
-        };
-        self.signer.sign_both_served(request, response, weights)
+        self.signer
+            .sign_both_served(request, response, self.weights())
     }
 
     fn bill(&self, channel: &Channel, max_tokens: u64) -> BilledUsage {
@@ -985,28 +1011,38 @@ async fn the_caller_gets_the_response_id_and_the_exact_bytes_the_node_signed() {
     assert!(!String::from_utf8(got).unwrap().contains("usage"));
 }
 
-/// A model whose manifest names encrypted weights: an answer signed as served by other
-/// weights, or by plain weights, is not paid and its node is dropped; the node that signs the
+/// A model whose manifest names encrypted weights: a node whose attestation does not measure
+/// them (measuring others, or none) is refused before anything is sent; one that measures them
+/// but signs its answer as served by others is not paid; the node measuring and signing the
 /// manifest's weights is paid and the caller is told which weights answered. A plain model's
 /// client refuses a signature naming weights.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answers_must_name_the_manifests_encrypted_weights() {
+async fn answers_must_be_measured_and_signed_with_the_manifests_encrypted_weights() {
     let (h, nodes) = harness(&[
         (Fault::OtherWeights, 1_000_000_000_000_000_000),
         (Fault::None, 2_000_000_000_000_000_000),
-        (Fault::ServesWeights, 3_000_000_000_000_000_000),
+        (Fault::UnmeasuredWeights, 3_000_000_000_000_000_000),
+        (Fault::SignsOtherWeights, 4_000_000_000_000_000_000),
+        (Fault::ServesWeights, 5_000_000_000_000_000_000),
     ])
     .await;
     *h.chain.weights.lock().unwrap() = Some(enclave_cloud_common::Hash32(WEIGHTS));
-    for (bad, stream) in [(0, false), (1, true)] {
-        let (status, text) = h.chat(stream, false).await;
-        assert!(
-            text.contains("not paid") && text.contains("weights"),
-            "node {bad}: {status} {text}"
+    let (status, text) = h.chat(false, false).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        text.contains("node 3") && text.contains("weights") && text.contains("not paid"),
+        "{text}"
+    );
+    for refused in 0..3 {
+        assert_eq!(
+            nodes[refused].seen.lock().unwrap().requests,
+            0,
+            "node {refused}: refused before anything was sent"
         );
-        assert!(h.proxy.bad_nodes().contains(&NodeId(bad)), "node {bad}");
-        assert!(nodes[bad as usize].seen.lock().unwrap().vouchers.is_empty());
     }
+    assert!(h.proxy.bad_nodes().contains(&NodeId(3)));
+    assert!(nodes[3].seen.lock().unwrap().vouchers.is_empty());
+
     let response = h
         .http
         .post(format!("{}/chat/completions", h.url))
@@ -1021,20 +1057,28 @@ async fn answers_must_name_the_manifests_encrypted_weights() {
         hex::encode(WEIGHTS)
     );
     let record = h.record().await;
-    assert_eq!(record.node_id, NodeId(2));
+    assert_eq!(
+        record.node_id,
+        NodeId(4),
+        "the node measuring and signing the weights"
+    );
     let cost = response_cost(
         &h.channel(record.channel_id.unwrap().0),
         PROMPT_TOKENS,
         TOKENS,
     );
-    voucher_arrives(&nodes[2], cost).await;
+    voucher_arrives(&nodes[4], cost).await;
     let (status, text) = h.chat(true, true).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("[DONE]"), "{text}");
 
-    // Plain manifest: a node naming weights is refused.
-    let (h, _nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;
+    // Plain manifest: a node naming weights in its signatures is refused and not paid.
+    let (h, nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;
     let (status, text) = h.chat(false, false).await;
     assert_eq!(status, 502, "{text}");
-    assert!(text.contains("weights"), "{text}");
+    assert!(
+        text.contains("weights") && text.contains("not paid"),
+        "{text}"
+    );
+    assert!(nodes[0].seen.lock().unwrap().vouchers.is_empty());
 }

@@ -261,6 +261,7 @@ impl<M: Market> Proxy<M> {
             .map_err(|e| format!("model {model}'s manifest: {e}"))?;
         let node = self.attest(id, model).await?;
         if let Some(h) = &weights_hash {
+            node.check_measures(h)?;
             eprintln!(
                 "ecloud proxy: model {model} is served from encrypted weights {h} (its manifest's \
                  weights_hash); node {id}'s answers must be signed as served by them"
