@@ -8,7 +8,8 @@
 //! 2. The owner allows dev enclaves: the keeper grants the key to the node, which opens it,
 //!    decrypts the weights in memory, checks them and serves the model; a request through the
 //!    proxy is answered, its signatures name the manifest's weights hash (the proxy checked
-//!    them against the manifest and tells its caller), and the node's kept signature says so.
+//!    them against the manifest and tells its caller), and the node's kept signature says so;
+//!    its fresh attestation measures the weights (RTMR3 event `ecloud-model-weights`).
 //! 3. The ciphertext is tampered with: the restarted node refuses the weights before serving
 //!    anything, and the model's requests are not answered.
 //!
@@ -27,7 +28,8 @@ use chain_client::testkit::{
 };
 use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::{Hash32, NodeId};
-use protocol::channel_api::headers;
+use protocol::channel_api::{headers, paths};
+use sealed_api::report::AttestationReport;
 use serde_json::{Value, json};
 use support::model_dir;
 use support::paid_stack::{account_with_credentials, ecloud, start_proxy};
@@ -37,6 +39,8 @@ use support::paid_stack::{account_with_credentials, ecloud, start_proxy};
 const MODEL: &str = "embed";
 const PRICE: &str = "embed:1000000000000000000000000:1000000000000000000000000";
 const WAIT: Duration = Duration::from_secs(180);
+/// The suite's development CA (`SuiteConfig::default()`).
+const DEV_CA: [u8; 32] = [0x5a; 32];
 
 /// Waits until `process`'s log contains `needle` (failing if it dies or `WAIT` passes).
 async fn log_shows(process: &mut Process, needle: &str) {
@@ -268,6 +272,31 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
         "{}",
         proxy.log_tail(20)
     );
+    // The node's fresh attestation measures the weights (RTMR3 event ecloud-model-weights,
+    // signed by the dev CA): what the proxy checked before opening its session.
+    let nonce = "5e".repeat(32);
+    let report: AttestationReport = reqwest::get(format!(
+        "{endpoint}{}?nonce={nonce}",
+        paths::ATTESTATION_REPORT
+    ))
+    .await
+    .expect("GET report")
+    .json()
+    .await
+    .expect("report JSON");
+    report.check_binding(&nonce).expect("binds the nonce");
+    let policy = attestation::VerifyPolicy {
+        dev_ca_public_key: Some(worker::attest::dev::DevProvider::new(&DEV_CA, 1).ca_public_key()),
+        ..attestation::VerifyPolicy::default()
+    };
+    let verdict = attestation::verify_bundle(
+        &report.attestation,
+        worker::attest::now_unix_secs(),
+        &policy,
+        &attestation::RustCrypto,
+    )
+    .expect("the report's bundle verifies");
+    assert_eq!(verdict.model_weights, vec![weights_hash.to_string()]);
     // The node keeps the signature; its text names the weights.
     let id = id.expect("the response id");
     let kept: Value = reqwest::get(format!("{endpoint}/v1/signature/{id}?signing_algo=ed25519"))
