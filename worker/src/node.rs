@@ -345,7 +345,8 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         ),
         None => None,
     };
-    let executor = Executor::new(keys.clone(), backend, models);
+    let executor =
+        Executor::new(keys.clone(), backend, models).with_weights(weights.served.clone());
     let journal = Journal::open(&data_dir.join(JOURNAL_FILE))?;
     let runner = JobRunner::new(executor, journal);
     let metrics = Metrics::new();

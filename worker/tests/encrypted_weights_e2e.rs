@@ -9,7 +9,8 @@
 //!    decrypts the weights in memory, checks them and serves the model; a request through the
 //!    proxy is answered, its signatures name the manifest's weights hash (the proxy checked
 //!    them against the manifest and tells its caller), and the node's kept signature says so;
-//!    its fresh attestation measures the weights (RTMR3 event `ecloud-model-weights`).
+//!    its fresh attestation measures the weights (RTMR3 event `ecloud-model-weights`); a job's
+//!    answer names them under the receipt's signature and `ecloud job result` checks them.
 //! 3. The ciphertext is tampered with: the restarted node refuses the weights before serving
 //!    anything, and the model's requests are not answered.
 //!
@@ -311,6 +312,46 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
             .is_some_and(|t| t.ends_with(&format!(":{weights_hash}"))),
         "{kept}"
     );
+
+    // A job for the model: its answer names the weights inside the output the receipt signs,
+    // and `ecloud job result` checks them against the manifest.
+    let as_user = || {
+        let mut cmd = ecloud(dir, &localnet, &suite, &indexer, &user, &user_creds);
+        cmd.args(["--factory", &factory_id]);
+        cmd
+    };
+    let mut submit = as_user();
+    submit.args([
+        "--json",
+        "job",
+        "submit",
+        "--model",
+        MODEL,
+        "--embed",
+        "a job",
+        "--max-cost",
+        "0.01",
+    ]);
+    let submitted = run_json(submit, "ecloud job submit");
+    let job_id = submitted["job_id"].to_string();
+    let started = Instant::now();
+    let result = loop {
+        let mut cmd = as_user();
+        cmd.args(["--json", "job", "result", job_id.trim_matches('"')]);
+        let out = cmd.output().expect("ecloud job result");
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).expect("result JSON");
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "job {job_id} never settled: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(result["status_code"], 200, "{result}");
+    assert_eq!(result["weights_hash"], weights_hash.to_string(), "{result}");
 
     // 3. Tampered ciphertext: the restarted node refuses it and serves nothing of the model.
     worker.stop();

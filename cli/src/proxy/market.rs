@@ -168,19 +168,7 @@ impl Market for ChainMarket {
     }
 
     async fn weights_hash(&self, model: &ModelId) -> Result<Option<Hash32>, Error> {
-        let factory = self.chain.factory();
-        let listing = match factory.model(model).await {
-            Ok(Some(listing)) => listing,
-            // Not a factory model, or no factory on this chain at all: no manifest names
-            // encrypted weights for it. Any other failure fails the session (closed).
-            Ok(None) => return Ok(None),
-            Err(chain_client::ChainError::UnknownAccount(id)) if &id == factory.id() => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let manifest = self.chain.model_token(&listing.token).manifest().await?;
-        Ok(manifest.and_then(|m| m.encrypted_weights_hash()))
+        crate::models::encrypted_weights_hash(&self.chain, model).await
     }
 
     fn marketplace(&self) -> AccountId {
