@@ -1033,9 +1033,9 @@ async fn answers_must_be_measured_and_signed_with_the_manifests_encrypted_weight
         text.contains("node 3") && text.contains("weights") && text.contains("not paid"),
         "{text}"
     );
-    for refused in 0..3 {
+    for (refused, node) in nodes.iter().enumerate().take(3) {
         assert_eq!(
-            nodes[refused].seen.lock().unwrap().requests,
+            node.seen.lock().unwrap().requests,
             0,
             "node {refused}: refused before anything was sent"
         );

@@ -129,7 +129,7 @@ impl Executor {
         let input_hash = sha256(&task.input);
         let mut answer = match self.open_input(task) {
             Ok(request) => self.answer(task, request).await?,
-            Err(refusal) => refusal,
+            Err(refusal) => *refusal,
         };
         if answer.response.status_code == 200 {
             answer.response.weights_hash = self
@@ -177,8 +177,8 @@ impl Executor {
         self.open_input(task).ok()
     }
 
-    /// The request plaintext, or the refusal to send back.
-    fn open_input(&self, task: &JobTask) -> Result<JobRequest, Answer> {
+    /// The request plaintext, or the refusal to send back (boxed: an answer is large).
+    fn open_input(&self, task: &JobTask) -> Result<JobRequest, Box<Answer>> {
         let plaintext = match (task.subject, task.user_key) {
             (ReceiptSubject::Job(_), Some(user_key)) => {
                 let ctx = EnvelopeContext::JobInput {
@@ -189,13 +189,13 @@ impl Executor {
                     .and_then(|env| envelope::open(self.keys.encryption(), &env, &ctx))
                     .map(|p| p.to_vec())
                     .map_err(|e| {
-                        Answer::refused(
+                        Box::new(Answer::refused(
                             400,
                             "invalid_request_error",
                             format!(
                                 "the input does not open for this node, model and user key: {e}"
                             ),
-                        )
+                        ))
                     })?
             }
             // Refused before opening, in `execute`.
@@ -203,11 +203,11 @@ impl Executor {
             (ReceiptSubject::Request(_), _) => task.input.clone(),
         };
         serde_json::from_slice(&plaintext).map_err(|e| {
-            Answer::refused(
+            Box::new(Answer::refused(
                 400,
                 "invalid_request_error",
                 format!("the input is not a JSON job request {{method, url, body}}: {e}"),
-            )
+            ))
         })
     }
 

@@ -409,6 +409,7 @@ struct RunWeights {
     served: Arc<ServedWeights>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start_weights(
     data_dir: &Path,
     args: &RunArgs,
