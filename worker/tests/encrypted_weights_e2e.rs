@@ -5,9 +5,9 @@
 //!
 //! 1. The manifest allows no enclave: the keeper grants nothing, and the node waits for its
 //!    key without serving the model.
-//! 2. The owner allows dev enclaves: the keeper grants the key to the node, which opens it,
-//!    decrypts the weights in memory, checks them and serves the model; a request through the
-//!    proxy is answered, its signatures name the manifest's weights hash (the proxy checked
+//! 2. The owner allows dev enclaves while the keeper is killed; restarted, the keeper grants
+//!    the key to the node (it missed nothing), which opens it, decrypts the weights in memory,
+//!    checks them and serves the model; a request through the proxy is answered, its signatures name the manifest's weights hash (the proxy checked
 //!    them against the manifest and tells its caller), and the node's kept signature says so;
 //!    its fresh attestation measures the weights (RTMR3 event `ecloud-model-weights`); a job's
 //!    answer names them under the receipt's signature and `ecloud job result` checks them.
@@ -196,13 +196,14 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
             .expect("register"),
     );
     start_worker(&mut worker, &indexer, &factory_id, &listen);
-    let mut keeper_cmd = as_owner();
-    keeper_cmd
-        .args(["model", "keeper", "--model", MODEL, "--key-file"])
-        .arg(&key_file)
-        .args(["--interval", "2s"]);
-    let mut keeper =
-        Process::spawn("ecloud model keeper", keeper_cmd, &dir.join("keeper.log")).expect("keeper");
+    let start_keeper = |log: &str| {
+        let mut cmd = as_owner();
+        cmd.args(["model", "keeper", "--model", MODEL, "--key-file"])
+            .arg(&key_file)
+            .args(["--interval", "2s"]);
+        Process::spawn("ecloud model keeper", cmd, &dir.join(log)).expect("keeper")
+    };
+    let mut keeper = start_keeper("keeper.log");
 
     // 1. Not allowed: no grant, and the node waits without serving.
     log_shows(&mut keeper, &format!("decision node={node_id} ")).await;
@@ -219,7 +220,9 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
         worker.log()
     );
 
-    // 2. Allowed: granted, decrypted, checked, served; the client checks the weights hash.
+    // 2. Allowed while the keeper is down (killed: no graceful stop); restarted, it misses
+    // nothing: the node is granted, decrypts, checks and serves; the client checks the hash.
+    keeper.kill();
     grants
         .update_manifest(
             manifest(weights_hash, &uri, &["dev"]),
@@ -229,6 +232,7 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
         .send(&owner)
         .await
         .expect("update_manifest");
+    let mut keeper = start_keeper("keeper-restarted.log");
     log_shows(&mut keeper, &format!("granted node={node_id}")).await;
     let worker_process = worker.process.as_mut().expect("worker process");
     log_shows(
