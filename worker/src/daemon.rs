@@ -601,6 +601,13 @@ enum Attempt {
 }
 
 async fn attempt_job(ctx: &Ctx, job: &Job, task: &JobTask) -> Result<(), Attempt> {
+    // A job resumed after a restart waits for its model's encrypted weights (rather than
+    // being answered "not served"), unless its result is journaled already.
+    if let Readiness::NotYet(why) = ctx.weights.readiness(&task.model_id)
+        && !ctx.runner.has_result(&task.subject)
+    {
+        return Err(Attempt::Retry(why));
+    }
     let ready = ctx.runner.result_for(task).await.map_err(|e| match e {
         RunError::InputChanged(_) => Attempt::Final(e.to_string()),
         other => Attempt::Retry(other.to_string()),
@@ -740,6 +747,7 @@ async fn handle_request(ctx: &Ctx, request_id: RequestId) {
         return;
     };
     if let Readiness::NotYet(why) | Readiness::Never(why) = ctx.weights.readiness(&request.model_id)
+        && !ctx.runner.has_result(&subject)
     {
         tracing::info!(%request_id, %why, "not answering the request");
         return;
