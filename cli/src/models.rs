@@ -168,6 +168,17 @@ pub async fn encrypted_weights_hash(
     chain: &Chain,
     model: &ModelId,
 ) -> Result<Option<Hash32>, Error> {
+    Ok(model_manifest(chain, model)
+        .await?
+        .and_then(|m| m.encrypted_weights_hash()))
+}
+
+/// `model`'s manifest on the token the factory lists for it; `None` for a model the factory
+/// does not list, or no factory on this chain at all. Any other failure is an error.
+pub async fn model_manifest(
+    chain: &Chain,
+    model: &ModelId,
+) -> Result<Option<ModelManifest>, Error> {
     let factory = chain.factory();
     let listing = match factory.model(model).await {
         Ok(Some(listing)) => listing,
@@ -177,8 +188,7 @@ pub async fn encrypted_weights_hash(
         }
         Err(e) => return Err(e.into()),
     };
-    let manifest = chain.model_token(&listing.token).manifest().await?;
-    Ok(manifest.and_then(|m| m.encrypted_weights_hash()))
+    Ok(chain.model_token(&listing.token).manifest().await?)
 }
 
 pub(crate) async fn listing(chain: &Chain, model: &ModelId) -> Result<ModelView, Error> {

@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use ecloud::channels::{ChannelRecord, ChannelStore};
 use ecloud::proxy::market::Market;
 use ecloud::proxy::{Options, Proxy};
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{
     Channel, ChannelState, NodePrice, OpenChannelSpec, StorageSource,
@@ -456,8 +457,18 @@ async fn start_node(chain: &Arc<FakeChain>, id: u64, fault: Fault) -> (Arc<FakeN
 struct FakeChain {
     nodes: Mutex<Vec<NodeView>>,
     channels: Mutex<HashMap<ChannelId, Channel>>,
-    /// The encrypted weights the model's manifest names.
-    weights: Mutex<Option<enclave_cloud_common::Hash32>>,
+    /// The model's manifest (none: not a factory model).
+    manifest: Mutex<Option<ModelManifest>>,
+}
+
+/// A manifest naming the encrypted weights `weights` and allowing `allowed` enclaves.
+fn encrypted_manifest(weights: [u8; 32], allowed: &[&str]) -> Option<ModelManifest> {
+    Some(ModelManifest {
+        weights_hash: enclave_cloud_common::Hash32(weights),
+        encrypted_weights_uri: "https://models.example/llm.enc".into(),
+        allowed_enclave_measurements: allowed.iter().map(|a| (*a).to_owned()).collect(),
+        ..ModelManifest::default()
+    })
 }
 
 fn price(input: u128, output: u128) -> NodePrice {
@@ -536,11 +547,8 @@ impl Market for Shared {
         Ok(vec![model()])
     }
 
-    async fn weights_hash(
-        &self,
-        _model: &ModelId,
-    ) -> Result<Option<enclave_cloud_common::Hash32>, ecloud::Error> {
-        Ok(*self.0.weights.lock().unwrap())
+    async fn manifest(&self, _model: &ModelId) -> Result<Option<ModelManifest>, ecloud::Error> {
+        Ok(self.0.manifest.lock().unwrap().clone())
     }
 
     fn marketplace(&self) -> AccountId {
@@ -617,7 +625,7 @@ async fn harness(nodes: &[(Fault, u128)]) -> (Harness, Vec<Arc<FakeNode>>) {
     let chain = Arc::new(FakeChain {
         nodes: Mutex::default(),
         channels: Mutex::default(),
-        weights: Mutex::default(),
+        manifest: Mutex::default(),
     });
     let mut fakes = Vec::new();
     for (i, (fault, output_price)) in nodes.iter().enumerate() {
@@ -1014,8 +1022,9 @@ async fn the_caller_gets_the_response_id_and_the_exact_bytes_the_node_signed() {
 /// A model whose manifest names encrypted weights: a node whose attestation does not measure
 /// them (measuring others, or none) is refused before anything is sent; one that measures them
 /// but signs its answer as served by others is not paid; the node measuring and signing the
-/// manifest's weights is paid and the caller is told which weights answered. A plain model's
-/// client refuses a signature naming weights.
+/// manifest's weights is paid and the caller is told which weights answered. A node the
+/// manifest does not allow is refused. A plain model's client refuses a signature naming
+/// weights.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_must_be_measured_and_signed_with_the_manifests_encrypted_weights() {
     let (h, nodes) = harness(&[
@@ -1026,7 +1035,7 @@ async fn answers_must_be_measured_and_signed_with_the_manifests_encrypted_weight
         (Fault::ServesWeights, 5_000_000_000_000_000_000),
     ])
     .await;
-    *h.chain.weights.lock().unwrap() = Some(enclave_cloud_common::Hash32(WEIGHTS));
+    *h.chain.manifest.lock().unwrap() = encrypted_manifest(WEIGHTS, &["dev"]);
     let (status, text) = h.chat(false, false).await;
     assert_eq!(status, 502, "{text}");
     assert!(
@@ -1071,6 +1080,14 @@ async fn answers_must_be_measured_and_signed_with_the_manifests_encrypted_weight
     let (status, text) = h.chat(true, true).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("[DONE]"), "{text}");
+
+    // A manifest that does not allow the node's enclave (dev): refused, whatever it measures.
+    let (h, nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;
+    *h.chain.manifest.lock().unwrap() = encrypted_manifest(WEIGHTS, &["ab".repeat(48).as_str()]);
+    let (status, text) = h.chat(false, false).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("does not allow its enclave"), "{text}");
+    assert_eq!(nodes[0].seen.lock().unwrap().requests, 0);
 
     // Plain manifest: a node naming weights in its signatures is refused and not paid.
     let (h, nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;

@@ -7,9 +7,10 @@ use std::future::Future;
 use attestation::{
     DEV_GPU_ROOT_SHA256, GraceStatus, TcbGrace as LibGrace, TcbPolicy, VerifyPolicy,
 };
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{Channel, OpenChannelSpec};
-use enclave_cloud_common::{Asset, ChannelId, Hash32, ModelId, NodeId, TcbStatus};
+use enclave_cloud_common::{Asset, ChannelId, ModelId, NodeId, TcbStatus};
 use near_sdk::AccountId;
 
 use crate::Error;
@@ -31,13 +32,13 @@ pub trait Market: Send + Sync + 'static {
     fn verify_policy(&self) -> impl Future<Output = Result<VerifyPolicy, Error>> + Send;
     /// Models some active node serves.
     fn models(&self) -> impl Future<Output = Result<Vec<ModelId>, Error>> + Send;
-    /// The hash of the encrypted weights `model`'s manifest names
-    /// (`ModelManifest::encrypted_weights_hash`): every response must be signed as served by
-    /// them. `None`: plain weights (or a model the factory does not list).
-    fn weights_hash(
+    /// `model`'s manifest (`crate::models::model_manifest`; `None`: a model the factory does
+    /// not list). When it names encrypted weights, the node must be one it allows, its
+    /// attestation must measure them, and every response must be signed as served by them.
+    fn manifest(
         &self,
         model: &ModelId,
-    ) -> impl Future<Output = Result<Option<Hash32>, Error>> + Send;
+    ) -> impl Future<Output = Result<Option<ModelManifest>, Error>> + Send;
     fn marketplace(&self) -> AccountId;
     /// The account that opens and pays the channels.
     fn user(&self) -> Result<AccountId, Error>;
@@ -167,8 +168,8 @@ impl Market for ChainMarket {
         Ok(models)
     }
 
-    async fn weights_hash(&self, model: &ModelId) -> Result<Option<Hash32>, Error> {
-        crate::models::encrypted_weights_hash(&self.chain, model).await
+    async fn manifest(&self, model: &ModelId) -> Result<Option<ModelManifest>, Error> {
+        crate::models::model_manifest(&self.chain, model).await
     }
 
     fn marketplace(&self) -> AccountId {

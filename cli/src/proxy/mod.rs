@@ -31,6 +31,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use enclave_cloud_common::interfaces::marketplace::{Channel, ChannelState, OpenChannelSpec};
+use enclave_cloud_common::interfaces::model_token::key_grants;
 use enclave_cloud_common::voucher::ChannelSigningKey;
 use enclave_cloud_common::{Asset, Hash32, ModelId, NodeId};
 use futures_util::StreamExt as _;
@@ -254,13 +255,18 @@ impl<M: Market> Proxy<M> {
     }
 
     async fn start_session(&self, id: NodeId, model: &ModelId) -> Result<Session, String> {
-        let weights_hash = self
+        let manifest = self
             .market
-            .weights_hash(model)
+            .manifest(model)
             .await
             .map_err(|e| format!("model {model}'s manifest: {e}"))?;
+        let weights_hash = manifest.as_ref().and_then(|m| m.encrypted_weights_hash());
         let node = self.attest(id, model).await?;
-        if let Some(h) = &weights_hash {
+        if let (Some(h), Some(m)) = (&weights_hash, &manifest) {
+            // The rule the model token and the keeper apply before granting the key: a node
+            // the manifest does not allow (any more) has no business holding the weights.
+            key_grants::manifest_allows(&node.node, m)
+                .map_err(|e| format!("the manifest does not allow its enclave: {e}"))?;
             node.check_measures(h)?;
             eprintln!(
                 "ecloud proxy: model {model} is served from encrypted weights {h} (its manifest's \
