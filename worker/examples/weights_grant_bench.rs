@@ -122,9 +122,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = routed.clone();
     let grants = Arc::new(grants);
     prepare(
-        preparation,
-        model,
-        Shared(Arc::clone(&grants)),
+        &preparation,
+        &model,
+        &Shared(Arc::clone(&grants)),
         loaders.remove(0),
         move |b| target.add(b),
     )

@@ -452,13 +452,13 @@ async fn start_weights(
             token,
         };
         let routed = backend.clone();
-        tokio::spawn(served_weights::prepare(
-            preparation.clone(),
-            model,
-            grants,
-            load,
-            move |b| routed.add(b),
-        ));
+        let p = preparation.clone();
+        tokio::spawn(async move {
+            let served = served_weights::prepare(&p, &model, &grants, load, |b| routed.add(b));
+            if let Some(key_hash) = served.await {
+                served_weights::watch_grant(&p, &model, &grants, key_hash).await;
+            }
+        });
     }
     Ok(RunWeights { backend, served })
 }

@@ -47,6 +47,12 @@ pub enum WeightsState {
     },
     /// Refused for good (tampered, wrong hash, no backend for it): never served by this run.
     Refused(String),
+    /// Decrypted once, but this node's key grant was revoked (the manifest no longer allows
+    /// it, its attestation ended): not served unless a grant comes back.
+    Revoked {
+        weights_hash: Hash32,
+        plaintext_hash: Hash32,
+    },
 }
 
 /// Whether the daemon may take work for a model now.
@@ -99,6 +105,9 @@ impl ServedWeights {
             Some(WeightsState::Refused(why)) => {
                 Readiness::Never(format!("model {model}'s weights were refused: {why}"))
             }
+            Some(WeightsState::Revoked { .. }) => Readiness::Never(format!(
+                "this node's key grant of model {model} was revoked"
+            )),
         }
     }
 
@@ -194,6 +203,8 @@ pub enum PrepareError {
 pub struct Decrypted {
     pub weights: Zeroizing<Vec<u8>>,
     pub summary: DecryptSummary,
+    /// The grant's `key_hash` (which key opened them).
+    pub key_hash: Hash32,
 }
 
 /// Steps 1–3: fetch, wait for the grant, open it, decrypt and check. Returns when the weights
@@ -272,7 +283,11 @@ pub async fn fetch_and_decrypt(
             })??;
     tracing::info!(model = %id, bytes = weights.len(), plaintext_hash = %summary.plaintext_sha256,
         seconds = started.elapsed().as_secs_f64(), "encrypted weights: decrypted in memory and checked");
-    Ok(Decrypted { weights, summary })
+    Ok(Decrypted {
+        weights,
+        summary,
+        key_hash: grant.key_hash,
+    })
 }
 
 /// Makes a backend of decrypted weights (the embedded MiniLM or Gemma).
@@ -295,23 +310,24 @@ pub struct Preparation {
 
 /// The whole preparation of one model: [`fetch_and_decrypt`], `load`, measure the weights hash
 /// into the attestation (RTMR3 event `ecloud-model-weights`), then `add` the backend and mark
-/// the model ready. A failure marks it refused and logs why, once.
+/// the model ready. A failure marks it refused and logs why, once. Returns the key hash of
+/// the grant it was served with, when it is.
 pub async fn prepare(
-    p: Preparation,
-    model: EncryptedModel,
-    grants: impl GrantSource,
+    p: &Preparation,
+    model: &EncryptedModel,
+    grants: &impl GrantSource,
     load: Loader,
     add: impl FnOnce(Arc<dyn InferenceBackend>),
-) {
+) -> Option<Hash32> {
     let id = model.model_id.clone();
     let served = p.served.clone();
     let stage = |s: &str| served.set(&id, WeightsState::Pending(s.to_owned()));
     let result = async {
         let decrypted = fetch_and_decrypt(
-            &model,
+            model,
             p.node_id,
             p.keys.encryption(),
-            &grants,
+            grants,
             p.cache_dir.clone(),
             p.polling,
             p.shutdown.clone(),
@@ -319,6 +335,7 @@ pub async fn prepare(
         )
         .await?;
         let plaintext_hash = decrypted.summary.plaintext_sha256;
+        let decrypted_key_hash = decrypted.key_hash;
         let backend = tokio::task::spawn_blocking(move || load(decrypted))
             .await
             .map_err(|e| InferenceError::Model(e.to_string()))??;
@@ -326,11 +343,11 @@ pub async fn prepare(
             .measure(attestation::MODEL_WEIGHTS_EVENT, &model.weights_hash.0)?;
         tracing::info!(model = %id, weights_hash = %model.weights_hash,
             event = attestation::MODEL_WEIGHTS_EVENT, "encrypted weights: measured into RTMR3");
-        Ok::<_, PrepareError>((backend, plaintext_hash))
+        Ok::<_, PrepareError>((backend, plaintext_hash, decrypted_key_hash))
     }
     .await;
     match result {
-        Ok((backend, plaintext_hash)) => {
+        Ok((backend, plaintext_hash, key_hash)) => {
             add(backend);
             served.set(
                 &id,
@@ -341,14 +358,84 @@ pub async fn prepare(
             );
             tracing::info!(model = %id, weights_hash = %model.weights_hash, %plaintext_hash,
                 "serving the model from its encrypted weights");
+            Some(key_hash)
         }
         Err(PrepareError::Stopped(what)) => {
             tracing::info!(model = %id, "stopped while {what}");
+            None
         }
         Err(e) => {
             tracing::error!(model = %id, weights_hash = %model.weights_hash, uri = %model.uri,
                 error = %e, "REFUSED encrypted weights: the model is not served");
             served.set(&id, WeightsState::Refused(e.to_string()));
+            None
+        }
+    }
+}
+
+/// After [`prepare`] served `model` with the grant of `key_hash`: polls the grant every
+/// `p.polling.max` until `p.shutdown`. A revoked grant (none, or one of another key) stops the
+/// model being served (`Revoked`, logged); a grant of the same key sealed to this node again
+/// serves it again. A failed read changes nothing.
+pub async fn watch_grant(
+    p: &Preparation,
+    model: &EncryptedModel,
+    grants: &impl GrantSource,
+    key_hash: Hash32,
+) {
+    let id = &model.model_id;
+    let mine = hex::encode(p.keys.encryption().public_key());
+    let mut shutdown = p.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(p.polling.max) => {}
+            _ = shutdown.changed() => return,
+        }
+        let granted = match grants.grant(p.node_id).await {
+            Ok(g) => g.is_some_and(|g| {
+                g.key_hash == key_hash && g.encryption_key.eq_ignore_ascii_case(&mine)
+            }),
+            Err(e) => {
+                tracing::warn!(model = %id, error = %e, "encrypted weights: cannot read the key grant");
+                continue;
+            }
+        };
+        match (p.served.state(id), granted) {
+            (
+                Some(WeightsState::Ready {
+                    weights_hash,
+                    plaintext_hash,
+                }),
+                false,
+            ) => {
+                tracing::error!(model = %id, node_id = %p.node_id,
+                    "REVOKED: this node's key grant is gone; the model is no longer served");
+                p.served.set(
+                    id,
+                    WeightsState::Revoked {
+                        weights_hash,
+                        plaintext_hash,
+                    },
+                );
+            }
+            (
+                Some(WeightsState::Revoked {
+                    weights_hash,
+                    plaintext_hash,
+                }),
+                true,
+            ) => {
+                tracing::info!(model = %id, node_id = %p.node_id,
+                    "encrypted weights: granted again; serving the model again");
+                p.served.set(
+                    id,
+                    WeightsState::Ready {
+                        weights_hash,
+                        plaintext_hash,
+                    },
+                );
+            }
+            _ => {}
         }
     }
 }
@@ -540,7 +627,7 @@ mod tests {
             shutdown: rx,
             served: served.clone(),
         };
-        prepare(p, f.model.clone(), grants, load, move |_| {
+        prepare(&p, &f.model, &grants, load, move |_| {
             *added2.lock().unwrap() = true
         })
         .await;
@@ -729,6 +816,90 @@ mod tests {
             served.readiness(&f.model.model_id),
             Readiness::Never(_)
         ));
+    }
+
+    /// Scripted grant answers; records the model's state at each poll (what the previous
+    /// answer made of it) and stops the watch once the script is done.
+    struct Script {
+        answers: Mutex<Vec<Option<KeyGrantView>>>,
+        served: Arc<ServedWeights>,
+        model: ModelId,
+        states: Mutex<Vec<WeightsState>>,
+        stop: watch::Sender<bool>,
+    }
+    impl GrantSource for Script {
+        async fn grant(&self, _n: NodeId) -> Result<Option<KeyGrantView>, String> {
+            let mut answers = self.answers.lock().unwrap();
+            if answers.is_empty() {
+                let _ = self.stop.send(true);
+                return Err("the script is done".into());
+            }
+            self.states
+                .lock()
+                .unwrap()
+                .push(self.served.state(&self.model).unwrap());
+            Ok(answers.remove(0))
+        }
+    }
+
+    /// A served model whose grant is revoked stops being served; granted the same key again,
+    /// it is served again; a grant of another key counts as revoked.
+    #[tokio::test]
+    async fn a_revoked_grant_stops_the_model_and_a_new_grant_restores_it() {
+        let f = fixture(|_| {}, false);
+        let id = f.model.model_id.clone();
+        let ready = WeightsState::Ready {
+            weights_hash: f.model.weights_hash,
+            plaintext_hash: Hash32([1; 32]),
+        };
+        let served = Arc::new(ServedWeights::new([(id.clone(), ready.clone())]));
+        let (tx, rx) = watch::channel(false);
+        let p = Preparation {
+            node_id: NodeId(3),
+            keys: f.keys.clone(),
+            attestation: f.attestation.clone(),
+            cache_dir: f.dir.path().join("cache"),
+            polling: GrantPolling {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            shutdown: rx,
+            served: served.clone(),
+        };
+        let mut other_key = f.grant.clone();
+        other_key.key_hash = Hash32([7; 32]);
+        let script = Script {
+            answers: Mutex::new(vec![
+                Some(f.grant.clone()),
+                None,
+                Some(f.grant.clone()),
+                Some(other_key),
+            ]),
+            served: served.clone(),
+            model: id.clone(),
+            states: Mutex::new(Vec::new()),
+            stop: tx,
+        };
+        watch_grant(&p, &f.model, &script, f.grant.key_hash).await;
+        let revoked = WeightsState::Revoked {
+            weights_hash: f.model.weights_hash,
+            plaintext_hash: Hash32([1; 32]),
+        };
+        assert_eq!(
+            *script.states.lock().unwrap(),
+            vec![ready.clone(), ready.clone(), revoked.clone(), ready],
+            "served, still granted, revoked, granted again"
+        );
+        assert_eq!(
+            served.state(&id),
+            Some(revoked),
+            "revoked: a grant of another key"
+        );
+        assert!(matches!(
+            served.readiness(&id),
+            Readiness::Never(ref why) if why.contains("revoked")
+        ));
+        assert_eq!(served.weights_hash(&id), None);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!    them against the manifest and tells its caller), and the node's kept signature says so;
 //!    its fresh attestation measures the weights (RTMR3 event `ecloud-model-weights`); a job's
 //!    answer names them under the receipt's signature and `ecloud job result` checks them.
+//!    The owner then stops allowing the node: the keeper revokes its grant and the node stops
+//!    serving the model; allowed again, it is granted again and serves.
 //! 3. The ciphertext is tampered with: the restarted node refuses the weights before serving
 //!    anything, and the model's requests are not answered.
 //!
@@ -356,6 +358,34 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
     };
     assert_eq!(result["status_code"], 200, "{result}");
     assert_eq!(result["weights_hash"], weights_hash.to_string(), "{result}");
+
+    // The owner stops allowing dev enclaves: the keeper revokes the grant and the node stops
+    // serving the model; allowed again, it is granted and serves again.
+    grants
+        .update_manifest(
+            manifest(weights_hash, &uri, &[]),
+            NearToken::from_millinear(10),
+        )
+        .expect("args")
+        .send(&owner)
+        .await
+        .expect("update_manifest");
+    log_shows(&mut keeper, &format!("revoked node={node_id}")).await;
+    let worker_process = worker.process.as_mut().expect("worker process");
+    log_shows(worker_process, "REVOKED: this node's key grant is gone").await;
+    let revoked = embeddings(&proxy_url).await;
+    assert_ne!(revoked.status(), 200, "a revoked node answered");
+    grants
+        .update_manifest(
+            manifest(weights_hash, &uri, &["dev"]),
+            NearToken::from_millinear(10),
+        )
+        .expect("args")
+        .send(&owner)
+        .await
+        .expect("update_manifest");
+    let worker_process = worker.process.as_mut().expect("worker process");
+    log_shows(worker_process, "granted again; serving the model again").await;
 
     // 3. Tampered ciphertext: the restarted node refuses it and serves nothing of the model.
     worker.stop();
