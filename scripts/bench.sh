@@ -63,6 +63,8 @@ eval "$("$REPO_ROOT/worker/scripts/fetch-model.sh")"
 run "worker inference" --profile bench -p worker --example worker_bench
 run "sealed API (OHTTP seal/open, response signatures)" --profile bench -p sealed-api --example bench
 run "encrypted weights (decryption vs plain read)" --profile bench -p protocol --example weights_bench
+run "encrypted weights on the node (grant to first served request)" --profile bench -p worker \
+    --example weights_grant_bench
 
 # End to end on localnet: localnet, indexer and worker as optimised processes (the `bench`
 # profile writes to target/release), sealed embedding jobs from submit to settlement.

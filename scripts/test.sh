@@ -48,7 +48,7 @@ ECLOUD_GEMMA_GGUF="$gemma_gguf" cargo test --locked --workspace
 # Tiers behind features: they start localnet, the indexer and the worker as processes.
 cargo test --locked -p chain-client --features testkit --test localnet
 cargo build --locked --quiet -p ecloud --bin ecloud
-cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust --test localnet_paid_api
+cargo test --locked -p worker --features localnet-e2e --test localnet_e2e --test localnet_robust --test localnet_paid_api --test encrypted_weights_e2e
 # The private, paid API: the openai SDK through `ecloud proxy` to a worker serving gemma.
 ECLOUD_GEMMA_GGUF="$gemma_gguf" \
     cargo test --locked -p worker --features localnet-e2e --test paid_api_e2e

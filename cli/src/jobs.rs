@@ -647,7 +647,26 @@ pub struct JobResult {
     pub status_code: u16,
     /// The OpenAI response (or error) body.
     pub body: serde_json::Value,
+    /// The encrypted weights that answered (in the output the receipt signs), checked against
+    /// the model manifest's; `None`: plain weights.
+    pub weights_hash: Option<Hash32>,
     pub verified: Verified,
+}
+
+impl JobResult {
+    /// An answer must name the encrypted weights the model's manifest names (`expected`), and
+    /// none when it names none. Refusals (non-200) name none and are not checked.
+    pub fn check_weights(&self, expected: Option<&Hash32>) -> Result<(), Error> {
+        if self.status_code != 200 {
+            return Ok(());
+        }
+        protocol::job::check_weights(self.weights_hash.as_ref(), expected).map_err(|e| {
+            Error::Verification(format!(
+                "job {}'s answer by node {}: {e}",
+                self.job_id, self.node_id
+            ))
+        })
+    }
 }
 
 fn inline_bytes(r: &InputRef, what: &str) -> Result<Vec<u8>, Error> {
@@ -742,6 +761,7 @@ pub fn verify_and_open(
         usage: s.usage,
         status_code: response.status_code,
         body: response.body,
+        weights_hash: response.weights_hash,
         verified: Verified {
             receipt: how,
             signer_key: key.key.clone(),
@@ -945,7 +965,10 @@ pub async fn result(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobRe
         ))
     })?;
     let key = node_key(chain, indexer, &settled).await?;
-    verify_and_open(&settled, &key, &user)
+    let result = verify_and_open(&settled, &key, &user)?;
+    let expected = crate::models::encrypted_weights_hash(chain, &result.model_id).await?;
+    result.check_weights(expected.as_ref())?;
+    Ok(result)
 }
 
 impl Report for JobResult {
@@ -991,6 +1014,12 @@ impl Report for JobResult {
             self.verified.signer_key,
             self.verified.key_source
         ));
+        if let Some(w) = &self.weights_hash {
+            out.push_str(&format!(
+                "-- answered by the encrypted weights {w}: the model manifest's weights_hash, \
+                 covered by the receipt\n"
+            ));
+        }
         out
     }
 }
@@ -1290,5 +1319,49 @@ pub(crate) mod tests {
         );
         let err = settled_from_indexer(&settled).unwrap_err().to_string();
         assert!(err.contains("job_settled event is malformed"), "{err}");
+    }
+
+    #[test]
+    fn a_result_shows_its_encrypted_weights_and_must_match_the_manifest() {
+        let w = Hash32([0xab; 32]);
+        let result = JobResult {
+            job_id: JobId(4),
+            model_id: "minilm".parse().unwrap(),
+            node_id: NodeId(2),
+            usage: Usage::default(),
+            status_code: 200,
+            body: serde_json::json!({"data": []}),
+            weights_hash: Some(w),
+            verified: Verified {
+                receipt: "signature",
+                signer_key: "ed25519:x".into(),
+                key_source: "marketplace",
+                input_hash: Hash32([1; 32]),
+                output_hash: Hash32([2; 32]),
+            },
+        };
+        let text = result.human();
+        assert!(
+            text.contains(&format!("answered by the encrypted weights {w}")),
+            "{text}"
+        );
+        assert!(result.check_weights(Some(&w)).is_ok());
+        for expected in [None, Some(&Hash32([0xcd; 32]))] {
+            let e = result.check_weights(expected).unwrap_err().to_string();
+            assert!(e.contains("job 4") && e.contains("manifest"), "{e}");
+        }
+        let plain = JobResult {
+            weights_hash: None,
+            ..result.clone()
+        };
+        assert!(plain.check_weights(None).is_ok());
+        assert!(plain.check_weights(Some(&w)).is_err());
+        assert!(!plain.human().contains("encrypted weights"));
+        // A refusal names no weights and is not checked.
+        let refused = JobResult {
+            status_code: 400,
+            ..plain
+        };
+        assert!(refused.check_weights(Some(&w)).is_ok());
     }
 }

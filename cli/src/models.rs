@@ -11,7 +11,7 @@ use enclave_cloud_common::interfaces::model_token::{
     AssetAmount, CrowdfundConfig, CrowdfundStatus, CrowdfundView, FT_METADATA_SPEC,
     FungibleTokenMetadata, NewModel, RevenuePoolView,
 };
-use enclave_cloud_common::{Asset, ModelId};
+use enclave_cloud_common::{Asset, Hash32, ModelId};
 use near_sdk::AccountId;
 use near_sdk::json_types::{U64, U128};
 use serde::Serialize;
@@ -158,6 +158,37 @@ pub async fn confirm(chain: &Chain, model: &ModelId) -> Result<Confirmed, Error>
         );
     }
     Ok(confirmed)
+}
+
+/// The hash of the encrypted weights `model`'s manifest names
+/// (`ModelManifest::encrypted_weights_hash`): what its answers must be signed with. `None`:
+/// plain weights, a model the factory does not list, or no factory on this chain at all. Any
+/// other failure to read it is an error (callers fail closed).
+pub async fn encrypted_weights_hash(
+    chain: &Chain,
+    model: &ModelId,
+) -> Result<Option<Hash32>, Error> {
+    Ok(model_manifest(chain, model)
+        .await?
+        .and_then(|m| m.encrypted_weights_hash()))
+}
+
+/// `model`'s manifest on the token the factory lists for it; `None` for a model the factory
+/// does not list, or no factory on this chain at all. Any other failure is an error.
+pub async fn model_manifest(
+    chain: &Chain,
+    model: &ModelId,
+) -> Result<Option<ModelManifest>, Error> {
+    let factory = chain.factory();
+    let listing = match factory.model(model).await {
+        Ok(Some(listing)) => listing,
+        Ok(None) => return Ok(None),
+        Err(chain_client::ChainError::UnknownAccount(id)) if &id == factory.id() => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(chain.model_token(&listing.token).manifest().await?)
 }
 
 pub(crate) async fn listing(chain: &Chain, model: &ModelId) -> Result<ModelView, Error> {

@@ -103,30 +103,6 @@ struct Env {
     keys: PathBuf,
 }
 
-/// The model factory with the model-token code published as its global contract.
-async fn deploy_factory(client: &ChainClient, root: &Account, registry: &str) -> Account {
-    let factory = create_account(client, root, "models", NearToken::from_near(200))
-        .await
-        .expect("factory account");
-    let init = FunctionCall::new(factory.account_id().clone(), "new")
-        .args_json(&json!({ "owner": root.account_id(), "registry": registry }))
-        .expect("args");
-    deploy_contract(client, &factory, &wasm_path("model_factory"), Some(init))
-        .await
-        .expect("deploy the factory");
-    let code = std::fs::read(wasm_path("model_token")).expect("model_token.wasm");
-    let publish = FunctionCall::new(factory.account_id().clone(), "publish_model_code")
-        .args_raw(code)
-        .gas_tgas(300)
-        .deposit(NearToken::from_near(100));
-    let published: bool = client
-        .call(root, publish)
-        .await
-        .expect("publish the model code");
-    assert!(published, "the factory refused the model-token code");
-    factory
-}
-
 /// A node as `worker register` makes one: an operator with stake, the enclave's NEAR key as an
 /// access key of the operator, and `register_node` signed by that key with a dev bundle.
 /// Returns the enclave's x25519 secret (job inputs are sealed to it).
@@ -230,27 +206,12 @@ async fn models_and_jobs_on_localnet() {
     .await
     .expect("registry and marketplace");
     let registry = suite.registry_id().to_string();
-    let factory = deploy_factory(&client, &root, &registry).await;
     // Royalties follow the factory: the suite's own royalty account for the model is lifted,
     // so the model's royalties are protocol fees until the marketplace confirms it exists.
-    let market = MarketplaceClient::new(&client, suite.marketplace_id().clone());
-    let model_id: ModelId = MODEL.parse().expect("model id");
-    market
-        .set_royalty_account(model_id, None)
-        .expect("args")
-        .send(&root)
+    let factory = suite
+        .deploy_factory(&client)
         .await
-        .expect("lift the royalty account");
-    let patch = ConfigPatch {
-        model_factory: Some(factory.account_id().clone()),
-        ..ConfigPatch::default()
-    };
-    market
-        .update_config(patch)
-        .expect("args")
-        .send(&root)
-        .await
-        .expect("set the model factory");
+        .expect("the model factory");
     let enclave = register_node(&client, &root, &registry).await;
     let (alice, credentials) = user_with_credentials(&client, &root, dir.path()).await;
     let trainer = create_account(&client, &root, "trainer", NearToken::from_near(1))

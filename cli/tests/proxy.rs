@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use ecloud::channels::{ChannelRecord, ChannelStore};
 use ecloud::proxy::market::Market;
 use ecloud::proxy::{Options, Proxy};
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{
     Channel, ChannelState, NodePrice, OpenChannelSpec, StorageSource,
@@ -42,7 +43,7 @@ use near_sdk::{AccountId, CurveType, PublicKey};
 use protocol::channel_api::{
     BilledUsage, ChannelPayment, VoucherUpdate, authorization, headers, response_cost,
 };
-use protocol::dev_attestation::dev_bundle;
+use protocol::dev_attestation::dev_bundle_with_events;
 use sealed_api::{AttestationReport, Gateway, GatewayKey, Limits, ResponseSigner};
 use serde_json::{Value, json};
 
@@ -88,7 +89,18 @@ enum Fault {
     ForeignSigner,
     /// Its backend dies in the middle of a stream (no final sealed chunk).
     Truncates,
+    /// Signs its answers as served by the encrypted weights [`WEIGHTS`].
+    ServesWeights,
+    /// Signs its answers as served by other weights than [`WEIGHTS`] (and measured those).
+    OtherWeights,
+    /// Signs its answers as served by [`WEIGHTS`] but its attestation does not measure them.
+    UnmeasuredWeights,
+    /// Measures [`WEIGHTS`] but signs its answers as served by others.
+    SignsOtherWeights,
 }
+
+/// The encrypted weights of the manifest in the weights tests.
+const WEIGHTS: [u8; 32] = [0xab; 32];
 
 /// What a fake node saw.
 #[derive(Default)]
@@ -119,10 +131,36 @@ impl FakeNode {
         self.signer.ed25519_public()
     }
 
-    /// The dev bundle the worker's dev provider makes (`protocol::dev_attestation`).
+    /// The weights it serves the model from, if it says so.
+    fn weights(&self) -> Option<&'static [u8; 32]> {
+        match self.fault {
+            Fault::ServesWeights | Fault::UnmeasuredWeights => Some(&WEIGHTS),
+            Fault::OtherWeights | Fault::SignsOtherWeights => Some(&[0xcd; 32]),
+            _ => None,
+        }
+    }
+
+    /// The dev bundle the worker's dev provider makes (`protocol::dev_attestation`), with the
+    /// weights it measured.
     fn bundle(&self) -> AttestationBundle {
         let enclave: [u8; 32] = self.key.config().public_key.as_slice().try_into().unwrap();
-        dev_bundle(&dev_ca(), &enclave, &self.near_key(), now_secs() + 3600)
+        let measured = match self.fault {
+            Fault::UnmeasuredWeights => None,
+            Fault::SignsOtherWeights => Some(&WEIGHTS),
+            _ => self.weights(),
+        };
+        let events = measured
+            .map(|w| attestation::runtime_event(attestation::MODEL_WEIGHTS_EVENT, w))
+            .into_iter()
+            .collect();
+        dev_bundle_with_events(
+            &dev_ca(),
+            &enclave,
+            &self.near_key(),
+            now_secs() + 3600,
+            events,
+        )
+        .unwrap()
     }
 
     fn report(&self, nonce: &str) -> AttestationReport {
@@ -199,7 +237,8 @@ impl FakeNode {
             let other = ResponseSigner::from_secrets(&[200; 32], &[201; 32]).unwrap();
             return other.sign_both(request, response);
         }
-        self.signer.sign_both(request, response)
+        self.signer
+            .sign_both_served(request, response, self.weights())
     }
 
     fn bill(&self, channel: &Channel, max_tokens: u64) -> BilledUsage {
@@ -418,6 +457,18 @@ async fn start_node(chain: &Arc<FakeChain>, id: u64, fault: Fault) -> (Arc<FakeN
 struct FakeChain {
     nodes: Mutex<Vec<NodeView>>,
     channels: Mutex<HashMap<ChannelId, Channel>>,
+    /// The model's manifest (none: not a factory model).
+    manifest: Mutex<Option<ModelManifest>>,
+}
+
+/// A manifest naming the encrypted weights `weights` and allowing `allowed` enclaves.
+fn encrypted_manifest(weights: [u8; 32], allowed: &[&str]) -> Option<ModelManifest> {
+    Some(ModelManifest {
+        weights_hash: enclave_cloud_common::Hash32(weights),
+        encrypted_weights_uri: "https://models.example/llm.enc".into(),
+        allowed_enclave_measurements: allowed.iter().map(|a| (*a).to_owned()).collect(),
+        ..ModelManifest::default()
+    })
 }
 
 fn price(input: u128, output: u128) -> NodePrice {
@@ -496,6 +547,10 @@ impl Market for Shared {
         Ok(vec![model()])
     }
 
+    async fn manifest(&self, _model: &ModelId) -> Result<Option<ModelManifest>, ecloud::Error> {
+        Ok(self.0.manifest.lock().unwrap().clone())
+    }
+
     fn marketplace(&self) -> AccountId {
         market_account()
     }
@@ -570,6 +625,7 @@ async fn harness(nodes: &[(Fault, u128)]) -> (Harness, Vec<Arc<FakeNode>>) {
     let chain = Arc::new(FakeChain {
         nodes: Mutex::default(),
         channels: Mutex::default(),
+        manifest: Mutex::default(),
     });
     let mut fakes = Vec::new();
     for (i, (fault, output_price)) in nodes.iter().enumerate() {
@@ -961,4 +1017,85 @@ async fn the_caller_gets_the_response_id_and_the_exact_bytes_the_node_signed() {
     .await;
     assert!(signed(&id.unwrap()).is_some());
     assert!(!String::from_utf8(got).unwrap().contains("usage"));
+}
+
+/// A model whose manifest names encrypted weights: a node whose attestation does not measure
+/// them (measuring others, or none) is refused before anything is sent; one that measures them
+/// but signs its answer as served by others is not paid; the node measuring and signing the
+/// manifest's weights is paid and the caller is told which weights answered. A node the
+/// manifest does not allow is refused. A plain model's client refuses a signature naming
+/// weights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_must_be_measured_and_signed_with_the_manifests_encrypted_weights() {
+    let (h, nodes) = harness(&[
+        (Fault::OtherWeights, 1_000_000_000_000_000_000),
+        (Fault::None, 2_000_000_000_000_000_000),
+        (Fault::UnmeasuredWeights, 3_000_000_000_000_000_000),
+        (Fault::SignsOtherWeights, 4_000_000_000_000_000_000),
+        (Fault::ServesWeights, 5_000_000_000_000_000_000),
+    ])
+    .await;
+    *h.chain.manifest.lock().unwrap() = encrypted_manifest(WEIGHTS, &["dev"]);
+    let (status, text) = h.chat(false, false).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        text.contains("node 3") && text.contains("weights") && text.contains("not paid"),
+        "{text}"
+    );
+    for (refused, node) in nodes.iter().enumerate().take(3) {
+        assert_eq!(
+            node.seen.lock().unwrap().requests,
+            0,
+            "node {refused}: refused before anything was sent"
+        );
+    }
+    assert!(h.proxy.bad_nodes().contains(&NodeId(3)));
+    assert!(nodes[3].seen.lock().unwrap().vouchers.is_empty());
+
+    let response = h
+        .http
+        .post(format!("{}/chat/completions", h.url))
+        .json(&json!({"model": MODEL, "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[headers::WEIGHTS_HASH].to_str().unwrap(),
+        hex::encode(WEIGHTS)
+    );
+    let record = h.record().await;
+    assert_eq!(
+        record.node_id,
+        NodeId(4),
+        "the node measuring and signing the weights"
+    );
+    let cost = response_cost(
+        &h.channel(record.channel_id.unwrap().0),
+        PROMPT_TOKENS,
+        TOKENS,
+    );
+    voucher_arrives(&nodes[4], cost).await;
+    let (status, text) = h.chat(true, true).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("[DONE]"), "{text}");
+
+    // A manifest that does not allow the node's enclave (dev): refused, whatever it measures.
+    let (h, nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;
+    *h.chain.manifest.lock().unwrap() = encrypted_manifest(WEIGHTS, &["ab".repeat(48).as_str()]);
+    let (status, text) = h.chat(false, false).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("does not allow its enclave"), "{text}");
+    assert_eq!(nodes[0].seen.lock().unwrap().requests, 0);
+
+    // Plain manifest: a node naming weights in its signatures is refused and not paid.
+    let (h, nodes) = harness(&[(Fault::ServesWeights, 1_000_000_000_000_000_000)]).await;
+    let (status, text) = h.chat(false, false).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(
+        text.contains("weights") && text.contains("not paid"),
+        "{text}"
+    );
+    assert!(nodes[0].seen.lock().unwrap().vouchers.is_empty());
 }

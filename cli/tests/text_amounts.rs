@@ -534,6 +534,7 @@ fn every_report() -> Vec<(&'static str, Render, usize)> {
                     },
                     status_code: 200,
                     body: serde_json::json!({"choices": [{"message": {"content": "hi"}}]}),
+                    weights_hash: Some(Hash32([0xab; 32])),
                     verified: Verified {
                         receipt: "signature",
                         signer_key: "ed25519:abc".into(),

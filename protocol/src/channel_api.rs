@@ -49,6 +49,10 @@ pub mod headers {
     /// Response header (whole responses) or trailer (streams): JSON array of the response's
     /// signatures (`sealed_api::ResponseSignature`, `ecdsa` then `ed25519`).
     pub const SIGNATURES: &str = "x-ecloud-signatures";
+    /// `ecloud proxy` to its caller: the encrypted weights (hex SHA-256, the model manifest's
+    /// `weights_hash`) the response's signatures name and were checked against; absent for a
+    /// model served from plain weights.
+    pub const WEIGHTS_HASH: &str = "x-ecloud-weights-hash";
 }
 
 /// Paths of the node's API (inside the sealed transport, except the report, the signatures and

@@ -39,6 +39,34 @@ fn post() -> String {
 pub struct JobResponse {
     pub status_code: u16,
     pub body: serde_json::Value,
+    /// The encrypted weights that answered (the model manifest's `weights_hash`), when the
+    /// model is served from encrypted weights. It is inside the output whose hash the node's
+    /// receipt signs, so the receipt vouches for it; absent for plain weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_hash: Option<Hash32>,
+}
+
+/// Why a job's answer is refused for its weights.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeightsMismatch {
+    #[error("the node answered with weights {answered}, but the model's manifest names {expected}")]
+    Other { answered: String, expected: String },
+}
+
+/// Checks the weights an answer names against the manifest's (`expected`: its encrypted
+/// weights hash, `None` for plain weights); the same rule as the API's signatures.
+pub fn check_weights(
+    answered: Option<&Hash32>,
+    expected: Option<&Hash32>,
+) -> Result<(), WeightsMismatch> {
+    if answered == expected {
+        return Ok(());
+    }
+    let shown = |h: Option<&Hash32>| h.map_or_else(|| "none".to_owned(), ToString::to_string);
+    Err(WeightsMismatch::Other {
+        answered: shown(answered),
+        expected: shown(expected),
+    })
 }
 
 /// SHA-256, as the marketplace hashes inline inputs and outputs.
@@ -114,6 +142,7 @@ mod tests {
         let response = JobResponse {
             status_code: 200,
             body: serde_json::json!({"ok": true}),
+            weights_hash: None,
         };
         assert_eq!(
             serde_json::to_string(&response).unwrap(),
@@ -151,6 +180,7 @@ mod tests {
         let response = JobResponse {
             status_code: 200,
             body: serde_json::json!({"data": []}),
+            weights_hash: None,
         };
         let ctx = EnvelopeContext::JobOutput {
             subject,
@@ -187,5 +217,33 @@ mod tests {
             sha256(b"abc").to_string(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn an_answer_names_its_encrypted_weights_and_old_answers_still_read() {
+        let old: JobResponse =
+            serde_json::from_str(r#"{"status_code":200,"body":{"ok":true}}"#).unwrap();
+        assert_eq!(old.weights_hash, None);
+        assert!(
+            !serde_json::to_string(&old)
+                .unwrap()
+                .contains("weights_hash")
+        );
+        let w = Hash32([0xab; 32]);
+        let new = JobResponse {
+            weights_hash: Some(w),
+            ..old
+        };
+        let back: JobResponse =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back.weights_hash, Some(w));
+
+        assert_eq!(check_weights(Some(&w), Some(&w)), Ok(()));
+        assert_eq!(check_weights(None, None), Ok(()));
+        let other = Hash32([0xcd; 32]);
+        for (answered, expected) in [(Some(&other), Some(&w)), (None, Some(&w)), (Some(&w), None)] {
+            let e = check_weights(answered, expected).unwrap_err().to_string();
+            assert!(e.contains("manifest"), "{e}");
+        }
     }
 }

@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! text = sha256_hex(exact request body) ":" sha256_hex(exact response body)
+//!        [ ":" hex(weights hash) ]
 //! ```
-//! (the response body of a stream is its full SSE text). `signing_algo`:
+//! (the response body of a stream is its full SSE text). The third part is present when the
+//! model was served from encrypted weights: the model manifest's `weights_hash` (SHA-256 of
+//! the encrypted weights the node decrypted and checked), so a client can check which weights
+//! answered against the manifest. Without it the text is exactly NEAR AI Cloud's. `signing_algo`:
 //! * `ecdsa`: secp256k1 over the Ethereum `personal_sign` hash
 //!   `keccak256("\x19Ethereum Signed Message:\n" || len(text) || text)`; `signature` is
 //!   `0x` + hex(r || s || v) with v = 27 + recovery id; `signing_address` is the key's
@@ -65,8 +69,10 @@ pub struct ResponseSignature {
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("signed text is not '<request sha256>:<response sha256>'")]
+    #[error("signed text is not '<request sha256>:<response sha256>[:<weights sha256>]'")]
     Text,
+    #[error("the response was signed as served by weights {signed}, expected {expected}")]
+    WeightsHash { signed: String, expected: String },
     #[error("signed request hash {signed} is not the request's {actual}")]
     RequestHash { signed: String, actual: String },
     #[error("signed response hash {signed} is not the response's {actual}")]
@@ -85,7 +91,27 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// The signed text for a request and response body.
 pub fn signed_text(request_body: &[u8], response_body: &[u8]) -> String {
-    format!("{}:{}", sha256_hex(request_body), sha256_hex(response_body))
+    signed_text_served(request_body, response_body, None)
+}
+
+/// The signed text of an exchange answered by a model served from encrypted weights whose
+/// hash is `weights_hash` (`None`: plain weights, [`signed_text`]).
+pub fn signed_text_served(
+    request_body: &[u8],
+    response_body: &[u8],
+    weights_hash: Option<&[u8; 32]>,
+) -> String {
+    let mut text = format!("{}:{}", sha256_hex(request_body), sha256_hex(response_body));
+    if let Some(w) = weights_hash {
+        text.push(':');
+        text.push_str(&hex::encode(w));
+    }
+    text
+}
+
+/// `"none"` or the hex of a weights hash, for errors.
+fn weights_shown(w: Option<&str>) -> String {
+    w.map_or_else(|| "none".to_owned(), str::to_owned)
 }
 
 /// Ethereum `personal_sign` hash of `message` (EIP-191 version 0x45).
@@ -157,9 +183,21 @@ impl ResponseSigner {
 
     /// Both signatures of one exchange (the node keeps both at `/v1/signature/{id}`).
     pub fn sign_both(&self, request_body: &[u8], response_body: &[u8]) -> [ResponseSignature; 2] {
+        self.sign_both_served(request_body, response_body, None)
+    }
+
+    /// Both signatures of one exchange answered with the weights of `weights_hash` (`None`:
+    /// plain weights), [`signed_text_served`].
+    pub fn sign_both_served(
+        &self,
+        request_body: &[u8],
+        response_body: &[u8],
+        weights_hash: Option<&[u8; 32]>,
+    ) -> [ResponseSignature; 2] {
+        let text = signed_text_served(request_body, response_body, weights_hash);
         [
-            self.sign(SigningAlgo::Ecdsa, request_body, response_body),
-            self.sign(SigningAlgo::Ed25519, request_body, response_body),
+            self.sign_text(SigningAlgo::Ecdsa, text.clone()),
+            self.sign_text(SigningAlgo::Ed25519, text),
         ]
     }
 
@@ -220,15 +258,53 @@ impl ResponseSignature {
         }
     }
 
+    /// The weights hash (hex) the text says answered, if the model was served from encrypted
+    /// weights; `Err` for a text of neither shape.
+    pub fn signed_weights_hash(&self) -> Result<Option<&str>, SignatureError> {
+        Ok(self.parts()?.2)
+    }
+
+    fn parts(&self) -> Result<(&str, &str, Option<&str>), SignatureError> {
+        let mut parts = self.text.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(req), Some(res), weights, None) => Ok((req, res, weights)),
+            _ => Err(SignatureError::Text),
+        }
+    }
+
     /// Everything a client checks before paying: the text names these exact bodies, the
-    /// signature verifies, and the signer is the address attested for the node.
+    /// signature verifies, and the signer is the address attested for the node. The text must
+    /// name no weights ([`Self::verify_exchange_served`] for a model with encrypted weights).
     pub fn verify_exchange(
         &self,
         request_body: &[u8],
         response_body: &[u8],
         attested_address: &str,
     ) -> Result<(), SignatureError> {
-        let (req, res) = self.text.split_once(':').ok_or(SignatureError::Text)?;
+        self.verify_exchange_served(request_body, response_body, attested_address, None)
+    }
+
+    /// [`Self::verify_exchange`], and the text names `weights_hash` as the weights that
+    /// answered (the model manifest's `weights_hash`; `None`: the manifest names no encrypted
+    /// weights, and the text must name none).
+    pub fn verify_exchange_served(
+        &self,
+        request_body: &[u8],
+        response_body: &[u8],
+        attested_address: &str,
+        weights_hash: Option<&[u8; 32]>,
+    ) -> Result<(), SignatureError> {
+        let (req, res, weights) = self.parts()?;
+        let expected = weights_hash.map(hex::encode);
+        if !weights
+            .map(str::to_ascii_lowercase)
+            .eq(&expected.as_deref().map(str::to_owned))
+        {
+            return Err(SignatureError::WeightsHash {
+                signed: weights_shown(weights),
+                expected: weights_shown(expected.as_deref()),
+            });
+        }
         let (actual_req, actual_res) = (sha256_hex(request_body), sha256_hex(response_body));
         if req != actual_req {
             return Err(SignatureError::RequestHash {

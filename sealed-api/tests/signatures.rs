@@ -204,6 +204,53 @@ fn our_signatures_pass_near_ai_clouds_verifier_steps() {
     }
 }
 
+/// A response answered by a model served from encrypted weights names the manifest's weights
+/// hash as the text's third part: the signature covers it, the client checks it against the
+/// manifest, and a plain signature or another hash is refused.
+#[test]
+fn a_signature_names_the_encrypted_weights_that_answered() {
+    let s = signer();
+    let (req, res) = (br#"{"model":"m"}"#.as_slice(), b"{}".as_slice());
+    let weights = [0xab; 32];
+    let served = s.sign_both_served(req, res, Some(&weights));
+    let plain = s.sign_both(req, res);
+    for (sig, plain) in served.iter().zip(&plain) {
+        let attested = s.address(sig.signing_algo);
+        assert_eq!(
+            sig.text,
+            format!("{}:{}", signed_text(req, res), hex::encode(weights))
+        );
+        assert_eq!(
+            sig.signed_weights_hash(),
+            Ok(Some(hex::encode(weights).as_str()))
+        );
+        assert_eq!(plain.signed_weights_hash(), Ok(None));
+        assert_eq!(
+            sig.verify_exchange_served(req, res, &attested, Some(&weights)),
+            Ok(())
+        );
+        // Other weights than the manifest's, weights where the manifest names none, none
+        // where it names some: refused.
+        for (signature, expected) in [
+            (sig, Some(&[0xac; 32])),
+            (sig, None),
+            (plain, Some(&weights)),
+        ] {
+            assert!(matches!(
+                signature.verify_exchange_served(req, res, &attested, expected),
+                Err(SignatureError::WeightsHash { .. })
+            ));
+        }
+        // The weights are signed: swapping them in the text breaks the signature.
+        let mut swapped = sig.clone();
+        swapped.text = format!("{}:{}", signed_text(req, res), hex::encode([0xac; 32]));
+        assert!(swapped.verify().is_err());
+        let mut extra = sig.clone();
+        extra.text.push_str(":00");
+        assert_eq!(extra.signed_weights_hash(), Err(SignatureError::Text));
+    }
+}
+
 fn dev_bundle(enclave_key: [u8; 32], near_key: [u8; 32]) -> AttestationBundle {
     AttestationBundle {
         version: 1,

@@ -20,8 +20,10 @@ use crate::attest::tdx::{
 use crate::attest::{AttestationProvider, GpuEvidenceSource, now_unix_secs};
 use crate::claim::ClaimPolicy;
 use crate::inference::http::OpenAiHttpBackend;
+use crate::inference::routed::Routed;
 use crate::inference::{InferenceBackend, MODEL_DIR_ENV};
 use crate::keys::{EnclaveKeys, FileSealer};
+use crate::served_weights::{EncryptedModel, Loader};
 
 #[derive(Debug, Parser)]
 #[command(name = "worker", version, about = "enclave-cloud node agent")]
@@ -244,6 +246,17 @@ pub struct RunArgs {
     /// node's payment channels (request models are the --model ids).
     #[arg(long, env = "ECLOUD_WORKER_API_LISTEN")]
     pub api_listen: Option<SocketAddr>,
+    /// The model factory. Each --model it lists whose manifest names encrypted weights is
+    /// served from them: the ciphertext is fetched into <data dir>/weights (resumable, hash
+    /// checked), the key granted to this node (`ecloud model keeper`) is waited for and
+    /// opened inside the enclave, the weights are decrypted in memory and checked, and only
+    /// then is the model served (its jobs claimed). Such a model needs --backend embedded; a
+    /// MiniLM one still takes config.json and tokenizer.json from --model-dir.
+    #[arg(long, env = "ECLOUD_FACTORY")]
+    pub factory: Option<AccountId>,
+    /// Longest pause between two polls of a model's key grant (they start at 1 s and double).
+    #[arg(long, default_value_t = 30)]
+    pub grant_poll_max_secs: u64,
     #[command(flatten)]
     pub payment: PaymentArgs,
     #[command(flatten)]
@@ -544,13 +557,96 @@ pub fn backend(args: &BackendArgs) -> Result<Arc<dyn InferenceBackend>, CliError
     }
 }
 
+/// `worker run`'s backend: the plain-weights backends (as [`backend`], without the embedded
+/// models served from encrypted weights), behind a [`Routed`] to which each encrypted model's
+/// backend is added once ready, and the loader of each of `encrypted` (in its order).
+pub fn run_backend(
+    args: &BackendArgs,
+    encrypted: &[EncryptedModel],
+) -> Result<(Arc<Routed>, Vec<Loader>), CliError> {
+    if encrypted.is_empty() {
+        return Ok((Arc::new(Routed::new(vec![backend(args)?])), Vec::new()));
+    }
+    if args.backend != BackendKind::Embedded {
+        return Err(CliError::Usage(format!(
+            "model {}'s manifest names encrypted weights: they are decrypted inside the enclave \
+             and need --backend embedded",
+            encrypted[0].model_id
+        )));
+    }
+    encrypted_embedded(args, encrypted)
+}
+
+#[cfg(feature = "embedded")]
+fn encrypted_embedded(
+    args: &BackendArgs,
+    encrypted: &[EncryptedModel],
+) -> Result<(Arc<Routed>, Vec<Loader>), CliError> {
+    use crate::inference::{embedded, embedded::MiniLmBackend, gemma, gemma::GemmaBackend};
+    let is = |aliases: &[&str], name: &str| aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
+    let (mut minilm_encrypted, mut gemma_encrypted) = (false, false);
+    let mut loaders = Vec::new();
+    for model in encrypted {
+        let name = model.backend_model.as_str();
+        let loader: Loader = if is(&gemma::MODEL_ALIASES, name) {
+            gemma_encrypted = true;
+            let shown = format!("{}'s encrypted weights", model.model_id);
+            Box::new(move |d| {
+                let mut weights = d.weights;
+                // The GGUF reader takes the bytes; they stay in the enclave's memory.
+                let bytes = std::mem::take(&mut *weights);
+                Ok(Arc::new(GemmaBackend::from_gguf_bytes(bytes, &shown)?) as Arc<_>)
+            })
+        } else if is(&embedded::MODEL_ALIASES, name) {
+            minilm_encrypted = true;
+            let dir = args.model_dir.clone().ok_or_else(|| {
+                CliError::Usage(format!(
+                    "model {} (MiniLM) has encrypted weights: --model-dir must hold its \
+                     config.json and tokenizer.json",
+                    model.model_id
+                ))
+            })?;
+            Box::new(move |d| {
+                Ok(Arc::new(MiniLmBackend::load_with_weights(&dir, Some(&d.weights))?) as Arc<_>)
+            })
+        } else {
+            return Err(CliError::Usage(format!(
+                "model {} has encrypted weights but its backend model '{name}' is neither \
+                 gemma-3-270m nor all-MiniLM-L6-v2 (the embedded backends)",
+                model.model_id
+            )));
+        };
+        loaders.push(loader);
+    }
+    let minilm = args.model_dir.as_deref().filter(|_| !minilm_encrypted);
+    let gemma = args.gemma_gguf.as_deref().filter(|_| !gemma_encrypted);
+    let mut plain: Vec<Arc<dyn InferenceBackend>> = Vec::new();
+    if let Some(dir) = minilm {
+        plain.push(Arc::new(MiniLmBackend::load(dir)?));
+    }
+    if let Some(gguf) = gemma {
+        plain.push(Arc::new(GemmaBackend::load(gguf)?));
+    }
+    Ok((Arc::new(Routed::new(plain)), loaders))
+}
+
+#[cfg(not(feature = "embedded"))]
+fn encrypted_embedded(
+    _args: &BackendArgs,
+    _encrypted: &[EncryptedModel],
+) -> Result<(Arc<Routed>, Vec<Loader>), CliError> {
+    Err(CliError::Usage(
+        "encrypted weights need a worker built with the `embedded` feature".into(),
+    ))
+}
+
 /// MiniLM for embeddings and/or Gemma for chat, each request to the one serving its model.
 #[cfg(feature = "embedded")]
 fn embedded_backend(
     minilm_dir: Option<&Path>,
     gemma_gguf: Option<&Path>,
 ) -> Result<Arc<dyn InferenceBackend>, CliError> {
-    use crate::inference::{embedded::MiniLmBackend, gemma::GemmaBackend, routed::Routed};
+    use crate::inference::{embedded::MiniLmBackend, gemma::GemmaBackend};
     let mut backends: Vec<Arc<dyn InferenceBackend>> = Vec::new();
     if let Some(dir) = minilm_dir {
         backends.push(Arc::new(MiniLmBackend::load(dir)?));

@@ -37,6 +37,7 @@ use crate::keys::EnclaveKeys;
 use crate::metrics::Metrics;
 use crate::outputs::{OUTPUT_RETENTION, OutputStore};
 use crate::runner::{JobRunner, RunError};
+use crate::served_weights::{Readiness, ServedWeights};
 use enclave_cloud_common::interfaces::marketplace::{Job, JobView};
 
 #[derive(Debug, Clone)]
@@ -58,6 +59,9 @@ pub struct RunConfig {
     /// Where outputs over the inline limit are stored and served; `None`: such jobs are
     /// given up.
     pub outputs: Option<OutputStore>,
+    /// Which models are ready (a model with encrypted weights only once they are decrypted
+    /// and checked): work for the others is not taken.
+    pub weights: Arc<ServedWeights>,
 }
 
 /// Jobs declined are remembered (the feed offers them again and again) up to this many.
@@ -72,6 +76,7 @@ struct Ctx {
     retry_delay: Duration,
     claim_policy: ClaimPolicy,
     outputs: Option<OutputStore>,
+    weights: Arc<ServedWeights>,
     /// The marketplace's inline limit as last read (0: unknown, outputs are tried inline).
     max_inline: AtomicU32,
     /// Offers being processed: the feed repeats itself (polls, reconnects).
@@ -145,6 +150,7 @@ pub async fn run(
         retry_delay: config.retry_delay,
         claim_policy: config.claim_policy,
         outputs: config.outputs.clone(),
+        weights: config.weights.clone(),
         max_inline: AtomicU32::new(0),
         active: Mutex::new(HashSet::new()),
         declined: Mutex::new(HashSet::new()),
@@ -321,7 +327,7 @@ async fn liveness(
 
 /// What re-attests the node: its TEE evidence, and its GPUs and NVSwitches if it has any.
 pub struct Attester {
-    pub provider: Box<dyn AttestationProvider>,
+    pub provider: Arc<dyn AttestationProvider>,
     pub devices: Option<Box<dyn GpuEvidenceSource>>,
     /// The API listener (`run --api-listen`), whose `/v1/attestation` then serves a bundle
     /// of the new attestation.
@@ -495,6 +501,11 @@ enum NotClaimed {
 /// Whether an open job is worth claiming: its input opens for this node, its cap covers it at
 /// this node's price, and enough time is left on the chain's clock.
 async fn worth_claiming(ctx: &Ctx, job: &Job) -> Result<(), NotClaimed> {
+    match ctx.weights.readiness(&job.model_id) {
+        Readiness::Ready => {}
+        Readiness::NotYet(why) => return Err(NotClaimed::Undecided(why)),
+        Readiness::Never(why) => return Err(NotClaimed::Declined(why)),
+    }
     let task = task_of(job).map_err(NotClaimed::Declined)?;
     let request = ctx.runner.request_of(&task).ok_or_else(|| {
         NotClaimed::Declined("its input does not open for this node, model and user key".into())
@@ -590,6 +601,13 @@ enum Attempt {
 }
 
 async fn attempt_job(ctx: &Ctx, job: &Job, task: &JobTask) -> Result<(), Attempt> {
+    // A job resumed after a restart waits for its model's encrypted weights (rather than
+    // being answered "not served"), unless its result is journaled already.
+    if let Readiness::NotYet(why) = ctx.weights.readiness(&task.model_id)
+        && !ctx.runner.has_result(&task.subject)
+    {
+        return Err(Attempt::Retry(why));
+    }
     let ready = ctx.runner.result_for(task).await.map_err(|e| match e {
         RunError::InputChanged(_) => Attempt::Final(e.to_string()),
         other => Attempt::Retry(other.to_string()),
@@ -728,6 +746,12 @@ async fn handle_request(ctx: &Ctx, request_id: RequestId) {
         tracing::info!(%request_id, "skipping a request with a remote input");
         return;
     };
+    if let Readiness::NotYet(why) | Readiness::Never(why) = ctx.weights.readiness(&request.model_id)
+        && !ctx.runner.has_result(&subject)
+    {
+        tracing::info!(%request_id, %why, "not answering the request");
+        return;
+    }
     let task = JobTask {
         subject,
         model_id: request.model_id.clone(),

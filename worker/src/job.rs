@@ -18,6 +18,7 @@ use crate::envelope::{self, Envelope, EnvelopeContext, EnvelopeError};
 use crate::inference::{InferenceBackend, InferenceError, OpenAiError, OpenAiErrorBody};
 use crate::journal::ReadyResult;
 use crate::keys::EnclaveKeys;
+use crate::served_weights::ServedWeights;
 pub use protocol::job::{
     CHAT_URL, EMBEDDINGS_URL, JobRequest, JobResponse, open_job_output, seal_job_input, sha256,
 };
@@ -52,6 +53,9 @@ pub struct Executor {
     backend: Arc<dyn InferenceBackend>,
     /// Marketplace model id -> backend model name.
     models: BTreeMap<ModelId, String>,
+    /// Which weights each model is served with: an answer of a model served from encrypted
+    /// weights names their hash (inside the output the receipt signs).
+    weights: Option<Arc<ServedWeights>>,
 }
 
 /// What the backend answered, before sealing.
@@ -75,6 +79,7 @@ impl Answer {
             response: JobResponse {
                 status_code,
                 body: serde_json::to_value(body).unwrap_or_default(),
+                weights_hash: None,
             },
             prompt_tokens: 0,
             completion_tokens: 0,
@@ -86,6 +91,7 @@ impl Answer {
             response: JobResponse {
                 status_code: 200,
                 body: serde_json::to_value(body).unwrap_or_default(),
+                weights_hash: None,
             },
             prompt_tokens,
             completion_tokens,
@@ -103,7 +109,14 @@ impl Executor {
             keys,
             backend,
             models,
+            weights: None,
         }
+    }
+
+    /// Answers name the encrypted weights `weights` says each model is served with.
+    pub fn with_weights(mut self, weights: Arc<ServedWeights>) -> Self {
+        self.weights = Some(weights);
+        self
     }
 
     /// Runs `task` and returns the signed result to journal and submit.
@@ -114,10 +127,16 @@ impl Executor {
             });
         }
         let input_hash = sha256(&task.input);
-        let answer = match self.open_input(task) {
+        let mut answer = match self.open_input(task) {
             Ok(request) => self.answer(task, request).await?,
-            Err(refusal) => refusal,
+            Err(refusal) => *refusal,
         };
+        if answer.response.status_code == 200 {
+            answer.response.weights_hash = self
+                .weights
+                .as_ref()
+                .and_then(|w| w.weights_hash(&task.model_id));
+        }
         let plaintext = serde_json::to_vec(&answer.response).unwrap_or_default();
         let output = match task.subject {
             ReceiptSubject::Job(_) => {
@@ -158,8 +177,8 @@ impl Executor {
         self.open_input(task).ok()
     }
 
-    /// The request plaintext, or the refusal to send back.
-    fn open_input(&self, task: &JobTask) -> Result<JobRequest, Answer> {
+    /// The request plaintext, or the refusal to send back (boxed: an answer is large).
+    fn open_input(&self, task: &JobTask) -> Result<JobRequest, Box<Answer>> {
         let plaintext = match (task.subject, task.user_key) {
             (ReceiptSubject::Job(_), Some(user_key)) => {
                 let ctx = EnvelopeContext::JobInput {
@@ -170,13 +189,13 @@ impl Executor {
                     .and_then(|env| envelope::open(self.keys.encryption(), &env, &ctx))
                     .map(|p| p.to_vec())
                     .map_err(|e| {
-                        Answer::refused(
+                        Box::new(Answer::refused(
                             400,
                             "invalid_request_error",
                             format!(
                                 "the input does not open for this node, model and user key: {e}"
                             ),
-                        )
+                        ))
                     })?
             }
             // Refused before opening, in `execute`.
@@ -184,11 +203,11 @@ impl Executor {
             (ReceiptSubject::Request(_), _) => task.input.clone(),
         };
         serde_json::from_slice(&plaintext).map_err(|e| {
-            Answer::refused(
+            Box::new(Answer::refused(
                 400,
                 "invalid_request_error",
                 format!("the input is not a JSON job request {{method, url, body}}: {e}"),
-            )
+            ))
         })
     }
 
@@ -387,6 +406,41 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// A model served from encrypted weights names them in its answers: inside the sealed
+    /// output whose hash the receipt signs. A refused request names none.
+    #[tokio::test]
+    async fn answers_name_the_encrypted_weights_under_the_receipt() {
+        use crate::served_weights::{ServedWeights, WeightsState};
+        let (exec, keys, _backend) = setup(Echo::default());
+        let hash = enclave_cloud_common::Hash32([0xab; 32]);
+        let served = Arc::new(ServedWeights::new([(
+            model(),
+            WeightsState::Ready {
+                weights_hash: hash,
+                plaintext_hash: enclave_cloud_common::Hash32([1; 32]),
+            },
+        )]));
+        let exec = exec.with_weights(served);
+        let user = EncryptionSecret::generate();
+        let task = job_task(&keys, &user, 7, &chat_request("x"));
+        let result = exec.execute(&task).await.unwrap();
+        assert!(verify_receipt(
+            &keys.public().near_key,
+            &result.receipt,
+            &result.signature
+        ));
+        assert_eq!(result.receipt.output_hash, sha256(&result.output));
+        let out = open_job_output(&user, result.receipt.subject, &model(), &result.output).unwrap();
+        assert_eq!(out.weights_hash, Some(hash));
+
+        let mut refused = job_task(&keys, &user, 8, &chat_request("x"));
+        refused.input[40] ^= 1;
+        let result = exec.execute(&refused).await.unwrap();
+        let out = open_job_output(&user, result.receipt.subject, &model(), &result.output).unwrap();
+        assert_eq!(out.status_code, 400);
+        assert_eq!(out.weights_hash, None);
     }
 
     #[tokio::test]

@@ -25,6 +25,8 @@
 //! * [`daemon`]: `worker run` (claim, run, submit; heartbeats, re-attestation, shutdown).
 //! * [`metrics`]: Prometheus metrics of `worker run`.
 //! * [`node`]: glue of the `register` and `run` commands.
+//! * [`served_weights`]: which weights each model is served with; `worker run`'s fetch,
+//!   grant wait, in-memory decryption and check of a model's encrypted weights.
 //! * [`cli`]: `worker init | attest | serve | register | run`.
 
 pub mod api;
@@ -49,6 +51,7 @@ pub mod paid_api;
 pub mod register;
 pub mod runner;
 pub mod serve;
+pub mod served_weights;
 
 /// The HPKE envelope (the shared wire format), where the worker's modules have always found it.
 pub use protocol::envelope;

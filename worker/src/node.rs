@@ -15,15 +15,17 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::api::ApiState;
+use crate::attest::AttestationProvider;
 use crate::attest::now_unix_secs;
 use crate::chain::{NodeChain, node_accounts};
 use crate::claim::ClaimPolicy;
 use crate::cli::{
-    ChainArgs, CliError, ENDPOINT_TIMEOUTS, RegisterArgs, RunArgs, backend, device_source,
-    load_keys, provider, shutdown_signal,
+    ChainArgs, CliError, ENDPOINT_TIMEOUTS, RegisterArgs, RunArgs, device_source, load_keys,
+    provider, run_backend, shutdown_signal,
 };
 use crate::daemon::{self, Attester, RunConfig};
 use crate::devices::{DeviceError, Limits};
+use crate::inference::routed::Routed;
 use crate::job::Executor;
 use crate::journal::Journal;
 use crate::keys::EnclaveKeys;
@@ -32,11 +34,16 @@ use crate::outputs::{self, OutputStore};
 use crate::register::{NodeAttestation, NodeRecord, register};
 use crate::runner::JobRunner;
 use crate::serve::{ApiNode, PaidChain, api_app};
+use crate::served_weights::{
+    self, GrantPolling, Preparation, ServedWeights, TokenGrants, WeightsState,
+};
 
 /// The journal of in-flight jobs in the data dir.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// Stored outputs (served with `--outputs-listen`) in the data dir.
 pub const OUTPUTS_DIR: &str = "outputs";
+/// Downloaded encrypted weights (public ciphertext, by hash) in the data dir.
+pub const WEIGHTS_DIR: &str = "weights";
 
 fn required(value: Option<AccountId>, flag: &str) -> Result<AccountId, CliError> {
     value.ok_or_else(|| {
@@ -304,14 +311,31 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         .iter()
         .map(|m| (m.model_id.clone(), m.backend_model.clone()))
         .collect();
-    let backend = backend(&args.backend)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // One provider for the API's reports, re-attestation and the weights' measurements, so
+    // every bundle carries what was measured.
+    let attestation: Arc<dyn AttestationProvider> = Arc::from(provider(&args.attestation)?);
+    let weights = start_weights(
+        data_dir,
+        args,
+        &keys,
+        &client,
+        &models,
+        node_id,
+        &attestation,
+        &stop_rx,
+    )
+    .await?;
+    let backend: Arc<dyn crate::inference::InferenceBackend> = weights.backend;
     let api = match args.api_listen {
         Some(listen) => Some(
             serve_api(
                 data_dir,
                 args,
                 &keys,
+                attestation.clone(),
                 backend.clone(),
+                weights.served.clone(),
                 &models,
                 &chain,
                 node_id,
@@ -321,7 +345,8 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         ),
         None => None,
     };
-    let executor = Executor::new(keys.clone(), backend, models);
+    let executor =
+        Executor::new(keys.clone(), backend, models).with_weights(weights.served.clone());
     let journal = Journal::open(&data_dir.join(JOURNAL_FILE))?;
     let runner = JobRunner::new(executor, journal);
     let metrics = Metrics::new();
@@ -346,7 +371,6 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
         }
         None => None,
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -366,14 +390,77 @@ pub async fn run_command(data_dir: &Path, args: &RunArgs) -> Result<(), CliError
             deadline_margin: Duration::from_secs(args.deadline_margin_secs),
         },
         outputs,
+        weights: weights.served,
     };
     let attester = Attester {
-        provider: provider(&args.attestation)?,
+        provider: attestation,
         devices: device_source(&args.attestation, &keys)?,
         api,
     };
     daemon::run(config, chain, runner, attester, keys, metrics, stop_rx).await;
     Ok(())
+}
+
+/// `worker run`'s models: the backend and, for each model whose manifest names encrypted
+/// weights (with `--factory`), a task that fetches, waits for the grant, decrypts, checks and
+/// adds it ([`crate::served_weights`]).
+struct RunWeights {
+    backend: Arc<Routed>,
+    served: Arc<ServedWeights>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_weights(
+    data_dir: &Path,
+    args: &RunArgs,
+    keys: &Arc<EnclaveKeys>,
+    client: &Arc<ChainClient>,
+    models: &BTreeMap<ModelId, String>,
+    node_id: NodeId,
+    attestation: &Arc<dyn AttestationProvider>,
+    stop: &watch::Receiver<bool>,
+) -> Result<RunWeights, CliError> {
+    let encrypted = match &args.factory {
+        Some(factory) => served_weights::resolve(client, factory, models).await?,
+        None => Vec::new(),
+    };
+    let (models_only, tokens): (Vec<_>, Vec<_>) = encrypted.into_iter().unzip();
+    let (backend, loaders) = run_backend(&args.backend, &models_only)?;
+    let served = Arc::new(ServedWeights::new(models.keys().map(|id| {
+        let state = if models_only.iter().any(|m| &m.model_id == id) {
+            WeightsState::Pending("starting".into())
+        } else {
+            WeightsState::Plain
+        };
+        (id.clone(), state)
+    })));
+    let preparation = Preparation {
+        node_id,
+        keys: keys.clone(),
+        attestation: attestation.clone(),
+        cache_dir: data_dir.join(WEIGHTS_DIR),
+        polling: GrantPolling {
+            max: Duration::from_secs(args.grant_poll_max_secs.max(1)),
+            ..GrantPolling::default()
+        },
+        shutdown: stop.clone(),
+        served: served.clone(),
+    };
+    for ((model, token), load) in models_only.into_iter().zip(tokens).zip(loaders) {
+        let grants = TokenGrants {
+            client: client.clone(),
+            token,
+        };
+        let routed = backend.clone();
+        let p = preparation.clone();
+        tokio::spawn(async move {
+            let served = served_weights::prepare(&p, &model, &grants, load, |b| routed.add(b));
+            if let Some(key_hash) = served.await {
+                served_weights::watch_grant(&p, &model, &grants, key_hash).await;
+            }
+        });
+    }
+    Ok(RunWeights { backend, served })
 }
 
 /// `run --api-listen`: the private, paid API (or `--unpaid-api`) on the job runner's backend,
@@ -384,14 +471,14 @@ async fn serve_api(
     data_dir: &Path,
     args: &RunArgs,
     keys: &Arc<EnclaveKeys>,
+    provider: Arc<dyn AttestationProvider>,
     backend: Arc<dyn crate::inference::InferenceBackend>,
+    weights: Arc<ServedWeights>,
     models: &BTreeMap<ModelId, String>,
     chain: &NodeChain,
     node_id: NodeId,
     listen: std::net::SocketAddr,
 ) -> Result<ApiState, CliError> {
-    let provider: Arc<dyn crate::attest::AttestationProvider> =
-        Arc::from(provider(&args.attestation)?);
     let gpus: Option<Arc<dyn crate::attest::GpuEvidenceSource>> =
         device_source(&args.attestation, keys)?.map(Arc::from);
     let bundle = provider.attest(&keys.public(), now_unix_secs())?;
@@ -402,6 +489,7 @@ async fn serve_api(
         gpus,
         api: api.clone(),
         models: Some(Arc::new(models.clone())),
+        weights: Some(weights),
     };
     let paid = PaidChain {
         chain: chain.clone(),

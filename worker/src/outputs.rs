@@ -220,6 +220,8 @@ mod tests {
                 "model": "all-minilm-l6-v2",
                 "usage": {"prompt_tokens": 256, "total_tokens": 256},
             }),
+            // Served from encrypted weights: the answer names them too.
+            weights_hash: Some(enclave_cloud_common::Hash32([0xab; 32])),
         };
         let plaintext = serde_json::to_vec(&response).unwrap();
         let user = EncryptionSecret::generate();

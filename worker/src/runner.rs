@@ -77,6 +77,13 @@ impl JobRunner {
         self.executor.request_of(task)
     }
 
+    /// Whether a result of `subject` is journaled (it is resubmitted, not run again).
+    pub fn has_result(&self, subject: &ReceiptSubject) -> bool {
+        self.journal()
+            .get(subject)
+            .is_some_and(|job| job.result.is_some())
+    }
+
     /// Jobs to resume after a restart.
     pub fn in_flight(&self) -> Vec<InFlight> {
         self.journal().in_flight().cloned().collect()
@@ -224,10 +231,15 @@ mod tests {
         let first = {
             let r = runner(&keys, &backend, &path);
             r.claimed(&t).unwrap();
+            assert!(!r.has_result(&t.subject));
             r.result_for(&t).await.unwrap()
             // crash: dropped before `submitted`
         };
         let r = runner(&keys, &backend, &path);
+        assert!(
+            r.has_result(&t.subject),
+            "resubmitted without running the model again"
+        );
         let resumed = r.in_flight();
         assert_eq!(resumed.len(), 1);
         assert_eq!(resumed[0].result.as_ref(), Some(&first));

@@ -24,6 +24,7 @@ use crate::cli::{
 use crate::keys::EnclaveKeys;
 use crate::paid_api::{Inference, PaidState, ReportSource, SignatureStore, Signing};
 use crate::register::NodeRecord;
+use crate::served_weights::ServedWeights;
 
 /// How long a channel's `get_channel` view is trusted (a close is noticed within it).
 pub const CHANNEL_VIEW_TTL: Duration = Duration::from_secs(10);
@@ -39,6 +40,8 @@ pub struct ApiNode {
     /// Marketplace model id → backend model (`run --model`); `None`: request models are the
     /// backend's own names (`serve`).
     pub models: Option<Arc<BTreeMap<ModelId, String>>>,
+    /// Which weights each model is served with (`run`; `None` for `serve`).
+    pub weights: Option<Arc<ServedWeights>>,
 }
 
 /// The chain of a paid node: its channels are read and settled through it.
@@ -74,6 +77,7 @@ pub async fn serve_command(data_dir: &Path, args: &ServeArgs) -> Result<(), CliE
         gpus,
         api,
         models: None,
+        weights: None,
     };
     let app = api_app(data_dir, node, payment, paid)?;
     let listen = args.listen;
@@ -162,5 +166,6 @@ fn paid_state(
             signatures: signatures.clone(),
         },
         models: node.models.clone(),
+        weights: node.weights.clone(),
     })
 }

@@ -165,6 +165,45 @@ impl Suite {
         })
     }
 
+    /// The model factory (account `models`) with the model-token code published as its
+    /// global contract, and the marketplace following it: royalties follow the factory's
+    /// models, so the suite model's own royalty account is lifted (its royalties are protocol
+    /// fees until the marketplace confirms the model exists).
+    pub async fn deploy_factory(&self, client: &ChainClient) -> TestkitResult<Account> {
+        let root = &self.owner;
+        let factory = create_account(client, root, "models", Balance::from_near(200)).await?;
+        let init = crate::FunctionCall::new(factory.account_id().clone(), "new")
+            .args_json(&json!({ "owner": root.account_id(), "registry": self.registry_id() }))?;
+        deploy_contract(client, &factory, &wasm_path("model_factory"), Some(init)).await?;
+        let path = wasm_path("model_token");
+        let code = std::fs::read(&path).map_err(io(format!("{}", path.display())))?;
+        let publish = crate::FunctionCall::new(factory.account_id().clone(), "publish_model_code")
+            .args_raw(code)
+            .gas_tgas(300)
+            .deposit(Balance::from_near(100));
+        let published: bool = client.call(root, publish).await?;
+        if !published {
+            return Err(super::TestkitError::Setup(
+                "the factory refused the model-token code".into(),
+            ));
+        }
+        let market = MarketplaceClient::new(client, self.marketplace_id().clone());
+        let model_id = self.config.model_id.parse().map_err(|e| ChainError::Args {
+            method: "set_royalty_account".to_owned(),
+            message: format!("model id {}: {e:?}", self.config.model_id),
+        })?;
+        market
+            .set_royalty_account(model_id, None)?
+            .send(root)
+            .await?;
+        let patch = ConfigPatch {
+            model_factory: Some(factory.account_id().clone()),
+            ..ConfigPatch::default()
+        };
+        market.update_config(patch)?.send(root).await?;
+        Ok(factory)
+    }
+
     pub fn registry_id(&self) -> &AccountId {
         self.registry.account_id()
     }

@@ -7,7 +7,7 @@
 
 use attestation::{RustCrypto, Verdict, VerifyPolicy, verify_bundle};
 use enclave_cloud_common::interfaces::NodeView;
-use enclave_cloud_common::{AttestationKind, ModelId, NodeStatus};
+use enclave_cloud_common::{AttestationKind, Hash32, ModelId, NodeStatus};
 use sealed_api::{AttestationReport, KeyConfig, Limits, SealedClient};
 
 /// A node that passed every check: where to reach it and the keys its answers must carry.
@@ -21,6 +21,33 @@ pub struct AttestedNode {
     pub ecdsa_address: String,
     /// The attested `ed25519` signing address: the node's NEAR key, hex.
     pub ed25519_address: String,
+    /// The model weights its attestation measures (`ecloud-model-weights` events), hex.
+    pub measured_weights: Vec<String>,
+}
+
+impl AttestedNode {
+    /// The node's attestation must measure `weights_hash` (the model manifest's encrypted
+    /// weights) for it to serve the model: a node that did not decrypt and measure them, or
+    /// measured others, is refused.
+    pub fn check_measures(&self, weights_hash: &Hash32) -> Result<(), String> {
+        let wanted = weights_hash.to_string();
+        if self
+            .measured_weights
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&wanted))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "its attestation does not measure the model's encrypted weights {wanted} \
+             (ecloud-model-weights events: {})",
+            if self.measured_weights.is_empty() {
+                "none".to_owned()
+            } else {
+                self.measured_weights.join(", ")
+            }
+        ))
+    }
 }
 
 /// A fresh 32-byte nonce, hex.
@@ -78,6 +105,7 @@ pub fn check_report(
         sealed,
         ecdsa_address: report.signing_addresses.ecdsa.clone(),
         ed25519_address: report.signing_addresses.ed25519.clone(),
+        measured_weights: verdict.model_weights.clone(),
     })
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use attestation::VerifyPolicy;
 use enclave_cloud_common::attestation_policy::{dev_attestation_enabled, verify_policy};
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{Channel, OpenChannelSpec};
 use enclave_cloud_common::{Asset, ChannelId, ModelId, NodeId};
@@ -30,6 +31,13 @@ pub trait Market: Send + Sync + 'static {
     fn verify_policy(&self) -> impl Future<Output = Result<VerifyPolicy, Error>> + Send;
     /// Models some active node serves.
     fn models(&self) -> impl Future<Output = Result<Vec<ModelId>, Error>> + Send;
+    /// `model`'s manifest (`crate::models::model_manifest`; `None`: a model the factory does
+    /// not list). When it names encrypted weights, the node must be one it allows, its
+    /// attestation must measure them, and every response must be signed as served by them.
+    fn manifest(
+        &self,
+        model: &ModelId,
+    ) -> impl Future<Output = Result<Option<ModelManifest>, Error>> + Send;
     fn marketplace(&self) -> AccountId;
     /// The account that opens and pays the channels.
     fn user(&self) -> Result<AccountId, Error>;
@@ -117,6 +125,10 @@ impl Market for ChainMarket {
         models.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         models.dedup();
         Ok(models)
+    }
+
+    async fn manifest(&self, model: &ModelId) -> Result<Option<ModelManifest>, Error> {
+        crate::models::model_manifest(&self.chain, model).await
     }
 
     fn marketplace(&self) -> AccountId {

@@ -31,8 +31,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use enclave_cloud_common::interfaces::marketplace::{Channel, ChannelState, OpenChannelSpec};
+use enclave_cloud_common::interfaces::model_token::key_grants;
 use enclave_cloud_common::voucher::ChannelSigningKey;
-use enclave_cloud_common::{Asset, ModelId, NodeId};
+use enclave_cloud_common::{Asset, Hash32, ModelId, NodeId};
 use futures_util::StreamExt as _;
 use near_sdk::json_types::Base64VecU8;
 use protocol::channel_api::{
@@ -130,6 +131,9 @@ impl From<crate::channels::StateError> for ProxyError {
 pub struct Session {
     pub node: AttestedNode,
     pub model: ModelId,
+    /// The encrypted weights the model's manifest names: every response must be signed as
+    /// served by them (`None`: plain weights, and a signature naming weights is refused).
+    pub weights_hash: Option<Hash32>,
     /// The chain's record of the channel (its price and rate, its deposit).
     channel: Mutex<Channel>,
     record: Mutex<ChannelRecord>,
@@ -253,7 +257,24 @@ impl<M: Market> Proxy<M> {
     }
 
     async fn start_session(&self, id: NodeId, model: &ModelId) -> Result<Session, String> {
+        let manifest = self
+            .market
+            .manifest(model)
+            .await
+            .map_err(|e| format!("model {model}'s manifest: {e}"))?;
+        let weights_hash = manifest.as_ref().and_then(|m| m.encrypted_weights_hash());
         let node = self.attest(id, model).await?;
+        if let (Some(h), Some(m)) = (&weights_hash, &manifest) {
+            // The rule the model token and the keeper apply before granting the key: a node
+            // the manifest does not allow (any more) has no business holding the weights.
+            key_grants::manifest_allows(&node.node, m)
+                .map_err(|e| format!("the manifest does not allow its enclave: {e}"))?;
+            node.check_measures(h)?;
+            eprintln!(
+                "ecloud proxy: model {model} is served from encrypted weights {h} (its manifest's \
+                 weights_hash); node {id}'s answers must be signed as served by them"
+            );
+        }
         let (channel, record) = self
             .channel_for(&node, model)
             .await
@@ -269,6 +290,7 @@ impl<M: Market> Proxy<M> {
             authority,
             node,
             model: model.clone(),
+            weights_hash,
             channel: Mutex::new(channel),
             record: Mutex::new(record),
             key,
@@ -447,8 +469,13 @@ impl<M: Market> Proxy<M> {
                 .iter()
                 .find(|sig| sig.signing_algo == algo)
                 .ok_or_else(|| format!("no {algo} signature"))?;
-            sig.verify_exchange(request, response, address)
-                .map_err(|e| format!("{algo} signature: {e}"))?;
+            sig.verify_exchange_served(
+                request,
+                response,
+                address,
+                s.weights_hash.as_ref().map(|h| &h.0),
+            )
+            .map_err(|e| format!("{algo} signature: {e}"))?;
         }
         let bill: BilledUsage = field(fields, headers::BILL)
             .ok_or("no bill")
@@ -593,6 +620,7 @@ impl<M: Market> Proxy<M> {
                 if let Some(id) = field(&response.headers, headers::RESPONSE_ID) {
                     set_response_id(&mut ok, id);
                 }
+                set_weights_hash(&mut ok, &s);
                 Ok(ok)
             }
             Err(why) => {
@@ -634,7 +662,7 @@ impl<M: Market> Proxy<M> {
             .unwrap_or(false);
         let job = StreamJob {
             proxy: self.clone(),
-            session: s,
+            session: s.clone(),
             request: body,
             max_tokens: usage::max_tokens_of(request),
             include_usage,
@@ -663,6 +691,8 @@ impl<M: Market> Proxy<M> {
                 if let Some(id) = id {
                     set_response_id(&mut ok, &id);
                 }
+                // The stream's signatures (its trailers) must name them, or it ends unpaid.
+                set_weights_hash(&mut ok, &s);
                 Ok(ok)
             }
             Some(Out::Head(status)) => {
@@ -697,6 +727,18 @@ fn set_response_id(response: &mut Response, id: &str) {
         response
             .headers_mut()
             .insert(header::HeaderName::from_static(headers::RESPONSE_ID), value);
+    }
+}
+
+/// Names the encrypted weights the answer is checked against (`x-ecloud-weights-hash`).
+fn set_weights_hash(response: &mut Response, s: &Session) {
+    if let Some(h) = &s.weights_hash
+        && let Ok(value) = header::HeaderValue::from_str(&h.to_string())
+    {
+        response.headers_mut().insert(
+            header::HeaderName::from_static(headers::WEIGHTS_HASH),
+            value,
+        );
     }
 }
 

@@ -131,6 +131,7 @@ impl TestNode {
         let response = JobResponse {
             status_code: 200,
             body,
+            weights_hash: None,
         };
         let output = envelope::seal_to(
             &user_key,

@@ -102,9 +102,14 @@ pub struct EventLogEntry {
 pub struct DevEvidence {
     /// Unix seconds after which the dev attestation is refused.
     pub expires_at: u64,
-    /// Ed25519 signature (64 bytes) over [`crate::dev_attestation_message`].
+    /// Ed25519 signature (64 bytes) over [`crate::dev_attestation_message`] (with these
+    /// events, if any).
     #[serde(with = "crate::hexser")]
     pub signature: Vec<u8>,
+    /// dstack runtime events the node measured, as a TDX node's RTMR3 would carry them (e.g.
+    /// `ecloud-model-weights`): the CA's signature covers their RTMR3 replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventLogEntry>,
 }
 
 /// One GPU's (or NVSwitch's) SPDM evidence and certificate chain.

@@ -17,6 +17,9 @@ pub const DSTACK_RUNTIME_EVENT_TYPE: u32 = 0x0800_0001;
 pub const RUNTIME_IMR: u32 = 3;
 /// Name of the event carrying sha256(app_compose).
 pub const COMPOSE_HASH_EVENT: &str = "compose-hash";
+/// Name of the event a node emits once it decrypted and checked a model's encrypted weights;
+/// its payload is the weights hash (32 bytes: the model manifest's `weights_hash`).
+pub const MODEL_WEIGHTS_EVENT: &str = "ecloud-model-weights";
 
 /// A named runtime event whose payload is authenticated by the RTMR3 replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +34,52 @@ pub struct NamedEvent {
 pub struct EventLogSummary {
     pub compose_hash: Option<[u8; 32]>,
     pub events: Vec<NamedEvent>,
+    /// The weights hashes of the `ecloud-model-weights` events, in the order measured.
+    pub model_weights: Vec<[u8; 32]>,
+}
+
+/// A dstack runtime event as the event log records it: RTMR3, its digest computed.
+pub fn runtime_event(event: &str, payload: &[u8]) -> EventLogEntry {
+    EventLogEntry {
+        imr: RUNTIME_IMR,
+        event_type: DSTACK_RUNTIME_EVENT_TYPE,
+        digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, event, payload).to_vec(),
+        event: event.to_owned(),
+        event_payload: payload.to_vec(),
+    }
+}
+
+/// The weights hashes the runtime events of `events` measure (`ecloud-model-weights`), in
+/// order; an event whose payload is not a 32-byte hash is refused.
+pub fn model_weights(events: &[EventLogEntry]) -> Result<Vec<[u8; 32]>, AttestationError> {
+    events
+        .iter()
+        .filter(|e| {
+            e.imr == RUNTIME_IMR
+                && e.event_type == DSTACK_RUNTIME_EVENT_TYPE
+                && e.event == MODEL_WEIGHTS_EVENT
+        })
+        .map(|e| {
+            e.event_payload.as_slice().try_into().map_err(|_| {
+                AttestationError::EventLog(format!(
+                    "{MODEL_WEIGHTS_EVENT} payload has {} bytes, expected 32",
+                    e.event_payload.len()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The named runtime events of `events` as a verdict shows them.
+pub fn named_events(events: &[EventLogEntry]) -> Vec<NamedEvent> {
+    events
+        .iter()
+        .filter(|e| e.imr == RUNTIME_IMR && e.event_type == DSTACK_RUNTIME_EVENT_TYPE)
+        .map(|e| NamedEvent {
+            name: e.event.clone(),
+            payload: to_hex(&e.event_payload),
+        })
+        .collect()
 }
 
 /// dstack's digest of a runtime event.
@@ -105,7 +154,6 @@ pub fn verify_event_log<C: Crypto>(
         .iter()
         .filter(|e| e.imr == RUNTIME_IMR && e.event_type == DSTACK_RUNTIME_EVENT_TYPE);
     let mut compose_hash = None;
-    let mut named = Vec::new();
     for e in runtime {
         if e.event == COMPOSE_HASH_EVENT {
             if compose_hash.is_some() {
@@ -121,10 +169,6 @@ pub fn verify_event_log<C: Crypto>(
             })?;
             compose_hash = Some(h);
         }
-        named.push(NamedEvent {
-            name: e.event.clone(),
-            payload: to_hex(&e.event_payload),
-        });
     }
     match (compose_hash, app_compose) {
         (None, _) if require_compose_hash => return Err(AttestationError::MissingComposeHash),
@@ -141,7 +185,8 @@ pub fn verify_event_log<C: Crypto>(
     }
     Ok(EventLogSummary {
         compose_hash,
-        events: named,
+        events: named_events(events),
+        model_weights: model_weights(events)?,
     })
 }
 
@@ -151,13 +196,50 @@ mod tests {
     use crate::RustCrypto;
 
     fn ev(name: &str, payload: &[u8]) -> EventLogEntry {
-        EventLogEntry {
-            imr: 3,
-            event_type: DSTACK_RUNTIME_EVENT_TYPE,
-            digest: runtime_event_digest(DSTACK_RUNTIME_EVENT_TYPE, name, payload).to_vec(),
-            event: name.into(),
-            event_payload: payload.to_vec(),
-        }
+        runtime_event(name, payload)
+    }
+
+    /// The weights a node measured after compose-hash are replayed like it, shown in order,
+    /// and cannot be swapped, dropped or malformed without the replay or the parse failing.
+    #[test]
+    fn model_weights_events_replay_like_compose_hash() {
+        let compose = "{}";
+        let hash = RustCrypto.sha256(compose.as_bytes());
+        let log = vec![
+            ev(COMPOSE_HASH_EVENT, &hash),
+            ev(MODEL_WEIGHTS_EVENT, &[0xab; 32]),
+            ev(MODEL_WEIGHTS_EVENT, &[0xcd; 32]),
+        ];
+        let rtmr = replay_rtmr3(&log).expect("replays");
+        let s = verify_event_log(&log, &rtmr, Some(compose), true, &RustCrypto).expect("valid");
+        assert_eq!(s.model_weights, vec![[0xab; 32], [0xcd; 32]]);
+        assert_eq!(s.events[1].name, MODEL_WEIGHTS_EVENT);
+        assert_eq!(s.events[1].payload, "ab".repeat(32));
+
+        let mut other = log.clone();
+        other[1] = ev(MODEL_WEIGHTS_EVENT, &[0xee; 32]);
+        let err = verify_event_log(&other, &rtmr, Some(compose), true, &RustCrypto).unwrap_err();
+        assert!(
+            matches!(err, AttestationError::Rtmr3Mismatch { .. }),
+            "{err}"
+        );
+        let mut forged = log.clone();
+        forged[1].event_payload = vec![0xee; 32];
+        assert!(replay_rtmr3(&forged).is_err(), "payload off its digest");
+        let dropped = vec![log[0].clone(), log[2].clone()];
+        let err = verify_event_log(&dropped, &rtmr, None, true, &RustCrypto).unwrap_err();
+        assert!(
+            matches!(err, AttestationError::Rtmr3Mismatch { .. }),
+            "{err}"
+        );
+
+        let short = vec![
+            ev(COMPOSE_HASH_EVENT, &hash),
+            ev(MODEL_WEIGHTS_EVENT, &[1; 31]),
+        ];
+        let r = replay_rtmr3(&short).expect("replays");
+        let err = verify_event_log(&short, &r, None, true, &RustCrypto).unwrap_err();
+        assert!(err.to_string().contains("expected 32"), "{err}");
     }
 
     #[test]

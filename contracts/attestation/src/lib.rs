@@ -42,8 +42,10 @@ pub use bundle::{
 pub use crypto::NearCrypto;
 pub use crypto::{Crypto, DefaultCrypto, RustCrypto};
 pub use dcap_qvl::QuoteCollateralV3;
-pub use dev::{DEV_DOMAIN, dev_attestation_message, verify_dev};
-pub use dstack::replay_rtmr3;
+pub use dev::{
+    DEV_DOMAIN, dev_attestation_message, dev_attestation_message_with_events, verify_dev,
+};
+pub use dstack::{MODEL_WEIGHTS_EVENT, replay_rtmr3, runtime_event};
 pub use dstack_import::bundle_from_dstack_public_data;
 pub use error::{AttestationError, GpuError};
 pub use keys::{format_near_ed25519_key, parse_near_ed25519_key};
@@ -170,7 +172,8 @@ pub fn verify_bundle_partial<C: Crypto, K: CertCache + ?Sized>(
                 advisory_ids: Vec::new(),
                 measurements: None,
                 report_data: None,
-                events: Vec::new(),
+                events: dstack::named_events(&dev.events),
+                model_weights: hex_all(&dstack::model_weights(&dev.events)?),
                 bound_keys,
                 expires_at: Some(expires_at),
                 gpus: Vec::new(),
@@ -214,6 +217,10 @@ pub fn bundle_gpu_nonce(
         })?;
     let challenge = parse_challenge(challenge)?;
     Ok(Some(gpu_binding_nonce(enclave_key, near_key, &challenge)))
+}
+
+fn hex_all(hashes: &[[u8; 32]]) -> Vec<String> {
+    hashes.iter().map(|h| to_hex(h)).collect()
 }
 
 /// A GPU challenge: 64 hex characters.
@@ -268,6 +275,7 @@ fn verify_tdx_part<C: Crypto>(
         }),
         report_data: Some(to_hex(&q.report_data)),
         events: log.events,
+        model_weights: hex_all(&log.model_weights),
         bound_keys,
         expires_at: None,
         gpus: Vec::new(),

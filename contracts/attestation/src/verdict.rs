@@ -40,6 +40,10 @@ pub struct Verdict {
     pub report_data: Option<String>,
     /// Named dstack runtime events (authenticated by RTMR3).
     pub events: Vec<NamedEvent>,
+    /// The model weights the node measured (`ecloud-model-weights` events), hex, in order: the
+    /// manifests' `weights_hash` of the models it serves from encrypted weights.
+    #[serde(default)]
+    pub model_weights: Vec<String>,
     pub bound_keys: BoundKeys,
     /// Unix seconds: the dev attestation's signed expiry; `None` for tdx (registry policy).
     pub expires_at: Option<u64>,

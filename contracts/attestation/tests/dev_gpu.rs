@@ -52,6 +52,7 @@ fn bundle(gpus: Vec<GpuEvidence>, switches: Vec<GpuEvidence>) -> AttestationBund
         dev: Some(DevEvidence {
             expires_at,
             signature: sig.to_bytes().to_vec(),
+            events: Vec::new(),
         }),
         gpus,
         switches,

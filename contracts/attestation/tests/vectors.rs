@@ -658,6 +658,7 @@ fn dev_bundle(ca: &ed25519_dalek::SigningKey, expires_at: u64) -> AttestationBun
         dev: Some(DevEvidence {
             expires_at,
             signature: sig.to_bytes().to_vec(),
+            events: Vec::new(),
         }),
         gpus: Vec::new(),
         switches: Vec::new(),

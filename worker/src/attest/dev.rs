@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use attestation::{AttestationBundle, AttestationKind};
+use std::sync::RwLock;
+
+use attestation::{AttestationBundle, AttestationKind, EventLogEntry};
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroizing;
 
@@ -17,6 +19,8 @@ pub const DEFAULT_DEV_VALIDITY_SECS: u64 = 24 * 3600;
 pub struct DevProvider {
     ca: SigningKey,
     validity_secs: u64,
+    /// The runtime events measured so far (what RTMR3 would hold on a TDX node).
+    events: RwLock<Vec<EventLogEntry>>,
 }
 
 impl DevProvider {
@@ -24,6 +28,7 @@ impl DevProvider {
         Self {
             ca: SigningKey::from_bytes(ca_secret),
             validity_secs,
+            events: RwLock::default(),
         }
     }
 
@@ -66,12 +71,28 @@ impl AttestationProvider for DevProvider {
         now_unix_secs: u64,
     ) -> Result<AttestationBundle, AttestError> {
         let expires_at = now_unix_secs.saturating_add(self.validity_secs);
-        Ok(protocol::dev_attestation::dev_bundle(
+        let events = self
+            .events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        protocol::dev_attestation::dev_bundle_with_events(
             &self.ca,
             &keys.enclave_key,
             &keys.near_key,
             expires_at,
-        ))
+            events,
+        )
+        .map_err(|e| AttestError::DevKey(e.to_string()))
+    }
+
+    /// Records the event as dstack would extend RTMR3 with it; the CA signs its replay.
+    fn measure(&self, event: &str, payload: &[u8]) -> Result<(), AttestError> {
+        self.events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(attestation::runtime_event(event, payload));
+        Ok(())
     }
 }
 

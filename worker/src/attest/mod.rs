@@ -59,6 +59,8 @@ pub enum AttestError {
     Rng(String),
     #[error("dev CA key: {0}")]
     DevKey(String),
+    #[error("measuring '{event}' into RTMR3: {reason}")]
+    Measure { event: String, reason: String },
 }
 
 /// A source of TEE evidence for the worker's keys.
@@ -70,6 +72,10 @@ pub trait AttestationProvider: Send + Sync {
         keys: &PublicKeys,
         now_unix_secs: u64,
     ) -> Result<AttestationBundle, AttestError>;
+    /// Extends RTMR3 with the dstack runtime event `event` (e.g. `ecloud-model-weights` and
+    /// a weights hash): every later bundle carries it, replayed by the verifier like
+    /// compose-hash.
+    fn measure(&self, event: &str, payload: &[u8]) -> Result<(), AttestError>;
 }
 
 /// Every local GPU's and NVSwitch's evidence for one nonce.

@@ -132,6 +132,16 @@ impl AttestationProvider for TdxProvider {
         AttestationKind::Tdx
     }
 
+    /// Not yet: on a dstack CVM the guest agent extends RTMR3 and its event log (EmitEvent);
+    /// until the worker calls it, a TDX node cannot measure, and so does not serve, encrypted
+    /// weights (refused with this error rather than served unmeasured).
+    fn measure(&self, event: &str, _payload: &[u8]) -> Result<(), AttestError> {
+        Err(AttestError::Measure {
+            event: event.to_owned(),
+            reason: "extending RTMR3 through dstack's guest agent is not implemented".into(),
+        })
+    }
+
     fn attest(
         &self,
         keys: &PublicKeys,

@@ -1,8 +1,9 @@
 //! Several backends behind one: each request goes to the first backend that serves its model
 //! (e.g. the embedded MiniLM for embeddings and the embedded Gemma for chat); `/v1/models` lists
-//! them all.
+//! them all. Backends can be added while serving (a model whose encrypted weights became
+//! ready, [`crate::served_weights`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use super::{
     BackendFuture, ChatCompletionRequest, ChatCompletionResponse, ChunkStream, EmbeddingsRequest,
@@ -10,20 +11,41 @@ use super::{
 };
 
 pub struct Routed {
-    backends: Vec<Arc<dyn InferenceBackend>>,
+    backends: RwLock<Vec<Arc<dyn InferenceBackend>>>,
 }
 
 impl Routed {
     pub fn new(backends: Vec<Arc<dyn InferenceBackend>>) -> Self {
-        Self { backends }
+        Self {
+            backends: RwLock::new(backends),
+        }
+    }
+
+    /// Serves `backend`'s models from now on (after the ones already there).
+    pub fn add(&self, backend: Arc<dyn InferenceBackend>) {
+        self.list_mut().push(backend);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list().is_empty()
+    }
+
+    fn list(&self) -> Vec<Arc<dyn InferenceBackend>> {
+        self.backends
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn list_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<dyn InferenceBackend>>> {
+        self.backends.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The first backend serving `model`.
-    fn backend_for(&self, model: &str) -> Result<&dyn InferenceBackend, InferenceError> {
-        self.backends
-            .iter()
+    fn backend_for(&self, model: &str) -> Result<Arc<dyn InferenceBackend>, InferenceError> {
+        self.list()
+            .into_iter()
             .find(|b| b.serves(model))
-            .map(|b| b.as_ref())
             .ok_or_else(|| InferenceError::UnknownModel(model.to_owned()))
     }
 }
@@ -36,7 +58,7 @@ impl InferenceBackend for Routed {
     fn models(&self) -> BackendFuture<'_, Vec<String>> {
         Box::pin(async move {
             let mut all = Vec::new();
-            for backend in &self.backends {
+            for backend in self.list() {
                 all.extend(backend.models().await?);
             }
             Ok(all)
@@ -44,28 +66,22 @@ impl InferenceBackend for Routed {
     }
 
     fn serves(&self, model: &str) -> bool {
-        self.backends.iter().any(|b| b.serves(model))
+        self.list().iter().any(|b| b.serves(model))
     }
 
     fn chat(&self, request: ChatCompletionRequest) -> BackendFuture<'_, ChatCompletionResponse> {
-        match self.backend_for(&request.model) {
-            Ok(backend) => backend.chat(request),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        let backend = self.backend_for(&request.model);
+        Box::pin(async move { backend?.chat(request).await })
     }
 
     fn chat_stream(&self, request: ChatCompletionRequest) -> BackendFuture<'_, ChunkStream> {
-        match self.backend_for(&request.model) {
-            Ok(backend) => backend.chat_stream(request),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        let backend = self.backend_for(&request.model);
+        Box::pin(async move { backend?.chat_stream(request).await })
     }
 
     fn embed(&self, request: EmbeddingsRequest) -> BackendFuture<'_, EmbeddingsResponse> {
-        match self.backend_for(&request.model) {
-            Ok(backend) => backend.embed(request),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        let backend = self.backend_for(&request.model);
+        Box::pin(async move { backend?.embed(request).await })
     }
 }
 
@@ -134,5 +150,13 @@ mod tests {
             routed.chat_stream(ask("a")).await,
             Err(InferenceError::Unsupported { .. })
         ));
+        routed.add(Arc::new(Named("c")));
+        assert_eq!(
+            routed.chat(ask("c")).await.unwrap().choices[0]
+                .message
+                .content,
+            "c"
+        );
+        assert_eq!(routed.models().await.unwrap(), ["a", "b", "c"]);
     }
 }

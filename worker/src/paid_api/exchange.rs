@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue};
+use enclave_cloud_common::Hash32;
 use protocol::channel_api::{BilledUsage, headers};
 
 use super::signatures::SignatureStore;
@@ -18,19 +19,22 @@ pub struct Signing {
 }
 
 impl Signing {
-    /// Signs the exchange with both algorithms, keeps the signatures under `response_id`, and
-    /// returns the header (or trailer) fields: response id, bill, signatures.
+    /// Signs the exchange with both algorithms (naming `weights_hash`, the encrypted weights
+    /// that answered, if any), keeps the signatures under `response_id`, and returns the
+    /// header (or trailer) fields: response id, bill, signatures.
     pub fn seal_exchange(
         &self,
         response_id: &str,
         request_body: &[u8],
         response_body: &[u8],
+        weights_hash: Option<Hash32>,
         bill: &BilledUsage,
     ) -> HeaderMap {
-        let signatures = self
-            .keys
-            .response_signer()
-            .sign_both(request_body, response_body);
+        let signatures = self.keys.response_signer().sign_both_served(
+            request_body,
+            response_body,
+            weights_hash.as_ref().map(|h| &h.0),
+        );
         let mut fields = HeaderMap::new();
         if let Ok(id) = HeaderValue::from_str(response_id) {
             fields.insert(headers::RESPONSE_ID, id);

@@ -20,7 +20,9 @@ use super::stream::paid_sse;
 use crate::api::{ApiError, ApiState};
 use crate::channels::{Payments, Reservation};
 use crate::inference::{ChatCompletionRequest, EmbeddingsRequest, InferenceError, StreamOptions};
-use enclave_cloud_common::ModelId;
+use enclave_cloud_common::{Hash32, ModelId};
+
+use crate::served_weights::{Readiness, ServedWeights};
 
 /// The completion bound reserved when a request sets none (the embedded Gemma's default).
 pub const DEFAULT_MAX_TOKENS: u64 = 256;
@@ -34,6 +36,10 @@ pub struct PaidState {
     /// Marketplace model id → backend model (`run --model`). With it a request names the
     /// channel's model by its marketplace id; without it (`serve`) by the backend's name.
     pub models: Option<Arc<BTreeMap<ModelId, String>>>,
+    /// Which weights each model is served with (`run`): a model whose encrypted weights are
+    /// not ready is not served, and a response of one that is names its weights hash in its
+    /// signatures.
+    pub weights: Option<Arc<ServedWeights>>,
 }
 
 impl PaidState {
@@ -43,11 +49,21 @@ impl PaidState {
         let Some(models) = &self.models else {
             return Ok(requested.to_owned());
         };
-        requested
-            .parse::<ModelId>()
-            .ok()
-            .and_then(|id| models.get(&id).cloned())
-            .ok_or_else(|| ApiError::Inference(InferenceError::UnknownModel(requested.into())))
+        let unknown = || ApiError::Inference(InferenceError::UnknownModel(requested.into()));
+        let id = requested.parse::<ModelId>().map_err(|_| unknown())?;
+        if let Some(weights) = &self.weights
+            && weights.readiness(&id) != Readiness::Ready
+        {
+            return Err(unknown());
+        }
+        models.get(&id).cloned().ok_or_else(unknown)
+    }
+
+    /// The encrypted weights the channel's model is served with, if any.
+    fn weights_hash(&self, reservation: &Reservation) -> Option<Hash32> {
+        self.weights
+            .as_ref()?
+            .weights_hash(&reservation.channel().model_id)
     }
 
     /// A channel pays for its own model only.
@@ -124,9 +140,17 @@ pub(crate) async fn chat(
         request.stream_options = Some(StreamOptions {
             include_usage: Some(true),
         });
+        let weights = state.weights_hash(&reservation);
         let chunks = state.api.backend.chat_stream(request).await?;
-        return Ok(paid_sse(chunks, reservation, state.signing.clone(), body));
+        return Ok(paid_sse(
+            chunks,
+            reservation,
+            state.signing.clone(),
+            body,
+            weights,
+        ));
     }
+    let weights = state.weights_hash(&reservation);
     let response = state.api.backend.chat(request).await?;
     let response_body =
         serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;
@@ -136,7 +160,7 @@ pub(crate) async fn chat(
     )?;
     let fields = state
         .signing
-        .seal_exchange(&response.id, &body, &response_body, &bill);
+        .seal_exchange(&response.id, &body, &response_body, weights, &bill);
     Ok(json_response(response_body, fields))
 }
 
@@ -160,6 +184,7 @@ pub(crate) async fn embeddings(
         .await?;
     state.check_channel_model(&reservation, &request.model)?;
     request.model = backend_model;
+    let weights = state.weights_hash(&reservation);
     let response = state.api.backend.embed(request).await?;
     let response_body =
         serde_json::to_vec(&response).map_err(|e| ApiError::Evidence(e.to_string()))?;
@@ -167,7 +192,7 @@ pub(crate) async fn embeddings(
     let id = response_id("emb");
     let fields = state
         .signing
-        .seal_exchange(&id, &body, &response_body, &bill);
+        .seal_exchange(&id, &body, &response_body, weights, &bill);
     Ok(json_response(response_body, fields))
 }
 

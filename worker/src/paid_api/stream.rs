@@ -17,6 +17,8 @@ use futures_util::StreamExt as _;
 use http_body::Frame;
 use http_body_util::StreamBody;
 
+use enclave_cloud_common::Hash32;
+
 use super::exchange::Signing;
 use crate::api::ApiError;
 use crate::channels::Reservation;
@@ -29,6 +31,8 @@ struct PaidStream {
     reservation: Option<Reservation>,
     signing: Signing,
     request_body: Bytes,
+    /// The encrypted weights answering, named in the signature.
+    weights_hash: Option<Hash32>,
     /// The SSE text sent so far (what the signature covers).
     sent: Vec<u8>,
     response_id: Option<String>,
@@ -89,6 +93,7 @@ impl PaidStream {
             &id,
             &self.request_body,
             &self.sent,
+            self.weights_hash,
             &bill,
         )))
     }
@@ -148,12 +153,14 @@ pub fn paid_sse(
     reservation: Reservation,
     signing: Signing,
     request_body: Bytes,
+    weights_hash: Option<Hash32>,
 ) -> Response {
     let state = PaidStream {
         chunks,
         reservation: Some(reservation),
         signing,
         request_body,
+        weights_hash,
         sent: Vec::new(),
         response_id: None,
         content_chunks: 0,

@@ -201,6 +201,15 @@ async fn start_with(
     credit_limit: u128,
     models: Option<std::collections::BTreeMap<enclave_cloud_common::ModelId, String>>,
 ) -> Node {
+    start_served(credit_limit, models, None).await
+}
+
+/// [`start_with`], the models' weights as `weights` says (`run` with encrypted weights).
+async fn start_served(
+    credit_limit: u128,
+    models: Option<std::collections::BTreeMap<enclave_cloud_common::ModelId, String>>,
+    weights: Option<Arc<crate::served_weights::ServedWeights>>,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let keys = Arc::new(EnclaveKeys::generate().unwrap());
     let dev = DevProvider::new(&[9; 32], 3600);
@@ -243,6 +252,7 @@ async fn start_with(
             signatures: signatures.clone(),
         },
         models: models.map(Arc::new),
+        weights,
     };
     let app = app(api, Inference::Paid(paid), report, signatures, gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -379,11 +389,26 @@ impl Node {
 
     /// Checks both signatures of an exchange and that /v1/signature/{id} keeps them.
     async fn check_signed(&self, fields: &[(String, String)], request: &[u8], response: &[u8]) {
+        self.check_signed_served(fields, request, response, None)
+            .await;
+    }
+
+    /// [`Self::check_signed`] of a model served from the encrypted weights of `weights`.
+    async fn check_signed_served(
+        &self,
+        fields: &[(String, String)],
+        request: &[u8],
+        response: &[u8],
+        weights: Option<&[u8; 32]>,
+    ) {
         let sigs: Vec<ResponseSignature> =
             serde_json::from_str(field(fields, headers::SIGNATURES).unwrap()).unwrap();
         assert_eq!(sigs.len(), 2);
         for (sig, address) in sigs.iter().zip(self.addresses()) {
-            assert_eq!(sig.verify_exchange(request, response, &address), Ok(()));
+            assert_eq!(
+                sig.verify_exchange_served(request, response, &address, weights),
+                Ok(())
+            );
         }
         let id = field(fields, headers::RESPONSE_ID).unwrap();
         for (algo, expected) in [("ecdsa", &sigs[0]), ("ed25519", &sigs[1])] {
@@ -825,6 +850,7 @@ async fn an_abandoned_stream_is_billed_for_what_was_sent() {
         reservation,
         signing,
         axum::body::Bytes::from_static(CHAT_STREAM),
+        None,
     );
     let mut body = response.into_body();
     // The role chunk and two content chunks reach the client, then it goes away.
@@ -907,4 +933,84 @@ async fn requests_name_marketplace_models_and_a_channel_pays_for_its_own_model_o
         book.record.billed.0,
         2 * response_cost(&price, PROMPT_TOKENS, ANSWER_TOKENS)
     );
+}
+
+#[tokio::test]
+async fn a_model_served_from_encrypted_weights_signs_their_hash_and_is_not_served_before() {
+    use crate::served_weights::{ServedWeights, WeightsState};
+    let models = [("gemma", "gemma-3-270m"), ("minilm", "all-minilm-l6-v2")]
+        .into_iter()
+        .map(|(id, backend)| (id.parse().unwrap(), backend.to_owned()))
+        .collect();
+    let gemma: enclave_cloud_common::ModelId = "gemma".parse().unwrap();
+    let weights = Arc::new(ServedWeights::new([
+        (
+            gemma.clone(),
+            WeightsState::Pending("waiting for the key grant".into()),
+        ),
+        ("minilm".parse().unwrap(), WeightsState::Plain),
+    ]));
+    let node = start_served(DEPOSIT, Some(models), Some(weights.clone())).await;
+    let key = channel_key(1);
+
+    // Not ready: refused as not served, before the payment is used.
+    let res = node
+        .whole(
+            "/v1/chat/completions",
+            CHAT,
+            Some(&pay(1, 1, &key, CHAT, None)),
+        )
+        .await;
+    assert_eq!(res.status, 404, "{}", String::from_utf8_lossy(&res.body));
+    assert!(
+        !node
+            .payments
+            .book(ChannelId(1))
+            .lock()
+            .unwrap()
+            .record
+            .was_served(1)
+    );
+
+    // Ready: every response's signatures name the weights (whole and streamed).
+    let hash = enclave_cloud_common::Hash32([0xab; 32]);
+    weights.set(
+        &gemma,
+        WeightsState::Ready {
+            weights_hash: hash,
+            plaintext_hash: enclave_cloud_common::Hash32([1; 32]),
+        },
+    );
+    let res = node
+        .whole(
+            "/v1/chat/completions",
+            CHAT,
+            Some(&pay(1, 2, &key, CHAT, None)),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    node.check_signed_served(&res.headers, CHAT, &res.body, Some(&hash.0))
+        .await;
+    let (status, text, trailers) = node
+        .stream(CHAT_STREAM, &pay(1, 3, &key, CHAT_STREAM, None))
+        .await;
+    assert_eq!(status, 200);
+    node.check_signed_served(&trailers, CHAT_STREAM, &text, Some(&hash.0))
+        .await;
+    // A client expecting plain weights (or others) refuses them.
+    let sigs: Vec<ResponseSignature> =
+        serde_json::from_str(field(&res.headers, headers::SIGNATURES).unwrap()).unwrap();
+    let [ecdsa, _] = node.addresses();
+    assert!(sigs[0].verify_exchange(CHAT, &res.body, &ecdsa).is_err());
+
+    // Refused weights: never served again.
+    weights.set(&gemma, WeightsState::Refused("tampered".into()));
+    let res = node
+        .whole(
+            "/v1/chat/completions",
+            CHAT,
+            Some(&pay(1, 4, &key, CHAT, None)),
+        )
+        .await;
+    assert_eq!(res.status, 404, "{}", String::from_utf8_lossy(&res.body));
 }

@@ -77,33 +77,9 @@ impl PaidStack {
         .await
         .expect("the worker's API");
 
-        let (user, user_key) =
-            create_account_with_key(&client, &localnet.root, "user", NearToken::from_near(100))
-                .await
-                .expect("user");
-        let creds = dir.join("user-credentials");
-        std::fs::create_dir_all(creds.join("localnet")).expect("credentials dir");
-        chain_client::write_credentials_file(
-            &creds
-                .join("localnet")
-                .join(format!("{}.json", user.account_id())),
-            user.account_id(),
-            &user_key,
-        )
-        .expect("credentials");
-        let proxy_port = free_port().expect("port");
-        let mut cmd = ecloud(dir, &localnet, &suite, &indexer, &user, &creds);
-        cmd.args(["proxy", "--listen", &format!("127.0.0.1:{proxy_port}")])
-            .args(setup.proxy_extra);
-        let mut proxy = Process::spawn("ecloud proxy", cmd, &dir.join("proxy.log")).expect("proxy");
-        let proxy_url = format!("http://127.0.0.1:{proxy_port}/v1");
-        wait_for_http(
-            &format!("{proxy_url}/models"),
-            &mut proxy,
-            Duration::from_secs(60),
-        )
-        .await
-        .expect("the proxy");
+        let (user, creds) = account_with_credentials(&client, &localnet, dir, "user").await;
+        let ecloud = ecloud(dir, &localnet, &suite, &indexer, &user, &creds);
+        let (proxy, proxy_url) = start_proxy(dir, ecloud, setup.proxy_extra).await;
         Self {
             localnet,
             client,
@@ -135,8 +111,52 @@ impl PaidStack {
     }
 }
 
-/// `ecloud` with the user's global flags for this localnet.
-fn ecloud(
+/// A new account `name` with 100 NEAR and its near-cli credentials in `<dir>/<name>-credentials`
+/// (what `ecloud --credentials-dir` reads).
+pub async fn account_with_credentials(
+    client: &ChainClient,
+    localnet: &Localnet,
+    dir: &Path,
+    name: &str,
+) -> (Account, PathBuf) {
+    let (account, key) =
+        create_account_with_key(client, &localnet.root, name, NearToken::from_near(100))
+            .await
+            .expect("account");
+    let creds = dir.join(format!("{name}-credentials"));
+    std::fs::create_dir_all(creds.join("localnet")).expect("credentials dir");
+    chain_client::write_credentials_file(
+        &creds
+            .join("localnet")
+            .join(format!("{}.json", account.account_id())),
+        account.account_id(),
+        &key,
+    )
+    .expect("credentials");
+    (account, creds)
+}
+
+/// `ecloud proxy` (`ecloud`: the command with its global flags) with `args`; its base URL.
+pub async fn start_proxy(dir: &Path, mut ecloud: Command, args: &[&str]) -> (Process, String) {
+    let proxy_port = free_port().expect("port");
+    ecloud
+        .args(["proxy", "--listen", &format!("127.0.0.1:{proxy_port}")])
+        .args(args);
+    let cmd = ecloud;
+    let mut proxy = Process::spawn("ecloud proxy", cmd, &dir.join("proxy.log")).expect("proxy");
+    let proxy_url = format!("http://127.0.0.1:{proxy_port}/v1");
+    wait_for_http(
+        &format!("{proxy_url}/models"),
+        &mut proxy,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("the proxy");
+    (proxy, proxy_url)
+}
+
+/// `ecloud` with `user`'s global flags for this localnet.
+pub fn ecloud(
     dir: &Path,
     localnet: &Localnet,
     suite: &Suite,

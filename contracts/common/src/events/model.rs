@@ -24,6 +24,17 @@ pub struct ModelManifest {
     pub licence: String,
 }
 
+impl ModelManifest {
+    /// The hash of the encrypted weights the model is served from, if the manifest names any
+    /// (a URI and a non-zero hash): what a node decrypts and checks, signs every response with
+    /// and measures into its attestation, and what a client expects. `None`: the model is
+    /// served from plain weights.
+    pub fn encrypted_weights_hash(&self) -> Option<Hash32> {
+        (!self.encrypted_weights_uri.trim().is_empty() && self.weights_hash.0 != [0; 32])
+            .then_some(self.weights_hash)
+    }
+}
+
 #[near(serializers = [json])]
 #[derive(Debug, Clone, PartialEq)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
