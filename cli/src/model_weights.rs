@@ -125,7 +125,14 @@ impl Progress {
 
     fn update(&mut self, done: u64) {
         let now = Instant::now();
-        if done < self.total && now.duration_since(self.last) < Duration::from_millis(200) {
+        // A terminal line is rewritten in place five times a second; a log (not a terminal)
+        // gets a line every 10 seconds, so a multi-GB file does not flood it.
+        let every = if self.tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        if done < self.total && now.duration_since(self.last) < every {
             return;
         }
         self.last = now;
