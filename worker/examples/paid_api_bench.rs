@@ -97,7 +97,8 @@ async fn serve_upstream() -> String {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("upstream") });
-    format!("http://{addr}")
+    // OpenAI's base URL shape, as `--upstream-url` takes it.
+    format!("http://{addr}/v1")
 }
 
 fn request(stream: bool, max_tokens: usize) -> Value {
@@ -113,8 +114,13 @@ async fn one(http: &reqwest::Client, base: &str, body: &Value) -> f64 {
         .send()
         .await
         .expect("request");
-    assert!(response.status().is_success(), "{}", response.status());
-    response.bytes().await.expect("body");
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     started.elapsed().as_secs_f64() * 1e3
 }
 
@@ -187,7 +193,7 @@ async fn main() {
         one(&http, &proxied_base, &request(false, 1)).await;
     }
 
-    let direct = latencies(&http, &format!("{upstream_url}/v1"), n).await;
+    let direct = latencies(&http, &upstream_url, n).await;
     let proxied = latencies(&http, &proxied_base, n).await;
     let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
     let (p50, p99) = (percentile(&proxied, 0.5), percentile(&proxied, 0.99));
