@@ -14,6 +14,7 @@ use std::time::Duration;
 use chain_client::NearToken;
 use chain_client::contracts::MarketplaceClient;
 use enclave_cloud_common::events::marketplace::JobTarget;
+use enclave_cloud_common::events::model::ModelManifest;
 use enclave_cloud_common::events::{AnyEvent, MarketplaceEvent};
 use enclave_cloud_common::interfaces::marketplace::JobView;
 use enclave_cloud_common::{
@@ -966,9 +967,37 @@ pub async fn result(chain: &Chain, indexer: &Indexer, id: JobId) -> Result<JobRe
     })?;
     let key = node_key(chain, indexer, &settled).await?;
     let result = verify_and_open(&settled, &key, &user)?;
-    let expected = crate::models::encrypted_weights_hash(chain, &result.model_id).await?;
+    let expected = expected_weights(chain, indexer, &result.model_id).await?;
     result.check_weights(expected.as_ref())?;
     Ok(result)
+}
+
+/// The encrypted weights `model`'s answers must name: from the chain (the factory's token and
+/// its manifest); when the chain cannot be reached, from the indexer's copy of the manifest, as
+/// [`node_key`] falls back for the receipt's key (a model the indexer does not know is, like one
+/// the factory does not list, served from plain weights).
+async fn expected_weights(
+    chain: &Chain,
+    indexer: &Indexer,
+    model: &ModelId,
+) -> Result<Option<Hash32>, Error> {
+    match crate::models::encrypted_weights_hash(chain, model).await {
+        Err(Error::Chain(chain_err)) => {
+            let Some(detail) = indexer.model(model).await? else {
+                return Ok(None);
+            };
+            if detail.manifest.is_null() {
+                return Ok(None);
+            }
+            let manifest: ModelManifest = serde_json::from_value(detail.manifest).map_err(|e| {
+                Error::Verification(format!(
+                    "{chain_err}; and the indexer's manifest of model {model} is malformed: {e}"
+                ))
+            })?;
+            Ok(manifest.encrypted_weights_hash())
+        }
+        other => other,
+    }
 }
 
 impl Report for JobResult {
