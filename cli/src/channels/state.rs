@@ -36,17 +36,26 @@ pub enum StateError {
     #[error("channel state {name}: {message}")]
     Corrupt { name: String, message: String },
     #[error(
-        "channel state {name} on disk is ahead of this one (owed {disk_owed} > {owed} or sequence {disk_seq} > {seq}): refusing to go backwards"
+        "channel state {name} on disk is ahead of this one (owed {} > {} or sequence {disk_seq} > {seq}): refusing to go backwards",
+        shown(*.disk_owed, .asset),
+        shown(*.owed, .asset)
     )]
     Regressed {
         name: String,
+        asset: Asset,
         disk_owed: u128,
         owed: u128,
         disk_seq: u64,
         seq: u64,
     },
-    #[error("paying {cost} more would owe {owed}, over the channel's deposit {deposit}")]
+    #[error(
+        "paying {} more would owe {}, over the channel's deposit {}",
+        shown(*.cost, .asset),
+        shown(*.owed, .asset),
+        shown(*.deposit, .asset)
+    )]
     OverDeposit {
+        asset: Asset,
         cost: u128,
         owed: u128,
         deposit: u128,
@@ -57,6 +66,16 @@ pub enum StateError {
         "another ecloud proxy is using the channels in {dir}: stop it first, or give this one its own --keys-dir"
     )]
     Busy { dir: String },
+}
+
+/// An amount of a channel's asset in a message: NEAR for people (`0.011 NEAR`); a token's
+/// smallest units and its account, since a channel record does not know the token's
+/// decimals.
+fn shown(units: u128, asset: &Asset) -> String {
+    match asset {
+        Asset::Near => chain_client::amount::format_near(units),
+        Asset::Ft { token } => format!("{units} (smallest units of {token})"),
+    }
 }
 
 /// Held by the one process that may send requests on this network's channels (see
@@ -191,7 +210,8 @@ impl ChannelRecord {
             .0
             .checked_add(cost)
             .filter(|o| *o <= deposit)
-            .ok_or(StateError::OverDeposit {
+            .ok_or_else(|| StateError::OverDeposit {
+                asset: self.asset.clone(),
                 cost,
                 owed: self.owed.0.saturating_add(cost),
                 deposit,
@@ -274,6 +294,7 @@ impl ChannelStore {
         {
             return Err(StateError::Regressed {
                 name,
+                asset: record.asset.clone(),
                 disk_owed: disk.owed.0,
                 owed: record.owed.0,
                 disk_seq: disk.next_sequence.0,
@@ -451,6 +472,24 @@ mod tests {
         assert!(matches!(err, StateError::OverDeposit { .. }), "{err}");
         assert_eq!(r.owed.0, 80, "a refused payment changes nothing");
         assert!(r.pay(u128::MAX, u128::MAX).is_err(), "no overflow");
+        // Amounts a person can read: NEAR as NEAR, a token's units named as such.
+        let near = 10u128.pow(24);
+        let mut big = record();
+        big.channel_id = Some(ChannelId(5));
+        big.pay(near / 2, 2 * near).unwrap();
+        let err = big.pay(2 * near, 2 * near).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "paying 2 NEAR more would owe 2.5 NEAR, over the channel's deposit 2 NEAR"
+        );
+        big.asset = Asset::Ft {
+            token: "usdc.test.near".parse().unwrap(),
+        };
+        let err = big.pay(7, 8).unwrap_err().to_string();
+        assert!(
+            err.starts_with("paying 7 (smallest units of usdc.test.near) more"),
+            "{err}"
+        );
     }
 
     #[test]
