@@ -5,7 +5,8 @@
 //!   [`crate::chat_api`]), `POST /v1/embeddings`, `GET /v1/models`: OpenAI request and response
 //!   shapes, served by the configured [`InferenceBackend`];
 //! * `GET /v1/attestation`: the current attestation bundle (verify it with
-//!   `ecloud attestation verify`, then trust `enclave_key`).
+//!   `ecloud attestation verify`, then trust `enclave_key`); made again once the node serves
+//!   encrypted weights the served bundle does not yet measure, so it always shows them.
 //!
 //! Errors use OpenAI's body, `{"error": {"message", "type", "param", "code"}}`, so OpenAI SDKs
 //! surface them; `code` is a stable machine-readable name. Request bodies are bounded by
@@ -21,10 +22,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::attest::{AttestationProvider, now_unix_secs};
 use crate::inference::{
     EmbeddingsRequest, EmbeddingsResponse, InferenceBackend, InferenceError, OpenAiError,
     OpenAiErrorBody,
 };
+use crate::keys::EnclaveKeys;
+use crate::served_weights::ServedWeights;
 
 /// The largest request body accepted (an embeddings batch of 64 inputs fits many times over).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -34,6 +38,15 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 pub struct ApiState {
     pub(crate) backend: Arc<dyn InferenceBackend>,
     bundle: Arc<RwLock<AttestationBundle>>,
+    measured: Option<MeasuredWeights>,
+}
+
+/// What makes the served bundle again once weights are measured after it was made.
+#[derive(Clone)]
+struct MeasuredWeights {
+    provider: Arc<dyn AttestationProvider>,
+    keys: Arc<EnclaveKeys>,
+    weights: Arc<ServedWeights>,
 }
 
 impl ApiState {
@@ -41,6 +54,60 @@ impl ApiState {
         Self {
             backend,
             bundle: Arc::new(RwLock::new(bundle)),
+            measured: None,
+        }
+    }
+
+    /// `/v1/attestation` makes its bundle again (with `provider`, for `keys`) when a model of
+    /// `weights` is served from encrypted weights the bundle does not measure: the weights are
+    /// measured after the API starts, and a client should see them without waiting for the
+    /// next re-attestation.
+    pub fn measuring(
+        mut self,
+        provider: Arc<dyn AttestationProvider>,
+        keys: Arc<EnclaveKeys>,
+        weights: Arc<ServedWeights>,
+    ) -> Self {
+        self.measured = Some(MeasuredWeights {
+            provider,
+            keys,
+            weights,
+        });
+        self
+    }
+
+    /// The bundle to serve: the current one, or a new one if it misses served weights.
+    async fn current_bundle(&self) -> AttestationBundle {
+        let bundle = self.bundle();
+        let Some(m) = &self.measured else {
+            return bundle;
+        };
+        let measured = measured_weights(&bundle);
+        let missing = m
+            .weights
+            .ready_hashes()
+            .iter()
+            .any(|(_, hash)| !measured.contains(&hash.0));
+        if !missing {
+            return bundle;
+        }
+        let (provider, public) = (m.provider.clone(), m.keys.public());
+        let made =
+            tokio::task::spawn_blocking(move || provider.attest(&public, now_unix_secs())).await;
+        match made {
+            Ok(Ok(fresh)) => {
+                tracing::info!("/v1/attestation: a new bundle measuring the served weights");
+                self.set_bundle(fresh.clone());
+                fresh
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "/v1/attestation keeps its bundle: attesting failed");
+                bundle
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "/v1/attestation keeps its bundle");
+                bundle
+            }
         }
     }
 
@@ -267,7 +334,17 @@ async fn embeddings(
 }
 
 pub(crate) async fn attestation(State(state): State<ApiState>) -> Json<AttestationBundle> {
-    Json(state.bundle())
+    Json(state.current_bundle().await)
+}
+
+/// The weights hashes a bundle's RTMR3 events measure (`ecloud-model-weights`).
+fn measured_weights(bundle: &AttestationBundle) -> Vec<[u8; 32]> {
+    let events = match (&bundle.tdx, &bundle.dev) {
+        (Some(tdx), _) => &tdx.event_log,
+        (None, Some(dev)) => &dev.events,
+        (None, None) => return Vec::new(),
+    };
+    attestation::dstack::model_weights(events).unwrap_or_default()
 }
 
 /// The plain, unpaid inference routes (`--unpaid-api`, in-process tests).
@@ -305,6 +382,58 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
         format!("http://{addr}")
+    }
+
+    /// Weights measured after the API's bundle was made: `/v1/attestation` makes it again,
+    /// once, and then serves a bundle whose verdict names them.
+    #[tokio::test]
+    async fn the_attestation_shows_weights_measured_after_it_was_made() {
+        use crate::served_weights::WeightsState;
+        use enclave_cloud_common::{Hash32, ModelId};
+        let keys = Arc::new(EnclaveKeys::generate().unwrap());
+        let dev = Arc::new(DevProvider::new(&[9; 32], 3600));
+        let now = crate::attest::now_unix_secs();
+        let bundle = dev.attest(&keys.public(), now).unwrap();
+        let model_id: ModelId = "embed".parse().unwrap();
+        let weights = Arc::new(ServedWeights::new([(
+            model_id.clone(),
+            WeightsState::Pending("fetching".into()),
+        )]));
+        let state = ApiState::new(Arc::new(model()), bundle.clone()).measuring(
+            dev.clone(),
+            keys.clone(),
+            weights.clone(),
+        );
+        let base = serve(state.clone()).await;
+        let fetch = || async {
+            reqwest::get(format!("{base}/v1/attestation"))
+                .await
+                .unwrap()
+                .json::<AttestationBundle>()
+                .await
+                .unwrap()
+        };
+        // Nothing served from encrypted weights yet: the startup bundle.
+        assert_eq!(fetch().await, bundle);
+        let hash = Hash32([4; 32]);
+        dev.measure(attestation::MODEL_WEIGHTS_EVENT, &hash.0).unwrap();
+        weights.set(
+            &model_id,
+            WeightsState::Ready {
+                weights_hash: hash,
+                plaintext_hash: Hash32([5; 32]),
+            },
+        );
+        let fresh = fetch().await;
+        assert_ne!(fresh, bundle);
+        let policy = VerifyPolicy {
+            dev_ca_public_key: Some(dev.ca_public_key()),
+            ..VerifyPolicy::default()
+        };
+        let verdict = attestation::verify_bundle(&fresh, now, &policy, &RustCrypto).unwrap();
+        assert_eq!(verdict.model_weights, vec![hash.to_string()]);
+        // Made once: the next request serves the same bundle.
+        assert_eq!(fetch().await, fresh);
     }
 
     #[tokio::test]

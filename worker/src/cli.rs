@@ -14,6 +14,7 @@ use enclave_cloud_common::{ModelId, NodeId};
 
 use crate::attest::dev::{DEFAULT_DEV_VALIDITY_SECS, DevProvider};
 use crate::attest::dev_gpu::DevGpus;
+use crate::attest::dstack::{DEFAULT_DSTACK_SOCKET, DstackProvider, GuestAgent};
 use crate::attest::tdx::{
     ConfigfsTsm, DEFAULT_TSM_ENTRY, DEFAULT_TSM_ROOT, TdxEvidenceFiles, TdxProvider,
 };
@@ -321,8 +322,12 @@ impl std::str::FromStr for ModelArg {
 pub enum ProviderKind {
     /// Development CA signature (localnet/testnet).
     Dev,
-    /// Intel TDX quote via configfs-tsm.
+    /// Intel TDX quote via configfs-tsm (event log and compose from files; cannot measure
+    /// encrypted weights).
     Tdx,
+    /// Intel TDX on a dstack CVM: quotes, the event log and RTMR3 events through dstack's
+    /// guest agent (--dstack-socket).
+    Dstack,
 }
 
 #[derive(Debug, Args)]
@@ -341,15 +346,19 @@ pub struct AttestArgs {
     /// tdx: report entry created under the root.
     #[arg(long, default_value = DEFAULT_TSM_ENTRY)]
     pub tsm_entry: String,
-    /// tdx: DCAP collateral (dcap-qvl QuoteCollateralV3 JSON).
+    /// tdx, dstack: DCAP collateral (dcap-qvl QuoteCollateralV3 JSON).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
     /// tdx: dstack event log JSON.
     #[arg(long)]
     pub event_log: Option<PathBuf>,
-    /// tdx: the app compose file whose hash is measured.
+    /// tdx, dstack: the app compose file whose hash is measured (dstack: default from the
+    /// guest agent's Info).
     #[arg(long)]
     pub app_compose: Option<PathBuf>,
+    /// dstack: the guest agent's socket.
+    #[arg(long, default_value = DEFAULT_DSTACK_SOCKET)]
+    pub dstack_socket: PathBuf,
     /// Collect every GPU's evidence through NVML over the registry's bound nonce (build with
     /// feature `nvml`).
     #[arg(long, conflicts_with = "gpu_provider")]
@@ -459,6 +468,23 @@ pub fn provider(args: &AttestArgs) -> Result<Box<dyn AttestationProvider>, CliEr
                 &key,
                 args.dev_validity_secs,
             )?))
+        }
+        ProviderKind::Dstack => {
+            let collateral = args.collateral.clone().ok_or_else(|| {
+                CliError::Usage("--collateral is required with --provider dstack".into())
+            })?;
+            if args.event_log.is_some() {
+                return Err(CliError::Usage(
+                    "--event-log is not used with --provider dstack: the guest agent keeps the \
+                     event log"
+                        .into(),
+                ));
+            }
+            Ok(Box::new(DstackProvider::new(
+                GuestAgent::new(&args.dstack_socket),
+                collateral,
+                args.app_compose.clone(),
+            )))
         }
         ProviderKind::Tdx => {
             let collateral = args.collateral.clone().ok_or_else(|| {

@@ -482,7 +482,7 @@ async fn serve_api(
     let gpus: Option<Arc<dyn crate::attest::GpuEvidenceSource>> =
         device_source(&args.attestation, keys)?.map(Arc::from);
     let bundle = provider.attest(&keys.public(), now_unix_secs())?;
-    let api = ApiState::new(backend, bundle);
+    let api = ApiState::new(backend, bundle).measuring(provider.clone(), keys.clone(), weights.clone());
     let node = ApiNode {
         keys: keys.clone(),
         provider,

@@ -15,6 +15,10 @@
 //!    serving the model; allowed again, it is granted again and serves.
 //! 3. The ciphertext is tampered with: the restarted node refuses the weights before serving
 //!    anything, and the model's requests are not answered.
+//! 4. The node re-attests: the keeper grants it afresh (the grant expires with the new
+//!    attestation) and it serves on.
+//! 5. The operator deregisters the node: the keeper revokes its grant, the node stops serving
+//!    the model, and later passes give it no new key.
 //!
 //! Needs, with the same CARGO_TARGET_DIR: the localnet, indexer, worker and ecloud binaries,
 //! the contracts (`./scripts/build-contracts.sh`) and MiniLM (`worker/scripts/fetch-model.sh`).
@@ -25,7 +29,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chain_client::NearToken;
-use chain_client::contracts::ModelTokenClient;
+use chain_client::contracts::{ModelTokenClient, RegistryClient};
 use chain_client::testkit::{
     IndexerProcess, Localnet, Process, Suite, SuiteConfig, WorkerNode, free_port, wait_for_http,
 };
@@ -47,9 +51,20 @@ const DEV_CA: [u8; 32] = [0x5a; 32];
 
 /// Waits until `process`'s log contains `needle` (failing if it dies or `WAIT` passes).
 async fn log_shows(process: &mut Process, needle: &str) {
+    log_shows_more(process, needle, 0).await;
+}
+
+/// How often `needle` is in `log`.
+fn times(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+/// Waits until `process`'s log contains `needle` more than `seen` times: a line logged after
+/// `seen` was counted (logs are appended across restarts).
+async fn log_shows_more(process: &mut Process, needle: &str, seen: usize) {
     let started = Instant::now();
     loop {
-        if process.log().contains(needle) {
+        if times(&process.log(), needle) > seen {
             return;
         }
         process.check_alive().expect("the process is running");
@@ -90,8 +105,15 @@ fn manifest(weights_hash: Hash32, uri: &str, allowed: &[&str]) -> ModelManifest 
     }
 }
 
-/// `worker run` serving the encrypted model (MiniLM's config and tokenizer from its dir).
-fn start_worker(worker: &mut WorkerNode, indexer: &IndexerProcess, factory: &str, listen: &str) {
+/// `worker run` serving the encrypted model (MiniLM's config and tokenizer from its dir),
+/// with `more` arguments.
+fn start_worker(
+    worker: &mut WorkerNode,
+    indexer: &IndexerProcess,
+    factory: &str,
+    listen: &str,
+    more: &[&str],
+) {
     let dir = model_dir().display().to_string();
     let model = format!("{MODEL}=all-minilm-l6-v2");
     let backend = [
@@ -110,6 +132,7 @@ fn start_worker(worker: &mut WorkerNode, indexer: &IndexerProcess, factory: &str
         "--grant-poll-max-secs",
         "2",
     ];
+    let extra: Vec<&str> = extra.iter().chain(more).copied().collect();
     worker
         .start_with_backend(Some(indexer), &backend, &extra)
         .expect("worker run");
@@ -197,7 +220,7 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
             .register_with(&suite, &["--endpoint", &endpoint, "--price", PRICE])
             .expect("register"),
     );
-    start_worker(&mut worker, &indexer, &factory_id, &listen);
+    start_worker(&mut worker, &indexer, &factory_id, &listen, &[]);
     let start_keeper = |log: &str| {
         let mut cmd = as_owner();
         cmd.args(["model", "keeper", "--model", MODEL, "--key-file"])
@@ -389,11 +412,12 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
 
     // 3. Tampered ciphertext: the restarted node refuses it and serves nothing of the model.
     worker.stop();
-    let mut bytes = std::fs::read(&encrypted).unwrap();
+    let intact = std::fs::read(&encrypted).unwrap();
+    let mut bytes = intact.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(&encrypted, bytes).unwrap();
-    start_worker(&mut worker, &indexer, &factory_id, &listen);
+    start_worker(&mut worker, &indexer, &factory_id, &listen, &[]);
     let worker_process = worker.process.as_mut().expect("worker process");
     wait_for_http(&format!("{endpoint}/v1/models"), worker_process, WAIT)
         .await
@@ -407,6 +431,86 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
         !after_restart.contains("serving the model from its encrypted weights"),
         "{after_restart}"
     );
+
+    // 4. Re-attestation: restarted with the intact ciphertext and a re-attestation margin
+    // longer than its attestation's life, the node re-attests at once. The keeper sees the new
+    // attestation and grants the key again, a fresh grant that expires with it; the node
+    // serves on.
+    worker.stop();
+    std::fs::write(&encrypted, &intact).unwrap();
+    let old_grant = grants
+        .key_grant(node_id)
+        .await
+        .expect("key_grant")
+        .expect("the node's grant");
+    let granted = format!("granted node={node_id}");
+    let granted_before = times(&keeper.log(), &granted);
+    let serving = "serving the model from its encrypted weights";
+    let serving_before = times(&worker.log(), serving);
+    let reattested_before = times(&worker.log(), "re-attested");
+    let regrant = format!("decision node={node_id} grant (re-attested)");
+    let regrant_before = times(&keeper.log(), &regrant);
+    start_worker(
+        &mut worker,
+        &indexer,
+        &factory_id,
+        &listen,
+        &["--heartbeat-secs", "1", "--reattest-before-secs", "315360000"],
+    );
+    let worker_process = worker.process.as_mut().expect("worker process");
+    log_shows_more(worker_process, serving, serving_before).await;
+    log_shows_more(worker_process, "re-attested", reattested_before).await;
+    log_shows_more(&mut keeper, &regrant, regrant_before).await;
+    log_shows_more(&mut keeper, &granted, granted_before).await;
+    let registry = RegistryClient::new(&client, suite.registry.account_id().clone());
+    let node = registry
+        .get_node(node_id)
+        .await
+        .expect("get_node")
+        .expect("the node");
+    let fresh = grants
+        .key_grant(node_id)
+        .await
+        .expect("key_grant")
+        .expect("the node's fresh grant");
+    assert_eq!(fresh.expires_at_ns, node.attestation_expires_at_ns);
+    assert!(
+        fresh.expires_at_ns.0 > old_grant.expires_at_ns.0,
+        "{fresh:?} after {old_grant:?}"
+    );
+    let response = embeddings(&proxy_url).await;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{body}\n{}", proxy.log_tail(20));
+
+    // 5. The operator deregisters the node: the keeper revokes its grant, the node stops
+    // serving the model, and the keeper's later passes give it no new key.
+    let revoked = format!("revoked node={node_id}");
+    let revoked_before = times(&keeper.log(), &revoked);
+    let stopped = "REVOKED: this node's key grant is gone";
+    let stopped_before = times(&worker.log(), stopped);
+    registry
+        .deregister(node_id)
+        .expect("args")
+        .send(&worker.operator)
+        .await
+        .expect("deregister");
+    log_shows_more(&mut keeper, &revoked, revoked_before).await;
+    log_shows(
+        &mut keeper,
+        &format!("decision node={node_id} revoke (deregistered)"),
+    )
+    .await;
+    let worker_process = worker.process.as_mut().expect("worker process");
+    log_shows_more(worker_process, stopped, stopped_before).await;
+    let passes = times(&keeper.log(), "pass nodes=");
+    log_shows_more(&mut keeper, "pass nodes=", passes + 1).await;
+    assert_eq!(grants.key_grant(node_id).await.expect("key_grant"), None);
+    let log = keeper.log();
+    let since_revoked = &log[log.rfind(&revoked).expect("revoked")..];
+    assert!(!since_revoked.contains(&granted), "{since_revoked}");
+    assert_ne!(embeddings(&proxy_url).await.status(), 200, "a deregistered node answered");
+
     keeper.terminate(Duration::from_secs(10));
     proxy.terminate(Duration::from_secs(10));
     worker.stop();

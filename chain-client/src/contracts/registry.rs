@@ -161,6 +161,12 @@ impl<'a> RegistryClient<'a> {
         self.contract().call(m::HEARTBEAT, &NodeArgs { node_id })
     }
 
+    /// The node's operator: removes the node (1 yocto); its grants, cached entries and
+    /// offers end with it.
+    pub fn deregister(&self, node_id: NodeId) -> Result<Call<'a, ()>> {
+        self.contract().call(m::DEREGISTER, &NodeArgs { node_id })
+    }
+
     /// Adds `deposit` to the signer's stake; returns the new total.
     pub fn deposit_stake(&self, deposit: Balance) -> Result<Call<'a, Balance>> {
         self.contract()

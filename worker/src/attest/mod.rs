@@ -5,6 +5,8 @@
 //! * [`tdx::TdxProvider`]: an Intel TDX quote from the kernel's configfs-tsm interface whose
 //!   `report_data` commits to both keys, plus DCAP collateral, the dstack event log and GPU
 //!   evidence from a [`GpuEvidenceSource`].
+//! * [`dstack::DstackProvider`]: the same on a dstack CVM, quotes and the event log from
+//!   dstack's guest agent, which also measures runtime events into RTMR3 (`EmitEvent`).
 //! * `nvml::NvmlGpus` (feature `nvml`): NVIDIA confidential-computing evidence per GPU.
 //! * [`dev_gpu::DevGpus`]: the library's dev GPU fleet (GPUs and NVSwitches under the dev
 //!   root), only with dev attestation.
@@ -15,6 +17,7 @@
 
 pub mod dev;
 pub mod dev_gpu;
+pub mod dstack;
 #[cfg(feature = "nvml")]
 pub mod nvml;
 pub mod tdx;
@@ -59,6 +62,12 @@ pub enum AttestError {
     Rng(String),
     #[error("dev CA key: {0}")]
     DevKey(String),
+    #[error("dstack guest agent at {socket} ({method}): {reason}")]
+    GuestAgent {
+        socket: PathBuf,
+        method: &'static str,
+        reason: String,
+    },
     #[error("measuring '{event}' into RTMR3: {reason}")]
     Measure { event: String, reason: String },
 }

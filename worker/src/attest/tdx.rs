@@ -83,12 +83,53 @@ impl ConfigfsTsm {
         if before.checked_add(1) != Some(after) {
             return Err(AttestError::TsmRace { before, after });
         }
-        let report = attestation::tdx::parse_td_report(&quote).map_err(AttestError::Quote)?;
-        if &report.report_data != report_data {
-            return Err(AttestError::ReportDataMismatch);
-        }
+        check_binds(&quote, report_data)?;
         Ok(quote)
     }
+}
+
+/// Refuses a quote whose `report_data` is not `report_data` (another process's, or a TEE
+/// that answered something else).
+pub(super) fn check_binds(quote: &[u8], report_data: &[u8; 64]) -> Result<(), AttestError> {
+    let report = attestation::tdx::parse_td_report(quote).map_err(AttestError::Quote)?;
+    if &report.report_data != report_data {
+        return Err(AttestError::ReportDataMismatch);
+    }
+    Ok(())
+}
+
+/// The `tdx` bundle of `keys` with this evidence, without devices.
+pub(super) fn tdx_bundle(keys: &PublicKeys, evidence: TdxEvidence) -> AttestationBundle {
+    AttestationBundle {
+        version: BUNDLE_VERSION,
+        kind: AttestationKind::Tdx,
+        enclave_key: keys.enclave_key.to_vec(),
+        near_public_key: keys.near_public_key(),
+        tdx: Some(evidence),
+        dev: None,
+        gpus: Vec::new(),
+        switches: Vec::new(),
+        gpu_challenge: None,
+    }
+}
+
+/// Reads a JSON evidence file.
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    path: &Path,
+) -> Result<T, AttestError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| AttestError::Evidence {
+        what,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads the app compose file, if one is given.
+pub(super) fn read_app_compose(path: Option<&Path>) -> Result<Option<String>, AttestError> {
+    path.map(|path| fs::read_to_string(path).map_err(io_err(path)))
+        .transpose()
 }
 
 /// Files with the rest of the TDX evidence.
@@ -113,18 +154,6 @@ impl TdxProvider {
     pub fn new(tsm: ConfigfsTsm, files: TdxEvidenceFiles) -> Self {
         Self { tsm, files }
     }
-
-    fn read_json<T: serde::de::DeserializeOwned>(
-        what: &'static str,
-        path: &Path,
-    ) -> Result<T, AttestError> {
-        let bytes = fs::read(path).map_err(io_err(path))?;
-        serde_json::from_slice(&bytes).map_err(|e| AttestError::Evidence {
-            what,
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })
-    }
 }
 
 impl AttestationProvider for TdxProvider {
@@ -132,13 +161,16 @@ impl AttestationProvider for TdxProvider {
         AttestationKind::Tdx
     }
 
-    /// Not yet: on a dstack CVM the guest agent extends RTMR3 and its event log (EmitEvent);
-    /// until the worker calls it, a TDX node cannot measure, and so does not serve, encrypted
-    /// weights (refused with this error rather than served unmeasured).
+    /// configfs-tsm cannot extend RTMR3 and the event log here is a static file, so a node on
+    /// this provider cannot measure, and so does not serve, encrypted weights (refused with
+    /// this error rather than served unmeasured). On a dstack CVM use `--provider dstack`:
+    /// the guest agent extends RTMR3 and keeps the log ([`super::dstack`]).
     fn measure(&self, event: &str, _payload: &[u8]) -> Result<(), AttestError> {
         Err(AttestError::Measure {
             event: event.to_owned(),
-            reason: "extending RTMR3 through dstack's guest agent is not implemented".into(),
+            reason: "configfs-tsm cannot extend RTMR3 with a logged event; on a dstack CVM \
+                     attest with --provider dstack (its guest agent measures)"
+                .into(),
         })
     }
 
@@ -148,32 +180,21 @@ impl AttestationProvider for TdxProvider {
         _now_unix_secs: u64,
     ) -> Result<AttestationBundle, AttestError> {
         let quote = self.tsm.quote(&keys.report_data())?;
-        let collateral: QuoteCollateralV3 =
-            Self::read_json("DCAP collateral", &self.files.collateral)?;
+        let collateral: QuoteCollateralV3 = read_json("DCAP collateral", &self.files.collateral)?;
         let event_log: Vec<EventLogEntry> = match &self.files.event_log {
-            Some(path) => Self::read_json("dstack event log", path)?,
+            Some(path) => read_json("dstack event log", path)?,
             None => Vec::new(),
         };
-        let app_compose = match &self.files.app_compose {
-            Some(path) => Some(fs::read_to_string(path).map_err(io_err(path))?),
-            None => None,
-        };
-        Ok(AttestationBundle {
-            version: BUNDLE_VERSION,
-            kind: AttestationKind::Tdx,
-            enclave_key: keys.enclave_key.to_vec(),
-            near_public_key: keys.near_public_key(),
-            tdx: Some(TdxEvidence {
+        let app_compose = read_app_compose(self.files.app_compose.as_deref())?;
+        Ok(tdx_bundle(
+            keys,
+            TdxEvidence {
                 quote,
                 collateral,
                 event_log,
                 app_compose,
-            }),
-            dev: None,
-            gpus: Vec::new(),
-            switches: Vec::new(),
-            gpu_challenge: None,
-        })
+            },
+        ))
     }
 }
 

@@ -337,6 +337,9 @@ pub mod methods {
     pub const REATTEST: Method = Method::call("reattest", 300);
     /// 1.45 Tgas measured.
     pub const HEARTBEAT: Method = Method::call("heartbeat", 10);
+    /// The node's operator, 1 yocto (or its enclave key with none): removes the node, a
+    /// tombstone staying for slashing during unbonding (~5 Tgas).
+    pub const DEREGISTER: Method = Method::one_yocto("deregister", 30);
     /// Deposit: the stake to add (~5 Tgas).
     pub const DEPOSIT_STAKE: Method = Method::payable("deposit_stake", 30);
     pub const SET_MARKETPLACE: Method = Method::one_yocto("set_marketplace", 30);
