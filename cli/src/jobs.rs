@@ -723,6 +723,7 @@ pub fn verify_and_open(
         input_hash: s.input_hash,
         output_hash: s.output_hash,
         usage: s.usage,
+        weights_hash: None,
     };
     let signer = nodes::ed25519_key_bytes(&key.key)?;
     let how = if s.signature.0.is_empty() {

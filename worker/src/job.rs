@@ -162,6 +162,7 @@ impl Executor {
                 input_tokens: U64(answer.prompt_tokens),
                 output_tokens: U64(answer.completion_tokens),
             },
+            weights_hash: None,
         };
         let signature = self.keys.sign(&receipt.signing_bytes());
         Ok(ReadyResult {

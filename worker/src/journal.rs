@@ -433,6 +433,7 @@ mod tests {
                     input_tokens: U64(12),
                     output_tokens: U64(0),
                 },
+                weights_hash: None,
             },
             signature: [7; 64],
             output: vec![1, 2, 3],

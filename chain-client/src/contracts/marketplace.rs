@@ -143,6 +143,7 @@ impl<'a> MarketplaceClient<'a> {
             output: output.clone(),
             usage,
             signature: Some(Base64VecU8(signature.to_vec())),
+            weights_hash: None,
         };
         self.contract().call(m::SUBMIT_RESULT, &args)
     }

@@ -152,6 +152,7 @@ impl TestNode {
                 input_tokens: U64(prompt_tokens),
                 output_tokens: U64(completion_tokens),
             },
+            weights_hash: None,
         };
         let signature = self.signing.sign(&receipt.signing_bytes()).to_bytes();
         NodeAnswer {
