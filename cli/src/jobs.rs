@@ -609,6 +609,8 @@ pub struct SettledEvent {
     pub input_hash: Hash32,
     pub output_hash: Hash32,
     pub signature: Base64VecU8,
+    /// The encrypted weights the signed receipt names (`None`: plain weights).
+    pub weights_hash: Option<Hash32>,
 }
 
 /// Everything needed to check and open a settled job's output.
@@ -635,6 +637,9 @@ pub struct Verified {
     pub key_source: &'static str,
     pub input_hash: Hash32,
     pub output_hash: Hash32,
+    /// The encrypted weights the receipt names (signed with it; `None`: plain weights). The
+    /// answer (`JobResult::weights_hash`) must name the same ones.
+    pub weights_hash: Option<Hash32>,
 }
 
 /// What `job result` prints.
@@ -648,8 +653,9 @@ pub struct JobResult {
     pub status_code: u16,
     /// The OpenAI response (or error) body.
     pub body: serde_json::Value,
-    /// The encrypted weights that answered (in the output the receipt signs), checked against
-    /// the model manifest's; `None`: plain weights.
+    /// The encrypted weights that answered as the answer names them (inside the output the
+    /// receipt signs): the same as the receipt's (`verified.weights_hash`), checked against the
+    /// model manifest's; `None`: plain weights.
     pub weights_hash: Option<Hash32>,
     pub verified: Verified,
 }
@@ -723,6 +729,7 @@ pub fn verify_and_open(
         input_hash: s.input_hash,
         output_hash: s.output_hash,
         usage: s.usage,
+        weights_hash: s.weights_hash,
     };
     let signer = nodes::ed25519_key_bytes(&key.key)?;
     let how = if s.signature.0.is_empty() {
@@ -755,6 +762,16 @@ pub fn verify_and_open(
         &output,
     )
     .map_err(|e| Error::Verification(format!("the output does not open with your key: {e}")))?;
+    if response.weights_hash != s.weights_hash {
+        let shown = |h: Option<Hash32>| h.map_or_else(|| "none".to_owned(), |h| h.to_string());
+        return Err(Error::Verification(format!(
+            "job {}'s receipt names the weights {} but node {}'s answer names {}",
+            job.job_id,
+            shown(s.weights_hash),
+            s.node_id,
+            shown(response.weights_hash)
+        )));
+    }
     Ok(JobResult {
         job_id: job.job_id,
         model_id: job.model_id.clone(),
@@ -769,6 +786,7 @@ pub fn verify_and_open(
             key_source: key.source,
             input_hash: s.input_hash,
             output_hash: s.output_hash,
+            weights_hash: s.weights_hash,
         },
     })
 }
@@ -820,6 +838,7 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
             input_hash,
             output_hash,
             signature,
+            weights_hash,
             ..
         }) => SettledEvent {
             node_id,
@@ -828,6 +847,7 @@ pub fn settled_from_indexer(detail: &JobDetail) -> Result<SettledJob, Error> {
             input_hash,
             output_hash,
             signature,
+            weights_hash,
         },
         Ok(_) => return Err(malformed_event("another event's data".to_owned())),
         Err(e) => return Err(malformed_event(e.to_string())),
@@ -866,6 +886,12 @@ async fn node_key(chain: &Chain, indexer: &Indexer, job: &SettledJob) -> Result<
             if r.output_hash != job.settled.output_hash {
                 return Err(Error::Verification(format!(
                     "the indexer's output hash for job {} differs from the marketplace's receipt",
+                    job.job_id
+                )));
+            }
+            if r.weights_hash != job.settled.weights_hash {
+                return Err(Error::Verification(format!(
+                    "the indexer's weights hash for job {} differs from the marketplace's receipt",
                     job.job_id
                 )));
             }
@@ -1043,10 +1069,10 @@ impl Report for JobResult {
             self.verified.signer_key,
             self.verified.key_source
         ));
-        if let Some(w) = &self.weights_hash {
+        if let Some(w) = &self.verified.weights_hash {
             out.push_str(&format!(
-                "-- answered by the encrypted weights {w}: the model manifest's weights_hash, \
-                 covered by the receipt\n"
+                "-- answered by the encrypted weights {w}: named by the signed receipt and the \
+                 answer, the model manifest's weights_hash\n"
             ));
         }
         out
@@ -1367,6 +1393,7 @@ pub(crate) mod tests {
                 key_source: "marketplace",
                 input_hash: Hash32([1; 32]),
                 output_hash: Hash32([2; 32]),
+                weights_hash: Some(w),
             },
         };
         let text = result.human();
@@ -1381,6 +1408,10 @@ pub(crate) mod tests {
         }
         let plain = JobResult {
             weights_hash: None,
+            verified: Verified {
+                weights_hash: None,
+                ..result.verified.clone()
+            },
             ..result.clone()
         };
         assert!(plain.check_weights(None).is_ok());

@@ -203,7 +203,10 @@ enum JobCommand {
     Submit(Box<SubmitCli>),
     /// A job's state (indexer, or the marketplace when the indexer cannot answer).
     Status { job_id: JobId },
-    /// Verify a settled job's receipt, decrypt its output and print it.
+    /// Verify a settled job's receipt, decrypt its output and print it. The receipt's
+    /// signature, its hashes of your input and of the output, and the encrypted weights it
+    /// names (`verified.weights_hash` in --json), which must be the answer's and the model
+    /// manifest's (none for plain weights), are all checked: a mismatch exits 1.
     Result {
         job_id: JobId,
         /// Also write the response body (JSON) to this file.

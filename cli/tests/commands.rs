@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use support::{
-    TestNode, answer, dead_url, fake_files, fake_indexer, indexer_job, node_detail_json, node_json,
-    output_mut, prompt, user,
+    TestNode, Weights, answer, answer_naming, dead_url, fake_files, fake_indexer, indexer_job,
+    node_detail_json, node_json, output_mut, prompt, user,
 };
 
 fn ecloud(args: &[&str]) -> Output {
@@ -568,6 +568,98 @@ async fn job_status_and_result_through_the_indexer() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no key for bob.test.near"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `job result` of a job served from encrypted weights, with the chain unreachable: the
+/// receipt's weights hash is shown (text and `verified.weights_hash` in --json) and must be the
+/// answer's and the indexer's copy of the manifest's; another one exits 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_result_shows_and_checks_the_receipts_weights() {
+    use enclave_cloud_common::{Hash32, NodeId};
+    let home = tempfile::tempdir().expect("tmp");
+    let keys_dir = home.path().join("keys");
+    let alice = user(&keys_dir.join("localnet"), "alice.test.near");
+    let manifest_weights = Hash32([0xab; 32]);
+    let honest = answer_naming(&alice, 21, &prompt("hi"), Weights::served(manifest_weights)).await;
+    // Node 2 serves (and names, consistently) other weights than the manifest's.
+    let mut other = answer_naming(
+        &alice,
+        22,
+        &prompt("hi"),
+        Weights::served(Hash32([0xcd; 32])),
+    )
+    .await;
+    other.job.settled.node_id = NodeId(2);
+    let model = serde_json::json!({
+        "model_id": "llama", "token": "llama.models.test.near", "owner": "trainer.test.near",
+        "name": "llama", "created_height": 3, "crowdfund": null, "total_supply": "0",
+        "holders": 0, "top_holders": [], "revenue": [], "recent_revenue": [],
+        "manifest": {
+            "name": "llama", "weights_hash": manifest_weights,
+            "encrypted_weights_uri": "https://example.org/llama.enc",
+            "training_data_manifest_hash": "00".repeat(32), "training_data_manifest_uri": "",
+            "training_image_measurement": "", "allowed_enclave_measurements": ["dev"],
+            "licence": "apache-2.0"
+        }
+    });
+    let routes = BTreeMap::from([
+        (
+            "/v1/jobs/21".to_owned(),
+            indexer_job(&honest.job, "settled"),
+        ),
+        ("/v1/jobs/22".to_owned(), indexer_job(&other.job, "settled")),
+        (
+            "/v1/nodes/1".to_owned(),
+            node_detail_json(1, "active", &honest.keys),
+        ),
+        (
+            "/v1/nodes/2".to_owned(),
+            node_detail_json(2, "active", &other.keys),
+        ),
+        ("/v1/models/llama".to_owned(), model),
+    ]);
+    let url = fake_indexer(routes, Arc::new(Mutex::new(Vec::new())));
+    let dead = dead_url();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--network",
+            "localnet",
+            "--indexer-url",
+            &url,
+            "--rpc-url",
+            &dead,
+            "--account-id",
+            "alice.test.near",
+            "--keys-dir",
+            s(&keys_dir),
+        ];
+        args.extend_from_slice(extra);
+        ecloud(&args)
+    };
+
+    let o = run(&["--json", "job", "result", "21"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["verified"]["weights_hash"], manifest_weights.to_string());
+    assert_eq!(v["weights_hash"], manifest_weights.to_string());
+    let o = run(&["job", "result", "21"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "-- answered by the encrypted weights {manifest_weights}: named by the signed receipt"
+        )),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(&["job", "result", "22"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("the model's manifest names") && !stderr(&o).contains("panicked"),
         "{}",
         stderr(&o)
     );

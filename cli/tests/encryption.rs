@@ -167,3 +167,66 @@ async fn forged_receipts_and_swapped_inputs_are_rejected() {
     t.job_id = JobId(8);
     assert!(check(&t, &a.key).contains("signature"));
 }
+
+/// A model served from encrypted weights: the signed receipt names them, and the answer must
+/// name the same ones. Neither an indexer (dropping or swapping the receipt's weights) nor a
+/// node (naming others in its answer than in its receipt) gets a different set past the check.
+#[tokio::test]
+async fn the_receipt_and_the_answer_name_the_same_weights() {
+    use enclave_cloud_common::Hash32;
+    use support::{Weights, answer_naming};
+    let dir = tempfile::tempdir().expect("tmp");
+    let alice = user(dir.path(), "alice.test.near");
+    let w = Hash32([0xab; 32]);
+    let a = answer_naming(&alice, 7, &prompt("hello"), Weights::served(w)).await;
+    let r = verify_and_open(&a.job, &a.key, &alice).expect("opens");
+    assert_eq!(
+        (r.weights_hash, r.verified.weights_hash),
+        (Some(w), Some(w))
+    );
+    let json = serde_json::to_value(&r).expect("json");
+    assert_eq!(json["verified"]["weights_hash"], w.to_string());
+    assert!(r.human().contains(&format!("encrypted weights {w}")));
+
+    // The indexer drops the receipt's weights, or swaps them: the signature fails.
+    for forged in [None, Some(Hash32([0xcd; 32]))] {
+        let mut t = a.job.clone();
+        t.settled.weights_hash = forged;
+        let err = verify_and_open(&t, &a.key, &alice).expect_err("forged weights");
+        assert!(
+            err.to_string().contains("signature does not verify"),
+            "{err}"
+        );
+    }
+
+    // A node whose receipt and answer disagree: refused, whichever side names what.
+    for weights in [
+        Weights {
+            answer: None,
+            receipt: Some(w),
+        },
+        Weights {
+            answer: Some(w),
+            receipt: None,
+        },
+        Weights {
+            answer: Some(Hash32([0xcd; 32])),
+            receipt: Some(w),
+        },
+    ] {
+        let a = answer_naming(&alice, 7, &prompt("hello"), weights).await;
+        let err = verify_and_open(&a.job, &a.key, &alice).expect_err("disagreeing node");
+        assert!(matches!(err, Error::Verification(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("receipt names the weights") && msg.contains("answer names"),
+            "{msg}"
+        );
+    }
+
+    // Plain weights: none on either side, none shown.
+    let plain = answer(&alice, 8, &prompt("hello")).await;
+    let r = verify_and_open(&plain.job, &plain.key, &alice).expect("opens");
+    assert_eq!((r.weights_hash, r.verified.weights_hash), (None, None));
+    assert!(!r.human().contains("encrypted weights"));
+}

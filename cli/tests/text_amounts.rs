@@ -541,6 +541,7 @@ fn every_report() -> Vec<(&'static str, Render, usize)> {
                         key_source: "marketplace",
                         input_hash: Hash32([3; 32]),
                         output_hash: Hash32([4; 32]),
+                        weights_hash: Some(Hash32([0xab; 32])),
                     },
                 })
             }),

@@ -259,6 +259,7 @@ pub mod scenario {
             output_hash: Hash32([4; 32]),
             signature: Base64VecU8(vec![9; 64]),
             settlement: settlement(cost, cap),
+            weights_hash: None,
         }
     }
 

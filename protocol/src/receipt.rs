@@ -29,6 +29,7 @@ mod tests {
             input_hash: Hash32([1; 32]),
             output_hash: Hash32([2; 32]),
             usage: Usage::default(),
+            weights_hash: None,
         }
     }
 
@@ -45,5 +46,27 @@ mod tests {
         assert!(!verify_receipt(&other, &receipt(), &signature));
         // Not a curve point: false, not a panic.
         assert!(!verify_receipt(&[0xff; 32], &receipt(), &signature));
+    }
+
+    #[test]
+    fn a_weights_signature_verifies_only_with_those_weights() {
+        let node = SigningKey::from_bytes(&[3; 32]);
+        let key = node.verifying_key().to_bytes();
+        let with_weights = ResultReceipt {
+            weights_hash: Some(Hash32([5; 32])),
+            ..receipt()
+        };
+        let signature = node.sign(&with_weights.signing_bytes()).to_bytes();
+        assert!(verify_receipt(&key, &with_weights, &signature));
+        // Dropping the weights (the v1 layout) or naming others: refused.
+        assert!(!verify_receipt(&key, &receipt(), &signature));
+        let other = ResultReceipt {
+            weights_hash: Some(Hash32([6; 32])),
+            ..receipt()
+        };
+        assert!(!verify_receipt(&key, &other, &signature));
+        // And a v1 signature never vouches for weights.
+        let plain = node.sign(&receipt().signing_bytes()).to_bytes();
+        assert!(!verify_receipt(&key, &with_weights, &plain));
     }
 }

@@ -103,6 +103,7 @@ pub fn result_receipt(
         input_hash: sha256(input),
         output_hash: sha256(output),
         usage,
+        weights_hash: None,
     }
 }
 
@@ -666,7 +667,8 @@ impl Suite {
         .await?)
     }
 
-    /// The relayer posts `node`'s result for `job_id`, signed with `key`.
+    /// The relayer posts `node`'s result for `job_id`, signed with `key` (plain weights: the
+    /// arguments without `weights_hash`, as before receipts named weights).
     pub async fn submit_result(
         &self,
         job_id: JobId,
@@ -675,12 +677,33 @@ impl Suite {
         output: &[u8],
         used: Usage,
     ) -> anyhow::Result<ExecutionFinalResult> {
-        let receipt = result_receipt(ReceiptSubject::Job(job_id), input, output, used);
+        self.submit_result_naming(job_id, key, input, output, used, None, None)
+            .await
+    }
+
+    /// [`Self::submit_result`] with a receipt signed naming `signed_weights` and relayed
+    /// naming `weights` (the same, unless a test plays a dishonest relayer).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn submit_result_naming(
+        &self,
+        job_id: JobId,
+        key: &SecretKey,
+        input: &[u8],
+        output: &[u8],
+        used: Usage,
+        signed_weights: Option<Hash32>,
+        weights: Option<Hash32>,
+    ) -> anyhow::Result<ExecutionFinalResult> {
+        let receipt = ResultReceipt {
+            weights_hash: signed_weights,
+            ..result_receipt(ReceiptSubject::Job(job_id), input, output, used)
+        };
         let args = SubmitResultArgs {
             job_id,
             output: inline(output),
             usage: used,
             signature: Some(signature(key, &receipt)),
+            weights_hash: weights,
         };
         Ok(call(&self.relayer, self.market.id(), SUBMIT_RESULT, &args)
             .transact()

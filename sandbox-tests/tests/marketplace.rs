@@ -17,7 +17,7 @@ use enclave_cloud_common::interfaces::marketplace::{Config, FtMessage, JobView, 
 use enclave_cloud_common::interfaces::method::NoArgs;
 use enclave_cloud_common::interfaces::registry::OperatorView;
 use enclave_cloud_common::interfaces::registry::methods::{AccountArgs, GET_OPERATOR};
-use enclave_cloud_common::{Asset, JobId, ReceiptSubject, RequestId};
+use enclave_cloud_common::{Asset, Hash32, JobId, ReceiptSubject, RequestId};
 use near_sdk::json_types::U128;
 use near_workspaces::types::{Gas, NearToken};
 use sandbox_tests::calls::{call, view};
@@ -102,14 +102,56 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
     assert_eq!(status(&s.job(job).await?), "claimed");
     s.check_funds("wrong-key result").await?;
 
-    // ----- the node's result settles: provider, royalty, fee, refund.
+    // ----- the node served encrypted weights and signed their hash: a relayer can neither
+    // drop it, swap it, nor name weights a receipt did not sign.
+    let weights = Hash32([0xab; 32]);
+    for (signed, relayed) in [
+        (Some(weights), None),
+        (Some(weights), Some(Hash32([0xcd; 32]))),
+        (None, Some(weights)),
+    ] {
+        let forged = s
+            .submit_result_naming(
+                job,
+                &s.node.enclave_key,
+                &input,
+                &output,
+                used,
+                signed,
+                relayed,
+            )
+            .await?;
+        refused(forged, "not signed by node")?;
+    }
+    assert_eq!(status(&s.job(job).await?), "claimed");
+    s.check_funds("forged weights").await?;
+
+    // ----- the node's result settles: provider, royalty, fee, refund; the receipt keeps the
+    // weights hash (paid from the job's storage deposit).
     let user_before = s.settled_near_balance(s.user.id()).await?;
     let payees_before = s.payee_balances().await?;
     let storage_before = s.ledger(&near()).await?.storage.0;
     let outcome = ok(s
-        .submit_result(job, &s.node.enclave_key, &input, &output, used)
+        .submit_result_naming(
+            job,
+            &s.node.enclave_key,
+            &input,
+            &output,
+            used,
+            Some(weights),
+            Some(weights),
+        )
         .await?)?;
     gas_within("submit_result", &outcome, 20)?;
+    let settled_event = outcome
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("\"job_settled\""))
+        .ok_or_else(|| anyhow::anyhow!("no job_settled event"))?;
+    assert!(
+        settled_event.contains(&format!("\"weights_hash\":\"{weights}\"")),
+        "{settled_event}"
+    );
     let settlement: Settlement = outcome.json()?;
     let (provider, royalty, fee, refund) = expected_split(cap, cost_yocto(&used));
     assert_eq!(settlement.cost.0, cost_yocto(&used));
@@ -129,7 +171,11 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
         anyhow::bail!("job {job} is not settled");
     };
     assert_eq!(receipt.usage, used);
-    let signed = result_receipt(ReceiptSubject::Job(job), &input, &output, used);
+    assert_eq!(receipt.weights_hash, Some(weights));
+    let signed = enclave_cloud_common::ResultReceipt {
+        weights_hash: Some(weights),
+        ..result_receipt(ReceiptSubject::Job(job), &input, &output, used)
+    };
     assert_eq!(json!(receipt.signature), json!(s.node.sign(&signed)));
     s.check_funds("settlement").await?;
     // Settled once: a second result is refused.
@@ -165,10 +211,15 @@ async fn near_job_lifecycle_refusals_settlement_and_a_failed_payout_credit() -> 
     s.check_funds("second submit").await?;
     assert!(s.claim(&s.node, job2).await?, "claimed from the node cache");
     s.check_funds("cached claim").await?;
+    // (Plain weights: the arguments carry no `weights_hash`, as before receipts named them.)
     let settled = s
         .submit_result(job2, &s.node.enclave_key, &input, &output, used)
         .await?;
     assert!(settled.is_success(), "{:?}", settled.failures());
+    let Some(JobView::Settled(plain)) = s.job(job2).await? else {
+        anyhow::bail!("job {job2} is not settled");
+    };
+    assert_eq!(plain.weights_hash, None);
     assert_eq!(
         settled.receipt_failures().len(),
         1,

@@ -18,7 +18,7 @@ use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::interfaces::NodeView;
 use enclave_cloud_common::interfaces::marketplace::{Job, JobView, Request};
 use enclave_cloud_common::interfaces::registry::NodeUpdate;
-use enclave_cloud_common::{Asset, JobId, NodeId, OutputRef, RequestId, Usage};
+use enclave_cloud_common::{Asset, JobId, NodeId, OutputRef, RequestId, ResultReceipt, Usage};
 
 use crate::keys::EnclaveKeys;
 
@@ -202,15 +202,23 @@ impl NodeChain {
             .await
     }
 
+    /// Settles a job with its signed receipt (`receipt.subject` is the job; its usage and
+    /// weights hash travel as signed).
     pub async fn submit_result(
         &self,
         job_id: JobId,
         output: &OutputRef,
-        usage: Usage,
+        receipt: &ResultReceipt,
         signature: &[u8; 64],
     ) -> Result<Settlement, ChainError> {
         self.market_client()
-            .submit_result(job_id, output, usage, signature)?
+            .submit_result(
+                job_id,
+                output,
+                receipt.usage,
+                receipt.weights_hash,
+                signature,
+            )?
             .send(&self.market)
             .await
     }

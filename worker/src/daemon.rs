@@ -615,7 +615,7 @@ async fn attempt_job(ctx: &Ctx, job: &Job, task: &JobTask) -> Result<(), Attempt
     let output = job_output(ctx, job.job_id, &ready)?;
     match ctx
         .chain
-        .submit_result(job.job_id, &output, ready.receipt.usage, &ready.signature)
+        .submit_result(job.job_id, &output, &ready.receipt, &ready.signature)
         .await
     {
         Ok(settlement) => {

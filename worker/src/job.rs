@@ -162,6 +162,12 @@ impl Executor {
                 input_tokens: U64(answer.prompt_tokens),
                 output_tokens: U64(answer.completion_tokens),
             },
+            // A job's receipt names the weights its answer names (anyone can see them on
+            // chain); an agent request's `respond` takes none, so its receipt names none.
+            weights_hash: match task.subject {
+                ReceiptSubject::Job(_) => answer.response.weights_hash,
+                ReceiptSubject::Request(_) => None,
+            },
         };
         let signature = self.keys.sign(&receipt.signing_bytes());
         Ok(ReadyResult {
@@ -408,13 +414,10 @@ mod tests {
         );
     }
 
-    /// A model served from encrypted weights names them in its answers: inside the sealed
-    /// output whose hash the receipt signs. A refused request names none.
-    #[tokio::test]
-    async fn answers_name_the_encrypted_weights_under_the_receipt() {
+    /// An executor serving `model()` from the encrypted weights `hash`.
+    fn weights_setup(hash: enclave_cloud_common::Hash32) -> (Executor, Arc<EnclaveKeys>) {
         use crate::served_weights::{ServedWeights, WeightsState};
         let (exec, keys, _backend) = setup(Echo::default());
-        let hash = enclave_cloud_common::Hash32([0xab; 32]);
         let served = Arc::new(ServedWeights::new([(
             model(),
             WeightsState::Ready {
@@ -422,13 +425,33 @@ mod tests {
                 plaintext_hash: enclave_cloud_common::Hash32([1; 32]),
             },
         )]));
-        let exec = exec.with_weights(served);
+        (exec.with_weights(served), keys)
+    }
+
+    /// A model served from encrypted weights names them in its answers (inside the sealed
+    /// output whose hash the receipt signs) and in the signed receipt itself, so anyone can
+    /// see on chain which weights served the job. A refused request names none.
+    #[tokio::test]
+    async fn answers_and_receipts_name_the_encrypted_weights() {
+        let hash = enclave_cloud_common::Hash32([0xab; 32]);
+        let (exec, keys) = weights_setup(hash);
         let user = EncryptionSecret::generate();
         let task = job_task(&keys, &user, 7, &chat_request("x"));
         let result = exec.execute(&task).await.unwrap();
+        assert_eq!(result.receipt.weights_hash, Some(hash));
         assert!(verify_receipt(
             &keys.public().near_key,
             &result.receipt,
+            &result.signature
+        ));
+        // Signed over the weights: the receipt without them does not verify.
+        let dropped = ResultReceipt {
+            weights_hash: None,
+            ..result.receipt.clone()
+        };
+        assert!(!verify_receipt(
+            &keys.public().near_key,
+            &dropped,
             &result.signature
         ));
         assert_eq!(result.receipt.output_hash, sha256(&result.output));
@@ -441,6 +464,30 @@ mod tests {
         let out = open_job_output(&user, result.receipt.subject, &model(), &result.output).unwrap();
         assert_eq!(out.status_code, 400);
         assert_eq!(out.weights_hash, None);
+        assert_eq!(result.receipt.weights_hash, None);
+    }
+
+    /// `respond` takes no weights hash, so an agent request's receipt names none (its
+    /// plaintext answer still does).
+    #[tokio::test]
+    async fn agent_request_receipts_keep_the_v1_layout() {
+        let hash = enclave_cloud_common::Hash32([0xab; 32]);
+        let (exec, keys) = weights_setup(hash);
+        let task = JobTask {
+            subject: ReceiptSubject::Request(RequestId(3)),
+            model_id: model(),
+            input: serde_json::to_vec(&chat_request("x")).unwrap(),
+            user_key: None,
+        };
+        let result = exec.execute(&task).await.unwrap();
+        assert_eq!(result.receipt.weights_hash, None);
+        let out: JobResponse = serde_json::from_slice(&result.output).unwrap();
+        assert_eq!(out.weights_hash, Some(hash));
+        assert!(verify_receipt(
+            &keys.public().near_key,
+            &result.receipt,
+            &result.signature
+        ));
     }
 
     #[tokio::test]

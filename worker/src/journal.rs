@@ -433,6 +433,7 @@ mod tests {
                     input_tokens: U64(12),
                     output_tokens: U64(0),
                 },
+                weights_hash: None,
             },
             signature: [7; 64],
             output: vec![1, 2, 3],
@@ -566,5 +567,43 @@ mod tests {
             Journal::open(&path),
             Err(JournalError::Corrupt { line: 1, .. })
         ));
+    }
+
+    /// A result journaled before receipts named weights (no `weights_hash` key) still loads
+    /// and resumes as signed (the v1 layout); one naming weights keeps them across a restart.
+    #[test]
+    fn results_journaled_before_and_after_receipts_named_weights_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("j");
+        let old = format!(
+            concat!(
+                r#"{{"event":"claimed","subject":{{"kind":"job","id":"1"}},"model_id":"minilm","input_hash":"{h1}"}}"#,
+                "\n",
+                r#"{{"event":"result_ready","receipt":{{"subject":{{"kind":"job","id":"1"}},"model_id":"minilm","input_hash":"{h1}","output_hash":"{h9}","usage":{{"input_tokens":"12","output_tokens":"0"}}}},"signature":"{sig}","output":"010203"}}"#,
+                "\n"
+            ),
+            h1 = "01".repeat(32),
+            h9 = "09".repeat(32),
+            sig = "07".repeat(64),
+        );
+        fs::write(&path, old).unwrap();
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.get(&job(1)).unwrap().result, Some(ready(job(1), 1)));
+        let weights = ReadyResult {
+            receipt: ResultReceipt {
+                weights_hash: Some(Hash32([0xab; 32])),
+                ..ready(job(2), 2).receipt
+            },
+            ..ready(job(2), 2)
+        };
+        j.claimed(job(2), model(), Hash32([2; 32])).unwrap();
+        j.result_ready(weights.clone()).unwrap();
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.get(&job(1)).unwrap().result, Some(ready(job(1), 1)));
+        assert_eq!(j.get(&job(2)).unwrap().result, Some(weights));
+        // Compaction rewrote the old entry as it was: no weights key.
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("weights_hash").count(), 1, "{text}");
     }
 }

@@ -12,7 +12,9 @@ use enclave_cloud_common::interfaces::marketplace::{
     TokenRate,
 };
 use enclave_cloud_common::interfaces::method::NoArgs;
-use enclave_cloud_common::{Asset, JobId, JobSpec, ModelId, NodeId, OutputRef, RequestId, Usage};
+use enclave_cloud_common::{
+    Asset, Hash32, JobId, JobSpec, ModelId, NodeId, OutputRef, RequestId, Usage,
+};
 use near_primitives::types::{AccountId, Balance};
 use near_sdk::json_types::{Base64VecU8, U128};
 
@@ -130,12 +132,14 @@ impl<'a> MarketplaceClient<'a> {
             .call(m::CLAIM_JOB, &ClaimJobArgs { job_id, node_id })
     }
 
-    /// The node's result with its enclave's signature over the result receipt.
+    /// The node's result with its enclave's signature over the result receipt, which names
+    /// `weights_hash` (the encrypted weights that answered; `None`: plain weights).
     pub fn submit_result(
         &self,
         job_id: JobId,
         output: &OutputRef,
         usage: Usage,
+        weights_hash: Option<Hash32>,
         signature: &[u8; 64],
     ) -> Result<Call<'a, Settlement>> {
         let args = SubmitResultArgs {
@@ -143,6 +147,7 @@ impl<'a> MarketplaceClient<'a> {
             output: output.clone(),
             usage,
             signature: Some(Base64VecU8(signature.to_vec())),
+            weights_hash,
         };
         self.contract().call(m::SUBMIT_RESULT, &args)
     }

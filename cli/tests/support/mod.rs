@@ -19,7 +19,7 @@ use ecloud::nodes::NodeInfo;
 use ecloud::user_key::{self, UserKey};
 use ed25519_dalek::{Signer as _, SigningKey};
 use enclave_cloud_common::{
-    InputRef, JobId, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
+    Hash32, InputRef, JobId, ModelId, NodeId, ReceiptSubject, ResultReceipt, Usage,
 };
 use near_sdk::json_types::{Base64VecU8, U64};
 use protocol::envelope::{self, EncryptionSecret, Envelope, EnvelopeContext};
@@ -33,6 +33,24 @@ use protocol::openai::{
 pub struct TestNode {
     pub encryption: EncryptionSecret,
     pub signing: SigningKey,
+}
+
+/// The encrypted weights a node names: in its answer (inside the sealed output) and in its
+/// signed receipt. An honest node names the same ones in both (none for plain weights).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Weights {
+    pub answer: Option<Hash32>,
+    pub receipt: Option<Hash32>,
+}
+
+impl Weights {
+    /// An honest node serving the encrypted weights `hash`.
+    pub fn served(hash: Hash32) -> Self {
+        Self {
+            answer: Some(hash),
+            receipt: Some(hash),
+        }
+    }
 }
 
 /// What the node answered: the receipt, its signature and the sealed output.
@@ -69,6 +87,18 @@ impl TestNode {
         model: &ModelId,
         user_key: [u8; 32],
         input: &[u8],
+    ) -> NodeAnswer {
+        self.answer_naming(subject, model, user_key, input, Weights::default())
+    }
+
+    /// [`Self::answer`] naming `weights` in the answer and in the signed receipt.
+    pub fn answer_naming(
+        &self,
+        subject: ReceiptSubject,
+        model: &ModelId,
+        user_key: [u8; 32],
+        input: &[u8],
+        weights: Weights,
     ) -> NodeAnswer {
         let ctx = EnvelopeContext::JobInput {
             model_id: model.clone(),
@@ -131,7 +161,7 @@ impl TestNode {
         let response = JobResponse {
             status_code: 200,
             body,
-            weights_hash: None,
+            weights_hash: weights.answer,
         };
         let output = envelope::seal_to(
             &user_key,
@@ -152,6 +182,7 @@ impl TestNode {
                 input_tokens: U64(prompt_tokens),
                 output_tokens: U64(completion_tokens),
             },
+            weights_hash: weights.receipt,
         };
         let signature = self.signing.sign(&receipt.signing_bytes()).to_bytes();
         NodeAnswer {
@@ -205,6 +236,16 @@ pub struct Answered {
 /// Seals `input` for `user` with the client's `prepare`, lets a [`TestNode`] answer it as job
 /// `id`, and returns the settled job.
 pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
+    answer_naming(user, id, input, Weights::default()).await
+}
+
+/// [`answer`] by a node that names `weights`.
+pub async fn answer_naming(
+    user: &UserKey,
+    id: u64,
+    input: &InputSpec,
+    weights: Weights,
+) -> Answered {
     let keys = Arc::new(TestNode::generate());
     let record: protocol::indexer::Node =
         serde_json::from_value(node_json(1, "active", &keys)).expect("node record");
@@ -229,11 +270,12 @@ pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
         deadlines,
     };
     let prepared = prepare(&node, &model(), &request, user, terms, &config).expect("prepare");
-    let ready = keys.answer(
+    let ready = keys.answer_naming(
         ReceiptSubject::Job(JobId(id)),
         &model(),
         user.public_key(),
         &prepared.ciphertext,
+        weights,
     );
     let job = SettledJob {
         job_id: JobId(id),
@@ -249,6 +291,7 @@ pub async fn answer(user: &UserKey, id: u64, input: &InputSpec) -> Answered {
             input_hash: ready.receipt.input_hash,
             output_hash: ready.receipt.output_hash,
             signature: Base64VecU8(ready.signature.to_vec()),
+            weights_hash: ready.receipt.weights_hash,
         },
     };
     let key = NodeKey {
@@ -288,15 +331,20 @@ pub fn indexer_job(job: &SettledJob, status: &str) -> serde_json::Value {
     };
     let s = &job.settled;
     let timeline = if status == "settled" {
+        let mut data = serde_json::json!({
+            "job_id": job.job_id, "node_id": s.node_id, "usage": s.usage,
+            "output": s.output,
+            "input_hash": s.input_hash, "output_hash": s.output_hash,
+            "signature": b64(&s.signature.0),
+            "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"}
+        });
+        // As the marketplace writes it: the key only when the receipt names weights.
+        if let Some(w) = s.weights_hash {
+            data["weights_hash"] = serde_json::json!(w);
+        }
         serde_json::json!([{
             "event": "job_settled", "block_height": 12, "timestamp_ns": "5", "receipt_id": "r",
-            "data": {
-                "job_id": job.job_id, "node_id": s.node_id, "usage": s.usage,
-                "output": s.output,
-                "input_hash": s.input_hash, "output_hash": s.output_hash,
-                "signature": b64(&s.signature.0),
-                "settlement": {"cost": "8", "provider": "7", "royalty": "1", "protocol_fee": "0", "refund": "2"}
-            }
+            "data": data
         }])
     } else {
         serde_json::json!([])
@@ -308,7 +356,7 @@ pub fn indexer_job(job: &SettledJob, status: &str) -> serde_json::Value {
         "input": {"kind": "inline", "ciphertext": b64(&job.input)},
         "user_key": job.user_key, "status": status, "node_id": "1", "operator": "op.test.near",
         "usage": {"input_tokens": s.usage.input_tokens.0, "output_tokens": s.usage.output_tokens.0},
-        "output": {}, "output_hash": s.output_hash,
+        "output": {}, "output_hash": s.output_hash, "weights_hash": s.weights_hash,
         "settlement": null, "cancel_reason": null, "refund": null, "slashed": null,
         "created_height": 10, "created_at_ns": "1", "updated_height": 12, "timeline": timeline
     })

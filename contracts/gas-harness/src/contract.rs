@@ -11,6 +11,8 @@ use near_vm_runner::{ContractCode, ProfileDataV3};
 use serde_json::Value;
 
 /// One contract account: its code, its storage (kept between calls) and its storage usage.
+/// A clone is an independent copy of the account's state, to measure alternatives from it.
+#[derive(Clone)]
 pub struct Contract {
     account: AccountId,
     ext: MockedExternal,

@@ -8,7 +8,7 @@ use near_sdk::{AccountId, IntoStorageKey, NearToken, PromiseOrValue, env, near};
 use enclave_cloud_common::events::marketplace::{CancelReason, JobTarget, Settlement};
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
 use enclave_cloud_common::interfaces::ext_registry;
-use enclave_cloud_common::{Asset, JobId, NodeId, OrPanic, OutputRef, Usage};
+use enclave_cloud_common::{Asset, Hash32, JobId, NodeId, OrPanic, OutputRef, Usage};
 
 #[allow(unused_imports)] // named by the code #[near] generates
 use crate::MarketplaceExt;
@@ -369,9 +369,9 @@ impl Marketplace {
         .emit();
     }
 
-    /// Removes a finished job's records (keeping `receipt` and the index entries that point at
-    /// it, if settled) and returns the storage deposit to give back. What the job still
-    /// occupies is paid from its deposit and locked for good.
+    /// Removes a finished job's records (keeping `receipt`, its weights hash if it names one,
+    /// and the index entries that point at it, if settled) and returns the storage deposit to
+    /// give back. What the job still occupies is paid from its deposit and locked for good.
     pub(crate) fn retire_job(&mut self, job: &Job, receipt: Option<&Receipt>) -> Result<u128> {
         let meter = StorageMeter::start();
         self.jobs.remove(&job.job_id);
@@ -383,6 +383,10 @@ impl Marketplace {
         match receipt {
             Some(receipt) => {
                 self.receipts.insert(&job.job_id, receipt);
+                // Inside the meter: the entry is paid like the receipt it belongs to.
+                if let Some(weights) = &receipt.weights_hash {
+                    crate::results::receipt_weights().insert(&job.job_id, weights);
+                }
                 self.settled_jobs.push(&job.job_id);
             }
             None => {
@@ -441,8 +445,9 @@ impl JobApi for Marketplace {
         output: OutputRef,
         usage: Usage,
         signature: Option<Base64VecU8>,
+        weights_hash: Option<Hash32>,
     ) -> Settlement {
-        self.try_submit_result(job_id, output, usage, signature)
+        self.try_submit_result(job_id, output, usage, signature, weights_hash)
             .or_panic()
     }
 

@@ -45,7 +45,8 @@ use near_sdk::{AccountId, Gas, PanicOnDefault, Promise, PromiseOrValue, ext_cont
 
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::{
-    Asset, ChannelId, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage, Voucher,
+    Asset, ChannelId, Hash32, InputRef, JobId, ModelId, NodeId, OutputRef, RequestId, Usage,
+    Voucher,
 };
 use near_sdk::json_types::U64;
 
@@ -148,7 +149,10 @@ pub trait JobApi {
     /// Anyone (a relayer) with `signature`, or the node's operator signing the transaction with
     /// the node's attested key and no `signature`. No deposit. Settles at once and returns the
     /// split. The signature is ed25519 by the node's key over
-    /// `ResultReceipt { Job(job_id), model_id, input_hash, output_hash, usage }.signing_bytes()`.
+    /// `ResultReceipt { Job(job_id), model_id, input_hash, output_hash, usage, weights_hash }
+    /// .signing_bytes()`. `weights_hash` (optional; omitted: `None`) names the encrypted
+    /// weights that answered: the receipt keeps it (`get_job`, event `job_settled`), its entry
+    /// paid from the job's storage deposit like the receipt.
     /// Gas: 20 Tgas (payouts + one callback); 80 Tgas for a token-paid job whose royalty goes
     /// to a model token (its `ft_transfer_call` alone gets `GAS_FT_TRANSFER_CALL`, 40 Tgas).
     fn submit_result(
@@ -157,6 +161,7 @@ pub trait JobApi {
         output: OutputRef,
         usage: Usage,
         signature: Option<Base64VecU8>,
+        weights_hash: Option<Hash32>,
     ) -> Settlement;
 
     /// Anyone once the claim window passed (unclaimed) or the deadline passed (claimed; the

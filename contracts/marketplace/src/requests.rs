@@ -126,6 +126,8 @@ impl Marketplace {
             input_hash: request.input_hash,
             output_hash,
             usage,
+            // `respond` takes no weights hash: an agent request's receipt signs the v1 layout.
+            weights_hash: None,
         };
         verify_node_signature(
             node_id,

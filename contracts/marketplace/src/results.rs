@@ -1,11 +1,18 @@
 //! Results: verify the node's signature, settle in the same call, keep a receipt.
+//!
+//! A receipt that names the encrypted weights that answered keeps their hash beside it, in a
+//! map under its own storage key (`receipt_weights`): the stored `Receipt` layout predates the
+//! field, so adding it needed no state migration. The entry is part of what the settled job
+//! leaves behind, paid from the job's storage deposit like the receipt (`retire_job`).
+//! Receipts are never removed, so neither are their entries.
 
+use near_sdk::collections::LookupMap;
 use near_sdk::env;
 use near_sdk::json_types::{Base64VecU8, U64};
 
 use enclave_cloud_common::events::marketplace::Settlement;
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
-use enclave_cloud_common::{JobId, OutputRef, ReceiptSubject, ResultReceipt, Usage};
+use enclave_cloud_common::{Hash32, JobId, OutputRef, ReceiptSubject, ResultReceipt, Usage};
 
 use crate::Marketplace;
 use crate::errors::{MarketplaceError, Result};
@@ -14,6 +21,12 @@ use crate::payouts::EscrowRelease;
 use crate::refs::{checked_hash, verify_node_signature};
 use crate::settlement::{split, to_asset_units, usage_cost_yocto};
 use crate::state::Receipt;
+use crate::storage_keys::StorageKey;
+
+/// The weights hash of each settled job whose receipt names one.
+pub fn receipt_weights() -> LookupMap<JobId, Hash32> {
+    LookupMap::new(StorageKey::ReceiptWeights)
+}
 
 impl Marketplace {
     pub(crate) fn try_submit_result(
@@ -22,6 +35,7 @@ impl Marketplace {
         output: OutputRef,
         usage: Usage,
         signature: Option<Base64VecU8>,
+        weights_hash: Option<Hash32>,
     ) -> Result<Settlement> {
         require_no_deposit()?;
         let job = self
@@ -49,6 +63,7 @@ impl Marketplace {
             input_hash: job.input_hash,
             output_hash,
             usage,
+            weights_hash,
         };
         verify_node_signature(
             claim.node_id,
@@ -81,6 +96,7 @@ impl Marketplace {
             signature: signature.clone(),
             signer_key: claim.signer_key.clone(),
             settled_ns: U64(now),
+            weights_hash,
         };
         let storage_refund = self.retire_job(&job, Some(&receipt))?;
         let mut payouts = Vec::new();
@@ -102,6 +118,7 @@ impl Marketplace {
             output_hash,
             signature: signature.unwrap_or_else(|| Base64VecU8(Vec::new())),
             settlement: settlement.clone(),
+            weights_hash,
         }
         .emit();
         self.pay(payouts)?;

@@ -48,4 +48,7 @@ pub enum StorageKey {
     ChannelBook,
     /// The live channels' ids (the set's handle is in the book).
     LiveChannels,
+    /// The encrypted weights hash of each settled job whose receipt names one
+    /// (`results::receipt_weights`), beside `Receipts`, whose layout predates the field.
+    ReceiptWeights,
 }

@@ -51,7 +51,10 @@ impl MarketplaceViewApi for Marketplace {
                 JobView::Open(job)
             });
         }
-        self.receipts.get(&job_id).map(JobView::Settled)
+        self.receipts.get(&job_id).map(|mut receipt| {
+            receipt.weights_hash = crate::results::receipt_weights().get(&job_id);
+            JobView::Settled(receipt)
+        })
     }
 
     fn jobs_by_user(

@@ -194,6 +194,7 @@ pub fn job_from_row(r: &AnyRow) -> Result<Job, sqlx::Error> {
         usage: usage(r)?,
         output: rows::json(r, "output")?,
         output_hash: rows::opt_text(r, "output_hash")?,
+        weights_hash: rows::opt_hash(r, "weights_hash")?,
         settlement: settlement(r)?,
         cancel_reason: rows::opt_text(r, "cancel_reason")?,
         refund: rows::opt_amount(r, "refund")?,

@@ -3,6 +3,7 @@
 //! does not parse) is a [`BadValue`] error (the request answers 500), never a default.
 
 use crate::db::{BadValue, amount};
+use enclave_cloud_common::Hash32;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -46,6 +47,16 @@ pub fn amount(row: &AnyRow, col: &'static str) -> Result<String, sqlx::Error> {
 pub fn opt_amount(row: &AnyRow, col: &'static str) -> Result<Option<String>, sqlx::Error> {
     opt_text(row, col)?
         .map(|v| amount::display(col, &v).map_err(BadValue::into_sqlx))
+        .transpose()
+}
+
+/// A column holding a 32-byte hash as 64 hex characters (NULL: none).
+pub fn opt_hash(row: &AnyRow, col: &'static str) -> Result<Option<Hash32>, sqlx::Error> {
+    opt_text(row, col)?
+        .map(|s| {
+            s.parse()
+                .map_err(|_| BadValue::new(col, s, "is not 64 hex characters").into_sqlx())
+        })
         .transpose()
 }
 

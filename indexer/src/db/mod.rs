@@ -155,6 +155,13 @@ fn migrator() -> Migrator {
             Cow::Borrowed(include_str!("../../migrations/0005_channels.sql")),
             false,
         ),
+        Migration::new(
+            6,
+            Cow::Borrowed("job receipt weights"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../migrations/0006_job_weights.sql")),
+            false,
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -44,13 +44,14 @@ pub async fn apply(
             output,
             output_hash,
             settlement,
+            weights_hash,
             ..
         } => {
             let settled = sqlx::query(
                 "UPDATE jobs SET status = 'settled', node_id = $2, input_tokens = $3,
                      output_tokens = $4, output = $5, output_hash = $6, cost = $7,
                      provider_amount = $8, royalty = $9, protocol_fee = $10, refund = $11,
-                     updated_height = $12
+                     updated_height = $12, weights_hash = $13
                  WHERE job_id = $1 RETURNING user_id, model_id, asset",
             )
             .bind(to_i64(job_id.0, "job_id")?)
@@ -65,6 +66,7 @@ pub async fn apply(
             .bind(amount::pad(settlement.protocol_fee.0))
             .bind(amount::pad(settlement.refund.0))
             .bind(ctx.height)
+            .bind(weights_hash.map(|w| w.to_string()))
             .fetch_optional(&mut *conn)
             .await?;
             let Some(job) = settled.map(|r| job_parties(&r)).transpose()? else {

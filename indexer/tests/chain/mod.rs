@@ -588,6 +588,7 @@ pub async fn submit_result(chain: &Chain, suite: &Suite, job_id: &str) -> Outcom
         input_hash: sha256(INPUT),
         output_hash: sha256(OUTPUT),
         usage: USAGE,
+        weights_hash: None,
     };
     let Signature::ED25519(sig) = suite.enclave_secret.sign(&receipt.signing_bytes()) else {
         panic!("ed25519 enclave key")

@@ -1,6 +1,7 @@
 //! `/v1/jobs`, `/v1/jobs/{id}` and `/v1/requests/{id}`: escrowed jobs, agent requests and
 //! their timelines.
 
+use enclave_cloud_common::Hash32;
 use serde::{Deserialize, Serialize};
 
 /// Which nodes may take a job.
@@ -57,6 +58,11 @@ pub struct Job {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub output: serde_json::Value,
     pub output_hash: Option<String>,
+    /// The encrypted weights that answered, as the node's signed receipt names them (64 hex);
+    /// `null` for plain weights, unsettled jobs, and jobs settled before receipts named them.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub weights_hash: Option<Hash32>,
     pub settlement: Option<Settlement>,
     pub cancel_reason: Option<String>,
     pub refund: Option<String>,

@@ -83,6 +83,10 @@ pub enum MarketplaceEvent {
         /// ed25519 signature of the node's attested key over the receipt.
         signature: Base64VecU8,
         settlement: Settlement,
+        /// The encrypted weights that answered, as the signed receipt names them (1.2.0;
+        /// absent: plain weights, or an event of an older version).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weights_hash: Option<Hash32>,
     },
     JobCancelled {
         job_id: JobId,
@@ -177,7 +181,8 @@ pub enum ChannelCloseReason {
 
 impl Nep297 for MarketplaceEvent {
     const STANDARD: &'static str = "ecloud_marketplace";
-    /// 1.1.0 added the channel events; 1.0.0's events are unchanged.
-    const VERSION: &'static str = "1.1.0";
-    const OLDER_VERSIONS: &'static [&'static str] = &["1.0.0"];
+    /// 1.1.0 added the channel events; 1.2.0 the `weights_hash` of `job_settled`. Older
+    /// events read unchanged (the new field defaults to `None`).
+    const VERSION: &'static str = "1.2.0";
+    const OLDER_VERSIONS: &'static [&'static str] = &["1.0.0", "1.1.0"];
 }

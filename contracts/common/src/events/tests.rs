@@ -172,6 +172,21 @@ fn marketplace_samples() -> Vec<MarketplaceEvent> {
             output_hash: Hash32([4; 32]),
             signature: Base64VecU8(vec![9; 64]),
             settlement: settlement.clone(),
+            weights_hash: Some(Hash32([6; 32])),
+        },
+        JobSettled {
+            job_id,
+            node_id: NodeId(3),
+            usage,
+            output: InputRef::Remote {
+                hash: Hash32([4; 32]),
+                uri: "ipfs://x".into(),
+            },
+            input_hash: Hash32([5; 32]),
+            output_hash: Hash32([4; 32]),
+            signature: Base64VecU8(vec![9; 64]),
+            settlement: settlement.clone(),
+            weights_hash: None,
         },
         JobCancelled {
             job_id,
@@ -418,7 +433,7 @@ fn every_marketplace_event_round_trips() {
         "a marketplace event variant has no sample"
     );
     for e in samples {
-        check_round_trip(AnyEvent::Marketplace(e), "ecloud_marketplace", "1.1.0");
+        check_round_trip(AnyEvent::Marketplace(e), "ecloud_marketplace", "1.2.0");
     }
 }
 
@@ -458,8 +473,48 @@ fn exact_wire_form() {
     .to_log_line();
     assert_eq!(
         line,
-        r#"EVENT_JSON:{"standard":"ecloud_marketplace","version":"1.1.0","event":"job_claimed","data":{"job_id":"1","node_id":"3","operator":"op.near"}}"#
+        r#"EVENT_JSON:{"standard":"ecloud_marketplace","version":"1.2.0","event":"job_claimed","data":{"job_id":"1","node_id":"3","operator":"op.near"}}"#
     );
+}
+
+/// A `job_settled` line without `weights_hash` (versions 1.0.0 and 1.1.0, or plain weights).
+fn job_settled_line(version: &str, weights: &str) -> String {
+    format!(
+        r#"EVENT_JSON:{{"standard":"ecloud_marketplace","version":"{version}","event":"job_settled","data":{{"job_id":"1","node_id":"3","usage":{{"input_tokens":"1","output_tokens":"2"}},"output":{{"kind":"remote","hash":"{h4}","uri":"ipfs://x"}},"input_hash":"{h5}","output_hash":"{h4}","signature":"","settlement":{{"cost":"10","provider":"8","royalty":"1","protocol_fee":"1","refund":"0"}}{weights}}}}}"#,
+        h4 = "04".repeat(32),
+        h5 = "05".repeat(32),
+    )
+}
+
+#[test]
+fn job_settled_names_weights_only_when_the_receipt_does() {
+    let weights_of = |line: &str| match AnyEvent::parse(line).unwrap() {
+        Some(AnyEvent::Marketplace(MarketplaceEvent::JobSettled { weights_hash, .. })) => {
+            weights_hash
+        }
+        other => panic!("{other:?}"),
+    };
+    // Older versions (no field) read as plain weights.
+    for version in ["1.0.0", "1.1.0", "1.2.0"] {
+        assert_eq!(
+            weights_of(&job_settled_line(version, "")),
+            None,
+            "{version}"
+        );
+    }
+    let named = format!(r#","weights_hash":"{}""#, "06".repeat(32));
+    assert_eq!(
+        weights_of(&job_settled_line("1.2.0", &named)),
+        Some(Hash32([6; 32]))
+    );
+    // Written without the key when there are none: what 1.1.0 readers saw.
+    let plain = AnyEvent::parse(&job_settled_line("1.2.0", ""))
+        .unwrap()
+        .unwrap();
+    let AnyEvent::Marketplace(plain) = plain else {
+        panic!()
+    };
+    assert_eq!(plain.to_log_line(), job_settled_line("1.2.0", ""));
 }
 
 #[test]

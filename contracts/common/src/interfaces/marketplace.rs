@@ -244,6 +244,13 @@ pub struct Receipt {
     pub signature: Option<Base64VecU8>,
     pub signer_key: PublicKey,
     pub settled_ns: U64,
+    /// The encrypted weights that answered, as the node's signed receipt names them (`None`:
+    /// plain weights, or a result from before receipts named weights). Not part of the stored
+    /// layout: the marketplace keeps it beside the receipt (under its own storage key) and
+    /// views fill it in; absent from the JSON when `None`.
+    #[borsh(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_hash: Option<Hash32>,
 }
 
 /// A job as the views show it.
@@ -632,6 +639,9 @@ pub mod methods {
         pub node_id: NodeId,
     }
 
+    /// `submit_result`'s arguments: the signature is the node's over the `ResultReceipt` with
+    /// `weights_hash` (absent from the JSON when `None`, as a marketplace from before the field
+    /// takes it).
     #[near(serializers = [json])]
     #[derive(Debug, Clone)]
     pub struct SubmitResultArgs {
@@ -639,6 +649,8 @@ pub mod methods {
         pub output: OutputRef,
         pub usage: Usage,
         pub signature: Option<Base64VecU8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub weights_hash: Option<crate::Hash32>,
     }
 
     #[near(serializers = [json])]

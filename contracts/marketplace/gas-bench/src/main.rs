@@ -8,6 +8,10 @@
 //! BENCH marketplace.claim_job.gas <Tgas> Tgas             (tx total incl. registry get_node + callback)
 //! BENCH marketplace.claim_job.cached.gas <Tgas> Tgas      (node cached: no round trip)
 //! BENCH marketplace.submit_result.gas <Tgas> Tgas         (tx total incl. payouts + on_payouts)
+//! BENCH marketplace.submit_result.plain.gas <Tgas> Tgas   (a later job, plain weights; tx total)
+//! BENCH marketplace.submit_result.weights.gas <Tgas> Tgas (the same job from the same state,
+//!                                                          its receipt naming its weights)
+//! BENCH marketplace.submit_result.{plain,weights}.receipt.gas <Tgas> Tgas (their contract receipts)
 //! BENCH marketplace.request.gas <Tgas> Tgas               (the request receipt, yield created)
 //! BENCH marketplace.respond.gas <Tgas> Tgas               (tx total)
 //! BENCH marketplace.on_request_done.gas <Tgas> Tgas       (yield callback + payouts + caller callback)
@@ -21,6 +25,7 @@
 //! BENCH marketplace.apply_change.gas <Tgas> Tgas          (applied after the delay)
 //! BENCH marketplace.storage.open_job <bytes> bytes
 //! BENCH marketplace.storage.settled_job <bytes> bytes
+//! BENCH marketplace.storage.receipt_weights <bytes> bytes (what naming the weights adds)
 //! ```
 //!
 //! A transaction's total is the signer's send fees plus, for every receipt it causes, the
@@ -300,28 +305,31 @@ fn main() -> Result<()> {
         "claim_job.cached",
         tx_total(&vm, "claim_job", &claim2, &[cached.gas]),
     );
-
     // ----- results, relayed with the node's signature
     let output = vec![0xa5; 512];
     let used = Usage {
         input_tokens: 1_000.into(),
         output_tokens: 2_000.into(),
     };
-    let receipt = |subject| -> Result<ResultReceipt> {
+    let receipt = |subject, weights_hash| -> Result<ResultReceipt> {
         Ok(ResultReceipt {
             subject,
             model_id: MODEL.parse().map_err(|e| anyhow!("{e}"))?,
             input_hash: sha256(&input),
             output_hash: sha256(&output),
             usage: used,
+            weights_hash,
         })
     };
-    let result_args = |job_id: u64| -> Result<Value> {
-        let signature = sign(&enclave, &receipt(ReceiptSubject::Job(JobId(job_id)))?)?;
-        Ok(
-            json!({ "job_id": job_id.to_string(), "output": inline(&output), "usage": used, "signature": signature }),
-        )
+    let signed_args = |job_id: u64, weights_hash: Option<Hash32>| -> Result<Value> {
+        let receipt = receipt(ReceiptSubject::Job(JobId(job_id)), weights_hash)?;
+        let mut args = json!({ "job_id": job_id.to_string(), "output": inline(&output), "usage": used, "signature": sign(&enclave, &receipt)? });
+        if let Some(w) = weights_hash {
+            args["weights_hash"] = json!(w);
+        }
+        Ok(args)
     };
+    let result_args = |job_id: u64| signed_args(job_id, None);
     let relayer = |now_ns| Call::by("relayer.test.near").at(now_ns);
     let args = result_args(1)?;
     let settled = market.call(&vm, relayer(t + 7 * SEC), "submit_result", &args)?;
@@ -334,8 +342,8 @@ fn main() -> Result<()> {
     let before_settle = market.storage_usage();
     market.call(&vm, relayer(t + 9 * SEC), "submit_result", &result_args(2)?)?;
     let job2 = view(&vm, &mut market, "get_job", &json!({ "job_id": "2" }))?;
-    if job2["status"] != "settled" {
-        bail!("job 2 is {}, expected settled", job2["status"]);
+    if job2["status"] != "settled" || job2.get("weights_hash").is_some() {
+        bail!("job 2 is {job2}, expected settled with plain weights");
     }
     // Open: record + indexes. Settled: what stays after the claim grew it and settlement
     // replaced it with its receipt.
@@ -343,6 +351,45 @@ fn main() -> Result<()> {
         (open_bytes + claim_bytes) as i64 + (market.storage_usage() as i64 - before_settle as i64);
     print_bench("marketplace.storage.open_job", open_bytes, "bytes");
     print_bench("marketplace.storage.settled_job", settled_bytes, "bytes");
+
+    // ----- a third job settled both ways from the same state: plain weights (on a copy of
+    // the contract) and with a receipt naming its encrypted weights
+    market.call(&vm, user(t + 9 * SEC), "submit_job", &job)?;
+    let claim3 = json!({ "job_id": "3", "node_id": "0" });
+    if market
+        .call(&vm, claimer(t + 9 * SEC), "claim_job", &claim3)?
+        .value
+        != b"true"
+    {
+        bail!("job 3 was not claimed from the cache");
+    }
+    let weights = Hash32([0xee; 32]);
+    let settle_3 = |market: &mut Contract, weights_hash| -> Result<(Gas, Gas, i64)> {
+        let args = signed_args(3, weights_hash)?;
+        let before = market.storage_usage();
+        let settled = market.call(&vm, relayer(t + 9 * SEC), "submit_result", &args)?;
+        let stored = market.storage_usage() as i64 - before as i64;
+        let payouts = settle_payouts(&vm, market, &settled, t + 9 * SEC)?;
+        let job3 = view(&vm, market, "get_job", &json!({ "job_id": "3" }))?;
+        if job3["status"] != "settled"
+            || job3.get("weights_hash") != weights_hash.map(|w| json!(w)).as_ref()
+        {
+            bail!("job 3 is {job3}, expected settled naming {weights_hash:?}");
+        }
+        let total = tx_total(&vm, "submit_result", &args, &[settled.gas, payouts]);
+        Ok((total, settled.gas, stored))
+    };
+    let (plain_total, plain_receipt, plain_stored) = settle_3(&mut market.clone(), None)?;
+    let (total, receipt_gas, stored) = settle_3(&mut market, Some(weights))?;
+    bench("submit_result.plain", plain_total);
+    bench("submit_result.plain.receipt", plain_receipt);
+    bench("submit_result.weights", total);
+    bench("submit_result.weights.receipt", receipt_gas);
+    print_bench(
+        "marketplace.storage.receipt_weights",
+        stored - plain_stored,
+        "bytes",
+    );
 
     // ----- an agent request answered by the node
     let req_dep = json!({ "input_bytes": 256 });
@@ -358,7 +405,7 @@ fn main() -> Result<()> {
         "request",
         sum(&[vm.function_call_exec("request", &request), requested.gas]),
     );
-    let answer = receipt(ReceiptSubject::Request(RequestId(1)))?;
+    let answer = receipt(ReceiptSubject::Request(RequestId(1)), None)?;
     let respond = json!({ "request_id": "1", "node_id": "0", "output": inline(&output), "usage": used, "signature": sign(&enclave, &answer)? });
     let responded = market.call(&vm, relayer(t + 11 * SEC), "respond", &respond)?;
     bench(

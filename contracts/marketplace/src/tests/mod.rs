@@ -623,6 +623,7 @@ impl Harness {
             input_hash: sha256(b"ciphertext for the node"),
             output_hash: sha256(output),
             usage,
+            weights_hash: None,
         }
     }
 
@@ -632,12 +633,24 @@ impl Harness {
         output: &[u8],
         usage: Usage,
     ) -> Result<Settlement, MarketplaceError> {
-        let signature = sign(
-            &node_signing_key(),
-            &self.receipt_for(job_id, output, usage),
-        );
+        self.settle_with_weights(job_id, output, usage, None)
+    }
+
+    /// `settle` with the node's receipt naming `weights_hash`, relayed as signed.
+    pub fn settle_with_weights(
+        &mut self,
+        job_id: JobId,
+        output: &[u8],
+        usage: Usage,
+        weights_hash: Option<Hash32>,
+    ) -> Result<Settlement, MarketplaceError> {
+        let receipt = ResultReceipt {
+            weights_hash,
+            ..self.receipt_for(job_id, output, usage)
+        };
+        let signature = sign(&node_signing_key(), &receipt);
         self.call(RELAYER, 0, |c| {
-            c.try_submit_result(job_id, inline(output), usage, Some(signature))
+            c.try_submit_result(job_id, inline(output), usage, Some(signature), weights_hash)
         })
     }
 

@@ -26,6 +26,7 @@ fn answer_receipt(request_id: RequestId, output: &[u8], usage: Usage) -> ResultR
         input_hash: sha256(b"question"),
         output_hash: sha256(output),
         usage,
+        weights_hash: None,
     }
 }
 

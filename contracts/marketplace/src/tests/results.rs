@@ -62,7 +62,7 @@ fn the_node_can_sign_the_transaction_itself() {
     let err = h
         .signed_with(other)
         .call(OPERATOR, 0, |c| {
-            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None)
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None, None)
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
@@ -70,13 +70,13 @@ fn the_node_can_sign_the_transaction_itself() {
     let err = h
         .signed_with(near_key(&node_signing_key()))
         .call(RELAYER, 0, |c| {
-            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None)
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None, None)
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     h.signed_with(near_key(&node_signing_key()))
         .call(OPERATOR, 0, |c| {
-            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None)
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None, None)
         })
         .unwrap();
     assert_eq!(h.stored_receipt(job_id).unwrap().signature, None);
@@ -91,7 +91,7 @@ fn a_wrong_or_tampered_signature_is_refused() {
     let wrong_key = sign(&SigningKey::from_bytes(&[9; 32]), &good);
     let err = h
         .call(RELAYER, 0, |c| {
-            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), Some(wrong_key))
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), Some(wrong_key), None)
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
@@ -104,20 +104,27 @@ fn a_wrong_or_tampered_signature_is_refused() {
                 inline(b"out"),
                 usage(10, 1_000),
                 Some(signed.clone()),
+                None,
             )
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     let err = h
         .call(RELAYER, 0, |c| {
-            c.try_submit_result(job_id, inline(b"tampered"), usage(10, 10), Some(signed))
+            c.try_submit_result(
+                job_id,
+                inline(b"tampered"),
+                usage(10, 10),
+                Some(signed),
+                None,
+            )
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
     let short = Base64VecU8(vec![1; 63]);
     let err = h
         .call(RELAYER, 0, |c| {
-            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), Some(short))
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), Some(short), None)
         })
         .unwrap_err();
     assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
@@ -140,7 +147,7 @@ fn results_are_refused_for_open_jobs_after_the_deadline_or_with_a_deposit() {
     );
     let err = h
         .call(RELAYER, 1, |c| {
-            c.try_submit_result(job_id, inline(b"out"), usage(1, 1), Some(signature))
+            c.try_submit_result(job_id, inline(b"out"), usage(1, 1), Some(signature), None)
         })
         .unwrap_err();
     assert!(
@@ -324,6 +331,12 @@ fn a_token_job_settles_in_tokens_and_returns_storage_to_the_balance() {
 
 #[test]
 fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
+    reserve_covers_the_longest_receipt(None);
+    // The weights hash's entry is kept too, paid from the same deposit.
+    reserve_covers_the_longest_receipt(Some(Hash32([0xee; 32])));
+}
+
+fn reserve_covers_the_longest_receipt(weights_hash: Option<Hash32>) {
     let mut h = Harness::new();
     let long_user = format!("{}.near", "u".repeat(59));
     let long_operator = format!("{}.near", "o".repeat(59));
@@ -359,12 +372,19 @@ fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
         input_hash: sha256(&input),
         output_hash: sha256(&[1; 2048]),
         usage: usage(1, 1),
+        weights_hash,
     };
     let signature = sign(&node_signing_key(), &receipt);
     let locked_before = h.contract.locked_storage.0;
     let s = h
         .call(RELAYER, 0, |c| {
-            c.try_submit_result(job_id, inline(&[1; 2048]), usage(1, 1), Some(signature))
+            c.try_submit_result(
+                job_id,
+                inline(&[1; 2048]),
+                usage(1, 1),
+                Some(signature),
+                weights_hash,
+            )
         })
         .unwrap();
     // What stays (receipt, indexes) is paid from the deposit, with room to spare; the rest
@@ -372,5 +392,123 @@ fn the_reserve_covers_the_receipt_for_the_longest_accounts() {
     let kept = h.contract.locked_storage.0 - locked_before;
     assert!(kept > 0 && kept < paid, "kept {kept} of {paid} paid");
     assert_eq!(h.sent_near(&long_user), s.refund.0 + paid - kept);
+    assert_eq!(h.stored_receipt(job_id).unwrap().weights_hash, weights_hash);
+    h.check_funds();
+}
+
+const WEIGHTS: Hash32 = Hash32([0xab; 32]);
+
+/// A result's weights hash is part of what the node signs: a relayer can neither drop it,
+/// swap it, nor attribute weights to a receipt that named none.
+#[test]
+fn a_weights_hash_the_node_did_not_sign_is_refused() {
+    let mut h = Harness::new();
+    let job_id = h.claimed_job(NEAR);
+    let with_weights = ResultReceipt {
+        weights_hash: Some(WEIGHTS),
+        ..h.receipt_for(job_id, b"out", usage(10, 10))
+    };
+    let signed = sign(&node_signing_key(), &with_weights);
+    let plain = sign(
+        &node_signing_key(),
+        &h.receipt_for(job_id, b"out", usage(10, 10)),
+    );
+    for (signature, weights) in [
+        // Signed with the weights, relayed without them (the v1 layout).
+        (signed.clone(), None),
+        // Signed with the weights, relayed with others.
+        (signed.clone(), Some(Hash32([0xcd; 32]))),
+        // Signed without weights, relayed naming some.
+        (plain, Some(WEIGHTS)),
+    ] {
+        let err = h
+            .call(RELAYER, 0, |c| {
+                c.try_submit_result(
+                    job_id,
+                    inline(b"out"),
+                    usage(10, 10),
+                    Some(signature),
+                    weights,
+                )
+            })
+            .unwrap_err();
+        assert_eq!(err, MarketplaceError::BadSignature { node_id: NODE });
+    }
+    h.check_funds();
+    h.call(RELAYER, 0, |c| {
+        c.try_submit_result(
+            job_id,
+            inline(b"out"),
+            usage(10, 10),
+            Some(signed),
+            Some(WEIGHTS),
+        )
+    })
+    .unwrap();
+    h.check_funds();
+}
+
+#[test]
+fn a_settled_job_shows_the_weights_its_receipt_named() {
+    let mut h = Harness::new();
+    let with = h.claimed_job(NEAR);
+    h.settle_with_weights(with, b"out", usage(10, 10), Some(WEIGHTS))
+        .unwrap();
+    assert!(
+        matches!(&h.events[..], [MarketplaceEvent::JobSettled { job_id, weights_hash: Some(w), .. }]
+            if *job_id == with && *w == WEIGHTS),
+        "{:?}",
+        h.events
+    );
+    h.check_funds();
+    let without = h.submit(spec(NEAR));
+    assert_eq!(h.claim(OPERATOR, 0, without, NODE).unwrap(), Some(true));
+    h.settle(without, b"out", usage(10, 10)).unwrap();
+    assert!(matches!(
+        &h.events[..],
+        [MarketplaceEvent::JobSettled {
+            weights_hash: None,
+            ..
+        }]
+    ));
+    h.check_funds();
+
+    assert_eq!(h.stored_receipt(with).unwrap().weights_hash, Some(WEIGHTS));
+    assert_eq!(h.stored_receipt(without).unwrap().weights_hash, None);
+    // The JSON of a view names the weights only when there are some.
+    let json = |h: &mut Harness, id| {
+        h.install(USER, 0, vec![]);
+        near_sdk::serde_json::to_value(h.contract.get_job(id)).unwrap()
+    };
+    assert_eq!(json(&mut h, with)["weights_hash"], WEIGHTS.to_string());
+    assert!(json(&mut h, without).get("weights_hash").is_none());
+    // Pages show them too.
+    h.install(USER, 0, vec![]);
+    let weights: Vec<_> = h
+        .contract
+        .jobs_by_user(acc(USER), None, None)
+        .into_iter()
+        .map(|v| match v {
+            crate::state::JobView::Settled(r) => r.weights_hash,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(weights, vec![Some(WEIGHTS), None]);
+}
+
+#[test]
+fn a_node_signing_the_transaction_names_its_weights_in_the_arguments() {
+    let mut h = Harness::new();
+    let job_id = h.claimed_job(NEAR);
+    h.signed_with(near_key(&node_signing_key()))
+        .call(OPERATOR, 0, |c| {
+            c.try_submit_result(job_id, inline(b"out"), usage(10, 10), None, Some(WEIGHTS))
+        })
+        .unwrap();
+    let receipt = h.stored_receipt(job_id).unwrap();
+    assert_eq!(
+        (receipt.signature, receipt.weights_hash),
+        (None, Some(WEIGHTS))
+    );
     h.check_funds();
 }
