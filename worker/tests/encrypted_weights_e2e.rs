@@ -381,6 +381,12 @@ async fn a_node_serves_encrypted_weights_only_once_granted_and_refuses_tampered_
     };
     assert_eq!(result["status_code"], 200, "{result}");
     assert_eq!(result["weights_hash"], weights_hash.to_string(), "{result}");
+    // The receipt itself names them (signed by the node, kept by the marketplace).
+    assert_eq!(
+        result["verified"]["weights_hash"],
+        weights_hash.to_string(),
+        "{result}"
+    );
 
     // The owner stops allowing dev enclaves: the keeper revokes the grant and the node stops
     // serving the model; allowed again, it is granted and serves again.
