@@ -6,12 +6,10 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::*;
 use enclave_cloud_common::Hash32;
 use enclave_cloud_common::events::{MarketplaceEvent, Nep297};
-use http_body_util::BodyExt;
 use indexer::api::{self, ApiContext};
 use indexer::fixture::ChainBuilder;
 use indexer::fixture::scenario::{
@@ -20,20 +18,8 @@ use indexer::fixture::scenario::{
 use indexer::ingest::Ingestor;
 use indexer::metrics::Metrics;
 use serde_json::Value;
-use tower::ServiceExt;
 
 const WEIGHTS: Hash32 = Hash32([0xab; 32]);
-
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
-}
 
 async fn settled_jobs_serve_their_receipts_weights(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();

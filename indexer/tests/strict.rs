@@ -8,12 +8,10 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::*;
 use enclave_cloud_common::events::nep141::{FtMint, FtTransfer};
 use enclave_cloud_common::events::{MarketplaceEvent, Nep141Event, Nep297};
-use http_body_util::BodyExt;
 use indexer::api::{self, ApiContext};
 use indexer::db::Db;
 use indexer::db::amount;
@@ -25,8 +23,6 @@ use indexer::fixture::scenario::{
 use indexer::ingest::Ingestor;
 use indexer::metrics::Metrics;
 use near_sdk::json_types::{U64, U128};
-use serde_json::Value;
-use tower::ServiceExt;
 
 const HUGE: u64 = i64::MAX as u64 + 1;
 
@@ -197,19 +193,6 @@ storage_test!(
     garbage_stored_amount_on,
     a_garbage_stored_amount_is_not_read_as_zero
 );
-
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, body)
-}
 
 async fn unreadable_stored_values_are_500s_not_defaults(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();

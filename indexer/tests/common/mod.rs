@@ -197,3 +197,28 @@ macro_rules! storage_test {
         }
     };
 }
+
+/// `GET uri` on the API router: the status and the JSON body (a body that is not JSON comes
+/// back as a string, so a failing assertion shows it).
+pub async fn get(app: &axum::Router, uri: &str) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .expect("a GET request");
+    let resp = app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router answers");
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
